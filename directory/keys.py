@@ -1,0 +1,125 @@
+"""Every Redis key the project uses, and every TTL, in one place.
+
+Keys of one account carry the account's hash tag (``{a:<id>}``) so that one account's multi-key
+changes run as a single MULTI/EXEC on one Redis Cluster slot. Keys that are looked up by something
+other than the account id (a handle, a sign-in nonce) carry their own tag; code that touches both
+orders its writes so that a crash in between never leaves a dangling reference (see
+``accounts.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "cb"
+
+NONCE_TTL_S = 60
+DEFAULT_HANDLE_QUARANTINE_S = 30 * 24 * 3600
+ACCESS_TOKEN_TTL_S = 10 * 60
+SIGNING_KEY_ROTATION_S = 24 * 3600
+RATE_LIMIT_IDLE_TTL_S = 3600
+
+#: The value a handle key holds while the handle is quarantined; never a valid account id.
+QUARANTINED = "-"
+
+
+def account_tag(account_id: str) -> str:
+    return "{a:" + account_id + "}"
+
+
+def account(account_id: str) -> str:
+    """Hash: handle, display_name, created_day, settings, recovery code hash."""
+    return f"{PREFIX}:{account_tag(account_id)}:account"
+
+
+def devices(account_id: str) -> str:
+    """Hash: device id -> JSON device record (public key, name, days)."""
+    return f"{PREFIX}:{account_tag(account_id)}:devices"
+
+
+def contacts(account_id: str) -> str:
+    """Hash: contact account id -> JSON contact record (nickname, added day)."""
+    return f"{PREFIX}:{account_tag(account_id)}:contacts"
+
+
+def contact_of(account_id: str) -> str:
+    """Set: account ids whose contacts list holds this account (reverse index for erase)."""
+    return f"{PREFIX}:{account_tag(account_id)}:contact_of"
+
+
+def blocks(account_id: str) -> str:
+    """Hash: blocked account id -> day blocked."""
+    return f"{PREFIX}:{account_tag(account_id)}:blocks"
+
+
+def blocked_by(account_id: str) -> str:
+    """Set: account ids that block this account (reverse index for erase)."""
+    return f"{PREFIX}:{account_tag(account_id)}:blocked_by"
+
+
+def lookup_bucket(account_id: str) -> str:
+    """Hash: token bucket limiting handle lookups of this account."""
+    return f"{PREFIX}:{account_tag(account_id)}:rl:lookup"
+
+
+def recovery_bucket(account_id: str) -> str:
+    """Hash: token bucket limiting recovery-code attempts against this account."""
+    return f"{PREFIX}:{account_tag(account_id)}:rl:recovery"
+
+
+def account_keys(account_id: str) -> tuple[str, ...]:
+    """Every key that belongs to one account (erase removes exactly these)."""
+    return (
+        account(account_id),
+        devices(account_id),
+        contacts(account_id),
+        contact_of(account_id),
+        blocks(account_id),
+        blocked_by(account_id),
+        lookup_bucket(account_id),
+        recovery_bucket(account_id),
+    )
+
+
+def handle(normalized_handle: str) -> str:
+    """String: account id owning the handle, or QUARANTINED with a TTL."""
+    return f"{PREFIX}:{{h:{normalized_handle}}}:handle"
+
+
+def nonce(value: str) -> str:
+    """String with NONCE_TTL_S: a single-use sign-in challenge."""
+    return f"{PREFIX}:{{n:{value}}}:nonce"
+
+
+def signing_keys() -> str:
+    """Hash: key id -> JSON server signing key (private key, creation time)."""
+    return f"{PREFIX}:{{keyring}}:signing_keys"
+
+
+def signing_key_rotation_lock() -> str:
+    """String with a short TTL: held by the node that rotates the signing key."""
+    return f"{PREFIX}:{{keyring}}:rotation_lock"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPattern:
+    """A documented family of keys: what the store may hold, used by tests that scan it."""
+
+    glob: str
+    purpose: str
+
+
+KEY_PATTERNS: tuple[KeyPattern, ...] = (
+    KeyPattern(account("*"), "account: handle, display name, created day, settings"),
+    KeyPattern(devices("*"), "device public keys, names, created/last-seen days"),
+    KeyPattern(contacts("*"), "contacts with private nicknames"),
+    KeyPattern(contact_of("*"), "reverse index of contacts, for erase"),
+    KeyPattern(blocks("*"), "blocked accounts"),
+    KeyPattern(blocked_by("*"), "reverse index of blocks, for erase"),
+    KeyPattern(lookup_bucket("*"), "lookup rate limit"),
+    KeyPattern(recovery_bucket("*"), "recovery attempt rate limit"),
+    KeyPattern(handle("*"), "handle ownership and quarantine"),
+    KeyPattern(nonce("*"), "sign-in challenges"),
+    KeyPattern(signing_keys(), "server token signing keys"),
+    KeyPattern(signing_key_rotation_lock(), "signing key rotation lock"),
+)

@@ -1,0 +1,57 @@
+"""Finding a person by exact handle, and deciding who may call whom.
+
+An unknown, erased, quarantined, undiscoverable or blocking target is indistinguishable: each
+raises the same NotFound, after the same store round trips.
+"""
+
+from __future__ import annotations
+
+from directory import accounts, handles, keys, ratelimit
+from directory.errors import NotFound
+from directory.records import Card
+from directory.store import Store
+
+_NOT_FOUND = "No account is reachable under that handle."
+
+
+async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
+    """Rate-limited lookup by exact handle, as seen by ``viewer_id``."""
+    await ratelimit.take_lookup(store, viewer_id)
+    handle = handles.parse_lookup(raw_handle)
+    target_id = await accounts.owner_of(store, handle) if handle else None
+    if target_id is None:
+        raise NotFound(_NOT_FOUND)
+    card = await visible_card(store, viewer_id, target_id)
+    if card is None:
+        raise NotFound(_NOT_FOUND)
+    return card
+
+
+async def visible_card(store: Store, viewer_id: str, target_id: str) -> Card | None:
+    """The target's card if the viewer may see it, else None."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.account(target_id), ("handle", "display_name", "discoverable"))
+        pipe.hexists(keys.blocks(target_id), viewer_id)
+        pipe.hexists(keys.contacts(target_id), viewer_id)
+        (handle, display_name, discoverable), blocked, is_contact = await pipe.execute()
+    if handle is None:
+        return None
+    if viewer_id != target_id and (
+        blocked or discoverable == "nobody" or (discoverable == "contacts" and not is_contact)
+    ):
+        return None
+    return Card(account_id=target_id, handle=handle, display_name=display_name or None)
+
+
+async def may_call(store: Store, caller_id: str, callee_id: str) -> bool:
+    """Whether the callee's who-can-call setting and blocks let the caller ring them."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.account(callee_id), "who_can_call")
+        pipe.hexists(keys.blocks(callee_id), caller_id)
+        pipe.hexists(keys.contacts(callee_id), caller_id)
+        who_can_call, blocked, is_contact = await pipe.execute()
+    if who_can_call is None or blocked or caller_id == callee_id:
+        return False
+    if who_can_call == "everyone":
+        return True
+    return who_can_call == "contacts" and bool(is_contact)

@@ -1,0 +1,45 @@
+"""Export everything the store holds about a person, and erase all of it."""
+
+from __future__ import annotations
+
+from directory import accounts, contacts, devices, keys
+from directory.records import Export
+from directory.store import Store
+
+
+async def export(store: Store, account_id: str) -> Export:
+    return Export(
+        account=await accounts.get(store, account_id),
+        devices=await devices.list_all(store, account_id),
+        contacts=await contacts.list_contacts(store, account_id),
+        blocks=await contacts.list_blocks(store, account_id),
+    )
+
+
+async def erase(store: Store, account_id: str) -> None:
+    """Remove every key of the account and every entry that names it in other accounts.
+
+    Entries elsewhere go first and the account's own keys last, so a crash midway leaves an
+    account that can be erased again rather than references nobody can find.
+    """
+    account = await accounts.get(store, account_id)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.smembers(keys.contact_of(account_id))
+        pipe.smembers(keys.blocked_by(account_id))
+        pipe.hkeys(keys.contacts(account_id))
+        pipe.hkeys(keys.blocks(account_id))
+        listed_by, blocked_by, my_contacts, my_blocks = await pipe.execute()
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for other in listed_by:
+            pipe.hdel(keys.contacts(other), account_id)
+        for other in blocked_by:
+            pipe.hdel(keys.blocks(other), account_id)
+        for other in my_contacts:
+            pipe.srem(keys.contact_of(other), account_id)
+        for other in my_blocks:
+            pipe.srem(keys.blocked_by(other), account_id)
+        await pipe.execute()
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(*keys.account_keys(account_id))
+        await pipe.execute()
+    await accounts.release_handle(store, account_id, account.handle)

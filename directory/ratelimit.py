@@ -1,0 +1,64 @@
+"""Token buckets kept in the store, so every node shares one budget per account."""
+
+from __future__ import annotations
+
+import math
+
+from directory import keys
+from directory.errors import RateLimited
+from directory.store import Store
+
+# The clock is the store's own (TIME), so nodes with skewed clocks still agree.
+_TOKEN_BUCKET = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+local wait_ms = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait_ms = math.ceil((1 - tokens) / refill * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return wait_ms
+"""
+
+
+async def take(store: Store, key: str, burst: int, refill_per_s: float, what: str) -> None:
+    """Spend one token from the bucket at ``key`` or raise RateLimited with the wait."""
+    wait_ms = int(
+        await store.run_script(
+            _TOKEN_BUCKET, [key], [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
+        )
+    )
+    if wait_ms > 0:
+        retry_after = max(1, math.ceil(wait_ms / 1000))
+        raise RateLimited(f"Too many {what}; try again in {retry_after} s.", retry_after)
+
+
+async def take_lookup(store: Store, account_id: str) -> None:
+    cfg = store.config
+    await take(
+        store,
+        keys.lookup_bucket(account_id),
+        cfg.lookup_burst,
+        cfg.lookup_refill_per_s,
+        "lookups",
+    )
+
+
+async def take_recovery(store: Store, account_id: str) -> None:
+    cfg = store.config
+    await take(
+        store,
+        keys.recovery_bucket(account_id),
+        cfg.recovery_burst,
+        cfg.recovery_refill_per_s,
+        "recovery attempts",
+    )

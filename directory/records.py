@@ -1,0 +1,93 @@
+"""What the address book stores about a person: the whole of it, nothing more.
+
+No phone number, e-mail, birthday, biometric or IP address is ever part of these records.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Audience = Literal["everyone", "contacts", "nobody"]
+AUDIENCES: tuple[Audience, ...] = ("everyone", "contacts", "nobody")
+
+MAX_DISPLAY_NAME = 64
+MAX_DEVICE_NAME = 64
+MAX_NICKNAME = 64
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    handle: str
+    display_name: str | None
+    created_day: str
+    discoverable: Audience
+    who_can_call: Audience
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    public_key: str
+    created_day: str
+    last_seen_day: str
+
+
+class StoredDevice(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """The device record as kept in the store (the id is the hash field)."""
+
+    name: str
+    public_key: str
+    created_day: str
+    last_seen_day: str
+
+    def with_id(self, device_id: str) -> Device:
+        return Device(
+            id=device_id,
+            name=self.name,
+            public_key=self.public_key,
+            created_day=self.created_day,
+            last_seen_day=self.last_seen_day,
+        )
+
+
+class StoredContact(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    nickname: str | None
+    added_day: str
+
+
+class Contact(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: str
+    handle: str
+    display_name: str | None
+    nickname: str | None
+    added_day: str
+
+
+class Block(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: str
+    handle: str | None
+    blocked_day: str
+
+
+class Card(msgspec.Struct, frozen=True, kw_only=True):
+    """What a lookup reveals about an account."""
+
+    account_id: str
+    handle: str
+    display_name: str | None
+
+
+class SigningKey(msgspec.Struct, frozen=True, kw_only=True):
+    kid: str
+    private_key: str
+    created_at: float
+
+
+class Export(msgspec.Struct, frozen=True, kw_only=True):
+    account: Account
+    devices: list[Device]
+    contacts: list[Contact]
+    blocks: list[Block]
+    recovery_code: str = "stored only as an argon2id hash; not recoverable"

@@ -1,0 +1,47 @@
+"""The handle every address-book operation takes: a Redis client, limits and a clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from directory import keys
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryConfig:
+    handle_quarantine_s: int = keys.DEFAULT_HANDLE_QUARANTINE_S
+    max_devices: int = 10
+    lookup_burst: int = 30
+    lookup_refill_per_s: float = 0.5
+    recovery_burst: int = 5
+    recovery_refill_per_s: float = 1 / 60
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    redis: Any  # Redis or RedisCluster: the commands used here behave alike on both
+    config: DirectoryConfig = field(default_factory=DirectoryConfig)
+    clock: Callable[[], float] = time.time
+    _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def today(self) -> str:
+        """Dates are kept at day granularity: enough to be useful, little to profile."""
+        return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+
+    async def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA with a fallback to EVAL; each script is registered once per store."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.redis.register_script(source)
+        return await script(keys=keys, args=args)
+
+
+def connect(url: str) -> Redis:
+    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``)."""
+    client: Redis = Redis.from_url(url, decode_responses=True, protocol=3)
+    return client

@@ -1,0 +1,1 @@
+"""The SFU: forwards encoded media between call participants; never imports ``signaling``."""

@@ -1,0 +1,1 @@
+"""The signaling service: REST API, call protocol, authentication and the ``callbook`` CLI."""

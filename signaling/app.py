@@ -1,0 +1,154 @@
+"""The aiohttp application factory: routes, middleware, and the resources it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from directory import devices
+from directory.errors import DirectoryError
+from directory.store import Store, connect
+from signaling.appkeys import ANONYMOUS_THROTTLE, CONFIG, STORE, TOKENS
+from signaling.config import Config
+from signaling.errors import ApiError
+from signaling.limits import Throttle
+from signaling.openapi import document
+from signaling.rest import endpoints
+from signaling.rest.framework import register
+from signaling.schemas import Health
+from signaling.tokens import Principal, TokenService
+
+log = logging.getLogger("callbook.signaling")
+
+_KEY_REFRESH_S = 60.0
+
+_HTTP_CODES = {
+    404: ("no_route", "No such endpoint."),
+    405: ("method_not_allowed", "This endpoint does not accept that method."),
+    413: ("payload_too_large", "The body is larger than this endpoint accepts."),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into problem+json; nothing else ever reaches the client."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except DirectoryError as error:
+        return ApiError.from_directory(error).response()
+    except web.HTTPException as exc:
+        if exc.status in _HTTP_CODES:
+            code, detail = _HTTP_CODES[exc.status]
+            return ApiError(code, detail).response()
+        raise
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("store unavailable during %s %s", request.method, _route_of(request))
+        return ApiError("unavailable", "The store is unavailable; try again shortly.", 1).response()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, _route_of(request))
+        return ApiError("internal", "Something went wrong on our side.").response()
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "-"
+
+
+async def authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError("token_missing", "Send an access token: Authorization: Bearer <token>.")
+    principal = await request.app[TOKENS].verify(token.strip())
+    # Checked on every request so a revoked device is refused now, not at token expiry.
+    if not await devices.is_active(request.app[STORE], principal.account_id, principal.device_id):
+        raise ApiError("device_revoked", "This device was revoked or its account erased.")
+    return principal
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return _json(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
+    except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+        return _json(Health(status="unavailable"), status=503)
+    return _json(Health(status="ok"))
+
+
+def _json(body: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=msgspec.json.encode(body), content_type="application/json"
+    )
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+async def index(_request: web.Request) -> web.Response:
+    page = resources.files("signaling.web").joinpath("index.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.redis_url is None:
+        raise RuntimeError("create_app needs a store URL; `callbook serve` provides one")
+    redis = connect(config.redis_url)
+    app[STORE] = Store(redis, config.directory)
+    yield
+    await redis.aclose()
+
+
+async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    tokens = TokenService(
+        app[STORE], ttl_s=config.token_ttl_s, rotate_after_s=config.key_rotation_s
+    )
+    app[TOKENS] = tokens
+    with contextlib.suppress(RedisConnectionError, OSError):
+        await tokens.refresh()
+    task = asyncio.create_task(_refresh_keys(tokens))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _refresh_keys(tokens: TokenService) -> None:
+    while True:
+        await asyncio.sleep(_KEY_REFRESH_S)
+        try:
+            await tokens.refresh()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            log.warning("could not refresh signing keys; keeping the ones loaded")
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
+    app[CONFIG] = config
+    app[ANONYMOUS_THROTTLE] = Throttle(config.anonymous_rate_per_s, config.anonymous_burst)
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx])
+    register(app, endpoints(), authenticate)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/", index)
+    return app

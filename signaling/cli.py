@@ -1,0 +1,218 @@
+"""The ``callbook`` command: run a server, or act as a client device from a profile file.
+
+Every failure exits non-zero with one line on stderr; results go to stdout (JSON where useful).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from signaling.client import Client, ClientError, Profile
+from signaling.config import ConfigError, from_env
+from signaling.schemas import AccountUpdate
+
+AUDIENCE_CHOICES = ("everyone", "contacts", "nobody")
+
+
+class CliError(Exception):
+    pass
+
+
+def _print_json(value: Any) -> None:
+    print(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def _load_profile(path: Path) -> Profile:
+    try:
+        return Profile.load(path)
+    except FileNotFoundError as exc:
+        raise CliError(f"No profile at {path}; create one with `callbook signup`.") from exc
+    except (msgspec.DecodeError, OSError) as exc:
+        raise CliError(f"The profile {path} is unreadable: {exc}") from exc
+
+
+def _client(args: argparse.Namespace) -> Client:
+    profile = _load_profile(args.profile)
+    return Client(args.server or profile.server, profile)
+
+
+async def cmd_signup(args: argparse.Namespace) -> None:
+    if not args.server:
+        raise CliError("`callbook signup` needs --server URL (the Callbook server to join).")
+    if args.profile.exists():
+        raise CliError(f"{args.profile} already exists; it holds a device key. Pick another file.")
+    async with Client(args.server) as client:
+        done, profile = await client.signup(args.handle, args.display_name, args.device_name)
+    profile.save(args.profile)
+    print(f"Signed up as {done.account.handle}. Profile written to {args.profile}.")
+    print(f"Recovery code (shown once, keep it safe): {done.recovery_code}")
+
+
+async def cmd_whois(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        _print_json(await client.whois(args.handle))
+
+
+async def cmd_token(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        print((await client.sign_in()).access_token)
+
+
+async def cmd_contacts(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        if args.action == "list":
+            _print_json(await client.contacts())
+        elif args.action == "add":
+            _print_json(await client.add_contact(_need_handle(args), args.nickname))
+        else:
+            handle = _need_handle(args)
+            match = [c for c in await client.contacts() if c.handle == handle.lower()]
+            if not match:
+                raise CliError(f"{handle} is not in your contacts.")
+            await client.remove_contact(match[0].account_id)
+            print(f"Removed {match[0].handle} from your contacts.")
+
+
+def _need_handle(args: argparse.Namespace) -> str:
+    if not args.handle:
+        raise CliError(f"`callbook contacts {args.action}` needs a HANDLE.")
+    handle: str = args.handle
+    return handle
+
+
+async def cmd_block(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        block = await client.block(args.handle)
+        print(f"Blocked {block.handle or block.account_id}.")
+
+
+async def cmd_unblock(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        match = [b for b in await client.blocks() if b.handle == args.handle.lower()]
+        if not match:
+            raise CliError(f"{args.handle} is not blocked.")
+        await client.unblock(match[0].account_id)
+        print(f"Unblocked {args.handle}.")
+
+
+async def cmd_settings(args: argparse.Namespace) -> None:
+    update = AccountUpdate()
+    if args.who_can_call:
+        update.who_can_call = args.who_can_call
+    if args.discoverable:
+        update.discoverable = args.discoverable
+    if args.display_name is not None:
+        update.display_name = args.display_name or None
+    if args.handle:
+        update.handle = args.handle
+    changed = any(getattr(update, f) is not msgspec.UNSET for f in AccountUpdate.__struct_fields__)
+    profile = _load_profile(args.profile)
+    async with Client(args.server or profile.server, profile) as client:
+        account = await client.update(update) if changed else await client.me()
+    if account.handle != profile.handle:
+        msgspec.structs.replace(profile, handle=account.handle).save(args.profile)
+    _print_json(account)
+
+
+async def cmd_export(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        _print_json(await client.export())
+
+
+async def cmd_erase(args: argparse.Namespace) -> None:
+    profile = _load_profile(args.profile)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("Refusing to erase without confirmation; pass --yes.")
+        prompt = f"Erase {profile.handle} and everything about it? Type the handle: "
+        answer = await asyncio.to_thread(input, prompt)
+        if answer.strip() != profile.handle:
+            raise CliError("Not confirmed; nothing was erased.")
+    async with _client(args) as client:
+        await client.erase()
+    print(f"Erased {profile.handle}. Its handle is quarantined; {args.profile} is now useless.")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from signaling.server import serve
+
+    config = from_env()
+    if args.host:
+        config = replace(config, host=args.host)
+    if args.port is not None:
+        config = replace(config, port=args.port)
+    if args.data_dir:
+        config = replace(config, data_dir=Path(args.data_dir))
+    serve(config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbook", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (embedded store unless REDIS_URL)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--data-dir", help="embedded store directory (default ./callbook-data)")
+    serve.set_defaults(func=cmd_serve, sync=True)
+
+    def client_cmd(
+        name: str, func: Callable[[argparse.Namespace], Awaitable[None]], help_: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_)
+        cmd.add_argument("--profile", type=Path, required=True, help="this device's profile file")
+        cmd.add_argument("--server", help="server URL (default: the one in the profile)")
+        cmd.set_defaults(func=func, sync=False)
+        return cmd
+
+    signup = client_cmd("signup", cmd_signup, "create an account and this device's key")
+    signup.add_argument("handle")
+    signup.add_argument("--display-name")
+    signup.add_argument("--device-name", default="cli")
+    client_cmd("whois", cmd_whois, "show a person's public card").add_argument("handle")
+    client_cmd("token", cmd_token, "print a fresh access token")
+    contacts = client_cmd("contacts", cmd_contacts, "list, add or remove contacts")
+    contacts.add_argument("action", choices=("list", "add", "remove"))
+    contacts.add_argument("handle", nargs="?")
+    contacts.add_argument("--nickname")
+    client_cmd("block", cmd_block, "block a handle").add_argument("handle")
+    client_cmd("unblock", cmd_unblock, "unblock a handle").add_argument("handle")
+    settings = client_cmd("settings", cmd_settings, "show or change your account settings")
+    settings.add_argument("--who-can-call", choices=AUDIENCE_CHOICES)
+    settings.add_argument("--discoverable", choices=AUDIENCE_CHOICES)
+    settings.add_argument("--display-name", help="empty string clears it")
+    settings.add_argument("--handle", help="change your handle (the old one is quarantined)")
+    client_cmd("export", cmd_export, "print everything the server stores about you")
+    erase = client_cmd("erase", cmd_erase, "erase your account")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.sync:
+            args.func(args)
+        else:
+            asyncio.run(args.func(args))
+    except (CliError, ConfigError) as exc:
+        print(f"callbook: {exc}", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        print(f"callbook: {exc}", file=sys.stderr)
+        return 2 if exc.code == "unreachable" else 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""A Callbook client: what a native app does, for the CLI, bots, tests and benchmarks.
+
+The profile file holds this device's private key, so it is written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from directory.devices import signin_message
+from directory.records import Account, Block, Card, Contact, Device, Export
+from signaling.errors import Problem
+from signaling.schemas import (
+    AccountUpdate,
+    BlockAdd,
+    BlockList,
+    Challenge,
+    ContactAdd,
+    ContactList,
+    DeviceEnrollment,
+    DeviceList,
+    Enrollment,
+    SignupRequest,
+    TokenRequest,
+    TokenResponse,
+)
+
+T = TypeVar("T")
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    server: str
+    account_id: str
+    device_id: str
+    handle: str
+    private_key: str
+    recovery_code: str | None = None
+
+    def key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(_b64decode(self.private_key))
+
+    def save(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(msgspec.json.format(msgspec.json.encode(self)) + b"\n")
+        os.chmod(path, 0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        return msgspec.json.decode(path.read_bytes(), type=cls)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_device_key() -> tuple[Ed25519PrivateKey, str]:
+    key = Ed25519PrivateKey.generate()
+    return key, _b64(key.public_key().public_bytes_raw())
+
+
+@dataclass
+class ClientError(Exception):
+    """A problem+json answer, or a failure to reach the server at all."""
+
+    status: int
+    code: str
+    detail: str
+    retry_after: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.detail} ({self.code})"
+
+
+class Client:
+    def __init__(self, server: str, profile: Profile | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.profile = profile
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self._token: str | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        kind: type[T] | None = None,
+        body: msgspec.Struct | None = None,
+        *,
+        auth: bool = True,
+    ) -> Any:
+        headers = {}
+        if auth:
+            headers["Authorization"] = f"Bearer {await self.token()}"
+        data = None
+        if body is not None:
+            data = msgspec.json.encode(body)
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method, self.server + path, data=data, headers=headers
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise _problem(response.status, raw)
+        except aiohttp.ClientConnectionError as exc:
+            raise ClientError(0, "unreachable", f"Cannot reach {self.server}: {exc}") from exc
+        if kind is None:
+            return None
+        return msgspec.json.decode(raw, type=kind)
+
+    async def signup(
+        self, handle: str, display_name: str | None = None, device_name: str = "cli"
+    ) -> tuple[Enrollment, Profile]:
+        key, public = new_device_key()
+        body = SignupRequest(
+            handle=handle,
+            display_name=display_name,
+            device=DeviceEnrollment(name=device_name, public_key=public),
+        )
+        done: Enrollment = await self.request("POST", "/v1/accounts", Enrollment, body, auth=False)
+        self.profile = Profile(
+            server=self.server,
+            account_id=done.account.id,
+            device_id=done.device.id,
+            handle=done.account.handle,
+            private_key=_b64(key.private_bytes_raw()),
+            recovery_code=done.recovery_code,
+        )
+        return done, self.profile
+
+    async def sign_in(self) -> TokenResponse:
+        if self.profile is None:
+            raise ClientError(0, "no_profile", "This client has no profile to sign in with.")
+        profile = self.profile
+        challenge: Challenge = await self.request(
+            "POST", "/v1/auth/challenge", Challenge, auth=False
+        )
+        message = signin_message(profile.account_id, profile.device_id, challenge.nonce)
+        body = TokenRequest(
+            account_id=profile.account_id,
+            device_id=profile.device_id,
+            nonce=challenge.nonce,
+            signature=_b64(profile.key().sign(message)),
+        )
+        response: TokenResponse = await self.request(
+            "POST", "/v1/auth/token", TokenResponse, body, auth=False
+        )
+        self._token = response.access_token
+        return response
+
+    async def token(self) -> str:
+        if self._token is None:
+            await self.sign_in()
+        assert self._token is not None
+        return self._token
+
+    async def me(self) -> Account:
+        account: Account = await self.request("GET", "/v1/me", Account)
+        return account
+
+    async def update(self, update: AccountUpdate) -> Account:
+        account: Account = await self.request("PATCH", "/v1/me", Account, update)
+        return account
+
+    async def whois(self, handle: str) -> Card:
+        card: Card = await self.request("GET", f"/v1/handles/{quote(handle, safe='')}", Card)
+        return card
+
+    async def devices(self) -> list[Device]:
+        listing: DeviceList = await self.request("GET", "/v1/devices", DeviceList)
+        return listing.devices
+
+    async def contacts(self) -> list[Contact]:
+        listing: ContactList = await self.request("GET", "/v1/contacts", ContactList)
+        return listing.contacts
+
+    async def add_contact(self, handle: str, nickname: str | None = None) -> Contact:
+        contact: Contact = await self.request(
+            "POST", "/v1/contacts", Contact, ContactAdd(handle=handle, nickname=nickname)
+        )
+        return contact
+
+    async def remove_contact(self, account_id: str) -> None:
+        await self.request("DELETE", f"/v1/contacts/{account_id}")
+
+    async def blocks(self) -> list[Block]:
+        listing: BlockList = await self.request("GET", "/v1/blocks", BlockList)
+        return listing.blocks
+
+    async def block(self, handle: str) -> Block:
+        block: Block = await self.request("POST", "/v1/blocks", Block, BlockAdd(handle=handle))
+        return block
+
+    async def unblock(self, account_id: str) -> None:
+        await self.request("DELETE", f"/v1/blocks/{account_id}")
+
+    async def export(self) -> Export:
+        document: Export = await self.request("GET", "/v1/me/export", Export)
+        return document
+
+    async def erase(self) -> None:
+        await self.request("DELETE", "/v1/me")
+
+
+def _problem(status: int, raw: bytes) -> ClientError:
+    with contextlib.suppress(msgspec.DecodeError):
+        problem = msgspec.json.decode(raw, type=Problem)
+        return ClientError(status, problem.code, problem.detail, problem.retry_after)
+    return ClientError(status, "http_error", f"The server answered HTTP {status}.")

@@ -1,0 +1,69 @@
+"""Server configuration: defaults, overridden by environment variables, overridden by flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from directory import keys
+from directory.store import DirectoryConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("callbook-data")
+    redis_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
+    key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
+    max_body_bytes: int = 16 * 1024
+    anonymous_rate_per_s: float = 50.0
+    anonymous_burst: int = 100
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+
+    @property
+    def public_origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}.") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}.")
+    return value
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Config:
+    """Read the CALLBOOK_* variables (and REDIS_URL); see the README's configuration table."""
+    env = os.environ if env is None else env
+    base = Config()
+    directory = DirectoryConfig(
+        handle_quarantine_s=86400 * _int(env, "CALLBOOK_HANDLE_QUARANTINE_DAYS", 30, 0, 3650),
+        lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
+        lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
+    )
+    origins = tuple(o.strip() for o in env.get("CALLBOOK_ALLOWED_ORIGINS", "").split(",") if o)
+    return replace(
+        base,
+        host=env.get("CALLBOOK_HOST", base.host),
+        port=_int(env, "CALLBOOK_PORT", base.port, 0, 65535),
+        data_dir=Path(env.get("CALLBOOK_DATA_DIR", str(base.data_dir))),
+        redis_url=env.get("REDIS_URL") or None,
+        allowed_origins=origins,
+        token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
+        directory=directory,
+    )

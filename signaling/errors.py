@@ -1,0 +1,102 @@
+"""Every error the REST API returns: a stable code, an HTTP status and a title.
+
+Responses are RFC 9457 ``application/problem+json``. The code is the contract; the ``detail``
+sentence is for people and may change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from aiohttp import web
+
+from directory.errors import DirectoryError, RateLimited
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    code: str
+    status: int
+    title: str
+
+    @property
+    def uri(self) -> str:
+        return f"urn:callbook:problem:{self.code}"
+
+
+_TYPES = (
+    ProblemType("malformed_json", 400, "The body is not valid JSON"),
+    ProblemType("invalid_request", 422, "The request does not match the schema"),
+    ProblemType("invalid_parameter", 400, "A path or query parameter is invalid"),
+    ProblemType("unsupported_media_type", 415, "The body must be application/json"),
+    ProblemType("payload_too_large", 413, "The body is too large"),
+    ProblemType("token_missing", 401, "No access token"),
+    ProblemType("token_invalid", 401, "The access token is not valid"),
+    ProblemType("token_expired", 401, "The access token has expired"),
+    ProblemType("device_revoked", 401, "This device was revoked"),
+    ProblemType("bad_challenge", 401, "The sign-in challenge is unknown, expired or used"),
+    ProblemType("bad_signature", 401, "The signature does not verify"),
+    ProblemType("unknown_device", 401, "The device is not enrolled"),
+    ProblemType("bad_recovery_code", 401, "The recovery code does not match"),
+    ProblemType("not_found", 404, "Not found"),
+    ProblemType("no_route", 404, "No such endpoint"),
+    ProblemType("method_not_allowed", 405, "Method not allowed"),
+    ProblemType("handle_taken", 409, "The handle is taken"),
+    ProblemType("too_many_devices", 409, "The account has the maximum number of devices"),
+    ProblemType("invalid_handle", 422, "The handle is not valid"),
+    ProblemType("handle_reserved", 422, "The handle is reserved"),
+    ProblemType("invalid_public_key", 422, "The public key is not valid"),
+    ProblemType("invalid_value", 422, "A value is not valid"),
+    ProblemType("rate_limited", 429, "Too many requests"),
+    ProblemType("overloaded", 503, "The server is shedding load"),
+    ProblemType("unavailable", 503, "The store is unavailable"),
+    ProblemType("internal", 500, "Internal error"),
+)
+PROBLEM_TYPES: dict[str, ProblemType] = {t.code: t for t in _TYPES}
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details, plus the stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    retry_after: int | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.problem_type = PROBLEM_TYPES[code]
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    @classmethod
+    def from_directory(cls, error: DirectoryError) -> ApiError:
+        retry = error.retry_after_s if isinstance(error, RateLimited) else None
+        return cls(error.code, error.detail, retry)
+
+    def response(self) -> web.Response:
+        kind = self.problem_type
+        body = Problem(
+            type=kind.uri,
+            title=kind.title,
+            status=kind.status,
+            code=kind.code,
+            detail=self.detail,
+            retry_after=self.retry_after_s,
+        )
+        headers = {"Cache-Control": "no-store"}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return web.Response(
+            status=kind.status,
+            body=msgspec.json.encode(body),
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers=headers,
+        )

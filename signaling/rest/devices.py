@@ -1,0 +1,50 @@
+"""The devices of the signed-in account: list, add, rename, revoke."""
+
+from __future__ import annotations
+
+from directory import devices
+from directory.records import Device
+from signaling.rest.framework import Call
+from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
+from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename
+
+_DEVICE = {"device_id": ID_PARAM}
+
+
+@API.route(
+    "GET", "/v1/devices", summary="Your devices", tag="devices",
+    response=DeviceList, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def list_devices(call: Call) -> DeviceList:
+    return DeviceList(devices=await devices.list_all(store(call), call.principal.account_id))
+
+
+@API.route(
+    "POST", "/v1/devices", summary="Enroll another device (at most 10 per account)",
+    tag="devices", request=DeviceEnrollment, response=Device, status=201,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "too_many_devices", "invalid_public_key",
+            "invalid_value"),
+)  # fmt: skip
+async def add_device(call: Call) -> Device:
+    body = call.body_as(DeviceEnrollment)
+    return await devices.add(store(call), call.principal.account_id, body.name, body.public_key)
+
+
+@API.route(
+    "PATCH", "/v1/devices/{device_id}", summary="Rename a device", tag="devices",
+    request=DeviceRename, response=Device, params=_DEVICE,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "unknown_device", "invalid_value"),
+)  # fmt: skip
+async def rename_device(call: Call) -> Device:
+    body = call.body_as(DeviceRename)
+    account_id = call.principal.account_id
+    return await devices.rename(store(call), account_id, call.params["device_id"], body.name)
+
+
+@API.route(
+    "DELETE", "/v1/devices/{device_id}",
+    summary="Revoke a device: its next request is refused", tag="devices", status=204,
+    params=_DEVICE, errors=(*AUTH_ERRORS, "unknown_device"),
+)  # fmt: skip
+async def revoke_device(call: Call) -> None:
+    await devices.revoke(store(call), call.principal.account_id, call.params["device_id"])

@@ -1,0 +1,59 @@
+"""The signed-in person's own account: profile and settings, export, erase."""
+
+from __future__ import annotations
+
+import msgspec
+
+from directory import accounts, portability
+from directory.records import Account, Export
+from signaling.rest.framework import Call
+from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
+from signaling.schemas import AccountUpdate
+
+
+@API.route(
+    "GET", "/v1/me", summary="Your account and privacy settings",
+    tag="account", response=Account, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def get_me(call: Call) -> Account:
+    return await accounts.get(store(call), call.principal.account_id)
+
+
+@API.route(
+    "PATCH", "/v1/me",
+    summary="Change handle, display name, discoverability or who can call you",
+    tag="account", request=AccountUpdate, response=Account,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
+            "invalid_value"),
+)  # fmt: skip
+async def update_me(call: Call) -> Account:
+    body = call.body_as(AccountUpdate)
+    account_id = call.principal.account_id
+    if body.handle is not msgspec.UNSET:
+        await accounts.change_handle(store(call), account_id, body.handle)
+    display_name = None if body.display_name is msgspec.UNSET else body.display_name
+    return await accounts.update(
+        store(call),
+        account_id,
+        display_name=display_name,
+        clear_display_name=body.display_name is None,
+        discoverable=None if body.discoverable is msgspec.UNSET else body.discoverable,
+        who_can_call=None if body.who_can_call is msgspec.UNSET else body.who_can_call,
+    )
+
+
+@API.route(
+    "GET", "/v1/me/export", summary="Everything the server stores about you, as one document",
+    tag="account", response=Export, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def export(call: Call) -> Export:
+    return await portability.export(store(call), call.principal.account_id)
+
+
+@API.route(
+    "DELETE", "/v1/me",
+    summary="Erase your account, devices, contacts and blocks; your handle is quarantined",
+    tag="account", status=204, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def erase(call: Call) -> None:
+    await portability.erase(store(call), call.principal.account_id)

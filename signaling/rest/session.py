@@ -1,0 +1,86 @@
+"""Sign-up, sign-in (challenge-response with a device key) and account recovery."""
+
+from __future__ import annotations
+
+from directory import accounts, devices, keys
+from signaling.appkeys import TOKENS
+from signaling.rest.framework import Call
+from signaling.rest.table import API, BODY_ERRORS, store, throttle_anonymous
+from signaling.schemas import (
+    Challenge,
+    Enrollment,
+    RecoveryRequest,
+    SignupRequest,
+    TokenRequest,
+    TokenResponse,
+)
+from signaling.tokens import Principal
+
+
+@API.route(
+    "POST", "/v1/accounts",
+    summary="Create an account with its first device; returns the recovery code once",
+    tag="session", request=SignupRequest, response=Enrollment, status=201, auth=False,
+    errors=(*BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
+            "invalid_public_key", "invalid_value", "overloaded"),
+)  # fmt: skip
+async def signup(call: Call) -> Enrollment:
+    throttle_anonymous(call)
+    body = call.body_as(SignupRequest)
+    done = await accounts.signup(
+        store(call), body.handle, body.display_name, body.device.name, body.device.public_key
+    )
+    return Enrollment(account=done.account, device=done.device, recovery_code=done.recovery_code)
+
+
+@API.route(
+    "POST", "/v1/auth/challenge",
+    summary="Get a single-use nonce (valid 60 s) for a device to sign",
+    tag="session", response=Challenge, auth=False, errors=("overloaded",),
+)  # fmt: skip
+async def challenge(call: Call) -> Challenge:
+    throttle_anonymous(call)
+    nonce = await devices.issue_challenge(store(call))
+    return Challenge(nonce=nonce, expires_in=keys.NONCE_TTL_S)
+
+
+@API.route(
+    "POST", "/v1/auth/token",
+    summary="Exchange a signed challenge for a short-lived access token",
+    tag="session", request=TokenRequest, response=TokenResponse, auth=False,
+    errors=(*BODY_ERRORS, "bad_challenge", "unknown_device", "bad_signature"),
+)  # fmt: skip
+async def token(call: Call) -> TokenResponse:
+    body = call.body_as(TokenRequest)
+    device = await devices.verify_signin(
+        store(call), body.account_id, body.device_id, body.nonce, body.signature
+    )
+    tokens = call.request.app[TOKENS]
+    access = await tokens.issue(Principal(account_id=body.account_id, device_id=device.id))
+    return TokenResponse(
+        access_token=access,
+        expires_in=tokens.ttl_s,
+        account_id=body.account_id,
+        device_id=device.id,
+    )
+
+
+@API.route(
+    "POST", "/v1/recovery",
+    summary="Enroll a new device with the recovery code; a new code replaces the used one",
+    tag="session", request=RecoveryRequest, response=Enrollment, status=201, auth=False,
+    errors=(*BODY_ERRORS, "bad_recovery_code", "rate_limited", "too_many_devices",
+            "invalid_public_key", "invalid_value", "overloaded"),
+)  # fmt: skip
+async def recover(call: Call) -> Enrollment:
+    throttle_anonymous(call)
+    body = call.body_as(RecoveryRequest)
+    account, device, code = await accounts.recover(
+        store(call),
+        body.handle,
+        body.recovery_code,
+        body.device.name,
+        body.device.public_key,
+        revoke_others=body.revoke_other_devices,
+    )
+    return Enrollment(account=account, device=device, recovery_code=code)

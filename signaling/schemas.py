@@ -1,0 +1,131 @@
+"""Request and response bodies of the REST API: one Struct per message.
+
+Responses that are plain address-book records reuse ``directory.records`` directly, so each
+shape is defined once. Every request Struct forbids unknown fields and bounds every string.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from directory.records import Account, Audience, Block, Contact, Device
+
+Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]
+HandleText = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        description="A handle as typed; normalised with NFKC + casefold",
+        examples=["alice", "bob.smith"],
+    ),
+]
+DisplayName = Annotated[str, msgspec.Meta(max_length=64)]
+DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Nickname = Annotated[str, msgspec.Meta(max_length=64)]
+PublicKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=43, max_length=44, description="Raw 32-byte Ed25519 public key, base64url"
+    ),
+]
+Signature = Annotated[
+    str, msgspec.Meta(min_length=86, max_length=88, description="Ed25519 signature, base64url")
+]
+Nonce = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+RecoveryCode = Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+
+class DeviceEnrollment(Request):
+    name: DeviceName
+    public_key: PublicKey
+
+
+class SignupRequest(Request):
+    handle: HandleText
+    device: DeviceEnrollment
+    display_name: DisplayName | None = None
+
+
+class Enrollment(msgspec.Struct, kw_only=True):
+    """A new device on an account, with the recovery code shown this once."""
+
+    account: Account
+    device: Device
+    recovery_code: str
+
+
+class Challenge(msgspec.Struct, kw_only=True):
+    nonce: str
+    expires_in: int
+
+
+class TokenRequest(Request):
+    account_id: Id
+    device_id: Id
+    nonce: Nonce
+    signature: Signature
+
+
+class TokenResponse(msgspec.Struct, kw_only=True):
+    access_token: str
+    expires_in: int
+    account_id: str
+    device_id: str
+    token_type: Literal["Bearer"] = "Bearer"
+
+
+class RecoveryRequest(Request):
+    handle: HandleText
+    recovery_code: RecoveryCode
+    device: DeviceEnrollment
+    revoke_other_devices: bool = False
+
+
+class AccountUpdate(Request):
+    handle: HandleText | msgspec.UnsetType = msgspec.UNSET
+    display_name: DisplayName | msgspec.UnsetType | None = msgspec.UNSET
+    discoverable: Audience | msgspec.UnsetType = msgspec.UNSET
+    who_can_call: Audience | msgspec.UnsetType = msgspec.UNSET
+
+
+class DeviceList(msgspec.Struct, kw_only=True):
+    devices: list[Device]
+
+
+class DeviceRename(Request):
+    name: DeviceName
+
+
+class ContactAdd(Request):
+    handle: HandleText
+    nickname: Nickname | None = None
+
+
+class ContactUpdate(Request):
+    nickname: Nickname | None
+
+
+class ContactList(msgspec.Struct, kw_only=True):
+    contacts: list[Contact]
+
+
+class BlockAdd(Request):
+    """Block by handle, or by account id (a caller whose handle you cannot find)."""
+
+    handle: HandleText | None = None
+    account_id: Id | None = None
+
+
+class BlockList(msgspec.Struct, kw_only=True):
+    blocks: list[Block]
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "unavailable"]

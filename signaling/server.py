@@ -1,0 +1,43 @@
+"""``callbook serve``: the whole system on one machine, or one node against a shared store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from aiohttp import web
+
+from directory.embedded import EmbeddedValkey
+from signaling.accesslog import PrivateAccessLogger
+from signaling.app import create_app
+from signaling.config import Config
+
+log = logging.getLogger("callbook")
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+def serve(config: Config) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    embedded: EmbeddedValkey | None = None
+    if config.redis_url is None:
+        embedded = EmbeddedValkey(config.data_dir)
+        config = replace(config, redis_url=embedded.start())
+        log.info("embedded Valkey running, data in %s", embedded.data_dir)
+    else:
+        log.info("using the store at REDIS_URL")
+    try:
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            access_log_class=PrivateAccessLogger,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
+            print=lambda _msg: log.info(
+                "Callbook listening on http://%s:%d", config.host, config.port
+            ),
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            log.info("embedded Valkey stopped")

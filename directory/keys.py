@@ -9,6 +9,7 @@ orders its writes so that a crash in between never leaves a dangling reference (
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 PREFIX = "cb"
@@ -82,8 +83,13 @@ def account_keys(account_id: str) -> tuple[str, ...]:
 
 
 def handle(normalized_handle: str) -> str:
-    """String: account id owning the handle, or QUARANTINED with a TTL."""
-    return f"{PREFIX}:{{h:{normalized_handle}}}:handle"
+    """String: account id owning the handle, or QUARANTINED with a TTL.
+
+    The key names a digest, not the handle, so that once an account is erased no key in the
+    store spells out its handle, while the quarantine still holds the name back.
+    """
+    digest = hashlib.sha256(normalized_handle.encode()).hexdigest()[:32]
+    return f"{PREFIX}:{{h:{digest}}}:handle"
 
 
 def nonce(value: str) -> str:
@@ -118,7 +124,7 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern(blocked_by("*"), "reverse index of blocks, for erase"),
     KeyPattern(lookup_bucket("*"), "lookup rate limit"),
     KeyPattern(recovery_bucket("*"), "recovery attempt rate limit"),
-    KeyPattern(handle("*"), "handle ownership and quarantine"),
+    KeyPattern(f"{PREFIX}:{{h:*}}:handle", "handle ownership and quarantine"),
     KeyPattern(nonce("*"), "sign-in challenges"),
     KeyPattern(signing_keys(), "server token signing keys"),
     KeyPattern(signing_key_rotation_lock(), "signing key rotation lock"),

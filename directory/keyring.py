@@ -16,6 +16,16 @@ from directory.records import SigningKey
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode
+
+# Adds the candidate key only if the newest stored key is due for rotation, atomically, so
+# nodes noticing together add one key between them.
+_ADD_IF_DUE = """
+local newest = tonumber(redis.call('GET', KEYS[2]) or '-1e18')
+if tonumber(ARGV[1]) - newest < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
 _decode = msgspec.json.Decoder(SigningKey).decode
 
 
@@ -32,16 +42,16 @@ async def rotate_if_due(
     rotate_after_s: float,
     keep_for_s: float,
 ) -> list[SigningKey]:
-    """Add a new key when the newest is older than ``rotate_after_s``; drop retired keys.
-
-    A short lock makes one node do the rotation when several notice it is due together.
-    """
+    """Add a new key when the newest is older than ``rotate_after_s``; drop retired keys."""
     now = store.clock()
     current = await load(store)
     if not current or now - current[0].created_at >= rotate_after_s:
-        if await store.redis.set(keys.signing_key_rotation_lock(), "1", nx=True, ex=10):
-            key = make_key(now)
-            await store.redis.hset(keys.signing_keys(), key.kid, _encode(key))
+        key = make_key(now)
+        await store.run_script(
+            _ADD_IF_DUE,
+            [keys.signing_keys(), keys.signing_key_newest()],
+            [repr(now), rotate_after_s, key.kid, _encode(key)],
+        )
         current = await load(store)
     # A key is retired once its successor has signed for longer than a token lives.
     retired = [

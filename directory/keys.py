@@ -102,9 +102,9 @@ def signing_keys() -> str:
     return f"{PREFIX}:{{keyring}}:signing_keys"
 
 
-def signing_key_rotation_lock() -> str:
-    """String with a short TTL: held by the node that rotates the signing key."""
-    return f"{PREFIX}:{{keyring}}:rotation_lock"
+def signing_key_newest() -> str:
+    """String: creation time of the newest signing key (the rotation guard)."""
+    return f"{PREFIX}:{{keyring}}:newest_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,5 +127,5 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern(f"{PREFIX}:{{h:*}}:handle", "handle ownership and quarantine"),
     KeyPattern(nonce("*"), "sign-in challenges"),
     KeyPattern(signing_keys(), "server token signing keys"),
-    KeyPattern(signing_key_rotation_lock(), "signing key rotation lock"),
+    KeyPattern(signing_key_newest(), "creation time of the newest signing key"),
 )

@@ -40,6 +40,29 @@ return 1
 """
 
 
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+# y-coordinates of the points of order 1, 2, 4 and 8: keys any signature could match.
+_SMALL_ORDER_Y = frozenset(
+    {
+        0,
+        1,
+        _P - 1,
+        0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+        0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
+    }
+)
+
+
+def _is_valid_point(raw: bytes) -> bool:
+    """Whether 32 bytes decode to a curve point of large order (OpenSSL only checks at verify)."""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    if y >= _P or y in _SMALL_ORDER_Y:
+        return False
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    return x2 != 0 and pow(x2, (_P - 1) // 2, _P) == 1
+
+
 def new_id() -> str:
     return secrets.token_hex(16)
 
@@ -52,6 +75,8 @@ def parse_public_key(encoded: str) -> Ed25519PublicKey:
         raise InvalidKey("The public key is not valid base64url.") from exc
     if len(raw) != 32:
         raise InvalidKey(f"An Ed25519 public key has 32 bytes; this one has {len(raw)}.")
+    if not _is_valid_point(raw):
+        raise InvalidKey("The public key is not a point of large order on Ed25519.")
     try:
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:

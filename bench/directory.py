@@ -1,0 +1,517 @@
+"""Address-book benchmark: sign-ups/s and lookups/s through the REST API, against bare redis-py.
+
+It starts ``callbook serve`` on a free loopback port with a fresh embedded Valkey (unix socket in
+a temporary directory), signs up N accounts, then for a fixed duration has a few signed-in clients
+look up random existing handles (``GET /v1/handles/{handle}``). In the same run it issues, with
+the same concurrency and duration, the Redis commands one lookup costs on the server straight
+from redis-py against the same Valkey, and prints the ratio server/bare.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.directory            # table
+    .venv/bin/python -m bench.directory --json     # one JSON line
+
+The per-account lookup limit is raised (CALLBOOK_LOOKUP_BURST, CALLBOOK_LOOKUPS_PER_MINUTE) so it
+does not throttle the benchmark. Everything stays on 127.0.0.1 and the unix socket; the server is
+stopped with SIGTERM at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file (``python bench/directory.py``) this folder would come first on sys.path and this
+# module would shadow the ``directory`` package; put the repository root in front of it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from directory import keys
+from directory.embedded import _die_with_parent
+from directory.ratelimit import _TOKEN_BUCKET
+from signaling.client import Client, ClientError, Profile
+
+# The highest values signaling.config accepts: the per-account lookup bucket never runs dry.
+LOOKUP_BURST = 100_000
+LOOKUPS_PER_MINUTE = 1_000_000
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+SIGNUP_TIMEOUT_S = 300.0
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Phase:
+    """What one timed phase did: successes, failures by code, latencies and CPU use."""
+
+    name: str
+    concurrency: int
+    ok: int = 0
+    elapsed_s: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "failed": sum(self.failures.values()),
+            "failures": dict(self.failures),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "per_s": round(self.rate, 1),
+            "concurrency": self.concurrency,
+            "p50_ms": round(self.percentile_ms(0.50), 2),
+            "p99_ms": round(self.percentile_ms(0.99), 2),
+            "cpu_percent": {k: round(v, 1) for k, v in self.cpu.items()},
+        }
+
+
+class LookupFailed(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class CpuMeter:
+    """CPU use of named processes over a phase, in percent of one core."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float | None] = {}
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._t0
+        used: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            before, after = self._start.get(name), cpu_seconds(pid)
+            if before is not None and after is not None and wall > 0:
+                used[name] = 100 * (after - before) / wall
+        return used
+
+
+Op = Callable[[int], Awaitable[None]]
+
+
+async def run_for(phase: Phase, duration_s: float, op: Op, meter: CpuMeter | None = None) -> Phase:
+    """Run ``op(worker)`` in ``phase.concurrency`` loops until the duration is over."""
+    deadline = time.perf_counter() + duration_s
+
+    async def worker(index: int) -> None:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                await op(index)
+            except (ClientError, LookupFailed) as exc:
+                phase.failures[exc.code] += 1
+            except (RedisError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                phase.failures[type(exc).__name__] += 1
+            else:
+                phase.ok += 1
+                phase.latencies.append(time.perf_counter() - t0)
+
+    if meter is not None:
+        meter.start()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(phase.concurrency)))
+    phase.elapsed_s = time.perf_counter() - start
+    if meter is not None:
+        phase.cpu = meter.stop()
+    return phase
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+def server_command(port: int, data_dir: Path, profile_to: Path | None) -> list[str]:
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    if profile_to is not None:
+        profiler = [sys.executable, "-m", "cProfile", "-o", str(profile_to)]
+        return [*profiler, "-m", "signaling.cli", *serve]
+    script = Path(sys.executable).with_name("callbook")
+    if script.exists():
+        return [str(script), *serve]
+    return [sys.executable, "-m", "signaling.cli", *serve]
+
+
+@contextlib.contextmanager
+def running_server(
+    port: int, data_dir: Path, profile_to: Path | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``callbook serve``; SIGTERM it on the way out, whatever happened."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_")}
+    env.pop("REDIS_URL", None)
+    env["CALLBOOK_LOOKUP_BURST"] = str(LOOKUP_BURST)
+    env["CALLBOOK_LOOKUPS_PER_MINUTE"] = str(LOOKUPS_PER_MINUTE)
+    command = server_command(port, data_dir, profile_to)
+    server_log = data_dir.parent / "server.log"
+    with server_log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the benchmark, which then stops the server
+            preexec_fn=_die_with_parent,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log("the server did not stop within 15 s; killing it")
+                process.kill()
+                process.wait()
+        if process.returncode not in (0, -signal.SIGTERM):
+            tail = server_log.read_text(errors="replace").splitlines()[-15:]
+            log(f"the server exited with {process.returncode}; last lines of its log:")
+            for line in tail:
+                print("  " + line, file=sys.stderr)
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    timeout = aiohttp.ClientTimeout(total=1)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("the server exited during start-up")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"the server was not ready within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+# --- the phases -----------------------------------------------------------------------------
+
+
+async def signups(url: str, count: int, concurrency: int) -> tuple[Phase, list[Profile], int]:
+    """Sign up ``count`` accounts; a 503 overloaded (anonymous throttle) is retried, counted."""
+    phase = Phase("signups", concurrency)
+    profiles: list[Profile] = []
+    pending = iter(range(count))
+    throttled = 0
+
+    async def worker() -> None:
+        nonlocal throttled
+        for i in pending:
+            t0 = time.perf_counter()
+            while True:
+                try:
+                    async with Client(url) as client:
+                        _, profile = await client.signup(f"bench_{i:06d}")
+                except ClientError as exc:
+                    if exc.code == "overloaded":
+                        throttled += 1
+                        await asyncio.sleep(exc.retry_after or 1)
+                        continue
+                    phase.failures[exc.code] += 1
+                else:
+                    phase.ok += 1
+                    phase.latencies.append(time.perf_counter() - t0)
+                    profiles.append(profile)
+                break
+
+    start = time.perf_counter()
+    async with asyncio.timeout(SIGNUP_TIMEOUT_S):
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    phase.elapsed_s = time.perf_counter() - start
+    return phase, profiles, throttled
+
+
+async def server_lookups(
+    url: str, viewers: list[Profile], handles: list[str], args: argparse.Namespace, meter: CpuMeter
+) -> Phase:
+    clients = [Client(url, profile) for profile in viewers]
+    try:
+        for client in clients:
+            await client.sign_in()
+
+        async def lookup(worker: int) -> None:
+            handle = random.choice(handles)
+            card = await clients[worker % len(clients)].whois(handle)
+            if card.handle != handle:
+                raise LookupFailed("wrong_card")
+
+        await run_for(Phase("warm-up", args.concurrency), args.warmup, lookup)
+        phase = Phase("lookups (HTTP API)", args.concurrency)
+        return await run_for(phase, args.duration, lookup, meter)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def bare_lookups(
+    redis_url: str, viewers: list[Profile], handles: list[str], args: argparse.Namespace,
+    meter: CpuMeter,
+) -> Phase:  # fmt: skip
+    """The Redis commands of one lookup on the server, issued straight from redis-py.
+
+    signaling.app.authenticate: HEXISTS on the device hash; directory.ratelimit.take_lookup:
+    EVALSHA of the token bucket; directory.accounts.owner_of: GET of the handle key;
+    directory.lookup.visible_card: a pipeline of HMGET, HEXISTS, HEXISTS.
+    """
+    client: Redis = Redis.from_url(redis_url, decode_responses=True, protocol=3, socket_timeout=10)
+    bucket = client.register_script(_TOKEN_BUCKET)
+    refill_per_s = LOOKUPS_PER_MINUTE / 60
+    try:
+
+        async def lookup(worker: int) -> None:
+            viewer = viewers[worker % len(viewers)]
+            viewer_id = viewer.account_id
+            if not await client.hexists(keys.devices(viewer_id), viewer.device_id):
+                raise LookupFailed("device_revoked")
+            wait_ms = await bucket(
+                keys=[keys.lookup_bucket(viewer_id)],
+                args=[LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S],
+            )
+            if int(wait_ms) > 0:
+                raise LookupFailed("rate_limited")
+            owner = await client.get(keys.handle(random.choice(handles)))
+            if not isinstance(owner, str) or owner == keys.QUARANTINED:
+                raise LookupFailed("not_found")
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.account(owner), ("handle", "display_name", "discoverable"))
+                pipe.hexists(keys.blocks(owner), viewer_id)
+                pipe.hexists(keys.contacts(owner), viewer_id)
+                (handle, _name, _discoverable), _blocked, _contact = await pipe.execute()
+            if handle is None:
+                raise LookupFailed("not_found")
+
+        await run_for(Phase("warm-up", args.concurrency), args.warmup, lookup)
+        phase = Phase("lookups (bare redis-py)", args.concurrency)
+        return await run_for(phase, args.duration, lookup, meter)
+    finally:
+        await client.aclose()
+
+
+async def valkey_version(redis_url: str) -> str:
+    client: Redis = Redis.from_url(redis_url, decode_responses=True, protocol=3)
+    try:
+        info = await client.info("server")
+    finally:
+        await client.aclose()
+    return str(info.get("valkey_version") or info.get("redis_version") or "?")
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def report(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        "Callbook address book: bench/directory.py",
+        f"machine  {m['nproc']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, "
+        f"Valkey {m['valkey']}, aiohttp {m['aiohttp']}, redis-py {m['redis_py']}",
+        "",
+        f"{'phase':<26}{'ok':>8}{'failed':>8}{'secs':>7}{'per s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        "  cpu % (one core = 100)",
+    ]
+    for key in ("signups", "lookups_server", "lookups_bare"):
+        p = result[key]
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in p["cpu_percent"].items())
+        lines.append(
+            f"{p['name']:<26}{p['ok']:>8}{p['failed']:>8}{p['elapsed_s']:>7.1f}"
+            f"{p['per_s']:>9.1f}{p['p50_ms']:>8.1f}{p['p99_ms']:>8.1f}  {cpu}"
+        )
+    lines.append("")
+    s = result["signups"]
+    lines.append(
+        f"sign-ups: concurrency {s['concurrency']}, {result['signup_throttled']} retries after "
+        "503 overloaded (each includes an argon2id hash of the recovery code)"
+    )
+    ratio = result["ratio"]
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    lines.append(
+        f"lookups: {result['lookup_clients']} signed-in clients, concurrency "
+        f"{result['lookups_server']['concurrency']}, {result['duration_s']:.0f} s each"
+    )
+    lines.append(f"ratio server/bare redis-py: {ratio:.2f}  (aim >= 0.50: {verdict})")
+    for key in ("signups", "lookups_server", "lookups_bare"):
+        if result[key]["failures"]:
+            lines.append(f"FAILURES in {result[key]['name']}: {result[key]['failures']}")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    random.seed(args.seed)
+    with tempfile.TemporaryDirectory(prefix="cbbench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir(mode=0o700)
+        port = args.port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        with running_server(port, data_dir, args.profile_server) as server:
+            pid = server.pid
+            log(f"server pid {pid} on {url}, data in {data_dir}")
+            await wait_ready(url, server)
+            sock = data_dir / "valkey.sock"
+            if not sock.exists():
+                raise RuntimeError(f"no embedded Valkey socket at {sock}")
+            redis_url = f"unix://{sock}"
+            valkey_pid = int((data_dir / "valkey.pid").read_text().strip())
+            pids = {"server": pid, "valkey": valkey_pid, "bench": os.getpid()}
+
+            log(f"{args.signups} sign-ups, concurrency {args.signup_concurrency}")
+            meter = CpuMeter(pids)
+            meter.start()
+            signup_phase, profiles, throttled = await signups(
+                url, args.signups, args.signup_concurrency
+            )
+            signup_phase.cpu = meter.stop()
+            if len(profiles) < max(1, args.lookup_clients):
+                raise RuntimeError(f"only {len(profiles)} sign-ups succeeded")
+            handles = [p.handle for p in profiles]
+            viewers = profiles[: args.lookup_clients]
+
+            log(f"lookups through the API for {args.duration:.0f} s")
+            server_phase = await server_lookups(url, viewers, handles, args, CpuMeter(pids))
+            log(f"the same commands from bare redis-py for {args.duration:.0f} s")
+            bare_phase = await bare_lookups(redis_url, viewers, handles, args, CpuMeter(pids))
+            version = await valkey_version(redis_url)
+
+    phases = {"signups": signup_phase, "lookups_server": server_phase, "lookups_bare": bare_phase}
+    result: dict[str, Any] = {
+        "bench": "directory",
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": cpu_model(),
+            "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "valkey": version,
+            "aiohttp": aiohttp.__version__,
+            "redis_py": redis.__version__,
+        },
+        "duration_s": args.duration,
+        "lookup_clients": len(viewers),
+        "signup_throttled": throttled,
+    }
+    for key, phase in phases.items():
+        result[key] = {"name": phase.name, **phase.summary()}
+    result["ratio"] = round(server_phase.rate / bare_phase.rate, 3) if bare_phase.rate else 0.0
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.directory", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--signups", type=int, default=200, help="accounts to sign up (200)")
+    parser.add_argument("--signup-concurrency", type=int, default=8, help="sign-ups in flight (8)")
+    parser.add_argument(
+        "--lookup-clients", type=int, default=4, help="signed-in accounts doing lookups (4)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="lookups in flight, both phases (16)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per lookup phase")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each")
+    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the handle choice")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead")
+    parser.add_argument(
+        "--profile-server", metavar="FILE", help="run the server under cProfile, stats to FILE"
+    )
+    args = parser.parse_args(argv)
+    if args.profile_server:
+        args.profile_server = Path(args.profile_server).resolve()
+    limits = {
+        "--signups": (args.signups, 1, 100_000),
+        "--signup-concurrency": (args.signup_concurrency, 1, 256),
+        "--lookup-clients": (args.lookup_clients, 1, 1000),
+        "--concurrency": (args.concurrency, 1, 1024),
+        "--duration": (args.duration, 0.1, 600),
+        "--warmup": (args.warmup, 0, 60),
+    }
+    for flag, (value, low, high) in limits.items():
+        if not low <= value <= high:
+            parser.error(f"{flag} must be between {low} and {high}")
+    if args.lookup_clients > args.signups:
+        parser.error("--lookup-clients cannot exceed --signups")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = asyncio.run(run(args))
+    except (RuntimeError, ClientError, RedisError, OSError) as exc:
+        log(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(result) if args.json else report(result))
+    failed = any(result[k]["failed"] for k in ("signups", "lookups_server", "lookups_bare"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,6 +35,14 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has released its files and socket)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,8 +131,8 @@ class EmbeddedValkey:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM: Valkey fsyncs the append-only file and exits."""

@@ -17,17 +17,12 @@ class Config:
     port: int = 8080
     data_dir: Path = Path("callbook-data")
     redis_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
     anonymous_rate_per_s: float = 50.0
     anonymous_burst: int = 100
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
-
-    @property
-    def public_origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
 
 class ConfigError(ValueError):
@@ -56,14 +51,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
     )
-    origins = tuple(o.strip() for o in env.get("CALLBOOK_ALLOWED_ORIGINS", "").split(",") if o)
     return replace(
         base,
         host=env.get("CALLBOOK_HOST", base.host),
         port=_int(env, "CALLBOOK_PORT", base.port, 0, 65535),
         data_dir=Path(env.get("CALLBOOK_DATA_DIR", str(base.data_dir))),
         redis_url=env.get("REDIS_URL") or None,
-        allowed_origins=origins,
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
         directory=directory,
     )

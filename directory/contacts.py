@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import msgspec
 
-from directory import keys, lookup
+from directory import keys, labels, lookup
 from directory.errors import InvalidValue, NotFound
 from directory.records import MAX_NICKNAME, Block, Contact, StoredContact
 from directory.store import Store
@@ -31,12 +31,7 @@ return 1
 
 
 def check_nickname(nickname: str | None) -> str | None:
-    if nickname is None or not nickname.strip():
-        return None
-    nickname = nickname.strip()
-    if len(nickname) > MAX_NICKNAME or not nickname.isprintable():
-        raise InvalidValue(f"A nickname has at most {MAX_NICKNAME} printable characters.")
-    return nickname
+    return labels.check(nickname, MAX_NICKNAME, "nickname")
 
 
 async def _link(store: Store, target_id: str, reverse_key: str, owner_id: str) -> None:
@@ -44,7 +39,7 @@ async def _link(store: Store, target_id: str, reverse_key: str, owner_id: str) -
         _SADD_IF_ACCOUNT, [keys.account(target_id), reverse_key], [owner_id]
     )
     if not linked:
-        raise NotFound("No account is reachable under that handle.")
+        raise NotFound("No such account.")
 
 
 async def add_contact(
@@ -83,7 +78,7 @@ async def remove_contact(store: Store, owner_id: str, contact_id: str) -> None:
 async def list_contacts(store: Store, owner_id: str) -> list[Contact]:
     raw: dict[str, str] = await store.redis.hgetall(keys.contacts(owner_id))
 
-    def build(account_id: str, handle: str, display_name: str | None) -> Contact:
+    def build(account_id: str, handle: str | None, display_name: str | None) -> Contact:
         record = _decode(raw[account_id])
         return Contact(
             account_id=account_id,
@@ -93,7 +88,7 @@ async def list_contacts(store: Store, owner_id: str) -> list[Contact]:
             added_day=record.added_day,
         )
 
-    return await _resolve(store, keys.contacts(owner_id), list(raw), build)
+    return await _resolve(store, owner_id, keys.contacts(owner_id), list(raw), build)
 
 
 async def block(store: Store, owner_id: str, raw_handle: str) -> Block:
@@ -108,8 +103,8 @@ async def block_account(store: Store, owner_id: str, target_id: str) -> Block:
     await _link(store, target_id, keys.blocked_by(target_id), owner_id)
     day = store.today()
     await store.redis.hset(keys.blocks(owner_id), target_id, day)
-    handle = await store.redis.hget(keys.account(target_id), "handle")
-    return Block(account_id=target_id, handle=handle, blocked_day=day)
+    card = await lookup.visible_card(store, owner_id, target_id)
+    return Block(account_id=target_id, handle=card.handle if card else None, blocked_day=day)
 
 
 async def unblock(store: Store, owner_id: str, target_id: str) -> None:
@@ -121,32 +116,39 @@ async def unblock(store: Store, owner_id: str, target_id: str) -> None:
 async def list_blocks(store: Store, owner_id: str) -> list[Block]:
     raw: dict[str, str] = await store.redis.hgetall(keys.blocks(owner_id))
 
-    def build(account_id: str, handle: str, _display_name: str | None) -> Block:
+    def build(account_id: str, handle: str | None, _display_name: str | None) -> Block:
         return Block(account_id=account_id, handle=handle, blocked_day=raw[account_id])
 
-    return await _resolve(store, keys.blocks(owner_id), list(raw), build)
+    return await _resolve(store, owner_id, keys.blocks(owner_id), list(raw), build)
 
 
 async def _resolve(
     store: Store,
+    owner_id: str,
     list_key: str,
     account_ids: list[str],
-    build: Callable[[str, str, str | None], T],
+    build: Callable[[str, str | None, str | None], T],
 ) -> list[T]:
-    """Current handle and name per entry; entries of erased accounts are dropped for good."""
+    """Each entry with the handle and name the owner may see now (None where a lookup would
+    find nothing); entries of erased accounts are dropped for good."""
     if not account_ids:
         return []
     async with store.redis.pipeline(transaction=False) as pipe:
         for account_id in account_ids:
-            pipe.hmget(keys.account(account_id), ("handle", "display_name"))
-        rows = await pipe.execute()
+            pipe.exists(keys.account(account_id))
+            lookup.queue_card_reads(pipe, owner_id, account_id)
+        reads = await pipe.execute()
     entries: list[T] = []
     gone: list[str] = []
-    for account_id, (handle, display_name) in zip(account_ids, rows, strict=True):
-        if handle is None:
+    step = 1 + lookup.CARD_READS
+    for i, account_id in enumerate(account_ids):
+        exists, *card_reads = reads[i * step : (i + 1) * step]
+        if not exists:
             gone.append(account_id)
-        else:
-            entries.append(build(account_id, handle, display_name or None))
+            continue
+        card = lookup.card_from(owner_id, account_id, card_reads)
+        handle, name = (card.handle, card.display_name) if card else (None, None)
+        entries.append(build(account_id, handle, name))
     if gone:
         await store.redis.hdel(list_key, *gone)
-    return sorted(entries, key=lambda e: e.handle or "")
+    return sorted(entries, key=lambda e: (e.handle is None, e.handle or "", e.account_id))

@@ -10,12 +10,12 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from directory import keys
+from directory import keys, labels
 from directory.errors import (
     BadChallenge,
     BadSignature,
     InvalidKey,
-    InvalidValue,
+    NotFound,
     TooManyDevices,
     UnknownDevice,
 )
@@ -90,10 +90,9 @@ def canonical_key(encoded: str) -> str:
 
 
 def check_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_DEVICE_NAME or not name.isprintable():
-        raise InvalidValue(f"A device name has 1 to {MAX_DEVICE_NAME} printable characters.")
-    return name
+    checked = labels.check(name, MAX_DEVICE_NAME, "device name", required=True)
+    assert checked is not None
+    return checked
 
 
 def new_record(store: Store, name: str, public_key: str) -> StoredDevice:
@@ -123,7 +122,7 @@ async def add(store: Store, account_id: str, name: str, public_key: str) -> Devi
             f"An account has at most {store.config.max_devices} devices; revoke one first."
         )
     if added == -1:
-        raise UnknownDevice("The account no longer exists.")
+        raise NotFound("The account no longer exists.")
     return record.with_id(device_id)
 
 
@@ -136,7 +135,7 @@ async def list_all(store: Store, account_id: str) -> list[Device]:
 async def get(store: Store, account_id: str, device_id: str) -> Device:
     value = await store.redis.hget(keys.devices(account_id), device_id)
     if value is None:
-        raise UnknownDevice("No such device on this account.")
+        raise NotFound("No such device on this account.")
     return _decode(value).with_id(device_id)
 
 
@@ -154,7 +153,7 @@ async def rename(store: Store, account_id: str, device_id: str, name: str) -> De
         last_seen_day=device.last_seen_day,
     )
     if not await _replace(store, account_id, device_id, stored):
-        raise UnknownDevice("No such device on this account.")
+        raise NotFound("No such device on this account.")
     return stored.with_id(device_id)
 
 
@@ -167,7 +166,7 @@ async def _replace(store: Store, account_id: str, device_id: str, record: Stored
 
 async def revoke(store: Store, account_id: str, device_id: str) -> None:
     if not await store.redis.hdel(keys.devices(account_id), device_id):
-        raise UnknownDevice("No such device on this account.")
+        raise NotFound("No such device on this account.")
 
 
 async def issue_challenge(store: Store) -> str:

@@ -63,11 +63,6 @@ def lookup_bucket(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:rl:lookup"
 
 
-def recovery_bucket(account_id: str) -> str:
-    """Hash: token bucket limiting recovery-code attempts against this account."""
-    return f"{PREFIX}:{account_tag(account_id)}:rl:recovery"
-
-
 def account_keys(account_id: str) -> tuple[str, ...]:
     """Every key that belongs to one account (erase removes exactly these)."""
     return (
@@ -78,18 +73,23 @@ def account_keys(account_id: str) -> tuple[str, ...]:
         blocks(account_id),
         blocked_by(account_id),
         lookup_bucket(account_id),
-        recovery_bucket(account_id),
     )
 
 
-def handle(normalized_handle: str) -> str:
-    """String: account id owning the handle, or QUARANTINED with a TTL.
+def _handle_tag(normalized_handle: str) -> str:
+    # A digest, not the handle: once an account is erased no key spells out its handle, while
+    # the quarantine still holds the name back.
+    return "{h:" + hashlib.sha256(normalized_handle.encode()).hexdigest()[:32] + "}"
 
-    The key names a digest, not the handle, so that once an account is erased no key in the
-    store spells out its handle, while the quarantine still holds the name back.
-    """
-    digest = hashlib.sha256(normalized_handle.encode()).hexdigest()[:32]
-    return f"{PREFIX}:{{h:{digest}}}:handle"
+
+def handle(normalized_handle: str) -> str:
+    """String: account id owning the handle, or QUARANTINED with a TTL."""
+    return f"{PREFIX}:{_handle_tag(normalized_handle)}:handle"
+
+
+def recovery_bucket(normalized_handle: str) -> str:
+    """Hash: token bucket limiting recovery attempts for a handle, whether it exists or not."""
+    return f"{PREFIX}:{_handle_tag(normalized_handle)}:rl:recovery"
 
 
 def nonce(value: str) -> str:
@@ -123,8 +123,8 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern(blocks("*"), "blocked accounts"),
     KeyPattern(blocked_by("*"), "reverse index of blocks, for erase"),
     KeyPattern(lookup_bucket("*"), "lookup rate limit"),
-    KeyPattern(recovery_bucket("*"), "recovery attempt rate limit"),
     KeyPattern(f"{PREFIX}:{{h:*}}:handle", "handle ownership and quarantine"),
+    KeyPattern(f"{PREFIX}:{{h:*}}:rl:recovery", "recovery attempt rate limit, per handle"),
     KeyPattern(nonce("*"), "sign-in challenges"),
     KeyPattern(signing_keys(), "server token signing keys"),
     KeyPattern(signing_key_newest(), "creation time of the newest signing key"),

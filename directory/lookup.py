@@ -6,34 +6,42 @@ raises the same NotFound, after the same store round trips.
 
 from __future__ import annotations
 
+from typing import Any
+
 from directory import accounts, handles, keys, ratelimit
 from directory.errors import NotFound
 from directory.records import Card
 from directory.store import Store
 
 _NOT_FOUND = "No account is reachable under that handle."
+# Stands in for a missing target so that every answer costs the same store round trips.
+_NO_ACCOUNT = "-"
 
 
 async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
     """Rate-limited lookup by exact handle, as seen by ``viewer_id``."""
     await ratelimit.take_lookup(store, viewer_id)
     handle = handles.parse_lookup(raw_handle)
-    target_id = await accounts.owner_of(store, handle) if handle else None
-    if target_id is None:
-        raise NotFound(_NOT_FOUND)
-    card = await visible_card(store, viewer_id, target_id)
+    target_id = await accounts.owner_of(store, handle or "")
+    card = await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
     if card is None:
         raise NotFound(_NOT_FOUND)
     return card
 
 
-async def visible_card(store: Store, viewer_id: str, target_id: str) -> Card | None:
-    """The target's card if the viewer may see it, else None."""
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.account(target_id), ("handle", "display_name", "discoverable"))
-        pipe.hexists(keys.blocks(target_id), viewer_id)
-        pipe.hexists(keys.contacts(target_id), viewer_id)
-        (handle, display_name, discoverable), blocked, is_contact = await pipe.execute()
+CARD_READS = 3
+
+
+def queue_card_reads(pipe: Any, viewer_id: str, target_id: str) -> None:
+    """Queue on a pipeline the reads that decide what ``viewer_id`` may see of the target."""
+    pipe.hmget(keys.account(target_id), ("handle", "display_name", "discoverable"))
+    pipe.hexists(keys.blocks(target_id), viewer_id)
+    pipe.hexists(keys.contacts(target_id), viewer_id)
+
+
+def card_from(viewer_id: str, target_id: str, reads: list[Any]) -> Card | None:
+    """The card those reads allow the viewer to see, or None (missing or hidden alike)."""
+    (handle, display_name, discoverable), blocked, is_contact = reads
     if handle is None:
         return None
     if viewer_id != target_id and (
@@ -41,6 +49,14 @@ async def visible_card(store: Store, viewer_id: str, target_id: str) -> Card | N
     ):
         return None
     return Card(account_id=target_id, handle=handle, display_name=display_name or None)
+
+
+async def visible_card(store: Store, viewer_id: str, target_id: str) -> Card | None:
+    """The target's card if the viewer may see it, else None."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        queue_card_reads(pipe, viewer_id, target_id)
+        reads = await pipe.execute()
+    return card_from(viewer_id, target_id, reads)
 
 
 async def may_call(store: Store, caller_id: str, callee_id: str) -> bool:

@@ -19,8 +19,8 @@ async def export(store: Store, account_id: str) -> Export:
 async def erase(store: Store, account_id: str) -> None:
     """Remove every key of the account and every entry that names it in other accounts.
 
-    Entries elsewhere go first and the account's own keys last, so a crash midway leaves an
-    account that can be erased again rather than references nobody can find.
+    Entries elsewhere and the handle go first and the account's own keys last, so a crash
+    midway leaves an account that can be erased again rather than references nobody can find.
     """
     account = await accounts.get(store, account_id)
     async with store.redis.pipeline(transaction=False) as pipe:
@@ -39,7 +39,5 @@ async def erase(store: Store, account_id: str) -> None:
         for other in my_blocks:
             pipe.srem(keys.blocked_by(other), account_id)
         await pipe.execute()
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.delete(*keys.account_keys(account_id))
-        await pipe.execute()
     await accounts.release_handle(store, account_id, account.handle)
+    await store.redis.delete(*keys.account_keys(account_id))

@@ -58,14 +58,19 @@ class StoredContact(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 
 class Contact(msgspec.Struct, frozen=True, kw_only=True):
+    """A contact as its owner sees it now: handle and name are null while the contact is not
+    findable by the owner (undiscoverable, or blocking the owner), exactly as a lookup would."""
+
     account_id: str
-    handle: str
+    handle: str | None
     display_name: str | None
     nickname: str | None
     added_day: str
 
 
 class Block(msgspec.Struct, frozen=True, kw_only=True):
+    """A blocked account; its handle is shown under the same rule as a contact's."""
+
     account_id: str
     handle: str | None
     blocked_day: str

@@ -13,7 +13,11 @@ from aiohttp.abc import AbstractAccessLogger
 class PrivateAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         route = "-"
-        match_info = getattr(request, "match_info", None)
-        if match_info is not None and match_info.route.resource is not None:
-            route = match_info.route.resource.canonical
+        try:
+            resource = request.match_info.route.resource  # type: ignore[attr-defined]
+        except (AttributeError, AssertionError):
+            # A request rejected before routing (bad HTTP) has no route to name.
+            resource = None
+        if resource is not None:
+            route = resource.canonical
         self.logger.info("%s %s %d %.1fms", request.method, route, response.status, time * 1000)

@@ -51,7 +51,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status in _HTTP_CODES:
             code, detail = _HTTP_CODES[exc.status]
-            return ApiError(code, detail).response()
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            return ApiError(code, detail).response(allow)
         raise
     except (RedisConnectionError, RedisTimeoutError):
         log.warning("store unavailable during %s %s", request.method, _route_of(request))

@@ -11,10 +11,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
+from directory import handles
+from directory.records import Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
 from signaling.schemas import AccountUpdate
@@ -73,12 +75,22 @@ async def cmd_contacts(args: argparse.Namespace) -> None:
         elif args.action == "add":
             _print_json(await client.add_contact(_need_handle(args), args.nickname))
         else:
-            handle = _need_handle(args)
-            match = [c for c in await client.contacts() if c.handle == handle.lower()]
-            if not match:
-                raise CliError(f"{handle} is not in your contacts.")
-            await client.remove_contact(match[0].account_id)
-            print(f"Removed {match[0].handle} from your contacts.")
+            target = _need_handle(args)
+            contact = _find_entry(await client.contacts(), target, "in your contacts")
+            await client.remove_contact(contact.account_id)
+            print(f"Removed {target} from your contacts.")
+
+
+E = TypeVar("E", Contact, Block)
+
+
+def _find_entry(entries: list[E], target: str, where: str) -> E:
+    """An entry by handle, or by account id (entries whose handle you may not see show none)."""
+    canonical = handles.normalize(target)
+    for entry in entries:
+        if entry.account_id == target or (entry.handle and entry.handle == canonical):
+            return entry
+    raise CliError(f"{target} is not {where}.")
 
 
 def _need_handle(args: argparse.Namespace) -> str:
@@ -96,10 +108,8 @@ async def cmd_block(args: argparse.Namespace) -> None:
 
 async def cmd_unblock(args: argparse.Namespace) -> None:
     async with _client(args) as client:
-        match = [b for b in await client.blocks() if b.handle == args.handle.lower()]
-        if not match:
-            raise CliError(f"{args.handle} is not blocked.")
-        await client.unblock(match[0].account_id)
+        block = _find_entry(await client.blocks(), args.handle, "blocked")
+        await client.unblock(block.account_id)
         print(f"Unblocked {args.handle}.")
 
 
@@ -181,10 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     client_cmd("token", cmd_token, "print a fresh access token")
     contacts = client_cmd("contacts", cmd_contacts, "list, add or remove contacts")
     contacts.add_argument("action", choices=("list", "add", "remove"))
-    contacts.add_argument("handle", nargs="?")
+    contacts.add_argument("handle", nargs="?", help="a handle (or, to remove, an account id)")
     contacts.add_argument("--nickname")
     client_cmd("block", cmd_block, "block a handle").add_argument("handle")
-    client_cmd("unblock", cmd_unblock, "unblock a handle").add_argument("handle")
+    client_cmd("unblock", cmd_unblock, "unblock a handle or account id").add_argument("handle")
     settings = client_cmd("settings", cmd_settings, "show or change your account settings")
     settings.add_argument("--who-can-call", choices=AUDIENCE_CHOICES)
     settings.add_argument("--discoverable", choices=AUDIENCE_CHOICES)

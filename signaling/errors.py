@@ -30,7 +30,6 @@ class ProblemType:
 _TYPES = (
     ProblemType("malformed_json", 400, "The body is not valid JSON"),
     ProblemType("invalid_request", 422, "The request does not match the schema"),
-    ProblemType("invalid_parameter", 400, "A path or query parameter is invalid"),
     ProblemType("unsupported_media_type", 415, "The body must be application/json"),
     ProblemType("payload_too_large", 413, "The body is too large"),
     ProblemType("token_missing", 401, "No access token"),
@@ -81,7 +80,7 @@ class ApiError(Exception):
         retry = error.retry_after_s if isinstance(error, RateLimited) else None
         return cls(error.code, error.detail, retry)
 
-    def response(self) -> web.Response:
+    def response(self, extra_headers: dict[str, str] | None = None) -> web.Response:
         kind = self.problem_type
         body = Problem(
             type=kind.uri,
@@ -94,6 +93,7 @@ class ApiError(Exception):
         headers = {"Cache-Control": "no-store"}
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(self.retry_after_s)
+        headers.update(extra_headers or {})
         return web.Response(
             status=kind.status,
             body=msgspec.json.encode(body),

@@ -75,7 +75,7 @@ class TokenService:
         if self._signing is None:
             await self.refresh()
         if self._signing is None:
-            raise ApiError("unavailable", "No signing key yet; try again in a moment.")
+            raise ApiError("unavailable", "No signing key yet; try again in a moment.", 1)
         kid, key = self._signing
         now = int(self._store.clock())
         claims = {

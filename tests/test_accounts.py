@@ -114,3 +114,37 @@ async def test_profile_settings_roundtrip(server: Server) -> None:
     with pytest.raises(ClientError) as bad:
         await alice.update(AccountUpdate(display_name="x\u0000y"))
     assert bad.value.code == "invalid_value"
+
+
+async def test_a_rejected_update_changes_nothing(server: Server) -> None:
+    bob = await server.signup("bob")
+    with pytest.raises(ClientError) as bad:
+        await bob.update(AccountUpdate(handle="robert", display_name="\u0007bell"))
+    assert bad.value.code == "invalid_value"
+    assert (await bob.me()).handle == "bob"
+    # "robert" was never claimed, so it is free.
+    assert (await bob.update(AccountUpdate(handle="robert"))).handle == "robert"
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [
+        ("Zoë 👩\u200d💻", True),  # an emoji sequence joined with ZWJ
+        ("محمد", True),
+        ("李小龍", True),
+        ("evil\u202egnp.exe", False),  # right-to-left override
+        ("two\nlines", False),
+        ("tab\there", False),
+        ("x" * 65, False),
+    ],
+)
+async def test_display_names_welcome_any_script_but_no_controls(
+    server: Server, name: str, accepted: bool
+) -> None:
+    alice = await server.signup("alice")
+    if accepted:
+        assert (await alice.update(AccountUpdate(display_name=name))).display_name == name
+    else:
+        with pytest.raises(ClientError) as bad:
+            await alice.update(AccountUpdate(display_name=name))
+        assert bad.value.code in {"invalid_value", "invalid_request"}

@@ -39,7 +39,7 @@ async def test_rename_and_revoke(server: Server) -> None:
     assert [d.id for d in await alice.devices()] == [alice.profile.device_id]  # type: ignore[union-attr]
     with pytest.raises(ClientError) as gone:
         await alice.request("DELETE", f"/v1/devices/{tablet.id}")
-    assert gone.value.code == "unknown_device"
+    assert (gone.value.status, gone.value.code) == (404, "not_found")
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,58 @@ async def test_wrong_code_and_unknown_handle_look_alike(server: Server) -> None:
             await _recover(server, handle, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
         errors.append((bad.value.status, bad.value.code, bad.value.detail))
     assert errors[0] == errors[1] == (401, "bad_recovery_code", errors[0][2])
+
+
+async def test_failed_recovery_revokes_nothing(server: Server) -> None:
+    alice = await server.signup("alice")
+    assert alice.profile is not None and alice.profile.recovery_code
+    _key, public = new_device_key()
+    with pytest.raises(ClientError) as bad:
+        await server.client().request(
+            "POST",
+            "/v1/recovery",
+            Enrollment,
+            RecoveryRequest(
+                handle="alice",
+                recovery_code=alice.profile.recovery_code,
+                device=DeviceEnrollment(name="\u0007", public_key=public),
+                revoke_other_devices=True,
+            ),
+            auth=False,
+        )
+    assert bad.value.code == "invalid_value"
+    assert len(await alice.devices()) == 1
+    # The code was not spent either.
+    await _recover(server, "alice", alice.profile.recovery_code)
+
+
+async def test_recovery_attempts_are_limited_alike_for_real_and_unknown_handles(
+    server: Server,
+) -> None:
+    await server.signup("alice")
+    outcomes = {}
+    for handle in ("alice", "nobody_at_all"):
+        codes = []
+        for _ in range(6):
+            with pytest.raises(ClientError) as bad:
+                await _recover(server, handle, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
+            codes.append(bad.value.code)
+        outcomes[handle] = codes
+    assert (
+        outcomes["alice"]
+        == outcomes["nobody_at_all"]
+        == ["bad_recovery_code"] * 5 + ["rate_limited"]
+    )
+
+
+async def test_recovery_concurrent_use_of_one_code_enrolls_once(server: Server) -> None:
+    import asyncio
+
+    alice = await server.signup("alice")
+    assert alice.profile is not None and alice.profile.recovery_code
+    code = alice.profile.recovery_code
+    results = await asyncio.gather(
+        *(_recover(server, "alice", code) for _ in range(3)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert len(await alice.devices()) == 2

@@ -116,3 +116,19 @@ async def test_who_can_call(
     caller_id, callee_id = (await caller.me()).id, (await callee.me()).id
     assert await lookup.may_call(store, caller_id, callee_id) is allowed
     assert await lookup.may_call(store, caller_id, "0" * 32) is False
+
+
+async def test_lists_show_a_handle_only_where_a_lookup_would(server: Server) -> None:
+    viewer = await server.signup("viewer")
+    friend = await server.signup("friend")
+    await viewer.add_contact("friend", nickname="F")
+    await viewer.block("friend")
+    [contact] = await viewer.contacts()
+    assert (contact.handle, contact.nickname) == ("friend", "F")
+
+    await friend.update(AccountUpdate(discoverable="nobody", handle="friend_renamed"))
+    [contact] = await viewer.contacts()
+    [block] = await viewer.blocks()
+    # The entry stays (it follows the account) but its new handle is not revealed.
+    assert (contact.handle, contact.display_name, contact.nickname) == (None, None, "F")
+    assert block.handle is None and block.account_id == contact.account_id

@@ -57,7 +57,8 @@ async def test_export_holds_every_stored_datum(server: Server, store: Store) -> 
         assert device.public_key in stored_devices[device.id]
 
     contacts = {c.handle: c for c in exported.contacts}
-    assert set(contacts) == {"alice", "carol"}
+    # Carol blocks the person: the entry stays, her handle is not shown to them.
+    assert set(contacts) == {"alice", None}
     assert contacts["alice"].nickname == "Al"
     assert {c.account_id for c in exported.contacts} == set(
         await store.redis.hkeys(keys.contacts(account_id))

@@ -23,7 +23,7 @@ async def list_devices(call: Call) -> DeviceList:
     "POST", "/v1/devices", summary="Enroll another device (at most 10 per account)",
     tag="devices", request=DeviceEnrollment, response=Device, status=201,
     errors=(*AUTH_ERRORS, *BODY_ERRORS, "too_many_devices", "invalid_public_key",
-            "invalid_value"),
+            "invalid_value", "not_found"),
 )  # fmt: skip
 async def add_device(call: Call) -> Device:
     body = call.body_as(DeviceEnrollment)
@@ -33,7 +33,7 @@ async def add_device(call: Call) -> Device:
 @API.route(
     "PATCH", "/v1/devices/{device_id}", summary="Rename a device", tag="devices",
     request=DeviceRename, response=Device, params=_DEVICE,
-    errors=(*AUTH_ERRORS, *BODY_ERRORS, "unknown_device", "invalid_value"),
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "not_found", "invalid_value"),
 )  # fmt: skip
 async def rename_device(call: Call) -> Device:
     body = call.body_as(DeviceRename)
@@ -44,7 +44,7 @@ async def rename_device(call: Call) -> Device:
 @API.route(
     "DELETE", "/v1/devices/{device_id}",
     summary="Revoke a device: its next request is refused", tag="devices", status=204,
-    params=_DEVICE, errors=(*AUTH_ERRORS, "unknown_device"),
+    params=_DEVICE, errors=(*AUTH_ERRORS, "not_found"),
 )  # fmt: skip
 async def revoke_device(call: Call) -> None:
     await devices.revoke(store(call), call.principal.account_id, call.params["device_id"])

@@ -28,13 +28,11 @@ async def get_me(call: Call) -> Account:
 )  # fmt: skip
 async def update_me(call: Call) -> Account:
     body = call.body_as(AccountUpdate)
-    account_id = call.principal.account_id
-    if body.handle is not msgspec.UNSET:
-        await accounts.change_handle(store(call), account_id, body.handle)
     display_name = None if body.display_name is msgspec.UNSET else body.display_name
     return await accounts.update(
         store(call),
-        account_id,
+        call.principal.account_id,
+        handle=None if body.handle is msgspec.UNSET else body.handle,
         display_name=display_name,
         clear_display_name=body.display_name is None,
         discoverable=None if body.discoverable is msgspec.UNSET else body.discoverable,

@@ -58,6 +58,23 @@ async def cmd_signup(args: argparse.Namespace) -> None:
     print(f"Recovery code (shown once, keep it safe): {done.recovery_code}")
 
 
+async def cmd_recover(args: argparse.Namespace) -> None:
+    if not args.server:
+        raise CliError("`callbook recover` needs --server URL.")
+    if args.profile.exists():
+        raise CliError(f"{args.profile} already exists; it holds a device key. Pick another file.")
+    code = args.code or (await asyncio.to_thread(sys.stdin.readline)).strip()
+    if not code:
+        raise CliError("Give the recovery code with --code or on standard input.")
+    async with Client(args.server) as client:
+        done, profile = await client.recover(
+            args.handle, code, device_name=args.device_name, revoke_others=args.revoke_others
+        )
+    profile.save(args.profile)
+    print(f"This device is now enrolled as {done.account.handle}. Profile: {args.profile}.")
+    print(f"New recovery code (the old one is spent; shown once): {done.recovery_code}")
+
+
 async def cmd_whois(args: argparse.Namespace) -> None:
     async with _client(args) as client:
         _print_json(await client.whois(args.handle))
@@ -187,6 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     signup.add_argument("handle")
     signup.add_argument("--display-name")
     signup.add_argument("--device-name", default="cli")
+    recover = client_cmd("recover", cmd_recover, "enroll this device with a recovery code")
+    recover.add_argument("handle")
+    recover.add_argument("--code", help="the recovery code (default: read from standard input)")
+    recover.add_argument("--device-name", default="cli")
+    recover.add_argument("--revoke-others", action="store_true", help="revoke every other device")
     client_cmd("whois", cmd_whois, "show a person's public card").add_argument("handle")
     client_cmd("token", cmd_token, "print a fresh access token")
     contacts = client_cmd("contacts", cmd_contacts, "list, add or remove contacts")

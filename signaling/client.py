@@ -31,6 +31,7 @@ from signaling.schemas import (
     DeviceEnrollment,
     DeviceList,
     Enrollment,
+    RecoveryRequest,
     SignupRequest,
     TokenRequest,
     TokenResponse,
@@ -144,6 +145,24 @@ class Client:
             device=DeviceEnrollment(name=device_name, public_key=public),
         )
         done: Enrollment = await self.request("POST", "/v1/accounts", Enrollment, body, auth=False)
+        return done, self._adopt(done, key)
+
+    async def recover(
+        self, handle: str, code: str, *, device_name: str = "cli", revoke_others: bool = False
+    ) -> tuple[Enrollment, Profile]:
+        """Enroll this client as a new device of the account, with its recovery code."""
+        key, public = new_device_key()
+        body = RecoveryRequest(
+            handle=handle,
+            recovery_code=code,
+            device=DeviceEnrollment(name=device_name, public_key=public),
+            revoke_other_devices=revoke_others,
+        )
+        done: Enrollment = await self.request("POST", "/v1/recovery", Enrollment, body, auth=False)
+        return done, self._adopt(done, key)
+
+    def _adopt(self, done: Enrollment, key: Ed25519PrivateKey) -> Profile:
+        self._token = None
         self.profile = Profile(
             server=self.server,
             account_id=done.account.id,
@@ -152,7 +171,7 @@ class Client:
             private_key=_b64(key.private_bytes_raw()),
             recovery_code=done.recovery_code,
         )
-        return done, self.profile
+        return self.profile
 
     async def sign_in(self) -> TokenResponse:
         if self.profile is None:

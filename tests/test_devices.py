@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from directory.records import Device
-from signaling.client import Client, ClientError, Profile, _b64, new_device_key
+from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.schemas import DeviceEnrollment, DeviceRename, Enrollment, RecoveryRequest
 from tests.conftest import Server
 
@@ -63,27 +63,8 @@ async def test_device_key_must_be_a_real_ed25519_key(server: Server, raw: bytes)
 async def _recover(
     server: Server, handle: str, code: str, *, revoke_others: bool = False
 ) -> tuple[Client, str]:
-    key, public = new_device_key()
     client = server.client()
-    done: Enrollment = await client.request(
-        "POST",
-        "/v1/recovery",
-        Enrollment,
-        RecoveryRequest(
-            handle=handle,
-            recovery_code=code,
-            device=DeviceEnrollment(name="new phone", public_key=public),
-            revoke_other_devices=revoke_others,
-        ),
-        auth=False,
-    )
-    client.profile = Profile(
-        server=server.url,
-        account_id=done.account.id,
-        device_id=done.device.id,
-        handle=done.account.handle,
-        private_key=_b64(key.private_bytes_raw()),
-    )
+    done, _profile = await client.recover(handle, code, revoke_others=revoke_others)
     return client, done.recovery_code
 
 

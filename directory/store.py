@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from directory import keys
 
@@ -41,7 +41,13 @@ class Store:
         return await script(keys=keys, args=args)
 
 
-def connect(url: str) -> Redis:
-    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``)."""
-    client: Redis = Redis.from_url(url, decode_responses=True, protocol=3)
+def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:
+    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``).
+
+    A burst beyond the pool waits up to ``wait_s`` for a free connection instead of failing.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url, decode_responses=True, protocol=3, max_connections=max_connections, timeout=wait_s
+    )
+    client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client

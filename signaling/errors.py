@@ -56,6 +56,14 @@ _TYPES = (
 )
 PROBLEM_TYPES: dict[str, ProblemType] = {t.code: t for t in _TYPES}
 
+# RFC 6750 section 3: a 401 names the scheme, and why a presented token failed.
+_TOKEN_CODES = {
+    "token_missing": 'Bearer realm="callbook"',
+    "token_invalid": 'Bearer realm="callbook", error="invalid_token"',
+    "token_expired": 'Bearer realm="callbook", error="invalid_token"',
+    "device_revoked": 'Bearer realm="callbook", error="invalid_token"',
+}
+
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     """RFC 9457 problem details, plus the stable ``code``."""
@@ -91,6 +99,8 @@ class ApiError(Exception):
             retry_after=self.retry_after_s,
         )
         headers = {"Cache-Control": "no-store"}
+        if kind.status == 401 and kind.code in _TOKEN_CODES:
+            headers["WWW-Authenticate"] = _TOKEN_CODES[kind.code]
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(self.retry_after_s)
         headers.update(extra_headers or {})

@@ -115,7 +115,12 @@ def adapt(endpoint: Endpoint, authenticate: Authenticator) -> Callable[..., Any]
         principal = await authenticate(request) if endpoint.auth else None
         body: Any = None
         if endpoint.request is not None:
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except web.RequestPayloadError as exc:
+                raise ApiError(
+                    "malformed_json", "The body could not be decoded (check Content-Encoding)."
+                ) from exc
             body = decode_body(raw, request.content_type, endpoint.request)
         call = Call(request, principal, body, dict(request.match_info))
         result = await endpoint.handler(call)
@@ -133,6 +138,8 @@ def adapt(endpoint: Endpoint, authenticate: Authenticator) -> Callable[..., Any]
 
 def register(app: web.Application, endpoints: list[Endpoint], authenticate: Authenticator) -> None:
     for endpoint in endpoints:
-        app.router.add_route(
-            endpoint.method, endpoint.aiohttp_path(), adapt(endpoint, authenticate)
-        )
+        handler = adapt(endpoint, authenticate)
+        if endpoint.method == "GET":
+            app.router.add_get(endpoint.aiohttp_path(), handler)  # HEAD comes with GET
+        else:
+            app.router.add_route(endpoint.method, endpoint.aiohttp_path(), handler)

@@ -1,0 +1,374 @@
+"""The 1:1 call state machine: pure, no I/O; time is an argument; it returns effects.
+
+A call rings on every online device of the callee, is answered on one of them, and ends once.
+The adapter (``service.py``) feeds it events and carries out the effects it returns: messages to
+devices, timers, a missed-call record, a push wake-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Literal
+
+from signaling.calls import relay
+from signaling.ws import messages as m
+
+RING_TIMEOUT_S = 60.0
+RESUME_WINDOW_S = 30.0
+
+
+class Phase(Enum):
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    account_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    id: str
+    caller: DeviceRef
+    callee_account: str
+    media: m.Media
+    relay_only: bool
+    caller_card: m.Person
+    callee_card: m.Person
+    phase: Phase = Phase.RINGING
+    ringing: frozenset[DeviceRef] = frozenset()
+    callee: DeviceRef | None = None
+    lost: frozenset[DeviceRef] = frozenset()
+    # False when the callee may not be rung (blocked, not allowed, hidden, unknown): the call
+    # then rings nowhere and times out exactly as for an offline callee.
+    reachable: bool = True
+
+    def legs(self) -> tuple[DeviceRef, ...]:
+        return (self.caller,) if self.callee is None else (self.caller, self.callee)
+
+    def peer_of(self, device: DeviceRef) -> DeviceRef | None:
+        if device == self.caller:
+            return self.callee
+        return self.caller if device == self.callee else None
+
+    def involves(self, device: DeviceRef) -> bool:
+        return device in self.legs() or device in self.ringing
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptEvent:
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineEvent:
+    device: DeviceRef
+    busy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HangupEvent:
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """SDP or an ICE candidate from one leg, for the other."""
+
+    device: DeviceRef
+    message: m.Description | m.Ice
+
+
+@dataclass(frozen=True, slots=True)
+class RingTimeout:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLost:
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResumed:
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTimeout:
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """Glare: the two people called each other at once and the other call survives."""
+
+
+Event = (
+    AcceptEvent
+    | DeclineEvent
+    | HangupEvent
+    | SignalEvent
+    | RingTimeout
+    | DeviceLost
+    | DeviceResumed
+    | ResumeTimeout
+    | Superseded
+)
+
+# --- effects -----------------------------------------------------------------------------------
+
+TimerKind = Literal["ring", "resume"]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    to: DeviceRef
+    message: m.ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    kind: TimerKind
+    at: float
+    device: DeviceRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearTimer:
+    kind: TimerKind
+    device: DeviceRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMissed:
+    callee_account: str
+    caller_account: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WakeUp:
+    """No device of the callee is online: ask the push adapter to wake one."""
+
+    callee_account: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The call is over; the adapter forgets it."""
+
+
+Effect = Send | SetTimer | ClearTimer | RecordMissed | WakeUp | Finished
+
+
+class Rejected(Exception):
+    """The event is not legal in the call's state; the sender gets a typed error."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+def start(
+    call: Call,
+    online: frozenset[DeviceRef],
+    busy: frozenset[DeviceRef],
+    now: float,
+    ref: str | None = None,
+) -> tuple[Call, list[Effect]]:
+    """Ring every online device (none when unreachable) and tell the caller it is ringing."""
+    ringing = online if call.reachable else frozenset()
+    call = replace(call, ringing=ringing, phase=Phase.RINGING)
+    effects: list[Effect] = [
+        Send(call.caller, m.Ringing(call_id=call.id, ref=ref)),
+        SetTimer("ring", now + RING_TIMEOUT_S),
+    ]
+    for device in sorted(ringing, key=_order):
+        incoming = m.Incoming(
+            call_id=call.id, caller=call.caller_card, media=call.media, busy=device in busy
+        )
+        effects.append(Send(device, incoming))
+    if call.reachable and not ringing:
+        effects.append(WakeUp(call.callee_account))
+    return call, effects
+
+
+def transition(call: Call, event: Event, now: float) -> tuple[Call, list[Effect]]:
+    """Apply one event; raises Rejected for an event the call's state does not allow."""
+    if call.phase is Phase.ENDED:
+        raise Rejected("call_ended", f"Call {call.id} has already ended.")
+    match event:
+        case AcceptEvent():
+            return _on_accept(call, event, now)
+        case DeclineEvent():
+            return _on_decline(call, event, now)
+        case HangupEvent():
+            return _on_hangup(call, event, now)
+        case SignalEvent():
+            return _on_signal(call, event, now)
+        case RingTimeout():
+            return _on_ring_timeout(call, event, now)
+        case DeviceLost():
+            return _on_lost(call, event, now)
+        case DeviceResumed():
+            return _on_resumed(call, event, now)
+        case ResumeTimeout():
+            return _on_resume_timeout(call, event, now)
+        case Superseded():
+            return _on_superseded(call)
+
+
+def _order(device: DeviceRef) -> tuple[str, str]:
+    return (device.account_id, device.device_id)
+
+
+def _end(
+    call: Call,
+    reasons: dict[DeviceRef, m.EndReason],
+    extra: list[Effect] | None = None,
+) -> tuple[Call, list[Effect]]:
+    effects: list[Effect] = [ClearTimer("ring")]
+    for device in call.lost:
+        effects.append(ClearTimer("resume", device))
+    for device, reason in sorted(reasons.items(), key=lambda item: _order(item[0])):
+        effects.append(Send(device, m.Ended(call_id=call.id, reason=reason)))
+    effects.extend(extra or [])
+    effects.append(Finished())
+    return replace(call, phase=Phase.ENDED, ringing=frozenset(), lost=frozenset()), effects
+
+
+def _on_accept(call: Call, event: AcceptEvent, now: float) -> tuple[Call, list[Effect]]:
+    if call.phase is not Phase.RINGING or event.device not in call.ringing:
+        raise Rejected("not_ringing", f"Call {call.id} is not ringing on this device.")
+    others = call.ringing - {event.device}
+    connected = replace(call, phase=Phase.CONNECTED, callee=event.device, ringing=frozenset())
+    effects: list[Effect] = [
+        ClearTimer("ring"),
+        Send(call.caller, _accepted(connected, "caller")),
+        Send(event.device, _accepted(connected, "callee")),
+    ]
+    for device in sorted(others, key=_order):
+        effects.append(Send(device, m.Ended(call_id=call.id, reason="answered_elsewhere")))
+    return connected, effects
+
+
+def _accepted(call: Call, role: Literal["caller", "callee"]) -> m.Accepted:
+    peer = call.callee_card if role == "caller" else call.caller_card
+    return m.Accepted(call_id=call.id, role=role, relay_only=call.relay_only, peer=peer)
+
+
+def _on_decline(call: Call, event: DeclineEvent, now: float) -> tuple[Call, list[Effect]]:
+    if call.phase is not Phase.RINGING or event.device not in call.ringing:
+        raise Rejected("not_ringing", f"Call {call.id} is not ringing on this device.")
+    reasons: dict[DeviceRef, m.EndReason] = {call.caller: "busy" if event.busy else "declined"}
+    for device in call.ringing - {event.device}:
+        reasons[device] = "declined_elsewhere"
+    return _end(call, reasons)
+
+
+def _on_hangup(call: Call, event: HangupEvent, now: float) -> tuple[Call, list[Effect]]:
+    if call.phase is Phase.RINGING:
+        if event.device in call.ringing:
+            return _on_decline(call, DeclineEvent(event.device), now)
+        if event.device != call.caller:
+            raise Rejected("not_in_call", f"This device is not part of call {call.id}.")
+        reasons: dict[DeviceRef, m.EndReason] = {call.caller: "cancelled"}
+        reasons.update(dict.fromkeys(call.ringing, "missed"))
+        return _end(call, reasons, _missed(call, now))
+    peer = call.peer_of(event.device)
+    if peer is None:
+        raise Rejected("not_in_call", f"This device is not part of call {call.id}.")
+    return _end(call, {peer: "hangup", event.device: "hangup"})
+
+
+def _missed(call: Call, now: float) -> list[Effect]:
+    if not call.reachable:
+        return []
+    return [RecordMissed(call.callee_account, call.caller.account_id, now)]
+
+
+def _on_signal(call: Call, event: SignalEvent, now: float) -> tuple[Call, list[Effect]]:
+    peer = call.peer_of(event.device)
+    if call.phase is not Phase.CONNECTED or peer is None:
+        raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
+    message = event.message
+    if isinstance(message, m.Ice):
+        candidate: str | None = message.candidate
+        if call.relay_only:
+            candidate = relay.relay_candidate(message.candidate)
+        if candidate is None:
+            return call, []
+        forwarded: m.ServerMessage = m.PeerIce(
+            call_id=call.id,
+            candidate=candidate,
+            sdp_mid=message.sdp_mid,
+            sdp_mline_index=message.sdp_mline_index,
+        )
+    else:
+        sdp = relay.relay_only_sdp(message.sdp) if call.relay_only else message.sdp
+        forwarded = m.PeerDescription(
+            call_id=call.id, kind=message.kind, sdp=sdp, restart=message.restart
+        )
+    return call, [Send(peer, forwarded)]
+
+
+def _on_ring_timeout(call: Call, event: RingTimeout, now: float) -> tuple[Call, list[Effect]]:
+    if call.phase is not Phase.RINGING:
+        raise Rejected("not_ringing", f"Call {call.id} is no longer ringing.")
+    reasons: dict[DeviceRef, m.EndReason] = {call.caller: "no_answer"}
+    reasons.update(dict.fromkeys(call.ringing, "missed"))
+    return _end(call, reasons, _missed(call, now))
+
+
+def _on_lost(call: Call, event: DeviceLost, now: float) -> tuple[Call, list[Effect]]:
+    if event.device in call.ringing:
+        # A ringing device that drops simply stops ringing; the others ring on.
+        return replace(call, ringing=call.ringing - {event.device}), []
+    if event.device not in call.legs():
+        raise Rejected("not_in_call", f"This device is not part of call {call.id}.")
+    effects: list[Effect] = [SetTimer("resume", now + RESUME_WINDOW_S, event.device)]
+    peer = call.peer_of(event.device)
+    if peer is not None:
+        effects.append(Send(peer, m.PeerReconnecting(call_id=call.id)))
+    return replace(call, lost=call.lost | {event.device}), effects
+
+
+def _on_resumed(call: Call, event: DeviceResumed, now: float) -> tuple[Call, list[Effect]]:
+    if event.device not in call.lost:
+        raise Rejected("not_lost", "This device had not lost its connection.")
+    effects: list[Effect] = [ClearTimer("resume", event.device)]
+    peer = call.peer_of(event.device)
+    if peer is not None:
+        effects.append(Send(peer, m.PeerResumed(call_id=call.id)))
+    return replace(call, lost=call.lost - {event.device}), effects
+
+
+def _on_resume_timeout(call: Call, event: ResumeTimeout, now: float) -> tuple[Call, list[Effect]]:
+    if event.device not in call.lost:
+        raise Rejected("not_lost", "This device had not lost its connection.")
+    reasons: dict[DeviceRef, m.EndReason] = {event.device: "peer_lost"}
+    peer = call.peer_of(event.device)
+    if peer is not None:
+        reasons[peer] = "peer_lost"
+    if call.phase is Phase.RINGING:
+        reasons.update(dict.fromkeys(call.ringing, "missed"))
+        return _end(call, reasons, _missed(call, now))
+    return _end(call, reasons)
+
+
+def _on_superseded(call: Call) -> tuple[Call, list[Effect]]:
+    reasons: dict[DeviceRef, m.EndReason] = dict.fromkeys((*call.legs(), *call.ringing), "glare")
+    return _end(call, reasons)
+

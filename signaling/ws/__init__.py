@@ -1,0 +1,1 @@
+"""The call WebSocket: messages, and the connection handler."""

@@ -1,0 +1,214 @@
+"""Every message of the call WebSocket: one Struct each, in two tagged unions.
+
+Frames are JSON text; the ``type`` field names the message. The AsyncAPI document
+(``docs/asyncapi.json``) is generated from these definitions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+CallId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Call id")]
+Ref = Annotated[str, msgspec.Meta(max_length=64, description="Echoed back in the answer")]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=32_768)]
+Candidate = Annotated[str, msgspec.Meta(max_length=1024)]
+Media = Literal["audio", "video"]
+EndReason = Literal[
+    "hangup",
+    "cancelled",
+    "declined",
+    "busy",
+    "no_answer",
+    "missed",
+    "answered_elsewhere",
+    "declined_elsewhere",
+    "peer_lost",
+    "glare",
+    "failed",
+]
+
+
+class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    """Base of messages a device sends."""
+
+
+class ServerMessage(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    """Base of messages the server sends."""
+
+
+# --- device -> server ------------------------------------------------------------------------
+
+
+class Auth(ClientMessage, tag="auth"):
+    """First message when the token is not in ``Sec-WebSocket-Protocol``; optionally resumes."""
+
+    token: Annotated[str, msgspec.Meta(max_length=2048)]
+    resume: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class Invite(ClientMessage, tag="invite"):
+    """Call a person by handle or account id; exactly one of the two."""
+
+    handle: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    account_id: CallId | None = None
+    media: Media = "audio"
+    ref: Ref | None = None
+
+
+class Accept(ClientMessage, tag="accept"):
+    call_id: CallId
+
+
+class Decline(ClientMessage, tag="decline"):
+    call_id: CallId
+    busy: bool = False
+
+
+class Hangup(ClientMessage, tag="hangup"):
+    """Hang up a connected call, or cancel one still ringing."""
+
+    call_id: CallId
+
+
+class Description(ClientMessage, tag="sdp"):
+    """An SDP offer or answer for the peer; ``restart`` marks an ICE-restart offer."""
+
+    call_id: CallId
+    kind: Literal["offer", "answer"]
+    sdp: Sdp
+    restart: bool = False
+
+
+class Ice(ClientMessage, tag="ice"):
+    """A trickled ICE candidate for the peer; an empty ``candidate`` ends gathering."""
+
+    call_id: CallId
+    candidate: Candidate
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+
+
+class Ping(ClientMessage, tag="ping"):
+    """Application-level keepalive for clients that cannot see WebSocket pings."""
+
+
+ClientMessages = Auth | Invite | Accept | Decline | Hangup | Description | Ice | Ping
+
+
+# --- server -> device ------------------------------------------------------------------------
+
+
+class IceServer(msgspec.Struct, kw_only=True):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Welcome(ServerMessage, tag="welcome"):
+    account_id: str
+    device_id: str
+    resume_token: str
+    resume_window_s: int
+    protocol: int = PROTOCOL_VERSION
+    resumed: bool = False
+
+
+class Person(msgspec.Struct, kw_only=True):
+    account_id: str
+    handle: str | None
+    display_name: str | None
+
+
+class Ringing(ServerMessage, tag="ringing"):
+    """To the caller: the call exists and is ringing (sent the same way whoever the callee is)."""
+
+    call_id: str
+    ref: str | None = None
+
+
+class Incoming(ServerMessage, tag="incoming"):
+    """To every online device of the callee; ``busy`` means the device is in another call."""
+
+    call_id: str
+    caller: Person
+    media: Media
+    busy: bool = False
+
+
+class Accepted(ServerMessage, tag="accepted"):
+    """To both devices of a call that was answered: negotiate media now.
+
+    The caller sends the offer. With ``relay_only`` both sides must set
+    ``iceTransportPolicy: relay``: the server forwards relay candidates only.
+    """
+
+    call_id: str
+    role: Literal["caller", "callee"]
+    relay_only: bool
+    peer: Person
+
+
+class Ended(ServerMessage, tag="ended"):
+    call_id: str
+    reason: EndReason
+
+
+class PeerDescription(ServerMessage, tag="sdp"):
+    call_id: str
+    kind: Literal["offer", "answer"]
+    sdp: str
+    restart: bool = False
+
+
+class PeerIce(ServerMessage, tag="ice"):
+    call_id: str
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+class PeerReconnecting(ServerMessage, tag="peer_reconnecting"):
+    """The other device lost its connection; it may resume within the window."""
+
+    call_id: str
+
+
+class PeerResumed(ServerMessage, tag="peer_resumed"):
+    call_id: str
+
+
+class Pong(ServerMessage, tag="pong"):
+    pass
+
+
+class Error(ServerMessage, tag="error"):
+    code: str
+    detail: str
+    call_id: str | None = None
+    ref: str | None = None
+
+
+class GoingAway(ServerMessage, tag="going_away"):
+    """The server is shutting down: reconnect (elsewhere) and resume with the token."""
+
+    resume_token: str
+
+
+ServerMessages = (
+    Welcome
+    | Ringing
+    | Incoming
+    | Accepted
+    | Ended
+    | PeerDescription
+    | PeerIce
+    | PeerReconnecting
+    | PeerResumed
+    | Pong
+    | Error
+    | GoingAway
+)

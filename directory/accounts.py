@@ -28,7 +28,7 @@ end
 return 0
 """
 
-_FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call")
+_FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,7 @@ async def signup(
         "created_day": store.today(),
         "discoverable": "everyone",
         "who_can_call": "everyone",
+        "hide_ip": "0",
         "recovery_hash": code_hash,
     }
     async with store.redis.pipeline(transaction=True) as pipe:
@@ -86,7 +87,7 @@ async def get(store: Store, account_id: str) -> Account:
     values = await store.redis.hmget(keys.account(account_id), _FIELDS)
     if values[0] is None:
         raise NotFound("No such account.")
-    handle, display_name, created_day, discoverable, who_can_call = values
+    handle, display_name, created_day, discoverable, who_can_call, hide_ip = values
     return Account(
         id=account_id,
         handle=handle,
@@ -94,6 +95,7 @@ async def get(store: Store, account_id: str) -> Account:
         created_day=created_day,
         discoverable=check_audience(discoverable, "discoverable"),
         who_can_call=check_audience(who_can_call, "who_can_call"),
+        hide_ip=hide_ip == "1",
     )
 
 
@@ -110,6 +112,7 @@ async def update(
     clear_display_name: bool = False,
     discoverable: str | None = None,
     who_can_call: str | None = None,
+    hide_ip: bool | None = None,
 ) -> Account:
     """Apply every change or none: all values are checked before anything is written."""
     changes: dict[str, str] = {}
@@ -121,6 +124,8 @@ async def update(
         changes["discoverable"] = check_audience(discoverable, "discoverable")
     if who_can_call is not None:
         changes["who_can_call"] = check_audience(who_can_call, "who_can_call")
+    if hide_ip is not None:
+        changes["hide_ip"] = "1" if hide_ip else "0"
     new_handle = handles.parse(handle) if handle is not None else None
     old_handle = (await get(store, account_id)).handle
     if new_handle is not None and new_handle != old_handle:

@@ -165,7 +165,11 @@ async def _replace(store: Store, account_id: str, device_id: str, record: Stored
 
 
 async def revoke(store: Store, account_id: str, device_id: str) -> None:
-    if not await store.redis.hdel(keys.devices(account_id), device_id):
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.devices(account_id), device_id)
+        pipe.hdel(keys.push_tokens(account_id), device_id)
+        removed, _ = await pipe.execute()
+    if not removed:
         raise NotFound("No such device on this account.")
 
 

@@ -19,6 +19,7 @@ DEFAULT_HANDLE_QUARANTINE_S = 30 * 24 * 3600
 ACCESS_TOKEN_TTL_S = 10 * 60
 SIGNING_KEY_ROTATION_S = 24 * 3600
 RATE_LIMIT_IDLE_TTL_S = 3600
+MISSED_CALLS_TTL_S = 30 * 24 * 3600
 
 #: The value a handle key holds while the handle is quarantined; never a valid account id.
 QUARANTINED = "-"
@@ -63,6 +64,26 @@ def lookup_bucket(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:rl:lookup"
 
 
+def invite_bucket(account_id: str) -> str:
+    """Hash: token bucket limiting the calls this account places."""
+    return f"{PREFIX}:{account_tag(account_id)}:rl:invite"
+
+
+def missed_calls(account_id: str) -> str:
+    """Sorted set, MISSED_CALLS_TTL_S: missed calls (JSON: caller id and handle), by time."""
+    return f"{PREFIX}:{account_tag(account_id)}:missed"
+
+
+def missed_by(account_id: str) -> str:
+    """Set: accounts whose missed-call list names this account as caller (for erase)."""
+    return f"{PREFIX}:{account_tag(account_id)}:missed_by"
+
+
+def push_tokens(account_id: str) -> str:
+    """Hash: device id -> JSON push registration (provider, token)."""
+    return f"{PREFIX}:{account_tag(account_id)}:push"
+
+
 def account_keys(account_id: str) -> tuple[str, ...]:
     """Every key that belongs to one account (erase removes exactly these)."""
     return (
@@ -73,6 +94,10 @@ def account_keys(account_id: str) -> tuple[str, ...]:
         blocks(account_id),
         blocked_by(account_id),
         lookup_bucket(account_id),
+        invite_bucket(account_id),
+        missed_calls(account_id),
+        missed_by(account_id),
+        push_tokens(account_id),
     )
 
 
@@ -123,6 +148,10 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern(blocks("*"), "blocked accounts"),
     KeyPattern(blocked_by("*"), "reverse index of blocks, for erase"),
     KeyPattern(lookup_bucket("*"), "lookup rate limit"),
+    KeyPattern(invite_bucket("*"), "call rate limit"),
+    KeyPattern(missed_calls("*"), "missed calls, 30 days"),
+    KeyPattern(missed_by("*"), "reverse index of missed calls, for erase"),
+    KeyPattern(push_tokens("*"), "push registrations per device"),
     KeyPattern(f"{PREFIX}:{{h:*}}:handle", "handle ownership and quarantine"),
     KeyPattern(f"{PREFIX}:{{h:*}}:rl:recovery", "recovery attempt rate limit, per handle"),
     KeyPattern(nonce("*"), "sign-in challenges"),

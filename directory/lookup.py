@@ -71,3 +71,22 @@ async def may_call(store: Store, caller_id: str, callee_id: str) -> bool:
     if who_can_call == "everyone":
         return True
     return who_can_call == "contacts" and bool(is_contact)
+
+
+async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[Card, bool] | None:
+    """The callee's card and hide-my-IP setting if the caller may both see and ring them.
+
+    None covers unknown, erased, hidden, blocking and not-allowed alike, in one round trip.
+    """
+    if caller_id == callee_id:
+        return None
+    async with store.redis.pipeline(transaction=False) as pipe:
+        queue_card_reads(pipe, caller_id, callee_id)
+        pipe.hmget(keys.account(callee_id), ("who_can_call", "hide_ip"))
+        *card_reads, (who_can_call, hide_ip) = await pipe.execute()
+    card = card_from(caller_id, callee_id, card_reads)
+    _, blocked, is_contact = card_reads
+    allowed = who_can_call == "everyone" or (who_can_call == "contacts" and is_contact)
+    if card is None or blocked or not allowed:
+        return None
+    return card, hide_ip == "1"

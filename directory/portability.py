@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from directory import accounts, contacts, devices, keys
+from directory import accounts, contacts, devices, history, keys, push_tokens
 from directory.records import Export
 from directory.store import Store
 
@@ -13,6 +13,8 @@ async def export(store: Store, account_id: str) -> Export:
         devices=await devices.list_all(store, account_id),
         contacts=await contacts.list_contacts(store, account_id),
         blocks=await contacts.list_blocks(store, account_id),
+        missed_calls=await history.list_missed(store, account_id),
+        push_registrations=await push_tokens.list_all(store, account_id),
     )
 
 
@@ -39,5 +41,6 @@ async def erase(store: Store, account_id: str) -> None:
         for other in my_blocks:
             pipe.srem(keys.blocked_by(other), account_id)
         await pipe.execute()
+    await history.forget_caller(store, account_id)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*keys.account_keys(account_id))

@@ -24,6 +24,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     created_day: str
     discoverable: Audience
     who_can_call: Audience
+    #: Calls of this account use TURN relays only, so no peer ever learns its IP address.
+    hide_ip: bool = False
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,9 +92,28 @@ class SigningKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
 
 
+
+
+class MissedCall(msgspec.Struct, frozen=True, kw_only=True):
+    caller_account_id: str
+    caller_handle: str
+    at: int
+
+
+PushProvider = Literal["apns", "fcm", "webhook"]
+
+
+class PushRegistration(msgspec.Struct, frozen=True, kw_only=True):
+    device_id: str
+    provider: PushProvider
+    token: str
+
+
 class Export(msgspec.Struct, frozen=True, kw_only=True):
     account: Account
     devices: list[Device]
     contacts: list[Contact]
     blocks: list[Block]
+    missed_calls: list[MissedCall]
+    push_registrations: list[PushRegistration]
     recovery_code: str = "stored only as an argon2id hash; not recoverable"

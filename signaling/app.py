@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
@@ -16,15 +17,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from directory import devices
 from directory.errors import DirectoryError
 from directory.store import Store, connect
-from signaling.appkeys import ANONYMOUS_THROTTLE, CONFIG, STORE, TOKENS
+from signaling.appkeys import ANONYMOUS_THROTTLE, CALLS, CONFIG, SOCKETS, STORE, TOKENS
+from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.openapi import document
+from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
 from signaling.rest.framework import register
 from signaling.schemas import Health
 from signaling.tokens import Principal, TokenService
+from signaling.ws.endpoint import close_all, websocket
 
 log = logging.getLogger("callbook.signaling")
 
@@ -142,14 +146,29 @@ async def _refresh_keys(tokens: TokenService) -> None:
             log.warning("could not refresh signing keys; keeping the ones loaded")
 
 
+async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    push: PushAdapter = LogPush()
+    if config.push_webhook_url:
+        secret = (config.push_webhook_secret or "").encode()
+        push = WebhookPush(config.push_webhook_url, secret)
+    app[CALLS] = CallService(app[STORE], push)
+    yield
+    await app[CALLS].close()
+    await push.close()
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
     app[CONFIG] = config
     app[ANONYMOUS_THROTTLE] = Throttle(config.anonymous_rate_per_s, config.anonymous_burst)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx])
+    app[SOCKETS] = weakref.WeakSet()
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _calls_ctx])
+    app.on_shutdown.append(close_all)
     register(app, endpoints(), authenticate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/ws", websocket)
     app.router.add_get("/", index)
     return app

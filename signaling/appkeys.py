@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from directory.store import Store
+from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.limits import Throttle
 from signaling.tokens import TokenService
@@ -13,3 +16,5 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
 ANONYMOUS_THROTTLE = web.AppKey("anonymous_throttle", Throttle)
+CALLS = web.AppKey("calls", CallService)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

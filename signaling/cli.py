@@ -140,6 +140,8 @@ async def cmd_settings(args: argparse.Namespace) -> None:
         update.display_name = args.display_name or None
     if args.handle:
         update.handle = args.handle
+    if args.hide_ip is not None:
+        update.hide_ip = args.hide_ip == "on"
     changed = any(getattr(update, f) is not msgspec.UNSET for f in AccountUpdate.__struct_fields__)
     profile = _load_profile(args.profile)
     async with Client(args.server or profile.server, profile) as client:
@@ -222,6 +224,9 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_argument("--discoverable", choices=AUDIENCE_CHOICES)
     settings.add_argument("--display-name", help="empty string clears it")
     settings.add_argument("--handle", help="change your handle (the old one is quarantined)")
+    settings.add_argument(
+        "--hide-ip", choices=("on", "off"), help="relay every call so peers never see your IP"
+    )
     client_cmd("export", cmd_export, "print everything the server stores about you")
     erase = client_cmd("erase", cmd_erase, "erase your account")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")

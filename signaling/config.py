@@ -20,6 +20,13 @@ class Config:
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
+    #: Browser origins, besides the server's own, allowed to open the call WebSocket.
+    allowed_origins: tuple[str, ...] = ()
+    turn_uris: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_s: int = 3600
+    push_webhook_url: str | None = None
+    push_webhook_secret: str | None = None
     anonymous_rate_per_s: float = 50.0
     anonymous_burst: int = 100
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
@@ -42,6 +49,10 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Config:
     """Read the CALLBOOK_* variables (and REDIS_URL); see the README's configuration table."""
     env = os.environ if env is None else env
@@ -51,8 +62,21 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
     )
+    origins = _list(env, "CALLBOOK_ALLOWED_ORIGINS")
+    turn_uris = _list(env, "CALLBOOK_TURN_URIS")
+    turn_secret = env.get("CALLBOOK_TURN_SECRET") or None
+    if turn_uris and not turn_secret:
+        raise ConfigError(
+            "CALLBOOK_TURN_URIS needs CALLBOOK_TURN_SECRET (coturn's static-auth-secret)."
+        )
     return replace(
         base,
+        allowed_origins=origins,
+        turn_uris=turn_uris,
+        turn_secret=turn_secret,
+        turn_ttl_s=_int(env, "CALLBOOK_TURN_TTL_S", base.turn_ttl_s, 60, 86400),
+        push_webhook_url=env.get("CALLBOOK_PUSH_WEBHOOK_URL") or None,
+        push_webhook_secret=env.get("CALLBOOK_PUSH_WEBHOOK_SECRET") or None,
         host=env.get("CALLBOOK_HOST", base.host),
         port=_int(env, "CALLBOOK_PORT", base.port, 0, 65535),
         data_dir=Path(env.get("CALLBOOK_DATA_DIR", str(base.data_dir))),

@@ -40,6 +40,7 @@ _TYPES = (
     ProblemType("bad_signature", 401, "The signature does not verify"),
     ProblemType("unknown_device", 401, "The device is not enrolled"),
     ProblemType("bad_recovery_code", 401, "The recovery code does not match"),
+    ProblemType("forbidden_origin", 403, "This origin is not allowed"),
     ProblemType("not_found", 404, "Not found"),
     ProblemType("no_route", 404, "No such endpoint"),
     ProblemType("method_not_allowed", 405, "Method not allowed"),

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from directory.records import Account, Audience, Block, Contact, Device
+from directory.records import Account, Audience, Block, Contact, Device, MissedCall, PushProvider
+from signaling.ws.messages import IceServer
 
 Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]
 HandleText = Annotated[
@@ -93,6 +94,7 @@ class AccountUpdate(Request):
     display_name: DisplayName | msgspec.UnsetType | None = msgspec.UNSET
     discoverable: Audience | msgspec.UnsetType = msgspec.UNSET
     who_can_call: Audience | msgspec.UnsetType = msgspec.UNSET
+    hide_ip: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class DeviceList(msgspec.Struct, kw_only=True):
@@ -129,3 +131,19 @@ class BlockList(msgspec.Struct, kw_only=True):
 
 class Health(msgspec.Struct, kw_only=True):
     status: Literal["ok", "unavailable"]
+
+
+class IceServers(msgspec.Struct, kw_only=True):
+    """Pass ``ice_servers`` to RTCPeerConnection; fetch again before ``ttl`` seconds pass."""
+
+    ice_servers: list[IceServer]
+    ttl: int
+
+
+class MissedCalls(msgspec.Struct, kw_only=True):
+    missed_calls: list[MissedCall]
+
+
+class PushRegister(Request):
+    provider: PushProvider
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]

@@ -371,4 +371,3 @@ def _on_resume_timeout(call: Call, event: ResumeTimeout, now: float) -> tuple[Ca
 def _on_superseded(call: Call) -> tuple[Call, list[Effect]]:
     reasons: dict[DeviceRef, m.EndReason] = dict.fromkeys((*call.legs(), *call.ringing), "glare")
     return _end(call, reasons)
-

@@ -21,7 +21,7 @@ async def get_me(call: Call) -> Account:
 
 @API.route(
     "PATCH", "/v1/me",
-    summary="Change handle, display name, discoverability or who can call you",
+    summary="Change handle, display name, discoverability, who can call you, or hide-my-IP",
     tag="account", request=AccountUpdate, response=Account,
     errors=(*AUTH_ERRORS, *BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
             "invalid_value"),
@@ -37,6 +37,7 @@ async def update_me(call: Call) -> Account:
         clear_display_name=body.display_name is None,
         discoverable=None if body.discoverable is msgspec.UNSET else body.discoverable,
         who_can_call=None if body.who_can_call is msgspec.UNSET else body.who_can_call,
+        hide_ip=None if body.hide_ip is msgspec.UNSET else body.hide_ip,
     )
 
 

@@ -192,12 +192,6 @@ class Error(ServerMessage, tag="error"):
     ref: str | None = None
 
 
-class GoingAway(ServerMessage, tag="going_away"):
-    """The server is shutting down: reconnect (elsewhere) and resume with the token."""
-
-    resume_token: str
-
-
 ServerMessages = (
     Welcome
     | Ringing
@@ -210,5 +204,4 @@ ServerMessages = (
     | PeerResumed
     | Pong
     | Error
-    | GoingAway
 )

@@ -1,0 +1,52 @@
+"""Missed calls: the only call history kept, per callee, for 30 days.
+
+Each entry names the caller by account id and by the handle they had at the time. A reverse index
+in the caller's keys lets erase remove the entries that name an erased caller.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from directory import keys
+from directory.records import MissedCall
+from directory.store import Store
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(MissedCall).decode
+
+
+async def record_missed(
+    store: Store, callee_id: str, caller_id: str, caller_handle: str, at: float
+) -> None:
+    entry = MissedCall(caller_account_id=caller_id, caller_handle=caller_handle, at=int(at))
+    oldest = at - keys.MISSED_CALLS_TTL_S
+    await store.redis.sadd(keys.missed_by(caller_id), callee_id)
+    await store.redis.expire(keys.missed_by(caller_id), keys.MISSED_CALLS_TTL_S)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(keys.missed_calls(callee_id), {_encode(entry): at})
+        pipe.zremrangebyscore(keys.missed_calls(callee_id), "-inf", oldest)
+        pipe.expire(keys.missed_calls(callee_id), keys.MISSED_CALLS_TTL_S)
+        await pipe.execute()
+
+
+async def list_missed(store: Store, account_id: str) -> list[MissedCall]:
+    """Newest first; entries past the retention are dropped on the way."""
+    oldest = store.clock() - keys.MISSED_CALLS_TTL_S
+    await store.redis.zremrangebyscore(keys.missed_calls(account_id), "-inf", oldest)
+    raw: list[str] = await store.redis.zrevrange(keys.missed_calls(account_id), 0, 499)
+    return [_decode(item) for item in raw]
+
+
+async def clear_missed(store: Store, account_id: str) -> None:
+    await store.redis.delete(keys.missed_calls(account_id))
+
+
+async def forget_caller(store: Store, caller_id: str) -> None:
+    """Remove every entry naming ``caller_id`` from the lists of the people it called."""
+    callees: set[str] = await store.redis.smembers(keys.missed_by(caller_id))
+    for callee in callees:
+        raw: list[str] = await store.redis.zrange(keys.missed_calls(callee), 0, -1)
+        stale = [item for item in raw if _decode(item).caller_account_id == caller_id]
+        if stale:
+            await store.redis.zrem(keys.missed_calls(callee), *stale)

@@ -1,0 +1,335 @@
+"""Runs 1:1 calls on one node: the adapter around the pure state machine.
+
+It knows which devices are connected here, resolves whom an invite rings, feeds events to
+``machine`` and carries out the effects: messages to devices (queued while a device is within its
+resume window), timers on the event loop, missed-call records and push wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from directory import accounts, handles, history, keys, lookup, push_tokens, ratelimit
+from directory.errors import RateLimited
+from directory.store import Store
+from signaling.calls import machine as sm
+from signaling.push import PushAdapter
+from signaling.ws import messages as m
+
+log = logging.getLogger("callbook.calls")
+
+#: Messages kept for a device in its resume window; past this the device's calls end.
+MAX_QUEUED = 256
+INVITE_BURST = 20
+INVITES_PER_S = 1.0
+
+
+class DeviceLink(Protocol):
+    """A connected device: ``send`` queues a message without waiting."""
+
+    def send(self, message: m.ServerMessage) -> None: ...
+
+    def replaced(self) -> None:
+        """Another connection of the same device took over; close this one."""
+
+
+@dataclass(slots=True)
+class Presence:
+    link: DeviceLink | None
+    resume_token: str
+    queue: deque[m.ServerMessage] = field(default_factory=deque)
+    expiry: asyncio.TimerHandle | None = None
+
+
+class CallError(Exception):
+    def __init__(self, code: str, detail: str, call_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.call_id = call_id
+
+
+class CallService:
+    def __init__(
+        self, store: Store, push: PushAdapter, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._store = store
+        self._push = push
+        self._clock = clock or store.clock
+        self._calls: dict[str, sm.Call] = {}
+        self._by_device: dict[sm.DeviceRef, set[str]] = {}
+        self._members: dict[str, tuple[sm.DeviceRef, ...]] = {}
+        self._presence: dict[sm.DeviceRef, Presence] = {}
+        self._online: dict[str, set[sm.DeviceRef]] = {}
+        self._timers: dict[tuple[str, str, sm.DeviceRef | None], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def connect(self, device: sm.DeviceRef, link: DeviceLink, resume: str | None) -> m.Welcome:
+        """Register a connection; with the right resume token it takes over a lost session."""
+        previous = self._presence.get(device)
+        resumed = previous is not None and resume is not None and resume == previous.resume_token
+        if previous is not None and previous.link is not None:
+            previous.link.replaced()
+        if previous is not None and previous.expiry is not None:
+            previous.expiry.cancel()
+        token = secrets.token_urlsafe(24)
+        presence = Presence(link=link, resume_token=token)
+        self._presence[device] = presence
+        self._online.setdefault(device.account_id, set()).add(device)
+        welcome = m.Welcome(
+            account_id=device.account_id,
+            device_id=device.device_id,
+            resume_token=token,
+            resume_window_s=int(sm.RESUME_WINDOW_S),
+            resumed=resumed,
+        )
+        link.send(welcome)
+        if resumed and previous is not None:
+            for message in previous.queue:
+                link.send(message)
+            for call_id in list(self._by_device.get(device, ())):
+                call = self._calls.get(call_id)
+                if call is not None and device in call.lost:
+                    self._apply(call_id, sm.DeviceResumed(device))
+        elif previous is not None:
+            # A fresh session: calls the old one was in cannot continue.
+            for call_id in list(self._by_device.get(device, ())):
+                self._apply_quietly(call_id, sm.ResumeTimeout(device))
+        return welcome
+
+    def disconnect(self, device: sm.DeviceRef, link: DeviceLink) -> None:
+        presence = self._presence.get(device)
+        if presence is None or presence.link is not link:
+            return  # replaced by a newer connection
+        presence.link = None
+        self._online.get(device.account_id, set()).discard(device)
+        loop = asyncio.get_running_loop()
+        presence.expiry = loop.call_later(sm.RESUME_WINDOW_S, self._expire, device, presence)
+        for call_id in list(self._by_device.get(device, ())):
+            self._apply_quietly(call_id, sm.DeviceLost(device))
+
+    def _expire(self, device: sm.DeviceRef, presence: Presence) -> None:
+        if self._presence.get(device) is presence:
+            del self._presence[device]
+
+    def online_devices(self, account_id: str) -> frozenset[sm.DeviceRef]:
+        return frozenset(self._online.get(account_id, ()))
+
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    # --- messages from devices -----------------------------------------------------------------
+
+    async def handle(self, device: sm.DeviceRef, message: m.ClientMessage) -> None:
+        match message:
+            case m.Invite():
+                await self._invite(device, message)
+            case m.Accept():
+                self._switch_away(device, message.call_id)
+                self._apply(message.call_id, sm.AcceptEvent(device), device)
+            case m.Decline():
+                self._apply(message.call_id, sm.DeclineEvent(device, message.busy), device)
+            case m.Hangup():
+                self._apply(message.call_id, sm.HangupEvent(device), device)
+            case m.Description() | m.Ice():
+                self._apply(message.call_id, sm.SignalEvent(device, message), device)
+            case m.Ping():
+                self._deliver(device, m.Pong())
+            case _:
+                raise CallError("unexpected_message", "This message is not expected now.")
+
+    async def _invite(self, caller: sm.DeviceRef, invite: m.Invite) -> None:
+        if (invite.handle is None) == (invite.account_id is None):
+            raise CallError("invalid_message", "Give exactly one of handle and account_id.")
+        try:
+            await ratelimit.take(
+                self._store, keys.invite_bucket(caller.account_id), INVITE_BURST,
+                INVITES_PER_S, "calls",
+            )  # fmt: skip
+        except RateLimited as exc:
+            raise CallError("rate_limited", exc.detail) from exc
+        callee_id, typed = await self._resolve(invite)
+        if callee_id == caller.account_id:
+            raise CallError("invalid_target", "You cannot call your own account.")
+        caller_account = await accounts.get(self._store, caller.account_id)
+        target = await lookup.callable_card(self._store, caller.account_id, callee_id or "-")
+        callee_card = (
+            m.Person(account_id=target[0].account_id, handle=target[0].handle,
+                     display_name=target[0].display_name)
+            if target else m.Person(account_id=callee_id or "", handle=typed, display_name=None)
+        )  # fmt: skip
+        call = sm.Call(
+            id=secrets.token_hex(16),
+            caller=caller,
+            callee_account=callee_id or "",
+            media=invite.media,
+            relay_only=caller_account.hide_ip or (target is not None and target[1]),
+            caller_card=m.Person(
+                account_id=caller_account.id,
+                handle=caller_account.handle,
+                display_name=caller_account.display_name,
+            ),
+            callee_card=callee_card,
+            reachable=target is not None,
+        )
+        online = self.online_devices(call.callee_account) if target else frozenset()
+        busy = frozenset(d for d in online if self._in_connected_call(d))
+        self._register(call, online)
+        call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
+        self._calls[call.id] = call
+        self._run(call.id, effects)
+        self._resolve_glare(call)
+
+    async def _resolve(self, invite: m.Invite) -> tuple[str | None, str | None]:
+        """The callee's account id (None when nobody holds it) and the handle as typed."""
+        if invite.account_id is not None:
+            exists = await accounts.exists(self._store, invite.account_id)
+            return (invite.account_id if exists else None), None
+        assert invite.handle is not None
+        canonical = handles.parse_lookup(invite.handle)
+        if canonical is None:
+            raise CallError("invalid_handle", "That is not a valid handle.")
+        return await accounts.owner_of(self._store, canonical), canonical
+
+    def _resolve_glare(self, call: sm.Call) -> None:
+        """Two people calling each other at once: the call with the smaller id survives."""
+        for other in list(self._calls.values()):
+            if (
+                other.id != call.id
+                and other.phase is sm.Phase.RINGING
+                and other.reachable
+                and call.reachable
+                and other.caller.account_id == call.callee_account
+                and other.callee_account == call.caller.account_id
+            ):
+                loser = max(call.id, other.id)
+                self._apply_quietly(loser, sm.Superseded())
+
+    def _in_connected_call(self, device: sm.DeviceRef) -> bool:
+        return any(
+            self._calls[c].phase is sm.Phase.CONNECTED for c in self._by_device.get(device, ())
+        )
+
+    def _switch_away(self, device: sm.DeviceRef, accepting: str) -> None:
+        """Answering a waiting call hangs up the call the device was in."""
+        for call_id in list(self._by_device.get(device, ())):
+            if call_id != accepting and self._calls[call_id].phase is sm.Phase.CONNECTED:
+                self._apply_quietly(call_id, sm.HangupEvent(device))
+
+    # --- the machine and its effects -----------------------------------------------------------
+
+    def _register(self, call: sm.Call, ringing: frozenset[sm.DeviceRef]) -> None:
+        members = (call.caller, *ringing)
+        self._members[call.id] = members
+        for device in members:
+            self._by_device.setdefault(device, set()).add(call.id)
+
+    def _apply(self, call_id: str, event: sm.Event, sender: sm.DeviceRef | None = None) -> None:
+        call = self._calls.get(call_id)
+        if call is None or (sender is not None and not call.involves(sender)):
+            # Someone else's call id looks exactly like one that never existed.
+            raise CallError("unknown_call", "No such call on this device.", call_id)
+        try:
+            call, effects = sm.transition(call, event, self._clock())
+        except sm.Rejected as rejected:
+            raise CallError(rejected.code, rejected.detail, call_id) from rejected
+        self._calls[call_id] = call
+        self._run(call_id, effects)
+
+    def _apply_quietly(self, call_id: str, event: sm.Event) -> None:
+        """For events the server raises itself: an illegal one is simply moot."""
+        with contextlib.suppress(CallError):
+            self._apply(call_id, event)
+
+    def _run(self, call_id: str, effects: list[sm.Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case sm.Send(to=to, message=message):
+                    self._deliver(to, message)
+                case sm.SetTimer(kind=kind, at=at, device=device):
+                    self._set_timer(call_id, kind, at, device)
+                case sm.ClearTimer(kind=kind, device=device):
+                    handle = self._timers.pop((call_id, kind, device), None)
+                    if handle is not None:
+                        handle.cancel()
+                case sm.RecordMissed():
+                    self._spawn(self._record_missed(call_id, effect))
+                case sm.WakeUp(callee_account=account_id):
+                    self._spawn(self._wake(call_id, account_id))
+                case sm.Finished():
+                    self._forget(call_id)
+
+    def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None:
+        presence = self._presence.get(device)
+        if presence is None:
+            return
+        if presence.link is not None:
+            presence.link.send(message)
+        elif len(presence.queue) < MAX_QUEUED:
+            presence.queue.append(message)
+
+    def _set_timer(
+        self, call_id: str, kind: sm.TimerKind, at: float, device: sm.DeviceRef | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, at - self._clock())
+        event: sm.Event = sm.RingTimeout()
+        if device is not None:
+            event = sm.ResumeTimeout(device)
+        key = (call_id, kind, device)
+        previous = self._timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire, key, event)
+
+    def _fire(self, key: tuple[str, str, sm.DeviceRef | None], event: sm.Event) -> None:
+        self._timers.pop(key, None)
+        self._apply_quietly(key[0], event)
+
+    def _forget(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        for device in self._members.pop(call_id, ()):
+            calls = self._by_device.get(device)
+            if calls is not None:
+                calls.discard(call_id)
+                if not calls:
+                    del self._by_device[device]
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record_missed(self, call_id: str, effect: sm.RecordMissed) -> None:
+        try:
+            caller = await accounts.get(self._store, effect.caller_account)
+            await history.record_missed(
+                self._store, effect.callee_account, caller.id, caller.handle, effect.at
+            )
+        except Exception:
+            log.exception("could not record a missed call")
+
+    async def _wake(self, call_id: str, account_id: str) -> None:
+        try:
+            registrations = await push_tokens.list_all(self._store, account_id)
+            if registrations:
+                await self._push.wake(call_id, registrations)
+        except Exception:
+            log.exception("push wake-up failed")
+
+    async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

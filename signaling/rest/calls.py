@@ -1,0 +1,68 @@
+"""What a calling device needs over REST: TURN credentials, missed calls, push registration."""
+
+from __future__ import annotations
+
+from directory import history, push_tokens
+from directory.records import MissedCall, PushRegistration
+from signaling import turn
+from signaling.appkeys import CONFIG
+from signaling.rest.framework import Call
+from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
+from signaling.schemas import IceServers, MissedCalls, PushRegister
+from signaling.ws.messages import IceServer
+
+_DEVICE = {"device_id": ID_PARAM}
+
+
+@API.route(
+    "GET", "/v1/turn",
+    summary="Ephemeral TURN credentials (coturn REST-API scheme) and the TURN URIs",
+    tag="calls", response=IceServers, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def get_turn(call: Call) -> IceServers:
+    config = call.request.app[CONFIG]
+    if not config.turn_uris or config.turn_secret is None:
+        return IceServers(ice_servers=[], ttl=0)
+    username, password = turn.credentials(
+        config.turn_secret, config.turn_ttl_s, store(call).clock()
+    )
+    server = IceServer(urls=list(config.turn_uris), username=username, credential=password)
+    return IceServers(ice_servers=[server], ttl=min(config.turn_ttl_s, turn.MAX_TTL_S))
+
+
+@API.route(
+    "GET", "/v1/calls/missed", summary="Your missed calls of the last 30 days, newest first",
+    tag="calls", response=MissedCalls, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def list_missed(call: Call) -> MissedCalls:
+    missed: list[MissedCall] = await history.list_missed(store(call), call.principal.account_id)
+    return MissedCalls(missed_calls=missed)
+
+
+@API.route(
+    "DELETE", "/v1/calls/missed", summary="Clear your missed calls", tag="calls",
+    status=204, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def clear_missed(call: Call) -> None:
+    await history.clear_missed(store(call), call.principal.account_id)
+
+
+@API.route(
+    "PUT", "/v1/devices/{device_id}/push",
+    summary="Register how to wake this device for incoming calls while it is offline",
+    tag="devices", request=PushRegister, response=PushRegistration, params=_DEVICE,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "not_found"),
+)  # fmt: skip
+async def register_push(call: Call) -> PushRegistration:
+    body = call.body_as(PushRegister)
+    return await push_tokens.register(
+        store(call), call.principal.account_id, call.params["device_id"], body.provider, body.token
+    )
+
+
+@API.route(
+    "DELETE", "/v1/devices/{device_id}/push", summary="Remove a device's push registration",
+    tag="devices", status=204, params=_DEVICE, errors=(*AUTH_ERRORS, "not_found"),
+)  # fmt: skip
+async def unregister_push(call: Call) -> None:
+    await push_tokens.unregister(store(call), call.principal.account_id, call.params["device_id"])

@@ -1,0 +1,207 @@
+"""``GET /v1/ws``: one WebSocket per device, carrying the call protocol.
+
+Authentication is the access token, either in ``Sec-WebSocket-Protocol`` (``bearer.<token>``
+next to ``callbook.v1``) or in a first ``auth`` message; never in the URL. Each connection is
+limited in message size and rate; a bad frame gets a typed error or a close code and never
+disturbs another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from directory import devices
+from signaling.appkeys import CALLS, CONFIG, SOCKETS, STORE, TOKENS
+from signaling.calls.machine import DeviceRef
+from signaling.calls.service import CallError
+from signaling.errors import ApiError
+from signaling.limits import Throttle
+from signaling.tokens import Principal
+from signaling.ws import messages as m
+
+log = logging.getLogger("callbook.ws")
+
+SUBPROTOCOL = "callbook.v1"
+MAX_MESSAGE_BYTES = 64 * 1024
+AUTH_TIMEOUT_S = 10.0
+HEARTBEAT_S = 20.0
+RATE_PER_S = 20.0
+BURST = 60
+#: Over-limit messages tolerated before the connection is closed (1008).
+MAX_VIOLATIONS = 20
+OUTBOX = 512
+CLOSE_REPLACED = 4000
+
+_decode = msgspec.json.Decoder(m.ClientMessages).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class WsLink:
+    """Outbound side of one connection: an ordered queue drained by one writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX)
+        self._writer = asyncio.create_task(self._write())
+        self.close_code: int | None = None
+        self._closing: asyncio.Future[bool] | None = None
+
+    def send(self, message: m.ServerMessage) -> None:
+        try:
+            self._outbox.put_nowait(_encode(message).decode())
+        except asyncio.QueueFull:
+            self.close(WSCloseCode.POLICY_VIOLATION)  # a reader this slow is gone
+
+    def replaced(self) -> None:
+        self.close(CLOSE_REPLACED)
+
+    def close(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self._writer.cancel()
+            self._closing = asyncio.ensure_future(self._ws.close(code=code))
+
+    async def _write(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            try:
+                await self._ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def drain_and_stop(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self._writer, 2.0)
+
+
+def _origin_allowed(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # native clients send none
+    own = f"{request.scheme}://{request.host}"
+    return origin == own or origin in request.app[CONFIG].allowed_origins
+
+
+def _offered(request: web.Request, prefix: str) -> str | None:
+    for item in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        item = item.strip()
+        if item.startswith(prefix):
+            return item[len(prefix) :]
+    return None
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not _origin_allowed(request):
+        raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
+    ws = web.WebSocketResponse(
+        protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
+    )
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    link = WsLink(ws)
+    device: DeviceRef | None = None
+    calls = request.app[CALLS]
+    try:
+        authed = await _authenticate(request, ws, link)
+        if authed is None:
+            return ws
+        principal, resume = authed
+        device = DeviceRef(principal.account_id, principal.device_id)
+        calls.connect(device, link, resume)
+        await _serve(request, ws, link, device)
+    finally:
+        if device is not None:
+            calls.disconnect(device, link)
+        await link.drain_and_stop()
+    return ws
+
+
+async def _authenticate(
+    request: web.Request, ws: web.WebSocketResponse, link: WsLink
+) -> tuple[Principal, str | None] | None:
+    token, resume = _offered(request, "bearer."), _offered(request, "resume.")
+    if token is None:
+        try:
+            frame = await ws.receive(timeout=AUTH_TIMEOUT_S)
+        except TimeoutError:
+            await _refuse(ws, link, "auth_timeout", "Send an auth message first.")
+            return None
+        if frame.type is not WSMsgType.TEXT:
+            await _refuse(ws, link, "auth_required", "Send an auth message first.")
+            return None
+        try:
+            first = _decode(frame.data)
+        except msgspec.DecodeError:
+            await _refuse(ws, link, "auth_required", "Send an auth message first.")
+            return None
+        if not isinstance(first, m.Auth):
+            await _refuse(ws, link, "auth_required", "Send an auth message first.")
+            return None
+        token, resume = first.token, first.resume
+    try:
+        principal = await request.app[TOKENS].verify(token)
+        if not await devices.is_active(
+            request.app[STORE], principal.account_id, principal.device_id
+        ):
+            raise ApiError("device_revoked", "This device was revoked.")
+    except ApiError as error:
+        await _refuse(ws, link, error.problem_type.code, error.detail)
+        return None
+    return principal, resume
+
+
+async def _refuse(ws: web.WebSocketResponse, link: WsLink, code: str, detail: str) -> None:
+    link.send(m.Error(code=code, detail=detail))
+    await link.drain_and_stop()
+    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=code.encode())
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, link: WsLink, device: DeviceRef
+) -> None:
+    calls = request.app[CALLS]
+    throttle = Throttle(RATE_PER_S, BURST)
+    violations = 0
+    async for frame in ws:
+        if frame.type is WSMsgType.BINARY:
+            await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
+            return
+        if frame.type is not WSMsgType.TEXT:
+            continue
+        if throttle.try_take():
+            violations += 1
+            link.send(m.Error(code="rate_limited", detail="Too many messages; slow down."))
+            if violations > MAX_VIOLATIONS:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"flood")
+                return
+            continue
+        try:
+            message = _decode(frame.data)
+        except msgspec.ValidationError as exc:
+            link.send(m.Error(code="invalid_message", detail=str(exc)))
+            continue
+        except msgspec.DecodeError:
+            await ws.close(code=WSCloseCode.INVALID_TEXT, message=b"frames are JSON")
+            return
+        if isinstance(message, m.Auth):
+            link.send(m.Error(code="already_authenticated", detail="This connection is signed in."))
+            continue
+        try:
+            await calls.handle(device, message)
+        except CallError as error:
+            ref = message.ref if isinstance(message, m.Invite) else None
+            link.send(m.Error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref))
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: tell every device to reconnect elsewhere, then close with 1001."""
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

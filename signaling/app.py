@@ -152,7 +152,12 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.push_webhook_url:
         secret = (config.push_webhook_secret or "").encode()
         push = WebhookPush(config.push_webhook_url, secret)
-    app[CALLS] = CallService(app[STORE], push)
+    app[CALLS] = CallService(
+        app[STORE],
+        push,
+        ring_timeout_s=config.ring_timeout_s,
+        resume_window_s=config.resume_window_s,
+    )
     yield
     await app[CALLS].close()
     await push.close()

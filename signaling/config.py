@@ -25,6 +25,8 @@ class Config:
     turn_uris: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_s: int = 3600
+    ring_timeout_s: float = 60.0
+    resume_window_s: float = 30.0
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
     anonymous_rate_per_s: float = 50.0

@@ -84,7 +84,8 @@ async def test_signup_stores_only_the_documented_fields(server: Server, store: S
     account_id = (await alice.me()).id
     stored = await store.redis.hgetall(keys.account(account_id))
     assert set(stored) == {
-        "handle", "display_name", "created_day", "discoverable", "who_can_call", "recovery_hash"
+        "handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip",
+        "recovery_hash",
     }  # fmt: skip
     assert stored["recovery_hash"].startswith("$argon2id$")
     assert alice.profile is not None and alice.profile.recovery_code

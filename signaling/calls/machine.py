@@ -46,6 +46,8 @@ class Call:
     # False when the callee may not be rung (blocked, not allowed, hidden, unknown): the call
     # then rings nowhere and times out exactly as for an offline callee.
     reachable: bool = True
+    ring_timeout_s: float = RING_TIMEOUT_S
+    resume_window_s: float = RESUME_WINDOW_S
 
     def legs(self) -> tuple[DeviceRef, ...]:
         return (self.caller,) if self.callee is None else (self.caller, self.callee)
@@ -193,7 +195,7 @@ def start(
     call = replace(call, ringing=ringing, phase=Phase.RINGING)
     effects: list[Effect] = [
         Send(call.caller, m.Ringing(call_id=call.id, ref=ref)),
-        SetTimer("ring", now + RING_TIMEOUT_S),
+        SetTimer("ring", now + call.ring_timeout_s),
     ]
     for device in sorted(ringing, key=_order):
         incoming = m.Incoming(
@@ -338,7 +340,7 @@ def _on_lost(call: Call, event: DeviceLost, now: float) -> tuple[Call, list[Effe
         return replace(call, ringing=call.ringing - {event.device}), []
     if event.device not in call.legs():
         raise Rejected("not_in_call", f"This device is not part of call {call.id}.")
-    effects: list[Effect] = [SetTimer("resume", now + RESUME_WINDOW_S, event.device)]
+    effects: list[Effect] = [SetTimer("resume", now + call.resume_window_s, event.device)]
     peer = call.peer_of(event.device)
     if peer is not None:
         effects.append(Send(peer, m.PeerReconnecting(call_id=call.id)))

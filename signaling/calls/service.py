@@ -58,9 +58,17 @@ class CallError(Exception):
 
 class CallService:
     def __init__(
-        self, store: Store, push: PushAdapter, clock: Callable[[], float] | None = None
+        self,
+        store: Store,
+        push: PushAdapter,
+        *,
+        ring_timeout_s: float = sm.RING_TIMEOUT_S,
+        resume_window_s: float = sm.RESUME_WINDOW_S,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
+        self._ring_timeout_s = ring_timeout_s
+        self._resume_window_s = resume_window_s
         self._push = push
         self._clock = clock or store.clock
         self._calls: dict[str, sm.Call] = {}
@@ -89,7 +97,7 @@ class CallService:
             account_id=device.account_id,
             device_id=device.device_id,
             resume_token=token,
-            resume_window_s=int(sm.RESUME_WINDOW_S),
+            resume_window_s=int(self._resume_window_s),
             resumed=resumed,
         )
         link.send(welcome)
@@ -113,7 +121,7 @@ class CallService:
         presence.link = None
         self._online.get(device.account_id, set()).discard(device)
         loop = asyncio.get_running_loop()
-        presence.expiry = loop.call_later(sm.RESUME_WINDOW_S, self._expire, device, presence)
+        presence.expiry = loop.call_later(self._resume_window_s, self._expire, device, presence)
         for call_id in list(self._by_device.get(device, ())):
             self._apply_quietly(call_id, sm.DeviceLost(device))
 
@@ -180,6 +188,8 @@ class CallService:
             ),
             callee_card=callee_card,
             reachable=target is not None,
+            ring_timeout_s=self._ring_timeout_s,
+            resume_window_s=self._resume_window_s,
         )
         online = self.online_devices(call.callee_account) if target else frozenset()
         busy = frozenset(d for d in online if self._in_connected_call(d))

@@ -106,8 +106,11 @@ async def make_server(store: Store, config: Config) -> AsyncIterator[MakeServer]
     """For tests that need other limits than the defaults: ``await make_server(**changes)``."""
     started: list[tuple[TestServer, Server]] = []
 
-    async def make(**directory_changes: Any) -> Server:
-        cfg = replace(config, directory=replace(config.directory, **directory_changes))
+    async def make(**changes: Any) -> Server:
+        """Config fields by name (``ring_timeout_s=1``); anything else is a DirectoryConfig one."""
+        own = {k: v for k, v in changes.items() if k in Config.__dataclass_fields__}
+        directory = {k: v for k, v in changes.items() if k not in own}
+        cfg = replace(config, directory=replace(config.directory, **directory), **own)
         pair = await start_server(cfg)
         started.append(pair)
         return pair[1]

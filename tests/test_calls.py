@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from signaling.client import Client
+from directory.records import Device
+from signaling.client import Client, Profile, _b64, new_device_key
 from signaling.phone.line import Line
-from signaling.schemas import AccountUpdate
+from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
 from signaling.ws import messages as m
-from tests.conftest import Server
+from tests.conftest import MakeServer, Server
 
 
 async def _line(client: Client) -> Line:
@@ -21,10 +22,6 @@ async def _line(client: Client) -> Line:
 
 async def _device(server: Server, owner: Client) -> Client:
     """A second device of the same account."""
-    from signaling.client import _b64, new_device_key, Profile
-    from directory.records import Device
-    from signaling.schemas import DeviceEnrollment
-
     key, public = new_device_key()
     device: Device = await owner.request(
         "POST", "/v1/devices", Device, DeviceEnrollment(name="laptop", public_key=public)
@@ -52,11 +49,19 @@ async def test_call_rings_every_device_and_one_answers(server: Server) -> None:
         ring1 = await b1.expect(m.Incoming)
         ring2 = await b2.expect(m.Incoming)
         assert ring1.call_id == ring2.call_id == ringing.call_id
-        assert (ring1.caller.handle, ring1.caller.display_name, ring1.media) == ("alice", "Alice", "video")
+        assert (ring1.caller.handle, ring1.caller.display_name, ring1.media) == (
+            "alice",
+            "Alice",
+            "video",
+        )
 
         await b2.send(m.Accept(call_id=ringing.call_id))
         accepted = await a.expect(m.Accepted)
-        assert (accepted.role, accepted.peer.handle, accepted.relay_only) == ("caller", "bob", False)
+        assert (accepted.role, accepted.peer.handle, accepted.relay_only) == (
+            "caller",
+            "bob",
+            False,
+        )
         assert (await b2.expect(m.Accepted)).role == "callee"
         elsewhere = await b1.expect(m.Ended)
         assert elsewhere.reason == "answered_elsewhere"
@@ -64,7 +69,9 @@ async def test_call_rings_every_device_and_one_answers(server: Server) -> None:
         await a.send(m.Description(call_id=ringing.call_id, kind="offer", sdp="v=0 offer"))
         offer = await b2.expect(m.PeerDescription)
         assert (offer.kind, offer.sdp) == ("offer", "v=0 offer")
-        await b2.send(m.Ice(call_id=ringing.call_id, candidate="candidate:1 1 udp 1 127.0.0.1 9 typ host"))
+        await b2.send(
+            m.Ice(call_id=ringing.call_id, candidate="candidate:1 1 udp 1 127.0.0.1 9 typ host")
+        )
         assert (await a.expect(m.PeerIce)).candidate.endswith("typ host")
 
         await a.send(m.Hangup(call_id=ringing.call_id))
@@ -73,3 +80,241 @@ async def test_call_rings_every_device_and_one_answers(server: Server) -> None:
         # The device that did not answer heard nothing of the media negotiation.
         with pytest.raises(asyncio.TimeoutError):
             await b1.receive(timeout=0.3)
+
+
+async def _ring(caller: Line, *callees: Line, handle: str = "bob") -> str:
+    await caller.send(m.Invite(handle=handle))
+    call_id = (await caller.expect(m.Ringing)).call_id
+    for callee in callees:
+        assert (await callee.expect(m.Incoming)).call_id == call_id
+    return call_id
+
+
+async def _quiet(line: Line) -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        await line.receive(timeout=0.3)
+
+
+async def test_decline_ends_for_the_caller_and_stops_ringing_elsewhere(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    laptop = await _device(server, bob)
+    async with await _line(alice) as a, await _line(bob) as b1, await _line(laptop) as b2:
+        call_id = await _ring(a, b1, b2)
+        await b1.send(m.Decline(call_id=call_id))
+        assert (await a.expect(m.Ended)).reason == "declined"
+        assert (await b2.expect(m.Ended)).reason == "declined_elsewhere"
+        await _quiet(b1)
+
+
+async def test_decline_as_busy(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Decline(call_id=call_id, busy=True))
+        assert (await a.expect(m.Ended)).reason == "busy"
+
+
+async def test_cancel_is_a_missed_call_for_the_callee(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await a.send(m.Hangup(call_id=call_id))
+        assert (await a.expect(m.Ended)).reason == "cancelled"
+        assert (await b.expect(m.Ended)).reason == "missed"
+    missed = await _missed(bob)
+    assert [c.caller_handle for c in missed.missed_calls] == ["alice"]
+
+
+async def _missed(client: Client) -> MissedCalls:
+    for _ in range(50):  # recorded just after the call ends
+        missed: MissedCalls = await client.request("GET", "/v1/calls/missed", MissedCalls)
+        if missed.missed_calls:
+            return missed
+        await asyncio.sleep(0.02)
+    return missed
+
+
+async def test_unanswered_call_times_out(make_server: MakeServer) -> None:
+    server = await make_server(ring_timeout_s=0.5)
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        await _ring(a, b)
+        assert (await a.expect(m.Ended)).reason == "no_answer"
+        assert (await b.expect(m.Ended)).reason == "missed"
+    assert len((await _missed(bob)).missed_calls) == 1
+
+
+async def _transcript(caller: Line, handle: str, ring_timeout_s: float) -> list[str]:
+    """What the caller sees, ids dropped, with times counted in ring timeouts."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await caller.send(m.Invite(handle=handle, ref="x"))
+    seen = []
+    while True:
+        message = await caller.receive(timeout=10)
+        elapsed = round((loop.time() - start) / ring_timeout_s)
+        label = message.reason if isinstance(message, m.Ended) else type(message).__name__
+        seen.append(f"{label}@{elapsed}")
+        if isinstance(message, m.Ended):
+            return seen
+
+
+async def test_hidden_callees_look_exactly_like_an_offline_one(make_server: MakeServer) -> None:
+    server = await make_server(ring_timeout_s=0.6)
+    caller = await server.signup("caller")
+    offline = await server.signup("offline")
+    blocker = await server.signup("blocker")
+    await blocker.block("caller")
+    picky = await server.signup("picky")
+    await picky.update(AccountUpdate(who_can_call="contacts"))
+    hidden = await server.signup("hidden")
+    await hidden.update(AccountUpdate(discoverable="nobody"))
+    refusing = await server.signup("refusing")
+    await refusing.update(AccountUpdate(who_can_call="nobody"))
+    callees = [blocker, picky, hidden, refusing]
+    lines = [await _line(c) for c in callees]  # all online: they could ring, yet must not
+    async with await _line(caller) as a:
+        expected = await _transcript(a, "offline", 0.6)
+        assert expected == ["Ringing@0", "no_answer@1"]
+        for handle in ("blocker", "picky", "hidden", "refusing", "never_registered"):
+            assert await _transcript(a, handle, 0.6) == expected, handle
+    for line in lines:
+        await _quiet(line)  # nobody was rung
+        await line.close()
+    assert offline.profile is not None
+
+
+async def test_call_waiting_and_switching(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    carol = await server.signup("carol")
+    async with await _line(alice) as a, await _line(bob) as b, await _line(carol) as c:
+        first = await _ring(a, b)
+        await b.send(m.Accept(call_id=first))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+
+        await c.send(m.Invite(handle="bob"))
+        second = (await c.expect(m.Ringing)).call_id
+        waiting = await b.expect(m.Incoming)
+        assert (waiting.call_id, waiting.busy) == (second, True)
+
+        await b.send(m.Accept(call_id=second))
+        # Answering the waiting call hangs up the current one.
+        assert (await a.expect(m.Ended)).reason == "hangup"
+        assert (await b.expect(m.Ended)).call_id == first
+        assert (await b.expect(m.Accepted)).call_id == second
+        assert (await c.expect(m.Accepted)).call_id == second
+
+
+async def test_glare_leaves_exactly_one_call(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        await asyncio.gather(a.send(m.Invite(handle="bob")), b.send(m.Invite(handle="alice")))
+        seen: dict[str, list[m.ServerMessage]] = {"a": [], "b": []}
+        for name, line in (("a", a), ("b", b)):
+            while True:
+                try:
+                    seen[name].append(await line.receive(timeout=0.5))
+                except TimeoutError:
+                    break
+        ended = {x.call_id for x in seen["a"] + seen["b"] if isinstance(x, m.Ended)}
+        rung = {x.call_id for x in seen["a"] + seen["b"] if isinstance(x, m.Ringing)}
+        assert len(rung) == 2 and len(ended) == 1
+        [survivor] = rung - ended
+        assert survivor == min(rung)
+        assert all(x.reason == "glare" for x in seen["a"] + seen["b"] if isinstance(x, m.Ended))
+        # The survivor still rings on its callee and can be answered.
+        incoming = [x for x in seen["a"] + seen["b"] if isinstance(x, m.Incoming)]
+        answerer = (
+            a if any(x.call_id == survivor for x in seen["a"] if isinstance(x, m.Incoming)) else b
+        )
+        assert survivor in {x.call_id for x in incoming}
+        await answerer.send(m.Accept(call_id=survivor))
+        assert (await answerer.expect(m.Accepted)).call_id == survivor
+
+
+HOST = "candidate:1 1 udp 2122260223 192.168.7.7 50000 typ host generation 0"
+SRFLX = "candidate:2 1 udp 1686052607 203.0.113.9 50001 typ srflx raddr 192.168.7.7 rport 50000"
+RELAY = "candidate:3 1 udp 41885439 198.51.100.4 3478 typ relay raddr 203.0.113.9 rport 50001"
+
+
+async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    await bob.update(AccountUpdate(hide_ip=True))
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        assert (await a.expect(m.Accepted)).relay_only is True
+        assert (await b.expect(m.Accepted)).relay_only is True
+        sdp = f"v=0\r\nc=IN IP4 192.168.7.7\r\na={HOST}\r\na={SRFLX}\r\na={RELAY}\r\n"
+        await a.send(m.Description(call_id=call_id, kind="offer", sdp=sdp))
+        for candidate in (HOST, SRFLX, RELAY, ""):
+            await a.send(m.Ice(call_id=call_id, candidate=candidate))
+        offer = await b.expect(m.PeerDescription)
+        received = [(await b.expect(m.PeerIce)).candidate for _ in range(2)]
+        await _quiet(b)
+    for text in (offer.sdp, *received):
+        assert "192.168.7.7" not in text and "203.0.113.9" not in text
+    assert "198.51.100.4 3478 typ relay" in offer.sdp
+    assert received[0].startswith("candidate:3") and received[1] == ""
+
+
+async def test_without_hide_ip_candidates_pass_unchanged(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        for candidate in (HOST, SRFLX):
+            await a.send(m.Ice(call_id=call_id, candidate=candidate))
+        assert [(await b.expect(m.PeerIce)).candidate for _ in range(2)] == [HOST, SRFLX]
+
+
+async def test_a_dropped_device_resumes_and_gets_what_it_missed(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await b.drop()
+        assert (await a.expect(m.PeerReconnecting)).call_id == call_id
+        for n in range(3):
+            await a.send(
+                m.Ice(call_id=call_id, candidate=f"candidate:{n} 1 udp 1 10.0.0.{n} 9 typ host")
+            )
+        welcome = await b.open(resume=True)
+        assert welcome.resumed is True
+        got = [(await b.expect(m.PeerIce)).candidate for _ in range(3)]
+        assert [c.split()[4] for c in got] == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
+        assert (await a.expect(m.PeerResumed)).call_id == call_id
+        await b.send(m.Hangup(call_id=call_id))
+        assert (await a.expect(m.Ended)).reason == "hangup"
+
+
+async def test_a_device_that_does_not_come_back_ends_the_call(make_server: MakeServer) -> None:
+    server = await make_server(resume_window_s=0.5)
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await b.drop()
+        await a.expect(m.PeerReconnecting)
+        ended = await a.expect(m.Ended)
+        assert (ended.call_id, ended.reason) == (call_id, "peer_lost")
+        # Coming back too late gives a fresh session, not the call.
+        assert (await b.open(resume=True)).resumed is False
+        await _quiet(b)

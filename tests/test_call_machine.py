@@ -95,17 +95,20 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ),
     ("ringing", "accept_by_stranger"): "!not_ringing",
     ("ringing", "decline_by_ringing"): (
-        "ended", {"caller": "ended:declined", "laptop": "ended:declined_elsewhere"}
+        "ended",
+        {"caller": "ended:declined", "phone": "ended:declined", "laptop": "ended:declined_elsewhere"},
     ),
     ("ringing", "decline_busy"): (
-        "ended", {"caller": "ended:busy", "laptop": "ended:declined_elsewhere"}
+        "ended",
+        {"caller": "ended:busy", "phone": "ended:busy", "laptop": "ended:declined_elsewhere"},
     ),
     ("ringing", "decline_by_stranger"): "!not_ringing",
     ("ringing", "hangup_by_caller"): (
         "ended", {"caller": "ended:cancelled", "phone": "ended:missed", "laptop": "ended:missed"}
     ),
     ("ringing", "hangup_by_phone"): (
-        "ended", {"caller": "ended:declined", "laptop": "ended:declined_elsewhere"}
+        "ended",
+        {"caller": "ended:declined", "phone": "ended:declined", "laptop": "ended:declined_elsewhere"},
     ),
     ("ringing", "hangup_by_stranger"): "!not_in_call",
     ("ringing", "offer_from_caller"): "!not_in_call",

@@ -274,7 +274,8 @@ def _accepted(call: Call, role: Literal["caller", "callee"]) -> m.Accepted:
 def _on_decline(call: Call, event: DeclineEvent, now: float) -> tuple[Call, list[Effect]]:
     if call.phase is not Phase.RINGING or event.device not in call.ringing:
         raise Rejected("not_ringing", f"Call {call.id} is not ringing on this device.")
-    reasons: dict[DeviceRef, m.EndReason] = {call.caller: "busy" if event.busy else "declined"}
+    reason: m.EndReason = "busy" if event.busy else "declined"
+    reasons: dict[DeviceRef, m.EndReason] = {call.caller: reason, event.device: reason}
     for device in call.ringing - {event.device}:
         reasons[device] = "declined_elsewhere"
     return _end(call, reasons)

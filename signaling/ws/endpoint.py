@@ -72,6 +72,13 @@ class WsLink:
                 await self._ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Wait (briefly) until every queued message is written: errors before a close."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), 2.0)
 
     async def drain_and_stop(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -178,6 +185,7 @@ async def _serve(
             violations += 1
             link.send(m.Error(code="rate_limited", detail="Too many messages; slow down."))
             if violations > MAX_VIOLATIONS:
+                await link.flush()
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"flood")
                 return
             continue

@@ -1,10 +1,10 @@
 """Address-book benchmark: sign-ups/s and lookups/s through the REST API, against bare redis-py.
 
 It starts ``callbook serve`` on a free loopback port with a fresh embedded Valkey (unix socket in
-a temporary directory), signs up N accounts, then for a fixed duration has a few signed-in clients
-look up random existing handles (``GET /v1/handles/{handle}``). In the same run it issues, with
-the same concurrency and duration, the Redis commands one lookup costs on the server straight
-from redis-py against the same Valkey, and prints the ratio server/bare.
+a temporary directory) and signs up N accounts. Then a few signed-in clients look up random
+existing handles (``GET /v1/handles/{handle}``) for a fixed time, and, with the same concurrency
+and time, bare redis-py issues the Redis commands one such lookup costs the server against the
+same Valkey; the two alternate over a few rounds. It prints both rates and the ratio server/bare.
 
 Run from the repository root::
 
@@ -44,12 +44,13 @@ from typing import Any
 
 import aiohttp
 import redis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from directory import keys
 from directory.embedded import _die_with_parent
+from directory.lookup import queue_card_reads
 from directory.ratelimit import _TOKEN_BUCKET
+from directory.store import connect
 from signaling.client import Client, ClientError, Profile
 
 # The highest values signaling.config accepts: the per-account lookup bucket never runs dry.
@@ -58,6 +59,8 @@ LOOKUPS_PER_MINUTE = 1_000_000
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 SIGNUP_TIMEOUT_S = 300.0
+# Above this much CPU used by other processes (percent of one core) the report warns.
+BUSY_MACHINE_PERCENT = 10.0
 
 
 def log(message: str) -> None:
@@ -81,9 +84,20 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU time all processes of the machine spent (user, nice, system, irq, softirq)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in first[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Phase:
-    """What one timed phase did: successes, failures by code, latencies and CPU use."""
+    """What one kind of work did, over one or more timed runs: successes, failures by code,
+    latencies and CPU use (seconds per process, turned into percent of one core at the end)."""
 
     name: str
     concurrency: int
@@ -91,7 +105,8 @@ class Phase:
     elapsed_s: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_s: Counter[str] = field(default_factory=Counter)
+    cpu_wall_s: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -104,7 +119,9 @@ class Phase:
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def summary(self) -> dict[str, Any]:
+        wall = self.cpu_wall_s or 1.0
         return {
+            "name": self.name,
             "ok": self.ok,
             "failed": sum(self.failures.values()),
             "failures": dict(self.failures),
@@ -113,7 +130,7 @@ class Phase:
             "concurrency": self.concurrency,
             "p50_ms": round(self.percentile_ms(0.50), 2),
             "p99_ms": round(self.percentile_ms(0.99), 2),
-            "cpu_percent": {k: round(v, 1) for k, v in self.cpu.items()},
+            "cpu_percent": {k: round(100 * v / wall, 1) for k, v in self.cpu_s.items()},
         }
 
 
@@ -124,7 +141,11 @@ class LookupFailed(Exception):
 
 
 class CpuMeter:
-    """CPU use of named processes over a phase, in percent of one core."""
+    """CPU seconds used by named processes between start() and stop(), added to a Phase.
+
+    ``others`` is what the rest of the machine used meanwhile: a benchmark run next to other
+    work is not comparable, and this shows it.
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -134,23 +155,29 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = time.perf_counter()
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start["machine"] = machine_busy_seconds()
 
-    def stop(self) -> dict[str, float]:
-        wall = time.perf_counter() - self._t0
+    def stop(self, phase: Phase) -> None:
+        phase.cpu_wall_s += time.perf_counter() - self._t0
         used: dict[str, float] = {}
         for name, pid in self.pids.items():
             before, after = self._start.get(name), cpu_seconds(pid)
-            if before is not None and after is not None and wall > 0:
-                used[name] = 100 * (after - before) / wall
-        return used
+            if before is not None and after is not None:
+                used[name] = after - before
+        before, after = self._start.get("machine"), machine_busy_seconds()
+        if before is not None and after is not None and len(used) == len(self.pids):
+            used["others"] = max(0.0, after - before - sum(used.values()))
+        phase.cpu_s.update(used)
 
 
 Op = Callable[[int], Awaitable[None]]
 
 
-async def run_for(phase: Phase, duration_s: float, op: Op, meter: CpuMeter | None = None) -> Phase:
-    """Run ``op(worker)`` in ``phase.concurrency`` loops until the duration is over."""
+async def run_for(phase: Phase, duration_s: float, op: Op, meter: CpuMeter | None = None) -> float:
+    """Run ``op(worker)`` in ``phase.concurrency`` loops for a while; adds to ``phase`` and
+    returns this run's successes per second."""
     deadline = time.perf_counter() + duration_s
+    ok_before = phase.ok
 
     async def worker(index: int) -> None:
         while time.perf_counter() < deadline:
@@ -169,10 +196,11 @@ async def run_for(phase: Phase, duration_s: float, op: Op, meter: CpuMeter | Non
         meter.start()
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(phase.concurrency)))
-    phase.elapsed_s = time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     if meter is not None:
-        phase.cpu = meter.stop()
-    return phase
+        meter.stop(phase)
+    phase.elapsed_s += elapsed
+    return (phase.ok - ok_before) / elapsed
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -280,74 +308,91 @@ async def signups(url: str, count: int, concurrency: int) -> tuple[Phase, list[P
     return phase, profiles, throttled
 
 
-async def server_lookups(
-    url: str, viewers: list[Profile], handles: list[str], args: argparse.Namespace, meter: CpuMeter
-) -> Phase:
+@dataclass
+class Lookups:
+    server: Phase
+    bare: Phase
+    round_ratios: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return self.server.rate / self.bare.rate if self.bare.rate else 0.0
+
+
+async def lookups(
+    url: str, redis_url: str, viewers: list[Profile], handles: list[str],
+    args: argparse.Namespace, meter: CpuMeter,
+) -> Lookups:  # fmt: skip
+    """Lookups through the API, then the same Redis commands from bare redis-py, in rounds.
+
+    The two alternate (A B, B A, A B, ...) so that a drift of the machine's speed during the run
+    touches both alike; the ratio is taken over all rounds.
+    """
     clients = [Client(url, profile) for profile in viewers]
+    bare = connect(redis_url)  # the very client (pool, RESP3, decoding) the server builds
+    bucket = bare.register_script(_TOKEN_BUCKET)
+    refill_per_s = LOOKUPS_PER_MINUTE / 60
+
+    async def api_lookup(worker: int) -> None:
+        handle = random.choice(handles)
+        card = await clients[worker % len(clients)].whois(handle)
+        if card.handle != handle:
+            raise LookupFailed("wrong_card")
+
+    async def bare_lookup(worker: int) -> None:
+        """What one GET /v1/handles/{handle} asks of the store, in the same order:
+
+        signaling.app.authenticate: HEXISTS on the device hash; directory.ratelimit.take_lookup:
+        EVALSHA of the token bucket; directory.accounts.owner_of: GET of the handle key;
+        directory.lookup.visible_card: a pipeline of HMGET, HEXISTS, HEXISTS.
+        Key names, the script and the card reads come from those modules, not copies.
+        """
+        viewer = viewers[worker % len(viewers)]
+        viewer_id = viewer.account_id
+        if not await bare.hexists(keys.devices(viewer_id), viewer.device_id):
+            raise LookupFailed("device_revoked")
+        wait_ms = await bucket(
+            keys=[keys.lookup_bucket(viewer_id)],
+            args=[LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S],
+        )
+        if int(wait_ms) > 0:
+            raise LookupFailed("rate_limited")
+        owner = await bare.get(keys.handle(random.choice(handles)))
+        if not isinstance(owner, str) or owner == keys.QUARANTINED:
+            raise LookupFailed("not_found")
+        async with bare.pipeline(transaction=False) as pipe:
+            queue_card_reads(pipe, viewer_id, owner)
+            (handle, _name, _discoverable), _blocked, _contact = await pipe.execute()
+        if handle is None:
+            raise LookupFailed("not_found")
+
+    result = Lookups(
+        Phase("lookups (HTTP API)", args.concurrency),
+        Phase("lookups (bare redis-py)", args.concurrency),
+        [],
+    )
+    runs = ((result.server, api_lookup), (result.bare, bare_lookup))
     try:
         for client in clients:
             await client.sign_in()
-
-        async def lookup(worker: int) -> None:
-            handle = random.choice(handles)
-            card = await clients[worker % len(clients)].whois(handle)
-            if card.handle != handle:
-                raise LookupFailed("wrong_card")
-
-        await run_for(Phase("warm-up", args.concurrency), args.warmup, lookup)
-        phase = Phase("lookups (HTTP API)", args.concurrency)
-        return await run_for(phase, args.duration, lookup, meter)
+        for _, op in runs:
+            await run_for(Phase("warm-up", args.concurrency), args.warmup, op)
+        for number in range(args.rounds):
+            log(f"round {number + 1}/{args.rounds}: {args.duration:g} s each")
+            rates = {}
+            for phase, op in runs if number % 2 == 0 else runs[::-1]:
+                rates[phase.name] = await run_for(phase, args.duration, op, meter)
+            server_rate, bare_rate = rates[result.server.name], rates[result.bare.name]
+            result.round_ratios.append(server_rate / bare_rate if bare_rate else 0.0)
+        return result
     finally:
         for client in clients:
             await client.close()
-
-
-async def bare_lookups(
-    redis_url: str, viewers: list[Profile], handles: list[str], args: argparse.Namespace,
-    meter: CpuMeter,
-) -> Phase:  # fmt: skip
-    """The Redis commands of one lookup on the server, issued straight from redis-py.
-
-    signaling.app.authenticate: HEXISTS on the device hash; directory.ratelimit.take_lookup:
-    EVALSHA of the token bucket; directory.accounts.owner_of: GET of the handle key;
-    directory.lookup.visible_card: a pipeline of HMGET, HEXISTS, HEXISTS.
-    """
-    client: Redis = Redis.from_url(redis_url, decode_responses=True, protocol=3, socket_timeout=10)
-    bucket = client.register_script(_TOKEN_BUCKET)
-    refill_per_s = LOOKUPS_PER_MINUTE / 60
-    try:
-
-        async def lookup(worker: int) -> None:
-            viewer = viewers[worker % len(viewers)]
-            viewer_id = viewer.account_id
-            if not await client.hexists(keys.devices(viewer_id), viewer.device_id):
-                raise LookupFailed("device_revoked")
-            wait_ms = await bucket(
-                keys=[keys.lookup_bucket(viewer_id)],
-                args=[LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S],
-            )
-            if int(wait_ms) > 0:
-                raise LookupFailed("rate_limited")
-            owner = await client.get(keys.handle(random.choice(handles)))
-            if not isinstance(owner, str) or owner == keys.QUARANTINED:
-                raise LookupFailed("not_found")
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.hmget(keys.account(owner), ("handle", "display_name", "discoverable"))
-                pipe.hexists(keys.blocks(owner), viewer_id)
-                pipe.hexists(keys.contacts(owner), viewer_id)
-                (handle, _name, _discoverable), _blocked, _contact = await pipe.execute()
-            if handle is None:
-                raise LookupFailed("not_found")
-
-        await run_for(Phase("warm-up", args.concurrency), args.warmup, lookup)
-        phase = Phase("lookups (bare redis-py)", args.concurrency)
-        return await run_for(phase, args.duration, lookup, meter)
-    finally:
-        await client.aclose()
+        await bare.aclose()
 
 
 async def valkey_version(redis_url: str) -> str:
-    client: Redis = Redis.from_url(redis_url, decode_responses=True, protocol=3)
+    client = connect(redis_url)
     try:
         info = await client.info("server")
     finally:
@@ -385,9 +430,21 @@ def report(result: dict[str, Any]) -> str:
     verdict = "met" if ratio >= 0.5 else "NOT met"
     lines.append(
         f"lookups: {result['lookup_clients']} signed-in clients, concurrency "
-        f"{result['lookups_server']['concurrency']}, {result['duration_s']:.0f} s each"
+        f"{result['lookups_server']['concurrency']}, {result['rounds']} alternating rounds of "
+        f"{result['duration_s']:g} s per kind"
     )
-    lines.append(f"ratio server/bare redis-py: {ratio:.2f}  (aim >= 0.50: {verdict})")
+    rounds = ", ".join(f"{r:.2f}" for r in result["round_ratios"])
+    lines.append(
+        f"ratio server/bare redis-py: {ratio:.2f} (rounds: {rounds})  aim >= 0.50: {verdict}"
+    )
+    others = max(
+        result[k]["cpu_percent"].get("others", 0) for k in ("lookups_server", "lookups_bare")
+    )
+    if others > BUSY_MACHINE_PERCENT:
+        lines.append(
+            f"WARNING: other processes used up to {others:.0f} % of a core during the lookups; "
+            "these figures are not comparable, run again on a quiet machine"
+        )
     for key in ("signups", "lookups_server", "lookups_bare"):
         if result[key]["failures"]:
             lines.append(f"FAILURES in {result[key]['name']}: {result[key]['failures']}")
@@ -426,19 +483,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             signup_phase, profiles, throttled = await signups(
                 url, args.signups, args.signup_concurrency
             )
-            signup_phase.cpu = meter.stop()
+            meter.stop(signup_phase)
             if len(profiles) < max(1, args.lookup_clients):
                 raise RuntimeError(f"only {len(profiles)} sign-ups succeeded")
             handles = [p.handle for p in profiles]
             viewers = profiles[: args.lookup_clients]
-
-            log(f"lookups through the API for {args.duration:.0f} s")
-            server_phase = await server_lookups(url, viewers, handles, args, CpuMeter(pids))
-            log(f"the same commands from bare redis-py for {args.duration:.0f} s")
-            bare_phase = await bare_lookups(redis_url, viewers, handles, args, CpuMeter(pids))
+            found = await lookups(url, redis_url, viewers, handles, args, meter)
             version = await valkey_version(redis_url)
 
-    phases = {"signups": signup_phase, "lookups_server": server_phase, "lookups_bare": bare_phase}
+    phases = {"signups": signup_phase, "lookups_server": found.server, "lookups_bare": found.bare}
     result: dict[str, Any] = {
         "bench": "directory",
         "machine": {
@@ -450,13 +503,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "aiohttp": aiohttp.__version__,
             "redis_py": redis.__version__,
         },
+        "rounds": args.rounds,
         "duration_s": args.duration,
         "lookup_clients": len(viewers),
         "signup_throttled": throttled,
     }
     for key, phase in phases.items():
-        result[key] = {"name": phase.name, **phase.summary()}
-    result["ratio"] = round(server_phase.rate / bare_phase.rate, 3) if bare_phase.rate else 0.0
+        result[key] = phase.summary()
+    result["ratio"] = round(found.ratio, 3)
+    result["round_ratios"] = [round(r, 3) for r in found.round_ratios]
     return result
 
 
@@ -472,8 +527,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, default=16, help="lookups in flight, both phases (16)"
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per lookup phase")
-    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each")
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="seconds of each lookup run (5)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="API and bare runs, alternating, per kind (3)"
+    )
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before (1)")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the handle choice")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead")
@@ -489,6 +549,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--lookup-clients": (args.lookup_clients, 1, 1000),
         "--concurrency": (args.concurrency, 1, 1024),
         "--duration": (args.duration, 0.1, 600),
+        "--rounds": (args.rounds, 1, 20),
         "--warmup": (args.warmup, 0, 60),
     }
     for flag, (value, low, high) in limits.items():

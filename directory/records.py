@@ -92,8 +92,6 @@ class SigningKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
 
 
-
-
 class MissedCall(msgspec.Struct, frozen=True, kw_only=True):
     caller_account_id: str
     caller_handle: str

@@ -176,4 +176,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/ws", websocket)
     app.router.add_get("/", index)
+    app.router.add_static("/static/", str(resources.files("signaling.web")))
     return app

@@ -85,6 +85,11 @@ EVENTS: dict[str, sm.Event] = {
     "glare": sm.Superseded(),
 }
 
+DECLINED = {
+    "caller": "ended:declined",
+    "phone": "ended:declined",
+    "laptop": "ended:declined_elsewhere",
+}
 HUNG_UP = {"caller": "ended:hangup", "phone": "ended:hangup"}
 # (state, event) -> (phase after, {device: message type or "ended:<reason>"}) or "!<code>"
 Outcome = tuple[str, dict[str, str]] | str
@@ -96,7 +101,7 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ("ringing", "accept_by_stranger"): "!not_ringing",
     ("ringing", "decline_by_ringing"): (
         "ended",
-        {"caller": "ended:declined", "phone": "ended:declined", "laptop": "ended:declined_elsewhere"},
+        DECLINED,
     ),
     ("ringing", "decline_busy"): (
         "ended",
@@ -108,7 +113,7 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ),
     ("ringing", "hangup_by_phone"): (
         "ended",
-        {"caller": "ended:declined", "phone": "ended:declined", "laptop": "ended:declined_elsewhere"},
+        DECLINED,
     ),
     ("ringing", "hangup_by_stranger"): "!not_in_call",
     ("ringing", "offer_from_caller"): "!not_in_call",

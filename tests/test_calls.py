@@ -79,7 +79,7 @@ async def test_call_rings_every_device_and_one_answers(server: Server) -> None:
         assert (await b2.expect(m.Ended)).reason == "hangup"
         # The device that did not answer heard nothing of the media negotiation.
         with pytest.raises(asyncio.TimeoutError):
-            await b1.receive(timeout=0.3)
+            await b1.receive(within=0.3)
 
 
 async def _ring(caller: Line, *callees: Line, handle: str = "bob") -> str:
@@ -92,7 +92,7 @@ async def _ring(caller: Line, *callees: Line, handle: str = "bob") -> str:
 
 async def _quiet(line: Line) -> None:
     with pytest.raises(asyncio.TimeoutError):
-        await line.receive(timeout=0.3)
+        await line.receive(within=0.3)
 
 
 async def test_decline_ends_for_the_caller_and_stops_ringing_elsewhere(server: Server) -> None:
@@ -155,7 +155,7 @@ async def _transcript(caller: Line, handle: str, ring_timeout_s: float) -> list[
     await caller.send(m.Invite(handle=handle, ref="x"))
     seen = []
     while True:
-        message = await caller.receive(timeout=10)
+        message = await caller.receive(within=10)
         elapsed = round((loop.time() - start) / ring_timeout_s)
         label = message.reason if isinstance(message, m.Ended) else type(message).__name__
         seen.append(f"{label}@{elapsed}")
@@ -220,7 +220,7 @@ async def test_glare_leaves_exactly_one_call(server: Server) -> None:
         for name, line in (("a", a), ("b", b)):
             while True:
                 try:
-                    seen[name].append(await line.receive(timeout=0.5))
+                    seen[name].append(await line.receive(within=0.5))
                 except TimeoutError:
                     break
         ended = {x.call_id for x in seen["a"] + seen["b"] if isinstance(x, m.Ended)}

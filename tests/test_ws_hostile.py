@@ -48,7 +48,7 @@ async def _attacker(server: Server) -> Line:
 async def _closed_with(line: Line) -> int | None:
     with pytest.raises(LineClosed) as closed:
         while True:
-            await line.receive(timeout=5)
+            await line.receive(within=5)
     return closed.value.code
 
 
@@ -154,7 +154,7 @@ async def test_a_flood_is_throttled_then_closed(
     codes: list[str] = []
     with pytest.raises(LineClosed) as closed:
         while True:
-            message = await line.receive(timeout=5)
+            message = await line.receive(within=5)
             if isinstance(message, m.Error):
                 codes.append(message.code)
     assert closed.value.code == 1008

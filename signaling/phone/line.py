@@ -87,16 +87,17 @@ class Line:
         else:
             await self._ws.send_str(text)
 
-    async def receive(self, timeout: float | None = None) -> m.ServerMessage:
-        message = await asyncio.wait_for(self._inbox.get(), timeout)
+    async def receive(self, within: float | None = None) -> m.ServerMessage:
+        """The next message, waiting at most ``within`` seconds."""
+        message = await asyncio.wait_for(self._inbox.get(), within)
         if message is None:
             self._inbox.put_nowait(None)  # stay closed for later readers
             raise LineClosed(self.close_code)
         return message
 
-    async def expect(self, kind: type[M], timeout: float | None = 10.0) -> M:
-        """The next message, which must be of ``kind`` (an Error is raised as one)."""
-        message = await self.receive(timeout)
+    async def expect(self, kind: type[M], within: float | None = 10.0) -> M:
+        """The next message, which must be of ``kind``."""
+        message = await self.receive(within)
         if not isinstance(message, kind):
             raise AssertionError(f"expected {kind.__name__}, got {message!r}")
         return message

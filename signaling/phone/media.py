@@ -1,0 +1,169 @@
+"""Synthetic media and the aiortc peer connection of a softphone.
+
+The tracks generate a tone and a moving test pattern, small enough that two bots and a browser
+fit on a two-core machine. Received media is counted, not played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import ipaddress
+import math
+import time
+from dataclasses import dataclass, field
+
+import aioice.ice
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
+from av import AudioFrame, VideoFrame
+
+from signaling.ws import messages as m
+
+AUDIO_RATE = 48_000
+AUDIO_SAMPLES = 960  # 20 ms
+VIDEO_SIZE = (320, 240)
+VIDEO_FPS = 15
+
+
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz tone in 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pts = 0
+        self._start: float | None = None
+        samples = bytearray()
+        for i in range(AUDIO_SAMPLES):
+            value = int(3000 * math.sin(2 * math.pi * 440 * i / AUDIO_RATE))
+            samples += value.to_bytes(2, "little", signed=True)
+        self._payload = bytes(samples)
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._pts / AUDIO_RATE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = AudioFrame(format="s16", layout="mono", samples=AUDIO_SAMPLES)
+        frame.planes[0].update(self._payload)
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._pts += AUDIO_SAMPLES
+        return frame
+
+
+class PatternTrack(MediaStreamTrack):
+    """A small YUV test pattern whose brightness moves, so every frame differs."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+        self._start: float | None = None
+        width, height = VIDEO_SIZE
+        self._chroma = bytes([128]) * (width * height // 4)
+
+    async def recv(self) -> VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._count / VIDEO_FPS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        width, height = VIDEO_SIZE
+        frame = VideoFrame(width=width, height=height, format="yuv420p")
+        frame.planes[0].update(bytes([(self._count * 4) % 256]) * (width * height))
+        frame.planes[1].update(self._chroma)
+        frame.planes[2].update(self._chroma)
+        frame.pts = self._count * (90_000 // VIDEO_FPS)
+        frame.time_base = fractions.Fraction(1, 90_000)
+        self._count += 1
+        return frame
+
+
+@dataclass
+class Received:
+    audio_packets_received: int = 0
+    video_frames_received: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def consume(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._drain(track)))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                if track.kind == "audio":
+                    self.audio_packets_received += 1
+                else:
+                    self.video_frames_received += 1
+        except MediaStreamError:
+            return
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def allow_loopback_ice() -> None:
+    """aioice skips loopback addresses; on a loopback-only machine nothing would connect."""
+    original = aioice.ice.get_host_addresses
+    if getattr(original, "callbook_loopback", False):
+        return
+
+    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses: list[str] = original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        if use_ipv4 and "127.0.0.1" not in addresses:
+            addresses.append("127.0.0.1")
+        return addresses
+
+    with_loopback.callbook_loopback = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = with_loopback
+
+
+def is_loopback_url(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def peer_connection(ice_servers: list[m.IceServer], relay_only: bool) -> RTCPeerConnection:
+    servers = [
+        RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers
+    ]
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
+
+
+async def add_remote_candidate(pc: RTCPeerConnection, ice: m.PeerIce) -> None:
+    if not ice.candidate.strip():
+        return
+    text = (
+        ice.candidate.split(":", 1)[1] if ice.candidate.startswith("candidate:") else ice.candidate
+    )
+    candidate = candidate_from_sdp(text)
+    candidate.sdpMid = ice.sdp_mid
+    candidate.sdpMLineIndex = ice.sdp_mline_index
+    await pc.addIceCandidate(candidate)
+
+
+async def packets_sent(pc: RTCPeerConnection) -> int:
+    report = await pc.getStats()
+    return sum(getattr(s, "packetsSent", 0) for s in report.values() if s.type == "outbound-rtp")

@@ -1,0 +1,199 @@
+"""A softphone: places or answers one call with synthetic media and reports what happened.
+
+Events go to a callback as dicts (the CLI prints them as JSON lines); the result is a summary
+with an outcome and what media was received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from signaling.client import Client
+from signaling.phone.line import Line, LineClosed
+from signaling.phone.media import (
+    PatternTrack,
+    Received,
+    ToneTrack,
+    add_remote_candidate,
+    allow_loopback_ice,
+    is_loopback_url,
+    packets_sent,
+    peer_connection,
+)
+from signaling.schemas import IceServers
+from signaling.ws import messages as m
+
+Outcome = Literal["connected", "declined", "busy", "unavailable", "no_answer", "failed"]
+Emit = Callable[[dict[str, Any]], None]
+
+_OUTCOME_OF_END: dict[str, Outcome] = {
+    "declined": "declined",
+    "declined_elsewhere": "declined",
+    "busy": "busy",
+    "no_answer": "no_answer",
+    "missed": "no_answer",
+    "cancelled": "no_answer",
+    "glare": "failed",
+    "peer_lost": "failed",
+    "failed": "failed",
+}
+#: How long an answered call may take to carry media before it counts as failed.
+MEDIA_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Summary:
+    outcome: Outcome
+    call_id: str | None = None
+    reason: str | None = None
+    media: Received = field(default_factory=Received)
+    sent_packets: int = 0
+
+    @property
+    def media_both_ways(self) -> bool:
+        return self.sent_packets > 0 and self.media.audio_packets_received > 0
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "event": "summary",
+            "outcome": self.outcome,
+            "call_id": self.call_id,
+            "reason": self.reason,
+            "media": {
+                "audio_packets_received": self.media.audio_packets_received,
+                "video_frames_received": self.media.video_frames_received,
+                "packets_sent": self.sent_packets,
+            },
+        }
+
+
+class Softphone:
+    def __init__(self, client: Client, *, video: bool = False, emit: Emit | None = None) -> None:
+        self.client = client
+        self.video = video
+        self._emit = emit or (lambda _event: None)
+        self.line = Line(client)
+        if is_loopback_url(client.server):
+            allow_loopback_ice()
+
+    async def close(self) -> None:
+        await self.line.close()
+
+    async def call(self, handle: str, duration_s: float) -> Summary:
+        await self.line.open()
+        await self.line.send(m.Invite(handle=handle, media="video" if self.video else "audio"))
+        call_id: str | None = None
+        while True:
+            message = await self.line.receive()
+            if isinstance(message, m.Ringing):
+                call_id = message.call_id
+                self._emit({"event": "ringing", "call_id": call_id})
+            elif isinstance(message, m.Accepted) and message.call_id == call_id:
+                return await self._talk(message, duration_s)
+            elif isinstance(message, m.Ended) and message.call_id == call_id:
+                self._emit({"event": "ended", "call_id": call_id, "reason": message.reason})
+                return Summary(
+                    _OUTCOME_OF_END.get(message.reason, "failed"), call_id, message.reason
+                )
+            elif isinstance(message, m.Error):
+                self._emit({"event": "error", "code": message.code, "detail": message.detail})
+                return Summary("unavailable", call_id, message.code)
+
+    async def answer(self, duration_s: float | None) -> Summary:
+        """Wait for a call, answer it, talk until it ends (or ``duration_s``), hang up."""
+        if self.line.welcome is None:
+            await self.line.open()
+        while True:
+            message = await self.line.receive()
+            if isinstance(message, m.Incoming):
+                self._emit({"event": "incoming", "call_id": message.call_id,
+                            "from": message.caller.handle, "busy": message.busy})  # fmt: skip
+                await self.line.send(m.Accept(call_id=message.call_id))
+            elif isinstance(message, m.Accepted):
+                return await self._talk(message, duration_s)
+
+    async def _talk(self, accepted: m.Accepted, duration_s: float | None) -> Summary:
+        call_id = accepted.call_id
+        self._emit({"event": "accepted", "call_id": call_id, "relay_only": accepted.relay_only})
+        turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
+        pc = peer_connection(turn.ice_servers, accepted.relay_only)
+        received = Received()
+        pc.on("track", received.consume)
+        summary = Summary("failed", call_id, media=received)
+        try:
+            if accepted.role == "caller":
+                self._add_tracks(pc)
+                await pc.setLocalDescription(await pc.createOffer())
+                await self._send_description(call_id, pc)
+            ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
+            summary.reason = ended
+            summary.sent_packets = await packets_sent(pc)
+            if received.audio_packets_received > 0:
+                summary.outcome = "connected"
+        finally:
+            await received.stop()
+            await pc.close()
+        self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
+        return summary
+
+    def _add_tracks(self, pc: RTCPeerConnection) -> None:
+        pc.addTrack(ToneTrack())
+        if self.video:
+            pc.addTrack(PatternTrack())
+
+    async def _send_description(self, call_id: str, pc: RTCPeerConnection) -> None:
+        local = pc.localDescription
+        kind: Literal["offer", "answer"] = "offer" if local.type == "offer" else "answer"
+        await self.line.send(m.Description(call_id=call_id, kind=kind, sdp=local.sdp))
+
+    async def _negotiate_and_run(
+        self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
+    ) -> str:
+        """Exchange SDP and candidates, then keep the call up; returns the end reason."""
+        loop = asyncio.get_running_loop()
+        deadline = None if duration_s is None else loop.time() + duration_s
+        connected_by = loop.time() + MEDIA_TIMEOUT_S
+        connected = asyncio.Event()
+
+        @pc.on("connectionstatechange")
+        def _state() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
+                self._emit({"event": "connected", "call_id": call_id})
+
+        while True:
+            now = loop.time()
+            limit = deadline if connected.is_set() else min(connected_by, deadline or connected_by)
+            if limit is not None and now >= limit:
+                reason = "hangup" if connected.is_set() else "failed"
+                await self._hang_up(call_id)
+                return reason
+            try:
+                message = await self.line.receive(within=(limit - now) if limit else None)
+            except TimeoutError:
+                continue
+            except LineClosed:
+                return "peer_lost"
+            if isinstance(message, m.PeerDescription) and message.call_id == call_id:
+                await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
+                if message.kind == "offer":
+                    self._add_tracks(pc)
+                    await pc.setLocalDescription(await pc.createAnswer())
+                    await self._send_description(call_id, pc)
+            elif isinstance(message, m.PeerIce) and message.call_id == call_id:
+                with contextlib.suppress(ValueError):
+                    await add_remote_candidate(pc, message)
+            elif isinstance(message, m.Ended) and message.call_id == call_id:
+                return message.reason
+            elif isinstance(message, m.Incoming):
+                await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+
+    async def _hang_up(self, call_id: str) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.line.send(m.Hangup(call_id=call_id))

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -20,6 +20,9 @@ from directory.records import Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
 from signaling.schemas import AccountUpdate
+
+if TYPE_CHECKING:
+    from signaling.phone.softphone import Summary
 
 AUDIENCE_CHOICES = ("everyone", "contacts", "nobody")
 
@@ -170,6 +173,66 @@ async def cmd_erase(args: argparse.Namespace) -> None:
     print(f"Erased {profile.handle}. Its handle is quarantined; {args.profile} is now useless.")
 
 
+def _emitter(args: argparse.Namespace) -> Callable[[dict[str, Any]], None]:
+    def emit(event: dict[str, Any]) -> None:
+        if args.json:
+            print(msgspec.json.encode(event).decode(), flush=True)
+        elif event["event"] != "summary":
+            details = " ".join(
+                f"{k}={v}" for k, v in event.items() if k != "event" and v is not None
+            )
+            print(f"{event['event']} {details}".rstrip(), flush=True)
+
+    return emit
+
+
+def _finish(args: argparse.Namespace, summary: Summary) -> None:
+    emit = _emitter(args)
+    event = summary.as_event()
+    if args.json:
+        emit(event)
+    else:
+        media = event["media"]
+        print(
+            f"{summary.outcome}: {media['audio_packets_received']} audio packets, "
+            f"{media['video_frames_received']} video frames received"
+        )
+    if summary.outcome != "connected" or not summary.media_both_ways:
+        raise CallFailed(summary.outcome)
+
+
+class CallFailed(Exception):
+    pass
+
+
+async def cmd_call(args: argparse.Namespace) -> None:
+    from signaling.phone.softphone import Softphone  # aiortc loads only for calls
+
+    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    try:
+        summary = await phone.call(args.handle, args.duration)
+    finally:
+        await phone.close()
+        await phone.client.close()
+    _finish(args, summary)
+
+
+async def cmd_answer(args: argparse.Namespace) -> None:
+    from signaling.phone.softphone import Softphone
+
+    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    try:
+        while True:
+            summary = await phone.answer(args.duration)
+            if args.once:
+                break
+            _emitter(args)(summary.as_event())
+    finally:
+        await phone.close()
+        await phone.client.close()
+    _finish(args, summary)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from signaling.server import serve
 
@@ -227,6 +290,23 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_argument(
         "--hide-ip", choices=("on", "off"), help="relay every call so peers never see your IP"
     )
+    call = client_cmd(
+        "call", cmd_call, "call a handle with synthetic media; exit 0 if media flowed"
+    )
+    call.add_argument("handle")
+    call.add_argument("--video", action="store_true", help="send and expect video too")
+    call.add_argument("--duration", type=float, default=5.0, help="seconds to stay in the call")
+    call.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    answer = client_cmd("answer", cmd_answer, "answer incoming calls with synthetic media")
+    answer.add_argument("--once", action="store_true", help="exit after the first call")
+    answer.add_argument("--video", action="store_true", help="send video too")
+    answer.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="hang up after S seconds (default: caller ends)",
+    )
+    answer.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
     client_cmd("export", cmd_export, "print everything the server stores about you")
     erase = client_cmd("erase", cmd_erase, "erase your account")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -242,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(args.func(args))
     except (CliError, ConfigError) as exc:
         print(f"callbook: {exc}", file=sys.stderr)
+        return 1
+    except CallFailed:
         return 1
     except ClientError as exc:
         print(f"callbook: {exc}", file=sys.stderr)

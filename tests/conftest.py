@@ -21,6 +21,8 @@ from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
 
+pytest_plugins = ["tests.coturn"]
+
 TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import time
 
 import pytest
 
 from signaling.phone.softphone import Softphone
-from tests.conftest import Server
+from signaling.schemas import AccountUpdate, IceServers
+from tests.conftest import MakeServer, Server
+from tests.coturn import Coturn
 
 pytestmark = pytest.mark.slow
 
@@ -29,3 +35,54 @@ async def test_aiortc_calls_aiortc_by_handle_with_audio_and_video(server: Server
         assert side.media.video_frames_received > 0
         assert side.sent_packets > 0
     assert callee.reason == "hangup"
+
+
+async def test_hide_my_ip_call_connects_through_coturn_relays_only(
+    make_server: MakeServer, coturn: Coturn
+) -> None:
+    server = await make_server(turn_uris=(coturn.uri,), turn_secret=coturn.secret)
+    alice = Softphone(await server.signup("alice"))
+    bob_client = await server.signup("bob")
+    await bob_client.update(AccountUpdate(hide_ip=True))
+    bob = Softphone(bob_client)
+    await bob.line.open()
+    try:
+        answering = asyncio.create_task(bob.answer(duration_s=None))
+        caller = await alice.call("bob", duration_s=3.0)
+        callee = await asyncio.wait_for(answering, 10)
+    finally:
+        await alice.close()
+        await bob.close()
+    for side in (caller, callee):
+        assert side.outcome == "connected", side.as_event()
+        assert side.media.audio_packets_received > 0
+    for phone in (alice, bob):
+        candidates = [
+            line
+            for text in phone.received_signaling
+            for line in text.splitlines()
+            if "typ " in line
+        ]
+        assert candidates, "no candidates were exchanged"
+        assert all("typ relay" in c for c in candidates), candidates
+    await asyncio.sleep(1.5)  # coturn writes its session summary after close
+    log = coturn.log_text()
+    assert "ALLOCATE" in log and "CHANNEL_BIND" in log
+
+
+async def test_turn_credentials_follow_coturns_rest_scheme(
+    make_server: MakeServer, coturn: Coturn
+) -> None:
+    server = await make_server(turn_uris=(coturn.uri,), turn_secret=coturn.secret, turn_ttl_s=600)
+    client = await server.signup("alice")
+    turn: IceServers = await client.request("GET", "/v1/turn", IceServers)
+    [ice] = turn.ice_servers
+    assert ice.urls == [coturn.uri] and turn.ttl == 600
+    assert ice.username is not None and ice.credential is not None
+    expiry, _, ident = ice.username.partition(":")
+    assert int(expiry) - time.time() == pytest.approx(600, abs=5)
+    assert client.profile is not None and client.profile.account_id not in ident
+    expected = base64.b64encode(
+        hmac.new(coturn.secret.encode(), ice.username.encode(), hashlib.sha1).digest()
+    ).decode()
+    assert ice.credential == expected

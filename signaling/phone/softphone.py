@@ -79,6 +79,8 @@ class Softphone:
         self.video = video
         self._emit = emit or (lambda _event: None)
         self.line = Line(client)
+        #: Every SDP and candidate received from the peer, for inspection (hide-my-IP tests).
+        self.received_signaling: list[str] = []
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -181,12 +183,14 @@ class Softphone:
             except LineClosed:
                 return "peer_lost"
             if isinstance(message, m.PeerDescription) and message.call_id == call_id:
+                self.received_signaling.append(message.sdp)
                 await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
                 if message.kind == "offer":
                     self._add_tracks(pc)
                     await pc.setLocalDescription(await pc.createAnswer())
                     await self._send_description(call_id, pc)
             elif isinstance(message, m.PeerIce) and message.call_id == call_id:
+                self.received_signaling.append(message.candidate)
                 with contextlib.suppress(ValueError):
                     await add_remote_candidate(pc, message)
             elif isinstance(message, m.Ended) and message.call_id == call_id:

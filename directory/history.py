@@ -42,7 +42,16 @@ async def clear_missed(store: Store, account_id: str) -> None:
     await store.redis.delete(keys.missed_calls(account_id))
 
 
-async def forget_caller(store: Store, caller_id: str) -> None:
+async def forget(store: Store, account_id: str) -> None:
+    """Before an erase: no other account's history keys may name this one afterwards."""
+    await _forget_caller(store, account_id)
+    # The callers of this account index it as a callee; drop it from their indexes.
+    raw: list[str] = await store.redis.zrange(keys.missed_calls(account_id), 0, -1)
+    for caller_id in {_decode(item).caller_account_id for item in raw}:
+        await store.redis.srem(keys.missed_by(caller_id), account_id)
+
+
+async def _forget_caller(store: Store, caller_id: str) -> None:
     """Remove every entry naming ``caller_id`` from the lists of the people it called."""
     callees: set[str] = await store.redis.smembers(keys.missed_by(caller_id))
     for callee in callees:

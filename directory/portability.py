@@ -41,6 +41,6 @@ async def erase(store: Store, account_id: str) -> None:
         for other in my_blocks:
             pipe.srem(keys.blocked_by(other), account_id)
         await pipe.execute()
-    await history.forget_caller(store, account_id)
+    await history.forget(store, account_id)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*keys.account_keys(account_id))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from directory import keys
 from directory.records import Device
 from directory.store import Store
 from signaling.client import Client, new_device_key
-from signaling.schemas import AccountUpdate, DeviceEnrollment
+from signaling.phone.line import Line
+from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls, PushRegister
+from signaling.ws import messages as m
 from tests.conftest import Server
 
 ERASED = "erasable_person_42"
@@ -34,7 +38,32 @@ async def _scenario(server: Server) -> tuple[Client, Client, Client, Client]:
     await person.block("dave")
     await alice.add_contact(ERASED, nickname="E")
     await carol.block(ERASED)
+    await _missed_call(person, alice, "alice")
+    await _missed_call(alice, person, ERASED)
+    assert person.profile is not None
+    await person.request(
+        "PUT",
+        f"/v1/devices/{person.profile.device_id}/push",
+        None,
+        PushRegister(provider="apns", token="apns-token-of-erin"),
+    )
     return person, alice, carol, dave
+
+
+async def _missed_call(caller: Client, callee: Client, handle: str) -> None:
+    """A call cancelled while ringing: a missed-call entry for the callee."""
+    async with Line(caller) as line:
+        await line.open()
+        await line.send(m.Invite(handle=handle))
+        call_id = (await line.expect(m.Ringing)).call_id
+        await line.send(m.Hangup(call_id=call_id))
+        await line.expect(m.Ended)
+    for _ in range(100):
+        listed: MissedCalls = await callee.request("GET", "/v1/calls/missed", MissedCalls)
+        if listed.missed_calls:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the missed call was not recorded")
 
 
 async def test_export_holds_every_stored_datum(server: Server, store: Store) -> None:
@@ -64,6 +93,8 @@ async def test_export_holds_every_stored_datum(server: Server, store: Store) -> 
         await store.redis.hkeys(keys.contacts(account_id))
     )
     assert [b.handle for b in exported.blocks] == ["dave"]
+    assert [c.caller_handle for c in exported.missed_calls] == ["alice"]
+    assert [r.token for r in exported.push_registrations] == ["apns-token-of-erin"]
 
 
 async def _everything_in_store(store: Store) -> list[str]:
@@ -91,7 +122,7 @@ async def _everything_in_store(store: Store) -> list[str]:
 async def test_erase_leaves_no_key_or_value_naming_the_person(server: Server, store: Store) -> None:
     person, alice, carol, dave = await _scenario(server)
     exported = await person.export()
-    secrets = {exported.account.id, ERASED}
+    secrets = {exported.account.id, ERASED, "apns-token-of-erin"}
     for device in exported.devices:
         secrets |= {device.id, device.public_key}
     before = await _everything_in_store(store)

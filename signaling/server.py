@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 
@@ -17,6 +18,15 @@ log = logging.getLogger("callbook")
 SHUTDOWN_GRACE_S = 10.0
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def serve(config: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     embedded: EmbeddedValkey | None = None
@@ -29,6 +39,7 @@ def serve(config: Config) -> None:
     try:
         web.run_app(
             create_app(config),
+            loop=_new_loop(),
             host=config.host,
             port=config.port,
             access_log_class=PrivateAccessLogger,

@@ -6,7 +6,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +90,61 @@ async def test_turn_credentials_follow_coturns_rest_scheme(
         hmac.new(coturn.secret.encode(), ice.username.encode(), hashlib.sha1).digest()
     ).decode()
     assert ice.credential == expected
+
+
+async def _cli(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _events(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+
+
+async def test_cli_bots_call_and_answer_with_json_summaries(server: Server, tmp_path: Path) -> None:
+    caller, callee = tmp_path / "caller.json", tmp_path / "callee.json"
+    for handle, profile in (("carol", caller), ("dave", callee)):
+        signup = await _cli("signup", handle, "--server", server.url, "--profile", str(profile))
+        assert await signup.wait() == 0
+    answer = await _cli("answer", "--profile", str(callee), "--once", "--video", "--json")
+    assert answer.stdout is not None
+    ready = json.loads(await asyncio.wait_for(answer.stdout.readline(), 30))
+    assert ready["event"] == "ready"
+    call = await _cli(
+        "call", "dave", "--profile", str(caller), "--video", "--duration", "3", "--json"
+    )
+    call_out, call_err = await asyncio.wait_for(call.communicate(), 60)
+    answer_out, answer_err = await asyncio.wait_for(answer.communicate(), 30)
+    assert call.returncode == 0, call_err.decode()
+    assert answer.returncode == 0, answer_err.decode()
+    for events in (_events(call_out), _events(answer_out)):
+        assert all("event" in e for e in events)
+        summary = events[-1]
+        assert summary["event"] == "summary" and summary["outcome"] == "connected"
+        assert summary["media"]["audio_packets_received"] > 0
+        assert summary["media"]["video_frames_received"] > 0
+    assert [e["event"] for e in _events(call_out)][:2] == ["ringing", "accepted"]
+
+
+async def test_cli_call_to_a_blocking_callee_reports_no_answer(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    server = await make_server(ring_timeout_s=1.0)
+    caller = tmp_path / "caller.json"
+    assert (
+        await (
+            await _cli("signup", "erin", "--server", server.url, "--profile", str(caller))
+        ).wait()
+        == 0
+    )
+    frank = await server.signup("frank")
+    await frank.block("erin")
+    call = await _cli("call", "frank", "--profile", str(caller), "--json")
+    out, _ = await asyncio.wait_for(call.communicate(), 30)
+    assert call.returncode == 1
+    summary = _events(out)[-1]
+    assert (summary["outcome"], summary["reason"]) == ("no_answer", "no_answer")

@@ -110,7 +110,8 @@ class Softphone:
     async def answer(self, duration_s: float | None) -> Summary:
         """Wait for a call, answer it, talk until it ends (or ``duration_s``), hang up."""
         if self.line.welcome is None:
-            await self.line.open()
+            welcome = await self.line.open()
+            self._emit({"event": "ready", "device_id": welcome.device_id})
         while True:
             message = await self.line.receive()
             if isinstance(message, m.Incoming):

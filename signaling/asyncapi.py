@@ -1,0 +1,424 @@
+"""The AsyncAPI 3.0 document of the call WebSocket, generated from the message Structs.
+
+``python -m signaling.asyncapi`` prints it; ``docs/asyncapi.json`` is that output, and a test
+fails when the two differ. The document takes a device's point of view: the ``send`` operation
+lists what a device sends, ``receive`` what it receives, on the one channel ``/v1/ws``. Each
+message is one Struct of ``signaling.ws.messages``, named by its ``type`` tag.
+
+The close codes, the ``error`` codes, the ``ended`` reasons and the limits are tables here,
+written by hand from ``signaling/ws/endpoint.py``, ``signaling/calls/service.py`` and
+``signaling/calls/machine.py``; a test scans those modules and fails on a code missing here.
+docs/protocol.md (section 11) explains all of it for client developers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import WSCloseCode
+
+from signaling.calls import machine, service
+from signaling.ws import endpoint
+from signaling.ws import messages as m
+
+ASYNCAPI_VERSION = "3.0.0"
+API_VERSION = f"{m.PROTOCOL_VERSION}.0.0"
+CHANNEL = "calls"
+_SCHEMA_REF = "#/components/schemas/{name}"
+
+ClientKind = type[m.ClientMessage]
+ServerKind = type[m.ServerMessage]
+
+
+def client_messages() -> tuple[ClientKind, ...]:
+    """Every message a device sends, in the order of the ``ClientMessages`` union."""
+    return typing.get_args(m.ClientMessages)
+
+
+def server_messages() -> tuple[ServerKind, ...]:
+    """Every message the server sends, in the order of the ``ServerMessages`` union."""
+    return typing.get_args(m.ServerMessages)
+
+
+def tag_of(kind: type[msgspec.Struct]) -> str:
+    tag = kind.__struct_config__.tag
+    assert isinstance(tag, str), kind
+    return tag
+
+
+def message_key(kind: type[msgspec.Struct]) -> str:
+    """The component name: ``client.<tag>`` or ``server.<tag>`` (``sdp`` and ``ice`` are tags
+    of both directions)."""
+    side = "client" if issubclass(kind, m.ClientMessage) else "server"
+    return f"{side}.{tag_of(kind)}"
+
+
+# --- close codes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCode:
+    name: str
+    meaning: str
+
+
+CLOSE_CODES: dict[int, CloseCode] = {
+    WSCloseCode.GOING_AWAY: CloseCode(
+        "going away",
+        "The server is shutting down. Reconnect with backoff; if `welcome.resumed` is then "
+        "false, every call this device was in is over.",
+    ),
+    WSCloseCode.UNSUPPORTED_DATA: CloseCode(
+        "unsupported data", "The device sent a binary frame; every frame is JSON text."
+    ),
+    WSCloseCode.ABNORMAL_CLOSURE: CloseCode(
+        "abnormal closure",
+        "Never sent in a close frame: what a WebSocket library reports when the connection "
+        f"drops without one, e.g. when the server got no pong within {endpoint.HEARTBEAT_S / 2:g} "
+        f"s of its heartbeat ping (every {endpoint.HEARTBEAT_S:g} s of silence). Reconnect "
+        "with the resume token.",
+    ),
+    WSCloseCode.INVALID_TEXT: CloseCode(
+        "invalid frame payload data", "A text frame that is not JSON (or not valid UTF-8)."
+    ),
+    WSCloseCode.POLICY_VIOLATION: CloseCode(
+        "policy violation",
+        "After an `error` frame: sign-in refused (`auth_timeout`, `auth_required`, "
+        f"`token_invalid`, `token_expired`, `device_revoked`), or more than "
+        f"{endpoint.MAX_VIOLATIONS} `rate_limited` on this connection. Without one: the device "
+        f"left {endpoint.OUTBOX} messages unread.",
+    ),
+    WSCloseCode.MESSAGE_TOO_BIG: CloseCode(
+        "message too big", f"A message over {endpoint.MAX_MESSAGE_BYTES // 1024} KiB."
+    ),
+    endpoint.CLOSE_REPLACED: CloseCode(
+        "replaced",
+        "A newer connection of the same device signed in. Do not reconnect from this one.",
+    ),
+}
+
+
+# --- error codes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    meaning: str
+    #: The close code that always follows this error, if any.
+    close: int | None = None
+
+
+_REFUSED = WSCloseCode.POLICY_VIOLATION
+
+ERROR_CODES: dict[str, ErrorCode] = {
+    # Signing in (signaling/ws/endpoint.py; token_* from TokenService.verify).
+    "forbidden_origin": ErrorCode(
+        "Not an `error` frame: the upgrade request carried an `Origin` that is neither the "
+        "server's own nor an allowed one. The answer is an HTTP 403 problem; no WebSocket opens."
+    ),
+    "auth_timeout": ErrorCode(
+        f"No `bearer.` subprotocol and no `auth` message within {endpoint.AUTH_TIMEOUT_S:g} s.",
+        _REFUSED,
+    ),
+    "auth_required": ErrorCode(
+        "No `bearer.` subprotocol, and the first frame was not a valid `auth` message.", _REFUSED
+    ),
+    "token_invalid": ErrorCode(
+        "The access token is malformed, too long, signed by an unknown key or otherwise not "
+        "valid. Sign in again over REST, then reconnect.",
+        _REFUSED,
+    ),
+    "token_expired": ErrorCode(
+        "The access token has expired. Sign in again over REST, then reconnect.", _REFUSED
+    ),
+    "device_revoked": ErrorCode(
+        "The token's device is no longer enrolled. Do not reconnect.", _REFUSED
+    ),
+    "already_authenticated": ErrorCode(
+        "An `auth` message on a connection that is already signed in; it is ignored."
+    ),
+    # Any frame (signaling/ws/endpoint.py) and invites (signaling/calls/service.py).
+    "invalid_message": ErrorCode(
+        "The frame is JSON but not a valid device message (unknown `type`, unknown or missing "
+        "field, wrong type, a length or range exceeded), or an `invite` with both or neither of "
+        "`handle` and `account_id` (then with its `ref`). The message is ignored."
+    ),
+    "rate_limited": ErrorCode(
+        f"Without `ref`: more than {endpoint.RATE_PER_S:g} messages/s (burst {endpoint.BURST}) "
+        f"on this connection; the message was dropped, and after {endpoint.MAX_VIOLATIONS} of "
+        "these the next one closes the connection (1008). With the `invite`'s `ref`: the "
+        f"account's invites are limited (burst {service.INVITE_BURST}, then "
+        f"{service.INVITES_PER_S:g}/s); no call was made."
+    ),
+    "invalid_handle": ErrorCode(
+        "The `invite`'s `handle` breaks the handle rules or is reserved; no call was made."
+    ),
+    "invalid_target": ErrorCode("The `invite` names your own account; no call was made."),
+    # Calls (signaling/calls/service.py and the machine's Rejected, both with `call_id`).
+    "unknown_call": ErrorCode(
+        "No such call on this device: it never existed, has ended, was answered or declined on "
+        "another device, or is someone else's."
+    ),
+    "not_ringing": ErrorCode(
+        "`accept` or `decline` on a call that is not ringing on this device (the caller's own "
+        "call, or one already answered here)."
+    ),
+    "not_in_call": ErrorCode(
+        "`sdp` or `ice` on a call that is not connected yet: wait for `accepted`."
+    ),
+    "call_ended": ErrorCode(
+        "The call has already ended. Not sent in practice: an ended call is forgotten at once, "
+        "so later messages about it get `unknown_call`."
+    ),
+    "not_lost": ErrorCode(
+        "Internal: a resume event for a device that had not lost its connection. Never sent."
+    ),
+    "unexpected_message": ErrorCode(
+        "Internal: a message the call service does not handle. Never sent in practice."
+    ),
+}
+
+
+# --- end reasons -------------------------------------------------------------------------------
+
+END_REASONS: dict[str, str] = {
+    "hangup": "A connected call was hung up by either device; both devices get it.",
+    "cancelled": "To the caller: it hung up while the call was still ringing.",
+    "declined": "To the caller and to the declining device: the callee declined "
+    "(`decline`, or `hangup` while ringing).",
+    "busy": "To the caller and to the declining device: the callee declined with `busy: true`.",
+    "no_answer": "To the caller: nobody answered within the ring timeout "
+    f"({machine.RING_TIMEOUT_S:g} s), or the callee may not be rung.",
+    "missed": "To every callee device still ringing: the caller cancelled, the ring timeout "
+    "passed, or the caller's connection was lost and not resumed. Recorded as a missed call.",
+    "answered_elsewhere": "To the callee's other ringing devices: one device answered.",
+    "declined_elsewhere": "To the callee's other ringing devices: one device declined.",
+    "peer_lost": "To both devices: one of them lost its connection and did not resume within "
+    f"the resume window ({machine.RESUME_WINDOW_S:g} s).",
+    "glare": "To every device of this call: both people called each other at once and the "
+    "other call, the one with the smaller call id, goes on.",
+    "failed": "Reserved; this server version never sends it.",
+}
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+LIMITS: dict[str, float | int] = {
+    "max_message_bytes": endpoint.MAX_MESSAGE_BYTES,
+    "messages_per_s": endpoint.RATE_PER_S,
+    "message_burst": endpoint.BURST,
+    "rate_violations_before_close": endpoint.MAX_VIOLATIONS,
+    "auth_timeout_s": endpoint.AUTH_TIMEOUT_S,
+    "heartbeat_s": endpoint.HEARTBEAT_S,
+    "unread_messages_before_close": endpoint.OUTBOX,
+    "invite_burst": service.INVITE_BURST,
+    "invites_per_s": service.INVITES_PER_S,
+    "ring_timeout_s": machine.RING_TIMEOUT_S,
+    "resume_window_s": machine.RESUME_WINDOW_S,
+    "messages_kept_in_resume_window": service.MAX_QUEUED,
+}
+
+
+# --- descriptions and examples -----------------------------------------------------------------
+
+#: For the Structs that have no docstring (a test keeps this to exactly those).
+UNDOCUMENTED: dict[type[msgspec.Struct], str] = {
+    m.Accept: "Answer a call ringing on this device.",
+    m.Decline: "Decline a call ringing on this device; ``busy`` tells the caller you are busy.",
+    m.Welcome: "First message on a signed-in connection: who you are, and the resume token.",
+    m.Ended: "The call is over for this device; ``reason`` says why.",
+    m.PeerDescription: "The peer's SDP offer or answer, for this device only.",
+    m.PeerIce: "A trickled ICE candidate from the peer; an empty ``candidate`` ends gathering.",
+    m.PeerResumed: "The other device is back within its resume window.",
+    m.Pong: "The answer to ``ping``.",
+    m.Error: "A refused message or a refused sign-in; ``code`` is stable, ``detail`` is not.",
+}
+
+_ALICE = m.Person(
+    account_id="325fa52fa9d2291568e5f3dbbb917b5b", handle="alice", display_name="Alice Liddell"
+)
+_BOB = m.Person(account_id="65657c4d9cfc396dce5f71b56d9f0dc9", handle="bob", display_name="Bob")
+_CALL = "e78c8da2a60beb6df664f1d17c066fca"
+_OFFER = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n..."
+_CANDIDATE = "candidate:3 1 udp 41885439 198.51.100.4 3478 typ relay raddr 0.0.0.0 rport 0"
+
+EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
+    m.Auth: m.Auth(token="eyJhbGciOiJFZERTQSIs...", resume="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8"),
+    m.Invite: m.Invite(handle="bob", media="video", ref="r1"),
+    m.Accept: m.Accept(call_id=_CALL),
+    m.Decline: m.Decline(call_id=_CALL, busy=True),
+    m.Hangup: m.Hangup(call_id=_CALL),
+    m.Description: m.Description(call_id=_CALL, kind="offer", sdp=_OFFER),
+    m.Ice: m.Ice(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
+    m.Ping: m.Ping(),
+    m.Welcome: m.Welcome(
+        account_id=_ALICE.account_id,
+        device_id="4fa544114f1bcecb7d8e3d2e8a145308",
+        resume_token="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8",
+        resume_window_s=int(machine.RESUME_WINDOW_S),
+    ),
+    m.Ringing: m.Ringing(call_id=_CALL, ref="r1"),
+    m.Incoming: m.Incoming(call_id=_CALL, caller=_ALICE, media="video"),
+    m.Accepted: m.Accepted(call_id=_CALL, role="caller", relay_only=False, peer=_BOB),
+    m.Ended: m.Ended(call_id=_CALL, reason="hangup"),
+    m.PeerDescription: m.PeerDescription(call_id=_CALL, kind="offer", sdp=_OFFER, restart=True),
+    m.PeerIce: m.PeerIce(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
+    m.PeerReconnecting: m.PeerReconnecting(call_id=_CALL),
+    m.PeerResumed: m.PeerResumed(call_id=_CALL),
+    m.Pong: m.Pong(),
+    m.Error: m.Error(code="unknown_call", detail="No such call on this device.", call_id=_CALL),
+}
+
+
+def description(kind: type[msgspec.Struct]) -> str:
+    doc = kind.__doc__
+    return inspect.cleandoc(doc) if doc else UNDOCUMENTED[kind]
+
+
+def example(kind: type[msgspec.Struct]) -> dict[str, Any]:
+    """The example as it travels: encoded by msgspec, which omits the defaults of server
+    messages; absent optional fields of device messages are left out too."""
+    payload: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(EXAMPLES[kind]))
+    if issubclass(kind, m.ClientMessage):
+        payload = {key: value for key, value in payload.items() if value is not None}
+    return payload
+
+
+# --- the document ------------------------------------------------------------------------------
+
+
+def _message(kind: type[msgspec.Struct], schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": tag_of(kind),
+        "title": kind.__name__,
+        "description": description(kind),
+        "payload": schema,
+        "examples": [{"name": tag_of(kind), "payload": example(kind)}],
+    }
+
+
+def _operation(
+    action: str, kinds: tuple[type[msgspec.Struct], ...], title: str, summary: str
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{CHANNEL}"},
+        "title": title,
+        "summary": summary,
+        "messages": [
+            {"$ref": f"#/channels/{CHANNEL}/messages/{message_key(kind)}"} for kind in kinds
+        ],
+    }
+
+
+_SUBPROTOCOL_HEADER = (
+    f"`{endpoint.SUBPROTOCOL}, bearer.<access token>`, optionally followed by "
+    "`, resume.<resume token>`. Without `bearer.`, the first message must be `auth`."
+)
+
+
+def document() -> dict[str, Any]:
+    kinds: list[type[msgspec.Struct]] = [*client_messages(), *server_messages()]
+    schemas, components = msgspec.json.schema_components(kinds, ref_template=_SCHEMA_REF)
+    messages = {
+        message_key(kind): _message(kind, schema)
+        for kind, schema in zip(kinds, schemas, strict=True)
+    }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "Callbook call protocol",
+            "version": API_VERSION,
+            "description": (
+                "One WebSocket per device carries the 1:1 call protocol. Frames are JSON text; "
+                "`type` names the message. Written from a device's side: `send` is what a "
+                "device sends, `receive` what it receives. See docs/protocol.md, section 11."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {
+                "host": "127.0.0.1:8080",
+                "protocol": "ws",
+                "description": "The default of `callbook serve`; deployments use `wss`.",
+                "security": [{"$ref": "#/components/securitySchemes/bearer"}],
+            }
+        },
+        "channels": {
+            CHANNEL: {
+                "address": "/v1/ws",
+                "title": "Call WebSocket",
+                "description": (
+                    "Opened with `GET /v1/ws` and the WebSocket upgrade. Never put the token "
+                    "in the URL."
+                ),
+                "messages": {key: {"$ref": f"#/components/messages/{key}"} for key in messages},
+                "bindings": {
+                    "ws": {
+                        "method": "GET",
+                        "headers": {
+                            "type": "object",
+                            "properties": {
+                                "Sec-WebSocket-Protocol": {
+                                    "type": "string",
+                                    "description": _SUBPROTOCOL_HEADER,
+                                },
+                                "Origin": {
+                                    "type": "string",
+                                    "description": "Native clients send none; a browser's "
+                                    "must be the server's own or an allowed origin.",
+                                },
+                            },
+                        },
+                        "bindingVersion": "0.1.0",
+                    }
+                },
+            }
+        },
+        "operations": {
+            "send": _operation(
+                "send", client_messages(), "Device to server", "Messages a device sends."
+            ),
+            "receive": _operation(
+                "receive", server_messages(), "Server to device", "Messages a device receives."
+            ),
+        },
+        "components": {
+            "schemas": components,
+            "messages": messages,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "httpApiKey",
+                    "name": "Sec-WebSocket-Protocol",
+                    "in": "header",
+                    "description": (
+                        "The access token of `POST /v1/auth/token`: " + _SUBPROTOCOL_HEADER
+                    ),
+                }
+            },
+        },
+        "x-close-codes": {
+            str(int(code)): {"name": close.name, "meaning": close.meaning}
+            for code, close in sorted(CLOSE_CODES.items())
+        },
+        "x-error-codes": {
+            code: {"meaning": error.meaning}
+            | ({} if error.close is None else {"close": int(error.close)})
+            for code, error in ERROR_CODES.items()
+        },
+        "x-end-reasons": END_REASONS,
+        "x-limits": LIMITS,
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

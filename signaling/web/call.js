@@ -1,0 +1,487 @@
+// One 1:1 call: the call protocol of signaling/ws/messages.py driving an RTCPeerConnection.
+//
+//   caller                         server                        callee (every device)
+//   invite {handle, media, ref} →           → incoming {call_id, caller, media, busy}
+//        ← ringing {call_id, ref}           ← accept {call_id}
+//        ← accepted {role: caller}          → accepted {role: callee}
+//   sdp {kind: offer}           →           → sdp {kind: offer}
+//        ← sdp {kind: answer}               ← sdp {kind: answer}
+//   ice {candidate} ⇄ (trickled both ways; an empty candidate ends gathering)
+//   hangup / decline → ended {reason} to the other side(s)
+//
+// Only the caller makes offers (also for ICE restarts), so the two sides never offer at once.
+// Works with any peer that follows docs/protocol.md: trickle or not, audio-only or video.
+//
+// Events: ``change`` (state, peer, flags), ``ended`` (detail: {reason, error}), ``media``
+// (local or remote stream changed).
+
+const CONNECT_TIMEOUT_MS = 30_000;
+const RECOVER_WITHIN_MS = 25_000;
+const RESTART_AFTER_DISCONNECT_MS = 4_000;
+const MAX_RESTARTS = 3;
+
+let refCounter = 0;
+
+export class Call extends EventTarget {
+  constructor({ api, line, direction, media, peer, callId = null, busy = false }) {
+    super();
+    this.api = api;
+    this.line = line;
+    this.direction = direction; // "outgoing" | "incoming"
+    this.media = media; // "audio" | "video": what the call was placed as
+    this.peer = peer; // {account_id, handle, display_name, label}
+    this.callId = callId;
+    this.busy = busy; // incoming while this device is in another call ("call waiting")
+    this.ref = null;
+    this.state = direction === "outgoing" ? "dialing" : "incoming";
+    this.role = direction === "outgoing" ? "caller" : "callee";
+    this.relayOnly = false;
+    this.iceServers = [];
+    this.pc = null;
+    this.localStream = null;
+    this.remoteStream = new MediaStream();
+    this.muted = false;
+    this.cameraOff = false;
+    this.sendsVideo = false;
+    this.peerReconnecting = false;
+    this.connectedAt = 0;
+    this.endReason = null;
+    this.endError = null;
+    this._chain = Promise.resolve();
+    this._pendingIce = [];
+    this._tracksAdded = false;
+    this._restarts = 0;
+    this._cancelRequested = false;
+    this._timers = new Map();
+    this._turn = null;
+  }
+
+  get active() {
+    return this.state !== "ended";
+  }
+
+  get label() {
+    const p = this.peer || {};
+    return p.label || p.display_name || (p.handle ? `@${p.handle}` : "Someone");
+  }
+
+  /** Place the call: microphone (and camera) first, then the invite. */
+  async dial(target) {
+    this._turn = this._fetchTurn();
+    try {
+      await this._getMedia(this.media === "video");
+    } catch (error) {
+      this._finish("media", { error });
+      return;
+    }
+    if (!this.active) return;
+    refCounter += 1;
+    this.ref = `r${Date.now().toString(36)}${refCounter}`;
+    const invite = { type: "invite", media: this.media, ref: this.ref };
+    if (target.account_id) invite.account_id = target.account_id;
+    else invite.handle = target.handle;
+    if (!this.line.send(invite)) {
+      this._finish("error", { error: { code: "unreachable" } });
+      return;
+    }
+    this._emit();
+  }
+
+  /** Answer an incoming call, with the camera on or off. */
+  async answer(withVideo) {
+    if (this.state !== "incoming") return;
+    this.state = "answering";
+    this._emit();
+    this._turn = this._fetchTurn();
+    try {
+      await this._getMedia(withVideo && this.media === "video");
+    } catch (error) {
+      this.state = "incoming";
+      this._emit();
+      this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
+      return;
+    }
+    if (!this.active) {
+      this._stopLocal();
+      return;
+    }
+    this.line.send({ type: "accept", call_id: this.callId });
+  }
+
+  /** Decline a ringing call (``busy`` tells the caller you are on another call). */
+  decline(busy = false) {
+    if (!this.active) return;
+    this.line.send({ type: "decline", call_id: this.callId, busy });
+    this._finish("declined_by_me");
+  }
+
+  /** Hang up a connected call or cancel one that is still ringing. */
+  hangup() {
+    if (!this.active) return;
+    if (this.direction === "incoming" && (this.state === "incoming" || this.state === "answering")) {
+      this.decline(false);
+      return;
+    }
+    if (this.callId) {
+      this.line.send({ type: "hangup", call_id: this.callId });
+    } else {
+      this._cancelRequested = true; // sent as soon as the server names the call (ringing)
+    }
+    const ringing = this.state === "dialing" || this.state === "ringing";
+    this._finish(ringing ? "cancelled" : "hangup");
+  }
+
+  toggleMute() {
+    this.muted = !this.muted;
+    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
+    this._emit();
+  }
+
+  toggleCamera() {
+    this.cameraOff = !this.cameraOff;
+    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
+    this._emit();
+  }
+
+  /** Milliseconds since media connected (0 before). */
+  duration() {
+    return this.connectedAt ? Date.now() - this.connectedAt : 0;
+  }
+
+  // --- from the server ---------------------------------------------------------------------
+
+  /** A server message for this call; handled strictly in order. */
+  receive(message) {
+    this._chain = this._chain
+      .then(() => this._receive(message))
+      .catch((error) => {
+        console.error("call: could not handle", message.type, error);
+        if (this.active && this.callId) {
+          this.line.send({ type: "hangup", call_id: this.callId });
+          this._finish("failed", { error });
+        }
+      });
+  }
+
+  async _receive(message) {
+    if (!this.active && message.type !== "ended") return;
+    switch (message.type) {
+      case "ringing":
+        this.callId = message.call_id;
+        if (this._cancelRequested) {
+          this.line.send({ type: "hangup", call_id: this.callId });
+          return;
+        }
+        if (this.state === "dialing") this.state = "ringing";
+        this._emit();
+        return;
+      case "accepted":
+        await this._onAccepted(message);
+        return;
+      case "sdp":
+        await this._onDescription(message);
+        return;
+      case "ice":
+        await this._onIce(message);
+        return;
+      case "peer_reconnecting":
+        this.peerReconnecting = true;
+        this._emit();
+        return;
+      case "peer_resumed":
+        this.peerReconnecting = false;
+        this._emit();
+        this._restartIfBroken();
+        return;
+      case "ended":
+        this._finish(message.reason);
+        return;
+      case "error":
+        this._onError(message);
+        return;
+      default:
+    }
+  }
+
+  _onError(error) {
+    if (["unknown_call", "not_ringing", "call_ended", "not_in_call"].includes(error.code)) {
+      this._finish("gone");
+      return;
+    }
+    if (this.state === "dialing") {
+      this._finish("error", { error });
+      return;
+    }
+    this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "error", error } }));
+  }
+
+  /** Our own WebSocket came back with the session resumed: media may need an ICE restart. */
+  resumed() {
+    this._restartIfBroken();
+  }
+
+  /** Our own WebSocket came back as a new session: the server ended our calls. */
+  lost() {
+    this._finish("peer_lost", { self: true });
+  }
+
+  async _onAccepted(message) {
+    this.role = message.role;
+    this.relayOnly = Boolean(message.relay_only);
+    if (message.peer) this.peer = { ...message.peer, label: this.peer?.label };
+    this.state = "connecting";
+    this._emit();
+    const turn = await (this._turn || this._fetchTurn());
+    if (!this.active) return;
+    this.iceServers = (turn.ice_servers || []).map((server) => {
+      const entry = { urls: server.urls };
+      if (server.username) entry.username = server.username;
+      if (server.credential) entry.credential = server.credential;
+      return entry;
+    });
+    this._createPeerConnection();
+    this._timer("connect", CONNECT_TIMEOUT_MS, () => this._giveUp());
+    if (this.role === "caller") {
+      this._addLocalTracks();
+      await this._offer(false);
+    }
+  }
+
+  async _onDescription(message) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (message.kind === "offer") {
+      await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+      this._addLocalTracks();
+      await this._flushIce();
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      this.line.send({
+        type: "sdp",
+        call_id: this.callId,
+        kind: "answer",
+        sdp: pc.localDescription.sdp,
+      });
+    } else if (pc.signalingState === "have-local-offer") {
+      await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      await this._flushIce();
+    }
+  }
+
+  async _onIce(message) {
+    if (!this.pc || !this.pc.remoteDescription) {
+      this._pendingIce.push(message);
+      return;
+    }
+    await this._addIce(message);
+  }
+
+  async _flushIce() {
+    const waiting = this._pendingIce;
+    this._pendingIce = [];
+    for (const message of waiting) await this._addIce(message);
+  }
+
+  async _addIce(message) {
+    try {
+      if (!message.candidate) {
+        await this.pc.addIceCandidate();
+        return;
+      }
+      const init = { candidate: message.candidate };
+      if (message.sdp_mid != null) init.sdpMid = message.sdp_mid;
+      if (message.sdp_mline_index != null) init.sdpMLineIndex = message.sdp_mline_index;
+      if (init.sdpMid === undefined && init.sdpMLineIndex === undefined) init.sdpMLineIndex = 0;
+      await this.pc.addIceCandidate(init);
+    } catch (error) {
+      // One unusable candidate (another address family, a stale generation) is not fatal.
+      console.warn("call: ignored a remote ICE candidate", error);
+    }
+  }
+
+  // --- WebRTC --------------------------------------------------------------------------------
+
+  _createPeerConnection() {
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.relayOnly ? "relay" : "all",
+      bundlePolicy: "max-bundle",
+    });
+    this.pc = pc;
+    pc.onicecandidate = (event) => {
+      if (!this.active || !this.callId) return;
+      if (!event.candidate) {
+        this.line.send({ type: "ice", call_id: this.callId, candidate: "" });
+        return;
+      }
+      if (!event.candidate.candidate) return; // per-section end marker; the null one follows
+      const message = { type: "ice", call_id: this.callId, candidate: event.candidate.candidate };
+      if (event.candidate.sdpMid != null) message.sdp_mid = event.candidate.sdpMid;
+      if (event.candidate.sdpMLineIndex != null) {
+        message.sdp_mline_index = event.candidate.sdpMLineIndex;
+      }
+      this.line.send(message);
+    };
+    pc.ontrack = (event) => {
+      if (!this.remoteStream.getTracks().includes(event.track)) {
+        this.remoteStream.addTrack(event.track);
+      }
+      event.track.onunmute = () => this._emitMedia();
+      event.track.onended = () => {
+        this.remoteStream.removeTrack(event.track);
+        this._emitMedia();
+      };
+      this._emitMedia();
+    };
+    pc.onconnectionstatechange = () => this._onConnectionState();
+    pc.oniceconnectionstatechange = () => this._onConnectionState();
+    return pc;
+  }
+
+  _addLocalTracks() {
+    if (this._tracksAdded || !this.pc) return;
+    this._tracksAdded = true;
+    const stream = this.localStream;
+    for (const track of stream?.getTracks() ?? []) this.pc.addTrack(track, stream);
+    if (this.role === "caller") {
+      // Receive what we do not send: an audio-only fallback still sees the other's camera.
+      const kinds = new Set(this.pc.getTransceivers().map((t) => t.receiver.track.kind));
+      if (!kinds.has("audio")) this.pc.addTransceiver("audio", { direction: "recvonly" });
+      if (this.media === "video" && !kinds.has("video")) {
+        this.pc.addTransceiver("video", { direction: "recvonly" });
+      }
+    }
+  }
+
+  async _offer(restart) {
+    const pc = this.pc;
+    if (!pc || !this.active) return;
+    if (pc.signalingState !== "stable") return;
+    const offer = await pc.createOffer(restart ? { iceRestart: true } : {});
+    await pc.setLocalDescription(offer);
+    const message = { type: "sdp", call_id: this.callId, kind: "offer", sdp: pc.localDescription.sdp };
+    if (restart) message.restart = true;
+    this.line.send(message);
+  }
+
+  _onConnectionState() {
+    const pc = this.pc;
+    if (!pc || !this.active) return;
+    const state = pc.connectionState;
+    if (state === "connected") {
+      this._clearTimer("connect");
+      this._clearTimer("recover");
+      this._clearTimer("restart");
+      this._restarts = 0;
+      if (!this.connectedAt) this.connectedAt = Date.now();
+      if (this.state !== "connected") {
+        this.state = "connected";
+        this._emit();
+      }
+      return;
+    }
+    if (!this.connectedAt) return; // still setting up; the connect timer covers this
+    if (state === "disconnected" || state === "failed") {
+      if (this.state === "connected") {
+        this.state = "reconnecting";
+        this._emit();
+      }
+      this._timer("recover", RECOVER_WITHIN_MS, () => this._giveUp());
+      if (state === "failed") this._restartIfBroken();
+      else this._timer("restart", RESTART_AFTER_DISCONNECT_MS, () => this._restartIfBroken());
+    }
+  }
+
+  _restartIfBroken() {
+    const pc = this.pc;
+    if (!pc || !this.active || this.role !== "caller") return;
+    if (pc.connectionState === "connected" || pc.connectionState === "new") return;
+    if (this._restarts >= MAX_RESTARTS) return;
+    this._restarts += 1;
+    this._chain = this._chain.then(() => this._offer(true)).catch(() => {});
+  }
+
+  _giveUp() {
+    if (!this.active) return;
+    if (this.callId) this.line.send({ type: "hangup", call_id: this.callId });
+    const noRelay = this.relayOnly && this.iceServers.length === 0;
+    this._finish(noRelay ? "no_relay" : "no_route");
+  }
+
+  async _fetchTurn() {
+    try {
+      return await this.api.turn();
+    } catch {
+      return { ice_servers: [], ttl: 0 };
+    }
+  }
+
+  async _getMedia(wantVideo) {
+    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    let stream;
+    if (wantVideo) {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({
+          audio,
+          video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: "user" },
+        });
+      } catch (error) {
+        if (error && error.name === "NotAllowedError") throw error;
+        stream = null; // no camera: carry on with audio only
+      }
+    }
+    if (!stream) stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
+    this.localStream = stream;
+    this.sendsVideo = stream.getVideoTracks().length > 0;
+    this._emitMedia();
+  }
+
+  // --- bookkeeping ---------------------------------------------------------------------------
+
+  _finish(reason, { error = null, self = false } = {}) {
+    if (this.state === "ended") return;
+    this.state = "ended";
+    this.endReason = reason;
+    this.endError = error;
+    this.endedBySelf = self;
+    for (const key of [...this._timers.keys()]) this._clearTimer(key);
+    this._stopLocal();
+    if (this.pc) {
+      this.pc.onicecandidate = null;
+      this.pc.ontrack = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.oniceconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
+    this._emit();
+  }
+
+  _stopLocal() {
+    for (const track of this.localStream?.getTracks() ?? []) track.stop();
+  }
+
+  _timer(key, ms, action) {
+    this._clearTimer(key);
+    this._timers.set(
+      key,
+      setTimeout(() => {
+        this._timers.delete(key);
+        action();
+      }, ms),
+    );
+  }
+
+  _clearTimer(key) {
+    clearTimeout(this._timers.get(key));
+    this._timers.delete(key);
+  }
+
+  _emit() {
+    this.dispatchEvent(new CustomEvent("change"));
+  }
+
+  _emitMedia() {
+    this.dispatchEvent(new CustomEvent("media"));
+  }
+}

@@ -1,0 +1,97 @@
+// This browser's identity: an Ed25519 device key made with WebCrypto (the private key is
+// non-extractable: script can sign with it but can never read it) kept in IndexedDB together
+// with the account id, device id and handle. Nothing here ever leaves the browser except the
+// raw public key and signatures.
+
+const DB_NAME = "callbook";
+const DB_VERSION = 1;
+const STORE = "identity";
+const SELF = "self";
+
+/** base64url without padding (RFC 4648 §5), as the server expects. */
+export function b64url(bytes) {
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let text = "";
+  for (const byte of view) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, DB_VERSION);
+    request.onupgradeneeded = () => {
+      if (!request.result.objectStoreNames.contains(STORE)) {
+        request.result.createObjectStore(STORE);
+      }
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error("Close other Callbook tabs and reload."));
+  });
+}
+
+async function withStore(mode, work) {
+  const db = await openDb();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, mode);
+      const result = work(tx.objectStore(STORE));
+      tx.oncomplete = () => resolve(result.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error("The browser's storage refused the write."));
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** What this browser needs to know to work without WebCrypto Ed25519 or IndexedDB: nothing. */
+export async function supported() {
+  if (!window.isSecureContext || !crypto.subtle || !window.indexedDB) return false;
+  try {
+    await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A fresh device key pair; ``publicKey`` is the raw 32 bytes, base64url. */
+export async function newDeviceKey() {
+  const keyPair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const raw = await crypto.subtle.exportKey("raw", keyPair.publicKey);
+  return { keyPair, publicKey: b64url(raw) };
+}
+
+/** Sign a text (UTF-8) with the device's private key; the signature in base64url. */
+export async function sign(privateKey, text) {
+  const signature = await crypto.subtle.sign(
+    { name: "Ed25519" },
+    privateKey,
+    new TextEncoder().encode(text),
+  );
+  return b64url(signature);
+}
+
+/** The stored identity ({keyPair, accountId, deviceId, handle}) or null. */
+export async function loadIdentity() {
+  const identity = await withStore("readonly", (store) => store.get(SELF));
+  if (!identity || !identity.keyPair || !identity.accountId || !identity.deviceId) return null;
+  return identity;
+}
+
+export async function saveIdentity(identity) {
+  const record = {
+    keyPair: identity.keyPair,
+    accountId: identity.accountId,
+    deviceId: identity.deviceId,
+    handle: identity.handle,
+    savedAt: Date.now(),
+  };
+  await withStore("readwrite", (store) => store.put(record, SELF));
+}
+
+/** Forget this browser's key and ids (after erase, revocation, or sign-out). */
+export async function clearIdentity() {
+  await withStore("readwrite", (store) => store.delete(SELF));
+}

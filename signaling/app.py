@@ -157,6 +157,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         push,
         ring_timeout_s=config.ring_timeout_s,
         resume_window_s=config.resume_window_s,
+        resume_queue_max=config.resume_queue_max,
     )
     yield
     await app[CALLS].close()

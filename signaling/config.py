@@ -27,6 +27,7 @@ class Config:
     turn_ttl_s: int = 3600
     ring_timeout_s: float = 60.0
     resume_window_s: float = 30.0
+    resume_queue_max: int = 256
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
     anonymous_rate_per_s: float = 50.0

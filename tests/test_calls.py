@@ -318,3 +318,41 @@ async def test_a_device_that_does_not_come_back_ends_the_call(make_server: MakeS
         # Coming back too late gives a fresh session, not the call.
         assert (await b.open(resume=True)).resumed is False
         await _quiet(b)
+
+
+async def test_ice_restart_offer_reaches_the_peer_marked_as_restart(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await b.send(
+            m.Description(call_id=call_id, kind="offer", sdp="v=0 new-ufrag", restart=True)
+        )
+        restart = await a.expect(m.PeerDescription)
+        assert (restart.kind, restart.restart, restart.sdp) == ("offer", True, "v=0 new-ufrag")
+        await a.send(m.Description(call_id=call_id, kind="answer", sdp="v=0 answer"))
+        assert (await b.expect(m.PeerDescription)).kind == "answer"
+
+
+async def test_a_device_that_misses_too_much_ends_its_call_cleanly(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(resume_queue_max=10)
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await b.drop()
+        await a.expect(m.PeerReconnecting)
+        for n in range(11):  # one more than the resume queue holds
+            await a.send(
+                m.Ice(call_id=call_id, candidate=f"candidate:{n} 1 udp 1 10.0.0.1 9 typ host")
+            )
+        ended = await a.expect(m.Ended)
+        assert (ended.call_id, ended.reason) == (call_id, "peer_lost")

@@ -25,8 +25,6 @@ from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 
-#: Messages kept for a device in its resume window; past this the device's calls end.
-MAX_QUEUED = 256
 INVITE_BURST = 20
 INVITES_PER_S = 1.0
 
@@ -64,11 +62,14 @@ class CallService:
         *,
         ring_timeout_s: float = sm.RING_TIMEOUT_S,
         resume_window_s: float = sm.RESUME_WINDOW_S,
+        resume_queue_max: int = 256,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
+        # Messages kept for a device in its resume window; past this its calls end.
+        self._resume_queue_max = resume_queue_max
         self._push = push
         self._clock = clock or store.clock
         self._calls: dict[str, sm.Call] = {}
@@ -284,8 +285,12 @@ class CallService:
             return
         if presence.link is not None:
             presence.link.send(message)
-        elif len(presence.queue) < MAX_QUEUED:
+        elif len(presence.queue) < self._resume_queue_max:
             presence.queue.append(message)
+        else:
+            # Too much to replay in order: end the device's calls cleanly instead.
+            for call_id in list(self._by_device.get(device, ())):
+                self._apply_quietly(call_id, sm.ResumeTimeout(device))
 
     def _set_timer(
         self, call_id: str, kind: sm.TimerKind, at: float, device: sm.DeviceRef | None

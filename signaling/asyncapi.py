@@ -22,7 +22,8 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode
 
-from signaling.calls import machine, service
+from signaling.calls import service
+from signaling.config import Config
 from signaling.ws import endpoint
 from signaling.ws import messages as m
 
@@ -67,6 +68,9 @@ class CloseCode:
     meaning: str
 
 
+#: The deployment defaults of the timings that ``welcome`` and the tables mention.
+DEFAULTS = Config()
+
 CLOSE_CODES: dict[int, CloseCode] = {
     WSCloseCode.GOING_AWAY: CloseCode(
         "going away",
@@ -99,6 +103,10 @@ CLOSE_CODES: dict[int, CloseCode] = {
     endpoint.CLOSE_REPLACED: CloseCode(
         "replaced",
         "A newer connection of the same device signed in. Do not reconnect from this one.",
+    ),
+    endpoint.CLOSE_REVOKED: CloseCode(
+        "revoked",
+        "The device was revoked or its account erased; its calls have ended. Do not reconnect.",
     ),
 }
 
@@ -193,16 +201,17 @@ END_REASONS: dict[str, str] = {
     "(`decline`, or `hangup` while ringing).",
     "busy": "To the caller and to the declining device: the callee declined with `busy: true`.",
     "no_answer": "To the caller: nobody answered within the ring timeout "
-    f"({machine.RING_TIMEOUT_S:g} s), or the callee may not be rung.",
+    f"({DEFAULTS.ring_timeout_s:g} s), or the callee may not be rung.",
     "missed": "To every callee device still ringing: the caller cancelled, the ring timeout "
     "passed, or the caller's connection was lost and not resumed. Recorded as a missed call.",
     "answered_elsewhere": "To the callee's other ringing devices: one device answered.",
     "declined_elsewhere": "To the callee's other ringing devices: one device declined.",
     "peer_lost": "To both devices: one of them lost its connection and did not resume within "
-    f"the resume window ({machine.RESUME_WINDOW_S:g} s).",
+    f"the resume window ({DEFAULTS.resume_window_s:g} s), more than "
+    f"{DEFAULTS.resume_queue_max} messages for it piled up meanwhile, or it signed in again "
+    "without its resume token.",
     "glare": "To every device of this call: both people called each other at once and the "
     "other call, the one with the smaller call id, goes on.",
-    "failed": "Reserved; this server version never sends it.",
 }
 
 
@@ -218,9 +227,9 @@ LIMITS: dict[str, float | int] = {
     "unread_messages_before_close": endpoint.OUTBOX,
     "invite_burst": service.INVITE_BURST,
     "invites_per_s": service.INVITES_PER_S,
-    "ring_timeout_s": machine.RING_TIMEOUT_S,
-    "resume_window_s": machine.RESUME_WINDOW_S,
-    "messages_kept_in_resume_window": service.MAX_QUEUED,
+    "ring_timeout_s": DEFAULTS.ring_timeout_s,
+    "resume_window_s": DEFAULTS.resume_window_s,
+    "messages_kept_in_resume_window": DEFAULTS.resume_queue_max,
 }
 
 
@@ -260,7 +269,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
         account_id=_ALICE.account_id,
         device_id="4fa544114f1bcecb7d8e3d2e8a145308",
         resume_token="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8",
-        resume_window_s=int(machine.RESUME_WINDOW_S),
+        resume_window_s=int(DEFAULTS.resume_window_s),
     ),
     m.Ringing: m.Ringing(call_id=_CALL, ref="r1"),
     m.Incoming: m.Incoming(call_id=_CALL, caller=_ALICE, media="video"),

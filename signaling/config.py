@@ -72,6 +72,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             "CALLBOOK_TURN_URIS needs CALLBOOK_TURN_SECRET (coturn's static-auth-secret)."
         )
+    push_url = env.get("CALLBOOK_PUSH_WEBHOOK_URL") or None
+    if push_url and not env.get("CALLBOOK_PUSH_WEBHOOK_SECRET"):
+        raise ConfigError(
+            "CALLBOOK_PUSH_WEBHOOK_URL needs CALLBOOK_PUSH_WEBHOOK_SECRET to sign with."
+        )
     return replace(
         base,
         allowed_origins=origins,

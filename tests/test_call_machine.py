@@ -83,6 +83,10 @@ EVENTS: dict[str, sm.Event] = {
     "phone_resumed": sm.DeviceResumed(PHONE),
     "phone_resume_timeout": sm.ResumeTimeout(PHONE),
     "glare": sm.Superseded(),
+    "laptop_online": sm.DeviceOnline(LAPTOP),
+    "stranger_online": sm.DeviceOnline(STRANGER),
+    "phone_gone": sm.DeviceGone(PHONE),
+    "stranger_gone": sm.DeviceGone(STRANGER),
 }
 
 DECLINED = {
@@ -90,6 +94,7 @@ DECLINED = {
     "phone": "ended:declined",
     "laptop": "ended:declined_elsewhere",
 }
+PEER_LOST = {"caller": "ended:peer_lost", "phone": "ended:peer_lost"}
 HUNG_UP = {"caller": "ended:hangup", "phone": "ended:hangup"}
 # (state, event) -> (phase after, {device: message type or "ended:<reason>"}) or "!<code>"
 Outcome = tuple[str, dict[str, str]] | str
@@ -165,6 +170,18 @@ TABLE: dict[tuple[str, str], Outcome] = {
         "ended", {"caller": "ended:peer_lost", "phone": "ended:peer_lost"}
     ),
     ("connected_lost", "glare"): ("ended", {"caller": "ended:glare", "phone": "ended:glare"}),
+    ("ringing", "laptop_online"): ("ringing", {"laptop": "incoming"}),
+    ("ringing", "stranger_online"): "!not_ringing",
+    ("ringing", "phone_gone"): ("ringing", {}),
+    ("ringing", "stranger_gone"): "!not_in_call",
+    ("connected", "laptop_online"): "!not_ringing",
+    ("connected", "stranger_online"): "!not_ringing",
+    ("connected", "phone_gone"): ("ended", PEER_LOST),
+    ("connected", "stranger_gone"): "!not_in_call",
+    ("connected_lost", "laptop_online"): "!not_ringing",
+    ("connected_lost", "stranger_online"): "!not_ringing",
+    ("connected_lost", "phone_gone"): ("ended", PEER_LOST),
+    ("connected_lost", "stranger_gone"): "!not_in_call",
 }  # fmt: skip
 for event_name in EVENTS:
     TABLE[("ended", event_name)] = "!call_ended"

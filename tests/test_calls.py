@@ -8,7 +8,7 @@ import pytest
 
 from directory.records import Device
 from signaling.client import Client, Profile, _b64, new_device_key
-from signaling.phone.line import Line
+from signaling.phone.line import Line, LineClosed
 from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
@@ -206,9 +206,55 @@ async def test_call_waiting_and_switching(server: Server) -> None:
         await b.send(m.Accept(call_id=second))
         # Answering the waiting call hangs up the current one.
         assert (await a.expect(m.Ended)).reason == "hangup"
-        assert (await b.expect(m.Ended)).call_id == first
-        assert (await b.expect(m.Accepted)).call_id == second
+        got = {type(x): x for x in [await b.receive(within=5), await b.receive(within=5)]}
+        assert got[m.Accepted].call_id == second  # type: ignore[attr-defined]
+        assert got[m.Ended].call_id == first  # type: ignore[attr-defined]
         assert (await c.expect(m.Accepted)).call_id == second
+
+
+async def test_a_bad_accept_does_not_end_the_current_call(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await b.send(m.Accept(call_id="0" * 32))
+        assert (await b.expect(m.Error)).code == "unknown_call"
+        await _quiet(a)  # the call goes on
+
+
+async def test_a_device_coming_online_while_its_account_is_called_rings(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    laptop = await _device(server, bob)
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        async with await _line(laptop) as late:
+            assert (await late.expect(m.Incoming)).call_id == call_id
+            await late.send(m.Accept(call_id=call_id))
+            assert (await late.expect(m.Accepted)).call_id == call_id
+            assert (await b.expect(m.Ended)).reason == "answered_elsewhere"
+            await a.expect(m.Accepted)
+
+
+async def test_revoking_a_device_closes_its_connection_and_ends_its_call(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    laptop = await _device(server, bob)
+    async with await _line(alice) as a, await _line(laptop) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        assert laptop.profile is not None
+        await bob.request("DELETE", f"/v1/devices/{laptop.profile.device_id}")
+        assert (await a.expect(m.Ended)).reason == "peer_lost"
+        with pytest.raises(LineClosed) as closed:
+            while True:
+                await b.receive(within=5)
+        assert closed.value.code == 4001
 
 
 async def test_glare_leaves_exactly_one_call(server: Server) -> None:

@@ -99,6 +99,21 @@ class DeviceLost:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceOnline:
+    """A device of the callee came online (woken by push, or back) while the call rings."""
+
+    device: DeviceRef
+    busy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGone:
+    """The device will not come back (revoked, erased, or signed in afresh): no resume window."""
+
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceResumed:
     device: DeviceRef
 
@@ -120,6 +135,8 @@ Event = (
     | SignalEvent
     | RingTimeout
     | DeviceLost
+    | DeviceOnline
+    | DeviceGone
     | DeviceResumed
     | ResumeTimeout
     | Superseded
@@ -224,6 +241,10 @@ def transition(call: Call, event: Event, now: float) -> tuple[Call, list[Effect]
             return _on_ring_timeout(call, event, now)
         case DeviceLost():
             return _on_lost(call, event, now)
+        case DeviceOnline():
+            return _on_online(call, event)
+        case DeviceGone():
+            return _on_gone(call, event, now)
         case DeviceResumed():
             return _on_resumed(call, event, now)
         case ResumeTimeout():
@@ -346,6 +367,28 @@ def _on_lost(call: Call, event: DeviceLost, now: float) -> tuple[Call, list[Effe
     if peer is not None:
         effects.append(Send(peer, m.PeerReconnecting(call_id=call.id)))
     return replace(call, lost=call.lost | {event.device}), effects
+
+
+def _on_online(call: Call, event: DeviceOnline) -> tuple[Call, list[Effect]]:
+    if (
+        call.phase is not Phase.RINGING
+        or not call.reachable
+        or event.device.account_id != call.callee_account
+    ):
+        raise Rejected("not_ringing", f"Call {call.id} is not ringing for this account.")
+    incoming = m.Incoming(
+        call_id=call.id, caller=call.caller_card, media=call.media, busy=event.busy
+    )
+    return replace(call, ringing=call.ringing | {event.device}), [Send(event.device, incoming)]
+
+
+def _on_gone(call: Call, event: DeviceGone, now: float) -> tuple[Call, list[Effect]]:
+    if event.device in call.ringing:
+        return replace(call, ringing=call.ringing - {event.device}), []
+    if event.device not in call.legs():
+        raise Rejected("not_in_call", f"This device is not part of call {call.id}.")
+    lost = replace(call, lost=call.lost | {event.device})
+    return _on_resume_timeout(lost, ResumeTimeout(event.device), now)
 
 
 def _on_resumed(call: Call, event: DeviceResumed, now: float) -> tuple[Call, list[Effect]]:

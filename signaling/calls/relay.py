@@ -13,6 +13,7 @@ _TYP = re.compile(r"\btyp\s+(\w+)")
 _RELATED = re.compile(r"\braddr\s+\S+\s+rport\s+\d+")
 _CONNECTION = re.compile(r"^c=IN IP([46]) \S+", re.MULTILINE)
 _RTCP = re.compile(r"^a=rtcp:(\d+) IN IP([46]) \S+", re.MULTILINE)
+_ORIGIN = re.compile(r"^(o=.* IN IP)([46]) \S+", re.MULTILINE)
 _UNSPECIFIED = {"4": "0.0.0.0", "6": "::"}
 
 
@@ -32,6 +33,8 @@ def relay_only_sdp(sdp: str) -> str:
     newline = "\r\n" if "\r\n" in sdp else "\n"
     kept: list[str] = []
     for line in sdp.split(newline):
+        if line.startswith("a=remote-candidates:"):
+            continue  # names the peer's addresses, which this side has no business repeating
         if line.startswith("a=candidate:"):
             scrubbed = relay_candidate(line[len("a=") :])
             if scrubbed is None:
@@ -40,4 +43,5 @@ def relay_only_sdp(sdp: str) -> str:
         kept.append(line)
     text = newline.join(kept)
     text = _CONNECTION.sub(lambda mt: f"c=IN IP{mt[1]} {_UNSPECIFIED[mt[1]]}", text)
+    text = _ORIGIN.sub(lambda mt: f"{mt[1]}{mt[2]} {_UNSPECIFIED[mt[2]]}", text)
     return _RTCP.sub(lambda mt: f"a=rtcp:{mt[1]} IN IP{mt[2]} {_UNSPECIFIED[mt[2]]}", text)

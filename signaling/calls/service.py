@@ -37,6 +37,9 @@ class DeviceLink(Protocol):
     def replaced(self) -> None:
         """Another connection of the same device took over; close this one."""
 
+    def revoked(self) -> None:
+        """The device was revoked or its account erased; close this connection."""
+
 
 @dataclass(slots=True)
 class Presence:
@@ -75,6 +78,7 @@ class CallService:
         self._calls: dict[str, sm.Call] = {}
         self._by_device: dict[sm.DeviceRef, set[str]] = {}
         self._members: dict[str, tuple[sm.DeviceRef, ...]] = {}
+        self._ringing_for: dict[str, set[str]] = {}
         self._presence: dict[sm.DeviceRef, Presence] = {}
         self._online: dict[str, set[sm.DeviceRef]] = {}
         self._timers: dict[tuple[str, str, sm.DeviceRef | None], asyncio.TimerHandle] = {}
@@ -98,7 +102,7 @@ class CallService:
             account_id=device.account_id,
             device_id=device.device_id,
             resume_token=token,
-            resume_window_s=int(self._resume_window_s),
+            resume_window_s=self._resume_window_s,
             resumed=resumed,
         )
         link.send(welcome)
@@ -110,10 +114,37 @@ class CallService:
                 if call is not None and device in call.lost:
                     self._apply(call_id, sm.DeviceResumed(device))
         elif previous is not None:
-            # A fresh session: calls the old one was in cannot continue.
+            # A fresh session: whatever media state the old one had is gone with it.
             for call_id in list(self._by_device.get(device, ())):
-                self._apply_quietly(call_id, sm.ResumeTimeout(device))
+                self._apply_quietly(call_id, sm.DeviceGone(device))
+        self._ring_late_device(device)
         return welcome
+
+    def _ring_late_device(self, device: sm.DeviceRef) -> None:
+        """A device that comes online while its account is being called rings too."""
+        busy = self._in_connected_call(device)
+        for call_id in list(self._ringing_for.get(device.account_id, ())):
+            call = self._calls.get(call_id)
+            if call is not None and device not in call.ringing:
+                self._members[call_id] = (*self._members.get(call_id, ()), device)
+                self._by_device.setdefault(device, set()).add(call_id)
+                self._apply_quietly(call_id, sm.DeviceOnline(device, busy))
+
+    def close_device(self, device: sm.DeviceRef) -> None:
+        """A revoked device: its connection closes now and its calls end."""
+        presence = self._presence.pop(device, None)
+        self._online.get(device.account_id, set()).discard(device)
+        for call_id in list(self._by_device.get(device, ())):
+            self._apply_quietly(call_id, sm.DeviceGone(device))
+        if presence is not None:
+            if presence.expiry is not None:
+                presence.expiry.cancel()
+            if presence.link is not None:
+                presence.link.revoked()
+
+    def close_account(self, account_id: str) -> None:
+        for device in [d for d in self._presence if d.account_id == account_id]:
+            self.close_device(device)
 
     def disconnect(self, device: sm.DeviceRef, link: DeviceLink) -> None:
         presence = self._presence.get(device)
@@ -143,8 +174,8 @@ class CallService:
             case m.Invite():
                 await self._invite(device, message)
             case m.Accept():
-                self._switch_away(device, message.call_id)
                 self._apply(message.call_id, sm.AcceptEvent(device), device)
+                self._switch_away(device, message.call_id)
             case m.Decline():
                 self._apply(message.call_id, sm.DeclineEvent(device, message.busy), device)
             case m.Hangup():
@@ -197,6 +228,8 @@ class CallService:
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
+        if call.reachable:
+            self._ringing_for.setdefault(call.callee_account, set()).add(call.id)
         self._run(call.id, effects)
         self._resolve_glare(call)
 
@@ -212,18 +245,20 @@ class CallService:
         return await accounts.owner_of(self._store, canonical), canonical
 
     def _resolve_glare(self, call: sm.Call) -> None:
-        """Two people calling each other at once: the call with the smaller id survives."""
-        for other in list(self._calls.values()):
-            if (
-                other.id != call.id
-                and other.phase is sm.Phase.RINGING
-                and other.reachable
-                and call.reachable
-                and other.caller.account_id == call.callee_account
-                and other.callee_account == call.caller.account_id
-            ):
-                loser = max(call.id, other.id)
-                self._apply_quietly(loser, sm.Superseded())
+        """Two people calling each other at once: the call with the smallest id survives."""
+        if not call.reachable:
+            return
+        crossing = [
+            other.id
+            for other_id in self._ringing_for.get(call.caller.account_id, ())
+            if (other := self._calls[other_id]).caller.account_id == call.callee_account
+        ]
+        if not crossing:
+            return
+        survivor = min([call.id, *crossing])
+        for call_id in [call.id, *crossing]:
+            if call_id != survivor:
+                self._apply_quietly(call_id, sm.Superseded())
 
     def _in_connected_call(self, device: sm.DeviceRef) -> bool:
         return any(
@@ -311,7 +346,13 @@ class CallService:
         self._apply_quietly(key[0], event)
 
     def _forget(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        call = self._calls.pop(call_id, None)
+        if call is not None:
+            ringing = self._ringing_for.get(call.callee_account)
+            if ringing is not None:
+                ringing.discard(call_id)
+                if not ringing:
+                    del self._ringing_for[call.callee_account]
         for device in self._members.pop(call_id, ()):
             calls = self._by_device.get(device)
             if calls is not None:

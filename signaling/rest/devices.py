@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from directory import devices
 from directory.records import Device
+from signaling.appkeys import CALLS
+from signaling.calls.machine import DeviceRef
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
 from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename
@@ -47,4 +49,6 @@ async def rename_device(call: Call) -> Device:
     params=_DEVICE, errors=(*AUTH_ERRORS, "not_found"),
 )  # fmt: skip
 async def revoke_device(call: Call) -> None:
-    await devices.revoke(store(call), call.principal.account_id, call.params["device_id"])
+    account_id, device_id = call.principal.account_id, call.params["device_id"]
+    await devices.revoke(store(call), account_id, device_id)
+    call.request.app[CALLS].close_device(DeviceRef(account_id, device_id))

@@ -6,6 +6,7 @@ import msgspec
 
 from directory import accounts, portability
 from directory.records import Account, Export
+from signaling.appkeys import CALLS
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
 from signaling.schemas import AccountUpdate
@@ -56,3 +57,4 @@ async def export(call: Call) -> Export:
 )  # fmt: skip
 async def erase(call: Call) -> None:
     await portability.erase(store(call), call.principal.account_id)
+    call.request.app[CALLS].close_account(call.principal.account_id)

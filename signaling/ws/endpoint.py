@@ -36,6 +36,7 @@ BURST = 60
 MAX_VIOLATIONS = 20
 OUTBOX = 512
 CLOSE_REPLACED = 4000
+CLOSE_REVOKED = 4001
 
 _decode = msgspec.json.Decoder(m.ClientMessages).decode
 _encode = msgspec.json.Encoder().encode
@@ -59,6 +60,9 @@ class WsLink:
 
     def replaced(self) -> None:
         self.close(CLOSE_REPLACED)
+
+    def revoked(self) -> None:
+        self.close(CLOSE_REVOKED)
 
     def close(self, code: int) -> None:
         if self.close_code is None:

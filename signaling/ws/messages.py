@@ -28,7 +28,6 @@ EndReason = Literal[
     "declined_elsewhere",
     "peer_lost",
     "glare",
-    "failed",
 ]
 
 
@@ -112,7 +111,7 @@ class Welcome(ServerMessage, tag="welcome"):
     account_id: str
     device_id: str
     resume_token: str
-    resume_window_s: int
+    resume_window_s: float
     protocol: int = PROTOCOL_VERSION
     resumed: bool = False
 

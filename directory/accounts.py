@@ -176,7 +176,7 @@ async def owner_of(store: Store, handle: str) -> str | None:
 _RECOVER = """
 if redis.call('HGET', KEYS[1], 'recovery_hash') ~= ARGV[1] then return -1 end
 if ARGV[2] == '1' then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
 elseif redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
   return 0
 end
@@ -218,7 +218,7 @@ async def recover(
     device_id = devices.new_id()
     outcome = await store.run_script(
         _RECOVER,
-        [keys.account(account_id), keys.devices(account_id)],
+        [keys.account(account_id), keys.devices(account_id), keys.push_tokens(account_id)],
         [
             code_hash,
             "1" if revoke_others else "0",

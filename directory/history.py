@@ -16,18 +16,30 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(MissedCall).decode
 
 
+# Only for an account that still exists: a call may ring out after its callee was erased.
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 async def record_missed(
     store: Store, callee_id: str, caller_id: str, caller_handle: str, at: float
 ) -> None:
     entry = MissedCall(caller_account_id=caller_id, caller_handle=caller_handle, at=int(at))
-    oldest = at - keys.MISSED_CALLS_TTL_S
+    # The reverse index first, so erase can always find what names the caller.
     await store.redis.sadd(keys.missed_by(caller_id), callee_id)
     await store.redis.expire(keys.missed_by(caller_id), keys.MISSED_CALLS_TTL_S)
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(keys.missed_calls(callee_id), {_encode(entry): at})
-        pipe.zremrangebyscore(keys.missed_calls(callee_id), "-inf", oldest)
-        pipe.expire(keys.missed_calls(callee_id), keys.MISSED_CALLS_TTL_S)
-        await pipe.execute()
+    recorded = await store.run_script(
+        _RECORD,
+        [keys.account(callee_id), keys.missed_calls(callee_id)],
+        [at, _encode(entry), at - keys.MISSED_CALLS_TTL_S, keys.MISSED_CALLS_TTL_S],
+    )
+    if not recorded:
+        await store.redis.srem(keys.missed_by(caller_id), callee_id)
 
 
 async def list_missed(store: Store, account_id: str) -> list[MissedCall]:

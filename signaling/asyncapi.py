@@ -269,7 +269,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
         account_id=_ALICE.account_id,
         device_id="4fa544114f1bcecb7d8e3d2e8a145308",
         resume_token="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8",
-        resume_window_s=int(DEFAULTS.resume_window_s),
+        resume_window_s=DEFAULTS.resume_window_s,
     ),
     m.Ringing: m.Ringing(call_id=_CALL, ref="r1"),
     m.Incoming: m.Incoming(call_id=_CALL, caller=_ALICE, media="video"),

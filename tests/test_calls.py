@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
+from directory import keys
 from directory.records import Device
+from directory.store import Store
 from signaling.client import Client, Profile, _b64, new_device_key
 from signaling.phone.line import Line, LineClosed
 from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
@@ -402,3 +404,56 @@ async def test_a_device_that_misses_too_much_ends_its_call_cleanly(
             )
         ended = await a.expect(m.Ended)
         assert (ended.call_id, ended.reason) == (call_id, "peer_lost")
+
+
+async def test_calling_back_during_a_connected_call_is_call_waiting_not_glare(
+    server: Server,
+) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    bob_laptop = await _device(server, bob)
+    async with await _line(alice) as a, await _line(bob) as b, await _line(bob_laptop) as b2:
+        first = await _ring(a, b, b2)
+        await b.send(m.Accept(call_id=first))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        assert (await b2.expect(m.Ended)).reason == "answered_elsewhere"
+        await b2.send(m.Invite(handle="alice"))
+        second = (await b2.expect(m.Ringing)).call_id
+        waiting = await a.expect(m.Incoming)
+        assert (waiting.call_id, waiting.busy) == (second, True)
+        await _quiet(b)  # the connected call is untouched
+
+
+async def test_recovery_that_revokes_other_devices_closes_them(server: Server) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    assert bob.profile is not None and bob.profile.recovery_code
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await server.client().recover("bob", bob.profile.recovery_code, revoke_others=True)
+        assert (await a.expect(m.Ended)).reason == "peer_lost"
+        with pytest.raises(LineClosed) as closed:
+            while True:
+                await b.receive(within=5)
+        assert closed.value.code == 4001
+
+
+async def test_a_call_ringing_out_on_an_erased_account_leaves_nothing(
+    make_server: MakeServer, store: Store
+) -> None:
+    server = await make_server(ring_timeout_s=0.5)
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    bob_id = (await bob.me()).id
+    async with await _line(alice) as a:
+        await a.send(m.Invite(handle="bob"))
+        await a.expect(m.Ringing)
+        await bob.erase()
+        assert (await a.expect(m.Ended)).reason == "no_answer"
+    await asyncio.sleep(0.2)
+    assert await store.redis.exists(keys.missed_calls(bob_id)) == 0
+    assert await store.redis.smembers(keys.missed_by((await alice.me()).id)) == set()

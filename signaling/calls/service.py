@@ -142,8 +142,8 @@ class CallService:
             if presence.link is not None:
                 presence.link.revoked()
 
-    def close_account(self, account_id: str) -> None:
-        for device in [d for d in self._presence if d.account_id == account_id]:
+    def close_account(self, account_id: str, keep: sm.DeviceRef | None = None) -> None:
+        for device in [d for d in self._presence if d.account_id == account_id and d != keep]:
             self.close_device(device)
 
     def disconnect(self, device: sm.DeviceRef, link: DeviceLink) -> None:
@@ -289,6 +289,8 @@ class CallService:
         except sm.Rejected as rejected:
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
+        if call.phase is not sm.Phase.RINGING:
+            self._stop_ringing(call)
         self._run(call_id, effects)
 
     def _apply_quietly(self, call_id: str, event: sm.Event) -> None:
@@ -345,14 +347,17 @@ class CallService:
         self._timers.pop(key, None)
         self._apply_quietly(key[0], event)
 
+    def _stop_ringing(self, call: sm.Call) -> None:
+        ringing = self._ringing_for.get(call.callee_account)
+        if ringing is not None:
+            ringing.discard(call.id)
+            if not ringing:
+                del self._ringing_for[call.callee_account]
+
     def _forget(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         if call is not None:
-            ringing = self._ringing_for.get(call.callee_account)
-            if ringing is not None:
-                ringing.discard(call_id)
-                if not ringing:
-                    del self._ringing_for[call.callee_account]
+            self._stop_ringing(call)
         for device in self._members.pop(call_id, ()):
             calls = self._by_device.get(device)
             if calls is not None:

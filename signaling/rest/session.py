@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from directory import accounts, devices, keys
-from signaling.appkeys import TOKENS
+from signaling.appkeys import CALLS, TOKENS
+from signaling.calls.machine import DeviceRef
 from signaling.rest.framework import Call
 from signaling.rest.table import API, BODY_ERRORS, store, throttle_anonymous
 from signaling.schemas import (
@@ -83,4 +84,7 @@ async def recover(call: Call) -> Enrollment:
         body.device.public_key,
         revoke_others=body.revoke_other_devices,
     )
+    if body.revoke_other_devices:
+        keep = DeviceRef(account.id, device.id)
+        call.request.app[CALLS].close_account(account.id, keep=keep)
     return Enrollment(account=account, device=device, recovery_code=code)

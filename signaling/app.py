@@ -164,6 +164,12 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     await push.close()
 
 
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    # The page and its modules must come from one release: revalidate rather than mix versions.
+    if request.path == "/" or request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
     app[CONFIG] = config
@@ -178,4 +184,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/v1/ws", websocket)
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(resources.files("signaling.web")))
+    app.on_response_prepare.append(_revalidate_static)
     return app

@@ -19,8 +19,21 @@ const CONNECT_TIMEOUT_MS = 30_000;
 const RECOVER_WITHIN_MS = 25_000;
 const RESTART_AFTER_DISCONNECT_MS = 4_000;
 const MAX_RESTARTS = 3;
+// How long a description waits for ICE gathering, so that it carries the candidates itself
+// (peers that do not trickle still connect); later candidates are trickled.
+const GATHER_WAIT_MS = 400;
 
 let refCounter = 0;
+
+/** foundation, component, transport, priority, address, port: what identifies a candidate. */
+function candidateKey(candidate) {
+  return candidate.trim().split(/\s+/).slice(0, 6).join(" ").toLowerCase();
+}
+
+function nextRef() {
+  refCounter += 1;
+  return `r${Date.now().toString(36)}${refCounter}`;
+}
 
 export class Call extends EventTarget {
   constructor({ api, line, direction, media, peer, callId = null, busy = false }) {
@@ -32,7 +45,8 @@ export class Call extends EventTarget {
     this.peer = peer; // {account_id, handle, display_name, label}
     this.callId = callId;
     this.busy = busy; // incoming while this device is in another call ("call waiting")
-    this.ref = null;
+    // Echoed in ``ringing`` (or an ``error``) so the answer finds this call before it has an id.
+    this.ref = direction === "outgoing" ? nextRef() : null;
     this.state = direction === "outgoing" ? "dialing" : "incoming";
     this.role = direction === "outgoing" ? "caller" : "callee";
     this.relayOnly = false;
@@ -49,6 +63,8 @@ export class Call extends EventTarget {
     this.endError = null;
     this._chain = Promise.resolve();
     this._pendingIce = [];
+    this._localIce = []; // our candidates, held until the description they belong to is sent
+    this._localReady = false;
     this._tracksAdded = false;
     this._restarts = 0;
     this._cancelRequested = false;
@@ -75,8 +91,6 @@ export class Call extends EventTarget {
       return;
     }
     if (!this.active) return;
-    refCounter += 1;
-    this.ref = `r${Date.now().toString(36)}${refCounter}`;
     const invite = { type: "invite", media: this.media, ref: this.ref };
     if (target.account_id) invite.account_id = target.account_id;
     else invite.handle = target.handle;
@@ -239,6 +253,11 @@ export class Call extends EventTarget {
       if (server.credential) entry.credential = server.credential;
       return entry;
     });
+    if (this.relayOnly && this.iceServers.length === 0) {
+      // Relay-only with no relay: not a single candidate could ever be gathered.
+      this._giveUp();
+      return;
+    }
     this._createPeerConnection();
     this._timer("connect", CONNECT_TIMEOUT_MS, () => this._giveUp());
     if (this.role === "caller") {
@@ -254,14 +273,10 @@ export class Call extends EventTarget {
       await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
       this._addLocalTracks();
       await this._flushIce();
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      this.line.send({
-        type: "sdp",
-        call_id: this.callId,
-        kind: "answer",
-        sdp: pc.localDescription.sdp,
-      });
+      this._localReady = false;
+      await pc.setLocalDescription(await pc.createAnswer());
+      await this._settleGathering();
+      this._sendDescription("answer", false);
     } else if (pc.signalingState === "have-local-offer") {
       await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       await this._flushIce();
@@ -311,7 +326,7 @@ export class Call extends EventTarget {
     pc.onicecandidate = (event) => {
       if (!this.active || !this.callId) return;
       if (!event.candidate) {
-        this.line.send({ type: "ice", call_id: this.callId, candidate: "" });
+        this._sendIce({ type: "ice", call_id: this.callId, candidate: "" });
         return;
       }
       if (!event.candidate.candidate) return; // per-section end marker; the null one follows
@@ -320,7 +335,7 @@ export class Call extends EventTarget {
       if (event.candidate.sdpMLineIndex != null) {
         message.sdp_mline_index = event.candidate.sdpMLineIndex;
       }
-      this.line.send(message);
+      this._sendIce(message);
     };
     pc.ontrack = (event) => {
       if (!this.remoteStream.getTracks().includes(event.track)) {
@@ -357,11 +372,50 @@ export class Call extends EventTarget {
     const pc = this.pc;
     if (!pc || !this.active) return;
     if (pc.signalingState !== "stable") return;
-    const offer = await pc.createOffer(restart ? { iceRestart: true } : {});
-    await pc.setLocalDescription(offer);
-    const message = { type: "sdp", call_id: this.callId, kind: "offer", sdp: pc.localDescription.sdp };
+    this._localReady = false;
+    await pc.setLocalDescription(await pc.createOffer(restart ? { iceRestart: true } : {}));
+    await this._settleGathering();
+    this._sendDescription("offer", restart);
+  }
+
+  _settleGathering() {
+    const pc = this.pc;
+    if (!pc || pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      };
+      const check = () => {
+        if (pc.iceGatheringState === "complete") done();
+      };
+      const timer = setTimeout(done, GATHER_WAIT_MS);
+      pc.addEventListener("icegatheringstatechange", check);
+    });
+  }
+
+  /** Send our current description, then the candidates it does not already carry. */
+  _sendDescription(kind, restart) {
+    if (!this.active || !this.pc) return;
+    const sdp = this.pc.localDescription.sdp;
+    const message = { type: "sdp", call_id: this.callId, kind, sdp };
     if (restart) message.restart = true;
     this.line.send(message);
+    this._localReady = true;
+    const held = this._localIce;
+    this._localIce = [];
+    const carried = new Set(
+      sdp.split(/\r?\n/).filter((l) => l.startsWith("a=candidate:")).map((l) => candidateKey(l.slice(2))),
+    );
+    for (const ice of held) {
+      if (!ice.candidate || !carried.has(candidateKey(ice.candidate))) this.line.send(ice);
+    }
+  }
+
+  _sendIce(message) {
+    if (this._localReady) this.line.send(message);
+    else this._localIce.push(message);
   }
 
   _onConnectionState() {
@@ -441,6 +495,7 @@ export class Call extends EventTarget {
   _finish(reason, { error = null, self = false } = {}) {
     if (this.state === "ended") return;
     this.state = "ended";
+    this.endedAt = Date.now();
     this.endReason = reason;
     this.endError = error;
     this.endedBySelf = self;

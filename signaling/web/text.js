@@ -60,6 +60,12 @@ function friendlyDetail(detail) {
   return /[.!?…]$/.test(text) ? text : `${text}.`;
 }
 
+/** Why an invite was refused (a WebSocket ``error`` answering it). */
+export function callErrorText(error) {
+  if (error?.code === "invalid_handle") return "No one can have that handle, so there’s no one to call.";
+  return problemText(error);
+}
+
 /** Title and sentence for how a call ended; ``who`` is the other person's name. */
 export function endText(reason, who, direction) {
   const name = who || "They";

@@ -53,10 +53,30 @@ export function setIcon(svg, name) {
   svg.querySelector("use").setAttribute("href", `#i-${name}`);
 }
 
-function hue(seed) {
+// Pairs that keep white initials readable (WCAG AA for large text) in light and dark themes.
+const AVATAR_COLOURS = [
+  ["#818cf8", "#4f46e5"],
+  ["#a78bfa", "#6d28d9"],
+  ["#f472b6", "#be185d"],
+  ["#fb7185", "#be123c"],
+  ["#fb923c", "#c2410c"],
+  ["#34d399", "#047857"],
+  ["#2dd4bf", "#0f766e"],
+  ["#38bdf8", "#0369a1"],
+  ["#60a5fa", "#1d4ed8"],
+  ["#c084fc", "#7e22ce"],
+];
+
+function colours(seed) {
   let hash = 0;
   for (const char of String(seed || "")) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return hash % 360;
+  return AVATAR_COLOURS[hash % AVATAR_COLOURS.length];
+}
+
+function paint(node, seed) {
+  const [from, to] = colours(seed);
+  node.style.setProperty("--avatar-from", from);
+  node.style.setProperty("--avatar-to", to);
 }
 
 export function initials(name) {
@@ -73,19 +93,20 @@ export function initials(name) {
 /** A round avatar with initials on a colour derived from the account id. */
 export function avatar(name, seed, size = "md") {
   const node = h(`span.avatar.avatar-${size}`, { "aria-hidden": "true" }, initials(name));
-  node.style.setProperty("--avatar-hue", hue(seed || name));
+  paint(node, seed || name);
   return node;
 }
 
 export function paintAvatar(node, name, seed) {
   node.textContent = initials(name);
-  node.style.setProperty("--avatar-hue", hue(seed || name));
+  paint(node, seed || name);
 }
 
 // --- toasts -----------------------------------------------------------------------------------
 
-export function toast(message, kind = "info", { timeout = 5000 } = {}) {
+export function toast(message, kind = "info", { timeout = kind === "error" ? 7000 : 4000 } = {}) {
   const region = $("#toasts");
+  while (region.children.length >= 3) region.firstElementChild.remove();
   const item = h(
     `div.toast.toast-${kind}`,
     { role: kind === "error" ? "alert" : "status" },
@@ -105,8 +126,14 @@ export function toast(message, kind = "info", { timeout = 5000 } = {}) {
     item.classList.remove("is-in");
     setTimeout(() => item.remove(), 200);
   }
+  item.dismiss = dismiss;
   if (timeout) timer = setTimeout(dismiss, timeout);
   return dismiss;
+}
+
+/** Clear every notice, e.g. when a call takes the screen. */
+export function clearToasts() {
+  for (const item of $$(".toast", $("#toasts"))) item.dismiss?.();
 }
 
 // --- formatting -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line
+from signaling.phone.softphone import Softphone
 from signaling.ws import messages as m
 from tests.conftest import Server
 
@@ -482,3 +483,53 @@ async def test_browser_to_browser_video_call(server: Server, browsers: Browsers)
     await expect(bob.locator("#call-status")).to_have_text(re.compile(r"^Call ended · 0:\d\d$"))
     await expect(alice_call).to_be_hidden()
     await expect(bob_call).to_be_hidden()
+
+
+@pytest.mark.slow
+async def test_chromium_calls_an_aiortc_bot_and_both_decode(
+    server: Server, browsers: Browsers
+) -> None:
+    page = await browsers.page()
+    await sign_up(page, server, "alice", "Alice")
+    bot = Softphone(await server.signup("robot"), video=True)
+    await bot.line.open()
+    answering = asyncio.create_task(bot.answer(duration_s=None))
+    try:
+        await page.fill("#dial-handle", "robot")
+        await page.click("#dial-video")
+        await expect(page.locator("#screen-call")).to_have_attribute("data-state", "connected")
+        page_stats = await until_frames(page)
+        assert page_stats["audio"] > 0
+        # Let the bot decode for a moment, then hang up from the browser.
+        await page.wait_for_timeout(1500)
+        await page.get_by_role("button", name="End call").click()
+        summary = await asyncio.wait_for(answering, 20)
+    finally:
+        answering.cancel()
+        await bot.close()
+    assert summary.outcome == "connected", summary.as_event()
+    assert summary.media.video_frames_received > 0
+    assert summary.media.audio_packets_received > 0
+
+
+@pytest.mark.slow
+async def test_an_aiortc_bot_calls_chromium_and_both_decode(
+    server: Server, browsers: Browsers
+) -> None:
+    page = await browsers.page()
+    await sign_up(page, server, "alice", "Alice")
+    bot = Softphone(await server.signup("robot"), video=True)
+    calling = asyncio.create_task(bot.call("alice", duration_s=6.0))
+    try:
+        await expect(page.locator("#screen-call")).to_have_attribute("data-state", "incoming")
+        await page.get_by_role("button", name="Answer with video").click()
+        await expect(page.locator("#screen-call")).to_have_attribute("data-state", "connected")
+        page_stats = await until_frames(page)
+        assert page_stats["audio"] > 0
+        summary = await asyncio.wait_for(calling, 30)
+    finally:
+        calling.cancel()
+        await bot.close()
+    assert summary.outcome == "connected", summary.as_event()
+    assert summary.media.video_frames_received > 0
+    await expect(page.locator("#screen-call")).to_have_attribute("data-state", "ended")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from directory import devices, handles, keys, labels, ratelimit, recovery
 from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound, TooManyDevices
@@ -28,7 +29,7 @@ end
 return 0
 """
 
-_FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip")
+FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,11 @@ async def signup(
 
 
 async def get(store: Store, account_id: str) -> Account:
-    values = await store.redis.hmget(keys.account(account_id), _FIELDS)
+    return from_fields(account_id, await store.redis.hmget(keys.account(account_id), FIELDS))
+
+
+def from_fields(account_id: str, values: list[Any]) -> Account:
+    """The account from an HMGET of FIELDS; NotFound when it does not exist."""
     if values[0] is None:
         raise NotFound("No such account.")
     handle, display_name, created_day, discoverable, who_can_call, hide_ip = values

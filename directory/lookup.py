@@ -6,11 +6,12 @@ raises the same NotFound, after the same store round trips.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from directory import accounts, handles, keys, ratelimit
 from directory.errors import NotFound
-from directory.records import Card
+from directory.records import Account, Card
 from directory.store import Store
 
 _NOT_FOUND = "No account is reachable under that handle."
@@ -73,6 +74,42 @@ async def may_call(store: Store, caller_id: str, callee_id: str) -> bool:
     return who_can_call == "contacts" and bool(is_contact)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialing:
+    """What placing a call needs before it can ring: the caller, and whom the target names."""
+
+    caller: Account
+    callee_id: str | None
+
+
+async def dial(
+    store: Store,
+    caller_id: str,
+    *,
+    handle: str | None,
+    account_id: str | None,
+    burst: int,
+    refill_per_s: float,
+) -> Dialing:
+    """Spend a call token, read the caller, resolve the target: one round trip.
+
+    ``handle`` is canonical; the target is None when nobody holds it.
+    """
+    async with store.redis.pipeline(transaction=False) as pipe:
+        await ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
+        pipe.hmget(keys.account(caller_id), accounts.FIELDS)
+        if handle is not None:
+            pipe.get(keys.handle(handle))
+        else:
+            pipe.exists(keys.account(account_id or _NO_ACCOUNT))
+        wait_ms, caller_fields, target = await pipe.execute()
+    ratelimit.check(wait_ms, "calls")
+    caller = accounts.from_fields(caller_id, caller_fields)
+    if handle is not None:
+        return Dialing(caller, None if target in (None, keys.QUARANTINED) else target)
+    return Dialing(caller, account_id if target else None)
+
+
 async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[Card, bool] | None:
     """The callee's card and hide-my-IP setting if the caller may both see and ring them.
 
@@ -81,12 +118,19 @@ async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[C
     if caller_id == callee_id:
         return None
     async with store.redis.pipeline(transaction=False) as pipe:
-        queue_card_reads(pipe, caller_id, callee_id)
-        pipe.hmget(keys.account(callee_id), ("who_can_call", "hide_ip"))
-        *card_reads, (who_can_call, hide_ip) = await pipe.execute()
-    card = card_from(caller_id, callee_id, card_reads)
-    _, blocked, is_contact = card_reads
+        pipe.hmget(
+            keys.account(callee_id),
+            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip"),
+        )
+        pipe.hexists(keys.blocks(callee_id), caller_id)
+        pipe.hexists(keys.contacts(callee_id), caller_id)
+        (
+            (handle, name, discoverable, who_can_call, hide_ip),
+            blocked,
+            is_contact,
+        ) = await pipe.execute()
+    card = card_from(caller_id, callee_id, [(handle, name, discoverable), blocked, is_contact])
     allowed = who_can_call == "everyone" or (who_can_call == "contacts" and is_contact)
-    if card is None or blocked or not allowed:
+    if card is None or not allowed:
         return None
     return card, hide_ip == "1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from directory import keys
 from directory.errors import RateLimited
@@ -32,11 +33,19 @@ return wait_ms
 
 async def take(store: Store, key: str, burst: int, refill_per_s: float, what: str) -> None:
     """Spend one token from the bucket at ``key`` or raise RateLimited with the wait."""
-    wait_ms = int(
-        await store.run_script(
-            _TOKEN_BUCKET, [key], [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
-        )
-    )
+    args = [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
+    check(await store.run_script(_TOKEN_BUCKET, [key], args), what)
+
+
+async def queue_take(store: Store, pipe: Any, key: str, burst: int, refill_per_s: float) -> None:
+    """Queue a ``take`` on a pipeline; pass its result to ``check``."""
+    args = [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
+    await store.script(_TOKEN_BUCKET)(keys=[key], args=args, client=pipe)
+
+
+def check(wait_ms: Any, what: str) -> None:
+    """Raise RateLimited when the bucket's answer was a wait."""
+    wait_ms = int(wait_ms)
     if wait_ms > 0:
         retry_after = max(1, math.ceil(wait_ms / 1000))
         raise RateLimited(f"Too many {what}; try again in {retry_after} s.", retry_after)

@@ -33,12 +33,15 @@ class Store:
         """Dates are kept at day granularity: enough to be useful, little to profile."""
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
 
-    async def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA with a fallback to EVAL; each script is registered once per store."""
+    def script(self, source: str) -> Any:
+        """The registered script (EVALSHA, loading it when the server lacks it)."""
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = self.redis.register_script(source)
-        return await script(keys=keys, args=args)
+        return script
+
+    async def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.script(source)(keys=keys, args=args)
 
 
 def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:

@@ -17,7 +17,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from directory import devices
 from directory.errors import DirectoryError
 from directory.store import Store, connect
-from signaling.appkeys import ANONYMOUS_THROTTLE, CALLS, CONFIG, SOCKETS, STORE, TOKENS
+from signaling.appkeys import (
+    CALLS,
+    CONFIG,
+    ENROLL_THROTTLE,
+    SIGNIN_THROTTLE,
+    SOCKETS,
+    STORE,
+    TOKENS,
+)
 from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.errors import ApiError
@@ -173,7 +181,8 @@ async def _revalidate_static(request: web.Request, response: web.StreamResponse)
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
     app[CONFIG] = config
-    app[ANONYMOUS_THROTTLE] = Throttle(config.anonymous_rate_per_s, config.anonymous_burst)
+    app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
+    app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
     app[SOCKETS] = weakref.WeakSet()
     app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)

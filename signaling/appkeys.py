@@ -15,6 +15,7 @@ from signaling.tokens import TokenService
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
-ANONYMOUS_THROTTLE = web.AppKey("anonymous_throttle", Throttle)
+ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
+SIGNIN_THROTTLE = web.AppKey("signin_throttle", Throttle)
 CALLS = web.AppKey("calls", CallService)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -147,6 +147,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "device_revoked": ErrorCode(
         "The token's device is no longer enrolled. Do not reconnect.", _REFUSED
     ),
+    "unavailable": ErrorCode(
+        "The store did not answer while handling the message; nothing happened. Retry shortly."
+    ),
     "already_authenticated": ErrorCode(
         "An `auth` message on a connection that is already signed in; it is ignored."
     ),

@@ -30,8 +30,11 @@ class Config:
     resume_queue_max: int = 256
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
-    anonymous_rate_per_s: float = 50.0
-    anonymous_burst: int = 100
+    # Node-wide: sign-ups and recoveries (argon2id each), and sign-in challenges.
+    enroll_rate_per_s: float = 50.0
+    enroll_burst: int = 100
+    signin_rate_per_s: float = 500.0
+    signin_burst: int = 1000
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
 
 

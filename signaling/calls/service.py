@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from directory import accounts, handles, history, keys, lookup, push_tokens, ratelimit
+from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import machine as sm
@@ -190,17 +190,21 @@ class CallService:
     async def _invite(self, caller: sm.DeviceRef, invite: m.Invite) -> None:
         if (invite.handle is None) == (invite.account_id is None):
             raise CallError("invalid_message", "Give exactly one of handle and account_id.")
+        typed = None
+        if invite.handle is not None:
+            typed = handles.parse_lookup(invite.handle)
+            if typed is None:
+                raise CallError("invalid_handle", "That is not a valid handle.")
         try:
-            await ratelimit.take(
-                self._store, keys.invite_bucket(caller.account_id), INVITE_BURST,
-                INVITES_PER_S, "calls",
+            dialing = await lookup.dial(
+                self._store, caller.account_id, handle=typed, account_id=invite.account_id,
+                burst=INVITE_BURST, refill_per_s=INVITES_PER_S,
             )  # fmt: skip
         except RateLimited as exc:
             raise CallError("rate_limited", exc.detail) from exc
-        callee_id, typed = await self._resolve(invite)
+        caller_account, callee_id = dialing.caller, dialing.callee_id
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
-        caller_account = await accounts.get(self._store, caller.account_id)
         target = await lookup.callable_card(self._store, caller.account_id, callee_id or "-")
         callee_card = (
             m.Person(account_id=target[0].account_id, handle=target[0].handle,
@@ -232,17 +236,6 @@ class CallService:
             self._ringing_for.setdefault(call.callee_account, set()).add(call.id)
         self._run(call.id, effects)
         self._resolve_glare(call)
-
-    async def _resolve(self, invite: m.Invite) -> tuple[str | None, str | None]:
-        """The callee's account id (None when nobody holds it) and the handle as typed."""
-        if invite.account_id is not None:
-            exists = await accounts.exists(self._store, invite.account_id)
-            return (invite.account_id if exists else None), None
-        assert invite.handle is not None
-        canonical = handles.parse_lookup(invite.handle)
-        if canonical is None:
-            raise CallError("invalid_handle", "That is not a valid handle.")
-        return await accounts.owner_of(self._store, canonical), canonical
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""

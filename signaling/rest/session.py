@@ -26,7 +26,7 @@ from signaling.tokens import Principal
             "invalid_public_key", "invalid_value", "overloaded"),
 )  # fmt: skip
 async def signup(call: Call) -> Enrollment:
-    throttle_anonymous(call)
+    throttle_anonymous(call, enroll=True)
     body = call.body_as(SignupRequest)
     done = await accounts.signup(
         store(call), body.handle, body.display_name, body.device.name, body.device.public_key
@@ -40,7 +40,7 @@ async def signup(call: Call) -> Enrollment:
     tag="session", response=Challenge, auth=False, errors=("overloaded",),
 )  # fmt: skip
 async def challenge(call: Call) -> Challenge:
-    throttle_anonymous(call)
+    throttle_anonymous(call, enroll=False)
     nonce = await devices.issue_challenge(store(call))
     return Challenge(nonce=nonce, expires_in=keys.NONCE_TTL_S)
 
@@ -74,7 +74,7 @@ async def token(call: Call) -> TokenResponse:
             "invalid_public_key", "invalid_value", "overloaded"),
 )  # fmt: skip
 async def recover(call: Call) -> Enrollment:
-    throttle_anonymous(call)
+    throttle_anonymous(call, enroll=True)
     body = call.body_as(RecoveryRequest)
     account, device, code = await accounts.recover(
         store(call),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from directory.store import Store
-from signaling.appkeys import ANONYMOUS_THROTTLE, STORE
+from signaling.appkeys import ENROLL_THROTTLE, SIGNIN_THROTTLE, STORE
 from signaling.errors import ApiError
 from signaling.rest.framework import Api, Call, Param
 
@@ -19,8 +19,9 @@ def store(call: Call) -> Store:
     return call.request.app[STORE]
 
 
-def throttle_anonymous(call: Call) -> None:
-    throttle = call.request.app[ANONYMOUS_THROTTLE]
+def throttle_anonymous(call: Call, *, enroll: bool) -> None:
+    """Node-wide limits for requests no account pays for; enrolment (argon2) costs the most."""
+    throttle = call.request.app[ENROLL_THROTTLE if enroll else SIGNIN_THROTTLE]
     wait = throttle.try_take()
     if wait:
         retry = throttle.retry_after_s(wait)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices
+from directory.errors import DirectoryError
 from signaling.appkeys import CALLS, CONFIG, SOCKETS, STORE, TOKENS
 from signaling.calls.machine import DeviceRef
 from signaling.calls.service import CallError
@@ -43,20 +47,27 @@ _encode = msgspec.json.Encoder().encode
 
 
 class WsLink:
-    """Outbound side of one connection: an ordered queue drained by one writer task."""
+    """Outbound side of one connection: messages in order, written by a task that exists only
+    while there is something to write (an idle device costs no queue and no task)."""
+
+    __slots__ = ("_closing", "_outbox", "_writer", "_ws", "close_code")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX)
-        self._writer = asyncio.create_task(self._write())
+        self._outbox: deque[str] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self._closing: asyncio.Future[bool] | None = None
 
     def send(self, message: m.ServerMessage) -> None:
-        try:
-            self._outbox.put_nowait(_encode(message).decode())
-        except asyncio.QueueFull:
+        if self.close_code is not None:
+            return
+        if len(self._outbox) >= OUTBOX:
             self.close(WSCloseCode.POLICY_VIOLATION)  # a reader this slow is gone
+            return
+        self._outbox.append(_encode(message).decode())
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
 
     def replaced(self) -> None:
         self.close(CLOSE_REPLACED)
@@ -67,28 +78,27 @@ class WsLink:
     def close(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
-            self._writer.cancel()
+            self._outbox.clear()
             self._closing = asyncio.ensure_future(self._ws.close(code=code))
 
     async def _write(self) -> None:
-        while (text := await self._outbox.get()) is not None:
-            try:
-                await self._ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
-            finally:
-                self._outbox.task_done()
+        try:
+            while self._outbox:
+                await self._ws.send_str(self._outbox.popleft())
+        except (ConnectionError, RuntimeError):
+            self._outbox.clear()
+        finally:
+            self._writer = None
 
     async def flush(self) -> None:
         """Wait (briefly) until every queued message is written: errors before a close."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.join(), 2.0)
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(writer), 2.0)
 
     async def drain_and_stop(self) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self._writer, 2.0)
+        await self.flush()
 
 
 def _origin_allowed(request: web.Request) -> bool:
@@ -206,6 +216,10 @@ async def _serve(
             continue
         try:
             await calls.handle(device, message)
+        except (RedisConnectionError, RedisTimeoutError):
+            link.send(m.Error(code="unavailable", detail="The store is unavailable; try again."))
+        except DirectoryError as error:
+            link.send(m.Error(code=error.code, detail=error.detail))
         except CallError as error:
             ref = message.ref if isinstance(message, m.Invite) else None
             link.send(m.Error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from directory import accounts, handles, keys, ratelimit
 from directory.errors import NotFound
 from directory.records import Account, Card
@@ -95,14 +97,21 @@ async def dial(
 
     ``handle`` is canonical; the target is None when nobody holds it.
     """
-    async with store.redis.pipeline(transaction=False) as pipe:
-        await ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
-        pipe.hmget(keys.account(caller_id), accounts.FIELDS)
-        if handle is not None:
-            pipe.get(keys.handle(handle))
-        else:
-            pipe.exists(keys.account(account_id or _NO_ACCOUNT))
-        wait_ms, caller_fields, target = await pipe.execute()
+    for attempt in (1, 2):
+        async with store.redis.pipeline(transaction=False) as pipe:
+            ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
+            pipe.hmget(keys.account(caller_id), accounts.FIELDS)
+            if handle is not None:
+                pipe.get(keys.handle(handle))
+            else:
+                pipe.exists(keys.account(account_id or _NO_ACCOUNT))
+            try:
+                wait_ms, caller_fields, target = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await ratelimit.load(store)
     ratelimit.check(wait_ms, "calls")
     caller = accounts.from_fields(caller_id, caller_fields)
     if handle is not None:

@@ -37,10 +37,19 @@ async def take(store: Store, key: str, burst: int, refill_per_s: float, what: st
     check(await store.run_script(_TOKEN_BUCKET, [key], args), what)
 
 
-async def queue_take(store: Store, pipe: Any, key: str, burst: int, refill_per_s: float) -> None:
-    """Queue a ``take`` on a pipeline; pass its result to ``check``."""
-    args = [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
-    await store.script(_TOKEN_BUCKET)(keys=[key], args=args, client=pipe)
+def queue_take(store: Store, pipe: Any, key: str, burst: int, refill_per_s: float) -> None:
+    """Queue a ``take`` on a pipeline; pass its result to ``check``.
+
+    By EVALSHA alone: a registered script would make the pipeline ask SCRIPT EXISTS first,
+    on every execute. Run ``load`` and retry when the server answers NOSCRIPT.
+    """
+    sha = store.script(_TOKEN_BUCKET).sha
+    pipe.evalsha(sha, 1, key, burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S)
+
+
+async def load(store: Store) -> None:
+    """Load the bucket script (after a NOSCRIPT: a restarted or failed-over server)."""
+    await store.redis.script_load(_TOKEN_BUCKET)
 
 
 def check(wait_ms: Any, what: str) -> None:

@@ -457,3 +457,13 @@ async def test_a_call_ringing_out_on_an_erased_account_leaves_nothing(
     await asyncio.sleep(0.2)
     assert await store.redis.exists(keys.missed_calls(bob_id)) == 0
     assert await store.redis.smembers(keys.missed_by((await alice.me()).id)) == set()
+
+
+async def test_invites_survive_a_store_that_lost_its_scripts(server: Server, store: Store) -> None:
+    """A restarted or failed-over store answers NOSCRIPT; the invite reloads and goes on."""
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with await _line(alice) as a, await _line(bob) as b:
+        await _ring(a, b)
+        await store.redis.script_flush()
+        await _ring(a, b)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from directory import accounts, handles, keys, ratelimit
 from directory.errors import NotFound
 from directory.records import Account, Card
@@ -22,10 +20,18 @@ _NO_ACCOUNT = "-"
 
 
 async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
-    """Rate-limited lookup by exact handle, as seen by ``viewer_id``."""
-    await ratelimit.take_lookup(store, viewer_id)
-    handle = handles.parse_lookup(raw_handle)
-    target_id = await accounts.owner_of(store, handle or "")
+    """Rate-limited lookup by exact handle, as seen by ``viewer_id``: two round trips."""
+    handle = handles.parse_lookup(raw_handle) or ""
+    config = store.config
+
+    def queue(pipe: Any) -> None:
+        bucket = keys.lookup_bucket(viewer_id)
+        ratelimit.queue_take(store, pipe, bucket, config.lookup_burst, config.lookup_refill_per_s)
+        pipe.get(keys.handle(handle))
+
+    wait_ms, owner = await ratelimit.run_with_bucket(store, queue)
+    ratelimit.check(wait_ms, "lookups")
+    target_id = None if owner == keys.QUARANTINED else owner
     card = await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
     if card is None:
         raise NotFound(_NOT_FOUND)
@@ -97,21 +103,16 @@ async def dial(
 
     ``handle`` is canonical; the target is None when nobody holds it.
     """
-    for attempt in (1, 2):
-        async with store.redis.pipeline(transaction=False) as pipe:
-            ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
-            pipe.hmget(keys.account(caller_id), accounts.FIELDS)
-            if handle is not None:
-                pipe.get(keys.handle(handle))
-            else:
-                pipe.exists(keys.account(account_id or _NO_ACCOUNT))
-            try:
-                wait_ms, caller_fields, target = await pipe.execute()
-                break
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await ratelimit.load(store)
+
+    def queue(pipe: Any) -> None:
+        ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
+        pipe.hmget(keys.account(caller_id), accounts.FIELDS)
+        if handle is not None:
+            pipe.get(keys.handle(handle))
+        else:
+            pipe.exists(keys.account(account_id or _NO_ACCOUNT))
+
+    wait_ms, caller_fields, target = await ratelimit.run_with_bucket(store, queue)
     ratelimit.check(wait_ms, "calls")
     caller = accounts.from_fields(caller_id, caller_fields)
     if handle is not None:

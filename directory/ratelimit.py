@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from directory import keys
 from directory.errors import RateLimited
@@ -47,9 +50,20 @@ def queue_take(store: Store, pipe: Any, key: str, burst: int, refill_per_s: floa
     pipe.evalsha(sha, 1, key, burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S)
 
 
-async def load(store: Store) -> None:
-    """Load the bucket script (after a NOSCRIPT: a restarted or failed-over server)."""
-    await store.redis.script_load(_TOKEN_BUCKET)
+async def run_with_bucket(store: Store, queue: Callable[[Any], None]) -> list[Any]:
+    """Execute a pipeline that ``queue`` fills (including a ``queue_take``), loading the bucket
+    script once if the server answers NOSCRIPT (restarted or failed over)."""
+    for attempt in (1, 2):
+        async with store.redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            try:
+                results: list[Any] = await pipe.execute()
+                return results
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+        await store.redis.script_load(_TOKEN_BUCKET)
+    raise AssertionError("unreachable")
 
 
 def check(wait_ms: Any, what: str) -> None:
@@ -58,17 +72,6 @@ def check(wait_ms: Any, what: str) -> None:
     if wait_ms > 0:
         retry_after = max(1, math.ceil(wait_ms / 1000))
         raise RateLimited(f"Too many {what}; try again in {retry_after} s.", retry_after)
-
-
-async def take_lookup(store: Store, account_id: str) -> None:
-    cfg = store.config
-    await take(
-        store,
-        keys.lookup_bucket(account_id),
-        cfg.lookup_burst,
-        cfg.lookup_refill_per_s,
-        "lookups",
-    )
 
 
 async def take_recovery(store: Store, account_id: str) -> None:

@@ -27,6 +27,8 @@ USER_AUDIENCE = "callbook:user"
 ISSUER = "callbook"
 # A bogus key id must not make every request hit the store.
 _MIN_RELOAD_INTERVAL_S = 1.0
+# Tokens whose signature was already checked, so a device's requests skip the Ed25519 work.
+_VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class TokenService:
         self._signing: tuple[str, Ed25519PrivateKey] | None = None
         self._verifying: dict[str, Ed25519PublicKey] = {}
         self._last_load = 0.0
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def refresh(self) -> None:
         """Rotate the signing key when due and reload the keys every node has written."""
@@ -90,6 +93,12 @@ class TokenService:
 
     async def verify(self, token: str) -> Principal:
         """Check signature, audience and expiry; raises ApiError with a token_* code."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                return principal
+            del self._verified[token]
         if len(token) > 2048:
             raise ApiError("token_invalid", "The access token is too long.")
         try:
@@ -101,7 +110,11 @@ class TokenService:
         sub, did = claims.get("sub"), claims.get("did")
         if not isinstance(sub, str) or not isinstance(did, str):
             raise ApiError("token_invalid", "The access token names no device.")
-        return Principal(account_id=sub, device_id=did)
+        principal = Principal(account_id=sub, device_id=did)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal
 
     async def _key_for(self, kid: Any) -> Ed25519PublicKey:
         if not isinstance(kid, str):

@@ -4,7 +4,8 @@ It starts ``callbook serve`` on a free loopback port with a fresh embedded Valke
 a temporary directory) and signs up N accounts. Then a few signed-in clients look up random
 existing handles (``GET /v1/handles/{handle}``) for a fixed time, and, with the same concurrency
 and time, bare redis-py issues the Redis commands one such lookup costs the server against the
-same Valkey; the two alternate over a few rounds. It prints both rates and the ratio server/bare.
+same Valkey, through the same client the server builds (``directory.store.connect``); the two
+alternate over a few rounds. It prints both rates and the ratio server/bare.
 
 Run from the repository root::
 
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -52,6 +54,7 @@ from directory.lookup import queue_card_reads
 from directory.ratelimit import _TOKEN_BUCKET
 from directory.store import connect
 from signaling.client import Client, ClientError, Profile
+from signaling.server import _new_loop as server_loop
 
 # The highest values signaling.config accepts: the per-account lookup bucket never runs dry.
 LOOKUP_BURST = 100_000
@@ -331,6 +334,7 @@ async def lookups(
     clients = [Client(url, profile) for profile in viewers]
     bare = connect(redis_url)  # the very client (pool, RESP3, decoding) the server builds
     bucket = bare.register_script(_TOKEN_BUCKET)
+    await bare.script_load(_TOKEN_BUCKET)  # the pipelines below send EVALSHA alone
     refill_per_s = LOOKUPS_PER_MINUTE / 60
 
     async def api_lookup(worker: int) -> None:
@@ -342,22 +346,24 @@ async def lookups(
     async def bare_lookup(worker: int) -> None:
         """What one GET /v1/handles/{handle} asks of the store, in the same order:
 
-        signaling.app.authenticate: HEXISTS on the device hash; directory.ratelimit.take_lookup:
-        EVALSHA of the token bucket; directory.accounts.owner_of: GET of the handle key;
-        directory.lookup.visible_card: a pipeline of HMGET, HEXISTS, HEXISTS.
+        signaling.app.authenticate: HEXISTS on the device hash; directory.lookup.find: a pipeline
+        of EVALSHA (the token bucket) and GET (the handle key), then directory.lookup.visible_card:
+        a pipeline of HMGET, HEXISTS, HEXISTS. Three round trips, as the server makes.
         Key names, the script and the card reads come from those modules, not copies.
         """
         viewer = viewers[worker % len(viewers)]
         viewer_id = viewer.account_id
         if not await bare.hexists(keys.devices(viewer_id), viewer.device_id):
             raise LookupFailed("device_revoked")
-        wait_ms = await bucket(
-            keys=[keys.lookup_bucket(viewer_id)],
-            args=[LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S],
-        )
+        async with bare.pipeline(transaction=False) as pipe:
+            pipe.evalsha(
+                bucket.sha, 1, keys.lookup_bucket(viewer_id),
+                LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S,
+            )  # fmt: skip
+            pipe.get(keys.handle(random.choice(handles)))
+            wait_ms, owner = await pipe.execute()
         if int(wait_ms) > 0:
             raise LookupFailed("rate_limited")
-        owner = await bare.get(keys.handle(random.choice(handles)))
         if not isinstance(owner, str) or owner == keys.QUARANTINED:
             raise LookupFailed("not_found")
         async with bare.pipeline(transaction=False) as pipe:
@@ -408,7 +414,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "Callbook address book: bench/directory.py",
         f"machine  {m['nproc']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, "
-        f"Valkey {m['valkey']}, aiohttp {m['aiohttp']}, redis-py {m['redis_py']}",
+        f"Valkey {m['valkey']}, aiohttp {m['aiohttp']}, redis-py {m['redis_py']}, "
+        f"bench loop {m['bench_loop']}",
         "",
         f"{'phase':<26}{'ok':>8}{'failed':>8}{'secs':>7}{'per s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         "  cpu % (one core = 100)",
@@ -459,8 +466,16 @@ def cpu_model() -> str:
     return platform.machine()
 
 
+def loop_description(loop: asyncio.AbstractEventLoop) -> str:
+    package = type(loop).__module__.split(".")[0]
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return f"{package} {importlib.metadata.version(package)}"
+    return package
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     random.seed(args.seed)
+    loop_name = loop_description(asyncio.get_running_loop())
     with tempfile.TemporaryDirectory(prefix="cbbench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir(mode=0o700)
@@ -502,6 +517,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "valkey": version,
             "aiohttp": aiohttp.__version__,
             "redis_py": redis.__version__,
+            "bench_loop": loop_name,
         },
         "rounds": args.rounds,
         "duration_s": args.duration,
@@ -536,9 +552,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before (1)")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the handle choice")
+    parser.add_argument(
+        "--loop",
+        choices=("server", "asyncio"),
+        default="server",
+        help="event loop of this process: the server's (uvloop if installed) or asyncio's",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line instead")
     parser.add_argument(
-        "--profile-server", metavar="FILE", help="run the server under cProfile, stats to FILE"
+        "--profile-server",
+        metavar="FILE",
+        help="run the server under cProfile (slower), stats to FILE",
     )
     args = parser.parse_args(argv)
     if args.profile_server:
@@ -562,8 +586,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the server is stopped and the temporary directory removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        result = asyncio.run(run(args))
+        # By default the same event loop as `callbook serve` (uvloop when installed), so that the
+        # bare loop runs redis-py exactly as the server does.
+        factory = server_loop if args.loop == "server" else asyncio.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            result = runner.run(run(args))
     except (RuntimeError, ClientError, RedisError, OSError) as exc:
         log(f"failed: {exc}")
         return 1

@@ -92,6 +92,15 @@ async def _ring(caller: Line, *callees: Line, handle: str = "bob") -> str:
     return call_id
 
 
+async def _answered(caller: Line, callee: Line) -> str:
+    """A call from ``caller`` to bob's ``callee`` line, answered there."""
+    call_id = await _ring(caller, callee)
+    await callee.send(m.Accept(call_id=call_id))
+    await caller.expect(m.Accepted)
+    await callee.expect(m.Accepted)
+    return call_id
+
+
 async def _quiet(line: Line) -> None:
     with pytest.raises(asyncio.TimeoutError):
         await line.receive(within=0.3)
@@ -218,10 +227,7 @@ async def test_a_bad_accept_does_not_end_the_current_call(server: Server) -> Non
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        await _answered(a, b)
         await b.send(m.Accept(call_id="0" * 32))
         assert (await b.expect(m.Error)).code == "unknown_call"
         await _quiet(a)  # the call goes on
@@ -246,10 +252,7 @@ async def test_revoking_a_device_closes_its_connection_and_ends_its_call(server:
     bob = await server.signup("bob")
     laptop = await _device(server, bob)
     async with await _line(alice) as a, await _line(laptop) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        await _answered(a, b)
         assert laptop.profile is not None
         await bob.request("DELETE", f"/v1/devices/{laptop.profile.device_id}")
         assert (await a.expect(m.Ended)).reason == "peer_lost"
@@ -318,10 +321,7 @@ async def test_without_hide_ip_candidates_pass_unchanged(server: Server) -> None
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        call_id = await _answered(a, b)
         for candidate in (HOST, SRFLX):
             await a.send(m.Ice(call_id=call_id, candidate=candidate))
         assert [(await b.expect(m.PeerIce)).candidate for _ in range(2)] == [HOST, SRFLX]
@@ -331,10 +331,7 @@ async def test_a_dropped_device_resumes_and_gets_what_it_missed(server: Server) 
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        call_id = await _answered(a, b)
         await b.drop()
         assert (await a.expect(m.PeerReconnecting)).call_id == call_id
         for n in range(3):
@@ -355,10 +352,7 @@ async def test_a_device_that_does_not_come_back_ends_the_call(make_server: MakeS
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        call_id = await _answered(a, b)
         await b.drop()
         await a.expect(m.PeerReconnecting)
         ended = await a.expect(m.Ended)
@@ -372,10 +366,7 @@ async def test_ice_restart_offer_reaches_the_peer_marked_as_restart(server: Serv
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        call_id = await _answered(a, b)
         await b.send(
             m.Description(call_id=call_id, kind="offer", sdp="v=0 new-ufrag", restart=True)
         )
@@ -392,10 +383,7 @@ async def test_a_device_that_misses_too_much_ends_its_call_cleanly(
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        call_id = await _answered(a, b)
         await b.drop()
         await a.expect(m.PeerReconnecting)
         for n in range(11):  # one more than the resume queue holds
@@ -430,10 +418,7 @@ async def test_recovery_that_revokes_other_devices_closes_them(server: Server) -
     bob = await server.signup("bob")
     assert bob.profile is not None and bob.profile.recovery_code
     async with await _line(alice) as a, await _line(bob) as b:
-        call_id = await _ring(a, b)
-        await b.send(m.Accept(call_id=call_id))
-        await a.expect(m.Accepted)
-        await b.expect(m.Accepted)
+        await _answered(a, b)
         await server.client().recover("bob", bob.profile.recovery_code, revoke_others=True)
         assert (await a.expect(m.Ended)).reason == "peer_lost"
         with pytest.raises(LineClosed) as closed:

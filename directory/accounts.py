@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from directory import devices, handles, keys, labels, ratelimit, recovery
+from directory import devices, handles, inventory, keys, labels, ratelimit, recovery
 from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound, TooManyDevices
 from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
 from directory.store import Store
@@ -78,7 +78,7 @@ async def signup(
         pipe.hset(keys.devices(account_id), device_id, devices.encode(device_record))
         await pipe.execute()
     if not await store.redis.set(keys.handle(handle), account_id, nx=True):
-        await store.redis.delete(*keys.account_keys(account_id))
+        await store.redis.delete(*inventory.account_keys(account_id))
         raise HandleTaken(f"The handle {handle!r} is taken.")
     account = await get(store, account_id)
     return SignedUp(account, device_record.with_id(device_id), code)

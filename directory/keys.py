@@ -10,7 +10,6 @@ orders its writes so that a crash in between never leaves a dangling reference (
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 PREFIX = "cb"
 
@@ -84,37 +83,28 @@ def push_tokens(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:push"
 
 
-def account_keys(account_id: str) -> tuple[str, ...]:
-    """Every key that belongs to one account (erase removes exactly these)."""
-    return (
-        account(account_id),
-        devices(account_id),
-        contacts(account_id),
-        contact_of(account_id),
-        blocks(account_id),
-        blocked_by(account_id),
-        lookup_bucket(account_id),
-        invite_bucket(account_id),
-        missed_calls(account_id),
-        missed_by(account_id),
-        push_tokens(account_id),
-    )
-
-
-def _handle_tag(normalized_handle: str) -> str:
+def handle_digest(normalized_handle: str) -> str:
     # A digest, not the handle: once an account is erased no key spells out its handle, while
     # the quarantine still holds the name back.
-    return "{h:" + hashlib.sha256(normalized_handle.encode()).hexdigest()[:32] + "}"
+    return hashlib.sha256(normalized_handle.encode()).hexdigest()[:32]
 
 
 def handle(normalized_handle: str) -> str:
+    return handle_key(handle_digest(normalized_handle))
+
+
+def handle_key(digest: str) -> str:
     """String: account id owning the handle, or QUARANTINED with a TTL."""
-    return f"{PREFIX}:{_handle_tag(normalized_handle)}:handle"
+    return f"{PREFIX}:{{h:{digest}}}:handle"
 
 
 def recovery_bucket(normalized_handle: str) -> str:
+    return recovery_bucket_key(handle_digest(normalized_handle))
+
+
+def recovery_bucket_key(digest: str) -> str:
     """Hash: token bucket limiting recovery attempts for a handle, whether it exists or not."""
-    return f"{PREFIX}:{_handle_tag(normalized_handle)}:rl:recovery"
+    return f"{PREFIX}:{{h:{digest}}}:rl:recovery"
 
 
 def nonce(value: str) -> str:
@@ -130,31 +120,3 @@ def signing_keys() -> str:
 def signing_key_newest() -> str:
     """String: creation time of the newest signing key (the rotation guard)."""
     return f"{PREFIX}:{{keyring}}:newest_at"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPattern:
-    """A documented family of keys: what the store may hold, used by tests that scan it."""
-
-    glob: str
-    purpose: str
-
-
-KEY_PATTERNS: tuple[KeyPattern, ...] = (
-    KeyPattern(account("*"), "account: handle, display name, created day, settings"),
-    KeyPattern(devices("*"), "device public keys, names, created/last-seen days"),
-    KeyPattern(contacts("*"), "contacts with private nicknames"),
-    KeyPattern(contact_of("*"), "reverse index of contacts, for erase"),
-    KeyPattern(blocks("*"), "blocked accounts"),
-    KeyPattern(blocked_by("*"), "reverse index of blocks, for erase"),
-    KeyPattern(lookup_bucket("*"), "lookup rate limit"),
-    KeyPattern(invite_bucket("*"), "call rate limit"),
-    KeyPattern(missed_calls("*"), "missed calls, 30 days"),
-    KeyPattern(missed_by("*"), "reverse index of missed calls, for erase"),
-    KeyPattern(push_tokens("*"), "push registrations per device"),
-    KeyPattern(f"{PREFIX}:{{h:*}}:handle", "handle ownership and quarantine"),
-    KeyPattern(f"{PREFIX}:{{h:*}}:rl:recovery", "recovery attempt rate limit, per handle"),
-    KeyPattern(nonce("*"), "sign-in challenges"),
-    KeyPattern(signing_keys(), "server token signing keys"),
-    KeyPattern(signing_key_newest(), "creation time of the newest signing key"),
-)

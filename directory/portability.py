@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from directory import accounts, contacts, devices, history, keys, push_tokens
+from directory import accounts, contacts, devices, history, inventory, keys, push_tokens
 from directory.records import Export
 from directory.store import Store
 
@@ -43,4 +43,4 @@ async def erase(store: Store, account_id: str) -> None:
         await pipe.execute()
     await history.forget(store, account_id)
     await accounts.release_handle(store, account_id, account.handle)
-    await store.redis.delete(*keys.account_keys(account_id))
+    await store.redis.delete(*inventory.account_keys(account_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Importing an area registers its routes on the table.
-from signaling.rest import calls, devices, me, people, session  # noqa: F401
+from signaling.rest import calls, devices, me, people, privacy, session  # noqa: F401
 from signaling.rest.framework import Endpoint
 from signaling.rest.table import API
 

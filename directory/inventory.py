@@ -1,0 +1,159 @@
+"""What the store holds about people, why, for how long, and who sees it: the one list.
+
+Erase deletes exactly the per-account entries named here; a test scans a store after a full
+scenario and fails on any key no entry describes, or a TTL that disagrees with the stated
+retention. ``GET /v1/privacy/inventory`` publishes the list as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+
+from directory import keys
+
+Scope = Literal["account", "handle", "ephemeral", "server"]
+
+
+class Datum(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    key_pattern: str
+    fields: list[str]
+    purpose: str
+    retention: str
+    #: Upper bound of the key's TTL in seconds; None when it lives until erased.
+    max_ttl_s: int | None
+    #: Whether a key may also have no TTL at all (a handle while it is owned).
+    may_persist: bool = False
+    visible_to: str
+    scope: Scope
+    in_export: bool
+
+
+_ACCOUNT = "{account_id}"
+_DIGEST = "{sha256(handle)}"
+
+# Per-account entries, with the key builder erase uses.
+_PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
+    (keys.account, Datum(
+        name="account", key_pattern=keys.account(_ACCOUNT),
+        fields=["handle", "display_name", "created_day", "discoverable", "who_can_call",
+                "hide_ip", "recovery_hash"],
+        purpose="Who you are on Callbook and your privacy settings; the recovery code's hash "
+                "lets you enroll a new device.",
+        retention="until you erase your account", max_ttl_s=None,
+        visible_to="you; your handle and display name to people allowed to find you",
+        scope="account", in_export=True)),
+    (keys.devices, Datum(
+        name="devices", key_pattern=keys.devices(_ACCOUNT),
+        fields=["device_id", "name", "public_key", "created_day", "last_seen_day"],
+        purpose="Signing in: each device proves it holds the private key of a public key here.",
+        retention="until the device is revoked or the account erased", max_ttl_s=None,
+        visible_to="you", scope="account", in_export=True)),
+    (keys.contacts, Datum(
+        name="contacts", key_pattern=keys.contacts(_ACCOUNT),
+        fields=["contact_account_id", "nickname", "added_day"],
+        purpose="Your address book; who-can-call 'contacts' and discoverability use it.",
+        retention="until you remove the contact, either account is erased", max_ttl_s=None,
+        visible_to="you", scope="account", in_export=True)),
+    (keys.contact_of, Datum(
+        name="contact_of", key_pattern=keys.contact_of(_ACCOUNT),
+        fields=["account_id"],
+        purpose="Reverse index: whose contacts list names you, so erase can remove you there.",
+        retention="as long as those entries exist", max_ttl_s=None,
+        visible_to="nobody (used by erase)", scope="account", in_export=False)),
+    (keys.blocks, Datum(
+        name="blocks", key_pattern=keys.blocks(_ACCOUNT),
+        fields=["blocked_account_id", "blocked_day"],
+        purpose="People who may not find or call you.",
+        retention="until you unblock, either account is erased", max_ttl_s=None,
+        visible_to="you", scope="account", in_export=True)),
+    (keys.blocked_by, Datum(
+        name="blocked_by", key_pattern=keys.blocked_by(_ACCOUNT),
+        fields=["account_id"],
+        purpose="Reverse index: who blocks you, so erase can remove you from their lists.",
+        retention="as long as those blocks exist", max_ttl_s=None,
+        visible_to="nobody (used by erase)", scope="account", in_export=False)),
+    (keys.lookup_bucket, Datum(
+        name="lookup_rate_limit", key_pattern=keys.lookup_bucket(_ACCOUNT),
+        fields=["tokens", "ts"],
+        purpose="Limits handle lookups so nobody can enumerate the address book.",
+        retention="1 hour after the last lookup", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="account", in_export=False)),
+    (keys.invite_bucket, Datum(
+        name="call_rate_limit", key_pattern=keys.invite_bucket(_ACCOUNT),
+        fields=["tokens", "ts"],
+        purpose="Limits how many calls an account places.",
+        retention="1 hour after the last call", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="account", in_export=False)),
+    (keys.missed_calls, Datum(
+        name="missed_calls", key_pattern=keys.missed_calls(_ACCOUNT),
+        fields=["caller_account_id", "caller_handle", "at"],
+        purpose="Missed calls, so you can call back. Nothing else about calls is kept.",
+        retention="30 days", max_ttl_s=keys.MISSED_CALLS_TTL_S,
+        visible_to="you", scope="account", in_export=True)),
+    (keys.missed_by, Datum(
+        name="missed_by", key_pattern=keys.missed_by(_ACCOUNT),
+        fields=["account_id"],
+        purpose="Reverse index: whose missed calls name you, so erase can remove them.",
+        retention="30 days", max_ttl_s=keys.MISSED_CALLS_TTL_S,
+        visible_to="nobody (used by erase)", scope="account", in_export=False)),
+    (keys.push_tokens, Datum(
+        name="push_registrations", key_pattern=keys.push_tokens(_ACCOUNT),
+        fields=["device_id", "provider", "token"],
+        purpose="Waking your offline devices when someone calls.",
+        retention="until removed, the device revoked or the account erased", max_ttl_s=None,
+        visible_to="you; the push relay receives a token when it wakes that device",
+        scope="account", in_export=True)),
+)  # fmt: skip
+
+_OTHERS: tuple[Datum, ...] = (
+    Datum(
+        name="handle", key_pattern=keys.handle_key(_DIGEST),
+        fields=["account_id or quarantine marker"],
+        purpose="Finding an account by handle; a released handle is held back so nobody can "
+                "pose as its former owner.",
+        retention="while the account holds it; then 30 days of quarantine (configurable)",
+        max_ttl_s=keys.DEFAULT_HANDLE_QUARANTINE_S, may_persist=True,
+        visible_to="nobody directly; lookups", scope="handle",
+        in_export=False),
+    Datum(
+        name="recovery_rate_limit", key_pattern=keys.recovery_bucket_key(_DIGEST),
+        fields=["tokens", "ts"],
+        purpose="Limits recovery-code attempts per handle, whether or not it exists.",
+        retention="1 hour after the last attempt", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="handle", in_export=False),
+    Datum(
+        name="signin_challenge", key_pattern=keys.nonce("{nonce}"), fields=["nonce"],
+        purpose="A single-use sign-in challenge; names no account.",
+        retention="60 seconds or first use", max_ttl_s=keys.NONCE_TTL_S,
+        visible_to="nobody", scope="ephemeral", in_export=False),
+    Datum(
+        name="signing_keys", key_pattern=keys.signing_keys(),
+        fields=["kid", "private_key", "created_at"],
+        purpose="The server's keys for signing access tokens; no personal data.",
+        retention="until a newer key has signed for longer than a token lives",
+        max_ttl_s=None, visible_to="servers", scope="server", in_export=False),
+    Datum(
+        name="signing_key_rotation", key_pattern=keys.signing_key_newest(),
+        fields=["created_at"], purpose="When the newest signing key was made.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False),
+)  # fmt: skip
+
+INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS
+
+
+def account_keys(account_id: str) -> tuple[str, ...]:
+    """Every key that belongs to one account: what erase deletes."""
+    return tuple(build(account_id) for build, _ in _PER_ACCOUNT)
+
+
+def glob(datum: Datum) -> str:
+    """The SCAN pattern of an entry's keys."""
+    pattern = datum.key_pattern
+    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}"):
+        pattern = pattern.replace(placeholder, "*")
+    return pattern

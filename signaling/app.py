@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
@@ -21,6 +22,7 @@ from signaling.appkeys import (
     CALLS,
     CONFIG,
     ENROLL_THROTTLE,
+    METRICS,
     SIGNIN_THROTTLE,
     SOCKETS,
     STORE,
@@ -30,6 +32,7 @@ from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.errors import ApiError
 from signaling.limits import Throttle
+from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
@@ -54,26 +57,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into problem+json; nothing else ever reaches the client."""
+    extra: dict[str, str] | None = None
     try:
         return await handler(request)
     except ApiError as error:
-        return error.response()
+        problem = error
     except DirectoryError as error:
-        return ApiError.from_directory(error).response()
+        problem = ApiError.from_directory(error)
     except web.HTTPException as exc:
-        if exc.status in _HTTP_CODES:
-            code, detail = _HTTP_CODES[exc.status]
-            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-            return ApiError(code, detail).response(allow)
-        raise
+        if exc.status not in _HTTP_CODES:
+            raise
+        code, detail = _HTTP_CODES[exc.status]
+        extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        problem = ApiError(code, detail)
     except (RedisConnectionError, RedisTimeoutError):
         log.warning("store unavailable during %s %s", request.method, _route_of(request))
-        return ApiError("unavailable", "The store is unavailable; try again shortly.", 1).response()
+        problem = ApiError("unavailable", "The store is unavailable; try again shortly.", 1)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, _route_of(request))
-        return ApiError("internal", "Something went wrong on our side.").response()
+        problem = ApiError("internal", "Something went wrong on our side.")
+    if 400 <= problem.problem_type.status < 500:
+        request.app[METRICS].on_rejected(problem.problem_type.code)
+    return problem.response(extra)
 
 
 def _route_of(request: web.Request) -> str:
@@ -98,11 +105,21 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
     except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
         return _json(Health(status="unavailable"), status=503)
+    request.app[METRICS].store_ping.observe(time.perf_counter() - started)
     return _json(Health(status="ok"))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; aggregates only (no handles, ids or addresses)."""
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
+    )
 
 
 def _json(body: msgspec.Struct, status: int = 200) -> web.Response:
@@ -166,6 +183,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         ring_timeout_s=config.ring_timeout_s,
         resume_window_s=config.resume_window_s,
         resume_queue_max=config.resume_queue_max,
+        metrics=app[METRICS],
     )
     yield
     await app[CALLS].close()
@@ -184,11 +202,13 @@ def create_app(config: Config) -> web.Application:
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
     app[SOCKETS] = weakref.WeakSet()
+    app[METRICS] = Metrics()
     app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)
     register(app, endpoints(), authenticate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/ws", websocket)
     app.router.add_get("/", index)

@@ -10,6 +10,7 @@ from directory.store import Store
 from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.limits import Throttle
+from signaling.metrics import Metrics
 from signaling.tokens import TokenService
 
 CONFIG = web.AppKey("config", Config)
@@ -18,4 +19,5 @@ TOKENS = web.AppKey("tokens", TokenService)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 SIGNIN_THROTTLE = web.AppKey("signin_throttle", Throttle)
 CALLS = web.AppKey("calls", CallService)
+METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import machine as sm
+from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.ws import messages as m
 
@@ -67,6 +69,7 @@ class CallService:
         resume_window_s: float = sm.RESUME_WINDOW_S,
         resume_queue_max: int = 256,
         clock: Callable[[], float] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._ring_timeout_s = ring_timeout_s
@@ -83,6 +86,11 @@ class CallService:
         self._online: dict[str, set[sm.DeviceRef]] = {}
         self._timers: dict[tuple[str, str, sm.DeviceRef | None], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._metrics = metrics
+        # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
+        self._invited_at: dict[str, float] = {}
+        if metrics is not None:
+            metrics.track_active_calls(self.active_calls)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -195,6 +203,7 @@ class CallService:
             typed = handles.parse_lookup(invite.handle)
             if typed is None:
                 raise CallError("invalid_handle", "That is not a valid handle.")
+        started = time.perf_counter()
         try:
             dialing = await lookup.dial(
                 self._store, caller.account_id, handle=typed, account_id=invite.account_id,
@@ -202,6 +211,9 @@ class CallService:
             )  # fmt: skip
         except RateLimited as exc:
             raise CallError("rate_limited", exc.detail) from exc
+        finally:
+            if self._metrics is not None:
+                self._metrics.store_dial.observe(time.perf_counter() - started)
         caller_account, callee_id = dialing.caller, dialing.callee_id
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
@@ -232,6 +244,9 @@ class CallService:
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
+        if self._metrics is not None:
+            self._metrics.on_setup()
+            self._invited_at[call.id] = time.perf_counter()
         if call.reachable:
             self._ringing_for.setdefault(call.callee_account, set()).add(call.id)
         self._run(call.id, effects)
@@ -295,6 +310,8 @@ class CallService:
         for effect in effects:
             match effect:
                 case sm.Send(to=to, message=message):
+                    if self._metrics is not None:
+                        self._observe(call_id, to, message)
                     self._deliver(to, message)
                 case sm.SetTimer(kind=kind, at=at, device=device):
                     self._set_timer(call_id, kind, at, device)
@@ -308,6 +325,21 @@ class CallService:
                     self._spawn(self._wake(call_id, account_id))
                 case sm.Finished():
                     self._forget(call_id)
+
+    def _observe(self, call_id: str, to: sm.DeviceRef, message: m.ServerMessage) -> None:
+        """Count what the caller hears: an answer, or the end of the call and its reason."""
+        kind = type(message)
+        if kind is not m.Ended and kind is not m.Accepted:
+            return
+        call = self._calls.get(call_id)
+        metrics = self._metrics
+        if call is None or metrics is None or to != call.caller:
+            return
+        if isinstance(message, m.Ended):
+            metrics.on_ended(message.reason)
+        else:
+            invited = self._invited_at.pop(call_id, None)
+            metrics.on_answered(None if invited is None else time.perf_counter() - invited)
 
     def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None:
         presence = self._presence.get(device)
@@ -349,6 +381,7 @@ class CallService:
 
     def _forget(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
+        self._invited_at.pop(call_id, None)
         if call is not None:
             self._stop_ringing(call)
         for device in self._members.pop(call_id, ()):

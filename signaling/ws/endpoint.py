@@ -20,11 +20,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices
 from directory.errors import DirectoryError
-from signaling.appkeys import CALLS, CONFIG, SOCKETS, STORE, TOKENS
+from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, TOKENS
 from signaling.calls.machine import DeviceRef
 from signaling.calls.service import CallError
 from signaling.errors import ApiError
 from signaling.limits import Throttle
+from signaling.metrics import Metrics
 from signaling.tokens import Principal
 from signaling.ws import messages as m
 
@@ -50,10 +51,11 @@ class WsLink:
     """Outbound side of one connection: messages in order, written by a task that exists only
     while there is something to write (an idle device costs no queue and no task)."""
 
-    __slots__ = ("_closing", "_outbox", "_writer", "_ws", "close_code")
+    __slots__ = ("_closing", "_metrics", "_outbox", "_writer", "_ws", "close_code")
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, metrics: Metrics) -> None:
         self._ws = ws
+        self._metrics = metrics
         self._outbox: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -68,6 +70,13 @@ class WsLink:
         self._outbox.append(_encode(message).decode())
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
+
+    def error(
+        self, *, code: str, detail: str, call_id: str | None = None, ref: str | None = None
+    ) -> None:
+        """Send a typed error frame: the input was refused, which the metrics count."""
+        self._metrics.on_rejected(code)
+        self.send(m.Error(code=code, detail=detail, call_id=call_id, ref=ref))
 
     def replaced(self) -> None:
         self.close(CLOSE_REPLACED)
@@ -125,9 +134,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
-    link = WsLink(ws)
+    metrics = request.app[METRICS]
+    link = WsLink(ws, metrics)
     device: DeviceRef | None = None
     calls = request.app[CALLS]
+    connections = metrics.websocket_connections
+    connections.inc()
     try:
         authed = await _authenticate(request, ws, link)
         if authed is None:
@@ -137,6 +149,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         calls.connect(device, link, resume)
         await _serve(request, ws, link, device)
     finally:
+        connections.dec()
         if device is not None:
             calls.disconnect(device, link)
         await link.drain_and_stop()
@@ -161,6 +174,7 @@ async def _authenticate(
         except msgspec.DecodeError:
             await _refuse(ws, link, "auth_required", "Send an auth message first.")
             return None
+        request.app[METRICS].on_ws_message(first)
         if not isinstance(first, m.Auth):
             await _refuse(ws, link, "auth_required", "Send an auth message first.")
             return None
@@ -178,7 +192,7 @@ async def _authenticate(
 
 
 async def _refuse(ws: web.WebSocketResponse, link: WsLink, code: str, detail: str) -> None:
-    link.send(m.Error(code=code, detail=detail))
+    link.error(code=code, detail=detail)
     await link.drain_and_stop()
     await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=code.encode())
 
@@ -187,6 +201,7 @@ async def _serve(
     request: web.Request, ws: web.WebSocketResponse, link: WsLink, device: DeviceRef
 ) -> None:
     calls = request.app[CALLS]
+    metrics = request.app[METRICS]
     throttle = Throttle(RATE_PER_S, BURST)
     violations = 0
     async for frame in ws:
@@ -197,7 +212,7 @@ async def _serve(
             continue
         if throttle.try_take():
             violations += 1
-            link.send(m.Error(code="rate_limited", detail="Too many messages; slow down."))
+            link.error(code="rate_limited", detail="Too many messages; slow down.")
             if violations > MAX_VIOLATIONS:
                 await link.flush()
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"flood")
@@ -206,23 +221,24 @@ async def _serve(
         try:
             message = _decode(frame.data)
         except msgspec.ValidationError as exc:
-            link.send(m.Error(code="invalid_message", detail=str(exc)))
+            link.error(code="invalid_message", detail=str(exc))
             continue
         except msgspec.DecodeError:
             await ws.close(code=WSCloseCode.INVALID_TEXT, message=b"frames are JSON")
             return
+        metrics.on_ws_message(message)
         if isinstance(message, m.Auth):
-            link.send(m.Error(code="already_authenticated", detail="This connection is signed in."))
+            link.error(code="already_authenticated", detail="This connection is signed in.")
             continue
         try:
             await calls.handle(device, message)
         except (RedisConnectionError, RedisTimeoutError):
-            link.send(m.Error(code="unavailable", detail="The store is unavailable; try again."))
+            link.error(code="unavailable", detail="The store is unavailable; try again.")
         except DirectoryError as error:
-            link.send(m.Error(code=error.code, detail=error.detail))
+            link.error(code=error.code, detail=error.detail)
         except CallError as error:
             ref = message.ref if isinstance(message, m.Invite) else None
-            link.send(m.Error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref))
+            link.error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref)
 
 
 async def close_all(app: web.Application) -> None:

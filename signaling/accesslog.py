@@ -20,4 +20,17 @@ class PrivateAccessLogger(AbstractAccessLogger):
             resource = None
         if resource is not None:
             route = resource.canonical
-        self.logger.info("%s %s %d %.1fms", request.method, route, response.status, time * 1000)
+        duration_ms = round(time * 1000, 1)
+        self.logger.info(
+            "%s %s %d %.1fms",
+            request.method,
+            route,
+            response.status,
+            duration_ms,
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": response.status,
+                "duration_ms": duration_ms,
+            },
+        )

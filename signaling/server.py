@@ -12,6 +12,7 @@ from directory.embedded import EmbeddedValkey
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
+from signaling.logs import configure
 
 log = logging.getLogger("callbook")
 
@@ -28,7 +29,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(config: Config) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure(logging.INFO)
     embedded: EmbeddedValkey | None = None
     if config.redis_url is None:
         embedded = EmbeddedValkey(config.data_dir)

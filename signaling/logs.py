@@ -1,0 +1,84 @@
+"""Structured logs: one JSON object per line, with nothing personal in them.
+
+Every line has ``ts`` (ISO-8601, UTC), ``level``, ``logger`` and ``msg``; fields passed with
+``extra=`` are added when they are JSON-serialisable. An exception is logged as ``exc``: its type
+and the ``file:line`` of each traceback frame only, because an exception's message can quote
+request data (a handle, a token, an address).
+
+Callers keep personal data out of ``msg`` and ``extra``: log route templates, statuses, counts and
+pseudonymous ids such as a call id, never a handle, token, IP address, device key or account id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+# The attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS = frozenset(logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+_BASE_KEYS = ("ts", "level", "logger", "msg", "exc")
+
+
+def _exception(
+    info: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None],
+) -> dict[str, Any] | None:
+    kind, _value, tb = info
+    if kind is None:
+        return None
+    frames = [f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(tb)]
+    return {"type": f"{kind.__module__}.{kind.__qualname__}", "frames": frames}
+
+
+def _serialisable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string still gets logged, unformatted
+            message = str(record.msg)
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": message,
+        }
+        for key, value in record.__dict__.items():
+            if key in _RECORD_FIELDS or key in _BASE_KEYS or key.startswith("_"):
+                continue
+            if _serialisable(value):
+                line[key] = value
+        if record.exc_info:
+            exc = _exception(record.exc_info)
+            if exc is not None:
+                line["exc"] = exc
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+
+def configure(level: int | str = logging.INFO) -> None:
+    """Log JSON lines to stderr from the root logger, replacing any handlers it had."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -61,16 +61,24 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": message,
         }
-        for key, value in record.__dict__.items():
-            if key in _RECORD_FIELDS or key in _BASE_KEYS or key.startswith("_"):
-                continue
-            if _serialisable(value):
-                line[key] = value
+        extras = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _RECORD_FIELDS and key not in _BASE_KEYS and not key.startswith("_")
+        }
+        line.update(extras)
         if record.exc_info:
             exc = _exception(record.exc_info)
             if exc is not None:
                 line["exc"] = exc
-        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+        try:
+            # One encode for the common case (every access-log line); check fields only if needed.
+            return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError):
+            for key, value in extras.items():
+                if not _serialisable(value):
+                    del line[key]
+            return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 
 def configure(level: int | str = logging.INFO) -> None:

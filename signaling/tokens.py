@@ -96,7 +96,7 @@ class TokenService:
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires_at = cached
-            if time.time() < expires_at:
+            if self._store.clock() < expires_at:
                 return principal
             del self._verified[token]
         if len(token) > 2048:

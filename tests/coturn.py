@@ -29,11 +29,24 @@ class Coturn:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free(port: int) -> bool:
+    """UDP and TCP both free: coturn binds both on its port and its alternate port (+1)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _free_port() -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port < 65535 and _free(port) and _free(port + 1):
+            return port
 
 
 def _stun_answers(port: int) -> bool:
@@ -47,12 +60,11 @@ def _stun_answers(port: int) -> bool:
             return False
 
 
-@pytest.fixture
-async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
-    port = _free_udp_port()
+async def _start(tmp_path: Path, attempt: int) -> tuple[asyncio.subprocess.Process, Coturn] | None:
+    port = _free_port()
     relay_base = 40000 + (port % 200) * 100
-    config = tmp_path / "turnserver.conf"
-    log = tmp_path / "turn.log"
+    config = tmp_path / f"turnserver-{attempt}.conf"
+    log = tmp_path / f"turn-{attempt}.log"
     config.write_text(
         "\n".join(
             [
@@ -68,6 +80,7 @@ async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
                 "no-cli",
                 "no-tls",
                 "no-dtls",
+                "no-tcp",
                 "fingerprint",
                 f"userdb={tmp_path / 'turndb'}",
                 f"pidfile={tmp_path / 'turn.pid'}",
@@ -84,10 +97,25 @@ async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
     deadline = time.monotonic() + 10
     while not _stun_answers(port):
         if process.returncode is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"coturn did not start (see {log})")
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            return None
         await asyncio.sleep(0.05)
-    yield Coturn(port=port, secret=SECRET, log=log)
+    return process, Coturn(port=port, secret=SECRET, log=log)
+
+
+@pytest.fixture
+async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
+    # A port can be taken between choosing it and coturn binding it: try a fresh one.
+    for attempt in range(3):
+        started = await _start(tmp_path, attempt)
+        if started is not None:
+            break
+    else:
+        raise RuntimeError(f"coturn did not start (see {tmp_path}/turn-*.log)")
+    process, server = started
+    yield server
     process.terminate()
     try:
         await asyncio.wait_for(process.wait(), 5)

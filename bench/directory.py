@@ -224,17 +224,30 @@ def server_command(port: int, data_dir: Path, profile_to: Path | None) -> list[s
 def running_server(
     port: int, data_dir: Path, profile_to: Path | None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``callbook serve``; SIGTERM it on the way out, whatever happened."""
+    """Start ``callbook serve`` with the lookup limit lifted."""
+    env = {
+        "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
+        "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
+    }
+    with supervised_server(server_command(port, data_dir, profile_to), data_dir, env) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def supervised_server(
+    command: list[str], data_dir: Path, settings: dict[str, str], cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server command with only ``settings`` as CALLBOOK_* configuration; SIGTERM it on
+    the way out, whatever happened, and show the end of its log if it did not stop cleanly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_")}
     env.pop("REDIS_URL", None)
-    env["CALLBOOK_LOOKUP_BURST"] = str(LOOKUP_BURST)
-    env["CALLBOOK_LOOKUPS_PER_MINUTE"] = str(LOOKUPS_PER_MINUTE)
-    command = server_command(port, data_dir, profile_to)
+    env.update(settings)
     server_log = data_dir.parent / "server.log"
     with server_log.open("wb") as out:
         process = subprocess.Popen(
             command,
             env=env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

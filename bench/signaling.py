@@ -73,10 +73,10 @@ from bench.directory import (
     log,
     machine_busy_seconds,
     server_command,
+    supervised_server,
     wait_ready,
 )
 from directory.devices import signin_message
-from directory.embedded import _die_with_parent
 from directory.records import Device
 from signaling.calls.service import INVITE_BURST, INVITES_PER_S
 from signaling.client import Client, ClientError, _b64, new_device_key
@@ -87,7 +87,6 @@ from signaling.ws.endpoint import RATE_PER_S, SUBPROTOCOL
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 SETUP_TIMEOUT_S = 600.0
 #: What the server's anonymous throttle allows is 50/s with a burst of 100; stay just under.
 ANONYMOUS_PACE_PER_S = 47.0
@@ -463,40 +462,15 @@ def serve_command(port: int, data_dir: Path, loop: str) -> list[str]:
 
 @contextlib.contextmanager
 def running_server(port: int, data_dir: Path, loop: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``callbook serve``; SIGTERM it on the way out, whatever happened."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_")}
-    env.pop("REDIS_URL", None)
-    env["CALLBOOK_LOOKUP_BURST"] = str(LOOKUP_BURST)
-    env["CALLBOOK_LOOKUPS_PER_MINUTE"] = str(LOOKUPS_PER_MINUTE)
-    env["CALLBOOK_TOKEN_TTL_S"] = str(TOKEN_TTL_S)
-    server_log = data_dir.parent / "server.log"
-    with server_log.open("wb") as out:
-        process = subprocess.Popen(
-            serve_command(port, data_dir, loop),
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    try:
+    """Start ``callbook serve`` with the lookup limit lifted and long-lived tokens."""
+    settings = {
+        "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
+        "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
+        "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
+    }
+    command = serve_command(port, data_dir, loop)
+    with supervised_server(command, data_dir, settings, cwd=REPO) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log("the server did not stop within 15 s; killing it")
-                process.kill()
-                process.wait()
-        if process.returncode not in (0, -signal.SIGTERM):
-            tail = server_log.read_text(errors="replace").splitlines()[-15:]
-            log(f"the server exited with {process.returncode}; last lines of its log:")
-            for line in tail:
-                print("  " + line, file=sys.stderr)
 
 
 def source_version() -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from signaling.phone.softphone import Softphone
+from signaling.phone.softphone import Softphone, Summary
 from signaling.schemas import AccountUpdate, IceServers
 from tests.conftest import MakeServer, Server
 from tests.coturn import Coturn
@@ -22,17 +22,25 @@ from tests.coturn import Coturn
 pytestmark = pytest.mark.slow
 
 
-async def test_aiortc_calls_aiortc_by_handle_with_audio_and_video(server: Server) -> None:
-    alice = Softphone(await server.signup("alice"), video=True)
-    bob = Softphone(await server.signup("bob"), video=True)
+async def _call(
+    alice: Softphone, bob: Softphone, handle: str, duration_s: float
+) -> tuple[Summary, Summary]:
+    """Alice calls ``handle``; Bob answers and stays until she hangs up. Both are closed."""
     await bob.line.open()
     try:
         answering = asyncio.create_task(bob.answer(duration_s=None))
-        caller = await alice.call("bob", duration_s=4.0)
+        caller = await alice.call(handle, duration_s=duration_s)
         callee = await asyncio.wait_for(answering, 10)
     finally:
         await alice.close()
         await bob.close()
+    return caller, callee
+
+
+async def test_aiortc_calls_aiortc_by_handle_with_audio_and_video(server: Server) -> None:
+    alice = Softphone(await server.signup("alice"), video=True)
+    bob = Softphone(await server.signup("bob"), video=True)
+    caller, callee = await _call(alice, bob, "bob", 4.0)
     for side in (caller, callee):
         assert side.outcome == "connected", side.as_event()
         assert side.media.audio_packets_received > 0
@@ -49,14 +57,7 @@ async def test_hide_my_ip_call_connects_through_coturn_relays_only(
     bob_client = await server.signup("bob")
     await bob_client.update(AccountUpdate(hide_ip=True))
     bob = Softphone(bob_client)
-    await bob.line.open()
-    try:
-        answering = asyncio.create_task(bob.answer(duration_s=None))
-        caller = await alice.call("bob", duration_s=3.0)
-        callee = await asyncio.wait_for(answering, 10)
-    finally:
-        await alice.close()
-        await bob.close()
+    caller, callee = await _call(alice, bob, "bob", 3.0)
     for side in (caller, callee):
         assert side.outcome == "connected", side.as_event()
         assert side.media.audio_packets_received > 0

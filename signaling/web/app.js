@@ -116,6 +116,8 @@ async function boot() {
   }
   if (!identity) {
     show("welcome");
+    const notice = await keystore.signedOutNotice().catch(() => null);
+    if (notice !== null) showSignedOut(notice);
     return;
   }
   await enter(identity);
@@ -152,13 +154,17 @@ async function signedOutHere(handle) {
   line.stop();
   api.forget();
   try {
-    await keystore.clearIdentity();
+    await keystore.clearIdentity(handle ?? "");
   } catch {
     // nothing more to forget
   }
   state.identity = null;
   state.me = null;
   show("welcome");
+  showSignedOut(handle);
+}
+
+function showSignedOut(handle) {
   selectTab("recover");
   if (handle) $("#recover-handle").value = handle;
   formError(

@@ -7,6 +7,7 @@ const DB_NAME = "callbook";
 const DB_VERSION = 1;
 const STORE = "identity";
 const SELF = "self";
+const SIGNED_OUT = "signed-out";
 
 /** base64url without padding (RFC 4648 §5), as the server expects. */
 export function b64url(bytes) {
@@ -88,10 +89,27 @@ export async function saveIdentity(identity) {
     handle: identity.handle,
     savedAt: Date.now(),
   };
-  await withStore("readwrite", (store) => store.put(record, SELF));
+  await withStore("readwrite", (store) => {
+    store.delete(SIGNED_OUT);
+    return store.put(record, SELF);
+  });
 }
 
-/** Forget this browser's key and ids (after erase, revocation, or sign-out). */
-export async function clearIdentity() {
-  await withStore("readwrite", (store) => store.delete(SELF));
+/**
+ * Forget this browser's key and ids (after erase, revocation, or sign-out). With
+ * ``signedOutOf`` (a handle, or "" when unknown) the browser remembers that it was signed out
+ * from elsewhere, so the notice survives a reload until someone signs in here again.
+ */
+export async function clearIdentity(signedOutOf = null) {
+  await withStore("readwrite", (store) => {
+    if (signedOutOf === null) store.delete(SIGNED_OUT);
+    else store.put({ handle: signedOutOf }, SIGNED_OUT);
+    return store.delete(SELF);
+  });
+}
+
+/** The handle this browser was signed out of from elsewhere ("" if unknown), or null. */
+export async function signedOutNotice() {
+  const notice = await withStore("readonly", (store) => store.get(SIGNED_OUT));
+  return notice ? String(notice.handle ?? "") : null;
 }

@@ -190,7 +190,18 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "Internal: a resume event for a device that had not lost its connection. Never sent."
     ),
     "unexpected_message": ErrorCode(
-        "Internal: a message the call service does not handle. Never sent in practice."
+        "A group-call message (`mute`) on a 1:1 call, or a 1:1 message (`sdp`, `ice`) on a "
+        "group call. The message is ignored."
+    ),
+    # Group calls and relayed 1:1 calls (signaling/calls/service.py, group.py, machine.py).
+    "call_full": ErrorCode(
+        "`accept` of a group call that already has its maximum number of participants."
+    ),
+    "already_published": ErrorCode(
+        "A second `publish` from a device whose media the SFU already has in this call."
+    ),
+    "use_sfu": ErrorCode(
+        "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
     ),
 }
 
@@ -215,6 +226,8 @@ END_REASONS: dict[str, str] = {
     "without its resume token.",
     "glare": "To every device of this call: both people called each other at once and the "
     "other call, the one with the smaller call id, goes on.",
+    "media_failed": "Group or relayed call: the SFU lost this device's media; the others "
+    "continue. Rejoin with `accept`.",
 }
 
 
@@ -248,6 +261,7 @@ UNDOCUMENTED: dict[type[msgspec.Struct], str] = {
     m.PeerIce: "A trickled ICE candidate from the peer; an empty ``candidate`` ends gathering.",
     m.PeerResumed: "The other device is back within its resume window.",
     m.Pong: "The answer to ``ping``.",
+    m.PublishAnswer: "The SFU's answer to this device's ``publish`` offer.",
     m.Error: "A refused message or a refused sign-in; ``code`` is stable, ``detail`` is not.",
 }
 
@@ -267,6 +281,10 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Hangup: m.Hangup(call_id=_CALL),
     m.Description: m.Description(call_id=_CALL, kind="offer", sdp=_OFFER),
     m.Ice: m.Ice(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
+    m.GroupInvite: m.GroupInvite(handles=["bob", "carol"], media="video", ref="g1"),
+    m.Publish: m.Publish(call_id=_CALL, sdp=_OFFER),
+    m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
+    m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),
     m.Welcome: m.Welcome(
         account_id=_ALICE.account_id,
@@ -282,6 +300,21 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.PeerIce: m.PeerIce(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
     m.PeerReconnecting: m.PeerReconnecting(call_id=_CALL),
     m.PeerResumed: m.PeerResumed(call_id=_CALL),
+    m.Joined: m.Joined(
+        call_id=_CALL, participant="9c1e5a0b7d3f2e64", media="video", host=_ALICE, ref="g1"
+    ),
+    m.Participants: m.Participants(
+        call_id=_CALL,
+        participants=[
+            m.Participant(participant="9c1e5a0b7d3f2e64", person=_ALICE),
+            m.Participant(participant="0d4b8e2a6c1f9a37", person=_BOB, audio_muted=True),
+        ],
+    ),
+    m.ActiveSpeaker: m.ActiveSpeaker(call_id=_CALL, participant="0d4b8e2a6c1f9a37"),
+    m.PublishAnswer: m.PublishAnswer(call_id=_CALL, sdp=_OFFER),
+    m.SubscribeOffer: m.SubscribeOffer(
+        call_id=_CALL, subscription="s-7f3a", participant="0d4b8e2a6c1f9a37", sdp=_OFFER
+    ),
     m.Pong: m.Pong(),
     m.Error: m.Error(code="unknown_call", detail="No such call on this device.", call_id=_CALL),
 }

@@ -46,6 +46,8 @@ class Call:
     # False when the callee may not be rung (blocked, not allowed, hidden, unknown): the call
     # then rings nowhere and times out exactly as for an offline callee.
     reachable: bool = True
+    # Media through the SFU instead of peer to peer (hide-my-IP without a TURN server).
+    sfu: bool = False
     ring_timeout_s: float = RING_TIMEOUT_S
     resume_window_s: float = RESUME_WINDOW_S
 
@@ -289,7 +291,9 @@ def _on_accept(call: Call, event: AcceptEvent, now: float) -> tuple[Call, list[E
 
 def _accepted(call: Call, role: Literal["caller", "callee"]) -> m.Accepted:
     peer = call.callee_card if role == "caller" else call.caller_card
-    return m.Accepted(call_id=call.id, role=role, relay_only=call.relay_only, peer=peer)
+    return m.Accepted(
+        call_id=call.id, role=role, relay_only=call.relay_only, peer=peer, sfu=call.sfu
+    )
 
 
 def _on_decline(call: Call, event: DeclineEvent, now: float) -> tuple[Call, list[Effect]]:
@@ -327,6 +331,8 @@ def _on_signal(call: Call, event: SignalEvent, now: float) -> tuple[Call, list[E
     peer = call.peer_of(event.device)
     if call.phase is not Phase.CONNECTED or peer is None:
         raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
+    if call.sfu:
+        raise Rejected("use_sfu", f"Call {call.id} goes through the SFU: publish instead.")
     message = event.message
     if isinstance(message, m.Ice):
         candidate: str | None = message.candidate

@@ -13,14 +13,17 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
+from directory.records import Account
 from directory.store import Store
+from signaling.calls import group as g
 from signaling.calls import machine as sm
+from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.ws import messages as m
@@ -51,6 +54,10 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
+AnyCall = sm.Call | g.GroupCall
+AnyEvent = sm.Event | g.Event
+
+
 class CallError(Exception):
     def __init__(self, code: str, detail: str, call_id: str | None = None) -> None:
         super().__init__(detail)
@@ -70,6 +77,8 @@ class CallService:
         resume_queue_max: int = 256,
         clock: Callable[[], float] | None = None,
         metrics: Metrics | None = None,
+        media: MediaRooms | None = None,
+        turn_configured: bool = False,
     ) -> None:
         self._store = store
         self._ring_timeout_s = ring_timeout_s
@@ -78,7 +87,7 @@ class CallService:
         self._resume_queue_max = resume_queue_max
         self._push = push
         self._clock = clock or store.clock
-        self._calls: dict[str, sm.Call] = {}
+        self._calls: dict[str, AnyCall] = {}
         self._by_device: dict[sm.DeviceRef, set[str]] = {}
         self._members: dict[str, tuple[sm.DeviceRef, ...]] = {}
         self._ringing_for: dict[str, set[str]] = {}
@@ -89,6 +98,11 @@ class CallService:
         self._metrics = metrics
         # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
         self._invited_at: dict[str, float] = {}
+        self._conference = None if media is None else Conference(media, self._deliver)
+        # Hide-my-IP goes through TURN when there is one, else through the SFU.
+        self._turn_configured = turn_configured
+        # Relayed 1:1 calls: the legs whose media the SFU has accepted.
+        self._published: dict[str, set[sm.DeviceRef]] = {}
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
 
@@ -119,7 +133,7 @@ class CallService:
                 link.send(message)
             for call_id in list(self._by_device.get(device, ())):
                 call = self._calls.get(call_id)
-                if call is not None and device in call.lost:
+                if call is not None and _is_lost(call, device):
                     self._apply(call_id, sm.DeviceResumed(device))
         elif previous is not None:
             # A fresh session: whatever media state the old one had is gone with it.
@@ -134,8 +148,7 @@ class CallService:
         for call_id in list(self._ringing_for.get(device.account_id, ())):
             call = self._calls.get(call_id)
             if call is not None and device not in call.ringing:
-                self._members[call_id] = (*self._members.get(call_id, ()), device)
-                self._by_device.setdefault(device, set()).add(call_id)
+                self._attach(call_id, device)
                 self._apply_quietly(call_id, sm.DeviceOnline(device, busy))
 
     def close_device(self, device: sm.DeviceRef) -> None:
@@ -182,7 +195,10 @@ class CallService:
             case m.Invite():
                 await self._invite(device, message)
             case m.Accept():
-                self._apply(message.call_id, sm.AcceptEvent(device), device)
+                if isinstance(self._calls.get(message.call_id), g.GroupCall):
+                    await self._join(device, message.call_id)
+                else:
+                    self._apply(message.call_id, sm.AcceptEvent(device), device)
                 self._switch_away(device, message.call_id)
             case m.Decline():
                 self._apply(message.call_id, sm.DeclineEvent(device, message.busy), device)
@@ -190,6 +206,15 @@ class CallService:
                 self._apply(message.call_id, sm.HangupEvent(device), device)
             case m.Description() | m.Ice():
                 self._apply(message.call_id, sm.SignalEvent(device, message), device)
+            case m.GroupInvite():
+                await self._group_invite(device, message)
+            case m.Publish():
+                await self._publish(device, message)
+            case m.SubscribeAnswer():
+                await self._answer_subscription(device, message)
+            case m.Mute():
+                event = g.MuteEvent(device, message.audio_muted, message.video_muted)
+                self._apply(message.call_id, event, device)
             case m.Ping():
                 self._deliver(device, m.Pong())
             case _:
@@ -223,12 +248,14 @@ class CallService:
                      display_name=target[0].display_name)
             if target else m.Person(account_id=callee_id or "", handle=typed, display_name=None)
         )  # fmt: skip
+        relay_only = caller_account.hide_ip or (target is not None and target[1])
         call = sm.Call(
             id=secrets.token_hex(16),
             caller=caller,
             callee_account=callee_id or "",
             media=invite.media,
-            relay_only=caller_account.hide_ip or (target is not None and target[1]),
+            relay_only=relay_only,
+            sfu=relay_only and not self._turn_configured and self._conference is not None,
             caller_card=m.Person(
                 account_id=caller_account.id,
                 handle=caller_account.handle,
@@ -259,7 +286,8 @@ class CallService:
         crossing = [
             other.id
             for other_id in self._ringing_for.get(call.caller.account_id, ())
-            if (other := self._calls[other_id]).caller.account_id == call.callee_account
+            if isinstance(other := self._calls[other_id], sm.Call)
+            and other.caller.account_id == call.callee_account
         ]
         if not crossing:
             return
@@ -269,46 +297,168 @@ class CallService:
                 self._apply_quietly(call_id, sm.Superseded())
 
     def _in_connected_call(self, device: sm.DeviceRef) -> bool:
-        return any(
-            self._calls[c].phase is sm.Phase.CONNECTED for c in self._by_device.get(device, ())
-        )
+        return any(_talking(self._calls[c], device) for c in self._by_device.get(device, ()))
 
     def _switch_away(self, device: sm.DeviceRef, accepting: str) -> None:
         """Answering a waiting call hangs up the call the device was in."""
         for call_id in list(self._by_device.get(device, ())):
-            if call_id != accepting and self._calls[call_id].phase is sm.Phase.CONNECTED:
+            if call_id != accepting and _talking(self._calls[call_id], device):
                 self._apply_quietly(call_id, sm.HangupEvent(device))
+
+    # --- group calls and the SFU ---------------------------------------------------------------
+
+    async def _group_invite(self, host: sm.DeviceRef, invite: m.GroupInvite) -> None:
+        conference = self._require_sfu()
+        host_account = await accounts.get(self._store, host.account_id)
+        invited = await self._callable_accounts(host.account_id, invite.handles)
+        call = g.GroupCall(
+            id=secrets.token_hex(16),
+            host=_person(host_account),
+            media=invite.media,
+            invited=frozenset({host.account_id, *invited}),
+            ring_timeout_s=self._ring_timeout_s,
+            resume_window_s=self._resume_window_s,
+        )
+        try:
+            await conference.open(call.id, call.max_participants)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take a call now.") from exc
+        online = {account: self.online_devices(account) for account in invited}
+        busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
+        call, effects = g.start(
+            call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
+        )
+        self._calls[call.id] = call
+        for device in (host, *call.ringing):
+            self._attach(call.id, device)
+        for account in call.awaiting:
+            self._ringing_for.setdefault(account, set()).add(call.id)
+        if self._metrics is not None:
+            self._metrics.on_setup()
+        self._run(call.id, effects)
+
+    async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
+        """The invitees the host may ring; anyone else is silently left out, as if offline."""
+        found: list[str] = []
+        for text in typed_handles:
+            typed = handles.parse_lookup(text)
+            if typed is None:
+                raise CallError("invalid_handle", f"{text[:40]!r} is not a valid handle.")
+            try:
+                dialing = await lookup.dial(
+                    self._store, host, handle=typed, account_id=None,
+                    burst=INVITE_BURST, refill_per_s=INVITES_PER_S,
+                )  # fmt: skip
+            except RateLimited as exc:
+                raise CallError("rate_limited", exc.detail) from exc
+            callee = dialing.callee_id
+            if callee is None or callee == host or callee in found:
+                continue
+            if await lookup.callable_card(self._store, host, callee) is not None:
+                found.append(callee)
+        return found
+
+    async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
+        account = await accounts.get(self._store, device.account_id)
+        event = g.JoinEvent(device, secrets.token_hex(8), _person(account))
+        self._apply(call_id, event, device)
+        self._attach(call_id, device)
+
+    def _require_sfu(self) -> Conference:
+        if self._conference is None:
+            raise CallError("unavailable", "This server has no media server for group calls.")
+        return self._conference
+
+    async def _publish(self, device: sm.DeviceRef, publish: m.Publish) -> None:
+        conference = self._require_sfu()
+        call = self._calls.get(publish.call_id)
+        participant = None if call is None else _sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
+        try:
+            if isinstance(call, sm.Call):
+                await conference.open(call.id, 2)
+            answer = await conference.publish(call.id, participant, device, publish.sdp)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take a call now.") from exc
+        if _sfu_participant(self._calls.get(call.id), device) != participant:
+            conference.remove(call.id, participant)  # the call or the device moved on meanwhile
+            return
+        self._deliver(device, m.PublishAnswer(call_id=call.id, sdp=answer))
+        if isinstance(call, g.GroupCall):
+            self._apply(call.id, g.PublishedEvent(device), device)
+            return
+        published = self._published.setdefault(call.id, set())
+        published.add(device)
+        if len(published) == 2:
+            a, b = call.legs()
+            self._run(call.id, [g.Subscribe(a, b), g.Subscribe(b, a)])
+
+    async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
+        conference = self._require_sfu()
+        call = self._calls.get(reply.call_id)
+        participant = None if call is None else _sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
+        try:
+            await conference.answer(call.id, participant, reply.subscription, reply.sdp)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server refused the answer.") from exc
+
+    def _media_effect(
+        self, call_id: str, effect: g.Subscribe | g.RemoveParticipant | g.CloseRoom
+    ) -> None:
+        conference = self._conference
+        call = self._calls.get(call_id)
+        if conference is None or call is None:
+            return
+        match effect:
+            case g.Subscribe(subscriber=subscriber, publisher=publisher):
+                to = _sfu_participant(call, subscriber)
+                source = _sfu_participant(call, publisher)
+                if to is not None and source is not None:
+                    conference.subscribe(call_id, subscriber, to, source)
+            case g.RemoveParticipant(participant=participant):
+                conference.remove(call_id, participant)
+            case g.CloseRoom():
+                conference.close(call_id)
 
     # --- the machine and its effects -----------------------------------------------------------
 
     def _register(self, call: sm.Call, ringing: frozenset[sm.DeviceRef]) -> None:
-        members = (call.caller, *ringing)
-        self._members[call.id] = members
-        for device in members:
-            self._by_device.setdefault(device, set()).add(call.id)
+        for device in (call.caller, *ringing):
+            self._attach(call.id, device)
 
-    def _apply(self, call_id: str, event: sm.Event, sender: sm.DeviceRef | None = None) -> None:
+    def _attach(self, call_id: str, device: sm.DeviceRef) -> None:
+        """Index a device under a call it rings on or takes part in."""
+        members = self._members.get(call_id, ())
+        if device not in members:
+            self._members[call_id] = (*members, device)
+            self._by_device.setdefault(device, set()).add(call_id)
+
+    def _apply(self, call_id: str, event: AnyEvent, sender: sm.DeviceRef | None = None) -> None:
         call = self._calls.get(call_id)
-        if call is None or (sender is not None and not call.involves(sender)):
+        if call is None or (sender is not None and not _may_act(call, event, sender)):
             # Someone else's call id looks exactly like one that never existed.
             raise CallError("unknown_call", "No such call on this device.", call_id)
         try:
-            call, effects = sm.transition(call, event, self._clock())
+            call, effects = _step(call, event, self._clock())
         except sm.Rejected as rejected:
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
-        if call.phase is not sm.Phase.RINGING:
-            self._stop_ringing(call)
+        self._stop_ringing(call)
         self._run(call_id, effects)
 
-    def _apply_quietly(self, call_id: str, event: sm.Event) -> None:
+    def _apply_quietly(self, call_id: str, event: AnyEvent) -> None:
         """For events the server raises itself: an illegal one is simply moot."""
         with contextlib.suppress(CallError):
             self._apply(call_id, event)
 
-    def _run(self, call_id: str, effects: list[sm.Effect]) -> None:
+    def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None:
         for effect in effects:
             match effect:
+                case g.Subscribe() | g.RemoveParticipant() | g.CloseRoom():
+                    self._media_effect(call_id, effect)
                 case sm.Send(to=to, message=message):
                     if self._metrics is not None:
                         self._observe(call_id, to, message)
@@ -324,6 +474,9 @@ class CallService:
                 case sm.WakeUp(callee_account=account_id):
                     self._spawn(self._wake(call_id, account_id))
                 case sm.Finished():
+                    call = self._calls.get(call_id)
+                    if isinstance(call, sm.Call) and call.sfu:
+                        self._media_effect(call_id, g.CloseRoom())
                     self._forget(call_id)
 
     def _observe(self, call_id: str, to: sm.DeviceRef, message: m.ServerMessage) -> None:
@@ -333,7 +486,7 @@ class CallService:
             return
         call = self._calls.get(call_id)
         metrics = self._metrics
-        if call is None or metrics is None or to != call.caller:
+        if not isinstance(call, sm.Call) or metrics is None or to != call.caller:
             return
         if isinstance(message, m.Ended):
             metrics.on_ended(message.reason)
@@ -372,16 +525,26 @@ class CallService:
         self._timers.pop(key, None)
         self._apply_quietly(key[0], event)
 
-    def _stop_ringing(self, call: sm.Call) -> None:
-        ringing = self._ringing_for.get(call.callee_account)
-        if ringing is not None:
-            ringing.discard(call.id)
-            if not ringing:
-                del self._ringing_for[call.callee_account]
+    def _stop_ringing(self, call: AnyCall) -> None:
+        """Unindex the accounts a call no longer rings for."""
+        done: set[str] | frozenset[str]
+        if isinstance(call, sm.Call):
+            done = set() if call.phase is sm.Phase.RINGING else {call.callee_account}
+        else:
+            done = (
+                call.invited - call.awaiting if call.phase is not sm.Phase.ENDED else call.invited
+            )
+        for account in done:
+            ringing = self._ringing_for.get(account)
+            if ringing is not None:
+                ringing.discard(call.id)
+                if not ringing:
+                    del self._ringing_for[account]
 
     def _forget(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         self._invited_at.pop(call_id, None)
+        self._published.pop(call_id, None)
         if call is not None:
             self._stop_ringing(call)
         for device in self._members.pop(call_id, ()):
@@ -414,9 +577,55 @@ class CallService:
             log.exception("push wake-up failed")
 
     async def close(self) -> None:
+        if self._conference is not None:
+            await self._conference.aclose()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _person(account: Account) -> m.Person:
+    return m.Person(account_id=account.id, handle=account.handle, display_name=account.display_name)
+
+
+def _step(call: AnyCall, event: AnyEvent, now: float) -> tuple[AnyCall, Sequence[g.Effect]]:
+    if isinstance(call, g.GroupCall):
+        if isinstance(event, sm.AcceptEvent | sm.SignalEvent | sm.Superseded):
+            raise sm.Rejected("unexpected_message", "This message does not apply to group calls.")
+        return g.transition(call, event, now)
+    if isinstance(event, g.JoinEvent | g.MuteEvent | g.PublishedEvent | g.MediaFailed):
+        raise sm.Rejected("unexpected_message", "This message applies to group calls only.")
+    return sm.transition(call, event, now)
+
+
+def _may_act(call: AnyCall, event: AnyEvent, device: sm.DeviceRef) -> bool:
+    if isinstance(call, g.GroupCall) and isinstance(event, g.JoinEvent):
+        return call.may_join(device) or call.involves(device)
+    return call.involves(device)
+
+
+def _is_lost(call: AnyCall, device: sm.DeviceRef) -> bool:
+    if isinstance(call, sm.Call):
+        return device in call.lost
+    member = call.members.get(device)
+    return member is not None and member.lost
+
+
+def _talking(call: AnyCall, device: sm.DeviceRef) -> bool:
+    """The device is in the call's conversation (not merely being rung)."""
+    if isinstance(call, sm.Call):
+        return call.phase is sm.Phase.CONNECTED and device in call.legs()
+    return device in call.members
+
+
+def _sfu_participant(call: AnyCall | None, device: sm.DeviceRef) -> str | None:
+    """The device's participant id in the call's SFU room, if its media goes there."""
+    if isinstance(call, g.GroupCall):
+        member = call.members.get(device)
+        return None if member is None else member.participant
+    if call is None or not call.sfu or call.phase is not sm.Phase.CONNECTED:
+        return None
+    return leg_participant(call.id, device) if device in call.legs() else None

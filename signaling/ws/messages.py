@@ -28,7 +28,10 @@ EndReason = Literal[
     "declined_elsewhere",
     "peer_lost",
     "glare",
+    "media_failed",
 ]
+SubscriptionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_GROUP_INVITEES = 15
 
 
 class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -91,11 +94,58 @@ class Ice(ClientMessage, tag="ice"):
     sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
 
 
+class GroupInvite(ClientMessage, tag="group_invite"):
+    """Start a group call and join it; every listed handle rings like a 1:1 call."""
+
+    handles: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]],
+        msgspec.Meta(min_length=1, max_length=MAX_GROUP_INVITEES),
+    ]
+    media: Media = "audio"
+    ref: Ref | None = None
+
+
+class Publish(ClientMessage, tag="publish"):
+    """This device's media into the call's SFU: an SDP offer with its candidates gathered."""
+
+    call_id: CallId
+    sdp: Sdp
+
+
+class SubscribeAnswer(ClientMessage, tag="subscribe_answer"):
+    """The answer to a ``subscribe_offer``: start receiving that participant's media."""
+
+    call_id: CallId
+    subscription: SubscriptionId
+    sdp: Sdp
+
+
+class Mute(ClientMessage, tag="mute"):
+    """What this device is sending in a group call; shown to the other participants."""
+
+    call_id: CallId
+    audio_muted: bool
+    video_muted: bool
+
+
 class Ping(ClientMessage, tag="ping"):
     """Application-level keepalive for clients that cannot see WebSocket pings."""
 
 
-ClientMessages = Auth | Invite | Accept | Decline | Hangup | Description | Ice | Ping
+ClientMessages = (
+    Auth
+    | Invite
+    | Accept
+    | Decline
+    | Hangup
+    | Description
+    | Ice
+    | GroupInvite
+    | Publish
+    | SubscribeAnswer
+    | Mute
+    | Ping
+)
 
 
 # --- server -> device ------------------------------------------------------------------------
@@ -130,25 +180,32 @@ class Ringing(ServerMessage, tag="ringing"):
 
 
 class Incoming(ServerMessage, tag="incoming"):
-    """To every online device of the callee; ``busy`` means the device is in another call."""
+    """To every online device of the callee; ``busy`` means the device is in another call.
+
+    ``group`` marks an invitation to a group call: accepting joins it.
+    """
 
     call_id: str
     caller: Person
     media: Media
     busy: bool = False
+    group: bool = False
 
 
 class Accepted(ServerMessage, tag="accepted"):
     """To both devices of a call that was answered: negotiate media now.
 
     The caller sends the offer. With ``relay_only`` both sides must set
-    ``iceTransportPolicy: relay``: the server forwards relay candidates only.
+    ``iceTransportPolicy: relay``: the server forwards relay candidates only. With ``sfu``
+    there is no peer-to-peer offer at all: each side publishes to the SFU and receives the other
+    through it (``publish`` / ``subscribe_offer``), so neither sees the other's address.
     """
 
     call_id: str
     role: Literal["caller", "callee"]
     relay_only: bool
     peer: Person
+    sfu: bool = False
 
 
 class Ended(ServerMessage, tag="ended"):
@@ -180,6 +237,53 @@ class PeerResumed(ServerMessage, tag="peer_resumed"):
     call_id: str
 
 
+class Participant(msgspec.Struct, kw_only=True):
+    participant: str
+    person: Person
+    audio_muted: bool = False
+    video_muted: bool = False
+    # False while the device is reconnecting within its resume window.
+    connected: bool = True
+
+
+class Joined(ServerMessage, tag="joined"):
+    """You are in the group call as ``participant``: publish your media now."""
+
+    call_id: str
+    participant: str
+    media: Media
+    host: Person
+    ref: str | None = None
+
+
+class Participants(ServerMessage, tag="participants"):
+    """Everyone in a group call, sent to all of them whenever it changes."""
+
+    call_id: str
+    participants: list[Participant]
+
+
+class ActiveSpeaker(ServerMessage, tag="active_speaker"):
+    """Who is speaking now (at most about once a second); null when nobody is."""
+
+    call_id: str
+    participant: str | None
+
+
+class PublishAnswer(ServerMessage, tag="publish_answer"):
+    call_id: str
+    sdp: str
+
+
+class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
+    """The SFU offers one participant's media; reply with ``subscribe_answer``."""
+
+    call_id: str
+    subscription: str
+    participant: str
+    sdp: str
+
+
 class Pong(ServerMessage, tag="pong"):
     pass
 
@@ -201,6 +305,11 @@ ServerMessages = (
     | PeerIce
     | PeerReconnecting
     | PeerResumed
+    | Joined
+    | Participants
+    | ActiveSpeaker
+    | PublishAnswer
+    | SubscribeOffer
     | Pong
     | Error
 )

@@ -1,0 +1,151 @@
+"""Media through the SFU for one node's calls: group calls, and 1:1 calls relayed to hide IPs.
+
+The call machines decide who subscribes to whom; this adapter carries it out against the
+media node's control API and reports back what the SFU says (answers, offers, the active
+speaker). Each call's room on the SFU is named by the call id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Protocol
+
+from signaling.calls.machine import DeviceRef
+from signaling.ws import messages as m
+
+log = logging.getLogger("callbook.conference")
+
+SPEAKER_POLL_S = 1.0
+
+
+class MediaRooms(Protocol):
+    """What signaling needs from a media node (``media.control`` implements it over HTTP)."""
+
+    async def open_room(self, room: str, max_participants: int) -> None: ...
+
+    async def publish(self, room: str, participant: str, offer: str) -> str:
+        """Admit ``participant`` with its offer; returns the SFU's answer."""
+
+    async def subscribe(self, room: str, subscriber: str, publisher: str) -> tuple[str, str]:
+        """A downlink of ``publisher``'s media for ``subscriber``: (subscription id, offer)."""
+
+    async def answer(self, room: str, subscriber: str, subscription: str, answer: str) -> None: ...
+
+    async def remove(self, room: str, participant: str) -> None: ...
+
+    async def close_room(self, room: str) -> None: ...
+
+    async def active_speaker(self, room: str) -> str | None: ...
+
+
+class MediaUnavailable(Exception):
+    """The media node refused or could not be reached."""
+
+
+def leg_participant(call_id: str, device: DeviceRef) -> str:
+    """A relayed 1:1 leg's participant id: stable for the call, meaningless outside it."""
+    digest = hashlib.sha256(f"{call_id}:{device.account_id}:{device.device_id}".encode())
+    return digest.hexdigest()[:16]
+
+
+Deliver = Callable[[DeviceRef, m.ServerMessage], None]
+
+
+class Conference:
+    """Runs SFU requests off the message path and routes their results to devices."""
+
+    def __init__(self, rooms: MediaRooms, deliver: Deliver) -> None:
+        self._rooms = rooms
+        self._deliver = deliver
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Per room: who is in it, by participant id, for offers and speaker announcements.
+        self._devices: dict[str, dict[str, DeviceRef]] = {}
+        self._speakers: dict[str, str | None] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    async def open(self, room: str, max_participants: int) -> None:
+        try:
+            await self._rooms.open_room(room, max_participants)
+        except Exception as exc:
+            raise MediaUnavailable(str(exc)) from exc
+        self._devices.setdefault(room, {})
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_speakers())
+
+    async def publish(self, room: str, participant: str, device: DeviceRef, offer: str) -> str:
+        try:
+            answer = await self._rooms.publish(room, participant, offer)
+        except Exception as exc:
+            raise MediaUnavailable(str(exc)) from exc
+        self._devices.setdefault(room, {})[participant] = device
+        return answer
+
+    def subscribe(self, room: str, device: DeviceRef, subscriber: str, publisher: str) -> None:
+        """Ask the SFU for ``publisher``'s media for ``subscriber`` (on ``device``)."""
+        self._spawn(self._subscribe(room, device, subscriber, publisher))
+
+    async def _subscribe(
+        self, room: str, device: DeviceRef, subscriber: str, publisher: str
+    ) -> None:
+        try:
+            subscription, offer = await self._rooms.subscribe(room, subscriber, publisher)
+        except Exception:
+            log.warning("the SFU could not offer a subscription", exc_info=True)
+            return
+        message = m.SubscribeOffer(
+            call_id=room, subscription=subscription, participant=publisher, sdp=offer
+        )
+        self._deliver(device, message)
+
+    async def answer(self, room: str, subscriber: str, subscription: str, sdp: str) -> None:
+        try:
+            await self._rooms.answer(room, subscriber, subscription, sdp)
+        except Exception as exc:
+            raise MediaUnavailable(str(exc)) from exc
+
+    def remove(self, room: str, participant: str) -> None:
+        self._devices.get(room, {}).pop(participant, None)
+        self._spawn(self._quietly(self._rooms.remove(room, participant)))
+
+    def close(self, room: str) -> None:
+        self._devices.pop(room, None)
+        self._speakers.pop(room, None)
+        self._spawn(self._quietly(self._rooms.close_room(room)))
+
+    async def _poll_speakers(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_POLL_S)
+            for room, devices in list(self._devices.items()):
+                if len(devices) < 2:
+                    continue
+                with contextlib.suppress(Exception):
+                    speaker = await self._rooms.active_speaker(room)
+                    if speaker != self._speakers.get(room) and room in self._devices:
+                        self._speakers[room] = speaker
+                        announcement = m.ActiveSpeaker(call_id=room, participant=speaker)
+                        for device in self._devices[room].values():
+                            self._deliver(device, announcement)
+
+    async def _quietly(self, request: Coroutine[object, object, None]) -> None:
+        try:
+            await request
+        except Exception:
+            log.warning("an SFU clean-up request failed", exc_info=True)
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._poller is not None:
+            await asyncio.gather(self._poller, return_exceptions=True)

@@ -71,3 +71,15 @@ class TooManyRooms(MediaError):
     code = "too_many_rooms"
     status = 429
     title = "This media node has reached its room limit"
+
+
+class NotFound(MediaError):
+    code = "not_found"
+    status = 404
+    title = "No such resource"
+
+
+class MethodNotAllowed(MediaError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed on this resource"

@@ -1,0 +1,69 @@
+"""Settings of one SFU process, from flags with environment fallbacks."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from media.forwarding import DEFAULT_MAX_PARTICIPANTS
+
+SECRET_ENV = "CALLBOOK_MEDIA_SECRET"
+LOOPBACK_ENV = "CALLBOOK_MEDIA_LOOPBACK_ICE"
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 8090
+    max_rooms: int = 100
+    max_participants: int = DEFAULT_MAX_PARTICIPANTS
+    # aioice leaves loopback addresses out of its host candidates; a node bound to loopback
+    # (tests, one-machine installs) has nothing else to offer.
+    loopback_ice: bool = True
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_args(argv: list[str] | None = None) -> MediaConfig:
+    parser = argparse.ArgumentParser(
+        prog="callbook-media", description="Callbook SFU: forwards RTP between call participants."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--secret", default=os.environ.get(SECRET_ENV), help=f"or ${SECRET_ENV}")
+    parser.add_argument("--max-rooms", type=int, default=100)
+    parser.add_argument("--max-participants", type=int, default=DEFAULT_MAX_PARTICIPANTS)
+    parser.add_argument(
+        "--loopback-ice",
+        choices=("auto", "on", "off"),
+        default=os.environ.get(LOOPBACK_ENV, "auto"),
+        help="offer 127.0.0.1 as an ICE candidate (auto: when --host is loopback)",
+    )
+    args = parser.parse_args(argv)
+    if not args.secret:
+        parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
+    if args.max_rooms < 1 or args.max_participants < 2:
+        parser.error("--max-rooms must be >= 1 and --max-participants >= 2")
+    loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
+    return MediaConfig(
+        secret=args.secret,
+        host=args.host,
+        port=args.port,
+        max_rooms=args.max_rooms,
+        max_participants=args.max_participants,
+        loopback_ice=loopback,
+    )

@@ -1,0 +1,332 @@
+"""The SFU's HTTP control API (driven by signaling over loopback) and its Python client.
+
+Every route but ``/healthz`` needs ``Authorization: Bearer <secret>``. Errors are RFC 9457
+``application/problem+json`` with a stable ``code``; bodies are msgspec Structs that reject
+unknown fields, so a typo in signaling fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from media import errors
+from media.config import MediaConfig
+from media.node import MediaNode, NodeLimits
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+MAX_BODY = 256 * 1024
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=128 * 1024)]
+
+
+class Description(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["offer", "answer"]
+    sdp: Sdp
+
+
+class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
+    room: Name
+    max_participants: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 16
+
+
+class Join(msgspec.Struct, forbid_unknown_fields=True):
+    participant: Name
+    offer: Description
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    publisher: Name
+
+
+class Answer(msgspec.Struct, forbid_unknown_fields=True):
+    answer: Description
+
+
+NODE = web.AppKey("media_node", MediaNode)
+CONFIG = web.AppKey("media_config", MediaConfig)
+REGISTRY = web.AppKey("media_registry", CollectorRegistry)
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def problem(error: errors.MediaError) -> web.Response:
+    body = {
+        "type": f"urn:callbook:media:problem:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    return web.Response(
+        status=error.status, body=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def _body(request: web.Request, struct: type[S]) -> S:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise errors.InvalidRequest(f"body larger than {MAX_BODY} bytes") from exc
+    try:
+        return msgspec.json.decode(raw, type=struct)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidRequest(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise errors.InvalidRequest(f"malformed JSON: {exc}") from exc
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer secret (constant-time compare) and typed errors as problem+json."""
+    try:
+        if request.path != "/healthz":
+            secret = request.app[CONFIG].secret.encode()
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), secret):
+                raise errors.Unauthorized("send Authorization: Bearer <secret>")
+        return await handler(request)
+    except errors.MediaError as exc:
+        return problem(exc)
+    except web.HTTPNotFound:
+        return problem(errors.NotFound(f"no route {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return problem(errors.MethodNotAllowed(f"{request.method} is not allowed here"))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def create_room(request: web.Request) -> web.Response:
+    body = await _body(request, CreateRoom)
+    created = request.app[NODE].create_room(body.room, body.max_participants)
+    return _json({"room": body.room}, status=201 if created else 200)
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    await request.app[NODE].delete_room(request.match_info["room"])
+    return web.Response(status=204)
+
+
+async def room_stats(request: web.Request) -> web.Response:
+    return _json(await request.app[NODE].room_stats(request.match_info["room"]))
+
+
+async def join(request: web.Request) -> web.Response:
+    body = await _body(request, Join)
+    if body.offer.type != "offer":
+        raise errors.InvalidRequest("offer.type must be 'offer'")
+    answer = await request.app[NODE].join(
+        request.match_info["room"], body.participant, body.offer.sdp
+    )
+    return _json({"answer": {"type": "answer", "sdp": answer}}, status=201)
+
+
+async def leave(request: web.Request) -> web.Response:
+    info = request.match_info
+    await request.app[NODE].leave(info["room"], info["participant"])
+    return web.Response(status=204)
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    body = await _body(request, Subscribe)
+    info = request.match_info
+    sub_id, offer = await request.app[NODE].subscribe(
+        info["room"], info["participant"], body.publisher
+    )
+    return _json({"subscription": sub_id, "offer": {"type": "offer", "sdp": offer}}, status=201)
+
+
+async def answer(request: web.Request) -> web.Response:
+    body = await _body(request, Answer)
+    if body.answer.type != "answer":
+        raise errors.InvalidRequest("answer.type must be 'answer'")
+    info = request.match_info
+    await request.app[NODE].accept_answer(
+        info["room"], info["participant"], info["subscription"], body.answer.sdp
+    )
+    return web.Response(status=204)
+
+
+async def node_stats(request: web.Request) -> web.Response:
+    return _json(request.app[NODE].node_stats())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(request.app[REGISTRY]),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+class NodeCollector(Collector):
+    """Reads the node's counters at scrape time; nothing is updated per packet."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._app.get(NODE)
+        if node is None:
+            return
+        stats = node.node_stats()
+        for name in ("rooms", "participants", "subscriptions"):
+            yield GaugeMetricFamily(f"callbook_sfu_{name}", f"Current {name}", value=stats[name])
+        for name in (
+            "received_packets",
+            "forwarded_packets",
+            "forwarded_bytes",
+            "retransmitted_packets",
+            "keyframe_requests",
+        ):
+            yield CounterMetricFamily(f"callbook_sfu_{name}", name.replace("_", " "), stats[name])
+        dropped = CounterMetricFamily(
+            "callbook_sfu_dropped_packets", "Packets dropped, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats["dropped"].items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+
+
+def create_app(config: MediaConfig) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[CONFIG] = config
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(NodeCollector(app))
+    app[REGISTRY] = registry
+
+    async def media_node(app: web.Application) -> AsyncIterator[None]:
+        node = MediaNode(NodeLimits(config.max_rooms, config.max_participants))
+        app[NODE] = node
+        yield
+        await node.close()  # closes every peer connection
+
+    app.cleanup_ctx.append(media_node)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/stats", node_stats)
+    app.router.add_post("/v1/rooms", create_room)
+    room = "/v1/rooms/{room}"
+    app.router.add_get(room, room_stats)
+    app.router.add_delete(room, delete_room)
+    app.router.add_post(f"{room}/participants", join)
+    participant = f"{room}/participants/{{participant}}"
+    app.router.add_delete(participant, leave)
+    app.router.add_post(f"{participant}/subscriptions", subscribe)
+    app.router.add_put(f"{participant}/subscriptions/{{subscription}}", answer)
+    return app
+
+
+# --- client ----------------------------------------------------------------------------------
+
+
+class MediaControlError(Exception):
+    """A problem+json answer from the media node; ``code`` is the stable wire code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class MediaControl:
+    """What signaling calls: one method per endpoint, SDP strings in and out."""
+
+    def __init__(self, base_url: str, secret: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> MediaControl:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        async with self._session.request(method, self.base_url + path, json=body) as response:
+            if response.status >= 400:
+                try:
+                    data = await response.json(content_type=None)
+                except (ValueError, aiohttp.ContentTypeError):
+                    data = {}
+                raise MediaControlError(
+                    response.status, str(data.get("code", "unknown")), str(data.get("detail", ""))
+                )
+            if response.status == 204:
+                return None
+            return await response.json()
+
+    async def health(self) -> bool:
+        data = await self._request("GET", "/healthz")
+        return bool(data.get("status") == "ok")
+
+    async def create_room(self, room: str, max_participants: int = 16) -> None:
+        await self._request("POST", "/v1/rooms", {"room": room, "max_participants": max_participants})
+
+    async def delete_room(self, room: str) -> None:
+        await self._request("DELETE", f"/v1/rooms/{room}")
+
+    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
+        """Publishes ``participant``'s offer; returns the SFU's answer SDP."""
+        data = await self._request(
+            "POST",
+            f"/v1/rooms/{room}/participants",
+            {"participant": participant, "offer": {"type": "offer", "sdp": offer_sdp}},
+        )
+        return str(data["answer"]["sdp"])
+
+    async def leave(self, room: str, participant: str) -> None:
+        await self._request("DELETE", f"/v1/rooms/{room}/participants/{participant}")
+
+    async def subscribe(self, room: str, participant: str, publisher: str) -> tuple[str, str]:
+        """A downlink of ``publisher`` to ``participant``: (subscription id, SFU offer SDP)."""
+        data = await self._request(
+            "POST",
+            f"/v1/rooms/{room}/participants/{participant}/subscriptions",
+            {"publisher": publisher},
+        )
+        return str(data["subscription"]), str(data["offer"]["sdp"])
+
+    async def answer(self, room: str, participant: str, subscription: str, answer_sdp: str) -> None:
+        await self._request(
+            "PUT",
+            f"/v1/rooms/{room}/participants/{participant}/subscriptions/{subscription}",
+            {"answer": {"type": "answer", "sdp": answer_sdp}},
+        )
+
+    async def room_stats(self, room: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._request("GET", f"/v1/rooms/{room}")
+        return data
+
+    async def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self._request("GET", "/v1/stats")
+        return data

@@ -1,0 +1,85 @@
+"""Every error the SFU reports, each with one stable wire ``code`` and HTTP status."""
+
+from __future__ import annotations
+
+
+class MediaError(Exception):
+    code = "media_error"
+    status = 500
+    title = "Media server error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(MediaError):
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request body"
+
+
+class InvalidSdp(MediaError):
+    code = "invalid_sdp"
+    status = 400
+    title = "The session description cannot be used"
+
+
+class Unauthorized(MediaError):
+    code = "unauthorized"
+    status = 401
+    title = "Missing or wrong bearer secret"
+
+
+class RoomNotFound(MediaError):
+    code = "room_not_found"
+    status = 404
+    title = "No such room"
+
+
+class ParticipantNotFound(MediaError):
+    code = "participant_not_found"
+    status = 404
+    title = "No such participant in this room"
+
+
+class SubscriptionNotFound(MediaError):
+    code = "subscription_not_found"
+    status = 404
+    title = "No such subscription"
+
+
+class ParticipantExists(MediaError):
+    code = "participant_exists"
+    status = 409
+    title = "The participant is already in the room"
+
+
+class InvalidState(MediaError):
+    code = "invalid_state"
+    status = 409
+    title = "The request does not fit the current state"
+
+
+class RoomFull(MediaError):
+    code = "room_full"
+    status = 409
+    title = "The room has reached its participant limit"
+
+
+class TooManyRooms(MediaError):
+    code = "too_many_rooms"
+    status = 429
+    title = "This media node has reached its room limit"
+
+
+class NotFound(MediaError):
+    code = "not_found"
+    status = 404
+    title = "No such resource"
+
+
+class MethodNotAllowed(MediaError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed on this resource"

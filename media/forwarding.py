@@ -1,0 +1,573 @@
+"""The pure forwarding core: who gets which packet, keyframe requests, active speaker, counters.
+
+No I/O and no asyncio: every entry point takes ``now`` (seconds, monotonic) and returns what the
+adapter should send. Rooms hold participants; a participant publishes at most one audio and one
+video stream (known by SSRC from its offer); a subscription is one downlink leg set from one
+publisher to one subscriber, inactive until the subscriber's transport is up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from media import errors
+from media.rtp import (
+    MalformedPacket,
+    Nack,
+    PictureLoss,
+    ReceiverReport,
+    ReportBlock,
+    SenderReport,
+    audio_level,
+    build_receiver_report,
+    parse_rtcp,
+    parse_rtp,
+    rewrite_rtp,
+)
+
+KEYFRAME_INTERVAL_S = 0.5
+RETRANSMIT_SLOTS = 512  # ~1.5 s of 320 kbit/s video; a power of two so ``seq & mask`` indexes
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+DEFAULT_MAX_PARTICIPANTS = 16
+
+
+class Kind(StrEnum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+CLOCK_RATE = {Kind.AUDIO: 48_000, Kind.VIDEO: 90_000}
+
+
+class Drop(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN_SSRC = "unknown_ssrc"
+    UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"
+    NOT_ADMITTED = "not_admitted"
+    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+
+
+@dataclass(slots=True)
+class Counters:
+    received_packets: int = 0
+    forwarded_packets: int = 0
+    forwarded_bytes: int = 0
+    retransmitted_packets: int = 0
+    keyframe_requests: int = 0  # PLIs actually sent to publishers
+    keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
+    keyframe_requests_coalesced: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def drop(self, reason: Drop) -> None:
+        self.dropped[reason.value] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One sending transceiver of a downlink: its own SSRC, payload type and extension ids."""
+
+    kind: Kind
+    ssrc: int
+    payload_type: int
+    extensions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyframeRequest:
+    room: str
+    publisher: str
+    ssrc: int
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a subscriber's RTCP asks for: PLIs upstream and retransmissions downstream."""
+
+    keyframes: list[KeyframeRequest]
+    retransmit: list[bytes]
+
+
+class RetransmitCache:
+    """The last forwarded packets of one leg, by sequence number, to answer NACKs."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: list[bytes | None] = [None] * RETRANSMIT_SLOTS
+
+    def put(self, sequence: int, packet: bytes) -> None:
+        self._slots[sequence & (RETRANSMIT_SLOTS - 1)] = packet
+
+    def get(self, sequence: int) -> bytes | None:
+        packet = self._slots[sequence & (RETRANSMIT_SLOTS - 1)]
+        if packet is None or int.from_bytes(packet[2:4], "big") != sequence:
+            return None
+        return packet
+
+
+@dataclass(slots=True)
+class Target:
+    subscription: str
+    leg: Leg
+    mapping: dict[int, int]  # publisher extension id -> subscriber extension id
+    cache: RetransmitCache = field(default_factory=RetransmitCache)
+    fraction_lost: float | None = None
+    jitter_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Reception:
+    """RFC 3550 A.1/A.8 receive statistics, enough to write the publisher a receiver report."""
+
+    clock_rate: int
+    base_seq: int = -1
+    max_seq: int = 0
+    cycles: int = 0
+    received: int = 0
+    expected_prior: int = 0
+    received_prior: int = 0
+    transit: float | None = None
+    jitter: float = 0.0
+    lsr: int = 0
+    sr_at: float | None = None
+
+    def update(self, sequence: int, timestamp: int, now: float) -> None:
+        if self.base_seq < 0:
+            self.base_seq = self.max_seq = sequence
+        elif 0 < (sequence - self.max_seq) & 0xFFFF < 0x8000:
+            if sequence < self.max_seq:
+                self.cycles += 0x10000
+            self.max_seq = sequence
+        self.received += 1
+        transit = now * self.clock_rate - timestamp
+        if self.transit is not None:
+            d = abs(transit - self.transit)
+            if d < self.clock_rate:  # a timestamp jump (new source, wrap) is not jitter
+                self.jitter += (d - self.jitter) / 16
+        self.transit = transit
+
+    def report(self, ssrc: int, now: float) -> ReportBlock | None:
+        if self.base_seq < 0:
+            return None
+        extended = self.cycles + self.max_seq
+        expected = extended - self.base_seq + 1
+        lost = expected - self.received
+        expected_interval = expected - self.expected_prior
+        lost_interval = expected_interval - (self.received - self.received_prior)
+        self.expected_prior, self.received_prior = expected, self.received
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        dlsr = 0 if self.sr_at is None else int((now - self.sr_at) * 65536) & 0xFFFFFFFF
+        lost = max(-(1 << 23), min(lost, (1 << 23) - 1))
+        return ReportBlock(
+            ssrc, fraction, lost, extended & 0xFFFFFFFF, int(self.jitter), self.lsr, dlsr
+        )
+
+
+@dataclass(slots=True)
+class Publication:
+    room: str
+    publisher: str
+    kind: Kind
+    ssrc: int
+    payload_type: int
+    extensions: dict[str, int]
+    audio_level_id: int | None
+    reception: Reception
+    targets: dict[str, Target] = field(default_factory=dict)
+    last_keyframe_request: float = -math.inf
+    keyframe_pending: bool = False
+
+
+@dataclass(slots=True)
+class Participant:
+    name: str
+    by_ssrc: dict[int, Publication] = field(default_factory=dict)
+    by_kind: dict[Kind, Publication] = field(default_factory=dict)
+    packets_in: int = 0
+    bytes_in: int = 0
+
+
+@dataclass(slots=True)
+class Subscription:
+    id: str
+    room: str
+    subscriber: str
+    publisher: str
+    legs: dict[Kind, Leg]
+    active: bool = False
+
+
+class ActiveSpeaker:
+    """Loudest recent talker, smoothed, re-decided at most once per ``interval_s``.
+
+    Loudness is 127 minus the RFC 6464 level (so 0 is silence); each participant's value decays
+    with a time constant so a cough does not steal the floor, and the current speaker keeps it
+    unless someone is clearly louder.
+    """
+
+    def __init__(
+        self, interval_s: float = 1.0, tau_s: float = 0.5, threshold: float = 30.0
+    ) -> None:
+        self.interval_s = interval_s
+        self.tau_s = tau_s
+        self.threshold = threshold
+        self.margin = 6.0
+        self.current: str | None = None
+        self._levels: dict[str, tuple[float, float]] = {}  # name -> (smoothed, at)
+        self._decided_at = -math.inf
+
+    def observe(self, name: str, level_dbov: int, now: float) -> None:
+        loudness = 127 - level_dbov
+        smoothed = self._value(name, now)
+        alpha = 0.2
+        self._levels[name] = (smoothed + alpha * (loudness - smoothed), now)
+
+    def _value(self, name: str, now: float) -> float:
+        smoothed, at = self._levels.get(name, (0.0, now))
+        return smoothed * math.exp(-max(0.0, now - at) / self.tau_s)
+
+    def forget(self, name: str) -> None:
+        self._levels.pop(name, None)
+        if self.current == name:
+            self.current = None
+
+    def decide(self, now: float) -> str | None:
+        if now - self._decided_at < self.interval_s:
+            return self.current
+        self._decided_at = now
+        values = {name: self._value(name, now) for name in self._levels}
+        best = max(values, key=values.__getitem__, default=None)
+        if best is None or values[best] < self.threshold:
+            current_value = values.get(self.current, 0.0) if self.current else 0.0
+            if current_value < self.threshold:
+                self.current = None
+            return self.current
+        if self.current is None or self.current not in values:
+            self.current = best
+        elif values[best] > values[self.current] + self.margin:
+            self.current = best
+        elif values[self.current] < self.threshold:
+            self.current = best
+        return self.current
+
+
+@dataclass(slots=True)
+class Room:
+    name: str
+    max_participants: int
+    participants: dict[str, Participant] = field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    speaker: ActiveSpeaker = field(default_factory=ActiveSpeaker)
+    counters: Counters = field(default_factory=Counters)
+
+
+class Forwarder:
+    def __init__(self, max_rooms: int = 1000, keyframe_interval_s: float = KEYFRAME_INTERVAL_S):
+        self.max_rooms = max_rooms
+        self.keyframe_interval_s = keyframe_interval_s
+        self.rooms: dict[str, Room] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.counters = Counters()
+
+    # --- membership -------------------------------------------------------------------------
+
+    def create_room(self, name: str, max_participants: int = DEFAULT_MAX_PARTICIPANTS) -> bool:
+        """True if created, False if it already existed (creation is idempotent)."""
+        if name in self.rooms:
+            return False
+        if len(self.rooms) >= self.max_rooms:
+            raise errors.TooManyRooms(f"this node holds at most {self.max_rooms} rooms")
+        self.rooms[name] = Room(name, max_participants)
+        return True
+
+    def room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise errors.RoomNotFound(f"no room {name!r}")
+        return room
+
+    def participant(self, room: str, name: str) -> Participant:
+        found = self.room(room).participants.get(name)
+        if found is None:
+            raise errors.ParticipantNotFound(f"no participant {name!r} in room {room!r}")
+        return found
+
+    def delete_room(self, name: str) -> list[str]:
+        """Removes the room; returns the subscription ids whose legs the adapter must close."""
+        room = self.room(name)
+        gone = list(room.subscriptions)
+        for sub_id in gone:
+            self.subscriptions.pop(sub_id, None)
+        del self.rooms[name]
+        return gone
+
+    def check_admission(self, room: str, name: str) -> None:
+        """Raises unless ``name`` could join ``room`` now (so no peer is built for nothing)."""
+        found = self.room(room)
+        if name in found.participants:
+            raise errors.ParticipantExists(f"{name!r} is already in room {room!r}")
+        if len(found.participants) >= found.max_participants:
+            raise errors.RoomFull(f"room {room!r} holds at most {found.max_participants}")
+
+    def add_participant(self, room: str, name: str) -> None:
+        self.check_admission(room, name)
+        self.rooms[room].participants[name] = Participant(name)
+
+    def publish(
+        self,
+        room: str,
+        name: str,
+        kind: Kind,
+        ssrc: int,
+        payload_type: int,
+        extensions: dict[str, int] | None = None,
+    ) -> None:
+        participant = self.participant(room, name)
+        ext = dict(extensions or {})
+        old = participant.by_kind.pop(kind, None)
+        if old is not None:
+            participant.by_ssrc.pop(old.ssrc, None)
+        publication = Publication(
+            room, name, kind, ssrc, payload_type, ext,
+            ext.get(AUDIO_LEVEL_URI) if kind is Kind.AUDIO else None,
+            Reception(CLOCK_RATE[kind]),
+        )  # fmt: skip
+        participant.by_ssrc[ssrc] = publication
+        participant.by_kind[kind] = publication
+        for sub in self.rooms[room].subscriptions.values():
+            if sub.publisher == name and sub.active:
+                self._attach(sub, publication)
+
+    def remove_participant(self, room: str, name: str) -> list[str]:
+        """Drops the participant, its downlinks and every subscription to it (returned)."""
+        found = self.room(room)
+        self.participant(room, name)
+        gone = [
+            s.id for s in found.subscriptions.values() if name in (s.subscriber, s.publisher)
+        ]
+        for sub_id in gone:
+            self.unsubscribe(sub_id)
+        del found.participants[name]
+        found.speaker.forget(name)
+        return gone
+
+    def subscribe(
+        self, room: str, subscriber: str, publisher: str, sub_id: str, legs: list[Leg]
+    ) -> Subscription:
+        self.participant(room, subscriber)
+        self.participant(room, publisher)
+        sub = Subscription(sub_id, room, subscriber, publisher, {leg.kind: leg for leg in legs})
+        self.rooms[room].subscriptions[sub_id] = sub
+        self.subscriptions[sub_id] = sub
+        return sub
+
+    def activate(self, sub_id: str, now: float) -> list[KeyframeRequest]:
+        """The downlink is connected: start forwarding to it and ask for a keyframe at once."""
+        sub = self.subscriptions.get(sub_id)
+        if sub is None or sub.active:
+            return []
+        sub.active = True
+        publisher = self.rooms[sub.room].participants[sub.publisher]
+        requests = []
+        for publication in publisher.by_kind.values():
+            self._attach(sub, publication)
+            if publication.kind is Kind.VIDEO:
+                self.rooms[sub.room].counters.keyframe_requests_received += 1
+                self.counters.keyframe_requests_received += 1
+                request = self._keyframe(publication, now)
+                if request is not None:
+                    requests.append(request)
+        return requests
+
+    def _attach(self, sub: Subscription, publication: Publication) -> None:
+        leg = sub.legs.get(publication.kind)
+        if leg is None:
+            return
+        mapping = {
+            pub_id: leg.extensions[uri]
+            for uri, pub_id in publication.extensions.items()
+            if uri in leg.extensions
+        }
+        publication.targets[sub.id] = Target(sub.id, leg, mapping)
+
+    def unsubscribe(self, sub_id: str) -> None:
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            return
+        room = self.rooms.get(sub.room)
+        if room is None:
+            return
+        room.subscriptions.pop(sub_id, None)
+        publisher = room.participants.get(sub.publisher)
+        if publisher is not None:
+            for publication in publisher.by_kind.values():
+                publication.targets.pop(sub_id, None)
+
+    # --- packets ----------------------------------------------------------------------------
+
+    def handle_rtp(self, room: str, name: str, data: bytes, now: float) -> list[tuple[str, bytes]]:
+        """A decrypted packet from ``name``'s uplink -> (subscription id, packet) to send."""
+        counters = self.counters
+        counters.received_packets += 1
+        found = self.rooms.get(room)
+        participant = found.participants.get(name) if found is not None else None
+        if found is None or participant is None:
+            counters.drop(Drop.NOT_ADMITTED)
+            return []
+        try:
+            view = parse_rtp(data)
+        except MalformedPacket:
+            counters.drop(Drop.MALFORMED)
+            found.counters.drop(Drop.MALFORMED)
+            return []
+        publication = participant.by_ssrc.get(view.ssrc)
+        if publication is None:
+            counters.drop(Drop.UNKNOWN_SSRC)
+            found.counters.drop(Drop.UNKNOWN_SSRC)
+            return []
+        if view.payload_type != publication.payload_type:
+            counters.drop(Drop.UNKNOWN_PAYLOAD_TYPE)
+            found.counters.drop(Drop.UNKNOWN_PAYLOAD_TYPE)
+            return []
+        participant.packets_in += 1
+        participant.bytes_in += len(data)
+        publication.reception.update(view.sequence, view.timestamp, now)
+        if publication.audio_level_id is not None:
+            try:
+                level = audio_level(data, view, publication.audio_level_id)
+            except MalformedPacket:
+                level = None
+            if level is not None:
+                found.speaker.observe(name, level[1], now)
+        out: list[tuple[str, bytes]] = []
+        size = 0
+        for target in publication.targets.values():
+            leg = target.leg
+            try:
+                packet = rewrite_rtp(data, view, leg.ssrc, leg.payload_type, target.mapping)
+            except MalformedPacket:
+                counters.drop(Drop.MALFORMED)
+                found.counters.drop(Drop.MALFORMED)
+                return []
+            target.cache.put(view.sequence, packet)
+            out.append((target.subscription, packet))
+            size += len(packet)
+        for c in (counters, found.counters):
+            c.forwarded_packets += len(out)
+            c.forwarded_bytes += size
+        return out
+
+    def handle_publisher_rtcp(self, room: str, name: str, data: bytes, now: float) -> None:
+        """Remembers the publisher's sender reports so our receiver reports carry LSR/DLSR."""
+        found = self.rooms.get(room)
+        participant = found.participants.get(name) if found is not None else None
+        if found is None or participant is None:
+            self.counters.drop(Drop.NOT_ADMITTED)
+            return
+        try:
+            items = parse_rtcp(data)
+        except MalformedPacket:
+            self.counters.drop(Drop.MALFORMED)
+            found.counters.drop(Drop.MALFORMED)
+            return
+        for item in items:
+            if isinstance(item, SenderReport):
+                publication = participant.by_ssrc.get(item.ssrc)
+                if publication is not None:
+                    publication.reception.lsr = (item.ntp_timestamp >> 16) & 0xFFFFFFFF
+                    publication.reception.sr_at = now
+
+    def handle_subscriber_rtcp(self, sub_id: str, data: bytes, now: float) -> Feedback:
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            self.counters.drop(Drop.UNKNOWN_SUBSCRIPTION)
+            return Feedback([], [])
+        room = self.rooms[sub.room]
+        try:
+            items = parse_rtcp(data)
+        except MalformedPacket:
+            self.counters.drop(Drop.MALFORMED)
+            room.counters.drop(Drop.MALFORMED)
+            return Feedback([], [])
+        publisher = room.participants[sub.publisher]
+        by_leg_ssrc = {
+            leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()
+        }
+        keyframes: list[KeyframeRequest] = []
+        retransmit: list[bytes] = []
+        for item in items:
+            if isinstance(item, PictureLoss):
+                publication = by_leg_ssrc.get(item.media_ssrc)
+                if publication is None or publication.kind is not Kind.VIDEO:
+                    continue
+                room.counters.keyframe_requests_received += 1
+                self.counters.keyframe_requests_received += 1
+                request = self._keyframe(publication, now)
+                if request is not None:
+                    keyframes.append(request)
+            elif isinstance(item, Nack):
+                publication = by_leg_ssrc.get(item.media_ssrc)
+                target = publication.targets.get(sub_id) if publication else None
+                if target is None:
+                    continue
+                for seq in item.lost:
+                    packet = target.cache.get(seq)
+                    if packet is not None:
+                        retransmit.append(packet)
+            elif isinstance(item, (ReceiverReport, SenderReport)):
+                for block in item.reports:
+                    publication = by_leg_ssrc.get(block.ssrc)
+                    target = publication.targets.get(sub_id) if publication else None
+                    if target is None or publication is None:
+                        continue
+                    target.fraction_lost = block.fraction_lost / 256
+                    target.jitter_ms = block.jitter * 1000 / CLOCK_RATE[publication.kind]
+        self.counters.retransmitted_packets += len(retransmit)
+        return Feedback(keyframes, retransmit)
+
+    # --- keyframes and reports --------------------------------------------------------------
+
+    def _keyframe(self, publication: Publication, now: float) -> KeyframeRequest | None:
+        """At most one PLI per track per interval; a request inside it is remembered, not lost."""
+        if now - publication.last_keyframe_request < self.keyframe_interval_s:
+            if not publication.keyframe_pending:
+                publication.keyframe_pending = True
+            self.counters.keyframe_requests_coalesced += 1
+            return None
+        publication.last_keyframe_request = now
+        publication.keyframe_pending = False
+        self.counters.keyframe_requests += 1
+        room = self.rooms.get(publication.room)
+        if room is not None:
+            room.counters.keyframe_requests += 1
+        return KeyframeRequest(publication.room, publication.publisher, publication.ssrc)
+
+    def due_keyframe_requests(self, now: float) -> list[KeyframeRequest]:
+        """Coalesced requests whose interval has passed; call a few times a second."""
+        due = []
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                for publication in participant.by_kind.values():
+                    if publication.keyframe_pending:
+                        request = self._keyframe(publication, now)
+                        if request is not None:
+                            due.append(request)
+        return due
+
+    def receiver_report(self, room: str, name: str, sender_ssrc: int, now: float) -> bytes | None:
+        """An RTCP RR about everything ``name`` publishes, or None before any packet arrived."""
+        participant = self.participant(room, name)
+        blocks = [
+            block
+            for publication in participant.by_kind.values()
+            if (block := publication.reception.report(publication.ssrc, now)) is not None
+        ]
+        return build_receiver_report(sender_ssrc, blocks) if blocks else None
+
+    def active_speaker(self, room: str, now: float) -> str | None:
+        return self.room(room).speaker.decide(now)

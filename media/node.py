@@ -1,0 +1,311 @@
+"""One SFU node: the pure ``Forwarder`` plus the aiortc connections it forwards between.
+
+Packets are forwarded inside the publisher's DTLS receive loop (decrypt once, rewrite the
+header per subscriber, protect per downlink), so there is no queue or extra task per packet.
+A ticker sends coalesced keyframe requests and receiver reports to publishers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from media import errors
+from media.forwarding import DEFAULT_MAX_PARTICIPANTS, Counters, Forwarder, KeyframeRequest, Kind
+from media.peer import (
+    Downlink,
+    TransportCounters,
+    Uplink,
+    answer_uplink,
+    count_junk,
+    downlink_legs,
+    intercept_downlink_rtcp,
+    intercept_uplink,
+    new_peer_connection,
+    offer_downlink,
+    parse_sdp,
+)
+from media.rtp import build_pli
+
+log = logging.getLogger("callbook.media")
+
+TICK_S = 0.1
+REPORT_EVERY_TICKS = 10
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    max_rooms: int = 100
+    max_participants: int = DEFAULT_MAX_PARTICIPANTS
+
+
+class MediaNode:
+    def __init__(self, limits: NodeLimits | None = None) -> None:
+        self.limits = limits or NodeLimits()
+        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms)
+        self.uplinks: dict[tuple[str, str], Uplink] = {}
+        self.downlinks: dict[str, Downlink] = {}
+        self.transport_counters = TransportCounters()
+        self._loop = asyncio.get_running_loop()
+        self._ticker = asyncio.create_task(self._tick())
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # --- rooms and participants -------------------------------------------------------------
+
+    def create_room(self, room: str, max_participants: int | None = None) -> bool:
+        limit = min(max_participants or self.limits.max_participants, self.limits.max_participants)
+        return self.forwarder.create_room(room, limit)
+
+    async def delete_room(self, room: str) -> None:
+        found = self.forwarder.room(room)
+        names = list(found.participants)
+        pcs = [self.downlinks.pop(s).pc for s in self.forwarder.delete_room(room) if s in self.downlinks]
+        pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
+        await _close_all(pcs)
+
+    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
+        """The participant's uplink: answer its offer and forward what it publishes."""
+        self.forwarder.check_admission(room, participant)
+        pc = new_peer_connection()
+        try:
+            answer, published = await answer_uplink(pc, offer_sdp)
+            # The room may have changed while we awaited aiortc.
+            self.forwarder.add_participant(room, participant)
+        except BaseException:
+            await pc.close()
+            raise
+        for stream in published:
+            self.forwarder.publish(
+                room, participant, stream.kind, stream.ssrc, stream.payload_type, stream.extensions
+            )
+        uplink = Uplink(room, participant, pc, published)
+        self.uplinks[(room, participant)] = uplink
+        for dtls in uplink.dtls:
+            count_junk(dtls, self.transport_counters)
+            intercept_uplink(dtls, self._on_uplink_rtp(uplink), self._on_uplink_rtcp(uplink))
+        return answer
+
+    async def leave(self, room: str, participant: str) -> None:
+        gone = self.forwarder.remove_participant(room, participant)
+        pcs = [self.downlinks.pop(s).pc for s in gone if s in self.downlinks]
+        uplink = self.uplinks.pop((room, participant), None)
+        if uplink is not None:
+            pcs.append(uplink.pc)
+        await _close_all(pcs)
+
+    async def subscribe(self, room: str, subscriber: str, publisher: str) -> tuple[str, str]:
+        """A downlink to ``subscriber`` carrying ``publisher``: returns (id, our offer SDP)."""
+        self.forwarder.participant(room, subscriber)
+        self.forwarder.participant(room, publisher)
+        if subscriber == publisher:
+            raise errors.InvalidState("a participant cannot subscribe to itself")
+        pc = new_peer_connection()
+        try:
+            offer, senders = await offer_downlink(pc)
+            sub_id = secrets.token_urlsafe(12)
+            legs = downlink_legs(parse_sdp(offer), None)
+            self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs)
+        except BaseException:
+            await pc.close()
+            raise
+        downlink = Downlink(sub_id, room, subscriber, publisher, pc, senders, offer)
+        downlink.prepare()
+        self.downlinks[sub_id] = downlink
+        if downlink.transport is not None:
+            count_junk(downlink.transport, self.transport_counters)
+            intercept_downlink_rtcp(downlink.transport, self._on_downlink_rtcp(downlink))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "connected":
+                for request in self.forwarder.activate(sub_id, self._loop.time()):
+                    await self._send_pli(request)
+
+        return sub_id, offer
+
+    async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
+        downlink = self.downlinks.get(sub_id)
+        if downlink is None or (downlink.room, downlink.subscriber) != (room, subscriber):
+            raise errors.SubscriptionNotFound(f"no subscription {sub_id!r} for {subscriber!r}")
+        if downlink.pc.signalingState != "have-local-offer":
+            raise errors.InvalidState(f"subscription is in state {downlink.pc.signalingState!r}")
+        answer = parse_sdp(answer_sdp)
+        try:
+            await downlink.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer_sdp, type="answer")
+            )
+        except Exception as exc:
+            raise errors.InvalidSdp(f"cannot apply this answer: {exc}") from exc
+        sub = self.forwarder.subscriptions.get(sub_id)
+        if sub is not None:
+            sub.legs = {leg.kind: leg for leg in downlink_legs(parse_sdp(downlink.offer), answer)}
+
+    # --- packet paths -----------------------------------------------------------------------
+
+    def _on_uplink_rtp(self, uplink: Uplink) -> Any:
+        forwarder, downlinks, loop = self.forwarder, self.downlinks, self._loop
+        room, name = uplink.room, uplink.participant
+
+        async def on_rtp(data: bytes) -> None:
+            now = loop.time()
+            for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
+                downlink = downlinks.get(sub_id)
+                if downlink is not None:
+                    await downlink.send(packet, now)
+
+        return on_rtp
+
+    def _on_uplink_rtcp(self, uplink: Uplink) -> Any:
+        async def on_rtcp(data: bytes) -> None:
+            self.forwarder.handle_publisher_rtcp(
+                uplink.room, uplink.participant, data, self._loop.time()
+            )
+
+        return on_rtcp
+
+    def _on_downlink_rtcp(self, downlink: Downlink) -> Any:
+        async def on_rtcp(data: bytes) -> None:
+            feedback = self.forwarder.handle_subscriber_rtcp(downlink.id, data, self._loop.time())
+            for request in feedback.keyframes:
+                await self._send_pli(request)
+            for packet in feedback.retransmit:
+                await downlink.send_raw(packet)
+
+        return on_rtcp
+
+    async def _send_pli(self, request: KeyframeRequest) -> None:
+        uplink = self.uplinks.get((request.room, request.publisher))
+        if uplink is not None:
+            await uplink.send_rtcp(build_pli(uplink.rtcp_ssrc, request.ssrc))
+
+    async def _tick(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(TICK_S)
+            ticks += 1
+            now = self._loop.time()
+            try:
+                for request in self.forwarder.due_keyframe_requests(now):
+                    await self._send_pli(request)
+                if ticks % REPORT_EVERY_TICKS == 0:
+                    for uplink in list(self.uplinks.values()):
+                        report = self.forwarder.receiver_report(
+                            uplink.room, uplink.participant, uplink.rtcp_ssrc, now
+                        )
+                        if report is not None:
+                            await uplink.send_rtcp(report)
+            except errors.MediaError:
+                continue  # a participant left between the lookups
+            except Exception:
+                log.exception("media ticker")
+
+    # --- stats ------------------------------------------------------------------------------
+
+    async def room_stats(self, room: str) -> dict[str, Any]:
+        found = self.forwarder.room(room)
+        now = self._loop.time()
+        participants = []
+        for name, participant in found.participants.items():
+            uplink = self.uplinks.get((room, name))
+            entry: dict[str, Any] = {
+                "participant": name,
+                "publishing": {
+                    "audio": Kind.AUDIO in participant.by_kind,
+                    "video": Kind.VIDEO in participant.by_kind,
+                },
+                "ice_state": uplink.pc.iceConnectionState if uplink else "closed",
+                "packets_in": participant.packets_in,
+                "bytes_in": participant.bytes_in,
+            }
+            entry.update(await self._downlink_quality(room, name))
+            participants.append(entry)
+        return {
+            "room": room,
+            "max_participants": found.max_participants,
+            "participants": participants,
+            "subscriptions": len(found.subscriptions),
+            "active_speaker": self.forwarder.active_speaker(room, now),
+            **_counters(found.counters),
+        }
+
+    async def _downlink_quality(self, room: str, subscriber: str) -> dict[str, float]:
+        """RTT from aiortc's senders (SR/RR round trip), loss/jitter from the RRs we parsed."""
+        rtts: list[float] = []
+        losses: list[float] = []
+        jitters: list[float] = []
+        for downlink in self.downlinks.values():
+            if downlink.room != room or downlink.subscriber != subscriber:
+                continue
+            for sender in downlink.senders.values():
+                report = await sender.getStats()
+                for stat in report.values():
+                    rtt = getattr(stat, "roundTripTime", None)
+                    if stat.type == "remote-inbound-rtp" and rtt is not None:
+                        rtts.append(rtt * 1000)
+            sub = self.forwarder.subscriptions.get(downlink.id)
+            if sub is None:
+                continue
+            publisher = self.forwarder.rooms[room].participants.get(sub.publisher)
+            for publication in publisher.by_kind.values() if publisher else ():
+                target = publication.targets.get(downlink.id)
+                if target is not None and target.fraction_lost is not None:
+                    losses.append(target.fraction_lost)
+                if target is not None and target.jitter_ms is not None:
+                    jitters.append(target.jitter_ms)
+        out = {}
+        if rtts:
+            out["rtt_ms"] = round(sum(rtts) / len(rtts), 2)
+        if losses:
+            out["loss"] = round(max(losses), 4)
+        if jitters:
+            out["jitter_ms"] = round(max(jitters), 2)
+        return out
+
+    def node_stats(self) -> dict[str, Any]:
+        counters = _counters(self.forwarder.counters)
+        dropped = dict(counters.pop("dropped"))
+        dropped["not_media"] = self.transport_counters.not_media
+        return {
+            "rooms": len(self.forwarder.rooms),
+            "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
+            "subscriptions": len(self.forwarder.subscriptions),
+            "uplinks": len(self.uplinks),
+            "downlinks": len(self.downlinks),
+            "dropped": dropped,
+            **counters,
+        }
+
+    async def close(self) -> None:
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
+        pcs = [d.pc for d in self.downlinks.values()] + [u.pc for u in self.uplinks.values()]
+        self.downlinks.clear()
+        self.uplinks.clear()
+        await _close_all(pcs)
+
+
+def _counters(counters: Counters) -> dict[str, Any]:
+    return {
+        "received_packets": counters.received_packets,
+        "forwarded_packets": counters.forwarded_packets,
+        "forwarded_bytes": counters.forwarded_bytes,
+        "retransmitted_packets": counters.retransmitted_packets,
+        "keyframe_requests": counters.keyframe_requests,
+        "keyframe_requests_received": counters.keyframe_requests_received,
+        "keyframe_requests_coalesced": counters.keyframe_requests_coalesced,
+        "dropped": dict(counters.dropped),
+    }
+
+
+async def _close_all(pcs: list[RTCPeerConnection]) -> None:
+    results = await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("closing a peer connection failed: %r", result)

@@ -1,0 +1,340 @@
+"""aiortc adapter: each participant's own RTCPeerConnection does ICE, DTLS and SRTP; we move RTP.
+
+Seams into aiortc 1.16.0 (pinned by tests/test_sfu_aiortc_internals.py):
+
+* ``RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)`` and ``_handle_rtcp_data(data)``
+  receive packets right after SRTP unprotect. On an uplink we replace both on the instance, so
+  aiortc's receivers never depayload, jitter-buffer or decode anything.
+* ``RTCDtlsTransport._send_rtp(data)`` protects with that leg's SRTP context and sends on its
+  ICE pair: the downlink send path, and the way PLIs / receiver reports reach a publisher.
+* ``RTCRtpSender._send_rtcp(packets)`` is wrapped on downlink senders so their periodic sender
+  report carries our counters and a current RTP/NTP mapping (aiortc fills it only when its own
+  encoder sends), and ``_RTCRtpSender__lsr`` is set to match so aiortc's RTT estimate works.
+* ``RTCIceTransport._recv`` is wrapped to count datagrams that are neither DTLS nor SRTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc import clock as aiortc_clock
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+from aiortc.sdp import SessionDescription
+
+from media import errors
+from media.forwarding import CLOCK_RATE, Kind, Leg
+
+MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
+
+RtpHandler = Callable[[bytes], Awaitable[None]]
+
+
+def codec_preferences(kind: Kind) -> list[RTCRtpCodecCapability]:
+    """Opus and VP8 only, without RTX: both legs must carry the same codec byte for byte."""
+    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() == MIME[kind]]
+
+
+class PlaceholderTrack(MediaStreamTrack):
+    """A downlink sender's track that never yields a frame, so aiortc never encodes."""
+
+    def __init__(self, kind: Kind) -> None:
+        super().__init__()
+        self.kind = kind.value
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    kind: Kind
+    ssrc: int
+    payload_type: int
+    extensions: dict[str, int]
+
+
+def parse_sdp(text: str) -> SessionDescription:
+    try:
+        return SessionDescription.parse(text)
+    except Exception as exc:  # aiortc's parser raises assorted errors on bad input
+        raise errors.InvalidSdp(f"unparseable SDP: {type(exc).__name__}") from exc
+
+
+def _primary_ssrc(media: Any) -> int | None:
+    """The media SSRC of an m-section: the first a=ssrc that is not an RTX/FEC repair stream."""
+    repairs = {int(item) for g in media.ssrc_group for item in g.items[1:]}
+    for described in media.ssrc:
+        if described.ssrc not in repairs:
+            return int(described.ssrc)
+    return None
+
+
+def _extensions(media: Any) -> dict[str, int]:
+    return {ext.uri: ext.id for ext in media.rtp.headerExtensions}
+
+
+def published_streams(offer: SessionDescription, answer: SessionDescription) -> list[Published]:
+    """What an uplink will send: SSRCs from the offer, payload types and ids from our answer."""
+    out = []
+    for offered, answered in zip(offer.media, answer.media, strict=False):
+        if answered.kind not in ("audio", "video") or answered.direction not in (
+            "recvonly",
+            "sendrecv",
+        ):
+            continue
+        ssrc = _primary_ssrc(offered)
+        if ssrc is None or not answered.rtp.codecs:
+            continue
+        kind = Kind(answered.kind)
+        out.append(Published(kind, ssrc, answered.rtp.codecs[0].payloadType, _extensions(answered)))
+    return out
+
+
+def downlink_legs(local: SessionDescription, answer: SessionDescription | None) -> list[Leg]:
+    """Our sending SSRC per kind (from our offer) with the codec and ids the answer accepted."""
+    legs = []
+    for i, ours in enumerate(local.media):
+        if ours.kind not in ("audio", "video") or not ours.ssrc or not ours.rtp.codecs:
+            continue
+        theirs = answer.media[i] if answer is not None and i < len(answer.media) else ours
+        if not theirs.rtp.codecs:
+            continue
+        legs.append(
+            Leg(
+                Kind(ours.kind),
+                _primary_ssrc(ours) or ours.ssrc[0].ssrc,
+                theirs.rtp.codecs[0].payloadType,
+                _extensions(theirs),
+            )
+        )
+    return legs
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The distinct DTLS transports of a connection (one when bundled)."""
+    seen: dict[int, RTCDtlsTransport] = {}
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        seen[id(transport)] = transport
+    return list(seen.values())
+
+
+@dataclass
+class TransportCounters:
+    """Datagrams dropped below the forwarder: not DTLS/SRTP at all, or failed SRTP auth."""
+
+    not_media: int = 0
+
+
+def count_junk(dtls: RTCDtlsTransport, counters: TransportCounters) -> None:
+    """Wrap the ICE transport's receive so datagrams aiortc would silently skip are counted."""
+    ice = dtls.transport
+    original = ice._recv
+
+    async def recv() -> bytes:
+        while True:
+            data: bytes = await original()
+            first = data[0] if data else 0
+            if 19 < first < 64 or 127 < first < 192:
+                return data
+            counters.not_media += 1
+
+    ice._recv = recv
+
+
+def intercept_uplink(dtls: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtpHandler) -> None:
+    """Take decrypted RTP/RTCP away from aiortc's receivers (no depacketising, no decoding)."""
+
+    async def handle_rtp(data: bytes, arrival_time_ms: int) -> None:
+        await on_rtp(data)
+
+    async def handle_rtcp(data: bytes) -> None:
+        await on_rtcp(data)
+
+    dtls._handle_rtp_data = handle_rtp  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp  # type: ignore[method-assign]
+
+
+def intercept_downlink_rtcp(dtls: RTCDtlsTransport, on_rtcp: RtpHandler) -> None:
+    """See a subscriber's RTCP first (PLI/FIR/NACK/RR), then let aiortc's senders have it too:
+    they only compute RTT from it, because they have no history or encoder to act on."""
+    original = dtls._handle_rtcp_data
+
+    async def handle_rtcp(data: bytes) -> None:
+        await on_rtcp(data)
+        await original(data)
+
+    dtls._handle_rtcp_data = handle_rtcp  # type: ignore[method-assign]
+
+
+@dataclass(slots=True)
+class SendState:
+    """What a downlink sender's report must say about the packets we forwarded on it."""
+
+    clock_rate: int
+    packets: int = 0
+    octets: int = 0
+    last_timestamp: int = 0
+    last_at: float = 0.0  # loop time of the last packet
+
+
+def patch_sender_reports(sender: RTCRtpSender, state: SendState) -> None:
+    """Rewrite aiortc's periodic SR with our counters and an extrapolated RTP timestamp."""
+    original = sender._send_rtcp
+    loop = asyncio.get_running_loop()
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        for i, packet in enumerate(packets):
+            if isinstance(packet, RtcpSrPacket) and packet.ssrc == sender._ssrc:
+                if state.packets == 0:
+                    packets = packets[:i] + packets[i + 1 :]
+                    break
+                ntp = aiortc_clock.current_ntp_time()
+                elapsed = max(0.0, loop.time() - state.last_at)
+                rtp_ts = (state.last_timestamp + int(elapsed * state.clock_rate)) & 0xFFFFFFFF
+                packet.sender_info = RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=rtp_ts,
+                    packet_count=state.packets & 0xFFFFFFFF,
+                    octet_count=state.octets & 0xFFFFFFFF,
+                )
+                sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        if packets:
+            await original(packets)
+
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    # No STUN/TURN: the SFU's host candidates are what clients reach.
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def answer_uplink(
+    pc: RTCPeerConnection, offer_sdp: str
+) -> tuple[str, list[Published]]:
+    """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer."""
+    offer = parse_sdp(offer_sdp)
+    if not any(m.kind in ("audio", "video") for m in offer.media):
+        raise errors.InvalidSdp("the offer has no audio or video section")
+    for media in offer.media:
+        if media.kind in ("audio", "video"):
+            transceiver = pc.addTransceiver(media.kind, direction="recvonly")
+            transceiver.setCodecPreferences(codec_preferences(Kind(media.kind)))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+    except errors.MediaError:
+        raise
+    except Exception as exc:  # aiortc raises ValueError/OperationError/InvalidStateError
+        raise errors.InvalidSdp(f"cannot answer this offer: {exc}") from exc
+    local = pc.localDescription.sdp
+    return local, published_streams(offer, parse_sdp(local))
+
+
+async def offer_downlink(pc: RTCPeerConnection) -> tuple[str, dict[Kind, RTCRtpSender]]:
+    """Our sendonly audio+video offer with placeholder tracks (candidates gathered inline)."""
+    senders = {}
+    for kind in (Kind.AUDIO, Kind.VIDEO):
+        transceiver = pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(kind))
+        senders[kind] = transceiver.sender
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription.sdp, senders
+
+
+@dataclass
+class Uplink:
+    room: str
+    participant: str
+    pc: RTCPeerConnection
+    published: list[Published]
+    rtcp_ssrc: int = field(default_factory=lambda: secrets.randbits(32) or 1)
+
+    @property
+    def dtls(self) -> list[RTCDtlsTransport]:
+        return dtls_transports(self.pc)
+
+    async def send_rtcp(self, data: bytes) -> None:
+        for dtls in self.dtls:
+            try:
+                await dtls._send_rtp(data)
+            except ConnectionError:
+                pass
+            return
+
+
+@dataclass
+class Downlink:
+    id: str
+    room: str
+    subscriber: str
+    publisher: str
+    pc: RTCPeerConnection
+    senders: dict[Kind, RTCRtpSender]
+    offer: str
+    by_ssrc: dict[int, SendState] = field(default_factory=dict)
+    transport: RTCDtlsTransport | None = None
+
+    def prepare(self) -> None:
+        for kind, sender in self.senders.items():
+            state = SendState(CLOCK_RATE[kind])
+            self.by_ssrc[sender._ssrc] = state
+            patch_sender_reports(sender, state)
+        transports = dtls_transports(self.pc)
+        self.transport = transports[0] if transports else None
+
+    async def send(self, packet: bytes, now: float) -> None:
+        """Forward one rewritten RTP packet; SRTP protection happens in this leg's context."""
+        transport = self.transport
+        if transport is None:
+            return
+        state = self.by_ssrc.get(int.from_bytes(packet[8:12], "big"))
+        if state is not None:
+            state.packets += 1
+            state.octets += len(packet) - 12
+            state.last_timestamp = int.from_bytes(packet[4:8], "big")
+            state.last_at = now
+        try:
+            await transport._send_rtp(packet)
+        except ConnectionError:
+            pass
+
+    async def send_raw(self, packet: bytes) -> None:
+        if self.transport is not None:
+            try:
+                await self.transport._send_rtp(packet)
+            except ConnectionError:
+                pass
+
+
+__all__ = [
+    "Downlink",
+    "PlaceholderTrack",
+    "RTCRtpReceiver",
+    "TransportCounters",
+    "Uplink",
+    "answer_uplink",
+    "count_junk",
+    "intercept_downlink_rtcp",
+    "intercept_uplink",
+    "new_peer_connection",
+    "offer_downlink",
+]

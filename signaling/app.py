@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from directory import devices
 from directory.errors import DirectoryError
 from directory.store import Store, connect
+from media.control import MediaControl
 from signaling.appkeys import (
     CALLS,
     CONFIG,
@@ -177,6 +178,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.push_webhook_url:
         secret = (config.push_webhook_secret or "").encode()
         push = WebhookPush(config.push_webhook_url, secret)
+    media = None
+    if config.media_url:
+        media = MediaControl(config.media_url, config.media_secret or "")
     app[CALLS] = CallService(
         app[STORE],
         push,
@@ -184,10 +188,14 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         resume_window_s=config.resume_window_s,
         resume_queue_max=config.resume_queue_max,
         metrics=app[METRICS],
+        media=media,
+        turn_configured=bool(config.turn_uris),
     )
     yield
     await app[CALLS].close()
     await push.close()
+    if media is not None:
+        await media.close()
 
 
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:

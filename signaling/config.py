@@ -28,6 +28,9 @@ class Config:
     ring_timeout_s: float = 60.0
     resume_window_s: float = 30.0
     resume_queue_max: int = 256
+    #: The media node (SFU) control API; ``callbook serve`` starts its own when unset.
+    media_url: str | None = None
+    media_secret: str | None = None
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
     # Node-wide: sign-ups and recoveries (argon2id each), and sign-in challenges.
@@ -80,8 +83,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             "CALLBOOK_PUSH_WEBHOOK_URL needs CALLBOOK_PUSH_WEBHOOK_SECRET to sign with."
         )
+    media_url = env.get("CALLBOOK_MEDIA_URL") or None
+    media_secret = env.get("CALLBOOK_MEDIA_SECRET") or None
+    if media_url and not media_secret:
+        raise ConfigError("CALLBOOK_MEDIA_URL needs CALLBOOK_MEDIA_SECRET (the SFU's --secret).")
     return replace(
         base,
+        media_url=media_url,
+        media_secret=media_secret,
         allowed_origins=origins,
         turn_uris=turn_uris,
         turn_secret=turn_secret,

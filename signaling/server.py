@@ -9,6 +9,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from directory.embedded import EmbeddedValkey
+from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
@@ -37,6 +38,12 @@ def serve(config: Config) -> None:
         log.info("embedded Valkey running, data in %s", embedded.data_dir)
     else:
         log.info("using the store at REDIS_URL")
+    sfu: EmbeddedMedia | None = None
+    if config.media_url is None:
+        sfu = EmbeddedMedia()
+        url, secret = sfu.start()
+        config = replace(config, media_url=url, media_secret=secret)
+        log.info("embedded SFU running")
     try:
         web.run_app(
             create_app(config),
@@ -50,6 +57,8 @@ def serve(config: Config) -> None:
             ),
         )
     finally:
+        if sfu is not None:
+            sfu.stop()
         if embedded is not None:
             embedded.stop()
             log.info("embedded Valkey stopped")

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from directory.embedded import EmbeddedValkey
 from directory.store import DirectoryConfig, Store, connect
+from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.client import Client
@@ -53,9 +54,20 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     await redis.aclose()
 
 
+@pytest.fixture(scope="session")
+def sfu() -> Iterator[EmbeddedMedia]:
+    """One real SFU process for the session, as ``callbook serve`` starts it."""
+    node = EmbeddedMedia()
+    node.start()
+    yield node
+    node.stop()
+
+
 @pytest.fixture
-def config(redis_url: str) -> Config:
-    return Config(redis_url=redis_url, directory=TEST_DIRECTORY)
+def config(redis_url: str, sfu: EmbeddedMedia) -> Config:
+    return Config(
+        redis_url=redis_url, directory=TEST_DIRECTORY, media_url=sfu.url, media_secret=sfu.secret
+    )
 
 
 class Server:

@@ -295,7 +295,8 @@ SRFLX = "candidate:2 1 udp 1686052607 203.0.113.9 50001 typ srflx raddr 192.168.
 RELAY = "candidate:3 1 udp 41885439 198.51.100.4 3478 typ relay raddr 203.0.113.9 rport 50001"
 
 
-async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(server: Server) -> None:
+async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(make_server: MakeServer) -> None:
+    server = await make_server(turn_uris=("turn:127.0.0.1:3478",), turn_secret="s")
     alice = await server.signup("alice")
     bob = await server.signup("bob")
     await bob.update(AccountUpdate(hide_ip=True))
@@ -315,6 +316,32 @@ async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(server: Server
         assert "192.168.7.7" not in text and "203.0.113.9" not in text
     assert "198.51.100.4 3478 typ relay" in offer.sdp
     assert received[0].startswith("candidate:3") and received[1] == ""
+
+
+async def test_hide_my_ip_without_turn_goes_through_the_sfu_and_refuses_peer_sdp(
+    server: Server,
+) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    await bob.update(AccountUpdate(hide_ip=True))
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)
+        await b.send(m.Accept(call_id=call_id))
+        for side in (a, b):
+            accepted = await side.expect(m.Accepted)
+            assert (accepted.relay_only, accepted.sfu) == (True, True)
+        await a.send(m.Description(call_id=call_id, kind="offer", sdp="v=0\r\n"))
+        assert (await a.expect(m.Error)).code == "use_sfu"
+        await _quiet(b)
+
+
+async def test_a_plain_call_is_peer_to_peer_even_with_an_sfu(server: Server) -> None:
+    alice = await server.signup("alice")
+    await server.signup("bob")
+    async with await _line(alice) as a, await _line(await server.signup("carol")) as c:
+        call_id = await _ring(a, c, handle="carol")
+        await c.send(m.Accept(call_id=call_id))
+        assert (await a.expect(m.Accepted)).sfu is False
 
 
 async def test_without_hide_ip_candidates_pass_unchanged(server: Server) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Protocol
+from typing import Any, Protocol
 
 from signaling.calls.machine import DeviceRef
 from signaling.ws import messages as m
@@ -23,23 +23,25 @@ SPEAKER_POLL_S = 1.0
 
 
 class MediaRooms(Protocol):
-    """What signaling needs from a media node (``media.control`` implements it over HTTP)."""
+    """What signaling needs from a media node: ``media.control.MediaControl`` over HTTP."""
 
-    async def open_room(self, room: str, max_participants: int) -> None: ...
+    async def create_room(self, room: str, max_participants: int = 16) -> None: ...
 
-    async def publish(self, room: str, participant: str, offer: str) -> str:
+    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
         """Admit ``participant`` with its offer; returns the SFU's answer."""
 
-    async def subscribe(self, room: str, subscriber: str, publisher: str) -> tuple[str, str]:
-        """A downlink of ``publisher``'s media for ``subscriber``: (subscription id, offer)."""
+    async def subscribe(self, room: str, participant: str, publisher: str) -> tuple[str, str]:
+        """A downlink of ``publisher``'s media for ``participant``: (subscription id, offer)."""
 
-    async def answer(self, room: str, subscriber: str, subscription: str, answer: str) -> None: ...
+    async def answer(
+        self, room: str, participant: str, subscription: str, answer_sdp: str
+    ) -> None: ...
 
-    async def remove(self, room: str, participant: str) -> None: ...
+    async def leave(self, room: str, participant: str) -> None: ...
 
-    async def close_room(self, room: str) -> None: ...
+    async def delete_room(self, room: str) -> None: ...
 
-    async def active_speaker(self, room: str) -> str | None: ...
+    async def room_stats(self, room: str) -> dict[str, Any]: ...
 
 
 class MediaUnavailable(Exception):
@@ -69,7 +71,7 @@ class Conference:
 
     async def open(self, room: str, max_participants: int) -> None:
         try:
-            await self._rooms.open_room(room, max_participants)
+            await self._rooms.create_room(room, max_participants)
         except Exception as exc:
             raise MediaUnavailable(str(exc)) from exc
         self._devices.setdefault(room, {})
@@ -78,7 +80,7 @@ class Conference:
 
     async def publish(self, room: str, participant: str, device: DeviceRef, offer: str) -> str:
         try:
-            answer = await self._rooms.publish(room, participant, offer)
+            answer = await self._rooms.join(room, participant, offer)
         except Exception as exc:
             raise MediaUnavailable(str(exc)) from exc
         self._devices.setdefault(room, {})[participant] = device
@@ -109,12 +111,12 @@ class Conference:
 
     def remove(self, room: str, participant: str) -> None:
         self._devices.get(room, {}).pop(participant, None)
-        self._spawn(self._quietly(self._rooms.remove(room, participant)))
+        self._spawn(self._quietly(self._rooms.leave(room, participant)))
 
     def close(self, room: str) -> None:
         self._devices.pop(room, None)
         self._speakers.pop(room, None)
-        self._spawn(self._quietly(self._rooms.close_room(room)))
+        self._spawn(self._quietly(self._rooms.delete_room(room)))
 
     async def _poll_speakers(self) -> None:
         while True:
@@ -123,7 +125,8 @@ class Conference:
                 if len(devices) < 2:
                     continue
                 with contextlib.suppress(Exception):
-                    speaker = await self._rooms.active_speaker(room)
+                    stats = await self._rooms.room_stats(room)
+                    speaker = stats.get("active_speaker")
                     if speaker != self._speakers.get(room) and room in self._devices:
                         self._speakers[room] = speaker
                         announcement = m.ActiveSpeaker(call_id=room, participant=speaker)

@@ -1,0 +1,92 @@
+"""An SFU child process for one-machine installs and tests: ``callbook serve`` starts one.
+
+It runs in its own process so that forwarding media never competes with signaling for one event
+loop, exactly as a separate media node would; it dies with its parent, even after SIGKILL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from media.config import SECRET_ENV
+
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedMediaError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedMedia:
+    """``start()`` returns (control URL, secret); the secret travels by environment, not argv."""
+
+    def __init__(self, max_rooms: int = 100) -> None:
+        self.max_rooms = max_rooms
+        self.secret = secrets.token_urlsafe(32)
+        self.url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> tuple[str, str]:
+        port = _free_port()
+        command = [
+            sys.executable, "-m", "media.server", "--host", "127.0.0.1", "--port", str(port),
+            "--max-rooms", str(self.max_rooms),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            command,
+            env={**os.environ, SECRET_ENV: self.secret},
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self._wait_ready(timeout_s)
+        return self.url, self.secret
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise EmbeddedMediaError(f"the SFU exited with {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise EmbeddedMediaError(f"the SFU did not answer within {timeout_s:g} s")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

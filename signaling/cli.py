@@ -233,6 +233,24 @@ async def cmd_answer(args: argparse.Namespace) -> None:
     _finish(args, summary)
 
 
+async def cmd_group(args: argparse.Namespace) -> None:
+    from signaling.phone.softphone import Softphone
+
+    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    try:
+        summary = await phone.group(args.handles, args.duration)
+    finally:
+        await phone.close()
+        await phone.client.close()
+    _finish(args, summary)
+
+
+def cmd_media(args: argparse.Namespace) -> None:
+    from media.server import main as media_main
+
+    raise SystemExit(media_main(args.media_args))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from signaling.server import serve
 
@@ -255,6 +273,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--data-dir", help="embedded store directory (default ./callbook-data)")
     serve.set_defaults(func=cmd_serve, sync=True)
+    media = sub.add_parser(
+        "media",
+        help="run a media node (SFU); `callbook media --help` lists its flags",
+        add_help=False,
+    )
+    media.add_argument("media_args", nargs=argparse.REMAINDER)
+    media.set_defaults(func=cmd_media, sync=True)
 
     def client_cmd(
         name: str, func: Callable[[argparse.Namespace], Awaitable[None]], help_: str
@@ -297,7 +322,16 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--video", action="store_true", help="send and expect video too")
     call.add_argument("--duration", type=float, default=5.0, help="seconds to stay in the call")
     call.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
-    answer = client_cmd("answer", cmd_answer, "answer incoming calls with synthetic media")
+    group = client_cmd(
+        "group", cmd_group, "start a group call with synthetic media; exit 0 if media flowed"
+    )
+    group.add_argument("handles", nargs="+", metavar="HANDLE")
+    group.add_argument("--video", action="store_true", help="send and expect video too")
+    group.add_argument("--duration", type=float, default=10.0, help="seconds to stay in the call")
+    group.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    answer = client_cmd(
+        "answer", cmd_answer, "answer incoming calls (1:1 or group) with synthetic media"
+    )
     answer.add_argument("--once", action="store_true", help="exit after the first call")
     answer.add_argument("--video", action="store_true", help="send video too")
     answer.add_argument(

@@ -26,6 +26,7 @@ from signaling.phone.media import (
     packets_sent,
     peer_connection,
 )
+from signaling.phone.sfu_session import SfuSession
 from signaling.schemas import IceServers
 from signaling.ws import messages as m
 
@@ -41,6 +42,7 @@ _OUTCOME_OF_END: dict[str, Outcome] = {
     "cancelled": "no_answer",
     "glare": "failed",
     "peer_lost": "failed",
+    "media_failed": "failed",
     "failed": "failed",
 }
 #: How long an answered call may take to carry media before it counts as failed.
@@ -54,13 +56,15 @@ class Summary:
     reason: str | None = None
     media: Received = field(default_factory=Received)
     sent_packets: int = 0
+    #: Group calls: the other participants from whom audio (and video, if sent) arrived.
+    participants_received: int | None = None
 
     @property
     def media_both_ways(self) -> bool:
         return self.sent_packets > 0 and self.media.audio_packets_received > 0
 
     def as_event(self) -> dict[str, Any]:
-        return {
+        event: dict[str, Any] = {
             "event": "summary",
             "outcome": self.outcome,
             "call_id": self.call_id,
@@ -71,6 +75,9 @@ class Summary:
                 "packets_sent": self.sent_packets,
             },
         }
+        if self.participants_received is not None:
+            event["participants_received"] = self.participants_received
+        return event
 
 
 class Softphone:
@@ -116,14 +123,54 @@ class Softphone:
             message = await self.line.receive()
             if isinstance(message, m.Incoming):
                 self._emit({"event": "incoming", "call_id": message.call_id,
-                            "from": message.caller.handle, "busy": message.busy})  # fmt: skip
+                            "from": message.caller.handle, "busy": message.busy,
+                            "group": message.group})  # fmt: skip
                 await self.line.send(m.Accept(call_id=message.call_id))
             elif isinstance(message, m.Accepted):
                 return await self._talk(message, duration_s)
+            elif isinstance(message, m.Joined):
+                return await self._in_group(message, duration_s)
+
+    async def group(self, handles: list[str], duration_s: float | None) -> Summary:
+        """Start a group call with these handles and take part until ``duration_s`` passes."""
+        await self.line.open()
+        media: m.Media = "video" if self.video else "audio"
+        await self.line.send(m.GroupInvite(handles=handles, media=media))
+        while True:
+            message = await self.line.receive()
+            if isinstance(message, m.Joined):
+                return await self._in_group(message, duration_s)
+            if isinstance(message, m.Error):
+                self._emit({"event": "error", "code": message.code, "detail": message.detail})
+                return Summary("unavailable", None, message.code)
+
+    async def _in_group(self, joined: m.Joined, duration_s: float | None) -> Summary:
+        self._emit({"event": "joined", "call_id": joined.call_id,
+                    "participant": joined.participant})  # fmt: skip
+        summary = await self._through_sfu(joined.call_id, duration_s)
+        return summary
+
+    async def _through_sfu(self, call_id: str, duration_s: float | None) -> Summary:
+        session = SfuSession(self.line, call_id, video=self.video, emit=self._emit)
+        try:
+            reason = await session.run(duration_s)
+        finally:
+            await session.close()
+        self.received_signaling.extend(session.received_signaling)
+        summary = Summary("failed", call_id, reason, media=session.total())
+        summary.sent_packets = session.sent_packets
+        summary.participants_received = session.participants_received(self.video)
+        if summary.participants_received > 0:
+            summary.outcome = "connected"
+        self._emit({"event": "ended", "call_id": call_id, "reason": reason})
+        return summary
 
     async def _talk(self, accepted: m.Accepted, duration_s: float | None) -> Summary:
         call_id = accepted.call_id
-        self._emit({"event": "accepted", "call_id": call_id, "relay_only": accepted.relay_only})
+        self._emit({"event": "accepted", "call_id": call_id, "relay_only": accepted.relay_only,
+                    "sfu": accepted.sfu})  # fmt: skip
+        if accepted.sfu:
+            return await self._through_sfu(call_id, duration_s)
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
         pc = peer_connection(turn.ice_servers, accepted.relay_only)
         received = Received()

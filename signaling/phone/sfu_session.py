@@ -1,0 +1,127 @@
+"""A softphone's media through the SFU: one sending connection, one receiving per participant.
+
+Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). What
+arrives is counted per participant, so a bot can tell from whom it received audio and video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from signaling.phone.line import Line, LineClosed
+from signaling.phone.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
+from signaling.ws import messages as m
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class SfuSession:
+    def __init__(self, line: Line, call_id: str, *, video: bool, emit: Emit) -> None:
+        self.line = line
+        self.call_id = call_id
+        self.video = video
+        self._emit = emit
+        self._uplink = peer_connection([], relay_only=False)
+        self._downlinks: dict[str, tuple[str, RTCPeerConnection]] = {}
+        #: Media received, per participant id of its sender.
+        self.received: dict[str, Received] = {}
+        self.roster: dict[str, m.Participant] = {}
+        #: Every SDP the SFU sent this device, for inspection (hide-my-IP tests).
+        self.received_signaling: list[str] = []
+        self.sent_packets = 0
+
+    async def publish(self) -> None:
+        self._uplink.addTrack(ToneTrack())
+        if self.video:
+            self._uplink.addTrack(PatternTrack())
+        # aiortc gathers every candidate inside setLocalDescription: the offer is complete.
+        await self._uplink.setLocalDescription(await self._uplink.createOffer())
+        await self.line.send(m.Publish(call_id=self.call_id, sdp=self._uplink.localDescription.sdp))
+
+    async def run(self, duration_s: float | None) -> str:
+        """Publish, subscribe as offers come, until the call ends or ``duration_s`` passes."""
+        await self.publish()
+        loop = asyncio.get_running_loop()
+        deadline = None if duration_s is None else loop.time() + duration_s
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                await self.line.send(m.Hangup(call_id=self.call_id))
+                return "hangup"
+            try:
+                message = await self.line.receive(within=remaining)
+            except TimeoutError:
+                continue
+            except LineClosed:
+                return "peer_lost"
+            reason = await self._on(message)
+            if reason is not None:
+                return reason
+
+    async def _on(self, message: m.ServerMessage) -> str | None:
+        if getattr(message, "call_id", None) != self.call_id:
+            if isinstance(message, m.Incoming):
+                await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+            return None
+        match message:
+            case m.PublishAnswer(sdp=sdp):
+                self.received_signaling.append(sdp)
+                await self._uplink.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+            case m.SubscribeOffer():
+                await self._subscribe(message)
+            case m.Participants(participants=participants):
+                self.roster = {p.participant: p for p in participants}
+                for subscription, (publisher, pc) in list(self._downlinks.items()):
+                    if publisher not in self.roster:
+                        del self._downlinks[subscription]
+                        await pc.close()
+                self._emit({"event": "participants", "call_id": self.call_id,
+                            "count": len(participants)})  # fmt: skip
+            case m.Ended(reason=reason):
+                return reason
+        return None
+
+    async def _subscribe(self, offer: m.SubscribeOffer) -> None:
+        self.received_signaling.append(offer.sdp)
+        pc = peer_connection([], relay_only=False)
+        counter = self.received.setdefault(offer.participant, Received())
+        pc.on("track", counter.consume)
+        self._downlinks[offer.subscription] = (offer.participant, pc)
+        await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.line.send(
+            m.SubscribeAnswer(
+                call_id=self.call_id, subscription=offer.subscription, sdp=pc.localDescription.sdp
+            )
+        )
+
+    def participants_received(self, video: bool) -> int:
+        """Participants from whom audio packets (and, for video calls, frames) arrived."""
+        return sum(
+            1
+            for counter in self.received.values()
+            if counter.audio_packets_received > 0
+            and (not video or counter.video_frames_received > 0)
+        )
+
+    def total(self) -> Received:
+        total = Received()
+        for counter in self.received.values():
+            total.audio_packets_received += counter.audio_packets_received
+            total.video_frames_received += counter.video_frames_received
+        return total
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sent_packets = await packets_sent(self._uplink)
+        for counter in self.received.values():
+            await counter.stop()
+        for _, pc in self._downlinks.values():
+            await pc.close()
+        self._downlinks.clear()
+        await self._uplink.close()

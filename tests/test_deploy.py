@@ -10,12 +10,14 @@ what the code really reads, accepts and serves, so the artefacts fail here when 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
@@ -603,3 +605,69 @@ def test_planned_names_are_documented_as_planned() -> None:
     doc = (ROOT / "docs" / "deploy.md").read_text()
     for name in PLANNED_MEDIA_ENV - signaling_env_names() - media_env_names():
         assert name in doc, f"docs/deploy.md must say {name} comes with the SFU"
+
+
+async def test_compose_coturn_command_runs_and_accepts_signaling_credentials(
+    tmp_path: Path,
+) -> None:
+    """Compose's coturn options, given to a real coturn (Debian's), on loopback ports."""
+    from aioice import turn
+    from aioice.stun import TransactionFailed
+
+    from signaling.turn import credentials
+    from tests.coturn import _free_port, _stun_answers
+
+    services = compose()["services"]
+    coturn = next(s for s in services.values() if str(s["image"]).startswith("coturn/"))
+    port = _free_port()
+    relay_base = 30000 + (port % 100) * 50
+    overrides = {
+        "listening-port": str(port),
+        "min-port": str(relay_base),
+        "max-port": str(relay_base + 49),
+        "log-file": str(tmp_path / "turn.log"),
+    }
+    args: list[str] = []
+    for raw in coturn["command"]:
+        arg = interpolate(raw, compose_variables())
+        name = arg.lstrip("-").partition("=")[0]
+        args.append(f"--{name}={overrides.pop(name)}" if name in overrides else arg)
+    assert not overrides, f"compose's coturn sets none of {sorted(overrides)}"
+    args += [
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--userdb={tmp_path / 'turndb'}",
+        f"--pidfile={tmp_path / 'turn.pid'}",
+        "--simple-log",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        "turnserver", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _stun_answers(port):
+            assert process.returncode is None, (
+                "coturn refused compose's options: "
+                + (
+                    (await process.stderr.read()).decode(errors="replace")[-2000:]  # type: ignore[union-attr]
+                )
+            )
+            assert time.monotonic() < deadline, "coturn did not answer within 10 s"
+            await asyncio.sleep(0.05)
+        signaling = next(s for s in _callbook_services().values() if s["command"][0] == "serve")
+        secret = service_env(signaling)["CALLBOOK_TURN_SECRET"]
+        good = credentials(secret, 600, time.time())
+        transport, _ = await asyncio.wait_for(
+            turn.create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), *good), 10
+        )
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"  # a relayed address
+        transport.close()
+        bad = credentials("not-" + secret, 600, time.time())
+        with pytest.raises(TransactionFailed):
+            await asyncio.wait_for(
+                turn.create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), *bad), 10
+            )
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()

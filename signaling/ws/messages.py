@@ -28,6 +28,7 @@ EndReason = Literal[
     "declined_elsewhere",
     "peer_lost",
     "glare",
+    "operator",
 ]
 
 
@@ -95,7 +96,22 @@ class Ping(ClientMessage, tag="ping"):
     """Application-level keepalive for clients that cannot see WebSocket pings."""
 
 
-ClientMessages = Auth | Invite | Accept | Decline | Hangup | Description | Ice | Ping
+class Quality(ClientMessage, tag="quality"):
+    """This device's view of a connected call's media, from its WebRTC stats, for operators.
+
+    At most one per 2 s per device counts; more are dropped silently. Send one every ~5 s.
+    """
+
+    call_id: CallId
+    rtt_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)]
+    jitter_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)]
+    loss: Annotated[float, msgspec.Meta(ge=0, le=1, description="Fraction of packets lost")]
+    bitrate_kbps: Annotated[float, msgspec.Meta(ge=0, le=100_000)]
+    #: Whether the selected ICE candidate pair uses a TURN relay, when the device knows.
+    relayed: bool | None = None
+
+
+ClientMessages = Auth | Invite | Accept | Decline | Hangup | Description | Ice | Ping | Quality
 
 
 # --- server -> device ------------------------------------------------------------------------

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from directory import keys, operators
+from directory.embedded import EmbeddedValkey
 from directory.inventory import INVENTORY
 from directory.store import Store
 from signaling import cli
@@ -448,3 +451,33 @@ async def test_the_event_stream_carries_snapshots(server: Server, store: Store) 
         assert await response.content.readline() == b"event: snapshot\n"
         data = (await response.content.readline()).removeprefix(b"data: ")
     assert json.loads(data)["calls"] == []
+
+
+def test_the_cli_reaches_the_embedded_store_of_a_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    data_dir = tmp_path / "data"
+    # No server running: the command starts the store for itself, and stops it.
+    assert cli.main(["operator", "create", "first", "--data-dir", str(data_dir)]) == 0
+    assert not (data_dir / "valkey.sock").exists() or not _answers(data_dir)
+    # A server's store running on the directory: the command uses it and leaves it running.
+    running = EmbeddedValkey(data_dir)
+    running.start()
+    try:
+        capsys.readouterr()
+        assert cli.main(["operator", "list", "--data-dir", str(data_dir)]) == 0
+        assert '"first"' in capsys.readouterr().out
+        assert _answers(data_dir)
+    finally:
+        running.stop()
+
+
+def _answers(data_dir: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(data_dir / "valkey.sock"))
+        except OSError:
+            return False
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")

@@ -322,6 +322,10 @@ async def test_report_flow_with_statements_of_reasons_to_both(server: Server, st
     assert [n.role for n in exported.notices] == ["reporter"]
     _, log = await _http(server, "GET", "/v1/operator/audit", op)
     assert [e["action"] for e in log["entries"]] == ["decide_report", "suspend"]
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as response:
+        metrics = await response.text()
+    assert 'callbook_abuse_reports_received_total{category="harassment"} 2.0' in metrics
+    assert 'callbook_operator_actions_total{action="decide_report"} 1.0' in metrics
 
 
 async def test_ban_handle_keeps_the_handle_from_ever_coming_back(

@@ -28,7 +28,7 @@ const PROBLEMS = {
   // Call WebSocket errors
   invalid_target: "You can’t call yourself.",
   account_suspended:
-    "Your account is suspended, so you can’t place calls. Your notices say why (Settings → Export).",
+    "Your account is suspended, so you can’t place calls.",
   not_ringing: "That call has already ended.",
   unknown_call: "That call has already ended.",
   call_ended: "That call has already ended.",

@@ -252,6 +252,9 @@ async def cmd_operator(args: argparse.Namespace) -> None:
             url = f"unix://{sock}"
         else:
             embedded = EmbeddedValkey(data_dir)
+            if _store_running(embedded.pid_file):
+                # Starting our own would stop the server's (it listens on TCP: a long path).
+                raise CliError(f"A store runs on {data_dir} but not on its socket; set REDIS_URL.")
             url = await asyncio.to_thread(embedded.start)
     redis = connect(url)
     store = Store(redis, config.directory)
@@ -271,6 +274,14 @@ async def cmd_operator(args: argparse.Namespace) -> None:
         await redis.aclose()
         if embedded is not None:
             embedded.stop()
+
+
+def _store_running(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 async def _answers(url: str) -> bool:

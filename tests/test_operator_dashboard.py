@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from playwright.async_api import async_playwright, expect
 
@@ -72,15 +71,18 @@ async def test_a_live_call_appears_within_2_s_and_leaves_after_hang_up(
             assert "alice" not in text and "bob" not in text and "1:1" in text
             # The softphones report quality every 5 s: a leg shows up with a sparkline.
             await expect(row.locator(".leg")).not_to_have_count(0, timeout=8_000)
-            # A reveal is audited, and the audit log shows it.
-            async with aiohttp.ClientSession() as http:
-                await http.post(
-                    f"{server.url}/v1/operator/calls/{call_id}/reveal",
-                    json={"reason": "Checking a report about this call."},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            await page.click("#reload-audit")
+            # Reveal asks for a reason, shows who is in the call, and is audited.
+            page.once(
+                "dialog",
+                lambda dialog: asyncio.ensure_future(
+                    dialog.accept("Checking a report about this call.")
+                ),
+            )
+            await row.locator("button", has_text="Reveal").click()
+            await expect(page.locator("#revealed")).to_contain_text("caller: alice")
+            await expect(page.locator("#revealed")).to_contain_text("callee: bob")
             await expect(page.locator("#audit tbody tr")).to_have_count(1)
+            await expect(page.locator("#audit tbody")).to_contain_text("reveal")
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / "operator-dashboard.png"
             await page.screenshot(path=str(shot), full_page=True)

@@ -89,8 +89,7 @@ function renderCalls(calls) {
       if (!reason) return;
       try {
         const who = await api("POST", `/v1/operator/calls/${call.id}/reveal`, { reason });
-        $("#revealed").hidden = false;
-        $("#revealed").textContent = JSON.stringify(who, null, 2);
+        renderRevealed(who);
         loadAudit();
       } catch (error) { alert(error.message); }
     };
@@ -111,6 +110,35 @@ function renderCalls(calls) {
   }));
   $("#call-count").textContent = String(calls.length);
   $("#no-calls").hidden = calls.length > 0;
+}
+
+// The people behind a revealed call, with the actions that need their ids.
+function renderRevealed(who) {
+  const box = $("#revealed");
+  box.hidden = false;
+  box.replaceChildren(el("strong", { textContent: `Call ${who.call_id.slice(0, 12)}` }),
+    ...who.participants.map((p) => {
+      const act = (label, path) => {
+        const button = el("button", { type: "button", textContent: label });
+        button.onclick = async () => {
+          const reason = prompt(`Reason to ${label.toLowerCase()} ${p.handle} (10-500 characters)`);
+          if (!reason) return;
+          try {
+            await api("POST", path, { reason });
+            loadAudit();
+          } catch (error) { alert(error.message); }
+        };
+        return button;
+      };
+      const row = el("div", {}, el("span", { textContent:
+        `${p.role}: ${p.handle ?? "(erased)"} · account ${p.account_id} · ${p.participant} ` }),
+        act("Suspend", `/v1/operator/accounts/${p.account_id}/suspend`),
+        act("Unsuspend", `/v1/operator/accounts/${p.account_id}/unsuspend`));
+      if (p.device_id) {
+        row.append(act("Disconnect", `/v1/operator/devices/${p.account_id}/${p.device_id}/disconnect`));
+      }
+      return row;
+    }));
 }
 
 function renderNodes(nodes) {

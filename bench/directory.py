@@ -381,7 +381,7 @@ async def lookups(
             raise LookupFailed("not_found")
         async with bare.pipeline(transaction=False) as pipe:
             queue_card_reads(pipe, viewer_id, owner)
-            (handle, _name, _discoverable), _blocked, _contact = await pipe.execute()
+            (handle, _name, _discoverable, _suspended), _blocked, _contact = await pipe.execute()
         if handle is None:
             raise LookupFailed("not_found")
 

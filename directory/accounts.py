@@ -20,16 +20,24 @@ from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFoun
 from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
 from directory.store import Store
 
-# Replaces the owner of a handle with the quarantine marker, only if this account still owns it.
+# Replaces the owner of a handle with the quarantine marker, only if this account still owns it;
+# a negative TTL (a banned handle) quarantines it for good.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+  if tonumber(ARGV[3]) < 0 then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+  end
   return 1
 end
 return 0
 """
 
-FIELDS = ("handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip")
+FIELDS = (
+    "handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip",
+    "suspended",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +100,7 @@ def from_fields(account_id: str, values: list[Any]) -> Account:
     """The account from an HMGET of FIELDS; NotFound when it does not exist."""
     if values[0] is None:
         raise NotFound("No such account.")
-    handle, display_name, created_day, discoverable, who_can_call, hide_ip = values
+    handle, display_name, created_day, discoverable, who_can_call, hide_ip, suspended = values
     return Account(
         id=account_id,
         handle=handle,
@@ -101,6 +109,7 @@ def from_fields(account_id: str, values: list[Any]) -> Account:
         discoverable=check_audience(discoverable, "discoverable"),
         who_can_call=check_audience(who_can_call, "who_can_call"),
         hide_ip=hide_ip == "1",
+        suspended=bool(suspended),
     )
 
 
@@ -160,12 +169,32 @@ async def _set_if_exists(store: Store, account_id: str, changes: dict[str, str])
 
 
 async def release_handle(store: Store, account_id: str, handle: str) -> None:
-    """Quarantine a handle this account owns, so nobody can impersonate it for a while."""
-    await store.run_script(
-        _RELEASE,
-        [keys.handle(handle)],
-        [account_id, keys.QUARANTINED, store.config.handle_quarantine_s],
-    )
+    """Quarantine a handle this account owns, so nobody can impersonate it for a while.
+
+    A handle an operator banned (``ban_handle``) is quarantined for good: no expiry.
+    """
+    banned = await store.redis.hget(keys.account(account_id), "handle_banned")
+    ttl = -1 if banned else store.config.handle_quarantine_s
+    await store.run_script(_RELEASE, [keys.handle(handle)], [account_id, keys.QUARANTINED, ttl])
+
+
+async def suspend(store: Store, account_id: str, *, ban_handle: bool = False) -> None:
+    """Suspend an account: it can no longer place calls, and lookups no longer find it.
+
+    With ``ban_handle`` its handle is also never released: when the account changes its handle
+    or is erased, the handle stays quarantined without expiry.
+    """
+    changes = {"suspended": store.today()}
+    if ban_handle:
+        changes["handle_banned"] = "1"
+    await _set_if_exists(store, account_id, changes)
+
+
+async def unsuspend(store: Store, account_id: str) -> None:
+    """Lift a suspension (a handle ban stays: the handle was promised never to come back)."""
+    if not await exists(store, account_id):
+        raise NotFound("No such account.")
+    await store.redis.hdel(keys.account(account_id), "suspended")
 
 
 async def owner_of(store: Store, handle: str) -> str | None:

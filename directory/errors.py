@@ -69,3 +69,9 @@ class RateLimited(DirectoryError):
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class AlreadyDecided(DirectoryError):
+    """An abuse report was decided already; a decision is final."""
+
+    code = "already_decided"

@@ -14,7 +14,7 @@ import msgspec
 
 from directory import keys
 
-Scope = Literal["account", "handle", "ephemeral", "server"]
+Scope = Literal["account", "handle", "ephemeral", "server", "moderation"]
 
 
 class Datum(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,9 +40,10 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
     (keys.account, Datum(
         name="account", key_pattern=keys.account(_ACCOUNT),
         fields=["handle", "display_name", "created_day", "discoverable", "who_can_call",
-                "hide_ip", "recovery_hash"],
+                "hide_ip", "recovery_hash", "suspended", "handle_banned"],
         purpose="Who you are on Callbook and your privacy settings; the recovery code's hash "
-                "lets you enroll a new device.",
+                "lets you enroll a new device; whether an operator suspended the account (the "
+                "day) or banned its handle.",
         retention="until you erase your account", max_ttl_s=None,
         visible_to="you; your handle and display name to people allowed to find you",
         scope="account", in_export=True)),
@@ -107,6 +108,33 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
         retention="until removed, the device revoked or the account erased", max_ttl_s=None,
         visible_to="you; the push relay receives a token when it wakes that device",
         scope="account", in_export=True)),
+    (keys.report_bucket, Datum(
+        name="report_rate_limit", key_pattern=keys.report_bucket(_ACCOUNT),
+        fields=["tokens", "ts"],
+        purpose="Limits how many abuse reports an account files.",
+        retention="1 hour after the last report", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="account", in_export=False)),
+    (keys.reports_filed, Datum(
+        name="reports_filed", key_pattern=keys.reports_filed(_ACCOUNT),
+        fields=["report_id"],
+        purpose="Which abuse reports you filed: your export lists them; erase anonymises them.",
+        retention="180 days after your last report (configurable)",
+        max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S,
+        visible_to="you (as the reports, in your export)", scope="account", in_export=True)),
+    (keys.reports_about, Datum(
+        name="reports_about", key_pattern=keys.reports_about(_ACCOUNT),
+        fields=["report_id"],
+        purpose="Reverse index: which reports name you, so erase can remove you from them.",
+        retention="180 days after the last report naming you (configurable)",
+        max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S,
+        visible_to="nobody (used by erase)", scope="account", in_export=False)),
+    (keys.notices, Datum(
+        name="notices", key_pattern=keys.notices(_ACCOUNT),
+        fields=["kind", "statement", "decision", "report_id", "role", "at"],
+        purpose="Statements of reasons: operators' decisions on reports you filed or that "
+                "name you, and suspensions of your account.",
+        retention="180 days (configurable)", max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S,
+        visible_to="you (GET /v1/me/notices)", scope="account", in_export=True)),
 )  # fmt: skip
 
 _OTHERS: tuple[Datum, ...] = (
@@ -141,6 +169,36 @@ _OTHERS: tuple[Datum, ...] = (
         fields=["created_at"], purpose="When the newest signing key was made.",
         retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
         scope="server", in_export=False),
+    Datum(
+        name="abuse_report", key_pattern=keys.report("{report_id}"),
+        fields=["category", "text", "call_id", "at", "status", "reporter_account_id",
+                "reported_account_id", "decision", "statement", "decided_at"],
+        purpose="An abuse report and the operator's decision on it. A report whose handle "
+                "matched nobody the reporter may find names no reported account.",
+        retention="180 days (CALLBOOK_REPORT_RETENTION_DAYS); the reporter's id is removed "
+                  "when the reporter erases the account, the reported id when that one does",
+        max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S,
+        visible_to="operators; the reporter (in their export, without the reported party)",
+        scope="moderation", in_export=True),
+    Datum(
+        name="report_queue", key_pattern=keys.report_queue(), fields=["report_id", "at"],
+        purpose="The operators' queue of reports, by filing time.",
+        retention="each entry 180 days (configurable)",
+        max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S, visible_to="operators",
+        scope="moderation", in_export=False),
+    Datum(
+        name="operators", key_pattern=keys.operators(),
+        fields=["sha256(token)", "operator_name", "created_day"],
+        purpose="Who may use the operator API; tokens are kept only as digests.",
+        retention="until the operator is revoked", max_ttl_s=None,
+        visible_to="servers; `callbook operator list`", scope="moderation", in_export=False),
+    Datum(
+        name="audit_log", key_pattern=keys.audit_log(),
+        fields=["at", "operator", "action", "target (call, account or report id)", "reason"],
+        purpose="Accountability: every operator action, including every reveal of handles. "
+                "Append-only; no API edits it.",
+        retention="365 days per entry (CALLBOOK_AUDIT_RETENTION_DAYS); trimmed from the old end",
+        max_ttl_s=None, visible_to="operators", scope="moderation", in_export=False),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS
@@ -154,6 +212,6 @@ def account_keys(account_id: str) -> tuple[str, ...]:
 def glob(datum: Datum) -> str:
     """The SCAN pattern of an entry's keys."""
     pattern = datum.key_pattern
-    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}"):
+    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}"):
         pattern = pattern.replace(placeholder, "*")
     return pattern

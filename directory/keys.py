@@ -19,6 +19,8 @@ ACCESS_TOKEN_TTL_S = 10 * 60
 SIGNING_KEY_ROTATION_S = 24 * 3600
 RATE_LIMIT_IDLE_TTL_S = 3600
 MISSED_CALLS_TTL_S = 30 * 24 * 3600
+DEFAULT_REPORT_RETENTION_S = 180 * 24 * 3600
+DEFAULT_AUDIT_RETENTION_S = 365 * 24 * 3600
 
 #: The value a handle key holds while the handle is quarantined; never a valid account id.
 QUARANTINED = "-"
@@ -78,6 +80,26 @@ def missed_by(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:missed_by"
 
 
+def report_bucket(account_id: str) -> str:
+    """Hash: token bucket limiting the abuse reports this account files."""
+    return f"{PREFIX}:{account_tag(account_id)}:rl:report"
+
+
+def reports_filed(account_id: str) -> str:
+    """Set, report retention: ids of the reports this account filed (export, anonymise)."""
+    return f"{PREFIX}:{account_tag(account_id)}:reports_filed"
+
+
+def reports_about(account_id: str) -> str:
+    """Set, report retention: ids of the reports naming this account (for erase)."""
+    return f"{PREFIX}:{account_tag(account_id)}:reports_about"
+
+
+def notices(account_id: str) -> str:
+    """Sorted set, report retention: statements of reasons addressed to this account, by time."""
+    return f"{PREFIX}:{account_tag(account_id)}:notices"
+
+
 def push_tokens(account_id: str) -> str:
     """Hash: device id -> JSON push registration (provider, token)."""
     return f"{PREFIX}:{account_tag(account_id)}:push"
@@ -120,3 +142,23 @@ def signing_keys() -> str:
 def signing_key_newest() -> str:
     """String: creation time of the newest signing key (the rotation guard)."""
     return f"{PREFIX}:{{keyring}}:newest_at"
+
+
+def report(report_id: str) -> str:
+    """Hash, report retention: one abuse report (category, text, parties, decision)."""
+    return f"{PREFIX}:{{r:{report_id}}}:report"
+
+
+def report_queue() -> str:
+    """Sorted set, report retention: report ids by filing time (the operators' queue)."""
+    return f"{PREFIX}:{{moderation}}:reports"
+
+
+def operators() -> str:
+    """Hash: sha256(operator token) -> JSON operator record (name, created day)."""
+    return f"{PREFIX}:{{moderation}}:operators"
+
+
+def audit_log() -> str:
+    """Stream, trimmed by MINID to the audit retention: every operator action."""
+    return f"{PREFIX}:{{moderation}}:audit"

@@ -1,7 +1,7 @@
 """Finding a person by exact handle, and deciding who may call whom.
 
-An unknown, erased, quarantined, undiscoverable or blocking target is indistinguishable: each
-raises the same NotFound, after the same store round trips.
+An unknown, erased, quarantined, suspended, undiscoverable or blocking target is
+indistinguishable: each raises the same NotFound, after the same store round trips.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ CARD_READS = 3
 
 def queue_card_reads(pipe: Any, viewer_id: str, target_id: str) -> None:
     """Queue on a pipeline the reads that decide what ``viewer_id`` may see of the target."""
-    pipe.hmget(keys.account(target_id), ("handle", "display_name", "discoverable"))
+    pipe.hmget(keys.account(target_id), ("handle", "display_name", "discoverable", "suspended"))
     pipe.hexists(keys.blocks(target_id), viewer_id)
     pipe.hexists(keys.contacts(target_id), viewer_id)
 
 
 def card_from(viewer_id: str, target_id: str, reads: list[Any]) -> Card | None:
     """The card those reads allow the viewer to see, or None (missing or hidden alike)."""
-    (handle, display_name, discoverable), blocked, is_contact = reads
-    if handle is None:
+    (handle, display_name, discoverable, suspended), blocked, is_contact = reads
+    if handle is None or (suspended and viewer_id != target_id):
         return None
     if viewer_id != target_id and (
         blocked or discoverable == "nobody" or (discoverable == "contacts" and not is_contact)
@@ -130,16 +130,18 @@ async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[C
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.hmget(
             keys.account(callee_id),
-            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip"),
+            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip", "suspended"),
         )
         pipe.hexists(keys.blocks(callee_id), caller_id)
         pipe.hexists(keys.contacts(callee_id), caller_id)
         (
-            (handle, name, discoverable, who_can_call, hide_ip),
+            (handle, name, discoverable, who_can_call, hide_ip, suspended),
             blocked,
             is_contact,
         ) = await pipe.execute()
-    card = card_from(caller_id, callee_id, [(handle, name, discoverable), blocked, is_contact])
+    card = card_from(
+        caller_id, callee_id, [(handle, name, discoverable, suspended), blocked, is_contact]
+    )
     allowed = who_can_call == "everyone" or (who_can_call == "contacts" and is_contact)
     if card is None or not allowed:
         return None

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from directory import accounts, contacts, devices, history, inventory, keys, push_tokens
+from directory import (
+    accounts,
+    contacts,
+    devices,
+    history,
+    inventory,
+    keys,
+    push_tokens,
+    reports,
+)
 from directory.records import Export
 from directory.store import Store
 
@@ -15,6 +24,8 @@ async def export(store: Store, account_id: str) -> Export:
         blocks=await contacts.list_blocks(store, account_id),
         missed_calls=await history.list_missed(store, account_id),
         push_registrations=await push_tokens.list_all(store, account_id),
+        reports_filed=await reports.list_filed(store, account_id),
+        notices=await reports.list_notices(store, account_id),
     )
 
 
@@ -42,5 +53,6 @@ async def erase(store: Store, account_id: str) -> None:
             pipe.srem(keys.blocked_by(other), account_id)
         await pipe.execute()
     await history.forget(store, account_id)
+    await reports.forget(store, account_id)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*inventory.account_keys(account_id))

@@ -26,6 +26,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     who_can_call: Audience
     #: Calls of this account use TURN relays only, so no peer ever learns its IP address.
     hide_ip: bool = False
+    #: An operator suspended the account: it cannot place calls and lookups do not find it.
+    suspended: bool = False
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +109,37 @@ class PushRegistration(msgspec.Struct, frozen=True, kw_only=True):
     token: str
 
 
+Category = Literal["spam", "harassment", "impersonation", "illegal_content", "other"]
+Decision = Literal["dismiss", "warn", "suspend", "ban_handle"]
+Status = Literal["received", "unmatched", "decided"]
+NoticeKind = Literal["report_decision", "suspension", "unsuspension"]
+
+
+class FiledReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A report as its reporter sees it (in the export): never whether the handle matched."""
+
+    id: str
+    category: Category
+    text: str
+    call_id: str | None
+    at: int
+    status: Literal["received", "decided"]
+    decision: Decision | None = None
+    statement: str | None = None
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    """A statement of reasons addressed to one account."""
+
+    id: str
+    at: int
+    kind: NoticeKind
+    statement: str
+    decision: Decision | None = None
+    report: str | None = None
+    role: Literal["reporter", "reported"] | None = None
+
+
 class Export(msgspec.Struct, frozen=True, kw_only=True):
     account: Account
     devices: list[Device]
@@ -114,4 +147,8 @@ class Export(msgspec.Struct, frozen=True, kw_only=True):
     blocks: list[Block]
     missed_calls: list[MissedCall]
     push_registrations: list[PushRegistration]
+    #: Abuse reports you filed that are still kept (``directory.reports.FiledReport``).
+    reports_filed: list[FiledReport] = msgspec.field(default_factory=list)
+    #: Statements of reasons addressed to you (``directory.reports.Notice``).
+    notices: list[Notice] = msgspec.field(default_factory=list)
     recovery_code: str = "stored only as an argon2id hash; not recoverable"

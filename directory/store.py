@@ -20,6 +20,10 @@ class DirectoryConfig:
     lookup_refill_per_s: float = 0.5
     recovery_burst: int = 5
     recovery_refill_per_s: float = 1 / 60
+    report_retention_s: int = keys.DEFAULT_REPORT_RETENTION_S
+    audit_retention_s: int = keys.DEFAULT_AUDIT_RETENTION_S
+    report_burst: int = 5
+    report_refill_per_s: float = 10 / 3600
 
 
 @dataclass(frozen=True, slots=True)

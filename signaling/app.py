@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
+from importlib import metadata, resources
 
 import msgspec
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from directory import devices
+from directory import devices, operators
 from directory.errors import DirectoryError
+from directory.operators import Operator
 from directory.store import Store, connect
 from media.control import MediaControl
 from signaling.appkeys import (
@@ -24,10 +26,13 @@ from signaling.appkeys import (
     CONFIG,
     ENROLL_THROTTLE,
     METRICS,
+    NODE,
     SIGNIN_THROTTLE,
     SOCKETS,
     STORE,
+    STREAMS,
     TOKENS,
+    NodeInfo,
 )
 from signaling.calls.service import CallService
 from signaling.config import Config
@@ -99,6 +104,40 @@ async def authenticate(request: web.Request) -> Principal:
     if not await devices.is_active(request.app[STORE], principal.account_id, principal.device_id):
         raise ApiError("device_revoked", "This device was revoked or its account erased.")
     return principal
+
+
+async def authenticate_operator(request: web.Request) -> Operator:
+    """An operator token, or: 401 without a valid token, 403 ``not_operator`` for a device's."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError("token_missing", "Send an operator token: Authorization: Bearer <token>.")
+    operator = await operators.authenticate(request.app[STORE], token)
+    if operator is not None:
+        return operator
+    if operators.is_operator_token(token):
+        raise ApiError("token_invalid", "This operator token is unknown or was revoked.")
+    await request.app[TOKENS].verify(token)  # a device's token: valid, but not an operator's
+    raise ApiError("not_operator", "A device's access token cannot use the operator API.")
+
+
+async def operator_page(_request: web.Request) -> web.Response:
+    page = resources.files("signaling.web").joinpath("operator.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
+async def _close_streams(app: web.Application) -> None:
+    streams = app[STREAMS]
+    for task in tuple(streams):
+        task.cancel()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("callbook")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -211,15 +250,23 @@ def create_app(config: Config) -> web.Application:
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
     app[SOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
+    app[NODE] = NodeInfo(
+        id=config.node_id or f"node-{secrets.token_hex(4)}",
+        version=_version(),
+        started_at=time.time(),
+    )
+    app[STREAMS] = set()
     app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)
-    register(app, endpoints(), authenticate)
+    app.on_shutdown.append(_close_streams)
+    register(app, endpoints(), authenticate, authenticate_operator)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/ws", websocket)
     app.router.add_get("/", index)
+    app.router.add_get("/operator", operator_page)
     app.router.add_static("/static/", str(resources.files("signaling.web")))
     app.on_response_prepare.append(_revalidate_static)
     return app

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode
 
-from signaling.calls import service
+from signaling.calls import quality, service
 from signaling.config import Config
 from signaling.ws import endpoint
 from signaling.ws import messages as m
@@ -108,6 +108,11 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "revoked",
         "The device was revoked or its account erased; its calls have ended. Do not reconnect.",
     ),
+    endpoint.CLOSE_OPERATOR: CloseCode(
+        "disconnected by an operator",
+        "An operator closed this connection; its calls have ended (`operator`). The device may "
+        "sign in and connect again, without its resume token.",
+    ),
 }
 
 
@@ -170,6 +175,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "The `invite`'s `handle` breaks the handle rules or is reserved; no call was made."
     ),
     "invalid_target": ErrorCode("The `invite` names your own account; no call was made."),
+    "account_suspended": ErrorCode(
+        "The `invite` comes from an account an operator suspended; no call was made."
+    ),
     # Calls (signaling/calls/service.py and the machine's Rejected, both with `call_id`).
     "unknown_call": ErrorCode(
         "No such call on this device: it never existed, has ended, was answered or declined on "
@@ -228,6 +236,7 @@ END_REASONS: dict[str, str] = {
     "other call, the one with the smaller call id, goes on.",
     "media_failed": "Group or relayed call: the SFU lost this device's media; the others "
     "continue. Rejoin with `accept`.",
+    "operator": "To every device of this call: an operator of the server ended it.",
 }
 
 
@@ -243,6 +252,7 @@ LIMITS: dict[str, float | int] = {
     "unread_messages_before_close": endpoint.OUTBOX,
     "invite_burst": service.INVITE_BURST,
     "invites_per_s": service.INVITES_PER_S,
+    "quality_reports_min_interval_s": quality.MIN_INTERVAL_S,
     "ring_timeout_s": DEFAULTS.ring_timeout_s,
     "resume_window_s": DEFAULTS.resume_window_s,
     "messages_kept_in_resume_window": DEFAULTS.resume_queue_max,
@@ -286,6 +296,9 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),
+    m.Quality: m.Quality(
+        call_id=_CALL, rtt_ms=42.0, jitter_ms=3.5, loss=0.01, bitrate_kbps=850.0, relayed=False
+    ),
     m.Welcome: m.Welcome(
         account_id=_ALICE.account_id,
         device_id="4fa544114f1bcecb7d8e3d2e8a145308",

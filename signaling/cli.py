@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from redis.exceptions import RedisError
 
 from directory import handles
+from directory.errors import DirectoryError
 from directory.records import Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
@@ -245,10 +247,72 @@ async def cmd_group(args: argparse.Namespace) -> None:
     _finish(args, summary)
 
 
-def cmd_media(args: argparse.Namespace) -> None:
-    from media.server import main as media_main
+async def cmd_operator(args: argparse.Namespace) -> None:
+    """Talks to the store directly, next to the server: REDIS_URL, or the embedded store of
+    --data-dir (the running server's, or started just for this command when none runs)."""
+    from directory import operators
+    from directory.embedded import EmbeddedValkey
+    from directory.store import Store, connect
 
-    raise SystemExit(media_main(args.media_args))
+    config = from_env()
+    data_dir = Path(args.data_dir) if args.data_dir else config.data_dir
+    embedded: EmbeddedValkey | None = None
+    url = config.redis_url
+    if url is None:
+        sock = data_dir.resolve() / "valkey.sock"
+        if sock.exists() and await _answers(f"unix://{sock}"):
+            url = f"unix://{sock}"
+        else:
+            embedded = EmbeddedValkey(data_dir)
+            if _store_running(embedded.pid_file):
+                # Starting our own would stop the server's (it listens on TCP: a long path).
+                raise CliError(f"A store runs on {data_dir} but not on its socket; set REDIS_URL.")
+            url = await asyncio.to_thread(embedded.start)
+    redis = connect(url)
+    store = Store(redis, config.directory)
+    try:
+        if args.action == "create":
+            token = await operators.create(store, _need_name(args))
+            print(f"Operator {args.name} created. Token (shown once, keep it secret):")
+            print(token)
+        elif args.action == "revoke":
+            await operators.revoke(store, _need_name(args))
+            print(f"Revoked every token of operator {args.name}.")
+        else:
+            _print_json(await operators.list_all(store))
+    except DirectoryError as exc:
+        raise CliError(exc.detail) from exc
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _store_running(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+async def _answers(url: str) -> bool:
+    from directory.store import connect
+
+    redis = connect(url)
+    try:
+        return bool(await redis.ping())
+    except (OSError, RedisError):
+        return False
+    finally:
+        await redis.aclose()
+
+
+def _need_name(args: argparse.Namespace) -> str:
+    if not args.name:
+        raise CliError(f"`callbook operator {args.action}` needs a NAME.")
+    name: str = args.name
+    return name
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -278,8 +342,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run a media node (SFU); `callbook media --help` lists its flags",
         add_help=False,
     )
-    media.add_argument("media_args", nargs=argparse.REMAINDER)
-    media.set_defaults(func=cmd_media, sync=True)
+    media.add_argument("flags", nargs=argparse.REMAINDER, help="see `callbook media --help`")
 
     def client_cmd(
         name: str, func: Callable[[argparse.Namespace], Awaitable[None]], help_: str
@@ -341,6 +404,15 @@ def _parser() -> argparse.ArgumentParser:
         help="hang up after S seconds (default: caller ends)",
     )
     answer.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    operator = sub.add_parser(
+        "operator", help="create, revoke or list operator tokens (talks to the store directly)"
+    )
+    operator.add_argument("action", choices=("create", "revoke", "list"))
+    operator.add_argument("name", nargs="?", help="the operator's name")
+    operator.add_argument(
+        "--data-dir", help="the server's embedded store directory (default ./callbook-data)"
+    )
+    operator.set_defaults(func=cmd_operator, sync=False)
     client_cmd("export", cmd_export, "print everything the server stores about you")
     erase = client_cmd("erase", cmd_erase, "erase your account")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -348,6 +420,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["media"]:
+        # The media node owns its flags; argparse would claim the ones it shares with ours.
+        from media.server import main as media_main
+
+        return media_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.sync:

@@ -39,6 +39,8 @@ class Config:
     signin_rate_per_s: float = 500.0
     signin_burst: int = 1000
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    #: This node's name in the operator view; a random one per process when unset.
+    node_id: str | None = None
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         handle_quarantine_s=86400 * _int(env, "CALLBOOK_HANDLE_QUARANTINE_DAYS", 30, 0, 3650),
         lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
+        report_retention_s=86400 * _int(env, "CALLBOOK_REPORT_RETENTION_DAYS", 180, 1, 3650),
+        audit_retention_s=86400 * _int(env, "CALLBOOK_AUDIT_RETENTION_DAYS", 365, 1, 3650),
     )
     origins = _list(env, "CALLBOOK_ALLOWED_ORIGINS")
     turn_uris = _list(env, "CALLBOOK_TURN_URIS")
@@ -103,4 +107,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         redis_url=env.get("REDIS_URL") or None,
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
         directory=directory,
+        node_id=env.get("CALLBOOK_NODE_ID") or None,
     )

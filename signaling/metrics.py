@@ -95,6 +95,24 @@ class Metrics:
             registry=r,
         )
 
+        self.quality_dropped = Counter(
+            "callbook_quality_reports_dropped",
+            "Client quality reports dropped for coming sooner than 2 s after the previous one.",
+            registry=r,
+        )
+        self.reports_received = Counter(
+            "callbook_abuse_reports_received",
+            "Abuse reports filed, by category (matched or not: the same answer for both).",
+            ["category"],
+            registry=r,
+        )
+        self.operator_actions = Counter(
+            "callbook_operator_actions",
+            "Operator actions written to the audit log, by action.",
+            ["action"],
+            registry=r,
+        )
+
         self._one_to_one = self.active_calls.labels(kind="one_to_one")
         self._one_to_one.set(0)
         self._setups = self.call_setups
@@ -141,6 +159,19 @@ class Metrics:
         if child is None:
             child = self._rejected[code] = self.rejected_inputs.labels(reason=code)
         child.inc()
+
+    # --- operators and reports -----------------------------------------------------------------
+
+    def on_quality_dropped(self) -> None:
+        self.quality_dropped.inc()
+
+    def on_report(self, category: str) -> None:
+        # Categories are a closed set (directory.records.Category).
+        self.reports_received.labels(category=category).inc()
+
+    def on_operator_action(self, action: str) -> None:
+        # Actions are a closed set (directory.audit.Action).
+        self.operator_actions.labels(action=action).inc()
 
     # --- exposition ----------------------------------------------------------------------------
 

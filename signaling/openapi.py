@@ -41,7 +41,9 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
 def _responses(endpoint: Endpoint, refs: dict[type, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": endpoint.summary}
     if endpoint.response is not None:
-        success["content"] = {"application/json": {"schema": refs[endpoint.response]}}
+        success["content"] = {endpoint.media_type: {"schema": refs[endpoint.response]}}
+    elif endpoint.media_type != "application/json":
+        success["content"] = {endpoint.media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(endpoint.status): success}
     by_status: dict[int, list[str]] = {}
     for code in (*endpoint.errors, "internal", "unavailable"):
@@ -68,7 +70,10 @@ def _operation(endpoint: Endpoint, refs: dict[type, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": refs[endpoint.request]}},
         }
-    op["security"] = [{"bearer": []}] if endpoint.auth else []
+    if endpoint.operator:
+        op["security"] = [{"operator": []}]
+    else:
+        op["security"] = [{"bearer": []}] if endpoint.auth else []
     return op
 
 
@@ -118,7 +123,13 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "operator": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An operator token (`cbo_...`) from `callbook operator "
+                    "create`; device access tokens are refused with 403 not_operator.",
+                },
             },
         },
         "x-problem-codes": problem_codes,

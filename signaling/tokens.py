@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from directory import keyring
+from directory.operators import is_operator_token
 from directory.records import SigningKey
 from directory.store import Store
 from signaling.errors import ApiError
@@ -93,6 +94,9 @@ class TokenService:
 
     async def verify(self, token: str) -> Principal:
         """Check signature, audience and expiry; raises ApiError with a token_* code."""
+        if is_operator_token(token):
+            # Another audience (directory.operators): an operator is not a user.
+            raise ApiError("token_invalid", "An operator token is not a device's access token.")
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires_at = cached

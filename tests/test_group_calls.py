@@ -8,7 +8,6 @@ from collections.abc import Callable
 import pytest
 
 from signaling.phone.softphone import Softphone, Summary
-from signaling.ws import messages as m
 from tests.conftest import Server
 
 pytestmark = pytest.mark.slow

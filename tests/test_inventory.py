@@ -8,11 +8,33 @@ import fnmatch
 import aiohttp
 import pytest
 
+from directory import operators
 from directory.inventory import INVENTORY, Datum, account_keys, glob
 from directory.store import Store
-from signaling.client import ClientError
+from signaling.client import Client, ClientError
 from tests.conftest import Server
-from tests.test_portability import _scenario
+from tests.test_portability import ERASED, _scenario
+
+
+async def _moderation(server: Server, store: Store, reporter: Client) -> None:
+    """Reports (matched and not), a decision with notices to both sides, an audited action."""
+    token = await operators.create(store, "olga")
+    headers = {"Authorization": f"Bearer {token}"}
+    user = {"Authorization": f"Bearer {await reporter.token()}"}
+    async with aiohttp.ClientSession() as http:
+        report_ids = []
+        for handle in (ERASED, "nobody_at_all"):
+            body = {"handle": handle, "category": "spam", "text": "Adverts in every call."}
+            async with http.post(f"{server.url}/v1/reports", json=body, headers=user) as r:
+                assert r.status == 202
+                report_ids.append((await r.json())["report"])
+        decision = {"decision": "warn", "statement": "Unsolicited adverts are not allowed."}
+        async with http.post(
+            f"{server.url}/v1/operator/reports/{report_ids[0]}/decide",
+            json=decision,
+            headers=headers,
+        ) as r:
+            assert r.status == 200, await r.text()
 
 
 def _entry_for(key: str) -> Datum | None:
@@ -25,6 +47,7 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     server: Server, store: Store
 ) -> None:
     _person, alice, _carol, _dave = await _scenario(server)
+    await _moderation(server, store, alice)
     await alice.whois("carol")
     with pytest.raises(ClientError):
         await alice.whois("nobody_at_all")

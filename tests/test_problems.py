@@ -24,13 +24,16 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from directory import keyring
+from directory import keyring, operators
 from directory.store import Store
+from signaling.appkeys import STORE
 from signaling.client import new_device_key
 from signaling.config import Config
 from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
 from signaling.rest import endpoints
 from signaling.rest.framework import Endpoint
+from signaling.rest.operator import DecisionRequest, OperatorReason
+from signaling.rest.reports import ReportRequest
 from signaling.rest.table import BODY_ERRORS, ID_PARAM
 from signaling.schemas import (
     AccountUpdate,
@@ -97,6 +100,9 @@ VALID_BODIES: dict[type, dict[str, Any]] = {
     ContactAdd: {"handle": "nobody_here", "nickname": "N"},
     ContactUpdate: {"nickname": "N"},
     BlockAdd: {"handle": "nobody_here"},
+    ReportRequest: {"handle": "nobody_here", "category": "spam", "text": "Sells things."},
+    OperatorReason: {"reason": "A reason long enough."},
+    DecisionRequest: {"decision": "dismiss", "statement": "Nothing against the rules."},
 }
 
 BODY_CODES = set(BODY_ERRORS)
@@ -152,7 +158,13 @@ async def problem_of(response: aiohttp.ClientResponse, status: int, code: str) -
 
 
 async def auth_headers(server: Server, endpoint: Endpoint) -> dict[str, str]:
-    """A valid bearer token when the endpoint needs one (signs up a fresh account)."""
+    """A valid bearer token when the endpoint needs one (signs up a fresh account), or an
+    operator token for the operator API."""
+    if endpoint.operator:
+        token = await operators.create(
+            server.app[STORE], f"op{len(await operators.list_all(server.app[STORE]))}"
+        )
+        return {"Authorization": f"Bearer {token}"}
     if not endpoint.auth:
         return {}
     client = await server.signup("alice")

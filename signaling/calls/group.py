@@ -376,3 +376,18 @@ def _on_gone(
         raise Rejected("not_lost", "This device had not lost its connection.")
     reason: m.EndReason = "media_failed" if isinstance(event, MediaFailed) else "peer_lost"
     return _leave(call, event.device, reason, now)
+
+
+def end_by_operator(call: GroupCall) -> tuple[GroupCall, list[Effect]]:
+    """An operator ends the call: everyone in it and every device still ringing gets ``operator``.
+
+    Not an ``Event``: no device can cause it.
+    """
+    if call.phase is Phase.ENDED:
+        raise Rejected("call_ended", f"Call {call.id} has already ended.")
+    told = sorted({*call.members, *call.ringing}, key=_order)
+    effects: list[Effect] = [sm.Send(d, m.Ended(call_id=call.id, reason="operator")) for d in told]
+    effects.extend(sm.ClearTimer("resume", d) for d, mb in call.members.items() if mb.lost)
+    effects += [sm.ClearTimer("ring"), CloseRoom(), sm.Finished()]
+    ended = replace(call, phase=Phase.ENDED, members={}, ringing=frozenset(), awaiting=frozenset())
+    return ended, effects

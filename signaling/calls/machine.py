@@ -423,3 +423,14 @@ def _on_resume_timeout(call: Call, event: ResumeTimeout, now: float) -> tuple[Ca
 def _on_superseded(call: Call) -> tuple[Call, list[Effect]]:
     reasons: dict[DeviceRef, m.EndReason] = dict.fromkeys((*call.legs(), *call.ringing), "glare")
     return _end(call, reasons)
+
+
+def end_by_operator(call: Call) -> tuple[Call, list[Effect]]:
+    """An operator ends the call: every device in it, ringing ones too, gets ``operator``.
+
+    Not an ``Event``: no device can cause it, and it is legal in every phase but ``ENDED``.
+    """
+    if call.phase is Phase.ENDED:
+        raise Rejected("call_ended", f"Call {call.id} has already ended.")
+    reasons: dict[DeviceRef, m.EndReason] = dict.fromkeys((*call.legs(), *call.ringing), "operator")
+    return _end(call, reasons)

@@ -24,6 +24,7 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
+from signaling.calls.quality import QualityBook, Sample
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.ws import messages as m
@@ -44,6 +45,9 @@ class DeviceLink(Protocol):
 
     def revoked(self) -> None:
         """The device was revoked or its account erased; close this connection."""
+
+    def disconnected(self) -> None:
+        """An operator disconnected the device; it may connect again."""
 
 
 @dataclass(slots=True)
@@ -103,6 +107,8 @@ class CallService:
         self._turn_configured = turn_configured
         # Relayed 1:1 calls: the legs whose media the SFU has accepted.
         self._published: dict[str, set[sm.DeviceRef]] = {}
+        # Media quality devices report, and when each call started: for the operator view.
+        self.quality = QualityBook()
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
 
@@ -217,6 +223,8 @@ class CallService:
                 self._apply(message.call_id, event, device)
             case m.Ping():
                 self._deliver(device, m.Pong())
+            case m.Quality():
+                self._on_quality(device, message)
             case _:
                 raise CallError("unexpected_message", "This message is not expected now.")
 
@@ -240,6 +248,8 @@ class CallService:
             if self._metrics is not None:
                 self._metrics.store_dial.observe(time.perf_counter() - started)
         caller_account, callee_id = dialing.caller, dialing.callee_id
+        if caller_account.suspended:
+            raise CallError("account_suspended", "This account is suspended; it cannot call.")
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
         target = await lookup.callable_card(self._store, caller.account_id, callee_id or "-")
@@ -271,6 +281,7 @@ class CallService:
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
+        self.quality.open_call(call.id, self._clock())
         if self._metrics is not None:
             self._metrics.on_setup()
             self._invited_at[call.id] = time.perf_counter()
@@ -545,6 +556,7 @@ class CallService:
         call = self._calls.pop(call_id, None)
         self._invited_at.pop(call_id, None)
         self._published.pop(call_id, None)
+        self.quality.forget_call(call_id)
         if call is not None:
             self._stop_ringing(call)
         for device in self._members.pop(call_id, ()):
@@ -575,6 +587,58 @@ class CallService:
                 await self._push.wake(call_id, registrations)
         except Exception:
             log.exception("push wake-up failed")
+
+    # --- operators ------------------------------------------------------------------------------
+
+    def _on_quality(self, device: sm.DeviceRef, report: m.Quality) -> None:
+        call = self._calls.get(report.call_id)
+        if call is None or not _talking(call, device):
+            raise CallError("unknown_call", "No connected call with this id on this device.")
+        sample = Sample(
+            at=self._clock(), rtt_ms=report.rtt_ms, jitter_ms=report.jitter_ms,
+            loss=report.loss, bitrate_kbps=report.bitrate_kbps,
+        )  # fmt: skip
+        kept = self.quality.record(
+            call.id, device.account_id, device.device_id, sample, report.relayed, time.monotonic()
+        )
+        if not kept and self._metrics is not None:
+            self._metrics.on_quality_dropped()
+
+    def live_calls(self) -> list[AnyCall]:
+        return list(self._calls.values())
+
+    def live_call(self, call_id: str) -> AnyCall | None:
+        return self._calls.get(call_id)
+
+    def end_by_operator(self, call_id: str) -> bool:
+        """End a call for every device in it (reason ``operator``); False if there is none."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        ended, effects = (
+            g.end_by_operator(call) if isinstance(call, g.GroupCall) else sm.end_by_operator(call)
+        )
+        self._calls[call_id] = ended
+        self._stop_ringing(ended)
+        self._run(call_id, effects)
+        return True
+
+    def disconnect_device(self, device: sm.DeviceRef) -> bool:
+        """Close a device's connection now and end its calls; it may connect again."""
+        presence = self._presence.pop(device, None)
+        self._online.get(device.account_id, set()).discard(device)
+        for call_id in list(self._by_device.get(device, ())):
+            self._apply_quietly(call_id, sm.DeviceGone(device))
+        if presence is None:
+            return False
+        if presence.expiry is not None:
+            presence.expiry.cancel()
+        if presence.link is not None:
+            presence.link.disconnected()
+        return True
+
+    def now(self) -> float:
+        return self._clock()
 
     async def close(self) -> None:
         if self._conference is not None:

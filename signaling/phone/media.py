@@ -167,3 +167,35 @@ async def add_remote_candidate(pc: RTCPeerConnection, ice: m.PeerIce) -> None:
 async def packets_sent(pc: RTCPeerConnection) -> int:
     report = await pc.getStats()
     return sum(getattr(s, "packetsSent", 0) for s in report.values() if s.type == "outbound-rtp")
+
+
+#: Clock rate of the RTP timestamps aiortc measures jitter in (Opus audio).
+_AUDIO_CLOCK_HZ = 48_000
+
+
+async def quality_sample(
+    pc: RTCPeerConnection, bytes_before: int, interval_s: float
+) -> tuple[dict[str, float], int]:
+    """RTT, jitter, loss and bitrate from the connection's stats, for a ``quality`` report;
+    returns the fields and the bytes sent so far (for the next bitrate)."""
+    report = await pc.getStats()
+    rtt = jitter = 0.0
+    received = lost = sent_bytes = 0
+    for stats in report.values():
+        if stats.type == "remote-inbound-rtp" and getattr(stats, "roundTripTime", None):
+            rtt = max(rtt, float(stats.roundTripTime) * 1000)
+        elif stats.type == "inbound-rtp":
+            received += getattr(stats, "packetsReceived", 0) or 0
+            lost += max(0, getattr(stats, "packetsLost", 0) or 0)
+            if stats.kind == "audio":
+                jitter = max(jitter, (getattr(stats, "jitter", 0) or 0) * 1000 / _AUDIO_CLOCK_HZ)
+        elif stats.type == "outbound-rtp":
+            sent_bytes += getattr(stats, "bytesSent", 0) or 0
+    kbps = max(0, sent_bytes - bytes_before) * 8 / 1000 / max(interval_s, 0.001)
+    fields = {
+        "rtt_ms": min(rtt, 60_000.0),
+        "jitter_ms": min(jitter, 60_000.0),
+        "loss": lost / (received + lost) if received + lost else 0.0,
+        "bitrate_kbps": min(kbps, 100_000.0),
+    }
+    return fields, sent_bytes

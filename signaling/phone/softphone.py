@@ -25,6 +25,7 @@ from signaling.phone.media import (
     is_loopback_url,
     packets_sent,
     peer_connection,
+    quality_sample,
 )
 from signaling.phone.sfu_session import SfuSession
 from signaling.schemas import IceServers
@@ -47,6 +48,8 @@ _OUTCOME_OF_END: dict[str, Outcome] = {
 }
 #: How long an answered call may take to carry media before it counts as failed.
 MEDIA_TIMEOUT_S = 15.0
+#: How often a connected call sends a ``quality`` report (the server keeps one per 2 s).
+QUALITY_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -176,6 +179,7 @@ class Softphone:
         received = Received()
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)
+        reporter = asyncio.create_task(self._report_quality(pc, call_id, accepted.relay_only))
         try:
             if accepted.role == "caller":
                 self._add_tracks(pc)
@@ -187,10 +191,31 @@ class Softphone:
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
         finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
             await received.stop()
             await pc.close()
         self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
         return summary
+
+    async def _report_quality(self, pc: RTCPeerConnection, call_id: str, relay_only: bool) -> None:
+        """Every QUALITY_INTERVAL_S while media flows: a ``quality`` report for operators."""
+        sent = 0
+        while True:
+            await asyncio.sleep(QUALITY_INTERVAL_S)
+            if pc.connectionState != "connected":
+                continue
+            try:
+                fields, sent = await quality_sample(pc, sent, QUALITY_INTERVAL_S)
+                quality = m.Quality(
+                    call_id=call_id, rtt_ms=fields["rtt_ms"], jitter_ms=fields["jitter_ms"],
+                    loss=fields["loss"], bitrate_kbps=fields["bitrate_kbps"],
+                    relayed=True if relay_only else None,  # aiortc does not expose the pair
+                )  # fmt: skip
+                await self.line.send(quality)
+            except (ConnectionError, RuntimeError, AssertionError):
+                return
 
     def _add_tracks(self, pc: RTCPeerConnection) -> None:
         pc.addTrack(ToneTrack())

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 # Importing an area registers its routes on the table.
-from signaling.rest import calls, devices, me, people, privacy, session  # noqa: F401
+from signaling.rest import (  # noqa: F401
+    calls,
+    devices,
+    me,
+    operator,
+    people,
+    privacy,
+    reports,
+    session,
+)
 from signaling.rest.framework import Endpoint
 from signaling.rest.table import API
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from directory.operators import Operator
 from signaling.errors import ApiError
 from signaling.tokens import Principal
 
@@ -22,6 +23,7 @@ T = TypeVar("T")
 
 Handler = Callable[["Call"], Awaitable[Any]]
 Authenticator = Callable[[web.Request], Awaitable[Principal]]
+OperatorAuthenticator = Callable[[web.Request], Awaitable[Operator]]
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _encode = msgspec.json.Encoder().encode
@@ -46,6 +48,10 @@ class Endpoint:
     auth: bool = True
     errors: tuple[str, ...] = ()
     params: dict[str, Param] = field(default_factory=dict)
+    #: Needs an operator token (``/v1/operator/...``) instead of a device's access token.
+    operator: bool = False
+    #: What the success answer carries when it is not JSON (e.g. ``text/event-stream``).
+    media_type: str = "application/json"
 
     def aiohttp_path(self) -> str:
         return _PARAM.sub(lambda m: f"{{{m[1]}:{self.params[m[1]].pattern}}}", self.path)
@@ -57,11 +63,17 @@ class Call:
     principal_or_none: Principal | None
     body: Any
     params: dict[str, str]
+    operator_or_none: Operator | None = None
 
     @property
     def principal(self) -> Principal:
         assert self.principal_or_none is not None, "endpoint declared without auth"
         return self.principal_or_none
+
+    @property
+    def operator(self) -> Operator:
+        assert self.operator_or_none is not None, "endpoint declared without operator auth"
+        return self.operator_or_none
 
     def body_as(self, kind: type[T]) -> T:
         assert isinstance(self.body, kind)
@@ -87,11 +99,13 @@ class Api:
         auth: bool = True,
         errors: tuple[str, ...] = (),
         params: dict[str, Param] | None = None,
+        operator: bool = False,
+        media_type: str = "application/json",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             endpoint = Endpoint(
                 method, path, handler, summary, tag, request, response, status, auth,
-                errors, params or {},
+                errors, params or {}, operator, media_type,
             )  # fmt: skip
             self.endpoints.append(endpoint)
             return handler
@@ -110,9 +124,19 @@ def decode_body(raw: bytes, content_type: str, kind: type[T]) -> T:
         raise ApiError("malformed_json", f"The body is not valid JSON: {exc}.") from exc
 
 
-def adapt(endpoint: Endpoint, authenticate: Authenticator) -> Callable[..., Any]:
+def adapt(
+    endpoint: Endpoint,
+    authenticate: Authenticator,
+    authenticate_operator: OperatorAuthenticator | None = None,
+) -> Callable[..., Any]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        principal = await authenticate(request) if endpoint.auth else None
+        principal: Principal | None = None
+        operator: Operator | None = None
+        if endpoint.operator:
+            assert authenticate_operator is not None, "operator endpoints need an authenticator"
+            operator = await authenticate_operator(request)
+        elif endpoint.auth:
+            principal = await authenticate(request)
         body: Any = None
         if endpoint.request is not None:
             try:
@@ -122,8 +146,10 @@ def adapt(endpoint: Endpoint, authenticate: Authenticator) -> Callable[..., Any]
                     "malformed_json", "The body could not be decoded (check Content-Encoding)."
                 ) from exc
             body = decode_body(raw, request.content_type, endpoint.request)
-        call = Call(request, principal, body, dict(request.match_info))
+        call = Call(request, principal, body, dict(request.match_info), operator)
         result = await endpoint.handler(call)
+        if isinstance(result, web.StreamResponse):
+            return result  # a stream the handler wrote itself
         if result is None:
             return web.Response(status=endpoint.status, headers={"Cache-Control": "no-store"})
         return web.Response(
@@ -136,9 +162,14 @@ def adapt(endpoint: Endpoint, authenticate: Authenticator) -> Callable[..., Any]
     return handle
 
 
-def register(app: web.Application, endpoints: list[Endpoint], authenticate: Authenticator) -> None:
+def register(
+    app: web.Application,
+    endpoints: list[Endpoint],
+    authenticate: Authenticator,
+    authenticate_operator: OperatorAuthenticator | None = None,
+) -> None:
     for endpoint in endpoints:
-        handler = adapt(endpoint, authenticate)
+        handler = adapt(endpoint, authenticate, authenticate_operator)
         if endpoint.method == "GET":
             app.router.add_get(endpoint.aiohttp_path(), handler)  # HEAD comes with GET
         else:

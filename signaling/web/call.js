@@ -35,6 +35,9 @@ function nextRef() {
   return `r${Date.now().toString(36)}${refCounter}`;
 }
 
+// How often a connected call reports its media quality (the server keeps at most one per 2 s).
+const QUALITY_INTERVAL_MS = 5000;
+
 export class Call extends EventTarget {
   constructor({ api, line, direction, media, peer, callId = null, busy = false }) {
     super();
@@ -323,6 +326,7 @@ export class Call extends EventTarget {
       bundlePolicy: "max-bundle",
     });
     this.pc = pc;
+    this._scheduleQuality();
     pc.onicecandidate = (event) => {
       if (!this.active || !this.callId) return;
       if (!event.candidate) {
@@ -488,6 +492,49 @@ export class Call extends EventTarget {
     this.localStream = stream;
     this.sendsVideo = stream.getVideoTracks().length > 0;
     this._emitMedia();
+  }
+
+  // --- quality reports (for the server's operators) -------------------------------------------
+
+  _scheduleQuality() {
+    this._timer("quality", QUALITY_INTERVAL_MS, () => {
+      this._sendQuality().finally(() => { if (this.active) this._scheduleQuality(); });
+    });
+  }
+
+  // RTT, jitter and loss of what this device receives, and its receive bitrate, from getStats.
+  async _sendQuality() {
+    const pc = this.pc;
+    if (!pc || !this.callId || pc.connectionState !== "connected") return;
+    const report = await pc.getStats();
+    let rtt = 0, jitter = 0, received = 0, lost = 0, bytes = 0, pair = null;
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+      if (s.type === "inbound-rtp") {
+        received += s.packetsReceived || 0;
+        lost += Math.max(0, s.packetsLost || 0);
+        bytes += s.bytesReceived || 0;
+        if (s.kind === "audio") jitter = Math.max(jitter, (s.jitter || 0) * 1000);
+      }
+    });
+    if (pair) rtt = (pair.currentRoundTripTime || 0) * 1000;
+    const local = pair && report.get(pair.localCandidateId);
+    const remote = pair && report.get(pair.remoteCandidateId);
+    const now = performance.now();
+    const previous = this._qualityBase || { bytes, at: now };
+    const seconds = Math.max((now - previous.at) / 1000, 0.001);
+    this._qualityBase = { bytes, at: now };
+    const clamp = (v, max) => Math.min(Math.max(Number.isFinite(v) ? v : 0, 0), max);
+    this.line.send({
+      type: "quality",
+      call_id: this.callId,
+      rtt_ms: clamp(rtt, 60000),
+      jitter_ms: clamp(jitter, 60000),
+      loss: received + lost ? clamp(lost / (received + lost), 1) : 0,
+      bitrate_kbps: clamp(((bytes - previous.bytes) * 8) / 1000 / seconds, 100000),
+      relayed: Boolean(local && remote) &&
+        (local.candidateType === "relay" || remote.candidateType === "relay"),
+    });
   }
 
   // --- bookkeeping ---------------------------------------------------------------------------

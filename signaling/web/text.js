@@ -27,6 +27,8 @@ const PROBLEMS = {
   payload_too_large: "That is too long.",
   // Call WebSocket errors
   invalid_target: "You can’t call yourself.",
+  account_suspended:
+    "Your account is suspended, so you can’t place calls.",
   not_ringing: "That call has already ended.",
   unknown_call: "That call has already ended.",
   call_ended: "That call has already ended.",
@@ -99,6 +101,8 @@ export function endText(reason, who, direction) {
         title: "You called each other",
         text: "You both called at the same moment, so one call goes through.",
       };
+    case "operator":
+      return { title: "Call ended by Callbook", text: "An operator of this server ended the call." };
     case "failed":
       return { title: "Call failed", text: "The call couldn’t be connected." };
     case "media":

@@ -42,6 +42,7 @@ MAX_VIOLATIONS = 20
 OUTBOX = 512
 CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
+CLOSE_OPERATOR = 4002
 
 _decode = msgspec.json.Decoder(m.ClientMessages).decode
 _encode = msgspec.json.Encoder().encode
@@ -83,6 +84,9 @@ class WsLink:
 
     def revoked(self) -> None:
         self.close(CLOSE_REVOKED)
+
+    def disconnected(self) -> None:
+        self.close(CLOSE_OPERATOR)
 
     def close(self, code: int) -> None:
         if self.close_code is None:

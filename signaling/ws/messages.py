@@ -29,6 +29,7 @@ EndReason = Literal[
     "peer_lost",
     "glare",
     "media_failed",
+    "operator",
 ]
 SubscriptionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_GROUP_INVITEES = 15
@@ -132,6 +133,21 @@ class Ping(ClientMessage, tag="ping"):
     """Application-level keepalive for clients that cannot see WebSocket pings."""
 
 
+class Quality(ClientMessage, tag="quality"):
+    """This device's view of a connected call's media, from its WebRTC stats, for operators.
+
+    At most one per 2 s per device counts; more are dropped silently. Send one every ~5 s.
+    """
+
+    call_id: CallId
+    rtt_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)]
+    jitter_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)]
+    loss: Annotated[float, msgspec.Meta(ge=0, le=1, description="Fraction of packets lost")]
+    bitrate_kbps: Annotated[float, msgspec.Meta(ge=0, le=100_000)]
+    #: Whether the selected ICE candidate pair uses a TURN relay, when the device knows.
+    relayed: bool | None = None
+
+
 ClientMessages = (
     Auth
     | Invite
@@ -145,6 +161,7 @@ ClientMessages = (
     | SubscribeAnswer
     | Mute
     | Ping
+    | Quality
 )
 
 

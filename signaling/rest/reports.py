@@ -1,0 +1,59 @@
+"""Abuse reports from people, and the statements of reasons they receive."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from directory import reports
+from directory.records import Category, Notice
+from signaling.appkeys import METRICS
+from signaling.rest.framework import Call
+from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
+from signaling.schemas import HandleText, Id, Request
+
+
+class ReportRequest(Request):
+    """Report a person by handle; ``call_id`` names the call it is about, if any."""
+
+    handle: HandleText
+    category: Category
+    text: Annotated[str, msgspec.Meta(max_length=reports.MAX_TEXT)] = ""
+    call_id: Id | None = None
+
+
+class ReportReceipt(msgspec.Struct, kw_only=True):
+    """The same answer whether or not the handle names anyone you may find."""
+
+    report: str
+    status: Literal["received"] = "received"
+
+
+class Notices(msgspec.Struct, kw_only=True):
+    notices: list[Notice]
+
+
+@API.route(
+    "POST", "/v1/reports",
+    summary="Report abuse by a handle; operators decide and you get a statement of reasons",
+    tag="reports", request=ReportRequest, response=ReportReceipt, status=202,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "rate_limited"),
+)  # fmt: skip
+async def file_report(call: Call) -> ReportReceipt:
+    body = call.body_as(ReportRequest)
+    report_id = await reports.file(
+        store(call), call.principal.account_id, body.handle, body.category, body.text,
+        body.call_id,
+    )  # fmt: skip
+    call.request.app[METRICS].on_report(body.category)
+    return ReportReceipt(report=report_id)
+
+
+@API.route(
+    "GET", "/v1/me/notices",
+    summary="Statements of reasons addressed to you: decisions on reports, suspensions",
+    tag="reports", response=Notices, errors=AUTH_ERRORS,
+)  # fmt: skip
+async def list_notices(call: Call) -> Notices:
+    return Notices(notices=await reports.list_notices(store(call), call.principal.account_id))

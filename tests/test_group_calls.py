@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from media.embedded import EmbeddedMedia
 from signaling.phone.softphone import Softphone, Summary
-from tests.conftest import Server
+from signaling.schemas import AccountUpdate
+from tests.conftest import MakeServer, Server
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +49,106 @@ async def test_three_bots_each_receive_both_others_audio_and_video(server: Serve
         assert summary.outcome == "connected", summary.as_event()
         assert summary.participants_received == 2, summary.as_event()
         assert summary.sent_packets > 0
+
+
+def _candidate_ports(sdps: list[str]) -> set[int]:
+    """The ports of every ICE candidate in these SDPs."""
+    return {int(found[1]) for sdp in sdps for found in _CANDIDATE.finditer(sdp)}
+
+
+_CANDIDATE = re.compile(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ")
+
+
+def _udp_ports_of(pid: int) -> set[int]:
+    """The local UDP ports of one process: its socket inodes, looked up in /proc/net/udp{,6}."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def test_hide_my_ip_without_turn_relays_through_the_sfu_and_hides_addresses(
+    server: Server, sfu: EmbeddedMedia
+) -> None:
+    alice = Softphone(await server.signup("alice"), video=True)
+    bob_client = await server.signup("bob")
+    await bob_client.update(AccountUpdate(hide_ip=True))
+    bob = Softphone(bob_client, video=True)
+    await bob.line.open()
+    assert sfu.pid is not None
+    sfu_ports: set[int] = set()
+
+    async def sample_sfu_ports(pid: int) -> None:
+        while True:
+            sfu_ports.update(_udp_ports_of(pid))
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample_sfu_ports(sfu.pid))
+    try:
+        answering = asyncio.create_task(bob.answer(duration_s=None))
+        caller = await alice.call("bob", duration_s=4.0)
+        callee = await asyncio.wait_for(answering, 15)
+    finally:
+        sampler.cancel()
+        await alice.close()
+        await bob.close()
+    for summary in (caller, callee):
+        assert summary.outcome == "connected", summary.as_event()
+        assert summary.participants_received == 1
+        assert summary.media.video_frames_received > 0
+    for me, peer in ((alice, bob), (bob, alice)):
+        seen = _candidate_ports(me.received_signaling)
+        assert seen, "no candidates reached this side"
+        # Sampled while the call ran (short-lived gathering sockets can slip between samples).
+        assert seen & sfu_ports, "the candidates are not the SFU's"
+        assert not seen & _candidate_ports(peer.sent_signaling), "the peer's own address leaked"
+
+
+async def test_a_participant_killed_mid_call_drops_out_and_the_rest_go_on(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(resume_window_s=1.0)
+    rosters: dict[str, list[list[str]]] = {"alice": [], "bob": [], "carol": []}
+
+    def watch(name: str) -> Callable[[dict[str, Any]], None]:
+        def emit(event: dict[str, Any]) -> None:
+            if event["event"] == "participants":
+                rosters[name].append(event["handles"])
+
+        return emit
+
+    alice, bob, carol = [
+        Softphone(await server.signup(name), video=True, emit=watch(name))
+        for name in ("alice", "bob", "carol")
+    ]
+    for phone in (bob, carol):
+        await phone.line.open()
+    hosting = asyncio.create_task(alice.group(["bob", "carol"], 10.0))
+    staying = asyncio.create_task(bob.answer(9.0))
+    doomed = asyncio.create_task(carol.answer(None))
+    everyone = ["alice", "bob", "carol"]
+    try:
+        async with asyncio.timeout(30):
+            while everyone not in rosters["carol"]:
+                await asyncio.sleep(0.05)
+        # Carol's device dies: no hangup, the socket just goes.
+        await carol.line.drop()
+        doomed.cancel()
+        results = await asyncio.wait_for(asyncio.gather(hosting, staying), 60)
+    finally:
+        for phone in (alice, bob, carol):
+            await phone.close()
+    for summary in results:
+        assert summary.outcome == "connected", summary.as_event()
+        assert summary.participants_received is not None and summary.participants_received >= 1
+    for name in ("alice", "bob"):
+        assert rosters[name][-1] == ["alice", "bob"], rosters[name]

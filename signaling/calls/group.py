@@ -306,7 +306,8 @@ def _leave(
     effects: list[Effect] = [sm.Send(device, m.Ended(call_id=call.id, reason=reason))]
     if member.lost:
         effects.append(sm.ClearTimer("resume", device))
-    effects.append(RemoveParticipant(member.participant))
+    if member.published:
+        effects.append(RemoveParticipant(member.participant))
     if members:
         return call, effects + _roster(call)
     return _end(call, effects, now)

@@ -31,8 +31,9 @@ class SfuSession:
         #: Media received, per participant id of its sender.
         self.received: dict[str, Received] = {}
         self.roster: dict[str, m.Participant] = {}
-        #: Every SDP the SFU sent this device, for inspection (hide-my-IP tests).
+        #: Every SDP the SFU sent this device, and every SDP it sent, for inspection.
         self.received_signaling: list[str] = []
+        self.sent_signaling: list[str] = []
         self.sent_packets = 0
 
     async def publish(self) -> None:
@@ -41,7 +42,9 @@ class SfuSession:
             self._uplink.addTrack(PatternTrack())
         # aiortc gathers every candidate inside setLocalDescription: the offer is complete.
         await self._uplink.setLocalDescription(await self._uplink.createOffer())
-        await self.line.send(m.Publish(call_id=self.call_id, sdp=self._uplink.localDescription.sdp))
+        offer = self._uplink.localDescription.sdp
+        self.sent_signaling.append(offer)
+        await self.line.send(m.Publish(call_id=self.call_id, sdp=offer))
 
     async def run(self, duration_s: float | None) -> str:
         """Publish, subscribe as offers come, until the call ends or ``duration_s`` passes."""
@@ -80,8 +83,9 @@ class SfuSession:
                     if publisher not in self.roster:
                         del self._downlinks[subscription]
                         await pc.close()
+                handles = sorted(p.person.handle or "" for p in participants)
                 self._emit({"event": "participants", "call_id": self.call_id,
-                            "count": len(participants)})  # fmt: skip
+                            "handles": handles})  # fmt: skip
             case m.Ended(reason=reason):
                 return reason
         return None
@@ -94,11 +98,10 @@ class SfuSession:
         self._downlinks[offer.subscription] = (offer.participant, pc)
         await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        await self.line.send(
-            m.SubscribeAnswer(
-                call_id=self.call_id, subscription=offer.subscription, sdp=pc.localDescription.sdp
-            )
-        )
+        answer = pc.localDescription.sdp
+        self.sent_signaling.append(answer)
+        reply = m.SubscribeAnswer(call_id=self.call_id, subscription=offer.subscription, sdp=answer)
+        await self.line.send(reply)
 
     def participants_received(self, video: bool) -> int:
         """Participants from whom audio packets (and, for video calls, frames) arrived."""

@@ -91,6 +91,8 @@ class Softphone:
         self.line = Line(client)
         #: Every SDP and candidate received from the peer, for inspection (hide-my-IP tests).
         self.received_signaling: list[str] = []
+        #: Every SDP this phone sent to the SFU (calls through the SFU only).
+        self.sent_signaling: list[str] = []
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -160,6 +162,7 @@ class Softphone:
         finally:
             await session.close()
         self.received_signaling.extend(session.received_signaling)
+        self.sent_signaling.extend(session.sent_signaling)
         summary = Summary("failed", call_id, reason, media=session.total())
         summary.sent_packets = session.sent_packets
         summary.participants_received = session.participants_received(self.video)

@@ -247,11 +247,9 @@ class ActiveSpeaker:
             if current_value < self.threshold:
                 self.current = None
             return self.current
-        if self.current is None or self.current not in values:
-            self.current = best
-        elif values[best] > values[self.current] + self.margin:
-            self.current = best
-        elif values[self.current] < self.threshold:
+        # Keep the floor unless someone is clearly louder (hysteresis against flapping).
+        current = values.get(self.current) if self.current is not None else None
+        if current is None or values[best] > current + self.margin or current < self.threshold:
             self.current = best
         return self.current
 
@@ -347,9 +345,7 @@ class Forwarder:
         """Drops the participant, its downlinks and every subscription to it (returned)."""
         found = self.room(room)
         self.participant(room, name)
-        gone = [
-            s.id for s in found.subscriptions.values() if name in (s.subscriber, s.publisher)
-        ]
+        gone = [s.id for s in found.subscriptions.values() if name in (s.subscriber, s.publisher)]
         for sub_id in gone:
             self.unsubscribe(sub_id)
         del found.participants[name]
@@ -495,9 +491,7 @@ class Forwarder:
             room.counters.drop(Drop.MALFORMED)
             return Feedback([], [])
         publisher = room.participants[sub.publisher]
-        by_leg_ssrc = {
-            leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()
-        }
+        by_leg_ssrc = {leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()}
         keyframes: list[KeyframeRequest] = []
         retransmit: list[bytes] = []
         for item in items:

@@ -65,7 +65,11 @@ class MediaNode:
     async def delete_room(self, room: str) -> None:
         found = self.forwarder.room(room)
         names = list(found.participants)
-        pcs = [self.downlinks.pop(s).pc for s in self.forwarder.delete_room(room) if s in self.downlinks]
+        pcs = [
+            self.downlinks.pop(s).pc
+            for s in self.forwarder.delete_room(room)
+            if s in self.downlinks
+        ]
         pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
         await _close_all(pcs)
 

@@ -16,6 +16,7 @@ Seams into aiortc 1.16.0 (pinned by tests/test_sfu_aiortc_internals.py):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
 )
@@ -45,7 +45,9 @@ RtpHandler = Callable[[bytes], Awaitable[None]]
 
 def codec_preferences(kind: Kind) -> list[RTCRtpCodecCapability]:
     """Opus and VP8 only, without RTX: both legs must carry the same codec byte for byte."""
-    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() == MIME[kind]]
+    return [
+        c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() == MIME[kind]
+    ]
 
 
 class PlaceholderTrack(MediaStreamTrack):
@@ -99,10 +101,10 @@ def published_streams(offer: SessionDescription, answer: SessionDescription) -> 
         ):
             continue
         ssrc = _primary_ssrc(offered)
-        if ssrc is None or not answered.rtp.codecs:
+        payload_type = answered.rtp.codecs[0].payloadType if answered.rtp.codecs else None
+        if ssrc is None or payload_type is None:
             continue
-        kind = Kind(answered.kind)
-        out.append(Published(kind, ssrc, answered.rtp.codecs[0].payloadType, _extensions(answered)))
+        out.append(Published(Kind(answered.kind), ssrc, payload_type, _extensions(answered)))
     return out
 
 
@@ -113,16 +115,11 @@ def downlink_legs(local: SessionDescription, answer: SessionDescription | None) 
         if ours.kind not in ("audio", "video") or not ours.ssrc or not ours.rtp.codecs:
             continue
         theirs = answer.media[i] if answer is not None and i < len(answer.media) else ours
-        if not theirs.rtp.codecs:
+        payload_type = theirs.rtp.codecs[0].payloadType if theirs.rtp.codecs else None
+        if payload_type is None:
             continue
-        legs.append(
-            Leg(
-                Kind(ours.kind),
-                _primary_ssrc(ours) or ours.ssrc[0].ssrc,
-                theirs.rtp.codecs[0].payloadType,
-                _extensions(theirs),
-            )
-        )
+        ssrc = _primary_ssrc(ours) or ours.ssrc[0].ssrc
+        legs.append(Leg(Kind(ours.kind), ssrc, payload_type, _extensions(theirs)))
     return legs
 
 
@@ -226,9 +223,7 @@ def new_peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-async def answer_uplink(
-    pc: RTCPeerConnection, offer_sdp: str
-) -> tuple[str, list[Published]]:
+async def answer_uplink(pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, list[Published]]:
     """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer."""
     offer = parse_sdp(offer_sdp)
     if not any(m.kind in ("audio", "video") for m in offer.media):
@@ -274,10 +269,8 @@ class Uplink:
 
     async def send_rtcp(self, data: bytes) -> None:
         for dtls in self.dtls:
-            try:
+            with contextlib.suppress(ConnectionError):
                 await dtls._send_rtp(data)
-            except ConnectionError:
-                pass
             return
 
 
@@ -312,29 +305,10 @@ class Downlink:
             state.octets += len(packet) - 12
             state.last_timestamp = int.from_bytes(packet[4:8], "big")
             state.last_at = now
-        try:
+        with contextlib.suppress(ConnectionError):
             await transport._send_rtp(packet)
-        except ConnectionError:
-            pass
 
     async def send_raw(self, packet: bytes) -> None:
         if self.transport is not None:
-            try:
+            with contextlib.suppress(ConnectionError):
                 await self.transport._send_rtp(packet)
-            except ConnectionError:
-                pass
-
-
-__all__ = [
-    "Downlink",
-    "PlaceholderTrack",
-    "RTCRtpReceiver",
-    "TransportCounters",
-    "Uplink",
-    "answer_uplink",
-    "count_junk",
-    "intercept_downlink_rtcp",
-    "intercept_uplink",
-    "new_peer_connection",
-    "offer_downlink",
-]

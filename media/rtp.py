@@ -302,7 +302,9 @@ def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
 
 
 def build_receiver_report(sender_ssrc: int, blocks: list[ReportBlock]) -> bytes:
-    out = bytearray(struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc))
+    out = bytearray(
+        struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc)
+    )
     for b in blocks:
         lost = b.packets_lost & 0xFFFFFF
         out += _REPORT.pack(

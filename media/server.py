@@ -49,7 +49,9 @@ def serve(config: MediaConfig) -> None:
         port=config.port,
         access_log=None,
         shutdown_timeout=5.0,
-        print=lambda _msg: log.info("media node listening on http://%s:%d", config.host, config.port),
+        print=lambda _msg: log.info(
+            "media node listening on http://%s:%d", config.host, config.port
+        ),
     )
 
 

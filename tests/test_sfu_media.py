@@ -60,7 +60,9 @@ async def test_three_peers_each_decode_both_others(control: MediaControl) -> Non
         for peer in peers:
             for other in names:
                 if other != peer.name:
-                    await until(lambda p=peer, o=other: _decodes(p, o), what=f"{peer.name}<-{other}")
+                    await until(
+                        lambda p=peer, o=other: _decodes(p, o), what=f"{peer.name}<-{other}"
+                    )
         stats = await control.room_stats(room)
         assert {p["participant"] for p in stats["participants"]} == set(names)
         for entry in stats["participants"]:
@@ -108,7 +110,7 @@ async def test_leave_and_rejoin(control: MediaControl) -> None:
 
 async def test_late_joiner_decodes_video_quickly(control: MediaControl) -> None:
     room, peers = await _room(control, ["fay", "gus"])
-    fay, gus = peers
+    _fay, gus = peers
     try:
         await gus.subscribe("fay")
         await until(lambda: _decodes(gus, "fay", video=20), what="gus<-fay")
@@ -136,7 +138,7 @@ def _ice_port(sdp: str) -> int:
 
 async def test_udp_junk_at_the_ice_port_is_dropped_and_counted(control: MediaControl) -> None:
     room, peers = await _room(control, ["ida", "jon"])
-    ida, jon = peers
+    _ida, jon = peers
     try:
         down = await jon.subscribe("ida")
         await until(lambda: _decodes(jon, "ida"), what="jon<-ida")
@@ -156,9 +158,7 @@ async def test_udp_junk_at_the_ice_port_is_dropped_and_counted(control: MediaCon
                 for datagram in junk:
                     sock.sendto(datagram, ("127.0.0.1", port))
         before = jon.decoded("ida")[1]
-        await until(
-            lambda: jon.decoded("ida")[1] > before + 10, what="media flowing after junk"
-        )
+        await until(lambda: jon.decoded("ida")[1] > before + 10, what="media flowing after junk")
         node = await control.stats()
         assert node["dropped"]["not_media"] > 0
         assert (await control.room_stats(room))["forwarded_packets"] > 0

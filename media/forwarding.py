@@ -26,6 +26,7 @@ from media.rtp import (
     parse_rtcp,
     parse_rtp,
     rewrite_rtp,
+    vp8_keyframe_start,
 )
 
 KEYFRAME_INTERVAL_S = 0.5
@@ -59,6 +60,7 @@ class Counters:
     keyframe_requests: int = 0  # PLIs actually sent to publishers
     keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
     keyframe_requests_coalesced: int = 0
+    held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
     dropped: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: Drop) -> None:
@@ -114,6 +116,8 @@ class Target:
     leg: Leg
     mapping: dict[int, int]  # publisher extension id -> subscriber extension id
     cache: RetransmitCache = field(default_factory=RetransmitCache)
+    # Video starts at a keyframe: earlier inter frames would only make the decoder fail.
+    needs_keyframe: bool = False
     fraction_lost: float | None = None
     jitter_ms: float | None = None
 
@@ -389,7 +393,9 @@ class Forwarder:
             for uri, pub_id in publication.extensions.items()
             if uri in leg.extensions
         }
-        publication.targets[sub.id] = Target(sub.id, leg, mapping)
+        publication.targets[sub.id] = Target(
+            sub.id, leg, mapping, needs_keyframe=publication.kind is Kind.VIDEO
+        )
 
     def unsubscribe(self, sub_id: str) -> None:
         sub = self.subscriptions.pop(sub_id, None)
@@ -442,7 +448,15 @@ class Forwarder:
                 found.speaker.observe(name, level[1], now)
         out: list[tuple[str, bytes]] = []
         size = 0
+        keyframe: bool | None = None
         for target in publication.targets.values():
+            if target.needs_keyframe:
+                if keyframe is None:
+                    keyframe = vp8_keyframe_start(data, view)
+                if not keyframe:
+                    counters.held_for_keyframe += 1
+                    continue
+                target.needs_keyframe = False
             leg = target.leg
             try:
                 packet = rewrite_rtp(data, view, leg.ssrc, leg.payload_type, target.mapping)
@@ -542,12 +556,18 @@ class Forwarder:
         return KeyframeRequest(publication.room, publication.publisher, publication.ssrc)
 
     def due_keyframe_requests(self, now: float) -> list[KeyframeRequest]:
-        """Coalesced requests whose interval has passed; call a few times a second."""
+        """Coalesced requests whose interval has passed, and repeats for legs still waiting
+        for a keyframe (a PLI or the keyframe itself may have been lost); call a few times a
+        second."""
         due = []
         for room in self.rooms.values():
             for participant in room.participants.values():
                 for publication in participant.by_kind.values():
-                    if publication.keyframe_pending:
+                    waiting = any(t.needs_keyframe for t in publication.targets.values())
+                    elapsed = now - publication.last_keyframe_request
+                    if (publication.keyframe_pending or waiting) and (
+                        elapsed >= self.keyframe_interval_s
+                    ):
                         request = self._keyframe(publication, now)
                         if request is not None:
                             due.append(request)

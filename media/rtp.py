@@ -133,6 +133,36 @@ def audio_level(data: bytes, view: RtpView, ext_id: int) -> tuple[bool, int] | N
     return None
 
 
+def vp8_keyframe_start(data: bytes, view: RtpView) -> bool:
+    """Whether this packet starts a VP8 keyframe (RFC 7741 descriptor, then the P bit).
+
+    A subscriber that joins mid-stream gets video only from such a packet on, so its decoder
+    never sees inter frames it cannot decode.
+    """
+    pos = view.header_length
+    end = view.payload_end
+    if pos >= end:
+        return False
+    first = data[pos]
+    if not first & 0x10 or first & 0x07:  # S bit unset, or not partition 0
+        return False
+    pos += 1
+    if first & 0x80:  # X: extended control bits
+        if pos >= end:
+            return False
+        ext = data[pos]
+        pos += 1
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if pos >= end:
+                return False
+            pos += 2 if data[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX byte
+            pos += 1
+    return pos < end and not data[pos] & 0x01
+
+
 def _remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> bytes:
     """Keep only one-byte elements named in ``mapping`` (old id -> new id), padded to 32 bits."""
     if view.extension_profile != ONE_BYTE_PROFILE or not mapping:

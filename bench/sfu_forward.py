@@ -33,7 +33,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Any
+from typing import IO, Any
 
 import aiortc.rtcrtpreceiver
 import av
@@ -120,13 +120,16 @@ def new_pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-async def run(subscribers: int, seconds: float, warmup: float, path: Path) -> dict[str, Any]:
+async def run(
+    subscribers: int, seconds: float, warmup: float, path: Path, log: IO[bytes]
+) -> dict[str, Any]:
     port, secret = free_port(), secrets.token_urlsafe(16)
+    profile = os.environ.get("CALLBOOK_BENCH_PROFILE")  # a cProfile output path, for digging
+    prefix = ["-m", "cProfile", "-o", profile] if profile else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "media.server", "--port", str(port), "--secret", secret,
+        sys.executable, *prefix, "-m", "media.server", "--port", str(port), "--secret", secret,
         "--max-participants", str(subscribers + 1),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     control = MediaControl(f"http://127.0.0.1:{port}", secret)
     pcs: list[RTCPeerConnection] = []
@@ -183,7 +186,8 @@ async def run(subscribers: int, seconds: float, warmup: float, path: Path) -> di
     finally:
         await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
         await control.close()
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
 
 
@@ -212,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     allow_loopback_ice()
     aiortc.rtcrtpreceiver.get_decoder = lambda codec: _NoDecoder()  # type: ignore[assignment]
     for n in args.subscribers or [3, 8]:
-        result = asyncio.run(run(n, args.seconds, args.warmup, path))
+        with (CACHE / f"sfu-{n}.log").open("wb") as log:  # the SFU's stderr, for post-mortems
+            result = asyncio.run(run(n, args.seconds, args.warmup, path, log))
         if args.json:
             print(json.dumps(result), flush=True)
         else:

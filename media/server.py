@@ -57,6 +57,8 @@ def serve(config: MediaConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aioice logs every connectivity check at INFO: noise, and CPU, with many peers.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
     serve(parse_args(argv))
     return 0
 

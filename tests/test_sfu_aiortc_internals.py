@@ -78,3 +78,20 @@ async def test_instances_have_the_attributes_we_touch() -> None:
     assert "_RTCRtpSender__lsr" in vars(sender)
     assert "_RTCRtpSender__lsr_time" in vars(sender)
     await ice.stop()
+
+
+def test_fast_send_path_matches_what_send_rtp_does() -> None:
+    from aioice.ice import Connection, StunProtocol
+    from aiortc.rtcdtlstransport import State
+
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._state != State.CONNECTED" in send_rtp
+    assert "data = self._tx_srtp.protect(data)" in send_rtp
+    assert "await self.transport._send(data)" in send_rtp
+    assert State.CONNECTED
+    sendto = inspect.getsource(Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
+    ice = RTCIceTransport(RTCIceGatherer())
+    assert ice._send == ice._connection.send and isinstance(ice._connection._nominated, dict)

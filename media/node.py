@@ -305,6 +305,7 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "keyframe_requests_received": counters.keyframe_requests_received,
         "keyframe_requests_coalesced": counters.keyframe_requests_coalesced,
         "held_for_keyframe": counters.held_for_keyframe,
+        "padding_only": counters.padding_only,
         "dropped": dict(counters.dropped),
     }
 

@@ -73,6 +73,13 @@ def test_drops_are_counted_by_reason(room: str, sender: str, data: bytes, reason
     assert f.counters.dropped == {reason: 1}
 
 
+def test_padding_only_probes_are_not_forwarded() -> None:
+    f = room_of_two()
+    f.activate("c<-a", 0.0)
+    assert f.handle_rtp("r", "a", rtp(ssrc=A_AUDIO, pt=111, payload=b"", padding=200), 0.1) == []
+    assert f.counters.padding_only == 1 and not f.counters.dropped
+
+
 def test_video_starts_at_a_keyframe() -> None:
     f = room_of_two()
     f.activate("c<-a", 0.0)

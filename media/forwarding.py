@@ -60,7 +60,7 @@ class Counters:
     keyframe_requests: int = 0  # PLIs actually sent to publishers
     keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
     keyframe_requests_coalesced: int = 0
-    padding_only: int = 0  # bandwidth probes received and not forwarded
+    padding_only: int = 0  # bandwidth probes (forwarded: they hold sequence numbers)
     held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
     dropped: Counter[str] = field(default_factory=Counter)
 
@@ -441,9 +441,9 @@ class Forwarder:
         participant.bytes_in += len(data)
         publication.reception.update(view.sequence, view.timestamp, now)
         if view.payload_end == view.header_length:
-            # Padding-only: a sender's bandwidth probe for us, not media for subscribers.
+            # Padding-only bandwidth probes are forwarded too: they use up sequence numbers,
+            # and without sequence rewriting a gap would stall the subscriber's jitter buffer.
             counters.padding_only += 1
-            return []
         if publication.audio_level_id is not None:
             try:
                 level = audio_level(data, view, publication.audio_level_id)

@@ -115,8 +115,14 @@ async def test_chromium_and_aiortc_decode_each_other_through_the_sfu(page: Page)
         except AssertionError:
             node = await control.stats()
             raise AssertionError(f"chromium saw {stats}; node {node}") from None
-        await until(lambda: bot.decoded("chrome")[1] > 5, what="bot decodes chromium video")
-        await until(lambda: bot.decoded("chrome")[0] > 10, what="bot decodes chromium audio")
+        try:
+            await until(lambda: bot.decoded("chrome")[1] > 5, what="bot decodes chromium video")
+            await until(lambda: bot.decoded("chrome")[0] > 10, what="bot decodes chromium audio")
+        except AssertionError as exc:
+            node, room = await control.stats(), await control.room_stats("r")
+            raise AssertionError(
+                f"{exc}: bot got {bot.decoded('chrome')}; {node}; {room}"
+            ) from None
         room = await control.room_stats("r")
         chrome = next(p for p in room["participants"] if p["participant"] == "chrome")
         assert chrome["publishing"] == {"audio": True, "video": True}

@@ -73,10 +73,12 @@ def test_drops_are_counted_by_reason(room: str, sender: str, data: bytes, reason
     assert f.counters.dropped == {reason: 1}
 
 
-def test_padding_only_probes_are_not_forwarded() -> None:
+def test_padding_only_probes_keep_the_sequence_contiguous() -> None:
     f = room_of_two()
     f.activate("c<-a", 0.0)
-    assert f.handle_rtp("r", "a", rtp(ssrc=A_AUDIO, pt=111, payload=b"", padding=200), 0.1) == []
+    probe = rtp(ssrc=A_AUDIO, pt=111, seq=9, payload=b"", padding=200)
+    [(_, packet)] = f.handle_rtp("r", "a", probe, 0.1)
+    assert parse_rtp(packet).sequence == 9 and len(packet) == len(probe)
     assert f.counters.padding_only == 1 and not f.counters.dropped
 
 

@@ -86,11 +86,22 @@ class KeyframeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class NackRequest:
+    """Packets a subscriber lost that the leg cache no longer (or never) held: ask upstream."""
+
+    room: str
+    publisher: str
+    ssrc: int
+    lost: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Feedback:
-    """What a subscriber's RTCP asks for: PLIs upstream and retransmissions downstream."""
+    """What a subscriber's RTCP asks for: PLIs and NACKs upstream, retransmissions downstream."""
 
     keyframes: list[KeyframeRequest]
     retransmit: list[bytes]
+    upstream_nacks: list[NackRequest] = field(default_factory=list)
 
 
 class RetransmitCache:
@@ -422,6 +433,7 @@ class Forwarder:
         if found is None or participant is None:
             counters.drop(Drop.NOT_ADMITTED)
             return []
+        found.counters.received_packets += 1
         try:
             view = parse_rtp(data)
         except MalformedPacket:
@@ -513,6 +525,7 @@ class Forwarder:
         by_leg_ssrc = {leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()}
         keyframes: list[KeyframeRequest] = []
         retransmit: list[bytes] = []
+        upstream: list[NackRequest] = []
         for item in items:
             if isinstance(item, PictureLoss):
                 publication = by_leg_ssrc.get(item.media_ssrc)
@@ -526,12 +539,21 @@ class Forwarder:
             elif isinstance(item, Nack):
                 publication = by_leg_ssrc.get(item.media_ssrc)
                 target = publication.targets.get(sub_id) if publication else None
-                if target is None:
+                if target is None or publication is None:
                     continue
+                missing = []
                 for seq in item.lost:
                     packet = target.cache.get(seq)
                     if packet is not None:
                         retransmit.append(packet)
+                    else:
+                        missing.append(seq)
+                if missing:
+                    # The publisher retransmits on the media SSRC (no RTX is negotiated), so
+                    # the repair reaches this subscriber through normal forwarding.
+                    upstream.append(
+                        NackRequest(sub.room, sub.publisher, publication.ssrc, missing[:64])
+                    )
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
                     publication = by_leg_ssrc.get(block.ssrc)
@@ -541,7 +563,8 @@ class Forwarder:
                     target.fraction_lost = block.fraction_lost / 256
                     target.jitter_ms = block.jitter * 1000 / CLOCK_RATE[publication.kind]
         self.counters.retransmitted_packets += len(retransmit)
-        return Feedback(keyframes, retransmit)
+        room.counters.retransmitted_packets += len(retransmit)
+        return Feedback(keyframes, retransmit, upstream)
 
     # --- keyframes and reports --------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from media.peer import (
     offer_downlink,
     parse_sdp,
 )
-from media.rtp import build_pli
+from media.rtp import build_nack, build_pli
 
 log = logging.getLogger("callbook.media")
 
@@ -180,6 +180,10 @@ class MediaNode:
                 await self._send_pli(request)
             for packet in feedback.retransmit:
                 await downlink.send_raw(packet)
+            for nack in feedback.upstream_nacks:
+                uplink = self.uplinks.get((nack.room, nack.publisher))
+                if uplink is not None:
+                    await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
         return on_rtcp
 

@@ -331,6 +331,26 @@ def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
     return struct.pack("!BBHII", 0x80 | PSFB_PLI, RTCP_PSFB, 2, sender_ssrc, media_ssrc)
 
 
+def build_nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
+    """RFC 4585 generic NACK: lost sequence numbers folded into (PID, BLP) pairs."""
+    fci = bytearray()
+    pending = sorted(set(lost))
+    while pending:
+        pid = pending.pop(0)
+        blp = 0
+        rest = []
+        for seq in pending:
+            bit = (seq - pid) - 1
+            if 0 <= bit < 16:
+                blp |= 1 << bit
+            else:
+                rest.append(seq)
+        pending = rest
+        fci += struct.pack("!HH", pid, blp)
+    header = struct.pack("!BBHII", 0x80 | RTPFB_NACK, RTCP_RTPFB, 2 + len(fci) // 4, 0, 0)
+    return header[:4] + struct.pack("!II", sender_ssrc, media_ssrc) + bytes(fci)
+
+
 def build_receiver_report(sender_ssrc: int, blocks: list[ReportBlock]) -> bytes:
     out = bytearray(
         struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc)

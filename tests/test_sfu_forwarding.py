@@ -14,6 +14,7 @@ from media.forwarding import (
     KeyframeRequest,
     Kind,
     Leg,
+    NackRequest,
 )
 from media.rtp import build_pli, parse_rtcp, parse_rtp
 from tests.test_sfu_rtp import rtp
@@ -157,7 +158,9 @@ def test_nacks_are_answered_from_the_leg_cache() -> None:
     assert [parse_rtp(p).sequence for p in retransmit] == [101, 102, 103]
     assert all(parse_rtp(p).ssrc == 0xC0 for p in retransmit)
     old = struct.pack("!BBHII", 0x81, 205, 3, 7, 0xC0) + struct.pack("!HH", 5, 0)
-    assert f.handle_subscriber_rtcp("c<-a", old, 0.2).retransmit == []
+    feedback = f.handle_subscriber_rtcp("c<-a", old, 0.2)
+    assert feedback.retransmit == []
+    assert feedback.upstream_nacks == [NackRequest("r", "a", A_AUDIO, [5])]
 
 
 def test_receiver_reports_from_subscribers_feed_leg_quality() -> None:

@@ -20,6 +20,7 @@ from media.rtp import (
     ReportBlock,
     SenderReport,
     audio_level,
+    build_nack,
     build_pli,
     build_receiver_report,
     is_rtcp,
@@ -184,6 +185,18 @@ def test_rtcp_compound_pli_fir_nack_rr_sr() -> None:
     assert items[4] == Nack(3, 9, [100, 101, 103])
     aiortc_view = RtcpPacket.parse(data)
     assert len(aiortc_view) == 6
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [[100], [100, 101, 116], [100, 117], [65535, 0, 3], [5, 1, 5, 300]],
+)
+def test_built_nacks_round_trip(lost: list[int]) -> None:
+    [nack] = parse_rtcp(build_nack(7, 9, lost))
+    assert isinstance(nack, Nack) and (nack.sender_ssrc, nack.media_ssrc) == (7, 9)
+    assert sorted(nack.lost) == sorted({s & 0xFFFF for s in lost})
+    [theirs] = RtcpPacket.parse(build_nack(7, 9, lost))
+    assert sorted(theirs.lost) == sorted(set(lost))  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

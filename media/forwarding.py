@@ -23,9 +23,10 @@ from media.rtp import (
     SenderReport,
     audio_level,
     build_receiver_report,
+    build_rtp,
     parse_rtcp,
     parse_rtp,
-    rewrite_rtp,
+    remap_extensions,
     vp8_keyframe_start,
 )
 
@@ -127,6 +128,7 @@ class Target:
     subscription: str
     leg: Leg
     mapping: dict[int, int]  # publisher extension id -> subscriber extension id
+    mapping_key: tuple[tuple[int, int], ...]  # legs with equal keys share one extension block
     cache: RetransmitCache = field(default_factory=RetransmitCache)
     # Video starts at a keyframe: earlier inter frames would only make the decoder fail.
     needs_keyframe: bool = False
@@ -406,7 +408,11 @@ class Forwarder:
             if uri in leg.extensions
         }
         publication.targets[sub.id] = Target(
-            sub.id, leg, mapping, needs_keyframe=publication.kind is Kind.VIDEO
+            sub.id,
+            leg,
+            mapping,
+            tuple(sorted(mapping.items())),
+            needs_keyframe=publication.kind is Kind.VIDEO,
         )
 
     def unsubscribe(self, sub_id: str) -> None:
@@ -466,6 +472,8 @@ class Forwarder:
         out: list[tuple[str, bytes]] = []
         size = 0
         keyframe: bool | None = None
+        payload = data[view.header_length :]
+        blocks: dict[tuple[tuple[int, int], ...], bytes] = {}
         for target in publication.targets.values():
             if target.needs_keyframe:
                 if keyframe is None:
@@ -474,13 +482,17 @@ class Forwarder:
                     counters.held_for_keyframe += 1
                     continue
                 target.needs_keyframe = False
+            ext = blocks.get(target.mapping_key)
+            if ext is None:
+                try:
+                    ext = remap_extensions(data, view, target.mapping)
+                except MalformedPacket:
+                    counters.drop(Drop.MALFORMED)
+                    found.counters.drop(Drop.MALFORMED)
+                    return []
+                blocks[target.mapping_key] = ext
             leg = target.leg
-            try:
-                packet = rewrite_rtp(data, view, leg.ssrc, leg.payload_type, target.mapping)
-            except MalformedPacket:
-                counters.drop(Drop.MALFORMED)
-                found.counters.drop(Drop.MALFORMED)
-                return []
+            packet = build_rtp(data, view, leg.ssrc, leg.payload_type, ext, payload)
             target.cache.put(view.sequence, packet)
             out.append((target.subscription, packet))
             size += len(packet)

@@ -160,8 +160,8 @@ class MediaNode:
             now = loop.time()
             for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
                 downlink = downlinks.get(sub_id)
-                if downlink is not None:
-                    await downlink.send(packet, now)
+                if downlink is not None and not downlink.send_now(packet, now):
+                    await downlink.send(packet)
 
         return on_rtp
 

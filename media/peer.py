@@ -332,11 +332,9 @@ class Downlink:
         self.transport = transports[0] if transports else None
         self.fast = FastSend(self.transport) if self.transport is not None else None
 
-    async def send(self, packet: bytes, now: float) -> None:
-        """Forward one rewritten RTP packet; SRTP protection happens in this leg's context."""
-        transport = self.transport
-        if transport is None:
-            return
+    def send_now(self, packet: bytes, now: float) -> bool:
+        """Forward one rewritten RTP packet, protected in this leg's SRTP context, without
+        awaiting; False when only the async path (``send``) can send it now."""
         state = self.by_ssrc.get(int.from_bytes(packet[8:12], "big"))
         if state is not None:
             state.packets += 1
@@ -344,11 +342,16 @@ class Downlink:
             state.last_timestamp = int.from_bytes(packet[4:8], "big")
             state.last_at = now
         fast = self.fast.resolve() if self.fast is not None else None
-        if fast is not None:
-            fast(packet)
-            return
-        with contextlib.suppress(ConnectionError):
-            await transport._send_rtp(packet)
+        if fast is None:
+            return False
+        fast(packet)
+        return True
+
+    async def send(self, packet: bytes) -> None:
+        """The slow path: aiortc's own ``_send_rtp`` (relayed pairs, not yet connected)."""
+        if self.transport is not None:
+            with contextlib.suppress(ConnectionError):
+                await self.transport._send_rtp(packet)
 
     async def send_raw(self, packet: bytes) -> None:
         if self.transport is not None:

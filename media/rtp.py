@@ -163,8 +163,9 @@ def vp8_keyframe_start(data: bytes, view: RtpView) -> bool:
     return pos < end and not data[pos] & 0x01
 
 
-def _remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> bytes:
-    """Keep only one-byte elements named in ``mapping`` (old id -> new id), padded to 32 bits."""
+def remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> bytes:
+    """The extension block (with its 4-byte header) keeping only one-byte elements named in
+    ``mapping`` (old id -> new id), padded to 32 bits; b"" when nothing is kept."""
     if view.extension_profile != ONE_BYTE_PROFILE or not mapping:
         return b""
     out = bytearray()
@@ -191,13 +192,22 @@ def rewrite_rtp(
     The two legs negotiate extension ids separately, so ids are only meaningful after mapping;
     anything unmapped is dropped rather than forwarded with a wrong meaning.
     """
-    ext = _remap_extensions(data, view, extensions) if extensions else b""
+    ext = remap_extensions(data, view, extensions) if extensions else b""
+    return build_rtp(data, view, ssrc, payload_type, ext, data[view.header_length :])
+
+
+def build_rtp(
+    data: bytes, view: RtpView, ssrc: int, payload_type: int, ext: bytes, payload: bytes
+) -> bytes:
+    """``rewrite_rtp`` with the extension block and payload prepared by the caller, who forwards
+    one packet to many legs and builds those two once per packet, not once per leg."""
     b0 = (data[0] & 0xEF) | (0x10 if ext else 0)
-    b1 = (0x80 if view.marker else 0) | payload_type
-    head = _FIXED.pack(b0, b1, view.sequence, view.timestamp, ssrc)
+    head = _FIXED.pack(
+        b0, (0x80 if view.marker else 0) | payload_type, view.sequence, view.timestamp, ssrc
+    )
     if view.csrc_end > RTP_FIXED_HEADER:
         head += data[RTP_FIXED_HEADER : view.csrc_end]
-    return head + ext + data[view.header_length :]
+    return head + ext + payload
 
 
 # --- RTCP -----------------------------------------------------------------------------------

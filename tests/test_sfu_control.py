@@ -62,6 +62,12 @@ async def test_health_needs_no_secret_everything_else_does(start_sfu: StartSfu) 
                     body = await response.json()
                     assert body["code"] == "unauthorized" and body["status"] == 401
     assert (await control.stats())["rooms"] == 0
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    async with aiohttp.ClientSession(headers=auth) as http, http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    assert "callbook_sfu_forwarded_packets_total 0.0" in text
+    assert "callbook_sfu_rooms 0.0" in text
     with pytest.raises(MediaControlError) as caught:
         await MediaControl(base, "nope").stats()
     assert caught.value.status == 401

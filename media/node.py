@@ -31,12 +31,13 @@ from media.peer import (
     offer_downlink,
     parse_sdp,
 )
-from media.rtp import build_pli
+from media.rtp import build_nack, build_pli
 
 log = logging.getLogger("callbook.media")
 
 TICK_S = 0.1
 REPORT_EVERY_TICKS = 10
+UNANSWERED_TTL_S = 30.0  # a subscription offer nobody answered is closed after this
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,11 @@ class MediaNode:
     async def delete_room(self, room: str) -> None:
         found = self.forwarder.room(room)
         names = list(found.participants)
-        pcs = [self.downlinks.pop(s).pc for s in self.forwarder.delete_room(room) if s in self.downlinks]
+        pcs = [
+            self.downlinks.pop(s).pc
+            for s in self.forwarder.delete_room(room)
+            if s in self.downlinks
+        ]
         pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
         await _close_all(pcs)
 
@@ -114,7 +119,9 @@ class MediaNode:
         except BaseException:
             await pc.close()
             raise
-        downlink = Downlink(sub_id, room, subscriber, publisher, pc, senders, offer)
+        downlink = Downlink(
+            sub_id, room, subscriber, publisher, pc, senders, offer, self._loop.time()
+        )
         downlink.prepare()
         self.downlinks[sub_id] = downlink
         if downlink.transport is not None:
@@ -126,8 +133,17 @@ class MediaNode:
             if pc.connectionState == "connected":
                 for request in self.forwarder.activate(sub_id, self._loop.time()):
                     await self._send_pli(request)
+            elif pc.connectionState == "failed":
+                # ICE consent lost or DTLS failed: nothing will flow again on this leg.
+                await self.drop_subscription(sub_id)
 
         return sub_id, offer
+
+    async def drop_subscription(self, sub_id: str) -> None:
+        self.forwarder.unsubscribe(sub_id)
+        downlink = self.downlinks.pop(sub_id, None)
+        if downlink is not None:
+            await _close_all([downlink.pc])
 
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
         downlink = self.downlinks.get(sub_id)
@@ -156,8 +172,8 @@ class MediaNode:
             now = loop.time()
             for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
                 downlink = downlinks.get(sub_id)
-                if downlink is not None:
-                    await downlink.send(packet, now)
+                if downlink is not None and not downlink.send_now(packet, now):
+                    await downlink.send(packet)
 
         return on_rtp
 
@@ -176,6 +192,10 @@ class MediaNode:
                 await self._send_pli(request)
             for packet in feedback.retransmit:
                 await downlink.send_raw(packet)
+            for nack in feedback.upstream_nacks:
+                uplink = self.uplinks.get((nack.room, nack.publisher))
+                if uplink is not None:
+                    await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
         return on_rtcp
 
@@ -194,6 +214,13 @@ class MediaNode:
                 for request in self.forwarder.due_keyframe_requests(now):
                     await self._send_pli(request)
                 if ticks % REPORT_EVERY_TICKS == 0:
+                    for stale in [
+                        d.id
+                        for d in self.downlinks.values()
+                        if d.pc.signalingState == "have-local-offer"
+                        and now - d.created_at > UNANSWERED_TTL_S
+                    ]:
+                        await self.drop_subscription(stale)
                     for uplink in list(self.uplinks.values()):
                         report = self.forwarder.receiver_report(
                             uplink.room, uplink.participant, uplink.rtcp_ssrc, now
@@ -300,6 +327,8 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "keyframe_requests": counters.keyframe_requests,
         "keyframe_requests_received": counters.keyframe_requests_received,
         "keyframe_requests_coalesced": counters.keyframe_requests_coalesced,
+        "held_for_keyframe": counters.held_for_keyframe,
+        "padding_only": counters.padding_only,
         "dropped": dict(counters.dropped),
     }
 

@@ -9,9 +9,9 @@ what the code really reads, accepts and serves, so the artefacts fail here when 
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
+import os
 import re
 import shlex
 import shutil
@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -30,7 +31,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from media.config import MediaConfig, is_loopback
 from media.config import parse_args as media_parse
+from media.control import create_app as create_media_app
 from signaling.app import create_app
 from signaling.cli import _parser
 from signaling.config import Config, from_env
@@ -46,11 +49,6 @@ COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 
 #: The oldest Kubernetes the manifests promise to work on, and the newest schema packaged.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-
-#: Names the SFU will read, used by the artefacts ahead of it. Tolerated only while no module in
-#: media/ reads any CALLBOOK_* variable: once the SFU's configuration exists, names come from it.
-PLANNED_MEDIA_ENV = frozenset({"CALLBOOK_MEDIA_URL", "CALLBOOK_MEDIA_SECRET"})
-_ENV_NAME = re.compile(r"CALLBOOK_[A-Z0-9_]+|REDIS_URL")
 
 
 # --- what the code reads, accepts and serves --------------------------------------------------
@@ -84,19 +82,21 @@ def signaling_env_names() -> set[str]:
 
 
 def media_env_names() -> set[str]:
-    """CALLBOOK_* names spelled as whole string literals anywhere in media/."""
-    names: set[str] = set()
-    for path in sorted((ROOT / "media").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            value = node.value if isinstance(node, ast.Constant) else None
-            if isinstance(value, str) and _ENV_NAME.fullmatch(value):
-                names.add(value)
-    return names
+    """Every variable media.config.parse_args looks up (the SFU reads the environment nowhere
+    else): parsed once against an environment that records the lookups."""
+    recorder = _Recorder()
+    with mock.patch.object(os, "environ", recorder):
+        media_parse(["--secret", "x"])
+    return recorder.seen
 
 
 def known_env_names() -> set[str]:
-    media = media_env_names()
-    return signaling_env_names() | media | (set() if media else set(PLANNED_MEDIA_ENV))
+    return signaling_env_names() | media_env_names()
+
+
+def env_names_of(command: str) -> set[str]:
+    """The names the process started by `callbook <command>` reads."""
+    return media_env_names() if command == "media" else signaling_env_names()
 
 
 def served_get_paths() -> set[str]:
@@ -106,6 +106,21 @@ def served_get_paths() -> set[str]:
         for route in app.router.routes()
         if route.method == "GET" and route.resource is not None
     }
+
+
+def media_get_paths() -> set[str]:
+    app = create_media_app(MediaConfig(secret="unused"))
+    return {
+        route.resource.canonical
+        for route in app.router.routes()
+        if route.method == "GET" and route.resource is not None
+    }
+
+
+def media_config(argv: list[str], env: Mapping[str, str]) -> MediaConfig:
+    """`callbook media ARGV` as the process sees it, with exactly ``env`` as its environment."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return media_parse(argv)
 
 
 def cli_subcommands() -> set[str]:
@@ -250,8 +265,11 @@ def test_the_code_reads_the_names_the_checks_rely_on() -> None:
     # Guards the derivation itself: if it found nothing, every env check below would be vacuous.
     names = signaling_env_names()
     assert {"REDIS_URL", "CALLBOOK_TURN_URIS", "CALLBOOK_TURN_SECRET", "CALLBOOK_PORT"} <= names
+    assert {"CALLBOOK_MEDIA_URL", "CALLBOOK_MEDIA_SECRET"} <= names
+    assert {"CALLBOOK_MEDIA_SECRET", "CALLBOOK_MEDIA_LOOPBACK_ICE"} <= media_env_names()
     assert {"/healthz", "/readyz", "/v1/ws"} <= served_get_paths()
-    assert "serve" in cli_subcommands()
+    assert {"/healthz", "/v1/stats"} <= media_get_paths()
+    assert {"serve", "media"} <= cli_subcommands()
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
@@ -360,8 +378,10 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_compose_env_names_are_read_by_the_code() -> None:
-    known = known_env_names()
     for name, service in compose()["services"].items():
+        known = known_env_names()
+        if str(service.get("image", "")).startswith("callbook"):
+            known = env_names_of(service["command"][0])
         unknown = set(service_env(service)) - known
         assert not unknown, f"service {name} sets variables nothing reads: {sorted(unknown)}"
 
@@ -404,17 +424,92 @@ def test_compose_signaling_nodes_start_with_a_valid_configuration() -> None:
     assert len(published) == len(set(published)), f"host ports collide: {published}"
 
 
-def test_compose_commands_exist_or_wait_behind_a_profile() -> None:
+def test_compose_commands_are_real_and_start_by_default() -> None:
     commands = cli_subcommands()
+    for name, service in compose()["services"].items():
+        assert not service.get("profiles"), f"`docker compose up` would not start {name}"
     for name, service in _callbook_services().items():
         command = service["command"]
+        assert command[0] in commands, f"{name} runs `callbook {command[0]}`, which is absent"
         if command[0] == "media":
-            media_parse([*command[1:], "--secret", "x"])
-        elif command[0] in commands:
-            _parser().parse_args(command)
+            # `callbook media` hands its flags to the SFU's own parser; the secret comes from env.
+            media_config(command[1:], service_env(service))
         else:
-            # `callbook media` arrives with the SFU: until then it must not start by default.
-            assert service.get("profiles"), f"{name} runs `callbook {command[0]}`, which is absent"
+            _parser().parse_args(command)
+
+
+def _media_service() -> tuple[str, dict[str, Any]]:
+    media = {n: s for n, s in _callbook_services().items() if s["command"][0] == "media"}
+    assert len(media) == 1, f"compose runs exactly one media node, not {sorted(media)}"
+    (item,) = media.items()
+    return item
+
+
+def test_compose_signaling_nodes_share_the_media_node_and_its_secret() -> None:
+    media_name, media = _media_service()
+    config = media_config(media["command"][1:], service_env(media))
+    assert not is_loopback(config.host), "the signaling containers could not reach the SFU"
+    assert not config.loopback_ice, "a 127.0.0.1 candidate is useless to remote clients"
+    # aioice picks ephemeral UDP ports that no port mapping can follow: the host's network.
+    assert media.get("network_mode") == "host", f"{media_name} needs the host's network for UDP"
+    signaling = {n: s for n, s in _callbook_services().items() if s["command"][0] == "serve"}
+    for name, service in signaling.items():
+        settings = from_env(service_env(service))
+        assert settings.media_url, f"{name} would start a private SFU inside its container"
+        assert settings.media_secret == config.secret, f"{name}: CALLBOOK_MEDIA_SECRET differs"
+        url = urlsplit(settings.media_url)
+        assert url.scheme == "http" and url.port == config.port, f"{name}: {url.geturl()}"
+        # A host-network service has no name on the compose network: reach it through the host.
+        assert url.hostname == "host.docker.internal", f"{name}: {url.hostname}"
+        assert "host.docker.internal:host-gateway" in service["extra_hosts"], name
+        assert media_name in service["depends_on"], f"{name} may start before the SFU"
+    check = " ".join(media["healthcheck"]["test"])
+    url = urlsplit(re.search(r"http://[^'\" ]+", check).group(0))  # type: ignore[union-attr]
+    assert url.path in media_get_paths() and url.port == config.port, url.geturl()
+
+
+async def test_compose_media_command_runs_and_accepts_the_signaling_secret() -> None:
+    """Compose's media command line and environment, run for real on a loopback port."""
+    from media.control import MediaControl, MediaControlError
+    from tests.coturn import _free_port
+
+    _, media = _media_service()
+    command = list(media["command"])
+    port = _free_port()
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"
+    signaling = next(s for s in _callbook_services().values() if s["command"][0] == "serve")
+    secret = from_env(service_env(signaling)).media_secret
+    assert secret
+    env = {"PATH": os.environ.get("PATH", ""), **service_env(media)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", *command,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with MediaControl(f"http://127.0.0.1:{port}", secret, timeout_s=5) as control:
+            deadline = time.monotonic() + 20
+            while True:
+                assert process.returncode is None, (
+                    "the media node refused compose's command: "
+                    + (await process.stderr.read()).decode(errors="replace")[-2000:]  # type: ignore[union-attr]
+                )
+                try:
+                    if await control.health():
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "the media node did not answer within 20 s"
+                await asyncio.sleep(0.05)
+            assert (await control.stats())["rooms"] == 0
+        async with MediaControl(f"http://127.0.0.1:{port}", "not-" + secret) as control:
+            with pytest.raises(MediaControlError) as refused:
+                await control.stats()
+            assert refused.value.status == 401
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
 
 
 def test_compose_coturn_shares_the_turn_secret_and_port_with_signaling() -> None:
@@ -475,15 +570,19 @@ def test_k8s_probes_hit_paths_the_app_serves_on_its_port() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for _, container in callbook_containers():
-        args = _parser().parse_args(container["args"]) if container["args"][0] != "media" else None
+        if container["args"][0] == "media":
+            served, listening = media_get_paths(), _k8s_media_config(container).port
+        else:
+            args = _parser().parse_args(container["args"])
+            served, listening = paths, args.port or Config().port
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            http = container.get(probe, {}).get("httpGet")
-            if http is None:
+            if probe not in container:
                 continue
-            assert http["path"] in paths, f"{container['name']} {probe} {http['path']}"
+            http = container[probe].get("httpGet")
+            assert http, f"{container['name']} {probe}: probe a served path, not just a port"
+            assert http["path"] in served, f"{container['name']} {probe} {http['path']}"
             port = resolve_port(container, http["port"])
-            if args is not None:
-                assert port == (args.port or Config().port), "probe port != listening port"
+            assert port == listening, f"{container['name']} {probe}: probe port != listening port"
 
 
 def test_k8s_signaling_args_listen_on_the_container_port() -> None:
@@ -573,7 +672,6 @@ def test_k8s_signaling_runs_locked_down() -> None:
 
 
 def test_k8s_env_names_are_read_by_the_code() -> None:
-    known = known_env_names()
     config_maps = {c["metadata"]["name"]: c for c in k8s_objects("ConfigMap")}
     secrets = {s["metadata"]["name"]: s for s in k8s_objects("Secret")}
     for _, container in callbook_containers():
@@ -587,27 +685,66 @@ def test_k8s_env_names_are_read_by_the_code() -> None:
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             if ref:
                 assert ref["key"] in secrets[ref["name"]]["stringData"], ref
-        unknown = names - known
+        unknown = names - env_names_of(container["args"][0])
         assert not unknown, f"{container['name']} gets variables nothing reads: {sorted(unknown)}"
 
 
-def test_k8s_signaling_environment_is_a_valid_configuration() -> None:
-    (container,) = pod_spec(signaling_deployment())["containers"]
+def k8s_container_env(container: Mapping[str, Any]) -> dict[str, str]:
+    """A container's environment from its ConfigMaps and Secrets (the templates' values)."""
     env: dict[str, str] = {}
-    for source in container["envFrom"]:
+    for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env |= k8s_object("ConfigMap", source["configMapRef"]["name"])["data"]
         else:
             env |= k8s_object("Secret", source["secretRef"]["name"])["stringData"]
-    config = from_env(env)  # raises ConfigError, as the pod would at start-up
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            env[item["name"]] = k8s_object("Secret", ref["name"])["stringData"][ref["key"]]
+        elif "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def _k8s_media_config(container: Mapping[str, Any]) -> MediaConfig:
+    assert container["args"][0] == "media"
+    return media_config(container["args"][1:], k8s_container_env(container))
+
+
+def test_k8s_signaling_environment_is_a_valid_configuration() -> None:
+    (container,) = pod_spec(signaling_deployment())["containers"]
+    config = from_env(k8s_container_env(container))  # raises ConfigError, as the pod would
     assert config.redis_url, "a pod without REDIS_URL would start a private embedded store"
     assert config.allowed_origins, "behind TLS the browser's https:// origin must be allowed"
+    assert config.media_url, "a pod without CALLBOOK_MEDIA_URL starts an SFU clients cannot reach"
 
 
-def test_planned_names_are_documented_as_planned() -> None:
-    doc = (ROOT / "docs" / "deploy.md").read_text()
-    for name in PLANNED_MEDIA_ENV - signaling_env_names() - media_env_names():
-        assert name in doc, f"docs/deploy.md must say {name} comes with the SFU"
+def test_k8s_signaling_reaches_the_one_media_node_with_its_secret() -> None:
+    media = k8s_object("Deployment", "callbook-media")
+    # Signaling talks to one media node and a room lives on one node: a second replica behind
+    # the Service would get part of a room's control requests.
+    assert media["spec"]["replicas"] == 1
+    assert not any(
+        h["spec"]["scaleTargetRef"]["name"] == media["metadata"]["name"]
+        for h in k8s_objects("HorizontalPodAutoscaler")
+    ), "the media node must not be autoscaled"
+    spec = pod_spec(media)
+    assert spec["hostNetwork"] is True, "aioice's ephemeral UDP ports need the node's network"
+    (container,) = spec["containers"]
+    config = _k8s_media_config(container)
+    assert not is_loopback(config.host) and not config.loopback_ice
+    (signaling,) = pod_spec(signaling_deployment())["containers"]
+    settings = from_env(k8s_container_env(signaling))
+    assert settings.media_secret == config.secret, "CALLBOOK_MEDIA_SECRET differs"
+    url = urlsplit(settings.media_url or "")
+    service = k8s_object("Service", str(url.hostname))
+    assert (
+        service["spec"]["selector"].items()
+        <= media["spec"]["template"]["metadata"]["labels"].items()
+    ), f"Service {url.hostname} does not select the media pod"
+    ports = [p for p in service["spec"]["ports"] if p["port"] == url.port]
+    assert ports, f"CALLBOOK_MEDIA_URL: Service {url.hostname} has no port {url.port}"
+    assert resolve_port(container, ports[0]["targetPort"]) == config.port, "not the control port"
 
 
 async def test_compose_coturn_command_runs_and_accepts_signaling_credentials(

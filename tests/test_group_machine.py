@@ -113,11 +113,13 @@ def test_publishing_subscribes_each_published_pair_both_ways() -> None:
 def test_leaving_removes_from_the_sfu_and_the_last_one_out_ends_the_call() -> None:
     call, _ = fresh()
     call, _ = join(call, CAROL, "c" * 16)
+    call, _ = g.transition(call, g.PublishedEvent(HOST), NOW)
     call, effects = g.transition(call, sm.HangupEvent(HOST), NOW + 5)
     assert ended_to(effects) == {HOST: "hangup"}
     assert g.RemoveParticipant("0" * 16) in effects and roster_of(effects) == {CAROL}
     call, effects = g.transition(call, sm.HangupEvent(CAROL), NOW + 6)
     assert ended_to(effects) == {CAROL: "hangup", BOB1: "missed", BOB2: "missed"}
+    assert not any(isinstance(e, g.RemoveParticipant) for e in effects)  # never in the SFU
     assert effects[-2:] == [g.CloseRoom(), sm.Finished()]
     assert {e.callee_account for e in effects if isinstance(e, sm.RecordMissed)} == {"bob", "dave"}
     with pytest.raises(Rejected) as after:
@@ -137,6 +139,7 @@ def test_a_participant_can_leave_and_rejoin_with_a_new_participant_id() -> None:
 def test_lost_device_is_shown_reconnecting_then_dropped_after_the_window() -> None:
     call, _ = fresh()
     call, _ = join(call, CAROL, "c" * 16)
+    call, _ = g.transition(call, g.PublishedEvent(CAROL), NOW)
     call, effects = g.transition(call, sm.DeviceLost(CAROL), NOW)
     assert sm.SetTimer("resume", NOW + 30, CAROL) in effects
     listing = next(msg for _, msg in sends(effects) if isinstance(msg, m.Participants))

@@ -3,12 +3,17 @@ the roster, leaving, rejoining and lost devices."""
 
 from __future__ import annotations
 
+import json
+
+from directory import operators
+from directory.store import Store
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.schemas import AccountUpdate, MissedCalls
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
 from tests.test_calls import _device, _line, _quiet
+from tests.test_operator import _http
 
 
 async def _start(host: Line, *handles: str) -> m.Joined:
@@ -154,3 +159,39 @@ async def test_invitees_still_ringing_when_the_last_one_leaves_missed_it(server:
         assert (await b.expect(m.Ended)).reason == "missed"
     missed = await bob.request("GET", "/v1/calls/missed", MissedCalls)
     assert [call.caller_handle for call in missed.missed_calls] == ["alice"]
+
+
+async def test_operators_see_group_calls_by_pseudonym_and_can_end_them(
+    server: Server, store: Store
+) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    op = await operators.create(store, "olga")
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = (await _start(a, "bob")).call_id
+        await b.expect(m.Incoming)
+        await b.send(m.Accept(call_id=call_id))
+        await b.expect(m.Joined)
+        status, listing = await _http(server, "GET", "/v1/operator/calls", op)
+        assert status == 200
+        (view,) = listing["calls"]
+        assert (view["id"], view["kind"], view["relay"]) == (call_id, "group", "sfu")
+        assert view["participant_count"] == 2
+        text = json.dumps(listing)
+        for secret in ("alice", "bob", alice.profile.account_id, bob.profile.account_id):
+            assert secret not in text
+
+        reason = {"reason": "abuse report 42: ending the call"}
+        status, revealed = await _http(
+            server, "POST", f"/v1/operator/calls/{call_id}/reveal", op, reason
+        )
+        assert status == 200
+        roles = {p["handle"]: p["role"] for p in revealed["participants"]}
+        assert roles == {"alice": "host", "bob": "participant"}
+
+        status, _ = await _http(server, "POST", f"/v1/operator/calls/{call_id}/end", op, reason)
+        assert status == 204
+        for line in (a, b):
+            while not isinstance(message := await line.receive(within=5), m.Ended):
+                assert isinstance(message, m.Participants)
+            assert message.reason == "operator"

@@ -67,6 +67,8 @@ class Conference:
         # Per room: who is in it, by participant id, for offers and speaker announcements.
         self._devices: dict[str, dict[str, DeviceRef]] = {}
         self._speakers: dict[str, str | None] = {}
+        # The SFU's latest view of each participant's media, by room, for operators.
+        self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
 
     async def open(self, room: str, max_participants: int) -> None:
@@ -113,19 +115,27 @@ class Conference:
         self._devices.get(room, {}).pop(participant, None)
         self._spawn(self._quietly(self._rooms.leave(room, participant)))
 
+    def participant_stats(self, room: str) -> dict[str, dict[str, Any]]:
+        return self._stats.get(room, {})
+
     def close(self, room: str) -> None:
         self._devices.pop(room, None)
         self._speakers.pop(room, None)
+        self._stats.pop(room, None)
         self._spawn(self._quietly(self._rooms.delete_room(room)))
 
     async def _poll_speakers(self) -> None:
         while True:
             await asyncio.sleep(SPEAKER_POLL_S)
             for room, devices in list(self._devices.items()):
-                if len(devices) < 2:
+                if not devices:
                     continue
                 with contextlib.suppress(Exception):
                     stats = await self._rooms.room_stats(room)
+                    if room in self._devices:
+                        self._stats[room] = {
+                            str(p.get("participant")): p for p in stats.get("participants", [])
+                        }
                     speaker = stats.get("active_speaker")
                     if speaker != self._speakers.get(room) and room in self._devices:
                         self._speakers[room] = speaker

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
@@ -321,6 +321,8 @@ class CallService:
     async def _group_invite(self, host: sm.DeviceRef, invite: m.GroupInvite) -> None:
         conference = self._require_sfu()
         host_account = await accounts.get(self._store, host.account_id)
+        if host_account.suspended:
+            raise CallError("account_suspended", "This account is suspended; it cannot call.")
         invited = await self._callable_accounts(host.account_id, invite.handles)
         call = g.GroupCall(
             id=secrets.token_hex(16),
@@ -340,6 +342,7 @@ class CallService:
             call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
         )
         self._calls[call.id] = call
+        self.quality.open_call(call.id, self._clock())
         for device in (host, *call.ringing):
             self._attach(call.id, device)
         for account in call.awaiting:
@@ -604,6 +607,19 @@ class CallService:
         if not kept and self._metrics is not None:
             self._metrics.on_quality_dropped()
 
+    def sfu_quality(self, call_id: str) -> dict[str, dict[str, Any]]:
+        """What the SFU measures of each participant's media, by account id."""
+        call = self._calls.get(call_id)
+        if self._conference is None or call is None:
+            return {}
+        by_participant = self._conference.participant_stats(call_id)
+        found: dict[str, dict[str, Any]] = {}
+        for device in _sfu_devices(call):
+            participant = _sfu_participant(call, device)
+            if participant in by_participant:
+                found[device.account_id] = by_participant[participant]
+        return found
+
     def live_calls(self) -> list[AnyCall]:
         return list(self._calls.values())
 
@@ -683,6 +699,12 @@ def _talking(call: AnyCall, device: sm.DeviceRef) -> bool:
     if isinstance(call, sm.Call):
         return call.phase is sm.Phase.CONNECTED and device in call.legs()
     return device in call.members
+
+
+def _sfu_devices(call: AnyCall) -> tuple[sm.DeviceRef, ...]:
+    if isinstance(call, g.GroupCall):
+        return tuple(call.members)
+    return call.legs() if call.sfu else ()
 
 
 def _sfu_participant(call: AnyCall | None, device: sm.DeviceRef) -> str | None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -25,7 +25,7 @@ from directory.reports import Report
 from signaling.appkeys import CALLS, METRICS, NODE, SOCKETS, STREAMS
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.calls.quality import Sample
+from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.service import AnyCall
 from signaling.errors import ApiError
 from signaling.rest.framework import Call
@@ -171,6 +171,9 @@ def _view(request: web.Request, call: AnyCall, now: float) -> LiveCall:
                 history=list(leg.history),
             )
         )
+    legs += _sfu_legs(
+        service.sfu_quality(call.id), book, call.id, {leg.participant for leg in legs}
+    )
     relayed = [leg.relayed for leg in legs if leg.relayed is not None]
     relay: Literal["p2p", "turn", "sfu", "unknown"] = "unknown"
     if isinstance(call, g.GroupCall) or call.sfu:
@@ -194,6 +197,29 @@ def _view(request: web.Request, call: AnyCall, now: float) -> LiveCall:
         legs=sorted(legs, key=lambda leg: participants.index(leg.participant)
                     if leg.participant in participants else len(participants)),
     )  # fmt: skip
+
+
+def _sfu_legs(
+    measured: dict[str, dict[str, Any]], book: QualityBook, call_id: str, reported: set[str]
+) -> list[Leg]:
+    """For devices that send no quality reports: what the SFU sees of their media."""
+    legs = []
+    for account_id, stats in measured.items():
+        name = book.pseudonym(call_id, account_id)
+        if name in reported:
+            continue
+        legs.append(
+            Leg(
+                participant=name, rtt_ms=_number(stats.get("rtt_ms")),
+                jitter_ms=_number(stats.get("jitter_ms")), loss=_number(stats.get("loss")),
+                bitrate_kbps=None, relayed=False, history=[],
+            )
+        )  # fmt: skip
+    return legs
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _calls(request: web.Request) -> list[LiveCall]:

@@ -49,6 +49,10 @@ async def test_three_bots_each_receive_both_others_audio_and_video(server: Serve
         assert summary.outcome == "connected", summary.as_event()
         assert summary.participants_received == 2, summary.as_event()
         assert summary.sent_packets > 0
+    # Everyone sends the same tone: someone is the active speaker, announced to all three.
+    speakers = {name: e["handle"] for name, e in events if e["event"] == "active_speaker"}
+    assert set(speakers) == {"alice", "bob", "carol"}, events
+    assert all(handle in {"alice", "bob", "carol"} for handle in speakers.values()), speakers
 
 
 def _candidate_ports(sdps: list[str]) -> set[int]:

@@ -86,6 +86,10 @@ class SfuSession:
                 handles = sorted(p.person.handle or "" for p in participants)
                 self._emit({"event": "participants", "call_id": self.call_id,
                             "handles": handles})  # fmt: skip
+            case m.ActiveSpeaker(participant=speaker):
+                person = self.roster.get(speaker or "")
+                self._emit({"event": "active_speaker", "call_id": self.call_id,
+                            "handle": person.person.handle if person else None})  # fmt: skip
             case m.Ended(reason=reason):
                 return reason
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from media.embedded import EmbeddedMedia
 from signaling.phone.softphone import Softphone, Summary
 from signaling.schemas import AccountUpdate
 from tests.conftest import MakeServer, Server
+from tests.test_media_calls import _cli, _events
 
 pytestmark = pytest.mark.slow
 
@@ -159,3 +161,34 @@ async def test_a_participant_killed_mid_call_drops_out_and_the_rest_go_on(
         seen = rosters[name]
         last_with_carol = max(i for i, roster in enumerate(seen) if "carol" in roster)
         assert ["alice", "bob"] in seen[last_with_carol + 1 :], seen
+
+
+async def test_cli_group_call_with_json_summaries(server: Server, tmp_path: Path) -> None:
+    profiles = {name: tmp_path / f"{name}.json" for name in ("ann", "ben", "cat")}
+    for name, profile in profiles.items():
+        signup = await _cli("signup", name, "--server", server.url, "--profile", str(profile))
+        assert await signup.wait() == 0
+    guests = [
+        await _cli("answer", "--profile", str(profiles[n]), "--once", "--video", "--json")
+        for n in ("ben", "cat")
+    ]
+    for guest in guests:
+        assert guest.stdout is not None
+        assert json.loads(await asyncio.wait_for(guest.stdout.readline(), 30))["event"] == "ready"
+    host = await _cli(
+        "group", "ben", "cat", "--profile", str(profiles["ann"]), "--video", "--duration", "5",
+        "--json",
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(host.communicate(), 60)
+    assert host.returncode == 0, err.decode()
+    # Guests leave once the host has gone, and report the same way.
+    for guest in guests:
+        guest_out, guest_err = await asyncio.wait_for(guest.communicate(), 30)
+        assert guest.returncode == 0, guest_err.decode()
+        assert _events(guest_out)[-1]["participants_received"] == 2
+    summary = _events(out)[-1]
+    assert (summary["event"], summary["outcome"], summary["participants_received"]) == (
+        "summary",
+        "connected",
+        2,
+    )

@@ -21,8 +21,13 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 class SfuSession:
-    def __init__(self, line: Line, call_id: str, *, video: bool, emit: Emit) -> None:
+    def __init__(
+        self, line: Line, call_id: str, *, video: bool, emit: Emit, host: str | None = None
+    ) -> None:
+        """``host`` (an account id): leave when the host has left, as a guest bot should."""
         self.line = line
+        self._host = host
+        self._host_seen = False
         self.call_id = call_id
         self.video = video
         self._emit = emit
@@ -65,6 +70,9 @@ class SfuSession:
             reason = await self._on(message)
             if reason is not None:
                 return reason
+            if deadline is None and self._host_left():
+                await self.line.send(m.Hangup(call_id=self.call_id))
+                return "hangup"
 
     async def _on(self, message: m.ServerMessage) -> str | None:
         if getattr(message, "call_id", None) != self.call_id:
@@ -106,6 +114,11 @@ class SfuSession:
         self.sent_signaling.append(answer)
         reply = m.SubscribeAnswer(call_id=self.call_id, subscription=offer.subscription, sdp=answer)
         await self.line.send(reply)
+
+    def _host_left(self) -> bool:
+        present = any(p.person.account_id == self._host for p in self.roster.values())
+        self._host_seen = self._host_seen or present
+        return self._host is not None and self._host_seen and not present
 
     def participants_received(self, video: bool) -> int:
         """Participants from whom audio packets (and, for video calls, frames) arrived."""

@@ -152,11 +152,14 @@ class Softphone:
     async def _in_group(self, joined: m.Joined, duration_s: float | None) -> Summary:
         self._emit({"event": "joined", "call_id": joined.call_id,
                     "participant": joined.participant})  # fmt: skip
-        summary = await self._through_sfu(joined.call_id, duration_s)
-        return summary
+        mine = self.client.profile.account_id if self.client.profile else None
+        host = None if joined.host.account_id == mine else joined.host.account_id
+        return await self._through_sfu(joined.call_id, duration_s, host)
 
-    async def _through_sfu(self, call_id: str, duration_s: float | None) -> Summary:
-        session = SfuSession(self.line, call_id, video=self.video, emit=self._emit)
+    async def _through_sfu(
+        self, call_id: str, duration_s: float | None, host: str | None = None
+    ) -> Summary:
+        session = SfuSession(self.line, call_id, video=self.video, emit=self._emit, host=host)
         try:
             reason = await session.run(duration_s)
         finally:

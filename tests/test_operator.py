@@ -433,15 +433,24 @@ async def test_quality_for_a_call_not_connected_here_is_refused(server: Server) 
         assert (await line.expect(m.Error)).code == "unknown_call"
 
 
-async def test_nodes_list_this_node(server: Server, store: Store) -> None:
+async def test_nodes_list_this_node_and_its_media_node(server: Server, store: Store) -> None:
     op = await _operator(store)
     alice = await server.signup("alice")
     async with Line(alice) as line:
         await line.open()
-        _, body = await _http(server, "GET", "/v1/operator/nodes", op)
-    (node,) = body["nodes"]
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the media node shows once it has answered its first poll (every second)
+            _, body = await _http(server, "GET", "/v1/operator/nodes", op)
+            kinds = {node["kind"]: node for node in body["nodes"]}
+            if "media" in kinds or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    assert set(kinds) == {"signaling", "media"}, body
+    node = kinds["signaling"]
     assert node["id"].startswith("node-") and node["connections"] == 1
     assert node["active_calls"] == 0 and node["last_heartbeat"] >= node["started_at"]
+    media = kinds["media"]
+    assert media["last_heartbeat"] >= media["started_at"] > 0
 
 
 async def test_the_event_stream_carries_snapshots(server: Server, store: Store) -> None:

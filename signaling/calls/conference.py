@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -43,6 +44,8 @@ class MediaRooms(Protocol):
 
     async def room_stats(self, room: str) -> dict[str, Any]: ...
 
+    async def stats(self) -> dict[str, Any]: ...
+
 
 class MediaUnavailable(Exception):
     """The media node refused or could not be reached."""
@@ -70,6 +73,15 @@ class Conference:
         # The SFU's latest view of each participant's media, by room, for operators.
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: The media node's own counters and when it last answered (wall clock), for operators.
+        self.node_stats: dict[str, Any] = {}
+        self.node_seen_at: float | None = None
+        self.node_first_seen_at: float | None = None
+
+    def start(self) -> None:
+        """Start watching the media node (and, once rooms exist, their speakers)."""
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def open(self, room: str, max_participants: int) -> None:
         try:
@@ -77,8 +89,7 @@ class Conference:
         except Exception as exc:
             raise MediaUnavailable(str(exc)) from exc
         self._devices.setdefault(room, {})
-        if self._poller is None:
-            self._poller = asyncio.get_running_loop().create_task(self._poll_speakers())
+        self.start()
 
     async def publish(self, room: str, participant: str, device: DeviceRef, offer: str) -> str:
         try:
@@ -124,9 +135,15 @@ class Conference:
         self._stats.pop(room, None)
         self._spawn(self._quietly(self._rooms.delete_room(room)))
 
-    async def _poll_speakers(self) -> None:
+    async def _poll(self) -> None:
         while True:
             await asyncio.sleep(SPEAKER_POLL_S)
+            try:
+                self.node_stats = await self._rooms.stats()
+                self.node_seen_at = time.time()
+                self.node_first_seen_at = self.node_first_seen_at or self.node_seen_at
+            except Exception:
+                continue  # a media node that does not answer shows as stale
             for room, devices in list(self._devices.items()):
                 if not devices:
                     continue

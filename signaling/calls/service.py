@@ -103,6 +103,8 @@ class CallService:
         # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
         self._invited_at: dict[str, float] = {}
         self._conference = None if media is None else Conference(media, self._deliver)
+        if self._conference is not None:
+            self._conference.start()
         # Hide-my-IP goes through TURN when there is one, else through the SFU.
         self._turn_configured = turn_configured
         # Relayed 1:1 calls: the legs whose media the SFU has accepted.
@@ -619,6 +621,10 @@ class CallService:
             if participant in by_participant:
                 found[device.account_id] = by_participant[participant]
         return found
+
+    @property
+    def conference(self) -> Conference | None:
+        return self._conference
 
     def live_calls(self) -> list[AnyCall]:
         return list(self._calls.values())

@@ -110,6 +110,8 @@ class Node(msgspec.Struct, kw_only=True):
     active_calls: int
     started_at: int
     last_heartbeat: int
+    #: ``media``: an SFU, whose connections are participants and calls are rooms.
+    kind: Literal["signaling", "media"] = "signaling"
 
 
 class Nodes(msgspec.Struct, kw_only=True):
@@ -231,7 +233,7 @@ def _calls(request: web.Request) -> list[LiveCall]:
 def _nodes(request: web.Request) -> list[Node]:
     node = request.app[NODE]
     service = request.app[CALLS]
-    return [
+    nodes = [
         Node(
             id=node.id,
             version=node.version,
@@ -241,6 +243,19 @@ def _nodes(request: web.Request) -> list[Node]:
             last_heartbeat=int(time.time()),
         )
     ]
+    sfu = service.conference
+    if sfu is not None and sfu.node_seen_at is not None:
+        stats = sfu.node_stats
+        nodes.append(
+            Node(
+                id=f"{node.id}-media", version=node.version, kind="media",
+                connections=int(stats.get("participants", 0)),
+                active_calls=int(stats.get("rooms", 0)),
+                started_at=int(sfu.node_first_seen_at or sfu.node_seen_at),
+                last_heartbeat=int(sfu.node_seen_at),
+            )
+        )  # fmt: skip
+    return nodes
 
 
 def _live(call: Call) -> AnyCall:

@@ -31,12 +31,17 @@ export function gathered(pc, timeoutMs = GATHER_TIMEOUT_MS) {
   });
 }
 
-/** Offer only the codec the SFU forwards (Opus, VP8); the browser's own order if it can't. */
+/**
+ * Offer only the codec the SFU forwards (Opus, VP8), and RTX with VP8: without RTX the browser
+ * sends its bandwidth-probing padding as empty packets on the video stream itself, which the
+ * SFU would forward to everyone. The browser's own order if it can't.
+ */
 function preferCodec(transceiver, kind) {
   if (typeof transceiver.setCodecPreferences !== "function") return;
   const codecs = RTCRtpSender.getCapabilities?.(kind)?.codecs ?? [];
-  const wanted = codecs.filter((codec) => codec.mimeType.toLowerCase() === PREFERRED[kind]);
-  if (!wanted.length) return;
+  const media = codecs.filter((codec) => codec.mimeType.toLowerCase() === PREFERRED[kind]);
+  if (!media.length) return;
+  const wanted = [...media, ...codecs.filter((codec) => codec.mimeType.toLowerCase() === "video/rtx")];
   try {
     transceiver.setCodecPreferences(wanted);
   } catch (error) {

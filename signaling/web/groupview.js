@@ -359,7 +359,8 @@ function updateTile(call, tile, entry) {
   }
   const audioMuted = self ? call.muted : entry.audio_muted;
   const videoOff = self ? call.cameraOff || !call.sendsVideo : entry.video_muted;
-  const showsVideo = Boolean(stream?.getVideoTracks().some((t) => t.readyState === "live")) && !videoOff;
+  const flowing = (t) => t.readyState === "live" && (self || !t.muted);
+  const showsVideo = Boolean(stream?.getVideoTracks().some(flowing)) && !videoOff;
   tile.dataset.video = showsVideo ? "on" : "off";
   $(".tile-muted", tile).hidden = !audioMuted;
   $(".tile-badge", tile).hidden = entry.connected !== false;

@@ -103,7 +103,9 @@ export class SfuMedia extends EventTarget {
       if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
       const detail = { participant: message.participant, track: event.track, stream };
       this.dispatchEvent(new CustomEvent("track", { detail }));
+      // Remote tracks start muted and unmute when media flows: the view shows video only then.
       event.track.onunmute = () => this.dispatchEvent(new CustomEvent("track", { detail }));
+      event.track.onmute = () => this.dispatchEvent(new CustomEvent("track", { detail }));
     };
     await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
     await pc.setLocalDescription(await pc.createAnswer());

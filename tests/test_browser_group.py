@@ -11,7 +11,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from playwright.async_api import Page, expect
@@ -21,14 +21,8 @@ from signaling.phone.sfu_session import SfuSession
 from signaling.phone.softphone import Softphone, Summary
 from signaling.schemas import AccountUpdate
 from tests.conftest import Server
-from tests.test_browser import (  # noqa: F401 (browsers is a fixture)
-    ARTIFACTS,
-    CHROMIUM,
-    Browsers,
-    browsers,
-    screenshot,
-    sign_up,
-)
+from tests.test_browser import ARTIFACTS, CHROMIUM, Browsers, screenshot, sign_up
+from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,10 +46,26 @@ GROUP_STATS_JS = """async () => {
 }"""
 
 
+# A 1:1 call through the SFU: whether the page decodes the other side's video and audio.
+SFU_CALL_DECODES_JS = """async () => {
+  const sfu = window.callbook.call && window.callbook.call.sfu;
+  if (!sfu) return false;
+  let frames = 0, packets = 0;
+  for (const {pc} of sfu.downlinks.values()) {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") frames += s.framesDecoded || 0;
+      if (s.kind === "audio") packets += s.packetsReceived || 0;
+    });
+  }
+  return frames > 0 && packets > 0;
+}"""
+
+
 async def until(
     check: Callable[[], Awaitable[Any]], what: str, within: float = 15.0, every: float = 0.25
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with its last value after ``within``."""
+    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -97,10 +107,16 @@ async def until_decoding(page: Page, senders: int, video: bool = True) -> dict[s
         raise AssertionError(f"{exc}: {last}") from None
 
 
+@pytest.fixture
+def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixture)
+    """test_browser.py's Chromium (imported under another name, so it is not shadowed)."""
+    return _browsers
+
+
 class RecordingSession(SfuSession):
     """An SfuSession that lets the test look at a bot's counters while the call runs."""
 
-    live: list[RecordingSession] = []
+    live: ClassVar[list[RecordingSession]] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -302,20 +318,7 @@ async def test_hide_my_ip_call_without_turn_goes_through_the_sfu(
         await page.click("#dial-video")
         await expect(page.locator("#screen-call")).to_have_attribute("data-state", "connected")
         await until(
-            lambda: page.evaluate(
-                """async () => {
-                  const sfu = window.callbook.call && window.callbook.call.sfu;
-                  if (!sfu) return false;
-                  let frames = 0, packets = 0;
-                  for (const {pc} of sfu.downlinks.values()) {
-                    (await pc.getStats()).forEach((s) => {
-                      if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
-                      if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived || 0;
-                    });
-                  }
-                  return frames > 0 && packets > 0;
-                }"""
-            ),
+            lambda: page.evaluate(SFU_CALL_DECODES_JS),
             "the robot's media through the SFU",
             within=20.0,
         )

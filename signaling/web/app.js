@@ -103,7 +103,14 @@ async function boot() {
   bindCode();
   bindHome();
   bindCallScreen();
-  bindGroup({ api, line, state, isBusy: () => Boolean(state.current?.active), nameOf: personName });
+  bindGroup({
+    api,
+    line,
+    state,
+    isBusy: () => Boolean(state.current?.active),
+    nameOf: personName,
+    onEnded: (call) => call.endReason === "missed" && refreshMissed(),
+  });
   bindLine();
   if (!(await keystore.supported())) {
     loadingMessage(

@@ -48,11 +48,16 @@ MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
 RtpHandler = Callable[[bytes], Awaitable[None]]
 
 
-def codec_preferences(kind: Kind) -> list[RTCRtpCodecCapability]:
-    """Opus and VP8 only, without RTX: both legs must carry the same codec byte for byte."""
-    return [
-        c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() == MIME[kind]
-    ]
+def codec_preferences(kind: Kind, *, rtx: bool = False) -> list[RTCRtpCodecCapability]:
+    """Opus and VP8 only: both legs must carry the same codec byte for byte.
+
+    ``rtx`` (uplinks only) also accepts VP8 retransmissions on their own SSRC, which we never
+    forward. A browser without RTX sends its bandwidth-probing padding as empty packets on the
+    media SSRC itself, and an aiortc subscriber hands an empty packet to its VP8 decoder as a
+    frame, which flushes the decoder for good. With RTX the padding goes to the RTX SSRC.
+    """
+    wanted = {MIME[kind], "video/rtx"} if rtx and kind is Kind.VIDEO else {MIME[kind]}
+    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
 
 
 class PlaceholderTrack(MediaStreamTrack):
@@ -236,7 +241,7 @@ async def answer_uplink(pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, lis
     for media in offer.media:
         if media.kind in ("audio", "video"):
             transceiver = pc.addTransceiver(media.kind, direction="recvonly")
-            transceiver.setCodecPreferences(codec_preferences(Kind(media.kind)))
+            transceiver.setCodecPreferences(codec_preferences(Kind(media.kind), rtx=True))
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         answer = await pc.createAnswer()

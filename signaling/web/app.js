@@ -2,6 +2,7 @@
 
 import { Api } from "./api.js";
 import { Call } from "./call.js";
+import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
@@ -52,6 +53,10 @@ window.callbook = {
   get pc() {
     return state.current?.pc ?? null;
   },
+  /** The group call on screen (group.js), with its SfuMedia in ``group.sfu``. */
+  get group() {
+    return currentGroup();
+  },
 };
 
 // --- screens -----------------------------------------------------------------------------------
@@ -98,6 +103,14 @@ async function boot() {
   bindCode();
   bindHome();
   bindCallScreen();
+  bindGroup({
+    api,
+    line,
+    state,
+    isBusy: () => Boolean(state.current?.active),
+    nameOf: personName,
+    onEnded: (call) => call.endReason === "missed" && refreshMissed(),
+  });
   bindLine();
   if (!(await keystore.supported())) {
     loadingMessage(
@@ -426,6 +439,13 @@ async function refreshMissed() {
 
 function contactName(contact) {
   return contact.nickname || contact.display_name || (contact.handle ? `@${contact.handle}` : "Unknown");
+}
+
+/** What to call a person card: your nickname for them, their display name, or their handle. */
+function personName(person) {
+  const contact = person?.account_id ? contactFor(person.account_id) : null;
+  if (contact) return contactName(contact);
+  return person?.display_name || (person?.handle ? `@${person.handle}` : "Someone");
 }
 
 function contactFor(accountId) {
@@ -926,8 +946,21 @@ function onServer(message) {
       return;
     }
     case "incoming":
-      onIncoming(message);
+      if (message.group) onGroupIncoming(message);
+      else onIncoming(message);
       return;
+    case "joined": {
+      // A group call we host is named by its first ``joined`` (matched by the invite's ref).
+      let call = state.calls.get(message.call_id);
+      if (!call && message.ref && state.byRef.has(message.ref)) {
+        call = state.byRef.get(message.ref);
+        state.byRef.delete(message.ref);
+        state.calls.set(message.call_id, call);
+      }
+      if (call) call.receive(message);
+      else line.send({ type: "hangup", call_id: message.call_id });
+      return;
+    }
     case "error": {
       const call =
         (message.ref && state.byRef.get(message.ref)) ||
@@ -950,7 +983,7 @@ function onServer(message) {
 // --- calls ---------------------------------------------------------------------------------------
 
 function startCall(target, media, label) {
-  if (state.current?.active) {
+  if (state.current?.active || activeGroup()) {
     toast("You’re already in a call.", "error");
     return;
   }
@@ -987,6 +1020,11 @@ function onIncoming(message) {
   call.target = { account_id: message.caller.account_id, handle: message.caller.handle };
   state.calls.set(message.call_id, call);
   watch(call);
+  if (activeGroup()) {
+    call.decline(true); // in a group call: the caller hears "busy"
+    toast(`${call.label} called while you were in a group call.`);
+    return;
+  }
   if (state.current?.active) {
     if (state.waiting?.active) {
       call.decline(true); // already juggling two calls

@@ -14,6 +14,12 @@
 //
 // Events: ``change`` (state, peer, flags), ``ended`` (detail: {reason, error}), ``media``
 // (local or remote stream changed).
+//
+// A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
+// a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
+// through one ``subscribe_offer``, as in a group call (sfu.js).
+
+import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
 const RECOVER_WITHIN_MS = 25_000;
@@ -55,6 +61,7 @@ export class Call extends EventTarget {
     this.relayOnly = false;
     this.iceServers = [];
     this.pc = null;
+    this.sfu = null; // SfuMedia when the server relays this call through its SFU
     this.localStream = null;
     this.remoteStream = new MediaStream();
     this.muted = false;
@@ -198,6 +205,12 @@ export class Call extends EventTarget {
       case "sdp":
         await this._onDescription(message);
         return;
+      case "publish_answer":
+        await this.sfu?.onPublishAnswer(message);
+        return;
+      case "subscribe_offer":
+        await this.sfu?.onSubscribeOffer(message);
+        return;
       case "ice":
         await this._onIce(message);
         return;
@@ -256,6 +269,10 @@ export class Call extends EventTarget {
       if (server.credential) entry.credential = server.credential;
       return entry;
     });
+    if (message.sfu) {
+      await this._throughSfu();
+      return;
+    }
     if (this.relayOnly && this.iceServers.length === 0) {
       // Relay-only with no relay: not a single candidate could ever be gathered.
       this._giveUp();
@@ -267,6 +284,28 @@ export class Call extends EventTarget {
       this._addLocalTracks();
       await this._offer(false);
     }
+  }
+
+  /** Media through the SFU: publish ours, take the other's from its subscribe_offer. */
+  async _throughSfu() {
+    // The SFU is the relay: it sees our address, the other device only the SFU's.
+    const sfu = new SfuMedia({ line: this.line, callId: this.callId, iceServers: this.iceServers });
+    this.sfu = sfu;
+    sfu.addEventListener("track", (event) => {
+      const { track } = event.detail;
+      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
+      this._emitMedia();
+    });
+    sfu.addEventListener("closed", () => {
+      for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+      this._emitMedia();
+    });
+    sfu.addEventListener("state", () => this._onConnectionState());
+    this._timer("connect", CONNECT_TIMEOUT_MS, () => this._giveUp());
+    await sfu.publish(this.localStream);
+    this.pc = sfu.uplink;
+    this._scheduleQuality();
+    this._onConnectionState();
   }
 
   async _onDescription(message) {
@@ -452,7 +491,7 @@ export class Call extends EventTarget {
 
   _restartIfBroken() {
     const pc = this.pc;
-    if (!pc || !this.active || this.role !== "caller") return;
+    if (!pc || !this.active || this.role !== "caller" || this.sfu) return;
     if (pc.connectionState === "connected" || pc.connectionState === "new") return;
     if (this._restarts >= MAX_RESTARTS) return;
     this._restarts += 1;
@@ -504,7 +543,8 @@ export class Call extends EventTarget {
 
   // RTT, jitter and loss of what this device receives, and its receive bitrate, from getStats.
   async _sendQuality() {
-    const pc = this.pc;
+    // Through the SFU, what we receive arrives on the subscription's connection.
+    const pc = (this.sfu && [...this.sfu.downlinks.values()][0]?.pc) || this.pc;
     if (!pc || !this.callId || pc.connectionState !== "connected") return;
     const report = await pc.getStats();
     let rtt = 0, jitter = 0, received = 0, lost = 0, bytes = 0, pair = null;
@@ -548,7 +588,9 @@ export class Call extends EventTarget {
     this.endedBySelf = self;
     for (const key of [...this._timers.keys()]) this._clearTimer(key);
     this._stopLocal();
-    if (this.pc) {
+    if (this.sfu) {
+      this.sfu.close();
+    } else if (this.pc) {
       this.pc.onicecandidate = null;
       this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;

@@ -137,3 +137,39 @@ export const AUDIENCE_HELP = {
     nobody: "No one can ring you. Calls go nowhere, silently.",
   },
 };
+
+// --- group calls ---------------------------------------------------------------------------------
+
+/** "Bob invites you to a group call" */
+export function groupInviteTitle(host) {
+  return `${host || "Someone"} invites you to a group call`;
+}
+
+export const GROUP_WORDS = {
+  incoming: (video) => `Incoming group ${video ? "video" : "audio"} call`,
+  kind: (video) => `Group ${video ? "video" : "audio"} call`,
+  yours: "Your group call",
+  hostedBy: (host) => `${host}’s group call`,
+  connecting: "Connecting…",
+  joined: "You joined the group call",
+  reconnecting: "Reconnecting…",
+  people: (n) => `${n} ${n === 1 ? "person" : "people"}`,
+};
+
+/** Title and sentence for how a group call ended for this device. */
+export function groupEndText(reason) {
+  switch (reason) {
+    case "hangup":
+      return { title: "Group call ended", text: "" };
+    case "answered_elsewhere":
+      return { title: "Joined on another device", text: "" };
+    case "declined_elsewhere":
+      return { title: "Declined on another device", text: "" };
+    case "cancelled":
+      return { title: "Group call ended", text: "The host left before you joined." };
+    case "gone":
+      return { title: "That group call has already ended", text: "" };
+    default:
+      return endText(reason, "the group call");
+  }
+}

@@ -1,0 +1,313 @@
+// One group call on this device (docs/protocol.md 11.15), without any DOM.
+//
+//   host                                  server                          each invitee
+//   group_invite {handles, media, ref} →           → incoming {group: true, caller: host}
+//        ← joined {call_id, participant, ref}      ← accept {call_id}
+//        ← participants [...] (on every change)    → joined, participants
+//   publish {sdp} →  ← publish_answer               (media: see sfu.js)
+//        ← subscribe_offer (one per other participant) → subscribe_answer
+//        ← active_speaker {participant}
+//   mute {audio_muted, video_muted} →  (shown to everyone in ``participants``)
+//   hangup → ended {reason: "hangup"}
+//
+// Events: ``change`` (state, roster, speaker, flags), ``media`` (a stream came or went),
+// ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}).
+
+import { SfuMedia } from "./sfu.js";
+
+let refCounter = 0;
+
+function nextRef() {
+  refCounter += 1;
+  return `g${Date.now().toString(36)}${refCounter}`;
+}
+
+/** Ended reasons of an invitation that never became a call on this device. */
+const NOT_JOINED = new Set(["missed", "answered_elsewhere", "declined_elsewhere", "cancelled"]);
+
+export class GroupCall extends EventTarget {
+  constructor({ api, line, direction, media, host = null, callId = null }) {
+    super();
+    this.api = api;
+    this.line = line;
+    this.direction = direction; // "outgoing" (we host) | "incoming" (we are invited)
+    this.media = media; // "audio" | "video"
+    this.host = host; // person card of the host (incoming; set from ``joined`` otherwise)
+    this.callId = callId;
+    this.ref = direction === "outgoing" ? nextRef() : null;
+    // starting → joined → ended (outgoing); incoming → joining → joined → ended (incoming)
+    this.state = direction === "outgoing" ? "starting" : "incoming";
+    this.me = null; // our participant id
+    this.participants = []; // as the server last listed them
+    this.streams = new Map(); // participant id → MediaStream of what we receive from them
+    this.speaker = null; // participant id of the active speaker
+    this.localStream = null;
+    this.sendsVideo = false;
+    this.muted = false;
+    this.cameraOff = false;
+    this.sfu = null;
+    this.endReason = null;
+    this.endError = null;
+    this.joinedAt = 0;
+    this._chain = Promise.resolve();
+  }
+
+  get active() {
+    return this.state !== "ended";
+  }
+
+  get hostLabel() {
+    const p = this.host || {};
+    return p.display_name || (p.handle ? `@${p.handle}` : "Someone");
+  }
+
+  /** Host a group call: microphone (and camera) first, then the invite. */
+  async start(handles) {
+    try {
+      await this._getMedia();
+    } catch (error) {
+      this._finish("media", { error });
+      return;
+    }
+    if (!this.active) return;
+    const invite = { type: "group_invite", handles, media: this.media, ref: this.ref };
+    if (!this.line.send(invite)) this._finish("error", { error: { code: "unreachable" } });
+  }
+
+  /** Join a group call we were invited to. */
+  async accept() {
+    if (this.state !== "incoming") return;
+    this.state = "joining";
+    this._emit();
+    try {
+      await this._getMedia();
+    } catch (error) {
+      this.state = "incoming";
+      this._emit();
+      this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
+      return;
+    }
+    if (!this.active) {
+      this._stopLocal();
+      return;
+    }
+    this.line.send({ type: "accept", call_id: this.callId });
+  }
+
+  decline(busy = false) {
+    if (!this.active) return;
+    this.line.send({ type: "decline", call_id: this.callId, busy });
+    this._finish("declined_by_me");
+  }
+
+  /** Leave the call (or decline it while it rings). */
+  hangup() {
+    if (!this.active) return;
+    if (this.state === "incoming" || this.state === "joining") {
+      this.decline(false);
+      return;
+    }
+    if (this.callId) this.line.send({ type: "hangup", call_id: this.callId });
+    else this._leaveWhenNamed = true;
+    this._finish("hangup", { self: true });
+  }
+
+  toggleMute() {
+    this.muted = !this.muted;
+    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
+    this._sendMute();
+    this._emit();
+  }
+
+  toggleCamera() {
+    this.cameraOff = !this.cameraOff;
+    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
+    this._sendMute();
+    this._emit();
+  }
+
+  _sendMute() {
+    if (this.state !== "joined") return;
+    this.line.send({
+      type: "mute",
+      call_id: this.callId,
+      audio_muted: this.muted,
+      video_muted: this.cameraOff || !this.sendsVideo,
+    });
+  }
+
+  /** Our own WebSocket came back as a new session: the server took us out of the call. */
+  lost() {
+    this._finish("peer_lost", { self: true });
+  }
+
+  /** Our session resumed: the SFU legs never depended on the WebSocket. */
+  resumed() {}
+
+  /** Milliseconds since we joined (0 before). */
+  duration() {
+    return this.joinedAt ? Date.now() - this.joinedAt : 0;
+  }
+
+  /** The person card and flags of a participant, or null. */
+  participant(id) {
+    return this.participants.find((p) => p.participant === id) || null;
+  }
+
+  // --- from the server ---------------------------------------------------------------------
+
+  receive(message) {
+    this._chain = this._chain
+      .then(() => this._receive(message))
+      .catch((error) => {
+        console.error("group: could not handle", message.type, error);
+        this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
+      });
+  }
+
+  async _receive(message) {
+    if (!this.active) return;
+    switch (message.type) {
+      case "joined":
+        await this._onJoined(message);
+        return;
+      case "participants":
+        this._onParticipants(message.participants);
+        return;
+      case "active_speaker":
+        this.speaker = message.participant ?? null;
+        this._emit();
+        return;
+      case "publish_answer":
+        await this.sfu?.onPublishAnswer(message);
+        return;
+      case "subscribe_offer":
+        await this.sfu?.onSubscribeOffer(message);
+        return;
+      case "ended":
+        this._finish(message.reason);
+        return;
+      case "error":
+        this._onError(message);
+        return;
+      default:
+    }
+  }
+
+  async _onJoined(message) {
+    this.callId = message.call_id;
+    this.me = message.participant;
+    this.media = message.media;
+    if (message.host) this.host = message.host;
+    if (this._leaveWhenNamed) {
+      this.line.send({ type: "hangup", call_id: this.callId });
+      return;
+    }
+    this.state = "joined";
+    this.joinedAt = Date.now();
+    this._emit();
+    if (!this.localStream) await this._getMedia();
+    const turn = await this._iceServers();
+    if (!this.active) return;
+    this.sfu = new SfuMedia({ line: this.line, callId: this.callId, iceServers: turn });
+    this.sfu.addEventListener("track", (event) => {
+      const { participant, stream } = event.detail;
+      this.streams.set(participant, stream);
+      this._emitMedia();
+    });
+    this.sfu.addEventListener("closed", (event) => {
+      this.streams.delete(event.detail.participant);
+      this._emitMedia();
+    });
+    await this.sfu.publish(this.localStream);
+    if (this.muted || this.cameraOff) this._sendMute();
+  }
+
+  _onParticipants(list) {
+    this.participants = list;
+    const present = new Set(list.map((p) => p.participant));
+    this.sfu?.keepOnly(present);
+    for (const id of [...this.streams.keys()]) if (!present.has(id)) this.streams.delete(id);
+    if (this.speaker && !present.has(this.speaker)) this.speaker = null;
+    this._emit();
+  }
+
+  _onError(error) {
+    if (["unknown_call", "not_ringing", "call_ended", "not_in_call"].includes(error.code)) {
+      this._finish("gone");
+      return;
+    }
+    if (this.state === "starting") {
+      this._finish("error", { error });
+      return;
+    }
+    this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "error", error } }));
+  }
+
+  // --- media ---------------------------------------------------------------------------------
+
+  async _getMedia() {
+    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    let stream = null;
+    if (this.media === "video") {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({
+          audio,
+          video: { width: { ideal: 640 }, height: { ideal: 480 }, facingMode: "user" },
+        });
+      } catch (error) {
+        if (error && error.name === "NotAllowedError") throw error;
+      }
+    }
+    if (!stream) stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
+    this.localStream = stream;
+    this.sendsVideo = stream.getVideoTracks().length > 0;
+    this._emitMedia();
+  }
+
+  async _iceServers() {
+    try {
+      const turn = await this.api.turn();
+      return (turn.ice_servers || []).map((server) => {
+        const entry = { urls: server.urls };
+        if (server.username) entry.username = server.username;
+        if (server.credential) entry.credential = server.credential;
+        return entry;
+      });
+    } catch {
+      return [];
+    }
+  }
+
+  _stopLocal() {
+    for (const track of this.localStream?.getTracks() ?? []) track.stop();
+  }
+
+  // --- bookkeeping ---------------------------------------------------------------------------
+
+  /** Whether this invitation ended before we ever took part (a missed or answered ring). */
+  get neverJoined() {
+    return !this.joinedAt && NOT_JOINED.has(this.endReason);
+  }
+
+  _finish(reason, { error = null, self = false } = {}) {
+    if (this.state === "ended") return;
+    this.state = "ended";
+    this.endReason = reason;
+    this.endError = error;
+    this.endedBySelf = self;
+    this._stopLocal();
+    this.sfu?.close();
+    this.streams.clear();
+    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
+    this._emit();
+  }
+
+  _emit() {
+    this.dispatchEvent(new CustomEvent("change"));
+  }
+
+  _emitMedia() {
+    this.dispatchEvent(new CustomEvent("media"));
+  }
+}

@@ -144,12 +144,16 @@ async def finish(tasks: list[asyncio.Task[Summary]], within: float = 20.0) -> li
             task.cancel()
 
 
-async def test_chromium_hosts_a_group_call_and_decodes_both_bots(
+async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_everyone(
     server: Server, browsers: Browsers, tmp_path: Path
 ) -> None:
     page = await browsers.page()
     await sign_up(page, server, "alice", "Alice Liddell")
-    bots = [await bot(server, "bob", "Bob Builder"), await bot(server, "carol", "Carol Danvers")]
+    bots = [
+        await bot(server, "bob", "Bob Builder"),
+        await bot(server, "carol", "Carol Danvers"),
+        await bot(server, "dave", "Dave Bowman"),
+    ]
     answering = [asyncio.create_task(b.answer(9.0)) for b in bots]
     try:
         # Validation in the form, then the invite.
@@ -158,23 +162,23 @@ async def test_chromium_hosts_a_group_call_and_decodes_both_bots(
         await page.fill("#group-handles", "bob, alice")
         await page.click("#group-start")
         await expect(form.locator(".form-error")).to_contain_text("leave your own handle out")
-        await page.fill("#group-handles", "@bob,  carol")
+        await page.fill("#group-handles", "@bob,  carol dave")
         await form.get_by_role("radio", name="Video", exact=True).check()
         await page.click("#group-start")
 
         screen = page.locator("#screen-group")
         await expect(screen).to_be_visible()
         tiles = page.locator("#group-grid .tile")
-        await expect(tiles).to_have_count(3)
+        await expect(tiles).to_have_count(4)
         await expect(screen).to_have_attribute("data-state", "joined")
         await expect(page.locator("#group-title")).to_have_text("Your group call")
-        await expect(page.locator("#group-status")).to_contain_text("3 people")
+        await expect(page.locator("#group-status")).to_contain_text("4 people")
         await expect(tiles.filter(has_text="Bob Builder")).to_have_count(1)
         await expect(tiles.filter(has_text="Carol Danvers")).to_have_count(1)
 
-        stats = await until_decoding(page, 2)
-        assert len(stats) == 2, stats
-        await expect(page.locator('#group-grid .tile[data-video="on"]')).to_have_count(3)
+        stats = await until_decoding(page, 3)
+        assert len(stats) == 3, stats
+        await expect(page.locator('#group-grid .tile[data-video="on"]')).to_have_count(4)
 
         # Muting shows on our own tile and tells the server (the bots see it in participants).
         await page.get_by_role("button", name="Mute microphone").click()
@@ -204,8 +208,8 @@ async def test_chromium_hosts_a_group_call_and_decodes_both_bots(
             await b.close()
     for summary in summaries:
         assert summary.outcome == "connected", summary.as_event()
-        # Each bot received audio and video from the other bot and from the browser.
-        assert summary.participants_received == 2, summary.as_event()
+        # Each bot received audio and video from the two other bots and from the browser.
+        assert summary.participants_received == 3, summary.as_event()
     assert (tmp_path / "group-call.png").stat().st_size > 0
     assert (ARTIFACTS / "group-call.png").exists()
 

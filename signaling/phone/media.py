@@ -13,7 +13,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import aioice.ice
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -116,22 +115,6 @@ class Received:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def allow_loopback_ice() -> None:
-    """aioice skips loopback addresses; on a loopback-only machine nothing would connect."""
-    original = aioice.ice.get_host_addresses
-    if getattr(original, "callbook_loopback", False):
-        return
-
-    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        addresses: list[str] = original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
-        if use_ipv4 and "127.0.0.1" not in addresses:
-            addresses.append("127.0.0.1")
-        return addresses
-
-    with_loopback.callbook_loopback = True  # type: ignore[attr-defined]
-    aioice.ice.get_host_addresses = with_loopback
 
 
 def is_loopback_url(url: str) -> bool:

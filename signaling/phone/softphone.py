@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from media.server import allow_loopback_ice
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import (
@@ -21,7 +22,6 @@ from signaling.phone.media import (
     Received,
     ToneTrack,
     add_remote_candidate,
-    allow_loopback_ice,
     is_loopback_url,
     packets_sent,
     peer_connection,

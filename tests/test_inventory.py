@@ -12,6 +12,8 @@ from directory import operators
 from directory.inventory import INVENTORY, Datum, account_keys, glob
 from directory.store import Store
 from signaling.client import Client, ClientError
+from signaling.phone.line import Line
+from signaling.ws import messages as m
 from tests.conftest import Server
 from tests.test_portability import ERASED, _scenario
 
@@ -51,6 +53,13 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     await alice.whois("carol")
     with pytest.raises(ClientError):
         await alice.whois("nobody_at_all")
+    async with Line(alice) as line:  # a group call through the SFU leaves only missed calls
+        await line.open()
+        await line.send(m.GroupInvite(handles=["carol", "dave"]))
+        joined = await line.expect(m.Joined)
+        await line.send(m.Hangup(call_id=joined.call_id))
+        while not isinstance(await line.receive(within=5), m.Ended):
+            pass
     await (await server.signup("leaver")).erase()  # a quarantined handle
     with pytest.raises(ClientError):
         await server.client().recover("carol", "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")

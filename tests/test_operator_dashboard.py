@@ -51,7 +51,8 @@ async def test_a_live_call_appears_within_2_s_and_leaves_after_hang_up(
             await page.fill("#token", token)
             await page.click("#signin button[type=submit]")
             await expect(page.locator("#dashboard")).to_be_visible()
-            await expect(page.locator("#nodes tbody tr")).to_have_count(1)
+            # This node and its media node.
+            await expect(page.locator("#nodes tbody tr")).to_have_count(2)
             # A report waits in the queue.
             await alice.client.request(
                 "POST", "/v1/reports", None,

@@ -471,10 +471,16 @@ class CallService:
             self._apply(call_id, event)
 
     def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None:
+        recording = {e.callee_account for e in effects if isinstance(e, sm.RecordMissed)}
+        held: dict[str, list[sm.Send]] = {}
         for effect in effects:
             match effect:
                 case g.Subscribe() | g.RemoveParticipant() | g.CloseRoom():
                     self._media_effect(call_id, effect)
+                case sm.Send(to=to) if to.account_id in recording and _tells_missed(effect):
+                    # Told once the record exists, so a device that refreshes its missed-call
+                    # list on this message finds the call in it.
+                    held.setdefault(to.account_id, []).append(effect)
                 case sm.Send(to=to, message=message):
                     if self._metrics is not None:
                         self._observe(call_id, to, message)
@@ -485,8 +491,8 @@ class CallService:
                     handle = self._timers.pop((call_id, kind, device), None)
                     if handle is not None:
                         handle.cancel()
-                case sm.RecordMissed():
-                    self._spawn(self._record_missed(call_id, effect))
+                case sm.RecordMissed(callee_account=account):
+                    self._spawn(self._record_missed(call_id, effect, held.pop(account, [])))
                 case sm.WakeUp(callee_account=account_id):
                     self._spawn(self._wake(call_id, account_id))
                 case sm.Finished():
@@ -576,7 +582,9 @@ class CallService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _record_missed(self, call_id: str, effect: sm.RecordMissed) -> None:
+    async def _record_missed(
+        self, call_id: str, effect: sm.RecordMissed, then: list[sm.Send]
+    ) -> None:
         try:
             caller = await accounts.get(self._store, effect.caller_account)
             await history.record_missed(
@@ -584,6 +592,9 @@ class CallService:
             )
         except Exception:
             log.exception("could not record a missed call")
+        finally:
+            for send in then:
+                self._deliver(send.to, send.message)
 
     async def _wake(self, call_id: str, account_id: str) -> None:
         try:
@@ -671,6 +682,10 @@ class CallService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _tells_missed(send: sm.Send) -> bool:
+    return isinstance(send.message, m.Ended) and send.message.reason == "missed"
 
 
 def _person(account: Account) -> m.Person:

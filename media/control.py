@@ -290,7 +290,9 @@ class MediaControl:
         return bool(data.get("status") == "ok")
 
     async def create_room(self, room: str, max_participants: int = 16) -> None:
-        await self._request("POST", "/v1/rooms", {"room": room, "max_participants": max_participants})
+        await self._request(
+            "POST", "/v1/rooms", {"room": room, "max_participants": max_participants}
+        )
 
     async def delete_room(self, room: str) -> None:
         await self._request("DELETE", f"/v1/rooms/{room}")

@@ -23,9 +23,11 @@ from media.rtp import (
     SenderReport,
     audio_level,
     build_receiver_report,
+    build_rtp,
     parse_rtcp,
     parse_rtp,
-    rewrite_rtp,
+    remap_extensions,
+    vp8_keyframe_start,
 )
 
 KEYFRAME_INTERVAL_S = 0.5
@@ -59,6 +61,8 @@ class Counters:
     keyframe_requests: int = 0  # PLIs actually sent to publishers
     keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
     keyframe_requests_coalesced: int = 0
+    padding_only: int = 0  # bandwidth probes (forwarded: they hold sequence numbers)
+    held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
     dropped: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: Drop) -> None:
@@ -83,11 +87,22 @@ class KeyframeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class NackRequest:
+    """Packets a subscriber lost that the leg cache no longer (or never) held: ask upstream."""
+
+    room: str
+    publisher: str
+    ssrc: int
+    lost: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Feedback:
-    """What a subscriber's RTCP asks for: PLIs upstream and retransmissions downstream."""
+    """What a subscriber's RTCP asks for: PLIs and NACKs upstream, retransmissions downstream."""
 
     keyframes: list[KeyframeRequest]
     retransmit: list[bytes]
+    upstream_nacks: list[NackRequest] = field(default_factory=list)
 
 
 class RetransmitCache:
@@ -113,7 +128,10 @@ class Target:
     subscription: str
     leg: Leg
     mapping: dict[int, int]  # publisher extension id -> subscriber extension id
+    mapping_key: tuple[tuple[int, int], ...]  # legs with equal keys share one extension block
     cache: RetransmitCache = field(default_factory=RetransmitCache)
+    # Video starts at a keyframe: earlier inter frames would only make the decoder fail.
+    needs_keyframe: bool = False
     fraction_lost: float | None = None
     jitter_ms: float | None = None
 
@@ -247,11 +265,9 @@ class ActiveSpeaker:
             if current_value < self.threshold:
                 self.current = None
             return self.current
-        if self.current is None or self.current not in values:
-            self.current = best
-        elif values[best] > values[self.current] + self.margin:
-            self.current = best
-        elif values[self.current] < self.threshold:
+        # Keep the floor unless someone is clearly louder (hysteresis against flapping).
+        current = values.get(self.current) if self.current is not None else None
+        if current is None or values[best] > current + self.margin or current < self.threshold:
             self.current = best
         return self.current
 
@@ -347,9 +363,7 @@ class Forwarder:
         """Drops the participant, its downlinks and every subscription to it (returned)."""
         found = self.room(room)
         self.participant(room, name)
-        gone = [
-            s.id for s in found.subscriptions.values() if name in (s.subscriber, s.publisher)
-        ]
+        gone = [s.id for s in found.subscriptions.values() if name in (s.subscriber, s.publisher)]
         for sub_id in gone:
             self.unsubscribe(sub_id)
         del found.participants[name]
@@ -393,7 +407,13 @@ class Forwarder:
             for uri, pub_id in publication.extensions.items()
             if uri in leg.extensions
         }
-        publication.targets[sub.id] = Target(sub.id, leg, mapping)
+        publication.targets[sub.id] = Target(
+            sub.id,
+            leg,
+            mapping,
+            tuple(sorted(mapping.items())),
+            needs_keyframe=publication.kind is Kind.VIDEO,
+        )
 
     def unsubscribe(self, sub_id: str) -> None:
         sub = self.subscriptions.pop(sub_id, None)
@@ -419,6 +439,7 @@ class Forwarder:
         if found is None or participant is None:
             counters.drop(Drop.NOT_ADMITTED)
             return []
+        found.counters.received_packets += 1
         try:
             view = parse_rtp(data)
         except MalformedPacket:
@@ -437,6 +458,10 @@ class Forwarder:
         participant.packets_in += 1
         participant.bytes_in += len(data)
         publication.reception.update(view.sequence, view.timestamp, now)
+        if view.payload_end == view.header_length:
+            # Padding-only bandwidth probes are forwarded too: they use up sequence numbers,
+            # and without sequence rewriting a gap would stall the subscriber's jitter buffer.
+            counters.padding_only += 1
         if publication.audio_level_id is not None:
             try:
                 level = audio_level(data, view, publication.audio_level_id)
@@ -446,14 +471,28 @@ class Forwarder:
                 found.speaker.observe(name, level[1], now)
         out: list[tuple[str, bytes]] = []
         size = 0
+        keyframe: bool | None = None
+        payload = data[view.header_length :]
+        blocks: dict[tuple[tuple[int, int], ...], bytes] = {}
         for target in publication.targets.values():
+            if target.needs_keyframe:
+                if keyframe is None:
+                    keyframe = vp8_keyframe_start(data, view)
+                if not keyframe:
+                    counters.held_for_keyframe += 1
+                    continue
+                target.needs_keyframe = False
+            ext = blocks.get(target.mapping_key)
+            if ext is None:
+                try:
+                    ext = remap_extensions(data, view, target.mapping)
+                except MalformedPacket:
+                    counters.drop(Drop.MALFORMED)
+                    found.counters.drop(Drop.MALFORMED)
+                    return []
+                blocks[target.mapping_key] = ext
             leg = target.leg
-            try:
-                packet = rewrite_rtp(data, view, leg.ssrc, leg.payload_type, target.mapping)
-            except MalformedPacket:
-                counters.drop(Drop.MALFORMED)
-                found.counters.drop(Drop.MALFORMED)
-                return []
+            packet = build_rtp(data, view, leg.ssrc, leg.payload_type, ext, payload)
             target.cache.put(view.sequence, packet)
             out.append((target.subscription, packet))
             size += len(packet)
@@ -495,11 +534,10 @@ class Forwarder:
             room.counters.drop(Drop.MALFORMED)
             return Feedback([], [])
         publisher = room.participants[sub.publisher]
-        by_leg_ssrc = {
-            leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()
-        }
+        by_leg_ssrc = {leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()}
         keyframes: list[KeyframeRequest] = []
         retransmit: list[bytes] = []
+        upstream: list[NackRequest] = []
         for item in items:
             if isinstance(item, PictureLoss):
                 publication = by_leg_ssrc.get(item.media_ssrc)
@@ -513,12 +551,21 @@ class Forwarder:
             elif isinstance(item, Nack):
                 publication = by_leg_ssrc.get(item.media_ssrc)
                 target = publication.targets.get(sub_id) if publication else None
-                if target is None:
+                if target is None or publication is None:
                     continue
+                missing = []
                 for seq in item.lost:
                     packet = target.cache.get(seq)
                     if packet is not None:
                         retransmit.append(packet)
+                    else:
+                        missing.append(seq)
+                if missing:
+                    # The publisher retransmits on the media SSRC (no RTX is negotiated), so
+                    # the repair reaches this subscriber through normal forwarding.
+                    upstream.append(
+                        NackRequest(sub.room, sub.publisher, publication.ssrc, missing[:64])
+                    )
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
                     publication = by_leg_ssrc.get(block.ssrc)
@@ -528,7 +575,8 @@ class Forwarder:
                     target.fraction_lost = block.fraction_lost / 256
                     target.jitter_ms = block.jitter * 1000 / CLOCK_RATE[publication.kind]
         self.counters.retransmitted_packets += len(retransmit)
-        return Feedback(keyframes, retransmit)
+        room.counters.retransmitted_packets += len(retransmit)
+        return Feedback(keyframes, retransmit, upstream)
 
     # --- keyframes and reports --------------------------------------------------------------
 
@@ -548,12 +596,18 @@ class Forwarder:
         return KeyframeRequest(publication.room, publication.publisher, publication.ssrc)
 
     def due_keyframe_requests(self, now: float) -> list[KeyframeRequest]:
-        """Coalesced requests whose interval has passed; call a few times a second."""
+        """Coalesced requests whose interval has passed, and repeats for legs still waiting
+        for a keyframe (a PLI or the keyframe itself may have been lost); call a few times a
+        second."""
         due = []
         for room in self.rooms.values():
             for participant in room.participants.values():
                 for publication in participant.by_kind.values():
-                    if publication.keyframe_pending:
+                    waiting = any(t.needs_keyframe for t in publication.targets.values())
+                    elapsed = now - publication.last_keyframe_request
+                    if (publication.keyframe_pending or waiting) and (
+                        elapsed >= self.keyframe_interval_s
+                    ):
                         request = self._keyframe(publication, now)
                         if request is not None:
                             due.append(request)

@@ -31,7 +31,7 @@ from media.peer import (
     offer_downlink,
     parse_sdp,
 )
-from media.rtp import build_pli
+from media.rtp import build_nack, build_pli
 
 log = logging.getLogger("callbook.media")
 
@@ -65,7 +65,11 @@ class MediaNode:
     async def delete_room(self, room: str) -> None:
         found = self.forwarder.room(room)
         names = list(found.participants)
-        pcs = [self.downlinks.pop(s).pc for s in self.forwarder.delete_room(room) if s in self.downlinks]
+        pcs = [
+            self.downlinks.pop(s).pc
+            for s in self.forwarder.delete_room(room)
+            if s in self.downlinks
+        ]
         pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
         await _close_all(pcs)
 
@@ -156,8 +160,8 @@ class MediaNode:
             now = loop.time()
             for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
                 downlink = downlinks.get(sub_id)
-                if downlink is not None:
-                    await downlink.send(packet, now)
+                if downlink is not None and not downlink.send_now(packet, now):
+                    await downlink.send(packet)
 
         return on_rtp
 
@@ -176,6 +180,10 @@ class MediaNode:
                 await self._send_pli(request)
             for packet in feedback.retransmit:
                 await downlink.send_raw(packet)
+            for nack in feedback.upstream_nacks:
+                uplink = self.uplinks.get((nack.room, nack.publisher))
+                if uplink is not None:
+                    await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
         return on_rtcp
 
@@ -300,6 +308,8 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "keyframe_requests": counters.keyframe_requests,
         "keyframe_requests_received": counters.keyframe_requests_received,
         "keyframe_requests_coalesced": counters.keyframe_requests_coalesced,
+        "held_for_keyframe": counters.held_for_keyframe,
+        "padding_only": counters.padding_only,
         "dropped": dict(counters.dropped),
     }
 

@@ -133,8 +133,39 @@ def audio_level(data: bytes, view: RtpView, ext_id: int) -> tuple[bool, int] | N
     return None
 
 
-def _remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> bytes:
-    """Keep only one-byte elements named in ``mapping`` (old id -> new id), padded to 32 bits."""
+def vp8_keyframe_start(data: bytes, view: RtpView) -> bool:
+    """Whether this packet starts a VP8 keyframe (RFC 7741 descriptor, then the P bit).
+
+    A subscriber that joins mid-stream gets video only from such a packet on, so its decoder
+    never sees inter frames it cannot decode.
+    """
+    pos = view.header_length
+    end = view.payload_end
+    if pos >= end:
+        return False
+    first = data[pos]
+    if not first & 0x10 or first & 0x07:  # S bit unset, or not partition 0
+        return False
+    pos += 1
+    if first & 0x80:  # X: extended control bits
+        if pos >= end:
+            return False
+        ext = data[pos]
+        pos += 1
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if pos >= end:
+                return False
+            pos += 2 if data[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX byte
+            pos += 1
+    return pos < end and not data[pos] & 0x01
+
+
+def remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> bytes:
+    """The extension block (with its 4-byte header) keeping only one-byte elements named in
+    ``mapping`` (old id -> new id), padded to 32 bits; b"" when nothing is kept."""
     if view.extension_profile != ONE_BYTE_PROFILE or not mapping:
         return b""
     out = bytearray()
@@ -161,13 +192,22 @@ def rewrite_rtp(
     The two legs negotiate extension ids separately, so ids are only meaningful after mapping;
     anything unmapped is dropped rather than forwarded with a wrong meaning.
     """
-    ext = _remap_extensions(data, view, extensions) if extensions else b""
+    ext = remap_extensions(data, view, extensions) if extensions else b""
+    return build_rtp(data, view, ssrc, payload_type, ext, data[view.header_length :])
+
+
+def build_rtp(
+    data: bytes, view: RtpView, ssrc: int, payload_type: int, ext: bytes, payload: bytes
+) -> bytes:
+    """``rewrite_rtp`` with the extension block and payload prepared by the caller, who forwards
+    one packet to many legs and builds those two once per packet, not once per leg."""
     b0 = (data[0] & 0xEF) | (0x10 if ext else 0)
-    b1 = (0x80 if view.marker else 0) | payload_type
-    head = _FIXED.pack(b0, b1, view.sequence, view.timestamp, ssrc)
+    head = _FIXED.pack(
+        b0, (0x80 if view.marker else 0) | payload_type, view.sequence, view.timestamp, ssrc
+    )
     if view.csrc_end > RTP_FIXED_HEADER:
         head += data[RTP_FIXED_HEADER : view.csrc_end]
-    return head + ext + data[view.header_length :]
+    return head + ext + payload
 
 
 # --- RTCP -----------------------------------------------------------------------------------
@@ -301,8 +341,30 @@ def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
     return struct.pack("!BBHII", 0x80 | PSFB_PLI, RTCP_PSFB, 2, sender_ssrc, media_ssrc)
 
 
+def build_nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
+    """RFC 4585 generic NACK: lost sequence numbers folded into (PID, BLP) pairs."""
+    fci = bytearray()
+    pending = sorted(set(lost))
+    while pending:
+        pid = pending.pop(0)
+        blp = 0
+        rest = []
+        for seq in pending:
+            bit = (seq - pid) - 1
+            if 0 <= bit < 16:
+                blp |= 1 << bit
+            else:
+                rest.append(seq)
+        pending = rest
+        fci += struct.pack("!HH", pid, blp)
+    header = struct.pack("!BBHII", 0x80 | RTPFB_NACK, RTCP_RTPFB, 2 + len(fci) // 4, 0, 0)
+    return header[:4] + struct.pack("!II", sender_ssrc, media_ssrc) + bytes(fci)
+
+
 def build_receiver_report(sender_ssrc: int, blocks: list[ReportBlock]) -> bytes:
-    out = bytearray(struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc))
+    out = bytearray(
+        struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc)
+    )
     for b in blocks:
         lost = b.packets_lost & 0xFFFFFF
         out += _REPORT.pack(

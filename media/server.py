@@ -49,12 +49,16 @@ def serve(config: MediaConfig) -> None:
         port=config.port,
         access_log=None,
         shutdown_timeout=5.0,
-        print=lambda _msg: log.info("media node listening on http://%s:%d", config.host, config.port),
+        print=lambda _msg: log.info(
+            "media node listening on http://%s:%d", config.host, config.port
+        ),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aioice logs every connectivity check at INFO: noise, and CPU, with many peers.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
     serve(parse_args(argv))
     return 0
 

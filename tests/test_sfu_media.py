@@ -110,7 +110,7 @@ async def test_leave_and_rejoin(control: MediaControl) -> None:
 
 async def test_late_joiner_decodes_video_quickly(control: MediaControl) -> None:
     room, peers = await _room(control, ["fay", "gus"])
-    fay, gus = peers
+    _fay, gus = peers
     try:
         await gus.subscribe("fay")
         await until(lambda: _decodes(gus, "fay", video=20), what="gus<-fay")
@@ -138,7 +138,7 @@ def _ice_port(sdp: str) -> int:
 
 async def test_udp_junk_at_the_ice_port_is_dropped_and_counted(control: MediaControl) -> None:
     room, peers = await _room(control, ["ida", "jon"])
-    ida, jon = peers
+    _ida, jon = peers
     try:
         down = await jon.subscribe("ida")
         await until(lambda: _decodes(jon, "ida"), what="jon<-ida")

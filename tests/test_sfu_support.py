@@ -27,9 +27,9 @@ def free_port() -> int:
         return port
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+async def until(predicate: Callable[[], bool], limit_s: float = 15.0, what: str = "") -> None:
     """Poll ``predicate`` until true; fail with ``what`` at the deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")

@@ -1,0 +1,97 @@
+"""Every aiortc private the SFU relies on, checked against the pinned version.
+
+An aiortc or av upgrade must fail here, loudly, before it fails as silent media loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aiortc
+import av
+from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcpeerconnection import RTCPeerConnection
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+from media.forwarding import Kind
+from media.peer import PlaceholderTrack
+
+
+def test_versions_are_pinned() -> None:
+    assert aiortc.__version__ == "1.16.0"
+    assert av.__version__ == "18.1.0"
+
+
+def _params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def test_dtls_transport_seams() -> None:
+    for name, params in (
+        ("_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
+        ("_handle_rtcp_data", ["self", "data"]),
+        ("_send_rtp", ["self", "data"]),
+    ):
+        method = getattr(RTCDtlsTransport, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert _params(method) == params, name
+    # Decrypted packets reach the handlers through ``self``: instance attributes override them.
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "data = self._rx_srtp.unprotect(data)" in source
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in source
+    assert "await self._handle_rtcp_data(data)" in source
+    assert "self.transport._recv()" in source
+
+
+def test_sender_report_seam() -> None:
+    assert inspect.iscoroutinefunction(RTCRtpSender._send_rtcp)
+    assert _params(RTCRtpSender._send_rtcp) == ["self", "packets"]
+    source = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "RtcpSrPacket(" in source and "await self._send_rtcp(packets)" in source
+    assert "self.__lsr = " in source
+    rtt = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self.__lsr == report.lsr" in rtt
+    assert set(inspect.signature(RtcpSenderInfo).parameters) == {
+        "ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count",
+    }  # fmt: skip
+    assert "sender_info" in inspect.signature(RtcpSrPacket).parameters
+    # the sender's RTP loop only ever waits on track.recv(): a placeholder keeps it idle
+    assert "await self.__track.recv()" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+
+
+def test_answer_side_transceivers_are_reused_by_kind() -> None:
+    source = inspect.getsource(RTCPeerConnection.setRemoteDescription)
+    assert "t.kind == media.kind and t.mid in [None, media.rtp.muxId]" in source
+    assert "transceiver._preferred_codecs" in source
+    assert _params(RTCRtpTransceiver.setCodecPreferences) == ["self", "codecs"]
+
+
+async def test_instances_have_the_attributes_we_touch() -> None:
+    ice = RTCIceTransport(RTCIceGatherer())
+    assert callable(ice._recv) and "_recv" in vars(ice)  # an instance attribute we may wrap
+    dtls = RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()])
+    assert dtls.transport is ice
+    sender = RTCRtpSender(PlaceholderTrack(Kind.VIDEO), dtls)
+    assert isinstance(sender._ssrc, int)
+    assert "_RTCRtpSender__lsr" in vars(sender)
+    assert "_RTCRtpSender__lsr_time" in vars(sender)
+    await ice.stop()
+
+
+def test_fast_send_path_matches_what_send_rtp_does() -> None:
+    from aioice.ice import Connection, StunProtocol
+    from aiortc.rtcdtlstransport import State
+
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._state != State.CONNECTED" in send_rtp
+    assert "data = self._tx_srtp.protect(data)" in send_rtp
+    assert "await self.transport._send(data)" in send_rtp
+    assert State.CONNECTED
+    sendto = inspect.getsource(Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
+    ice = RTCIceTransport(RTCIceGatherer())
+    assert ice._send == ice._connection.send and isinstance(ice._connection._nominated, dict)

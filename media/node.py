@@ -37,6 +37,7 @@ log = logging.getLogger("callbook.media")
 
 TICK_S = 0.1
 REPORT_EVERY_TICKS = 10
+UNANSWERED_TTL_S = 30.0  # a subscription offer nobody answered is closed after this
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ class MediaNode:
         except BaseException:
             await pc.close()
             raise
-        downlink = Downlink(sub_id, room, subscriber, publisher, pc, senders, offer)
+        downlink = Downlink(
+            sub_id, room, subscriber, publisher, pc, senders, offer, self._loop.time()
+        )
         downlink.prepare()
         self.downlinks[sub_id] = downlink
         if downlink.transport is not None:
@@ -130,8 +133,17 @@ class MediaNode:
             if pc.connectionState == "connected":
                 for request in self.forwarder.activate(sub_id, self._loop.time()):
                     await self._send_pli(request)
+            elif pc.connectionState == "failed":
+                # ICE consent lost or DTLS failed: nothing will flow again on this leg.
+                await self.drop_subscription(sub_id)
 
         return sub_id, offer
+
+    async def drop_subscription(self, sub_id: str) -> None:
+        self.forwarder.unsubscribe(sub_id)
+        downlink = self.downlinks.pop(sub_id, None)
+        if downlink is not None:
+            await _close_all([downlink.pc])
 
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
         downlink = self.downlinks.get(sub_id)
@@ -202,6 +214,13 @@ class MediaNode:
                 for request in self.forwarder.due_keyframe_requests(now):
                     await self._send_pli(request)
                 if ticks % REPORT_EVERY_TICKS == 0:
+                    for stale in [
+                        d.id
+                        for d in self.downlinks.values()
+                        if d.pc.signalingState == "have-local-offer"
+                        and now - d.created_at > UNANSWERED_TTL_S
+                    ]:
+                        await self.drop_subscription(stale)
                     for uplink in list(self.uplinks.values()):
                         report = self.forwarder.receiver_report(
                             uplink.room, uplink.participant, uplink.rtcp_ssrc, now

@@ -319,6 +319,7 @@ class Downlink:
     pc: RTCPeerConnection
     senders: dict[Kind, RTCRtpSender]
     offer: str
+    created_at: float = 0.0  # loop time; an offer never answered is reaped after a while
     by_ssrc: dict[int, SendState] = field(default_factory=dict)
     transport: RTCDtlsTransport | None = None
     fast: FastSend | None = None

@@ -62,6 +62,12 @@ async def test_health_needs_no_secret_everything_else_does(start_sfu: StartSfu) 
                     body = await response.json()
                     assert body["code"] == "unauthorized" and body["status"] == 401
     assert (await control.stats())["rooms"] == 0
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    async with aiohttp.ClientSession(headers=auth) as http, http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    assert "callbook_sfu_forwarded_packets_total 0.0" in text
+    assert "callbook_sfu_rooms 0.0" in text
     with pytest.raises(MediaControlError) as caught:
         await MediaControl(base, "nope").stats()
     assert caught.value.status == 401
@@ -210,3 +216,23 @@ async def test_hostile_packets_through_an_admitted_transport(start_sfu: StartSfu
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_unanswered_subscriptions_are_reaped(
+    start_sfu: StartSfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import media.node
+
+    monkeypatch.setattr(media.node, "UNANSWERED_TTL_S", 0.0)
+    server, control = await start_sfu()
+    node: MediaNode = server.app[NODE]
+    await control.create_room("r")
+    await control.join("r", "a", await _offer())
+    await control.join("r", "b", await _offer())
+    sub_id, _ = await control.subscribe("r", "a", "b")
+    assert sub_id in node.downlinks
+    await until(lambda: not node.downlinks, limit_s=5, what="the unanswered offer reaped")
+    assert (await control.room_stats("r"))["subscriptions"] == 0
+    with pytest.raises(MediaControlError) as caught:
+        await control.answer("r", "a", sub_id, "v=0")
+    assert caught.value.code == "subscription_not_found"

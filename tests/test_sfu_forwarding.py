@@ -9,7 +9,6 @@ import pytest
 from media import errors
 from media.forwarding import (
     AUDIO_LEVEL_URI,
-    ActiveSpeaker,
     Forwarder,
     KeyframeRequest,
     Kind,
@@ -17,6 +16,7 @@ from media.forwarding import (
     NackRequest,
 )
 from media.rtp import build_pli, parse_rtcp, parse_rtp
+from media.speaker import ActiveSpeaker
 from tests.test_sfu_rtp import rtp
 
 A_AUDIO, A_VIDEO, B_AUDIO, B_VIDEO = 0xA0, 0xA1, 0xB0, 0xB1

@@ -98,6 +98,8 @@ class Probe:
         self.arrived: dict[tuple[int, int], float] = {}  # (ssrc, seq) -> socket arrival time
         self.last_sendto = 0.0
         self.received = 0  # RTP datagrams at the subscribers' sockets
+        self.by_pt: collections.Counter[int] = collections.Counter()  # ... by payload type
+        self.sent_packets = 0  # RTP packets the publisher sent
         self.samples: list[float] = []
         self.unmatched = 0
         self.collect = False
@@ -121,6 +123,7 @@ class Probe:
         def datagram_received_stamped(self: Any, data: bytes, addr: Any) -> None:
             if _is_rtp(data):
                 probe.received += 1
+                probe.by_pt[data[1] & 0x7F] += 1
                 # asyncio calls this right after recvfrom(): the socket's last-packet stamp is
                 # this datagram's kernel receive time, free of the load generator's queueing
                 fd = self.__dict__.get("_probe_fd")
@@ -136,6 +139,7 @@ class Probe:
                 await send_rtp(self, data)
                 return
             key = hash(_payload(data))
+            probe.sent_packets += 1
             await send_rtp(self, data)  # protect + sendto run without suspending
             t = probe.last_sendto
             previous = probe.sent.get(key)
@@ -237,6 +241,7 @@ async def measure(
         me0, busy0 = cpu_seconds(os.getpid()), machine_busy_s()
         sfu0 = cpu_seconds(pid) if pid else 0.0
         received0, t0 = PROBE.received, now()
+        sent0, by_pt0 = PROBE.sent_packets, PROBE.by_pt.copy()
         PROBE.collect = True
         background = asyncio.create_task(during()) if during else None
         end = t0 + seconds
@@ -245,6 +250,7 @@ async def measure(
             PROBE.prune()
         PROBE.collect = False
         received, elapsed = PROBE.received - received0, now() - t0
+        sent, by_pt = PROBE.sent_packets - sent0, PROBE.by_pt - by_pt0
         sfu_cpu = (cpu_seconds(pid) - sfu0) if pid else 0.0
         me = cpu_seconds(os.getpid()) - me0
         others = machine_busy_s() - busy0 - sfu_cpu - me
@@ -258,7 +264,11 @@ async def measure(
             "subscribers": n,
             "seconds": round(elapsed, 2),
             "sfu_cpu_pct": round(100 * sfu_cpu / elapsed, 1),
+            "publisher_pps": round(sent / elapsed, 1),
             "forwarded_pps": round(received / elapsed, 1),
+            "forwarded_pps_by_payload_type": {
+                str(pt): round(c / elapsed, 1) for pt, c in sorted(by_pt.items())
+            },
             "us_per_forwarded_packet": round(1e6 * sfu_cpu / received, 2)
             if pid and received
             else None,
@@ -414,6 +424,8 @@ def summarize_py_spy(raw: Path, top: int = 15) -> str:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
+        if "(threading.py:" in frames[-1]:  # aiortc's idle decoder threads waiting on a queue
+            continue
         weight = int(count)
         total += weight
         for frame in set(frames):
@@ -421,7 +433,7 @@ def summarize_py_spy(raw: Path, top: int = 15) -> str:
         own[frames[-1]] += weight
     if not total:
         return "(no samples)"
-    lines = [f"{total} samples", "", "inclusive:"]
+    lines = [f"{total} samples (idle worker threads left out)", "", "inclusive:"]
     lines += [f"  {100 * c / total:5.1f} %  {f}" for f, c in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"  {100 * c / total:5.1f} %  {f}" for f, c in own.most_common(top)]
@@ -455,7 +467,8 @@ def show(result: dict[str, Any]) -> str:
     return (
         f"{result['sfu']:>8} 1->{result['subscribers']:<2} "
         f"{result['us_per_forwarded_packet'] or '-':>7} us/pkt  "
-        f"{result['forwarded_pps']:>8} pkt/s  SFU {result['sfu_cpu_pct']:>5} %  "
+        f"{result['forwarded_pps']:>8} pkt/s (pub {result['publisher_pps']})  "
+        f"SFU {result['sfu_cpu_pct']:>5} %  "
         f"RSS {result['rss_mib'] or '-':>6} MiB  "
         f"latency p50 {result['latency_ms_p50']} / p99 {result['latency_ms_p99']} ms "
         f"(added {result.get('added_ms_p50')} / {result.get('added_ms_p99')})  "

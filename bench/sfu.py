@@ -44,12 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import asyncio
 import collections
+import contextlib
 import fcntl
 import json
 import os
 import platform
 import secrets
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -72,6 +74,8 @@ now = time.monotonic
 wall = time.time  # CLOCK_REALTIME: the clock of the kernel's receive timestamps
 SIOCGSTAMPNS = 0x8907  # linux/sockios.h: struct timespec of the last packet a socket received
 TIMESPEC = bytes(16)
+SO_RCVBUFFORCE = 33  # the load generator's sockets get RCVBUF bytes: a subscriber socket that
+RCVBUF = 4 << 20  # overflows while the generator is descheduled would count as the SFU's loss
 
 
 # --- latency probe ---
@@ -128,7 +132,10 @@ class Probe:
                 # this datagram's kernel receive time, free of the load generator's queueing
                 fd = self.__dict__.get("_probe_fd")
                 if fd is None:
-                    fd = self._probe_fd = self.transport.get_extra_info("socket").fileno()
+                    sock = self.transport.get_extra_info("socket")
+                    fd = self._probe_fd = sock.fileno()
+                    with contextlib.suppress(OSError):  # root only; else rmem_max caps it
+                        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
                 sec, nsec = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMPNS, TIMESPEC))
                 key = (int.from_bytes(data[8:12], "big"), (data[2] << 8) | data[3])
                 probe.arrived[key] = sec + nsec * 1e-9
@@ -183,6 +190,14 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped machine-wide because a socket's receive buffer was full."""
+    lines = [
+        x.split() for x in Path("/proc/net/snmp").read_text().splitlines() if x.startswith("Udp:")
+    ]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def machine_busy_s() -> float:
@@ -242,6 +257,7 @@ async def measure(
         sfu0 = cpu_seconds(pid) if pid else 0.0
         received0, t0 = PROBE.received, now()
         sent0, by_pt0 = PROBE.sent_packets, PROBE.by_pt.copy()
+        drops0 = udp_rcvbuf_errors()
         PROBE.collect = True
         background = asyncio.create_task(during()) if during else None
         end = t0 + seconds
@@ -251,6 +267,7 @@ async def measure(
         PROBE.collect = False
         received, elapsed = PROBE.received - received0, now() - t0
         sent, by_pt = PROBE.sent_packets - sent0, PROBE.by_pt - by_pt0
+        drops = udp_rcvbuf_errors() - drops0
         sfu_cpu = (cpu_seconds(pid) - sfu0) if pid else 0.0
         me = cpu_seconds(os.getpid()) - me0
         others = machine_busy_s() - busy0 - sfu_cpu - me
@@ -278,6 +295,7 @@ async def measure(
             "latency_ms_max": _r(max(samples) if samples else None),
             "latency_samples": len(samples),
             "unmatched": PROBE.unmatched,
+            "udp_rcvbuf_drops": drops,
             "loadgen_cpu_pct": round(100 * me / elapsed, 1),
             "others_cpu_pct": round(max(0.0, 100 * others / elapsed), 1),
         }
@@ -472,7 +490,8 @@ def show(result: dict[str, Any]) -> str:
         f"RSS {result['rss_mib'] or '-':>6} MiB  "
         f"latency p50 {result['latency_ms_p50']} / p99 {result['latency_ms_p99']} ms "
         f"(added {result.get('added_ms_p50')} / {result.get('added_ms_p99')})  "
-        f"loadgen {result['loadgen_cpu_pct']} %  others {result['others_cpu_pct']} %"
+        f"loadgen {result['loadgen_cpu_pct']} %  others {result['others_cpu_pct']} %  "
+        f"rcvbuf drops {result['udp_rcvbuf_drops']}"
     )
 
 
@@ -497,13 +516,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--bitrate", type=int, default=2_000_000)
     parser.add_argument("--only", choices=["callbook", "janus"])
-    parser.add_argument("--py-spy", type=Path, help="also profile our SFU at the largest N")
+    parser.add_argument("--py-spy", type=Path, help="also profile our SFU (py-spy raw output)")
+    parser.add_argument("--py-spy-subscribers", type=int, help="N of the profiled run (largest)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--quiet-pct",
         type=float,
         default=15.0,
         help="before each scenario wait until other processes use less CPU",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="repeat a scenario whose window others disturbed; keep the quietest",
     )
     parser.add_argument("--quiet-wait", type=float, default=120.0, help="... but at most this")
     args = parser.parse_args(argv)
@@ -529,8 +555,15 @@ def main(argv: list[str] | None = None) -> int:
         if others >= args.quiet_pct:
             print(f"WARNING: other processes use {others:.0f} % of a core", file=sys.stderr)
 
-    quiet()
-    baseline = asyncio.run(run_direct(path, args.seconds, args.warmup))
+    baseline: dict[str, Any] = {}
+    for attempt in range(1, args.attempts + 1):
+        quiet()
+        this = asyncio.run(run_direct(path, args.seconds, args.warmup))
+        this["attempt"] = attempt
+        if not baseline or this["others_cpu_pct"] < baseline["others_cpu_pct"]:
+            baseline = this
+        if this["others_cpu_pct"] < args.quiet_pct:
+            break
     emit(baseline)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     ns = args.subscribers or [3, 8]
@@ -538,12 +571,20 @@ def main(argv: list[str] | None = None) -> int:
         for sfu in ("callbook", "janus"):
             if args.only and sfu != args.only:
                 continue
-            quiet()
-            with (CACHE / f"sfu-{sfu}-{n}.log").open("wb") as log:
-                if sfu == "callbook":
-                    result = asyncio.run(run_callbook(n, path, args.seconds, args.warmup, log))
-                else:
-                    result = asyncio.run(run_janus(n, path, args.seconds, args.warmup, log))
+            result = {}
+            for attempt in range(1, args.attempts + 1):  # a run disturbed by others is repeated
+                quiet()
+                with (CACHE / f"sfu-{sfu}-{n}.log").open("wb") as log:
+                    if sfu == "callbook":
+                        run = run_callbook(n, path, args.seconds, args.warmup, log)
+                    else:
+                        run = run_janus(n, path, args.seconds, args.warmup, log)
+                    this = asyncio.run(run)
+                this["attempt"] = attempt
+                if not result or this["others_cpu_pct"] < result["others_cpu_pct"]:
+                    result = this
+                if this["others_cpu_pct"] < args.quiet_pct:
+                    break
             for q in ("p50", "p99"):
                 if (
                     result[f"latency_ms_{q}"] is not None
@@ -570,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.py_spy:
-        n = max(ns)
+        n = args.py_spy_subscribers or max(ns)
         quiet()
         with (CACHE / f"sfu-callbook-{n}-pyspy.log").open("wb") as log:
             result = asyncio.run(

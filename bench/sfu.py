@@ -71,6 +71,7 @@ from media.control import MediaControl
 from media.server import allow_loopback_ice
 
 now = time.monotonic
+MEDIA_SECONDS = 90
 wall = time.time  # CLOCK_REALTIME: the clock of the kernel's receive timestamps
 SIOCGSTAMPNS = 0x8907  # linux/sockios.h: struct timespec of the last packet a socket received
 TIMESPEC = bytes(16)
@@ -533,11 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet-wait", type=float, default=120.0, help="... but at most this")
     args = parser.parse_args(argv)
+    if args.warmup + args.seconds + 30 > MEDIA_SECONDS:
+        parser.error(f"warm-up + window must stay under {MEDIA_SECONDS - 30} s (media length)")
     if args.only != "callbook" and not janus_available():
         print(INSTALL_HINT, file=sys.stderr)
         return 2
     width, height = map(int, args.size.split("x"))
-    path = media_file(width, height, args.fps, args.bitrate, 20)
+    # Longer than any scenario: after a loop aiortc's MediaPlayer stops throttling (its start
+    # time is not reset when it seeks back), and the publisher would blast the file out.
+    path = media_file(width, height, args.fps, args.bitrate, MEDIA_SECONDS)
     allow_loopback_ice()
     aiortc.rtcrtpreceiver.get_decoder = lambda codec: _NoDecoder()  # type: ignore[assignment]
     PROBE.install()

@@ -42,11 +42,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import array
 import asyncio
 import collections
 import contextlib
 import fcntl
+import fractions
 import json
+import math
 import os
 import platform
 import secrets
@@ -61,12 +64,13 @@ from typing import IO, Any
 import aioice.ice
 import aiortc
 import aiortc.rtcrtpreceiver
+import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from bench.janus import INSTALL_HINT, JanusError, JanusProcess, JanusVideoRoom, janus_available
-from bench.sfu_forward import CACHE, _NoDecoder, cpu_seconds, free_port, media_file, new_pc
+from bench.sfu_forward import CACHE, _NoDecoder, cpu_seconds, free_port, new_pc
 from media.control import MediaControl
 from media.server import allow_loopback_ice
 
@@ -77,6 +81,61 @@ SIOCGSTAMPNS = 0x8907  # linux/sockios.h: struct timespec of the last packet a s
 TIMESPEC = bytes(16)
 SO_RCVBUFFORCE = 33  # the load generator's sockets get RCVBUF bytes: a subscriber socket that
 RCVBUF = 4 << 20  # overflows while the generator is descheduled would count as the SFU's loss
+
+
+# --- media ---
+
+
+def media_file(width: int, height: int, fps: int, bitrate: int, seconds: int) -> Path:
+    """VP8 + Opus WebM, made once, with audio and video interleaved in time.
+
+    The same content as ``bench.sfu_forward.media_file`` (moving gradient plus noise, 440 Hz
+    tone), but frames are encoded in presentation order: a file with all video first and all
+    audio at the end makes ``MediaPlayer`` send no audio until the video has played out.
+    """
+    path = CACHE / f"sfu-av-{width}x{height}-{fps}-{bitrate}-{seconds}.webm"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.webm")
+    samples, size = 960, width * height
+    noise_mask = int.from_bytes(b"\x1f" * size, "big")
+    chroma = b"\x80" * (size // 4)
+    with av.open(str(tmp), "w") as container:
+        video = container.add_stream("libvpx", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.bit_rate = bitrate
+        video.options = {"deadline": "realtime", "cpu-used": "8", "g": str(fps * 4)}
+        audio = container.add_stream("libopus", rate=48_000)
+        audio.layout = "mono"
+        tone = [int(3000 * math.sin(2 * math.pi * 440 * n / 48_000)) for n in range(48_000)]
+        frames, chunks = seconds * fps, seconds * 50
+        i = j = 0
+        while i < frames or j < chunks:
+            if j >= chunks or (i < frames and i / fps <= j / 50):
+                row = bytes((x + i * 4) % 256 for x in range(width))
+                base = int.from_bytes(row * height, "big")
+                noise = int.from_bytes(os.urandom(size), "big") & noise_mask
+                frame = av.VideoFrame(width=width, height=height, format="yuv420p")
+                frame.planes[0].update((base ^ noise).to_bytes(size, "big"))
+                frame.planes[1].update(chroma)
+                frame.planes[2].update(chroma)
+                frame.pts = i
+                container.mux(video.encode(frame))
+                i += 1
+            else:
+                start = (j * samples) % 48_000
+                pcm = array.array("h", (tone[(start + n) % 48_000] for n in range(samples)))
+                chunk = av.AudioFrame(format="s16", layout="mono", samples=samples)
+                chunk.planes[0].update(pcm.tobytes())
+                chunk.sample_rate, chunk.pts = 48_000, j * samples
+                chunk.time_base = fractions.Fraction(1, 48_000)
+                container.mux(audio.encode(chunk))
+                j += 1
+        for stream in (video, audio):
+            container.mux(stream.encode(None))
+    tmp.rename(path)
+    return path
 
 
 # --- latency probe ---

@@ -1,7 +1,7 @@
 """SFU side by side: Callbook's SFU (media/) against Janus 1.1.2 VideoRoom, 1 publisher -> N.
 
 The same load generator drives both, in one process: an aiortc publisher sending pre-encoded
-VP8 + Opus (``MediaPlayer(decode=False)`` over a WebM made once by ``bench.sfu_forward``, so
+VP8 + Opus (``MediaPlayer(decode=False)`` over a WebM made once, audio and video interleaved, so
 nothing is encoded) and N aiortc subscribers whose decoder is a no-op (nothing is decoded).
 Scenarios run one after another, each with a fresh SFU process:
 

@@ -127,7 +127,7 @@ async def run(
     profile = os.environ.get("CALLBOOK_BENCH_PROFILE")  # a cProfile output path, for digging
     prefix = ["-m", "cProfile", "-o", profile] if profile else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *prefix, "-m", "media.server", "--port", str(port), "--secret", secret,
+        sys.executable, *prefix, "-m", "media.server", "--port", str(port), f"--secret={secret}",
         "--max-participants", str(subscribers + 1),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
     )  # fmt: skip

@@ -206,8 +206,8 @@ _OTHERS: tuple[Datum, ...] = (
         purpose="Call lifecycle events waiting for delivery to the operator's webhook URLs "
                 "(only when CALLBOOK_WEBHOOK_URLS is set). Participants are HMAC pseudonyms "
                 "valid within one call; no handle, account id or address.",
-        retention="3 days per entry (CALLBOOK_WEBHOOK_RETENTION_HOURS); trimmed from the old "
-                  "end",
+        retention="3 days per entry (CALLBOOK_WEBHOOK_RETENTION_HOURS), or less once the "
+                  "stream holds a million events; trimmed from the old end",
         max_ttl_s=None, visible_to="servers; the configured webhook receivers",
         scope="server", in_export=False),
     Datum(

@@ -23,6 +23,8 @@ DEFAULT_REPORT_RETENTION_S = 180 * 24 * 3600
 DEFAULT_AUDIT_RETENTION_S = 365 * 24 * 3600
 #: How long a lifecycle event waits in the webhook stream for delivery before it is trimmed.
 DEFAULT_WEBHOOK_RETENTION_S = 3 * 24 * 3600
+#: The most lifecycle events the webhook stream keeps, delivered or not (about 300 bytes each).
+WEBHOOK_EVENTS_MAX = 1_000_000
 #: The webhook deliverer's lease: a node that stops renewing it is taken over after this long.
 WEBHOOK_LEASE_TTL_S = 15
 #: Dead letters kept (the newest ones); also trimmed to the webhook retention.

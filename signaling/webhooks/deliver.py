@@ -171,6 +171,9 @@ class Deliverer:
             except (RedisError, OSError):
                 log.warning("store unavailable: webhook delivery paused")
                 held = 0
+            except Exception:
+                log.exception("webhook lease check failed")
+                held = 0
             if held and not self._workers:
                 log.info("this node delivers webhooks now")
                 self._workers = [
@@ -194,6 +197,8 @@ class Deliverer:
                 await worker.run()
             except (RedisError, OSError):
                 log.warning("store unavailable: webhook delivery to one URL paused")
+            except Exception:
+                log.exception("webhook delivery to one URL failed; starting it again")
             finally:
                 await worker.abandon()
             await asyncio.sleep(min(1.0, self._settings.poll_s))

@@ -6,6 +6,10 @@ While the store is unreachable the writer retries the same batch (a batch that w
 written may then be written twice: receivers de-duplicate by event id). Past ``queue_max``
 queued events new ones are dropped and counted; events still queued when the process dies are
 lost — the at-least-once promise starts once an event is in the stream.
+
+The stream is trimmed (approximately) to the retention and to ``keys.WEBHOOK_EVENTS_MAX``
+entries, whichever is shorter: delivered events are not deleted one by one (several URLs'
+groups read the same entry), so the cap bounds the memory a busy deployment spends on them.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ class StreamSink:
         store: Store,
         *,
         retention_s: int = keys.DEFAULT_WEBHOOK_RETENTION_S,
+        stream_max: int = keys.WEBHOOK_EVENTS_MAX,
         queue_max: int = 10_000,
         metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._retention_s = retention_s
+        self._stream_max = stream_max
         self._queue_max = queue_max
         self._metrics = metrics
         self._queue: asyncio.Queue[LifecycleEvent] = asyncio.Queue()
@@ -75,9 +81,11 @@ class StreamSink:
 
     async def _append(self, batch: list[LifecycleEvent]) -> None:
         oldest_ms = int((self._store.clock() - self._retention_s) * 1000)
+        stream = keys.webhook_events()
         async with self._store.redis.pipeline(transaction=False) as pipe:
             for event in batch:
-                pipe.xadd(keys.webhook_events(), _fields(event), minid=oldest_ms)
+                pipe.xadd(stream, _fields(event), maxlen=self._stream_max)
+            pipe.xtrim(stream, minid=oldest_ms)
             await pipe.execute()
 
     async def close(self, flush_s: float = 2.0) -> None:

@@ -199,6 +199,29 @@ _OTHERS: tuple[Datum, ...] = (
                 "Append-only; no API edits it.",
         retention="365 days per entry (CALLBOOK_AUDIT_RETENTION_DAYS); trimmed from the old end",
         max_ttl_s=None, visible_to="operators", scope="moderation", in_export=False),
+    Datum(
+        name="webhook_events", key_pattern=keys.webhook_events(),
+        fields=["event_id", "call_id", "seq", "type", "at", "participant (per-call pseudonym)",
+                "role", "end reason"],
+        purpose="Call lifecycle events waiting for delivery to the operator's webhook URLs "
+                "(only when CALLBOOK_WEBHOOK_URLS is set). Participants are HMAC pseudonyms "
+                "valid within one call; no handle, account id or address.",
+        retention="3 days per entry (CALLBOOK_WEBHOOK_RETENTION_HOURS), or less once the "
+                  "stream holds a million events; trimmed from the old end",
+        max_ttl_s=None, visible_to="servers; the configured webhook receivers",
+        scope="server", in_export=False),
+    Datum(
+        name="webhook_dead_letters", key_pattern=keys.webhook_dead_letters(),
+        fields=["event (as above)", "target URL", "attempts", "last status"],
+        purpose="Lifecycle events no receiver accepted after every attempt, for operators to "
+                "inspect or replay.",
+        retention="the newest 10,000, each at most 3 days (the webhook retention)",
+        max_ttl_s=None, visible_to="operators (redis-cli)", scope="server", in_export=False),
+    Datum(
+        name="webhook_lease", key_pattern=keys.webhook_lease(), fields=["node_id"],
+        purpose="Which node delivers webhooks now, so events of a call go out in order.",
+        retention="15 seconds after the node's last renewal", max_ttl_s=keys.WEBHOOK_LEASE_TTL_S,
+        visible_to="servers", scope="server", in_export=False),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS

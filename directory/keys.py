@@ -21,6 +21,14 @@ RATE_LIMIT_IDLE_TTL_S = 3600
 MISSED_CALLS_TTL_S = 30 * 24 * 3600
 DEFAULT_REPORT_RETENTION_S = 180 * 24 * 3600
 DEFAULT_AUDIT_RETENTION_S = 365 * 24 * 3600
+#: How long a lifecycle event waits in the webhook stream for delivery before it is trimmed.
+DEFAULT_WEBHOOK_RETENTION_S = 3 * 24 * 3600
+#: The most lifecycle events the webhook stream keeps, delivered or not (about 300 bytes each).
+WEBHOOK_EVENTS_MAX = 1_000_000
+#: The webhook deliverer's lease: a node that stops renewing it is taken over after this long.
+WEBHOOK_LEASE_TTL_S = 15
+#: Dead letters kept (the newest ones); also trimmed to the webhook retention.
+WEBHOOK_DEAD_LETTERS_MAX = 10_000
 
 #: The value a handle key holds while the handle is quarantined; never a valid account id.
 QUARANTINED = "-"
@@ -162,3 +170,20 @@ def operators() -> str:
 def audit_log() -> str:
     """Stream, trimmed by MINID to the audit retention: every operator action."""
     return f"{PREFIX}:{{moderation}}:audit"
+
+
+def webhook_events() -> str:
+    """Stream, trimmed by MINID to the webhook retention: call lifecycle events to deliver
+    (call id, per-call pseudonyms, type, time, end reason); one consumer group per URL."""
+    return f"{PREFIX}:{{webhooks}}:events"
+
+
+def webhook_dead_letters() -> str:
+    """Stream, capped at WEBHOOK_DEAD_LETTERS_MAX and trimmed to the webhook retention: events
+    that exhausted their delivery attempts, with the target and the last status."""
+    return f"{PREFIX}:{{webhooks}}:dead"
+
+
+def webhook_lease() -> str:
+    """String with WEBHOOK_LEASE_TTL_S: the node id that delivers webhooks now."""
+    return f"{PREFIX}:{{webhooks}}:lease"

@@ -32,6 +32,7 @@ from signaling.appkeys import (
     STORE,
     STREAMS,
     TOKENS,
+    WEBHOOK_SINK,
     NodeInfo,
 )
 from signaling.calls.service import CallService
@@ -45,6 +46,8 @@ from signaling.rest import endpoints
 from signaling.rest.framework import register
 from signaling.schemas import Health
 from signaling.tokens import Principal, TokenService
+from signaling.webhooks.deliver import Deliverer, Settings
+from signaling.webhooks.sink import StreamSink
 from signaling.ws.endpoint import close_all, websocket
 
 log = logging.getLogger("callbook.signaling")
@@ -229,12 +232,41 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         media=media,
         turn_configured=bool(config.turn_uris),
+        events=app.get(WEBHOOK_SINK),
     )
     yield
     await app[CALLS].close()
     await push.close()
     if media is not None:
         await media.close()
+
+
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Lifecycle webhooks: this node's producer, and its deliverer (active while it holds the
+    lease); nothing at all without CALLBOOK_WEBHOOK_URLS."""
+    config = app[CONFIG]
+    if not config.webhook_urls:
+        yield
+        return
+    sink = StreamSink(app[STORE], retention_s=config.webhook_retention_s, metrics=app[METRICS])
+    settings = Settings(
+        urls=config.webhook_urls,
+        secret=(config.webhook_secret or "").encode(),
+        max_attempts=config.webhook_max_attempts,
+        backoff_s=config.webhook_backoff_s,
+        backoff_max_s=config.webhook_backoff_max_s,
+        timeout_s=config.webhook_timeout_s,
+        lease_s=config.webhook_lease_s,
+        retention_s=config.webhook_retention_s,
+        poll_s=config.webhook_poll_s,
+    )
+    deliverer = Deliverer(app[STORE], settings, app[NODE].id, metrics=app[METRICS])
+    app[WEBHOOK_SINK] = sink
+    sink.start()
+    deliverer.start()
+    yield
+    await sink.close()  # after the call service closed: its last events are written first
+    await deliverer.stop()
 
 
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
@@ -256,7 +288,7 @@ def create_app(config: Config) -> web.Application:
         started_at=time.time(),
     )
     app[STREAMS] = set()
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

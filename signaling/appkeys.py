@@ -14,6 +14,7 @@ from signaling.config import Config
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
 from signaling.tokens import TokenService
+from signaling.webhooks.sink import StreamSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,4 +33,6 @@ CALLS = web.AppKey("calls", CallService)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 NODE = web.AppKey("node", NodeInfo)
+#: Set only when lifecycle webhooks are configured.
+WEBHOOK_SINK = web.AppKey("webhook_sink", StreamSink)
 STREAMS = web.AppKey("streams", set[asyncio.Task[None]])

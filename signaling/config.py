@@ -33,6 +33,16 @@ class Config:
     media_secret: str | None = None
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
+    #: Lifecycle webhooks (signaling/webhooks): where to POST call events, and how hard to try.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    webhook_max_attempts: int = 12
+    webhook_retention_s: int = keys.DEFAULT_WEBHOOK_RETENTION_S
+    webhook_backoff_s: float = 1.0
+    webhook_backoff_max_s: float = 300.0
+    webhook_timeout_s: float = 10.0
+    webhook_lease_s: float = keys.WEBHOOK_LEASE_TTL_S
+    webhook_poll_s: float = 1.0
     # Node-wide: sign-ups and recoveries (argon2id each), and sign-in challenges.
     enroll_rate_per_s: float = 50.0
     enroll_burst: int = 100
@@ -87,6 +97,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             "CALLBOOK_PUSH_WEBHOOK_URL needs CALLBOOK_PUSH_WEBHOOK_SECRET to sign with."
         )
+    webhook_urls = _list(env, "CALLBOOK_WEBHOOK_URLS")
+    for url in webhook_urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"CALLBOOK_WEBHOOK_URLS: {url!r} is not an http(s) URL.")
+    webhook_secret = env.get("CALLBOOK_WEBHOOK_SECRET") or None
+    if webhook_urls and not webhook_secret:
+        raise ConfigError("CALLBOOK_WEBHOOK_URLS needs CALLBOOK_WEBHOOK_SECRET to sign with.")
     media_url = env.get("CALLBOOK_MEDIA_URL") or None
     media_secret = env.get("CALLBOOK_MEDIA_SECRET") or None
     if media_url and not media_secret:
@@ -101,6 +118,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         turn_ttl_s=_int(env, "CALLBOOK_TURN_TTL_S", base.turn_ttl_s, 60, 86400),
         push_webhook_url=env.get("CALLBOOK_PUSH_WEBHOOK_URL") or None,
         push_webhook_secret=env.get("CALLBOOK_PUSH_WEBHOOK_SECRET") or None,
+        webhook_urls=webhook_urls,
+        webhook_secret=webhook_secret,
+        webhook_max_attempts=_int(env, "CALLBOOK_WEBHOOK_MAX_ATTEMPTS", 12, 1, 100),
+        webhook_retention_s=3600 * _int(env, "CALLBOOK_WEBHOOK_RETENTION_HOURS", 72, 1, 72),
         host=env.get("CALLBOOK_HOST", base.host),
         port=_int(env, "CALLBOOK_PORT", base.port, 0, 65535),
         data_dir=Path(env.get("CALLBOOK_DATA_DIR", str(base.data_dir))),

@@ -113,6 +113,27 @@ class Metrics:
             registry=r,
         )
 
+        self.webhooks_delivered = Counter(
+            "callbook_webhooks_delivered",
+            "Lifecycle webhook deliveries a receiver accepted (2xx), counted per URL.",
+            registry=r,
+        )
+        self.webhooks_failed = Counter(
+            "callbook_webhooks_failed",
+            "Lifecycle webhook attempts that failed (another status, no answer); retried.",
+            registry=r,
+        )
+        self.webhooks_dead_lettered = Counter(
+            "callbook_webhooks_dead_lettered",
+            "Lifecycle webhook events given up on after the last attempt (kept as dead letters).",
+            registry=r,
+        )
+        self.webhook_events_dropped = Counter(
+            "callbook_webhook_events_dropped",
+            "Lifecycle events dropped before the stream: the node's queue was full.",
+            registry=r,
+        )
+
         self._one_to_one = self.active_calls.labels(kind="one_to_one")
         self._one_to_one.set(0)
         self._setups = self.call_setups
@@ -172,6 +193,19 @@ class Metrics:
     def on_operator_action(self, action: str) -> None:
         # Actions are a closed set (directory.audit.Action).
         self.operator_actions.labels(action=action).inc()
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def on_webhook(self, outcome: str) -> None:
+        counter = {
+            "delivered": self.webhooks_delivered,
+            "failed": self.webhooks_failed,
+            "dead_lettered": self.webhooks_dead_lettered,
+        }[outcome]
+        counter.inc()
+
+    def on_webhook_dropped(self) -> None:
+        self.webhook_events_dropped.inc()
 
     # --- exposition ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
+from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.quality import QualityBook, Sample
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
@@ -83,6 +84,7 @@ class CallService:
         metrics: Metrics | None = None,
         media: MediaRooms | None = None,
         turn_configured: bool = False,
+        events: EventSink | None = None,
     ) -> None:
         self._store = store
         self._ring_timeout_s = ring_timeout_s
@@ -111,6 +113,9 @@ class CallService:
         self._published: dict[str, set[sm.DeviceRef]] = {}
         # Media quality devices report, and when each call started: for the operator view.
         self.quality = QualityBook()
+        # Lifecycle events for webhooks (call started, ringing, ... ended), when configured.
+        self._events = events
+        self._lifecycle = Lifecycle(self.quality.pseudonym)
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
 
@@ -471,6 +476,9 @@ class CallService:
             self._apply(call_id, event)
 
     def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None:
+        if self._events is not None:
+            for event in self._lifecycle.observe(self._calls.get(call_id), effects, self._clock()):
+                self._events.emit(event)
         recording = {e.callee_account for e in effects if isinstance(e, sm.RecordMissed)}
         held: dict[str, list[sm.Send]] = {}
         for effect in effects:

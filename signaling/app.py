@@ -43,6 +43,9 @@ from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
 from signaling.rest.framework import register
+from signaling.routing import Router
+from signaling.routing_local import LocalRouter
+from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
 from signaling.tokens import Principal, TokenService
 from signaling.ws.endpoint import close_all, websocket
@@ -220,6 +223,11 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     media = None
     if config.media_url:
         media = MediaControl(config.media_url, config.media_secret or "")
+    router: Router
+    if config.routing == "redis":
+        router = RedisRouter(app[STORE], app[NODE].id)
+    else:
+        router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
         app[STORE],
         push,
@@ -229,7 +237,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         media=media,
         turn_configured=bool(config.turn_uris),
+        router=router,
     )
+    await app[CALLS].start()
     yield
     await app[CALLS].close()
     await push.close()

@@ -14,7 +14,7 @@ from directory.store import Store
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import Server
+from tests.conftest import MakeServer, Server
 from tests.test_portability import ERASED, _scenario
 
 
@@ -46,8 +46,9 @@ def _entry_for(key: str) -> Datum | None:
 
 
 async def test_every_stored_key_is_described_with_a_truthful_ttl(
-    server: Server, store: Store
+    make_server: MakeServer, store: Store
 ) -> None:
+    server = await make_server(routing="redis")  # presence and node keys, as in a cluster
     _person, alice, _carol, _dave = await _scenario(server)
     await _moderation(server, store, alice)
     await alice.whois("carol")
@@ -76,7 +77,8 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
             assert datum.max_ttl_s is not None, f"{key} expires, the inventory says it stays"
             assert 0 < ttl <= datum.max_ttl_s, f"{key}: TTL {ttl} > {datum.max_ttl_s}"
     # The scenario exercised nearly every kind; the rest are named here on purpose.
-    assert {d.name for d in INVENTORY} - seen <= {"signin_challenge"}
+    # TODO(scale): live_call and node_calls once call records are in the store.
+    assert {d.name for d in INVENTORY} - seen <= {"signin_challenge", "live_call", "node_calls"}
 
 
 def test_erase_deletes_every_per_account_entry() -> None:

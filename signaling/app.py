@@ -34,6 +34,7 @@ from signaling.appkeys import (
     TOKENS,
     NodeInfo,
 )
+from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.errors import ApiError
@@ -224,8 +225,10 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.media_url:
         media = MediaControl(config.media_url, config.media_secret or "")
     router: Router
+    records = None
     if config.routing == "redis":
         router = RedisRouter(app[STORE], app[NODE].id)
+        records = CallRecords(app[STORE], app[NODE].id)
     else:
         router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
@@ -238,6 +241,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         media=media,
         turn_configured=bool(config.turn_uris),
         router=router,
+        records=records,
     )
     await app[CALLS].start()
     yield

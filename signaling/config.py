@@ -113,6 +113,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
         routing=_routing(env),
+        resume_window_s=float(
+            _int(env, "CALLBOOK_RESUME_WINDOW_S", int(base.resume_window_s), 1, 3600)
+        ),
     )
 
 

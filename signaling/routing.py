@@ -122,8 +122,8 @@ class Router(Protocol):
         """The device is no longer on this node (gone, expired or moved); an entry another node
         wrote meanwhile stays."""
 
-    async def lookup(self, device: DeviceRef) -> Location | None:
-        """Where the device is, if it is on a live node."""
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
+        """Where the device is, if it is on a live node (or on any, to check a resume token)."""
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         """The account's devices connected right now, on any live node."""

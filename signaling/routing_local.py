@@ -123,9 +123,9 @@ class LocalRouter:
 
         return self._worker.submit(job)
 
-    async def lookup(self, device: DeviceRef) -> Location | None:
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
         location = self._hub.presence.get(device)
-        if location is None or location.node not in self._hub.routers:
+        if location is None or (live_only and location.node not in self._hub.routers):
             return None
         return location
 

@@ -161,11 +161,13 @@ class RedisRouter:
                 if score is not None and node not in self._reported_dead:
                     self._alive[node] = float(score)
 
-    async def lookup(self, device: DeviceRef) -> Location | None:
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
         raw = await self._redis.hget(keys.presence(device.account_id), device.device_id)
         if raw is None:
             return None
         location = _decode_location(raw)
+        if not live_only:
+            return location
         await self._refresh_alive({location.node})
         return location if self._fresh(location, self._clock()) else None
 

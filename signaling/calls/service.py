@@ -17,7 +17,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from directory import accounts, handles, history, lookup, push_tokens
+from redis.exceptions import RedisError
+
+from directory import accounts, handles, history, keys, lookup, push_tokens
 from directory.errors import RateLimited
 from directory.records import Account
 from directory.store import Store
@@ -25,6 +27,7 @@ from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
 from signaling.calls.quality import QualityBook, Sample
+from signaling.calls.records import CallRecords, Timer
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.routing import (
@@ -38,7 +41,7 @@ from signaling.routing import (
     Router,
     resume_digest,
 )
-from signaling.routing_local import LocalRouter
+from signaling.routing_local import LocalRouter, Worker
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
@@ -96,6 +99,7 @@ class CallService:
         media: MediaRooms | None = None,
         turn_configured: bool = False,
         router: Router | None = None,
+        records: CallRecords | None = None,
     ) -> None:
         self._store = store
         # How this node reaches devices on other nodes (docs/scaling.md); alone by default.
@@ -103,6 +107,14 @@ class CallService:
         # Calls owned by other nodes that devices connected here take part in: the owner of
         # each, so that a device's message about the call goes there.
         self._remote: dict[sm.DeviceRef, dict[str, str]] = {}
+        # With several nodes: each live 1:1 call is also in the store (``records.py``), written
+        # in order by one worker, so that another node can continue it if this one dies.
+        self._records = records
+        self._versions: dict[str, int] = {}
+        self._persisted: set[str] = set()
+        self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
+        self._store_writes = Worker()
+        self._refresher: asyncio.Task[None] | None = None
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
         # Messages kept for a device in its resume window; past this its calls end.
@@ -144,6 +156,49 @@ class CallService:
 
     async def start(self) -> None:
         await self._router.start(self)
+        if self._records is not None:
+            self._store_writes.start()
+            self._refresher = asyncio.create_task(self._refresh_records(self._records))
+
+    async def _refresh_records(self, records: CallRecords) -> None:
+        while True:
+            await asyncio.sleep(keys.PRESENCE_REFRESH_S)
+            try:
+                await records.refresh(sorted(self._persisted))
+            except (RedisError, OSError):
+                log.warning("could not refresh the call records: the store is unreachable")
+
+    def _persist(self, call_id: str) -> None:
+        """Queue the call's new state (or its end) for the store."""
+        records = self._records
+        if records is None:
+            return
+        call = self._calls.get(call_id)
+        if call is None:
+            if call_id in self._persisted:
+                self._persisted.discard(call_id)
+                self._versions.pop(call_id, None)
+                self._store_writes.submit(lambda: records.delete(call_id))
+            return
+        if isinstance(call, g.GroupCall) or call.sfu:
+            return  # their media sessions live on this node's SFU link: not taken over yet
+        timers = [
+            Timer(kind, at, device)  # type: ignore[arg-type]
+            for (owner, kind, device), at in self._timer_at.items()
+            if owner == call_id
+        ]
+        self._persisted.add(call_id)
+
+        async def save() -> None:
+            version = await records.save(call, timers, self._versions.get(call_id, 0))
+            if version is None:
+                log.warning("call %s is no longer this node's: another node took it", call_id)
+                self._persisted.discard(call_id)
+                return
+            if call_id in self._persisted:
+                self._versions[call_id] = version
+
+        self._store_writes.submit(save)
 
     async def on_envelope(self, envelope: Envelopes) -> None:
         """Something another node sent this one (see ``signaling.routing``)."""
@@ -245,8 +300,10 @@ class CallService:
         )  # fmt: skip
 
     async def on_node_dead(self, node: str, last_seen: float) -> None:
-        """Another node died: its devices count as lost since its last heartbeat, and the
-        calls it ran end for the devices here (``peer_lost``)."""
+        """Another node died: this node tries to take over the calls it ran; its devices count
+        as lost since its last heartbeat; calls nobody could take end (``peer_lost``)."""
+        if self._records is not None:
+            await self._take_over(self._records, node)
         for call_id, call in list(self._calls.items()):
             for device in _involved(call):
                 if device in self._presence or _is_lost(call, device):
@@ -255,12 +312,43 @@ class CallService:
                     self._apply_quietly(call_id, sm.DeviceLost(device), at=last_seen)
         for device, calls in list(self._remote.items()):
             for call_id, owner in list(calls.items()):
+                if owner != node:
+                    continue
+                if call_id in self._calls:
+                    self._forget_remote(device, call_id)  # now ours
+                    continue
+                moved = None if self._records is None else await self._records.owner(call_id)
+                if moved is not None and moved != node:
+                    calls[call_id] = moved
+                    continue
                 if owner == node:
                     self._forget_remote(device, call_id)
                     presence = self._presence.get(device)
                     if presence is not None:
                         ended = m.Ended(call_id=call_id, reason="peer_lost")
                         self._deliver_here(device, presence, ended)
+
+    async def _take_over(self, records: CallRecords, node: str) -> None:
+        """Continue the dead node's calls here: the first survivor to ask gets each one."""
+        for call_id in await records.owned_by(node):
+            if call_id in self._calls:
+                continue
+            stored = await records.take_over(call_id, node)
+            if stored is None:
+                continue  # ended meanwhile, or another survivor was first
+            call = stored.call
+            log.info("took over call %s from node %s", call_id, node)
+            self._calls[call_id] = call
+            self._versions[call_id] = stored.version
+            self._persisted.add(call_id)
+            self.quality.open_call(call_id, self._clock())
+            for device in _involved(call):
+                self._attach(call_id, device)
+            if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
+                self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
+            for timer in stored.timers:
+                self._set_timer(call_id, timer.kind, timer.at, timer.device)
+        await records.forget_node(node)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -271,7 +359,8 @@ class CallService:
         on this node or on another one."""
         elsewhere = None
         if device not in self._presence:
-            elsewhere = await self._router.lookup(device)
+            # Also on a dead node: a device whose node died resumes here with its token.
+            elsewhere = await self._router.lookup(device, live_only=False)
             if elsewhere is not None and elsewhere.node == self.node_id:
                 elsewhere = None
         previous = self._presence.get(device)
@@ -411,6 +500,12 @@ class CallService:
                             message=cast(m.ClientMessages, message)),
                 )  # fmt: skip
                 return
+            if owner is None and self._records is not None:
+                owner = await self._records.owner(call_id)
+                if owner is not None and owner != self.node_id:
+                    self._remote.setdefault(device, {})[call_id] = owner
+                    await self.handle(device, message)
+                    return
         match message:
             case m.Invite():
                 await self._invite(device, message)
@@ -502,6 +597,7 @@ class CallService:
         if call.reachable:
             self._ringing_for.setdefault(call.callee_account, set()).add(call.id)
         self._run(call.id, effects)
+        self._persist(call.id)
         self._resolve_glare(call)
 
     def _resolve_glare(self, call: sm.Call) -> None:
@@ -672,7 +768,7 @@ class CallService:
         at: float | None = None,
     ) -> None:
         """``at``: when the event happened, if earlier than now (a node's last heartbeat)."""
-        call = self._calls.get(call_id)
+        call = previous = self._calls.get(call_id)
         if call is None or (sender is not None and not _may_act(call, event, sender)):
             # Someone else's call id looks exactly like one that never existed.
             raise CallError("unknown_call", "No such call on this device.", call_id)
@@ -683,6 +779,8 @@ class CallService:
         self._calls[call_id] = call
         self._stop_ringing(call)
         self._run(call_id, effects)
+        if call is not previous:
+            self._persist(call_id)
 
     def _apply_quietly(self, call_id: str, event: AnyEvent, at: float | None = None) -> None:
         """For events the server raises itself: an illegal one is simply moot."""
@@ -701,6 +799,7 @@ class CallService:
                 case sm.SetTimer(kind=kind, at=at, device=device):
                     self._set_timer(call_id, kind, at, device)
                 case sm.ClearTimer(kind=kind, device=device):
+                    self._timer_at.pop((call_id, kind, device), None)
                     handle = self._timers.pop((call_id, kind, device), None)
                     if handle is not None:
                         handle.cancel()
@@ -761,9 +860,11 @@ class CallService:
         if previous is not None:
             previous.cancel()
         self._timers[key] = loop.call_later(delay, self._fire, key, event)
+        self._timer_at[key] = at
 
     def _fire(self, key: tuple[str, str, sm.DeviceRef | None], event: sm.Event) -> None:
         self._timers.pop(key, None)
+        self._timer_at.pop(key, None)
         self._apply_quietly(key[0], event)
 
     def _stop_ringing(self, call: AnyCall) -> None:
@@ -868,6 +969,7 @@ class CallService:
         self._calls[call_id] = ended
         self._stop_ringing(ended)
         self._run(call_id, effects)
+        self._persist(call_id)
         return True
 
     def disconnect_device(self, device: sm.DeviceRef) -> bool:
@@ -891,6 +993,9 @@ class CallService:
         return self._clock()
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self._store_writes.stop()
         await self._router.close()
         if self._conference is not None:
             await self._conference.aclose()

@@ -168,6 +168,11 @@ class CallService:
             except (RedisError, OSError):
                 log.warning("could not refresh the call records: the store is unreachable")
 
+    async def flush_store_writes(self) -> None:
+        """Wait until every call state queued for the store is written (tests, shutdown)."""
+        if self._store_writes.running:
+            await self._store_writes.submit(_nothing)
+
     def _persist(self, call_id: str) -> None:
         """Queue the call's new state (or its end) for the store."""
         records = self._records
@@ -1005,6 +1010,10 @@ class CallService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _person(account: Account) -> m.Person:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 from redis.exceptions import RedisError
 
 from directory import accounts, handles, history, keys, lookup, push_tokens
-from directory.errors import RateLimited
+from directory.errors import DirectoryError, RateLimited
 from directory.records import Account
 from directory.store import Store
 from signaling.calls import group as g
@@ -246,6 +246,10 @@ class CallService:
             ref = message.ref if isinstance(message, m.Invite) else None
             self._deliver(device, m.Error(code=error.code, detail=error.detail,
                                           call_id=error.call_id, ref=ref))  # fmt: skip
+        except DirectoryError as error:
+            self._deliver(device, m.Error(code=error.code, detail=error.detail))
+        except (RedisError, OSError):
+            self._deliver(device, m.Error(code="unavailable", detail="The store is unavailable."))
 
     def _on_device_event(self, event: DeviceEvent) -> None:
         """A device's state changed on another node: the calls it has here follow."""

@@ -135,6 +135,15 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
                 "name you, and suspensions of your account.",
         retention="180 days (configurable)", max_ttl_s=keys.DEFAULT_REPORT_RETENTION_S,
         visible_to="you (GET /v1/me/notices)", scope="account", in_export=True)),
+    (keys.presence, Datum(
+        name="presence", key_pattern=keys.presence(_ACCOUNT),
+        fields=["device_id", "node", "connected", "sha256(resume token)", "at"],
+        purpose="Which server node each of your connected devices is on, so a call placed on "
+                "any node rings them; the resume token's digest lets a dropped device resume "
+                "on another node.",
+        retention="while a device is connected, then at most 10 seconds",
+        max_ttl_s=keys.PRESENCE_TTL_S,
+        visible_to="servers", scope="account", in_export=False)),
 )  # fmt: skip
 
 _OTHERS: tuple[Datum, ...] = (
@@ -222,6 +231,24 @@ _OTHERS: tuple[Datum, ...] = (
         purpose="Which node delivers webhooks now, so events of a call go out in order.",
         retention="15 seconds after the node's last renewal", max_ttl_s=keys.WEBHOOK_LEASE_TTL_S,
         visible_to="servers", scope="server", in_export=False),
+    Datum(
+        name="signaling_nodes", key_pattern=keys.nodes(), fields=["node_id", "heartbeat_at"],
+        purpose="Which signaling nodes are alive; a node silent for 5 seconds counts as dead.",
+        retention="while the node runs, then 60 seconds", max_ttl_s=None,
+        visible_to="servers", scope="server", in_export=False),
+    Datum(
+        name="node_calls", key_pattern=keys.node_calls("{node_id}"), fields=["call_id"],
+        purpose="The calls a node runs, so another node can take them over if it dies.",
+        retention="while the calls run, then at most 10 seconds",
+        max_ttl_s=keys.CALL_RECORD_TTL_S, visible_to="servers", scope="ephemeral",
+        in_export=False),
+    Datum(
+        name="live_call", key_pattern=keys.call_record("{call_id}"),
+        fields=["version", "owner_node", "state (devices in the call, phase, cards, timers)"],
+        purpose="A live call's state, so any node can continue it when its node dies.",
+        retention="while the call runs, then at most 10 seconds",
+        max_ttl_s=keys.CALL_RECORD_TTL_S, visible_to="servers", scope="ephemeral",
+        in_export=False),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS
@@ -235,6 +262,6 @@ def account_keys(account_id: str) -> tuple[str, ...]:
 def glob(datum: Datum) -> str:
     """The SCAN pattern of an entry's keys."""
     pattern = datum.key_pattern
-    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}"):
+    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}", "{node_id}", "{call_id}"):
         pattern = pattern.replace(placeholder, "*")
     return pattern

@@ -187,3 +187,57 @@ def webhook_dead_letters() -> str:
 def webhook_lease() -> str:
     """String with WEBHOOK_LEASE_TTL_S: the node id that delivers webhooks now."""
     return f"{PREFIX}:{{webhooks}}:lease"
+
+
+# --- scale-out: nodes, device presence, call records (docs/scaling.md) --------------------------
+
+#: A node whose heartbeat is older than this counts as dead.
+NODE_DEAD_AFTER_S = 5
+#: How often a node writes its heartbeat (and checks the others').
+NODE_HEARTBEAT_S = 1.0
+#: A device's presence entry lives this long unless its node refreshes it.
+PRESENCE_TTL_S = 10
+#: How often a node refreshes the presence of the devices connected to it.
+PRESENCE_REFRESH_S = 3.0
+#: A call record outlives its last write by this much; the owner refreshes it while it runs.
+CALL_RECORD_TTL_S = 10
+#: Registry entries of nodes dead this long are removed (every survivor has seen them by then).
+NODE_FORGET_AFTER_S = 60
+
+
+def presence(account_id: str) -> str:
+    """Hash, PRESENCE_TTL_S: device id -> JSON (node id, connected, resume token digest, at)."""
+    return f"{PREFIX}:{account_tag(account_id)}:presence"
+
+
+def nodes() -> str:
+    """Sorted set: signaling node id -> time of its last heartbeat (the node registry)."""
+    return f"{PREFIX}:{{nodes}}:nodes"
+
+
+def broadcast_channel() -> str:
+    """Pub/sub channel every signaling node listens on (device online/lost/resumed events)."""
+    return f"{PREFIX}:{{nodes}}:broadcast"
+
+
+def node_tag(node_id: str) -> str:
+    return "{n:" + node_id + "}"
+
+
+def node_inbox(node_id: str) -> str:
+    """Pub/sub channel of one node: messages for the devices connected to it, forwarded events."""
+    return f"{PREFIX}:{node_tag(node_id)}:inbox"
+
+
+def node_calls(node_id: str) -> str:
+    """Set, CALL_RECORD_TTL_S: ids of the calls a node owns (survivors take them over)."""
+    return f"{PREFIX}:{node_tag(node_id)}:calls"
+
+
+def call_tag(call_id: str) -> str:
+    return "{c:" + call_id + "}"
+
+
+def call_record(call_id: str) -> str:
+    """Hash, CALL_RECORD_TTL_S: a live call's state (version, owner node, msgpack snapshot)."""
+    return f"{PREFIX}:{call_tag(call_id)}:call"

@@ -35,6 +35,7 @@ from signaling.appkeys import (
     WEBHOOK_SINK,
     NodeInfo,
 )
+from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.errors import ApiError
@@ -44,6 +45,9 @@ from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
 from signaling.rest.framework import register
+from signaling.routing import Router
+from signaling.routing_local import LocalRouter
+from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
@@ -223,6 +227,13 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     media = None
     if config.media_url:
         media = MediaControl(config.media_url, config.media_secret or "")
+    router: Router
+    records = None
+    if config.routing == "redis":
+        router = RedisRouter(app[STORE], app[NODE].id)
+        records = CallRecords(app[STORE], app[NODE].id)
+    else:
+        router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
         app[STORE],
         push,
@@ -233,7 +244,10 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         media=media,
         turn_configured=bool(config.turn_uris),
         events=app.get(WEBHOOK_SINK),
+        router=router,
+        records=records,
     )
+    await app[CALLS].start()
     yield
     await app[CALLS].close()
     await push.close()

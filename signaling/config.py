@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from directory import keys
 from directory.store import DirectoryConfig
@@ -51,6 +52,9 @@ class Config:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None
+    #: ``local``: this node alone; ``redis``: one of several nodes on the same store, reaching
+    #: devices connected to the others (docs/scaling.md). Chosen once, at start-up.
+    routing: Literal["local", "redis"] = "local"
 
 
 class ConfigError(ValueError):
@@ -129,4 +133,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
+        routing=_routing(env),
+        resume_window_s=float(
+            _int(env, "CALLBOOK_RESUME_WINDOW_S", int(base.resume_window_s), 1, 3600)
+        ),
     )
+
+
+def _routing(env: Mapping[str, str]) -> Literal["local", "redis"]:
+    raw = env.get("CALLBOOK_ROUTING") or "local"
+    if raw == "local":
+        return "local"
+    if raw == "redis":
+        return "redis"
+    raise ConfigError(f"CALLBOOK_ROUTING must be local or redis, not {raw!r}.")

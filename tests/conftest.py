@@ -65,8 +65,14 @@ def sfu() -> Iterator[EmbeddedMedia]:
 
 @pytest.fixture
 def config(redis_url: str, sfu: EmbeddedMedia) -> Config:
+    # CALLBOOK_TEST_ROUTING=redis runs every single-node test through the cluster router.
+    routing = "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
     return Config(
-        redis_url=redis_url, directory=TEST_DIRECTORY, media_url=sfu.url, media_secret=sfu.secret
+        redis_url=redis_url,
+        directory=TEST_DIRECTORY,
+        media_url=sfu.url,
+        media_secret=sfu.secret,
+        routing=routing,
     )
 
 

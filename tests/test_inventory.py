@@ -11,10 +11,11 @@ import pytest
 from directory import operators
 from directory.inventory import INVENTORY, Datum, account_keys, glob
 from directory.store import Store
+from signaling.appkeys import CALLS
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import Server
+from tests.conftest import MakeServer, Server
 from tests.test_portability import ERASED, _scenario
 
 
@@ -46,8 +47,9 @@ def _entry_for(key: str) -> Datum | None:
 
 
 async def test_every_stored_key_is_described_with_a_truthful_ttl(
-    server: Server, store: Store
+    make_server: MakeServer, store: Store
 ) -> None:
+    server = await make_server(routing="redis")  # presence and node keys, as in a cluster
     _person, alice, _carol, _dave = await _scenario(server)
     await _moderation(server, store, alice)
     await alice.whois("carol")
@@ -64,6 +66,13 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     with pytest.raises(ClientError):
         await server.client().recover("carol", "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
 
+    # A call still ringing while the store is scanned: its record and its node's index.
+    ringing = Line(alice)
+    await ringing.open()
+    await ringing.send(m.Invite(handle="carol"))
+    await ringing.expect(m.Ringing)
+    await server.app[CALLS].flush_store_writes()
+
     seen: set[str] = set()
     async for key in store.redis.scan_iter(count=500):
         datum = _entry_for(key)
@@ -79,6 +88,7 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     # Webhook keys exist only with CALLBOOK_WEBHOOK_URLS: tests/test_webhooks.py checks them.
     webhooks = {"webhook_events", "webhook_dead_letters", "webhook_lease"}
     assert {d.name for d in INVENTORY} - seen <= {"signin_challenge"} | webhooks
+    await ringing.close()
 
 
 def test_erase_deletes_every_per_account_entry() -> None:

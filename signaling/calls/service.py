@@ -15,10 +15,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from directory import accounts, handles, history, lookup, push_tokens
-from directory.errors import RateLimited
+from redis.exceptions import RedisError
+
+from directory import accounts, handles, history, keys, lookup, push_tokens
+from directory.errors import DirectoryError, RateLimited
 from directory.records import Account
 from directory.store import Store
 from signaling.calls import group as g
@@ -26,8 +28,21 @@ from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
 from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.quality import QualityBook, Sample
+from signaling.calls.records import CallRecords, Timer
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
+from signaling.routing import (
+    Deliver,
+    DeviceEvent,
+    DeviceEventKind,
+    Envelopes,
+    Forward,
+    Handover,
+    Location,
+    Router,
+    resume_digest,
+)
+from signaling.routing_local import LocalRouter, Worker
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
@@ -85,8 +100,23 @@ class CallService:
         media: MediaRooms | None = None,
         turn_configured: bool = False,
         events: EventSink | None = None,
+        router: Router | None = None,
+        records: CallRecords | None = None,
     ) -> None:
         self._store = store
+        # How this node reaches devices on other nodes (docs/scaling.md); alone by default.
+        self._router: Router = router or LocalRouter()
+        # Calls owned by other nodes that devices connected here take part in: the owner of
+        # each, so that a device's message about the call goes there.
+        self._remote: dict[sm.DeviceRef, dict[str, str]] = {}
+        # With several nodes: each live 1:1 call is also in the store (``records.py``), written
+        # in order by one worker, so that another node can continue it if this one dies.
+        self._records = records
+        self._versions: dict[str, int] = {}
+        self._persisted: set[str] = set()
+        self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
+        self._store_writes = Worker()
+        self._refresher: asyncio.Task[None] | None = None
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
         # Messages kept for a device in its resume window; past this its calls end.
@@ -119,12 +149,238 @@ class CallService:
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
 
+    # --- the router ----------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._router.node_id
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    async def start(self) -> None:
+        await self._router.start(self)
+        if self._records is not None:
+            self._store_writes.start()
+            self._refresher = asyncio.create_task(self._refresh_records(self._records))
+
+    async def _refresh_records(self, records: CallRecords) -> None:
+        while True:
+            await asyncio.sleep(keys.PRESENCE_REFRESH_S)
+            try:
+                await records.refresh(sorted(self._persisted))
+            except (RedisError, OSError):
+                log.warning("could not refresh the call records: the store is unreachable")
+
+    async def flush_store_writes(self) -> None:
+        """Wait until every call state queued for the store is written (tests, shutdown)."""
+        if self._store_writes.running:
+            await self._store_writes.submit(_nothing)
+
+    def _persist(self, call_id: str) -> None:
+        """Queue the call's new state (or its end) for the store."""
+        records = self._records
+        if records is None:
+            return
+        call = self._calls.get(call_id)
+        if call is None:
+            if call_id in self._persisted:
+                self._persisted.discard(call_id)
+                self._versions.pop(call_id, None)
+                self._store_writes.submit(lambda: records.delete(call_id))
+            return
+        if isinstance(call, g.GroupCall) or call.sfu:
+            return  # their media sessions live on this node's SFU link: not taken over yet
+        timers = [
+            Timer(kind, at, device)  # type: ignore[arg-type]
+            for (owner, kind, device), at in self._timer_at.items()
+            if owner == call_id
+        ]
+        self._persisted.add(call_id)
+
+        async def save() -> None:
+            version = await records.save(call, timers, self._versions.get(call_id, 0))
+            if version is None:
+                log.warning("call %s is no longer this node's: another node took it", call_id)
+                self._persisted.discard(call_id)
+                return
+            if call_id in self._persisted:
+                self._versions[call_id] = version
+
+        self._store_writes.submit(save)
+
+    async def on_envelope(self, envelope: Envelopes) -> None:
+        """Something another node sent this one (see ``signaling.routing``)."""
+        device = envelope.device
+        match envelope:
+            case Deliver():
+                self._on_deliver(envelope)
+            case Forward(message=message):
+                await self._on_forward(device, message)
+            case DeviceEvent():
+                self._on_device_event(envelope)
+            case Handover():
+                self._hand_over(device, envelope.origin)
+
+    def _on_deliver(self, envelope: Deliver) -> None:
+        device = envelope.device
+        presence = self._presence.get(device)
+        if presence is None:
+            return
+        call_id, owner = envelope.call_id, envelope.owner
+        if call_id is not None and owner is not None:
+            if isinstance(envelope.message, m.Ended):
+                self._forget_remote(device, call_id)
+            else:
+                self._remote.setdefault(device, {})[call_id] = owner
+        self._deliver_here(device, presence, envelope.message)
+
+    def _forget_remote(self, device: sm.DeviceRef, call_id: str) -> None:
+        calls = self._remote.get(device)
+        if calls is not None:
+            calls.pop(call_id, None)
+            if not calls:
+                del self._remote[device]
+
+    async def _on_forward(self, device: sm.DeviceRef, message: m.ClientMessage) -> None:
+        """A device on another node acts on a call this node owns; errors go back to it."""
+        try:
+            await self.handle(device, message, forwarded=True)
+        except CallError as error:
+            ref = message.ref if isinstance(message, m.Invite) else None
+            self._deliver(device, m.Error(code=error.code, detail=error.detail,
+                                          call_id=error.call_id, ref=ref))  # fmt: skip
+        except DirectoryError as error:
+            self._deliver(device, m.Error(code=error.code, detail=error.detail))
+        except (RedisError, OSError):
+            self._deliver(device, m.Error(code="unavailable", detail="The store is unavailable."))
+
+    def _on_device_event(self, event: DeviceEvent) -> None:
+        """A device's state changed on another node: the calls it has here follow."""
+        device = event.device
+        if event.event == "revoke_account":
+            keep = sm.DeviceRef(event.account_id, event.device_id) if event.device_id else None
+            self._close_account_here(event.account_id, keep)
+            return
+        if event.event == "revoked" and device in self._presence:
+            self._close_device_here(device)
+            return
+        calls = list(self._by_device.get(device, ()))
+        match event.event:
+            case "online":
+                self._ring_late_device(device, event.busy)
+            case "lost":
+                for call_id in calls:
+                    self._apply_quietly(call_id, sm.DeviceLost(device), at=event.at)
+            case "gone" | "revoked":
+                for call_id in calls:
+                    self._apply_quietly(call_id, sm.DeviceGone(device))
+            case "resumed":
+                for call_id in calls:
+                    call = self._calls.get(call_id)
+                    if call is not None and _is_lost(call, device):
+                        self._apply_quietly(call_id, sm.DeviceResumed(device))
+
+    def _hand_over(self, device: sm.DeviceRef, node: str) -> None:
+        """The device connected to ``node``: close it here and pass on what was queued."""
+        presence = self._presence.pop(device, None)
+        self._online.get(device.account_id, set()).discard(device)
+        self._remote.pop(device, None)
+        if presence is None:
+            return
+        if presence.expiry is not None:
+            presence.expiry.cancel()
+        if presence.link is not None:
+            presence.link.replaced()
+        for message in presence.queue:
+            self._router.send(node, self._envelope(device, message))
+
+    def _envelope(self, device: sm.DeviceRef, message: m.ServerMessage) -> Deliver:
+        call_id = getattr(message, "call_id", None)
+        owned = isinstance(call_id, str) and call_id in self._calls
+        return Deliver(
+            origin=self.node_id, account_id=device.account_id, device_id=device.device_id,
+            message=cast(m.ServerMessages, message), call_id=call_id if owned else None,
+            owner=self.node_id if owned else None,
+        )  # fmt: skip
+
+    def _announce(self, device: sm.DeviceRef, event: DeviceEventKind, busy: bool = False) -> None:
+        self._router.broadcast(
+            DeviceEvent(
+                origin=self.node_id, account_id=device.account_id, device_id=device.device_id,
+                event=event, busy=busy, at=self._clock(),
+            )
+        )  # fmt: skip
+
+    async def on_node_dead(self, node: str, last_seen: float) -> None:
+        """Another node died: this node tries to take over the calls it ran; its devices count
+        as lost since its last heartbeat; calls nobody could take end (``peer_lost``)."""
+        if self._records is not None:
+            await self._take_over(self._records, node)
+        for call_id, call in list(self._calls.items()):
+            for device in _involved(call):
+                if device in self._presence or _is_lost(call, device):
+                    continue
+                if await self._router.lookup(device) is None:
+                    self._apply_quietly(call_id, sm.DeviceLost(device), at=last_seen)
+        for device, calls in list(self._remote.items()):
+            for call_id, owner in list(calls.items()):
+                if owner != node:
+                    continue
+                if call_id in self._calls:
+                    self._forget_remote(device, call_id)  # now ours
+                    continue
+                moved = None if self._records is None else await self._records.owner(call_id)
+                if moved is not None and moved != node:
+                    calls[call_id] = moved
+                    continue
+                if owner == node:
+                    self._forget_remote(device, call_id)
+                    presence = self._presence.get(device)
+                    if presence is not None:
+                        ended = m.Ended(call_id=call_id, reason="peer_lost")
+                        self._deliver_here(device, presence, ended)
+
+    async def _take_over(self, records: CallRecords, node: str) -> None:
+        """Continue the dead node's calls here: the first survivor to ask gets each one."""
+        for call_id in await records.owned_by(node):
+            if call_id in self._calls:
+                continue
+            stored = await records.take_over(call_id, node)
+            if stored is None:
+                continue  # ended meanwhile, or another survivor was first
+            call = stored.call
+            log.info("took over call %s from node %s", call_id, node)
+            self._calls[call_id] = call
+            self._versions[call_id] = stored.version
+            self._persisted.add(call_id)
+            self.quality.open_call(call_id, self._clock())
+            for device in _involved(call):
+                self._attach(call_id, device)
+            if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
+                self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
+            for timer in stored.timers:
+                self._set_timer(call_id, timer.kind, timer.at, timer.device)
+        await records.forget_node(node)
+
     # --- connections ---------------------------------------------------------------------------
 
-    def connect(self, device: sm.DeviceRef, link: DeviceLink, resume: str | None) -> m.Welcome:
-        """Register a connection; with the right resume token it takes over a lost session."""
+    async def connect(
+        self, device: sm.DeviceRef, link: DeviceLink, resume: str | None
+    ) -> m.Welcome:
+        """Register a connection; with the right resume token it takes over a lost session,
+        on this node or on another one."""
+        elsewhere = None
+        if device not in self._presence:
+            # Also on a dead node: a device whose node died resumes here with its token.
+            elsewhere = await self._router.lookup(device, live_only=False)
+            if elsewhere is not None and elsewhere.node == self.node_id:
+                elsewhere = None
         previous = self._presence.get(device)
         resumed = previous is not None and resume is not None and resume == previous.resume_token
+        if previous is None and elsewhere is not None and resume is not None:
+            resumed = resume_digest(resume) == elsewhere.resume
         if previous is not None and previous.link is not None:
             previous.link.replaced()
         if previous is not None and previous.expiry is not None:
@@ -141,23 +397,37 @@ class CallService:
             resumed=resumed,
         )
         link.send(welcome)
-        if resumed and previous is not None:
-            for message in previous.queue:
-                link.send(message)
+        registered = self._router.register(
+            device, Location(node=self.node_id, connected=True, resume=resume_digest(token))
+        )
+        if elsewhere is not None:
+            self._router.send(
+                elsewhere.node,
+                Handover(origin=self.node_id, account_id=device.account_id,
+                         device_id=device.device_id),
+            )  # fmt: skip
+        if previous is not None or elsewhere is not None:
+            self._announce(device, "resumed" if resumed else "gone")
+        if resumed:
+            if previous is not None:
+                for message in previous.queue:
+                    link.send(message)
             for call_id in list(self._by_device.get(device, ())):
                 call = self._calls.get(call_id)
                 if call is not None and _is_lost(call, device):
                     self._apply(call_id, sm.DeviceResumed(device))
-        elif previous is not None:
+        elif previous is not None or elsewhere is not None:
             # A fresh session: whatever media state the old one had is gone with it.
             for call_id in list(self._by_device.get(device, ())):
                 self._apply_quietly(call_id, sm.DeviceGone(device))
-        self._ring_late_device(device)
+        busy = self._in_connected_call(device)
+        self._ring_late_device(device, busy)
+        self._announce(device, "online", busy)
+        await registered
         return welcome
 
-    def _ring_late_device(self, device: sm.DeviceRef) -> None:
+    def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None:
         """A device that comes online while its account is being called rings too."""
-        busy = self._in_connected_call(device)
         for call_id in list(self._ringing_for.get(device.account_id, ())):
             call = self._calls.get(call_id)
             if call is not None and device not in call.ringing:
@@ -165,8 +435,15 @@ class CallService:
                 self._apply_quietly(call_id, sm.DeviceOnline(device, busy))
 
     def close_device(self, device: sm.DeviceRef) -> None:
-        """A revoked device: its connection closes now and its calls end."""
+        """A revoked device: its connection closes now (on whichever node) and its calls end."""
+        self._close_device_here(device)
+        self._announce(device, "revoked")
+
+    def _close_device_here(self, device: sm.DeviceRef) -> None:
         presence = self._presence.pop(device, None)
+        if presence is not None:
+            self._router.unregister(device)
+        self._remote.pop(device, None)
         self._online.get(device.account_id, set()).discard(device)
         for call_id in list(self._by_device.get(device, ())):
             self._apply_quietly(call_id, sm.DeviceGone(device))
@@ -177,8 +454,20 @@ class CallService:
                 presence.link.revoked()
 
     def close_account(self, account_id: str, keep: sm.DeviceRef | None = None) -> None:
+        self._close_account_here(account_id, keep)
+        self._router.broadcast(
+            DeviceEvent(
+                origin=self.node_id, account_id=account_id,
+                device_id=keep.device_id if keep is not None else "", event="revoke_account",
+            )
+        )  # fmt: skip
+
+    def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None:
         for device in [d for d in self._presence if d.account_id == account_id and d != keep]:
-            self.close_device(device)
+            self._close_device_here(device)
+        for device in [d for d in self._by_device if d.account_id == account_id and d != keep]:
+            for call_id in list(self._by_device.get(device, ())):
+                self._apply_quietly(call_id, sm.DeviceGone(device))
 
     def disconnect(self, device: sm.DeviceRef, link: DeviceLink) -> None:
         presence = self._presence.get(device)
@@ -188,12 +477,20 @@ class CallService:
         self._online.get(device.account_id, set()).discard(device)
         loop = asyncio.get_running_loop()
         presence.expiry = loop.call_later(self._resume_window_s, self._expire, device, presence)
+        self._router.register(
+            device,
+            Location(node=self.node_id, connected=False,
+                     resume=resume_digest(presence.resume_token)),
+        )  # fmt: skip
         for call_id in list(self._by_device.get(device, ())):
             self._apply_quietly(call_id, sm.DeviceLost(device))
+        self._announce(device, "lost")
 
     def _expire(self, device: sm.DeviceRef, presence: Presence) -> None:
         if self._presence.get(device) is presence:
             del self._presence[device]
+            self._remote.pop(device, None)
+            self._router.unregister(device)
 
     def online_devices(self, account_id: str) -> frozenset[sm.DeviceRef]:
         return frozenset(self._online.get(account_id, ()))
@@ -203,7 +500,26 @@ class CallService:
 
     # --- messages from devices -----------------------------------------------------------------
 
-    async def handle(self, device: sm.DeviceRef, message: m.ClientMessage) -> None:
+    async def handle(
+        self, device: sm.DeviceRef, message: m.ClientMessage, *, forwarded: bool = False
+    ) -> None:
+        call_id = getattr(message, "call_id", None)
+        if not forwarded and isinstance(call_id, str) and call_id not in self._calls:
+            owner = self._remote.get(device, {}).get(call_id)
+            if owner is not None and owner != self.node_id:
+                self._router.send(
+                    owner,
+                    Forward(origin=self.node_id, account_id=device.account_id,
+                            device_id=device.device_id,
+                            message=cast(m.ClientMessages, message)),
+                )  # fmt: skip
+                return
+            if owner is None and self._records is not None:
+                owner = await self._records.owner(call_id)
+                if owner is not None and owner != self.node_id:
+                    self._remote.setdefault(device, {})[call_id] = owner
+                    await self.handle(device, message)
+                    return
         match message:
             case m.Invite():
                 await self._invite(device, message)
@@ -283,7 +599,7 @@ class CallService:
             ring_timeout_s=self._ring_timeout_s,
             resume_window_s=self._resume_window_s,
         )
-        online = self.online_devices(call.callee_account) if target else frozenset()
+        online = await self._router.online(call.callee_account) if target else frozenset()
         busy = frozenset(d for d in online if self._in_connected_call(d))
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
@@ -295,6 +611,7 @@ class CallService:
         if call.reachable:
             self._ringing_for.setdefault(call.callee_account, set()).add(call.id)
         self._run(call.id, effects)
+        self._persist(call.id)
         self._resolve_glare(call)
 
     def _resolve_glare(self, call: sm.Call) -> None:
@@ -343,7 +660,7 @@ class CallService:
             await conference.open(call.id, call.max_participants)
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server cannot take a call now.") from exc
-        online = {account: self.online_devices(account) for account in invited}
+        online = {account: await self._router.online(account) for account in invited}
         busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
         call, effects = g.start(
             call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
@@ -457,23 +774,32 @@ class CallService:
             self._members[call_id] = (*members, device)
             self._by_device.setdefault(device, set()).add(call_id)
 
-    def _apply(self, call_id: str, event: AnyEvent, sender: sm.DeviceRef | None = None) -> None:
-        call = self._calls.get(call_id)
+    def _apply(
+        self,
+        call_id: str,
+        event: AnyEvent,
+        sender: sm.DeviceRef | None = None,
+        at: float | None = None,
+    ) -> None:
+        """``at``: when the event happened, if earlier than now (a node's last heartbeat)."""
+        call = previous = self._calls.get(call_id)
         if call is None or (sender is not None and not _may_act(call, event, sender)):
             # Someone else's call id looks exactly like one that never existed.
             raise CallError("unknown_call", "No such call on this device.", call_id)
         try:
-            call, effects = _step(call, event, self._clock())
+            call, effects = _step(call, event, self._clock() if at is None else at)
         except sm.Rejected as rejected:
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
         self._stop_ringing(call)
         self._run(call_id, effects)
+        if call is not previous:
+            self._persist(call_id)
 
-    def _apply_quietly(self, call_id: str, event: AnyEvent) -> None:
+    def _apply_quietly(self, call_id: str, event: AnyEvent, at: float | None = None) -> None:
         """For events the server raises itself: an illegal one is simply moot."""
         with contextlib.suppress(CallError):
-            self._apply(call_id, event)
+            self._apply(call_id, event, at=at)
 
     def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None:
         if self._events is not None:
@@ -496,6 +822,7 @@ class CallService:
                 case sm.SetTimer(kind=kind, at=at, device=device):
                     self._set_timer(call_id, kind, at, device)
                 case sm.ClearTimer(kind=kind, device=device):
+                    self._timer_at.pop((call_id, kind, device), None)
                     handle = self._timers.pop((call_id, kind, device), None)
                     if handle is not None:
                         handle.cancel()
@@ -527,7 +854,13 @@ class CallService:
     def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None:
         presence = self._presence.get(device)
         if presence is None:
+            self._router.deliver(device, self._envelope(device, message))
             return
+        self._deliver_here(device, presence, message)
+
+    def _deliver_here(
+        self, device: sm.DeviceRef, presence: Presence, message: m.ServerMessage
+    ) -> None:
         if presence.link is not None:
             presence.link.send(message)
         elif len(presence.queue) < self._resume_queue_max:
@@ -550,9 +883,11 @@ class CallService:
         if previous is not None:
             previous.cancel()
         self._timers[key] = loop.call_later(delay, self._fire, key, event)
+        self._timer_at[key] = at
 
     def _fire(self, key: tuple[str, str, sm.DeviceRef | None], event: sm.Event) -> None:
         self._timers.pop(key, None)
+        self._timer_at.pop(key, None)
         self._apply_quietly(key[0], event)
 
     def _stop_ringing(self, call: AnyCall) -> None:
@@ -662,16 +997,20 @@ class CallService:
         self._calls[call_id] = ended
         self._stop_ringing(ended)
         self._run(call_id, effects)
+        self._persist(call_id)
         return True
 
     def disconnect_device(self, device: sm.DeviceRef) -> bool:
         """Close a device's connection now and end its calls; it may connect again."""
         presence = self._presence.pop(device, None)
         self._online.get(device.account_id, set()).discard(device)
+        self._remote.pop(device, None)
         for call_id in list(self._by_device.get(device, ())):
             self._apply_quietly(call_id, sm.DeviceGone(device))
         if presence is None:
             return False
+        self._router.unregister(device)
+        self._announce(device, "gone")
         if presence.expiry is not None:
             presence.expiry.cancel()
         if presence.link is not None:
@@ -682,6 +1021,10 @@ class CallService:
         return self._clock()
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self._store_writes.stop()
+        await self._router.close()
         if self._conference is not None:
             await self._conference.aclose()
         for handle in self._timers.values():
@@ -694,6 +1037,10 @@ class CallService:
 
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _person(account: Account) -> m.Person:
@@ -714,6 +1061,12 @@ def _may_act(call: AnyCall, event: AnyEvent, device: sm.DeviceRef) -> bool:
     if isinstance(call, g.GroupCall) and isinstance(event, g.JoinEvent):
         return call.may_join(device) or call.involves(device)
     return call.involves(device)
+
+
+def _involved(call: AnyCall) -> tuple[sm.DeviceRef, ...]:
+    if isinstance(call, sm.Call):
+        return (*call.legs(), *sorted(call.ringing, key=lambda d: (d.account_id, d.device_id)))
+    return (*call.members, *call.ringing)
 
 
 def _is_lost(call: AnyCall, device: sm.DeviceRef) -> bool:

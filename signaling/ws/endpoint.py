@@ -150,7 +150,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return ws
         principal, resume = authed
         device = DeviceRef(principal.account_id, principal.device_id)
-        calls.connect(device, link, resume)
+        await calls.connect(device, link, resume)
         await _serve(request, ws, link, device)
     finally:
         connections.dec()

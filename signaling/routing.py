@@ -1,0 +1,145 @@
+"""One routing interface between the call service and the other signaling nodes.
+
+``CallService`` runs every call on one node, the call's *owner* (the node that placed it, or the
+node that took it over when the owner died). The devices in a call may be connected to other
+nodes. Everything that crosses that line goes through a ``Router``:
+
+- presence: which node each connected device is on (``register``/``lookup``/``online``);
+- ``deliver``: a server message for a device on whatever node it is connected to;
+- ``send``: an envelope to one node (a device's message forwarded to the call's owner);
+- ``broadcast``: an envelope to every other node (a device came online, dropped, resumed);
+- node liveness: the router tells its ``Inbox`` when another node has died.
+
+``routing_local.LocalRouter`` is the single-node implementation (everything in this process);
+``routing_redis.RedisRouter`` the cluster one (presence and heartbeats in the store, envelopes by
+pub/sub). Both pass ``tests/test_routing.py``. Which one runs is chosen once, at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable
+from typing import Literal, Protocol
+
+import msgspec
+
+from signaling.calls.machine import DeviceRef
+from signaling.ws import messages as m
+
+
+class Envelope(msgspec.Struct, tag_field="kind", kw_only=True):
+    """What travels between nodes. ``origin`` is the sending node's id."""
+
+    origin: str
+    account_id: str
+    device_id: str
+
+    @property
+    def device(self) -> DeviceRef:
+        return DeviceRef(self.account_id, self.device_id)
+
+
+class Deliver(Envelope, tag="deliver"):
+    """A server message for a device connected to the receiving node.
+
+    ``call_id``/``owner`` tell the device's node which node runs the call the message is about,
+    so that the device's next message about it goes straight there.
+    """
+
+    message: m.ServerMessages
+    call_id: str | None = None
+    owner: str | None = None
+
+
+class Forward(Envelope, tag="forward"):
+    """A device's message about a call, for the node that owns the call."""
+
+    message: m.ClientMessages
+
+
+DeviceEventKind = Literal["online", "lost", "gone", "resumed", "revoked", "revoke_account"]
+
+
+class DeviceEvent(Envelope, tag="device"):
+    """Broadcast: something happened to a device; owners of its calls apply it."""
+
+    event: DeviceEventKind
+    busy: bool = False
+    #: When it happened (the store's clock): a resume window counts from here.
+    at: float = 0.0
+
+
+class Handover(Envelope, tag="handover"):
+    """To the node a device was on: the device is now connected to ``origin``.
+
+    The old node closes its connection (replaced) and passes on what it queued for it.
+    """
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover
+
+
+class Location(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's presence entry: the node it is on, whether its socket is open right now, and
+    the digest of its resume token (so another node can accept the resume)."""
+
+    node: str
+    connected: bool
+    resume: str = ""
+    at: float = 0.0
+
+
+def resume_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class Inbox(Protocol):
+    """The receiving side: what a router calls when something arrives for this node."""
+
+    async def on_envelope(self, envelope: Envelopes) -> None: ...
+
+    async def on_node_dead(self, node: str, last_seen: float) -> None:
+        """Another node's heartbeat is older than ``keys.NODE_DEAD_AFTER_S``: it died."""
+
+
+class Router(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+    async def start(self, inbox: Inbox) -> None: ...
+
+    async def close(self) -> None:
+        """Stop listening; presence entries of this node are removed."""
+
+    def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
+        """Record (or update) a device connected to, or resumable on, this node.
+
+        Presence writes take effect in the order they are called; await the result to know the
+        write is done.
+        """
+
+    def unregister(self, device: DeviceRef) -> Awaitable[None]:
+        """The device is no longer on this node (gone, expired or moved); an entry another node
+        wrote meanwhile stays."""
+
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
+        """Where the device is, if it is on a live node (or on any, to check a resume token)."""
+
+    async def online(self, account_id: str) -> frozenset[DeviceRef]:
+        """The account's devices connected right now, on any live node."""
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        """Queue ``envelope`` for the device's node; in order per sending node; a device found
+        nowhere gets nothing (exactly like an offline device)."""
+
+    def send(self, node: str, envelope: Envelopes) -> None:
+        """Queue an envelope for one node (in order with ``deliver``)."""
+
+    def broadcast(self, envelope: Envelopes) -> None:
+        """Queue an envelope for every other node."""
+
+    async def live_nodes(self) -> dict[str, float]:
+        """Node id -> last heartbeat, for the nodes counted alive."""
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has left this node (tests, shutdown)."""

@@ -1,0 +1,181 @@
+"""The in-process router: a single node, or several nodes inside one process (tests).
+
+Nodes attached to one ``LocalHub`` share its presence table and reach each other's inboxes
+directly; a node the hub was told is dead (``kill``) is reported to the others, exactly as the
+Redis router reports a node whose heartbeat went stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from signaling.calls.machine import DeviceRef
+from signaling.routing import Deliver, Envelopes, Inbox, Location
+
+log = logging.getLogger("callbook.routing")
+
+Job = Callable[[], Awaitable[None]]
+
+
+class LocalHub:
+    def __init__(self) -> None:
+        self.presence: dict[DeviceRef, Location] = {}
+        self.routers: dict[str, LocalRouter] = {}
+        self.heartbeats: dict[str, float] = {}
+
+    async def kill(self, node: str) -> None:
+        """The node stops, as if by ``kill -9``: its presence stays behind until noticed."""
+        router = self.routers.pop(node, None)
+        last_seen = self.heartbeats.pop(node, time.time())
+        if router is not None:
+            await router.stop_tasks()
+        for other in list(self.routers.values()):
+            await other.node_dead(node, last_seen)
+        for device in [d for d, loc in self.presence.items() if loc.node == node]:
+            del self.presence[device]
+
+
+class Worker:
+    """Runs queued jobs one after the other: the order of calls is the order of effects."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def submit(self, job: Job) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, done))
+        return done
+
+    async def _run(self) -> None:
+        while True:
+            job, done = await self._queue.get()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("routing job failed")
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: nobody has to await a fire-and-forget job
+                continue
+            if not done.done():
+                done.set_result(None)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class LocalRouter:
+    def __init__(self, hub: LocalHub | None = None, node_id: str = "local") -> None:
+        self._hub = hub or LocalHub()
+        self._node_id = node_id
+        self._inbox: Inbox | None = None
+        self._worker = Worker()
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def start(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._hub.routers[self._node_id] = self
+        self._hub.heartbeats[self._node_id] = time.time()
+        self._worker.start()
+
+    async def stop_tasks(self) -> None:
+        await self._worker.stop()
+
+    async def close(self) -> None:
+        await self._worker.stop()
+        self._hub.routers.pop(self._node_id, None)
+        self._hub.heartbeats.pop(self._node_id, None)
+        for device in [d for d, loc in self._hub.presence.items() if loc.node == self._node_id]:
+            del self._hub.presence[device]
+
+    def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
+        async def job() -> None:
+            self._hub.presence[device] = location
+
+        return self._worker.submit(job)
+
+    def unregister(self, device: DeviceRef) -> Awaitable[None]:
+        async def job() -> None:
+            location = self._hub.presence.get(device)
+            if location is not None and location.node == self._node_id:
+                del self._hub.presence[device]
+
+        return self._worker.submit(job)
+
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
+        location = self._hub.presence.get(device)
+        if location is None or (live_only and location.node not in self._hub.routers):
+            return None
+        return location
+
+    async def online(self, account_id: str) -> frozenset[DeviceRef]:
+        return frozenset(
+            device
+            for device, location in self._hub.presence.items()
+            if device.account_id == account_id
+            and location.connected
+            and location.node in self._hub.routers
+        )
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        async def job() -> None:
+            location = await self.lookup(device)
+            if location is not None:
+                await self._hand(location.node, envelope)
+
+        self._worker.submit(job)
+
+    def send(self, node: str, envelope: Envelopes) -> None:
+        async def job() -> None:
+            await self._hand(node, envelope)
+
+        self._worker.submit(job)
+
+    def broadcast(self, envelope: Envelopes) -> None:
+        async def job() -> None:
+            for node in list(self._hub.routers):
+                if node != self._node_id:
+                    await self._hand(node, envelope)
+
+        self._worker.submit(job)
+
+    async def _hand(self, node: str, envelope: Envelopes) -> None:
+        router = self._hub.routers.get(node)
+        if router is not None and router._inbox is not None:
+            await router._inbox.on_envelope(envelope)
+
+    async def node_dead(self, node: str, last_seen: float) -> None:
+        if self._inbox is not None:
+            await self._inbox.on_node_dead(node, last_seen)
+
+    async def live_nodes(self) -> dict[str, float]:
+        now = time.time()
+        return {node: now for node in self._hub.routers}
+
+    async def flush(self) -> None:
+        await self._worker.submit(_nothing)
+
+
+async def _nothing() -> None:
+    return None

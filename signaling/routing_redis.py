@@ -1,0 +1,307 @@
+"""The cluster router: presence and node heartbeats in the store, envelopes by pub/sub.
+
+- Each node writes its heartbeat into ``keys.nodes()`` every ``NODE_HEARTBEAT_S``; one older than
+  ``NODE_DEAD_AFTER_S`` counts as dead, and every survivor reports it to its inbox once.
+- Each device connected to (or resumable on) this node has an entry in its account's presence
+  hash (``keys.presence``), refreshed every ``PRESENCE_REFRESH_S``; the hash expires
+  ``PRESENCE_TTL_S`` after the last refresh, and readers ignore entries older than that or
+  written by a dead node.
+- Envelopes for a node are PUBLISHed on its inbox channel; device events on the broadcast one.
+  Pub/sub, not Streams: see docs/scaling.md.
+
+Everything this node sends, presence writes included, leaves through one ordered worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from redis.exceptions import RedisError
+
+from directory import keys
+from directory.store import Store
+from signaling.calls.machine import DeviceRef
+from signaling.routing import Deliver, Envelopes, Inbox, Location
+from signaling.routing_local import Worker
+
+log = logging.getLogger("callbook.routing")
+
+_encode = msgspec.json.Encoder().encode
+_decode_envelope = msgspec.json.Decoder(Envelopes).decode
+_decode_location = msgspec.json.Decoder(Location).decode
+
+#: Deletes a presence entry only if this node wrote it (the device may have moved meanwhile).
+_UNREGISTER = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and string.find(value, ARGV[2], 1, true) then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class RedisRouter:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        heartbeat_s: float = keys.NODE_HEARTBEAT_S,
+        dead_after_s: float = keys.NODE_DEAD_AFTER_S,
+        presence_ttl_s: int = keys.PRESENCE_TTL_S,
+        presence_refresh_s: float = keys.PRESENCE_REFRESH_S,
+    ) -> None:
+        self._store = store
+        self._redis: Any = store.redis
+        self._node_id = node_id
+        self._clock = clock
+        self._heartbeat_s = heartbeat_s
+        self._dead_after_s = dead_after_s
+        self._presence_ttl_s = presence_ttl_s
+        self._presence_refresh_s = presence_refresh_s
+        self._inbox: Inbox | None = None
+        self._worker = Worker()
+        self._tasks: list[asyncio.Task[None]] = []
+        # What this node registered, refreshed by the heartbeat.
+        self._mine: dict[DeviceRef, Location] = {}
+        # Nodes seen alive at the last heartbeat, with their last beat.
+        self._alive: dict[str, float] = {}
+        self._reported_dead: set[str] = set()
+        self._node_marker = f'"node":{_encode(node_id).decode()}'
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def start(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+        with contextlib.suppress(RedisError, OSError):
+            await self._beat()
+        self._worker.start()
+        self._tasks = [
+            asyncio.create_task(self._listen(pubsub)),
+            asyncio.create_task(self._heartbeat()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._worker.running:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(self.flush(), 2.0)
+        await self._worker.stop()
+        with contextlib.suppress(RedisError, OSError):
+            for device in list(self._mine):
+                await self._delete(device)
+            await self._redis.zrem(keys.nodes(), self._node_id)
+        self._mine.clear()
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
+        self._mine[device] = location
+
+        async def job() -> None:
+            await self._write([(device, location)])
+
+        return self._worker.submit(job)
+
+    def unregister(self, device: DeviceRef) -> Awaitable[None]:
+        self._mine.pop(device, None)
+
+        async def job() -> None:
+            await self._delete(device)
+
+        return self._worker.submit(job)
+
+    async def _write(self, entries: list[tuple[DeviceRef, Location]]) -> None:
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=False)
+        for device, location in entries:
+            key = keys.presence(device.account_id)
+            stamped = msgspec.structs.replace(location, at=now)
+            pipe.hset(key, device.device_id, _encode(stamped).decode())
+            pipe.expire(key, self._presence_ttl_s)
+        await pipe.execute()
+
+    async def _delete(self, device: DeviceRef) -> None:
+        await self._store.run_script(
+            _UNREGISTER,
+            [keys.presence(device.account_id)],
+            [device.device_id, self._node_marker],
+        )
+
+    def _fresh(self, location: Location, now: float) -> bool:
+        if now - location.at > self._presence_ttl_s:
+            return False
+        if location.node == self._node_id:
+            return True
+        beat = self._alive.get(location.node)
+        return beat is not None and now - beat <= self._dead_after_s
+
+    async def _refresh_alive(self, nodes: set[str]) -> None:
+        """Nodes unknown to the last heartbeat (started since): ask the registry."""
+        unknown = [n for n in nodes if n != self._node_id and n not in self._alive]
+        if unknown:
+            scores = await self._redis.zmscore(keys.nodes(), unknown)
+            for node, score in zip(unknown, scores, strict=True):
+                if score is not None and node not in self._reported_dead:
+                    self._alive[node] = float(score)
+
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
+        raw = await self._redis.hget(keys.presence(device.account_id), device.device_id)
+        if raw is None:
+            return None
+        location = _decode_location(raw)
+        if not live_only:
+            return location
+        await self._refresh_alive({location.node})
+        return location if self._fresh(location, self._clock()) else None
+
+    async def online(self, account_id: str) -> frozenset[DeviceRef]:
+        entries = await self._redis.hgetall(keys.presence(account_id))
+        found = {device_id: _decode_location(raw) for device_id, raw in entries.items()}
+        await self._refresh_alive({loc.node for loc in found.values()})
+        now = self._clock()
+        return frozenset(
+            DeviceRef(account_id, device_id)
+            for device_id, location in found.items()
+            if location.connected and self._fresh(location, now)
+        )
+
+    # --- envelopes ---------------------------------------------------------------------------
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        async def job() -> None:
+            location = await self.lookup(device)
+            if location is not None:
+                await self._hand(location.node, envelope)
+
+        self._worker.submit(job)
+
+    def send(self, node: str, envelope: Envelopes) -> None:
+        async def job() -> None:
+            await self._hand(node, envelope)
+
+        self._worker.submit(job)
+
+    def broadcast(self, envelope: Envelopes) -> None:
+        async def job() -> None:
+            await self._redis.publish(keys.broadcast_channel(), _encode(envelope))
+
+        self._worker.submit(job)
+
+    async def _hand(self, node: str, envelope: Envelopes) -> None:
+        if node == self._node_id:
+            if self._inbox is not None:
+                await self._inbox.on_envelope(envelope)
+            return
+        await self._redis.publish(keys.node_inbox(node), _encode(envelope))
+
+    async def flush(self) -> None:
+        await self._worker.submit(_nothing)
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    await self._receive(message["data"])
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError):
+                log.warning("lost the pub/sub connection; resubscribing")
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                pubsub = self._redis.pubsub()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+
+    async def _receive(self, data: str | bytes) -> None:
+        try:
+            envelope = _decode_envelope(data)
+        except msgspec.DecodeError:
+            log.warning("dropped an undecodable envelope")
+            return
+        if envelope.origin == self._node_id or self._inbox is None:
+            return
+        try:
+            await self._inbox.on_envelope(envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handling a %s envelope failed", type(envelope).__name__)
+
+    # --- liveness ----------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        now = self._clock()
+        await self._redis.zadd(keys.nodes(), {self._node_id: now})
+        beats = await self._redis.zrange(keys.nodes(), 0, -1, withscores=True)
+        alive: dict[str, float] = {}
+        dead: list[tuple[str, float]] = []
+        for node, score in beats:
+            if node == self._node_id:
+                continue
+            if now - float(score) <= self._dead_after_s:
+                alive[node] = float(score)
+                self._reported_dead.discard(node)  # back (a restart under the same id)
+            elif node not in self._reported_dead:
+                dead.append((node, float(score)))
+        self._alive = alive
+        await self._redis.zremrangebyscore(keys.nodes(), "-inf", now - keys.NODE_FORGET_AFTER_S)
+        for node, last_seen in dead:
+            self._reported_dead.add(node)
+            if self._inbox is not None:
+                try:
+                    await self._inbox.on_node_dead(node, last_seen)
+                except Exception:
+                    log.exception("handling the death of node %s failed", node)
+
+    async def _heartbeat(self) -> None:
+        last_refresh = self._clock()
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._beat()
+                if self._clock() - last_refresh >= self._presence_refresh_s and self._mine:
+                    last_refresh = self._clock()
+                    self._worker.submit(self._refresh_job(list(self._mine.items())))
+            except (RedisError, OSError):
+                log.warning("heartbeat failed: the store is unreachable")
+
+    def _refresh_job(
+        self, entries: list[tuple[DeviceRef, Location]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            await self._write(entries)
+
+        return job
+
+    async def live_nodes(self) -> dict[str, float]:
+        now = self._clock()
+        beats = await self._redis.zrangebyscore(
+            keys.nodes(), now - self._dead_after_s, "+inf", withscores=True
+        )
+        return {node: float(score) for node, score in beats}
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,60 @@
+"""Call records: snapshots round-trip, writes are compare-and-set, a takeover fences the old
+owner out."""
+
+from __future__ import annotations
+
+from directory import keys
+from directory.store import Store
+from signaling.calls import group as g
+from signaling.calls import machine as sm
+from signaling.calls.records import CallRecords, Timer, decode, encode
+from signaling.ws import messages as m
+
+CALLER = sm.DeviceRef("a" * 32, "d" * 32)
+CALLEE = sm.DeviceRef("b" * 32, "e" * 32)
+PERSON = m.Person(account_id="a" * 32, handle="alice", display_name=None)
+
+
+def _call() -> sm.Call:
+    return sm.Call(
+        id="c" * 32, caller=CALLER, callee_account=CALLEE.account_id, media="audio",
+        relay_only=False, caller_card=PERSON, callee_card=PERSON,
+        ringing=frozenset({CALLEE}), lost=frozenset({CALLER}),
+    )  # fmt: skip
+
+
+def test_one_to_one_and_group_calls_round_trip() -> None:
+    call = _call()
+    timers = [Timer("ring", 12.5), Timer("resume", 40.0, CALLER)]
+    assert decode(encode(call, timers)) == (call, timers)
+    group = g.GroupCall(
+        id="f" * 32, host=PERSON, media="video", invited=frozenset({CALLER.account_id}),
+        members={CALLER: g.Member(participant="p1", person=PERSON, published=True)},
+    )  # fmt: skip
+    assert decode(encode(group, [])) == (group, [])
+
+
+async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
+    store: Store,
+) -> None:
+    a, b = CallRecords(store, "node-a"), CallRecords(store, "node-b")
+    call = _call()
+    assert await a.save(call, [], 0) == 1
+    assert await a.save(call, [], 0) is None  # stale version
+    assert await a.save(call, [Timer("ring", 1.0)], 1) == 2
+    assert await b.save(call, [], 2) is None  # not b's call
+    assert await a.owner(call.id) == "node-a"
+    assert await b.owned_by("node-a") == [call.id]
+    assert 0 < await store.redis.ttl(keys.call_record(call.id)) <= keys.CALL_RECORD_TTL_S
+
+    assert await b.take_over(call.id, "node-x") is None  # node-x does not own it
+    taken = await b.take_over(call.id, "node-a")
+    assert taken is not None and (taken.call, taken.timers) == (call, [Timer("ring", 1.0)])
+    assert (taken.version, taken.owner) == (3, "node-b")
+    assert await b.take_over(call.id, "node-a") is None  # only the first survivor gets it
+    assert await a.save(call, [], 2) is None  # the old owner is fenced out
+    assert await b.save(call, [], 3) == 4
+    await a.delete(call.id)  # not a's any more: stays
+    assert await b.owner(call.id) == "node-b"
+    await b.delete(call.id)
+    assert await b.load(call.id) is None

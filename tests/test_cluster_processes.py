@@ -1,0 +1,214 @@
+"""Signaling nodes as real processes (``python -m signaling.cli serve``) on one Valkey, and one
+of them killed with SIGKILL in the middle of a call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import pytest
+
+from directory import keys
+from directory.store import Store
+from media.embedded import EmbeddedMedia
+from signaling.client import Client
+from signaling.phone.line import Line
+from signaling.ws import messages as m
+
+pytestmark = pytest.mark.slow
+
+#: Dead after 5 s of silence, noticed at the next heartbeat (1 s), plus scheduling slack.
+DETECTION_S = keys.NODE_DEAD_AFTER_S + keys.NODE_HEARTBEAT_S + 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Node:
+    def __init__(self, node_id: str, redis_url: str, sfu: EmbeddedMedia, resume_s: int) -> None:
+        self.node_id = node_id
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "CALLBOOK_ROUTING": "redis",
+            "CALLBOOK_NODE_ID": node_id,
+            "CALLBOOK_PORT": str(self.port),
+            "CALLBOOK_MEDIA_URL": sfu.url,
+            "CALLBOOK_MEDIA_SECRET": sfu.secret,
+            "CALLBOOK_RESUME_WINDOW_S": str(resume_s),
+            "CALLBOOK_LOOKUP_BURST": "1000",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def ready(self, timeout_s: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, f"{self.node_id} exited"
+                try:
+                    async with http.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.node_id} did not become ready")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def _nodes(redis_url: str, sfu: EmbeddedMedia, resume_s: int) -> Iterator[tuple[Node, Node]]:
+    a = Node("proc-a", redis_url, sfu, resume_s)
+    b = Node("proc-b", redis_url, sfu, resume_s)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+def _client(made: list[Client], url: str, like: Client | None = None) -> Client:
+    client = Client(url, like.profile if like is not None else None)
+    made.append(client)
+    return client
+
+
+async def _connected_call(a: Line, b: Line) -> str:
+    await a.send(m.Invite(handle="bob"))
+    call_id = (await a.expect(m.Ringing)).call_id
+    assert (await b.expect(m.Incoming)).call_id == call_id
+    await b.send(m.Accept(call_id=call_id))
+    await a.expect(m.Accepted)
+    await b.expect(m.Accepted)
+    await a.send(m.Description(call_id=call_id, kind="offer", sdp="v=0 offer"))
+    assert (await b.expect(m.PeerDescription)).sdp == "v=0 offer"
+    return call_id
+
+
+async def _expect_skipping(line: Line, kind: type[m.ServerMessage], within: float) -> object:
+    """The first message of ``kind`` within the time, skipping others (peer_reconnecting)."""
+    async with asyncio.timeout(within):
+        while True:
+            message = await line.receive(within=within)
+            if isinstance(message, kind):
+                return message
+
+
+async def test_killing_the_callees_node_tells_the_caller_peer_lost(
+    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+) -> None:
+    with _nodes(redis_url, sfu, resume_s=2) as (node_a, node_b):
+        await asyncio.gather(node_a.ready(), node_b.ready())
+        alice = _client(clients, node_a.url)
+        await alice.signup("alice")
+        bob_on_a = _client(clients, node_a.url)
+        await bob_on_a.signup("bob")
+        async with Line(alice) as a, Line(_client(clients, node_b.url, bob_on_a)) as b:
+            await a.open()
+            await b.open()
+            call_id = await _connected_call(a, b)
+            killed = time.monotonic()
+            node_b.kill()
+            ended = await _expect_skipping(a, m.Ended, DETECTION_S + 2)
+            assert isinstance(ended, m.Ended)
+            assert (ended.call_id, ended.reason) == (call_id, "peer_lost")
+            # Lost at its node's last heartbeat; told once the resume window (2 s) is over and
+            # the node counts as dead: within the heartbeat TTL + 1 s.
+            assert time.monotonic() - killed <= DETECTION_S + 1
+            # A client reconnecting to the surviving node can place a call at once.
+            async with Line(_client(clients, node_a.url, bob_on_a)) as again:
+                started = time.monotonic()
+                await again.open()
+                await again.send(m.Invite(handle="alice"))
+                await again.expect(m.Ringing)
+                assert time.monotonic() - started < 2
+        # The dead node's presence and call keys are gone within 10 s of its death.
+        deadline = killed + 10
+        while time.monotonic() < deadline:
+            leftovers = [k async for k in store.redis.scan_iter(match="*proc-b*")] + [
+                k async for k in store.redis.scan_iter(match=f"{keys.PREFIX}:*:presence")
+            ]
+            if not leftovers:
+                break
+            await asyncio.sleep(0.5)
+        entries = {
+            key: await store.redis.hgetall(key)
+            async for key in store.redis.scan_iter(match=f"{keys.PREFIX}:*:presence")
+        }
+        assert not any("proc-b" in v for fields in entries.values() for v in fields.values())
+
+
+async def test_killing_the_calls_node_hands_the_call_to_the_survivor(
+    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+) -> None:
+    """Alice's node runs the call and dies; bob's node takes it over, alice resumes there."""
+    with _nodes(redis_url, sfu, resume_s=30) as (node_a, node_b):
+        await asyncio.gather(node_a.ready(), node_b.ready())
+        alice = _client(clients, node_a.url)
+        await alice.signup("alice")
+        bob_on_a = _client(clients, node_a.url)
+        await bob_on_a.signup("bob")
+        a = Line(alice)
+        async with Line(_client(clients, node_b.url, bob_on_a)) as b:
+            await a.open()
+            await b.open()
+            call_id = await _connected_call(a, b)
+            welcome = a.welcome
+            node_a.kill()
+            await a.close()
+            reconnecting = await b.expect(m.PeerReconnecting, within=DETECTION_S + 1)
+            assert reconnecting.call_id == call_id
+            moved = Line(_client(clients, node_b.url, alice))
+            moved.welcome = welcome
+            async with moved:
+                assert (await moved.open(resume=True)).resumed
+                assert (await b.expect(m.PeerResumed)).call_id == call_id
+                await moved.send(m.Description(call_id=call_id, kind="offer", sdp="v=0 restart"))
+                assert (await b.expect(m.PeerDescription)).sdp == "v=0 restart"
+                await b.send(m.Hangup(call_id=call_id))
+                assert (await moved.expect(m.Ended)).reason == "hangup"
+        for _ in range(40):  # the record goes with the call (written just after it)
+            if not await store.redis.exists(keys.call_record(call_id)):
+                break
+            await asyncio.sleep(0.05)
+        assert await store.redis.exists(keys.call_record(call_id)) == 0

@@ -6,8 +6,8 @@ lists what a device sends, ``receive`` what it receives, on the one channel ``/v
 message is one Struct of ``signaling.ws.messages``, named by its ``type`` tag.
 
 The close codes, the ``error`` codes, the ``ended`` reasons and the limits are tables here,
-written by hand from ``signaling/ws/endpoint.py``, ``signaling/calls/service.py`` and
-``signaling/calls/machine.py``; a test scans those modules and fails on a code missing here.
+written by hand from ``signaling/ws/endpoint.py``, ``signaling/calls/service.py``,
+``sfu_calls.py`` and ``machine.py``; a test scans those modules and fails on a code missing here.
 docs/protocol.md (section 11) explains all of it for client developers.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode
 
-from signaling.calls import quality, service
+from signaling.calls import quality, sfu_calls
 from signaling.config import Config
 from signaling.ws import endpoint
 from signaling.ws import messages as m
@@ -168,8 +168,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         f"Without `ref`: more than {endpoint.RATE_PER_S:g} messages/s (burst {endpoint.BURST}) "
         f"on this connection; the message was dropped, and after {endpoint.MAX_VIOLATIONS} of "
         "these the next one closes the connection (1008). With the `invite`'s `ref`: the "
-        f"account's invites are limited (burst {service.INVITE_BURST}, then "
-        f"{service.INVITES_PER_S:g}/s); no call was made."
+        f"account's invites are limited (burst {sfu_calls.INVITE_BURST}, then "
+        f"{sfu_calls.INVITES_PER_S:g}/s); no call was made."
     ),
     "invalid_handle": ErrorCode(
         "The `invite`'s `handle` breaks the handle rules or is reserved; no call was made."
@@ -250,8 +250,8 @@ LIMITS: dict[str, float | int] = {
     "auth_timeout_s": endpoint.AUTH_TIMEOUT_S,
     "heartbeat_s": endpoint.HEARTBEAT_S,
     "unread_messages_before_close": endpoint.OUTBOX,
-    "invite_burst": service.INVITE_BURST,
-    "invites_per_s": service.INVITES_PER_S,
+    "invite_burst": sfu_calls.INVITE_BURST,
+    "invites_per_s": sfu_calls.INVITES_PER_S,
     "quality_reports_min_interval_s": quality.MIN_INTERVAL_S,
     "ring_timeout_s": DEFAULTS.ring_timeout_s,
     "resume_window_s": DEFAULTS.resume_window_s,

@@ -30,6 +30,9 @@ from signaling.calls.machine import DeviceRef
 from signaling.routing import Deliver, Envelopes, Inbox, Location
 from signaling.routing_local import Worker
 
+#: How long each step of closing may take before it is abandoned.
+CLOSE_STEP_S = 2.0
+
 log = logging.getLogger("callbook.routing")
 
 _encode = msgspec.json.Encoder().encode
@@ -93,21 +96,25 @@ class RedisRouter:
         ]
 
     async def close(self) -> None:
+        # Every step is bounded: a store that does not answer (or a connection pool that is
+        # exhausted) must not keep a node from shutting down; the TTLs clean up after it.
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CLOSE_STEP_S)
         self._tasks = []
         if self._worker.running:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(self.flush(), 2.0)
+                await asyncio.wait_for(self.flush(), CLOSE_STEP_S)
         await self._worker.stop()
-        with contextlib.suppress(RedisError, OSError):
-            for device in list(self._mine):
-                await self._delete(device)
-            await self._redis.zrem(keys.nodes(), self._node_id)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._forget_mine(), CLOSE_STEP_S)
         self._mine.clear()
+
+    async def _forget_mine(self) -> None:
+        for device in list(self._mine):
+            await self._delete(device)
+        await self._redis.zrem(keys.nodes(), self._node_id)
 
     # --- presence ----------------------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class RedisRouter:
                     await self._receive(message["data"])
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
                 raise
             except (RedisError, OSError):
                 log.warning("lost the pub/sub connection; resubscribing")

@@ -15,20 +15,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from redis.exceptions import RedisError
 
 from directory import accounts, handles, history, keys, lookup, push_tokens
 from directory.errors import DirectoryError, RateLimited
-from directory.records import Account
 from directory.store import Store
 from signaling.calls import group as g
+from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.conference import Conference, MediaRooms, MediaUnavailable, leg_participant
+from signaling.calls.conference import Conference, MediaRooms
+from signaling.calls.errors import CallError
+from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords, Timer
+from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.routing import (
@@ -46,9 +49,6 @@ from signaling.routing_local import LocalRouter, Worker
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
-
-INVITE_BURST = 20
-INVITES_PER_S = 1.0
 
 
 class DeviceLink(Protocol):
@@ -74,19 +74,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-AnyCall = sm.Call | g.GroupCall
-AnyEvent = sm.Event | g.Event
-
-
-class CallError(Exception):
-    def __init__(self, code: str, detail: str, call_id: str | None = None) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.call_id = call_id
-
-
-class CallService:
+class CallService(SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -279,7 +267,7 @@ class CallService:
             case "resumed":
                 for call_id in calls:
                     call = self._calls.get(call_id)
-                    if call is not None and _is_lost(call, device):
+                    if call is not None and kinds.is_lost(call, device):
                         self._apply_quietly(call_id, sm.DeviceResumed(device))
 
     def _hand_over(self, device: sm.DeviceRef, node: str) -> None:
@@ -319,8 +307,8 @@ class CallService:
         if self._records is not None:
             await self._take_over(self._records, node)
         for call_id, call in list(self._calls.items()):
-            for device in _involved(call):
-                if device in self._presence or _is_lost(call, device):
+            for device in kinds.involved(call):
+                if device in self._presence or kinds.is_lost(call, device):
                     continue
                 if await self._router.lookup(device) is None:
                     self._apply_quietly(call_id, sm.DeviceLost(device), at=last_seen)
@@ -356,7 +344,7 @@ class CallService:
             self._versions[call_id] = stored.version
             self._persisted.add(call_id)
             self.quality.open_call(call_id, self._clock())
-            for device in _involved(call):
+            for device in kinds.involved(call):
                 self._attach(call_id, device)
             if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
                 self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
@@ -414,7 +402,7 @@ class CallService:
                     link.send(message)
             for call_id in list(self._by_device.get(device, ())):
                 call = self._calls.get(call_id)
-                if call is not None and _is_lost(call, device):
+                if call is not None and kinds.is_lost(call, device):
                     self._apply(call_id, sm.DeviceResumed(device))
         elif previous is not None or elsewhere is not None:
             # A fresh session: whatever media state the old one had is gone with it.
@@ -632,134 +620,13 @@ class CallService:
                 self._apply_quietly(call_id, sm.Superseded())
 
     def _in_connected_call(self, device: sm.DeviceRef) -> bool:
-        return any(_talking(self._calls[c], device) for c in self._by_device.get(device, ()))
+        return any(kinds.talking(self._calls[c], device) for c in self._by_device.get(device, ()))
 
     def _switch_away(self, device: sm.DeviceRef, accepting: str) -> None:
         """Answering a waiting call hangs up the call the device was in."""
         for call_id in list(self._by_device.get(device, ())):
-            if call_id != accepting and _talking(self._calls[call_id], device):
+            if call_id != accepting and kinds.talking(self._calls[call_id], device):
                 self._apply_quietly(call_id, sm.HangupEvent(device))
-
-    # --- group calls and the SFU ---------------------------------------------------------------
-
-    async def _group_invite(self, host: sm.DeviceRef, invite: m.GroupInvite) -> None:
-        conference = self._require_sfu()
-        host_account = await accounts.get(self._store, host.account_id)
-        if host_account.suspended:
-            raise CallError("account_suspended", "This account is suspended; it cannot call.")
-        invited = await self._callable_accounts(host.account_id, invite.handles)
-        call = g.GroupCall(
-            id=secrets.token_hex(16),
-            host=_person(host_account),
-            media=invite.media,
-            invited=frozenset({host.account_id, *invited}),
-            ring_timeout_s=self._ring_timeout_s,
-            resume_window_s=self._resume_window_s,
-        )
-        try:
-            await conference.open(call.id, call.max_participants)
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server cannot take a call now.") from exc
-        online = {account: await self._router.online(account) for account in invited}
-        busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
-        call, effects = g.start(
-            call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
-        )
-        self._calls[call.id] = call
-        self.quality.open_call(call.id, self._clock())
-        for device in (host, *call.ringing):
-            self._attach(call.id, device)
-        for account in call.awaiting:
-            self._ringing_for.setdefault(account, set()).add(call.id)
-        if self._metrics is not None:
-            self._metrics.on_setup()
-        self._run(call.id, effects)
-
-    async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
-        """The invitees the host may ring; anyone else is silently left out, as if offline."""
-        found: list[str] = []
-        for text in typed_handles:
-            typed = handles.parse_lookup(text)
-            if typed is None:
-                raise CallError("invalid_handle", f"{text[:40]!r} is not a valid handle.")
-            try:
-                dialing = await lookup.dial(
-                    self._store, host, handle=typed, account_id=None,
-                    burst=INVITE_BURST, refill_per_s=INVITES_PER_S,
-                )  # fmt: skip
-            except RateLimited as exc:
-                raise CallError("rate_limited", exc.detail) from exc
-            callee = dialing.callee_id
-            if callee is None or callee == host or callee in found:
-                continue
-            if await lookup.callable_card(self._store, host, callee) is not None:
-                found.append(callee)
-        return found
-
-    async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
-        account = await accounts.get(self._store, device.account_id)
-        event = g.JoinEvent(device, secrets.token_hex(8), _person(account))
-        self._apply(call_id, event, device)
-        self._attach(call_id, device)
-
-    def _require_sfu(self) -> Conference:
-        if self._conference is None:
-            raise CallError("unavailable", "This server has no media server for group calls.")
-        return self._conference
-
-    async def _publish(self, device: sm.DeviceRef, publish: m.Publish) -> None:
-        conference = self._require_sfu()
-        call = self._calls.get(publish.call_id)
-        participant = None if call is None else _sfu_participant(call, device)
-        if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
-        try:
-            if isinstance(call, sm.Call):
-                await conference.open(call.id, 2)
-            answer = await conference.publish(call.id, participant, device, publish.sdp)
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server cannot take a call now.") from exc
-        if _sfu_participant(self._calls.get(call.id), device) != participant:
-            conference.remove(call.id, participant)  # the call or the device moved on meanwhile
-            return
-        self._deliver(device, m.PublishAnswer(call_id=call.id, sdp=answer))
-        if isinstance(call, g.GroupCall):
-            self._apply(call.id, g.PublishedEvent(device), device)
-            return
-        published = self._published.setdefault(call.id, set())
-        published.add(device)
-        if len(published) == 2:
-            a, b = call.legs()
-            self._run(call.id, [g.Subscribe(a, b), g.Subscribe(b, a)])
-
-    async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
-        conference = self._require_sfu()
-        call = self._calls.get(reply.call_id)
-        participant = None if call is None else _sfu_participant(call, device)
-        if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
-        try:
-            await conference.answer(call.id, participant, reply.subscription, reply.sdp)
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server refused the answer.") from exc
-
-    def _media_effect(
-        self, call_id: str, effect: g.Subscribe | g.RemoveParticipant | g.CloseRoom
-    ) -> None:
-        conference = self._conference
-        call = self._calls.get(call_id)
-        if conference is None or call is None:
-            return
-        match effect:
-            case g.Subscribe(subscriber=subscriber, publisher=publisher):
-                to = _sfu_participant(call, subscriber)
-                source = _sfu_participant(call, publisher)
-                if to is not None and source is not None:
-                    conference.subscribe(call_id, subscriber, to, source)
-            case g.RemoveParticipant(participant=participant):
-                conference.remove(call_id, participant)
-            case g.CloseRoom():
-                conference.close(call_id)
 
     # --- the machine and its effects -----------------------------------------------------------
 
@@ -783,11 +650,11 @@ class CallService:
     ) -> None:
         """``at``: when the event happened, if earlier than now (a node's last heartbeat)."""
         call = previous = self._calls.get(call_id)
-        if call is None or (sender is not None and not _may_act(call, event, sender)):
+        if call is None or (sender is not None and not kinds.may_act(call, event, sender)):
             # Someone else's call id looks exactly like one that never existed.
             raise CallError("unknown_call", "No such call on this device.", call_id)
         try:
-            call, effects = _step(call, event, self._clock() if at is None else at)
+            call, effects = kinds.step(call, event, self._clock() if at is None else at)
         except sm.Rejected as rejected:
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
@@ -951,7 +818,7 @@ class CallService:
 
     def _on_quality(self, device: sm.DeviceRef, report: m.Quality) -> None:
         call = self._calls.get(report.call_id)
-        if call is None or not _talking(call, device):
+        if call is None or not kinds.talking(call, device):
             raise CallError("unknown_call", "No connected call with this id on this device.")
         sample = Sample(
             at=self._clock(), rtt_ms=report.rtt_ms, jitter_ms=report.jitter_ms,
@@ -962,19 +829,6 @@ class CallService:
         )
         if not kept and self._metrics is not None:
             self._metrics.on_quality_dropped()
-
-    def sfu_quality(self, call_id: str) -> dict[str, dict[str, Any]]:
-        """What the SFU measures of each participant's media, by account id."""
-        call = self._calls.get(call_id)
-        if self._conference is None or call is None:
-            return {}
-        by_participant = self._conference.participant_stats(call_id)
-        found: dict[str, dict[str, Any]] = {}
-        for device in _sfu_devices(call):
-            participant = _sfu_participant(call, device)
-            if participant in by_participant:
-                found[device.account_id] = by_participant[participant]
-        return found
 
     @property
     def conference(self) -> Conference | None:
@@ -1041,59 +895,3 @@ def _tells_missed(send: sm.Send) -> bool:
 
 async def _nothing() -> None:
     return None
-
-
-def _person(account: Account) -> m.Person:
-    return m.Person(account_id=account.id, handle=account.handle, display_name=account.display_name)
-
-
-def _step(call: AnyCall, event: AnyEvent, now: float) -> tuple[AnyCall, Sequence[g.Effect]]:
-    if isinstance(call, g.GroupCall):
-        if isinstance(event, sm.AcceptEvent | sm.SignalEvent | sm.Superseded):
-            raise sm.Rejected("unexpected_message", "This message does not apply to group calls.")
-        return g.transition(call, event, now)
-    if isinstance(event, g.JoinEvent | g.MuteEvent | g.PublishedEvent | g.MediaFailed):
-        raise sm.Rejected("unexpected_message", "This message applies to group calls only.")
-    return sm.transition(call, event, now)
-
-
-def _may_act(call: AnyCall, event: AnyEvent, device: sm.DeviceRef) -> bool:
-    if isinstance(call, g.GroupCall) and isinstance(event, g.JoinEvent):
-        return call.may_join(device) or call.involves(device)
-    return call.involves(device)
-
-
-def _involved(call: AnyCall) -> tuple[sm.DeviceRef, ...]:
-    if isinstance(call, sm.Call):
-        return (*call.legs(), *sorted(call.ringing, key=lambda d: (d.account_id, d.device_id)))
-    return (*call.members, *call.ringing)
-
-
-def _is_lost(call: AnyCall, device: sm.DeviceRef) -> bool:
-    if isinstance(call, sm.Call):
-        return device in call.lost
-    member = call.members.get(device)
-    return member is not None and member.lost
-
-
-def _talking(call: AnyCall, device: sm.DeviceRef) -> bool:
-    """The device is in the call's conversation (not merely being rung)."""
-    if isinstance(call, sm.Call):
-        return call.phase is sm.Phase.CONNECTED and device in call.legs()
-    return device in call.members
-
-
-def _sfu_devices(call: AnyCall) -> tuple[sm.DeviceRef, ...]:
-    if isinstance(call, g.GroupCall):
-        return tuple(call.members)
-    return call.legs() if call.sfu else ()
-
-
-def _sfu_participant(call: AnyCall | None, device: sm.DeviceRef) -> str | None:
-    """The device's participant id in the call's SFU room, if its media goes there."""
-    if isinstance(call, g.GroupCall):
-        member = call.members.get(device)
-        return None if member is None else member.participant
-    if call is None or not call.sfu or call.phase is not sm.Phase.CONNECTED:
-        return None
-    return leg_participant(call.id, device) if device in call.legs() else None

@@ -25,8 +25,8 @@ from directory.reports import Report
 from signaling.appkeys import CALLS, METRICS, NODE, SOCKETS, STREAMS
 from signaling.calls import group as g
 from signaling.calls import machine as sm
+from signaling.calls.kinds import AnyCall
 from signaling.calls.quality import QualityBook, Sample
-from signaling.calls.service import AnyCall
 from signaling.errors import ApiError
 from signaling.rest.framework import Call
 from signaling.rest.table import API, BODY_ERRORS, ID_PARAM, store

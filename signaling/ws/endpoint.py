@@ -21,8 +21,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from directory import devices
 from directory.errors import DirectoryError
 from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, TOKENS
+from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
-from signaling.calls.service import CallError
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics

@@ -1,0 +1,189 @@
+"""Group calls and calls through the SFU: the part of ``CallService`` that talks to media.
+
+A mixin of ``CallService`` (``service.py``), which owns the state declared here and the
+machinery (``_apply``, ``_run``, delivery) these methods use.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from directory import accounts, handles, lookup
+from directory.errors import RateLimited
+from directory.store import Store
+from signaling.calls import group as g
+from signaling.calls import kinds
+from signaling.calls import machine as sm
+from signaling.calls.conference import Conference, MediaUnavailable
+from signaling.calls.errors import CallError
+from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.quality import QualityBook
+from signaling.metrics import Metrics
+from signaling.routing import Router
+from signaling.ws import messages as m
+
+INVITE_BURST = 20
+INVITES_PER_S = 1.0
+
+
+class SfuCalls:
+    _store: Store
+    _calls: dict[str, AnyCall]
+    _conference: Conference | None
+    _router: Router
+    _published: dict[str, set[sm.DeviceRef]]
+    _ringing_for: dict[str, set[str]]
+    _metrics: Metrics | None
+    _ring_timeout_s: float
+    _resume_window_s: float
+    _clock: Callable[[], float]
+    quality: QualityBook
+
+    if TYPE_CHECKING:
+
+        def online_devices(self, account_id: str) -> frozenset[sm.DeviceRef]: ...
+        def _in_connected_call(self, device: sm.DeviceRef) -> bool: ...
+        def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
+        def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
+        def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None: ...
+        def _apply(
+            self,
+            call_id: str,
+            event: AnyEvent,
+            sender: sm.DeviceRef | None = None,
+            at: float | None = None,
+        ) -> None: ...
+
+    async def _group_invite(self, host: sm.DeviceRef, invite: m.GroupInvite) -> None:
+        conference = self._require_sfu()
+        host_account = await accounts.get(self._store, host.account_id)
+        if host_account.suspended:
+            raise CallError("account_suspended", "This account is suspended; it cannot call.")
+        invited = await self._callable_accounts(host.account_id, invite.handles)
+        call = g.GroupCall(
+            id=secrets.token_hex(16),
+            host=kinds.person(host_account),
+            media=invite.media,
+            invited=frozenset({host.account_id, *invited}),
+            ring_timeout_s=self._ring_timeout_s,
+            resume_window_s=self._resume_window_s,
+        )
+        try:
+            await conference.open(call.id, call.max_participants)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take a call now.") from exc
+        online = {account: await self._router.online(account) for account in invited}
+        busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
+        call, effects = g.start(
+            call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
+        )
+        self._calls[call.id] = call
+        self.quality.open_call(call.id, self._clock())
+        for device in (host, *call.ringing):
+            self._attach(call.id, device)
+        for account in call.awaiting:
+            self._ringing_for.setdefault(account, set()).add(call.id)
+        if self._metrics is not None:
+            self._metrics.on_setup()
+        self._run(call.id, effects)
+
+    async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
+        """The invitees the host may ring; anyone else is silently left out, as if offline."""
+        found: list[str] = []
+        for text in typed_handles:
+            typed = handles.parse_lookup(text)
+            if typed is None:
+                raise CallError("invalid_handle", f"{text[:40]!r} is not a valid handle.")
+            try:
+                dialing = await lookup.dial(
+                    self._store, host, handle=typed, account_id=None,
+                    burst=INVITE_BURST, refill_per_s=INVITES_PER_S,
+                )  # fmt: skip
+            except RateLimited as exc:
+                raise CallError("rate_limited", exc.detail) from exc
+            callee = dialing.callee_id
+            if callee is None or callee == host or callee in found:
+                continue
+            if await lookup.callable_card(self._store, host, callee) is not None:
+                found.append(callee)
+        return found
+
+    async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
+        account = await accounts.get(self._store, device.account_id)
+        event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account))
+        self._apply(call_id, event, device)
+        self._attach(call_id, device)
+
+    def _require_sfu(self) -> Conference:
+        if self._conference is None:
+            raise CallError("unavailable", "This server has no media server for group calls.")
+        return self._conference
+
+    async def _publish(self, device: sm.DeviceRef, publish: m.Publish) -> None:
+        conference = self._require_sfu()
+        call = self._calls.get(publish.call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
+        try:
+            if isinstance(call, sm.Call):
+                await conference.open(call.id, 2)
+            answer = await conference.publish(call.id, participant, device, publish.sdp)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take a call now.") from exc
+        if kinds.sfu_participant(self._calls.get(call.id), device) != participant:
+            conference.remove(call.id, participant)  # the call or the device moved on meanwhile
+            return
+        self._deliver(device, m.PublishAnswer(call_id=call.id, sdp=answer))
+        if isinstance(call, g.GroupCall):
+            self._apply(call.id, g.PublishedEvent(device), device)
+            return
+        published = self._published.setdefault(call.id, set())
+        published.add(device)
+        if len(published) == 2:
+            a, b = call.legs()
+            self._run(call.id, [g.Subscribe(a, b), g.Subscribe(b, a)])
+
+    async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
+        conference = self._require_sfu()
+        call = self._calls.get(reply.call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
+        try:
+            await conference.answer(call.id, participant, reply.subscription, reply.sdp)
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server refused the answer.") from exc
+
+    def _media_effect(
+        self, call_id: str, effect: g.Subscribe | g.RemoveParticipant | g.CloseRoom
+    ) -> None:
+        conference = self._conference
+        call = self._calls.get(call_id)
+        if conference is None or call is None:
+            return
+        match effect:
+            case g.Subscribe(subscriber=subscriber, publisher=publisher):
+                to = kinds.sfu_participant(call, subscriber)
+                source = kinds.sfu_participant(call, publisher)
+                if to is not None and source is not None:
+                    conference.subscribe(call_id, subscriber, to, source)
+            case g.RemoveParticipant(participant=participant):
+                conference.remove(call_id, participant)
+            case g.CloseRoom():
+                conference.close(call_id)
+
+    def sfu_quality(self, call_id: str) -> dict[str, dict[str, Any]]:
+        """What the SFU measures of each participant's media, by account id."""
+        call = self._calls.get(call_id)
+        if self._conference is None or call is None:
+            return {}
+        by_participant = self._conference.participant_stats(call_id)
+        found: dict[str, dict[str, Any]] = {}
+        for device in kinds.sfu_devices(call):
+            participant = kinds.sfu_participant(call, device)
+            if participant in by_participant:
+                found[device.account_id] = by_participant[participant]
+        return found

@@ -3,8 +3,11 @@ real HTTP server per test built by the application factory."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -110,12 +113,28 @@ async def start_server(config: Config) -> tuple[TestServer, Server]:
     return test_server, Server(test_server)
 
 
+#: A server that takes longer than this to shut down is reported, not waited for forever.
+SHUTDOWN_LIMIT_S = 20.0
+
+
+async def stop_server(test_server: TestServer, running: Server) -> None:
+    await running.close()
+    try:
+        await asyncio.wait_for(test_server.close(), SHUTDOWN_LIMIT_S)
+    except TimeoutError:
+        # As `callbook serve` bounds its shutdown (SHUTDOWN_GRACE_S), so do the tests; a slow
+        # shutdown is a known, rare issue (a two-node test's teardown, once in a few full
+        # runs): leave the evidence where CI shows it, what every task was waiting on.
+        warnings.warn(f"server shutdown took over {SHUTDOWN_LIMIT_S:g} s", stacklevel=1)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+
 @pytest.fixture
 async def server(store: Store, config: Config) -> AsyncIterator[Server]:
     test_server, running = await start_server(config)
     yield running
-    await running.close()
-    await test_server.close()
+    await stop_server(test_server, running)
 
 
 MakeServer = Callable[..., Awaitable[Server]]
@@ -137,5 +156,4 @@ async def make_server(store: Store, config: Config) -> AsyncIterator[MakeServer]
 
     yield make
     for test_server, running in started:
-        await running.close()
-        await test_server.close()
+        await stop_server(test_server, running)

@@ -94,6 +94,53 @@ async def test_oversized_message_closes_1009(
         ({"type": "ice", "call_id": "0" * 32, "candidate": 7}, "invalid_message"),
         ({"type": "ping", "extra": 1}, "invalid_message"),
         ({"type": "auth", "token": "again"}, "already_authenticated"),
+        ({"type": "group_invite", "handles": []}, "invalid_message"),
+        ({"type": "group_invite", "handles": ["bob"] * 16}, "invalid_message"),
+        ({"type": "group_invite", "handles": ["x" * 500]}, "invalid_message"),
+        ({"type": "group_invite", "handles": "bob"}, "invalid_message"),
+        ({"type": "group_invite", "handles": ["bob", "not a handle"]}, "invalid_handle"),
+        ({"type": "group_invite", "handles": ["bob"], "media": "smell"}, "invalid_message"),
+        ({"type": "publish", "call_id": "0" * 32, "sdp": ""}, "invalid_message"),
+        ({"type": "publish", "call_id": "0" * 32, "sdp": "v" * 40_000}, "invalid_message"),
+        ({"type": "publish", "call_id": "0" * 32, "sdp": "v=0"}, "unknown_call"),
+        (
+            {"type": "subscribe_answer", "call_id": "0" * 32, "subscription": "", "sdp": "v=0"},
+            "invalid_message",
+        ),
+        (
+            {"type": "subscribe_answer", "call_id": "0" * 32, "subscription": "s", "sdp": "v=0"},
+            "unknown_call",
+        ),
+        (
+            {"type": "mute", "call_id": "0" * 32, "audio_muted": "yes", "video_muted": False},
+            "invalid_message",
+        ),
+        (
+            {"type": "mute", "call_id": "0" * 32, "audio_muted": True, "video_muted": False},
+            "unknown_call",
+        ),
+        (
+            {
+                "type": "quality",
+                "call_id": "0" * 32,
+                "rtt_ms": -1,
+                "jitter_ms": 0,
+                "loss": 0,
+                "bitrate_kbps": 0,
+            },
+            "invalid_message",
+        ),
+        (
+            {
+                "type": "quality",
+                "call_id": "0" * 32,
+                "rtt_ms": 1,
+                "jitter_ms": 0,
+                "loss": 2,
+                "bitrate_kbps": 0,
+            },
+            "invalid_message",
+        ),
         ([], "invalid_message"),
     ],
 )

@@ -82,7 +82,34 @@ class Worker:
             self._task = None
 
 
-class LocalRouter:
+class QueuedDelivery:
+    """``deliver`` and ``send`` for both routers: jobs on the router's one worker, so envelopes
+    leave in the order the call service produced them."""
+
+    _worker: Worker
+
+    async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
+        raise NotImplementedError
+
+    async def _hand(self, node: str, envelope: Envelopes) -> None:
+        raise NotImplementedError
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        async def job() -> None:
+            location = await self.lookup(device)
+            if location is not None:
+                await self._hand(location.node, envelope)
+
+        self._worker.submit(job)
+
+    def send(self, node: str, envelope: Envelopes) -> None:
+        async def job() -> None:
+            await self._hand(node, envelope)
+
+        self._worker.submit(job)
+
+
+class LocalRouter(QueuedDelivery):
     def __init__(self, hub: LocalHub | None = None, node_id: str = "local") -> None:
         self._hub = hub or LocalHub()
         self._node_id = node_id
@@ -137,20 +164,6 @@ class LocalRouter:
             and location.connected
             and location.node in self._hub.routers
         )
-
-    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
-        async def job() -> None:
-            location = await self.lookup(device)
-            if location is not None:
-                await self._hand(location.node, envelope)
-
-        self._worker.submit(job)
-
-    def send(self, node: str, envelope: Envelopes) -> None:
-        async def job() -> None:
-            await self._hand(node, envelope)
-
-        self._worker.submit(job)
 
     def broadcast(self, envelope: Envelopes) -> None:
         async def job() -> None:

@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 from directory import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.routing import Deliver, Envelopes, Inbox, Location
-from signaling.routing_local import Worker
+from signaling.routing import Envelopes, Inbox, Location
+from signaling.routing_local import QueuedDelivery, Worker
 
 #: How long each step of closing may take before it is abandoned.
 CLOSE_STEP_S = 2.0
@@ -49,7 +49,7 @@ return 0
 """
 
 
-class RedisRouter:
+class RedisRouter(QueuedDelivery):
     def __init__(
         self,
         store: Store,
@@ -190,20 +190,6 @@ class RedisRouter:
         )
 
     # --- envelopes ---------------------------------------------------------------------------
-
-    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
-        async def job() -> None:
-            location = await self.lookup(device)
-            if location is not None:
-                await self._hand(location.node, envelope)
-
-        self._worker.submit(job)
-
-    def send(self, node: str, envelope: Envelopes) -> None:
-        async def job() -> None:
-            await self._hand(node, envelope)
-
-        self._worker.submit(job)
 
     def broadcast(self, envelope: Envelopes) -> None:
         async def job() -> None:

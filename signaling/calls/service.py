@@ -17,10 +17,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from redis.exceptions import RedisError
-
-from directory import accounts, handles, history, keys, lookup, push_tokens
-from directory.errors import DirectoryError, RateLimited
+from directory import accounts, handles, history, lookup, push_tokens
+from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds
@@ -29,16 +27,14 @@ from signaling.calls.conference import Conference, MediaRooms
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
+from signaling.calls.nodes import NodeCalls
 from signaling.calls.quality import QualityBook, Sample
-from signaling.calls.records import CallRecords, Timer
+from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
 from signaling.metrics import Metrics
 from signaling.push import PushAdapter
 from signaling.routing import (
-    Deliver,
     DeviceEvent,
-    DeviceEventKind,
-    Envelopes,
     Forward,
     Handover,
     Location,
@@ -74,7 +70,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-class CallService(SfuCalls):
+class CallService(NodeCalls, SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -136,221 +132,6 @@ class CallService(SfuCalls):
         self._lifecycle = Lifecycle(self.quality.pseudonym)
         if metrics is not None:
             metrics.track_active_calls(self.active_calls)
-
-    # --- the router ----------------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> str:
-        return self._router.node_id
-
-    @property
-    def router(self) -> Router:
-        return self._router
-
-    async def start(self) -> None:
-        await self._router.start(self)
-        if self._records is not None:
-            self._store_writes.start()
-            self._refresher = asyncio.create_task(self._refresh_records(self._records))
-
-    async def _refresh_records(self, records: CallRecords) -> None:
-        while True:
-            await asyncio.sleep(keys.PRESENCE_REFRESH_S)
-            try:
-                await records.refresh(sorted(self._persisted))
-            except (RedisError, OSError):
-                log.warning("could not refresh the call records: the store is unreachable")
-
-    async def flush_store_writes(self) -> None:
-        """Wait until every call state queued for the store is written (tests, shutdown)."""
-        if self._store_writes.running:
-            await self._store_writes.submit(_nothing)
-
-    def _persist(self, call_id: str) -> None:
-        """Queue the call's new state (or its end) for the store."""
-        records = self._records
-        if records is None:
-            return
-        call = self._calls.get(call_id)
-        if call is None:
-            if call_id in self._persisted:
-                self._persisted.discard(call_id)
-                self._versions.pop(call_id, None)
-                self._store_writes.submit(lambda: records.delete(call_id))
-            return
-        if isinstance(call, g.GroupCall) or call.sfu:
-            return  # their media sessions live on this node's SFU link: not taken over yet
-        timers = [
-            Timer(kind, at, device)  # type: ignore[arg-type]
-            for (owner, kind, device), at in self._timer_at.items()
-            if owner == call_id
-        ]
-        self._persisted.add(call_id)
-
-        async def save() -> None:
-            version = await records.save(call, timers, self._versions.get(call_id, 0))
-            if version is None:
-                log.warning("call %s is no longer this node's: another node took it", call_id)
-                self._persisted.discard(call_id)
-                return
-            if call_id in self._persisted:
-                self._versions[call_id] = version
-
-        self._store_writes.submit(save)
-
-    async def on_envelope(self, envelope: Envelopes) -> None:
-        """Something another node sent this one (see ``signaling.routing``)."""
-        device = envelope.device
-        match envelope:
-            case Deliver():
-                self._on_deliver(envelope)
-            case Forward(message=message):
-                await self._on_forward(device, message)
-            case DeviceEvent():
-                self._on_device_event(envelope)
-            case Handover():
-                self._hand_over(device, envelope.origin)
-
-    def _on_deliver(self, envelope: Deliver) -> None:
-        device = envelope.device
-        presence = self._presence.get(device)
-        if presence is None:
-            return
-        call_id, owner = envelope.call_id, envelope.owner
-        if call_id is not None and owner is not None:
-            if isinstance(envelope.message, m.Ended):
-                self._forget_remote(device, call_id)
-            else:
-                self._remote.setdefault(device, {})[call_id] = owner
-        self._deliver_here(device, presence, envelope.message)
-
-    def _forget_remote(self, device: sm.DeviceRef, call_id: str) -> None:
-        calls = self._remote.get(device)
-        if calls is not None:
-            calls.pop(call_id, None)
-            if not calls:
-                del self._remote[device]
-
-    async def _on_forward(self, device: sm.DeviceRef, message: m.ClientMessage) -> None:
-        """A device on another node acts on a call this node owns; errors go back to it."""
-        try:
-            await self.handle(device, message, forwarded=True)
-        except CallError as error:
-            ref = message.ref if isinstance(message, m.Invite) else None
-            self._deliver(device, m.Error(code=error.code, detail=error.detail,
-                                          call_id=error.call_id, ref=ref))  # fmt: skip
-        except DirectoryError as error:
-            self._deliver(device, m.Error(code=error.code, detail=error.detail))
-        except (RedisError, OSError):
-            self._deliver(device, m.Error(code="unavailable", detail="The store is unavailable."))
-
-    def _on_device_event(self, event: DeviceEvent) -> None:
-        """A device's state changed on another node: the calls it has here follow."""
-        device = event.device
-        if event.event == "revoke_account":
-            keep = sm.DeviceRef(event.account_id, event.device_id) if event.device_id else None
-            self._close_account_here(event.account_id, keep)
-            return
-        if event.event == "revoked" and device in self._presence:
-            self._close_device_here(device)
-            return
-        calls = list(self._by_device.get(device, ()))
-        match event.event:
-            case "online":
-                self._ring_late_device(device, event.busy)
-            case "lost":
-                for call_id in calls:
-                    self._apply_quietly(call_id, sm.DeviceLost(device), at=event.at)
-            case "gone" | "revoked":
-                for call_id in calls:
-                    self._apply_quietly(call_id, sm.DeviceGone(device))
-            case "resumed":
-                for call_id in calls:
-                    call = self._calls.get(call_id)
-                    if call is not None and kinds.is_lost(call, device):
-                        self._apply_quietly(call_id, sm.DeviceResumed(device))
-
-    def _hand_over(self, device: sm.DeviceRef, node: str) -> None:
-        """The device connected to ``node``: close it here and pass on what was queued."""
-        presence = self._presence.pop(device, None)
-        self._online.get(device.account_id, set()).discard(device)
-        self._remote.pop(device, None)
-        if presence is None:
-            return
-        if presence.expiry is not None:
-            presence.expiry.cancel()
-        if presence.link is not None:
-            presence.link.replaced()
-        for message in presence.queue:
-            self._router.send(node, self._envelope(device, message))
-
-    def _envelope(self, device: sm.DeviceRef, message: m.ServerMessage) -> Deliver:
-        call_id = getattr(message, "call_id", None)
-        owned = isinstance(call_id, str) and call_id in self._calls
-        return Deliver(
-            origin=self.node_id, account_id=device.account_id, device_id=device.device_id,
-            message=cast(m.ServerMessages, message), call_id=call_id if owned else None,
-            owner=self.node_id if owned else None,
-        )  # fmt: skip
-
-    def _announce(self, device: sm.DeviceRef, event: DeviceEventKind, busy: bool = False) -> None:
-        self._router.broadcast(
-            DeviceEvent(
-                origin=self.node_id, account_id=device.account_id, device_id=device.device_id,
-                event=event, busy=busy, at=self._clock(),
-            )
-        )  # fmt: skip
-
-    async def on_node_dead(self, node: str, last_seen: float) -> None:
-        """Another node died: this node tries to take over the calls it ran; its devices count
-        as lost since its last heartbeat; calls nobody could take end (``peer_lost``)."""
-        if self._records is not None:
-            await self._take_over(self._records, node)
-        for call_id, call in list(self._calls.items()):
-            for device in kinds.involved(call):
-                if device in self._presence or kinds.is_lost(call, device):
-                    continue
-                if await self._router.lookup(device) is None:
-                    self._apply_quietly(call_id, sm.DeviceLost(device), at=last_seen)
-        for device, calls in list(self._remote.items()):
-            for call_id, owner in list(calls.items()):
-                if owner != node:
-                    continue
-                if call_id in self._calls:
-                    self._forget_remote(device, call_id)  # now ours
-                    continue
-                moved = None if self._records is None else await self._records.owner(call_id)
-                if moved is not None and moved != node:
-                    calls[call_id] = moved
-                    continue
-                if owner == node:
-                    self._forget_remote(device, call_id)
-                    presence = self._presence.get(device)
-                    if presence is not None:
-                        ended = m.Ended(call_id=call_id, reason="peer_lost")
-                        self._deliver_here(device, presence, ended)
-
-    async def _take_over(self, records: CallRecords, node: str) -> None:
-        """Continue the dead node's calls here: the first survivor to ask gets each one."""
-        for call_id in await records.owned_by(node):
-            if call_id in self._calls:
-                continue
-            stored = await records.take_over(call_id, node)
-            if stored is None:
-                continue  # ended meanwhile, or another survivor was first
-            call = stored.call
-            log.info("took over call %s from node %s", call_id, node)
-            self._calls[call_id] = call
-            self._versions[call_id] = stored.version
-            self._persisted.add(call_id)
-            self.quality.open_call(call_id, self._clock())
-            for device in kinds.involved(call):
-                self._attach(call_id, device)
-            if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
-                self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
-            for timer in stored.timers:
-                self._set_timer(call_id, timer.kind, timer.at, timer.device)
-        await records.forget_node(node)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -892,6 +673,3 @@ class CallService(SfuCalls):
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
 
-
-async def _nothing() -> None:
-    return None

@@ -237,6 +237,13 @@ _OTHERS: tuple[Datum, ...] = (
         retention="while the node runs, then 60 seconds", max_ttl_s=None,
         visible_to="servers", scope="server", in_export=False),
     Datum(
+        name="nodes_judged_dead", key_pattern=keys.nodes_judged_dead(),
+        fields=["node_id", "judged_dead_at"],
+        purpose="Which nodes were taken for dead, so one back from an outage does not rewrite "
+                "call records another node took over.",
+        retention="60 seconds", max_ttl_s=None, visible_to="servers", scope="server",
+        in_export=False),
+    Datum(
         name="node_calls", key_pattern=keys.node_calls("{node_id}"), fields=["call_id"],
         purpose="The calls a node runs, so another node can take them over if it dies.",
         retention="while the calls run, then at most 10 seconds",

@@ -215,6 +215,15 @@ def nodes() -> str:
     return f"{PREFIX}:{{nodes}}:nodes"
 
 
+def nodes_judged_dead() -> str:
+    """Sorted set: node id -> when another node judged it dead and took over its calls.
+
+    A node that comes back from an outage of its own reads it before it rewrites a call record
+    that expired meanwhile: one taken over (and perhaps ended) by another node must stay gone.
+    """
+    return f"{PREFIX}:{{nodes}}:dead"
+
+
 def broadcast_channel() -> str:
     """Pub/sub channel every signaling node listens on (device online/lost/resumed events)."""
     return f"{PREFIX}:{{nodes}}:broadcast"

@@ -48,13 +48,28 @@ class Store:
         return await self.script(source)(keys=keys, args=args)
 
 
+#: A store that does not accept a connection within this long counts as away (503 at once).
+CONNECT_TIMEOUT_S = 1.0
+#: A store that accepted but does not answer (frozen, partitioned) fails a command after this
+#: long; above the longest blocking read we issue (webhook delivery's ``XREADGROUP BLOCK``).
+COMMAND_TIMEOUT_S = 5.0
+
+
 def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:
     """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``).
 
     A burst beyond the pool waits up to ``wait_s`` for a free connection instead of failing.
+    Every command is bounded in time, so a store that goes away makes requests fail (503), not
+    hang; nothing is retried here: the callers answer ``unavailable`` and the client retries.
     """
     pool = BlockingConnectionPool.from_url(
-        url, decode_responses=True, protocol=3, max_connections=max_connections, timeout=wait_s
+        url,
+        decode_responses=True,
+        protocol=3,
+        max_connections=max_connections,
+        timeout=wait_s,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client

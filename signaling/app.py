@@ -30,6 +30,7 @@ from signaling.appkeys import (
     SIGNIN_THROTTLE,
     SOCKETS,
     STORE,
+    STORE_OUTAGE,
     STREAMS,
     TOKENS,
     WEBHOOK_SINK,
@@ -42,6 +43,7 @@ from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
+from signaling.outage import StoreOutage
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
 from signaling.rest.framework import register
@@ -84,7 +86,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         problem = ApiError(code, detail)
     except (RedisConnectionError, RedisTimeoutError):
-        log.warning("store unavailable during %s %s", request.method, _route_of(request))
+        request.app[STORE_OUTAGE].failed("a request")  # warns once per outage
         problem = ApiError("unavailable", "The store is unavailable; try again shortly.", 1)
     except asyncio.CancelledError:
         raise
@@ -156,7 +158,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
     except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+        request.app[STORE_OUTAGE].failed("the readiness check")
         return _json(Health(status="unavailable"), status=503)
+    request.app[STORE_OUTAGE].ok()
     request.app[METRICS].store_ping.observe(time.perf_counter() - started)
     return _json(Health(status="ok"))
 
@@ -202,20 +206,20 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TOKENS] = tokens
     with contextlib.suppress(RedisConnectionError, OSError):
         await tokens.refresh()
-    task = asyncio.create_task(_refresh_keys(tokens))
+    task = asyncio.create_task(_refresh_keys(tokens, app[STORE_OUTAGE]))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-async def _refresh_keys(tokens: TokenService) -> None:
+async def _refresh_keys(tokens: TokenService, outage: StoreOutage) -> None:
     while True:
         await asyncio.sleep(_KEY_REFRESH_S)
         try:
             await tokens.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
-            log.warning("could not refresh signing keys; keeping the ones loaded")
+            outage.failed("the signing key refresh")  # the keys loaded stay in use
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -230,8 +234,8 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     router: Router
     records = None
     if config.routing == "redis":
-        router = RedisRouter(app[STORE], app[NODE].id)
-        records = CallRecords(app[STORE], app[NODE].id)
+        router = RedisRouter(app[STORE], app[NODE].id, outage=app[STORE_OUTAGE])
+        records = CallRecords(app[STORE], app[NODE].id, outage=app[STORE_OUTAGE])
     else:
         router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
@@ -302,6 +306,7 @@ def create_app(config: Config) -> web.Application:
         started_at=time.time(),
     )
     app[STREAMS] = set()
+    app[STORE_OUTAGE] = StoreOutage()
     app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)

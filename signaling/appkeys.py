@@ -13,6 +13,7 @@ from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
+from signaling.outage import StoreOutage
 from signaling.tokens import TokenService
 from signaling.webhooks.sink import StreamSink
 
@@ -36,3 +37,5 @@ NODE = web.AppKey("node", NodeInfo)
 #: Set only when lifecycle webhooks are configured.
 WEBHOOK_SINK = web.AppKey("webhook_sink", StreamSink)
 STREAMS = web.AppKey("streams", set[asyncio.Task[None]])
+#: This node's view of store outages (one warning each; liveness judgement waits them out).
+STORE_OUTAGE = web.AppKey("store_outage", StoreOutage)

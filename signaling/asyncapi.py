@@ -153,7 +153,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "The token's device is no longer enrolled. Do not reconnect.", _REFUSED
     ),
     "unavailable": ErrorCode(
-        "The store did not answer while handling the message; nothing happened. Retry shortly."
+        "The store did not answer while handling the message; nothing happened. Retry shortly. "
+        "While signing in: then close 1013; connect again with backoff."
     ),
     "already_authenticated": ErrorCode(
         "An `auth` message on a connection that is already signed in; it is ignored."

@@ -42,9 +42,17 @@ class LocalHub:
 class Worker:
     """Runs queued jobs one after the other: the order of calls is the order of effects."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        expected: tuple[type[Exception], ...] = (),
+        on_expected: Callable[[], None] | None = None,
+    ) -> None:
+        """``expected`` failures (the store is down) go to ``on_expected`` instead of the log:
+        one warning per outage, not one stack trace per queued message."""
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._expected = expected
+        self._on_expected = on_expected
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -66,7 +74,10 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("routing job failed")
+                if isinstance(exc, self._expected) and self._on_expected is not None:
+                    self._on_expected()
+                else:
+                    log.exception("routing job failed")
                 if not done.done():
                     done.set_exception(exc)
                     done.exception()  # retrieved: nobody has to await a fire-and-forget job

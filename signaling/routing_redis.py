@@ -27,11 +27,15 @@ from redis.exceptions import RedisError
 from directory import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
+from signaling.liveness import judge
+from signaling.outage import StoreOutage
 from signaling.routing import Envelopes, Inbox, Location
 from signaling.routing_local import QueuedDelivery, Worker
 
 #: How long each step of closing may take before it is abandoned.
 CLOSE_STEP_S = 2.0
+#: Pause between two attempts to subscribe while the store is away.
+RESUBSCRIBE_S = 0.5
 
 log = logging.getLogger("callbook.routing")
 
@@ -60,6 +64,7 @@ class RedisRouter(QueuedDelivery):
         dead_after_s: float = keys.NODE_DEAD_AFTER_S,
         presence_ttl_s: int = keys.PRESENCE_TTL_S,
         presence_refresh_s: float = keys.PRESENCE_REFRESH_S,
+        outage: StoreOutage | None = None,
     ) -> None:
         self._store = store
         self._redis: Any = store.redis
@@ -70,7 +75,8 @@ class RedisRouter(QueuedDelivery):
         self._presence_ttl_s = presence_ttl_s
         self._presence_refresh_s = presence_refresh_s
         self._inbox: Inbox | None = None
-        self._worker = Worker()
+        self._outage = outage or StoreOutage()
+        self._worker = Worker((RedisError, OSError), lambda: self._outage.failed("routing"))
         self._tasks: list[asyncio.Task[None]] = []
         # What this node registered, refreshed by the heartbeat.
         self._mine: dict[DeviceRef, Location] = {}
@@ -85,8 +91,7 @@ class RedisRouter(QueuedDelivery):
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+        pubsub = await self._subscribe()
         with contextlib.suppress(RedisError, OSError):
             await self._beat()
         self._worker.start()
@@ -207,25 +212,39 @@ class RedisRouter(QueuedDelivery):
     async def flush(self) -> None:
         await self._worker.submit(_nothing)
 
+    async def _subscribe(self) -> Any:
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            raise
+        return pubsub
+
     async def _listen(self, pubsub: Any) -> None:
+        """Receive envelopes; when the connection goes (the store is away), subscribe again
+        every RESUBSCRIBE_S until it is back. What was published meanwhile is lost (pub/sub)."""
         while True:
             try:
+                if pubsub is None:
+                    pubsub = await self._subscribe()
                 async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    await self._receive(message["data"])
+                    if message.get("type") == "message":
+                        await self._receive(message["data"])
+                # listen() ends without subscriptions: never spin on it, subscribe afresh.
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
                 raise
             except (RedisError, OSError):
-                log.warning("lost the pub/sub connection; resubscribing")
-                await asyncio.sleep(0.5)
+                self._outage.failed("pub/sub")
+            if pubsub is not None:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                pubsub = self._redis.pubsub()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
+                pubsub = None
+            await asyncio.sleep(RESUBSCRIBE_S)
 
     async def _receive(self, data: str | bytes) -> None:
         try:
@@ -248,37 +267,63 @@ class RedisRouter(QueuedDelivery):
         now = self._clock()
         await self._redis.zadd(keys.nodes(), {self._node_id: now})
         beats = await self._redis.zrange(keys.nodes(), 0, -1, withscores=True)
-        alive: dict[str, float] = {}
-        dead: list[tuple[str, float]] = []
-        for node, score in beats:
-            if node == self._node_id:
-                continue
-            if now - float(score) <= self._dead_after_s:
-                alive[node] = float(score)
-                self._reported_dead.discard(node)  # back (a restart under the same id)
-            elif node not in self._reported_dead:
-                dead.append((node, float(score)))
-        self._alive = alive
+        self._outage.ok()
+        judged = judge(
+            ((node, float(score)) for node, score in beats),
+            me=self._node_id,
+            now=now,
+            dead_after_s=self._dead_after_s,
+            steady=self._outage.steady_for() >= self._dead_after_s,
+            previous=self._alive,
+            reported=self._reported_dead,
+        )
+        self._reported_dead -= set(judged.alive)  # back (a restart under the same id)
+        self._alive = judged.alive
         await self._redis.zremrangebyscore(keys.nodes(), "-inf", now - keys.NODE_FORGET_AFTER_S)
-        for node, last_seen in dead:
+        if judged.dead:
+            # Before any takeover: a judged node back from an outage of its own must not
+            # rewrite the records of calls that move now (signaling/calls/records.py).
+            dead_key = keys.nodes_judged_dead()
+            await self._redis.zadd(dead_key, dict.fromkeys((n for n, _ in judged.dead), now))
+            await self._redis.zremrangebyscore(dead_key, "-inf", now - keys.NODE_FORGET_AFTER_S)
+        for node, last_seen in judged.dead:
             self._reported_dead.add(node)
             if self._inbox is not None:
                 try:
                     await self._inbox.on_node_dead(node, last_seen)
                 except Exception:
-                    log.exception("handling the death of node %s failed", node)
+                    log.exception("handling the death of a node failed")
 
     async def _heartbeat(self) -> None:
         last_refresh = self._clock()
+        lapsed = False
         while True:
-            await asyncio.sleep(self._heartbeat_s)
+            # While the store is away, try more often: the sooner a node is back (presence
+            # written again), the sooner its devices can be called.
+            await asyncio.sleep(self._heartbeat_s / 4 if lapsed else self._heartbeat_s)
             try:
                 await self._beat()
-                if self._clock() - last_refresh >= self._presence_refresh_s and self._mine:
-                    last_refresh = self._clock()
-                    self._worker.submit(self._refresh_job(list(self._mine.items())))
             except (RedisError, OSError):
-                log.warning("heartbeat failed: the store is unreachable")
+                self._outage.failed("heartbeat")
+                lapsed = True
+                continue
+            if lapsed:
+                await self._drop_idle_connections()
+            # Back from an outage, presence may have expired: rewrite it now, not in 3 s.
+            due = self._clock() - last_refresh >= self._presence_refresh_s
+            if (due or lapsed) and self._mine:
+                last_refresh = self._clock()
+                self._worker.submit(self._refresh_job(list(self._mine.items())))
+            lapsed = False
+
+    async def _drop_idle_connections(self) -> None:
+        """Pooled connections opened before the store went away point at a server that is
+        gone: each would fail its next command once. Close them now, not one request at a
+        time (a cluster client has no single pool and reconnects per node by itself)."""
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pool.disconnect(inuse_connections=False)
 
     def _refresh_job(
         self, entries: list[tuple[DeviceRef, Location]]

@@ -47,6 +47,7 @@ class NodeCalls:
     _remote: dict[sm.DeviceRef, dict[str, str]]
     _versions: dict[str, int]
     _persisted: set[str]
+    _unsaved: set[str]
     _timer_at: dict[tuple[str, str, sm.DeviceRef | None], float]
     _store_writes: Worker
     _refresher: asyncio.Task[None] | None
@@ -96,9 +97,15 @@ class NodeCalls:
         while True:
             await asyncio.sleep(keys.PRESENCE_REFRESH_S)
             try:
-                await records.refresh(sorted(self._persisted))
+                missing = await records.refresh(sorted(self._persisted))
             except (RedisError, OSError):
-                log.warning("could not refresh the call records: the store is unreachable")
+                records.outage.failed("call records")
+                continue
+            # Expired while the store was away, or changed while it was: write them again.
+            for call_id in sorted(set(missing) | self._unsaved):
+                self._unsaved.discard(call_id)
+                if call_id in self._persisted and call_id in self._calls:
+                    self._persist(call_id)
 
     async def flush_store_writes(self) -> None:
         """Wait until every call state queued for the store is written (tests, shutdown)."""
@@ -127,7 +134,11 @@ class NodeCalls:
         self._persisted.add(call_id)
 
         async def save() -> None:
-            version = await records.save(call, timers, self._versions.get(call_id, 0))
+            try:
+                version = await records.save(call, timers, self._versions.get(call_id, 0))
+            except (RedisError, OSError):
+                self._unsaved.add(call_id)  # the refresher writes it when the store is back
+                raise
             if version is None:
                 log.warning("call %s is no longer this node's: another node took it", call_id)
                 self._persisted.discard(call_id)
@@ -290,6 +301,14 @@ class NodeCalls:
             for timer in stored.timers:
                 self._set_timer(call_id, timer.kind, timer.at, timer.device)
         await records.forget_node(node)
+
+
+def store_writer(records: CallRecords | None) -> Worker:
+    """The one worker that writes this node's call records, in order. The store being away is
+    reported to the node's outage watch (one warning), not logged for every write."""
+    if records is None:
+        return Worker()
+    return Worker((RedisError, OSError), lambda: records.outage.failed("call records"))
 
 
 async def _nothing() -> None:

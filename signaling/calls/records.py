@@ -22,6 +22,7 @@ from directory import keys
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
+from signaling.outage import StoreOutage
 
 AnyCall = sm.Call | g.GroupCall
 
@@ -66,11 +67,15 @@ def decode(raw: str) -> tuple[AnyCall, list[Timer]]:
     return call, snapshot.timers
 
 
-#: KEYS: record. ARGV: expected version (0: new), owner, state, ttl. New version, or -1.
+#: KEYS: record. ARGV: expected version (0: new), owner, state, ttl, restore (0/1).
+#: New version; -1 if the record moved on or to another owner; -2 if it is missing (expired).
 _SAVE = """
 local v = redis.call('HGET', KEYS[1], 'v')
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if (not v and ARGV[1] == '0') or (v == ARGV[1] and owner == ARGV[2]) then
+if not v and ARGV[1] ~= '0' and ARGV[5] ~= '1' then
+  return -2
+end
+if (not v) or (v == ARGV[1] and owner == ARGV[2]) then
   local next = tonumber(ARGV[1]) + 1
   redis.call('HSET', KEYS[1], 'v', next, 'owner', ARGV[2], 'state', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -100,26 +105,57 @@ return {next, redis.call('HGET', KEYS[1], 'state')}
 
 
 class CallRecords:
-    def __init__(self, store: Store, node_id: str, ttl_s: int = keys.CALL_RECORD_TTL_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        ttl_s: int = keys.CALL_RECORD_TTL_S,
+        outage: StoreOutage | None = None,
+    ) -> None:
         self._store = store
         self._redis: Any = store.redis
         self._node_id = node_id
         self._ttl_s = ttl_s
+        #: Where this node reports that the store was unreachable.
+        self.outage = outage or StoreOutage()
+        # Call -> when this node first held it (created or took it over): see ``_may_restore``.
+        self._held_since: dict[str, float] = {}
 
     async def save(self, call: AnyCall, timers: list[Timer], version: int) -> int | None:
         """Write the call if it is still at ``version`` and ours; the new version, else None."""
         if version == 0:
-            index = keys.node_calls(self._node_id)
-            await self._redis.sadd(index, call.id)
-            await self._redis.expire(index, self._ttl_s)
-        result = await self._store.run_script(
-            _SAVE,
-            [keys.call_record(call.id)],
-            [version, self._node_id, encode(call, timers), self._ttl_s],
-        )
-        return int(result) if int(result) > 0 else None
+            await self._index([call.id])
+            self._held_since[call.id] = self._store.clock()
+        state = encode(call, timers)
+        args = [version, self._node_id, state, self._ttl_s, 0]
+        result = int(await self._store.run_script(_SAVE, [keys.call_record(call.id)], args))
+        if result == -2 and await self._may_restore(call.id):
+            # The record expired while the store was away (or unreachable from here), and no
+            # node took the call over: write it again and put it back in this node's index.
+            args[-1] = 1
+            result = int(await self._store.run_script(_SAVE, [keys.call_record(call.id)], args))
+            if result > 0:
+                await self._index([call.id])
+        if result > 0:
+            return result
+        self._held_since.pop(call.id, None)
+        return None
+
+    async def _may_restore(self, call_id: str) -> bool:
+        """Whether a missing record of a call this node runs may be written again: not if
+        another node judged this one dead since it has held the call (the call may have been
+        taken over and ended; writing it back would raise it from the dead)."""
+        judged = await self._redis.zscore(keys.nodes_judged_dead(), self._node_id)
+        since = self._held_since.get(call_id)
+        return since is not None and (judged is None or float(judged) < since)
+
+    async def _index(self, call_ids: list[str]) -> None:
+        index = keys.node_calls(self._node_id)
+        await self._redis.sadd(index, *call_ids)
+        await self._redis.expire(index, self._ttl_s)
 
     async def delete(self, call_id: str) -> None:
+        self._held_since.pop(call_id, None)
         await self._store.run_script(_DELETE, [keys.call_record(call_id)], [self._node_id])
         await self._redis.srem(keys.node_calls(self._node_id), call_id)
 
@@ -134,17 +170,17 @@ class CallRecords:
         call, timers = decode(fields["state"])
         return Stored(call, timers, int(fields["v"]), fields["owner"])
 
-    async def refresh(self, call_ids: list[str]) -> None:
-        """The owner is alive: its records and its index live on."""
+    async def refresh(self, call_ids: list[str]) -> list[str]:
+        """The owner is alive: its records and its index live on. Returns the calls whose
+        record is missing (expired during an outage): the owner writes them again."""
         if not call_ids:
-            return
+            return []
         pipe = self._redis.pipeline(transaction=False)
         for call_id in call_ids:
             pipe.expire(keys.call_record(call_id), self._ttl_s)
-        await pipe.execute()
-        index = keys.node_calls(self._node_id)
-        await self._redis.sadd(index, *call_ids)
-        await self._redis.expire(index, self._ttl_s)
+        found = await pipe.execute()
+        await self._index(call_ids)
+        return [call_id for call_id, ok in zip(call_ids, found, strict=True) if not ok]
 
     async def owned_by(self, node: str) -> list[str]:
         members: set[str] = await self._redis.smembers(keys.node_calls(node))
@@ -158,9 +194,8 @@ class CallRecords:
             return None
         version, state = result
         call, timers = decode(state)
-        index = keys.node_calls(self._node_id)
-        await self._redis.sadd(index, call_id)
-        await self._redis.expire(index, self._ttl_s)
+        self._held_since[call_id] = self._store.clock()
+        await self._index([call_id])
         return Stored(call, timers, int(version), self._node_id)
 
     async def forget_node(self, node: str) -> None:

@@ -27,7 +27,7 @@ from signaling.calls.conference import Conference, MediaRooms
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
-from signaling.calls.nodes import NodeCalls
+from signaling.calls.nodes import NodeCalls, store_writer
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
@@ -41,7 +41,7 @@ from signaling.routing import (
     Router,
     resume_digest,
 )
-from signaling.routing_local import LocalRouter, Worker
+from signaling.routing_local import LocalRouter
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
@@ -99,7 +99,8 @@ class CallService(NodeCalls, SfuCalls):
         self._versions: dict[str, int] = {}
         self._persisted: set[str] = set()
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
-        self._store_writes = Worker()
+        self._unsaved: set[str] = set()
+        self._store_writes = store_writer(records)
         self._refresher: asyncio.Task[None] | None = None
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
@@ -672,4 +673,3 @@ class CallService(NodeCalls, SfuCalls):
 
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
-

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices
 from directory.errors import DirectoryError
-from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, TOKENS
+from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, STORE_OUTAGE, TOKENS
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
 from signaling.errors import ApiError
@@ -150,7 +150,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return ws
         principal, resume = authed
         device = DeviceRef(principal.account_id, principal.device_id)
-        await calls.connect(device, link, resume)
+        try:
+            await calls.connect(device, link, resume)
+        except (RedisConnectionError, RedisTimeoutError):
+            await _refuse_unavailable(request, ws, link)
+            return ws
         await _serve(request, ws, link, device)
     finally:
         connections.dec()
@@ -192,13 +196,31 @@ async def _authenticate(
     except ApiError as error:
         await _refuse(ws, link, error.problem_type.code, error.detail)
         return None
+    except (RedisConnectionError, RedisTimeoutError):
+        await _refuse_unavailable(request, ws, link)
+        return None
     return principal, resume
 
 
-async def _refuse(ws: web.WebSocketResponse, link: WsLink, code: str, detail: str) -> None:
+async def _refuse(
+    ws: web.WebSocketResponse,
+    link: WsLink,
+    code: str,
+    detail: str,
+    close_code: WSCloseCode = WSCloseCode.POLICY_VIOLATION,
+) -> None:
     link.error(code=code, detail=detail)
     await link.drain_and_stop()
-    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=code.encode())
+    await ws.close(code=close_code, message=code.encode())
+
+
+async def _refuse_unavailable(
+    request: web.Request, ws: web.WebSocketResponse, link: WsLink
+) -> None:
+    """The store is away while signing in: nothing to serve this connection with (1013)."""
+    request.app[STORE_OUTAGE].failed("a WebSocket sign-in")
+    detail = "The store is unavailable; connect again shortly."
+    await _refuse(ws, link, "unavailable", detail, WSCloseCode.TRY_AGAIN_LATER)
 
 
 async def _serve(

@@ -100,6 +100,11 @@ CLOSE_CODES: dict[int, CloseCode] = {
     WSCloseCode.MESSAGE_TOO_BIG: CloseCode(
         "message too big", f"A message over {endpoint.MAX_MESSAGE_BYTES // 1024} KiB."
     ),
+    WSCloseCode.TRY_AGAIN_LATER: CloseCode(
+        "try again later",
+        "After an `unavailable` error frame: the store was unreachable while signing in. "
+        "Reconnect with backoff (and the resume token); live calls go on meanwhile.",
+    ),
     endpoint.CLOSE_REPLACED: CloseCode(
         "replaced",
         "A newer connection of the same device signed in. Do not reconnect from this one.",

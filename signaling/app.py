@@ -266,7 +266,12 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     if not config.webhook_urls:
         yield
         return
-    sink = StreamSink(app[STORE], retention_s=config.webhook_retention_s, metrics=app[METRICS])
+    sink = StreamSink(
+        app[STORE],
+        retention_s=config.webhook_retention_s,
+        metrics=app[METRICS],
+        outage=app[STORE_OUTAGE],
+    )
     settings = Settings(
         urls=config.webhook_urls,
         secret=(config.webhook_secret or "").encode(),
@@ -278,7 +283,9 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         retention_s=config.webhook_retention_s,
         poll_s=config.webhook_poll_s,
     )
-    deliverer = Deliverer(app[STORE], settings, app[NODE].id, metrics=app[METRICS])
+    deliverer = Deliverer(
+        app[STORE], settings, app[NODE].id, metrics=app[METRICS], outage=app[STORE_OUTAGE]
+    )
     app[WEBHOOK_SINK] = sink
     sink.start()
     deliverer.start()

@@ -34,6 +34,7 @@ from directory import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.metrics import Metrics
+from signaling.outage import StoreOutage
 from signaling.webhooks import (
     ATTEMPT_HEADER,
     EVENT_ID_HEADER,
@@ -125,8 +126,10 @@ class Deliverer:
         *,
         metrics: Metrics | None = None,
         jitter: Callable[[], float] = random.random,
+        outage: StoreOutage | None = None,
     ) -> None:
         self._store = store
+        self._outage = outage or StoreOutage()  # one warning per store outage
         self._settings = settings
         self._node_id = node_id
         self._metrics = metrics
@@ -169,7 +172,7 @@ class Deliverer:
                     _HOLD, [keys.webhook_lease()], [self._node_id, lease_ms]
                 )
             except (RedisError, OSError):
-                log.warning("store unavailable: webhook delivery paused")
+                self._outage.failed("webhook delivery")
                 held = 0
             except Exception:
                 log.exception("webhook lease check failed")
@@ -196,7 +199,7 @@ class Deliverer:
             try:
                 await worker.run()
             except (RedisError, OSError):
-                log.warning("store unavailable: webhook delivery to one URL paused")
+                self._outage.failed("webhook delivery")
             except Exception:
                 log.exception("webhook delivery to one URL failed; starting it again")
             finally:

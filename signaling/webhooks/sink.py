@@ -25,6 +25,7 @@ from directory import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.metrics import Metrics
+from signaling.outage import StoreOutage
 
 log = logging.getLogger("callbook.webhooks")
 
@@ -40,8 +41,10 @@ class StreamSink:
         stream_max: int = keys.WEBHOOK_EVENTS_MAX,
         queue_max: int = 10_000,
         metrics: Metrics | None = None,
+        outage: StoreOutage | None = None,
     ) -> None:
         self._store = store
+        self._outage = outage or StoreOutage()  # one warning per store outage
         self._retention_s = retention_s
         self._stream_max = stream_max
         self._queue_max = queue_max
@@ -73,7 +76,7 @@ class StreamSink:
                     await self._append(batch)
                     break
                 except (RedisError, OSError):
-                    log.warning("store unavailable: %d webhook event(s) wait", len(batch))
+                    self._outage.failed("webhook events")  # they wait here, in order
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
             for _ in batch:

@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from directory import keys
+from directory.store import COMMAND_TIMEOUT_S
 from media.embedded import EmbeddedMedia
 from media.server import allow_loopback_ice
 from signaling.client import Client
@@ -307,3 +308,35 @@ async def test_a_store_outage_keeps_calls_and_recovers(
         warnings = [line["msg"] for line in node.log_lines() if line.get("level") == "WARNING"]
         assert len(warnings) == 1, warnings
         assert "store is unreachable" in str(warnings[0])
+
+
+async def test_a_frozen_store_gets_a_503_within_the_command_timeout(
+    owned_valkey: ValkeyProcess, sfu: EmbeddedMedia, tmp_path: Path, clients: list[Client]
+) -> None:
+    """A store that keeps its connections open and never answers (SIGSTOP: frozen, or cut
+    off by a partition) must not hang requests: they fail after the command timeout."""
+    node = LoggedNode("frozen", owned_valkey.url, sfu, tmp_path / "frozen.log")
+    try:
+        await node.ready()
+        alice = Client(node.url)
+        clients.append(alice)
+        await alice.signup("alice")
+        token = await alice.token()
+        async with aiohttp.ClientSession() as http:
+            owned_valkey.pause()
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S + 5):
+                    status, body, _ = await _problem(http, node.url, token)
+                assert (status, body["code"]) == (503, "unavailable")
+                async with asyncio.timeout(2):
+                    assert await _status(http, f"{node.url}/healthz") == 200
+                    assert await _status(http, f"{node.url}/readyz") == 503
+            finally:
+                owned_valkey.resume()
+            async with asyncio.timeout(RECOVERY_S):
+                while True:
+                    if (await _problem(http, node.url, token))[0] == 200:
+                        break
+                    await asyncio.sleep(0.1)
+    finally:
+        node.stop()

@@ -5,6 +5,7 @@ data (the session's store, ``conftest.valkey``, is shared and must stay up)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -58,6 +59,15 @@ class ValkeyProcess:
         self.kill()
         raise AssertionError(f"Valkey did not answer within {timeout_s:.0f} s")
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a frozen or partitioned store)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """``kill -9``: no shutdown, no last fsync."""
         process, self._process = self._process, None
@@ -68,6 +78,7 @@ class ValkeyProcess:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
             process.terminate()
             try:
                 process.wait(10)

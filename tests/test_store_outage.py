@@ -31,12 +31,16 @@ from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import Received, ToneTrack, peer_connection
 from signaling.ws import messages as m
 from tests.test_cluster_processes import Node
+from tests.test_webhooks import SECRET, Receiver, until
+from tests.test_webhooks import receiver as receiver  # the fixture, an HTTP receiver
 from tests.valkey_process import ValkeyProcess, free_port
 
 pytestmark = pytest.mark.slow
 
 OUTAGE_S = 10.0
 RECOVERY_S = 5.0
+#: Webhook delivery is a background job with its own lease (WEBHOOK_LEASE_TTL_S) and backoff.
+WEBHOOKS_BACK_S = 30.0
 #: After the outage, long enough for every node to judge the others (dead after 5 s of
 #: silence, noticed at the next heartbeat): a wrong judgement would have shown by then.
 JUDGED_BY_S = keys.NODE_DEAD_AFTER_S + keys.NODE_HEARTBEAT_S + 1.0
@@ -45,7 +49,14 @@ JUDGED_BY_S = keys.NODE_DEAD_AFTER_S + keys.NODE_HEARTBEAT_S + 1.0
 class LoggedNode(Node):
     """A ``callbook serve`` node whose log lines the test reads afterwards."""
 
-    def __init__(self, node_id: str, redis_url: str, sfu: EmbeddedMedia, log_path: Path) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        redis_url: str,
+        sfu: EmbeddedMedia,
+        log_path: Path,
+        webhook_url: str | None = None,
+    ) -> None:
         self.node_id = node_id
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,6 +71,9 @@ class LoggedNode(Node):
             "CALLBOOK_MEDIA_SECRET": sfu.secret,
             "CALLBOOK_LOOKUP_BURST": "1000",
         }
+        if webhook_url is not None:
+            env["CALLBOOK_WEBHOOK_URLS"] = webhook_url
+            env["CALLBOOK_WEBHOOK_SECRET"] = SECRET.decode()
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "signaling.cli", "serve"],
@@ -86,10 +100,11 @@ def owned_valkey(tmp_path: Path) -> Iterator[ValkeyProcess]:
 
 @pytest.fixture
 def nodes(
-    owned_valkey: ValkeyProcess, sfu: EmbeddedMedia, tmp_path: Path
+    owned_valkey: ValkeyProcess, sfu: EmbeddedMedia, tmp_path: Path, receiver: Receiver
 ) -> Iterator[tuple[LoggedNode, LoggedNode]]:
-    a = LoggedNode("out-a", owned_valkey.url, sfu, tmp_path / "a.log")
-    b = LoggedNode("out-b", owned_valkey.url, sfu, tmp_path / "b.log")
+    url = owned_valkey.url
+    a = LoggedNode("out-a", url, sfu, tmp_path / "a.log", receiver.url)
+    b = LoggedNode("out-b", url, sfu, tmp_path / "b.log", receiver.url)
     try:
         yield a, b
     finally:
@@ -144,6 +159,10 @@ async def _place(caller: Line, callee: Line, handle: str) -> str:
     await caller.expect(m.Accepted)
     await callee.expect(m.Accepted)
     return call_id
+
+
+def _has(receiver: Receiver, call_id: str, kind: str) -> bool:
+    return any(event["type"] == kind for event in receiver.accepted(call_id))
 
 
 async def _place_when_back(caller: Line, callee: Line, handle: str) -> str:
@@ -213,6 +232,7 @@ async def test_a_store_outage_keeps_calls_and_recovers(
     owned_valkey: ValkeyProcess,
     nodes: tuple[LoggedNode, LoggedNode],
     clients: list[Client],
+    receiver: Receiver,
 ) -> None:
     node_a, node_b = nodes
     await asyncio.gather(node_a.ready(), node_b.ready())
@@ -290,7 +310,7 @@ async def test_a_store_outage_keeps_calls_and_recovers(
                         break
                     await asyncio.sleep(0.1)
             async with asyncio.timeout(back + RECOVERY_S - time.monotonic()):
-                await _place_when_back(c, d, "dave")
+                new_call = await _place_when_back(c, d, "dave")
             # Nothing ended the old call or told either side its peer was lost.
             await asyncio.sleep(JUDGED_BY_S)
             for line in (a, b):
@@ -299,6 +319,9 @@ async def test_a_store_outage_keeps_calls_and_recovers(
             await a.send(m.Hangup(call_id=call_id))
             ended = await b.expect(m.Ended)
             assert (ended.call_id, ended.reason) == (call_id, "hangup")
+            # Lifecycle webhooks resume by themselves: events of both calls arrive.
+            await until(lambda: _has(receiver, call_id, "ended"), within=WEBHOOKS_BACK_S)
+            await until(lambda: _has(receiver, new_call, "answered"), within=WEBHOOKS_BACK_S)
         finally:
             await caller.close()
             await callee.close()

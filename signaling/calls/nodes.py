@@ -216,6 +216,8 @@ class NodeCalls:
         self._remote.pop(device, None)
         if presence is None:
             return
+        # No longer this node's to refresh; the store's entry is deleted only while still ours.
+        self._router.unregister(device)
         if presence.expiry is not None:
             presence.expiry.cancel()
         if presence.link is not None:

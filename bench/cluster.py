@@ -241,10 +241,13 @@ async def run_mode(
         idle = await windows.idle(args.idle, devices)
         if args.warmup:
             await load.run(args.warmup, None)
-        peak = await windows.calls(load, "peak", None, idle)
-        runs = [peak]
-        if args.rate:
-            rate = min(args.rate, peak["setups_per_s"] / 2) or args.rate
+        runs = []
+        rate = args.rate
+        if args.peak:
+            runs.append(await windows.calls(load, "peak", None, idle))
+            # Paced at no more than half the peak, so that the latency is not queueing.
+            rate = min(rate, runs[0]["setups_per_s"] / 2) or rate
+        if rate:
             runs.append(await windows.calls(load, "paced", rate, idle))
     finally:
         await load.stop()
@@ -342,14 +345,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.cluster", description=(__doc__ or "").split("\n\n")[0]
     )
     add = parser.add_argument
-    add("--pairs", type=int, default=24, help="bot pairs, i.e. calls in flight (24)")
-    add("--callers-per-pair", type=int, default=10, help="caller accounts per pair (10)")
-    add("--callees-per-pair", type=int, default=3, help="callee accounts per pair (3)")
+    add("--pairs", type=int, default=16, help="bot pairs, i.e. calls in flight (16)")
+    add("--callers-per-pair", type=int, default=24, help="caller accounts per pair (24)")
+    add("--callees-per-pair", type=int, default=6, help="callee accounts per pair (6)")
     add("--procs", type=int, default=1, help="load-generator processes (1)")
     add("--duration", type=float, default=10.0, help="seconds of each timed window (10)")
     add("--idle", type=float, default=6.0, help="seconds of each idle window (6)")
     add("--warmup", type=float, default=2.0, help="untimed seconds of calls first (2)")
     add("--rate", type=float, default=100.0, help="set-ups/s of the paced window (100; 0 off)")
+    add("--no-peak", dest="peak", action="store_false", help="skip the unpaced window")
     add("--modes", default=",".join(MODES), help=f"layouts, comma-separated ({','.join(MODES)})")
     quiet = "before each window wait up to S s for the machine to go idle (15; 0 off)"
     add("--wait-quiet", type=float, default=15.0, metavar="S", help=quiet)
@@ -376,6 +380,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag, (value, low, high) in limits.items():
         if not low <= value <= high:
             parser.error(f"{flag} must be between {low} and {high}")
+    if not args.peak and not args.rate:
+        parser.error("--no-peak needs a --rate")
     if args.pairs < args.procs:
         parser.error("--pairs cannot be fewer than --procs")
     return args

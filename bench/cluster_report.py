@@ -74,11 +74,11 @@ def _runs_table(modes: list[dict[str, Any]]) -> list[str]:
 def _commands(result: dict[str, Any]) -> list[str]:
     lines = ["store commands per call set-up (window less the idle rate):"]
     for mode in result["modes"]:
-        peak = mode["runs"][0]
-        lines.append(
-            f"  {mode['mode']:<14}{peak['commands_per_setup']:>6.1f}  "
-            f"{_top(peak['by_command_per_setup'])}"
-        )
+        for run in mode["runs"]:
+            lines.append(
+                f"  {mode['mode']:<14}{run['name']:<7}{run['commands_per_setup']:>6.1f}  "
+                f"{_top(run['by_command_per_setup'])}"
+            )
     return lines
 
 

@@ -71,6 +71,7 @@ from bench.signaling import (
 )
 from signaling.client import ClientError
 
+REPO = Path(__file__).resolve().parents[1]
 MODES = ("1-node", "2-node-cross", "2-node-same")
 NODE_IDS = ("bench-a", "bench-b")
 
@@ -104,8 +105,11 @@ def running_node(tmp: Path, node_id: str, redis_url: str, media_port: int) -> It
         "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
         "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
     }
-    command = server_command(port, data_dir, None)
-    with supervised_server(command, data_dir, settings) as process:
+    # ``-m`` from the repository root: this checkout's code, not whatever ``callbook`` the
+    # environment installed (an editable install may point at another worktree).
+    serve = server_command(port, data_dir, None)
+    command = [sys.executable, "-m", "signaling.cli", *serve[serve.index("serve") :]]
+    with supervised_server(command, data_dir, settings, cwd=REPO) as process:
         yield Node(node_id, f"http://127.0.0.1:{port}", process)
 
 

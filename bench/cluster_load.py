@@ -253,7 +253,8 @@ class LoadGenerators:
         for process, conn in self.workers:
             with contextlib.suppress(OSError):
                 conn.send(("stop",))
-            with contextlib.suppress(RuntimeError, OSError):
+            # After an interrupt the pipe may hold half a message: whatever it says, go on.
+            with contextlib.suppress(Exception):
                 await self._receive(conn, 30)
             process.join(10)
             if process.is_alive():

@@ -74,6 +74,7 @@ from signaling.client import ClientError
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("1-node", "2-node-cross", "2-node-same")
 NODE_IDS = ("bench-a", "bench-b")
+RESUME_WINDOW_S = 1
 
 
 @dataclass
@@ -104,6 +105,9 @@ def running_node(tmp: Path, node_id: str, redis_url: str, media_port: int) -> It
         "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
         "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
         "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
+        # Bots that left are forgotten a second later, so the next layout's idle window
+        # counts only the devices connected then (a node refreshes the resumable ones too).
+        "CALLBOOK_RESUME_WINDOW_S": str(RESUME_WINDOW_S),
     }
     # ``-m`` from the repository root: this checkout's code, not whatever ``callbook`` the
     # environment installed (an editable install may point at another worktree).
@@ -256,6 +260,7 @@ async def run_mode(
     finally:
         await load.stop()
         windows.pids["bots"] = []
+    await asyncio.sleep(RESUME_WINDOW_S + 1)  # the nodes forget the bots' sessions
     return {"mode": mode, "nodes": 1 if mode == "1-node" else 2, "idle": idle, "runs": runs}
 
 
@@ -350,8 +355,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("--pairs", type=int, default=16, help="bot pairs, i.e. calls in flight (16)")
-    add("--callers-per-pair", type=int, default=24, help="caller accounts per pair (24)")
-    add("--callees-per-pair", type=int, default=6, help="callee accounts per pair (6)")
+    add("--callers-per-pair", type=int, default=30, help="caller accounts per pair (30)")
+    add("--callees-per-pair", type=int, default=12, help="callee accounts per pair (12)")
     add("--procs", type=int, default=1, help="load-generator processes (1)")
     add("--duration", type=float, default=10.0, help="seconds of each timed window (10)")
     add("--idle", type=float, default=6.0, help="seconds of each idle window (6)")

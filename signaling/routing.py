@@ -76,7 +76,16 @@ class Handover(Envelope, tag="handover"):
     """
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover
+class Adopt(Envelope, tag="adopt"):
+    """To the node a draining owner gave a call to: the call is yours in the store now; run it.
+
+    Names no device (``account_id`` and ``device_id`` are empty).
+    """
+
+    call_id: str
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover | Adopt
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

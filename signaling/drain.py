@@ -11,7 +11,8 @@ The sequence (``drain``), which ``callbook serve`` runs when it gets SIGTERM, be
    is closed with 4003 if it has not moved within ``MOVE_WITHIN_S``; a device in a call that
    cannot move (group and SFU calls, or every call when no other node is alive) is told once
    that call ends;
-4. the drain is over when no device is connected and no call runs here, or when the grace
+4. the drain is over when no device is connected here and no call that cannot move runs here
+   (a 1:1 call left here has no device here, and no other node to go to), or when the grace
    period ends; then the server shuts down as before (what is left is closed with 1001).
 """
 
@@ -60,7 +61,7 @@ class Drain:
         while loop.time() - started < self.grace_s:
             now = loop.time()
             self._tell(calls, told, now)
-            if calls.connected_devices() == 0 and calls.active_calls() == 0:
+            if calls.connected_devices() == 0 and calls.calls_to_wait_for() == 0:
                 log.info("drained in %.1f s", now - started)
                 return True
             if calls.active_calls() and now - last_hand_over >= RETRY_HAND_OVER_S:

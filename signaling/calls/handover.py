@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import RedisError
 
+from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
@@ -242,6 +243,11 @@ class CallHandover:
             for device, presence in self._presence.items()
             if presence.link is not None and not self._by_device.get(device)
         ]
+
+    def calls_to_wait_for(self) -> int:
+        """Calls here that cannot move (group and SFU calls): the drain lets them run on, as
+        long as the grace period lasts."""
+        return sum(1 for call in self._calls.values() if isinstance(call, g.GroupCall) or call.sfu)
 
     def connected_devices(self) -> int:
         return sum(1 for presence in self._presence.values() if presence.link is not None)

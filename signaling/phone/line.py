@@ -48,7 +48,8 @@ class Line:
         self.servers = list(servers or [client.server])
         self.welcome: m.Welcome | None = None
         self.close_code: int | None = None
-        #: Every move a draining server asked for, with the ``welcome`` that resumed it.
+        #: Every ``reconnect`` received, and every move made, with the ``welcome`` that resumed it.
+        self.reconnects: list[m.Reconnect] = []
         self.moves: list[tuple[m.Reconnect, m.Welcome]] = []
         self._moved = asyncio.Event()
         self._http = aiohttp.ClientSession()
@@ -104,6 +105,7 @@ class Line:
                 continue
             message = _decode(frame.data)
             if isinstance(message, m.Reconnect) and ws is self._ws:
+                self.reconnects.append(message)
                 if self._mover is None or self._mover.done():
                     self._mover = asyncio.create_task(self._move(message))
                 continue

@@ -39,7 +39,9 @@ async def test_a_page_in_a_call_follows_its_draining_node_to_the_other_one(
     node_b = await make_server(routing="redis", node_id="node-b", allowed_origins=(node_a.url,))
     # The page's Content-Security-Policy allows its own origin only (connect-src 'self'): a
     # stand-in for the load balancer's single address.
-    context = await browsers.browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    context = await browsers.browser.new_context(
+        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]}, bypass_csp=True
+    )
     page = await context.new_page()
     page.on("pageerror", lambda error: browsers.errors.append(str(error)))
     await sign_up(page, node_a, "alice", "Alice")

@@ -85,7 +85,15 @@ class Adopt(Envelope, tag="adopt"):
     call_id: str
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover | Adopt
+class Moved(Envelope, tag="moved"):
+    """Broadcast by a draining node: ``call_id`` is run by ``owner`` now; nodes whose devices
+    send messages about it send them there. Names no device."""
+
+    call_id: str
+    owner: str
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover | Adopt | Moved
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

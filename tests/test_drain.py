@@ -8,7 +8,9 @@ import asyncio
 import aiohttp
 import pytest
 
+from directory.store import Store
 from signaling.appkeys import CALLS
+from signaling.calls.records import CallRecords
 from signaling.drain import DRAIN, drain
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import endpoint
@@ -109,3 +111,39 @@ async def test_alone_a_draining_node_lets_its_calls_end_then_sends_everyone_away
         assert (await b.expect(m.Ended)).reason == "hangup"
         assert await asyncio.wait_for(draining, 10)
         assert len(a.reconnects) == 1 and len(b.reconnects) == 1
+
+
+async def test_a_third_node_learns_where_a_moved_call_went(
+    make_server: MakeServer, store: Store
+) -> None:
+    """Alice on A calls bob, ringing on B and on C; A drains and stops. The call went to B or
+    C; bob answers on the other one, whose node must send the answer to the new owner."""
+    node_a, node_b, node_c = [
+        await make_server(routing="redis", node_id=f"node-{n}") for n in "abc"
+    ]
+    alice = await node_a.signup("alice")
+    bob_b = _on(node_b, await node_a.signup("bob"))
+    assert bob_b.profile is not None and bob_b.profile.recovery_code is not None
+    bob_c = node_c.client()
+    await bob_c.recover("bob", bob_b.profile.recovery_code, device_name="laptop")
+    servers = [node_a.url, node_b.url]
+    async with (
+        Line(alice, servers=servers) as a,
+        await _line(bob_b) as on_b,
+        await _line(bob_c) as on_c,
+    ):
+        await a.open()
+        await a.send(m.Invite(handle="bob"))
+        call_id = (await a.expect(m.Ringing)).call_id
+        assert (await on_b.expect(m.Incoming)).call_id == call_id
+        assert (await on_c.expect(m.Incoming)).call_id == call_id
+        draining = asyncio.create_task(drain(node_a.app))
+        await a.moved()
+        assert await asyncio.wait_for(draining, 10)
+        await node_a.app[CALLS].router.close()  # A is gone: nothing relays through it any more
+        owner = await CallRecords(store, "probe").owner(call_id)
+        assert owner in ("node-b", "node-c")
+        answering = on_c if owner == "node-b" else on_b
+        await answering.send(m.Accept(call_id=call_id))
+        assert (await a.expect(m.Accepted)).call_id == call_id
+        assert (await answering.expect(m.Accepted)).call_id == call_id

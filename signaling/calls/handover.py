@@ -13,8 +13,9 @@ is ``signaling/drain.py``; docs/scaling.md, "Draining a node", says why it is bu
    (``CallRecords.hand_over``): B is the owner from that instant, and A forgets the call
    (nothing it could still write would pass the compare-and-set);
 4. A sends B an ``Adopt`` envelope, then the messages that waited, then, for the rest of the
-   drain, every message about the call that still reaches it (devices learn the new owner from
-   B's next message to them). Envelopes from one node arrive in order, so B adopts first.
+   drain, every message about the call that still reaches it; and it broadcasts ``Moved`` so
+   that nodes with devices in the call send their messages to B. Envelopes from one node arrive
+   in order, so B adopts first.
 
 If the compare-and-set fails, the call stays on A (its timers resume, the waiting messages are
 handled there) and ends with the grace period like a call that cannot move.
@@ -35,7 +36,7 @@ from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall
 from signaling.calls.records import CallRecords, Stored
-from signaling.routing import Adopt, Forward, Router
+from signaling.routing import Adopt, Forward, Moved, Router
 from signaling.ws import messages as m
 
 if TYPE_CHECKING:
@@ -180,6 +181,11 @@ class CallHandover:
         self._router.send(
             successor, Adopt(origin=self.node_id, account_id="", device_id="", call_id=call_id)
         )
+        # Devices on third nodes would keep sending to this node, which is about to go.
+        self._router.broadcast(
+            Moved(origin=self.node_id, account_id="", device_id="", call_id=call_id,
+                  owner=successor)
+        )  # fmt: skip
         for device, message in held:
             self._forward(successor, device, message)
         log.info("handed call %s over to node %s", call_id, successor)
@@ -215,6 +221,14 @@ class CallHandover:
                 if device in self._presence:
                     self._remote.setdefault(device, {})[call_id] = successor
         self._forget(call_id)
+
+    def _rehome(self, call_id: str, owner: str) -> None:
+        """A draining node gave a call to ``owner``: devices here send to it from now on."""
+        if call_id in self._calls:
+            return
+        for calls in self._remote.values():
+            if call_id in calls:
+                calls[call_id] = owner
 
     async def _adopt(self, call_id: str) -> None:
         """A draining node gave this node a call: run it from its record."""

@@ -31,6 +31,7 @@ from signaling.routing import (
     Envelopes,
     Forward,
     Handover,
+    Moved,
     Router,
 )
 from signaling.routing_local import Worker
@@ -79,6 +80,7 @@ class NodeCalls:
         def _close_device_here(self, device: sm.DeviceRef) -> None: ...
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
         async def _adopt(self, call_id: str) -> None: ...
+        def _rehome(self, call_id: str, owner: str) -> None: ...
 
     @property
     def node_id(self) -> str:
@@ -153,6 +155,8 @@ class NodeCalls:
                 self._hand_over(device, envelope.origin)
             case Adopt(call_id=call_id):
                 await self._adopt(call_id)
+            case Moved(call_id=call_id, owner=owner):
+                self._rehome(call_id, owner)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device

@@ -15,9 +15,10 @@ from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls.records import CallRecords
 from signaling.client import Client
-from signaling.phone.line import Line
+from signaling.phone.line import Line, LineClosed
 from signaling.server import SHUTDOWN_GRACE_S
 from signaling.ws import messages as m
+from signaling.ws.endpoint import CLOSE_DRAINING
 from tests.test_cluster_processes import (
     Node,
     _client,
@@ -136,3 +137,28 @@ async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
             assert await _exits_cleanly(node_a) == 0
             assert await CallRecords(store, "probe").owner(call_id) == "drain-b"
             await _call_goes_on(a, b, call_id)
+
+
+async def test_sigterm_alone_sends_idle_devices_away_and_exits(
+    redis_url: str,
+    sfu: EmbeddedMedia,
+    clients: list[Client],  # noqa: F811
+) -> None:
+    """CALLBOOK_ROUTING=local: no other node to go to. The idle device is told to reconnect,
+    finds only the draining node (refused), is closed with 4003; the node exits 0."""
+    env = {"CALLBOOK_DRAIN_GRACE_S": str(GRACE_S), "CALLBOOK_ROUTING": "local"}
+    node = Node("alone", redis_url, sfu, 3, env)  # the line gives up after 3 s
+    try:
+        await node.ready()
+        async with Line(_client(clients, node.url)) as line:
+            await line.client.signup("alice")
+            welcome = await line.open()
+            node.process.send_signal(signal.SIGTERM)
+            await _refuses_newcomers(node)
+            with pytest.raises(LineClosed) as closed:
+                await line.receive(within=GRACE_S)
+            assert closed.value.code == CLOSE_DRAINING
+            assert [r.resume_token for r in line.reconnects] == [welcome.resume_token]
+            assert await _exits_cleanly(node) == 0
+    finally:
+        node.stop()

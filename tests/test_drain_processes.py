@@ -140,6 +140,7 @@ async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
 
 
 async def test_sigterm_alone_sends_idle_devices_away_and_exits(
+    store: Store,  # a clean store
     redis_url: str,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811

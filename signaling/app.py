@@ -35,6 +35,7 @@ from signaling.appkeys import (
     WEBHOOK_SINK,
     NodeInfo,
 )
+from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
@@ -228,10 +229,11 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.media_url:
         media = MediaControl(config.media_url, config.media_secret or "")
     router: Router
-    records = None
+    records = crossing = None
     if config.routing == "redis":
         router = RedisRouter(app[STORE], app[NODE].id)
         records = CallRecords(app[STORE], app[NODE].id)
+        crossing = Crossing(app[STORE], app[NODE].id, config.ring_timeout_s)
     else:
         router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
@@ -246,6 +248,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         events=app.get(WEBHOOK_SINK),
         router=router,
         records=records,
+        crossing=crossing,
     )
     await app[CALLS].start()
     yield

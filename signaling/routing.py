@@ -76,7 +76,15 @@ class Handover(Envelope, tag="handover"):
     """
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover
+class Supersede(Envelope, tag="supersede"):
+    """To the owner of a ringing call: it crosses a call with a smaller id placed on
+    ``origin`` (glare), so it ends as it would on one node. No device: ``account_id`` and
+    ``device_id`` are empty."""
+
+    call_id: str
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover | Supersede
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,6 +31,7 @@ from signaling.routing import (
     Forward,
     Handover,
     Router,
+    Supersede,
 )
 from signaling.routing_local import Worker
 from signaling.ws import messages as m
@@ -77,6 +78,9 @@ class NodeCalls:
         def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None: ...
         def _close_device_here(self, device: sm.DeviceRef) -> None: ...
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
+        def _share(self, call_id: str) -> None: ...
+        def _refresh_busy(self) -> None: ...
+        def _on_supersede(self, envelope: Supersede) -> None: ...
 
     @property
     def node_id(self) -> str:
@@ -95,6 +99,7 @@ class NodeCalls:
     async def _refresh_records(self, records: CallRecords) -> None:
         while True:
             await asyncio.sleep(keys.PRESENCE_REFRESH_S)
+            self._refresh_busy()
             try:
                 await records.refresh(sorted(self._persisted))
             except (RedisError, OSError):
@@ -107,6 +112,7 @@ class NodeCalls:
 
     def _persist(self, call_id: str) -> None:
         """Queue the call's new state (or its end) for the store."""
+        self._share(call_id)
         records = self._records
         if records is None:
             return
@@ -149,6 +155,8 @@ class NodeCalls:
                 self._on_device_event(envelope)
             case Handover():
                 self._hand_over(device, envelope.origin)
+            case Supersede():
+                self._on_supersede(envelope)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device
@@ -289,6 +297,7 @@ class NodeCalls:
                 self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
             for timer in stored.timers:
                 self._set_timer(call_id, timer.kind, timer.at, timer.device)
+            self._share(call_id)  # its ringing and busy entries now name this node
         await records.forget_node(node)
 
 

@@ -24,6 +24,8 @@ from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms
+from signaling.calls.crossing import Crossing, Ringing
+from signaling.calls.crossing_calls import CrossingCalls
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
@@ -70,7 +72,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-class CallService(NodeCalls, SfuCalls):
+class CallService(NodeCalls, CrossingCalls, SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -86,6 +88,7 @@ class CallService(NodeCalls, SfuCalls):
         events: EventSink | None = None,
         router: Router | None = None,
         records: CallRecords | None = None,
+        crossing: Crossing | None = None,
     ) -> None:
         self._store = store
         # How this node reaches devices on other nodes (docs/scaling.md); alone by default.
@@ -100,6 +103,13 @@ class CallService(NodeCalls, SfuCalls):
         self._persisted: set[str] = set()
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._store_writes = Worker()
+        # With several nodes: ringing calls and busy devices shared through the store, so that
+        # glare and busy work across nodes (``crossing_calls.py``); needs ``records``' writer.
+        self._crossing = crossing if records is not None else None
+        self._shared_ringing: dict[str, tuple[str, str]] = {}
+        self._shared_talking: dict[str, frozenset[sm.DeviceRef]] = {}
+        self._glare_checks: dict[str, asyncio.Future[None]] = {}
+        self._crossing_found: dict[str, list[Ringing]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
@@ -189,7 +199,9 @@ class CallService(NodeCalls, SfuCalls):
             # A fresh session: whatever media state the old one had is gone with it.
             for call_id in list(self._by_device.get(device, ())):
                 self._apply_quietly(call_id, sm.DeviceGone(device))
-        busy = self._in_connected_call(device)
+        busy = self._in_connected_call(device) or bool(
+            await self._busy_elsewhere(device.account_id, frozenset({device}))
+        )
         self._ring_late_device(device, busy)
         self._announce(device, "online", busy)
         await registered
@@ -370,6 +382,7 @@ class CallService(NodeCalls, SfuCalls):
         )
         online = await self._router.online(call.callee_account) if target else frozenset()
         busy = frozenset(d for d in online if self._in_connected_call(d))
+        busy |= await self._busy_elsewhere(call.callee_account, online - busy)
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
@@ -382,6 +395,7 @@ class CallService(NodeCalls, SfuCalls):
         self._run(call.id, effects)
         self._persist(call.id)
         self._resolve_glare(call)
+        await self._resolve_glare_across_nodes(call)
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""
@@ -672,4 +686,3 @@ class CallService(NodeCalls, SfuCalls):
 
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
-

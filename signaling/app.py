@@ -45,6 +45,7 @@ from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
+from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
 from signaling.routing import Router
 from signaling.routing_local import LocalRouter
@@ -305,7 +306,7 @@ def create_app(config: Config) -> web.Application:
         started_at=time.time(),
     )
     app[STREAMS] = set()
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

@@ -84,7 +84,38 @@ class Supersede(Envelope, tag="supersede"):
     call_id: str
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover | Supersede
+OperatorAction = Literal["reveal", "end", "disconnect"]
+Role = Literal["caller", "callee", "host", "participant"]
+
+
+class Party(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is in a call, for an operator's ``reveal`` (``participant`` is the call's pseudonym
+    on the node that runs it)."""
+
+    participant: str
+    role: Role
+    account_id: str
+    device_id: str | None
+
+
+class OperatorRequest(Envelope, tag="operator"):
+    """An operator on ``origin`` acts on a call this node runs (``call_id``) or on a device
+    connected here (``account_id``/``device_id``); the answer goes back as ``OperatorReply``."""
+
+    action: OperatorAction
+    request_id: str
+    call_id: str = ""
+
+
+class OperatorReply(Envelope, tag="operator_reply"):
+    """Whether the call or device was found (and acted on), and for ``reveal`` who is in it."""
+
+    request_id: str
+    found: bool
+    parties: list[Party] = msgspec.field(default_factory=list)
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover | Supersede | OperatorRequest | OperatorReply
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,8 @@ from signaling.routing import (
     Envelopes,
     Forward,
     Handover,
+    OperatorReply,
+    OperatorRequest,
     Router,
     Supersede,
 )
@@ -81,6 +83,8 @@ class NodeCalls:
         def _share(self, call_id: str) -> None: ...
         def _refresh_busy(self) -> None: ...
         def _on_supersede(self, envelope: Supersede) -> None: ...
+        def _on_operator_request(self, request: OperatorRequest) -> None: ...
+        def _on_operator_reply(self, reply: OperatorReply) -> None: ...
 
     @property
     def node_id(self) -> str:
@@ -157,6 +161,10 @@ class NodeCalls:
                 self._hand_over(device, envelope.origin)
             case Supersede():
                 self._on_supersede(envelope)
+            case OperatorRequest():
+                self._on_operator_request(envelope)
+            case OperatorReply():
+                self._on_operator_reply(envelope)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device

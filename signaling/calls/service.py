@@ -30,6 +30,7 @@ from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.nodes import NodeCalls
+from signaling.calls.operations import OperatorCalls
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
@@ -40,6 +41,7 @@ from signaling.routing import (
     Forward,
     Handover,
     Location,
+    OperatorReply,
     Router,
     resume_digest,
 )
@@ -72,7 +74,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-class CallService(NodeCalls, CrossingCalls, SfuCalls):
+class CallService(NodeCalls, CrossingCalls, OperatorCalls, SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -110,6 +112,8 @@ class CallService(NodeCalls, CrossingCalls, SfuCalls):
         self._shared_talking: dict[str, frozenset[sm.DeviceRef]] = {}
         self._glare_checks: dict[str, asyncio.Future[None]] = {}
         self._crossing_found: dict[str, list[Ringing]] = {}
+        # Operators' requests to other nodes, waiting for their answers (``operations.py``).
+        self._operator_replies: dict[str, asyncio.Future[OperatorReply]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s

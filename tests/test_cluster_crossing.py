@@ -138,3 +138,29 @@ async def test_a_callee_talking_in_a_call_another_node_runs_is_busy(
         third = (await c.expect(m.Ringing)).call_id
         ringing = await b.expect(m.Incoming)
         assert (ringing.call_id, ringing.busy) == (third, False)
+
+
+async def test_answering_a_waiting_call_hangs_up_the_call_another_node_runs(
+    nodes: tuple[Server, Server],
+) -> None:
+    """Call waiting: Bob talks with Alice (first node), answers Carol (his node's call)."""
+    alice, bob, carol = await _people(nodes, "alice", "bob", "carol")
+    async with await _line(alice) as a, await _line(bob) as b, await _line(carol) as c:
+        await a.send(m.Invite(handle="bob"))
+        first = (await a.expect(m.Ringing)).call_id
+        await b.expect(m.Incoming)
+        await b.send(m.Accept(call_id=first))
+        await a.expect(m.Accepted)
+        await b.expect(m.Accepted)
+        await nodes[0].app[CALLS].flush_store_writes()  # the owner has shared the call
+
+        await c.send(m.Invite(handle="bob"))
+        second = (await c.expect(m.Ringing)).call_id
+        assert (await b.expect(m.Incoming)).busy
+        await b.send(m.Accept(call_id=second))
+        ended = await a.expect(m.Ended)
+        assert (ended.call_id, ended.reason) == (first, "hangup")
+        got = {type(x): x for x in [await b.receive(within=10), await b.receive(within=10)]}
+        assert got[m.Accepted].call_id == second  # type: ignore[attr-defined]
+        assert got[m.Ended].call_id == first  # type: ignore[attr-defined]
+        assert (await c.expect(m.Accepted)).call_id == second

@@ -18,10 +18,11 @@ from redis.exceptions import RedisError
 
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.crossing import Crossing, Ringing
+from signaling.calls.crossing import Busy, Crossing, Ringing
 from signaling.calls.kinds import AnyCall, AnyEvent
-from signaling.routing import Router, Supersede
+from signaling.routing import Forward, Router, Supersede
 from signaling.routing_local import Worker
+from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 
@@ -138,6 +139,30 @@ class CrossingCalls:
             for device in devices
             if (entry := remote.get(device.device_id)) is not None and entry.node in alive
         )
+
+    async def _talking_elsewhere(self, device: sm.DeviceRef) -> Busy | None:
+        """The call the device talks in on another node, if any (read before it answers one
+        here, which overwrites its entry)."""
+        if self._crossing is None:
+            return None
+        entry = (await self._crossing.busy(device.account_id)).get(device.device_id)
+        return None if entry is None or entry.node == self.node_id else entry
+
+    def _switch_away_elsewhere(
+        self, device: sm.DeviceRef, accepting: str, elsewhere: Busy | None
+    ) -> None:
+        """Answering a waiting call hangs up the call the device talks in on another node: this
+        node asks that call's owner to, as the device itself would (a forwarded hangup)."""
+        call = self._calls.get(accepting)
+        if elsewhere is None or call is None or not kinds.talking(call, device):
+            return  # the accept was refused, or the answer went to another device
+        if elsewhere.call == accepting:
+            return
+        self._router.send(
+            elsewhere.node,
+            Forward(origin=self.node_id, account_id=device.account_id,
+                    device_id=device.device_id, message=m.Hangup(call_id=elsewhere.call)),
+        )  # fmt: skip
 
     def _refresh_busy(self) -> None:
         """The owner is alive: its devices' busy entries live on. Queued on the same writer as

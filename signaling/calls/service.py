@@ -309,11 +309,13 @@ class CallService(NodeCalls, CrossingCalls, OperatorCalls, SfuCalls):
             case m.Invite():
                 await self._invite(device, message)
             case m.Accept():
+                elsewhere = await self._talking_elsewhere(device)
                 if isinstance(self._calls.get(message.call_id), g.GroupCall):
                     await self._join(device, message.call_id)
                 else:
                     self._apply(message.call_id, sm.AcceptEvent(device), device)
                 self._switch_away(device, message.call_id)
+                self._switch_away_elsewhere(device, message.call_id, elsewhere)
             case m.Decline():
                 self._apply(message.call_id, sm.DeclineEvent(device, message.busy), device)
             case m.Hangup():

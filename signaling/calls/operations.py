@@ -1,5 +1,8 @@
 """Operators' actions on calls and devices wherever they run: a mixin of ``CallService``.
 
+This node's own: list its live calls, end one (``end_by_operator``), disconnect a device
+(``disconnect_device``), name who is in a call (``parties``).
+
 The operator API of any node can reveal or end a call another node runs, or disconnect a device
 connected to another node: it sends an ``OperatorRequest`` envelope through the router to that
 node, which acts as for its own operator and answers with an ``OperatorReply`` (found or not;
@@ -10,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.calls.kinds import AnyCall
+from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.quality import QualityBook
 from signaling.routing import (
+    DeviceEventKind,
     OperatorAction,
     OperatorReply,
     OperatorRequest,
@@ -24,6 +29,9 @@ from signaling.routing import (
     Role,
     Router,
 )
+
+if TYPE_CHECKING:
+    from signaling.calls.service import Presence
 
 #: How long an operator's request waits for the node that runs the call (or holds the device).
 REPLY_TIMEOUT_S = 3.0
@@ -35,12 +43,61 @@ class OperatorCalls:
     _operator_replies: dict[str, asyncio.Future[OperatorReply]]
     quality: QualityBook
 
+    _presence: dict[sm.DeviceRef, Presence]
+    _online: dict[str, set[sm.DeviceRef]]
+    _remote: dict[sm.DeviceRef, dict[str, str]]
+    _by_device: dict[sm.DeviceRef, set[str]]
+
     if TYPE_CHECKING:
 
         @property
         def node_id(self) -> str: ...
-        def end_by_operator(self, call_id: str) -> bool: ...
-        def disconnect_device(self, device: sm.DeviceRef) -> bool: ...
+        def _stop_ringing(self, call: AnyCall) -> None: ...
+        def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
+        def _persist(self, call_id: str) -> None: ...
+        def _apply_quietly(
+            self, call_id: str, event: AnyEvent, at: float | None = None
+        ) -> None: ...
+        def _announce(
+            self, device: sm.DeviceRef, event: DeviceEventKind, busy: bool = False
+        ) -> None: ...
+
+    def live_calls(self) -> list[AnyCall]:
+        return list(self._calls.values())
+
+    def live_call(self, call_id: str) -> AnyCall | None:
+        return self._calls.get(call_id)
+
+    def end_by_operator(self, call_id: str) -> bool:
+        """End a call for every device in it (reason ``operator``); False if there is none."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        ended, effects = (
+            g.end_by_operator(call) if isinstance(call, g.GroupCall) else sm.end_by_operator(call)
+        )
+        self._calls[call_id] = ended
+        self._stop_ringing(ended)
+        self._run(call_id, effects)
+        self._persist(call_id)
+        return True
+
+    def disconnect_device(self, device: sm.DeviceRef) -> bool:
+        """Close a device's connection now and end its calls; it may connect again."""
+        presence = self._presence.pop(device, None)
+        self._online.get(device.account_id, set()).discard(device)
+        self._remote.pop(device, None)
+        for call_id in list(self._by_device.get(device, ())):
+            self._apply_quietly(call_id, sm.DeviceGone(device))
+        if presence is None:
+            return False
+        self._router.unregister(device)
+        self._announce(device, "gone")
+        if presence.expiry is not None:
+            presence.expiry.cancel()
+        if presence.link is not None:
+            presence.link.disconnected()
+        return True
 
     def parties(self, call_id: str) -> list[Party] | None:
         """Who is in a call this node runs, or None if it runs no such call."""

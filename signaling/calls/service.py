@@ -635,43 +635,6 @@ class CallService(NodeCalls, CrossingCalls, OperatorCalls, SfuCalls):
     def conference(self) -> Conference | None:
         return self._conference
 
-    def live_calls(self) -> list[AnyCall]:
-        return list(self._calls.values())
-
-    def live_call(self, call_id: str) -> AnyCall | None:
-        return self._calls.get(call_id)
-
-    def end_by_operator(self, call_id: str) -> bool:
-        """End a call for every device in it (reason ``operator``); False if there is none."""
-        call = self._calls.get(call_id)
-        if call is None:
-            return False
-        ended, effects = (
-            g.end_by_operator(call) if isinstance(call, g.GroupCall) else sm.end_by_operator(call)
-        )
-        self._calls[call_id] = ended
-        self._stop_ringing(ended)
-        self._run(call_id, effects)
-        self._persist(call_id)
-        return True
-
-    def disconnect_device(self, device: sm.DeviceRef) -> bool:
-        """Close a device's connection now and end its calls; it may connect again."""
-        presence = self._presence.pop(device, None)
-        self._online.get(device.account_id, set()).discard(device)
-        self._remote.pop(device, None)
-        for call_id in list(self._by_device.get(device, ())):
-            self._apply_quietly(call_id, sm.DeviceGone(device))
-        if presence is None:
-            return False
-        self._router.unregister(device)
-        self._announce(device, "gone")
-        if presence.expiry is not None:
-            presence.expiry.cancel()
-        if presence.link is not None:
-            presence.link.disconnected()
-        return True
-
     def now(self) -> float:
         return self._clock()
 

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
+from directory.store import Store
 from signaling.appkeys import CALLS
+from signaling.calls.crossing import Crossing
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
@@ -164,3 +166,24 @@ async def test_answering_a_waiting_call_hangs_up_the_call_another_node_runs(
         assert got[m.Accepted].call_id == second  # type: ignore[attr-defined]
         assert got[m.Ended].call_id == first  # type: ignore[attr-defined]
         assert (await c.expect(m.Accepted)).call_id == second
+
+
+async def test_what_a_dead_node_left_makes_nobody_busy_nor_ends_a_call(
+    make_server: MakeServer, store: Store
+) -> None:
+    """Entries whose owner is not a live node (it died, its keys not yet expired) count for
+    nothing: not the busy device, not the ringing call with the smallest possible id."""
+    node = await make_server(routing="redis", node_id="node-b")
+    alice = await node.signup("alice")
+    bob = await node.signup("bob")
+    assert alice.profile is not None and bob.profile is not None
+    dead = Crossing(store, "node-dead", ring_timeout_s=60)
+    await dead.set_busy("f" * 32, bob.profile.account_id, [bob.profile.device_id])
+    await dead.ring("0" * 32, bob.profile.account_id, alice.profile.account_id)
+    async with await _line(alice) as a, await _line(bob) as b:
+        await a.send(m.Invite(handle="bob"))
+        call_id = (await a.expect(m.Ringing)).call_id
+        incoming = await b.expect(m.Incoming)
+        assert (incoming.call_id, incoming.busy) == (call_id, False)
+        await b.send(m.Accept(call_id=call_id))
+        assert (await a.expect(m.Accepted)).call_id == call_id

@@ -145,7 +145,12 @@ class CrossingCalls:
         here, which overwrites its entry)."""
         if self._crossing is None:
             return None
-        entry = (await self._crossing.busy(device.account_id)).get(device.device_id)
+        try:
+            entry = (await self._crossing.busy(device.account_id)).get(device.device_id)
+        except (RedisError, OSError):
+            # Answering must not depend on the store; only call waiting across nodes does.
+            log.warning("could not read busy devices: the store is unreachable")
+            return None
         return None if entry is None or entry.node == self.node_id else entry
 
     def _switch_away_elsewhere(

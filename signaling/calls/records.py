@@ -104,6 +104,21 @@ return {next, redis.call('HGET', KEYS[1], 'state')}
 """
 
 
+#: KEYS: record. ARGV: owner, expected version, next owner, ttl. The new version, or -1.
+#: The owner gives its call away (drain): only at the version it wrote last, so that nothing it
+#: did is lost, and only while it still owns it.
+_HAND_OVER = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner ~= ARGV[1] or redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then
+  return -1
+end
+local next = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return next
+"""
+
+
 class CallRecords:
     def __init__(
         self,
@@ -140,6 +155,10 @@ class CallRecords:
             return result
         self._held_since.pop(call.id, None)
         return None
+
+    def hold(self, call_id: str) -> None:
+        """This node runs the call from now on (adopted from a draining node)."""
+        self._held_since.setdefault(call_id, self._store.clock())
 
     async def _may_restore(self, call_id: str) -> bool:
         """Whether a missing record of a call this node runs may be written again: not if
@@ -197,6 +216,23 @@ class CallRecords:
         self._held_since[call_id] = self._store.clock()
         await self._index([call_id])
         return Stored(call, timers, int(version), self._node_id)
+
+    async def hand_over(self, call_id: str, version: int, successor: str) -> int | None:
+        """Give our call at ``version`` to ``successor``; its new version, or None if the call is
+        no longer ours or changed since ``version``."""
+        result = await self._store.run_script(
+            _HAND_OVER,
+            [keys.call_record(call_id)],
+            [self._node_id, version, successor, self._ttl_s],
+        )
+        if int(result) < 0:
+            return None
+        self._held_since.pop(call_id, None)
+        index = keys.node_calls(successor)
+        await self._redis.sadd(index, call_id)
+        await self._redis.expire(index, self._ttl_s)
+        await self._redis.srem(keys.node_calls(self._node_id), call_id)
+        return int(result)
 
     async def forget_node(self, node: str) -> None:
         await self._redis.delete(keys.node_calls(node))

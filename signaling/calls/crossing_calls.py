@@ -20,6 +20,7 @@ from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.crossing import Busy, Crossing, Ringing
 from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.records import CallRecords
 from signaling.routing import Forward, Router, Supersede
 from signaling.routing_local import Worker
 from signaling.ws import messages as m
@@ -29,6 +30,7 @@ log = logging.getLogger("callbook.calls")
 
 class CrossingCalls:
     _crossing: Crossing | None
+    _records: CallRecords | None
     _router: Router
     _store_writes: Worker
     _calls: dict[str, AnyCall]
@@ -89,6 +91,13 @@ class CrossingCalls:
             self._crossing_found.pop(call_id, None)
             self._store_writes.submit(partial(crossing.stop_ringing, call_id, *shared))
 
+    def _store_away(self, what: str) -> None:
+        """One warning per store outage (the node's outage watch), not one per call."""
+        if self._records is not None:
+            self._records.outage.failed(what)
+        else:
+            log.warning("%s failed: the store is unreachable", what)
+
     async def _resolve_glare_across_nodes(self, call: sm.Call) -> None:
         """A call placed here crossing one another node runs: the smaller id survives."""
         checked = self._glare_checks.pop(call.id, None)
@@ -97,7 +106,7 @@ class CrossingCalls:
         try:
             await checked
         except (RedisError, OSError):
-            log.warning("could not check for glare across nodes: the store is unreachable")
+            self._store_away("the glare check across nodes")
             return
         found = [r for r in self._crossing_found.pop(call.id, []) if r.owner != self.node_id]
         if not found:
@@ -149,7 +158,7 @@ class CrossingCalls:
             entry = (await self._crossing.busy(device.account_id)).get(device.device_id)
         except (RedisError, OSError):
             # Answering must not depend on the store; only call waiting across nodes does.
-            log.warning("could not read busy devices: the store is unreachable")
+            self._store_away("the busy check across nodes")
             return None
         return None if entry is None or entry.node == self.node_id else entry
 

@@ -23,10 +23,11 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.conference import Conference, MediaRooms
+from signaling.calls.conference import Conference
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.nodes import NodeCalls
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
@@ -81,7 +82,7 @@ class CallService(NodeCalls, SfuCalls):
         resume_queue_max: int = 256,
         clock: Callable[[], float] | None = None,
         metrics: Metrics | None = None,
-        media: MediaRooms | None = None,
+        media: MediaPool | None = None,
         turn_configured: bool = False,
         events: EventSink | None = None,
         router: Router | None = None,
@@ -118,8 +119,11 @@ class CallService(NodeCalls, SfuCalls):
         self._metrics = metrics
         # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
         self._invited_at: dict[str, float] = {}
+        # The media nodes (one fixed, or a registry) and the rooms this node opened on them.
+        self._media = media
         self._conference = None if media is None else Conference(media, self._deliver)
-        if self._conference is not None:
+        if media is not None and self._conference is not None:
+            media.on_lost(self._on_media_lost)
             self._conference.start()
         # Hide-my-IP goes through TURN when there is one, else through the SFU.
         self._turn_configured = turn_configured
@@ -615,6 +619,10 @@ class CallService(NodeCalls, SfuCalls):
     def conference(self) -> Conference | None:
         return self._conference
 
+    @property
+    def media(self) -> MediaPool | None:
+        return self._media
+
     def live_calls(self) -> list[AnyCall]:
         return list(self._calls.values())
 
@@ -672,4 +680,3 @@ class CallService(NodeCalls, SfuCalls):
 
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
-

@@ -19,6 +19,7 @@ from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaUnavailable
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.metrics import Metrics
 from signaling.routing import Router
@@ -32,6 +33,7 @@ class SfuCalls:
     _store: Store
     _calls: dict[str, AnyCall]
     _conference: Conference | None
+    _media: MediaPool | None
     _router: Router
     _published: dict[str, set[sm.DeviceRef]]
     _ringing_for: dict[str, set[str]]
@@ -47,6 +49,8 @@ class SfuCalls:
         def _in_connected_call(self, device: sm.DeviceRef) -> bool: ...
         def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
         def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
+        def _persist(self, call_id: str) -> None: ...
+        def _stop_ringing(self, call: AnyCall) -> None: ...
         def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None: ...
         def _apply(
             self,
@@ -187,3 +191,23 @@ class SfuCalls:
             if participant in by_participant:
                 found[device.account_id] = by_participant[participant]
         return found
+
+    def _on_media_lost(self, node: str, rooms: list[str]) -> None:
+        """A media node died with these rooms (each named by its call): their calls end, every
+        device in them told ``media_failed``; a new call is placed on another node."""
+        for room in rooms:
+            if self._conference is not None:
+                self._conference.forget(room)
+            call = self._calls.get(room)
+            if call is None or call.phase is sm.Phase.ENDED:
+                continue
+            ended: AnyCall
+            effects: Sequence[g.Effect]
+            if isinstance(call, g.GroupCall):
+                ended, effects = g.end_media_failed(call, self._clock())
+            else:
+                ended, effects = sm.end_media_failed(call)
+            self._calls[room] = ended
+            self._stop_ringing(ended)
+            self._run(room, effects)
+            self._persist(room)

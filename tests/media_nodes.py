@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from directory import media_nodes
@@ -79,3 +79,12 @@ async def registered(store: Store, node_ids: set[str], timeout_s: float = 20.0) 
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"media nodes {sorted(node_ids)} did not register")
+
+
+async def until(check: Callable[[], bool], within: float, what: str) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)

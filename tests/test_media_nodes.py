@@ -19,7 +19,7 @@ from signaling.appkeys import CALLS
 from signaling.calls.media_pool import MediaPool
 from signaling.phone.softphone import Softphone
 from tests.conftest import MakeServer, Server
-from tests.media_nodes import SECRET, media_processes, registered
+from tests.media_nodes import SECRET, media_processes, registered, until
 from tests.test_operator import _http
 
 pytestmark = pytest.mark.slow
@@ -69,14 +69,6 @@ def _recorder(events: list[dict[str, Any]], name: str) -> Callable[[dict[str, An
     return lambda event: events.append({**event, "who": name})
 
 
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_killed_media_node_ends_its_rooms_and_new_calls_go_to_the_survivor(
     make_server: MakeServer, store: Store, redis_url: str
 ) -> None:
@@ -94,7 +86,7 @@ async def test_a_killed_media_node_ends_its_rooms_and_new_calls_go_to_the_surviv
             def speakers() -> set[str]:
                 return {e["who"] for e in events if e["event"] == "active_speaker"}
 
-            await _until(lambda: speakers() == {"alice", "bob"}, 30, "media flows both ways")
+            await until(lambda: speakers() == {"alice", "bob"}, 30, "media flows both ways")
             call_id = next(e["call_id"] for e in events if e["event"] == "joined")
             placed = pool.node_of(call_id)
             assert placed in {"m-one", "m-two"}

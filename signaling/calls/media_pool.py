@@ -140,6 +140,10 @@ class MediaPool:
         node = self._rooms.get(room)
         if node is None:
             raise NoMediaNode("this room has no media node (it was lost, or never opened)")
+        if node not in self._urls and not self.fixed:
+            await self._refresh()  # an adopted room on a node not read yet
+        if node not in self._urls:
+            raise NoMediaNode(f"media node {node} is not in the registry")
         try:
             return await request(self._client(node))
         except aiohttp.ClientConnectorError:

@@ -92,6 +92,7 @@ class SfuCalls:
         if self._metrics is not None:
             self._metrics.on_setup()
         self._run(call.id, effects)
+        self._persist(call.id)
 
     async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
         """The invitees the host may ring; anyone else is silently left out, as if offline."""
@@ -120,6 +121,19 @@ class SfuCalls:
         self._apply(call_id, event, device)
         self._attach(call_id, device)
 
+    def _adopt_room(self, call: AnyCall, media_node: str) -> None:
+        """A call taken over from a dead signaling node: its room lives on on ``media_node``,
+        forwarding all along; this node learns where it is and who is in it."""
+        if self._media is None or self._conference is None:
+            return
+        self._media.adopt(call.id, media_node)
+        devices = {kinds.sfu_participant(call, d): d for d in kinds.sfu_devices(call)}
+        self._conference.adopt(call.id, {p: d for p, d in devices.items() if p is not None})
+        if isinstance(call, sm.Call) and call.phase is sm.Phase.CONNECTED:
+            # Which legs had published is not stored: counting both as published makes the
+            # next publish (if any) ask for both subscriptions again, which the SFU allows.
+            self._published[call.id] = set(call.legs())
+
     def _require_sfu(self) -> Conference:
         if self._conference is None:
             raise CallError("unavailable", "This server has no media server for group calls.")
@@ -144,6 +158,7 @@ class SfuCalls:
         if isinstance(call, g.GroupCall):
             self._apply(call.id, g.PublishedEvent(device), device)
             return
+        self._persist(call.id)  # the record now names the room's media node
         published = self._published.setdefault(call.id, set())
         published.add(device)
         if len(published) == 2:

@@ -115,7 +115,7 @@ class Node(msgspec.Struct, kw_only=True):
 
 
 class Nodes(msgspec.Struct, kw_only=True):
-    """Every node serving calls; one until nodes share a registry."""
+    """This signaling node and the media nodes it knows (the registry's, or its one fixed SFU)."""
 
     nodes: list[Node]
 

@@ -15,6 +15,7 @@ LOOPBACK_ENV = "CALLBOOK_MEDIA_LOOPBACK_ICE"
 REDIS_ENV = "REDIS_URL"
 NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
 ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
+ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(ADVERTISE_ENV),
         help=f"control URL signaling uses (or ${ADVERTISE_ENV}; default http://HOST:PORT)",
     )
+    parser.add_argument(
+        "--advertise-host",
+        default=os.environ.get(ADVERTISE_HOST_ENV),
+        help=f"only the host of that URL (or ${ADVERTISE_HOST_ENV}; e.g. a pod's IP)",
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
@@ -86,5 +92,10 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         loopback_ice=loopback,
         redis_url=args.redis_url or None,
         node_id=args.node_id or f"media-{secrets.token_hex(4)}",
-        advertise_url=(args.advertise_url or f"http://{args.host}:{args.port}").rstrip("/"),
+        advertise_url=_advertise_url(args.advertise_url, args.advertise_host or args.host, args.port),
     )
+
+
+def _advertise_url(url: str | None, host: str, port: int) -> str:
+    """Where signaling reaches this node's control API: as given, or built from host and port."""
+    return (url or f"http://{host}:{port}").rstrip("/")

@@ -92,7 +92,9 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         loopback_ice=loopback,
         redis_url=args.redis_url or None,
         node_id=args.node_id or f"media-{secrets.token_hex(4)}",
-        advertise_url=_advertise_url(args.advertise_url, args.advertise_host or args.host, args.port),
+        advertise_url=_advertise_url(
+            args.advertise_url, args.advertise_host or args.host, args.port
+        ),
     )
 
 

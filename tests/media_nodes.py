@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from directory import media_nodes
@@ -85,6 +85,15 @@ async def until(check: Callable[[], bool], within: float, what: str) -> None:
     """Poll ``check`` until it holds; fail naming ``what`` after ``within`` seconds."""
     deadline = time.monotonic() + within
     while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def until_stored(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    """``until`` for a check that reads the store."""
+    deadline = time.monotonic() + within
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within} s: {what}")
         await asyncio.sleep(0.05)

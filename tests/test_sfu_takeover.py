@@ -1,6 +1,6 @@
-"""A group call whose signaling owner is killed (SIGKILL) goes on: a survivor takes it over from
-the store and adopts its SFU room, which forwarded media all along. Real signaling processes,
-a real media node, real aiortc participants."""
+"""Calls through the SFU whose signaling owner is killed (SIGKILL) go on: a survivor takes them
+over from the store and adopts their SFU room, which forwarded media all along. Real signaling
+processes, a real media node, real aiortc participants; a group call and a hide-my-IP 1:1 call."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from signaling.calls.records import CallRecords
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.phone.sfu_session import SfuSession
+from signaling.schemas import AccountUpdate
 from signaling.ws import messages as m
-from tests.media_nodes import until
+from tests.media_nodes import until, until_stored
 from tests.test_cluster_processes import DETECTION_S, _client, _nodes, clients
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,9 @@ class Guest:
     def start(self, call_id: str) -> None:
         self.session = SfuSession(self.line, call_id, video=False, emit=lambda _e: None)
         self.task = asyncio.create_task(self.session.run(None))
+
+    def audio(self) -> int:
+        return 0 if self.session is None else self.session.total().audio_packets_received
 
     def audio_from(self, participant: str) -> int:
         assert self.session is not None
@@ -154,3 +158,61 @@ async def test_a_group_call_outlives_its_signaling_owner(
             for guest in (host, bob, carol):
                 await guest.close()
                 await guest.line.close()
+
+
+async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
+    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+) -> None:
+    """Alice (on node A, the owner) calls bob, who hides his IP, through the SFU; A dies. Bob's
+    node takes the call over, alice's media never stops, she resumes on B and hangs up there."""
+    with _nodes(redis_url, sfu, resume_s=60) as (node_a, node_b):
+        await asyncio.gather(node_a.ready(), node_b.ready())
+        alice = _client(clients, node_a.url)
+        await alice.signup("alice")
+        bob_client = _client(clients, node_b.url)
+        await bob_client.signup("bob")
+        await bob_client.update(AccountUpdate(hide_ip=True))
+        caller, callee = Guest(Line(alice)), Guest(Line(bob_client))
+        moved: Line | None = None
+        try:
+            for guest in (caller, callee):
+                await guest.line.open()
+            await caller.line.send(m.Invite(handle="bob"))
+            call_id = (await caller.line.expect(m.Ringing, within=10)).call_id
+            assert (await callee.line.expect(m.Incoming, within=10)).call_id == call_id
+            await callee.line.send(m.Accept(call_id=call_id))
+            for guest in (caller, callee):
+                assert (await guest.line.expect(m.Accepted, within=10)).sfu
+                guest.start(call_id)
+            await until(lambda: caller.audio() > 0 and callee.audio() > 0, MEDIA_S, "media")
+            records = CallRecords(store, "test-probe")
+
+            async def stored_with_its_room() -> bool:
+                stored = await records.load(call_id)
+                return stored is not None and stored.media_node is not None
+
+            await until_stored(stored_with_its_room, 10, "the record names the media node")
+            welcome = caller.line.welcome
+            node_a.kill()
+            await until(lambda: caller.task is not None and caller.task.done(), 10, "A closed")
+            # Alice's media goes on to the SFU without signaling: bob keeps receiving it.
+            before = callee.audio()
+            await until(lambda: callee.audio() > before + 50, MEDIA_S, "media after the kill")
+
+            async def taken_over() -> bool:
+                return await records.owner(call_id) == "proc-b"
+
+            await until_stored(taken_over, 3 * DETECTION_S, "B takes the call over")
+            moved = Line(_client(clients, node_b.url, alice))
+            moved.welcome = welcome
+            assert (await moved.open(resume=True)).resumed
+            await moved.send(m.Hangup(call_id=call_id))
+            assert callee.task is not None
+            assert await asyncio.wait_for(callee.task, 10) == "hangup"
+            callee.task = None
+        finally:
+            for guest in (caller, callee):
+                await guest.close()
+                await guest.line.close()
+            if moved is not None:
+                await moved.close()

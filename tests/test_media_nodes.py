@@ -56,6 +56,16 @@ async def test_media_nodes_register_their_load_and_the_operator_sees_them(
         for entry in media.values():
             assert entry["connections"] == 0 and entry["active_calls"] == 0
             assert entry["last_heartbeat"] >= entry["started_at"] > 0
+        # Two new rooms at once, before either node's next heartbeat: one on each node.
+        pool = _pool(server)
+        await asyncio.gather(pool.create_room("room-1", 4), pool.create_room("room-2", 4))
+        assert {pool.node_of("room-1"), pool.node_of("room-2")} == {"m-one", "m-two"}
+        await until(
+            lambda: {n.id: n.rooms for n in pool.nodes()} == {"m-one": 1, "m-two": 1},
+            10, "each node reports its room",
+        )  # fmt: skip
+        for room in ("room-1", "room-2"):
+            await pool.delete_room(room)
         # The registry holds a URL and counters, no secret; its key is in the inventory.
         for info in await media_nodes.listing(store):
             assert SECRET not in info.url

@@ -99,13 +99,14 @@ class MediaPool:
         tried: set[str] = set()
         while (node := await self._choose(frozenset(tried))) is not None:
             tried.add(node)
+            self._bump(node, rooms=1)  # counted before the request: rooms opened meanwhile see it
             try:
                 await self._client(node).create_room(room, max_participants)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self._bump(node, rooms=-1)
                 log.warning("media node %s refused a room: %s", node, type(exc).__name__)
                 continue
             self._rooms[room] = node
-            self._bump(node, rooms=1)
             return
         raise NoMediaNode("no media node can take a room now")
 

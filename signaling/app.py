@@ -34,16 +34,20 @@ from signaling.appkeys import (
     WEBHOOK_SINK,
     NodeInfo,
 )
+from signaling.calls.crossing import Crossing
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
+from signaling.drain import DRAIN
+from signaling.drain import install as install_drain
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
+from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
 from signaling.routing import Router
 from signaling.routing_local import LocalRouter
@@ -152,6 +156,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].active:
+        return _json(Health(status="draining"), status=503)
     started = time.perf_counter()
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
@@ -232,10 +238,11 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if media is not None:
         media.start()
     router: Router
-    records = None
+    records = crossing = None
     if config.routing == "redis":
         router = RedisRouter(app[STORE], app[NODE].id)
         records = CallRecords(app[STORE], app[NODE].id)
+        crossing = Crossing(app[STORE], app[NODE].id, config.ring_timeout_s)
     else:
         router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
@@ -250,6 +257,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         events=app.get(WEBHOOK_SINK),
         router=router,
         records=records,
+        crossing=crossing,
     )
     await app[CALLS].start()
     yield
@@ -306,7 +314,8 @@ def create_app(config: Config) -> web.Application:
         started_at=time.time(),
     )
     app[STREAMS] = set()
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
+    install_drain(app)
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

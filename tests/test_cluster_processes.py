@@ -39,7 +39,14 @@ def _free_port() -> int:
 
 
 class Node:
-    def __init__(self, node_id: str, redis_url: str, sfu: EmbeddedMedia, resume_s: int) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        redis_url: str,
+        sfu: EmbeddedMedia,
+        resume_s: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.node_id = node_id
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,6 +60,7 @@ class Node:
             "CALLBOOK_MEDIA_SECRET": sfu.secret,
             "CALLBOOK_RESUME_WINDOW_S": str(resume_s),
             "CALLBOOK_LOOKUP_BURST": "1000",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "serve"],

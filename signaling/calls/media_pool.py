@@ -89,6 +89,10 @@ class MediaPool:
         """A room placed by another signaling node (a call taken over): keep using its node."""
         self._rooms[room] = node_id
 
+    def release(self, room: str) -> None:
+        """The room is driven by another signaling node now: forget it without deleting it."""
+        self._rooms.pop(room, None)
+
     # --- MediaRooms ------------------------------------------------------------------------
 
     async def create_room(self, room: str, max_participants: int = 16) -> None:

@@ -5,6 +5,7 @@ processes, a real media node, real aiortc participants; a group call and a hide-
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.phone.sfu_session import SfuSession
 from signaling.schemas import AccountUpdate
+from signaling.server import SHUTDOWN_GRACE_S
 from signaling.ws import messages as m
 from tests.media_nodes import until, until_stored
-from tests.test_cluster_processes import DETECTION_S, _client, _nodes, clients
+from tests.test_cluster_processes import DETECTION_S, Node, _client, _nodes, clients
 
 pytestmark = pytest.mark.slow
 __all__ = ["clients"]  # the fixture, shared with test_cluster_processes
@@ -216,3 +218,64 @@ async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
                 await guest.line.close()
             if moved is not None:
                 await moved.close()
+
+
+async def test_a_draining_owner_hands_its_group_call_over_with_the_room(
+    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+) -> None:
+    """SIGTERM on alice's node A, which runs the group call: the call moves to B with its room,
+    alice's line follows ``reconnect`` to B, and all three talk on: media, mute, roster."""
+    env = {"CALLBOOK_DRAIN_GRACE_S": "20"}
+    node_a = Node("drain-a", redis_url, sfu, 30, env)
+    node_b = Node("drain-b", redis_url, sfu, 30, env)
+    try:
+        await asyncio.gather(node_a.ready(), node_b.ready())
+        servers = [node_a.url, node_b.url]
+        alice = _client(clients, node_a.url)
+        await alice.signup("alice")
+        bob_client, carol_client = _client(clients, node_b.url), _client(clients, node_b.url)
+        await bob_client.signup("bob")
+        await carol_client.signup("carol")
+        host = Guest(Line(alice, servers=servers))
+        bob, carol = Guest(Line(bob_client)), Guest(Line(carol_client))
+        try:
+            for guest in (host, bob, carol):
+                await guest.line.open()
+            await host.line.send(m.GroupInvite(handles=["bob", "carol"]))
+            call_id = (await host.line.expect(m.Joined, within=10)).call_id
+            host.start(call_id)
+            for guest in (bob, carol):
+                assert (await guest.line.expect(m.Incoming, within=10)).call_id == call_id
+                await guest.join(call_id)
+            everyone = (host, bob, carol)
+            await until(
+                lambda: all(g.session and g.session.participants_received(False) == 2
+                            for g in everyone),
+                MEDIA_S, "media between all three",
+            )  # fmt: skip
+            await _stored_with_everyone_published(store, call_id, 3)
+            ids = {p.person.handle: p.participant for p in bob.roster().values()}
+
+            node_a.process.send_signal(signal.SIGTERM)
+            assert (await host.line.moved(within=15)).resumed
+            exit_code = await asyncio.to_thread(node_a.process.wait, 20 + SHUTDOWN_GRACE_S + 5)
+            assert exit_code == 0
+            assert await CallRecords(store, "test-probe").owner(call_id) == "drain-b"
+            before = [bob.audio_from(ids["alice"]), host.audio_from(ids["bob"])]
+            await until(
+                lambda: bob.audio_from(ids["alice"]) > before[0] + 50
+                and host.audio_from(ids["bob"]) > before[1] + 50,
+                MEDIA_S, "media to and from alice after the drain",
+            )  # fmt: skip
+            await host.line.send(m.Mute(call_id=call_id, audio_muted=True, video_muted=False))
+            await until(lambda: bob.roster()[ids["alice"]].audio_muted, 10, "alice shows muted")
+            assert all(p.connected for p in bob.roster().values())  # nobody was ever lost
+            assert await carol.leave() == "hangup"
+            await until(lambda: host.handles() == {"alice", "bob"}, 10, "alice sees carol go")
+        finally:
+            for guest in (host, bob, carol):
+                await guest.close()
+                await guest.line.close()
+    finally:
+        node_a.stop()
+        node_b.stop()

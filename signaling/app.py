@@ -236,7 +236,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         push = WebhookPush(config.push_webhook_url, secret)
     media = None
     if config.media_registry:
-        media = MediaPool(config.media_secret or "", store=app[STORE])
+        media = MediaPool(config.media_secret or "", store=app[STORE], outage=app[STORE_OUTAGE])
     elif config.media_url:
         media = MediaPool(config.media_secret or "", fixed_url=config.media_url)
     if media is not None:

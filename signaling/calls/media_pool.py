@@ -30,6 +30,7 @@ from directory.media_nodes import MediaNodeInfo
 from directory.store import Store
 from media.control import MediaControl
 from signaling.calls.placement import place
+from signaling.outage import StoreOutage
 
 log = logging.getLogger("callbook.media_pool")
 
@@ -53,12 +54,14 @@ class MediaPool:
         fixed_url: str | None = None,
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        outage: StoreOutage | None = None,
     ) -> None:
         if (fixed_url is None) == (store is None):
             raise ValueError("a media pool has either one fixed node or a registry")
         self._secret = secret
         self._store = store
         self._clock = clock
+        self._outage = outage or StoreOutage()  # one warning per store outage
         self._nodes: dict[str, MediaNodeInfo] = {}
         self._urls: dict[str, str] = {} if fixed_url is None else {FIXED_NODE: fixed_url}
         self._clients: dict[str, MediaControl] = {}
@@ -216,7 +219,7 @@ class MediaPool:
         try:
             listing = await media_nodes.listing(self._store)
         except (RedisError, OSError):
-            log.warning("could not read the media-node registry: the store is unreachable")
+            self._outage.failed("the media-node registry")
             return False
         self._nodes = {n.id: n for n in listing}
         self._urls.update({n.id: n.url for n in listing})

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from urllib.parse import urlsplit
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from directory import keys
 
@@ -33,6 +36,11 @@ class Store:
     clock: Callable[[], float] = time.time
     _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster: node inboxes use sharded pub/sub (docs/scaling.md)."""
+        return isinstance(self.redis, RedisCluster)
+
     def today(self) -> str:
         """Dates are kept at day granularity: enough to be useful, little to profile."""
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
@@ -48,13 +56,47 @@ class Store:
         return await self.script(source)(keys=keys, args=args)
 
 
-def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:
-    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``).
+def connect(
+    url: str, max_connections: int = 64, wait_s: float = 5.0, *, cluster: bool = False
+) -> Any:
+    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``), or
+    with ``cluster`` for a Redis Cluster (``url``: one or more comma-separated seed nodes).
 
     A burst beyond the pool waits up to ``wait_s`` for a free connection instead of failing.
     """
+    if cluster:
+        return connect_cluster(url, max_connections)
     pool = BlockingConnectionPool.from_url(
         url, decode_responses=True, protocol=3, max_connections=max_connections, timeout=wait_s
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client
+
+
+def connect_cluster(seeds: str, max_connections_per_node: int = 64) -> RedisCluster:
+    """A Redis Cluster client from comma-separated seed URLs (``redis://`` or ``rediss://``).
+
+    The first URL gives the credentials and TLS settings; the others only add seed addresses,
+    so that the client starts while a seed is down. The client learns every node from the slot
+    map. Its pools are per node and do not wait: a burst beyond ``max_connections_per_node``
+    fails with a connection error (a store error to the caller).
+    """
+    urls = [u.strip() for u in seeds.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("a Redis Cluster needs at least one seed URL")
+    extra = [_seed(u) for u in urls[1:]]
+    client: RedisCluster = RedisCluster.from_url(
+        urls[0],
+        startup_nodes=extra or None,
+        decode_responses=True,
+        protocol=3,
+        max_connections=max_connections_per_node,
+    )
+    return client
+
+
+def _seed(url: str) -> ClusterNode:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a redis:// or rediss:// URL of a cluster node")
+    return ClusterNode(parts.hostname, parts.port or 6379)

@@ -188,7 +188,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if config.redis_url is None:
         raise RuntimeError("create_app needs a store URL; `callbook serve` provides one")
-    redis = connect(config.redis_url)
+    redis = connect(config.redis_url, cluster=config.redis_cluster)
     app[STORE] = Store(redis, config.directory)
     yield
     await redis.aclose()

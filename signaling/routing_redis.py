@@ -6,8 +6,9 @@
   hash (``keys.presence``), refreshed every ``PRESENCE_REFRESH_S``; the hash expires
   ``PRESENCE_TTL_S`` after the last refresh, and readers ignore entries older than that or
   written by a dead node.
-- Envelopes for a node are PUBLISHed on its inbox channel; device events on the broadcast one.
-  Pub/sub, not Streams: see docs/scaling.md.
+- Envelopes for a node are published on its inbox channel (sharded pub/sub on a Redis Cluster);
+  device events on the broadcast one (``signaling/channels.py``). Pub/sub, not Streams: see
+  docs/scaling.md.
 
 Everything this node sends, presence writes included, leaves through one ordered worker.
 """
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 
 from directory import keys
 from directory.store import Store
+from signaling.channels import Channels, Subscription
 from signaling.calls.machine import DeviceRef
 from signaling.routing import Envelopes, Inbox, Location
 from signaling.routing_local import QueuedDelivery, Worker
@@ -63,6 +65,7 @@ class RedisRouter(QueuedDelivery):
     ) -> None:
         self._store = store
         self._redis: Any = store.redis
+        self._channels = Channels(store)
         self._node_id = node_id
         self._clock = clock
         self._heartbeat_s = heartbeat_s
@@ -85,13 +88,12 @@ class RedisRouter(QueuedDelivery):
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
+        subscription = await self._channels.subscribe(self._node_id)
         with contextlib.suppress(RedisError, OSError):
             await self._beat()
         self._worker.start()
         self._tasks = [
-            asyncio.create_task(self._listen(pubsub)),
+            asyncio.create_task(self._listen(subscription)),
             asyncio.create_task(self._heartbeat()),
         ]
 
@@ -193,7 +195,7 @@ class RedisRouter(QueuedDelivery):
 
     def broadcast(self, envelope: Envelopes) -> None:
         async def job() -> None:
-            await self._redis.publish(keys.broadcast_channel(), _encode(envelope))
+            await self._channels.to_all(_encode(envelope))
 
         self._worker.submit(job)
 
@@ -202,30 +204,28 @@ class RedisRouter(QueuedDelivery):
             if self._inbox is not None:
                 await self._inbox.on_envelope(envelope)
             return
-        await self._redis.publish(keys.node_inbox(node), _encode(envelope))
+        await self._channels.to_node(node, _encode(envelope))
 
     async def flush(self) -> None:
         await self._worker.submit(_nothing)
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self, subscription: Subscription | None) -> None:
         while True:
             try:
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    await self._receive(message["data"])
+                if subscription is None:
+                    subscription = await self._channels.subscribe(self._node_id)
+                async for data in subscription.messages():
+                    await self._receive(data)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
+                if subscription is not None:
+                    await subscription.close()
                 raise
             except (RedisError, OSError):
                 log.warning("lost the pub/sub connection; resubscribing")
+                if subscription is not None:
+                    await subscription.close()
+                subscription = None
                 await asyncio.sleep(0.5)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                pubsub = self._redis.pubsub()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
 
     async def _receive(self, data: str | bytes) -> None:
         try:

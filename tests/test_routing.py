@@ -1,7 +1,7 @@
 """The routing contract: the in-process router and the Redis one behave alike.
 
-Every test runs against two nodes of each implementation: two ``LocalRouter``s on one hub, and
-two ``RedisRouter``s on the test Valkey.
+Every test runs against two nodes of each implementation: two ``LocalRouter``s on one hub, two
+``RedisRouter``s on the test Valkey, and two on the test Redis Cluster (sharded inboxes).
 """
 
 from __future__ import annotations
@@ -69,12 +69,24 @@ class Cluster:
     kill_b: Callable[[], Awaitable[None]]
 
 
-@pytest.fixture(params=["local", "redis"])
-async def cluster(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[Cluster]:
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
+def kind(request: pytest.FixtureRequest) -> str:
+    param: str = request.param
+    return param
+
+
+@pytest.fixture
+def redis_backend(kind: str) -> str:
+    """Overrides conftest's: the store the Redis routers of this kind run on."""
+    return "cluster" if kind == "redis-cluster" else "standalone"
+
+
+@pytest.fixture
+async def cluster(kind: str, store: Store) -> AsyncIterator[Cluster]:
     inbox_a, inbox_b = Recorder(), Recorder()
     a: Router
     b: Router
-    if request.param == "local":
+    if kind == "local":
         hub = LocalHub()
         a, b = LocalRouter(hub, "node-a"), LocalRouter(hub, "node-b")
 
@@ -196,6 +208,7 @@ async def test_resume_tokens_are_stored_as_digests() -> None:
     assert resume_digest("token") != "token" and len(resume_digest("token")) == 32
 
 
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
 async def test_presence_keys_carry_the_account_tag_and_expire(store: Store) -> None:
     router = RedisRouter(store, "node-x")
     await router.start(Recorder())

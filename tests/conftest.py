@@ -64,8 +64,12 @@ def redis_cluster() -> Iterator[EmbeddedCluster]:
 
 @pytest.fixture
 def redis_backend(request: pytest.FixtureRequest) -> str:
-    """``standalone`` unless a test is parametrised over both (``tests.redis_cluster.BOTH_STORES``)."""
-    backend: str = getattr(request, "param", "standalone")
+    """``standalone``, unless a test is parametrised over both (``tests.redis_cluster.BOTH_STORES``).
+
+    CALLBOOK_TEST_STORE=cluster runs every other test on the Redis Cluster too.
+    """
+    default = "cluster" if os.environ.get("CALLBOOK_TEST_STORE") == "cluster" else "standalone"
+    backend: str = getattr(request, "param", default)
     return backend
 
 

@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 
 from directory import keys
 from directory.store import Store
-from signaling.channels import Channels, Subscription
 from signaling.calls.machine import DeviceRef
+from signaling.channels import Channels, Subscription
 from signaling.routing import Envelopes, Inbox, Location
 from signaling.routing_local import QueuedDelivery, Worker
 

@@ -64,7 +64,7 @@ def redis_cluster() -> Iterator[EmbeddedCluster]:
 
 @pytest.fixture
 def redis_backend(request: pytest.FixtureRequest) -> str:
-    """``standalone``, unless a test is parametrised over both (``tests.redis_cluster.BOTH_STORES``).
+    """``standalone``, unless the test is parametrised over both (``redis_cluster.BOTH_STORES``).
 
     CALLBOOK_TEST_STORE=cluster runs every other test on the Redis Cluster too.
     """

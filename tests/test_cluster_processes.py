@@ -41,7 +41,9 @@ def _free_port() -> int:
 
 
 class Node:
-    def __init__(self, node_id: str, target: StoreTarget, sfu: EmbeddedMedia, resume_s: int) -> None:
+    def __init__(
+        self, node_id: str, target: StoreTarget, sfu: EmbeddedMedia, resume_s: int
+    ) -> None:
         self.node_id = node_id
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -222,3 +222,26 @@ async def test_presence_keys_carry_the_account_tag_and_expire(store: Store) -> N
         await router.close()
     assert await store.redis.hget(keys.presence(ALICE.account_id), ALICE.device_id) is None
     assert await store.redis.zscore(keys.nodes(), "node-x") is None
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_on_a_cluster_inboxes_are_shard_channels(
+    kind: str, cluster: Cluster, store: Store
+) -> None:
+    """A message for one node touches one shard (SPUBLISH); device events reach every shard."""
+    inbox = keys.node_inbox("node-b")
+    if kind == "redis-cluster":
+        owner = store.redis.get_node_from_key(inbox)
+        reply = await store.redis.execute_command("PUBSUB SHARDNUMSUB", inbox, target_nodes=owner)
+        plain = await store.redis.execute_command("PUBSUB NUMSUB", inbox, target_nodes=owner)
+    else:
+        reply = await store.redis.execute_command("PUBSUB SHARDNUMSUB", inbox)
+        plain = await store.redis.execute_command("PUBSUB NUMSUB", inbox)
+    shard_subscribers, plain_subscribers = _count(reply), _count(plain)
+    assert (shard_subscribers, plain_subscribers) == ((1, 0) if kind == "redis-cluster" else (0, 1))
+
+
+def _count(reply: list[tuple[str, int]]) -> int:
+    """PUBSUB NUMSUB/SHARDNUMSUB's count for the one channel asked about."""
+    ((_channel, count),) = reply
+    return int(count)

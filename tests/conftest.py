@@ -11,7 +11,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -101,7 +101,9 @@ def sfu() -> Iterator[EmbeddedMedia]:
 @pytest.fixture
 def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
     # CALLBOOK_TEST_ROUTING=redis runs every single-node test through the cluster router.
-    routing = "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
+    routing: Literal["local", "redis"] = (
+        "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
+    )
     return Config(
         redis_url=store_target.url,
         redis_cluster=store_target.cluster,

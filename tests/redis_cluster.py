@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -77,7 +78,7 @@ class EmbeddedCluster:
             self._wait(lambda c: bool(c.ping()), clients, timeout_s)
             self._assign_slots(clients)
             for port in self.ports[1:]:
-                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+                _command(clients[0], "CLUSTER MEET", "127.0.0.1", port)
             self._wait(
                 _cluster_ok,
                 clients,
@@ -122,8 +123,8 @@ class EmbeddedCluster:
         for index, client in enumerate(clients):
             first = index * share
             last = SLOTS - 1 if index == len(clients) - 1 else first + share - 1
-            client.execute_command("CLUSTER SET-CONFIG-EPOCH", index + 1)
-            client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            _command(client, "CLUSTER SET-CONFIG-EPOCH", index + 1)
+            _command(client, "CLUSTER ADDSLOTSRANGE", first, last)
 
     def _wait(self, ready: Callable[[Redis], bool], clients: list[Redis], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -158,7 +159,11 @@ class EmbeddedCluster:
 
 
 def _cluster_ok(client: Redis) -> bool:
-    info = client.execute_command("CLUSTER INFO")
+    info = _command(client, "CLUSTER INFO")
     if isinstance(info, dict):
         return info.get("cluster_state") == "ok"
     return "cluster_state:ok" in str(info)
+
+
+def _command(client: Redis, *args: object) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]

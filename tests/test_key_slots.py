@@ -25,7 +25,7 @@ _NOT_KEYS = {"account_tag", "node_tag", "call_tag", "handle_digest"}
 
 
 def _builders() -> list[tuple[str, Callable[..., str]]]:
-    found = []
+    found: list[tuple[str, Callable[..., str]]] = []
     for name, function in inspect.getmembers(keys, inspect.isfunction):
         if function.__module__ == keys.__name__ and name not in _NOT_KEYS:
             found.append((name, function))

@@ -40,7 +40,7 @@ class StoreTarget:
     cluster: bool
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port P with P + 10000 (the cluster bus) free as well."""
     for _ in range(100):
         with socket.socket() as sock:
@@ -94,7 +94,7 @@ class EmbeddedCluster:
     def _spawn(self, index: int) -> None:
         node_dir = self.data_dir / f"node-{index}"
         node_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port_pair()
+        port = free_port_pair()
         args = [
             str(self.binary),
             "--bind", "127.0.0.1",

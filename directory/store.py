@@ -64,7 +64,7 @@ def connect(
     A burst beyond the pool waits up to ``wait_s`` for a free connection instead of failing.
     """
     if cluster:
-        return connect_cluster(url, max_connections)
+        return connect_cluster(url)
     pool = BlockingConnectionPool.from_url(
         url, decode_responses=True, protocol=3, max_connections=max_connections, timeout=wait_s
     )
@@ -72,13 +72,15 @@ def connect(
     return client
 
 
-def connect_cluster(seeds: str, max_connections_per_node: int = 64) -> RedisCluster:
+def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisCluster:
     """A Redis Cluster client from comma-separated seed URLs (``redis://`` or ``rediss://``).
 
     The first URL gives the credentials and TLS settings; the others only add seed addresses,
     so that the client starts while a seed is down. The client learns every node from the slot
-    map. Its pools are per node and do not wait: a burst beyond ``max_connections_per_node``
-    fails with a connection error (a store error to the caller).
+    map. Its pools are per node and, unlike the single-server pool, cannot wait for a free
+    connection (redis-py has no blocking cluster pool): a burst beyond
+    ``max_connections_per_node`` commands in flight on one node fails with a connection error
+    (``unavailable`` to the caller), hence a larger bound than the single-server pool's.
     """
     urls = [u.strip() for u in seeds.split(",") if u.strip()]
     if not urls:

@@ -78,7 +78,7 @@ from bench.directory import (
 )
 from directory.devices import signin_message
 from directory.records import Device
-from signaling.calls.service import INVITE_BURST, INVITES_PER_S
+from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S
 from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.limits import Throttle
 from signaling.schemas import Challenge, DeviceEnrollment, TokenRequest, TokenResponse

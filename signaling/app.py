@@ -38,6 +38,8 @@ from signaling.appkeys import (
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
+from signaling.drain import DRAIN
+from signaling.drain import install as install_drain
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
@@ -152,6 +154,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].active:
+        return _json(Health(status="draining"), status=503)
     started = time.perf_counter()
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
@@ -302,6 +306,7 @@ def create_app(config: Config) -> web.Application:
         started_at=time.time(),
     )
     app[STREAMS] = set()
+    install_drain(app)
     app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode
 
-from signaling.calls import quality, sfu_calls
+from signaling.calls import handover, quality, sfu_calls
 from signaling.config import Config
 from signaling.ws import endpoint
 from signaling.ws import messages as m
@@ -108,6 +108,12 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "revoked",
         "The device was revoked or its account erased; its calls have ended. Do not reconnect.",
     ),
+    endpoint.CLOSE_DRAINING: CloseCode(
+        "draining",
+        "The server is shutting down and told this device to move (`reconnect`), which it did "
+        "not do in time. Connect again and resume with the token from `reconnect`; another "
+        "server answers.",
+    ),
     endpoint.CLOSE_OPERATOR: CloseCode(
         "disconnected by an operator",
         "An operator closed this connection; its calls have ended (`operator`). The device may "
@@ -151,6 +157,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "device_revoked": ErrorCode(
         "The token's device is no longer enrolled. Do not reconnect.", _REFUSED
+    ),
+    "draining": ErrorCode(
+        "Not a frame when connecting: the upgrade got an HTTP 503 problem with `Retry-After` "
+        "because this server is shutting down; connect again (another server answers). As an "
+        "`error` frame with the `invite`'s or `group_invite`'s `ref`: this server is shutting "
+        "down and no other server could place the call; no call was made. Reconnect, call "
+        "again."
     ),
     "unavailable": ErrorCode(
         "The store did not answer while handling the message; nothing happened. Retry shortly."
@@ -329,6 +342,11 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
         call_id=_CALL, subscription="s-7f3a", participant="0d4b8e2a6c1f9a37", sdp=_OFFER
     ),
     m.Pong: m.Pong(),
+    m.Reconnect: m.Reconnect(
+        resume_token="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8",
+        resume_window_s=DEFAULTS.resume_window_s,
+        within_s=handover.MOVE_WITHIN_S,
+    ),
     m.Error: m.Error(code="unknown_call", detail="No such call on this device.", call_id=_CALL),
 }
 

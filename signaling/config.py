@@ -57,6 +57,10 @@ class Config:
     #: ``local``: this node alone; ``redis``: one of several nodes on the same store, reaching
     #: devices connected to the others (docs/scaling.md). Chosen once, at start-up.
     routing: Literal["local", "redis"] = "local"
+    #: SIGTERM: how long devices get to move to another node before the server stops. The
+    #: default fits Kubernetes' terminationGracePeriodSeconds (60) after the preStop sleep (5)
+    #: and the server's own shutdown (SHUTDOWN_GRACE_S, 10), with room to spare.
+    drain_grace_s: float = 40.0
 
 
 class ConfigError(ValueError):
@@ -137,6 +141,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
         routing=_routing(env),
+        drain_grace_s=float(_int(env, "CALLBOOK_DRAIN_GRACE_S", int(base.drain_grace_s), 0, 3600)),
         resume_window_s=float(
             _int(env, "CALLBOOK_RESUME_WINDOW_S", int(base.resume_window_s), 1, 3600)
         ),

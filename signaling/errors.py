@@ -55,6 +55,7 @@ _TYPES = (
     ProblemType("rate_limited", 429, "Too many requests"),
     ProblemType("overloaded", 503, "The server is shedding load"),
     ProblemType("unavailable", 503, "The store is unavailable"),
+    ProblemType("draining", 503, "This server is shutting down"),
     ProblemType("internal", 500, "Internal error"),
 )
 PROBLEM_TYPES: dict[str, ProblemType] = {t.code: t for t in _TYPES}

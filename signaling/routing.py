@@ -76,7 +76,24 @@ class Handover(Envelope, tag="handover"):
     """
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover
+class Adopt(Envelope, tag="adopt"):
+    """To the node a draining owner gave a call to: the call is yours in the store now; run it.
+
+    Names no device (``account_id`` and ``device_id`` are empty).
+    """
+
+    call_id: str
+
+
+class Moved(Envelope, tag="moved"):
+    """Broadcast by a draining node: ``call_id`` is run by ``owner`` now; nodes whose devices
+    send messages about it send them there. Names no device."""
+
+    call_id: str
+    owner: str
+
+
+Envelopes = Deliver | Forward | DeviceEvent | Handover | Adopt | Moved
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

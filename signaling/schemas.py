@@ -130,7 +130,7 @@ class BlockList(msgspec.Struct, kw_only=True):
 
 
 class Health(msgspec.Struct, kw_only=True):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "draining"]
 
 
 class IceServers(msgspec.Struct, kw_only=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import replace
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
+from signaling.drain import drain
 from signaling.logs import configure
 
 log = logging.getLogger("callbook")
@@ -27,6 +29,50 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
+
+
+async def _run(config: Config) -> None:
+    """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now)."""
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=PrivateAccessLogger,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        log.info("Callbook listening on http://%s:%d", config.host, config.port)
+        stopping = await _signalled()
+        if stopping is signal.SIGTERM:
+            log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)
+            draining = asyncio.create_task(drain(app))
+            interrupted = asyncio.create_task(_signalled())
+            await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
+            for task in (draining, interrupted):
+                task.cancel()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+async def _signalled() -> signal.Signals:
+    """The next SIGTERM or SIGINT (a second one during the drain stops at once)."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for kind in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(kind, _settle, received, kind)
+    try:
+        return await received
+    finally:
+        for kind in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(kind)
+
+
+def _settle(future: asyncio.Future[signal.Signals], kind: signal.Signals) -> None:
+    if not future.done():
+        future.set_result(kind)
 
 
 def serve(config: Config) -> None:
@@ -45,17 +91,8 @@ def serve(config: Config) -> None:
         config = replace(config, media_url=url, media_secret=secret)
         log.info("embedded SFU running")
     try:
-        web.run_app(
-            create_app(config),
-            loop=_new_loop(),
-            host=config.host,
-            port=config.port,
-            access_log_class=PrivateAccessLogger,
-            shutdown_timeout=SHUTDOWN_GRACE_S,
-            print=lambda _msg: log.info(
-                "Callbook listening on http://%s:%d", config.host, config.port
-            ),
-        )
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(_run(config))
     finally:
         if sfu is not None:
             sfu.stop()

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
-from signaling.calls import group, machine, service, sfu_calls
+from signaling.calls import group, handover, machine, service, sfu_calls
 from signaling.ws import endpoint
 from signaling.ws import messages as m
 
@@ -107,7 +107,8 @@ def _token_codes() -> set[str]:
 def codes_in_the_code() -> set[str]:
     """Every error code the WebSocket can send, read from the modules that send them."""
     ws = _source(endpoint)
-    codes = _found(r'CallError\(\s*"(\w+)"', _source(service) + _source(sfu_calls))
+    calls = _source(service) + _source(sfu_calls) + _source(handover)
+    codes = _found(r'CallError\(\s*"(\w+)"', calls)
     codes |= _found(r'Rejected\(\s*"(\w+)"', _source(machine) + _source(group))
     codes |= _found(r'code="(\w+)"', ws)
     codes |= _found(r'_refuse\(\s*\w+,\s*\w+,\s*"(\w+)"', ws)

@@ -60,3 +60,22 @@ async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
     assert await b.owner(call.id) == "node-b"
     await b.delete(call.id)
     assert await b.load(call.id) is None
+
+
+async def test_a_draining_owner_hands_over_only_what_it_wrote_last(store: Store) -> None:
+    a, b = CallRecords(store, "node-a"), CallRecords(store, "node-b")
+    call = _call()
+    assert await a.save(call, [Timer("ring", 5.0)], 0) == 1
+    assert await a.save(call, [Timer("ring", 5.0)], 1) == 2
+    assert await a.hand_over(call.id, 1, "node-b") is None  # a change it has not seen: stays
+    assert await b.hand_over(call.id, 2, "node-c") is None  # only the owner gives a call away
+    assert await a.hand_over(call.id, 2, "node-b") == 3
+    assert await a.owner(call.id) == "node-b"
+    assert await a.owned_by("node-a") == []
+    assert await a.owned_by("node-b") == [call.id]
+    assert await a.save(call, [], 2) is None  # the old owner is fenced out
+    assert await a.hand_over(call.id, 3, "node-a") is None
+    stored = await b.load(call.id)
+    assert stored is not None and stored.timers == [Timer("ring", 5.0)]
+    assert await b.save(call, [], 3) == 4
+    await b.delete(call.id)

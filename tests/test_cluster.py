@@ -7,8 +7,12 @@ on the standalone Valkey and on the 3-primary Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from directory import keys
+from directory.store import Store
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
@@ -135,6 +139,39 @@ async def test_a_dropped_device_resumes_on_the_other_node(make_server: MakeServe
             assert (await a.expect(m.PeerDescription)).sdp == "v=0 again"
             await a.send(m.Hangup(call_id=call_id))
             assert (await moved.expect(m.Ended)).reason == "hangup"
+
+
+async def test_a_device_that_moved_to_another_node_stays_there(
+    make_server: MakeServer, store: Store
+) -> None:
+    """The node a device left stops refreshing its presence: the entry stays the new node's.
+
+    bench/cluster.py found this: the old node kept the device among its own and wrote its stale
+    entry back at every refresh, so calls rang the old node, where nobody was, until its resume
+    window ran out. The nodes start half a heartbeat apart so that such a write would stand for
+    about half a second before the new node's own refresh, long enough for the polling to see.
+    """
+    node_a = await make_server(routing="redis", node_id="node-a")
+    await asyncio.sleep(keys.NODE_HEARTBEAT_S / 2)
+    node_b = await make_server(routing="redis", node_id="node-b")
+    alice = await node_a.signup("alice")
+    bob_a = await node_a.signup("bob")
+    assert bob_a.profile is not None
+    account_id, device_id = bob_a.profile.account_id, bob_a.profile.device_id
+    first = await _line(bob_a)
+    await first.close()
+    async with await _line(_on(node_b, bob_a)) as b, await _line(alice) as a:
+        # Through node a's next presence refresh (a wait for that event, not a timing check).
+        deadline = asyncio.get_running_loop().time() + keys.PRESENCE_REFRESH_S + 1.5
+        while asyncio.get_running_loop().time() < deadline:
+            raw = await store.redis.hget(keys.presence(account_id), device_id)
+            assert raw is not None and '"node-b"' in raw, raw
+            await asyncio.sleep(0.05)
+        await a.send(m.Invite(handle="bob"))
+        call_id = (await a.expect(m.Ringing)).call_id
+        assert (await b.expect(m.Incoming)).call_id == call_id
+        await a.send(m.Hangup(call_id=call_id))
+        assert (await b.expect(m.Ended)).reason == "missed"
 
 
 async def test_revoking_a_device_closes_it_on_the_other_node(make_server: MakeServer) -> None:

@@ -42,7 +42,12 @@ def _free_port() -> int:
 
 class Node:
     def __init__(
-        self, node_id: str, target: StoreTarget, sfu: EmbeddedMedia, resume_s: int
+        self,
+        node_id: str,
+        target: StoreTarget,
+        sfu: EmbeddedMedia,
+        resume_s: int,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.node_id = node_id
         self.port = _free_port()
@@ -58,6 +63,7 @@ class Node:
             "CALLBOOK_MEDIA_SECRET": sfu.secret,
             "CALLBOOK_RESUME_WINDOW_S": str(resume_s),
             "CALLBOOK_LOOKUP_BURST": "1000",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "serve"],

@@ -658,7 +658,19 @@ def test_k8s_drain_fits_in_the_grace_period() -> None:
     (container,) = spec["containers"]
     command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    assert float(command[1]) + SHUTDOWN_GRACE_S < spec["terminationGracePeriodSeconds"]
+    drain = float(k8s_object("ConfigMap", "callbook-config")["data"]["CALLBOOK_DRAIN_GRACE_S"])
+    assert drain == Config().drain_grace_s  # the default is the one Kubernetes is sized for
+    total = float(command[1]) + drain + SHUTDOWN_GRACE_S
+    assert total < spec["terminationGracePeriodSeconds"]
+
+
+def test_compose_drain_fits_in_the_stop_grace_period() -> None:
+    for name in ("signaling-1", "signaling-2"):
+        service = compose()["services"][name]
+        drain = float(service_env(service)["CALLBOOK_DRAIN_GRACE_S"])
+        stop = service["stop_grace_period"]
+        assert stop.endswith("s")
+        assert drain + SHUTDOWN_GRACE_S < float(stop[:-1])
 
 
 def test_k8s_signaling_runs_locked_down() -> None:

@@ -22,14 +22,16 @@ from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.quality import QualityBook
-from signaling.calls.records import CallRecords, Timer
+from signaling.calls.records import CallRecords, Stored, Timer
 from signaling.routing import (
+    Adopt,
     Deliver,
     DeviceEvent,
     DeviceEventKind,
     Envelopes,
     Forward,
     Handover,
+    Moved,
     Router,
 )
 from signaling.routing_local import Worker
@@ -77,6 +79,8 @@ class NodeCalls:
         def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None: ...
         def _close_device_here(self, device: sm.DeviceRef) -> None: ...
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
+        async def _adopt(self, call_id: str) -> None: ...
+        def _rehome(self, call_id: str, owner: str) -> None: ...
 
     @property
     def node_id(self) -> str:
@@ -149,6 +153,10 @@ class NodeCalls:
                 self._on_device_event(envelope)
             case Handover():
                 self._hand_over(device, envelope.origin)
+            case Adopt(call_id=call_id):
+                await self._adopt(call_id)
+            case Moved(call_id=call_id, owner=owner):
+                self._rehome(call_id, owner)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device
@@ -216,6 +224,8 @@ class NodeCalls:
         self._remote.pop(device, None)
         if presence is None:
             return
+        # No longer this node's to refresh; the store's entry is deleted only while still ours.
+        self._router.unregister(device)
         if presence.expiry is not None:
             presence.expiry.cancel()
         if presence.link is not None:
@@ -277,19 +287,23 @@ class NodeCalls:
             stored = await records.take_over(call_id, node)
             if stored is None:
                 continue  # ended meanwhile, or another survivor was first
-            call = stored.call
             log.info("took over call %s from node %s", call_id, node)
-            self._calls[call_id] = call
-            self._versions[call_id] = stored.version
-            self._persisted.add(call_id)
-            self.quality.open_call(call_id, self._clock())
-            for device in kinds.involved(call):
-                self._attach(call_id, device)
-            if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
-                self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
-            for timer in stored.timers:
-                self._set_timer(call_id, timer.kind, timer.at, timer.device)
+            self._install(call_id, stored)
         await records.forget_node(node)
+
+    def _install(self, call_id: str, stored: Stored) -> None:
+        """Run a call from its record here (taken over, or handed over by a draining node)."""
+        call = stored.call
+        self._calls[call_id] = call
+        self._versions[call_id] = stored.version
+        self._persisted.add(call_id)
+        self.quality.open_call(call_id, self._clock())
+        for device in kinds.involved(call):
+            self._attach(call_id, device)
+        if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
+            self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
+        for timer in stored.timers:
+            self._set_timer(call_id, timer.kind, timer.at, timer.device)
 
 
 async def _nothing() -> None:

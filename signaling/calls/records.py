@@ -99,6 +99,21 @@ return {next, redis.call('HGET', KEYS[1], 'state')}
 """
 
 
+#: KEYS: record. ARGV: owner, expected version, next owner, ttl. The new version, or -1.
+#: The owner gives its call away (drain): only at the version it wrote last, so that nothing it
+#: did is lost, and only while it still owns it.
+_HAND_OVER = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner ~= ARGV[1] or redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then
+  return -1
+end
+local next = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return next
+"""
+
+
 class CallRecords:
     def __init__(self, store: Store, node_id: str, ttl_s: int = keys.CALL_RECORD_TTL_S) -> None:
         self._store = store
@@ -162,6 +177,22 @@ class CallRecords:
         await self._redis.sadd(index, call_id)
         await self._redis.expire(index, self._ttl_s)
         return Stored(call, timers, int(version), self._node_id)
+
+    async def hand_over(self, call_id: str, version: int, successor: str) -> int | None:
+        """Give our call at ``version`` to ``successor``; its new version, or None if the call is
+        no longer ours or changed since ``version``."""
+        result = await self._store.run_script(
+            _HAND_OVER,
+            [keys.call_record(call_id)],
+            [self._node_id, version, successor, self._ttl_s],
+        )
+        if int(result) < 0:
+            return None
+        index = keys.node_calls(successor)
+        await self._redis.sadd(index, call_id)
+        await self._redis.expire(index, self._ttl_s)
+        await self._redis.srem(keys.node_calls(self._node_id), call_id)
+        return int(result)
 
     async def forget_node(self, node: str) -> None:
         await self._redis.delete(keys.node_calls(node))

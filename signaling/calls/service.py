@@ -25,6 +25,7 @@ from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms
 from signaling.calls.errors import CallError
+from signaling.calls.handover import CallHandover, Held
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.nodes import NodeCalls
@@ -61,6 +62,9 @@ class DeviceLink(Protocol):
     def disconnected(self) -> None:
         """An operator disconnected the device; it may connect again."""
 
+    def drained(self) -> None:
+        """This node is draining and the device did not move in time; close this connection."""
+
 
 @dataclass(slots=True)
 class Presence:
@@ -70,7 +74,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-class CallService(NodeCalls, SfuCalls):
+class CallService(NodeCalls, CallHandover, SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -101,6 +105,10 @@ class CallService(NodeCalls, SfuCalls):
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._store_writes = Worker()
         self._refresher: asyncio.Task[None] | None = None
+        # Draining (``handover.py``): calls on their way to another node, and those gone.
+        self._draining = False
+        self._moving: dict[str, Held] = {}
+        self._moved: dict[str, str] = {}
         self._ring_timeout_s = ring_timeout_s
         self._resume_window_s = resume_window_s
         # Messages kept for a device in its resume window; past this its calls end.
@@ -272,6 +280,11 @@ class CallService(NodeCalls, SfuCalls):
     async def handle(
         self, device: sm.DeviceRef, message: m.ClientMessage, *, forwarded: bool = False
     ) -> None:
+        if self._redirected(device, message):
+            return
+        if self._draining and not forwarded and isinstance(message, m.Invite | m.GroupInvite):
+            await self._place_elsewhere(device, message)
+            return
         call_id = getattr(message, "call_id", None)
         if not forwarded and isinstance(call_id, str) and call_id not in self._calls:
             owner = self._remote.get(device, {}).get(call_id)
@@ -672,4 +685,3 @@ class CallService(NodeCalls, SfuCalls):
 
 def _tells_missed(send: sm.Send) -> bool:
     return isinstance(send.message, m.Ended) and send.message.reason == "missed"
-

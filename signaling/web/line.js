@@ -1,6 +1,10 @@
 // The call WebSocket (GET /v1/ws): signs in with the access token in Sec-WebSocket-Protocol
 // (``callbook.v1, bearer.<token>``), keeps the resume token from ``welcome``, and when the
 // connection drops reconnects with ``resume.<token>`` so calls survive a network blip.
+// A draining server sends ``reconnect``: the line opens a new connection (another server
+// answers at the same address) with the token it carries, and lets the old one go only when the
+// new one is signed in (the server then closes the old one with 4000); messages sent meanwhile
+// wait in order for the new connection.
 //
 // Events: ``state`` (detail: "connecting" | "online" | "reconnecting" | "replaced" | "offline"),
 // ``welcome`` (detail: the welcome message), ``message`` (detail: any other server message),
@@ -32,6 +36,7 @@ export class Line extends EventTarget {
     this._pongTimer = null;
     this._outbox = [];
     this._connecting = false;
+    this._moving = false;
     this._onOnline = () => {
       if (this._wanted && this.state === "reconnecting") this._connectSoon(0);
     };
@@ -120,6 +125,8 @@ export class Line extends EventTarget {
         refusal = message;
       } else if (message.type === "pong") {
         // keepalive only
+      } else if (message.type === "reconnect") {
+        this._move(ws, message);
       } else {
         this.dispatchEvent(new CustomEvent("message", { detail: message }));
       }
@@ -153,7 +160,22 @@ export class Line extends EventTarget {
     };
   }
 
+  /** The server is draining: connect again and resume; the old socket keeps delivering (its
+   * close is no longer this line's business) until the server closes it. */
+  _move(old, reconnect) {
+    if (this.ws !== old || this._moving) return;
+    this._moving = true;
+    this.resumeToken = reconnect.resume_token;
+    this.resumeWindowS = reconnect.resume_window_s;
+    this.lostAt = 0;
+    this._stopKeepalive();
+    this.ws = null;
+    this._attempt = 0;
+    this._connect();
+  }
+
   _welcomed(welcome, offeredResume) {
+    this._moving = false;
     const hadSession = Boolean(offeredResume) || this.lostAt > 0;
     this.welcome = welcome;
     this.resumeToken = welcome.resume_token;

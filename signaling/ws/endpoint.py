@@ -23,6 +23,7 @@ from directory.errors import DirectoryError
 from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, TOKENS
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
+from signaling.drain import DRAIN
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
@@ -43,6 +44,9 @@ OUTBOX = 512
 CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 CLOSE_OPERATOR = 4002
+CLOSE_DRAINING = 4003
+#: Retry-After of a WebSocket refused while draining: another node answers by then.
+DRAIN_RETRY_S = 1
 
 _decode = msgspec.json.Decoder(m.ClientMessages).decode
 _encode = msgspec.json.Encoder().encode
@@ -87,6 +91,9 @@ class WsLink:
 
     def disconnected(self) -> None:
         self.close(CLOSE_OPERATOR)
+
+    def drained(self) -> None:
+        self.close(CLOSE_DRAINING)
 
     def close(self, code: int) -> None:
         if self.close_code is None:
@@ -133,6 +140,8 @@ def _offered(request: web.Request, prefix: str) -> str | None:
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not _origin_allowed(request):
         raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
+    if request.app[DRAIN].active:
+        raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
     ws = web.WebSocketResponse(
         protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
     )

@@ -305,6 +305,17 @@ class Pong(ServerMessage, tag="pong"):
     pass
 
 
+class Reconnect(ServerMessage, tag="reconnect"):
+    """This server is draining (shutting down): connect again to the same address, where another
+    server answers, and resume with ``resume_token``; your calls go on. Connect before closing
+    this connection: the server closes it (4003) once the new one has signed in, or after
+    ``within_s`` seconds."""
+
+    resume_token: str
+    resume_window_s: float
+    within_s: float
+
+
 class Error(ServerMessage, tag="error"):
     code: str
     detail: str
@@ -328,5 +339,6 @@ ServerMessages = (
     | PublishAnswer
     | SubscribeOffer
     | Pong
+    | Reconnect
     | Error
 )

@@ -10,8 +10,29 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import keys
+
+#: What a store that cannot answer now raises: a lost connection or a timeout; on a Redis Cluster
+#: also a cluster that is down, failing over or has a slot without a primary. Callers answer
+#: these with ``unavailable``; anything else from the store is a bug.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +107,7 @@ def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisClu
     if not urls:
         raise ValueError("a Redis Cluster needs at least one seed URL")
     extra = [_seed(u) for u in urls[1:]]
-    client: RedisCluster = RedisCluster.from_url(
+    client: RedisCluster = _Cluster.from_url(
         urls[0],
         startup_nodes=extra or None,
         decode_responses=True,
@@ -94,6 +115,18 @@ def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisClu
         max_connections=max_connections_per_node,
     )
     return client
+
+
+class _Cluster(RedisCluster):
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except SlotNotCoveredError:
+            raise
+        except RedisClusterException as exc:
+            # redis-py raises its generic cluster error when no seed answers; to the callers that
+            # is a store outage like a lost connection (``unavailable``, and the node starts).
+            raise RedisConnectionError("no node of the Redis Cluster answers") from exc
 
 
 def _seed(url: str) -> ClusterNode:

@@ -13,13 +13,11 @@ from importlib import metadata, resources
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
-from directory.store import Store, connect
+from directory.store import STORE_UNAVAILABLE, Store, connect
 from media.control import MediaControl
 from signaling.appkeys import (
     CALLS,
@@ -59,6 +57,8 @@ from signaling.ws.endpoint import close_all, websocket
 log = logging.getLogger("callbook.signaling")
 
 _KEY_REFRESH_S = 60.0
+#: The store does not answer, or the socket to it failed (OSError), or a wait on it ran out.
+_UNREACHABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, OSError, TimeoutError)
 
 _HTTP_CODES = {
     404: ("no_route", "No such endpoint."),
@@ -85,7 +85,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         code, detail = _HTTP_CODES[exc.status]
         extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         problem = ApiError(code, detail)
-    except (RedisConnectionError, RedisTimeoutError):
+    except STORE_UNAVAILABLE:
         log.warning("store unavailable during %s %s", request.method, _route_of(request))
         problem = ApiError("unavailable", "The store is unavailable; try again shortly.", 1)
     except asyncio.CancelledError:
@@ -159,7 +159,7 @@ async def readyz(request: web.Request) -> web.Response:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
-    except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+    except _UNREACHABLE:
         return _json(Health(status="unavailable"), status=503)
     request.app[METRICS].store_ping.observe(time.perf_counter() - started)
     return _json(Health(status="ok"))
@@ -204,7 +204,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE], ttl_s=config.token_ttl_s, rotate_after_s=config.key_rotation_s
     )
     app[TOKENS] = tokens
-    with contextlib.suppress(RedisConnectionError, OSError):
+    with contextlib.suppress(*_UNREACHABLE):
         await tokens.refresh()
     task = asyncio.create_task(_refresh_keys(tokens))
     yield
@@ -218,7 +218,7 @@ async def _refresh_keys(tokens: TokenService) -> None:
         await asyncio.sleep(_KEY_REFRESH_S)
         try:
             await tokens.refresh()
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except _UNREACHABLE:
             log.warning("could not refresh signing keys; keeping the ones loaded")
 
 

@@ -3,10 +3,13 @@ one or more seed nodes; bad settings are refused with a sentence that says what 
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from directory.store import Store, connect
+from signaling.client import ClientError
 from signaling.config import ConfigError, from_env
+from tests.conftest import MakeServer
 from tests.redis_cluster import EmbeddedCluster, free_port_pair
 
 
@@ -47,3 +50,17 @@ async def test_any_live_seed_is_enough(redis_cluster: EmbeddedCluster) -> None:
         assert await redis.get("cb:{t:seed}:probe") == "1"
     finally:
         await redis.aclose()
+
+
+async def test_a_node_whose_cluster_does_not_answer_starts_and_says_unavailable(
+    make_server: MakeServer,
+) -> None:
+    # redis-py reports "no seed answers" with its generic cluster error; the node must treat it
+    # as a store outage: start, fail readiness, answer requests with 503 `unavailable`.
+    down = f"redis://127.0.0.1:{free_port_pair()}"
+    server = await make_server(redis_url=down, redis_cluster=True, routing="local")
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/readyz") as ready:
+        assert ready.status == 503
+    with pytest.raises(ClientError) as refused:
+        await server.client().signup("carol")
+    assert (refused.value.status, refused.value.code) == (503, "unavailable")

@@ -15,11 +15,10 @@ from collections import deque
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices
 from directory.errors import DirectoryError
+from directory.store import STORE_UNAVAILABLE
 from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, TOKENS
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
@@ -245,7 +244,7 @@ async def _serve(
             continue
         try:
             await calls.handle(device, message)
-        except (RedisConnectionError, RedisTimeoutError):
+        except STORE_UNAVAILABLE:
             link.error(code="unavailable", detail="The store is unavailable; try again.")
         except DirectoryError as error:
             link.error(code=error.code, detail=error.detail)

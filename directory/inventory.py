@@ -144,6 +144,14 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
         retention="while a device is connected, then at most 10 seconds",
         max_ttl_s=keys.PRESENCE_TTL_S,
         visible_to="servers", scope="account", in_export=False)),
+    (keys.busy, Datum(
+        name="busy", key_pattern=keys.busy(_ACCOUNT),
+        fields=["device_id", "call_id", "node", "until"],
+        purpose="Which of your devices are in a connected call, so a call placed on another "
+                "server node tells them it is call waiting (busy), as one node would.",
+        retention="while the device is in the call, then at most 10 seconds",
+        max_ttl_s=keys.BUSY_TTL_S,
+        visible_to="servers", scope="account", in_export=False)),
 )  # fmt: skip
 
 _OTHERS: tuple[Datum, ...] = (
@@ -249,6 +257,21 @@ _OTHERS: tuple[Datum, ...] = (
         retention="while the call runs, then at most 10 seconds",
         max_ttl_s=keys.CALL_RECORD_TTL_S, visible_to="servers", scope="ephemeral",
         in_export=False),
+    Datum(
+        name="ringing_between", key_pattern=keys.ringing_pair(_ACCOUNT, _ACCOUNT),
+        fields=["call_id", "caller account_id", "owner_node", "deadline"],
+        purpose="The calls ringing between two accounts, so two people calling each other at "
+                "once through different server nodes end up in one call (glare).",
+        retention="while the call rings, then at most the ring timeout + 10 seconds",
+        max_ttl_s=keys.DEFAULT_RING_TIMEOUT_S + keys.RINGING_MARGIN_S, visible_to="servers",
+        scope="ephemeral", in_export=False),
+    Datum(
+        name="node_summary", key_pattern=keys.node_summary("{node_id}"),
+        fields=["node (id, version, connections, calls)", "live calls (pseudonyms only)"],
+        purpose="What the operator API shows of a node's live calls, so any node lists all.",
+        retention="rewritten every second while the node runs, then at most 5 seconds",
+        max_ttl_s=keys.SUMMARY_TTL_S, visible_to="operators (pseudonymised)",
+        scope="server", in_export=False),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS

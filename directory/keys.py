@@ -241,3 +241,37 @@ def call_tag(call_id: str) -> str:
 def call_record(call_id: str) -> str:
     """Hash, CALL_RECORD_TTL_S: a live call's state (version, owner node, msgpack snapshot)."""
     return f"{PREFIX}:{call_tag(call_id)}:call"
+
+
+# --- cross-node glare, busy and the operator's cluster view (docs/scaling.md) -------------------
+
+#: The ring timeout a node uses unless configured otherwise (``Config.ring_timeout_s``).
+DEFAULT_RING_TIMEOUT_S = 60
+#: A ringing entry outlives its call's ring timeout by this much (its owner may have died).
+RINGING_MARGIN_S = 10
+#: A busy entry lives this long unless the call's owner refreshes it (with its call records).
+BUSY_TTL_S = 10
+#: A node's operator summary lives this long unless the node writes it again (every second).
+SUMMARY_TTL_S = 5
+#: How often a node writes its operator summary.
+SUMMARY_REFRESH_S = 1.0
+
+
+def ringing_pair(account_a: str, account_b: str) -> str:
+    """Hash, ring timeout + RINGING_MARGIN_S: call id -> JSON (caller account, owner node,
+    deadline) of the 1:1 calls ringing between two accounts, either way. One key per pair, so
+    that adding a call and finding the one crossing it (glare) is one atomic script."""
+    low, high = sorted((account_a, account_b))
+    return f"{PREFIX}:{{p:{low}:{high}}}:ringing"
+
+
+def busy(account_id: str) -> str:
+    """Hash, BUSY_TTL_S: device id -> JSON (call id, owner node, until) for each device of the
+    account in a connected call, written by the call's owner so every node sees it busy."""
+    return f"{PREFIX}:{account_tag(account_id)}:busy"
+
+
+def node_summary(node_id: str) -> str:
+    """String, SUMMARY_TTL_S: JSON of a node's operator view (the node, its live calls with
+    pseudonyms only), so the operator API of any node lists every node's calls."""
+    return f"{PREFIX}:{node_tag(node_id)}:summary"

@@ -33,6 +33,7 @@ from signaling.appkeys import (
     WEBHOOK_SINK,
     NodeInfo,
 )
+from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
@@ -44,6 +45,7 @@ from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.push import LogPush, PushAdapter, WebhookPush
 from signaling.rest import endpoints
+from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
 from signaling.routing import Router
 from signaling.routing_local import LocalRouter
@@ -232,10 +234,11 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.media_url:
         media = MediaControl(config.media_url, config.media_secret or "")
     router: Router
-    records = None
+    records = crossing = None
     if config.routing == "redis":
         router = RedisRouter(app[STORE], app[NODE].id)
         records = CallRecords(app[STORE], app[NODE].id)
+        crossing = Crossing(app[STORE], app[NODE].id, config.ring_timeout_s)
     else:
         router = LocalRouter(node_id=app[NODE].id)
     app[CALLS] = CallService(
@@ -250,6 +253,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         events=app.get(WEBHOOK_SINK),
         router=router,
         records=records,
+        crossing=crossing,
     )
     await app[CALLS].start()
     yield
@@ -307,7 +311,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[STREAMS] = set()
     install_drain(app)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx])
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

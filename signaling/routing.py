@@ -85,6 +85,14 @@ class Adopt(Envelope, tag="adopt"):
     call_id: str
 
 
+class Supersede(Envelope, tag="supersede"):
+    """To the owner of a ringing call: it crosses a call with a smaller id placed on
+    ``origin`` (glare), so it ends as it would on one node. No device: ``account_id`` and
+    ``device_id`` are empty."""
+
+    call_id: str
+
+
 class Moved(Envelope, tag="moved"):
     """Broadcast by a draining node: ``call_id`` is run by ``owner`` now; nodes whose devices
     send messages about it send them there. Names no device."""
@@ -93,7 +101,48 @@ class Moved(Envelope, tag="moved"):
     owner: str
 
 
-Envelopes = Deliver | Forward | DeviceEvent | Handover | Adopt | Moved
+OperatorAction = Literal["reveal", "end", "disconnect"]
+Role = Literal["caller", "callee", "host", "participant"]
+
+
+class Party(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is in a call, for an operator's ``reveal`` (``participant`` is the call's pseudonym
+    on the node that runs it)."""
+
+    participant: str
+    role: Role
+    account_id: str
+    device_id: str | None
+
+
+class OperatorRequest(Envelope, tag="operator"):
+    """An operator on ``origin`` acts on a call this node runs (``call_id``) or on a device
+    connected here (``account_id``/``device_id``); the answer goes back as ``OperatorReply``."""
+
+    action: OperatorAction
+    request_id: str
+    call_id: str = ""
+
+
+class OperatorReply(Envelope, tag="operator_reply"):
+    """Whether the call or device was found (and acted on), and for ``reveal`` who is in it."""
+
+    request_id: str
+    found: bool
+    parties: list[Party] = msgspec.field(default_factory=list)
+
+
+Envelopes = (
+    Deliver
+    | Forward
+    | DeviceEvent
+    | Handover
+    | Adopt
+    | Moved
+    | Supersede
+    | OperatorRequest
+    | OperatorReply
+)
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True):

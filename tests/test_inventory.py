@@ -52,7 +52,7 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     make_server: MakeServer, store: Store
 ) -> None:
     server = await make_server(routing="redis")  # presence and node keys, as in a cluster
-    _person, alice, _carol, _dave = await _scenario(server)
+    _person, alice, _carol, dave = await _scenario(server)
     await _moderation(server, store, alice)
     await alice.whois("carol")
     with pytest.raises(ClientError):
@@ -68,11 +68,16 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     with pytest.raises(ClientError):
         await server.client().recover("carol", "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
 
-    # A call still ringing while the store is scanned: its record and its node's index.
+    # A call still ringing while the store is scanned: its record and its node's index, and
+    # the ringing entry between its two accounts; a group call its host talks in (busy).
     ringing = Line(alice)
     await ringing.open()
     await ringing.send(m.Invite(handle="carol"))
     await ringing.expect(m.Ringing)
+    talking = Line(dave)
+    await talking.open()
+    await talking.send(m.GroupInvite(handles=["carol"]))
+    await talking.expect(m.Joined)
     await server.app[CALLS].flush_store_writes()
 
     seen: set[str] = set()
@@ -91,6 +96,7 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
     webhooks = {"webhook_events", "webhook_dead_letters", "webhook_lease"}
     assert {d.name for d in INVENTORY} - seen <= {"signin_challenge"} | webhooks
     await ringing.close()
+    await talking.close()
 
 
 def test_erase_deletes_every_per_account_entry() -> None:

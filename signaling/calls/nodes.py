@@ -32,7 +32,10 @@ from signaling.routing import (
     Forward,
     Handover,
     Moved,
+    OperatorReply,
+    OperatorRequest,
     Router,
+    Supersede,
 )
 from signaling.routing_local import Worker
 from signaling.ws import messages as m
@@ -81,6 +84,11 @@ class NodeCalls:
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
         async def _adopt(self, call_id: str) -> None: ...
         def _rehome(self, call_id: str, owner: str) -> None: ...
+        def _share(self, call_id: str) -> None: ...
+        def _refresh_busy(self) -> None: ...
+        def _on_supersede(self, envelope: Supersede) -> None: ...
+        def _on_operator_request(self, request: OperatorRequest) -> None: ...
+        def _on_operator_reply(self, reply: OperatorReply) -> None: ...
 
     @property
     def node_id(self) -> str:
@@ -99,6 +107,7 @@ class NodeCalls:
     async def _refresh_records(self, records: CallRecords) -> None:
         while True:
             await asyncio.sleep(keys.PRESENCE_REFRESH_S)
+            self._refresh_busy()
             try:
                 await records.refresh(sorted(self._persisted))
             except (RedisError, OSError):
@@ -111,6 +120,7 @@ class NodeCalls:
 
     def _persist(self, call_id: str) -> None:
         """Queue the call's new state (or its end) for the store."""
+        self._share(call_id)
         records = self._records
         if records is None:
             return
@@ -157,6 +167,12 @@ class NodeCalls:
                 await self._adopt(call_id)
             case Moved(call_id=call_id, owner=owner):
                 self._rehome(call_id, owner)
+            case Supersede():
+                self._on_supersede(envelope)
+            case OperatorRequest():
+                self._on_operator_request(envelope)
+            case OperatorReply():
+                self._on_operator_reply(envelope)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device
@@ -304,6 +320,7 @@ class NodeCalls:
             self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
         for timer in stored.timers:
             self._set_timer(call_id, timer.kind, timer.at, timer.device)
+        self._share(call_id)  # its ringing and busy entries now name this node
 
 
 async def _nothing() -> None:

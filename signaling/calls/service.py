@@ -24,11 +24,14 @@ from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRooms
+from signaling.calls.crossing import Crossing, Ringing
+from signaling.calls.crossing_calls import CrossingCalls
 from signaling.calls.errors import CallError
 from signaling.calls.handover import CallHandover, Held
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.nodes import NodeCalls
+from signaling.calls.operations import OperatorCalls
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
@@ -39,6 +42,7 @@ from signaling.routing import (
     Forward,
     Handover,
     Location,
+    OperatorReply,
     Router,
     resume_digest,
 )
@@ -74,7 +78,7 @@ class Presence:
     expiry: asyncio.TimerHandle | None = None
 
 
-class CallService(NodeCalls, CallHandover, SfuCalls):
+class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCalls):
     def __init__(
         self,
         store: Store,
@@ -90,6 +94,7 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
         events: EventSink | None = None,
         router: Router | None = None,
         records: CallRecords | None = None,
+        crossing: Crossing | None = None,
     ) -> None:
         self._store = store
         # How this node reaches devices on other nodes (docs/scaling.md); alone by default.
@@ -104,6 +109,15 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
         self._persisted: set[str] = set()
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._store_writes = Worker()
+        # With several nodes: ringing calls and busy devices shared through the store, so that
+        # glare and busy work across nodes (``crossing_calls.py``); needs ``records``' writer.
+        self._crossing = crossing if records is not None else None
+        self._shared_ringing: dict[str, tuple[str, str]] = {}
+        self._shared_talking: dict[str, frozenset[sm.DeviceRef]] = {}
+        self._glare_checks: dict[str, asyncio.Future[None]] = {}
+        self._crossing_found: dict[str, list[Ringing]] = {}
+        # Operators' requests to other nodes, waiting for their answers (``operations.py``).
+        self._operator_replies: dict[str, asyncio.Future[OperatorReply]] = {}
         self._refresher: asyncio.Task[None] | None = None
         # Draining (``handover.py``): calls on their way to another node, and those gone.
         self._draining = False
@@ -197,7 +211,9 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
             # A fresh session: whatever media state the old one had is gone with it.
             for call_id in list(self._by_device.get(device, ())):
                 self._apply_quietly(call_id, sm.DeviceGone(device))
-        busy = self._in_connected_call(device)
+        busy = self._in_connected_call(device) or bool(
+            await self._busy_elsewhere(device.account_id, frozenset({device}))
+        )
         self._ring_late_device(device, busy)
         self._announce(device, "online", busy)
         await registered
@@ -306,11 +322,13 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
             case m.Invite():
                 await self._invite(device, message)
             case m.Accept():
+                elsewhere = await self._talking_elsewhere(device)
                 if isinstance(self._calls.get(message.call_id), g.GroupCall):
                     await self._join(device, message.call_id)
                 else:
                     self._apply(message.call_id, sm.AcceptEvent(device), device)
                 self._switch_away(device, message.call_id)
+                self._switch_away_elsewhere(device, message.call_id, elsewhere)
             case m.Decline():
                 self._apply(message.call_id, sm.DeclineEvent(device, message.busy), device)
             case m.Hangup():
@@ -383,6 +401,7 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
         )
         online = await self._router.online(call.callee_account) if target else frozenset()
         busy = frozenset(d for d in online if self._in_connected_call(d))
+        busy |= await self._busy_elsewhere(call.callee_account, online - busy)
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
@@ -395,6 +414,7 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
         self._run(call.id, effects)
         self._persist(call.id)
         self._resolve_glare(call)
+        await self._resolve_glare_across_nodes(call)
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""
@@ -627,43 +647,6 @@ class CallService(NodeCalls, CallHandover, SfuCalls):
     @property
     def conference(self) -> Conference | None:
         return self._conference
-
-    def live_calls(self) -> list[AnyCall]:
-        return list(self._calls.values())
-
-    def live_call(self, call_id: str) -> AnyCall | None:
-        return self._calls.get(call_id)
-
-    def end_by_operator(self, call_id: str) -> bool:
-        """End a call for every device in it (reason ``operator``); False if there is none."""
-        call = self._calls.get(call_id)
-        if call is None:
-            return False
-        ended, effects = (
-            g.end_by_operator(call) if isinstance(call, g.GroupCall) else sm.end_by_operator(call)
-        )
-        self._calls[call_id] = ended
-        self._stop_ringing(ended)
-        self._run(call_id, effects)
-        self._persist(call_id)
-        return True
-
-    def disconnect_device(self, device: sm.DeviceRef) -> bool:
-        """Close a device's connection now and end its calls; it may connect again."""
-        presence = self._presence.pop(device, None)
-        self._online.get(device.account_id, set()).discard(device)
-        self._remote.pop(device, None)
-        for call_id in list(self._by_device.get(device, ())):
-            self._apply_quietly(call_id, sm.DeviceGone(device))
-        if presence is None:
-            return False
-        self._router.unregister(device)
-        self._announce(device, "gone")
-        if presence.expiry is not None:
-            presence.expiry.cancel()
-        if presence.link is not None:
-            presence.link.disconnected()
-        return True
 
     def now(self) -> float:
         return self._clock()

@@ -45,6 +45,10 @@ class SfuCalls:
 
         def online_devices(self, account_id: str) -> frozenset[sm.DeviceRef]: ...
         def _in_connected_call(self, device: sm.DeviceRef) -> bool: ...
+        def _persist(self, call_id: str) -> None: ...
+        async def _busy_elsewhere(
+            self, account_id: str, devices: frozenset[sm.DeviceRef]
+        ) -> frozenset[sm.DeviceRef]: ...
         def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
         def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
         def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None: ...
@@ -76,6 +80,8 @@ class SfuCalls:
             raise CallError("unavailable", "The media server cannot take a call now.") from exc
         online = {account: await self._router.online(account) for account in invited}
         busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
+        for account, devices in online.items():
+            busy |= await self._busy_elsewhere(account, devices - busy)
         call, effects = g.start(
             call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
         )
@@ -88,6 +94,7 @@ class SfuCalls:
         if self._metrics is not None:
             self._metrics.on_setup()
         self._run(call.id, effects)
+        self._persist(call.id)  # not stored (its media is here), but its busy devices are shared
 
     async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
         """The invitees the host may ring; anyone else is silently left out, as if offline."""

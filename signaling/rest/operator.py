@@ -4,6 +4,10 @@ Every endpoint needs an operator token (``callbook operator create``). The call 
 participants only by pseudonyms (an HMAC of the call id and the account under a secret of this
 node: stable within a call, linkable to nothing else); handles come only from ``reveal``, which
 needs a reason and is written to the audit log like every other action.
+
+The views cover every live node (``cluster_view.py``); an action on a call another node runs, or
+on a device connected to another node, is carried out there (``calls/operations.py``) and
+audited here.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -22,14 +25,14 @@ from directory.audit import AuditEntry
 from directory.errors import NotFound
 from directory.records import Decision, Notice
 from directory.reports import Report
-from signaling.appkeys import CALLS, METRICS, NODE, SOCKETS, STREAMS
-from signaling.calls import group as g
+from signaling.appkeys import CALLS, METRICS, STREAMS
 from signaling.calls import machine as sm
-from signaling.calls.kinds import AnyCall
-from signaling.calls.quality import QualityBook, Sample
 from signaling.errors import ApiError
+from signaling.rest.cluster_view import all_calls, all_nodes, find_call
 from signaling.rest.framework import Call
+from signaling.rest.operator_views import LiveCall, Node
 from signaling.rest.table import API, BODY_ERRORS, ID_PARAM, store
+from signaling.routing import OperatorAction, OperatorReply
 from signaling.schemas import Request
 
 TAG = "operator"
@@ -57,33 +60,6 @@ class DecisionRequest(Request):
     statement: Statement
 
 
-class Leg(msgspec.Struct, kw_only=True):
-    """One participant's media as its device reports it (null until the first report)."""
-
-    participant: str
-    rtt_ms: float | None
-    jitter_ms: float | None
-    loss: float | None
-    bitrate_kbps: float | None
-    relayed: bool | None
-    history: list[Sample]
-
-
-class LiveCall(msgspec.Struct, kw_only=True):
-    id: str
-    kind: Literal["1:1", "group"]
-    state: Literal["ringing", "connected", "reconnecting"]
-    media: Literal["audio", "video"]
-    started_at: int
-    duration_s: float
-    node: str
-    participant_count: int
-    #: Pseudonyms, stable within this call only.
-    participants: list[str]
-    relay: Literal["p2p", "turn", "sfu", "unknown"]
-    legs: list[Leg]
-
-
 class LiveCalls(msgspec.Struct, kw_only=True):
     calls: list[LiveCall]
 
@@ -103,19 +79,8 @@ class Revealed(msgspec.Struct, kw_only=True):
     audit_id: str
 
 
-class Node(msgspec.Struct, kw_only=True):
-    id: str
-    version: str
-    connections: int
-    active_calls: int
-    started_at: int
-    last_heartbeat: int
-    #: ``media``: an SFU, whose connections are participants and calls are rooms.
-    kind: Literal["signaling", "media"] = "signaling"
-
-
 class Nodes(msgspec.Struct, kw_only=True):
-    """Every node serving calls; one until nodes share a registry."""
+    """Every live node serving calls: this one, and the others in the node registry."""
 
     nodes: list[Node]
 
@@ -137,138 +102,27 @@ class Snapshot(msgspec.Struct, kw_only=True):
     nodes: list[Node]
 
 
-# --- views -------------------------------------------------------------------------------------
-
-
-def _state(call: AnyCall) -> Literal["ringing", "connected", "reconnecting"]:
-    if isinstance(call, g.GroupCall):
-        return "reconnecting" if any(m.lost for m in call.members.values()) else "connected"
-    if call.phase is sm.Phase.RINGING:
-        return "ringing"
-    return "reconnecting" if call.lost else "connected"
-
-
-def _accounts_in(call: AnyCall) -> list[str]:
-    if isinstance(call, g.GroupCall):
-        return list(dict.fromkeys(device.account_id for device in call.members))
-    return [call.caller.account_id, *([call.callee_account] if call.callee_account else [])]
-
-
-def _view(request: web.Request, call: AnyCall, now: float) -> LiveCall:
-    service = request.app[CALLS]
-    book = service.quality
-    accounts_in = _accounts_in(call)
-    participants = [book.pseudonym(call.id, account) for account in accounts_in]
-    legs = []
-    for name, leg in book.legs(call.id).items():
-        last = leg.history[-1] if leg.history else None
-        legs.append(
-            Leg(
-                participant=name,
-                rtt_ms=last.rtt_ms if last else None,
-                jitter_ms=last.jitter_ms if last else None,
-                loss=last.loss if last else None,
-                bitrate_kbps=last.bitrate_kbps if last else None,
-                relayed=leg.relayed,
-                history=list(leg.history),
-            )
-        )
-    legs += _sfu_legs(
-        service.sfu_quality(call.id), book, call.id, {leg.participant for leg in legs}
-    )
-    relayed = [leg.relayed for leg in legs if leg.relayed is not None]
-    relay: Literal["p2p", "turn", "sfu", "unknown"] = "unknown"
-    if isinstance(call, g.GroupCall) or call.sfu:
-        relay = "sfu"
-    elif call.relay_only or any(relayed):
-        relay = "turn"
-    elif relayed:
-        relay = "p2p"
-    started = book.started_at(call.id) or now
-    return LiveCall(
-        id=call.id,
-        kind="group" if isinstance(call, g.GroupCall) else "1:1",
-        state=_state(call),
-        media=call.media,
-        started_at=int(started),
-        duration_s=round(max(0.0, now - started), 1),
-        node=request.app[NODE].id,
-        participant_count=len(participants),
-        participants=participants,
-        relay=relay,
-        legs=sorted(legs, key=lambda leg: participants.index(leg.participant)
-                    if leg.participant in participants else len(participants)),
-    )  # fmt: skip
-
-
-def _sfu_legs(
-    measured: dict[str, dict[str, Any]], book: QualityBook, call_id: str, reported: set[str]
-) -> list[Leg]:
-    """For devices that send no quality reports: what the SFU sees of their media."""
-    legs = []
-    for account_id, stats in measured.items():
-        name = book.pseudonym(call_id, account_id)
-        if name in reported:
-            continue
-        legs.append(
-            Leg(
-                participant=name, rtt_ms=_number(stats.get("rtt_ms")),
-                jitter_ms=_number(stats.get("jitter_ms")), loss=_number(stats.get("loss")),
-                bitrate_kbps=None, relayed=False, history=[],
-            )
-        )  # fmt: skip
-    return legs
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _calls(request: web.Request) -> list[LiveCall]:
-    now = request.app[CALLS].now()
-    calls = [_view(request, c, now) for c in request.app[CALLS].live_calls()]
-    return sorted(calls, key=lambda c: (c.started_at, c.id))
-
-
-def _nodes(request: web.Request) -> list[Node]:
-    node = request.app[NODE]
-    service = request.app[CALLS]
-    nodes = [
-        Node(
-            id=node.id,
-            version=node.version,
-            connections=len(request.app[SOCKETS]),
-            active_calls=service.active_calls(),
-            started_at=int(node.started_at),
-            last_heartbeat=int(time.time()),
-        )
-    ]
-    sfu = service.conference
-    if sfu is not None and sfu.node_seen_at is not None:
-        stats = sfu.node_stats
-        nodes.append(
-            Node(
-                id=f"{node.id}-media", version=node.version, kind="media",
-                connections=int(stats.get("participants", 0)),
-                active_calls=int(stats.get("rooms", 0)),
-                started_at=int(sfu.node_first_seen_at or sfu.node_seen_at),
-                last_heartbeat=int(sfu.node_seen_at),
-            )
-        )  # fmt: skip
-    return nodes
-
-
-def _live(call: Call) -> AnyCall:
-    found = call.request.app[CALLS].live_call(call.params["call_id"])
-    if found is None:
-        raise NotFound("No such call on this node (it may have ended).")
-    return found
-
-
 async def _audit(call: Call, action: audit.Action, target: str, reason: str) -> str:
     entry_id = await audit.append(store(call), call.operator.name, action, target, reason)
     call.request.app[METRICS].on_operator_action(action)
     return entry_id
+
+
+async def _find(call: Call) -> LiveCall:
+    found = await find_call(call.request.app, call.params["call_id"])
+    if found is None:
+        raise NotFound("No such live call on any node (it may have ended).")
+    return found
+
+
+async def _on_node(call: Call, node: str, action: OperatorAction, **target: Any) -> OperatorReply:
+    """Have another node act for this operator (it runs the call, or holds the device)."""
+    reply = await call.request.app[CALLS].operate(node, action, **target)
+    if reply is None:
+        raise ApiError("unavailable", "The node that runs it did not answer; try again.")
+    if not reply.found:
+        raise NotFound("It is gone from the node that ran it (it may have ended).")
+    return reply
 
 
 # --- calls -------------------------------------------------------------------------------------
@@ -276,12 +130,12 @@ async def _audit(call: Call, action: audit.Action, target: str, reason: str) -> 
 
 @API.route(
     "GET", "/v1/operator/calls",
-    summary="Live calls on this node: state, duration, relay mode, per-leg quality; "
+    summary="Live calls on every live node: state, duration, relay mode, per-leg quality; "
             "participants by pseudonym only",
     tag=TAG, response=LiveCalls, operator=True, errors=OPERATOR_ERRORS,
 )  # fmt: skip
 async def operator_calls(call: Call) -> LiveCalls:
-    return LiveCalls(calls=_calls(call.request))
+    return LiveCalls(calls=await all_calls(call.request.app))
 
 
 @API.route(
@@ -290,7 +144,7 @@ async def operator_calls(call: Call) -> LiveCalls:
     errors=(*OPERATOR_ERRORS, "not_found"),
 )  # fmt: skip
 async def operator_call(call: Call) -> LiveCall:
-    return _view(call.request, _live(call), call.request.app[CALLS].now())
+    return await _find(call)
 
 
 @API.route(
@@ -300,42 +154,28 @@ async def operator_call(call: Call) -> LiveCall:
     errors=(*OPERATOR_ERRORS, *BODY_ERRORS, "not_found"),
 )  # fmt: skip
 async def reveal_call(call: Call) -> Revealed:
-    live = _live(call)
+    live = await _find(call)
     body = call.body_as(OperatorReason)
+    service = call.request.app[CALLS]
+    if live.node == service.node_id:
+        parties = service.parties(live.id)
+        if parties is None:
+            raise NotFound("No such live call on any node (it may have ended).")
+    else:
+        parties = (await _on_node(call, live.node, "reveal", call_id=live.id)).parties
     audit_id = await _audit(call, "reveal", live.id, body.reason)
-    book = call.request.app[CALLS].quality
     revealed = []
-    for role, account_id, device_id in _parties(live):
+    for party in parties:
         handle = None
         with contextlib.suppress(NotFound):
-            handle = (await accounts.get(store(call), account_id)).handle
+            handle = (await accounts.get(store(call), party.account_id)).handle
         revealed.append(
             RevealedParticipant(
-                participant=book.pseudonym(live.id, account_id), role=role,
-                account_id=account_id, device_id=device_id, handle=handle,
+                participant=party.participant, role=party.role, account_id=party.account_id,
+                device_id=party.device_id, handle=handle,
             )
         )  # fmt: skip
     return Revealed(call_id=live.id, participants=revealed, audit_id=audit_id)
-
-
-Role = Literal["caller", "callee", "host", "participant"]
-
-
-def _parties(live: AnyCall) -> list[tuple[Role, str, str | None]]:
-    if isinstance(live, g.GroupCall):
-        host = live.host.account_id
-        return [
-            ("host" if device.account_id == host else "participant", device.account_id,
-             device.device_id)
-            for device in sorted(live.members, key=lambda d: (d.account_id, d.device_id))
-        ]  # fmt: skip
-    parties: list[tuple[Role, str, str | None]] = [
-        ("caller", live.caller.account_id, live.caller.device_id)
-    ]
-    if live.callee_account:
-        device = live.callee.device_id if live.callee is not None else None
-        parties.append(("callee", live.callee_account, device))
-    return parties
 
 
 @API.route(
@@ -345,10 +185,17 @@ def _parties(live: AnyCall) -> list[tuple[Role, str, str | None]]:
     errors=(*OPERATOR_ERRORS, *BODY_ERRORS, "not_found"),
 )  # fmt: skip
 async def end_call(call: Call) -> None:
-    live = _live(call)
+    live = await _find(call)
     body = call.body_as(OperatorReason)
+    service = call.request.app[CALLS]
+    if live.node == service.node_id:
+        await _audit(call, "end_call", live.id, body.reason)
+        service.end_by_operator(live.id)
+        return
+    # A summary can be a second old: only the node that runs the call knows it still does, so
+    # what is audited is what it did.
+    await _on_node(call, live.node, "end", call_id=live.id)
     await _audit(call, "end_call", live.id, body.reason)
-    call.request.app[CALLS].end_by_operator(live.id)
 
 
 @API.route(
@@ -360,8 +207,12 @@ async def end_call(call: Call) -> None:
 async def disconnect_device(call: Call) -> None:
     body = call.body_as(OperatorReason)
     device = sm.DeviceRef(call.params["account_id"], call.params["device_id"])
-    if not call.request.app[CALLS].disconnect_device(device):
-        raise NotFound("That device is not connected to this node.")
+    service = call.request.app[CALLS]
+    if not service.disconnect_device(device):
+        location = await service.router.lookup(device)
+        if location is None or location.node == service.node_id:
+            raise NotFound("That device is not connected to any node.")
+        await _on_node(call, location.node, "disconnect", device=device)
     await _audit(call, "disconnect_device", f"{device.account_id}/{device.device_id}", body.reason)
 
 
@@ -458,11 +309,12 @@ def _stream_id(value: str) -> bool:
 
 
 @API.route(
-    "GET", "/v1/operator/nodes", summary="The nodes serving calls (one, for now)",
+    "GET", "/v1/operator/nodes",
+    summary="The nodes serving calls: every live signaling node with its last heartbeat",
     tag=TAG, response=Nodes, operator=True, errors=OPERATOR_ERRORS,
 )  # fmt: skip
 async def operator_nodes(call: Call) -> Nodes:
-    return Nodes(nodes=_nodes(call.request))
+    return Nodes(nodes=await all_nodes(call.request.app))
 
 
 @API.route(
@@ -487,7 +339,8 @@ async def operator_events(call: Call) -> web.StreamResponse:
     streams.add(task)
     try:
         while True:
-            snapshot = Snapshot(calls=_calls(request), nodes=_nodes(request))
+            app = request.app
+            snapshot = Snapshot(calls=await all_calls(app), nodes=await all_nodes(app))
             await response.write(b"event: snapshot\ndata: " + _encode(snapshot) + b"\n\n")
             await asyncio.sleep(STREAM_INTERVAL_S)
     except (ConnectionError, asyncio.CancelledError):

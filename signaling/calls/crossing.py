@@ -1,0 +1,114 @@
+"""What every node must see of the calls other nodes run: glare and busy (docs/scaling.md).
+
+- **Ringing pairs.** A 1:1 call that rings is written into the hash of its two accounts
+  (``keys.ringing_pair``) by a script that, in the same step, returns the calls ringing the other
+  way. The store runs the scripts of two crossing invites one after the other, so the second
+  always sees the first: exactly one node finds the crossing, as one node does in memory.
+- **Busy devices.** The owner of a call writes each device that talks in it into the account's
+  busy hash (``keys.busy``), refreshes it with its call records and removes it when the device
+  stops talking. An invite on any node reads it to flag ``incoming`` as ``busy``.
+
+Entries carry their owner and a deadline; readers skip entries past it or written by a node that
+is not alive, so a node that dies leaves nothing that counts (and its keys expire).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from directory import keys
+from directory.store import Store
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Ringing(msgspec.Struct, frozen=True):
+    call: str
+    owner: str
+
+
+class Busy(msgspec.Struct, frozen=True, kw_only=True):
+    call: str
+    node: str
+    until: float
+
+
+_decode_busy = msgspec.json.Decoder(Busy).decode
+
+#: KEYS: the pair's hash. ARGV: call id, caller account, owner, now, deadline, ttl.
+#: Drops entries past their deadline, adds the call, returns {call id, owner} of each entry
+#: whose caller is the other account (the calls crossing this one).
+_RING = """
+local crossing = {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local entry = cjson.decode(entries[i + 1])
+  if tonumber(entry.d) < tonumber(ARGV[4]) then
+    redis.call('HDEL', KEYS[1], entries[i])
+  elseif entry.c ~= ARGV[2] and entries[i] ~= ARGV[1] then
+    table.insert(crossing, entries[i])
+    table.insert(crossing, entry.o)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({c = ARGV[2], o = ARGV[3], d = ARGV[5]}))
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[6]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
+return crossing
+"""
+
+#: KEYS: the account's busy hash. ARGV: device id, call id. Removes the entry only if it is
+#: still this call's (the device may have moved on to another call meanwhile).
+_UNBUSY = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and cjson.decode(value).call == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class Crossing:
+    def __init__(self, store: Store, node_id: str, ring_timeout_s: float) -> None:
+        self._store = store
+        self._redis: Any = store.redis
+        self._node_id = node_id
+        self._ring_ttl_s = math.ceil(ring_timeout_s) + keys.RINGING_MARGIN_S
+
+    async def ring(self, call_id: str, caller: str, callee: str) -> list[Ringing]:
+        """Record a ringing call; the calls ringing from ``callee`` to ``caller``."""
+        now = self._store.clock()
+        found = await self._store.run_script(
+            _RING,
+            [keys.ringing_pair(caller, callee)],
+            [call_id, caller, self._node_id, now, now + self._ring_ttl_s, self._ring_ttl_s],
+        )
+        return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]
+
+    async def stop_ringing(self, call_id: str, caller: str, callee: str) -> None:
+        await self._redis.hdel(keys.ringing_pair(caller, callee), call_id)
+
+    async def set_busy(self, call_id: str, account_id: str, device_ids: list[str]) -> None:
+        if not device_ids:
+            return
+        until = self._store.clock() + keys.BUSY_TTL_S
+        value = _encode(Busy(call=call_id, node=self._node_id, until=until)).decode()
+        key = keys.busy(account_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=dict.fromkeys(device_ids, value))
+        pipe.expire(key, keys.BUSY_TTL_S)
+        await pipe.execute()
+
+    async def clear_busy(self, call_id: str, account_id: str, device_id: str) -> None:
+        await self._store.run_script(_UNBUSY, [keys.busy(account_id)], [device_id, call_id])
+
+    async def busy(self, account_id: str) -> dict[str, Busy]:
+        """The account's devices in a connected call (by device id), entries past their time
+        left out; whether their owner is alive is for the caller to check."""
+        raw: dict[str, str] = await self._redis.hgetall(keys.busy(account_id))
+        now = self._store.clock()
+        found = {device_id: _decode_busy(value) for device_id, value in raw.items()}
+        return {device_id: entry for device_id, entry in found.items() if entry.until >= now}

@@ -31,10 +31,6 @@ from signaling.webhooks.deliver import Deliverer, Settings, group_name
 from signaling.webhooks.sink import StreamSink
 from signaling.ws import messages as m
 from tests.conftest import MakeServer
-from tests.redis_cluster import BOTH_STORES
-
-#: The stream, its consumer groups and the lease share the {webhooks} tag: one slot.
-pytestmark = BOTH_STORES
 
 SECRET = b"webhook-test-secret"
 

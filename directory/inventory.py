@@ -245,6 +245,12 @@ _OTHERS: tuple[Datum, ...] = (
         retention="while the node runs, then 60 seconds", max_ttl_s=None,
         visible_to="servers", scope="server", in_export=False),
     Datum(
+        name="media_nodes", key_pattern=keys.media_nodes(),
+        fields=["node_id", "control_url", "rooms", "participants", "started_at", "heartbeat_at"],
+        purpose="Which media nodes (SFUs) are alive and how loaded, to place each new room.",
+        retention="while the node runs, then 60 seconds", max_ttl_s=None,
+        visible_to="servers", scope="server", in_export=False),
+    Datum(
         name="node_calls", key_pattern=keys.node_calls("{node_id}"), fields=["call_id"],
         purpose="The calls a node runs, so another node can take them over if it dies.",
         retention="while the calls run, then at most 10 seconds",

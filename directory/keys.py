@@ -203,6 +203,10 @@ PRESENCE_REFRESH_S = 3.0
 CALL_RECORD_TTL_S = 10
 #: Registry entries of nodes dead this long are removed (every survivor has seen them by then).
 NODE_FORGET_AFTER_S = 60
+#: How often a media node writes its heartbeat and load to the media-node registry.
+MEDIA_HEARTBEAT_S = 1.0
+#: A media node whose heartbeat is older than this gets no new rooms, and its rooms are lost.
+MEDIA_DEAD_AFTER_S = 5
 
 
 def presence(account_id: str) -> str:
@@ -275,3 +279,9 @@ def node_summary(node_id: str) -> str:
     """String, SUMMARY_TTL_S: JSON of a node's operator view (the node, its live calls with
     pseudonyms only), so the operator API of any node lists every node's calls."""
     return f"{PREFIX}:{node_tag(node_id)}:summary"
+
+
+def media_nodes() -> str:
+    """Hash: media node id -> JSON (control URL, load, started and heartbeat times); entries of
+    nodes silent for NODE_FORGET_AFTER_S are removed by the readers."""
+    return f"{PREFIX}:{{media}}:nodes"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import secrets
 from dataclasses import dataclass
 
 from media.forwarding import DEFAULT_MAX_PARTICIPANTS
 
 SECRET_ENV = "CALLBOOK_MEDIA_SECRET"
 LOOPBACK_ENV = "CALLBOOK_MEDIA_LOOPBACK_ICE"
+REDIS_ENV = "REDIS_URL"
+NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
+ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
+ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,11 @@ class MediaConfig:
     # aioice leaves loopback addresses out of its host candidates; a node bound to loopback
     # (tests, one-machine installs) has nothing else to offer.
     loopback_ice: bool = True
+    # With a store: the node registers itself (docs/scaling.md, "Media nodes") under this id,
+    # telling signaling to reach its control API at ``advertise_url``.
+    redis_url: str | None = None
+    node_id: str = ""
+    advertise_url: str = ""
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +63,20 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(LOOPBACK_ENV, "auto"),
         help="offer 127.0.0.1 as an ICE candidate (auto: when --host is loopback)",
     )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get(REDIS_ENV), help=f"register here (or ${REDIS_ENV})"
+    )
+    parser.add_argument("--node-id", default=os.environ.get(NODE_ID_ENV), help=f"or ${NODE_ID_ENV}")
+    parser.add_argument(
+        "--advertise-url",
+        default=os.environ.get(ADVERTISE_ENV),
+        help=f"control URL signaling uses (or ${ADVERTISE_ENV}; default http://HOST:PORT)",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default=os.environ.get(ADVERTISE_HOST_ENV),
+        help=f"only the host of that URL (or ${ADVERTISE_HOST_ENV}; e.g. a pod's IP)",
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
@@ -66,4 +90,14 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         max_rooms=args.max_rooms,
         max_participants=args.max_participants,
         loopback_ice=loopback,
+        redis_url=args.redis_url or None,
+        node_id=args.node_id or f"media-{secrets.token_hex(4)}",
+        advertise_url=_advertise_url(
+            args.advertise_url, args.advertise_host or args.host, args.port
+        ),
     )
+
+
+def _advertise_url(url: str | None, host: str, port: int) -> str:
+    """Where signaling reaches this node's control API: as given, or built from host and port."""
+    return (url or f"http://{host}:{port}").rstrip("/")

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from media import errors
 from media.config import MediaConfig
 from media.node import MediaNode, NodeLimits
+from media.registry import registration
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 MAX_BODY = 256 * 1024
@@ -221,6 +222,7 @@ def create_app(config: MediaConfig) -> web.Application:
         await node.close()  # closes every peer connection
 
     app.cleanup_ctx.append(media_node)
+    app.cleanup_ctx.append(registration(config, lambda: app[NODE].node_stats()))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/stats", node_stats)

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 
-from media.config import SECRET_ENV
+from media.config import REDIS_ENV, SECRET_ENV
 
 _PR_SET_PDEATHSIG = 1
 
@@ -28,6 +28,10 @@ class EmbeddedMediaError(RuntimeError):
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _without(env: os._Environ[str], name: str) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key != name}
 
 
 def _free_port() -> int:
@@ -54,7 +58,8 @@ class EmbeddedMedia:
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,
-            env={**os.environ, SECRET_ENV: self.secret},
+            # Its secret is its own, so it must not offer itself to other nodes in a registry.
+            env={**_without(os.environ, REDIS_ENV), SECRET_ENV: self.secret},
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )

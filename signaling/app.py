@@ -18,7 +18,6 @@ from directory import devices, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.store import STORE_UNAVAILABLE, Store, connect
-from media.control import MediaControl
 from signaling.appkeys import (
     CALLS,
     CONFIG,
@@ -34,6 +33,7 @@ from signaling.appkeys import (
     NodeInfo,
 )
 from signaling.calls.crossing import Crossing
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.config import Config
@@ -231,8 +231,12 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         secret = (config.push_webhook_secret or "").encode()
         push = WebhookPush(config.push_webhook_url, secret)
     media = None
-    if config.media_url:
-        media = MediaControl(config.media_url, config.media_secret or "")
+    if config.media_registry:
+        media = MediaPool(config.media_secret or "", store=app[STORE])
+    elif config.media_url:
+        media = MediaPool(config.media_secret or "", fixed_url=config.media_url)
+    if media is not None:
+        media.start()
     router: Router
     records = crossing = None
     if config.routing == "redis":

@@ -248,7 +248,8 @@ END_REASONS: dict[str, str] = {
     "glare": "To every device of this call: both people called each other at once and the "
     "other call, the one with the smaller call id, goes on.",
     "media_failed": "Group or relayed call: the SFU lost this device's media; the others "
-    "continue. Rejoin with `accept`.",
+    "continue. Rejoin with `accept`. When the call's media node itself died, every device of the "
+    "call gets it and the call is over: place a new one.",
     "operator": "To every device of this call: an operator of the server ended it.",
 }
 

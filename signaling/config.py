@@ -34,6 +34,8 @@ class Config:
     #: The media node (SFU) control API; ``callbook serve`` starts its own when unset.
     media_url: str | None = None
     media_secret: str | None = None
+    #: Several media nodes found in the store's registry instead of one at ``media_url``.
+    media_registry: bool = False
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
     #: Lifecycle webhooks (signaling/webhooks): where to POST call events, and how hard to try.
@@ -118,10 +120,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     media_secret = env.get("CALLBOOK_MEDIA_SECRET") or None
     if media_url and not media_secret:
         raise ConfigError("CALLBOOK_MEDIA_URL needs CALLBOOK_MEDIA_SECRET (the SFU's --secret).")
+    media_registry = _on(env.get("CALLBOOK_MEDIA_REGISTRY", ""))
+    if media_registry and (media_url or not media_secret):
+        raise ConfigError(
+            "CALLBOOK_MEDIA_REGISTRY needs CALLBOOK_MEDIA_SECRET (shared by the media nodes) "
+            "and no CALLBOOK_MEDIA_URL (the registry says where the nodes are)."
+        )
     return replace(
         base,
         media_url=media_url,
         media_secret=media_secret,
+        media_registry=media_registry,
         allowed_origins=origins,
         turn_uris=turn_uris,
         turn_secret=turn_secret,
@@ -173,3 +182,7 @@ def _redis_cluster(env: Mapping[str, str]) -> bool:
                 f"not {url.split('://')[0]}://."
             )
     return True
+
+
+def _on(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")

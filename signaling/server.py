@@ -85,7 +85,7 @@ def serve(config: Config) -> None:
     else:
         log.info("using the store at REDIS_URL")
     sfu: EmbeddedMedia | None = None
-    if config.media_url is None:
+    if config.media_url is None and not config.media_registry:
         sfu = EmbeddedMedia()
         url, secret = sfu.start()
         config = replace(config, media_url=url, media_secret=secret)

@@ -300,3 +300,13 @@ def test_relay_only_sdp_keeps_no_device_address() -> None:
     for address in ("192.168.1.5", "10.0.0.1", "1.2.3.4", "fe80::1"):
         assert address not in filtered
     assert "5.6.7.8 3478 typ relay" in filtered and filtered.endswith("\r\n")
+
+
+def test_a_dead_media_node_ends_a_relayed_call_for_both_legs() -> None:
+    call, effects = sm.end_media_failed(connected_lost())
+    reasons = {e.to: e.message.reason for e in effects if isinstance(e, sm.Send)}  # type: ignore[attr-defined]
+    assert reasons == {CALLER: "media_failed", PHONE: "media_failed"}
+    assert sm.ClearTimer("resume", PHONE) in effects and effects[-1] == sm.Finished()
+    assert call.phase is sm.Phase.ENDED
+    with pytest.raises(sm.Rejected):
+        sm.end_media_failed(call)

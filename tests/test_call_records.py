@@ -27,12 +27,14 @@ def _call() -> sm.Call:
 def test_one_to_one_and_group_calls_round_trip() -> None:
     call = _call()
     timers = [Timer("ring", 12.5), Timer("resume", 40.0, CALLER)]
-    assert decode(encode(call, timers)) == (call, timers)
+    snapshot = decode(encode(call, timers))
+    assert (snapshot.one, snapshot.timers, snapshot.media) == (call, timers, None)
     group = g.GroupCall(
         id="f" * 32, host=PERSON, media="video", invited=frozenset({CALLER.account_id}),
         members={CALLER: g.Member(participant="p1", person=PERSON, published=True)},
     )  # fmt: skip
-    assert decode(encode(group, [])) == (group, [])
+    snapshot = decode(encode(group, [], media="media-7"))
+    assert (snapshot.group, snapshot.timers, snapshot.media) == (group, [], "media-7")
 
 
 @BOTH_STORES
@@ -43,7 +45,7 @@ async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
     call = _call()
     assert await a.save(call, [], 0) == 1
     assert await a.save(call, [], 0) is None  # stale version
-    assert await a.save(call, [Timer("ring", 1.0)], 1) == 2
+    assert await a.save(call, [Timer("ring", 1.0)], 1, media="media-1") == 2
     assert await b.save(call, [], 2) is None  # not b's call
     assert await a.owner(call.id) == "node-a"
     assert await b.owned_by("node-a") == [call.id]
@@ -52,7 +54,7 @@ async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
     assert await b.take_over(call.id, "node-x") is None  # node-x does not own it
     taken = await b.take_over(call.id, "node-a")
     assert taken is not None and (taken.call, taken.timers) == (call, [Timer("ring", 1.0)])
-    assert (taken.version, taken.owner) == (3, "node-b")
+    assert (taken.version, taken.owner, taken.media_node) == (3, "node-b", "media-1")
     assert await b.take_over(call.id, "node-a") is None  # only the first survivor gets it
     assert await a.save(call, [], 2) is None  # the old owner is fenced out
     assert await b.save(call, [], 3) == 4

@@ -728,14 +728,23 @@ def test_k8s_signaling_environment_is_a_valid_configuration() -> None:
     config = from_env(k8s_container_env(container))  # raises ConfigError, as the pod would
     assert config.redis_url, "a pod without REDIS_URL would start a private embedded store"
     assert config.allowed_origins, "behind TLS the browser's https:// origin must be allowed"
-    assert config.media_url, "a pod without CALLBOOK_MEDIA_URL starts an SFU clients cannot reach"
+    assert config.media_registry, "a pod without media nodes starts an SFU clients cannot reach"
 
 
-def test_k8s_signaling_reaches_the_one_media_node_with_its_secret() -> None:
+def _field_refs(container: Mapping[str, Any]) -> dict[str, str]:
+    """The container's variables taken from the pod itself (downward API): name -> field."""
+    return {
+        item["name"]: item["valueFrom"]["fieldRef"]["fieldPath"]
+        for item in container.get("env", [])
+        if "fieldRef" in item.get("valueFrom", {})
+    }
+
+
+def test_k8s_media_nodes_register_where_signaling_finds_them() -> None:
     media = k8s_object("Deployment", "callbook-media")
-    # Signaling talks to one media node and a room lives on one node: a second replica behind
-    # the Service would get part of a room's control requests.
-    assert media["spec"]["replicas"] == 1
+    # Several media nodes: each registers in the store signaling reads, under a name of its own,
+    # with an address signaling can reach (the pod's IP; host network makes it the node's).
+    assert media["spec"]["replicas"] >= 2
     assert not any(
         h["spec"]["scaleTargetRef"]["name"] == media["metadata"]["name"]
         for h in k8s_objects("HorizontalPodAutoscaler")
@@ -747,16 +756,18 @@ def test_k8s_signaling_reaches_the_one_media_node_with_its_secret() -> None:
     assert not is_loopback(config.host) and not config.loopback_ice
     (signaling,) = pod_spec(signaling_deployment())["containers"]
     settings = from_env(k8s_container_env(signaling))
+    assert settings.media_registry and settings.media_url is None
     assert settings.media_secret == config.secret, "CALLBOOK_MEDIA_SECRET differs"
-    url = urlsplit(settings.media_url or "")
-    service = k8s_object("Service", str(url.hostname))
-    assert (
-        service["spec"]["selector"].items()
-        <= media["spec"]["template"]["metadata"]["labels"].items()
-    ), f"Service {url.hostname} does not select the media pod"
-    ports = [p for p in service["spec"]["ports"] if p["port"] == url.port]
-    assert ports, f"CALLBOOK_MEDIA_URL: Service {url.hostname} has no port {url.port}"
-    assert resolve_port(container, ports[0]["targetPort"]) == config.port, "not the control port"
+    assert config.redis_url == settings.redis_url, "the media nodes register in another store"
+    refs = _field_refs(container)
+    assert refs.get("CALLBOOK_MEDIA_NODE_ID") == "metadata.name", "node ids must be unique"
+    assert refs.get("CALLBOOK_MEDIA_ADVERTISE_HOST") == "status.podIP"
+    pod = {**k8s_container_env(container), "CALLBOOK_MEDIA_NODE_ID": "media-0",
+           "CALLBOOK_MEDIA_ADVERTISE_HOST": "10.1.2.3"}  # fmt: skip
+    registered = media_config(container["args"][1:], pod)
+    assert (registered.node_id, registered.advertise_url) == ("media-0", "http://10.1.2.3:8090")
+    ports = {resolve_port(container, p["containerPort"]) for p in container["ports"]}
+    assert config.port in ports, "the advertised port is not the control port"
 
 
 async def test_compose_coturn_command_runs_and_accepts_signaling_credentials(

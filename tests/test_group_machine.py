@@ -207,3 +207,19 @@ def test_illegal_events_are_rejected_with_a_code(event: g.Event, code: str) -> N
     with pytest.raises(Rejected) as rejected:
         g.transition(call, event, NOW)
     assert rejected.value.code == code
+
+
+def test_a_dead_media_node_ends_the_call_for_every_member_at_once() -> None:
+    call, _ = fresh()
+    call, _ = join(call, BOB1, "b" * 16)
+    call, _ = g.transition(call, sm.DeviceLost(HOST), NOW + 2)
+    call, effects = g.end_media_failed(call, NOW + 3)
+    # Members: media_failed, with no roster in between; whoever still rings missed it.
+    assert ended_to(effects) == {HOST: "media_failed", BOB1: "media_failed", CAROL: "missed"}
+    assert not roster_of(effects)
+    assert sm.ClearTimer("resume", HOST) in effects and g.CloseRoom() in effects
+    assert sm.RecordMissed("carol", "host", NOW + 3) in effects
+    assert effects[-1] == sm.Finished() and call.phase is Phase.ENDED
+    with pytest.raises(Rejected) as rejected:
+        g.end_media_failed(call, NOW + 4)
+    assert rejected.value.code == "call_ended"

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -44,8 +43,6 @@ class MediaRooms(Protocol):
 
     async def room_stats(self, room: str) -> dict[str, Any]: ...
 
-    async def stats(self) -> dict[str, Any]: ...
-
 
 class MediaUnavailable(Exception):
     """The media node refused or could not be reached."""
@@ -73,13 +70,9 @@ class Conference:
         # The SFU's latest view of each participant's media, by room, for operators.
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
-        #: The media node's own counters and when it last answered (wall clock), for operators.
-        self.node_stats: dict[str, Any] = {}
-        self.node_seen_at: float | None = None
-        self.node_first_seen_at: float | None = None
 
     def start(self) -> None:
-        """Start watching the media node (and, once rooms exist, their speakers)."""
+        """Start watching the rooms' speakers."""
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
@@ -126,6 +119,18 @@ class Conference:
         self._devices.get(room, {}).pop(participant, None)
         self._spawn(self._quietly(self._rooms.leave(room, participant)))
 
+    def adopt(self, room: str, devices: dict[str, DeviceRef]) -> None:
+        """A room that already lives on its media node (a call taken over from another signaling
+        node): its participants' media keeps flowing; this node only learns who they are."""
+        self._devices[room] = dict(devices)
+        self.start()
+
+    def forget(self, room: str) -> None:
+        """The room is gone with its media node: nothing to ask the SFU any more."""
+        self._devices.pop(room, None)
+        self._speakers.pop(room, None)
+        self._stats.pop(room, None)
+
     def participant_stats(self, room: str) -> dict[str, dict[str, Any]]:
         return self._stats.get(room, {})
 
@@ -138,12 +143,6 @@ class Conference:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(SPEAKER_POLL_S)
-            try:
-                self.node_stats = await self._rooms.stats()
-                self.node_seen_at = time.time()
-                self.node_first_seen_at = self.node_first_seen_at or self.node_seen_at
-            except Exception:
-                continue  # a media node that does not answer shows as stale
             for room, devices in list(self._devices.items()):
                 if not devices:
                     continue

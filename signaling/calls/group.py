@@ -379,6 +379,22 @@ def _on_gone(
     return _leave(call, event.device, reason, now)
 
 
+def end_media_failed(call: GroupCall, now: float) -> tuple[GroupCall, list[Effect]]:
+    """The room's media node died: every member gets ``media_failed`` at once (no roster
+    updates in between), and whoever still rings missed the call.
+
+    Not an ``Event``: it comes from the media node, not from a device.
+    """
+    if call.phase is Phase.ENDED:
+        raise Rejected("call_ended", f"Call {call.id} has already ended.")
+    members = sorted(call.members, key=_order)
+    effects: list[Effect] = [
+        sm.Send(d, m.Ended(call_id=call.id, reason="media_failed")) for d in members
+    ]
+    effects.extend(sm.ClearTimer("resume", d) for d in members if call.members[d].lost)
+    return _end(replace(call, members={}), effects, now)
+
+
 def end_by_operator(call: GroupCall) -> tuple[GroupCall, list[Effect]]:
     """An operator ends the call: everyone in it and every device still ringing gets ``operator``.
 

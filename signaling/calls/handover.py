@@ -71,6 +71,7 @@ class CallHandover:
 
     if TYPE_CHECKING:
 
+        def _let_room_go(self, call_id: str) -> None: ...
         @property
         def node_id(self) -> str: ...
         async def handle(
@@ -141,7 +142,7 @@ class CallHandover:
 
     async def hand_over_calls(self) -> int:
         """Give every call this node runs that the store holds to another live node; how many
-        moved. Calls that are not in the store (group and SFU calls) stay."""
+        moved. Group and SFU calls move with their room, which stays on its media node."""
         records = self._records
         nodes = await self._successors() if records is not None else []
         if records is None or not nodes:
@@ -216,6 +217,7 @@ class CallHandover:
         self._persisted.discard(call_id)
         self._versions.pop(call_id, None)
         self._moved[call_id] = successor
+        self._let_room_go(call_id)  # its SFU room stays on its media node, for the successor
         if call is not None:
             for device in kinds.involved(call):
                 if device in self._presence:
@@ -259,8 +261,8 @@ class CallHandover:
         ]
 
     def calls_to_wait_for(self) -> int:
-        """Calls here that cannot move (group and SFU calls): the drain lets them run on, as
-        long as the grace period lasts."""
+        """Group and SFU calls still here (their hand-over failed so far): the drain lets them
+        run on, as long as the grace period lasts."""
         return sum(1 for call in self._calls.values() if isinstance(call, g.GroupCall) or call.sfu)
 
     def connected_devices(self) -> int:

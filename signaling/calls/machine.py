@@ -425,6 +425,19 @@ def _on_superseded(call: Call) -> tuple[Call, list[Effect]]:
     return _end(call, reasons)
 
 
+def end_media_failed(call: Call) -> tuple[Call, list[Effect]]:
+    """A call through the SFU whose media node died: both legs get ``media_failed``.
+
+    Not an ``Event``: it comes from the media node, not from a device.
+    """
+    if call.phase is Phase.ENDED:
+        raise Rejected("call_ended", f"Call {call.id} has already ended.")
+    reasons: dict[DeviceRef, m.EndReason] = dict.fromkeys(
+        (*call.legs(), *call.ringing), "media_failed"
+    )
+    return _end(call, reasons)
+
+
 def end_by_operator(call: Call) -> tuple[Call, list[Effect]]:
     """An operator ends the call: every device in it, ringing ones too, gets ``operator``.
 

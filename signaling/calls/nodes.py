@@ -21,6 +21,7 @@ from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords, Stored, Timer
 from signaling.routing import (
@@ -49,6 +50,7 @@ log = logging.getLogger("callbook.calls")
 class NodeCalls:
     _router: Router
     _records: CallRecords | None
+    _media: MediaPool | None
     _remote: dict[sm.DeviceRef, dict[str, str]]
     _versions: dict[str, int]
     _persisted: set[str]
@@ -76,6 +78,7 @@ class NodeCalls:
             self, call_id: str, event: AnyEvent, at: float | None = None
         ) -> None: ...
         def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
+        def _adopt_room(self, call: AnyCall, media_node: str) -> None: ...
         def _set_timer(
             self, call_id: str, kind: sm.TimerKind, at: float, device: sm.DeviceRef | None
         ) -> None: ...
@@ -131,8 +134,8 @@ class NodeCalls:
                 self._versions.pop(call_id, None)
                 self._store_writes.submit(lambda: records.delete(call_id))
             return
-        if isinstance(call, g.GroupCall) or call.sfu:
-            return  # their media sessions live on this node's SFU link: not taken over yet
+        # Group and relayed calls: the room's media node, for a survivor to adopt the room.
+        media = None if self._media is None else self._media.node_of(call_id)
         timers = [
             Timer(kind, at, device)  # type: ignore[arg-type]
             for (owner, kind, device), at in self._timer_at.items()
@@ -141,7 +144,7 @@ class NodeCalls:
         self._persisted.add(call_id)
 
         async def save() -> None:
-            version = await records.save(call, timers, self._versions.get(call_id, 0))
+            version = await records.save(call, timers, self._versions.get(call_id, 0), media)
             if version is None:
                 log.warning("call %s is no longer this node's: another node took it", call_id)
                 self._persisted.discard(call_id)
@@ -318,6 +321,11 @@ class NodeCalls:
             self._attach(call_id, device)
         if isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING and call.reachable:
             self._ringing_for.setdefault(call.callee_account, set()).add(call_id)
+        if isinstance(call, g.GroupCall):
+            for account in call.awaiting:
+                self._ringing_for.setdefault(account, set()).add(call_id)
+        if stored.media_node is not None:
+            self._adopt_room(call, stored.media_node)
         for timer in stored.timers:
             self._set_timer(call_id, timer.kind, timer.at, timer.device)
         self._share(call_id)  # its ringing and busy entries now name this node

@@ -36,6 +36,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     one: sm.Call | None = None
     group: g.GroupCall | None = None
     timers: list[Timer] = msgspec.field(default_factory=list)
+    #: The media node its SFU room lives on (group and relayed calls), for a survivor to adopt.
+    media: str | None = None
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -43,27 +45,33 @@ class Stored(msgspec.Struct, frozen=True):
     timers: list[Timer]
     version: int
     owner: str
+    media_node: str | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
-def encode(call: AnyCall, timers: list[Timer]) -> str:
+def encode(call: AnyCall, timers: list[Timer], media: str | None = None) -> str:
     snapshot = (
-        Snapshot(group=call, timers=timers)
+        Snapshot(group=call, timers=timers, media=media)
         if isinstance(call, g.GroupCall)
-        else Snapshot(one=call, timers=timers)
+        else Snapshot(one=call, timers=timers, media=media)
     )
     return base64.b64encode(_encoder.encode(snapshot)).decode()
 
 
-def decode(raw: str) -> tuple[AnyCall, list[Timer]]:
+def decode(raw: str) -> Snapshot:
     snapshot = _decoder.decode(base64.b64decode(raw))
-    call = snapshot.one if snapshot.one is not None else snapshot.group
-    if call is None:
+    if snapshot.one is None and snapshot.group is None:
         raise ValueError("a call record without a call")
-    return call, snapshot.timers
+    return snapshot
+
+
+def _call(snapshot: Snapshot) -> AnyCall:
+    call = snapshot.one if snapshot.one is not None else snapshot.group
+    assert call is not None  # decode checked
+    return call
 
 
 #: KEYS: record. ARGV: expected version (0: new), owner, state, ttl. New version, or -1.
@@ -121,8 +129,11 @@ class CallRecords:
         self._node_id = node_id
         self._ttl_s = ttl_s
 
-    async def save(self, call: AnyCall, timers: list[Timer], version: int) -> int | None:
-        """Write the call if it is still at ``version`` and ours; the new version, else None."""
+    async def save(
+        self, call: AnyCall, timers: list[Timer], version: int, media: str | None = None
+    ) -> int | None:
+        """Write the call if it is still at ``version`` and ours; the new version, else None.
+        ``media``: the media node of the call's SFU room, if it has one."""
         if version == 0:
             index = keys.node_calls(self._node_id)
             await self._redis.sadd(index, call.id)
@@ -130,7 +141,7 @@ class CallRecords:
         result = await self._store.run_script(
             _SAVE,
             [keys.call_record(call.id)],
-            [version, self._node_id, encode(call, timers), self._ttl_s],
+            [version, self._node_id, encode(call, timers, media), self._ttl_s],
         )
         return int(result) if int(result) > 0 else None
 
@@ -146,8 +157,10 @@ class CallRecords:
         fields = await self._redis.hgetall(keys.call_record(call_id))
         if not fields:
             return None
-        call, timers = decode(fields["state"])
-        return Stored(call, timers, int(fields["v"]), fields["owner"])
+        snapshot = decode(fields["state"])
+        return Stored(
+            _call(snapshot), snapshot.timers, int(fields["v"]), fields["owner"], snapshot.media
+        )
 
     async def refresh(self, call_ids: list[str]) -> None:
         """The owner is alive: its records and its index live on."""
@@ -172,11 +185,11 @@ class CallRecords:
         if not result:
             return None
         version, state = result
-        call, timers = decode(state)
+        snapshot = decode(state)
         index = keys.node_calls(self._node_id)
         await self._redis.sadd(index, call_id)
         await self._redis.expire(index, self._ttl_s)
-        return Stored(call, timers, int(version), self._node_id)
+        return Stored(_call(snapshot), snapshot.timers, int(version), self._node_id, snapshot.media)
 
     async def hand_over(self, call_id: str, version: int, successor: str) -> int | None:
         """Give our call at ``version`` to ``successor``; its new version, or None if the call is

@@ -23,13 +23,14 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.conference import Conference, MediaRooms
+from signaling.calls.conference import Conference
 from signaling.calls.crossing import Crossing, Ringing
 from signaling.calls.crossing_calls import CrossingCalls
 from signaling.calls.errors import CallError
 from signaling.calls.handover import CallHandover, Held
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.lifecycle import EventSink, Lifecycle
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.nodes import NodeCalls
 from signaling.calls.operations import OperatorCalls
 from signaling.calls.quality import QualityBook, Sample
@@ -89,7 +90,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         resume_queue_max: int = 256,
         clock: Callable[[], float] | None = None,
         metrics: Metrics | None = None,
-        media: MediaRooms | None = None,
+        media: MediaPool | None = None,
         turn_configured: bool = False,
         events: EventSink | None = None,
         router: Router | None = None,
@@ -140,8 +141,11 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._metrics = metrics
         # When each ringing call was placed (monotonic), for the ring-to-answer histogram.
         self._invited_at: dict[str, float] = {}
+        # The media nodes (one fixed, or a registry) and the rooms this node opened on them.
+        self._media = media
         self._conference = None if media is None else Conference(media, self._deliver)
-        if self._conference is not None:
+        if media is not None and self._conference is not None:
+            media.on_lost(self._on_media_lost)
             self._conference.start()
         # Hide-my-IP goes through TURN when there is one, else through the SFU.
         self._turn_configured = turn_configured
@@ -647,6 +651,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
     @property
     def conference(self) -> Conference | None:
         return self._conference
+
+    @property
+    def media(self) -> MediaPool | None:
+        return self._media
 
     def now(self) -> float:
         return self._clock()

@@ -19,6 +19,7 @@ from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaUnavailable
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.metrics import Metrics
 from signaling.routing import Router
@@ -32,6 +33,7 @@ class SfuCalls:
     _store: Store
     _calls: dict[str, AnyCall]
     _conference: Conference | None
+    _media: MediaPool | None
     _router: Router
     _published: dict[str, set[sm.DeviceRef]]
     _ringing_for: dict[str, set[str]]
@@ -51,6 +53,8 @@ class SfuCalls:
         ) -> frozenset[sm.DeviceRef]: ...
         def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
         def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
+        def _persist(self, call_id: str) -> None: ...
+        def _stop_ringing(self, call: AnyCall) -> None: ...
         def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None: ...
         def _apply(
             self,
@@ -94,7 +98,7 @@ class SfuCalls:
         if self._metrics is not None:
             self._metrics.on_setup()
         self._run(call.id, effects)
-        self._persist(call.id)  # not stored (its media is here), but its busy devices are shared
+        self._persist(call.id)  # stored (a survivor adopts its room); busy devices shared
 
     async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
         """The invitees the host may ring; anyone else is silently left out, as if offline."""
@@ -123,6 +127,26 @@ class SfuCalls:
         self._apply(call_id, event, device)
         self._attach(call_id, device)
 
+    def _adopt_room(self, call: AnyCall, media_node: str) -> None:
+        """A call taken over from a dead signaling node: its room lives on on ``media_node``,
+        forwarding all along; this node learns where it is and who is in it."""
+        if self._media is None or self._conference is None:
+            return
+        self._media.adopt(call.id, media_node)
+        devices = {kinds.sfu_participant(call, d): d for d in kinds.sfu_devices(call)}
+        self._conference.adopt(call.id, {p: d for p, d in devices.items() if p is not None})
+        if isinstance(call, sm.Call) and call.phase is sm.Phase.CONNECTED:
+            # Which legs had published is not stored: counting both as published makes the
+            # next publish (if any) ask for both subscriptions again, which the SFU allows.
+            self._published[call.id] = set(call.legs())
+
+    def _let_room_go(self, call_id: str) -> None:
+        """The call moved to another signaling node (drain): its room lives on, driven there."""
+        if self._media is not None:
+            self._media.release(call_id)
+        if self._conference is not None:
+            self._conference.forget(call_id)
+
     def _require_sfu(self) -> Conference:
         if self._conference is None:
             raise CallError("unavailable", "This server has no media server for group calls.")
@@ -147,6 +171,7 @@ class SfuCalls:
         if isinstance(call, g.GroupCall):
             self._apply(call.id, g.PublishedEvent(device), device)
             return
+        self._persist(call.id)  # the record now names the room's media node
         published = self._published.setdefault(call.id, set())
         published.add(device)
         if len(published) == 2:
@@ -194,3 +219,23 @@ class SfuCalls:
             if participant in by_participant:
                 found[device.account_id] = by_participant[participant]
         return found
+
+    def _on_media_lost(self, node: str, rooms: list[str]) -> None:
+        """A media node died with these rooms (each named by its call): their calls end, every
+        device in them told ``media_failed``; a new call is placed on another node."""
+        for room in rooms:
+            if self._conference is not None:
+                self._conference.forget(room)
+            call = self._calls.get(room)
+            if call is None or call.phase is sm.Phase.ENDED:
+                continue
+            ended: AnyCall
+            effects: Sequence[g.Effect]
+            if isinstance(call, g.GroupCall):
+                ended, effects = g.end_media_failed(call, self._clock())
+            else:
+                ended, effects = sm.end_media_failed(call)
+            self._calls[room] = ended
+            self._stop_ringing(ended)
+            self._run(room, effects)
+            self._persist(room)

@@ -119,7 +119,13 @@ async def all_nodes(app: web.Application) -> list[Node]:
             if node.id == node_id:
                 node.last_heartbeat = int(beat)
             nodes.append(node)
-    return nodes
+    # Every signaling node lists the media nodes it knows: each once, as last heard of.
+    latest: dict[tuple[str, str], Node] = {}
+    for node in nodes:
+        known = latest.get((node.kind, node.id))
+        if known is None or node.last_heartbeat > known.last_heartbeat:
+            latest[(node.kind, node.id)] = node
+    return list(latest.values())
 
 
 async def find_call(app: web.Application, call_id: str) -> LiveCall | None:

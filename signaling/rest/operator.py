@@ -80,7 +80,8 @@ class Revealed(msgspec.Struct, kw_only=True):
 
 
 class Nodes(msgspec.Struct, kw_only=True):
-    """Every live node serving calls: this one, and the others in the node registry."""
+    """Every live node serving calls: this one, the others in the node registry, and the media
+    nodes (the registry's, or a fixed one)."""
 
     nodes: list[Node]
 

@@ -149,7 +149,7 @@ def local_calls(app: web.Application) -> list[LiveCall]:
 
 
 def local_nodes(app: web.Application) -> list[Node]:
-    """This signaling node, and its media node if it has one."""
+    """This signaling node, and the media nodes it knows (with their load) if it has any."""
     node = app[NODE]
     service = app[CALLS]
     nodes = [
@@ -162,16 +162,13 @@ def local_nodes(app: web.Application) -> list[Node]:
             last_heartbeat=int(time.time()),
         )
     ]
-    sfu = service.conference
-    if sfu is not None and sfu.node_seen_at is not None:
-        stats = sfu.node_stats
+    media = service.media
+    for info in [] if media is None else media.nodes():
         nodes.append(
             Node(
-                id=f"{node.id}-media", version=node.version, kind="media",
-                connections=int(stats.get("participants", 0)),
-                active_calls=int(stats.get("rooms", 0)),
-                started_at=int(sfu.node_first_seen_at or sfu.node_seen_at),
-                last_heartbeat=int(sfu.node_seen_at),
+                id=info.id, version=node.version, kind="media",
+                connections=info.participants, active_calls=info.rooms,
+                started_at=int(info.started_at), last_heartbeat=int(info.seen_at),
             )
         )  # fmt: skip
     return nodes

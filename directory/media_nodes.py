@@ -1,0 +1,60 @@
+"""The media-node registry: each SFU writes its control URL and load every second; signaling
+reads it to place each new room on the least-loaded healthy node (docs/scaling.md).
+
+One hash (``keys.media_nodes``), one field per node: a heartbeat is one ``HSET``, a read one
+``HGETALL``. The control secret is shared by configuration and never stored here.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from directory import keys
+from directory.store import Store
+
+
+class MediaNodeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    url: str
+    rooms: int = 0
+    participants: int = 0
+    max_rooms: int = 0
+    started_at: float = 0.0
+    seen_at: float = 0.0
+    #: Set by a node that is shutting down: alive for its rooms, but no new ones.
+    draining: bool = False
+
+    def healthy(self, now: float) -> bool:
+        return now - self.seen_at <= keys.MEDIA_DEAD_AFTER_S
+
+
+_decoder = msgspec.json.Decoder(MediaNodeInfo)
+
+
+async def heartbeat(store: Store, info: MediaNodeInfo) -> None:
+    await store.redis.hset(keys.media_nodes(), info.id, msgspec.json.encode(info).decode())
+
+
+async def remove(store: Store, node_id: str) -> None:
+    await store.redis.hdel(keys.media_nodes(), node_id)
+
+
+async def listing(store: Store) -> list[MediaNodeInfo]:
+    """Every registered media node, healthy or not; long-dead entries are removed here."""
+    raw: dict[str, str] = await store.redis.hgetall(keys.media_nodes())
+    now = store.clock()
+    found: list[MediaNodeInfo] = []
+    forgotten: list[str] = []
+    for node_id, text in raw.items():
+        try:
+            info = _decoder.decode(text)
+        except msgspec.DecodeError:
+            forgotten.append(node_id)  # not ours to read: a writer of another version
+            continue
+        if now - info.seen_at > keys.NODE_FORGET_AFTER_S:
+            forgotten.append(node_id)
+        else:
+            found.append(info)
+    if forgotten:
+        await store.redis.hdel(keys.media_nodes(), *forgotten)
+    return sorted(found, key=lambda n: n.id)

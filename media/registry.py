@@ -1,0 +1,73 @@
+"""A media node in the registry: its control URL and load, written every second.
+
+Signaling places new rooms on the least-loaded healthy node it finds there; a node that stops
+writing is taken for dead after ``keys.MEDIA_DEAD_AFTER_S`` (docs/scaling.md, "Media nodes").
+A node without a store (one fixed SFU, or the one ``callbook serve`` embeds) skips all this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from directory import keys, media_nodes
+from directory.media_nodes import MediaNodeInfo
+from directory.store import Store, connect
+from media.config import MediaConfig
+
+log = logging.getLogger("callbook.media.registry")
+
+
+def load(config: MediaConfig, stats: dict[str, object], started_at: float) -> MediaNodeInfo:
+    return MediaNodeInfo(
+        id=config.node_id,
+        url=config.advertise_url,
+        rooms=_int(stats.get("rooms")),
+        participants=_int(stats.get("participants")),
+        max_rooms=config.max_rooms,
+        started_at=started_at,
+        seen_at=time.time(),
+    )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+async def _beat(store: Store, config: MediaConfig, stats: Callable[[], dict[str, object]]) -> None:
+    started_at = time.time()
+    while True:
+        try:
+            await media_nodes.heartbeat(store, load(config, stats(), started_at))
+        except (RedisError, OSError):
+            log.warning("could not write the heartbeat: the store is unreachable")
+        await asyncio.sleep(keys.MEDIA_HEARTBEAT_S)
+
+
+def registration(
+    config: MediaConfig, stats: Callable[[], dict[str, object]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context: heartbeats while the app runs, and the entry removed at shutdown."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        if config.redis_url is None:
+            yield
+            return
+        store = Store(connect(config.redis_url, max_connections=4))
+        task = asyncio.create_task(_beat(store, config, stats))
+        log.info("registered as media node %s", config.node_id)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(RedisError, OSError):
+            await media_nodes.remove(store, config.node_id)
+        await store.redis.aclose()
+
+    return ctx

@@ -158,14 +158,22 @@ async def update(
     return await get(store, account_id)
 
 
+#: KEYS: account. ARGV: field, value, ... Sets the fields only if the account exists: 1, else 0.
+_SET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
 async def _set_if_exists(store: Store, account_id: str, changes: dict[str, str]) -> None:
-    async with store.redis.pipeline(transaction=True) as pipe:
-        await pipe.watch(keys.account(account_id))
-        if not await pipe.exists(keys.account(account_id)):
-            raise NotFound("No such account.")
-        pipe.multi()
-        pipe.hset(keys.account(account_id), mapping=changes)
-        await pipe.execute()
+    # A script rather than WATCH/EXISTS/MULTI: one round trip, and redis-py's cluster pipeline
+    # answers an EXISTS inside WATCH with the pipeline itself (always true), not the count.
+    args = [item for pair in changes.items() for item in pair]
+    if not await store.run_script(_SET_IF_EXISTS, [keys.account(account_id)], args):
+        raise NotFound("No such account.")
 
 
 async def release_handle(store: Store, account_id: str, handle: str) -> None:

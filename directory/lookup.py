@@ -25,11 +25,12 @@ async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
     config = store.config
 
     def queue(pipe: Any) -> None:
-        bucket = keys.lookup_bucket(viewer_id)
-        ratelimit.queue_take(store, pipe, bucket, config.lookup_burst, config.lookup_refill_per_s)
         pipe.get(keys.handle(handle))
 
-    wait_ms, owner = await ratelimit.run_with_bucket(store, queue)
+    bucket = ratelimit.Bucket(
+        keys.lookup_bucket(viewer_id), config.lookup_burst, config.lookup_refill_per_s
+    )
+    wait_ms, owner = await ratelimit.run_with_bucket(store, bucket, queue)
     ratelimit.check(wait_ms, "lookups")
     target_id = None if owner == keys.QUARANTINED else owner
     card = await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
@@ -105,14 +106,14 @@ async def dial(
     """
 
     def queue(pipe: Any) -> None:
-        ratelimit.queue_take(store, pipe, keys.invite_bucket(caller_id), burst, refill_per_s)
         pipe.hmget(keys.account(caller_id), accounts.FIELDS)
         if handle is not None:
             pipe.get(keys.handle(handle))
         else:
             pipe.exists(keys.account(account_id or _NO_ACCOUNT))
 
-    wait_ms, caller_fields, target = await ratelimit.run_with_bucket(store, queue)
+    bucket = ratelimit.Bucket(keys.invite_bucket(caller_id), burst, refill_per_s)
+    wait_ms, caller_fields, target = await ratelimit.run_with_bucket(store, bucket, queue)
     ratelimit.check(wait_ms, "calls")
     caller = accounts.from_fields(caller_id, caller_fields)
     if handle is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -40,21 +42,37 @@ async def take(store: Store, key: str, burst: int, refill_per_s: float, what: st
     check(await store.run_script(_TOKEN_BUCKET, [key], args), what)
 
 
-def queue_take(store: Store, pipe: Any, key: str, burst: int, refill_per_s: float) -> None:
-    """Queue a ``take`` on a pipeline; pass its result to ``check``.
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    key: str
+    burst: int
+    refill_per_s: float
 
-    By EVALSHA alone: a registered script would make the pipeline ask SCRIPT EXISTS first,
-    on every execute. Run ``load`` and retry when the server answers NOSCRIPT.
+    def args(self) -> list[Any]:
+        return [self.burst, self.refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
+
+
+async def run_with_bucket(store: Store, bucket: Bucket, queue: Callable[[Any], None]) -> list[Any]:
+    """Spend a token from ``bucket`` and execute a pipeline that ``queue`` fills, in one round
+    trip; returns the bucket's answer (pass it to ``check``) followed by the pipeline's results.
+
+    On one server the script goes first in the pipeline, by EVALSHA alone (a registered script
+    would make the pipeline ask SCRIPT EXISTS first, on every execute), and is loaded once if
+    the server answers NOSCRIPT (restarted or failed over). redis-py's cluster pipeline refuses
+    scripts, so on a Redis Cluster the script and the pipeline run side by side: two requests,
+    still one round trip of waiting.
     """
+    if store.cluster:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            wait_ms, rest = await asyncio.gather(
+                store.run_script(_TOKEN_BUCKET, [bucket.key], bucket.args()), pipe.execute()
+            )
+        return [wait_ms, *rest]
     sha = store.script(_TOKEN_BUCKET).sha
-    pipe.evalsha(sha, 1, key, burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S)
-
-
-async def run_with_bucket(store: Store, queue: Callable[[Any], None]) -> list[Any]:
-    """Execute a pipeline that ``queue`` fills (including a ``queue_take``), loading the bucket
-    script once if the server answers NOSCRIPT (restarted or failed over)."""
     for attempt in (1, 2):
         async with store.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(sha, 1, bucket.key, *bucket.args())
             queue(pipe)
             try:
                 results: list[Any] = await pipe.execute()

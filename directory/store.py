@@ -6,10 +6,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import keys
+
+#: What a store that cannot answer now raises: a lost connection or a timeout; on a Redis Cluster
+#: also a cluster that is down, failing over or has a slot without a primary. Callers answer
+#: these with ``unavailable``; anything else from the store is a bug.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +56,11 @@ class Store:
     clock: Callable[[], float] = time.time
     _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster: node inboxes use sharded pub/sub (docs/scaling.md)."""
+        return isinstance(self.redis, RedisCluster)
+
     def today(self) -> str:
         """Dates are kept at day granularity: enough to be useful, little to profile."""
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
@@ -55,13 +83,18 @@ CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 5.0
 
 
-def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:
-    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``).
+def connect(
+    url: str, max_connections: int = 64, wait_s: float = 5.0, *, cluster: bool = False
+) -> Any:
+    """A client for one Redis/Valkey server (``redis://``, ``rediss://`` or ``unix://``), or
+    with ``cluster`` for a Redis Cluster (``url``: one or more comma-separated seed nodes).
 
     A burst beyond the pool waits up to ``wait_s`` for a free connection instead of failing.
     Every command is bounded in time, so a store that goes away makes requests fail (503), not
     hang; nothing is retried here: the callers answer ``unavailable`` and the client retries.
     """
+    if cluster:
+        return connect_cluster(url)
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -73,3 +106,48 @@ def connect(url: str, max_connections: int = 64, wait_s: float = 5.0) -> Redis:
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client
+
+
+def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisCluster:
+    """A Redis Cluster client from comma-separated seed URLs (``redis://`` or ``rediss://``).
+
+    The first URL gives the credentials and TLS settings; the others only add seed addresses,
+    so that the client starts while a seed is down. The client learns every node from the slot
+    map. Its pools are per node and, unlike the single-server pool, cannot wait for a free
+    connection (redis-py has no blocking cluster pool): a burst beyond
+    ``max_connections_per_node`` commands in flight on one node fails with a connection error
+    (``unavailable`` to the caller), hence a larger bound than the single-server pool's.
+    """
+    urls = [u.strip() for u in seeds.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("a Redis Cluster needs at least one seed URL")
+    extra = [_seed(u) for u in urls[1:]]
+    client: RedisCluster = _Cluster.from_url(
+        urls[0],
+        startup_nodes=extra or None,
+        decode_responses=True,
+        protocol=3,
+        max_connections=max_connections_per_node,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
+    )
+    return client
+
+
+class _Cluster(RedisCluster):
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except SlotNotCoveredError:
+            raise
+        except RedisClusterException as exc:
+            # redis-py raises its generic cluster error when no seed answers; to the callers that
+            # is a store outage like a lost connection (``unavailable``, and the node starts).
+            raise RedisConnectionError("no node of the Redis Cluster answers") from exc
+
+
+def _seed(url: str) -> ClusterNode:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a redis:// or rediss:// URL of a cluster node")
+    return ClusterNode(parts.hostname, parts.port or 6379)

@@ -31,6 +31,8 @@ class MediaConfig:
     # With a store: the node registers itself (docs/scaling.md, "Media nodes") under this id,
     # telling signaling to reach its control API at ``advertise_url``.
     redis_url: str | None = None
+    #: ``redis_url`` names a Redis Cluster (seed nodes), as for ``callbook serve``.
+    redis_cluster: bool = False
     node_id: str = ""
     advertise_url: str = ""
 
@@ -91,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         max_participants=args.max_participants,
         loopback_ice=loopback,
         redis_url=args.redis_url or None,
+        redis_cluster=os.environ.get("CALLBOOK_REDIS_CLUSTER") == "1",
         node_id=args.node_id or f"media-{secrets.token_hex(4)}",
         advertise_url=_advertise_url(
             args.advertise_url, args.advertise_host or args.host, args.port

@@ -59,7 +59,7 @@ def registration(
         if config.redis_url is None:
             yield
             return
-        store = Store(connect(config.redis_url, max_connections=4))
+        store = Store(connect(config.redis_url, max_connections=4, cluster=config.redis_cluster))
         task = asyncio.create_task(_beat(store, config, stats))
         log.info("registered as media node %s", config.node_id)
         yield

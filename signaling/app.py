@@ -13,13 +13,11 @@ from importlib import metadata, resources
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
-from directory.store import Store, connect
+from directory.store import STORE_UNAVAILABLE, Store, connect
 from signaling.appkeys import (
     CALLS,
     CONFIG,
@@ -63,6 +61,8 @@ from signaling.ws.endpoint import close_all, websocket
 log = logging.getLogger("callbook.signaling")
 
 _KEY_REFRESH_S = 60.0
+#: The store does not answer, or the socket to it failed (OSError), or a wait on it ran out.
+_UNREACHABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, OSError, TimeoutError)
 
 _HTTP_CODES = {
     404: ("no_route", "No such endpoint."),
@@ -89,7 +89,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         code, detail = _HTTP_CODES[exc.status]
         extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         problem = ApiError(code, detail)
-    except (RedisConnectionError, RedisTimeoutError):
+    except STORE_UNAVAILABLE:
         request.app[STORE_OUTAGE].failed("a request")  # warns once per outage
         problem = ApiError("unavailable", "The store is unavailable; try again shortly.", 1)
     except asyncio.CancelledError:
@@ -163,7 +163,7 @@ async def readyz(request: web.Request) -> web.Response:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
-    except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+    except _UNREACHABLE:
         request.app[STORE_OUTAGE].failed("the readiness check")
         return _json(Health(status="unavailable"), status=503)
     request.app[STORE_OUTAGE].ok()
@@ -198,7 +198,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if config.redis_url is None:
         raise RuntimeError("create_app needs a store URL; `callbook serve` provides one")
-    redis = connect(config.redis_url)
+    redis = connect(config.redis_url, cluster=config.redis_cluster)
     app[STORE] = Store(redis, config.directory)
     yield
     await redis.aclose()
@@ -210,7 +210,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE], ttl_s=config.token_ttl_s, rotate_after_s=config.key_rotation_s
     )
     app[TOKENS] = tokens
-    with contextlib.suppress(RedisConnectionError, OSError):
+    with contextlib.suppress(*_UNREACHABLE):
         await tokens.refresh()
     task = asyncio.create_task(_refresh_keys(tokens, app[STORE_OUTAGE]))
     yield
@@ -224,7 +224,7 @@ async def _refresh_keys(tokens: TokenService, outage: StoreOutage) -> None:
         await asyncio.sleep(_KEY_REFRESH_S)
         try:
             await tokens.refresh()
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except _UNREACHABLE:
             outage.failed("the signing key refresh")  # the keys loaded stay in use
 
 

@@ -268,7 +268,7 @@ async def cmd_operator(args: argparse.Namespace) -> None:
                 # Starting our own would stop the server's (it listens on TCP: a long path).
                 raise CliError(f"A store runs on {data_dir} but not on its socket; set REDIS_URL.")
             url = await asyncio.to_thread(embedded.start)
-    redis = connect(url)
+    redis = connect(url, cluster=config.redis_cluster and url == config.redis_url)
     store = Store(redis, config.directory)
     try:
         if args.action == "create":

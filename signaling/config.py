@@ -18,6 +18,8 @@ class Config:
     port: int = 8080
     data_dir: Path = Path("callbook-data")
     redis_url: str | None = None
+    #: ``redis_url`` names a Redis Cluster: one or more comma-separated seed nodes.
+    redis_cluster: bool = False
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
@@ -143,6 +145,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "CALLBOOK_PORT", base.port, 0, 65535),
         data_dir=Path(env.get("CALLBOOK_DATA_DIR", str(base.data_dir))),
         redis_url=env.get("REDIS_URL") or None,
+        redis_cluster=_redis_cluster(env),
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
@@ -161,6 +164,24 @@ def _routing(env: Mapping[str, str]) -> Literal["local", "redis"]:
     if raw == "redis":
         return "redis"
     raise ConfigError(f"CALLBOOK_ROUTING must be local or redis, not {raw!r}.")
+
+
+def _redis_cluster(env: Mapping[str, str]) -> bool:
+    raw = env.get("CALLBOOK_REDIS_CLUSTER") or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"CALLBOOK_REDIS_CLUSTER must be 0 or 1, not {raw!r}.")
+    if raw == "0":
+        return False
+    seeds = [u.strip() for u in (env.get("REDIS_URL") or "").split(",") if u.strip()]
+    if not seeds:
+        raise ConfigError("CALLBOOK_REDIS_CLUSTER=1 needs REDIS_URL: the cluster's seed nodes.")
+    for url in seeds:
+        if not url.startswith(("redis://", "rediss://")):
+            raise ConfigError(
+                f"REDIS_URL: a cluster node is reached over TCP (redis:// or rediss://), "
+                f"not {url.split('://')[0]}://."
+            )
+    return True
 
 
 def _on(value: str) -> bool:

@@ -6,8 +6,9 @@
   hash (``keys.presence``), refreshed every ``PRESENCE_REFRESH_S``; the hash expires
   ``PRESENCE_TTL_S`` after the last refresh, and readers ignore entries older than that or
   written by a dead node.
-- Envelopes for a node are PUBLISHed on its inbox channel; device events on the broadcast one.
-  Pub/sub, not Streams: see docs/scaling.md.
+- Envelopes for a node are published on its inbox channel (sharded pub/sub on a Redis Cluster);
+  device events on the broadcast one (``signaling/channels.py``). Pub/sub, not Streams: see
+  docs/scaling.md.
 
 Everything this node sends, presence writes included, leaves through one ordered worker.
 """
@@ -27,6 +28,7 @@ from redis.exceptions import RedisError
 from directory import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
+from signaling.channels import Channels, Subscription
 from signaling.liveness import judge
 from signaling.outage import StoreOutage
 from signaling.routing import Envelopes, Inbox, Location
@@ -68,6 +70,7 @@ class RedisRouter(QueuedDelivery):
     ) -> None:
         self._store = store
         self._redis: Any = store.redis
+        self._channels = Channels(store)
         self._node_id = node_id
         self._clock = clock
         self._heartbeat_s = heartbeat_s
@@ -91,12 +94,12 @@ class RedisRouter(QueuedDelivery):
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        pubsub = await self._subscribe()
+        subscription = await self._channels.subscribe(self._node_id)
         with contextlib.suppress(RedisError, OSError):
             await self._beat()
         self._worker.start()
         self._tasks = [
-            asyncio.create_task(self._listen(pubsub)),
+            asyncio.create_task(self._listen(subscription)),
             asyncio.create_task(self._heartbeat()),
         ]
 
@@ -198,7 +201,7 @@ class RedisRouter(QueuedDelivery):
 
     def broadcast(self, envelope: Envelopes) -> None:
         async def job() -> None:
-            await self._redis.publish(keys.broadcast_channel(), _encode(envelope))
+            await self._channels.to_all(_encode(envelope))
 
         self._worker.submit(job)
 
@@ -207,44 +210,28 @@ class RedisRouter(QueuedDelivery):
             if self._inbox is not None:
                 await self._inbox.on_envelope(envelope)
             return
-        await self._redis.publish(keys.node_inbox(node), _encode(envelope))
+        await self._channels.to_node(node, _encode(envelope))
 
     async def flush(self) -> None:
         await self._worker.submit(_nothing)
 
-    async def _subscribe(self) -> Any:
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(keys.node_inbox(self._node_id), keys.broadcast_channel())
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-            raise
-        return pubsub
-
-    async def _listen(self, pubsub: Any) -> None:
-        """Receive envelopes; when the connection goes (the store is away), subscribe again
-        every RESUBSCRIBE_S until it is back. What was published meanwhile is lost (pub/sub)."""
+    async def _listen(self, subscription: Subscription | None) -> None:
         while True:
             try:
-                if pubsub is None:
-                    pubsub = await self._subscribe()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._receive(message["data"])
-                # listen() ends without subscriptions: never spin on it, subscribe afresh.
+                if subscription is None:
+                    subscription = await self._channels.subscribe(self._node_id)
+                async for data in subscription.messages():
+                    await self._receive(data)
             except asyncio.CancelledError:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
+                if subscription is not None:
+                    await subscription.close()
                 raise
             except (RedisError, OSError):
-                self._outage.failed("pub/sub")
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), CLOSE_STEP_S)
-                pubsub = None
-            await asyncio.sleep(RESUBSCRIBE_S)
+                log.warning("lost the pub/sub connection; resubscribing")
+                if subscription is not None:
+                    await subscription.close()
+                subscription = None
+                await asyncio.sleep(0.5)
 
     async def _receive(self, data: str | bytes) -> None:
         try:

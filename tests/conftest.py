@@ -11,7 +11,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -24,6 +24,7 @@ from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
+from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
 pytest_plugins = ["tests.coturn"]
 
@@ -49,10 +50,41 @@ def redis_url(valkey: EmbeddedValkey) -> str:
     return valkey.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A real 3-primary Redis Cluster (tests/redis_cluster.py), started by the first test that
+    asks for it."""
+    binary = os.environ.get("CALLBOOK_TEST_STORE_BINARY")
+    with tempfile.TemporaryDirectory(prefix="cbc-") as data_dir:
+        cluster = EmbeddedCluster(Path(data_dir), binary=Path(binary) if binary else None)
+        cluster.start()
+        yield cluster
+        cluster.stop()
+
+
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    redis = connect(redis_url)
-    await redis.flushdb()
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """``standalone``, unless the test is parametrised over both (``redis_cluster.BOTH_STORES``).
+
+    CALLBOOK_TEST_STORE=cluster runs every other test on the Redis Cluster too.
+    """
+    default = "cluster" if os.environ.get("CALLBOOK_TEST_STORE") == "cluster" else "standalone"
+    backend: str = getattr(request, "param", default)
+    return backend
+
+
+@pytest.fixture
+def store_target(request: pytest.FixtureRequest, redis_backend: str) -> StoreTarget:
+    if redis_backend == "cluster":
+        cluster: EmbeddedCluster = request.getfixturevalue("redis_cluster")
+        return StoreTarget(cluster.url, cluster=True)
+    return StoreTarget(request.getfixturevalue("redis_url"), cluster=False)
+
+
+@pytest.fixture
+async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
+    redis = connect(store_target.url, cluster=store_target.cluster)
+    await redis.flushdb()  # on a cluster: on every primary
     yield Store(redis, TEST_DIRECTORY)
     await redis.aclose()
 
@@ -67,11 +99,14 @@ def sfu() -> Iterator[EmbeddedMedia]:
 
 
 @pytest.fixture
-def config(redis_url: str, sfu: EmbeddedMedia) -> Config:
+def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
     # CALLBOOK_TEST_ROUTING=redis runs every single-node test through the cluster router.
-    routing = "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
+    routing: Literal["local", "redis"] = (
+        "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
+    )
     return Config(
-        redis_url=redis_url,
+        redis_url=store_target.url,
+        redis_cluster=store_target.cluster,
         directory=TEST_DIRECTORY,
         media_url=sfu.url,
         media_secret=sfu.secret,

@@ -7,11 +7,12 @@ import asyncio
 import pytest
 
 from directory import accounts, keys
-from directory.errors import HandleTaken
+from directory.errors import HandleTaken, NotFound
 from directory.store import Store
 from signaling.client import ClientError
 from signaling.schemas import AccountUpdate
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES
 
 
 async def test_concurrent_signups_for_one_handle_yield_exactly_one_account(
@@ -100,6 +101,18 @@ async def test_store_level_uniqueness_is_atomic(store: Store) -> None:
     results = await asyncio.gather(*attempts, return_exceptions=True)
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, HandleTaken) for r in results if isinstance(r, BaseException))
+
+
+@BOTH_STORES
+async def test_an_update_of_an_erased_account_writes_nothing(store: Store) -> None:
+    from signaling.client import new_device_key
+
+    _key, public = new_device_key()
+    account_id = (await accounts.signup(store, "erin", None, "phone", public)).account.id
+    await store.redis.delete(keys.account(account_id))  # erased between the read and the write
+    with pytest.raises(NotFound):
+        await accounts.suspend(store, account_id)
+    assert await store.redis.exists(keys.account(account_id)) == 0
 
 
 async def test_profile_settings_roundtrip(server: Server) -> None:

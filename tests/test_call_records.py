@@ -9,6 +9,7 @@ from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords, Timer, decode, encode
 from signaling.ws import messages as m
+from tests.redis_cluster import BOTH_STORES
 
 CALLER = sm.DeviceRef("a" * 32, "d" * 32)
 CALLEE = sm.DeviceRef("b" * 32, "e" * 32)
@@ -36,6 +37,7 @@ def test_one_to_one_and_group_calls_round_trip() -> None:
     assert (snapshot.group, snapshot.timers, snapshot.media) == (group, [], "media-7")
 
 
+@BOTH_STORES
 async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
     store: Store,
 ) -> None:

@@ -1,7 +1,8 @@
 """Two signaling nodes on one store: a call placed on one rings, connects and ends on the other.
 
 Both nodes run in this process as real HTTP servers with the Redis router and their own node
-ids; everything between them goes through the store, as between two machines.
+ids; everything between them goes through the store, as between two machines. Every test runs
+on the standalone Valkey and on the 3-primary Redis Cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES
 from tests.test_calls import _device
+
+pytestmark = BOTH_STORES
 
 
 async def _two_nodes(make_server: MakeServer, **changes: object) -> tuple[Server, Server]:

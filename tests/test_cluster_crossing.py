@@ -19,7 +19,10 @@ from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _line, _on
+
+pytestmark = BOTH_STORES
 
 Seen = list[m.ServerMessage]
 

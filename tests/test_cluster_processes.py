@@ -1,5 +1,6 @@
 """Signaling nodes as real processes (``python -m signaling.cli serve``) on one Valkey, and one
-of them killed with SIGKILL in the middle of a call."""
+of them killed with SIGKILL in the middle of a call; on the standalone Valkey and on the 3-primary
+Redis Cluster."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from signaling.calls.records import CallRecords
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
+from tests.redis_cluster import BOTH_STORES, StoreTarget
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, BOTH_STORES]
 
 #: Dead after 5 s of silence, noticed at the next heartbeat (1 s), plus scheduling slack.
 DETECTION_S = keys.NODE_DEAD_AFTER_S + keys.NODE_HEARTBEAT_S + 1.0
@@ -42,7 +44,7 @@ class Node:
     def __init__(
         self,
         node_id: str,
-        redis_url: str,
+        target: StoreTarget,
         sfu: EmbeddedMedia,
         resume_s: int,
         env: dict[str, str] | None = None,
@@ -52,7 +54,8 @@ class Node:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": target.url,
+            "CALLBOOK_REDIS_CLUSTER": "1" if target.cluster else "0",
             "CALLBOOK_ROUTING": "redis",
             "CALLBOOK_NODE_ID": node_id,
             "CALLBOOK_PORT": str(self.port),
@@ -99,9 +102,9 @@ class Node:
 
 
 @contextmanager
-def _nodes(redis_url: str, sfu: EmbeddedMedia, resume_s: int) -> Iterator[tuple[Node, Node]]:
-    a = Node("proc-a", redis_url, sfu, resume_s)
-    b = Node("proc-b", redis_url, sfu, resume_s)
+def _nodes(target: StoreTarget, sfu: EmbeddedMedia, resume_s: int) -> Iterator[tuple[Node, Node]]:
+    a = Node("proc-a", target, sfu, resume_s)
+    b = Node("proc-b", target, sfu, resume_s)
     try:
         yield a, b
     finally:
@@ -155,9 +158,9 @@ async def _expect_skipping(line: Line, kind: type[m.ServerMessage], within: floa
 
 
 async def test_killing_the_callees_node_tells_the_caller_peer_lost(
-    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+    store: Store, store_target: StoreTarget, sfu: EmbeddedMedia, clients: list[Client]
 ) -> None:
-    with _nodes(redis_url, sfu, resume_s=2) as (node_a, node_b):
+    with _nodes(store_target, sfu, resume_s=2) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice = _client(clients, node_a.url)
         await alice.signup("alice")
@@ -199,10 +202,10 @@ async def test_killing_the_callees_node_tells_the_caller_peer_lost(
 
 
 async def test_killing_the_calls_node_hands_the_call_to_the_survivor(
-    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+    store: Store, store_target: StoreTarget, sfu: EmbeddedMedia, clients: list[Client]
 ) -> None:
     """Alice's node runs the call and dies; bob's node takes it over, alice resumes there."""
-    with _nodes(redis_url, sfu, resume_s=30) as (node_a, node_b):
+    with _nodes(store_target, sfu, resume_s=30) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice = _client(clients, node_a.url)
         await alice.signup("alice")

@@ -19,6 +19,7 @@ from signaling.phone.line import Line, LineClosed
 from signaling.server import SHUTDOWN_GRACE_S
 from signaling.ws import messages as m
 from signaling.ws.endpoint import CLOSE_DRAINING
+from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.test_cluster_processes import (
     Node,
     _client,
@@ -33,10 +34,10 @@ GRACE_S = 20
 
 
 @contextmanager
-def _nodes(redis_url: str, sfu: EmbeddedMedia) -> Iterator[tuple[Node, Node]]:
+def _nodes(target: StoreTarget, sfu: EmbeddedMedia) -> Iterator[tuple[Node, Node]]:
     env = {"CALLBOOK_DRAIN_GRACE_S": str(GRACE_S)}
-    a = Node("drain-a", redis_url, sfu, 30, env)
-    b = Node("drain-b", redis_url, sfu, 30, env)
+    a = Node("drain-a", target, sfu, 30, env)
+    b = Node("drain-b", target, sfu, 30, env)
     try:
         yield a, b
     finally:
@@ -85,14 +86,15 @@ async def _two_people(made: list[Client], node: Node) -> tuple[Client, Client]:
     return alice, bob
 
 
+@BOTH_STORES
 async def test_sigterm_moves_the_caller_and_the_call_to_the_other_node(
     store: Store,
-    redis_url: str,
+    store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
 ) -> None:
     """Alice on A runs the call with bob on B; A drains: the call and alice move to B."""
-    with _nodes(redis_url, sfu) as (node_a, node_b):
+    with _nodes(store_target, sfu) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice, bob = await _two_people(clients, node_a)
         servers = [node_a.url, node_b.url]  # A first: a client tries it and is refused
@@ -116,13 +118,14 @@ async def test_sigterm_moves_the_caller_and_the_call_to_the_other_node(
             await _call_goes_on(a, b, call_id)
 
 
+@BOTH_STORES
 async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
     store: Store,
-    redis_url: str,
+    store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
 ) -> None:
-    with _nodes(redis_url, sfu) as (node_a, node_b):
+    with _nodes(store_target, sfu) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice, bob = await _two_people(clients, node_a)
         servers = [node_a.url, node_b.url]
@@ -141,14 +144,14 @@ async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
 
 async def test_sigterm_alone_sends_idle_devices_away_and_exits(
     store: Store,  # a clean store
-    redis_url: str,
+    store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
 ) -> None:
     """CALLBOOK_ROUTING=local: no other node to go to. The idle device is told to reconnect,
     finds only the draining node (refused), is closed with 4003; the node exits 0."""
     env = {"CALLBOOK_DRAIN_GRACE_S": str(GRACE_S), "CALLBOOK_ROUTING": "local"}
-    node = Node("alone", redis_url, sfu, 3, env)  # the line gives up after 3 s
+    node = Node("alone", store_target, sfu, 3, env)  # the line gives up after 3 s
     try:
         await node.ready()
         async with Line(_client(clients, node.url)) as line:

@@ -16,6 +16,7 @@ from signaling.client import Client, ClientError
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES
 from tests.test_portability import ERASED, _scenario
 
 
@@ -46,6 +47,7 @@ def _entry_for(key: str) -> Datum | None:
     return matches[0] if matches else None
 
 
+@BOTH_STORES  # on a cluster, SCAN walks every primary
 async def test_every_stored_key_is_described_with_a_truthful_ttl(
     make_server: MakeServer, store: Store
 ) -> None:

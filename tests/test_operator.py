@@ -24,6 +24,7 @@ from signaling.phone.line import Line, LineClosed
 from signaling.rest import endpoints
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES, StoreTarget
 
 REASON = "Investigating a reported harassment case."
 
@@ -94,10 +95,14 @@ async def test_user_and_operator_tokens_are_separate_audiences(
     assert (status, problem["code"]) == (401, "token_invalid")
 
 
+@BOTH_STORES
 def test_the_cli_creates_lists_and_revokes_operators(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store_target: StoreTarget,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REDIS_URL", store_target.url)
+    monkeypatch.setenv("CALLBOOK_REDIS_CLUSTER", "1" if store_target.cluster else "0")
     assert cli.main(["operator", "create", "cli_ops"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert token.startswith("cbo_")

@@ -16,8 +16,11 @@ from directory.store import Store
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
+from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _on
 from tests.test_operator import REASON, _connected_call, _http, _operator
+
+pytestmark = BOTH_STORES
 
 
 async def _eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:

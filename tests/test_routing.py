@@ -1,7 +1,7 @@
 """The routing contract: the in-process router and the Redis one behave alike.
 
-Every test runs against two nodes of each implementation: two ``LocalRouter``s on one hub, and
-two ``RedisRouter``s on the test Valkey.
+Every test runs against two nodes of each implementation: two ``LocalRouter``s on one hub, two
+``RedisRouter``s on the test Valkey, and two on the test Redis Cluster (sharded inboxes).
 """
 
 from __future__ import annotations
@@ -69,12 +69,24 @@ class Cluster:
     kill_b: Callable[[], Awaitable[None]]
 
 
-@pytest.fixture(params=["local", "redis"])
-async def cluster(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[Cluster]:
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
+def kind(request: pytest.FixtureRequest) -> str:
+    param: str = request.param
+    return param
+
+
+@pytest.fixture
+def redis_backend(kind: str) -> str:
+    """Overrides conftest's: the store the Redis routers of this kind run on."""
+    return "cluster" if kind == "redis-cluster" else "standalone"
+
+
+@pytest.fixture
+async def cluster(kind: str, store: Store) -> AsyncIterator[Cluster]:
     inbox_a, inbox_b = Recorder(), Recorder()
     a: Router
     b: Router
-    if request.param == "local":
+    if kind == "local":
         hub = LocalHub()
         a, b = LocalRouter(hub, "node-a"), LocalRouter(hub, "node-b")
 
@@ -196,6 +208,7 @@ async def test_resume_tokens_are_stored_as_digests() -> None:
     assert resume_digest("token") != "token" and len(resume_digest("token")) == 32
 
 
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
 async def test_presence_keys_carry_the_account_tag_and_expire(store: Store) -> None:
     router = RedisRouter(store, "node-x")
     await router.start(Recorder())
@@ -209,3 +222,26 @@ async def test_presence_keys_carry_the_account_tag_and_expire(store: Store) -> N
         await router.close()
     assert await store.redis.hget(keys.presence(ALICE.account_id), ALICE.device_id) is None
     assert await store.redis.zscore(keys.nodes(), "node-x") is None
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_on_a_cluster_inboxes_are_shard_channels(
+    kind: str, cluster: Cluster, store: Store
+) -> None:
+    """A message for one node touches one shard (SPUBLISH); device events reach every shard."""
+    inbox = keys.node_inbox("node-b")
+    if kind == "redis-cluster":
+        owner = store.redis.get_node_from_key(inbox)
+        reply = await store.redis.execute_command("PUBSUB SHARDNUMSUB", inbox, target_nodes=owner)
+        plain = await store.redis.execute_command("PUBSUB NUMSUB", inbox, target_nodes=owner)
+    else:
+        reply = await store.redis.execute_command("PUBSUB SHARDNUMSUB", inbox)
+        plain = await store.redis.execute_command("PUBSUB NUMSUB", inbox)
+    shard_subscribers, plain_subscribers = _count(reply), _count(plain)
+    assert (shard_subscribers, plain_subscribers) == ((1, 0) if kind == "redis-cluster" else (0, 1))
+
+
+def _count(reply: list[tuple[str, int]]) -> int:
+    """PUBSUB NUMSUB/SHARDNUMSUB's count for the one channel asked about."""
+    ((_channel, count),) = reply
+    return int(count)

@@ -15,11 +15,10 @@ from collections import deque
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import devices
 from directory.errors import DirectoryError
+from directory.store import STORE_UNAVAILABLE
 from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, STORE_OUTAGE, TOKENS
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
@@ -161,7 +160,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         device = DeviceRef(principal.account_id, principal.device_id)
         try:
             await calls.connect(device, link, resume)
-        except (RedisConnectionError, RedisTimeoutError):
+        except STORE_UNAVAILABLE:
             await _refuse_unavailable(request, ws, link)
             return ws
         await _serve(request, ws, link, device)
@@ -205,7 +204,7 @@ async def _authenticate(
     except ApiError as error:
         await _refuse(ws, link, error.problem_type.code, error.detail)
         return None
-    except (RedisConnectionError, RedisTimeoutError):
+    except STORE_UNAVAILABLE:
         await _refuse_unavailable(request, ws, link)
         return None
     return principal, resume
@@ -267,7 +266,7 @@ async def _serve(
             continue
         try:
             await calls.handle(device, message)
-        except (RedisConnectionError, RedisTimeoutError):
+        except STORE_UNAVAILABLE:
             link.error(code="unavailable", detail="The store is unavailable; try again.")
         except DirectoryError as error:
             link.error(code=error.code, detail=error.detail)

@@ -216,22 +216,25 @@ class RedisRouter(QueuedDelivery):
         await self._worker.submit(_nothing)
 
     async def _listen(self, subscription: Subscription | None) -> None:
+        """Receive envelopes; when the connection goes (the store is away), subscribe again
+        every RESUBSCRIBE_S until it is back. What was published meanwhile is lost (pub/sub)."""
         while True:
             try:
                 if subscription is None:
                     subscription = await self._channels.subscribe(self._node_id)
                 async for data in subscription.messages():
                     await self._receive(data)
+                # The messages end without subscriptions: never spin on it, subscribe afresh.
             except asyncio.CancelledError:
                 if subscription is not None:
                     await subscription.close()
                 raise
             except (RedisError, OSError):
-                log.warning("lost the pub/sub connection; resubscribing")
-                if subscription is not None:
-                    await subscription.close()
+                self._outage.failed("pub/sub")
+            if subscription is not None:
+                await subscription.close()
                 subscription = None
-                await asyncio.sleep(0.5)
+            await asyncio.sleep(RESUBSCRIBE_S)
 
     async def _receive(self, data: str | bytes) -> None:
         try:

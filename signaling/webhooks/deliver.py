@@ -35,6 +35,7 @@ from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.metrics import Metrics
 from signaling.outage import StoreOutage
+from signaling.tasks import cancel_until_done
 from signaling.webhooks import (
     ATTEMPT_HEADER,
     EVENT_ID_HEADER,
@@ -152,9 +153,7 @@ class Deliverer:
         """Stop delivering; with ``release`` another node may take over at once (else after the
         lease expires, as when a node dies). Unsettled entries stay pending for the next holder."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_until_done(self._task)
             self._task = None
         await self._stop_workers()
         if release:
@@ -189,9 +188,7 @@ class Deliverer:
 
     async def _stop_workers(self) -> None:
         workers, self._workers = self._workers, []
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*(cancel_until_done(worker) for worker in workers))
 
     async def _worker(self, url: str) -> None:
         while True:

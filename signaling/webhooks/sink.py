@@ -26,6 +26,7 @@ from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.metrics import Metrics
 from signaling.outage import StoreOutage
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.webhooks")
 
@@ -97,9 +98,7 @@ class StreamSink:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), flush_s)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_until_done(self._task)
         self._task = None
 
 

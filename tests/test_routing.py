@@ -191,14 +191,14 @@ async def test_send_reaches_one_node_and_broadcast_every_other(cluster: Cluster)
 async def test_a_dead_node_is_reported_and_its_devices_disappear(cluster: Cluster) -> None:
     await cluster.b.register(BOB, Location(node="node-b", connected=True))
     assert "node-b" in await cluster.a.live_nodes()
-    killed_at = time.time()
     await cluster.kill_b()
+    killed_at = time.time()  # after: a beat may still land while the kill is under way
     async with asyncio.timeout(3):
         while not cluster.inbox_a.dead:
             cluster.inbox_a.arrived.clear()
             await cluster.inbox_a.arrived.wait()
     assert [node for node, _ in cluster.inbox_a.dead] == ["node-b"]
-    assert cluster.inbox_a.dead[0][1] <= killed_at + 0.01  # its last heartbeat
+    assert cluster.inbox_a.dead[0][1] <= killed_at  # its last heartbeat
     assert await cluster.a.lookup(BOB) is None
     assert await cluster.a.online(BOB.account_id) == frozenset()
     assert "node-b" not in await cluster.a.live_nodes()

@@ -21,6 +21,7 @@ from signaling.schemas import AccountUpdate
 from signaling.server import SHUTDOWN_GRACE_S
 from signaling.ws import messages as m
 from tests.media_nodes import until, until_stored
+from tests.redis_cluster import StoreTarget
 from tests.test_cluster_processes import DETECTION_S, Node, _client, _nodes, clients
 
 pytestmark = pytest.mark.slow
@@ -95,11 +96,11 @@ async def _stored_with_everyone_published(store: Store, call_id: str, count: int
 
 
 async def test_a_group_call_outlives_its_signaling_owner(
-    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+    store: Store, store_target: StoreTarget, sfu: EmbeddedMedia, clients: list[Client]
 ) -> None:
     """Alice's node runs the call and dies; bob and carol (on node B) talk on, mute, leave and
     rejoin, with roster updates from B, and their media never stops."""
-    with _nodes(redis_url, sfu, resume_s=60) as (node_a, node_b):
+    with _nodes(store_target, sfu, resume_s=60) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice = _client(clients, node_a.url)
         await alice.signup("alice")
@@ -163,11 +164,11 @@ async def test_a_group_call_outlives_its_signaling_owner(
 
 
 async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
-    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+    store: Store, store_target: StoreTarget, sfu: EmbeddedMedia, clients: list[Client]
 ) -> None:
     """Alice (on node A, the owner) calls bob, who hides his IP, through the SFU; A dies. Bob's
     node takes the call over, alice's media never stops, she resumes on B and hangs up there."""
-    with _nodes(redis_url, sfu, resume_s=60) as (node_a, node_b):
+    with _nodes(store_target, sfu, resume_s=60) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice = _client(clients, node_a.url)
         await alice.signup("alice")
@@ -221,13 +222,13 @@ async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
 
 
 async def test_a_draining_owner_hands_its_group_call_over_with_the_room(
-    store: Store, redis_url: str, sfu: EmbeddedMedia, clients: list[Client]
+    store: Store, store_target: StoreTarget, sfu: EmbeddedMedia, clients: list[Client]
 ) -> None:
     """SIGTERM on alice's node A, which runs the group call: the call moves to B with its room,
     alice's line follows ``reconnect`` to B, and all three talk on: media, mute, roster."""
     env = {"CALLBOOK_DRAIN_GRACE_S": "20"}
-    node_a = Node("drain-a", redis_url, sfu, 30, env)
-    node_b = Node("drain-b", redis_url, sfu, 30, env)
+    node_a = Node("drain-a", store_target, sfu, 30, env)
+    node_b = Node("drain-b", store_target, sfu, 30, env)
     try:
         await asyncio.gather(node_a.ready(), node_b.ready())
         servers = [node_a.url, node_b.url]

@@ -192,10 +192,12 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             resume_window_s=self._resume_window_s,
             resumed=resumed,
         )
-        link.send(welcome)
-        registered = self._router.register(
+        # Reachable from every node before it hears welcome: an invite for it right after
+        # welcome (from anywhere) must find it.
+        await self._router.register(
             device, Location(node=self.node_id, connected=True, resume=resume_digest(token))
         )
+        link.send(welcome)
         if elsewhere is not None:
             self._router.send(
                 elsewhere.node,
@@ -221,7 +223,6 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         )
         self._ring_late_device(device, busy)
         self._announce(device, "online", busy)
-        await registered
         return welcome
 
     def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None:

@@ -27,6 +27,7 @@ from signaling.routing import (
 )
 from signaling.routing_local import LocalHub, LocalRouter
 from signaling.routing_redis import RedisRouter
+from signaling.tasks import cancel_until_done
 from signaling.ws import messages as m
 
 ALICE = DeviceRef("a" * 32, "d" * 32)
@@ -98,8 +99,8 @@ async def cluster(kind: str, store: Store) -> AsyncIterator[Cluster]:
 
         async def kill() -> None:  # as kill -9: no goodbye, the heartbeat just stops
             assert isinstance(b, RedisRouter)
-            for task in b._tasks:
-                task.cancel()
+            # Every beat must stop: a single cancel can be swallowed by a store command in flight.
+            await asyncio.gather(*(cancel_until_done(task) for task in b._tasks))
             await b._worker.stop()
 
     await a.start(inbox_a)

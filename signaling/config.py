@@ -120,7 +120,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     media_secret = env.get("CALLBOOK_MEDIA_SECRET") or None
     if media_url and not media_secret:
         raise ConfigError("CALLBOOK_MEDIA_URL needs CALLBOOK_MEDIA_SECRET (the SFU's --secret).")
-    media_registry = _on(env.get("CALLBOOK_MEDIA_REGISTRY", ""))
+    media_registry = _on(env, "CALLBOOK_MEDIA_REGISTRY")
     if media_registry and (media_url or not media_secret):
         raise ConfigError(
             "CALLBOOK_MEDIA_REGISTRY needs CALLBOOK_MEDIA_SECRET (shared by the media nodes) "
@@ -184,5 +184,11 @@ def _redis_cluster(env: Mapping[str, str]) -> bool:
     return True
 
 
-def _on(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+def _on(env: Mapping[str, str], name: str) -> bool:
+    """A switch: a typo must not silently mean "off"."""
+    value = env.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off (1/0, true/false, yes/no), not {value!r}.")

@@ -68,8 +68,8 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
         retention="until you erase your account", max_ttl_s=None,
         visible_to="you; your handle and display name to people allowed to find you",
         scope="account", in_export=True,
-        export="`account`; the suspension day and the handle ban in `moderation`. Not the "
-               "recovery code's hash: `recovery_code` says how it is kept (a hash is no use "
+        export="`account`; the suspension day and the handle ban in `moderation`. Not "
+               "`recovery_hash`: `recovery_code` says how the code is kept (its hash is no use "
                "to you, and a leaked export would let anyone test guesses of the code).")),
     (keys.devices, Datum(
         name="devices", key_pattern=keys.devices(_ACCOUNT), type="hash", entry="device_id",
@@ -242,9 +242,10 @@ _OTHERS: tuple[Datum, ...] = (
         visible_to="operators; the reporter (in their export, without the reported party)",
         scope="moderation", in_export=True,
         export="Reports you filed are in `reports_filed`, decision and `decided_at` included; "
-               "not `reported`, nor whether the handle matched anyone (that would make "
-               "reports a way to find hidden accounts). Reports naming you are not exported, "
-               "to protect the people who report (see reports_about)."),
+               "not `reported`, nor whether the handle matched anyone (`status` reads "
+               "`received` for an unmatched report): that would make reports a way to find "
+               "hidden accounts. Reports naming you are not exported, to protect the people "
+               "who report (see reports_about)."),
     Datum(
         name="report_queue", key_pattern=keys.report_queue(), type="sorted_set",
         entry="report_id", score="at", fields=["report_id", "at"],
@@ -271,9 +272,9 @@ _OTHERS: tuple[Datum, ...] = (
                   "end; the erased person's ids are replaced at erase",
         max_ttl_s=None, visible_to="operators", scope="moderation", in_export=True,
         export="Entries that target your account, one of your devices or a report you filed "
-               "are in `operator_actions`, without the operator's name (about the operator, "
-               "not you). Entries that target a call name no person, and nothing kept after a "
-               "call links its id to you."),
+               "are in `operator_actions`, without `operator` (the operator's name is about "
+               "the operator, not you). Entries that target a call name no person, and nothing "
+               "kept after a call links its id to you."),
     Datum(
         name="webhook_events", key_pattern=keys.webhook_events(), type="stream",
         fields=["id", "call_id", "seq", "type", *_PAYLOAD, "delivery_group"],

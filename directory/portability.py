@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from directory import (
     accounts,
+    audit,
     contacts,
     devices,
     history,
@@ -12,11 +13,16 @@ from directory import (
     push_tokens,
     reports,
 )
-from directory.records import Export
+from directory.records import Export, Moderation
 from directory.store import Store
 
 
 async def export(store: Store, account_id: str) -> Export:
+    """Every datum the inventory marks as exported (``Datum.export`` says where)."""
+    filed = await reports.list_filed(store, account_id)
+    suspended, banned = await store.redis.hmget(
+        keys.account(account_id), ["suspended", "handle_banned"]
+    )
     return Export(
         account=await accounts.get(store, account_id),
         devices=await devices.list_all(store, account_id),
@@ -24,8 +30,10 @@ async def export(store: Store, account_id: str) -> Export:
         blocks=await contacts.list_blocks(store, account_id),
         missed_calls=await history.list_missed(store, account_id),
         push_registrations=await push_tokens.list_all(store, account_id),
-        reports_filed=await reports.list_filed(store, account_id),
+        reports_filed=filed,
         notices=await reports.list_notices(store, account_id),
+        moderation=Moderation(suspended_since=suspended or None, handle_banned=bool(banned)),
+        operator_actions=await audit.about(store, account_id, {r.id for r in filed}),
     )
 
 
@@ -37,11 +45,12 @@ async def erase(store: Store, account_id: str) -> None:
     """
     account = await accounts.get(store, account_id)
     async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hkeys(keys.devices(account_id))
         pipe.smembers(keys.contact_of(account_id))
         pipe.smembers(keys.blocked_by(account_id))
         pipe.hkeys(keys.contacts(account_id))
         pipe.hkeys(keys.blocks(account_id))
-        listed_by, blocked_by, my_contacts, my_blocks = await pipe.execute()
+        device_ids, listed_by, blocked_by, my_contacts, my_blocks = await pipe.execute()
     async with store.redis.pipeline(transaction=False) as pipe:
         for other in listed_by:
             pipe.hdel(keys.contacts(other), account_id)
@@ -54,5 +63,6 @@ async def erase(store: Store, account_id: str) -> None:
         await pipe.execute()
     await history.forget(store, account_id)
     await reports.forget(store, account_id)
+    await audit.forget(store, account_id, device_ids, account.handle)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*inventory.account_keys(account_id))

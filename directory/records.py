@@ -126,6 +126,8 @@ class FiledReport(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["received", "decided"]
     decision: Decision | None = None
     statement: str | None = None
+    #: Unix seconds of the decision (null while undecided).
+    decided_at: int | None = None
 
 
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,6 +142,28 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     role: Literal["reporter", "reported"] | None = None
 
 
+class Moderation(msgspec.Struct, frozen=True, kw_only=True):
+    """What operators set on your account (``Account.suspended`` says only whether)."""
+
+    #: The day (UTC) an operator suspended the account; null when it is not suspended.
+    suspended_since: str | None = None
+    #: An operator banned your handle: when you change it or erase the account, it stays
+    #: quarantined for good instead of 30 days.
+    handle_banned: bool = False
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator action on you, from the audit log: one that targets your account, one of
+    your devices (``account_id/device_id``) or a report you filed. The operator's name is left
+    out (it is about the operator, not you)."""
+
+    id: str
+    at: int
+    action: str
+    target: str
+    reason: str
+
+
 class Export(msgspec.Struct, frozen=True, kw_only=True):
     account: Account
     devices: list[Device]
@@ -151,4 +175,8 @@ class Export(msgspec.Struct, frozen=True, kw_only=True):
     reports_filed: list[FiledReport] = msgspec.field(default_factory=list)
     #: Statements of reasons addressed to you (``directory.reports.Notice``).
     notices: list[Notice] = msgspec.field(default_factory=list)
+    #: The suspension day and the handle ban (``Moderation``).
+    moderation: Moderation = msgspec.field(default_factory=Moderation)
+    #: Operator actions on you, oldest first (``AuditRecord``).
+    operator_actions: list[AuditRecord] = msgspec.field(default_factory=list)
     recovery_code: str = "stored only as an argon2id hash; not recoverable"

@@ -224,7 +224,7 @@ async def list_filed(store: Store, account_id: str) -> list[FiledReport]:
         FiledReport(
             id=r.id, category=r.category, text=r.text, call_id=r.call_id, at=r.at,
             status="decided" if r.status == "decided" else "received",
-            decision=r.decision, statement=r.statement,
+            decision=r.decision, statement=r.statement, decided_at=r.decided_at,
         )
         for r in await _load(store, ids)
     ]  # fmt: skip

@@ -27,11 +27,27 @@ def datum_for(key: str) -> Datum | None:
     return matches[0] if matches else None
 
 
+Values = dict[str, set[str]]
+
+
 def _json(text: str) -> Any:
     try:
         return msgspec.json.decode(text)
     except msgspec.DecodeError:
         return text
+
+
+def text(value: Any) -> str:
+    """A stored value as text: JSON null is empty, JSON booleans are ``1`` and ``0``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def _add(values: Values, name: str, value: Any) -> None:
+    values.setdefault(name, set()).add(text(value))
 
 
 def _value_fields(datum: Datum) -> list[str]:
@@ -43,64 +59,79 @@ def _position(named: list[str], index: int) -> str:
     return named[index] if index < len(named) else f"<unnamed position {index}>"
 
 
-def _value_names(datum: Datum, raw: str) -> set[str]:
-    """The names in one value: JSON object keys, array positions, or the single value field."""
+def _add_value(values: Values, datum: Datum, raw: str) -> None:
+    """One value: JSON object keys, array positions, or the single value field."""
     value = _json(raw)
     named = _value_fields(datum)
     if isinstance(value, dict):
-        return set(value)
-    if isinstance(value, list):
-        return {_position(named, i) for i in range(len(value))}
-    return {named[0]} if len(named) == 1 else {"<unnamed value>"}
+        for name, item in value.items():
+            _add(values, name, item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _add(values, _position(named, index), item)
+    else:
+        _add(values, named[0] if len(named) == 1 else "<unnamed value>", raw)
 
 
-def _record_names(datum: Datum, record: dict[str, str]) -> set[str]:
-    """Field names of a hash or stream entry, and ``field.key`` inside JSON fields named so."""
-    names = set(record)
+def _add_record(values: Values, datum: Datum, record: dict[str, str]) -> None:
+    """A hash or stream entry, and ``field.key`` inside JSON fields the inventory names so."""
     for field, raw in record.items():
+        _add(values, field, raw)
         if any(f.startswith(field + ".") for f in datum.fields):
             value = _json(raw)
-            keys = value if isinstance(value, dict) else {"<not an object>": None}
-            names |= {f"{field}.{key}" for key in keys}
-    return names
+            inner = value if isinstance(value, dict) else {"<not an object>": None}
+            for name, item in inner.items():
+                _add(values, f"{field}.{name}", item)
 
 
-async def _hash(store: Store, key: str, datum: Datum) -> set[str]:
+async def _hash(store: Store, key: str, datum: Datum, values: Values) -> None:
     stored: dict[str, str] = await store.redis.hgetall(key)
     if datum.entry is None:
-        return _record_names(datum, stored)
-    names = {datum.entry}
-    for raw in stored.values():
-        names |= _value_names(datum, raw)
-    return names
+        _add_record(values, datum, stored)
+        return
+    for entry, raw in stored.items():
+        _add(values, datum.entry, entry)
+        _add_value(values, datum, raw)
 
 
-async def _sorted_set(store: Store, key: str, datum: Datum) -> set[str]:
-    members: list[str] = await store.redis.zrange(key, 0, -1)
-    names = {datum.score or "<unnamed score>"}
-    for member in members:
-        names |= {datum.entry} if datum.entry else _value_names(datum, member)
-    return names
+async def _set(store: Store, key: str, datum: Datum, values: Values) -> None:
+    for member in await store.redis.smembers(key):
+        _add(values, datum.entry or "<unnamed member>", member)
 
 
-async def _stream(store: Store, key: str, datum: Datum) -> set[str]:
-    names: set[str] = set()
+async def _sorted_set(store: Store, key: str, datum: Datum, values: Values) -> None:
+    for member, score in await store.redis.zrange(key, 0, -1, withscores=True):
+        if datum.entry:
+            _add(values, datum.entry, member)
+        else:
+            _add_value(values, datum, member)
+        if datum.score != "at" or datum.entry:  # a member's own "at" is the score's value
+            _add(values, datum.score or "<unnamed score>", score)
+        values.setdefault(datum.score or "<unnamed score>", set())
+
+
+async def _stream(store: Store, key: str, datum: Datum, values: Values) -> None:
     for _id, fields in await store.redis.xrange(key):
-        names |= _record_names(datum, fields)
-    if await store.redis.xinfo_groups(key):
-        names.add("delivery_group")
-    return names
+        _add_record(values, datum, fields)
+    for group in await store.redis.xinfo_groups(key):
+        _add(values, "delivery_group", group["name"])
 
 
-async def _string(store: Store, key: str, datum: Datum) -> set[str]:
-    return _value_names(datum, await store.redis.get(key))
+async def _string(store: Store, key: str, datum: Datum, values: Values) -> None:
+    _add_value(values, datum, await store.redis.get(key))
+
+
+async def stored_values(store: Store, key: str, datum: Datum) -> Values:
+    """Every field the key holds, by name, with the values seen; a type the inventory does not
+    state fails."""
+    kind = _TYPES.get(await store.redis.type(key), "<other>")
+    assert kind == datum.type, f"{key} is a {kind}, the inventory says {datum.type}"
+    reader = {"hash": _hash, "set": _set, "sorted_set": _sorted_set, "stream": _stream,
+              "string": _string}  # fmt: skip
+    values: Values = {}
+    await reader[kind](store, key, datum, values)
+    return values
 
 
 async def stored_fields(store: Store, key: str, datum: Datum) -> set[str]:
-    """The names of every field the key holds; a type the inventory does not state fails."""
-    kind = _TYPES.get(await store.redis.type(key), "<other>")
-    assert kind == datum.type, f"{key} is a {kind}, the inventory says {datum.type}"
-    if kind == "set":
-        return {datum.entry or "<unnamed member>"}
-    reader = {"hash": _hash, "sorted_set": _sorted_set, "stream": _stream, "string": _string}
-    return await reader[kind](store, key, datum)
+    return set(await stored_values(store, key, datum))

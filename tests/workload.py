@@ -25,13 +25,67 @@ from aiohttp.test_utils import TestServer
 
 from directory import keys, media_nodes, operators
 from directory.media_nodes import MediaNodeInfo
+from directory.records import Device
 from directory.store import Store
 from signaling.appkeys import CALLS
-from signaling.client import Client, ClientError
+from signaling.client import Client, ClientError, new_device_key
 from signaling.phone.line import Line, LineClosed
+from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls, PushRegister
 from signaling.ws import messages as m
 from tests.conftest import Server
-from tests.test_portability import ERASED, _scenario
+
+ERASED = "erasable_person_42"
+
+
+async def _add_device(client: Client) -> Device:
+    _key, public = new_device_key()
+    device: Device = await client.request(
+        "POST", "/v1/devices", Device, DeviceEnrollment(name="tablet", public_key=public)
+    )
+    return device
+
+
+async def scenario(server: Server) -> tuple[Client, Client, Client, Client]:
+    """Contacts and blocks in both directions around one person."""
+    person = await server.signup(ERASED, "Erin")
+    alice = await server.signup("alice")
+    carol = await server.signup("carol")
+    dave = await server.signup("dave")
+    await _add_device(person)
+    await dave.add_contact(ERASED)
+    await person.update(AccountUpdate(who_can_call="contacts"))
+    await person.add_contact("alice", nickname="Al")
+    await person.add_contact("carol")
+    await person.block("dave")
+    await alice.add_contact(ERASED, nickname="E")
+    await carol.block(ERASED)
+    await _missed_call(person, alice, "alice")
+    await _missed_call(alice, person, ERASED)
+    assert person.profile is not None
+    await person.request(
+        "PUT",
+        f"/v1/devices/{person.profile.device_id}/push",
+        None,
+        PushRegister(provider="apns", token="apns-token-of-erin"),
+    )
+    return person, alice, carol, dave
+
+
+async def _missed_call(caller: Client, callee: Client, handle: str) -> None:
+    """A call cancelled while ringing: a missed-call entry for the callee."""
+    async with Line(caller) as line:
+        await line.open()
+        await line.send(m.Invite(handle=handle))
+        call_id = (await line.expect(m.Ringing)).call_id
+        await line.send(m.Hangup(call_id=call_id))
+        await line.expect(m.Ended)
+    for _ in range(100):
+        listed: MissedCalls = await callee.request("GET", "/v1/calls/missed", MissedCalls)
+        if listed.missed_calls:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the missed call was not recorded")
+
 
 REASON = "Investigating a reported harassment case."
 WEBHOOK_SECRET = "workload-webhook-secret"
@@ -102,12 +156,13 @@ async def _decide(server: Server, op: str, report: str, decision: str) -> None:
 
 
 async def _moderation(w: Workload) -> None:
-    """Reports matched and unmatched, a warning and a handle ban, suspend and unsuspend."""
+    """Reports matched and unmatched, handle bans, suspend and unsuspend (the person's handle
+    stays banned, the account not suspended)."""
     server, op = w.server, w.operator
     about_person = await _report(server, w.alice, ERASED)
     await _report(server, w.alice, "nobody_at_all")
     by_person = await _report(server, w.person, "mallory")
-    await _decide(server, op, about_person, "warn")
+    await _decide(server, op, about_person, "ban_handle")
     await _decide(server, op, by_person, "ban_handle")
     assert w.person.profile is not None
     account = w.person.profile.account_id
@@ -200,7 +255,7 @@ async def dead_lettered(store: Store) -> bool:
 
 
 async def run(server: Server, store: Store) -> Workload:
-    person, alice, carol, dave = await _scenario(server)
+    person, alice, carol, dave = await scenario(server)
     w = Workload(
         server=server, operator=await operators.create(store, "olga"), person=person,
         alice=alice, carol=carol, dave=dave, mallory=await server.signup("mallory"),

@@ -100,14 +100,16 @@ async def _set(store: Store, key: str, datum: Datum, values: Values) -> None:
 
 
 async def _sorted_set(store: Store, key: str, datum: Datum, values: Values) -> None:
+    score_name = datum.score or "<unnamed score>"
     for member, score in await store.redis.zrange(key, 0, -1, withscores=True):
         if datum.entry:
             _add(values, datum.entry, member)
         else:
             _add_value(values, datum, member)
-        if datum.score != "at" or datum.entry:  # a member's own "at" is the score's value
-            _add(values, datum.score or "<unnamed score>", score)
-        values.setdefault(datum.score or "<unnamed score>", set())
+        value = _json(member)
+        # A JSON member holding the score's field (its time, as "at") stands for the score.
+        if not (isinstance(value, dict) and score_name in value):
+            _add(values, score_name, score)
 
 
 async def _stream(store: Store, key: str, datum: Datum, values: Values) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from directory import keys
+from directory.inventory import INVENTORY
 from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls import machine as sm
@@ -26,6 +27,7 @@ from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.redis_cluster import BOTH_STORES, StoreTarget
+from tests.store_walk import stored_fields
 
 pytestmark = [pytest.mark.slow, BOTH_STORES]
 
@@ -178,6 +180,11 @@ async def test_killing_the_callees_node_tells_the_caller_peer_lost(
             # Lost at its node's last heartbeat; told once the resume window (2 s) is over and
             # the node counts as dead: within the heartbeat TTL + 1 s.
             assert time.monotonic() - killed <= DETECTION_S + 1
+            # The node judged dead is recorded with exactly the fields the inventory names (the
+            # inventory's workload test cannot kill a node).
+            judged = next(d for d in INVENTORY if d.name == "nodes_judged_dead")
+            recorded = await stored_fields(store, keys.nodes_judged_dead(), judged)
+            assert recorded == set(judged.fields)
             # A client reconnecting to the surviving node can place a call at once.
             async with Line(_client(clients, node_a.url, bob_on_a)) as again:
                 started = time.monotonic()

@@ -16,24 +16,17 @@ from tests.store_walk import datum_for, stored_fields
 
 @BOTH_STORES  # on a cluster, SCAN walks every primary
 async def test_every_stored_key_and_field_is_described_with_a_truthful_ttl(
-    make_server: MakeServer, store: Store, redis_backend: str
+    make_server: MakeServer, store: Store
 ) -> None:
-    # Lifecycle webhooks run on the single server only (an intermittent hang on the cluster,
-    # docs/scaling.md); the cluster run covers every other key.
     async with workload.webhook_receiver() as hooks:
-        webhooks = workload.webhook_settings(hooks) if redis_backend == "standalone" else {}
-        server = await make_server(routing="redis", **webhooks)  # presence and node keys
+        server = await make_server(routing="redis", **workload.webhook_settings(hooks))
         w = await workload.run(server, store)
-        if webhooks:
-            await workload.until_stored(lambda: workload.dead_lettered(store))
+        await workload.until_stored(lambda: workload.dead_lettered(store))
         async with workload.live_calls(server, w.alice, w.dave):
             described = await _walk(store)
-    # The workload wrote nearly every kind; the rest are named here on purpose.
-    # Written only when a node is judged dead (tests/test_cluster_processes.py kills one).
-    expected_missing = {"nodes_judged_dead"}
-    if not webhooks:
-        expected_missing |= {"webhook_events", "webhook_dead_letters", "webhook_lease"}
-    assert {d.name for d in INVENTORY} - set(described) == expected_missing
+    # The workload wrote every kind but one, named here on purpose: it is written only when a
+    # node is judged dead (tests/test_cluster_processes.py kills one).
+    assert {d.name for d in INVENTORY} - set(described) == {"nodes_judged_dead"}
     # And the other way round: every field the inventory names was written by someone.
     for datum in INVENTORY:
         if datum.name in described:

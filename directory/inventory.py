@@ -33,7 +33,7 @@ class Datum(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ACCOUNT = "{account_id}"
-_DIGEST = "{sha256(handle)}"
+_DIGEST = "{hmac(deployment secret, handle)}"
 
 # Per-account entries, with the key builder erase uses.
 _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
@@ -177,8 +177,10 @@ _OTHERS: tuple[Datum, ...] = (
         visible_to="nobody", scope="ephemeral", in_export=False),
     Datum(
         name="signing_keys", key_pattern=keys.signing_keys(),
-        fields=["kid", "private_key", "created_at"],
-        purpose="The server's keys for signing access tokens; no personal data.",
+        fields=["kid", "sealed (private key, AES-GCM under the deployment secret)",
+                "created_at"],
+        purpose="The server's keys for signing access tokens; no personal data. The private "
+                "keys are sealed: read access to the store does not let anyone mint tokens.",
         retention="until a newer key has signed for longer than a token lives",
         max_ttl_s=None, visible_to="servers", scope="server", in_export=False),
     Datum(
@@ -285,6 +287,27 @@ _OTHERS: tuple[Datum, ...] = (
         retention="rewritten every second while the node runs, then at most 5 seconds",
         max_ttl_s=keys.SUMMARY_TTL_S, visible_to="operators (pseudonymised)",
         scope="server", in_export=False),
+    Datum(
+        name="migrations_done", key_pattern=keys.migration_done("{migration}"),
+        fields=["done"], purpose="Which one-time start-up migrations have run on this store.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False),
+    Datum(
+        name="erasures_counted", key_pattern=keys.erasures(), fields=["count"],
+        purpose="How many accounts were erased, so the store's files get rewritten without "
+                "them; a number, no id.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False),
+    Datum(
+        name="erasures_rewritten", key_pattern=keys.erasures_rewritten(), fields=["count"],
+        purpose="How many of those erasures a finished rewrite of the store's files covers.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False),
+    Datum(
+        name="rewrite_lease", key_pattern=keys.rewrite_lease(), fields=["node_id"],
+        purpose="Which node rewrites the store's files now, so nodes do not each rewrite.",
+        retention="while the rewrite runs, at most 10 minutes",
+        max_ttl_s=keys.REWRITE_LEASE_S, visible_to="servers", scope="server", in_export=False),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS
@@ -298,6 +321,8 @@ def account_keys(account_id: str) -> tuple[str, ...]:
 def glob(datum: Datum) -> str:
     """The SCAN pattern of an entry's keys."""
     pattern = datum.key_pattern
-    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}", "{node_id}", "{call_id}"):
+    placeholders = (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}", "{node_id}", "{call_id}",
+                    "{migration}")  # fmt: skip
+    for placeholder in placeholders:
         pattern = pattern.replace(placeholder, "*")
     return pattern

@@ -6,6 +6,7 @@ from directory import (
     accounts,
     contacts,
     devices,
+    disk,
     history,
     inventory,
     keys,
@@ -34,6 +35,8 @@ async def erase(store: Store, account_id: str) -> None:
 
     Entries elsewhere and the handle go first and the account's own keys last, so a crash
     midway leaves an account that can be erased again rather than references nobody can find.
+    Last, the erasure is counted so that the store's files are rewritten without it
+    (``directory.disk``).
     """
     account = await accounts.get(store, account_id)
     async with store.redis.pipeline(transaction=False) as pipe:
@@ -56,3 +59,4 @@ async def erase(store: Store, account_id: str) -> None:
     await reports.forget(store, account_id)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*inventory.account_keys(account_id))
+    await disk.note_erasure(store)

@@ -288,8 +288,9 @@ _OTHERS: tuple[Datum, ...] = (
         max_ttl_s=keys.SUMMARY_TTL_S, visible_to="operators (pseudonymised)",
         scope="server", in_export=False),
     Datum(
-        name="migrations_done", key_pattern=keys.migration_done("{migration}"),
-        fields=["done"], purpose="Which one-time start-up migrations have run on this store.",
+        name="handle_digests_migrated", key_pattern=keys.handle_digests_migrated(),
+        fields=["done"], purpose="That the one-time start-up migration to keyed handle "
+                                 "digests has run on this store.",
         retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
         scope="server", in_export=False),
     Datum(
@@ -321,8 +322,6 @@ def account_keys(account_id: str) -> tuple[str, ...]:
 def glob(datum: Datum) -> str:
     """The SCAN pattern of an entry's keys."""
     pattern = datum.key_pattern
-    placeholders = (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}", "{node_id}", "{call_id}",
-                    "{migration}")  # fmt: skip
-    for placeholder in placeholders:
+    for placeholder in (_ACCOUNT, _DIGEST, "{nonce}", "{report_id}", "{node_id}", "{call_id}"):
         pattern = pattern.replace(placeholder, "*")
     return pattern

@@ -151,9 +151,9 @@ def rekeyed_handle_key(key: str, keyed: Callable[[str], str]) -> str | None:
     return None
 
 
-def migration_done(name: str) -> str:
-    """String: set once a one-time start-up migration has finished on this store."""
-    return f"{PREFIX}:{{migrations}}:{name}"
+def handle_digests_migrated() -> str:
+    """String: set once the start-up migration to keyed handle digests has finished."""
+    return f"{PREFIX}:{{migrations}}:handle_digests"
 
 
 def nonce(value: str) -> str:

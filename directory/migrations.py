@@ -15,8 +15,6 @@ from directory.store import Store
 
 log = logging.getLogger(__name__)
 
-_HANDLE_DIGESTS = "handle_digests"
-
 
 async def run(store: Store) -> None:
     moved = await rekey_handles(store)
@@ -33,7 +31,7 @@ async def rekey_handles(store: Store) -> int:
     The keyed digest is taken of the unkeyed one (``keys.handle_preimage``), so a quarantined
     handle, whose name nobody knows any more, moves too.
     """
-    if await store.redis.get(keys.migration_done(_HANDLE_DIGESTS)):
+    if await store.redis.get(keys.handle_digests_migrated()):
         return 0
     keyed = store.deployment_secret().digest
     moved = 0
@@ -41,7 +39,7 @@ async def rekey_handles(store: Store) -> int:
         new = keys.rekeyed_handle_key(old, keyed)
         if new is not None:
             moved += await _move(store, old, new)
-    await store.redis.set(keys.migration_done(_HANDLE_DIGESTS), "1")
+    await store.redis.set(keys.handle_digests_migrated(), "1")
     return moved
 
 

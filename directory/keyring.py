@@ -53,11 +53,12 @@ def seal(store: Store, key: SigningKey) -> str:
     return _encode(stored).decode()
 
 
-def _open(store: Store, stored: StoredSigningKey) -> SigningKey | None:
-    if not stored.sealed:
+def _open(store: Store, kid: str, value: str) -> SigningKey | None:
+    stored = _decode(value)
+    if not stored.sealed or stored.kid != kid:
         return None
     try:
-        raw = store.deployment_secret().open(base64.b64decode(stored.sealed), stored.kid)
+        raw = store.deployment_secret().open(base64.b64decode(stored.sealed), kid)
     except (InvalidTag, ValueError):
         return None
     private = base64.urlsafe_b64encode(raw).decode()
@@ -67,7 +68,7 @@ def _open(store: Store, stored: StoredSigningKey) -> SigningKey | None:
 async def load(store: Store) -> list[SigningKey]:
     """The stored keys this deployment's secret opens, newest first."""
     raw: dict[str, str] = await store.redis.hgetall(keys.signing_keys())
-    opened = [_open(store, _decode(v)) for v in raw.values()]
+    opened = [_open(store, kid, value) for kid, value in raw.items()]
     usable = [k for k in opened if k is not None]
     if len(usable) < len(raw):
         log.error(

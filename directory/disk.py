@@ -89,7 +89,7 @@ async def note_erasure(store: Store) -> None:
 async def read_persistence(store: Store) -> Persistence | None:
     """The settings of the store (of its first primary on a Redis Cluster: a deployment
     configures its nodes alike), or None when the store refuses CONFIG."""
-    target = _servers(store)[0]
+    target = (await _servers(store))[0]
     settings: dict[str, str] = {}
     try:
         for name in ("appendonly", "save", "aof-disable-auto-gc"):
@@ -117,7 +117,7 @@ async def rewrite_if_due(store: Store, node_id: str, persistence: Persistence) -
     try:
         # Read after taking the lease: the rewrite below starts after every erasure counted here.
         counted, _ = await pending(store)
-        for target in _servers(store):
+        for target in await _servers(store):
             if persistence.append_only:
                 await _run_child(store, target, _REWRITE)
             if persistence.snapshots:
@@ -161,11 +161,12 @@ async def _idle(store: Store, target: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(_POLL_S)
 
 
-def _servers(store: Store) -> list[dict[str, Any]]:
+async def _servers(store: Store) -> list[dict[str, Any]]:
     """Command targets: the one server, or each primary of a Redis Cluster (a replica
     rewrites its own files; docs/deploy.md)."""
     if not store.cluster:
         return [{}]
+    await store.redis.initialize()  # the client learns the nodes at its first command
     return [{"target_nodes": node} for node in store.redis.get_primaries()]
 
 

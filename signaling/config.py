@@ -134,7 +134,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         )
     return replace(
         base,
-        secret=_secret(env),
         erase_rewrite_s=float(_int(env, "CALLBOOK_ERASE_REWRITE_S", 60, 1, 3600)),
         media_url=media_url,
         media_secret=media_secret,
@@ -162,6 +161,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         resume_window_s=float(
             _int(env, "CALLBOOK_RESUME_WINDOW_S", int(base.resume_window_s), 1, 3600)
         ),
+        # Last: a wrong store setting is the first thing to fix.
+        secret=_secret(env),
     )
 
 

@@ -20,6 +20,7 @@ from directory.store import Store, connect
 from signaling.config import Config
 from signaling.schemas import AccountUpdate, PushRegister
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server, stop_server
+from tests.redis_cluster import EmbeddedCluster
 from tests.test_portability import _add_device, _missed_call
 
 HANDLE = "bob_the_builder_77"
@@ -215,3 +216,25 @@ class _ForbiddingValkey(EmbeddedValkey):
 
     def _arguments(self) -> list[str]:
         return [*super()._arguments(), "--rename-command", "CONFIG", ""]
+
+
+async def test_on_a_redis_cluster_every_primary_rewrites(redis_cluster: EmbeddedCluster) -> None:
+    redis = connect(redis_cluster.url, cluster=True)
+    try:
+        store = Store(redis, TEST_DIRECTORY, secret=TEST_SECRET)
+        await redis.initialize()
+        primaries = redis.get_primaries()
+        assert len(primaries) == 3
+
+        async def rewrites() -> list[int]:
+            infos = [await redis.info("persistence", target_nodes=node) for node in primaries]
+            return [info["aof_rewrites"] for info in infos]
+
+        before = await rewrites()
+        await disk.note_erasure(store)
+        # The test cluster keeps no files; a deployment's primaries would (docs/deploy.md).
+        writes = disk.Persistence(append_only=True, snapshots=False, keeps_old_files=False)
+        assert await disk.rewrite_if_due(store, "test-node", writes)
+        assert await rewrites() == [n + 1 for n in before]
+    finally:
+        await redis.aclose()

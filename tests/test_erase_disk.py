@@ -6,6 +6,7 @@ push token (issue 12, finding 2). And the store's persistence settings are check
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -34,8 +35,10 @@ BOUND_S = 60.0
 
 @pytest.fixture
 async def own_store(tmp_path: Path) -> AsyncIterator[EmbeddedValkey]:
-    """An embedded store with a data directory of this test's, as ``callbook serve`` runs it."""
-    valkey = EmbeddedValkey(tmp_path / "data")
+    """An embedded store with a data directory of this test's, as ``callbook serve`` runs it
+    (on the server CALLBOOK_TEST_STORE_BINARY names, like the session's store)."""
+    binary = os.environ.get("CALLBOOK_TEST_STORE_BINARY")
+    valkey = EmbeddedValkey(tmp_path / "data", Path(binary) if binary else None)
     await asyncio.to_thread(valkey.start)
     yield valkey
     await asyncio.to_thread(valkey.stop)

@@ -172,23 +172,33 @@ async def _servers(store: Store) -> list[dict[str, Any]]:
 
 async def keep_rewriting(store: Store, node_id: str, interval_s: float) -> None:
     """The node's task: warn once about unsafe settings, then rewrite when due, forever. A
-    store that does not answer is asked again at the next check."""
-    persistence: Persistence | None = None
-    while persistence is None:
-        try:
-            persistence = await read_persistence(store)
-        except _UNREACHABLE:
-            await asyncio.sleep(interval_s)
-            continue
-        for warning in warnings(persistence):
-            log.warning(warning)
-        if persistence is None or not persistence.writes:
-            return
+    store that does not answer is asked again at the next check; one that refuses the rewrite
+    gets a warning and is left alone."""
+    persistence = await _settings(store, interval_s)
+    for warning in warnings(persistence):
+        log.warning(warning)
+    if persistence is None or not persistence.writes:
+        return
     while True:
         await asyncio.sleep(interval_s)
         try:
             await rewrite_if_due(store, node_id, persistence)
         except _UNREACHABLE:
             continue
+        except ResponseError as exc:
+            log.warning(
+                "the store refuses to rewrite its files (%s): erased accounts stay in them "
+                "until it rewrites them itself; see docs/deploy.md",
+                exc,
+            )
+            return
         except RuntimeError as exc:
             log.warning("%s; trying again in %g s", exc, interval_s)
+
+
+async def _settings(store: Store, interval_s: float) -> Persistence | None:
+    while True:
+        try:
+            return await read_persistence(store)
+        except _UNREACHABLE:
+            await asyncio.sleep(interval_s)

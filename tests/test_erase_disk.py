@@ -191,34 +191,49 @@ def test_a_store_that_refuses_config_gets_a_warning_not_a_failure() -> None:
     assert "docs/deploy.md" in disk.warnings(None)[0]
 
 
-async def test_the_node_starts_on_a_store_that_forbids_config(
-    tmp_path: Path, config: Config, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("command", "warning"),
+    [("CONFIG", "CONFIG GET is refused"), ("BGREWRITEAOF", "refuses to rewrite its files")],
+)
+async def test_a_store_that_forbids_the_commands_gets_one_warning_and_serves(
+    tmp_path: Path, config: Config, caplog: pytest.LogCaptureFixture, command: str, warning: str
 ) -> None:
-    """A managed Redis often renames CONFIG away: the node warns once and serves."""
-    valkey = _ForbiddingValkey(tmp_path / "managed")
+    """A managed Redis often renames such commands away: the node warns once and serves."""
+    valkey = _Forbidding(tmp_path / "managed", command)
     await asyncio.to_thread(valkey.start)
     try:
-        test_server, running = await start_server(replace(config, redis_url=valkey.url))
+        changes: dict[str, Any] = {"redis_url": valkey.url, "redis_cluster": False}
+        test_server, running = await start_server(replace(config, erase_rewrite_s=0.1, **changes))
         try:
             person = await running.signup("managed_person")
             await person.erase()
-            for _ in range(200):
-                if any("CONFIG GET is refused" in r.getMessage() for r in caplog.records):
-                    break
-                await asyncio.sleep(0.02)
-            warned = [r for r in caplog.records if "CONFIG GET is refused" in r.getMessage()]
-            assert len(warned) == 1
+            await _logged(caplog, warning)
+            assert caplog.text.count(warning) == 1
+            assert (await (await running.signup("still_served")).me()).handle == "still_served"
         finally:
             await stop_server(test_server, running)
     finally:
         await asyncio.to_thread(valkey.stop)
 
 
-class _ForbiddingValkey(EmbeddedValkey):
-    """The embedded store with CONFIG renamed away, as managed Redis services do."""
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    deadline = time.monotonic() + BOUND_S
+    while time.monotonic() < deadline:
+        if text in caplog.text:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no warning {text!r} within {BOUND_S:.0f} s")
+
+
+class _Forbidding(EmbeddedValkey):
+    """The embedded store with one command renamed away, as managed Redis services do."""
+
+    def __init__(self, data_dir: Path, command: str) -> None:
+        super().__init__(data_dir)
+        self.command = command
 
     def _arguments(self) -> list[str]:
-        return [*super()._arguments(), "--rename-command", "CONFIG", ""]
+        return [*super()._arguments(), "--rename-command", self.command, ""]
 
 
 async def test_on_a_redis_cluster_every_primary_rewrites(redis_cluster: EmbeddedCluster) -> None:

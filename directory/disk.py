@@ -119,37 +119,32 @@ async def rewrite_if_due(store: Store, node_id: str, persistence: Persistence) -
         counted, _ = await pending(store)
         for target in await _servers(store):
             if persistence.append_only:
-                await _run_child(store, target, _REWRITE)
+                await _run_child(store, target, "BGREWRITEAOF", "aof_last_bgrewrite_status")
             if persistence.snapshots:
-                await _run_child(store, target, _SNAPSHOT)
+                await _run_child(store, target, "BGSAVE", "rdb_last_bgsave_status")
         await store.run_script(_COVERED, [keys.erasures_rewritten()], [counted])
     finally:
         await store.run_script(_RELEASE, [lease], [node_id])
     return True
 
 
-_REWRITE = ("BGREWRITEAOF",), "aof_last_bgrewrite_status"
-_SNAPSHOT = ("BGSAVE",), "rdb_last_bgsave_status"
 _BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
 
 
-async def _run_child(
-    store: Store, target: dict[str, Any], job: tuple[tuple[str, ...], str]
-) -> None:
+async def _run_child(store: Store, target: dict[str, Any], command: str, status: str) -> None:
     """Start a rewrite or snapshot once the server runs none (one already running may have
     started before the erasures), and wait until it has finished."""
-    command, status = job
     while True:
         await _idle(store, target)
         try:
-            await store.redis.execute_command(*command, **target)
+            await store.redis.execute_command(command, **target)
             break
         except ResponseError as exc:
             if "in progress" not in str(exc):
                 raise
     info = await _idle(store, target)
     if info.get(status) != "ok":
-        raise RuntimeError(f"the store failed a {command[0]}; see its log")
+        raise RuntimeError(f"the store failed a {command}; see its log")
 
 
 async def _idle(store: Store, target: dict[str, Any]) -> dict[str, Any]:

@@ -256,3 +256,42 @@ async def test_on_a_redis_cluster_every_primary_rewrites(redis_cluster: Embedded
         assert await rewrites() == [n + 1 for n in before]
     finally:
         await redis.aclose()
+
+
+class _Snapshotting(EmbeddedValkey):
+    """A store that keeps RDB snapshots instead of an append-only file."""
+
+    def _arguments(self) -> list[str]:
+        return [*super()._arguments(), "--appendonly", "no", "--save", "3600 1"]
+
+
+async def test_with_snapshots_erase_leaves_the_snapshot_too(tmp_path: Path, config: Config) -> None:
+    valkey = _Snapshotting(tmp_path / "snapshots")
+    await asyncio.to_thread(valkey.start)
+    redis = connect(valkey.url)
+    try:
+        changes: dict[str, Any] = {"redis_url": valkey.url, "redis_cluster": False}
+        test_server, running = await start_server(replace(config, erase_rewrite_s=0.1, **changes))
+        try:
+            person = await running.signup(HANDLE, DISPLAY_NAME)
+            await redis.bgsave()  # the snapshot the store's own schedule would take
+            saves = await _snapshot_done(redis, 0)
+            assert HANDLE in _holding(valkey.data_dir, [HANDLE])
+            await person.erase()
+            await _snapshot_done(redis, saves)
+            assert _holding(valkey.data_dir, [HANDLE, DISPLAY_NAME]) == {}
+        finally:
+            await stop_server(test_server, running)
+    finally:
+        await redis.aclose()
+        await asyncio.to_thread(valkey.stop)
+
+
+async def _snapshot_done(redis: Any, saves_before: int) -> int:
+    deadline = time.monotonic() + BOUND_S
+    while time.monotonic() < deadline:
+        info = await _info(redis)
+        if info["rdb_saves"] > saves_before and not info["rdb_bgsave_in_progress"]:
+            return int(info["rdb_saves"])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no snapshot within {BOUND_S:.0f} s")

@@ -177,10 +177,10 @@ _OTHERS: tuple[Datum, ...] = (
         visible_to="nobody", scope="ephemeral", in_export=False),
     Datum(
         name="signing_keys", key_pattern=keys.signing_keys(),
-        fields=["kid", "sealed (private key, AES-GCM under the deployment secret)",
-                "created_at"],
-        purpose="The server's keys for signing access tokens; no personal data. The private "
-                "keys are sealed: read access to the store does not let anyone mint tokens.",
+        fields=["kid", "created_at", "sealed"],
+        purpose="The server's keys for signing access tokens; no personal data. `sealed` is "
+                "the private key under AES-GCM with the deployment secret: read access to the "
+                "store does not let anyone mint tokens.",
         retention="until a newer key has signed for longer than a token lives",
         max_ttl_s=None, visible_to="servers", scope="server", in_export=False),
     Datum(

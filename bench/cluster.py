@@ -75,6 +75,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODES = ("1-node", "2-node-cross", "2-node-same")
 NODE_IDS = ("bench-a", "bench-b")
 RESUME_WINDOW_S = 1
+#: The deployment secret the bench's nodes share (a real deployment keeps its own secret).
+BENCH_SECRET = "callbook-bench-" + "b3" * 16
 
 
 @dataclass
@@ -98,6 +100,7 @@ def running_node(tmp: Path, node_id: str, redis_url: str, media_port: int) -> It
     port = free_port()
     settings = {
         "REDIS_URL": redis_url,
+        "CALLBOOK_SECRET": BENCH_SECRET,
         "CALLBOOK_ROUTING": "redis",
         "CALLBOOK_NODE_ID": node_id,
         "CALLBOOK_MEDIA_URL": f"http://127.0.0.1:{media_port}",

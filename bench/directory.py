@@ -52,7 +52,8 @@ from directory import keys
 from directory.embedded import _die_with_parent
 from directory.lookup import queue_card_reads
 from directory.ratelimit import _TOKEN_BUCKET
-from directory.store import connect
+from directory.secret import embedded as embedded_secret
+from directory.store import Store, connect
 from signaling.client import Client, ClientError, Profile
 from signaling.server import _new_loop as server_loop
 
@@ -337,7 +338,7 @@ class Lookups:
 
 async def lookups(
     url: str, redis_url: str, viewers: list[Profile], handles: list[str],
-    args: argparse.Namespace, meter: CpuMeter,
+    args: argparse.Namespace, meter: CpuMeter, data_dir: Path,
 ) -> Lookups:  # fmt: skip
     """Lookups through the API, then the same Redis commands from bare redis-py, in rounds.
 
@@ -346,6 +347,8 @@ async def lookups(
     """
     clients = [Client(url, profile) for profile in viewers]
     bare = connect(redis_url)  # the very client (pool, RESP3, decoding) the server builds
+    # The server's keyed handle digests, under the secret it generated in the data directory.
+    store = Store(bare, secret=embedded_secret(data_dir))
     bucket = bare.register_script(_TOKEN_BUCKET)
     await bare.script_load(_TOKEN_BUCKET)  # the pipelines below send EVALSHA alone
     refill_per_s = LOOKUPS_PER_MINUTE / 60
@@ -373,7 +376,7 @@ async def lookups(
                 bucket.sha, 1, keys.lookup_bucket(viewer_id),
                 LOOKUP_BURST, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S,
             )  # fmt: skip
-            pipe.get(keys.handle(random.choice(handles)))
+            pipe.get(keys.handle_key(store.handle_digest(random.choice(handles))))
             wait_ms, owner = await pipe.execute()
         if int(wait_ms) > 0:
             raise LookupFailed("rate_limited")
@@ -516,7 +519,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"only {len(profiles)} sign-ups succeeded")
             handles = [p.handle for p in profiles]
             viewers = profiles[: args.lookup_clients]
-            found = await lookups(url, redis_url, viewers, handles, args, meter)
+            found = await lookups(url, redis_url, viewers, handles, args, meter, data_dir)
             version = await valkey_version(redis_url)
 
     phases = {"signups": signup_phase, "lookups_server": found.server, "lookups_bare": found.bare}

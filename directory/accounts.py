@@ -85,7 +85,7 @@ async def signup(
         pipe.hset(keys.account(account_id), mapping=fields)
         pipe.hset(keys.devices(account_id), device_id, devices.encode(device_record))
         await pipe.execute()
-    if not await store.redis.set(keys.handle(handle), account_id, nx=True):
+    if not await store.redis.set(keys.handle_key(store.handle_digest(handle)), account_id, nx=True):
         await store.redis.delete(*inventory.account_keys(account_id))
         raise HandleTaken(f"The handle {handle!r} is taken.")
     account = await get(store, account_id)
@@ -143,7 +143,9 @@ async def update(
     new_handle = handles.parse(handle) if handle is not None else None
     old_handle = (await get(store, account_id)).handle
     if new_handle is not None and new_handle != old_handle:
-        if not await store.redis.set(keys.handle(new_handle), account_id, nx=True):
+        if not await store.redis.set(
+            keys.handle_key(store.handle_digest(new_handle)), account_id, nx=True
+        ):
             raise HandleTaken(f"The handle {new_handle!r} is taken.")
         changes["handle"] = new_handle
     if changes:
@@ -183,7 +185,11 @@ async def release_handle(store: Store, account_id: str, handle: str) -> None:
     """
     banned = await store.redis.hget(keys.account(account_id), "handle_banned")
     ttl = -1 if banned else store.config.handle_quarantine_s
-    await store.run_script(_RELEASE, [keys.handle(handle)], [account_id, keys.QUARANTINED, ttl])
+    await store.run_script(
+        _RELEASE,
+        [keys.handle_key(store.handle_digest(handle))],
+        [account_id, keys.QUARANTINED, ttl],
+    )
 
 
 async def suspend(store: Store, account_id: str, *, ban_handle: bool = False) -> None:
@@ -207,7 +213,7 @@ async def unsuspend(store: Store, account_id: str) -> None:
 
 async def owner_of(store: Store, handle: str) -> str | None:
     """The account id owning a canonical handle; None when free, unknown or quarantined."""
-    owner: str | None = await store.redis.get(keys.handle(handle))
+    owner: str | None = await store.redis.get(keys.handle_key(store.handle_digest(handle)))
     if owner is None or owner == keys.QUARANTINED:
         return None
     return owner

@@ -66,17 +66,7 @@ class EmbeddedValkey:
         """Start Valkey and wait until it answers; returns its redis-py URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._stop_leftover()
-        args = [
-            str(self.binary),
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--pidfile", str(self.pid_file),
-            "--logfile", str(self.data_dir / "valkey.log"),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-        ]  # fmt: skip
+        args = self._arguments()
         sock_path = self.data_dir / _SOCKET_NAME
         if len(str(sock_path)) <= _MAX_SOCKET_PATH:
             with contextlib.suppress(FileNotFoundError):
@@ -98,6 +88,22 @@ class EmbeddedValkey:
         )
         self._wait_ready(*probe, timeout_s=timeout_s)
         return self.url
+
+    def _arguments(self) -> list[str]:
+        # No RDB snapshots: the append-only file is the one copy on disk that an erasure's
+        # rewrite has to replace (directory/disk.py), and the old files go once it has.
+        return [
+            str(self.binary),
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--aof-disable-auto-gc", "no",
+            "--save", "",
+            "--pidfile", str(self.pid_file),
+            "--logfile", str(self.data_dir / "valkey.log"),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
 
     def _wait_ready(self, family: int, address: str | tuple[str, int], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -50,7 +50,7 @@ class Datum(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ACCOUNT = "{account_id}"
-_DIGEST = "{sha256(handle)}"
+_DIGEST = "{hmac(deployment secret, handle)}"
 _PAYLOAD = ["payload", "payload.id", "payload.type", "payload.call_id", "payload.seq",
             "payload.at", "payload.kind", "payload.media", "payload.participant", "payload.role",
             "payload.reason"]  # fmt: skip
@@ -219,8 +219,10 @@ _OTHERS: tuple[Datum, ...] = (
         export="Not exported: it names nobody."),
     Datum(
         name="signing_keys", key_pattern=keys.signing_keys(), type="hash", entry="kid",
-        fields=["kid", "private_key", "created_at"],
-        purpose="The server's keys for signing access tokens; no personal data.",
+        fields=["kid", "created_at", "sealed"],
+        purpose="The server's keys for signing access tokens; no personal data. `sealed` is "
+                "the private key under AES-GCM with the deployment secret: read access to the "
+                "store does not let anyone mint tokens.",
         retention="until a newer key has signed for longer than a token lives",
         max_ttl_s=None, visible_to="servers", scope="server", in_export=False,
         export="Not exported: no personal data."),
@@ -361,6 +363,32 @@ _OTHERS: tuple[Datum, ...] = (
         retention="rewritten every second while the node runs, then at most 5 seconds",
         max_ttl_s=keys.SUMMARY_TTL_S, visible_to="operators (pseudonymised)",
         scope="server", in_export=False, export="Not exported: pseudonyms only."),
+    Datum(
+        name="handle_digests_migrated", type="string", key_pattern=keys.handle_digests_migrated(),
+        fields=["done"], purpose="That the one-time start-up migration to keyed handle "
+                                 "digests has run on this store.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
+        name="erasures_counted", type="string", key_pattern=keys.erasures(), fields=["count"],
+        purpose="How many accounts were erased, so the store's files get rewritten without "
+                "them; a number, no id.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
+        name="erasures_rewritten", type="string", key_pattern=keys.erasures_rewritten(), fields=["count"],
+        purpose="How many of those erasures a finished rewrite of the store's files covers.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
+        name="rewrite_lease", type="string", key_pattern=keys.rewrite_lease(), fields=["node_id"],
+        purpose="Which node rewrites the store's files now, so nodes do not each rewrite.",
+        retention="while the rewrite runs, at most 10 minutes",
+        max_ttl_s=keys.REWRITE_LEASE_S, visible_to="servers", scope="server", in_export=False,
+        export="Not exported: no personal data."),
 )  # fmt: skip
 
 INVENTORY: tuple[Datum, ...] = tuple(datum for _, datum in _PER_ACCOUNT) + _OTHERS

@@ -10,6 +10,7 @@ orders its writes so that a crash in between never leaves a dangling reference (
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 PREFIX = "cb"
 
@@ -113,28 +114,46 @@ def push_tokens(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:push"
 
 
-def handle_digest(normalized_handle: str) -> str:
-    # A digest, not the handle: once an account is erased no key spells out its handle, while
-    # the quarantine still holds the name back.
+def handle_preimage(normalized_handle: str) -> str:
+    """What the keyed handle digest is taken of (``Store.handle_digest``): the unkeyed digest the
+    keys were named by before, so that the start-up migration can re-key a quarantined handle
+    whose name nobody knows any more (``directory/migrations.py``)."""
     return hashlib.sha256(normalized_handle.encode()).hexdigest()[:32]
 
 
-def handle(normalized_handle: str) -> str:
-    return handle_key(handle_digest(normalized_handle))
-
-
 def handle_key(digest: str) -> str:
-    """String: account id owning the handle, or QUARANTINED with a TTL."""
-    return f"{PREFIX}:{{h:{digest}}}:handle"
-
-
-def recovery_bucket(normalized_handle: str) -> str:
-    return recovery_bucket_key(handle_digest(normalized_handle))
+    """String: account id owning the handle, or QUARANTINED with a TTL. ``digest`` is the keyed
+    digest (``Store.handle_digest``): without the deployment secret no key name can be checked
+    against a guessed handle, and once an account is erased no key spells out its handle."""
+    return f"{PREFIX}:{{hk:{digest}}}:handle"
 
 
 def recovery_bucket_key(digest: str) -> str:
     """Hash: token bucket limiting recovery attempts for a handle, whether it exists or not."""
-    return f"{PREFIX}:{{h:{digest}}}:rl:recovery"
+    return f"{PREFIX}:{{hk:{digest}}}:rl:recovery"
+
+
+#: Keys named by the unkeyed handle digest (before the deployment secret), as a SCAN pattern.
+LEGACY_HANDLE_KEYS = f"{PREFIX}:{{h:*}}:*"
+
+
+def rekeyed_handle_key(key: str, keyed: Callable[[str], str]) -> str | None:
+    """The new name of a legacy handle key (``keyed`` maps its unkeyed digest to the keyed
+    one), or None when ``key`` is not a legacy handle key."""
+    head, sep, rest = key.partition(":{h:")
+    digest, _, suffix = rest.partition("}:")
+    if head != PREFIX or not sep or len(digest) != 32:
+        return None
+    if suffix == "handle":
+        return handle_key(keyed(digest))
+    if suffix == "rl:recovery":
+        return recovery_bucket_key(keyed(digest))
+    return None
+
+
+def handle_digests_migrated() -> str:
+    """String: set once the start-up migration to keyed handle digests has finished."""
+    return f"{PREFIX}:{{migrations}}:handle_digests"
 
 
 def nonce(value: str) -> str:
@@ -143,7 +162,8 @@ def nonce(value: str) -> str:
 
 
 def signing_keys() -> str:
-    """Hash: key id -> JSON server signing key (private key, creation time)."""
+    """Hash: key id -> JSON server signing key (private key sealed under the deployment secret,
+    creation time)."""
     return f"{PREFIX}:{{keyring}}:signing_keys"
 
 
@@ -294,3 +314,25 @@ def media_nodes() -> str:
     """Hash: media node id -> JSON (control URL, load, started and heartbeat times); entries of
     nodes silent for NODE_FORGET_AFTER_S are removed by the readers."""
     return f"{PREFIX}:{{media}}:nodes"
+
+
+# --- what erase leaves on the store's disk (directory/disk.py) ----------------------------------
+
+#: A node holding the rewrite lease this long without finishing counts as gone.
+REWRITE_LEASE_S = 600
+
+
+def erasures() -> str:
+    """String (counter): erasures so far; each one asks for a rewrite of the store's files."""
+    return f"{PREFIX}:{{disk}}:erasures"
+
+
+def erasures_rewritten() -> str:
+    """String (counter): the erasures that the last finished rewrite of the store's files
+    covers (every erasure counted before that rewrite started)."""
+    return f"{PREFIX}:{{disk}}:rewritten"
+
+
+def rewrite_lease() -> str:
+    """String with REWRITE_LEASE_S: the node id rewriting the store's files now."""
+    return f"{PREFIX}:{{disk}}:lease"

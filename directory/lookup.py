@@ -25,7 +25,7 @@ async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
     config = store.config
 
     def queue(pipe: Any) -> None:
-        pipe.get(keys.handle(handle))
+        pipe.get(keys.handle_key(store.handle_digest(handle)))
 
     bucket = ratelimit.Bucket(
         keys.lookup_bucket(viewer_id), config.lookup_burst, config.lookup_refill_per_s
@@ -108,7 +108,7 @@ async def dial(
     def queue(pipe: Any) -> None:
         pipe.hmget(keys.account(caller_id), accounts.FIELDS)
         if handle is not None:
-            pipe.get(keys.handle(handle))
+            pipe.get(keys.handle_key(store.handle_digest(handle)))
         else:
             pipe.exists(keys.account(account_id or _NO_ACCOUNT))
 

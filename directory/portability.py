@@ -7,6 +7,7 @@ from directory import (
     audit,
     contacts,
     devices,
+    disk,
     history,
     inventory,
     keys,
@@ -42,6 +43,8 @@ async def erase(store: Store, account_id: str) -> None:
 
     Entries elsewhere and the handle go first and the account's own keys last, so a crash
     midway leaves an account that can be erased again rather than references nobody can find.
+    Last, the erasure is counted so that the store's files are rewritten without it
+    (``directory.disk``).
     """
     account = await accounts.get(store, account_id)
     async with store.redis.pipeline(transaction=False) as pipe:
@@ -66,3 +69,4 @@ async def erase(store: Store, account_id: str) -> None:
     await audit.forget(store, account_id, device_ids, account.handle)
     await accounts.release_handle(store, account_id, account.handle)
     await store.redis.delete(*inventory.account_keys(account_id))
+    await disk.note_erasure(store)

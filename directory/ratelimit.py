@@ -92,11 +92,11 @@ def check(wait_ms: Any, what: str) -> None:
         raise RateLimited(f"Too many {what}; try again in {retry_after} s.", retry_after)
 
 
-async def take_recovery(store: Store, account_id: str) -> None:
+async def take_recovery(store: Store, handle: str) -> None:
     cfg = store.config
     await take(
         store,
-        keys.recovery_bucket(account_id),
+        keys.recovery_bucket_key(store.handle_digest(handle)),
         cfg.recovery_burst,
         cfg.recovery_refill_per_s,
         "recovery attempts",

@@ -89,9 +89,22 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SigningKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A signing key in memory; in the store it is a ``StoredSigningKey``."""
+
     kid: str
     private_key: str
     created_at: float
+
+
+class StoredSigningKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A signing key at rest: ``sealed`` is the private key under the deployment secret
+    (base64 of nonce + AES-GCM ciphertext, the key id as associated data). ``private_key``
+    is the clear form written before the secret existed; the start-up migration seals it."""
+
+    kid: str
+    created_at: float
+    sealed: str = ""
+    private_key: str = ""
 
 
 class MissedCall(msgspec.Struct, frozen=True, kw_only=True):

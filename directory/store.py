@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import keys
+from directory.secret import DeploymentSecret
 
 #: What a store that cannot answer now raises: a lost connection or a timeout; on a Redis Cluster
 #: also a cluster that is down, failing over or has a slot without a primary. Callers answer
@@ -54,6 +55,9 @@ class Store:
     redis: Any  # Redis or RedisCluster: the commands used here behave alike on both
     config: DirectoryConfig = field(default_factory=DirectoryConfig)
     clock: Callable[[], float] = time.time
+    #: Keys the handle digests and seals the signing keys; a store opened only for the media
+    #: registry or the operator commands has none, and never touches those keys.
+    secret: DeploymentSecret | None = field(default=None, repr=False)
     _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -64,6 +68,15 @@ class Store:
     def today(self) -> str:
         """Dates are kept at day granularity: enough to be useful, little to profile."""
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+
+    def deployment_secret(self) -> DeploymentSecret:
+        if self.secret is None:
+            raise RuntimeError("this store was opened without the deployment secret")
+        return self.secret
+
+    def handle_digest(self, normalized_handle: str) -> str:
+        """The keyed digest naming a handle's keys (``keys.handle_key``)."""
+        return self.deployment_secret().digest(keys.handle_preimage(normalized_handle))
 
     def script(self, source: str) -> Any:
         """The registered script (EVALSHA, loading it when the server lacks it)."""

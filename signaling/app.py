@@ -14,7 +14,7 @@ from importlib import metadata, resources
 import msgspec
 from aiohttp import web
 
-from directory import devices, operators
+from directory import devices, disk, migrations, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.store import STORE_UNAVAILABLE, Store, connect
@@ -198,10 +198,30 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if config.redis_url is None:
         raise RuntimeError("create_app needs a store URL; `callbook serve` provides one")
+    if config.secret is None:
+        raise RuntimeError("create_app needs the deployment secret; `callbook serve` provides one")
     redis = connect(config.redis_url, cluster=config.redis_cluster)
-    app[STORE] = Store(redis, config.directory)
+    store = app[STORE] = Store(redis, config.directory, secret=config.secret)
+    tasks = [disk.keep_rewriting(store, app[NODE].id, config.erase_rewrite_s)]
+    try:
+        await migrations.run(store)
+    except _UNREACHABLE:
+        tasks.append(_migrate_when_reachable(store))
+    running = [asyncio.create_task(task) for task in tasks]
     yield
+    for task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await redis.aclose()
+
+
+async def _migrate_when_reachable(store: Store) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(*_UNREACHABLE):
+            await migrations.run(store)
+            return
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:

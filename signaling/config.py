@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from directory import keys
+from directory import disk, keys
+from directory.secret import DeploymentSecret, SecretError, read_file
 from directory.store import DirectoryConfig
 
 
@@ -20,6 +21,11 @@ class Config:
     redis_url: str | None = None
     #: ``redis_url`` names a Redis Cluster: one or more comma-separated seed nodes.
     redis_cluster: bool = False
+    #: Keys the handle digests and seals the signing keys (directory/secret.py); shared by every
+    #: node. ``callbook serve`` with the embedded store generates one in ``data_dir``.
+    secret: DeploymentSecret | None = field(default=None, repr=False)
+    #: How often a node checks whether erasures await a rewrite of the store's files.
+    erase_rewrite_s: float = disk.DEFAULT_INTERVAL_S
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
@@ -128,6 +134,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         )
     return replace(
         base,
+        erase_rewrite_s=float(_int(env, "CALLBOOK_ERASE_REWRITE_S", 60, 1, 3600)),
         media_url=media_url,
         media_secret=media_secret,
         media_registry=media_registry,
@@ -154,7 +161,31 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         resume_window_s=float(
             _int(env, "CALLBOOK_RESUME_WINDOW_S", int(base.resume_window_s), 1, 3600)
         ),
+        # Last: a wrong store setting is the first thing to fix.
+        secret=_secret(env),
     )
+
+
+def _secret(env: Mapping[str, str]) -> DeploymentSecret | None:
+    """The deployment secret, from a file or the environment; required with an external
+    store, where no data directory exists to generate one in."""
+    path, value = env.get("CALLBOOK_SECRET_FILE") or None, env.get("CALLBOOK_SECRET") or None
+    if path and value:
+        raise ConfigError("Set CALLBOOK_SECRET_FILE or CALLBOOK_SECRET, not both.")
+    try:
+        if path:
+            return read_file(Path(path))
+        if value:
+            return DeploymentSecret.from_text(value, "CALLBOOK_SECRET")
+    except SecretError as exc:
+        raise ConfigError(str(exc)) from exc
+    if env.get("REDIS_URL"):
+        raise ConfigError(
+            "REDIS_URL needs the deployment secret every node shares: CALLBOOK_SECRET_FILE (a "
+            "file holding it, e.g. a Kubernetes Secret) or CALLBOOK_SECRET; make one with "
+            "`openssl rand -hex 32`."
+        )
+    return None
 
 
 def _routing(env: Mapping[str, str]) -> Literal["local", "redis"]:

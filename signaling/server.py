@@ -9,11 +9,12 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from directory import secret
 from directory.embedded import EmbeddedValkey
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
-from signaling.config import Config
+from signaling.config import Config, ConfigError
 from signaling.drain import drain
 from signaling.logs import configure
 
@@ -75,10 +76,20 @@ def _settle(future: asyncio.Future[signal.Signals], kind: signal.Signals) -> Non
         future.set_result(kind)
 
 
+def _data_dir_secret(config: Config) -> secret.DeploymentSecret:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return secret.embedded(config.data_dir)
+    except secret.SecretError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def serve(config: Config) -> None:
     configure(logging.INFO)
     embedded: EmbeddedValkey | None = None
     if config.redis_url is None:
+        if config.secret is None:
+            config = replace(config, secret=_data_dir_secret(config))
         embedded = EmbeddedValkey(config.data_dir)
         config = replace(config, redis_url=embedded.start())
         log.info("embedded Valkey running, data in %s", embedded.data_dir)

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from directory.embedded import EmbeddedValkey
+from directory.secret import DeploymentSecret
 from directory.store import DirectoryConfig, Store, connect
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
@@ -29,6 +30,9 @@ from tests.redis_cluster import EmbeddedCluster, StoreTarget
 pytest_plugins = ["tests.coturn"]
 
 TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
+#: The deployment secret of every test server and store (CALLBOOK_SECRET of the node processes).
+TEST_SECRET_TEXT = "callbook-tests-" + "5e" * 16
+TEST_SECRET = DeploymentSecret.from_text(TEST_SECRET_TEXT, "tests")
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +89,7 @@ def store_target(request: pytest.FixtureRequest, redis_backend: str) -> StoreTar
 async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
     redis = connect(store_target.url, cluster=store_target.cluster)
     await redis.flushdb()  # on a cluster: on every primary
-    yield Store(redis, TEST_DIRECTORY)
+    yield Store(redis, TEST_DIRECTORY, secret=TEST_SECRET)
     await redis.aclose()
 
 
@@ -108,6 +112,7 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
         redis_url=store_target.url,
         redis_cluster=store_target.cluster,
         directory=TEST_DIRECTORY,
+        secret=TEST_SECRET,
         media_url=sfu.url,
         media_secret=sfu.secret,
         routing=routing,

@@ -201,9 +201,14 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
     return _INTERPOLATION.sub(substitute, value)
 
 
+#: What a user puts where a template leaves a secret empty or says CHANGE-ME (long enough for
+#: every secret's minimum: the deployment secret's is 32 characters).
+_FILLED_SECRET = "s3cret-from-the-test-" + "0f" * 16
+
+
 def compose_variables() -> dict[str, str]:
     """deploy/.env.example as a user fills it in: every empty secret gets a value."""
-    return {name: value or "s3cret-from-the-test" for name, value in env_example().items()}
+    return {name: value or _FILLED_SECRET for name, value in env_example().items()}
 
 
 def service_env(service: Mapping[str, Any]) -> dict[str, str]:
@@ -723,9 +728,35 @@ def _k8s_media_config(container: Mapping[str, Any]) -> MediaConfig:
     return media_config(container["args"][1:], k8s_container_env(container))
 
 
-def test_k8s_signaling_environment_is_a_valid_configuration() -> None:
-    (container,) = pod_spec(signaling_deployment())["containers"]
-    config = from_env(k8s_container_env(container))  # raises ConfigError, as the pod would
+def _with_mounted_secrets(
+    pod: Mapping[str, Any], container: Mapping[str, Any], env: dict[str, str], root: Path
+) -> dict[str, str]:
+    """``env`` with the container's Secret volumes written under ``root`` (CHANGE-ME filled in
+    as a user would) and every variable naming a file in them pointed there."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        assert mount.get("readOnly"), f"{mount['name']}: a Secret is mounted read-only"
+        assert source.get("defaultMode", 0o644) & 0o007 == 0, "others may read the secret"
+        here = root / mount["name"]
+        here.mkdir()
+        for key, value in k8s_object("Secret", source["secretName"])["stringData"].items():
+            (here / key).write_text(_FILLED_SECRET if value == "CHANGE-ME" else value)
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        for name, value in env.items():
+            if value.startswith(prefix):
+                env[name] = str(here / value.removeprefix(prefix))
+    return env
+
+
+def test_k8s_signaling_environment_is_a_valid_configuration(tmp_path: Path) -> None:
+    pod = pod_spec(signaling_deployment())
+    (container,) = pod["containers"]
+    env = _with_mounted_secrets(pod, container, k8s_container_env(container), tmp_path)
+    config = from_env(env)  # raises ConfigError, as the pod would
+    assert config.secret is not None, "every pod needs the deployment secret"
     assert config.redis_url, "a pod without REDIS_URL would start a private embedded store"
     assert config.allowed_origins, "behind TLS the browser's https:// origin must be allowed"
     assert config.media_registry, "a pod without media nodes starts an SFU clients cannot reach"
@@ -740,7 +771,7 @@ def _field_refs(container: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def test_k8s_media_nodes_register_where_signaling_finds_them() -> None:
+def test_k8s_media_nodes_register_where_signaling_finds_them(tmp_path: Path) -> None:
     media = k8s_object("Deployment", "callbook-media")
     # Several media nodes: each registers in the store signaling reads, under a name of its own,
     # with an address signaling can reach (the pod's IP; host network makes it the node's).
@@ -754,8 +785,10 @@ def test_k8s_media_nodes_register_where_signaling_finds_them() -> None:
     (container,) = spec["containers"]
     config = _k8s_media_config(container)
     assert not is_loopback(config.host) and not config.loopback_ice
-    (signaling,) = pod_spec(signaling_deployment())["containers"]
-    settings = from_env(k8s_container_env(signaling))
+    signaling_pod = pod_spec(signaling_deployment())
+    (signaling,) = signaling_pod["containers"]
+    env = k8s_container_env(signaling)
+    settings = from_env(_with_mounted_secrets(signaling_pod, signaling, env, tmp_path))
     assert settings.media_registry and settings.media_url is None
     assert settings.media_secret == config.secret, "CALLBOOK_MEDIA_SECRET differs"
     assert config.redis_url == settings.redis_url, "the media nodes register in another store"

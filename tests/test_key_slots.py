@@ -20,8 +20,8 @@ from directory.inventory import INVENTORY, account_keys
 
 ID = "0123456789abcdef0123456789abcdef"
 _TAG = re.compile(r"\{([^}]*)\}")
-#: Builders of parts of keys (tags, digests), not of keys.
-_NOT_KEYS = {"account_tag", "node_tag", "call_tag", "handle_digest"}
+#: Builders of parts of keys (tags, digests) and the migration's renamer, not of keys.
+_NOT_KEYS = {"account_tag", "node_tag", "call_tag", "handle_preimage", "rekeyed_handle_key"}
 
 
 def _builders() -> list[tuple[str, Callable[..., str]]]:

@@ -23,7 +23,7 @@ from signaling.client import Client, ClientError
 from signaling.phone.line import Line, LineClosed
 from signaling.rest import endpoints
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import TEST_SECRET_TEXT, MakeServer, Server
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 
 REASON = "Investigating a reported harassment case."
@@ -102,6 +102,7 @@ def test_the_cli_creates_lists_and_revokes_operators(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("REDIS_URL", store_target.url)
+    monkeypatch.setenv("CALLBOOK_SECRET", TEST_SECRET_TEXT)
     monkeypatch.setenv("CALLBOOK_REDIS_CLUSTER", "1" if store_target.cluster else "0")
     assert cli.main(["operator", "create", "cli_ops"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
@@ -346,8 +347,10 @@ async def test_ban_handle_keeps_the_handle_from_ever_coming_back(
     )  # fmt: skip
     assert status == 200
     await mallory.erase()
-    assert await store.redis.get(keys.handle("mallory")) == keys.QUARANTINED
-    assert await store.redis.ttl(keys.handle("mallory")) == -1
+    assert (
+        await store.redis.get(keys.handle_key(store.handle_digest("mallory"))) == keys.QUARANTINED
+    )
+    assert await store.redis.ttl(keys.handle_key(store.handle_digest("mallory"))) == -1
     with pytest.raises(ClientError) as taken:
         await server.signup("mallory")
     assert taken.value.code == "handle_taken"

@@ -9,7 +9,7 @@ import pytest
 from directory.store import Store, connect
 from signaling.client import ClientError
 from signaling.config import ConfigError, from_env
-from tests.conftest import MakeServer
+from tests.conftest import TEST_SECRET_TEXT, MakeServer
 from tests.redis_cluster import EmbeddedCluster, free_port_pair
 
 
@@ -35,9 +35,10 @@ def test_a_password_in_a_refused_url_is_not_repeated() -> None:
 
 def test_cluster_settings_from_the_environment() -> None:
     seeds = "redis://10.0.0.1:6379, redis://10.0.0.2:6379"
-    config = from_env({"CALLBOOK_REDIS_CLUSTER": "1", "REDIS_URL": seeds})
+    secret = {"CALLBOOK_SECRET": TEST_SECRET_TEXT}
+    config = from_env({"CALLBOOK_REDIS_CLUSTER": "1", "REDIS_URL": seeds, **secret})
     assert config.redis_cluster and config.redis_url == seeds
-    assert not from_env({"REDIS_URL": "redis://10.0.0.1:6379"}).redis_cluster
+    assert not from_env({"REDIS_URL": "redis://10.0.0.1:6379", **secret}).redis_cluster
 
 
 async def test_any_live_seed_is_enough(redis_cluster: EmbeddedCluster) -> None:

@@ -214,7 +214,7 @@ async def _add_device(client: Client, public_key: str) -> str:
 
 async def test_rotated_key_keeps_verifying_until_its_tokens_expire(store: Store) -> None:
     now = [time.time()]
-    clocked = Store(store.redis, store.config, clock=lambda: now[0])
+    clocked = Store(store.redis, store.config, clock=lambda: now[0], secret=store.secret)
     tokens = TokenService(clocked, ttl_s=600, rotate_after_s=100)
     await tokens.refresh()
     principal = Principal(account_id="a" * 32, device_id="d" * 32)

@@ -30,6 +30,7 @@ from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import Received, ToneTrack, peer_connection
 from signaling.ws import messages as m
+from tests.conftest import TEST_SECRET_TEXT
 from tests.test_cluster_processes import Node
 from tests.test_webhooks import SECRET, Receiver, until
 from tests.test_webhooks import receiver as receiver  # the fixture, an HTTP receiver
@@ -64,6 +65,7 @@ class LoggedNode(Node):
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
+            "CALLBOOK_SECRET": TEST_SECRET_TEXT,
             "CALLBOOK_ROUTING": "redis",
             "CALLBOOK_NODE_ID": node_id,
             "CALLBOOK_PORT": str(self.port),

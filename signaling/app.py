@@ -14,7 +14,7 @@ from importlib import metadata
 import msgspec
 from aiohttp import web
 
-from directory import devices, operators
+from directory import devices, keys, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.store import STORE_UNAVAILABLE, Store, connect
@@ -157,8 +157,12 @@ async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAIN].active:
         return _json(Health(status="draining"), status=503)
     started = time.perf_counter()
+    probe = keys.readiness_probe(request.app[NODE].id)
     try:
-        await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
+        # A write, not a PING: a store out of disk or memory still answers some commands.
+        await asyncio.wait_for(
+            request.app[STORE].redis.set(probe, "1", ex=keys.READINESS_PROBE_TTL_S), timeout=1.0
+        )
     except _UNREACHABLE:
         request.app[STORE_OUTAGE].failed("the readiness check")
         return _json(Health(status="unavailable"), status=503)

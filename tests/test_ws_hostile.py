@@ -267,3 +267,34 @@ async def test_a_second_connection_of_a_device_replaces_the_first(server: Server
     await first.close()
     await second.close()
     await second.client.close()
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    ["v=0\r\n", "this is not SDP", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"],
+    ids=["version_only", "garbage", "no_media_section"],
+)
+async def test_a_malformed_sdp_in_publish_is_a_client_error(server: Server, sdp: str) -> None:
+    """Not ``unavailable`` ("the media server cannot take a call now"), which told the client
+    to retry what can never succeed: ``invalid_sdp``, and the connection and call go on."""
+    alice, bob = await server.signup("alice"), await server.signup("bob")
+    async with Line(alice) as a, Line(bob) as b:
+        await a.open()
+        await b.open()
+        await a.send(m.GroupInvite(handles=["bob"], media="audio", ref="g"))
+        joined = await a.expect(m.Joined)
+        await a.expect(m.Participants)
+        await a.send(m.Publish(call_id=joined.call_id, sdp=sdp))
+        error = await a.expect(m.Error)
+        assert (error.code, error.call_id) == ("invalid_sdp", joined.call_id)
+        assert error.detail
+        # A subscription nobody offered is refused the same way, not as an outage.
+        await a.send(m.SubscribeAnswer(call_id=joined.call_id, subscription="s1", sdp="v=0\r\n"))
+        error = await a.expect(m.Error)
+        assert (error.code, error.call_id) == ("unknown_subscription", joined.call_id)
+        await a.send(m.Ping())
+        await a.expect(m.Pong)
+        # The call itself is untouched: the invitee still rings and can join.
+        incoming = await b.expect(m.Incoming)
+        await b.send(m.Accept(call_id=incoming.call_id))
+        assert (await b.expect(m.Joined)).call_id == joined.call_id

@@ -12,6 +12,7 @@ import pytest
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
+from signaling.ws.endpoint import MAX_MESSAGE_BYTES
 from tests.conftest import Server
 
 
@@ -298,3 +299,33 @@ async def test_a_malformed_sdp_in_publish_is_a_client_error(server: Server, sdp:
         incoming = await b.expect(m.Incoming)
         await b.send(m.Accept(call_id=incoming.call_id))
         assert (await b.expect(m.Joined)).call_id == joined.call_id
+
+
+def _message_of(size: int) -> str:
+    """A JSON message of exactly ``size`` UTF-8 bytes (a ping with a field pings lack)."""
+    head, tail = '{"type":"ping","pad":"', '"}'
+    text = head + "x" * (size - len(head) - len(tail) - 2) + "é" + tail
+    assert len(text.encode()) == size
+    return text
+
+
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "permessage_deflate"])
+async def test_a_message_of_exactly_64_kib_is_read_and_one_byte_more_closes_1009(
+    server: Server, compress: int
+) -> None:
+    """64 KiB is the documented maximum (11.3); a frame of exactly that many bytes was closed
+    with 1009."""
+    alice = await server.signup("alice")
+    protocols = ("callbook.v1", f"bearer.{await alice.token()}")
+    url = server.url.replace("http", "ws") + "/v1/ws"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, protocols=protocols, compress=compress)
+        assert (await ws.receive_json())["type"] == "welcome"
+        await ws.send_str(_message_of(MAX_MESSAGE_BYTES))
+        assert (await ws.receive_json())["code"] == "invalid_message"  # read, and refused
+        await ws.send_str(json.dumps({"type": "ping"}))
+        assert (await ws.receive_json())["type"] == "pong"
+        await ws.send_str(_message_of(MAX_MESSAGE_BYTES + 1))
+        assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1009
+        await ws.close()

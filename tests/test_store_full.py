@@ -4,7 +4,8 @@ on a tmpfs of a few megabytes, filled by a file beside it.
 Valkey then refuses writes, and PING, with ``MISCONF``. Sign-ups answer 503 ``unavailable`` with
 Retry-After (they were 500 ``internal``), ``/readyz`` 503 (it was 500), and no ERROR is logged.
 Once the disk has room again everything works without a restart, and every sign-up that was
-acknowledged is still there after Valkey is killed and started again.
+acknowledged is still there after Valkey is killed and started again. The same for a store out
+of memory (``maxmemory`` with ``noeviction``: OOM), which still answers PING.
 """
 
 from __future__ import annotations
@@ -145,3 +146,38 @@ async def test_a_full_disk_is_503_and_loses_nothing(
     finally:
         await redis.aclose()
     assert not missing, f"acknowledged but lost: {missing}"
+
+
+@pytest.fixture
+def own_valkey(tmp_path: Path) -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess(tmp_path / "valkey")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_store_out_of_memory_is_503_and_not_ready(
+    config: Config, own_valkey: ValkeyProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``maxmemory`` reached with ``noeviction``: Valkey refuses writes with OOM but still
+    answers PING, so readiness must try a write to tell the truth."""
+    test_server, server = await start_server(replace(config, redis_url=own_valkey.url))
+    admin = connect(own_valkey.url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await _sign_up(http, server.url, "before")).status == 201
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")
+            refused = await _sign_up(http, server.url, "during")
+            assert refused.status == 503
+            assert (await refused.json(content_type=None))["code"] == "unavailable"
+            assert refused.headers["Retry-After"] == "1"
+            assert (await _ready(http, server.url)) == 503
+            await admin.config_set("maxmemory", "0")
+            assert (await _ready(http, server.url)) == 200
+            assert (await _sign_up(http, server.url, "after")).status == 201
+    finally:
+        await admin.aclose()
+        await server.close()
+        await test_server.close()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -378,7 +378,8 @@ _OTHERS: tuple[Datum, ...] = (
         scope="server", in_export=False,
         export="Not exported: no personal data."),
     Datum(
-        name="erasures_rewritten", type="string", key_pattern=keys.erasures_rewritten(), fields=["count"],
+        name="erasures_rewritten", type="string", key_pattern=keys.erasures_rewritten(),
+        fields=["count"],
         purpose="How many of those erasures a finished rewrite of the store's files covers.",
         retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
         scope="server", in_export=False,

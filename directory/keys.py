@@ -262,6 +262,16 @@ def node_inbox(node_id: str) -> str:
     return f"{PREFIX}:{node_tag(node_id)}:inbox"
 
 
+#: The readiness probe's own write expires this long after the last probe.
+READINESS_PROBE_TTL_S = 60
+
+
+def readiness_probe(node_id: str) -> str:
+    """String, READINESS_PROBE_TTL_S: written by every ``/readyz``, which so checks that the
+    store takes writes (a store whose disk is full still answers reads)."""
+    return f"{PREFIX}:{node_tag(node_id)}:ready"
+
+
 def node_calls(node_id: str) -> str:
     """Set, CALL_RECORD_TTL_S: ids of the calls a node owns (survivors take them over)."""
     return f"{PREFIX}:{node_tag(node_id)}:calls"

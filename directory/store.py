@@ -5,15 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import DefaultParser
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -23,12 +27,29 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from directory import keys
 from directory.secret import DeploymentSecret
 
-#: What a store that cannot answer now raises: a lost connection or a timeout; on a Redis Cluster
-#: also a cluster that is down, failing over or has a slot without a primary. Callers answer
-#: these with ``unavailable``; anything else from the store is a bug.
+
+class StoreRefused(ResponseError):
+    """``MISCONF``: the store cannot persist (its disk is full, or a save failed) and refuses
+    every write, and PING, until it can again."""
+
+
+class _Parser(DefaultParser):  # type: ignore[misc,valid-type]
+    # redis-py raises a bare ResponseError for MISCONF; a type of its own lets the callers
+    # tell "the store refuses writes now" from a bug of ours.
+    EXCEPTION_CLASSES: ClassVar = {**DefaultParser.EXCEPTION_CLASSES, "MISCONF": StoreRefused}
+
+
+#: What a store that cannot answer now raises: a lost connection or a timeout; a store that
+#: refuses writes because its disk (MISCONF) or its memory (OOM) is full, or that is a replica
+#: (READONLY, during a failover); on a Redis Cluster also a cluster that is down, failing over
+#: or has a slot without a primary. Callers answer these with ``unavailable``: nothing was
+#: written, and a retry later succeeds. Anything else from the store is a bug.
 STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
+    StoreRefused,
+    OutOfMemoryError,
+    ReadOnlyError,
     ClusterDownError,
     MasterDownError,
     TryAgainError,
@@ -116,6 +137,7 @@ def connect(
         timeout=wait_s,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
+        parser_class=_Parser,
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client
@@ -148,6 +170,14 @@ def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisClu
 
 
 class _Cluster(RedisCluster):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # RedisCluster takes no parser class: set it where its nodes' connections are made
+        # (the shared template, and the seed nodes built from a copy of it).
+        self.nodes_manager.connection_kwargs["parser_class"] = _Parser
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_kwargs["parser_class"] = _Parser
+
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:
             return await super().initialize(*args, **kwargs)

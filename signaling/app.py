@@ -9,15 +9,16 @@ import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import metadata, resources
+from importlib import metadata
 
 import msgspec
 from aiohttp import web
 
-from directory import devices, disk, migrations, operators
+from directory import devices, disk, keys, migrations, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.store import STORE_UNAVAILABLE, Store, connect
+from signaling import pages
 from signaling.appkeys import (
     CALLS,
     CONFIG,
@@ -135,11 +136,6 @@ async def authenticate_operator(request: web.Request) -> Operator:
     raise ApiError("not_operator", "A device's access token cannot use the operator API.")
 
 
-async def operator_page(_request: web.Request) -> web.Response:
-    page = resources.files("signaling.web").joinpath("operator.html").read_bytes()
-    return web.Response(body=page, content_type="text/html", charset="utf-8")
-
-
 async def _close_streams(app: web.Application) -> None:
     streams = app[STREAMS]
     for task in tuple(streams):
@@ -161,8 +157,12 @@ async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAIN].active:
         return _json(Health(status="draining"), status=503)
     started = time.perf_counter()
+    probe = keys.readiness_probe(request.app[NODE].id)
     try:
-        await asyncio.wait_for(request.app[STORE].redis.ping(), timeout=1.0)
+        # A write, not a PING: a store out of disk or memory still answers some commands.
+        await asyncio.wait_for(
+            request.app[STORE].redis.set(probe, "1", ex=keys.READINESS_PROBE_TTL_S), timeout=1.0
+        )
     except _UNREACHABLE:
         request.app[STORE_OUTAGE].failed("the readiness check")
         return _json(Health(status="unavailable"), status=503)
@@ -187,11 +187,6 @@ def _json(body: msgspec.Struct, status: int = 200) -> web.Response:
 
 async def openapi(_request: web.Request) -> web.Response:
     return web.json_response(document())
-
-
-async def index(_request: web.Request) -> web.Response:
-    page = resources.files("signaling.web").joinpath("index.html").read_bytes()
-    return web.Response(body=page, content_type="text/html", charset="utf-8")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -326,14 +321,14 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     await deliverer.stop()
 
 
-async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
-    # The page and its modules must come from one release: revalidate rather than mix versions.
-    if request.path == "/" or request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-cache")
-
-
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[problem_middleware],
+        # Bodies are inflated by signaling/rest/bodies.py, within the limit; the transport
+        # would inflate all of an unread body while discarding it (up to 10 s of a bomb).
+        handler_args={"auto_decompress": False},
+    )
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
@@ -356,8 +351,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/ws", websocket)
-    app.router.add_get("/", index)
-    app.router.add_get("/operator", operator_page)
-    app.router.add_static("/static/", str(resources.files("signaling.web")))
-    app.on_response_prepare.append(_revalidate_static)
+    pages.install(app)
     return app

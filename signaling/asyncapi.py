@@ -171,7 +171,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "again."
     ),
     "unavailable": ErrorCode(
-        "The store did not answer while handling the message; nothing happened. Retry shortly. "
+        "The store (or, for `publish`, `subscribe_answer` and `group_invite`, the media server) "
+        "did not answer or could not take the request; nothing happened. Retry shortly. "
         "While signing in: then close 1013; connect again with backoff."
     ),
     "already_authenticated": ErrorCode(
@@ -229,6 +230,15 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "use_sfu": ErrorCode(
         "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
+    ),
+    "invalid_sdp": ErrorCode(
+        "The SFU cannot use the SDP of this `publish` or `subscribe_answer` (it does not parse, "
+        "has no audio or video section, or does not answer the offer). Nothing changed; sending "
+        "the same SDP again fails the same way: fix the description (or rejoin)."
+    ),
+    "unknown_subscription": ErrorCode(
+        "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "
+        "with its publisher). Nothing changed; wait for the next `subscribe_offer`."
     ),
 }
 

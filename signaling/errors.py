@@ -29,8 +29,12 @@ class ProblemType:
 
 _TYPES = (
     ProblemType("malformed_json", 400, "The body is not valid JSON"),
+    ProblemType("malformed_body", 400, "The body could not be read"),
+    ProblemType("malformed_http", 400, "The request is not valid HTTP"),
     ProblemType("invalid_request", 422, "The request does not match the schema"),
     ProblemType("unsupported_media_type", 415, "The body must be application/json"),
+    ProblemType("unsupported_encoding", 415, "The body's Content-Encoding is not supported"),
+    ProblemType("headers_too_large", 431, "The request line or a header is too long"),
     ProblemType("payload_too_large", 413, "The body is too large"),
     ProblemType("token_missing", 401, "No access token"),
     ProblemType("token_invalid", 401, "The access token is not valid"),
@@ -81,11 +85,18 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, detail: str, retry_after_s: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        retry_after_s: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.problem_type = PROBLEM_TYPES[code]
         self.detail = detail
         self.retry_after_s = retry_after_s
+        self.headers = headers or {}
 
     @classmethod
     def from_directory(cls, error: DirectoryError) -> ApiError:
@@ -107,6 +118,7 @@ class ApiError(Exception):
             headers["WWW-Authenticate"] = _TOKEN_CODES[kind.code]
         if self.retry_after_s is not None:
             headers["Retry-After"] = str(self.retry_after_s)
+        headers.update(self.headers)
         headers.update(extra_headers or {})
         return web.Response(
             status=kind.status,

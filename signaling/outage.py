@@ -42,7 +42,10 @@ class StoreOutage:
         self._failures += 1
         if self._down_since is None:
             self._down_since = now
-            log.warning("the store is unreachable (first noticed by %s); answering 503", what)
+            log.warning(
+                "the store is unreachable or refuses writes (first noticed by %s); answering 503",
+                what,
+            )
 
     def ok(self) -> None:
         """The store answered: an outage, if any, is over."""

@@ -16,6 +16,7 @@ from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config, ConfigError
 from signaling.drain import drain
+from signaling.httpserver import Runner
 from signaling.logs import configure
 
 log = logging.getLogger("callbook")
@@ -35,7 +36,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _run(config: Config) -> None:
     """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now)."""
     app = create_app(config)
-    runner = web.AppRunner(
+    runner = Runner(
         app,
         handle_signals=False,
         access_log_class=PrivateAccessLogger,

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
-from signaling.calls import group, handover, machine, service, sfu_calls
+from signaling.calls import conference, group, handover, machine, service, sfu_calls
 from signaling.ws import endpoint
 from signaling.ws import messages as m
 
@@ -113,6 +113,7 @@ def codes_in_the_code() -> set[str]:
     codes |= _found(r'code="(\w+)"', ws)
     codes |= _found(r'_refuse\(\s*\w+,\s*\w+,\s*"(\w+)"', ws)
     codes |= _found(r'ApiError\(\s*"(\w+)"', ws)
+    codes |= set(conference.REFUSALS.values())  # the SFU's refusals, as the device hears them
     return codes | _token_codes()
 
 

@@ -309,7 +309,8 @@ def test_dockerfile_healthcheck_hits_a_served_path_on_the_served_port() -> None:
     command = checks[-1].split(" CMD ", 1)[1]
     match = re.search(r"http://127\.0\.0\.1:[^/]*(/[a-z]+)", command)
     assert match, f"no local URL in the HEALTHCHECK: {command}"
-    assert match.group(1) == "/healthz"
+    # Readiness: /healthz stays 200 while the store is gone or full (issue 11).
+    assert match.group(1) == "/readyz"
     assert match.group(1) in served_get_paths()
     assert "curl" not in command and "wget" not in command, "slim images have neither"
     exposed = [args for instruction, args in runtime if instruction == "EXPOSE"]

@@ -12,6 +12,7 @@ import pytest
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
+from signaling.ws.endpoint import MAX_MESSAGE_BYTES
 from tests.conftest import Server
 
 
@@ -267,3 +268,64 @@ async def test_a_second_connection_of_a_device_replaces_the_first(server: Server
     await first.close()
     await second.close()
     await second.client.close()
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    ["v=0\r\n", "this is not SDP", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"],
+    ids=["version_only", "garbage", "no_media_section"],
+)
+async def test_a_malformed_sdp_in_publish_is_a_client_error(server: Server, sdp: str) -> None:
+    """Not ``unavailable`` ("the media server cannot take a call now"), which told the client
+    to retry what can never succeed: ``invalid_sdp``, and the connection and call go on."""
+    alice, bob = await server.signup("alice"), await server.signup("bob")
+    async with Line(alice) as a, Line(bob) as b:
+        await a.open()
+        await b.open()
+        await a.send(m.GroupInvite(handles=["bob"], media="audio", ref="g"))
+        joined = await a.expect(m.Joined)
+        await a.expect(m.Participants)
+        await a.send(m.Publish(call_id=joined.call_id, sdp=sdp))
+        error = await a.expect(m.Error)
+        assert (error.code, error.call_id) == ("invalid_sdp", joined.call_id)
+        assert error.detail
+        # A subscription nobody offered is refused the same way, not as an outage.
+        await a.send(m.SubscribeAnswer(call_id=joined.call_id, subscription="s1", sdp="v=0\r\n"))
+        error = await a.expect(m.Error)
+        assert (error.code, error.call_id) == ("unknown_subscription", joined.call_id)
+        await a.send(m.Ping())
+        await a.expect(m.Pong)
+        # The call itself is untouched: the invitee still rings and can join.
+        incoming = await b.expect(m.Incoming)
+        await b.send(m.Accept(call_id=incoming.call_id))
+        assert (await b.expect(m.Joined)).call_id == joined.call_id
+
+
+def _message_of(size: int) -> str:
+    """A JSON message of exactly ``size`` UTF-8 bytes (a ping with a field pings lack)."""
+    head, tail = '{"type":"ping","pad":"', '"}'
+    text = head + "x" * (size - len(head) - len(tail) - 2) + "é" + tail
+    assert len(text.encode()) == size
+    return text
+
+
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "permessage_deflate"])
+async def test_a_message_of_exactly_64_kib_is_read_and_one_byte_more_closes_1009(
+    server: Server, compress: int
+) -> None:
+    """64 KiB is the documented maximum (11.3); a frame of exactly that many bytes was closed
+    with 1009."""
+    alice = await server.signup("alice")
+    protocols = ("callbook.v1", f"bearer.{await alice.token()}")
+    url = server.url.replace("http", "ws") + "/v1/ws"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, protocols=protocols, compress=compress)
+        assert (await ws.receive_json())["type"] == "welcome"
+        await ws.send_str(_message_of(MAX_MESSAGE_BYTES))
+        assert (await ws.receive_json())["code"] == "invalid_message"  # read, and refused
+        await ws.send_str(json.dumps({"type": "ping"}))
+        assert (await ws.receive_json())["type"] == "pong"
+        await ws.send_str(_message_of(MAX_MESSAGE_BYTES + 1))
+        assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1009
+        await ws.close()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
 from signaling.ws import messages as m
 
@@ -45,7 +46,32 @@ class MediaRooms(Protocol):
 
 
 class MediaUnavailable(Exception):
-    """The media node refused or could not be reached."""
+    """The media node could not be reached or failed; a retry later may succeed."""
+
+
+class MediaRefused(Exception):
+    """The media node refused what the device sent (an SDP it cannot use, a subscription it
+    does not know): the same request will never succeed, so the device must not retry it."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+#: The media node's codes for a device's mistake -> the call protocol's error code (11.13).
+REFUSALS = {
+    "invalid_sdp": "invalid_sdp",
+    "invalid_request": "invalid_sdp",  # e.g. an SDP the node's request schema refuses
+    "subscription_not_found": "unknown_subscription",
+    "participant_not_found": "unknown_subscription",  # an answer from a device yet to publish
+}
+
+
+def _failure(exc: Exception) -> MediaRefused | MediaUnavailable:
+    if isinstance(exc, MediaControlError) and exc.code in REFUSALS:
+        return MediaRefused(REFUSALS[exc.code], exc.detail)
+    return MediaUnavailable(str(exc))
 
 
 def leg_participant(call_id: str, device: DeviceRef) -> str:
@@ -88,7 +114,7 @@ class Conference:
         try:
             answer = await self._rooms.join(room, participant, offer)
         except Exception as exc:
-            raise MediaUnavailable(str(exc)) from exc
+            raise _failure(exc) from exc
         self._devices.setdefault(room, {})[participant] = device
         return answer
 
@@ -113,7 +139,7 @@ class Conference:
         try:
             await self._rooms.answer(room, subscriber, subscription, sdp)
         except Exception as exc:
-            raise MediaUnavailable(str(exc)) from exc
+            raise _failure(exc) from exc
 
     def remove(self, room: str, participant: str) -> None:
         self._devices.get(room, {}).pop(participant, None)

@@ -16,7 +16,7 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.conference import Conference, MediaUnavailable
+from signaling.calls.conference import Conference, MediaRefused, MediaUnavailable
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
@@ -162,6 +162,8 @@ class SfuCalls:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)
             answer = await conference.publish(call.id, participant, device, publish.sdp)
+        except MediaRefused as exc:
+            raise CallError(exc.code, exc.detail, call.id) from exc
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server cannot take a call now.") from exc
         if kinds.sfu_participant(self._calls.get(call.id), device) != participant:
@@ -186,6 +188,8 @@ class SfuCalls:
             raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
         try:
             await conference.answer(call.id, participant, reply.subscription, reply.sdp)
+        except MediaRefused as exc:
+            raise CallError(exc.code, exc.detail, call.id) from exc
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server refused the answer.") from exc
 

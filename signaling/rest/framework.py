@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from directory.operators import Operator
-from signaling.errors import ApiError
+from signaling.rest.bodies import read_json
 from signaling.tokens import Principal
 
 T = TypeVar("T")
@@ -113,17 +113,6 @@ class Api:
         return register
 
 
-def decode_body(raw: bytes, content_type: str, kind: type[T]) -> T:
-    if content_type != "application/json":
-        raise ApiError("unsupported_media_type", "Send the body as application/json.")
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError("invalid_request", str(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise ApiError("malformed_json", f"The body is not valid JSON: {exc}.") from exc
-
-
 def adapt(
     endpoint: Endpoint,
     authenticate: Authenticator,
@@ -139,13 +128,7 @@ def adapt(
             principal = await authenticate(request)
         body: Any = None
         if endpoint.request is not None:
-            try:
-                raw = await request.read()
-            except web.RequestPayloadError as exc:
-                raise ApiError(
-                    "malformed_json", "The body could not be decoded (check Content-Encoding)."
-                ) from exc
-            body = decode_body(raw, request.content_type, endpoint.request)
+            body = await read_json(request, endpoint.request)
         call = Call(request, principal, body, dict(request.match_info), operator)
         result = await endpoint.handler(call)
         if isinstance(result, web.StreamResponse):

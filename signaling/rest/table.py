@@ -12,7 +12,14 @@ API = Api()
 ID_PARAM = Param("[0-9a-f]{32}", "Opaque id (32 hex characters)")
 
 AUTH_ERRORS = ("token_missing", "token_invalid", "token_expired", "device_revoked")
-BODY_ERRORS = ("malformed_json", "invalid_request", "unsupported_media_type", "payload_too_large")
+BODY_ERRORS = (
+    "malformed_json",
+    "malformed_body",
+    "invalid_request",
+    "unsupported_media_type",
+    "unsupported_encoding",
+    "payload_too_large",
+)
 
 
 def store(call: Call) -> Store:

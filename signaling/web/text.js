@@ -33,6 +33,7 @@ const PROBLEMS = {
   unknown_call: "That call has already ended.",
   call_ended: "That call has already ended.",
   not_in_call: "That call has already ended.",
+  invalid_sdp: "This browser’s call setup was not accepted. Try joining again.",
   auth_timeout: "The call service didn’t hear back in time. Reconnecting…",
   already_authenticated: null,
   unexpected_message: null,

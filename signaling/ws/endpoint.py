@@ -141,8 +141,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
     if request.app[DRAIN].active:
         raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
+    # aiohttp refuses a frame of exactly max_msg_size bytes (and lets a compressed message of
+    # that size through): one byte more here, the exact limit in _too_big.
     ws = web.WebSocketResponse(
-        protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
+        protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES + 1
     )
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
@@ -244,6 +246,9 @@ async def _serve(
             return
         if frame.type is not WSMsgType.TEXT:
             continue
+        if _too_big(frame.data):
+            await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=b"message too big")
+            return
         if throttle.try_take():
             violations += 1
             link.error(code="rate_limited", detail="Too many messages; slow down.")
@@ -273,6 +278,11 @@ async def _serve(
         except CallError as error:
             ref = message.ref if isinstance(message, m.Invite) else None
             link.error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref)
+
+
+def _too_big(text: str) -> bool:
+    """Over MAX_MESSAGE_BYTES as UTF-8 (a character is at most 4 bytes: most never encode)."""
+    return len(text) > MAX_MESSAGE_BYTES // 4 and len(text.encode()) > MAX_MESSAGE_BYTES
 
 
 async def close_all(app: web.Application) -> None:

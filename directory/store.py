@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import keys
+from directory.recovery import DEFAULT_POOL, HashPool
 
 #: What a store that cannot answer now raises: a lost connection or a timeout; on a Redis Cluster
 #: also a cluster that is down, failing over or has a slot without a primary. Callers answer
@@ -47,6 +48,14 @@ class DirectoryConfig:
     audit_retention_s: int = keys.DEFAULT_AUDIT_RETENTION_S
     report_burst: int = 5
     report_refill_per_s: float = 10 / 3600
+    #: Accounts created today or yesterday (UTC) look up from a smaller budget of their own,
+    #: and all of them together from one store-wide budget: sign-ups do not multiply lookups.
+    young_lookup_burst: int = 5
+    young_lookup_refill_per_s: float = 5 / 60
+    young_store_lookup_burst: int = 300
+    young_store_lookup_refill_per_s: float = 300 / 60
+    #: Successful handle changes per account per day (each quarantines the old handle).
+    renames_per_day: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,8 @@ class Store:
     redis: Any  # Redis or RedisCluster: the commands used here behave alike on both
     config: DirectoryConfig = field(default_factory=DirectoryConfig)
     clock: Callable[[], float] = time.time
+    #: Where argon2 runs (recovery codes): bounded, off the event loop.
+    hashing: HashPool = field(default=DEFAULT_POOL, repr=False, compare=False)
     _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

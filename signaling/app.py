@@ -17,11 +17,13 @@ from aiohttp import web
 from directory import devices, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
+from directory.recovery import HashPool
 from directory.store import STORE_UNAVAILABLE, Store, connect
 from signaling.appkeys import (
     CALLS,
     CONFIG,
     ENROLL_THROTTLE,
+    GATE,
     METRICS,
     NODE,
     SIGNIN_THROTTLE,
@@ -41,6 +43,7 @@ from signaling.config import Config
 from signaling.drain import DRAIN
 from signaling.drain import install as install_drain
 from signaling.errors import ApiError
+from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
@@ -199,9 +202,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.redis_url is None:
         raise RuntimeError("create_app needs a store URL; `callbook serve` provides one")
     redis = connect(config.redis_url, cluster=config.redis_cluster)
-    app[STORE] = Store(redis, config.directory)
+    hashing = HashPool(config.argon2_workers, config.argon2_queue)
+    app[STORE] = Store(redis, config.directory, hashing=hashing)
     yield
     await redis.aclose()
+    hashing.close()
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -317,6 +322,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
+    app[GATE] = Gate(config)
     app[SOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
     app[NODE] = NodeInfo(

@@ -10,6 +10,8 @@ from typing import Literal
 
 from directory import keys
 from directory.store import DirectoryConfig
+from signaling.limits import Budget
+from signaling.puzzle import Settings as PuzzleSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,22 @@ class Config:
     enroll_burst: int = 100
     signin_rate_per_s: float = 500.0
     signin_burst: int = 1000
+    # Per connection source address, in memory only: a flood from one source spends its own
+    # budget, not everyone's (the node-wide limits above then stay for the others).
+    source_signups: Budget = field(default_factory=lambda: Budget(10, 60 / 3600))
+    source_recoveries: Budget = field(default_factory=lambda: Budget(10, 30 / 3600))
+    source_challenges: Budget = field(default_factory=lambda: Budget(100, 5.0))
+    #: Sources remembered at once (least recently seen forgotten first): bounds the memory.
+    source_table_size: int = 16384
+    #: Client puzzles on sign-up and recovery; ``max_bits`` 0 turns them off.
+    puzzle: PuzzleSettings = field(default_factory=PuzzleSettings)
+    #: Node-wide sign-ups and recoveries per second under which nobody is asked for work.
+    puzzle_quiet_per_s: float = 1.0
+    #: Tokens of its own sign-up or recovery budget a source spends before it gets puzzles.
+    puzzle_source_quiet: float = 2.0
+    #: argon2 (recovery codes) runs on this many threads, with at most this many waiting.
+    argon2_workers: int = max(1, (os.cpu_count() or 2) // 2)
+    argon2_queue: int = 16
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None
@@ -96,6 +114,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
         report_retention_s=86400 * _int(env, "CALLBOOK_REPORT_RETENTION_DAYS", 180, 1, 3650),
         audit_retention_s=86400 * _int(env, "CALLBOOK_AUDIT_RETENTION_DAYS", 365, 1, 3650),
+        young_lookup_refill_per_s=_int(env, "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE", 5, 1, 100_000)
+        / 60,
+        young_store_lookup_refill_per_s=_int(
+            env, "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE", 300, 1, 10_000_000
+        )
+        / 60,
+        renames_per_day=_int(env, "CALLBOOK_RENAMES_PER_DAY", 3, 1, 1000),
     )
     origins = _list(env, "CALLBOOK_ALLOWED_ORIGINS")
     turn_uris = _list(env, "CALLBOOK_TURN_URIS")
@@ -128,6 +153,22 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         )
     return replace(
         base,
+        source_signups=Budget(
+            base.source_signups.burst,
+            _int(env, "CALLBOOK_SOURCE_SIGNUPS_PER_HOUR", 60, 1, 1_000_000) / 3600,
+        ),
+        source_recoveries=Budget(
+            base.source_recoveries.burst,
+            _int(env, "CALLBOOK_SOURCE_RECOVERIES_PER_HOUR", 30, 1, 1_000_000) / 3600,
+        ),
+        source_challenges=Budget(
+            base.source_challenges.burst,
+            _int(env, "CALLBOOK_SOURCE_CHALLENGES_PER_MINUTE", 300, 1, 1_000_000) / 60,
+        ),
+        puzzle=replace(base.puzzle, max_bits=_int(env, "CALLBOOK_PUZZLE_MAX_BITS", 18, 0, 24)),
+        puzzle_quiet_per_s=_int(env, "CALLBOOK_PUZZLE_QUIET_PER_MINUTE", 60, 1, 1_000_000) / 60,
+        argon2_workers=_int(env, "CALLBOOK_ARGON2_WORKERS", base.argon2_workers, 1, 64),
+        argon2_queue=_int(env, "CALLBOOK_ARGON2_QUEUE", base.argon2_queue, 0, 10_000),
         media_url=media_url,
         media_secret=media_secret,
         media_registry=media_registry,

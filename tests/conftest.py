@@ -24,11 +24,34 @@ from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
+from signaling.limits import Budget
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
 pytest_plugins = ["tests.coturn"]
 
-TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
+TEST_DIRECTORY = DirectoryConfig(
+    lookup_burst=1000,
+    lookup_refill_per_s=100.0,
+    # Every test account is young, and the suite looks up and renames quickly.
+    young_lookup_burst=1000,
+    young_lookup_refill_per_s=100.0,
+    young_store_lookup_burst=1_000_000,
+    young_store_lookup_refill_per_s=1_000_000.0,
+    renames_per_day=1000,
+)
+#: The suite signs up many accounts quickly from 127.0.0.1: per-source budgets out of the way,
+#: and no puzzle pressure (tests of those limits set their own, tests/test_floods.py).
+UNLIMITED = Budget(1_000_000, 1_000_000.0)
+TEST_ADMISSION: dict[str, Any] = {
+    "source_signups": UNLIMITED,
+    "source_recoveries": UNLIMITED,
+    "source_challenges": UNLIMITED,
+    "enroll_rate_per_s": 1_000_000.0,
+    "enroll_burst": 1_000_000,
+    "puzzle_quiet_per_s": 1e9,
+    "puzzle_source_quiet": 1e9,
+    "argon2_queue": 10_000,
+}
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +134,7 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
         media_url=sfu.url,
         media_secret=sfu.secret,
         routing=routing,
+        **TEST_ADMISSION,
     )
 
 

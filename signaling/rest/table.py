@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from directory.store import Store
-from signaling.appkeys import ENROLL_THROTTLE, SIGNIN_THROTTLE, STORE
+from signaling.appkeys import ENROLL_THROTTLE, GATE, SIGNIN_THROTTLE, STORE
 from signaling.errors import ApiError
+from signaling.gate import Gate
 from signaling.rest.framework import Api, Call, Param
 
 API = Api()
@@ -17,6 +18,10 @@ BODY_ERRORS = ("malformed_json", "invalid_request", "unsupported_media_type", "p
 
 def store(call: Call) -> Store:
     return call.request.app[STORE]
+
+
+def gate(call: Call) -> Gate:
+    return call.request.app[GATE]
 
 
 def throttle_anonymous(call: Call, *, enroll: bool) -> None:

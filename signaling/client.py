@@ -97,10 +97,19 @@ class ClientError(Exception):
 
 
 class Client:
-    def __init__(self, server: str, profile: Profile | None = None) -> None:
+    def __init__(
+        self, server: str, profile: Profile | None = None, *, local_address: str | None = None
+    ) -> None:
+        """``local_address``: the address to connect from (tests and benchmarks on loopback
+        act as several sources: 127.0.0.2, 127.0.0.3, ...)."""
         self.server = server.rstrip("/")
         self.profile = profile
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        connector = None
+        if local_address is not None:
+            connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), connector=connector
+        )
         self._token: str | None = None
 
     async def __aenter__(self) -> Client:

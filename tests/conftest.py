@@ -151,13 +151,16 @@ class Server:
         app: web.Application = self._test_server.app
         return app
 
-    def client(self) -> Client:
-        client = Client(self.url)
+    def client(self, local_address: str | None = None) -> Client:
+        """``local_address``: connect from another loopback address (another source)."""
+        client = Client(self.url, local_address=local_address)
         self._clients.append(client)
         return client
 
-    async def signup(self, handle: str, display_name: str | None = None) -> Client:
-        client = self.client()
+    async def signup(
+        self, handle: str, display_name: str | None = None, local_address: str | None = None
+    ) -> Client:
+        client = self.client(local_address)
         await client.signup(handle, display_name)
         return client
 

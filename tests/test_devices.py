@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from directory.records import Device
-from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.appkeys import GATE
+from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.schemas import (
     DeviceEnrollment,
     DeviceRename,

@@ -14,6 +14,7 @@ from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line
+from signaling.schemas import AccountUpdate
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server
 from tests.redis_cluster import BOTH_STORES
@@ -65,6 +66,7 @@ async def test_every_stored_key_is_described_with_a_truthful_ttl(
         while not isinstance(await line.receive(within=5), m.Ended):
             pass
     await (await server.signup("leaver")).erase()  # a quarantined handle
+    await (await server.signup("renamer")).update(AccountUpdate(handle="renamed"))
     with pytest.raises(ClientError):
         await server.client().recover("carol", "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
 

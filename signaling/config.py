@@ -108,18 +108,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     """Read the CALLBOOK_* variables (and REDIS_URL); see the README's configuration table."""
     env = os.environ if env is None else env
     base = Config()
+    young = _int(env, "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE", 5, 1, 100_000)
+    young_store = _int(env, "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE", 300, 1, 10_000_000)
     directory = DirectoryConfig(
         handle_quarantine_s=86400 * _int(env, "CALLBOOK_HANDLE_QUARANTINE_DAYS", 30, 0, 3650),
         lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
         report_retention_s=86400 * _int(env, "CALLBOOK_REPORT_RETENTION_DAYS", 180, 1, 3650),
         audit_retention_s=86400 * _int(env, "CALLBOOK_AUDIT_RETENTION_DAYS", 365, 1, 3650),
-        young_lookup_refill_per_s=_int(env, "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE", 5, 1, 100_000)
-        / 60,
-        young_store_lookup_refill_per_s=_int(
-            env, "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE", 300, 1, 10_000_000
-        )
-        / 60,
+        young_lookup_burst=young,
+        young_lookup_refill_per_s=young / 60,
+        young_store_lookup_burst=young_store,
+        young_store_lookup_refill_per_s=young_store / 60,
         renames_per_day=_int(env, "CALLBOOK_RENAMES_PER_DAY", 3, 1, 1000),
     )
     origins = _list(env, "CALLBOOK_ALLOWED_ORIGINS")

@@ -102,6 +102,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         problem = ApiError("internal", "Something went wrong on our side.")
     if 400 <= problem.problem_type.status < 500:
         request.app[METRICS].on_rejected(problem.problem_type.code)
+    if problem.problem_type.code == "rate_limited":
+        await request.app[GATE].hold(problem.retry_after_s or 1)
     return problem.response(extra)
 
 

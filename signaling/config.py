@@ -60,6 +60,8 @@ class Config:
     source_signups: Budget = field(default_factory=lambda: Budget(10, 60 / 3600))
     source_recoveries: Budget = field(default_factory=lambda: Budget(10, 30 / 3600))
     source_challenges: Budget = field(default_factory=lambda: Budget(100, 5.0))
+    #: Every ``rate_limited`` answer is held back this long at most (signaling/gate.py).
+    tarpit_s: float = 1.0
     #: Sources remembered at once (least recently seen forgotten first): bounds the memory.
     source_table_size: int = 16384
     #: Client puzzles on sign-up and recovery; ``max_bits`` 0 turns them off.

@@ -8,6 +8,7 @@ from the proxy, so all clients share one source: see docs/deploy.md.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from signaling.schemas import Puzzle, PuzzleProof
 
 Kind = Literal["signup", "recovery", "challenge"]
 _WHAT = {"signup": "sign-ups", "recovery": "recovery attempts", "challenge": "sign-in requests"}
+#: Refusals held back at once (each holds a connection open, nothing else).
+_TARPIT_MAX = 1024
 #: How quickly the node's sign-up and recovery rate forgets a burst.
 _RATE_HALF_LIFE_S = 10.0
 
@@ -50,6 +53,8 @@ class Gate:
         self._clock = clock
         self._wall = wall
         self._key: bytes | None = None
+        self._tarpit_s = config.tarpit_s
+        self._tarpitted = 0
 
     @property
     def heavy_bits(self) -> int:
@@ -66,6 +71,19 @@ class Gate:
             retry = retry_after_s(wait)
             detail = f"Too many {_WHAT[kind]} from your network; try again in {retry} s."
             raise ApiError("rate_limited", detail, retry)
+
+    async def hold(self, retry_after_s: int) -> None:
+        """Hold a ``rate_limited`` answer back for up to ``tarpit_s`` (a timer, no work): a
+        client flooding through a few connections then sends a few requests a second instead
+        of hundreds, and the event loop stays free for everyone else. At most ``_TARPIT_MAX``
+        answers wait at once; beyond, they go out at once."""
+        if self._tarpit_s <= 0 or self._tarpitted >= _TARPIT_MAX:
+            return
+        self._tarpitted += 1
+        try:
+            await asyncio.sleep(min(self._tarpit_s, retry_after_s))
+        finally:
+            self._tarpitted -= 1
 
     def enrolled(self) -> None:
         """Count a sign-up or recovery that passed admission: the node's pressure."""

@@ -51,6 +51,8 @@ TEST_ADMISSION: dict[str, Any] = {
     "puzzle_quiet_per_s": 1e9,
     "puzzle_source_quiet": 1e9,
     "argon2_queue": 10_000,
+    # Refusals at once: tests of the limits count them, and must not wait on a timer.
+    "tarpit_s": 0.0,
 }
 
 

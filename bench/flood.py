@@ -332,7 +332,7 @@ async def run_flood(kind: str, url: str, args: argparse.Namespace) -> Outcome:
 def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
     print(f"# bench/flood.py: {args.duration:g} s floods, {args.concurrency} in flight; "
           f"{cpu_model()}")  # fmt: skip
-    header = ("flood", "flood req/s", "flood got", "legit sign-ups", "/v1/me p95 quiet",
+    header = ("flood", "flood req/s", "flood got", "legit sign-ups (quiet)", "/v1/me p95 quiet",
               "p95 flood", "ratio")  # fmt: skip
     print(" | ".join(header))
     for o in outcomes:
@@ -340,7 +340,8 @@ def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
         if o.lookups_per_minute is not None:
             got += f" ({o.lookups_per_minute:,.0f}/min from {o.sybil_accounts} accounts)"
         print(" | ".join((
-            o.flood, f"{o.flood_rate_per_s:,.0f}", got, f"{o.legit_ok}/{o.legit_total}",
+            o.flood, f"{o.flood_rate_per_s:,.0f}", got,
+            f"{o.legit_ok}/{o.legit_total} ({o.quiet_legit})",
             f"{o.me_quiet_p95_ms:.1f} ms", f"{o.me_flood_p95_ms:.1f} ms",
             f"{o.latency_ratio:.2f}x",
         )))  # fmt: skip

@@ -39,11 +39,9 @@ class Throttle:
             return 0.0
         return (1 - self._tokens) / self._rate
 
-    def retry_after_s(self, wait: float) -> int:
-        return max(1, math.ceil(wait))
-
 
 def retry_after_s(wait: float) -> int:
+    """A wait in seconds as a ``Retry-After`` value: whole seconds, at least 1."""
     return max(1, math.ceil(wait))
 
 

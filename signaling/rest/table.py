@@ -6,6 +6,7 @@ from directory.store import Store
 from signaling.appkeys import ENROLL_THROTTLE, GATE, SIGNIN_THROTTLE, STORE
 from signaling.errors import ApiError
 from signaling.gate import Gate
+from signaling.limits import retry_after_s
 from signaling.rest.framework import Api, Call, Param
 
 API = Api()
@@ -29,5 +30,5 @@ def throttle_anonymous(call: Call, *, enroll: bool) -> None:
     throttle = call.request.app[ENROLL_THROTTLE if enroll else SIGNIN_THROTTLE]
     wait = throttle.try_take()
     if wait:
-        retry = throttle.retry_after_s(wait)
+        retry = retry_after_s(wait)
         raise ApiError("overloaded", "Too many sign-ins on this server right now.", retry)

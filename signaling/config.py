@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -10,7 +11,7 @@ from typing import Literal
 
 from directory import keys
 from directory.store import DirectoryConfig
-from signaling.limits import Budget
+from signaling.limits import Budget, Networks
 from signaling.puzzle import Settings as PuzzleSettings
 
 
@@ -62,6 +63,8 @@ class Config:
     source_challenges: Budget = field(default_factory=lambda: Budget(100, 5.0))
     #: Every ``rate_limited`` answer is held back this long at most (signaling/gate.py).
     tarpit_s: float = 1.0
+    #: Reverse proxies whose ``X-Forwarded-For`` names the client (the source of 3.6).
+    trusted_proxies: Networks = ()
     #: Sources remembered at once (least recently seen forgotten first): bounds the memory.
     source_table_size: int = 16384
     #: Client puzzles on sign-up and recovery; ``max_bits`` 0 turns them off.
@@ -167,6 +170,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
             base.source_challenges.burst,
             _int(env, "CALLBOOK_SOURCE_CHALLENGES_PER_MINUTE", 300, 1, 1_000_000) / 60,
         ),
+        trusted_proxies=_networks(env, "CALLBOOK_TRUSTED_PROXIES"),
         puzzle=replace(base.puzzle, max_bits=_int(env, "CALLBOOK_PUZZLE_MAX_BITS", 18, 0, 24)),
         puzzle_quiet_per_s=_int(env, "CALLBOOK_PUZZLE_QUIET_PER_MINUTE", 60, 1, 1_000_000) / 60,
         argon2_workers=_int(env, "CALLBOOK_ARGON2_WORKERS", base.argon2_workers, 1, 64),
@@ -235,3 +239,13 @@ def _on(env: Mapping[str, str], name: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off (1/0, true/false, yes/no), not {value!r}.")
+
+
+def _networks(env: Mapping[str, str], name: str) -> Networks:
+    networks = []
+    for item in _list(env, name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r} is not an address or a network.") from exc
+    return tuple(networks)

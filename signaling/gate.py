@@ -3,7 +3,8 @@ follows the pressure (signaling/limits.py and signaling/puzzle.py are the pure p
 
 A source is the connection's address, reduced to a keyed digest in memory (``SourceKeys``);
 it is never written to the store or the log. Behind a reverse proxy every connection comes
-from the proxy, so all clients share one source: see docs/deploy.md.
+from the proxy: name it in CALLBOOK_TRUSTED_PROXIES and its X-Forwarded-For is used instead
+(docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from directory.store import Store
 from signaling import puzzle
 from signaling.config import Config
 from signaling.errors import ApiError
-from signaling.limits import RateMeter, SourceBuckets, SourceKeys, retry_after_s
+from signaling.limits import (
+    RateMeter,
+    SourceBuckets,
+    SourceKeys,
+    client_address,
+    retry_after_s,
+)
 from signaling.schemas import Puzzle, PuzzleProof
 
 Kind = Literal["signup", "recovery", "challenge"]
@@ -54,6 +61,7 @@ class Gate:
         self._wall = wall
         self._key: bytes | None = None
         self._tarpit_s = config.tarpit_s
+        self._trusted = config.trusted_proxies
         self._tarpitted = 0
 
     @property
@@ -62,7 +70,8 @@ class Gate:
         return self._settings.max_bits
 
     def source(self, request: web.Request) -> bytes:
-        return self._sources.of(request.remote)
+        forwarded = request.headers.get("X-Forwarded-For")
+        return self._sources.of(client_address(request.remote, forwarded, self._trusted))
 
     def admit(self, kind: Kind, source: bytes) -> None:
         """Spend a token of this source's budget, or refuse with ``rate_limited``."""

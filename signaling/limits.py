@@ -69,6 +69,32 @@ class SourceKeys:
         return hashlib.blake2b(text.encode(), key=self._key, digest_size=12).digest()
 
 
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Networks) -> str | None:
+    """The client's address: the connection's peer, or, when the peer is a proxy we trust, the
+    address that proxy appended last to ``X-Forwarded-For`` (anything before it could be forged
+    by the client; a malformed last entry counts as the proxy itself)."""
+    if not (trusted and peer and forwarded_for) or not _within(_parse(peer), trusted):
+        return peer
+    last = forwarded_for[-64:].rsplit(",", 1)[-1].strip()
+    return last if _parse(last) is not None else peer
+
+
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks: Networks
+) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A token bucket's shape: ``burst`` tokens, refilled at ``per_s``."""

@@ -24,6 +24,14 @@ NAMES = [
 ]
 
 
+def test_trusted_proxies_are_networks() -> None:
+    config = from_env({"CALLBOOK_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1"})
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.0/8", "192.0.2.1/32", "::1/128"]
+    with pytest.raises(ConfigError, match=re.escape("CALLBOOK_TRUSTED_PROXIES: 'proxy.local'")):
+        from_env({"CALLBOOK_TRUSTED_PROXIES": "proxy.local"})
+    assert from_env({}).trusted_proxies == ()
+
+
 def test_defaults_protect_a_production_server() -> None:
     config = from_env({})
     assert config.source_signups.burst == 10
@@ -63,7 +71,7 @@ def test_garbage_is_refused_with_the_settings_name(name: str, raw: str) -> None:
         from_env({name: raw})
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "CALLBOOK_TRUSTED_PROXIES"])
 def test_every_setting_is_in_the_readme(name: str) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"| `{name}` |" in readme

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import hashlib
+import ipaddress
 import threading
 import time
 
@@ -15,7 +16,7 @@ from directory.budgets import is_young
 from directory.errors import Overloaded
 from directory.recovery import HashPool
 from signaling import puzzle
-from signaling.limits import Budget, RateMeter, SourceBuckets, SourceKeys
+from signaling.limits import Budget, RateMeter, SourceBuckets, SourceKeys, client_address
 
 A, B, C = b"a", b"b", b"c"
 
@@ -218,3 +219,30 @@ async def test_the_argon2_pool_refuses_work_beyond_its_queue() -> None:
     assert await asyncio.gather(*running) == [True, True]
     assert pool.pending == 0
     pool.close()
+
+
+PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "trusted", "client"),
+    [
+        ("192.0.2.7", None, PROXIES, "192.0.2.7"),
+        ("192.0.2.7", "198.51.100.1", PROXIES, "192.0.2.7"),  # not a proxy: header ignored
+        ("10.1.2.3", "198.51.100.1", PROXIES, "198.51.100.1"),
+        ("10.1.2.3", "6.6.6.6, 198.51.100.1", PROXIES, "198.51.100.1"),  # forged first entry
+        ("::1", "2001:db8::5", PROXIES, "2001:db8::5"),
+        ("10.1.2.3", "not-an-address", PROXIES, "10.1.2.3"),
+        ("10.1.2.3", "198.51.100.1,", PROXIES, "10.1.2.3"),
+        ("10.1.2.3", "x" * 10_000 + ",198.51.100.1", PROXIES, "198.51.100.1"),
+        ("10.1.2.3", "198.51.100.1", (), "10.1.2.3"),  # no trusted proxies configured
+        (None, "198.51.100.1", PROXIES, None),
+    ],
+)
+def test_the_client_address_comes_from_trusted_proxies_only(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: tuple,
+    client: str | None,  # type: ignore[type-arg]
+) -> None:
+    assert client_address(peer, forwarded_for, trusted) == client

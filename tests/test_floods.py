@@ -3,6 +3,8 @@ clients connecting from different loopback addresses (127.0.0.x) as different so
 
 from __future__ import annotations
 
+import ipaddress
+
 import aiohttp
 import msgspec
 import pytest
@@ -163,3 +165,28 @@ async def test_many_sign_ups_on_the_node_raise_the_price_for_every_source(
         await server.signup(f"person{i}", local_address=f"127.0.0.{2 + i}")
     busy = await newcomer.request("POST", "/v1/puzzles", Puzzle, ask, auth=False)
     assert (quiet.bits, busy.bits) == (0, CHEAP.max_bits)
+
+
+async def _challenge(server: Server, source: str, forwarded_for: str) -> int:
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    headers = {"X-Forwarded-For": forwarded_for}
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.post(f"{server.url}/v1/auth/challenge", headers=headers) as response,
+    ):
+        return response.status
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_a_source(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(
+        source_challenges=Budget(2, 0.001),
+        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+    )
+    first = [await _challenge(server, "127.0.0.1", "198.51.100.1") for _ in range(3)]
+    assert first == [200, 200, 429]
+    assert await _challenge(server, "127.0.0.1", "198.51.100.2") == 200
+    # From a peer that is not a trusted proxy the header is the client's word: ignored.
+    untrusted = [await _challenge(server, "127.0.0.2", f"203.0.113.{i}") for i in range(3)]
+    assert untrusted == [200, 200, 429]

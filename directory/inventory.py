@@ -196,7 +196,7 @@ _OTHERS: tuple[Datum, ...] = (
         retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
         scope="server", in_export=False),
     Datum(
-        name="puzzle_spent", key_pattern=keys.puzzle_spent("{nonce}"), fields=["1"],
+        name="puzzle_spent", key_pattern=keys.puzzle_spent("{nonce}"), fields=["solved"],
         purpose="A solved sign-up or recovery puzzle, so it counts once; names nobody.",
         retention="until the puzzle expires (120 seconds at most)", max_ttl_s=keys.PUZZLE_TTL_S,
         visible_to="nobody", scope="ephemeral", in_export=False),

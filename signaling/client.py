@@ -164,7 +164,12 @@ class Client:
     ) -> Enrollment:
         purpose: puzzle.Purpose = "signup" if isinstance(body, SignupRequest) else "recovery"
         for attempt in range(PUZZLE_ATTEMPTS):
-            body.puzzle = await self.solve_puzzle(purpose, handle)
+            try:
+                body.puzzle = await self.solve_puzzle(purpose, handle)
+            except ClientError as error:
+                if error.code != "no_route":
+                    raise
+                body.puzzle = None  # a server from before puzzles
             try:
                 done: Enrollment = await self.request("POST", path, Enrollment, body, auth=False)
                 return done

@@ -100,7 +100,7 @@ async def test_recovery_code_enrolls_a_new_device_once(server: Server) -> None:
 async def test_wrong_code_and_unknown_handle_look_alike(server: Server) -> None:
     await server.signup("alice")
     errors = []
-    for handle in ("alice", "nobody_at_all"):
+    for handle in ("alice", "nobody_at_all", "x"):  # held, unknown, impossible (3.4)
         with pytest.raises(ClientError) as bad:
             await _recover(server, handle, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
         errors.append((bad.value.status, bad.value.code, bad.value.detail))
@@ -138,7 +138,7 @@ async def test_recovery_attempts_are_budgeted_alike_for_real_and_unknown_handles
     await server.signup("alice")
     outcomes = {}
     asked = {}
-    for handle in ("alice", "nobody_at_all"):
+    for handle in ("alice", "nobody_at_all", "x"):  # held, unknown, impossible (3.4)
         codes = []
         for _ in range(6):
             with pytest.raises(ClientError) as bad:
@@ -150,8 +150,10 @@ async def test_recovery_attempts_are_budgeted_alike_for_real_and_unknown_handles
             auth=False,
         )  # fmt: skip
         asked[handle] = puzzle.bits
-    assert outcomes["alice"] == outcomes["nobody_at_all"] == ["bad_recovery_code"] * 6
-    assert asked["alice"] == asked["nobody_at_all"] == server.app[GATE].heavy_bits > 0
+    assert outcomes["alice"] == outcomes["nobody_at_all"] == outcomes["x"]
+    assert outcomes["x"] == ["bad_recovery_code"] * 6
+    assert asked["alice"] == asked["nobody_at_all"] == asked["x"] == server.app[GATE].heavy_bits
+    assert server.app[GATE].heavy_bits > 0
 
 
 async def test_recovery_concurrent_use_of_one_code_enrolls_once(server: Server) -> None:

@@ -190,3 +190,14 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_is_a_source(
     # From a peer that is not a trusted proxy the header is the client's word: ignored.
     untrusted = [await _challenge(server, "127.0.0.2", f"203.0.113.{i}") for i in range(3)]
     assert untrusted == [200, 200, 429]
+
+
+async def test_impossible_handles_draw_on_a_handle_budget_like_any_other(
+    make_server: MakeServer,
+) -> None:
+    # With puzzles off a spent handle budget refuses, which makes the budget visible.
+    server = await make_server(recovery_burst=2, puzzle=Settings(max_bits=0))
+    guesser = server.client("127.0.0.2")
+    for handle in ("x", "nobody_here"):  # breaks the handle rules; follows them, unheld
+        codes = await _codes([guesser.recover(handle, WRONG_CODE) for _ in range(3)])
+        assert codes == ["bad_recovery_code", "bad_recovery_code", "rate_limited"], handle

@@ -75,8 +75,13 @@ def scope_of(handle: str | None) -> str:
     return _b64(hashlib.sha256(handle.encode()).digest()[:12])
 
 
+def _utf8(text: str) -> bytes:
+    # Client text may hold lone surrogates: they must fail the check, not raise.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _mac(key: bytes, body: str) -> str:
-    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest()[:16])
+    return _b64(hmac.new(key, _utf8(body), hashlib.sha256).digest()[:16])
 
 
 def issue(key: bytes, purpose: Purpose, bits: int, scope: str, expires_at: int) -> str:
@@ -109,7 +114,8 @@ def check(
     if len(parts) != 7 or parts[0] != VERSION:
         return Verdict("The puzzle is not one this server issued.")
     body, mac = challenge.rsplit(".", 1)
-    if not hmac.compare_digest(mac, _mac(key, body)):
+    # Bytes: compare_digest refuses non-ASCII text, and a client chooses this text.
+    if not hmac.compare_digest(_utf8(mac), _utf8(_mac(key, body))):
         return Verdict("The puzzle is not one this server issued.")
     _, kind, bits_text, expiry_text, bound, nonce = body.split(".")
     bits, expires_at = int(bits_text), int(expiry_text)
@@ -123,7 +129,7 @@ def check(
 
 
 def _digest(challenge: str, solution: str) -> bytes:
-    return hashlib.sha256(f"{challenge}:{solution}".encode()).digest()
+    return hashlib.sha256(_utf8(f"{challenge}:{solution}")).digest()
 
 
 def bits_of(challenge: str) -> int:

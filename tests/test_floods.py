@@ -3,12 +3,15 @@ clients connecting from different loopback addresses (127.0.0.x) as different so
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import threading
 
 import aiohttp
 import msgspec
 import pytest
 
+from signaling.appkeys import STORE
 from signaling.client import Client, ClientError, new_device_key
 from signaling.limits import Budget
 from signaling.puzzle import Settings
@@ -201,3 +204,18 @@ async def test_impossible_handles_draw_on_a_handle_budget_like_any_other(
     for handle in ("x", "nobody_here"):  # breaks the handle rules; follows them, unheld
         codes = await _codes([guesser.recover(handle, WRONG_CODE) for _ in range(3)])
         assert codes == ["bad_recovery_code", "bad_recovery_code", "rate_limited"], handle
+
+
+async def test_argon2_work_beyond_the_queue_is_refused_at_once(make_server: MakeServer) -> None:
+    server = await make_server(argon2_workers=1, argon2_queue=0)
+    pool = server.app[STORE].hashing
+    release = threading.Event()
+    busy = asyncio.ensure_future(pool.run(release.wait))  # the one worker is taken
+    await asyncio.sleep(0)
+    try:
+        status, code = await _raw_signup(server, "alice", "127.0.0.2")
+        assert (status, code) == (503, "overloaded")
+    finally:
+        release.set()
+        await busy
+    assert await _raw_signup(server, "alice", "127.0.0.2") == (201, "ok")

@@ -299,7 +299,7 @@ async def recover(
         ratelimit.check(wait_ms, "recovery attempts")
     if wait_ms and puzzle_bits < heavy_bits:
         raise PuzzleRequired(
-            "Many recovery attempts were made for this handle: solve a heavier puzzle.", heavy_bits
+            "Many recovery attempts were made for this handle: solve a heavier puzzle."
         )
     # The same reads for every handle, held or not, so the time does not tell which it was.
     account_id = await owner_of(store, handle or "")

@@ -82,13 +82,9 @@ class Overloaded(DirectoryError):
 
 
 class PuzzleRequired(DirectoryError):
-    """Recovery of a handle under a flood of guesses needs a puzzle of ``bits`` first."""
+    """Recovery of a handle under a flood of guesses needs the heaviest puzzle first."""
 
     code = "puzzle_required"
-
-    def __init__(self, detail: str, bits: int) -> None:
-        super().__init__(detail)
-        self.bits = bits
 
 
 class AlreadyDecided(DirectoryError):

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 Purpose = Literal["signup", "recovery"]
-PURPOSES: tuple[Purpose, ...] = ("signup", "recovery")
 
 VERSION = "p1"
 BITS_PER_DOUBLING = 2
@@ -130,11 +129,6 @@ def check(
 
 def _digest(challenge: str, solution: str) -> bytes:
     return hashlib.sha256(_utf8(f"{challenge}:{solution}")).digest()
-
-
-def bits_of(challenge: str) -> int:
-    """The difficulty a challenge states (for clients; the server checks the MAC first)."""
-    return int(challenge.split(".")[2])
 
 
 def solve(challenge: str, bits: int) -> str:

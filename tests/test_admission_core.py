@@ -181,7 +181,6 @@ def test_puzzle_check(case: str, problem: str | None) -> None:
 @pytest.mark.parametrize("bits", [0, 1, 8, 12])
 def test_solve_finds_enough_zero_bits(bits: int) -> None:
     challenge = puzzle.issue(KEY, "signup", bits, puzzle.scope_of(None), expires_at=10)
-    assert puzzle.bits_of(challenge) == bits
     assert (
         puzzle.check(KEY, challenge, puzzle.solve(challenge, bits), "signup", "-", 0).problem
         is None

@@ -53,7 +53,14 @@ from redis.exceptions import RedisError
 from bench import cluster_store as st
 from bench.cluster_load import Device, LoadGenerators, PairSpec
 from bench.cluster_report import report
-from bench.directory import cpu_model, free_port, log, server_command, supervised_server
+from bench.directory import (
+    UNTHROTTLED_ADMISSION,
+    cpu_model,
+    free_port,
+    log,
+    server_command,
+    supervised_server,
+)
 from bench.directory import wait_ready as wait_node_ready
 from bench.signaling import (
     BUSY_MACHINE_PERCENT,
@@ -108,6 +115,7 @@ def running_node(tmp: Path, node_id: str, redis_url: str, media_port: int) -> It
         "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
         "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
         "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
+        **UNTHROTTLED_ADMISSION,
         # Bots that left are forgotten a second later, so the next layout's idle window
         # counts only the devices connected then (a node refreshes the resumable ones too).
         "CALLBOOK_RESUME_WINDOW_S": str(RESUME_WINDOW_S),

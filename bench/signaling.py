@@ -67,6 +67,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.directory import (
+    UNTHROTTLED_ADMISSION,
     cpu_model,
     cpu_seconds,
     free_port,
@@ -467,6 +468,7 @@ def running_server(port: int, data_dir: Path, loop: str) -> Iterator[subprocess.
         "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
         "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
         "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
+        **UNTHROTTLED_ADMISSION,
     }
     command = serve_command(port, data_dir, loop)
     with supervised_server(command, data_dir, settings, cwd=REPO) as process:

@@ -15,8 +15,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from directory import devices, handles, inventory, keys, labels, ratelimit, recovery
-from directory.errors import BadRecoveryCode, HandleTaken, InvalidValue, NotFound, TooManyDevices
+from directory import budgets, devices, handles, inventory, keys, labels, ratelimit, recovery
+from directory.errors import (
+    BadRecoveryCode,
+    HandleTaken,
+    InvalidValue,
+    NotFound,
+    PuzzleRequired,
+    RateLimited,
+    TooManyDevices,
+)
 from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
 from directory.store import Store
 
@@ -69,7 +77,7 @@ async def signup(
     name = check_display_name(display_name)
     device_record = devices.new_record(store, device_name, public_key)
     code = recovery.new_code()
-    code_hash = await recovery.hash_code(code)
+    code_hash = await recovery.hash_code(store.hashing, code)
     account_id = secrets.token_hex(16)
     device_id = devices.new_id()
     fields = {
@@ -143,10 +151,7 @@ async def update(
     new_handle = handles.parse(handle) if handle is not None else None
     old_handle = (await get(store, account_id)).handle
     if new_handle is not None and new_handle != old_handle:
-        if not await store.redis.set(
-            keys.handle_key(store.handle_digest(new_handle)), account_id, nx=True
-        ):
-            raise HandleTaken(f"The handle {new_handle!r} is taken.")
+        await _claim(store, account_id, new_handle)
         changes["handle"] = new_handle
     if changes:
         try:
@@ -157,7 +162,30 @@ async def update(
             raise
     if "handle" in changes:
         await release_handle(store, account_id, old_handle)
+        await _count_rename(store, account_id)
     return await get(store, account_id)
+
+
+async def _claim(store: Store, account_id: str, handle: str) -> None:
+    """Take a free handle for this account. An attempt is a lookup: a taken handle answers
+    ``handle_taken`` whatever its owner's discoverability, so probing pays the lookup budget.
+    Successful changes are limited per day, as each quarantines a name."""
+    (renames,) = await budgets.charge(
+        store, account_id, lambda pipe: pipe.get(keys.renames(account_id))
+    )
+    if int(renames or 0) >= store.config.renames_per_day:
+        ttl = await store.redis.ttl(keys.renames(account_id))
+        retry = max(1, int(ttl))
+        raise RateLimited(f"Too many handle changes today; try again in {retry} s.", retry)
+    if not await store.redis.set(keys.handle_key(store.handle_digest(handle)), account_id, nx=True):
+        raise HandleTaken(f"The handle {handle!r} is taken.")
+
+
+async def _count_rename(store: Store, account_id: str) -> None:
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(keys.renames(account_id))
+        pipe.expire(keys.renames(account_id), keys.RENAMES_WINDOW_S, nx=True)
+        await pipe.execute()
 
 
 #: KEYS: account. ARGV: field, value, ... Sets the fields only if the account exists: 1, else 0.
@@ -234,6 +262,18 @@ return 1
 """
 
 
+def recovery_handle(raw_handle: str) -> str:
+    """The handle whose budget a recovery attempt spends: canonical, or as typed when no
+    account could hold it (such attempts cost the same and are budgeted the same)."""
+    return handles.parse_lookup(raw_handle) or raw_handle.casefold()
+
+
+async def recovery_strained(store: Store, raw_handle: str) -> bool:
+    """Whether recovering this handle now needs the heaviest puzzle (its budget is spent)."""
+    bucket = ratelimit.recovery_bucket(store, recovery_handle(raw_handle))
+    return not await ratelimit.has_token(store, bucket)
+
+
 async def recover(
     store: Store,
     raw_handle: str,
@@ -242,24 +282,34 @@ async def recover(
     public_key: str,
     *,
     revoke_others: bool,
+    puzzle_bits: int = 0,
+    heavy_bits: int = 0,
 ) -> tuple[Account, Device, str]:
     """Enroll a new device with the recovery code; the code is replaced by a new one.
 
-    Unknown handles cost the same work and draw on the same per-handle budget as real ones, so
-    the answers do not tell which handles exist.
+    Every attempt, for a real, unknown or impossible handle alike, spends a token of the
+    handle's budget and one argon2 verification, so the answers do not tell which handles
+    exist. A spent budget never refuses the owner: it asks for the heaviest puzzle
+    (``heavy_bits``) instead, so strangers' guesses make recovery slower, not impossible.
+    With puzzles turned off (``heavy_bits`` 0) it refuses with ``rate_limited``.
     """
     bad = BadRecoveryCode("The handle and recovery code do not match.")
     record = devices.new_record(store, device_name, public_key)
     handle = handles.parse_lookup(raw_handle)
-    if handle is None:
-        await recovery.verify_code(recovery.DUMMY_HASH, code)
-        raise bad
-    await ratelimit.take_recovery(store, handle)
-    account_id = await owner_of(store, handle)
-    code_hash = None
-    if account_id is not None:
-        code_hash = await store.redis.hget(keys.account(account_id), "recovery_hash")
-    if not await recovery.verify_code(code_hash or recovery.DUMMY_HASH, code) or not code_hash:
+    wait_ms = await ratelimit.spend(
+        store, ratelimit.recovery_bucket(store, recovery_handle(raw_handle))
+    )
+    if wait_ms and heavy_bits <= 0:
+        ratelimit.check(wait_ms, "recovery attempts")
+    if wait_ms and puzzle_bits < heavy_bits:
+        raise PuzzleRequired(
+            "Many recovery attempts were made for this handle: solve a heavier puzzle."
+        )
+    # The same reads for every handle, held or not, so the time does not tell which it was.
+    account_id = await owner_of(store, handle or "")
+    code_hash = await store.redis.hget(keys.account(account_id or "-"), "recovery_hash")
+    verified = await recovery.verify_code(store.hashing, code_hash or recovery.DUMMY_HASH, code)
+    if not verified or not code_hash:
         raise bad
     assert account_id is not None
     new_code = recovery.new_code()
@@ -273,7 +323,7 @@ async def recover(
             store.config.max_devices,
             device_id,
             devices.encode(record),
-            await recovery.hash_code(new_code),
+            await recovery.hash_code(store.hashing, new_code),
         ],
     )
     if outcome == -1:

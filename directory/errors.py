@@ -71,6 +71,22 @@ class RateLimited(DirectoryError):
         self.retry_after_s = retry_after_s
 
 
+class Overloaded(DirectoryError):
+    """Too much expensive work (argon2) is already waiting: refused now rather than queued."""
+
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class PuzzleRequired(DirectoryError):
+    """Recovery of a handle under a flood of guesses needs the heaviest puzzle first."""
+
+    code = "puzzle_required"
+
+
 class AlreadyDecided(DirectoryError):
     """An abuse report was decided already; a decision is final."""
 

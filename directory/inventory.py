@@ -109,6 +109,21 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
         purpose="Limits handle lookups so nobody can enumerate the address book.",
         retention="1 hour after the last lookup", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
         visible_to="nobody", scope="account", in_export=False, export=_LIMIT)),
+    (keys.young_lookup_bucket, Datum(
+        name="young_lookup_rate_limit", key_pattern=keys.young_lookup_bucket(_ACCOUNT),
+        type="hash", fields=["tokens", "ts"],
+        purpose="The smaller lookup budget of an account created today or yesterday, so "
+                "signing up many accounts does not multiply lookups.",
+        retention="1 hour after the last lookup", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="account", in_export=False, export=_LIMIT)),
+    (keys.renames, Datum(
+        name="handle_changes", key_pattern=keys.renames(_ACCOUNT), type="string",
+        fields=["count"],
+        purpose="How many times you changed your handle in the last day: each change holds "
+                "a name back for everyone, so a few a day are allowed.",
+        retention="1 day after the first change it counts", max_ttl_s=keys.RENAMES_WINDOW_S,
+        visible_to="nobody", scope="account", in_export=False,
+        export="Not exported: a count of today's handle changes, gone a day later.")),
     (keys.invite_bucket, Datum(
         name="call_rate_limit", key_pattern=keys.invite_bucket(_ACCOUNT), type="hash",
         fields=["tokens", "ts"],
@@ -209,6 +224,26 @@ _OTHERS: tuple[Datum, ...] = (
         retention="1 hour after the last attempt", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
         visible_to="nobody", scope="handle", in_export=False,
         export="Not exported: kept for any handle tried, it links to no account."),
+    Datum(
+        name="young_lookups_rate_limit", key_pattern=keys.young_lookups_bucket(), type="hash",
+        fields=["tokens", "ts"],
+        purpose="One budget for the lookups of all accounts younger than a day; names nobody.",
+        retention="1 hour after the last such lookup", max_ttl_s=keys.RATE_LIMIT_IDLE_TTL_S,
+        visible_to="nobody", scope="server", in_export=False, export=_LIMIT),
+    Datum(
+        name="puzzle_key", key_pattern=keys.puzzle_key(), type="string",
+        fields=["key"],
+        purpose="The key every node signs client puzzles with; no personal data.",
+        retention="permanent, no personal data", max_ttl_s=None, visible_to="servers",
+        scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
+        name="puzzle_spent", key_pattern=keys.puzzle_spent("{nonce}"), type="string",
+        fields=["solved"],
+        purpose="A solved sign-up or recovery puzzle, so it counts once; names nobody.",
+        retention="until the puzzle expires (120 seconds at most)", max_ttl_s=keys.PUZZLE_TTL_S,
+        visible_to="nobody", scope="ephemeral", in_export=False,
+        export="Not exported: it names nobody."),
     Datum(
         name="signin_challenge", key_pattern=keys.nonce("{nonce}"), type="string",
         fields=["nonce"],

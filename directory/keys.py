@@ -19,6 +19,10 @@ DEFAULT_HANDLE_QUARANTINE_S = 30 * 24 * 3600
 ACCESS_TOKEN_TTL_S = 10 * 60
 SIGNING_KEY_ROTATION_S = 24 * 3600
 RATE_LIMIT_IDLE_TTL_S = 3600
+#: A client puzzle (signaling/puzzle.py) is valid this long after it is issued.
+PUZZLE_TTL_S = 120
+#: The window in which an account's handle changes are counted.
+RENAMES_WINDOW_S = 24 * 3600
 MISSED_CALLS_TTL_S = 30 * 24 * 3600
 DEFAULT_REPORT_RETENTION_S = 180 * 24 * 3600
 DEFAULT_AUDIT_RETENTION_S = 365 * 24 * 3600
@@ -72,6 +76,21 @@ def blocked_by(account_id: str) -> str:
 def lookup_bucket(account_id: str) -> str:
     """Hash: token bucket limiting handle lookups of this account."""
     return f"{PREFIX}:{account_tag(account_id)}:rl:lookup"
+
+
+def young_lookup_bucket(account_id: str) -> str:
+    """Hash: the smaller lookup bucket of an account created today or yesterday."""
+    return f"{PREFIX}:{account_tag(account_id)}:rl:lookup_young"
+
+
+def young_lookups_bucket() -> str:
+    """Hash: the one store-wide bucket all young accounts' lookups draw on; names nobody."""
+    return f"{PREFIX}:{{rl:young}}:lookups"
+
+
+def renames(account_id: str) -> str:
+    """String, RENAMES_WINDOW_S from the first: this account's handle changes in the window."""
+    return f"{PREFIX}:{account_tag(account_id)}:renames"
 
 
 def invite_bucket(account_id: str) -> str:
@@ -159,6 +178,16 @@ def handle_digests_migrated() -> str:
 def nonce(value: str) -> str:
     """String with NONCE_TTL_S: a single-use sign-in challenge."""
     return f"{PREFIX}:{{n:{value}}}:nonce"
+
+
+def puzzle_key() -> str:
+    """String: the HMAC key all nodes sign client puzzles with; no personal data."""
+    return f"{PREFIX}:{{puzzle}}:key"
+
+
+def puzzle_spent(nonce: str) -> str:
+    """String, at most PUZZLE_TTL_S: a solved puzzle, so it is accepted only once."""
+    return f"{PREFIX}:{{pz:{nonce}}}:spent"
 
 
 def signing_keys() -> str:

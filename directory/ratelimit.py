@@ -36,10 +36,33 @@ return wait_ms
 """
 
 
+# The same arithmetic, without spending: 1 when a token is there now, else 0.
+_PEEK = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+if tokens >= 1 then return 1 end
+return 0
+"""
+
+
 async def take(store: Store, key: str, burst: int, refill_per_s: float, what: str) -> None:
     """Spend one token from the bucket at ``key`` or raise RateLimited with the wait."""
-    args = [burst, refill_per_s, keys.RATE_LIMIT_IDLE_TTL_S]
-    check(await store.run_script(_TOKEN_BUCKET, [key], args), what)
+    check(await spend(store, Bucket(key, burst, refill_per_s)), what)
+
+
+async def spend(store: Store, bucket: Bucket) -> int:
+    """Spend one token if there is one; the wait in ms when there was none (0: spent)."""
+    return int(await store.run_script(_TOKEN_BUCKET, [bucket.key], bucket.args()))
+
+
+async def has_token(store: Store, bucket: Bucket) -> bool:
+    return bool(await store.run_script(_PEEK, [bucket.key], bucket.args()[:2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +115,11 @@ def check(wait_ms: Any, what: str) -> None:
         raise RateLimited(f"Too many {what}; try again in {retry_after} s.", retry_after)
 
 
-async def take_recovery(store: Store, handle: str) -> None:
+def recovery_bucket(store: Store, handle: str) -> Bucket:
+    """Recovery attempts on one handle, whether or not anyone holds it."""
     cfg = store.config
-    await take(
-        store,
+    return Bucket(
         keys.recovery_bucket_key(store.handle_digest(handle)),
         cfg.recovery_burst,
         cfg.recovery_refill_per_s,
-        "recovery attempts",
     )

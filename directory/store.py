@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from directory import keys
+from directory.recovery import DEFAULT_POOL, HashPool
 from directory.secret import DeploymentSecret
 
 
@@ -69,6 +70,14 @@ class DirectoryConfig:
     audit_retention_s: int = keys.DEFAULT_AUDIT_RETENTION_S
     report_burst: int = 5
     report_refill_per_s: float = 10 / 3600
+    #: Accounts created today or yesterday (UTC) look up from a smaller budget of their own,
+    #: and all of them together from one store-wide budget: sign-ups do not multiply lookups.
+    young_lookup_burst: int = 5
+    young_lookup_refill_per_s: float = 5 / 60
+    young_store_lookup_burst: int = 300
+    young_store_lookup_refill_per_s: float = 300 / 60
+    #: Successful handle changes per account per day (each quarantines the old handle).
+    renames_per_day: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,8 @@ class Store:
     #: Keys the handle digests and seals the signing keys; a store opened only for the media
     #: registry or the operator commands has none, and never touches those keys.
     secret: DeploymentSecret | None = field(default=None, repr=False)
+    #: Where argon2 runs (recovery codes): bounded, off the event loop.
+    hashing: HashPool = field(default=DEFAULT_POOL, repr=False, compare=False)
     _scripts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -17,12 +17,14 @@ from aiohttp import web
 from directory import devices, disk, keys, migrations, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
+from directory.recovery import HashPool
 from directory.store import STORE_UNAVAILABLE, Store, connect
 from signaling import pages
 from signaling.appkeys import (
     CALLS,
     CONFIG,
     ENROLL_THROTTLE,
+    GATE,
     METRICS,
     NODE,
     SIGNIN_THROTTLE,
@@ -42,6 +44,7 @@ from signaling.config import Config
 from signaling.drain import DRAIN
 from signaling.drain import install as install_drain
 from signaling.errors import ApiError
+from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
@@ -100,6 +103,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         problem = ApiError("internal", "Something went wrong on our side.")
     if 400 <= problem.problem_type.status < 500:
         request.app[METRICS].on_rejected(problem.problem_type.code)
+    if problem.problem_type.code == "rate_limited":
+        await request.app[GATE].hold(problem.retry_after_s or 1)
     return problem.response(extra)
 
 
@@ -196,7 +201,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.secret is None:
         raise RuntimeError("create_app needs the deployment secret; `callbook serve` provides one")
     redis = connect(config.redis_url, cluster=config.redis_cluster)
-    store = app[STORE] = Store(redis, config.directory, secret=config.secret)
+    hashing = HashPool(config.argon2_workers, config.argon2_queue)
+    store = app[STORE] = Store(redis, config.directory, secret=config.secret, hashing=hashing)
     tasks = [disk.keep_rewriting(store, app[NODE].id, config.erase_rewrite_s)]
     try:
         await migrations.run(store)
@@ -209,6 +215,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await redis.aclose()
+    hashing.close()
 
 
 async def _migrate_when_reachable(store: Store) -> None:
@@ -332,6 +339,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
+    app[GATE] = Gate(config)
     app[SOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
     app[NODE] = NodeInfo(

@@ -11,6 +11,7 @@ from aiohttp import web
 from directory.store import Store
 from signaling.calls.service import CallService
 from signaling.config import Config
+from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
 from signaling.outage import StoreOutage
@@ -30,6 +31,8 @@ STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 SIGNIN_THROTTLE = web.AppKey("signin_throttle", Throttle)
+#: Per-source budgets and client puzzles for the endpoints anyone may call.
+GATE = web.AppKey("gate", Gate)
 CALLS = web.AppKey("calls", CallService)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

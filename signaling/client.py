@@ -5,6 +5,7 @@ The profile file holds this device's private key, so it is written with mode 060
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from directory.devices import signin_message
 from directory.records import Account, Block, Card, Contact, Device, Export
+from signaling import puzzle
 from signaling.errors import Problem
 from signaling.schemas import (
     AccountUpdate,
@@ -31,6 +33,9 @@ from signaling.schemas import (
     DeviceEnrollment,
     DeviceList,
     Enrollment,
+    Puzzle,
+    PuzzleProof,
+    PuzzleRequest,
     RecoveryRequest,
     SignupRequest,
     TokenRequest,
@@ -38,6 +43,9 @@ from signaling.schemas import (
 )
 
 T = TypeVar("T")
+
+#: A puzzle can go stale between solving and sending (the server got busier): ask again.
+PUZZLE_ATTEMPTS = 3
 
 
 class Profile(msgspec.Struct, kw_only=True):
@@ -89,10 +97,19 @@ class ClientError(Exception):
 
 
 class Client:
-    def __init__(self, server: str, profile: Profile | None = None) -> None:
+    def __init__(
+        self, server: str, profile: Profile | None = None, *, local_address: str | None = None
+    ) -> None:
+        """``local_address``: the address to connect from (tests and benchmarks on loopback
+        act as several sources: 127.0.0.2, 127.0.0.3, ...)."""
         self.server = server.rstrip("/")
         self.profile = profile
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        connector = None
+        if local_address is not None:
+            connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), connector=connector
+        )
         self._token: str | None = None
 
     async def __aenter__(self) -> Client:
@@ -135,6 +152,32 @@ class Client:
             return None
         return msgspec.json.decode(raw, type=kind)
 
+    async def solve_puzzle(self, purpose: puzzle.Purpose, handle: str | None) -> PuzzleProof:
+        """Ask for a puzzle and solve it (off the event loop: it may take a second)."""
+        asked = PuzzleRequest(purpose=purpose, handle=handle)
+        given: Puzzle = await self.request("POST", "/v1/puzzles", Puzzle, asked, auth=False)
+        solution = await asyncio.to_thread(puzzle.solve, given.challenge, given.bits)
+        return PuzzleProof(challenge=given.challenge, solution=solution)
+
+    async def _enroll(
+        self, path: str, body: SignupRequest | RecoveryRequest, handle: str | None
+    ) -> Enrollment:
+        purpose: puzzle.Purpose = "signup" if isinstance(body, SignupRequest) else "recovery"
+        for attempt in range(PUZZLE_ATTEMPTS):
+            try:
+                body.puzzle = await self.solve_puzzle(purpose, handle)
+            except ClientError as error:
+                if error.code != "no_route":
+                    raise
+                body.puzzle = None  # a server from before puzzles
+            try:
+                done: Enrollment = await self.request("POST", path, Enrollment, body, auth=False)
+                return done
+            except ClientError as error:
+                if error.code != "puzzle_required" or attempt == PUZZLE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     async def signup(
         self, handle: str, display_name: str | None = None, device_name: str = "cli"
     ) -> tuple[Enrollment, Profile]:
@@ -144,7 +187,7 @@ class Client:
             display_name=display_name,
             device=DeviceEnrollment(name=device_name, public_key=public),
         )
-        done: Enrollment = await self.request("POST", "/v1/accounts", Enrollment, body, auth=False)
+        done = await self._enroll("/v1/accounts", body, None)
         return done, self._adopt(done, key)
 
     async def recover(
@@ -158,7 +201,7 @@ class Client:
             device=DeviceEnrollment(name=device_name, public_key=public),
             revoke_other_devices=revoke_others,
         )
-        done: Enrollment = await self.request("POST", "/v1/recovery", Enrollment, body, auth=False)
+        done = await self._enroll("/v1/recovery", body, handle)
         return done, self._adopt(done, key)
 
     def _adopt(self, done: Enrollment, key: Ed25519PrivateKey) -> Profile:

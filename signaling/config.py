@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,8 @@ from typing import Literal
 from directory import disk, keys
 from directory.secret import DeploymentSecret, SecretError, read_file
 from directory.store import DirectoryConfig
+from signaling.limits import Budget, Networks
+from signaling.puzzle import Settings as PuzzleSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,26 @@ class Config:
     enroll_burst: int = 100
     signin_rate_per_s: float = 500.0
     signin_burst: int = 1000
+    # Per connection source address, in memory only: a flood from one source spends its own
+    # budget, not everyone's (the node-wide limits above then stay for the others).
+    source_signups: Budget = field(default_factory=lambda: Budget(10, 60 / 3600))
+    source_recoveries: Budget = field(default_factory=lambda: Budget(10, 30 / 3600))
+    source_challenges: Budget = field(default_factory=lambda: Budget(100, 5.0))
+    #: Every ``rate_limited`` answer is held back this long at most (signaling/gate.py).
+    tarpit_s: float = 1.0
+    #: Reverse proxies whose ``X-Forwarded-For`` names the client (the source of 3.6).
+    trusted_proxies: Networks = ()
+    #: Sources remembered at once (least recently seen forgotten first): bounds the memory.
+    source_table_size: int = 16384
+    #: Client puzzles on sign-up and recovery; ``max_bits`` 0 turns them off.
+    puzzle: PuzzleSettings = field(default_factory=PuzzleSettings)
+    #: Node-wide sign-ups and recoveries per second under which nobody is asked for work.
+    puzzle_quiet_per_s: float = 1.0
+    #: Tokens of its own sign-up or recovery budget a source spends before it gets puzzles.
+    puzzle_source_quiet: float = 2.0
+    #: argon2 (recovery codes) runs on this many threads, with at most this many waiting.
+    argon2_workers: int = max(1, (os.cpu_count() or 2) // 2)
+    argon2_queue: int = 16
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None
@@ -96,12 +119,19 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     """Read the CALLBOOK_* variables (and REDIS_URL); see the README's configuration table."""
     env = os.environ if env is None else env
     base = Config()
+    young = _int(env, "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE", 5, 1, 100_000)
+    young_store = _int(env, "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE", 300, 1, 10_000_000)
     directory = DirectoryConfig(
         handle_quarantine_s=86400 * _int(env, "CALLBOOK_HANDLE_QUARANTINE_DAYS", 30, 0, 3650),
         lookup_burst=_int(env, "CALLBOOK_LOOKUP_BURST", 30, 1, 100_000),
         lookup_refill_per_s=_int(env, "CALLBOOK_LOOKUPS_PER_MINUTE", 30, 1, 1_000_000) / 60,
         report_retention_s=86400 * _int(env, "CALLBOOK_REPORT_RETENTION_DAYS", 180, 1, 3650),
         audit_retention_s=86400 * _int(env, "CALLBOOK_AUDIT_RETENTION_DAYS", 365, 1, 3650),
+        young_lookup_burst=young,
+        young_lookup_refill_per_s=young / 60,
+        young_store_lookup_burst=young_store,
+        young_store_lookup_refill_per_s=young_store / 60,
+        renames_per_day=_int(env, "CALLBOOK_RENAMES_PER_DAY", 3, 1, 1000),
     )
     origins = _list(env, "CALLBOOK_ALLOWED_ORIGINS")
     turn_uris = _list(env, "CALLBOOK_TURN_URIS")
@@ -135,6 +165,23 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     return replace(
         base,
         erase_rewrite_s=float(_int(env, "CALLBOOK_ERASE_REWRITE_S", 60, 1, 3600)),
+        source_signups=Budget(
+            base.source_signups.burst,
+            _int(env, "CALLBOOK_SOURCE_SIGNUPS_PER_HOUR", 60, 1, 1_000_000) / 3600,
+        ),
+        source_recoveries=Budget(
+            base.source_recoveries.burst,
+            _int(env, "CALLBOOK_SOURCE_RECOVERIES_PER_HOUR", 30, 1, 1_000_000) / 3600,
+        ),
+        source_challenges=Budget(
+            base.source_challenges.burst,
+            _int(env, "CALLBOOK_SOURCE_CHALLENGES_PER_MINUTE", 300, 1, 1_000_000) / 60,
+        ),
+        trusted_proxies=_networks(env, "CALLBOOK_TRUSTED_PROXIES"),
+        puzzle=replace(base.puzzle, max_bits=_int(env, "CALLBOOK_PUZZLE_MAX_BITS", 18, 0, 24)),
+        puzzle_quiet_per_s=_int(env, "CALLBOOK_PUZZLE_QUIET_PER_MINUTE", 60, 1, 1_000_000) / 60,
+        argon2_workers=_int(env, "CALLBOOK_ARGON2_WORKERS", base.argon2_workers, 1, 64),
+        argon2_queue=_int(env, "CALLBOOK_ARGON2_QUEUE", base.argon2_queue, 0, 10_000),
         media_url=media_url,
         media_secret=media_secret,
         media_registry=media_registry,
@@ -223,3 +270,13 @@ def _on(env: Mapping[str, str], name: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off (1/0, true/false, yes/no), not {value!r}.")
+
+
+def _networks(env: Mapping[str, str], name: str) -> Networks:
+    networks = []
+    for item in _list(env, name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r} is not an address or a network.") from exc
+    return tuple(networks)

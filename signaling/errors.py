@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import msgspec
 from aiohttp import web
 
-from directory.errors import DirectoryError, RateLimited
+from directory.errors import DirectoryError, Overloaded, RateLimited
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -56,6 +56,7 @@ _TYPES = (
     ProblemType("handle_reserved", 422, "The handle is reserved"),
     ProblemType("invalid_public_key", 422, "The public key is not valid"),
     ProblemType("invalid_value", 422, "A value is not valid"),
+    ProblemType("puzzle_required", 428, "Solve a fresh puzzle and send the request again"),
     ProblemType("rate_limited", 429, "Too many requests"),
     ProblemType("overloaded", 503, "The server is shedding load"),
     ProblemType("unavailable", 503, "The store is unavailable"),
@@ -100,7 +101,7 @@ class ApiError(Exception):
 
     @classmethod
     def from_directory(cls, error: DirectoryError) -> ApiError:
-        retry = error.retry_after_s if isinstance(error, RateLimited) else None
+        retry = error.retry_after_s if isinstance(error, RateLimited | Overloaded) else None
         return cls(error.code, error.detail, retry)
 
     def response(self, extra_headers: dict[str, str] | None = None) -> web.Response:

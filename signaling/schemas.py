@@ -48,10 +48,38 @@ class DeviceEnrollment(Request):
     public_key: PublicKey
 
 
+PuzzleChallenge = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+PuzzleSolution = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class PuzzleRequest(Request):
+    """Ask for a puzzle to solve before a sign-up or a recovery (``handle``: the one to
+    recover)."""
+
+    purpose: Literal["signup", "recovery"]
+    handle: HandleText | None = None
+
+
+class Puzzle(msgspec.Struct, kw_only=True):
+    """Find a ``solution`` (at most 32 characters) such that SHA-256 of
+    ``challenge + ":" + solution`` (UTF-8) starts with ``bits`` zero bits; 0 bits: any."""
+
+    challenge: str
+    bits: int
+    expires_in: int
+
+
+class PuzzleProof(Request):
+    challenge: PuzzleChallenge
+    solution: PuzzleSolution
+
+
 class SignupRequest(Request):
     handle: HandleText
     device: DeviceEnrollment
     display_name: DisplayName | None = None
+    #: Needed when the server is under pressure (``puzzle_required``); see POST /v1/puzzles.
+    puzzle: PuzzleProof | None = None
 
 
 class Enrollment(msgspec.Struct, kw_only=True):
@@ -87,6 +115,8 @@ class RecoveryRequest(Request):
     recovery_code: RecoveryCode
     device: DeviceEnrollment
     revoke_other_devices: bool = False
+    #: Needed when the server or this handle is under pressure; see POST /v1/puzzles.
+    puzzle: PuzzleProof | None = None
 
 
 class AccountUpdate(Request):

@@ -27,14 +27,39 @@ from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
 from signaling.httpserver import Runner
+from signaling.limits import Budget
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
 pytest_plugins = ["tests.coturn"]
 
-TEST_DIRECTORY = DirectoryConfig(lookup_burst=1000, lookup_refill_per_s=100.0)
+TEST_DIRECTORY = DirectoryConfig(
+    lookup_burst=1000,
+    lookup_refill_per_s=100.0,
+    # Every test account is young, and the suite looks up and renames quickly.
+    young_lookup_burst=1000,
+    young_lookup_refill_per_s=100.0,
+    young_store_lookup_burst=1_000_000,
+    young_store_lookup_refill_per_s=1_000_000.0,
+    renames_per_day=1000,
+)
 #: The deployment secret of every test server and store (CALLBOOK_SECRET of the node processes).
 TEST_SECRET_TEXT = "callbook-tests-" + "5e" * 16
 TEST_SECRET = DeploymentSecret.from_text(TEST_SECRET_TEXT, "tests")
+#: The suite signs up many accounts quickly from 127.0.0.1: per-source budgets out of the way,
+#: and no puzzle pressure (tests of those limits set their own, tests/test_floods.py).
+UNLIMITED = Budget(1_000_000, 1_000_000.0)
+TEST_ADMISSION: dict[str, Any] = {
+    "source_signups": UNLIMITED,
+    "source_recoveries": UNLIMITED,
+    "source_challenges": UNLIMITED,
+    "enroll_rate_per_s": 1_000_000.0,
+    "enroll_burst": 1_000_000,
+    "puzzle_quiet_per_s": 1e9,
+    "puzzle_source_quiet": 1e9,
+    "argon2_queue": 10_000,
+    # Refusals at once: tests of the limits count them, and must not wait on a timer.
+    "tarpit_s": 0.0,
+}
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +143,7 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
         media_url=sfu.url,
         media_secret=sfu.secret,
         routing=routing,
+        **TEST_ADMISSION,
     )
 
 
@@ -134,13 +160,16 @@ class Server:
         app: web.Application = self._test_server.app
         return app
 
-    def client(self) -> Client:
-        client = Client(self.url)
+    def client(self, local_address: str | None = None) -> Client:
+        """``local_address``: connect from another loopback address (another source)."""
+        client = Client(self.url, local_address=local_address)
         self._clients.append(client)
         return client
 
-    async def signup(self, handle: str, display_name: str | None = None) -> Client:
-        client = self.client()
+    async def signup(
+        self, handle: str, display_name: str | None = None, local_address: str | None = None
+    ) -> Client:
+        client = self.client(local_address)
         await client.signup(handle, display_name)
         return client
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from directory.records import Device
+from signaling.appkeys import GATE
 from signaling.client import Client, ClientError, _b64, new_device_key
-from signaling.schemas import DeviceEnrollment, DeviceRename, Enrollment, RecoveryRequest
+from signaling.schemas import (
+    DeviceEnrollment,
+    DeviceRename,
+    Enrollment,
+    Puzzle,
+    PuzzleRequest,
+    RecoveryRequest,
+)
 from tests.conftest import Server
 
 
@@ -92,7 +100,7 @@ async def test_recovery_code_enrolls_a_new_device_once(server: Server) -> None:
 async def test_wrong_code_and_unknown_handle_look_alike(server: Server) -> None:
     await server.signup("alice")
     errors = []
-    for handle in ("alice", "nobody_at_all"):
+    for handle in ("alice", "nobody_at_all", "x"):  # held, unknown, impossible (3.4)
         with pytest.raises(ClientError) as bad:
             await _recover(server, handle, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
         errors.append((bad.value.status, bad.value.code, bad.value.detail))
@@ -122,23 +130,30 @@ async def test_failed_recovery_revokes_nothing(server: Server) -> None:
     await _recover(server, "alice", alice.profile.recovery_code)
 
 
-async def test_recovery_attempts_are_limited_alike_for_real_and_unknown_handles(
+async def test_recovery_attempts_are_budgeted_alike_for_real_and_unknown_handles(
     server: Server,
 ) -> None:
+    """Past a handle's budget, recovery asks for the heaviest puzzle, for any handle alike;
+    the client solves it and is answered as before (never locked out: test_floods.py)."""
     await server.signup("alice")
     outcomes = {}
-    for handle in ("alice", "nobody_at_all"):
+    asked = {}
+    for handle in ("alice", "nobody_at_all", "x"):  # held, unknown, impossible (3.4)
         codes = []
         for _ in range(6):
             with pytest.raises(ClientError) as bad:
                 await _recover(server, handle, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh")
             codes.append(bad.value.code)
         outcomes[handle] = codes
-    assert (
-        outcomes["alice"]
-        == outcomes["nobody_at_all"]
-        == ["bad_recovery_code"] * 5 + ["rate_limited"]
-    )
+        puzzle = await server.client().request(
+            "POST", "/v1/puzzles", Puzzle, PuzzleRequest(purpose="recovery", handle=handle),
+            auth=False,
+        )  # fmt: skip
+        asked[handle] = puzzle.bits
+    assert outcomes["alice"] == outcomes["nobody_at_all"] == outcomes["x"]
+    assert outcomes["x"] == ["bad_recovery_code"] * 6
+    assert asked["alice"] == asked["nobody_at_all"] == asked["x"] == server.app[GATE].heavy_bits
+    assert server.app[GATE].heavy_bits > 0
 
 
 async def test_recovery_concurrent_use_of_one_code_enrolls_once(server: Server) -> None:

@@ -22,7 +22,7 @@ from signaling.config import Config
 from signaling.schemas import AccountUpdate, PushRegister
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server, stop_server
 from tests.redis_cluster import EmbeddedCluster
-from tests.test_portability import _add_device, _missed_call
+from tests.workload import add_device, missed_call
 
 HANDLE = "bob_the_builder_77"
 DISPLAY_NAME = "Bob Builder of Erasable Things"
@@ -105,11 +105,11 @@ async def test_erase_leaves_nothing_in_the_store_files(
     person = await own_server.signup(HANDLE, DISPLAY_NAME)
     alice = await own_server.signup("alice")
     await person.update(AccountUpdate(who_can_call="contacts"))
-    tablet = await _add_device(person)
+    tablet = await add_device(person)
     await person.add_contact("alice", nickname="Al")
     await alice.add_contact(HANDLE, nickname="Bobby the Builder")
-    await _missed_call(person, alice, "alice")
-    await _missed_call(alice, person, HANDLE)
+    await missed_call(person, alice, "alice")
+    await missed_call(alice, person, HANDLE)
     assert person.profile is not None
     await person.request(
         "PUT",

@@ -8,6 +8,7 @@ import aiohttp
 
 from directory.inventory import INVENTORY, account_keys
 from directory.store import Store
+from signaling.schemas import AccountUpdate
 from tests import workload
 from tests.conftest import MakeServer, Server
 from tests.redis_cluster import BOTH_STORES
@@ -21,6 +22,7 @@ async def test_every_stored_key_and_field_is_described_with_a_truthful_ttl(
     async with workload.webhook_receiver() as hooks:
         server = await make_server(routing="redis", **workload.webhook_settings(hooks))
         w = await workload.run(server, store)
+        await (await server.signup("renamer")).update(AccountUpdate(handle="renamed"))
         await workload.until_stored(lambda: workload.dead_lettered(store))
         async with workload.live_calls(server, w.alice, w.dave):
             described = await _walk(store)

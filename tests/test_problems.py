@@ -44,6 +44,7 @@ from signaling.schemas import (
     DeviceEnrollment,
     DeviceRename,
     PushRegister,
+    PuzzleRequest,
     RecoveryRequest,
     SignupRequest,
     TokenRequest,
@@ -71,6 +72,7 @@ BAD_PARAMS = {
 # A body each request schema accepts. The control test proves each one passes validation, so
 # a case that spoils one field of it fails because of that field and nothing else.
 VALID_BODIES: dict[type, dict[str, Any]] = {
+    PuzzleRequest: {"purpose": "recovery", "handle": "newcomer"},
     SignupRequest: {
         "handle": "newcomer",
         "display_name": "New Comer",

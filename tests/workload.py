@@ -37,7 +37,7 @@ from tests.conftest import Server
 ERASED = "erasable_person_42"
 
 
-async def _add_device(client: Client) -> Device:
+async def add_device(client: Client) -> Device:
     _key, public = new_device_key()
     device: Device = await client.request(
         "POST", "/v1/devices", Device, DeviceEnrollment(name="tablet", public_key=public)
@@ -51,7 +51,7 @@ async def scenario(server: Server) -> tuple[Client, Client, Client, Client]:
     alice = await server.signup("alice")
     carol = await server.signup("carol")
     dave = await server.signup("dave")
-    await _add_device(person)
+    await add_device(person)
     await dave.add_contact(ERASED)
     await person.update(AccountUpdate(who_can_call="contacts"))
     await person.add_contact("alice", nickname="Al")
@@ -59,8 +59,8 @@ async def scenario(server: Server) -> tuple[Client, Client, Client, Client]:
     await person.block("dave")
     await alice.add_contact(ERASED, nickname="E")
     await carol.block(ERASED)
-    await _missed_call(person, alice, "alice")
-    await _missed_call(alice, person, ERASED)
+    await missed_call(person, alice, "alice")
+    await missed_call(alice, person, ERASED)
     assert person.profile is not None
     await person.request(
         "PUT",
@@ -71,7 +71,7 @@ async def scenario(server: Server) -> tuple[Client, Client, Client, Client]:
     return person, alice, carol, dave
 
 
-async def _missed_call(caller: Client, callee: Client, handle: str) -> None:
+async def missed_call(caller: Client, callee: Client, handle: str) -> None:
     """A call cancelled while ringing: a missed-call entry for the callee."""
     async with Line(caller) as line:
         await line.open()

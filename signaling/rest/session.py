@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from directory import accounts, devices, keys
+from signaling import puzzle
 from signaling.appkeys import CALLS, TOKENS
 from signaling.calls.machine import DeviceRef
 from signaling.rest.framework import Call
-from signaling.rest.table import API, BODY_ERRORS, store, throttle_anonymous
+from signaling.rest.table import API, BODY_ERRORS, gate, store, throttle_anonymous
 from signaling.schemas import (
     Challenge,
     Enrollment,
+    Puzzle,
+    PuzzleRequest,
     RecoveryRequest,
     SignupRequest,
     TokenRequest,
@@ -23,11 +26,16 @@ from signaling.tokens import Principal
     summary="Create an account with its first device; returns the recovery code once",
     tag="session", request=SignupRequest, response=Enrollment, status=201, auth=False,
     errors=(*BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
-            "invalid_public_key", "invalid_value", "overloaded"),
+            "invalid_public_key", "invalid_value", "puzzle_required", "rate_limited",
+            "overloaded"),
 )  # fmt: skip
 async def signup(call: Call) -> Enrollment:
+    source = gate(call).source(call.request)
+    gate(call).admit("signup", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(SignupRequest)
+    await gate(call).redeem(store(call), "signup", source, body.puzzle, puzzle.scope_of(None))
+    gate(call).enrolled()
     done = await accounts.signup(
         store(call), body.handle, body.display_name, body.device.name, body.device.public_key
     )
@@ -37,9 +45,10 @@ async def signup(call: Call) -> Enrollment:
 @API.route(
     "POST", "/v1/auth/challenge",
     summary="Get a single-use nonce (valid 60 s) for a device to sign",
-    tag="session", response=Challenge, auth=False, errors=("overloaded",),
+    tag="session", response=Challenge, auth=False, errors=("rate_limited", "overloaded"),
 )  # fmt: skip
 async def challenge(call: Call) -> Challenge:
+    gate(call).admit("challenge", gate(call).source(call.request))
     throttle_anonymous(call, enroll=False)
     nonce = await devices.issue_challenge(store(call))
     return Challenge(nonce=nonce, expires_in=keys.NONCE_TTL_S)
@@ -70,12 +79,17 @@ async def token(call: Call) -> TokenResponse:
     "POST", "/v1/recovery",
     summary="Enroll a new device with the recovery code; a new code replaces the used one",
     tag="session", request=RecoveryRequest, response=Enrollment, status=201, auth=False,
-    errors=(*BODY_ERRORS, "bad_recovery_code", "rate_limited", "too_many_devices",
-            "invalid_public_key", "invalid_value", "overloaded"),
+    errors=(*BODY_ERRORS, "bad_recovery_code", "puzzle_required", "rate_limited",
+            "too_many_devices", "invalid_public_key", "invalid_value", "overloaded"),
 )  # fmt: skip
 async def recover(call: Call) -> Enrollment:
+    source = gate(call).source(call.request)
+    gate(call).admit("recovery", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(RecoveryRequest)
+    scope = puzzle.scope_of(accounts.recovery_handle(body.handle))
+    bits = await gate(call).redeem(store(call), "recovery", source, body.puzzle, scope)
+    gate(call).enrolled()
     account, device, code = await accounts.recover(
         store(call),
         body.handle,
@@ -83,8 +97,32 @@ async def recover(call: Call) -> Enrollment:
         body.device.name,
         body.device.public_key,
         revoke_others=body.revoke_other_devices,
+        puzzle_bits=bits,
+        heavy_bits=gate(call).heavy_bits,
     )
     if body.revoke_other_devices:
         keep = DeviceRef(account.id, device.id)
         call.request.app[CALLS].close_account(account.id, keep=keep)
     return Enrollment(account=account, device=device, recovery_code=code)
+
+
+@API.route(
+    "POST", "/v1/puzzles",
+    summary="Get a puzzle to solve before a sign-up or recovery (free when the server is quiet)",
+    tag="session", request=PuzzleRequest, response=Puzzle, auth=False,
+    errors=(*BODY_ERRORS, "rate_limited", "overloaded"),
+)  # fmt: skip
+async def new_puzzle(call: Call) -> Puzzle:
+    source = gate(call).source(call.request)
+    gate(call).admit("challenge", source)
+    throttle_anonymous(call, enroll=False)
+    body = call.body_as(PuzzleRequest)
+    if body.purpose == "signup":
+        return await gate(call).issue(
+            store(call), "signup", source, puzzle.scope_of(None), heavy=False
+        )
+    handle = accounts.recovery_handle(body.handle or "")
+    heavy = await accounts.recovery_strained(store(call), handle)
+    return await gate(call).issue(
+        store(call), "recovery", source, puzzle.scope_of(handle), heavy=heavy
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from directory.store import Store
-from signaling.appkeys import ENROLL_THROTTLE, SIGNIN_THROTTLE, STORE
+from signaling.appkeys import ENROLL_THROTTLE, GATE, SIGNIN_THROTTLE, STORE
 from signaling.errors import ApiError
+from signaling.gate import Gate
+from signaling.limits import retry_after_s
 from signaling.rest.framework import Api, Call, Param
 
 API = Api()
@@ -26,10 +28,14 @@ def store(call: Call) -> Store:
     return call.request.app[STORE]
 
 
+def gate(call: Call) -> Gate:
+    return call.request.app[GATE]
+
+
 def throttle_anonymous(call: Call, *, enroll: bool) -> None:
     """Node-wide limits for requests no account pays for; enrolment (argon2) costs the most."""
     throttle = call.request.app[ENROLL_THROTTLE if enroll else SIGNIN_THROTTLE]
     wait = throttle.try_take()
     if wait:
-        retry = throttle.retry_after_s(wait)
+        retry = retry_after_s(wait)
         raise ApiError("overloaded", "Too many sign-ins on this server right now.", retry)

@@ -2,6 +2,7 @@
 // a short-lived access token renewed before it expires, and problem+json errors as ApiError.
 
 import { sign } from "./keystore.js";
+import { solve } from "./puzzle.js";
 
 /** A failed request: the problem's stable ``code``, its ``detail`` sentence, ``status``. */
 export class ApiError extends Error {
@@ -15,6 +16,8 @@ export class ApiError extends Error {
 }
 
 const RENEW_BEFORE_S = 60;
+// A puzzle can go stale between solving and sending (the server got busier): ask again.
+const PUZZLE_ATTEMPTS = 3;
 const REAUTH_CODES = new Set(["token_missing", "token_invalid", "token_expired"]);
 const GONE_CODES = new Set(["device_revoked", "unknown_device"]);
 
@@ -151,15 +154,32 @@ export class Api extends EventTarget {
 
   // --- endpoints -------------------------------------------------------------------------
 
+  /** Ask for a puzzle, solve it, and send the sign-up or recovery with its solution. */
+  async _enroll(path, body, puzzleRequest) {
+    for (let attempt = 1; ; attempt += 1) {
+      const given = await this.request("POST", "/v1/puzzles", puzzleRequest, { auth: false });
+      const solution = await solve(given.challenge, given.bits);
+      try {
+        return await this.request(
+          "POST",
+          path,
+          { ...body, puzzle: { challenge: given.challenge, solution } },
+          { auth: false },
+        );
+      } catch (error) {
+        if (error.code !== "puzzle_required" || attempt >= PUZZLE_ATTEMPTS) throw error;
+      }
+    }
+  }
+
   signup(handle, displayName, device) {
     const body = { handle, device };
     if (displayName) body.display_name = displayName;
-    return this.request("POST", "/v1/accounts", body, { auth: false });
+    return this._enroll("/v1/accounts", body, { purpose: "signup" });
   }
 
   recover(handle, recoveryCode, device, revokeOthers) {
-    return this.request(
-      "POST",
+    return this._enroll(
       "/v1/recovery",
       {
         handle,
@@ -167,7 +187,7 @@ export class Api extends EventTarget {
         device,
         revoke_other_devices: Boolean(revokeOthers),
       },
-      { auth: false },
+      { purpose: "recovery", handle },
     );
   }
 

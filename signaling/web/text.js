@@ -22,6 +22,7 @@ const PROBLEMS = {
   token_expired: "Your session ended. Signing in again…",
   forbidden_origin: "This page may not connect to the call service from here.",
   overloaded: "Callbook is very busy right now. Try again in a moment.",
+  puzzle_required: "Callbook is very busy right now. Try again in a moment.",
   unavailable: "Callbook is temporarily unavailable. Try again in a moment.",
   internal: "Something went wrong on our side. Please try again.",
   payload_too_large: "That is too long.",

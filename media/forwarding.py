@@ -64,6 +64,7 @@ class Counters:
     keyframe_requests_coalesced: int = 0
     padding_only: int = 0  # bandwidth probes (forwarded: they hold sequence numbers)
     held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
+    legs_failed: int = 0  # uplinks and downlinks that died under a participant still in the room
     dropped: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: Drop) -> None:
@@ -209,6 +210,7 @@ class Participant:
     by_kind: dict[Kind, Publication] = field(default_factory=dict)
     packets_in: int = 0
     bytes_in: int = 0
+    media_failed: bool = False  # one of its legs died: signaling tells the device
 
 
 @dataclass(slots=True)
@@ -282,6 +284,16 @@ class Forwarder:
     def add_participant(self, room: str, name: str) -> None:
         self.check_admission(room, name)
         self.rooms[room].participants[name] = Participant(name)
+
+    def leg_failed(self, room: str, name: str) -> None:
+        """A leg of ``name`` died (transport closed or failed) while it was still in the room."""
+        found = self.rooms.get(room)
+        participant = found.participants.get(name) if found is not None else None
+        if found is None or participant is None:
+            return
+        participant.media_failed = True
+        self.counters.legs_failed += 1
+        found.counters.legs_failed += 1
 
     def publish(
         self,

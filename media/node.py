@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -29,6 +29,7 @@ from media.peer import (
     offer_downlink,
     parse_sdp,
 )
+from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
 from media.shield import Dropped, dtls_transports, guard_transport
 
@@ -43,12 +44,13 @@ UNANSWERED_TTL_S = 30.0  # a subscription offer nobody answered is closed after 
 class NodeLimits:
     max_rooms: int = 100
     max_participants: int = DEFAULT_MAX_PARTICIPANTS
+    caps: RateCaps = field(default_factory=RateCaps)
 
 
 class MediaNode:
     def __init__(self, limits: NodeLimits | None = None) -> None:
         self.limits = limits or NodeLimits()
-        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms)
+        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
         self.uplinks: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
         self.dropped = Dropped()  # below the forwarder: hostile or stray datagrams

@@ -24,7 +24,7 @@ from typing import Any
 
 import pylibsrtp
 from aioice import stun
-from aioice.ice import Connection, StunProtocol
+from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
@@ -46,49 +46,60 @@ class Dropped:
         return asdict(self)
 
 
-def _is_media(first: int) -> bool:
-    return 19 < first < 64 or 127 < first < 192
+def guard_protocol(protocol: StunProtocol, dropped: Dropped) -> None:
+    """Filter one socket's datagrams before aioice sees them (idempotent).
 
-
-def guard_protocol(protocol: StunProtocol, connection: Connection, dropped: Dropped) -> None:
-    """Filter one socket's datagrams before aioice sees them (idempotent)."""
+    DTLS and SRTP go straight to the connection's ``data_received``, which is where aioice's
+    own ``datagram_received`` puts them after failing to parse them as STUN (an exception per
+    packet we save), so the filter costs less than it adds.
+    """
     original = protocol.datagram_received
     if getattr(original, "shielded", False):
         return
+    connection: Connection = protocol.receiver
     component = protocol.local_candidate.component
     nominated = connection._nominated
     check_list = connection._check_list
+    deliver = connection.data_received
+    # The nominated pair and its remote (host, port), looked up again only when it changes.
+    cached: CandidatePair | None = None
+    host: str | None = None
+    port = 0
 
-    def from_pair(addr: tuple[Any, ...]) -> bool:
+    def from_pair(addr: tuple[str, int]) -> bool:
+        nonlocal cached, host, port
         pair = nominated.get(component)
-        if pair is not None:
-            found = pair.remote_candidate
-            return pair.protocol is protocol and found.port == addr[1] and found.host == addr[0]
-        return any(
-            p.protocol is protocol
-            and p.remote_candidate.port == addr[1]
-            and p.remote_candidate.host == addr[0]
-            for p in check_list
-        )
+        if pair is None:  # not nominated yet: any pair of this socket
+            return any(
+                p.protocol is protocol
+                and p.remote_candidate.port == addr[1]
+                and p.remote_candidate.host == addr[0]
+                for p in check_list
+            )
+        if pair is not cached:
+            remote = pair.remote_candidate
+            cached, port = pair, remote.port
+            host = remote.host if pair.protocol is protocol else None
+        return addr[1] == port and addr[0] == host
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-        if not data:
-            dropped.not_media += 1
-        elif data[0] < 4:  # STUN (RFC 7983); aioice passes what does not parse on as data
+        first = data[0] if data else -1
+        if 127 < first < 192 or 19 < first < 64:  # SRTP/SRTCP or DTLS (RFC 7983)
+            if len(data) > MAX_DATAGRAM:
+                dropped.oversized += 1
+            elif from_pair(addr):
+                deliver(data, component)
+            else:
+                dropped.foreign_source += 1
+        elif 0 <= first < 4:  # STUN: aioice authenticates checks itself
             try:
                 stun.parse_message(data)
             except Exception:  # assorted errors on garbage attributes
                 dropped.malformed_stun += 1
                 return
             original(data, addr)
-        elif not _is_media(data[0]):
-            dropped.not_media += 1
-        elif len(data) > MAX_DATAGRAM:
-            dropped.oversized += 1
-        elif not from_pair(addr):
-            dropped.foreign_source += 1
         else:
-            original(data, addr)
+            dropped.not_media += 1
 
     datagram_received.shielded = True  # type: ignore[attr-defined]
     protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
@@ -122,7 +133,7 @@ def guard_transport(dtls: RTCDtlsTransport, dropped: Dropped) -> None:
     """Shield a DTLS transport's sockets now, and count SRTP failures once it has keys."""
     connection = dtls.transport._connection
     for protocol in connection._protocols:
-        guard_protocol(protocol, connection, dropped)
+        guard_protocol(protocol, dropped)
 
     def on_state() -> None:
         session = dtls._rx_srtp

@@ -137,7 +137,7 @@ def shielded() -> tuple[StunProtocol, Queue, Dropped]:
     remote = Candidate("2", 1, "udp", 1, PEER[0], PEER[1], "host")
     queue._nominated[1] = CandidatePair(protocol, remote)
     dropped = Dropped()
-    guard_protocol(protocol, queue, dropped)  # type: ignore[arg-type]
+    guard_protocol(protocol, dropped)
     return protocol, queue, dropped
 
 

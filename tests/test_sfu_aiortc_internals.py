@@ -106,6 +106,9 @@ def test_shield_seams() -> None:
     assert "message = stun.parse_message(data)" in received
     assert "self.receiver.data_received(data, self.local_candidate.component)" in received
     assert _params(StunProtocol.datagram_received) == ["self", "data", "addr"]
+    # DTLS/SRTP never parse as STUN (first byte >= 4): the shield hands them on itself.
+    assert "self.receiver = receiver" in inspect.getsource(StunProtocol.__init__)
+    assert _params(Connection.data_received) == ["self", "data", "component"]
     assert _params(stun.parse_message) == ["data"]
     connection = Connection(ice_controlling=True)
     assert isinstance(connection._check_list, list) and isinstance(connection._nominated, dict)

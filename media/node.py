@@ -148,8 +148,11 @@ class MediaNode:
             elif pc.connectionState in ("failed", "closed") and self.downlinks.get(sub_id) is (
                 downlink
             ):
-                # ICE consent lost, DTLS failed or closed: nothing will flow again on this leg.
-                self.forwarder.leg_failed(room, subscriber)
+                # Nothing will flow again on this leg. A subscriber closes a downlink itself
+                # when its publisher leaves the roster (maybe before we hear of the leave): only
+                # a failure (ICE consent lost, DTLS failed) means its media was lost.
+                if pc.connectionState == "failed":
+                    self.forwarder.leg_failed(room, subscriber)
                 await self.drop_subscription(sub_id)
 
         return sub_id, offer

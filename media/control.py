@@ -198,6 +198,7 @@ class NodeCollector(Collector):
             "forwarded_bytes",
             "retransmitted_packets",
             "keyframe_requests",
+            "legs_failed",
         ):
             yield CounterMetricFamily(f"callbook_sfu_{name}", name.replace("_", " "), stats[name])
         dropped = CounterMetricFamily(

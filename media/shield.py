@@ -59,7 +59,6 @@ def guard_protocol(protocol: StunProtocol, dropped: Dropped) -> None:
     connection: Connection = protocol.receiver
     component = protocol.local_candidate.component
     nominated = connection._nominated
-    check_list = connection._check_list
     deliver = connection.data_received
     # The nominated pair and its remote (host, port), looked up again only when it changes.
     cached: CandidatePair | None = None
@@ -74,7 +73,7 @@ def guard_protocol(protocol: StunProtocol, dropped: Dropped) -> None:
                 p.protocol is protocol
                 and p.remote_candidate.port == addr[1]
                 and p.remote_candidate.host == addr[0]
-                for p in check_list
+                for p in connection._check_list
             )
         if pair is not cached:
             remote = pair.remote_candidate

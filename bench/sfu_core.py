@@ -96,6 +96,7 @@ def bench_shield(count: int, rounds: int) -> float | None:
     protocol.local_candidate = Candidate("1", 1, "udp", 1, "127.0.0.1", 50000, "host")
     remote = Candidate("2", 1, "udp", 1, "127.0.0.1", 40000, "host")
     receiver._nominated[1] = CandidatePair(protocol, remote)
+    receiver._check_list.append(receiver._nominated[1])
     guard_protocol(protocol, Dropped())
     data, addr = packet(1), ("127.0.0.1", 40000)
 

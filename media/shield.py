@@ -9,8 +9,9 @@ instance) that lets through only
 
 * STUN that parses (aioice authenticates connectivity checks itself),
 * DTLS (first byte 20-63) or SRTP/SRTCP (128-191) of at most 1,500 bytes, from the remote
-  address of the leg's nominated ICE pair, or before nomination from a pair's remote address
-  (a signalled candidate, or one learned through an authenticated check),
+  address of one of that socket's ICE candidate pairs (a signalled candidate, or one learned
+  through an authenticated connectivity check; a browser may send on another validated pair
+  than the one aioice nominated),
 
 and the SRTP session is wrapped so failed authentication (forged or corrupted packets from that
 address) is counted too. The SFU and the softphone (SDK, CLI bots) share this module. Seams are
@@ -60,26 +61,19 @@ def guard_protocol(protocol: StunProtocol, dropped: Dropped) -> None:
     component = protocol.local_candidate.component
     nominated = connection._nominated
     deliver = connection.data_received
-    # The nominated pair and its remote (host, port), looked up again only when it changes.
-    cached: CandidatePair | None = None
-    host: str | None = None
-    port = 0
+    # Remote addresses of this socket's candidate pairs, rebuilt when the check list or the
+    # nominated pair changes (aioice only adds pairs, and removes some when it nominates).
+    allowed: set[tuple[str, int]] = set()
+    built_for: tuple[int, CandidatePair | None] = (-1, None)
 
-    def from_pair(addr: tuple[str, int]) -> bool:
-        nonlocal cached, host, port
-        pair = nominated.get(component)
-        if pair is None:  # not nominated yet: any pair of this socket
-            return any(
-                p.protocol is protocol
-                and p.remote_candidate.port == addr[1]
-                and p.remote_candidate.host == addr[0]
-                for p in connection._check_list
-            )
-        if pair is not cached:
-            remote = pair.remote_candidate
-            cached, port = pair, remote.port
-            host = remote.host if pair.protocol is protocol else None
-        return addr[1] == port and addr[0] == host
+    def from_pair(addr: tuple[Any, ...]) -> bool:
+        nonlocal allowed, built_for
+        pairs = connection._check_list
+        key = (len(pairs), nominated.get(component))
+        if key != built_for:
+            allowed = {p.remote_addr for p in pairs if p.protocol is protocol}
+            built_for = key
+        return (addr if len(addr) == 2 else addr[:2]) in allowed
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         first = data[0] if data else -1

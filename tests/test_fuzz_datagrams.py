@@ -136,6 +136,7 @@ def shielded() -> tuple[StunProtocol, Queue, Dropped]:
     protocol.local_candidate = Candidate("1", 1, "udp", 1, "127.0.0.1", 50000, "host")
     remote = Candidate("2", 1, "udp", 1, PEER[0], PEER[1], "host")
     queue._nominated[1] = CandidatePair(protocol, remote)
+    queue._check_list.append(queue._nominated[1])
     dropped = Dropped()
     guard_protocol(protocol, dropped)
     return protocol, queue, dropped

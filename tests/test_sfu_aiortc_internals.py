@@ -100,7 +100,7 @@ def test_shield_seams() -> None:
     """media.shield filters datagrams in front of aioice and wraps the SRTP receive session."""
     import pylibsrtp
     from aioice import stun
-    from aioice.ice import Connection, StunProtocol
+    from aioice.ice import CandidatePair, Connection, StunProtocol
 
     received = inspect.getsource(StunProtocol.datagram_received)
     assert "message = stun.parse_message(data)" in received
@@ -114,6 +114,9 @@ def test_shield_seams() -> None:
     assert isinstance(connection._check_list, list) and isinstance(connection._nominated, dict)
     assert isinstance(connection._protocols, list)
     assert "self._nominated[pair.component] = pair" in inspect.getsource(Connection.check_complete)
+    # pairs are added (check_incoming, add_remote_candidate) or removed only on nomination
+    assert "self._check_list.remove(p)" in inspect.getsource(Connection.check_complete)
+    assert isinstance(CandidatePair.remote_addr, property)
     # the receive loop: which first bytes are DTLS / SRTP, and the only error it catches
     recv = inspect.getsource(RTCDtlsTransport._recv_next)
     assert "first_byte > 19 and first_byte < 64" in recv

@@ -214,6 +214,36 @@ async def test_a_participant_whose_media_dies_is_told_and_the_rest_go_on(server:
             await phone.close()
 
 
+async def test_a_relayed_call_whose_media_dies_ends_for_both_with_media_failed(
+    server: Server,
+) -> None:
+    """A hide-my-IP 1:1 call through the SFU: when alice's connection to the SFU dies, the call
+    has nothing left to carry and both devices are told ``media_failed``."""
+    alice = Softphone(await server.signup("alice"))
+    bob_client = await server.signup("bob")
+    await bob_client.update(AccountUpdate(hide_ip=True))
+    bob = Softphone(bob_client)
+    await bob.line.open()
+    answering = asyncio.create_task(bob.answer(duration_s=None))
+    calling = asyncio.create_task(alice.call("bob", duration_s=60.0))
+    try:
+        await until(
+            lambda: all(p.session and p.session.participants_received(False) for p in (alice, bob)),
+            limit_s=30,
+            what="media both ways",
+        )
+        assert alice.session is not None
+        await alice.session._uplink.close()  # her media leg dies; her WebSocket stays up
+        caller, callee = await asyncio.wait_for(asyncio.gather(calling, answering), 30)
+    finally:
+        for task in (calling, answering):
+            task.cancel()
+        await asyncio.gather(calling, answering, return_exceptions=True)
+        await alice.close()
+        await bob.close()
+    assert caller.reason == callee.reason == "media_failed", (caller, callee)
+
+
 async def test_cli_group_call_with_json_summaries(server: Server, tmp_path: Path) -> None:
     profiles = {name: tmp_path / f"{name}.json" for name in ("ann", "ben", "cat")}
     for name, profile in profiles.items():

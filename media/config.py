@@ -6,9 +6,10 @@ import argparse
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from media.forwarding import DEFAULT_MAX_PARTICIPANTS
+from media.ratecap import DEFAULT_AUDIO_KBPS, DEFAULT_VIDEO_KBPS, RateCaps
 
 SECRET_ENV = "CALLBOOK_MEDIA_SECRET"
 LOOPBACK_ENV = "CALLBOOK_MEDIA_LOOPBACK_ICE"
@@ -16,6 +17,8 @@ REDIS_ENV = "REDIS_URL"
 NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
 ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
 ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
+AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
+VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class MediaConfig:
     redis_cluster: bool = False
     node_id: str = ""
     advertise_url: str = ""
+    #: What one publisher may send per track; the excess is dropped and counted.
+    caps: RateCaps = field(default_factory=RateCaps)
 
 
 def is_loopback(host: str) -> bool:
@@ -79,11 +84,23 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(ADVERTISE_HOST_ENV),
         help=f"only the host of that URL (or ${ADVERTISE_HOST_ENV}; e.g. a pod's IP)",
     )
+    for kind, env, default in (
+        ("audio", AUDIO_KBPS_ENV, DEFAULT_AUDIO_KBPS),
+        ("video", VIDEO_KBPS_ENV, DEFAULT_VIDEO_KBPS),
+    ):
+        parser.add_argument(
+            f"--max-{kind}-kbps",
+            type=int,
+            default=os.environ.get(env) or str(default),  # argparse applies type=int
+            help=f"cap on one publisher's {kind} track, kbit/s (or ${env}; default {default})",
+        )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
     if args.max_rooms < 1 or args.max_participants < 2:
         parser.error("--max-rooms must be >= 1 and --max-participants >= 2")
+    if args.max_audio_kbps < 8 or args.max_video_kbps < 8:
+        parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
     loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
     return MediaConfig(
         secret=args.secret,
@@ -98,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         advertise_url=_advertise_url(
             args.advertise_url, args.advertise_host or args.host, args.port
         ),
+        caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
     )
 
 

@@ -198,6 +198,7 @@ class NodeCollector(Collector):
             "forwarded_bytes",
             "retransmitted_packets",
             "keyframe_requests",
+            "legs_failed",
         ):
             yield CounterMetricFamily(f"callbook_sfu_{name}", name.replace("_", " "), stats[name])
         dropped = CounterMetricFamily(
@@ -216,7 +217,7 @@ def create_app(config: MediaConfig) -> web.Application:
     app[REGISTRY] = registry
 
     async def media_node(app: web.Application) -> AsyncIterator[None]:
-        node = MediaNode(NodeLimits(config.max_rooms, config.max_participants))
+        node = MediaNode(NodeLimits(config.max_rooms, config.max_participants, config.caps))
         app[NODE] = node
         yield
         await node.close()  # closes every peer connection

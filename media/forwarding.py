@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from media import errors
+from media.ratecap import RateCaps, TokenBucket
 from media.rtp import (
     MalformedPacket,
     Nack,
@@ -51,6 +52,7 @@ class Drop(StrEnum):
     UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"
     NOT_ADMITTED = "not_admitted"
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class Counters:
     keyframe_requests_coalesced: int = 0
     padding_only: int = 0  # bandwidth probes (forwarded: they hold sequence numbers)
     held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
+    legs_failed: int = 0  # uplinks and downlinks that died under a participant still in the room
     dropped: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: Drop) -> None:
@@ -197,6 +200,7 @@ class Publication:
     extensions: dict[str, int]
     audio_level_id: int | None
     reception: Reception
+    bucket: TokenBucket
     targets: dict[str, Target] = field(default_factory=dict)
     last_keyframe_request: float = -math.inf
     keyframe_pending: bool = False
@@ -209,6 +213,7 @@ class Participant:
     by_kind: dict[Kind, Publication] = field(default_factory=dict)
     packets_in: int = 0
     bytes_in: int = 0
+    media_failed: bool = False  # one of its legs died: signaling tells the device
 
 
 @dataclass(slots=True)
@@ -232,9 +237,16 @@ class Room:
 
 
 class Forwarder:
-    def __init__(self, max_rooms: int = 1000, keyframe_interval_s: float = KEYFRAME_INTERVAL_S):
+    def __init__(
+        self,
+        max_rooms: int = 1000,
+        keyframe_interval_s: float = KEYFRAME_INTERVAL_S,
+        caps: RateCaps | None = None,
+    ):
         self.max_rooms = max_rooms
         self.keyframe_interval_s = keyframe_interval_s
+        caps = caps or RateCaps()
+        self.cap_kbps = {Kind.AUDIO: caps.audio_kbps, Kind.VIDEO: caps.video_kbps}
         self.rooms: dict[str, Room] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.counters = Counters()
@@ -283,6 +295,16 @@ class Forwarder:
         self.check_admission(room, name)
         self.rooms[room].participants[name] = Participant(name)
 
+    def leg_failed(self, room: str, name: str) -> None:
+        """A leg of ``name`` died (transport closed or failed) while it was still in the room."""
+        found = self.rooms.get(room)
+        participant = found.participants.get(name) if found is not None else None
+        if found is None or participant is None:
+            return
+        participant.media_failed = True
+        self.counters.legs_failed += 1
+        found.counters.legs_failed += 1
+
     def publish(
         self,
         room: str,
@@ -300,7 +322,7 @@ class Forwarder:
         publication = Publication(
             room, name, kind, ssrc, payload_type, ext,
             ext.get(AUDIO_LEVEL_URI) if kind is Kind.AUDIO else None,
-            Reception(CLOCK_RATE[kind]),
+            Reception(CLOCK_RATE[kind]), TokenBucket(self.cap_kbps[kind]),
         )  # fmt: skip
         participant.by_ssrc[ssrc] = publication
         participant.by_kind[kind] = publication
@@ -403,6 +425,10 @@ class Forwarder:
         if view.payload_type != publication.payload_type:
             counters.drop(Drop.UNKNOWN_PAYLOAD_TYPE)
             found.counters.drop(Drop.UNKNOWN_PAYLOAD_TYPE)
+            return []
+        if not publication.bucket.take(len(data), now):
+            counters.drop(Drop.RATE_LIMITED)
+            found.counters.drop(Drop.RATE_LIMITED)
             return []
         participant.packets_in += 1
         participant.bytes_in += len(data)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -20,10 +20,8 @@ from media import errors
 from media.forwarding import DEFAULT_MAX_PARTICIPANTS, Counters, Forwarder, KeyframeRequest, Kind
 from media.peer import (
     Downlink,
-    TransportCounters,
     Uplink,
     answer_uplink,
-    count_junk,
     downlink_legs,
     intercept_downlink_rtcp,
     intercept_uplink,
@@ -31,7 +29,9 @@ from media.peer import (
     offer_downlink,
     parse_sdp,
 )
+from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
+from media.shield import Dropped, dtls_transports, guard_transport
 
 log = logging.getLogger("callbook.media")
 
@@ -44,15 +44,16 @@ UNANSWERED_TTL_S = 30.0  # a subscription offer nobody answered is closed after 
 class NodeLimits:
     max_rooms: int = 100
     max_participants: int = DEFAULT_MAX_PARTICIPANTS
+    caps: RateCaps = field(default_factory=RateCaps)
 
 
 class MediaNode:
     def __init__(self, limits: NodeLimits | None = None) -> None:
         self.limits = limits or NodeLimits()
-        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms)
+        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
         self.uplinks: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
-        self.transport_counters = TransportCounters()
+        self.dropped = Dropped()  # below the forwarder: hostile or stray datagrams
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
         self._closing: set[asyncio.Task[None]] = set()
@@ -92,8 +93,18 @@ class MediaNode:
         uplink = Uplink(room, participant, pc, published)
         self.uplinks[(room, participant)] = uplink
         for dtls in uplink.dtls:
-            count_junk(dtls, self.transport_counters)
+            guard_transport(dtls, self.dropped)
             intercept_uplink(dtls, self._on_uplink_rtp(uplink), self._on_uplink_rtcp(uplink))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            # We pop a leg before closing it: one still registered died by itself.
+            if (
+                pc.connectionState in ("failed", "closed")
+                and self.uplinks.get((room, participant)) is uplink
+            ):
+                self.forwarder.leg_failed(room, participant)
+
         return answer
 
     async def leave(self, room: str, participant: str) -> None:
@@ -124,8 +135,9 @@ class MediaNode:
         )
         downlink.prepare()
         self.downlinks[sub_id] = downlink
+        for dtls in dtls_transports(pc):
+            guard_transport(dtls, self.dropped)
         if downlink.transport is not None:
-            count_junk(downlink.transport, self.transport_counters)
             intercept_downlink_rtcp(downlink.transport, self._on_downlink_rtcp(downlink))
 
         @pc.on("connectionstatechange")
@@ -133,8 +145,14 @@ class MediaNode:
             if pc.connectionState == "connected":
                 for request in self.forwarder.activate(sub_id, self._loop.time()):
                     await self._send_pli(request)
-            elif pc.connectionState == "failed":
-                # ICE consent lost or DTLS failed: nothing will flow again on this leg.
+            elif pc.connectionState in ("failed", "closed") and self.downlinks.get(sub_id) is (
+                downlink
+            ):
+                # Nothing will flow again on this leg. A subscriber closes a downlink itself
+                # when its publisher leaves the roster (maybe before we hear of the leave): only
+                # a failure (ICE consent lost, DTLS failed) means its media was lost.
+                if pc.connectionState == "failed":
+                    self.forwarder.leg_failed(room, subscriber)
                 await self.drop_subscription(sub_id)
 
         return sub_id, offer
@@ -249,6 +267,7 @@ class MediaNode:
                 "ice_state": uplink.pc.iceConnectionState if uplink else "closed",
                 "packets_in": participant.packets_in,
                 "bytes_in": participant.bytes_in,
+                "media_failed": participant.media_failed,
             }
             entry.update(await self._downlink_quality(room, name))
             participants.append(entry)
@@ -297,7 +316,7 @@ class MediaNode:
     def node_stats(self) -> dict[str, Any]:
         counters = _counters(self.forwarder.counters)
         dropped = dict(counters.pop("dropped"))
-        dropped["not_media"] = self.transport_counters.not_media
+        dropped.update(self.dropped.as_dict())
         return {
             "rooms": len(self.forwarder.rooms),
             "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
@@ -329,6 +348,7 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "keyframe_requests_coalesced": counters.keyframe_requests_coalesced,
         "held_for_keyframe": counters.held_for_keyframe,
         "padding_only": counters.padding_only,
+        "legs_failed": counters.legs_failed,
         "dropped": dict(counters.dropped),
     }
 

@@ -10,7 +10,7 @@ Seams into aiortc 1.16.0 (pinned by tests/test_sfu_aiortc_internals.py):
 * ``RTCRtpSender._send_rtcp(packets)`` is wrapped on downlink senders so their periodic sender
   report carries our counters and a current RTP/NTP mapping (aiortc fills it only when its own
   encoder sends), and ``_RTCRtpSender__lsr`` is set to match so aiortc's RTT estimate works.
-* ``RTCIceTransport._recv`` is wrapped to count datagrams that are neither DTLS nor SRTP.
+* Hostile datagrams are filtered and counted below aiortc by ``media.shield``.
 * Fast path (``FastSend``): for a nominated plain-UDP ICE pair, forwarded packets are protected
   with ``RTCDtlsTransport._tx_srtp`` and written with the pair's datagram transport directly —
   what ``_send_rtp`` does, minus four coroutine layers per packet. Relayed (TURN) pairs and
@@ -42,6 +42,7 @@ from aiortc.sdp import SessionDescription
 
 from media import errors
 from media.forwarding import CLOCK_RATE, Kind, Leg
+from media.shield import dtls_transports
 
 MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
 
@@ -131,38 +132,6 @@ def downlink_legs(local: SessionDescription, answer: SessionDescription | None) 
         ssrc = _primary_ssrc(ours) or ours.ssrc[0].ssrc
         legs.append(Leg(Kind(ours.kind), ssrc, payload_type, _extensions(theirs)))
     return legs
-
-
-def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
-    """The distinct DTLS transports of a connection (one when bundled)."""
-    seen: dict[int, RTCDtlsTransport] = {}
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.receiver.transport
-        seen[id(transport)] = transport
-    return list(seen.values())
-
-
-@dataclass
-class TransportCounters:
-    """Datagrams dropped below the forwarder: not DTLS/SRTP at all, or failed SRTP auth."""
-
-    not_media: int = 0
-
-
-def count_junk(dtls: RTCDtlsTransport, counters: TransportCounters) -> None:
-    """Wrap the ICE transport's receive so datagrams aiortc would silently skip are counted."""
-    ice = dtls.transport
-    original = ice._recv
-
-    async def recv() -> bytes:
-        while True:
-            data: bytes = await original()
-            first = data[0] if data else 0
-            if 19 < first < 64 or 127 < first < 192:
-                return data
-            counters.not_media += 1
-
-    ice._recv = recv
 
 
 def intercept_uplink(dtls: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtpHandler) -> None:

@@ -18,6 +18,7 @@ from signaling.phone.softphone import Softphone, Summary
 from signaling.schemas import AccountUpdate
 from tests.conftest import MakeServer, Server
 from tests.test_media_calls import _cli, _events
+from tests.test_sfu_support import until
 
 pytestmark = pytest.mark.slow
 
@@ -161,6 +162,86 @@ async def test_a_participant_killed_mid_call_drops_out_and_the_rest_go_on(
         seen = rosters[name]
         last_with_carol = max(i for i, roster in enumerate(seen) if "carol" in roster)
         assert ["alice", "bob"] in seen[last_with_carol + 1 :], seen
+
+
+async def test_a_participant_whose_media_dies_is_told_and_the_rest_go_on(server: Server) -> None:
+    """Carol's uplink dies on the SFU while her signaling stays up: she is told ``media_failed``
+    (instead of nothing), and the others see her leave and keep talking."""
+    rosters: dict[str, list[list[str]]] = {"alice": [], "bob": [], "carol": []}
+    everyone = ["alice", "bob", "carol"]
+    carol_is_in = asyncio.Event()
+
+    def watch(name: str) -> Callable[[dict[str, Any]], None]:
+        def emit(event: dict[str, Any]) -> None:
+            if event["event"] == "participants":
+                rosters[name].append(event["handles"])
+                if name == "carol" and event["handles"] == everyone:
+                    carol_is_in.set()
+
+        return emit
+
+    alice, bob, carol = [
+        Softphone(await server.signup(name), video=False, emit=watch(name))
+        for name in ("alice", "bob", "carol")
+    ]
+    for phone in (bob, carol):
+        await phone.line.open()
+    hosting = asyncio.create_task(alice.group(["bob", "carol"], None))
+    staying = asyncio.create_task(bob.answer(None))
+    failing = asyncio.create_task(carol.answer(None))
+    try:
+        await asyncio.wait_for(carol_is_in.wait(), 30)
+        session = carol.session
+        assert session is not None
+        await until(
+            lambda: session.participants_received(False) == 2, limit_s=30, what="carol hears both"
+        )
+        await session._uplink.close()  # her media leg dies; her WebSocket stays up
+        carol_summary = await asyncio.wait_for(failing, 30)
+        assert carol_summary.reason == "media_failed", carol_summary.as_event()
+        await until(
+            lambda: all(
+                rosters[n] and rosters[n][-1] == ["alice", "bob"] for n in ("alice", "bob")
+            ),
+            what="carol gone from the others' rosters",
+        )
+        assert not hosting.done() and not staying.done()
+    finally:
+        for task in (hosting, staying, failing):
+            task.cancel()
+        await asyncio.gather(hosting, staying, failing, return_exceptions=True)
+        for phone in (alice, bob, carol):
+            await phone.close()
+
+
+async def test_a_relayed_call_whose_media_dies_ends_for_both_with_media_failed(
+    server: Server,
+) -> None:
+    """A hide-my-IP 1:1 call through the SFU: when alice's connection to the SFU dies, the call
+    has nothing left to carry and both devices are told ``media_failed``."""
+    alice = Softphone(await server.signup("alice"))
+    bob_client = await server.signup("bob")
+    await bob_client.update(AccountUpdate(hide_ip=True))
+    bob = Softphone(bob_client)
+    await bob.line.open()
+    answering = asyncio.create_task(bob.answer(duration_s=None))
+    calling = asyncio.create_task(alice.call("bob", duration_s=60.0))
+    try:
+        await until(
+            lambda: all(p.session and p.session.participants_received(False) for p in (alice, bob)),
+            limit_s=30,
+            what="media both ways",
+        )
+        assert alice.session is not None
+        await alice.session._uplink.close()  # her media leg dies; her WebSocket stays up
+        caller, callee = await asyncio.wait_for(asyncio.gather(calling, answering), 30)
+    finally:
+        for task in (calling, answering):
+            task.cancel()
+        await asyncio.gather(calling, answering, return_exceptions=True)
+        await alice.close()
+        await bob.close()
+    assert caller.reason == callee.reason == "media_failed", (caller, callee)
 
 
 async def test_cli_group_call_with_json_summaries(server: Server, tmp_path: Path) -> None:

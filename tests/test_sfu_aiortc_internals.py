@@ -70,7 +70,6 @@ def test_answer_side_transceivers_are_reused_by_kind() -> None:
 
 async def test_instances_have_the_attributes_we_touch() -> None:
     ice = RTCIceTransport(RTCIceGatherer())
-    assert callable(ice._recv) and "_recv" in vars(ice)  # an instance attribute we may wrap
     dtls = RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()])
     assert dtls.transport is ice
     sender = RTCRtpSender(PlaceholderTrack(Kind.VIDEO), dtls)
@@ -95,3 +94,41 @@ def test_fast_send_path_matches_what_send_rtp_does() -> None:
     assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
     ice = RTCIceTransport(RTCIceGatherer())
     assert ice._send == ice._connection.send and isinstance(ice._connection._nominated, dict)
+
+
+def test_shield_seams() -> None:
+    """media.shield filters datagrams in front of aioice and wraps the SRTP receive session."""
+    import pylibsrtp
+    from aioice import stun
+    from aioice.ice import CandidatePair, Connection, StunProtocol
+
+    received = inspect.getsource(StunProtocol.datagram_received)
+    assert "message = stun.parse_message(data)" in received
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert _params(StunProtocol.datagram_received) == ["self", "data", "addr"]
+    # DTLS/SRTP never parse as STUN (first byte >= 4): the shield hands them on itself.
+    assert "self.receiver = receiver" in inspect.getsource(StunProtocol.__init__)
+    assert _params(Connection.data_received) == ["self", "data", "component"]
+    assert _params(stun.parse_message) == ["data"]
+    connection = Connection(ice_controlling=True)
+    assert isinstance(connection._check_list, list) and isinstance(connection._nominated, dict)
+    assert isinstance(connection._protocols, list)
+    assert "self._nominated[pair.component] = pair" in inspect.getsource(Connection.check_complete)
+    # pairs are added (check_incoming, add_remote_candidate) or removed only on nomination
+    assert "self._check_list.remove(p)" in inspect.getsource(Connection.check_complete)
+    assert isinstance(CandidatePair.remote_addr, property)
+    # the receive loop: which first bytes are DTLS / SRTP, and the only error it catches
+    recv = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte > 19 and first_byte < 64" in recv
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv
+    assert "data = self._rx_srtp.unprotect_rtcp(data)" in recv
+    assert "except pylibsrtp.Error as exc:" in recv
+    assert "self._ssl.recv(1500)" in recv
+    setup = inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._rx_srtp = Session(rx_policy)" in setup
+    assert 'self.emit("statechange")' in inspect.getsource(RTCDtlsTransport._set_state)
+    # pylibsrtp's buffer: longer packets raise ValueError, which the loop does not catch
+    assert 'ffi.new("char[]", 1500)' in inspect.getsource(pylibsrtp.Session.__init__)
+    # the peer connection reports "checking" synchronously from the ICE transport's start()
+    start = inspect.getsource(RTCIceTransport.start)
+    assert start.index('self.__setState("checking")') < start.index("self._connection.connect()")

@@ -68,6 +68,8 @@ async def test_health_needs_no_secret_everything_else_does(start_sfu: StartSfu) 
         text = await response.text()
     assert "callbook_sfu_forwarded_packets_total 0.0" in text
     assert "callbook_sfu_rooms 0.0" in text
+    assert "callbook_sfu_legs_failed_total 0.0" in text
+    assert 'callbook_sfu_dropped_packets_total{reason="foreign_source"} 0.0' in text
     with pytest.raises(MediaControlError) as caught:
         await MediaControl(base, "nope").stats()
     assert caught.value.status == 401

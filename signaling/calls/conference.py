@@ -81,14 +81,19 @@ def leg_participant(call_id: str, device: DeviceRef) -> str:
 
 
 Deliver = Callable[[DeviceRef, m.ServerMessage], None]
+#: The SFU reports that a leg of this device's media died (room, device).
+MediaFailed = Callable[[str, DeviceRef], None]
 
 
 class Conference:
     """Runs SFU requests off the message path and routes their results to devices."""
 
-    def __init__(self, rooms: MediaRooms, deliver: Deliver) -> None:
+    def __init__(
+        self, rooms: MediaRooms, deliver: Deliver, media_failed: MediaFailed | None = None
+    ) -> None:
         self._rooms = rooms
         self._deliver = deliver
+        self._media_failed = media_failed
         self._tasks: set[asyncio.Task[None]] = set()
         # Per room: who is in it, by participant id, for offers and speaker announcements.
         self._devices: dict[str, dict[str, DeviceRef]] = {}
@@ -178,12 +183,24 @@ class Conference:
                         self._stats[room] = {
                             str(p.get("participant")): p for p in stats.get("participants", [])
                         }
+                        self._report_failed(room, stats)
                     speaker = stats.get("active_speaker")
                     if speaker != self._speakers.get(room) and room in self._devices:
                         self._speakers[room] = speaker
                         announcement = m.ActiveSpeaker(call_id=room, participant=speaker)
                         for device in self._devices[room].values():
                             self._deliver(device, announcement)
+
+    def _report_failed(self, room: str, stats: dict[str, Any]) -> None:
+        """Participants whose uplink or a downlink died on the SFU (the rest of the room goes
+        on): each device is reported once, and the call machine takes it out of the room."""
+        devices = self._devices[room]
+        for entry in stats.get("participants", []):
+            if not entry.get("media_failed"):
+                continue
+            device = devices.pop(str(entry.get("participant")), None)
+            if device is not None and self._media_failed is not None:
+                self._media_failed(room, device)
 
     async def _quietly(self, request: Coroutine[object, object, None]) -> None:
         try:

@@ -144,7 +144,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._invited_at: dict[str, float] = {}
         # The media nodes (one fixed, or a registry) and the rooms this node opened on them.
         self._media = media
-        self._conference = None if media is None else Conference(media, self._deliver)
+        self._conference = (
+            None if media is None else Conference(media, self._deliver, self._on_leg_failed)
+        )
         if media is not None and self._conference is not None:
             media.on_lost(self._on_media_lost)
             self._conference.start()

@@ -53,6 +53,9 @@ class SfuCalls:
         ) -> frozenset[sm.DeviceRef]: ...
         def _attach(self, call_id: str, device: sm.DeviceRef) -> None: ...
         def _run(self, call_id: str, effects: Sequence[g.Effect]) -> None: ...
+        def _apply_quietly(
+            self, call_id: str, event: AnyEvent, at: float | None = None
+        ) -> None: ...
         def _persist(self, call_id: str) -> None: ...
         def _stop_ringing(self, call: AnyCall) -> None: ...
         def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None: ...
@@ -243,3 +246,19 @@ class SfuCalls:
             self._stop_ringing(ended)
             self._run(room, effects)
             self._persist(room)
+
+    def _on_leg_failed(self, room: str, device: sm.DeviceRef) -> None:
+        """The SFU lost one device's media (a leg's transport failed or closed by itself): in a
+        group call that device gets ``media_failed`` and the rest go on; a relayed 1:1 call
+        has nothing left to carry, so both devices get it."""
+        call = self._calls.get(room)
+        if call is None or call.phase is sm.Phase.ENDED:
+            return
+        if isinstance(call, g.GroupCall):
+            self._apply_quietly(room, g.MediaFailed(device))
+            return
+        ended, effects = sm.end_media_failed(call)
+        self._calls[room] = ended
+        self._stop_ringing(ended)
+        self._run(room, effects)
+        self._persist(room)

@@ -24,6 +24,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, VideoFrame
 
+from media.shield import Dropped, guard_peer_connection
 from signaling.ws import messages as m
 
 AUDIO_RATE = 48_000
@@ -127,12 +128,18 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-def peer_connection(ice_servers: list[m.IceServer], relay_only: bool) -> RTCPeerConnection:
+def peer_connection(
+    ice_servers: list[m.IceServer], relay_only: bool, dropped: Dropped | None = None
+) -> RTCPeerConnection:
+    """A connection whose sockets drop (and count in ``dropped``) datagrams that are not from
+    its ICE pair, oversized or garbage, before aiortc's receive loop can choke on them."""
     servers = [
         RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers
     ]
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
+    guard_peer_connection(pc, dropped if dropped is not None else Dropped())
+    return pc
 
 
 async def add_remote_candidate(pc: RTCPeerConnection, ice: m.PeerIce) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from media.shield import Dropped
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
 from signaling.ws import messages as m
@@ -22,7 +23,14 @@ Emit = Callable[[dict[str, Any]], None]
 
 class SfuSession:
     def __init__(
-        self, line: Line, call_id: str, *, video: bool, emit: Emit, host: str | None = None
+        self,
+        line: Line,
+        call_id: str,
+        *,
+        video: bool,
+        emit: Emit,
+        host: str | None = None,
+        dropped: Dropped | None = None,
     ) -> None:
         """``host`` (an account id): leave when the host has left, as a guest bot should."""
         self.line = line
@@ -31,7 +39,8 @@ class SfuSession:
         self.call_id = call_id
         self.video = video
         self._emit = emit
-        self._uplink = peer_connection([], relay_only=False)
+        self.dropped = dropped if dropped is not None else Dropped()
+        self._uplink = peer_connection([], relay_only=False, dropped=self.dropped)
         self._downlinks: dict[str, tuple[str, RTCPeerConnection]] = {}
         #: Media received, per participant id of its sender.
         self.received: dict[str, Received] = {}
@@ -104,7 +113,7 @@ class SfuSession:
 
     async def _subscribe(self, offer: m.SubscribeOffer) -> None:
         self.received_signaling.append(offer.sdp)
-        pc = peer_connection([], relay_only=False)
+        pc = peer_connection([], relay_only=False, dropped=self.dropped)
         counter = self.received.setdefault(offer.participant, Received())
         pc.on("track", counter.consume)
         self._downlinks[offer.subscription] = (offer.participant, pc)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media.server import allow_loopback_ice
+from media.shield import Dropped
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import (
@@ -93,6 +94,10 @@ class Softphone:
         self.received_signaling: list[str] = []
         #: Every SDP this phone sent to the SFU (calls through the SFU only).
         self.sent_signaling: list[str] = []
+        #: Hostile or stray datagrams its connections dropped, by reason.
+        self.dropped = Dropped()
+        #: The media through the SFU of the call in progress, if any.
+        self.session: SfuSession | None = None
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -159,10 +164,14 @@ class Softphone:
     async def _through_sfu(
         self, call_id: str, duration_s: float | None, host: str | None = None
     ) -> Summary:
-        session = SfuSession(self.line, call_id, video=self.video, emit=self._emit, host=host)
+        session = SfuSession(
+            self.line, call_id, video=self.video, emit=self._emit, host=host, dropped=self.dropped
+        )
+        self.session = session
         try:
             reason = await session.run(duration_s)
         finally:
+            self.session = None
             await session.close()
         self.received_signaling.extend(session.received_signaling)
         self.sent_signaling.extend(session.sent_signaling)
@@ -181,7 +190,7 @@ class Softphone:
         if accepted.sfu:
             return await self._through_sfu(call_id, duration_s)
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
-        pc = peer_connection(turn.ice_servers, accepted.relay_only)
+        pc = peer_connection(turn.ice_servers, accepted.relay_only, self.dropped)
         received = Received()
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)

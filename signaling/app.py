@@ -40,7 +40,7 @@ from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.drain import DRAIN
 from signaling.drain import install as install_drain
-from signaling.errors import ApiError
+from signaling.errors import SERVER, ApiError
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
@@ -312,8 +312,18 @@ async def _revalidate_static(request: web.Request, response: web.StreamResponse)
         response.headers.setdefault("Cache-Control", "no-cache")
 
 
+async def _anonymous_server(_request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp names itself and Python with their versions: nothing a client needs.
+    response.headers["Server"] = SERVER
+
+
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[problem_middleware])
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[problem_middleware],
+        # Idle connections close (signaling/connections.py for the first request's head).
+        handler_args={"keepalive_timeout": config.idle_timeout_s},
+    )
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
@@ -340,4 +350,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/operator", operator_page)
     app.router.add_static("/static/", str(resources.files("signaling.web")))
     app.on_response_prepare.append(_revalidate_static)
+    app.on_response_prepare.append(_anonymous_server)
     return app

@@ -23,6 +23,14 @@ class Config:
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
+    #: A new connection's first request head must be complete within this long.
+    header_timeout_s: float = 10.0
+    #: A connection idle this long after it opened or after its last response is closed (a call
+    #: WebSocket is kept by its pings instead).
+    idle_timeout_s: float = 30.0
+    #: Connections one address (an IPv6 /64) may hold open at once; 0: no cap. Counted in memory
+    #: only. Behind a reverse proxy every connection comes from the proxy: raise it or set 0.
+    max_connections_per_source: int = 100
     #: Browser origins, besides the server's own, allowed to open the call WebSocket.
     allowed_origins: tuple[str, ...] = ()
     turn_uris: tuple[str, ...] = ()
@@ -147,6 +155,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         redis_url=env.get("REDIS_URL") or None,
         redis_cluster=_redis_cluster(env),
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
+        header_timeout_s=float(_int(env, "CALLBOOK_HEADER_TIMEOUT_S", 10, 1, 300)),
+        idle_timeout_s=float(_int(env, "CALLBOOK_IDLE_TIMEOUT_S", 30, 1, 3600)),
+        max_connections_per_source=_int(
+            env, "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", 100, 0, 1_000_000
+        ),
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
         routing=_routing(env),

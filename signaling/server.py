@@ -14,6 +14,7 @@ from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
+from signaling.connections import Runner
 from signaling.drain import drain
 from signaling.logs import configure
 
@@ -34,7 +35,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _run(config: Config) -> None:
     """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now)."""
     app = create_app(config)
-    runner = web.AppRunner(
+    runner = Runner(
         app,
         handle_signals=False,
         access_log_class=PrivateAccessLogger,

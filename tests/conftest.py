@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from directory.embedded import EmbeddedValkey
 from directory.store import DirectoryConfig, Store, connect
@@ -24,6 +25,7 @@ from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
+from signaling.connections import Runner
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
 pytest_plugins = ["tests.coturn"]
@@ -142,8 +144,15 @@ class Server:
             await client.close()
 
 
+class _TestServer(TestServer):
+    """The application on the runner ``callbook serve`` uses (connection limits included)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return Runner(self.app, **kwargs)
+
+
 async def start_server(config: Config) -> tuple[TestServer, Server]:
-    test_server = TestServer(create_app(config), host="127.0.0.1")
+    test_server = _TestServer(create_app(config), host="127.0.0.1")
     await test_server.start_server(access_log_class=PrivateAccessLogger)
     return test_server, Server(test_server)
 

@@ -1,9 +1,10 @@
 """``GET /v1/ws``: one WebSocket per device, carrying the call protocol.
 
 Authentication is the access token, either in ``Sec-WebSocket-Protocol`` (``bearer.<token>``
-next to ``callbook.v1``) or in a first ``auth`` message; never in the URL. Each connection is
-limited in message size and rate; a bad frame gets a typed error or a close code and never
-disturbs another connection.
+next to ``callbook.v1``) or in a first ``auth`` message; never in the URL. An upgrade that does
+not offer ``callbook.v1`` is refused before it opens. Each connection is limited in message size
+and rate; a bad frame gets a typed error or a close code and never disturbs another connection.
+A device that goes away (a reset, even in the middle of a pong) is a disconnect, not an error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from signaling.limits import Throttle
 from signaling.metrics import Metrics
 from signaling.tokens import Principal
 from signaling.ws import messages as m
+from signaling.ws.masking import ClientSocket
 
 log = logging.getLogger("callbook.ws")
 
@@ -128,9 +130,12 @@ def _origin_allowed(request: web.Request) -> bool:
     return origin == own or origin in request.app[CONFIG].allowed_origins
 
 
-def _offered(request: web.Request, prefix: str) -> str | None:
-    for item in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
-        item = item.strip()
+def _protocols(request: web.Request) -> list[str]:
+    return [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+
+
+def _offered(protocols: list[str], prefix: str) -> str | None:
+    for item in protocols:
         if item.startswith(prefix):
             return item[len(prefix) :]
     return None
@@ -141,10 +146,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
     if request.app[DRAIN].active:
         raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
-    ws = web.WebSocketResponse(
+    protocols = _protocols(request)
+    if SUBPROTOCOL not in protocols:
+        # Refused here, before aiohttp would accept the upgrade without a subprotocol.
+        raise ApiError(
+            "subprotocol_required", f"Offer the {SUBPROTOCOL} subprotocol (Sec-WebSocket-Protocol)."
+        )
+    ws = ClientSocket(
         protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
     )
     await ws.prepare(request)
+    # The device may go away while a frame is being written (a reset while a pong is sent):
+    # a disconnect, not an error.
+    with contextlib.suppress(ConnectionError):
+        await _session(request, ws, protocols)
+    return ws
+
+
+async def _session(
+    request: web.Request, ws: web.WebSocketResponse, protocols: list[str]
+) -> None:
     request.app[SOCKETS].add(ws)
     metrics = request.app[METRICS]
     link = WsLink(ws, metrics)
@@ -153,29 +174,28 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     connections = metrics.websocket_connections
     connections.inc()
     try:
-        authed = await _authenticate(request, ws, link)
+        authed = await _authenticate(request, ws, link, protocols)
         if authed is None:
-            return ws
+            return
         principal, resume = authed
         device = DeviceRef(principal.account_id, principal.device_id)
         try:
             await calls.connect(device, link, resume)
         except STORE_UNAVAILABLE:
             await _refuse_unavailable(request, ws, link)
-            return ws
+            return
         await _serve(request, ws, link, device)
     finally:
         connections.dec()
         if device is not None:
             calls.disconnect(device, link)
         await link.drain_and_stop()
-    return ws
 
 
 async def _authenticate(
-    request: web.Request, ws: web.WebSocketResponse, link: WsLink
+    request: web.Request, ws: web.WebSocketResponse, link: WsLink, protocols: list[str]
 ) -> tuple[Principal, str | None] | None:
-    token, resume = _offered(request, "bearer."), _offered(request, "resume.")
+    token, resume = _offered(protocols, "bearer."), _offered(protocols, "resume.")
     if token is None:
         try:
             frame = await ws.receive(timeout=AUTH_TIMEOUT_S)

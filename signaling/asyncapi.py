@@ -77,6 +77,11 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "The server is shutting down. Reconnect with backoff; if `welcome.resumed` is then "
         "false, every call this device was in is over.",
     ),
+    WSCloseCode.PROTOCOL_ERROR: CloseCode(
+        "protocol error",
+        "The device broke the WebSocket protocol: an unmasked frame (RFC 6455 section 5.1), "
+        "an unknown opcode or a fragmented control frame.",
+    ),
     WSCloseCode.UNSUPPORTED_DATA: CloseCode(
         "unsupported data", "The device sent a binary frame; every frame is JSON text."
     ),
@@ -144,6 +149,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "forbidden_origin": ErrorCode(
         "Not an `error` frame: the upgrade request carried an `Origin` that is neither the "
         "server's own nor an allowed one. The answer is an HTTP 403 problem; no WebSocket opens."
+    ),
+    "subprotocol_required": ErrorCode(
+        f"Not an `error` frame: the upgrade request did not offer the `{endpoint.SUBPROTOCOL}` "
+        "subprotocol. The answer is an HTTP 400 problem; no WebSocket opens."
     ),
     "auth_timeout": ErrorCode(
         f"No `bearer.` subprotocol and no `auth` message within {endpoint.AUTH_TIMEOUT_S:g} s.",

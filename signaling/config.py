@@ -29,8 +29,9 @@ class Config:
     #: WebSocket is kept by its pings instead).
     idle_timeout_s: float = 30.0
     #: Connections one address (an IPv6 /64) may hold open at once; 0: no cap. Counted in memory
-    #: only. Behind a reverse proxy every connection comes from the proxy: raise it or set 0.
-    max_connections_per_source: int = 100
+    #: only. Every device holds one call WebSocket, so this is also how many devices behind one
+    #: NAT can be online. Behind a reverse proxy every connection comes from the proxy: set 0.
+    max_connections_per_source: int = 256
     #: Browser origins, besides the server's own, allowed to open the call WebSocket.
     allowed_origins: tuple[str, ...] = ()
     turn_uris: tuple[str, ...] = ()
@@ -158,7 +159,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         header_timeout_s=float(_int(env, "CALLBOOK_HEADER_TIMEOUT_S", 10, 1, 300)),
         idle_timeout_s=float(_int(env, "CALLBOOK_IDLE_TIMEOUT_S", 30, 1, 3600)),
         max_connections_per_source=_int(
-            env, "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", 100, 0, 1_000_000
+            env, "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", 256, 0, 1_000_000
         ),
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,

@@ -113,6 +113,8 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
         media_url=sfu.url,
         media_secret=sfu.secret,
         routing=routing,
+        # Every client of the suite is 127.0.0.1, one source; tests of the cap set their own.
+        max_connections_per_source=0,
     )
 
 

@@ -163,9 +163,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _session(
-    request: web.Request, ws: web.WebSocketResponse, protocols: list[str]
-) -> None:
+async def _session(request: web.Request, ws: web.WebSocketResponse, protocols: list[str]) -> None:
     request.app[SOCKETS].add(ws)
     metrics = request.app[METRICS]
     link = WsLink(ws, metrics)

@@ -24,6 +24,7 @@ from signaling.appkeys import (
     ENROLL_THROTTLE,
     METRICS,
     NODE,
+    RECONNECTS,
     SIGNIN_THROTTLE,
     SOCKETS,
     STORE,
@@ -57,6 +58,7 @@ from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
 from signaling.ws.endpoint import close_all, websocket
+from signaling.ws.reconnects import ReconnectThrottle
 
 log = logging.getLogger("callbook.signaling")
 
@@ -327,6 +329,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
+    app[RECONNECTS] = ReconnectThrottle(config.reconnect_burst, config.reconnect_every_s)
     app[SOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
     app[NODE] = NodeInfo(

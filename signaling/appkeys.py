@@ -16,6 +16,7 @@ from signaling.metrics import Metrics
 from signaling.outage import StoreOutage
 from signaling.tokens import TokenService
 from signaling.webhooks.sink import StreamSink
+from signaling.ws.reconnects import ReconnectThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenService)
 ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 SIGNIN_THROTTLE = web.AppKey("signin_throttle", Throttle)
+#: How often each device may open the call WebSocket (signaling/ws/reconnects.py).
+RECONNECTS = web.AppKey("reconnects", ReconnectThrottle)
 CALLS = web.AppKey("calls", CallService)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

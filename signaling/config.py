@@ -62,6 +62,9 @@ class Config:
     enroll_burst: int = 100
     signin_rate_per_s: float = 500.0
     signin_burst: int = 1000
+    #: Per device, in memory: call WebSocket sign-ins at once, then one per this many seconds.
+    reconnect_burst: int = 6
+    reconnect_every_s: float = 2.0
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from aiohttp import web
@@ -118,7 +118,8 @@ class _Guard(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
         source = source_of(transport.get_extra_info("peername"))
         if source is not None and not self._cap.admit(source):
             transport.write(_REFUSAL)

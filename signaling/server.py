@@ -44,7 +44,9 @@ async def _run(config: Config) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
-        log.info("Callbook listening on http://%s:%d", config.host, config.port)
+        # The port only: the log's filter would redact the address anyway (it cannot tell ours
+        # from a client's); CALLBOOK_HOST says which it is.
+        log.info("Callbook listening on port %d", config.port)
         stopping = await _signalled()
         if stopping is signal.SIGTERM:
             log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)

@@ -115,6 +115,8 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
         routing=routing,
         # Every client of the suite is 127.0.0.1, one source; tests of the cap set their own.
         max_connections_per_source=0,
+        # Tests reconnect one device at will; tests of the throttle set their own.
+        reconnect_burst=1000,
     )
 
 

@@ -20,7 +20,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from directory import devices
 from directory.errors import DirectoryError
 from directory.store import STORE_UNAVAILABLE
-from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, STORE_OUTAGE, TOKENS
+from signaling.appkeys import (
+    CALLS,
+    CONFIG,
+    METRICS,
+    RECONNECTS,
+    SOCKETS,
+    STORE,
+    STORE_OUTAGE,
+    TOKENS,
+)
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
 from signaling.drain import DRAIN
@@ -46,6 +55,7 @@ CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 CLOSE_OPERATOR = 4002
 CLOSE_DRAINING = 4003
+TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
 #: Retry-After of a WebSocket refused while draining: another node answers by then.
 DRAIN_RETRY_S = 1
 
@@ -152,6 +162,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise ApiError(
             "subprotocol_required", f"Offer the {SUBPROTOCOL} subprotocol (Sec-WebSocket-Protocol)."
         )
+    verified = await _verify_offered(request, protocols)
     ws = ClientSocket(
         protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
     )
@@ -159,11 +170,42 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # The device may go away while a frame is being written (a reset while a pong is sent):
     # a disconnect, not an error.
     with contextlib.suppress(ConnectionError):
-        await _session(request, ws, protocols)
+        await _session(request, ws, protocols, verified)
     return ws
 
 
-async def _session(request: web.Request, ws: web.WebSocketResponse, protocols: list[str]) -> None:
+async def _verify_offered(
+    request: web.Request, protocols: list[str]
+) -> Principal | ApiError | None:
+    """The ``bearer.`` token's device, checked before the upgrade so that a device reconnecting
+    in a loop is refused (429) before it costs a handshake. A bad token is refused after the
+    upgrade as documented; None (no token, or the store was needed and is away) leaves every
+    check to the sign-in."""
+    token = _offered(protocols, "bearer.")
+    if token is None:
+        return None
+    try:
+        principal = await request.app[TOKENS].verify(token)
+    except ApiError as error:
+        return error
+    except STORE_UNAVAILABLE:
+        return None
+    _charge_reconnect(request, principal)
+    return principal
+
+
+def _charge_reconnect(request: web.Request, principal: Principal) -> None:
+    wait = request.app[RECONNECTS].try_connect(principal.device_id)
+    if wait:
+        raise ApiError("rate_limited", f"This device connects too often; wait {wait} s.", wait)
+
+
+async def _session(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    protocols: list[str],
+    verified: Principal | ApiError | None,
+) -> None:
     request.app[SOCKETS].add(ws)
     metrics = request.app[METRICS]
     link = WsLink(ws, metrics)
@@ -172,7 +214,7 @@ async def _session(request: web.Request, ws: web.WebSocketResponse, protocols: l
     connections = metrics.websocket_connections
     connections.inc()
     try:
-        authed = await _authenticate(request, ws, link, protocols)
+        authed = await _authenticate(request, ws, link, protocols, verified)
         if authed is None:
             return
         principal, resume = authed
@@ -191,7 +233,11 @@ async def _session(request: web.Request, ws: web.WebSocketResponse, protocols: l
 
 
 async def _authenticate(
-    request: web.Request, ws: web.WebSocketResponse, link: WsLink, protocols: list[str]
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    link: WsLink,
+    protocols: list[str],
+    verified: Principal | ApiError | None,
 ) -> tuple[Principal, str | None] | None:
     token, resume = _offered(protocols, "bearer."), _offered(protocols, "resume.")
     if token is None:
@@ -214,13 +260,20 @@ async def _authenticate(
             return None
         token, resume = first.token, first.resume
     try:
-        principal = await request.app[TOKENS].verify(token)
+        if isinstance(verified, ApiError):
+            raise verified
+        principal = verified
+        if principal is None:
+            principal = await request.app[TOKENS].verify(token)
+            _charge_reconnect(request, principal)
         if not await devices.is_active(
             request.app[STORE], principal.account_id, principal.device_id
         ):
             raise ApiError("device_revoked", "This device was revoked.")
     except ApiError as error:
-        await _refuse(ws, link, error.problem_type.code, error.detail)
+        code = error.problem_type.code
+        close = TRY_AGAIN if code == "rate_limited" else WSCloseCode.POLICY_VIOLATION
+        await _refuse(ws, link, code, error.detail, close)
         return None
     except STORE_UNAVAILABLE:
         await _refuse_unavailable(request, ws, link)

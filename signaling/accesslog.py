@@ -10,6 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from signaling.logs import CLEAN
+
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
@@ -36,5 +38,6 @@ class PrivateAccessLogger(AbstractAccessLogger):
                 "route": route,
                 "status": response.status,
                 "duration_ms": duration_ms,
+                CLEAN: True,  # none of these can carry an address, a token or a handle
             },
         )

@@ -107,8 +107,9 @@ CLOSE_CODES: dict[int, CloseCode] = {
     ),
     WSCloseCode.TRY_AGAIN_LATER: CloseCode(
         "try again later",
-        "After an `unavailable` error frame: the store was unreachable while signing in. "
-        "Reconnect with backoff (and the resume token); live calls go on meanwhile.",
+        "After an `unavailable` error frame: the store was unreachable while signing in; after "
+        "a `rate_limited` one: this device signed in too often. Reconnect with backoff (and "
+        "the resume token); live calls go on meanwhile.",
     ),
     endpoint.CLOSE_REPLACED: CloseCode(
         "replaced",
@@ -197,7 +198,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         f"on this connection; the message was dropped, and after {endpoint.MAX_VIOLATIONS} of "
         "these the next one closes the connection (1008). With the `invite`'s `ref`: the "
         f"account's invites are limited (burst {sfu_calls.INVITE_BURST}, then "
-        f"{sfu_calls.INVITES_PER_S:g}/s); no call was made."
+        f"{sfu_calls.INVITES_PER_S:g}/s); no call was made. As the answer to an `auth` "
+        f"message: this device signed in more than {DEFAULTS.reconnect_burst} times at once "
+        f"(then once per {DEFAULTS.reconnect_every_s:g} s); then close 1013."
     ),
     "invalid_handle": ErrorCode(
         "The `invite`'s `handle` breaks the handle rules or is reserved; no call was made."

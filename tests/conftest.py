@@ -155,8 +155,8 @@ class _TestServer(TestServer):
         return Runner(self.app, **kwargs)
 
 
-async def start_server(config: Config) -> tuple[TestServer, Server]:
-    test_server = _TestServer(create_app(config), host="127.0.0.1")
+async def start_server(config: Config, host: str = "127.0.0.1") -> tuple[TestServer, Server]:
+    test_server = _TestServer(create_app(config), host=host)
     await test_server.start_server(access_log_class=PrivateAccessLogger)
     return test_server, Server(test_server)
 

@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
+from directory.store import Store
 from signaling.client import Client
+from signaling.config import Config
 from signaling.logs import handler, redact
 from signaling.phone.line import Line
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, start_server, stop_server
 from tests.valkey_process import free_port
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -47,7 +49,7 @@ def _entries(out: io.StringIO) -> list[dict[str, object]]:
 
 def _host_port(server: Server) -> tuple[str, int]:
     host, port = server.url.split("//")[1].rsplit(":", 1)
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def _frame(opcode: int, payload: bytes, *, masked: bool = True) -> bytes:
@@ -284,6 +286,26 @@ async def test_a_store_outage_logs_nothing_personal(
         ) as response:
             assert response.status in (401, 503)
     _assert_private(log_lines, {"carol_offline", "Carol Offline", bearer})
+
+
+async def test_ipv6_clients_are_not_logged_either(
+    store: Store, config: Config, log_lines: io.StringIO
+) -> None:
+    test_server, server = await start_server(config, host="::1")
+    try:
+        assert "[::1]" in server.url
+        answer = await _raw_http(server, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        assert answer.split(b" ", 2)[1].startswith(b"4")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                server.url + "/v1/ws", headers={"Sec-WebSocket-Protocol": "bearer.x"}
+            ) as response,
+        ):
+            assert response.status == 400
+    finally:
+        await stop_server(test_server, server)
+    _assert_private(log_lines, set())
 
 
 def _assert_private(out: io.StringIO, secrets: set[str]) -> None:

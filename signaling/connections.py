@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
 from aiohttp import web
 
-from signaling.appkeys import CONFIG
+from signaling.appkeys import CONFIG, METRICS
 from signaling.errors import PROBLEM_CONTENT_TYPE, SERVER, ApiError, Problem
 
 #: Retry-After of a connection refused over the cap.
@@ -51,8 +52,8 @@ class SourceCap:
         else:
             self._open.pop(source, None)
 
-    def sources(self) -> int:
-        """How many sources hold a connection (for tests and metrics, never who)."""
+    def __len__(self) -> int:
+        """How many sources hold a connection (never which)."""
         return len(self._open)
 
 
@@ -106,12 +107,28 @@ _REFUSAL = _refusal()
 class _Guard(asyncio.Protocol):
     """aiohttp's connection (``inner``) behind the source cap and the first head's deadline."""
 
-    __slots__ = ("_cap", "_inner", "_source", "_tail", "_timeout", "_timer", "_transport")
+    __slots__ = (
+        "_cap",
+        "_inner",
+        "_refused",
+        "_source",
+        "_tail",
+        "_timeout",
+        "_timer",
+        "_transport",
+    )
 
-    def __init__(self, inner: asyncio.Protocol, cap: SourceCap, header_timeout_s: float) -> None:
+    def __init__(
+        self,
+        inner: asyncio.Protocol,
+        cap: SourceCap,
+        header_timeout_s: float,
+        refused: Callable[[], None],
+    ) -> None:
         self._inner = inner
         self._cap = cap
         self._timeout = header_timeout_s
+        self._refused = refused
         self._source: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
@@ -124,6 +141,7 @@ class _Guard(asyncio.Protocol):
         if source is not None and not self._cap.admit(source):
             transport.write(_REFUSAL)
             transport.close()
+            self._refused()
             return
         self._source = source
         self._transport = transport
@@ -182,8 +200,10 @@ class Runner(web.AppRunner):
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         config = app[CONFIG]
-        self.cap = SourceCap(config.max_connections_per_source)
+        self._cap = SourceCap(config.max_connections_per_source)
         self._header_timeout_s = config.header_timeout_s
+        metrics = app[METRICS]
+        self._refused = lambda: metrics.on_rejected("too_many_connections")
 
     @property
     def server(self) -> Any:
@@ -191,5 +211,5 @@ class Runner(web.AppRunner):
         inner = super().server
         if inner is None:
             return None
-        cap, timeout = self.cap, self._header_timeout_s
-        return lambda: _Guard(inner(), cap, timeout)
+        cap, timeout, refused = self._cap, self._header_timeout_s, self._refused
+        return lambda: _Guard(inner(), cap, timeout, refused)

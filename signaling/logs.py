@@ -99,7 +99,7 @@ _IPV6 = (
 _JWT = r"eyJ[\w-]*\.[\w-]*\.?[\w-]*"
 # The call socket's subprotocols (bearer.<token>, resume.<token>), an Authorization header's
 # value, and operator tokens.
-_LABELLED = r"(?<!\w)(?i:bearer|resume)[.\s]\s*[^\s,'\"\]\)]+|cbo_[\w-]+"
+_LABELLED = r"(?<!\w)(?:(?i:bearer)[.\s]\s*|resume\.)[^\s,'\"\]\)]+|cbo_[\w-]+"
 _SECRETS = re.compile("|".join((_JWT, _LABELLED, _IPV4, _IPV6)))
 
 

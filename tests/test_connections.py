@@ -9,6 +9,7 @@ import json
 import aiohttp
 import pytest
 
+from signaling.appkeys import METRICS
 from signaling.connections import SourceCap, source_of
 from signaling.phone.line import Line
 from signaling.ws import messages as m
@@ -88,6 +89,7 @@ async def test_one_address_holds_at_most_its_cap(make_server: MakeServer) -> Non
     assert b"application/problem+json" in head
     assert json.loads(body)["code"] == "too_many_connections"
     writer.close()
+
     async with aiohttp.ClientSession() as http:
         assert await _status(http, server.url + "/healthz") in (429, None)
         _, first = held.pop()
@@ -100,6 +102,9 @@ async def test_one_address_holds_at_most_its_cap(make_server: MakeServer) -> Non
                 await asyncio.sleep(0.02)
     for _, other in held:
         other.close()
+    # Read in process: every connection of this address may still be counted.
+    exposed = server.app[METRICS].render().decode()
+    assert 'callbook_rejected_inputs_total{reason="too_many_connections"}' in exposed
 
 
 async def _status(http: aiohttp.ClientSession, url: str) -> int | None:
@@ -135,7 +140,7 @@ def test_the_cap_counts_per_source_and_forgets_closed_ones() -> None:
     for _ in range(2):
         cap.release("a")
     cap.release("b")
-    assert cap.sources() == 0
+    assert len(cap) == 0
     unlimited = SourceCap(0)
     assert all(unlimited.admit("a") for _ in range(1000))
 

@@ -343,6 +343,7 @@ def test_redaction_table() -> None:
         "at 12:30:45",
         "version 1.2.3",
         "Class::method",
+        "the resume window is 30 s",
         "call 0123456789abcdef0123456789abcdef ended",
     ):
         assert redact(clean) == clean

@@ -47,8 +47,8 @@ def _entries(out: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def _host_port(server: Server) -> tuple[str, int]:
-    host, port = server.url.split("//")[1].rsplit(":", 1)
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("//")[1].rsplit(":", 1)
     return host.strip("[]"), int(port)
 
 
@@ -69,9 +69,9 @@ def _frame(opcode: int, payload: bytes, *, masked: bool = True) -> bytes:
 
 
 async def _upgrade(
-    server: Server, protocols: str
+    url: str, protocols: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    reader, writer = await asyncio.open_connection(*_host_port(server))
+    reader, writer = await asyncio.open_connection(*_host_port(url))
     writer.write(
         (
             "GET /v1/ws HTTP/1.1\r\nHost: callbook\r\nUpgrade: websocket\r\n"
@@ -105,8 +105,8 @@ async def _close_code(reader: asyncio.StreamReader) -> int:
             return code
 
 
-async def _raw_http(server: Server, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(*_host_port(server))
+async def _raw_http(url: str, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(*_host_port(url))
     writer.write(data)
     answer = await reader.read()  # the server answers and closes
     writer.close()
@@ -197,7 +197,7 @@ async def _ping_and_reset(server: Server, ended: asyncio.Event) -> None:
         if signed_in:
             client = await server.signup(f"pinger_{int(signed_in)}")
             protocols += f", bearer.{await client.token()}"
-        reader, writer, head = await _upgrade(server, protocols)
+        reader, writer, head = await _upgrade(server.url, protocols)
         assert head.startswith(b"HTTP/1.1 101")
         if signed_in:
             await reader.readexactly(2)  # the start of welcome: the device is connected
@@ -231,7 +231,7 @@ async def test_hostile_frames_close_with_their_code_and_log_nothing_personal(
 ) -> None:
     alice, _line, secrets = people
     # The same device again: the first line is replaced, this one signs in.
-    reader, writer, head = await _upgrade(server, f"callbook.v1, bearer.{await alice.token()}")
+    reader, writer, head = await _upgrade(server.url, f"callbook.v1, bearer.{await alice.token()}")
     assert head.startswith(b"HTTP/1.1 101")
     writer.write(frame)
     await writer.drain()
@@ -267,7 +267,7 @@ async def test_bad_tokens_and_bad_http_log_no_address_or_token(
         b"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
         b"Content-Length: x\r\n\r\n",
     ):
-        answer = await _raw_http(server, request)
+        answer = await _raw_http(server.url, request)
         assert answer.split(b" ", 2)[1].startswith(b"4"), answer[:40]
     _assert_private(log_lines, secrets)
 
@@ -294,7 +294,9 @@ async def test_ipv6_clients_are_not_logged_either(
     test_server, server = await start_server(config, host="::1")
     try:
         assert "[::1]" in server.url
-        answer = await _raw_http(server, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        answer = await _raw_http(
+            server.url, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n"
+        )
         assert answer.split(b" ", 2)[1].startswith(b"4")
         async with (
             aiohttp.ClientSession() as http,

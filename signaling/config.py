@@ -25,9 +25,10 @@ class Config:
     max_body_bytes: int = 16 * 1024
     #: A new connection's first request head must be complete within this long.
     header_timeout_s: float = 10.0
-    #: A connection idle this long after it opened or after its last response is closed (a call
-    #: WebSocket is kept by its pings instead).
-    idle_timeout_s: float = 30.0
+    #: A connection idle this long after its last response is closed (a call WebSocket is kept by
+    #: its pings instead). Above the upstream keep-alive of the usual proxies (ingress-nginx and
+    #: cloud load balancers: 60 s), so that they close first and never reuse a closing one.
+    idle_timeout_s: float = 75.0
     #: Connections one address (an IPv6 /64) may hold open at once; 0: no cap. Counted in memory
     #: only. Every device holds one call WebSocket, so this is also how many devices behind one
     #: NAT can be online. Behind a reverse proxy every connection comes from the proxy: set 0.
@@ -160,7 +161,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         redis_cluster=_redis_cluster(env),
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
         header_timeout_s=float(_int(env, "CALLBOOK_HEADER_TIMEOUT_S", 10, 1, 300)),
-        idle_timeout_s=float(_int(env, "CALLBOOK_IDLE_TIMEOUT_S", 30, 1, 3600)),
+        idle_timeout_s=float(_int(env, "CALLBOOK_IDLE_TIMEOUT_S", 75, 1, 3600)),
         max_connections_per_source=_int(
             env, "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", 256, 0, 1_000_000
         ),

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from signaling.appkeys import METRICS
+from signaling.config import ConfigError, from_env
 from signaling.connections import SourceCap, source_of
 from signaling.phone.line import Line
 from signaling.ws import messages as m
@@ -159,3 +160,25 @@ def test_the_cap_counts_per_source_and_forgets_closed_ones() -> None:
 )
 def test_a_source_is_an_ipv4_address_or_an_ipv6_64(peer: object, source: str | None) -> None:
     assert source_of(peer) == source
+
+
+def test_the_limits_are_read_from_the_environment() -> None:
+    config = from_env(
+        {
+            "CALLBOOK_HEADER_TIMEOUT_S": "5",
+            "CALLBOOK_IDLE_TIMEOUT_S": "120",
+            "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE": "0",
+        }
+    )
+    assert (config.header_timeout_s, config.idle_timeout_s) == (5.0, 120.0)
+    assert config.max_connections_per_source == 0
+    defaults = from_env({})
+    assert (defaults.header_timeout_s, defaults.idle_timeout_s) == (10.0, 75.0)
+    assert defaults.max_connections_per_source == 256
+    for name, raw in (
+        ("CALLBOOK_HEADER_TIMEOUT_S", "0"),
+        ("CALLBOOK_IDLE_TIMEOUT_S", "soon"),
+        ("CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", "-1"),
+    ):
+        with pytest.raises(ConfigError):
+            from_env({name: raw})

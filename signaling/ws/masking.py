@@ -97,7 +97,12 @@ class _MaskedOnly:
 
 
 class ClientSocket(web.WebSocketResponse):
-    """The server side of a call WebSocket, refusing unmasked client frames."""
+    """The server side of a call WebSocket, refusing unmasked client frames.
+
+    It reaches two private attributes of aiohttp's connection (``_message_tail``, the bytes that
+    came behind the upgrade request, and ``_payload_parser``, where they all go next); the
+    unmasked-frame tests in tests/test_log_privacy.py fail if a new aiohttp moves them.
+    """
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         handler: Any = request.protocol

@@ -242,6 +242,26 @@ async def test_hostile_frames_close_with_their_code_and_log_nothing_personal(
     _assert_quiet(log_lines)
 
 
+async def test_an_unmasked_frame_right_behind_the_upgrade_request_closes_1002(
+    server: Server, people: tuple[Client, Line, set[str]]
+) -> None:
+    alice, _line, _secrets = people
+    reader, writer = await asyncio.open_connection(*_host_port(server.url))
+    writer.write(
+        (
+            "GET /v1/ws HTTP/1.1\r\nHost: callbook\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n"
+            f"Sec-WebSocket-Protocol: callbook.v1, bearer.{await alice.token()}\r\n\r\n"
+        ).encode()
+        + _frame(0x1, b'{"type":"ping"}', masked=False)  # in the same write
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    async with asyncio.timeout(10):
+        assert await _close_code(reader) == 1002
+    writer.close()
+
+
 async def test_bad_tokens_and_bad_http_log_no_address_or_token(
     server: Server, people: tuple[Client, Line, set[str]], log_lines: io.StringIO
 ) -> None:

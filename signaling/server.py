@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import replace
 
 from aiohttp import web
@@ -89,7 +90,9 @@ def serve(config: Config) -> None:
         log.info("using the store at REDIS_URL")
     sfu: EmbeddedMedia | None = None
     if config.media_url is None and not config.media_registry:
-        sfu = EmbeddedMedia()
+        # Through `callbook media`, so the SFU's records (aiortc's, aioice's) pass the same
+        # redacting handler as this process's.
+        sfu = EmbeddedMedia(launcher=(sys.executable, "-m", "signaling.cli", "media"))
         url, secret = sfu.start()
         config = replace(config, media_url=url, media_secret=secret)
         log.info("embedded SFU running")

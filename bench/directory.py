@@ -257,6 +257,8 @@ def supervised_server(
     the way out, whatever happened, and show the end of its log if it did not stop cleanly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_")}
     env.pop("REDIS_URL", None)
+    # Every bench client is on loopback: one source, which the per-source cap would refuse.
+    env["CALLBOOK_MAX_CONNECTIONS_PER_SOURCE"] = "0"
     env.update(settings)
     server_log = data_dir.parent / "server.log"
     with server_log.open("wb") as out:

@@ -44,8 +44,14 @@ def _free_port() -> int:
 class EmbeddedMedia:
     """``start()`` returns (control URL, secret); the secret travels by environment, not argv."""
 
-    def __init__(self, max_rooms: int = 100) -> None:
+    def __init__(
+        self,
+        max_rooms: int = 100,
+        launcher: tuple[str, ...] = (sys.executable, "-m", "media.server"),
+    ) -> None:
         self.max_rooms = max_rooms
+        #: The command that runs a media node, before its flags.
+        self.launcher = launcher
         self.secret = secrets.token_urlsafe(32)
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -53,7 +59,7 @@ class EmbeddedMedia:
     def start(self, timeout_s: float = 20.0) -> tuple[str, str]:
         port = _free_port()
         command = [
-            sys.executable, "-m", "media.server", "--host", "127.0.0.1", "--port", str(port),
+            *self.launcher, "--host", "127.0.0.1", "--port", str(port),
             "--max-rooms", str(self.max_rooms),
         ]  # fmt: skip
         self._process = subprocess.Popen(

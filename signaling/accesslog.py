@@ -1,13 +1,18 @@
 """Access logs without personal data: no client address, no raw path, no tokens.
 
 The logged path is the route template (``/v1/handles/{handle}``), so a lookup never writes the
-handle that was looked up.
+handle that was looked up; a method outside HTTP's usual ones is logged as ``OTHER`` (any token is
+a valid method, an address or a token included).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from signaling.logs import CLEAN
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 class PrivateAccessLogger(AbstractAccessLogger):
@@ -21,16 +26,18 @@ class PrivateAccessLogger(AbstractAccessLogger):
         if resource is not None:
             route = resource.canonical
         duration_ms = round(time * 1000, 1)
+        method = request.method if request.method in _METHODS else "OTHER"
         self.logger.info(
             "%s %s %d %.1fms",
-            request.method,
+            method,
             route,
             response.status,
             duration_ms,
             extra={
-                "method": request.method,
+                "method": method,
                 "route": route,
                 "status": response.status,
                 "duration_ms": duration_ms,
+                CLEAN: True,  # none of these can carry an address, a token or a handle
             },
         )

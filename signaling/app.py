@@ -27,6 +27,7 @@ from signaling.appkeys import (
     GATE,
     METRICS,
     NODE,
+    RECONNECTS,
     SIGNIN_THROTTLE,
     SOCKETS,
     STORE,
@@ -43,7 +44,7 @@ from signaling.calls.service import CallService
 from signaling.config import Config
 from signaling.drain import DRAIN
 from signaling.drain import install as install_drain
-from signaling.errors import ApiError
+from signaling.errors import SERVER, ApiError
 from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
@@ -61,6 +62,7 @@ from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
 from signaling.ws.endpoint import close_all, websocket
+from signaling.ws.reconnects import ReconnectThrottle
 
 log = logging.getLogger("callbook.signaling")
 
@@ -328,18 +330,28 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     await deliverer.stop()
 
 
+async def _anonymous_server(_request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp names itself and Python with their versions: nothing a client needs.
+    response.headers["Server"] = SERVER
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[problem_middleware],
-        # Bodies are inflated by signaling/rest/bodies.py, within the limit; the transport
-        # would inflate all of an unread body while discarding it (up to 10 s of a bomb).
-        handler_args={"auto_decompress": False},
+        handler_args={
+            # Bodies are inflated by signaling/rest/bodies.py, within the limit; the transport
+            # would inflate all of an unread body while discarding it (up to 10 s of a bomb).
+            "auto_decompress": False,
+            # Idle connections close (signaling/connections.py for the first request's head).
+            "keepalive_timeout": config.idle_timeout_s,
+        },
     )
     app[CONFIG] = config
     app[ENROLL_THROTTLE] = Throttle(config.enroll_rate_per_s, config.enroll_burst)
     app[SIGNIN_THROTTLE] = Throttle(config.signin_rate_per_s, config.signin_burst)
     app[GATE] = Gate(config)
+    app[RECONNECTS] = ReconnectThrottle(config.reconnect_burst, config.reconnect_every_s)
     app[SOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
     app[NODE] = NodeInfo(
@@ -360,4 +372,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/ws", websocket)
     pages.install(app)
+    app.on_response_prepare.append(_anonymous_server)
     return app

@@ -17,6 +17,7 @@ from signaling.metrics import Metrics
 from signaling.outage import StoreOutage
 from signaling.tokens import TokenService
 from signaling.webhooks.sink import StreamSink
+from signaling.ws.reconnects import ReconnectThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ ENROLL_THROTTLE = web.AppKey("enroll_throttle", Throttle)
 SIGNIN_THROTTLE = web.AppKey("signin_throttle", Throttle)
 #: Per-source budgets and client puzzles for the endpoints anyone may call.
 GATE = web.AppKey("gate", Gate)
+#: How often each device may open the call WebSocket (signaling/ws/reconnects.py).
+RECONNECTS = web.AppKey("reconnects", ReconnectThrottle)
 CALLS = web.AppKey("calls", CallService)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

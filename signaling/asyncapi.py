@@ -77,6 +77,11 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "The server is shutting down. Reconnect with backoff; if `welcome.resumed` is then "
         "false, every call this device was in is over.",
     ),
+    WSCloseCode.PROTOCOL_ERROR: CloseCode(
+        "protocol error",
+        "The device broke the WebSocket protocol: an unmasked frame (RFC 6455 section 5.1), "
+        "an unknown opcode or a fragmented control frame.",
+    ),
     WSCloseCode.UNSUPPORTED_DATA: CloseCode(
         "unsupported data", "The device sent a binary frame; every frame is JSON text."
     ),
@@ -102,8 +107,9 @@ CLOSE_CODES: dict[int, CloseCode] = {
     ),
     WSCloseCode.TRY_AGAIN_LATER: CloseCode(
         "try again later",
-        "After an `unavailable` error frame: the store was unreachable while signing in. "
-        "Reconnect with backoff (and the resume token); live calls go on meanwhile.",
+        "After an `unavailable` error frame: the store was unreachable while signing in; after "
+        "a `rate_limited` one: this device signed in too often. Reconnect with backoff (and "
+        "the resume token); live calls go on meanwhile.",
     ),
     endpoint.CLOSE_REPLACED: CloseCode(
         "replaced",
@@ -144,6 +150,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "forbidden_origin": ErrorCode(
         "Not an `error` frame: the upgrade request carried an `Origin` that is neither the "
         "server's own nor an allowed one. The answer is an HTTP 403 problem; no WebSocket opens."
+    ),
+    "subprotocol_required": ErrorCode(
+        f"Not an `error` frame: the upgrade request did not offer the `{endpoint.SUBPROTOCOL}` "
+        "subprotocol. The answer is an HTTP 400 problem; no WebSocket opens."
     ),
     "auth_timeout": ErrorCode(
         f"No `bearer.` subprotocol and no `auth` message within {endpoint.AUTH_TIMEOUT_S:g} s.",
@@ -189,7 +199,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         f"on this connection; the message was dropped, and after {endpoint.MAX_VIOLATIONS} of "
         "these the next one closes the connection (1008). With the `invite`'s `ref`: the "
         f"account's invites are limited (burst {sfu_calls.INVITE_BURST}, then "
-        f"{sfu_calls.INVITES_PER_S:g}/s); no call was made."
+        f"{sfu_calls.INVITES_PER_S:g}/s); no call was made. As the answer to an `auth` "
+        f"message: this device signed in more than {DEFAULTS.reconnect_burst} times at once "
+        f"(then once per {DEFAULTS.reconnect_every_s:g} s); then close 1013."
     ),
     "invalid_handle": ErrorCode(
         "The `invite`'s `handle` breaks the handle rules or is reserved; no call was made."

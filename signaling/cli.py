@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -21,6 +22,7 @@ from directory.errors import DirectoryError
 from directory.records import Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
+from signaling.logs import configure
 from signaling.schemas import AccountUpdate
 
 if TYPE_CHECKING:
@@ -425,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         # The media node owns its flags; argparse would claim the ones it shares with ours.
         from media.server import main as media_main
 
+        # The server's redacted JSON lines (media.server's own logging set-up then leaves the
+        # configured root logger alone): an SFU sees every participant's address.
+        configure(logging.INFO)
         return media_main(argv[1:])
     args = _parser().parse_args(argv)
     try:

@@ -32,6 +32,16 @@ class Config:
     token_ttl_s: int = keys.ACCESS_TOKEN_TTL_S
     key_rotation_s: int = keys.SIGNING_KEY_ROTATION_S
     max_body_bytes: int = 16 * 1024
+    #: A new connection's first request head must be complete within this long.
+    header_timeout_s: float = 10.0
+    #: A connection idle this long after its last response is closed (a call WebSocket is kept by
+    #: its pings instead). Above the upstream keep-alive of the usual proxies (ingress-nginx and
+    #: cloud load balancers: 60 s), so that they close first and never reuse a closing one.
+    idle_timeout_s: float = 75.0
+    #: Connections one address (an IPv6 /64) may hold open at once; 0: no cap. Counted in memory
+    #: only. Every device holds one call WebSocket, so this is also how many devices behind one
+    #: NAT can be online. Behind a reverse proxy every connection comes from the proxy: set 0.
+    max_connections_per_source: int = 256
     #: Browser origins, besides the server's own, allowed to open the call WebSocket.
     allowed_origins: tuple[str, ...] = ()
     turn_uris: tuple[str, ...] = ()
@@ -82,6 +92,9 @@ class Config:
     #: argon2 (recovery codes) runs on this many threads, with at most this many waiting.
     argon2_workers: int = max(1, (os.cpu_count() or 2) // 2)
     argon2_queue: int = 16
+    #: Per device, in memory: call WebSocket sign-ins at once, then one per this many seconds.
+    reconnect_burst: int = 6
+    reconnect_every_s: float = 2.0
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None
@@ -201,6 +214,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         redis_url=env.get("REDIS_URL") or None,
         redis_cluster=_redis_cluster(env),
         token_ttl_s=_int(env, "CALLBOOK_TOKEN_TTL_S", base.token_ttl_s, 60, 900),
+        header_timeout_s=float(_int(env, "CALLBOOK_HEADER_TIMEOUT_S", 10, 1, 300)),
+        idle_timeout_s=float(_int(env, "CALLBOOK_IDLE_TIMEOUT_S", 75, 1, 3600)),
+        max_connections_per_source=_int(
+            env, "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE", 256, 0, 1_000_000
+        ),
         directory=directory,
         node_id=env.get("CALLBOOK_NODE_ID") or None,
         routing=_routing(env),

@@ -14,6 +14,8 @@ from aiohttp import web
 from directory.errors import DirectoryError, Overloaded, RateLimited
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: The ``Server`` header of every answer: no software versions.
+SERVER = "Callbook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ _TYPES = (
     ProblemType("malformed_json", 400, "The body is not valid JSON"),
     ProblemType("malformed_body", 400, "The body could not be read"),
     ProblemType("malformed_http", 400, "The request is not valid HTTP"),
+    ProblemType("subprotocol_required", 400, "The WebSocket upgrade must offer callbook.v1"),
     ProblemType("invalid_request", 422, "The request does not match the schema"),
     ProblemType("unsupported_media_type", 415, "The body must be application/json"),
     ProblemType("unsupported_encoding", 415, "The body's Content-Encoding is not supported"),
@@ -58,6 +61,7 @@ _TYPES = (
     ProblemType("invalid_value", 422, "A value is not valid"),
     ProblemType("puzzle_required", 428, "Solve a fresh puzzle and send the request again"),
     ProblemType("rate_limited", 429, "Too many requests"),
+    ProblemType("too_many_connections", 429, "Too many connections from this address"),
     ProblemType("overloaded", 503, "The server is shedding load"),
     ProblemType("unavailable", 503, "The store is unavailable"),
     ProblemType("draining", 503, "This server is shutting down"),
@@ -114,7 +118,8 @@ class ApiError(Exception):
             detail=self.detail,
             retry_after=self.retry_after_s,
         )
-        headers = {"Cache-Control": "no-store"}
+        # Set here too: answers made before routing (bad HTTP) skip the app's response hook.
+        headers = {"Cache-Control": "no-store", "Server": SERVER}
         if kind.status == 401 and kind.code in _TOKEN_CODES:
             headers["WWW-Authenticate"] = _TOKEN_CODES[kind.code]
         if self.retry_after_s is not None:

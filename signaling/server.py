@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import replace
 
 from aiohttp import web
@@ -15,8 +16,8 @@ from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config, ConfigError
+from signaling.connections import Runner
 from signaling.drain import drain
-from signaling.httpserver import Runner
 from signaling.logs import configure
 
 log = logging.getLogger("callbook")
@@ -45,7 +46,9 @@ async def _run(config: Config) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
-        log.info("Callbook listening on http://%s:%d", config.host, config.port)
+        # The port only: the log's filter would redact the address anyway (it cannot tell ours
+        # from a client's); CALLBOOK_HOST says which it is.
+        log.info("Callbook listening on port %d", config.port)
         stopping = await _signalled()
         if stopping is signal.SIGTERM:
             log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)
@@ -98,7 +101,9 @@ def serve(config: Config) -> None:
         log.info("using the store at REDIS_URL")
     sfu: EmbeddedMedia | None = None
     if config.media_url is None and not config.media_registry:
-        sfu = EmbeddedMedia()
+        # Through `callbook media`, so the SFU's records (aiortc's, aioice's) pass the same
+        # redacting handler as this process's.
+        sfu = EmbeddedMedia(launcher=(sys.executable, "-m", "signaling.cli", "media"))
         url, secret = sfu.start()
         config = replace(config, media_url=url, media_secret=secret)
         log.info("embedded SFU running")

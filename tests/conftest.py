@@ -26,7 +26,7 @@ from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.client import Client
 from signaling.config import Config
-from signaling.httpserver import Runner
+from signaling.connections import Runner
 from signaling.limits import Budget
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
@@ -135,16 +135,23 @@ def config(store_target: StoreTarget, sfu: EmbeddedMedia) -> Config:
     routing: Literal["local", "redis"] = (
         "redis" if os.environ.get("CALLBOOK_TEST_ROUTING") == "redis" else "local"
     )
-    return Config(
-        redis_url=store_target.url,
-        redis_cluster=store_target.cluster,
-        directory=TEST_DIRECTORY,
-        secret=TEST_SECRET,
-        media_url=sfu.url,
-        media_secret=sfu.secret,
-        routing=routing,
+    return suite_config(store_target.url, sfu, redis_cluster=store_target.cluster, routing=routing)
+
+
+def suite_config(redis_url: str, sfu: EmbeddedMedia, **overrides: Any) -> Config:
+    """The configuration of the suite's servers: its store, secret and SFU, limits relaxed."""
+    settings: dict[str, Any] = {
+        "directory": TEST_DIRECTORY,
+        "secret": TEST_SECRET,
+        "media_url": sfu.url,
+        "media_secret": sfu.secret,
         **TEST_ADMISSION,
-    )
+        # Every client of the suite is 127.0.0.1, one source; tests of the cap set their own.
+        "max_connections_per_source": 0,
+        # Tests reconnect one device at will; tests of the throttle set their own.
+        "reconnect_burst": 1000,
+    }
+    return Config(redis_url=redis_url, **{**settings, **overrides})
 
 
 class Server:
@@ -179,14 +186,15 @@ class Server:
 
 
 class _TestServer(TestServer):
-    """The test server on the same transport as ``callbook serve`` (signaling/httpserver.py)."""
+    """The application on the runner ``callbook serve`` uses: its transport
+    (signaling/httpserver.py) and its connection limits (signaling/connections.py)."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return Runner(self.app, **kwargs)
 
 
-async def start_server(config: Config) -> tuple[TestServer, Server]:
-    test_server = _TestServer(create_app(config), host="127.0.0.1")
+async def start_server(config: Config, host: str = "127.0.0.1") -> tuple[TestServer, Server]:
+    test_server = _TestServer(create_app(config), host=host)
     await test_server.start_server(access_log_class=PrivateAccessLogger)
     return test_server, Server(test_server)
 

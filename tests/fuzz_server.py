@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
-from signaling.httpserver import Runner
+from signaling.connections import Runner
 
 T = TypeVar("T")
 

@@ -27,9 +27,8 @@ from hypothesis import strategies as st
 
 from media.embedded import EmbeddedMedia
 from signaling.client import Client
-from signaling.config import Config
 from signaling.errors import PROBLEM_CONTENT_TYPE
-from tests.conftest import TEST_DIRECTORY
+from tests.conftest import suite_config
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
 from tests.test_fuzz_rest import json_values
 
@@ -43,9 +42,7 @@ header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max
 
 @pytest.fixture(scope="module")
 def jwt_server(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = Config(
-        redis_url=redis_url, directory=TEST_DIRECTORY, media_url=sfu.url, media_secret=sfu.secret
-    )
+    config = suite_config(redis_url, sfu)
     server = ThreadServer(config)
     server.start()
     yield server
@@ -74,7 +71,7 @@ async def _rest(url: str, token: str) -> tuple[int, str, dict[str, Any]]:
 
 async def _ws(url: str, token: str) -> tuple[dict[str, Any], int | None]:
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(url.replace("http", "ws") + "/v1/ws")
+        ws = await http.ws_connect(url.replace("http", "ws") + "/v1/ws", protocols=("callbook.v1",))
         await ws.send_str(json.dumps({"type": "auth", "token": token}))
         error = await ws.receive_json(timeout=10)
         await ws.receive(timeout=10)

@@ -30,10 +30,9 @@ from directory import operators
 from media.embedded import EmbeddedMedia
 from signaling.appkeys import STORE
 from signaling.client import Client
-from signaling.config import Config
 from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
 from signaling.rest.framework import Endpoint
-from tests.conftest import TEST_DIRECTORY
+from tests.conftest import suite_config
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
 from tests.test_problems import VALID_BODIES, WITH_BODY, endpoint_id, path_of
 
@@ -44,9 +43,7 @@ CODINGS = {".gz": "gzip", ".deflate": "deflate", ".br": "br", ".json": None, ".b
 
 @pytest.fixture(scope="module")
 def api(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = Config(
-        redis_url=redis_url, directory=TEST_DIRECTORY, media_url=sfu.url, media_secret=sfu.secret
-    )
+    config = suite_config(redis_url, sfu)
     server = ThreadServer(config)
     server.start()
     yield server

@@ -28,9 +28,8 @@ from hypothesis import strategies as st
 from media.embedded import EmbeddedMedia
 from signaling import asyncapi
 from signaling.client import Client
-from signaling.config import Config
 from signaling.ws import messages as m
-from tests.conftest import TEST_DIRECTORY
+from tests.conftest import suite_config
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
 from tests.test_fuzz_rest import json_values
 
@@ -45,9 +44,7 @@ DOCUMENTED_CLOSES = {1003, 1007, 1008, 1009}
 
 @pytest.fixture(scope="module")
 def ws_server(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = Config(
-        redis_url=redis_url, directory=TEST_DIRECTORY, media_url=sfu.url, media_secret=sfu.secret
-    )
+    config = suite_config(redis_url, sfu)
     server = ThreadServer(config)
     server.start()
     yield server

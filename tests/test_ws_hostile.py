@@ -213,7 +213,9 @@ async def test_a_flood_is_throttled_then_closed(
 
 async def test_no_auth_is_closed_1008(server: Server) -> None:
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.url.replace("http", "ws") + "/v1/ws")
+        ws = await http.ws_connect(
+            server.url.replace("http", "ws") + "/v1/ws", protocols=["callbook.v1"]
+        )
         await ws.send_str(json.dumps({"type": "ping"}))
         error = await ws.receive_json()
         assert error["type"] == "error" and error["code"] == "auth_required"

@@ -1,9 +1,10 @@
 """``GET /v1/ws``: one WebSocket per device, carrying the call protocol.
 
 Authentication is the access token, either in ``Sec-WebSocket-Protocol`` (``bearer.<token>``
-next to ``callbook.v1``) or in a first ``auth`` message; never in the URL. Each connection is
-limited in message size and rate; a bad frame gets a typed error or a close code and never
-disturbs another connection.
+next to ``callbook.v1``) or in a first ``auth`` message; never in the URL. An upgrade that does
+not offer ``callbook.v1`` is refused before it opens. Each connection is limited in message size
+and rate; a bad frame gets a typed error or a close code and never disturbs another connection.
+A device that goes away (a reset, even in the middle of a pong) is a disconnect, not an error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from directory import devices
 from directory.errors import DirectoryError
 from directory.store import STORE_UNAVAILABLE
-from signaling.appkeys import CALLS, CONFIG, METRICS, SOCKETS, STORE, STORE_OUTAGE, TOKENS
+from signaling.appkeys import (
+    CALLS,
+    CONFIG,
+    METRICS,
+    RECONNECTS,
+    SOCKETS,
+    STORE,
+    STORE_OUTAGE,
+    TOKENS,
+)
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
 from signaling.drain import DRAIN
@@ -28,6 +38,7 @@ from signaling.limits import Throttle
 from signaling.metrics import Metrics
 from signaling.tokens import Principal
 from signaling.ws import messages as m
+from signaling.ws.masking import ClientSocket
 
 log = logging.getLogger("callbook.ws")
 
@@ -44,6 +55,7 @@ CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 CLOSE_OPERATOR = 4002
 CLOSE_DRAINING = 4003
+TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
 #: Retry-After of a WebSocket refused while draining: another node answers by then.
 DRAIN_RETRY_S = 1
 
@@ -128,9 +140,12 @@ def _origin_allowed(request: web.Request) -> bool:
     return origin == own or origin in request.app[CONFIG].allowed_origins
 
 
-def _offered(request: web.Request, prefix: str) -> str | None:
-    for item in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
-        item = item.strip()
+def _protocols(request: web.Request) -> list[str]:
+    return [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+
+
+def _offered(protocols: list[str], prefix: str) -> str | None:
+    for item in protocols:
         if item.startswith(prefix):
             return item[len(prefix) :]
     return None
@@ -141,12 +156,58 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
     if request.app[DRAIN].active:
         raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
+    protocols = _protocols(request)
+    if SUBPROTOCOL not in protocols:
+        # Refused here, before aiohttp would accept the upgrade without a subprotocol.
+        raise ApiError(
+            "subprotocol_required", f"Offer the {SUBPROTOCOL} subprotocol (Sec-WebSocket-Protocol)."
+        )
+    verified = await _verify_offered(request, protocols)
     # aiohttp refuses a frame of exactly max_msg_size bytes (and lets a compressed message of
     # that size through): one byte more here, the exact limit in _too_big.
-    ws = web.WebSocketResponse(
+    ws = ClientSocket(
         protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES + 1
     )
     await ws.prepare(request)
+    # The device may go away while a frame is being written (a reset while a pong is sent):
+    # a disconnect, not an error.
+    with contextlib.suppress(ConnectionError):
+        await _session(request, ws, protocols, verified)
+    return ws
+
+
+async def _verify_offered(
+    request: web.Request, protocols: list[str]
+) -> Principal | ApiError | None:
+    """The ``bearer.`` token's device, checked before the upgrade so that a device reconnecting
+    in a loop is refused (429) before it costs a handshake. A bad token is refused after the
+    upgrade as documented; None (no token, or the store was needed and is away) leaves every
+    check to the sign-in."""
+    token = _offered(protocols, "bearer.")
+    if token is None:
+        return None
+    try:
+        principal = await request.app[TOKENS].verify(token)
+    except ApiError as error:
+        return error
+    except STORE_UNAVAILABLE:
+        return None
+    _charge_reconnect(request, principal)
+    return principal
+
+
+def _charge_reconnect(request: web.Request, principal: Principal) -> None:
+    wait = request.app[RECONNECTS].try_connect(principal.device_id)
+    if wait:
+        raise ApiError("rate_limited", f"This device connects too often; wait {wait} s.", wait)
+
+
+async def _session(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    protocols: list[str],
+    verified: Principal | ApiError | None,
+) -> None:
     request.app[SOCKETS].add(ws)
     metrics = request.app[METRICS]
     link = WsLink(ws, metrics)
@@ -155,29 +216,32 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     connections = metrics.websocket_connections
     connections.inc()
     try:
-        authed = await _authenticate(request, ws, link)
+        authed = await _authenticate(request, ws, link, protocols, verified)
         if authed is None:
-            return ws
+            return
         principal, resume = authed
         device = DeviceRef(principal.account_id, principal.device_id)
         try:
             await calls.connect(device, link, resume)
         except STORE_UNAVAILABLE:
             await _refuse_unavailable(request, ws, link)
-            return ws
+            return
         await _serve(request, ws, link, device)
     finally:
         connections.dec()
         if device is not None:
             calls.disconnect(device, link)
         await link.drain_and_stop()
-    return ws
 
 
 async def _authenticate(
-    request: web.Request, ws: web.WebSocketResponse, link: WsLink
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    link: WsLink,
+    protocols: list[str],
+    verified: Principal | ApiError | None,
 ) -> tuple[Principal, str | None] | None:
-    token, resume = _offered(request, "bearer."), _offered(request, "resume.")
+    token, resume = _offered(protocols, "bearer."), _offered(protocols, "resume.")
     if token is None:
         try:
             frame = await ws.receive(timeout=AUTH_TIMEOUT_S)
@@ -198,13 +262,20 @@ async def _authenticate(
             return None
         token, resume = first.token, first.resume
     try:
-        principal = await request.app[TOKENS].verify(token)
+        if isinstance(verified, ApiError):
+            raise verified
+        principal = verified
+        if principal is None:
+            principal = await request.app[TOKENS].verify(token)
+            _charge_reconnect(request, principal)
         if not await devices.is_active(
             request.app[STORE], principal.account_id, principal.device_id
         ):
             raise ApiError("device_revoked", "This device was revoked.")
     except ApiError as error:
-        await _refuse(ws, link, error.problem_type.code, error.detail)
+        code = error.problem_type.code
+        close = TRY_AGAIN if code == "rate_limited" else WSCloseCode.POLICY_VIOLATION
+        await _refuse(ws, link, code, error.detail, close)
         return None
     except STORE_UNAVAILABLE:
         await _refuse_unavailable(request, ws, link)

@@ -230,6 +230,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "use_sfu": ErrorCode(
         "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
     ),
+    # Hide-my-IP (signaling/calls/relay.py).
+    "invalid_sdp": ErrorCode(
+        "`sdp` or `ice` on a relay-only call that is not well formed (a stray line break or "
+        "control character, a blank or folded line, a malformed line, candidate, `o=` or `c=` "
+        "line, a duplicated `o=` or `c=`), or that names an address outside its candidates and "
+        "address lines. Nothing was forwarded."
+    ),
 }
 
 

@@ -302,7 +302,10 @@ async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(make_server: M
         await b.send(m.Accept(call_id=call_id))
         assert (await a.expect(m.Accepted)).relay_only is True
         assert (await b.expect(m.Accepted)).relay_only is True
-        sdp = f"v=0\r\nc=IN IP4 192.168.7.7\r\na={HOST}\r\na={SRFLX}\r\na={RELAY}\r\n"
+        sdp = (
+            "v=0\r\no=- 1 1 IN IP4 192.168.7.7\r\nc=IN IP4 192.168.7.7\r\n"
+            f"a={HOST}\r\na={SRFLX}\r\na={RELAY}\r\n"
+        )
         await a.send(m.Description(call_id=call_id, kind="offer", sdp=sdp))
         for candidate in (HOST, SRFLX, RELAY, ""):
             await a.send(m.Ice(call_id=call_id, candidate=candidate))

@@ -21,22 +21,34 @@ _NO_ACCOUNT = "-"
 
 async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
     """Rate-limited lookup by exact handle, as seen by ``viewer_id``: two round trips."""
-    handle = handles.parse_lookup(raw_handle) or ""
     config = store.config
+    bucket = ratelimit.Bucket(
+        keys.lookup_bucket(viewer_id), config.lookup_burst, config.lookup_refill_per_s
+    )
+    card = await resolve(store, viewer_id, raw_handle, bucket, "lookups")
+    if card is None:
+        raise NotFound(_NOT_FOUND)
+    return card
+
+
+async def resolve(
+    store: Store, viewer_id: str, raw_handle: str, bucket: ratelimit.Bucket, what: str
+) -> Card | None:
+    """Spend a token of ``bucket``, then the card of whom the handle names if the viewer may see
+    it; raises RateLimited (counting ``what``) when the bucket is empty.
+
+    The same store commands, in the same order, whether the handle is invalid, free,
+    quarantined, or held by someone hidden, blocking or visible: two round trips.
+    """
+    handle = handles.parse_lookup(raw_handle) or ""
 
     def queue(pipe: Any) -> None:
         pipe.get(keys.handle(handle))
 
-    bucket = ratelimit.Bucket(
-        keys.lookup_bucket(viewer_id), config.lookup_burst, config.lookup_refill_per_s
-    )
     wait_ms, owner = await ratelimit.run_with_bucket(store, bucket, queue)
-    ratelimit.check(wait_ms, "lookups")
+    ratelimit.check(wait_ms, what)
     target_id = None if owner == keys.QUARANTINED else owner
-    card = await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
-    if card is None:
-        raise NotFound(_NOT_FOUND)
-    return card
+    return await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
 
 
 CARD_READS = 3

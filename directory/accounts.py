@@ -25,7 +25,7 @@ from directory.records import (
     Audience,
     Device,
     RelayCalls,
-)  # fmt: skip
+)
 from directory.store import Store
 
 # Replaces the owner of a handle with the quarantine marker, only if this account still owns it;

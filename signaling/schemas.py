@@ -19,7 +19,7 @@ from directory.records import (
     MissedCall,
     PushProvider,
     RelayCalls,
-)  # fmt: skip
+)
 from signaling.ws.messages import IceServer
 
 Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]

@@ -7,6 +7,8 @@ relays and may.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from signaling.calls import sdp
@@ -253,3 +255,16 @@ def test_parse_and_serialize_keep_every_line_in_its_section() -> None:
     assert [line.kind for line in session.session] == ["v", "o", "s", "t", "a", "a", "a"]
     assert len(session.media) == 1 and session.media[0][0].kind == "m"
     assert sdp.serialize(session) == _sdp(CHROME)
+
+
+@pytest.mark.parametrize("name", ["chromium-offer-mdns-hosts", "chromium-offer-relay-only"])
+def test_what_chromium_sends_passes_the_filter(name: str) -> None:
+    """Offers of Debian's Chromium 156 (tests/data/fuzz/sdp/): mDNS host candidates (dropped),
+    and relay-only ones gathered from coturn (kept)."""
+    text = (Path(__file__).parent / "data" / "fuzz" / "sdp" / f"{name}.sdp").read_bytes().decode()
+    filtered = relay_only_sdp(text)
+    assert ".local" not in filtered
+    kept = [line for line in filtered.split("\r\n") if line.startswith("a=candidate:")]
+    assert all(" typ relay raddr 0.0.0.0 rport 0 " in line for line in kept)
+    assert bool(kept) is ("relay" in name)
+    assert filtered.count("\r\n") == text.count("\r\n") - text.count("typ host")

@@ -25,7 +25,15 @@ from directory.errors import (
     RateLimited,
     TooManyDevices,
 )
-from directory.records import AUDIENCES, MAX_DISPLAY_NAME, Account, Audience, Device
+from directory.records import (
+    AUDIENCES,
+    MAX_DISPLAY_NAME,
+    RELAY_CHOICES,
+    Account,
+    Audience,
+    Device,
+    RelayCalls,
+)
 from directory.store import Store
 
 # Replaces the owner of a handle with the quarantine marker, only if this account still owns it;
@@ -44,7 +52,7 @@ return 0
 
 FIELDS = (
     "handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip",
-    "suspended",
+    "suspended", "relay_calls",
 )  # fmt: skip
 
 
@@ -86,7 +94,7 @@ async def signup(
         "created_day": store.today(),
         "discoverable": "everyone",
         "who_can_call": "everyone",
-        "hide_ip": "0",
+        "relay_calls": "strangers",
         "recovery_hash": code_hash,
     }
     async with store.redis.pipeline(transaction=True) as pipe:
@@ -108,7 +116,10 @@ def from_fields(account_id: str, values: list[Any]) -> Account:
     """The account from an HMGET of FIELDS; NotFound when it does not exist."""
     if values[0] is None:
         raise NotFound("No such account.")
-    handle, display_name, created_day, discoverable, who_can_call, hide_ip, suspended = values
+    handle, display_name, created_day, discoverable, who_can_call, hide_ip, suspended, relay = (
+        values
+    )
+    relay_calls = relay_setting(relay, hide_ip)
     return Account(
         id=account_id,
         handle=handle,
@@ -116,9 +127,35 @@ def from_fields(account_id: str, values: list[Any]) -> Account:
         created_day=created_day,
         discoverable=check_audience(discoverable, "discoverable"),
         who_can_call=check_audience(who_can_call, "who_can_call"),
-        hide_ip=hide_ip == "1",
+        hide_ip=relay_calls == "always",
+        relay_calls=relay_calls,
         suspended=bool(suspended),
     )
+
+
+def relay_setting(stored: str | None, legacy_hide_ip: str | None) -> RelayCalls:
+    """The stored ``relay_calls``; an account from before it has only ``hide_ip`` ("1": always)
+    and gets the default otherwise."""
+    for choice in RELAY_CHOICES:
+        if stored == choice:
+            return choice
+    return "always" if legacy_hide_ip == "1" else "strangers"
+
+
+def check_relay(relay_calls: str | None, hide_ip: bool | None) -> RelayCalls | None:
+    """The new ``relay_calls`` from either field (``hide_ip``: true is always, false the
+    default); InvalidValue when the two disagree."""
+    from_hide_ip: RelayCalls | None = None
+    if hide_ip is not None:
+        from_hide_ip = "always" if hide_ip else "strangers"
+    if relay_calls is None:
+        return from_hide_ip
+    chosen = next((choice for choice in RELAY_CHOICES if choice == relay_calls), None)
+    if chosen is None:
+        raise InvalidValue(f"relay_calls is one of {', '.join(RELAY_CHOICES)}.")
+    if from_hide_ip is not None and (hide_ip is True) != (chosen == "always"):
+        raise InvalidValue("hide_ip and relay_calls disagree; send relay_calls alone.")
+    return chosen
 
 
 async def exists(store: Store, account_id: str) -> bool:
@@ -135,6 +172,7 @@ async def update(
     discoverable: str | None = None,
     who_can_call: str | None = None,
     hide_ip: bool | None = None,
+    relay_calls: str | None = None,
 ) -> Account:
     """Apply every change or none: all values are checked before anything is written."""
     changes: dict[str, str] = {}
@@ -146,8 +184,9 @@ async def update(
         changes["discoverable"] = check_audience(discoverable, "discoverable")
     if who_can_call is not None:
         changes["who_can_call"] = check_audience(who_can_call, "who_can_call")
-    if hide_ip is not None:
-        changes["hide_ip"] = "1" if hide_ip else "0"
+    relay = check_relay(relay_calls, hide_ip)
+    if relay is not None:
+        changes["relay_calls"] = relay
     new_handle = handles.parse(handle) if handle is not None else None
     old_handle = (await get(store, account_id)).handle
     if new_handle is not None and new_handle != old_handle:

@@ -61,8 +61,9 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
     (keys.account, Datum(
         name="account", key_pattern=keys.account(_ACCOUNT), type="hash",
         fields=["handle", "display_name", "created_day", "discoverable", "who_can_call",
-                "hide_ip", "recovery_hash", "suspended", "handle_banned"],
-        purpose="Who you are on Callbook and your privacy settings; the recovery code's hash "
+                "relay_calls", "hide_ip", "recovery_hash", "suspended", "handle_banned"],
+        purpose="Who you are on Callbook and your privacy settings (`hide_ip` only in accounts "
+                "made before `relay_calls`, which replaces it); the recovery code's hash "
                 "lets you enroll a new device; whether an operator suspended the account (the "
                 "day) or banned its handle.",
         retention="until you erase your account", max_ttl_s=None,

@@ -11,7 +11,7 @@ from typing import Any
 
 from directory import accounts, budgets, handles, keys, ratelimit
 from directory.errors import NotFound
-from directory.records import Account, Card
+from directory.records import Account, Card, RelayCalls
 from directory.store import Store
 
 _NOT_FOUND = "No account is reachable under that handle."
@@ -28,11 +28,35 @@ async def find(store: Store, viewer_id: str, raw_handle: str) -> Card:
         pipe.get(keys.handle_key(store.handle_digest(handle)))
 
     (owner,) = await budgets.charge(store, viewer_id, queue)
-    target_id = None if owner == keys.QUARANTINED else owner
-    card = await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
+    card = await _card_of_owner(store, viewer_id, owner)
     if card is None:
         raise NotFound(_NOT_FOUND)
     return card
+
+
+async def resolve(
+    store: Store, viewer_id: str, raw_handle: str, bucket: ratelimit.Bucket, what: str
+) -> Card | None:
+    """Spend a token of ``bucket``, then the card of whom the handle names if the viewer may see
+    it; raises RateLimited (counting ``what``) when the bucket is empty.
+
+    The same store commands, in the same order, whether the handle is invalid, free,
+    quarantined, or held by someone hidden, blocking or visible: two round trips.
+    """
+    handle = handles.parse_lookup(raw_handle) or ""
+
+    def queue(pipe: Any) -> None:
+        pipe.get(keys.handle_key(store.handle_digest(handle)))
+
+    wait_ms, owner = await ratelimit.run_with_bucket(store, bucket, queue)
+    ratelimit.check(wait_ms, what)
+    return await _card_of_owner(store, viewer_id, owner)
+
+
+async def _card_of_owner(store: Store, viewer_id: str, owner: str | None) -> Card | None:
+    # A free or quarantined handle reads a stand-in account's card: the same reads either way.
+    target_id = None if owner == keys.QUARANTINED else owner
+    return await visible_card(store, viewer_id, target_id or _NO_ACCOUNT)
 
 
 CARD_READS = 3
@@ -117,8 +141,11 @@ async def dial(
     return Dialing(caller, account_id if target else None)
 
 
-async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[Card, bool] | None:
-    """The callee's card and hide-my-IP setting if the caller may both see and ring them.
+async def callable_card(
+    store: Store, caller_id: str, callee_id: str, caller_relay: RelayCalls = "strangers"
+) -> tuple[Card, bool] | None:
+    """The callee's card, and whether the call must be relayed, if the caller may both see and
+    ring them. ``caller_relay`` is the caller's own ``relay_calls``.
 
     None covers unknown, erased, hidden, blocking and not-allowed alike, in one round trip.
     """
@@ -127,14 +154,17 @@ async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[C
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.hmget(
             keys.account(callee_id),
-            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip", "suspended"),
-        )
+            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip", "suspended",
+             "relay_calls"),
+        )  # fmt: skip
         pipe.hexists(keys.blocks(callee_id), caller_id)
         pipe.hexists(keys.contacts(callee_id), caller_id)
+        pipe.hexists(keys.contacts(caller_id), callee_id)
         (
-            (handle, name, discoverable, who_can_call, hide_ip, suspended),
+            (handle, name, discoverable, who_can_call, hide_ip, suspended, relay),
             blocked,
             is_contact,
+            knows_callee,
         ) = await pipe.execute()
     card = card_from(
         caller_id, callee_id, [(handle, name, discoverable, suspended), blocked, is_contact]
@@ -142,4 +172,13 @@ async def callable_card(store: Store, caller_id: str, callee_id: str) -> tuple[C
     allowed = who_can_call == "everyone" or (who_can_call == "contacts" and is_contact)
     if card is None or not allowed:
         return None
-    return card, hide_ip == "1"
+    callee_relay = accounts.relay_setting(relay, hide_ip)
+    relayed = wants_relay(caller_relay, bool(knows_callee)) or wants_relay(
+        callee_relay, bool(is_contact)
+    )
+    return card, relayed
+
+
+def wants_relay(setting: RelayCalls, has_peer_as_contact: bool) -> bool:
+    """Whether one side's ``relay_calls`` asks for a relay on a call with this peer."""
+    return setting == "always" or (setting == "strangers" and not has_peer_as_contact)

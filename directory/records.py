@@ -11,6 +11,10 @@ import msgspec
 
 Audience = Literal["everyone", "contacts", "nobody"]
 AUDIENCES: tuple[Audience, ...] = ("everyone", "contacts", "nobody")
+#: Whose calls go through a relay for your sake: people who are not your contacts (the default),
+#: everyone, or no one (then only the other side's setting can relay the call).
+RelayCalls = Literal["strangers", "always", "never"]
+RELAY_CHOICES: tuple[RelayCalls, ...] = ("strangers", "always", "never")
 
 MAX_DISPLAY_NAME = 64
 MAX_DEVICE_NAME = 64
@@ -24,8 +28,10 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     created_day: str
     discoverable: Audience
     who_can_call: Audience
-    #: Calls of this account use TURN relays only, so no peer ever learns its IP address.
+    #: ``relay_calls == "always"``, for clients older than ``relay_calls``.
     hide_ip: bool = False
+    #: Which calls are relayed (TURN or the SFU) so that the peer never learns this IP address.
+    relay_calls: RelayCalls = "strangers"
     #: An operator suspended the account: it cannot place calls and lookups do not find it.
     suspended: bool = False
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from directory import accounts, handles, keys, lookup, ratelimit
+from directory import accounts, keys, lookup, ratelimit
 from directory.errors import AlreadyDecided, InvalidValue, NotFound
 from directory.records import Category, Decision, FiledReport, Notice, Status
 from directory.store import Store
@@ -76,18 +76,12 @@ async def file(
 ) -> str:
     """Store a report; the answer is the same whether or not the handle names anyone."""
     config = store.config
-    await ratelimit.take(
-        store, keys.report_bucket(reporter_id), config.report_burst,
-        config.report_refill_per_s, "reports",
-    )  # fmt: skip
-    handle = handles.parse_lookup(raw_handle)
-    owner = None
-    if handle is not None:
-        owner = await accounts.owner_of(store, handle)
-    if owner is not None and (
-        owner == reporter_id or await lookup.visible_card(store, reporter_id, owner) is None
-    ):
-        owner = None
+    bucket = ratelimit.Bucket(
+        keys.report_bucket(reporter_id), config.report_burst, config.report_refill_per_s
+    )
+    # As a lookup: a hidden or blocking target costs what an unknown handle costs.
+    card = await lookup.resolve(store, reporter_id, raw_handle, bucket, "reports")
+    owner = card.account_id if card is not None and card.account_id != reporter_id else None
     report_id = secrets.token_hex(16)
     now = store.clock()
     ttl = _retention(store)

@@ -244,9 +244,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
     ),
     "invalid_sdp": ErrorCode(
-        "The SFU cannot use the SDP of this `publish` or `subscribe_answer` (it does not parse, "
-        "has no audio or video section, or does not answer the offer). Nothing changed; sending "
-        "the same SDP again fails the same way: fix the description (or rejoin)."
+        "The SDP cannot be used. For `publish` or `subscribe_answer`: the SFU cannot use it (it "
+        "does not parse, has no audio or video section, or does not answer the offer); sending "
+        "the same SDP again fails the same way: fix the description (or rejoin). For `sdp` or "
+        "`ice` on a relay-only call (hide-my-IP, signaling/calls/relay.py): it is not well formed "
+        "(a stray line break or control character, a blank or folded line, a malformed line, "
+        "candidate, `o=` or `c=` line, a duplicated `o=` or `c=`), or it names an address "
+        "outside its candidates and address lines. Nothing changed and nothing was forwarded."
     ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "

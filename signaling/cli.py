@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from directory import handles
 from directory.errors import DirectoryError
-from directory.records import Block, Contact
+from directory.records import RELAY_CHOICES, Block, Contact
 from signaling.client import Client, ClientError, Profile
 from signaling.config import ConfigError, from_env
 from signaling.logs import configure
@@ -149,6 +149,8 @@ async def cmd_settings(args: argparse.Namespace) -> None:
         update.handle = args.handle
     if args.hide_ip is not None:
         update.hide_ip = args.hide_ip == "on"
+    if args.relay_calls:
+        update.relay_calls = args.relay_calls
     changed = any(getattr(update, f) is not msgspec.UNSET for f in AccountUpdate.__struct_fields__)
     profile = _load_profile(args.profile)
     async with Client(args.server or profile.server, profile) as client:
@@ -378,7 +380,12 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_argument("--display-name", help="empty string clears it")
     settings.add_argument("--handle", help="change your handle (the old one is quarantined)")
     settings.add_argument(
-        "--hide-ip", choices=("on", "off"), help="relay every call so peers never see your IP"
+        "--relay-calls", choices=RELAY_CHOICES,
+        help="which calls go through a relay so the peer never sees your IP: strangers "
+        "(people not in your contacts; the default), always, or never (for your side)",
+    )  # fmt: skip
+    settings.add_argument(
+        "--hide-ip", choices=("on", "off"), help="on: --relay-calls always; off: strangers"
     )
     call = client_cmd(
         "call", cmd_call, "call a handle with synthetic media; exit 0 if media flowed"

@@ -10,7 +10,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from directory.records import Account, Audience, Block, Contact, Device, MissedCall, PushProvider
+from directory.records import (
+    Account,
+    Audience,
+    Block,
+    Contact,
+    Device,
+    MissedCall,
+    PushProvider,
+    RelayCalls,
+)
 from signaling.ws.messages import IceServer
 
 Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]
@@ -125,6 +134,7 @@ class AccountUpdate(Request):
     discoverable: Audience | msgspec.UnsetType = msgspec.UNSET
     who_can_call: Audience | msgspec.UnsetType = msgspec.UNSET
     hide_ip: bool | msgspec.UnsetType = msgspec.UNSET
+    relay_calls: RelayCalls | msgspec.UnsetType = msgspec.UNSET
 
 
 class DeviceList(msgspec.Struct, kw_only=True):

@@ -243,3 +243,14 @@ async def make_server(store: Store, config: Config) -> AsyncIterator[MakeServer]
     yield make
     for test_server, running in started:
         await stop_server(test_server, running)
+
+
+async def befriend(*clients: Client) -> None:
+    """Make every two of these accounts each other's contacts: then their calls stay peer to
+    peer (by default a call is relayed unless each side has the other as a contact)."""
+    for owner in clients:
+        assert owner.profile is not None
+        for other in clients:
+            if other is not owner:
+                assert other.profile is not None
+                await owner.add_contact(other.profile.handle)

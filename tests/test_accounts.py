@@ -85,7 +85,7 @@ async def test_signup_stores_only_the_documented_fields(server: Server, store: S
     account_id = (await alice.me()).id
     stored = await store.redis.hgetall(keys.account(account_id))
     assert set(stored) == {
-        "handle", "display_name", "created_day", "discoverable", "who_can_call", "hide_ip",
+        "handle", "display_name", "created_day", "discoverable", "who_can_call", "relay_calls",
         "recovery_hash",
     }  # fmt: skip
     assert stored["recovery_hash"].startswith("$argon2id$")

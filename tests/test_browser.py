@@ -21,7 +21,7 @@ from signaling.client import Client, ClientError
 from signaling.phone.line import Line
 from signaling.phone.softphone import Softphone
 from signaling.ws import messages as m
-from tests.conftest import Server
+from tests.conftest import Server, befriend
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -310,7 +310,10 @@ async def test_contacts_blocks_and_privacy_set_through_the_ui(
     await call.get_by_role("radio", name="No one", exact=True).check()
     await expect(page.locator("#help-who_can_call")).to_contain_text("No one can ring you")
     await expect(saved).to_be_visible()
-    await page.get_by_role("switch", name="Hide my IP address").check()
+    relay = page.get_by_role("group", name="Hide my IP address from")
+    await expect(relay.get_by_role("radio", name="Non-contacts")).to_be_checked()  # the default
+    await relay.get_by_role("radio", name="Everyone", exact=True).check()
+    await expect(page.locator("#help-relay_calls")).to_contain_text("Every call goes through")
     await expect(saved).to_be_visible()
     # The test server has no TURN relay: the page says calls cannot connect this way.
     await expect(page.locator("#relay-warning")).to_be_visible()
@@ -322,7 +325,7 @@ async def test_contacts_blocks_and_privacy_set_through_the_ui(
     # What the server now holds, read back over REST.
     alice = await account_of(server, "alice", code)
     me = await alice.me()
-    assert (me.discoverable, me.who_can_call, me.hide_ip) == ("contacts", "nobody", True)
+    assert (me.discoverable, me.who_can_call, me.relay_calls) == ("contacts", "nobody", "always")
     assert me.display_name == "Alice L."
     assert [(c.handle, c.nickname) for c in await alice.contacts()] == [("bob", "Bobby")]
     assert [b.handle for b in await alice.blocks()] == ["carol"]
@@ -429,8 +432,12 @@ async def test_screenshots_of_home_and_incoming_call(server: Server, browsers: B
 async def test_browser_to_browser_video_call(server: Server, browsers: Browsers) -> None:
     alice = await browsers.page()
     bob = await browsers.page()
-    await sign_up(alice, server, "alice", "Alice Liddell")
-    await sign_up(bob, server, "bob", "Bob Builder")
+    alice_code = await sign_up(alice, server, "alice", "Alice Liddell")
+    bob_code = await sign_up(bob, server, "bob", "Bob Builder")
+    # Contacts, so the call is peer to peer (the stats below read that peer connection).
+    await befriend(
+        await account_of(server, "alice", alice_code), await account_of(server, "bob", bob_code)
+    )
     alice_call, bob_call = alice.locator("#screen-call"), bob.locator("#screen-call")
 
     # The server refuses an invite (a reserved handle): its error frame, in plain words.
@@ -493,8 +500,10 @@ async def test_chromium_calls_an_aiortc_bot_and_both_decode(
     server: Server, browsers: Browsers
 ) -> None:
     page = await browsers.page()
-    await sign_up(page, server, "alice", "Alice")
-    bot = Softphone(await server.signup("robot"), video=True)
+    code = await sign_up(page, server, "alice", "Alice")
+    robot = await server.signup("robot")
+    await befriend(await account_of(server, "alice", code), robot)  # peer to peer
+    bot = Softphone(robot, video=True)
     await bot.line.open()
     answering = asyncio.create_task(bot.answer(duration_s=None))
     try:
@@ -520,8 +529,10 @@ async def test_an_aiortc_bot_calls_chromium_and_both_decode(
     server: Server, browsers: Browsers
 ) -> None:
     page = await browsers.page()
-    await sign_up(page, server, "alice", "Alice")
-    bot = Softphone(await server.signup("robot"), video=True)
+    code = await sign_up(page, server, "alice", "Alice")
+    robot = await server.signup("robot")
+    await befriend(await account_of(server, "alice", code), robot)  # peer to peer
+    bot = Softphone(robot, video=True)
     calling = asyncio.create_task(bot.call("alice", duration_s=6.0))
     try:
         await expect(page.locator("#screen-call")).to_have_attribute("data-state", "incoming")

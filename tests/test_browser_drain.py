@@ -12,12 +12,13 @@ from playwright.async_api import expect
 from signaling.appkeys import CALLS
 from signaling.drain import drain
 from signaling.phone.softphone import Softphone
-from tests.conftest import MakeServer
+from tests.conftest import MakeServer, befriend
 from tests.test_browser import (
     CHROMIUM,
     DESKTOP,
     STATS_JS,
     Browsers,
+    account_of,
     browsers,  # noqa: F401  (a fixture)
     sign_up,
     until_frames,
@@ -44,8 +45,10 @@ async def test_a_page_in_a_call_follows_its_draining_node_to_the_other_one(
     )
     page = await context.new_page()
     page.on("pageerror", lambda error: browsers.errors.append(str(error)))
-    await sign_up(page, node_a, "alice", "Alice")
-    bot = Softphone(_on(node_b, await node_a.signup("robot")), video=True)
+    code = await sign_up(page, node_a, "alice", "Alice")
+    robot = await node_a.signup("robot")
+    await befriend(await account_of(node_a, "alice", code), robot)  # peer to peer
+    bot = Softphone(_on(node_b, robot), video=True)
     await bot.line.open()
     answering = asyncio.create_task(bot.answer(duration_s=None))
     try:

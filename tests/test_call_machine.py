@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from signaling.calls import machine as sm
-from signaling.calls.relay import relay_candidate, relay_only_sdp
 from signaling.ws import messages as m
 
 NOW = 1_000.0
@@ -267,39 +266,12 @@ def test_relay_only_calls_forward_relay_candidates_only_and_scrubbed() -> None:
     assert "typ relay" in sent.message.candidate and "1.2.3.4" not in sent.message.candidate
 
 
-@pytest.mark.parametrize(
-    ("candidate", "kept"),
-    [
-        (HOST, False),
-        ("candidate:2 1 udp 1686 1.2.3.4 5000 typ srflx raddr 192.168.1.5 rport 5000", False),
-        ("candidate:2 1 udp 1686 1.2.3.4 5000 typ prflx", False),
-        ("candidate:5 1 tcp 1518 10.0.0.1 9 typ host tcptype active", False),
-        (RELAYED, True),
-        ("", True),
-        ("garbage", False),
-    ],
-)
-def test_relay_candidate_filter(candidate: str, kept: bool) -> None:
-    assert (relay_candidate(candidate) is not None) is kept
-
-
-def test_relay_only_sdp_keeps_no_device_address() -> None:
-    sdp = "\r\n".join(
-        [
-            "v=0",
-            "c=IN IP4 192.168.1.5",
-            "a=rtcp:9 IN IP4 10.0.0.1",
-            "a=" + HOST,
-            "a=candidate:2 1 udp 1686 1.2.3.4 5000 typ srflx raddr 192.168.1.5 rport 5000",
-            "a=" + RELAYED,
-            "c=IN IP6 fe80::1",
-            "",
-        ]
-    )
-    filtered = relay_only_sdp(sdp)
-    for address in ("192.168.1.5", "10.0.0.1", "1.2.3.4", "fe80::1"):
-        assert address not in filtered
-    assert "5.6.7.8 3478 typ relay" in filtered and filtered.endswith("\r\n")
+def test_a_relay_only_call_refuses_a_malformed_sdp_with_a_typed_error() -> None:
+    call = replace(connected(), relay_only=True)
+    bad = m.Description(call_id=CALL_ID, kind="offer", sdp="v=0\ra=" + HOST)
+    with pytest.raises(sm.Rejected) as refused:
+        sm.transition(call, sm.SignalEvent(CALLER, bad), NOW)
+    assert refused.value.code == "invalid_sdp"
 
 
 def test_a_dead_media_node_ends_a_relayed_call_for_both_legs() -> None:

@@ -13,7 +13,7 @@ from signaling.client import Client, Profile, _b64, new_device_key
 from signaling.phone.line import Line, LineClosed
 from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, befriend
 
 
 async def _line(client: Client) -> Line:
@@ -43,6 +43,7 @@ async def _device(server: Server, owner: Client) -> Client:
 async def test_call_rings_every_device_and_one_answers(server: Server) -> None:
     alice = await server.signup("alice", "Alice")
     bob_phone = await server.signup("bob")
+    await befriend(alice, bob_phone)  # peer to peer: no relay between contacts
     bob_laptop = await _device(server, bob_phone)
     async with await _line(alice) as a, await _line(bob_phone) as b1, await _line(bob_laptop) as b2:
         await a.send(m.Invite(handle="bob", media="video", ref="r1"))
@@ -302,7 +303,10 @@ async def test_hide_my_ip_forwards_only_scrubbed_relay_candidates(make_server: M
         await b.send(m.Accept(call_id=call_id))
         assert (await a.expect(m.Accepted)).relay_only is True
         assert (await b.expect(m.Accepted)).relay_only is True
-        sdp = f"v=0\r\nc=IN IP4 192.168.7.7\r\na={HOST}\r\na={SRFLX}\r\na={RELAY}\r\n"
+        sdp = (
+            "v=0\r\no=- 1 1 IN IP4 192.168.7.7\r\nc=IN IP4 192.168.7.7\r\n"
+            f"a={HOST}\r\na={SRFLX}\r\na={RELAY}\r\n"
+        )
         await a.send(m.Description(call_id=call_id, kind="offer", sdp=sdp))
         for candidate in (HOST, SRFLX, RELAY, ""):
             await a.send(m.Ice(call_id=call_id, candidate=candidate))
@@ -332,18 +336,21 @@ async def test_hide_my_ip_without_turn_goes_through_the_sfu_and_refuses_peer_sdp
         await _quiet(b)
 
 
-async def test_a_plain_call_is_peer_to_peer_even_with_an_sfu(server: Server) -> None:
+async def test_a_call_between_contacts_is_peer_to_peer_even_with_an_sfu(server: Server) -> None:
     alice = await server.signup("alice")
     await server.signup("bob")
-    async with await _line(alice) as a, await _line(await server.signup("carol")) as c:
+    carol = await server.signup("carol")
+    await befriend(alice, carol)
+    async with await _line(alice) as a, await _line(carol) as c:
         call_id = await _ring(a, c, handle="carol")
         await c.send(m.Accept(call_id=call_id))
         assert (await a.expect(m.Accepted)).sfu is False
 
 
-async def test_without_hide_ip_candidates_pass_unchanged(server: Server) -> None:
+async def test_between_contacts_candidates_pass_unchanged(server: Server) -> None:
     alice = await server.signup("alice")
     bob = await server.signup("bob")
+    await befriend(alice, bob)
     async with await _line(alice) as a, await _line(bob) as b:
         call_id = await _answered(a, b)
         for candidate in (HOST, SRFLX):
@@ -354,6 +361,7 @@ async def test_without_hide_ip_candidates_pass_unchanged(server: Server) -> None
 async def test_a_dropped_device_resumes_and_gets_what_it_missed(server: Server) -> None:
     alice = await server.signup("alice")
     bob = await server.signup("bob")
+    await befriend(alice, bob)
     async with await _line(alice) as a, await _line(bob) as b:
         call_id = await _answered(a, b)
         await b.drop()
@@ -389,6 +397,7 @@ async def test_a_device_that_does_not_come_back_ends_the_call(make_server: MakeS
 async def test_ice_restart_offer_reaches_the_peer_marked_as_restart(server: Server) -> None:
     alice = await server.signup("alice")
     bob = await server.signup("bob")
+    await befriend(alice, bob)
     async with await _line(alice) as a, await _line(bob) as b:
         call_id = await _answered(a, b)
         await b.send(
@@ -406,6 +415,7 @@ async def test_a_device_that_misses_too_much_ends_its_call_cleanly(
     server = await make_server(resume_queue_max=10)
     alice = await server.signup("alice")
     bob = await server.signup("bob")
+    await befriend(alice, bob)
     async with await _line(alice) as a, await _line(bob) as b:
         call_id = await _answered(a, b)
         await b.drop()

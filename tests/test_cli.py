@@ -258,6 +258,15 @@ async def test_settings_discoverable_nobody_hides_you_from_whois(cli: Cli) -> No
     assert (await cli.as_("alice", "settings")).json()["discoverable"] == "nobody"
 
 
+async def test_settings_relay_calls_and_the_older_hide_ip(cli: Cli) -> None:
+    await cli.enroll("alice")
+    assert (await cli.as_("alice", "settings")).json()["relay_calls"] == "strangers"
+    account = (await cli.as_("alice", "settings", "--relay-calls", "never")).json()
+    assert (account["relay_calls"], account["hide_ip"]) == ("never", False)
+    account = (await cli.as_("alice", "settings", "--hide-ip", "on")).json()
+    assert (account["relay_calls"], account["hide_ip"]) == ("always", True)
+
+
 async def test_settings_handle_change_updates_the_profile(cli: Cli) -> None:
     alice = await cli.enroll("alice")
 

@@ -16,7 +16,7 @@ from directory.store import Store
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, befriend
 from tests.redis_cluster import BOTH_STORES
 from tests.test_calls import _device
 
@@ -46,6 +46,7 @@ async def test_a_caller_on_one_node_reaches_a_callee_on_another(make_server: Mak
     node_a, node_b = await _two_nodes(make_server)
     alice = await node_a.signup("alice", "Alice")
     bob = _on(node_b, await node_a.signup("bob"))
+    await befriend(alice, bob)  # peer to peer: no relay between contacts
     async with await _line(alice) as a, await _line(bob) as b:
         await a.send(m.Invite(handle="bob", media="video", ref="r1"))
         call_id = (await a.expect(m.Ringing)).call_id
@@ -118,6 +119,7 @@ async def test_a_dropped_device_resumes_on_the_other_node(make_server: MakeServe
     node_a, node_b = await _two_nodes(make_server)
     alice = await node_a.signup("alice")
     bob_a = await node_a.signup("bob")
+    await befriend(alice, bob_a)  # peer to peer: no relay between contacts
     async with await _line(alice) as a:
         b = await _line(bob_a)
         await a.send(m.Invite(handle="bob"))

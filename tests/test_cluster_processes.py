@@ -26,7 +26,7 @@ from signaling.calls.records import CallRecords
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import TEST_SECRET_TEXT
+from tests.conftest import TEST_SECRET_TEXT, befriend
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.store_walk import stored_fields
 
@@ -170,6 +170,7 @@ async def test_killing_the_callees_node_tells_the_caller_peer_lost(
         await alice.signup("alice")
         bob_on_a = _client(clients, node_a.url)
         await bob_on_a.signup("bob")
+        await befriend(alice, bob_on_a)  # peer to peer: no relay between contacts
         async with Line(alice) as a, Line(_client(clients, node_b.url, bob_on_a)) as b:
             await a.open()
             await b.open()
@@ -220,6 +221,7 @@ async def test_killing_the_calls_node_hands_the_call_to_the_survivor(
         await alice.signup("alice")
         bob_on_a = _client(clients, node_a.url)
         await bob_on_a.signup("bob")
+        await befriend(alice, bob_on_a)  # peer to peer: no relay between contacts
         a = Line(alice)
         async with Line(_client(clients, node_b.url, bob_on_a)) as b:
             await a.open()

@@ -15,7 +15,7 @@ from signaling.drain import DRAIN, drain
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import endpoint
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, befriend
 from tests.test_cluster import _line, _on, _two_nodes
 
 
@@ -54,6 +54,7 @@ async def test_drain_hands_the_call_over_and_the_device_follows(make_server: Mak
     node_a, node_b = await _two_nodes(make_server)
     alice = await node_a.signup("alice")
     bob = _on(node_b, await node_a.signup("bob"))
+    await befriend(alice, bob)  # peer to peer: no relay between contacts
     async with Line(alice, servers=[node_a.url, node_b.url]) as a, await _line(bob) as b:
         await a.open()
         await a.send(m.Invite(handle="bob"))
@@ -84,6 +85,7 @@ async def test_alone_a_draining_node_lets_its_calls_end_then_sends_everyone_away
     server = await make_server(resume_window_s=2)
     server.app[DRAIN].move_within_s = 0.5
     alice, bob, carol = [await server.signup(h) for h in ("alice", "bob", "carol")]
+    await befriend(alice, bob)  # peer to peer: no relay between contacts
     async with await _line(alice) as a, await _line(bob) as b, await _line(carol) as c:
         await a.send(m.Invite(handle="bob"))
         call_id = (await a.expect(m.Ringing)).call_id

@@ -19,6 +19,7 @@ from signaling.phone.line import Line, LineClosed
 from signaling.server import SHUTDOWN_GRACE_S
 from signaling.ws import messages as m
 from signaling.ws.endpoint import CLOSE_DRAINING
+from tests.conftest import befriend
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.test_cluster_processes import (
     Node,
@@ -83,6 +84,7 @@ async def _two_people(made: list[Client], node: Node) -> tuple[Client, Client]:
     await alice.signup("alice")
     bob = _client(made, node.url)
     await bob.signup("bob")
+    await befriend(alice, bob)  # peer to peer: no relay between contacts
     return alice, bob
 
 

@@ -31,10 +31,12 @@ async def test_every_stored_key_and_field_is_described_with_a_truthful_ttl(
     # of the store's files after erasures (tests/test_erase_disk.py).
     unwritten = {"nodes_judged_dead", "erasures_rewritten", "rewrite_lease"}
     assert {d.name for d in INVENTORY} - set(described) == unwritten
-    # And the other way round: every field the inventory names was written by someone.
+    # And the other way round: every field the inventory names was written by someone, but
+    # `hide_ip`, which only accounts of earlier versions hold (`relay_calls` replaced it).
+    legacy = {"account": {"hide_ip"}}
     for datum in INVENTORY:
         if datum.name in described:
-            unseen = set(datum.fields) - described[datum.name]
+            unseen = set(datum.fields) - described[datum.name] - legacy.get(datum.name, set())
             assert not unseen, f"{datum.name}: {sorted(unseen)} listed but never stored"
 
 

@@ -14,7 +14,7 @@ from signaling.appkeys import CALLS
 from signaling.calls import machine as sm
 from signaling.phone.softphone import Softphone
 from signaling.rest.reports import ReportRequest
-from tests.conftest import Server
+from tests.conftest import Server, befriend
 from tests.test_browser import ARTIFACTS, CHROMIUM, DESKTOP, FLAGS
 
 pytestmark = [
@@ -41,6 +41,7 @@ async def test_a_live_call_appears_within_2_s_and_leaves_after_hang_up(
     token = await operators.create(store, "dashboard")
     alice = Softphone(await server.signup("alice"))
     bob = Softphone(await server.signup("bob"))
+    await befriend(alice.client, bob.client)  # a peer-to-peer call, with quality reports
     errors: list[str] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

@@ -30,7 +30,7 @@ from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import Received, ToneTrack, peer_connection
 from signaling.ws import messages as m
-from tests.conftest import TEST_SECRET_TEXT
+from tests.conftest import TEST_SECRET_TEXT, befriend
 from tests.test_cluster_processes import Node
 from tests.test_webhooks import SECRET, Receiver, until
 from tests.test_webhooks import receiver as receiver  # the fixture, an HTTP receiver
@@ -249,6 +249,7 @@ async def test_a_store_outage_keeps_calls_and_recovers(
     await alice.signup("alice")
     bob_on_a = client(node_a.url)
     await bob_on_a.signup("bob")
+    await befriend(alice, bob_on_a)  # peer to peer: no relay between contacts
     carol = client(node_b.url)
     await carol.signup("carol")
     dave = client(node_a.url)

@@ -13,13 +13,14 @@ from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
 from signaling.ws.endpoint import MAX_MESSAGE_BYTES
-from tests.conftest import Server
+from tests.conftest import Server, befriend
 
 
 @pytest.fixture
 async def live_call(server: Server) -> AsyncIterator[tuple[Line, Line, str]]:
     """A connected call between two other people, to prove it is not disturbed."""
     carol, dave = await server.signup("carol"), await server.signup("dave")
+    await befriend(carol, dave)  # peer to peer: no relay between contacts
     c, d = Line(carol), Line(dave)
     await c.open()
     await d.open()

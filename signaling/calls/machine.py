@@ -333,25 +333,29 @@ def _on_signal(call: Call, event: SignalEvent, now: float) -> tuple[Call, list[E
         raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
     if call.sfu:
         raise Rejected("use_sfu", f"Call {call.id} goes through the SFU: publish instead.")
-    message = event.message
+    try:
+        forwarded = _forwarded(call, event.message)
+    except relay.SdpError as exc:
+        raise Rejected("invalid_sdp", f"Not forwarded: {exc}") from exc
+    return call, [] if forwarded is None else [Send(peer, forwarded)]
+
+
+def _forwarded(call: Call, message: m.Description | m.Ice) -> m.ServerMessage | None:
+    """What the peer gets of a device's SDP or candidate: relays only on a relay-only call."""
     if isinstance(message, m.Ice):
         candidate: str | None = message.candidate
         if call.relay_only:
             candidate = relay.relay_candidate(message.candidate)
         if candidate is None:
-            return call, []
-        forwarded: m.ServerMessage = m.PeerIce(
+            return None
+        return m.PeerIce(
             call_id=call.id,
             candidate=candidate,
             sdp_mid=message.sdp_mid,
             sdp_mline_index=message.sdp_mline_index,
         )
-    else:
-        sdp = relay.relay_only_sdp(message.sdp) if call.relay_only else message.sdp
-        forwarded = m.PeerDescription(
-            call_id=call.id, kind=message.kind, sdp=sdp, restart=message.restart
-        )
-    return call, [Send(peer, forwarded)]
+    sdp = relay.relay_only_sdp(message.sdp) if call.relay_only else message.sdp
+    return m.PeerDescription(call_id=call.id, kind=message.kind, sdp=sdp, restart=message.restart)
 
 
 def _on_ring_timeout(call: Call, event: RingTimeout, now: float) -> tuple[Call, list[Effect]]:

@@ -383,13 +383,15 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             raise CallError("account_suspended", "This account is suspended; it cannot call.")
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
-        target = await lookup.callable_card(self._store, caller.account_id, callee_id or "-")
+        target = await lookup.callable_card(
+            self._store, caller.account_id, callee_id or "-", caller_account.relay_calls
+        )
         callee_card = (
             m.Person(account_id=target[0].account_id, handle=target[0].handle,
                      display_name=target[0].display_name)
             if target else m.Person(account_id=callee_id or "", handle=typed, display_name=None)
         )  # fmt: skip
-        relay_only = caller_account.hide_ip or (target is not None and target[1])
+        relay_only = caller_account.relay_calls == "always" or (target is not None and target[1])
         call = sm.Call(
             id=secrets.token_hex(16),
             caller=caller,

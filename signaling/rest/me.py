@@ -22,7 +22,7 @@ async def get_me(call: Call) -> Account:
 
 @API.route(
     "PATCH", "/v1/me",
-    summary="Change handle, display name, discoverability, who can call you, or hide-my-IP",
+    summary="Change handle, display name, discoverability, who can call you, or relayed calls",
     tag="account", request=AccountUpdate, response=Account,
     errors=(*AUTH_ERRORS, *BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
             "invalid_value"),
@@ -39,6 +39,7 @@ async def update_me(call: Call) -> Account:
         discoverable=None if body.discoverable is msgspec.UNSET else body.discoverable,
         who_can_call=None if body.who_can_call is msgspec.UNSET else body.who_can_call,
         hide_ip=None if body.hide_ip is msgspec.UNSET else body.hide_ip,
+        relay_calls=None if body.relay_calls is msgspec.UNSET else body.relay_calls,
     )
 
 

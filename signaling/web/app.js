@@ -350,11 +350,10 @@ function setMe(me) {
   profile.elements.handle.value = me.handle;
   profile.elements.display_name.value = me.display_name || "";
   const privacy = $("#form-privacy");
-  for (const field of ["discoverable", "who_can_call"]) {
+  for (const field of ["discoverable", "who_can_call", "relay_calls"]) {
     for (const radio of privacy.elements[field]) radio.checked = radio.value === me[field];
     $(`#help-${field}`).textContent = AUDIENCE_HELP[field][me[field]];
   }
-  privacy.elements.hide_ip.checked = Boolean(me.hide_ip);
   checkRelay();
   $("#erase-handle").textContent = me.handle;
   renderPrivacyFacts();
@@ -364,7 +363,7 @@ let relayKnown = null; // does this server offer a TURN relay? (asked once, when
 
 async function checkRelay() {
   const warning = $("#relay-warning");
-  if (!state.me?.hide_ip) {
+  if (state.me?.relay_calls !== "always") {
     warning.hidden = true;
     return;
   }
@@ -375,10 +374,15 @@ async function checkRelay() {
       return;
     }
   }
-  warning.hidden = relayKnown || !state.me?.hide_ip;
+  warning.hidden = relayKnown || state.me?.relay_calls !== "always";
 }
 
 const AUDIENCE_WORDS = { everyone: "Everyone", contacts: "Your contacts", nobody: "No one" };
+const RELAY_FACTS = {
+  strangers: ["shield", "Hidden from people who aren’t your contacts"],
+  always: ["eye-off", "Hidden behind a relay"],
+  never: ["alert", "Shared with the person you call, unless they relay"],
+};
 
 function renderPrivacyFacts() {
   const me = state.me;
@@ -387,11 +391,7 @@ function renderPrivacyFacts() {
   $("#privacy-facts").replaceChildren(
     fact("at", "Who can find you", AUDIENCE_WORDS[me.discoverable]),
     fact("phone", "Who can call you", AUDIENCE_WORDS[me.who_can_call]),
-    fact(
-      me.hide_ip ? "eye-off" : "shield",
-      "Your IP address in calls",
-      me.hide_ip ? "Hidden behind a relay" : "Shared with the person you call",
-    ),
+    fact(RELAY_FACTS[me.relay_calls][0], "Your IP address in calls", RELAY_FACTS[me.relay_calls][1]),
   );
 }
 

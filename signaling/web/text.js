@@ -138,6 +138,12 @@ export const AUDIENCE_HELP = {
     contacts: "Only people in your contacts can ring you.",
     nobody: "No one can ring you. Calls go nowhere, silently.",
   },
+  relay_calls: {
+    strangers:
+      "Calls with people who aren’t your contacts go through a relay, so they never learn your IP address. Calls with your contacts connect directly.",
+    always: "Every call goes through a relay, so no one you call learns your IP address. May add a little delay.",
+    never: "Calls connect directly unless the other person relays them, so they may learn your IP address.",
+  },
 };
 
 // --- group calls ---------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._unsaved: set[str] = set()
         self._store_writes = store_writer(records)
+        self._held: dict[sm.DeviceRef, list[m.ServerMessage]] = {}
+        self._holds: dict[sm.DeviceRef, int] = {}
         # With several nodes: ringing calls and busy devices shared through the store, so that
         # glare and busy work across nodes (``crossing_calls.py``); needs ``records``' writer.
         self._crossing = crossing if records is not None else None
@@ -479,9 +481,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
         self._stop_ringing(call)
+        held = self._hold_until_stored(previous, call)
         self._run(call_id, effects)
-        if call is not previous:
-            self._persist(call_id)
+        written = self._persist(call_id) if call is not previous else None
+        self._release_when_stored(held, written)
 
     def _apply_quietly(self, call_id: str, event: AnyEvent, at: float | None = None) -> None:
         """For events the server raises itself: an illegal one is simply moot."""
@@ -539,6 +542,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             metrics.on_answered(None if invited is None else time.perf_counter() - invited)
 
     def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None:
+        held = self._held.get(device)
+        if held is not None:
+            held.append(message)
+            return
         presence = self._presence.get(device)
         if presence is None:
             self._router.deliver(device, self._envelope(device, message))

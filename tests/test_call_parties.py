@@ -34,10 +34,11 @@ async def clients() -> AsyncIterator[list[Client]]:
 
 async def _record(store: Store, call_id: str) -> dict[str, str]:
     async with asyncio.timeout(10):
-        while not (fields := await store.redis.hgetall(keys.call_record(call_id))):
+        while True:
+            record: dict[str, str] = await store.redis.hgetall(keys.call_record(call_id))
+            if record:
+                return record
             await asyncio.sleep(0.05)
-    record: dict[str, str] = fields
-    return record
 
 
 async def test_a_call_record_holds_ids_and_a_survivor_finds_the_names(
@@ -66,7 +67,9 @@ async def test_a_call_record_holds_ids_and_a_survivor_finds_the_names(
             node_a.kill()
             await a.close()
             async with asyncio.timeout(3 * DETECTION_S):
-                while await store.redis.hget(keys.call_record(call_id), "owner") != "proc-b":
+                while True:
+                    if await store.redis.hget(keys.call_record(call_id), "owner") == "proc-b":
+                        break
                     await asyncio.sleep(0.1)
             # Taken over while ringing: bob answers on the survivor, which names alice.
             await b.send(m.Accept(call_id=call_id))

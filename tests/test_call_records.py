@@ -37,7 +37,9 @@ def test_one_to_one_and_group_calls_round_trip() -> None:
     )  # fmt: skip
     snapshot = decode(encode(group, [], media="media-7"))
     assert (snapshot.group, snapshot.timers, snapshot.media) == (
-        without_names(group), [], "media-7"
+        without_names(group),
+        [],
+        "media-7",
     )
 
 

@@ -15,11 +15,13 @@ to ``ringing`` and from ``hangup`` to ``ended``, and the effect: the Hodges-Lehm
 (bob - carol), the Mann-Whitney p-value and the rank-biserial correlation (0: no tendency,
 ±1: every invite of one kind slower than every one of the other; ``bench/rank_test.py``).
 
-``--code DIR`` (repeatable, ``label=DIR``) runs the nodes from another checkout, for a
-before/after comparison; the accounts are created once and shared::
+``--code label=DIR`` (repeatable) runs the nodes from another checkout, for a before/after
+comparison; the accounts are created once and shared. Access tokens live 15 minutes: on a busy
+machine, run one checkout per invocation::
 
     git archive <old commit> | tar -x -C /tmp/cb-before
-    .venv/bin/python -m bench.oracle_timing --code before=/tmp/cb-before --code after=.
+    .venv/bin/python -m bench.oracle_timing --code before=/tmp/cb-before
+    .venv/bin/python -m bench.oracle_timing --code after=.
 """
 
 from __future__ import annotations
@@ -47,7 +49,15 @@ from bench import cluster_store as st
 from bench.directory import free_port, log, server_command, supervised_server
 from bench.directory import wait_ready as wait_node_ready
 from bench.rank_test import compare
-from bench.signaling import TOKEN_TTL_S, Member, make_accounts, raise_open_files, source_version
+from bench.signaling import (
+    LOOKUP_BURST,
+    LOOKUPS_PER_MINUTE,
+    TOKEN_TTL_S,
+    Member,
+    make_accounts,
+    raise_open_files,
+    source_version,
+)
 from signaling.ws import messages as m
 
 _decode = msgspec.json.Decoder(m.ServerMessages).decode
@@ -69,6 +79,9 @@ def running_node(
         "CALLBOOK_MEDIA_URL": f"http://127.0.0.1:{free_port()}",  # unused: nothing connects
         "CALLBOOK_MEDIA_SECRET": "bench-unused",
         "CALLBOOK_TOKEN_TTL_S": str(TOKEN_TTL_S),
+        # Blocks count as lookups: carol blocks every caller at set-up.
+        "CALLBOOK_LOOKUP_BURST": str(LOOKUP_BURST),
+        "CALLBOOK_LOOKUPS_PER_MINUTE": str(LOOKUPS_PER_MINUTE),
         "PYTHONPATH": str(code),
     }
     serve = server_command(port, data_dir, None)
@@ -165,7 +178,11 @@ async def run_layout(
         for url, process in running:
             await wait_node_ready(url, process)
         urls = [url for url, _ in running]
-        async with contextlib.AsyncExitStack() as sockets, aiohttp.ClientSession() as http:
+        unlimited = aiohttp.TCPConnector(limit=0)  # one connection per idle device
+        async with (
+            contextlib.AsyncExitStack() as sockets,
+            aiohttp.ClientSession(connector=unlimited) as http,
+        ):
             for i, member in enumerate(idle):
                 await sockets.enter_async_context(connected(http, urls[i % nodes], member))
             lines = [

@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=300, help="invites per kind of callee")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured invites per kind")
     # An account may place 20 calls at once, then one a second: spread the invites.
-    parser.add_argument("--callers", type=int, default=40)
+    parser.add_argument("--callers", type=int, default=100)
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--code", action="append", help="label=DIR of a checkout to run")
     parser.add_argument("--json", action="store_true", help="one JSON line instead of a table")

@@ -139,8 +139,9 @@ class NodeCalls:
         from a node that dies before writing it, and a survivor would take the call over as
         still ringing (and record it as missed). Costs one store round trip per answer, not
         per message; other changes are written just after they are told (the write window,
-        docs/scaling.md). Returns the devices held, for ``_release_when_stored``."""
-        if self._records is None or previous is None:
+        docs/scaling.md). Not while this node sees the store away: the write could only fail,
+        after up to a command timeout. Returns the devices held, for ``_release_when_stored``."""
+        if self._records is None or previous is None or self._records.outage.down:
             return ()
         devices = (*kinds.involved(previous), *kinds.involved(call))
         if not any(kinds.talking(call, d) and not kinds.talking(previous, d) for d in devices):

@@ -12,6 +12,7 @@ overwritten with a quarantine marker that expires, so nobody can take it during 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,22 @@ def check_relay(relay_calls: str | None, hide_ip: bool | None) -> RelayCalls | N
     if from_hide_ip is not None and (hide_ip is True) != (chosen == "always"):
         raise InvalidValue("hide_ip and relay_calls disagree; send relay_calls alone.")
     return chosen
+
+
+async def names(store: Store, account_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """Handle and display name of each of the accounts that exists, in one round trip."""
+    wanted = sorted(set(account_ids))
+    if not wanted:
+        return {}
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for account_id in wanted:
+            pipe.hmget(keys.account(account_id), ("handle", "display_name"))
+        found = await pipe.execute()
+    return {
+        account_id: (handle, display_name or None)
+        for account_id, (handle, display_name) in zip(wanted, found, strict=True)
+        if handle is not None
+    }
 
 
 async def exists(store: Store, account_id: str) -> bool:

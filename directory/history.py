@@ -13,6 +13,8 @@ from directory.records import MissedCall
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode
+#: An account id no account has (ids are 32 hex digits).
+_NOBODY = "-"
 _decode = msgspec.json.Decoder(MissedCall).decode
 
 
@@ -40,6 +42,21 @@ async def record_missed(
     )
     if not recorded:
         await store.redis.srem(keys.missed_by(caller_id), callee_id)
+
+
+async def record_nothing(store: Store, caller_id: str, at: float) -> None:
+    """The round trips of ``record_missed`` (two commands, then the script), changing nothing:
+    for a call that ended unanswered whose callee may not be rung, so that its end costs the
+    same (a caller must not tell "blocked" from "offline" by timing)."""
+    entry = MissedCall(caller_account_id=caller_id, caller_handle="", at=int(at))
+    await store.redis.sismember(keys.missed_by(caller_id), _NOBODY)
+    await store.redis.ttl(keys.missed_by(caller_id))
+    # No account under this id: the script stops at its first check, as for an erased callee.
+    await store.run_script(
+        _RECORD,
+        [keys.account(_NOBODY), keys.missed_calls(_NOBODY)],
+        [at, _encode(entry), at - keys.MISSED_CALLS_TTL_S, keys.MISSED_CALLS_TTL_S],
+    )
 
 
 async def list_missed(store: Store, account_id: str) -> list[MissedCall]:

@@ -375,9 +375,16 @@ _OTHERS: tuple[Datum, ...] = (
         name="live_call", key_pattern=keys.call_record("{call_id}"), type="hash",
         fields=["v", "owner", "state"],
         purpose="A live call's state, so any node can continue it when its node dies: `v` "
-                "its version, `owner` the node running it, `state` the call machine "
-                "(devices in the call, phase, cards, timers).",
-        retention="while the call runs, then at most 10 seconds",
+                "its version, `owner` the node running it, `state` the call machine: call id, "
+                "media, phase, relay_only, sfu, reachable, the account and device ids of the "
+                "parties and of the devices it rings, ring and resume deadlines, the SFU room's "
+                "media node; for a group call the host's and the invited account ids and each "
+                "participant's device id, participant id, mute and publish state. No handle and "
+                "no display name: a node that takes the call over reads them from the account "
+                "records. Written only with CALLBOOK_ROUTING=redis (several nodes); one node "
+                "keeps calls in memory only.",
+        retention="while the call runs, then at most 10 seconds; a store with an append-only "
+                  "file keeps each write in it until the file's next rewrite",
         max_ttl_s=keys.CALL_RECORD_TTL_S, visible_to="servers", scope="ephemeral",
         in_export=False, export="Not exported: gone seconds after the call."),
     Datum(

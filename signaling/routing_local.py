@@ -24,8 +24,31 @@ Job = Callable[[], Awaitable[None]]
 class LocalHub:
     def __init__(self) -> None:
         self.presence: dict[DeviceRef, Location] = {}
+        # The same entries by account: ``online`` costs the callee's devices, not every
+        # connected one (a walk of all of them made a callable callee slower to ring than one
+        # who may not be called: a timing oracle).
+        self._by_account: dict[str, set[DeviceRef]] = {}
         self.routers: dict[str, LocalRouter] = {}
         self.heartbeats: dict[str, float] = {}
+
+    def put(self, device: DeviceRef, location: Location) -> None:
+        self.presence[device] = location
+        self._by_account.setdefault(device.account_id, set()).add(device)
+
+    def remove(self, device: DeviceRef) -> None:
+        self.presence.pop(device, None)
+        devices = self._by_account.get(device.account_id)
+        if devices is not None:
+            devices.discard(device)
+            if not devices:
+                del self._by_account[device.account_id]
+
+    def of_account(self, account_id: str) -> list[tuple[DeviceRef, Location]]:
+        return [(d, self.presence[d]) for d in self._by_account.get(account_id, ())]
+
+    def remove_node(self, node: str) -> None:
+        for device in [d for d, loc in self.presence.items() if loc.node == node]:
+            self.remove(device)
 
     async def kill(self, node: str) -> None:
         """The node stops, as if by ``kill -9``: its presence stays behind until noticed."""
@@ -35,8 +58,7 @@ class LocalHub:
             await router.stop_tasks()
         for other in list(self.routers.values()):
             await other.node_dead(node, last_seen)
-        for device in [d for d, loc in self.presence.items() if loc.node == node]:
-            del self.presence[device]
+        self.remove_node(node)
 
 
 class Worker:
@@ -144,12 +166,11 @@ class LocalRouter(QueuedDelivery):
         await self._worker.stop()
         self._hub.routers.pop(self._node_id, None)
         self._hub.heartbeats.pop(self._node_id, None)
-        for device in [d for d, loc in self._hub.presence.items() if loc.node == self._node_id]:
-            del self._hub.presence[device]
+        self._hub.remove_node(self._node_id)
 
     def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
         async def job() -> None:
-            self._hub.presence[device] = location
+            self._hub.put(device, location)
 
         return self._worker.submit(job)
 
@@ -157,7 +178,7 @@ class LocalRouter(QueuedDelivery):
         async def job() -> None:
             location = self._hub.presence.get(device)
             if location is not None and location.node == self._node_id:
-                del self._hub.presence[device]
+                self._hub.remove(device)
 
         return self._worker.submit(job)
 
@@ -170,10 +191,8 @@ class LocalRouter(QueuedDelivery):
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         return frozenset(
             device
-            for device, location in self._hub.presence.items()
-            if device.account_id == account_id
-            and location.connected
-            and location.node in self._hub.routers
+            for device, location in self._hub.of_account(account_id)
+            if location.connected and location.node in self._hub.routers
         )
 
     def broadcast(self, envelope: Envelopes) -> None:

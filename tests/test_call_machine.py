@@ -243,17 +243,18 @@ def test_unreachable_and_offline_callees_look_the_same_to_the_caller() -> None:
     ]
     assert to_caller[0] == to_caller[1]
     # Nobody is rung or woken for a callee who may not be reached; an offline one gets a push.
+    # Both ask the adapter for the same work (the wake-up's reads), so timing tells nothing.
     assert not any(isinstance(e, sm.Send) and e.to != CALLER for e in hidden)
-    assert sm.WakeUp(PHONE.account_id) in offline and not any(
-        isinstance(e, sm.WakeUp) for e in hidden
-    )
+    assert sm.WakeUp(PHONE.account_id) in offline
+    assert sm.WakeUp(PHONE.account_id, send=False) in hidden
 
 
 def test_missed_call_is_recorded_only_for_a_reachable_callee() -> None:
     for reachable, recorded in ((True, True), (False, False)):
         call, _ = sm.start(_base(reachable=reachable), frozenset(), frozenset(), NOW)
         _, effects = sm.transition(call, sm.RingTimeout(), NOW + 60)
-        assert any(isinstance(e, sm.RecordMissed) for e in effects) is recorded
+        missed = [e for e in effects if isinstance(e, sm.RecordMissed)]
+        assert [e.kept for e in missed] == [recorded]  # the same work, kept or not
 
 
 def test_relay_only_calls_forward_relay_candidates_only_and_scrubbed() -> None:

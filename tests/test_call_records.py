@@ -3,11 +3,13 @@ owner out."""
 
 from __future__ import annotations
 
+import base64
+
 from directory import keys
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.calls.records import CallRecords, Timer, decode, encode
+from signaling.calls.records import CallRecords, Timer, decode, encode, without_names
 from signaling.ws import messages as m
 from tests.redis_cluster import BOTH_STORES
 
@@ -28,13 +30,34 @@ def test_one_to_one_and_group_calls_round_trip() -> None:
     call = _call()
     timers = [Timer("ring", 12.5), Timer("resume", 40.0, CALLER)]
     snapshot = decode(encode(call, timers))
-    assert (snapshot.one, snapshot.timers, snapshot.media) == (call, timers, None)
+    assert (snapshot.one, snapshot.timers, snapshot.media) == (without_names(call), timers, None)
     group = g.GroupCall(
         id="f" * 32, host=PERSON, media="video", invited=frozenset({CALLER.account_id}),
         members={CALLER: g.Member(participant="p1", person=PERSON, published=True)},
     )  # fmt: skip
     snapshot = decode(encode(group, [], media="media-7"))
-    assert (snapshot.group, snapshot.timers, snapshot.media) == (group, [], "media-7")
+    assert (snapshot.group, snapshot.timers, snapshot.media) == (
+        without_names(group),
+        [],
+        "media-7",
+    )
+
+
+def test_a_record_names_the_parties_by_id_only() -> None:
+    """No handle or display name goes to the store (and its append-only file)."""
+    card = m.Person(account_id="a" * 32, handle="alice", display_name="Alice Liddell")
+    call = sm.Call(
+        id="c" * 32, caller=CALLER, callee_account=CALLEE.account_id, media="audio",
+        relay_only=False, caller_card=card, callee_card=card,
+    )  # fmt: skip
+    group = g.GroupCall(
+        id="f" * 32, host=card, media="video", invited=frozenset({CALLER.account_id}),
+        members={CALLER: g.Member(participant="p1", person=card)},
+    )  # fmt: skip
+    for stored in (encode(call, []), encode(group, [])):
+        raw = base64.b64decode(stored)
+        assert b"alice" not in raw and b"Alice" not in raw
+        assert CALLER.account_id.encode() in raw
 
 
 @BOTH_STORES
@@ -53,7 +76,9 @@ async def test_writes_are_compare_and_set_and_a_takeover_fences_the_old_owner(
 
     assert await b.take_over(call.id, "node-x") is None  # node-x does not own it
     taken = await b.take_over(call.id, "node-a")
-    assert taken is not None and (taken.call, taken.timers) == (call, [Timer("ring", 1.0)])
+    # No account under these ids: the cards come back with no names.
+    expected = (without_names(call), [Timer("ring", 1.0)])
+    assert taken is not None and (taken.call, taken.timers) == expected
     assert (taken.version, taken.owner, taken.media_node) == (3, "node-b", "media-1")
     assert await b.take_over(call.id, "node-a") is None  # only the first survivor gets it
     assert await a.save(call, [], 2) is None  # the old owner is fenced out

@@ -38,9 +38,10 @@ class Busy(msgspec.Struct, frozen=True, kw_only=True):
 
 _decode_busy = msgspec.json.Decoder(Busy).decode
 
-#: KEYS: the pair's hash. ARGV: call id, caller account, owner, now, deadline, ttl.
-#: Drops entries past their deadline, adds the call, returns {call id, owner} of each entry
-#: whose caller is the other account (the calls crossing this one).
+#: KEYS: the pair's hash. ARGV: call id, caller account, owner, now, deadline, ttl, written
+#: (1/0). Drops entries past their deadline, adds the call, returns {call id, owner} of each
+#: entry whose caller is the other account (the calls crossing this one). With written 0 (a
+#: callee who may not be rung) it reads and cleans the same, and neither adds nor returns.
 _RING = """
 local crossing = {}
 local entries = redis.call('HGETALL', KEYS[1])
@@ -52,6 +53,9 @@ for i = 1, #entries, 2 do
     table.insert(crossing, entries[i])
     table.insert(crossing, entry.o)
   end
+end
+if ARGV[7] ~= '1' then
+  return {}
 end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({c = ARGV[2], o = ARGV[3], d = ARGV[5]}))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[6]) then
@@ -78,14 +82,18 @@ class Crossing:
         self._node_id = node_id
         self._ring_ttl_s = math.ceil(ring_timeout_s) + keys.RINGING_MARGIN_S
 
-    async def ring(self, call_id: str, caller: str, callee: str) -> list[Ringing]:
-        """Record a ringing call; the calls ringing from ``callee`` to ``caller``."""
+    async def ring(
+        self, call_id: str, caller: str, callee: str, written: bool = True
+    ) -> list[Ringing]:
+        """Record a ringing call; the calls ringing from ``callee`` to ``caller``. Not
+        ``written``: the same script, which records and finds nothing."""
         now = self._store.clock()
         found = await self._store.run_script(
             _RING,
             [keys.ringing_pair(caller, callee)],
-            [call_id, caller, self._node_id, now, now + self._ring_ttl_s, self._ring_ttl_s],
-        )
+            [call_id, caller, self._node_id, now, now + self._ring_ttl_s, self._ring_ttl_s,
+             1 if written else 0],
+        )  # fmt: skip
         return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]
 
     async def stop_ringing(self, call_id: str, caller: str, callee: str) -> None:

@@ -76,13 +76,19 @@ class CrossingCalls:
             )
 
     def _share_ringing(self, crossing: Crossing, call_id: str, call: AnyCall | None) -> None:
-        rings = isinstance(call, sm.Call) and call.reachable and call.phase is sm.Phase.RINGING
+        """A call to someone who may not be rung takes exactly the same steps (the same script,
+        awaited the same way, and the same removal), but its entry is not written: it never
+        meets another call in glare (protocol.md 11.8), and timing does not tell it apart."""
+        rings = isinstance(call, sm.Call) and call.phase is sm.Phase.RINGING
         shared = self._shared_ringing.get(call_id)
         if rings and shared is None and isinstance(call, sm.Call):
             pair = self._shared_ringing[call_id] = (call.caller.account_id, call.callee_account)
+            written = call.reachable
 
             async def ring() -> None:
-                self._crossing_found[call_id] = await crossing.ring(call_id, *pair)
+                found = await crossing.ring(call_id, *pair, written)
+                if call_id in self._shared_ringing:  # not ended meanwhile
+                    self._crossing_found[call_id] = found
 
             self._glare_checks[call_id] = self._store_writes.submit(ring)
         elif not rings and shared is not None:
@@ -111,7 +117,11 @@ class CrossingCalls:
         found = [r for r in self._crossing_found.pop(call.id, []) if r.owner != self.node_id]
         if not found:
             return  # a crossing call on this node was resolved in memory already
-        alive = await self._router.live_nodes()
+        try:
+            alive = await self._router.live_nodes()
+        except (RedisError, OSError):
+            self._store_away("the glare check across nodes")
+            return
         crossing = [r for r in found if r.owner in alive]
         if not crossing:
             return
@@ -136,8 +146,9 @@ class CrossingCalls:
     ) -> frozenset[sm.DeviceRef]:
         """Those of the account's ``devices`` that talk in a call another live node runs."""
         crossing = self._crossing
-        if crossing is None or not devices:
+        if crossing is None:
             return frozenset()
+        # Read even for no device: an invite costs the same whoever the callee is.
         entries = await crossing.busy(account_id)
         remote = {d: e for d, e in entries.items() if e.node != self.node_id}
         if not remote:

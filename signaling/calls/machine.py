@@ -173,13 +173,18 @@ class RecordMissed:
     callee_account: str
     caller_account: str
     at: float
+    #: False for a callee who may not be rung: nothing is recorded, but the adapter does the
+    #: same store round trips, so the end of the call takes as long (protocol.md 11.8).
+    kept: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class WakeUp:
-    """No device of the callee is online: ask the push adapter to wake one."""
+    """No device of the callee is online: ask the push adapter to wake one. ``send`` False:
+    a callee who may not be rung; the adapter reads as for a wake-up and sends nothing."""
 
     callee_account: str
+    send: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +226,8 @@ def start(
             call_id=call.id, caller=call.caller_card, media=call.media, busy=device in busy
         )
         effects.append(Send(device, incoming))
-    if call.reachable and not ringing:
-        effects.append(WakeUp(call.callee_account))
+    if not ringing:
+        effects.append(WakeUp(call.callee_account, send=call.reachable))
     return call, effects
 
 
@@ -322,9 +327,7 @@ def _on_hangup(call: Call, event: HangupEvent, now: float) -> tuple[Call, list[E
 
 
 def _missed(call: Call, now: float) -> list[Effect]:
-    if not call.reachable:
-        return []
-    return [RecordMissed(call.callee_account, call.caller.account_id, now)]
+    return [RecordMissed(call.callee_account, call.caller.account_id, now, kept=call.reachable)]
 
 
 def _on_signal(call: Call, event: SignalEvent, now: float) -> tuple[Call, list[Effect]]:

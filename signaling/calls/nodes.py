@@ -57,6 +57,9 @@ class NodeCalls:
     _unsaved: set[str]
     _timer_at: dict[tuple[str, str, sm.DeviceRef | None], float]
     _store_writes: Worker
+    # Messages held back until a change is in the store (see ``_hold_until_stored``).
+    _held: dict[sm.DeviceRef, list[m.ServerMessage]]
+    _holds: dict[sm.DeviceRef, int]
     _refresher: asyncio.Task[None] | None
     _calls: dict[str, AnyCall]
     _presence: dict[sm.DeviceRef, Presence]
@@ -128,19 +131,61 @@ class NodeCalls:
         if self._store_writes.running:
             await self._store_writes.submit(_nothing)
 
-    def _persist(self, call_id: str) -> None:
-        """Queue the call's new state (or its end) for the store."""
+    def _hold_until_stored(
+        self, previous: AnyCall | None, call: AnyCall
+    ) -> tuple[sm.DeviceRef, ...]:
+        """A device starts talking (an answer, a join): hold back every message for the call's
+        devices until the change is in the store. Otherwise the callee could hear ``accepted``
+        from a node that dies before writing it, and a survivor would take the call over as
+        still ringing (and record it as missed). Costs one store round trip per answer, not
+        per message; other changes are written just after they are told (the write window,
+        docs/scaling.md). Not while this node sees the store away: the write could only fail,
+        after up to a command timeout. Returns the devices held, for ``_release_when_stored``."""
+        if self._records is None or previous is None or self._records.outage.down:
+            return ()
+        devices = (*kinds.involved(previous), *kinds.involved(call))
+        if not any(kinds.talking(call, d) and not kinds.talking(previous, d) for d in devices):
+            return ()
+        for device in devices:
+            self._holds[device] = self._holds.get(device, 0) + 1
+            self._held.setdefault(device, [])
+        return devices
+
+    def _release_when_stored(
+        self, devices: tuple[sm.DeviceRef, ...], written: asyncio.Future[None] | None
+    ) -> None:
+        """Let the held messages go once ``written`` is done, written or failed: a live call
+        goes on without the store (docs/scaling.md, "The store goes away")."""
+        if not devices:
+            return
+        if written is None:
+            self._let_held_go(devices)
+        else:
+            written.add_done_callback(lambda _: self._let_held_go(devices))
+
+    def _let_held_go(self, devices: tuple[sm.DeviceRef, ...]) -> None:
+        for device in devices:
+            holds = self._holds.get(device, 0) - 1
+            if holds > 0:
+                self._holds[device] = holds
+                continue
+            self._holds.pop(device, None)
+            for message in self._held.pop(device, []):
+                self._deliver(device, message)
+
+    def _persist(self, call_id: str) -> asyncio.Future[None] | None:
+        """Queue the call's new state (or its end) for the store; the write's future."""
         self._share(call_id)
         records = self._records
         if records is None:
-            return
+            return None
         call = self._calls.get(call_id)
         if call is None:
             if call_id in self._persisted:
                 self._persisted.discard(call_id)
                 self._versions.pop(call_id, None)
-                self._store_writes.submit(lambda: records.delete(call_id))
-            return
+                return self._store_writes.submit(lambda: records.delete(call_id))
+            return None
         # Group and relayed calls: the room's media node, for a survivor to adopt the room.
         media = None if self._media is None else self._media.node_of(call_id)
         timers = [
@@ -163,7 +208,7 @@ class NodeCalls:
             if call_id in self._persisted:
                 self._versions[call_id] = version
 
-        self._store_writes.submit(save)
+        return self._store_writes.submit(save)
 
     async def on_envelope(self, envelope: Envelopes) -> None:
         """Something another node sent this one (see ``signaling.routing``)."""

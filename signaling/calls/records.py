@@ -9,20 +9,29 @@ the dead node moves, and only to the first survivor that asks.
 
 Keys (``directory.keys``): ``call_record`` per call (``{c:<id>}``) and ``node_calls`` per node
 (``{n:<node>}``), both expiring ``CALL_RECORD_TTL_S`` after the owner's last refresh.
+
+A record names the parties by account and device id only: the handles and display names of
+the machine's cards (``m.Person``) are blanked before the write and read back from the address
+book when a node takes the call over (``load``, ``take_over``). The store's append-only file
+keeps every write until its next rewrite; a handle there would outlive an erase
+(issue 12, "call parties on disk").
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
-from directory import keys
+from directory import accounts, keys
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.outage import StoreOutage
+from signaling.ws import messages as m
 
 AnyCall = sm.Call | g.GroupCall
 
@@ -53,7 +62,40 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
+Names = dict[str, tuple[str, str | None]]
+
+
+def _named(person: m.Person, names: Names) -> m.Person:
+    handle, display_name = names.get(person.account_id, (None, None))
+    return m.Person(account_id=person.account_id, handle=handle, display_name=display_name)
+
+
+def with_names(call: AnyCall, names: Names) -> AnyCall:
+    """The call with every card's handle and display name taken from ``names`` (account id ->
+    handle, display name); an account missing there (erased) gets none."""
+    return _cards(call, lambda person: _named(person, names))
+
+
+def without_names(call: AnyCall) -> AnyCall:
+    """What a record keeps of the call: every card reduced to its account id."""
+    return with_names(call, {})
+
+
+def _cards(call: AnyCall, change: Callable[[m.Person], m.Person]) -> AnyCall:
+    if isinstance(call, g.GroupCall):
+        members = {d: replace(x, person=change(x.person)) for d, x in call.members.items()}
+        return replace(call, host=change(call.host), members=members)
+    return replace(call, caller_card=change(call.caller_card), callee_card=change(call.callee_card))
+
+
+def _accounts_named(call: AnyCall) -> Iterable[str]:
+    if isinstance(call, g.GroupCall):
+        return [call.host.account_id, *(x.person.account_id for x in call.members.values())]
+    return [call.caller_card.account_id, call.callee_card.account_id]
+
+
 def encode(call: AnyCall, timers: list[Timer], media: str | None = None) -> str:
+    call = without_names(call)
     snapshot = (
         Snapshot(group=call, timers=timers, media=media)
         if isinstance(call, g.GroupCall)
@@ -198,9 +240,13 @@ class CallRecords:
         if not fields:
             return None
         snapshot = decode(fields["state"])
-        return Stored(
-            _call(snapshot), snapshot.timers, int(fields["v"]), fields["owner"], snapshot.media
-        )
+        call = await self._named(_call(snapshot))
+        return Stored(call, snapshot.timers, int(fields["v"]), fields["owner"], snapshot.media)
+
+    async def _named(self, call: AnyCall) -> AnyCall:
+        """The cards' handles and display names, from the address book as they are now."""
+        ids = [account_id for account_id in _accounts_named(call) if account_id]
+        return with_names(call, await accounts.names(self._store, ids))
 
     async def refresh(self, call_ids: list[str]) -> list[str]:
         """The owner is alive: its records and its index live on. Returns the calls whose
@@ -228,7 +274,8 @@ class CallRecords:
         snapshot = decode(state)
         self._held_since[call_id] = self._store.clock()
         await self._index([call_id])
-        return Stored(_call(snapshot), snapshot.timers, int(version), self._node_id, snapshot.media)
+        call = await self._named(_call(snapshot))
+        return Stored(call, snapshot.timers, int(version), self._node_id, snapshot.media)
 
     async def hand_over(self, call_id: str, version: int, successor: str) -> int | None:
         """Give our call at ``version`` to ``successor``; its new version, or None if the call is

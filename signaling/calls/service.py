@@ -52,6 +52,9 @@ from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 
+#: Stands for the account of a callee no account holds, where a real callee's is read.
+_NOBODY = "-"
+
 
 class DeviceLink(Protocol):
     """A connected device: ``send`` queues a message without waiting."""
@@ -111,6 +114,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._unsaved: set[str] = set()
         self._store_writes = store_writer(records)
+        self._held: dict[sm.DeviceRef, list[m.ServerMessage]] = {}
+        self._holds: dict[sm.DeviceRef, int] = {}
         # With several nodes: ringing calls and busy devices shared through the store, so that
         # glare and busy work across nodes (``crossing_calls.py``); needs ``records``' writer.
         self._crossing = crossing if records is not None else None
@@ -409,9 +414,13 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             ring_timeout_s=self._ring_timeout_s,
             resume_window_s=self._resume_window_s,
         )
-        online = await self._router.online(call.callee_account) if target else frozenset()
+        # The same store calls, in the same order, whether the callee may be rung or not: the
+        # decision must not show in the timing of ``ringing`` (docs/protocol.md 11.8).
+        online = await self._router.online(call.callee_account or _NOBODY)
         busy = frozenset(d for d in online if self._in_connected_call(d))
-        busy |= await self._busy_elsewhere(call.callee_account, online - busy)
+        busy |= await self._busy_elsewhere(call.callee_account or _NOBODY, online - busy)
+        if not call.reachable:
+            online = busy = frozenset()
         self._register(call, online)
         call, effects = sm.start(call, online, busy, self._clock(), invite.ref)
         self._calls[call.id] = call
@@ -424,7 +433,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._run(call.id, effects)
         self._persist(call.id)
         self._resolve_glare(call)
-        await self._resolve_glare_across_nodes(call)
+        # Not awaited: the caller's next message (a hangup) must not wait on a store write
+        # here, whoever the callee is (the write differs for a callee who may not be rung).
+        self._spawn(self._resolve_glare_across_nodes(call))
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""
@@ -483,9 +494,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             raise CallError(rejected.code, rejected.detail, call_id) from rejected
         self._calls[call_id] = call
         self._stop_ringing(call)
+        held = self._hold_until_stored(previous, call)
         self._run(call_id, effects)
-        if call is not previous:
-            self._persist(call_id)
+        written = self._persist(call_id) if call is not previous else None
+        self._release_when_stored(held, written)
 
     def _apply_quietly(self, call_id: str, event: AnyEvent, at: float | None = None) -> None:
         """For events the server raises itself: an illegal one is simply moot."""
@@ -496,7 +508,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         if self._events is not None:
             for event in self._lifecycle.observe(self._calls.get(call_id), effects, self._clock()):
                 self._events.emit(event)
-        recording = {e.callee_account for e in effects if isinstance(e, sm.RecordMissed)}
+        recording = {e.callee_account for e in effects if isinstance(e, sm.RecordMissed) and e.kept}
         held: dict[str, list[sm.Send]] = {}
         for effect in effects:
             match effect:
@@ -519,8 +531,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                         handle.cancel()
                 case sm.RecordMissed(callee_account=account):
                     self._spawn(self._record_missed(call_id, effect, held.pop(account, [])))
-                case sm.WakeUp(callee_account=account_id):
-                    self._spawn(self._wake(call_id, account_id))
+                case sm.WakeUp(callee_account=account_id, send=send):
+                    self._spawn(self._wake(call_id, account_id or _NOBODY, send))
                 case sm.Finished():
                     call = self._calls.get(call_id)
                     if isinstance(call, sm.Call) and call.sfu:
@@ -543,6 +555,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             metrics.on_answered(None if invited is None else time.perf_counter() - invited)
 
     def _deliver(self, device: sm.DeviceRef, message: m.ServerMessage) -> None:
+        held = self._held.get(device)
+        if held is not None:
+            held.append(message)
+            return
         presence = self._presence.get(device)
         if presence is None:
             self._router.deliver(device, self._envelope(device, message))
@@ -621,19 +637,22 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
     ) -> None:
         try:
             caller = await accounts.get(self._store, effect.caller_account)
-            await history.record_missed(
-                self._store, effect.callee_account, caller.id, caller.handle, effect.at
-            )
+            if effect.kept:
+                await history.record_missed(
+                    self._store, effect.callee_account, caller.id, caller.handle, effect.at
+                )
+            else:
+                await history.record_nothing(self._store, caller.id, effect.at)
         except Exception:
             log.exception("could not record a missed call")
         finally:
             for send in then:
                 self._deliver(send.to, send.message)
 
-    async def _wake(self, call_id: str, account_id: str) -> None:
+    async def _wake(self, call_id: str, account_id: str, send: bool = True) -> None:
         try:
             registrations = await push_tokens.list_all(self._store, account_id)
-            if registrations:
+            if registrations and send:
                 await self._push.wake(call_id, registrations)
         except Exception:
             log.exception("push wake-up failed")

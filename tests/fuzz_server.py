@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +21,12 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
+from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
 from signaling.config import Config
 from signaling.connections import Runner
+from tests.conftest import suite_config
 
 T = TypeVar("T")
 
@@ -77,6 +79,14 @@ class ThreadServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def serving(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
+    """A module fixture's body: the suite's configuration, on its own thread, until torn down."""
+    server = ThreadServer(suite_config(redis_url, sfu))
+    server.start()
+    yield server
+    server.stop()
 
 
 def errors_in(records: list[logging.LogRecord]) -> list[str]:

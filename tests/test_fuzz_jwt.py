@@ -28,8 +28,7 @@ from hypothesis import strategies as st
 from media.embedded import EmbeddedMedia
 from signaling.client import Client
 from signaling.errors import PROBLEM_CONTENT_TYPE
-from tests.conftest import suite_config
-from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
+from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_fuzz_rest import json_values
 
 TOKEN_CODES = {"token_missing", "token_invalid", "token_expired", "device_revoked"}
@@ -42,11 +41,7 @@ header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max
 
 @pytest.fixture(scope="module")
 def jwt_server(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = suite_config(redis_url, sfu)
-    server = ThreadServer(config)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving(redis_url, sfu)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,7 @@ from signaling.appkeys import STORE
 from signaling.client import Client
 from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
 from signaling.rest.framework import Endpoint
-from tests.conftest import suite_config
-from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
+from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_problems import VALID_BODIES, WITH_BODY, endpoint_id, path_of
 
 #: The one 5xx a request may get on its own merits: anonymous load shedding (a valid sign-up).
@@ -43,11 +42,7 @@ CODINGS = {".gz": "gzip", ".deflate": "deflate", ".br": "br", ".json": None, ".b
 
 @pytest.fixture(scope="module")
 def api(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = suite_config(redis_url, sfu)
-    server = ThreadServer(config)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving(redis_url, sfu)
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,7 @@ from media.embedded import EmbeddedMedia
 from signaling import asyncapi
 from signaling.client import Client
 from signaling.ws import messages as m
-from tests.conftest import suite_config
-from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz
+from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_fuzz_rest import json_values
 
 TYPES = [kind.__struct_config__.tag for kind in typing.get_args(m.ClientMessages)]
@@ -44,11 +43,7 @@ DOCUMENTED_CLOSES = {1003, 1007, 1008, 1009}
 
 @pytest.fixture(scope="module")
 def ws_server(redis_url: str, sfu: EmbeddedMedia) -> Iterator[ThreadServer]:
-    config = suite_config(redis_url, sfu)
-    server = ThreadServer(config)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving(redis_url, sfu)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from signaling.liveness import judge
 from signaling.outage import StoreOutage
 from signaling.routing import Envelopes, Inbox, Location
 from signaling.routing_local import QueuedDelivery, Worker
+from signaling.tasks import cancel_until_done
 
 #: How long each step of closing may take before it is abandoned.
 CLOSE_STEP_S = 2.0
@@ -106,10 +107,9 @@ class RedisRouter(QueuedDelivery):
     async def close(self) -> None:
         # Every step is bounded: a store that does not answer (or a connection pool that is
         # exhausted) must not keep a node from shutting down; the TTLs clean up after it.
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=CLOSE_STEP_S)
+        # Until each task is gone: a cancellation swallowed by a store command in flight left
+        # the heartbeat of a closed router beating on, keeping its node "alive" for ever.
+        await asyncio.gather(*(cancel_until_done(task) for task in self._tasks))
         self._tasks = []
         if self._worker.running:
             with contextlib.suppress(RedisError, OSError, TimeoutError):

@@ -7,6 +7,7 @@ Every test runs against two nodes of each implementation: two ``LocalRouter``s o
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ from signaling.ws import messages as m
 ALICE = DeviceRef("a" * 32, "d" * 32)
 ALICE_2 = DeviceRef("a" * 32, "e" * 32)
 BOB = DeviceRef("b" * 32, "f" * 32)
+# Names no other test's node has: a node some earlier test left beating under a common name
+# would keep "node-b" alive in the shared store.
+NODE_A, NODE_B = f"node-a-{secrets.token_hex(4)}", f"node-b-{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -89,13 +93,13 @@ async def cluster(kind: str, store: Store) -> AsyncIterator[Cluster]:
     b: Router
     if kind == "local":
         hub = LocalHub()
-        a, b = LocalRouter(hub, "node-a"), LocalRouter(hub, "node-b")
+        a, b = LocalRouter(hub, NODE_A), LocalRouter(hub, NODE_B)
 
         async def kill() -> None:
-            await hub.kill("node-b")
+            await hub.kill(NODE_B)
     else:
-        a = RedisRouter(store, "node-a", heartbeat_s=0.1, dead_after_s=0.5)
-        b = RedisRouter(store, "node-b", heartbeat_s=0.1, dead_after_s=0.5)
+        a = RedisRouter(store, NODE_A, heartbeat_s=0.1, dead_after_s=0.5)
+        b = RedisRouter(store, NODE_B, heartbeat_s=0.1, dead_after_s=0.5)
 
         async def kill() -> None:  # as kill -9: no goodbye, the heartbeat just stops
             assert isinstance(b, RedisRouter)
@@ -120,40 +124,40 @@ def _deliver(origin: str, device: DeviceRef, text: str) -> Deliver:
 
 
 async def test_presence_is_shared_between_nodes(cluster: Cluster) -> None:
-    await cluster.b.register(BOB, Location(node="node-b", connected=True, resume="r"))
+    await cluster.b.register(BOB, Location(node=NODE_B, connected=True, resume="r"))
     found = await cluster.a.lookup(BOB)
     assert found is not None
-    assert (found.node, found.connected, found.resume) == ("node-b", True, "r")
+    assert (found.node, found.connected, found.resume) == (NODE_B, True, "r")
     assert await cluster.a.online(BOB.account_id) == {BOB}
     assert await cluster.a.online(ALICE.account_id) == frozenset()
 
 
 async def test_a_device_in_its_resume_window_is_found_but_not_online(cluster: Cluster) -> None:
-    await cluster.b.register(BOB, Location(node="node-b", connected=False, resume="r"))
+    await cluster.b.register(BOB, Location(node=NODE_B, connected=False, resume="r"))
     assert await cluster.a.lookup(BOB) is not None
     assert await cluster.a.online(BOB.account_id) == frozenset()
 
 
 async def test_online_lists_every_connected_device_of_the_account(cluster: Cluster) -> None:
-    await cluster.a.register(ALICE, Location(node="node-a", connected=True))
-    await cluster.b.register(ALICE_2, Location(node="node-b", connected=True))
+    await cluster.a.register(ALICE, Location(node=NODE_A, connected=True))
+    await cluster.b.register(ALICE_2, Location(node=NODE_B, connected=True))
     assert await cluster.b.online(ALICE.account_id) == {ALICE, ALICE_2}
 
 
 async def test_unregister_leaves_an_entry_another_node_wrote(cluster: Cluster) -> None:
-    await cluster.a.register(ALICE, Location(node="node-a", connected=False))
-    await cluster.b.register(ALICE, Location(node="node-b", connected=True))  # moved to b
+    await cluster.a.register(ALICE, Location(node=NODE_A, connected=False))
+    await cluster.b.register(ALICE, Location(node=NODE_B, connected=True))  # moved to b
     await cluster.a.unregister(ALICE)
     found = await cluster.a.lookup(ALICE)
-    assert found is not None and found.node == "node-b"
+    assert found is not None and found.node == NODE_B
     await cluster.b.unregister(ALICE)
     assert await cluster.a.lookup(ALICE) is None
 
 
 async def test_deliveries_reach_the_devices_node_in_order(cluster: Cluster) -> None:
-    await cluster.b.register(BOB, Location(node="node-b", connected=True))
+    await cluster.b.register(BOB, Location(node=NODE_B, connected=True))
     for i in range(20):
-        cluster.a.deliver(BOB, _deliver("node-a", BOB, str(i)))
+        cluster.a.deliver(BOB, _deliver(NODE_A, BOB, str(i)))
     received = await cluster.inbox_b.wait_for(20)
     texts = [e.message.detail for e in received if isinstance(e, Deliver)]
     assert texts == [str(i) for i in range(20)]
@@ -161,7 +165,7 @@ async def test_deliveries_reach_the_devices_node_in_order(cluster: Cluster) -> N
 
 
 async def test_a_delivery_for_a_device_found_nowhere_is_dropped(cluster: Cluster) -> None:
-    cluster.a.deliver(BOB, _deliver("node-a", BOB, "lost"))
+    cluster.a.deliver(BOB, _deliver(NODE_A, BOB, "lost"))
     await cluster.a.flush()
     await asyncio.sleep(0.1)
     assert cluster.inbox_a.envelopes == cluster.inbox_b.envelopes == []
@@ -169,15 +173,15 @@ async def test_a_delivery_for_a_device_found_nowhere_is_dropped(cluster: Cluster
 
 async def test_send_reaches_one_node_and_broadcast_every_other(cluster: Cluster) -> None:
     forward = Forward(
-        origin="node-a",
+        origin=NODE_A,
         account_id=ALICE.account_id,
         device_id=ALICE.device_id,
         message=m.Hangup(call_id="c" * 32),
     )
-    cluster.a.send("node-b", forward)
+    cluster.a.send(NODE_B, forward)
     assert await cluster.inbox_b.wait_for(1) == [forward]
     event = DeviceEvent(
-        origin="node-b",
+        origin=NODE_B,
         account_id=BOB.account_id,
         device_id=BOB.device_id,
         event="online",
@@ -190,8 +194,8 @@ async def test_send_reaches_one_node_and_broadcast_every_other(cluster: Cluster)
 
 
 async def test_a_dead_node_is_reported_and_its_devices_disappear(cluster: Cluster) -> None:
-    await cluster.b.register(BOB, Location(node="node-b", connected=True))
-    assert "node-b" in await cluster.a.live_nodes()
+    await cluster.b.register(BOB, Location(node=NODE_B, connected=True))
+    assert NODE_B in await cluster.a.live_nodes()
     await cluster.kill_b()
     killed_at = time.time()  # after: a beat may still land while the kill is under way
     # A bound, not a timing: on a loaded machine the survivor's own beats (which must get
@@ -200,11 +204,11 @@ async def test_a_dead_node_is_reported_and_its_devices_disappear(cluster: Cluste
         while not cluster.inbox_a.dead:
             cluster.inbox_a.arrived.clear()
             await cluster.inbox_a.arrived.wait()
-    assert [node for node, _ in cluster.inbox_a.dead] == ["node-b"]
+    assert [node for node, _ in cluster.inbox_a.dead] == [NODE_B]
     assert cluster.inbox_a.dead[0][1] <= killed_at  # its last heartbeat
     assert await cluster.a.lookup(BOB) is None
     assert await cluster.a.online(BOB.account_id) == frozenset()
-    assert "node-b" not in await cluster.a.live_nodes()
+    assert NODE_B not in await cluster.a.live_nodes()
 
 
 async def test_resume_tokens_are_stored_as_digests() -> None:
@@ -232,7 +236,7 @@ async def test_on_a_cluster_inboxes_are_shard_channels(
     kind: str, cluster: Cluster, store: Store
 ) -> None:
     """A message for one node touches one shard (SPUBLISH); device events reach every shard."""
-    inbox = keys.node_inbox("node-b")
+    inbox = keys.node_inbox(NODE_B)
     if kind == "redis-cluster":
         owner = store.redis.get_node_from_key(inbox)
         reply = await store.redis.execute_command("PUBSUB SHARDNUMSUB", inbox, target_nodes=owner)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -177,6 +178,10 @@ def test_serve_refuses_a_data_directory_whose_secret_others_may_read(
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "secret").write_text("x" * 64)
     os.chmod(tmp_path / "secret", 0o640)
+    # `serve` sets up the process's logging; the suite's (pytest's capture) must come back.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     assert cli.main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 1
     assert "others may read the deployment secret" in capsys.readouterr().err
 

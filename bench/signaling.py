@@ -82,7 +82,13 @@ from directory.records import Device
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S
 from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.limits import Throttle
-from signaling.schemas import Challenge, DeviceEnrollment, TokenRequest, TokenResponse
+from signaling.schemas import (
+    AccountUpdate,
+    Challenge,
+    DeviceEnrollment,
+    TokenRequest,
+    TokenResponse,
+)
 from signaling.ws import messages as m
 from signaling.ws.endpoint import RATE_PER_S, SUBPROTOCOL
 
@@ -602,6 +608,8 @@ async def make_account(url: str, pacer: Pacer, number: int, devices: int) -> lis
     async with Client(url) as client:
         _, profile = await pacer.call(lambda: client.signup(f"bs_{number:05d}", device_name="b0"))
         await pacer.call(client.sign_in)
+        # The bench measures peer-to-peer set-ups: strangers' calls are relayed by default.
+        await client.update(AccountUpdate(relay_calls="never"))
         token = await client.token()
         members = [Member(profile.account_id, profile.handle, profile.device_id, token)]
         for n in range(1, devices):

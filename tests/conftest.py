@@ -45,6 +45,17 @@ TEST_DIRECTORY = DirectoryConfig(
 #: The deployment secret of every test server and store (CALLBOOK_SECRET of the node processes).
 TEST_SECRET_TEXT = "callbook-tests-" + "5e" * 16
 TEST_SECRET = DeploymentSecret.from_text(TEST_SECRET_TEXT, "tests")
+#: The same for the suite's `callbook serve` processes, as their environment.
+TEST_ADMISSION_ENV = {
+    "CALLBOOK_SECRET": TEST_SECRET_TEXT,
+    "CALLBOOK_SOURCE_SIGNUPS_PER_HOUR": "1000000",
+    "CALLBOOK_SOURCE_RECOVERIES_PER_HOUR": "1000000",
+    "CALLBOOK_SOURCE_CHALLENGES_PER_MINUTE": "1000000",
+    "CALLBOOK_PUZZLE_MAX_BITS": "0",
+    "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE": "100000",
+    "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE": "10000000",
+    "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE": "0",
+}
 #: The suite signs up many accounts quickly from 127.0.0.1: per-source budgets out of the way,
 #: and no puzzle pressure (tests of those limits set their own, tests/test_floods.py).
 UNLIMITED = Budget(1_000_000, 1_000_000.0)

@@ -26,7 +26,7 @@ from signaling.calls.records import CallRecords
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import TEST_SECRET_TEXT, befriend
+from tests.conftest import TEST_ADMISSION_ENV, befriend
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.store_walk import stored_fields
 
@@ -58,7 +58,7 @@ class Node:
         env = {
             **os.environ,
             "REDIS_URL": target.url,
-            "CALLBOOK_SECRET": TEST_SECRET_TEXT,
+            **TEST_ADMISSION_ENV,
             "CALLBOOK_REDIS_CLUSTER": "1" if target.cluster else "0",
             "CALLBOOK_ROUTING": "redis",
             "CALLBOOK_NODE_ID": node_id,

@@ -19,6 +19,7 @@ import pytest
 from signaling.client import Client
 from signaling.logs import redact
 from signaling.phone.line import Line
+from tests.conftest import TEST_ADMISSION_ENV
 from tests.test_log_privacy import _close_code, _frame, _raw_http, _reset, _upgrade
 from tests.valkey_process import free_port
 
@@ -35,6 +36,7 @@ class LoggingNode:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_MEDIA")},
             "REDIS_URL": redis_url,
+            **TEST_ADMISSION_ENV,
             "CALLBOOK_PORT": str(self.port),
             "CALLBOOK_HEADER_TIMEOUT_S": "1",
             "CALLBOOK_DRAIN_GRACE_S": "0",

@@ -26,7 +26,7 @@ from directory import accounts
 from directory.store import Store, connect
 from signaling.client import new_device_key
 from signaling.config import Config
-from tests.conftest import TEST_DIRECTORY, Server, start_server
+from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server
 from tests.valkey_process import ValkeyProcess
 
 pytestmark = pytest.mark.slow
@@ -141,7 +141,7 @@ async def test_a_full_disk_is_503_and_loses_nothing(
     valkey_on_small_disk.start()
     redis = connect(valkey_on_small_disk.url)
     try:
-        store = Store(redis, TEST_DIRECTORY)
+        store = Store(redis, TEST_DIRECTORY, secret=TEST_SECRET)
         missing = [h for h in acknowledged if await accounts.owner_of(store, h) is None]
     finally:
         await redis.aclose()

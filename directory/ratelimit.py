@@ -14,8 +14,9 @@ from directory import keys
 from directory.errors import RateLimited
 from directory.store import Store
 
-# The clock is the store's own (TIME), so nodes with skewed clocks still agree.
-_TOKEN_BUCKET = """
+# The clock is the store's own (TIME), so nodes with skewed clocks still agree. The tokens a
+# bucket holds now, refilled since its last use; both scripts below start with it.
+_REFILLED = """
 local capacity = tonumber(ARGV[1])
 local refill = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -24,6 +25,11 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or capacity
 local ts = tonumber(state[2]) or now
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+"""
+
+_TOKEN_BUCKET = (
+    _REFILLED
+    + """
 local wait_ms = 0
 if tokens >= 1 then
   tokens = tokens - 1
@@ -34,21 +40,16 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return wait_ms
 """
+)
 
-
-# The same arithmetic, without spending: 1 when a token is there now, else 0.
-_PEEK = """
-local capacity = tonumber(ARGV[1])
-local refill = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+# Without spending: 1 when a token is there now, else 0.
+_PEEK = (
+    _REFILLED
+    + """
 if tokens >= 1 then return 1 end
 return 0
 """
+)
 
 
 async def take(store: Store, key: str, burst: int, refill_per_s: float, what: str) -> None:

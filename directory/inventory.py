@@ -356,6 +356,22 @@ _OTHERS: tuple[Datum, ...] = (
         retention="60 seconds", max_ttl_s=None, visible_to="servers", scope="server",
         in_export=False, export="Not exported: no personal data."),
     Datum(
+        name="nodes_draining", key_pattern=keys.nodes_draining(), type="sorted_set",
+        entry="node_id", score="heartbeat_at", fields=["node_id", "heartbeat_at"],
+        purpose="Which signaling nodes are draining, so that none hands its calls to another "
+                "that is leaving too.",
+        retention="while the node drains, then 60 seconds", max_ttl_s=None,
+        visible_to="servers", scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
+        name="solo_nodes", key_pattern=keys.solo_nodes(), type="sorted_set",
+        entry="node_id", score="heartbeat_at", fields=["node_id", "heartbeat_at"],
+        purpose="Which signaling nodes route calls only among their own devices, so that each "
+                "warns when another node shares its store.",
+        retention="while the node runs, then 60 seconds", max_ttl_s=None,
+        visible_to="servers", scope="server", in_export=False,
+        export="Not exported: no personal data."),
+    Datum(
         name="media_nodes", key_pattern=keys.media_nodes(), type="hash", entry="node_id",
         fields=["node_id", "id", "url", "rooms", "participants", "max_rooms", "started_at",
                 "seen_at", "draining"],
@@ -381,8 +397,8 @@ _OTHERS: tuple[Datum, ...] = (
                 "media node; for a group call the host's and the invited account ids and each "
                 "participant's device id, participant id, mute and publish state. No handle and "
                 "no display name: a node that takes the call over reads them from the account "
-                "records. Written only with CALLBOOK_ROUTING=redis (several nodes); one node "
-                "keeps calls in memory only.",
+                "records. Written only with CALLBOOK_ROUTING=redis (the default with REDIS_URL); "
+                "a node on the embedded store keeps calls in memory only.",
         retention="while the call runs, then at most 10 seconds; a store with an append-only "
                   "file keeps each write in it until the file's next rewrite",
         max_ttl_s=keys.CALL_RECORD_TTL_S, visible_to="servers", scope="ephemeral",

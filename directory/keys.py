@@ -277,6 +277,19 @@ def nodes_judged_dead() -> str:
     return f"{PREFIX}:{{nodes}}:dead"
 
 
+def nodes_draining() -> str:
+    """Sorted set: node id -> its last heartbeat while draining. A draining node takes no
+    calls from another draining node; it leaves the set when it stops, or is forgotten
+    NODE_FORGET_AFTER_S after its last beat."""
+    return f"{PREFIX}:{{nodes}}:draining"
+
+
+def solo_nodes() -> str:
+    """Sorted set: node id -> last heartbeat of a node routing locally (CALLBOOK_ROUTING=local)
+    on this store; read to warn when several nodes share a store without routing between them."""
+    return f"{PREFIX}:{{nodes}}:solo"
+
+
 def broadcast_channel() -> str:
     """Pub/sub channel every signaling node listens on (device online/lost/resumed events)."""
     return f"{PREFIX}:{{nodes}}:broadcast"

@@ -58,6 +58,7 @@ from signaling.routing import Router
 from signaling.routing_local import LocalRouter
 from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
+from signaling.solo import SoloWatch
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
@@ -295,6 +296,17 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         await media.close()
 
 
+async def _solo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Routing locally: warn when another node shares the store (signaling/solo.py)."""
+    if app[CONFIG].routing != "local":
+        yield
+        return
+    watch = SoloWatch(app[STORE], app[NODE].id)
+    watch.start()
+    yield
+    await watch.close()
+
+
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     """Lifecycle webhooks: this node's producer, and its deliverer (active while it holds the
     lease); nothing at all without CALLBOOK_WEBHOOK_URLS."""
@@ -362,7 +374,9 @@ def create_app(config: Config) -> web.Application:
     app[STREAMS] = set()
     app[STORE_OUTAGE] = StoreOutage()
     install_drain(app)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx])
+    app.cleanup_ctx.extend(
+        [_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, _solo_ctx, cluster_view_ctx]
+    )
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

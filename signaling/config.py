@@ -99,7 +99,8 @@ class Config:
     #: This node's name in the operator view; a random one per process when unset.
     node_id: str | None = None
     #: ``local``: this node alone; ``redis``: one of several nodes on the same store, reaching
-    #: devices connected to the others (docs/scaling.md). Chosen once, at start-up.
+    #: devices connected to the others (docs/scaling.md). Chosen once, at start-up; from the
+    #: environment, ``redis`` whenever REDIS_URL names a store others may share.
     routing: Literal["local", "redis"] = "local"
     #: SIGTERM: how long devices get to move to another node before the server stops. The
     #: default fits Kubernetes' terminationGracePeriodSeconds (60) after the preStop sleep (5)
@@ -254,7 +255,9 @@ def _secret(env: Mapping[str, str]) -> DeploymentSecret | None:
 
 
 def _routing(env: Mapping[str, str]) -> Literal["local", "redis"]:
-    raw = env.get("CALLBOOK_ROUTING") or "local"
+    # A shared store means other nodes may be on it: local routing there rang nowhere across
+    # nodes, silently. ``local`` stays the embedded store's (nobody else can reach it).
+    raw = env.get("CALLBOOK_ROUTING") or ("redis" if env.get("REDIS_URL") else "local")
     if raw == "local":
         return "local"
     if raw == "redis":

@@ -68,7 +68,7 @@ async def test_a_call_record_holds_ids_and_a_survivor_finds_the_names(
             await a.close()
             async with asyncio.timeout(3 * DETECTION_S):
                 while True:
-                    if await store.redis.hget(keys.call_record(call_id), "owner") == "proc-b":
+                    if await store.redis.hget(keys.call_record(call_id), "owner") == node_b.node_id:
                         break
                     await asyncio.sleep(0.1)
             # Taken over while ringing: bob answers on the survivor, which names alice.

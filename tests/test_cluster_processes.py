@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -51,8 +53,11 @@ class Node:
         sfu: EmbeddedMedia,
         resume_s: int,
         env: dict[str, str] | None = None,
+        log_path: Path | None = None,
     ) -> None:
-        self.node_id = node_id
+        # A name of its own: a node some other test left beating (or just stopped, its
+        # heartbeat not yet stale) must never be mistaken for this one.
+        self.node_id = f"{node_id}-{secrets.token_hex(3)}"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -61,7 +66,7 @@ class Node:
             **TEST_ADMISSION_ENV,
             "CALLBOOK_REDIS_CLUSTER": "1" if target.cluster else "0",
             "CALLBOOK_ROUTING": "redis",
-            "CALLBOOK_NODE_ID": node_id,
+            "CALLBOOK_NODE_ID": self.node_id,
             "CALLBOOK_PORT": str(self.port),
             "CALLBOOK_MEDIA_URL": sfu.url,
             "CALLBOOK_MEDIA_SECRET": sfu.secret,
@@ -69,13 +74,18 @@ class Node:
             "CALLBOOK_LOOKUP_BURST": "1000",
             **(env or {}),
         }
+        # An empty value unsets: the node runs with that setting's default.
+        env = {name: value for name, value in env.items() if value != ""}
+        log = None if log_path is None else log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "serve"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if log is None else log,
         )
+        if log is not None:
+            log.close()  # the child has its own copy
 
     async def ready(self, timeout_s: float = 15.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -198,7 +208,7 @@ async def test_killing_the_callees_node_tells_the_caller_peer_lost(
         # The dead node's presence and call keys are gone within 10 s of its death.
         deadline = killed + 10
         while time.monotonic() < deadline:
-            leftovers = [k async for k in store.redis.scan_iter(match="*proc-b*")] + [
+            leftovers = [k async for k in store.redis.scan_iter(match=f"*{node_b.node_id}*")] + [
                 k async for k in store.redis.scan_iter(match=f"{keys.PREFIX}:*:presence")
             ]
             if not leftovers:
@@ -208,7 +218,7 @@ async def test_killing_the_callees_node_tells_the_caller_peer_lost(
             key: await store.redis.hgetall(key)
             async for key in store.redis.scan_iter(match=f"{keys.PREFIX}:*:presence")
         }
-        assert not any("proc-b" in v for fields in entries.values() for v in fields.values())
+        assert not any(node_b.node_id in v for fields in entries.values() for v in fields.values())
 
 
 async def test_killing_the_calls_node_hands_the_call_to_the_survivor(

@@ -116,7 +116,7 @@ async def test_sigterm_moves_the_caller_and_the_call_to_the_other_node(
             assert b.moves == []  # B is not draining
             # A is gone before anyone speaks again: the call runs on B now.
             assert await _exits_cleanly(node_a) == 0
-            assert await CallRecords(store, "probe").owner(call_id) == "drain-b"
+            assert await CallRecords(store, "probe").owner(call_id) == node_b.node_id
             await _call_goes_on(a, b, call_id)
 
 
@@ -140,7 +140,7 @@ async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
             moved = await asyncio.gather(a.moved(within=15), b.moved(within=15))
             assert all(welcome.resumed for welcome in moved)
             assert await _exits_cleanly(node_a) == 0
-            assert await CallRecords(store, "probe").owner(call_id) == "drain-b"
+            assert await CallRecords(store, "probe").owner(call_id) == node_b.node_id
             await _call_goes_on(a, b, call_id)
 
 

@@ -125,7 +125,7 @@ async def test_a_group_call_outlives_its_signaling_owner(
                 MEDIA_S, "media between all three",
             )  # fmt: skip
             owner = await _stored_with_everyone_published(store, call_id, 3)
-            assert owner == "proc-a"
+            assert owner == node_a.node_id
             ids = {p.person.handle: p.participant for p in bob.roster().values()}
 
             node_a.kill()
@@ -139,7 +139,7 @@ async def test_a_group_call_outlives_its_signaling_owner(
                 lambda: not bob.roster()[ids["alice"]].connected, 3 * DETECTION_S,
                 "bob sees alice reconnecting",
             )  # fmt: skip
-            assert await CallRecords(store, "test-probe").owner(call_id) == "proc-b"
+            assert await CallRecords(store, "test-probe").owner(call_id) == node_b.node_id
             # Media keeps flowing between bob and carol through the same room.
             before = bob.audio_from(ids["carol"]), carol.audio_from(ids["bob"])
             await until(
@@ -207,7 +207,7 @@ async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
             await until(lambda: callee.audio() > before + 50, MEDIA_S, "media after the kill")
 
             async def taken_over() -> bool:
-                return await records.owner(call_id) == "proc-b"
+                return await records.owner(call_id) == node_b.node_id
 
             await until_stored(taken_over, 3 * DETECTION_S, "B takes the call over")
             moved = Line(_client(clients, node_b.url, alice))
@@ -265,7 +265,7 @@ async def test_a_draining_owner_hands_its_group_call_over_with_the_room(
             assert (await host.line.moved(within=15)).resumed
             exit_code = await asyncio.to_thread(node_a.process.wait, 20 + SHUTDOWN_GRACE_S + 5)
             assert exit_code == 0
-            assert await CallRecords(store, "test-probe").owner(call_id) == "drain-b"
+            assert await CallRecords(store, "test-probe").owner(call_id) == node_b.node_id
             before = [bob.audio_from(ids["alice"]), host.audio_from(ids["bob"])]
             await until(
                 lambda: bob.audio_from(ids["alice"]) > before[0] + 50

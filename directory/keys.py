@@ -244,6 +244,9 @@ def webhook_lease() -> str:
 NODE_DEAD_AFTER_S = 5
 #: How often a node writes its heartbeat (and checks the others').
 NODE_HEARTBEAT_S = 1.0
+#: A draining node hands calls only to a node whose heartbeat is at most this old: one that
+#: missed two beats may be dead already, though it is not yet counted so (NODE_DEAD_AFTER_S).
+NODE_SUCCESSOR_FRESH_S = 2.5
 #: A device's presence entry lives this long unless its node refreshes it.
 PRESENCE_TTL_S = 10
 #: How often a node refreshes the presence of the devices connected to it.

@@ -53,7 +53,7 @@ class Drain:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._begun = True
-        calls.begin_drain()
+        await calls.begin_drain()
         moved = await calls.hand_over_calls()
         log.info("draining: %d calls handed over", moved)
         told: dict[sm.DeviceRef, float] = {}

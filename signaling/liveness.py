@@ -45,3 +45,20 @@ def judge(
         elif node not in reported:
             dead.append((node, beat))
     return Judgement(alive, dead)
+
+
+def successors(
+    beats: Iterable[tuple[str, float]],
+    draining: Iterable[str],
+    *,
+    me: str,
+    now: float,
+    fresh_s: float,
+) -> list[str]:
+    """The nodes a draining node may hand its calls to, in a fixed order: others that beat
+    within ``fresh_s`` and are not draining themselves (a call given to one would move again,
+    or be lost with it)."""
+    leaving = set(draining)
+    return sorted(
+        node for node, beat in beats if node != me and node not in leaving and now - beat <= fresh_s
+    )

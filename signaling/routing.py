@@ -207,5 +207,14 @@ class Router(Protocol):
     async def live_nodes(self) -> dict[str, float]:
         """Node id -> last heartbeat, for the nodes counted alive."""
 
+    async def set_draining(self) -> None:
+        """Say in the registry that this node is draining: no other node hands it calls.
+        Done (awaited) before this node reads ``successors``, so that of two nodes that begin
+        to drain at once, at least one sees the other draining, and no call goes back."""
+
+    async def successors(self) -> list[str]:
+        """Nodes this draining node may hand calls to: alive (a recent heartbeat) and not
+        draining, in the same order on every node."""
+
     async def flush(self) -> None:
         """Wait until everything queued so far has left this node (tests, shutdown)."""

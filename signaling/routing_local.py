@@ -30,6 +30,7 @@ class LocalHub:
         self._by_account: dict[str, set[DeviceRef]] = {}
         self.routers: dict[str, LocalRouter] = {}
         self.heartbeats: dict[str, float] = {}
+        self.draining: set[str] = set()
 
     def put(self, device: DeviceRef, location: Location) -> None:
         self.presence[device] = location
@@ -166,6 +167,7 @@ class LocalRouter(QueuedDelivery):
         await self._worker.stop()
         self._hub.routers.pop(self._node_id, None)
         self._hub.heartbeats.pop(self._node_id, None)
+        self._hub.draining.discard(self._node_id)
         self._hub.remove_node(self._node_id)
 
     def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
@@ -215,6 +217,14 @@ class LocalRouter(QueuedDelivery):
     async def live_nodes(self) -> dict[str, float]:
         now = time.time()
         return {node: now for node in self._hub.routers}
+
+    async def set_draining(self) -> None:
+        self._hub.draining.add(self._node_id)
+
+    async def successors(self) -> list[str]:
+        return sorted(
+            n for n in self._hub.routers if n != self._node_id and n not in self._hub.draining
+        )
 
     async def flush(self) -> None:
         await self._worker.submit(_nothing)

@@ -29,7 +29,7 @@ from directory import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.channels import Channels, Subscription
-from signaling.liveness import judge
+from signaling.liveness import judge, successors
 from signaling.outage import StoreOutage
 from signaling.routing import Envelopes, Inbox, Location
 from signaling.routing_local import QueuedDelivery, Worker
@@ -87,6 +87,7 @@ class RedisRouter(QueuedDelivery):
         # Nodes seen alive at the last heartbeat, with their last beat.
         self._alive: dict[str, float] = {}
         self._reported_dead: set[str] = set()
+        self._draining = False
         self._node_marker = f'"node":{_encode(node_id).decode()}'
 
     @property
@@ -123,6 +124,7 @@ class RedisRouter(QueuedDelivery):
         for device in list(self._mine):
             await self._delete(device)
         await self._redis.zrem(keys.nodes(), self._node_id)
+        await self._redis.zrem(keys.nodes_draining(), self._node_id)
 
     # --- presence ----------------------------------------------------------------------------
 
@@ -256,6 +258,8 @@ class RedisRouter(QueuedDelivery):
     async def _beat(self) -> None:
         now = self._clock()
         await self._redis.zadd(keys.nodes(), {self._node_id: now})
+        if self._draining:
+            await self._mark_draining(now)
         beats = await self._redis.zrange(keys.nodes(), 0, -1, withscores=True)
         self._outage.ok()
         judged = judge(
@@ -322,6 +326,26 @@ class RedisRouter(QueuedDelivery):
             await self._write(entries)
 
         return job
+
+    async def set_draining(self) -> None:
+        self._draining = True  # the heartbeat keeps the entry fresh from now on
+        await self._mark_draining(self._clock())
+
+    async def _mark_draining(self, now: float) -> None:
+        draining = keys.nodes_draining()
+        await self._redis.zadd(draining, {self._node_id: now})
+        await self._redis.zremrangebyscore(draining, "-inf", now - keys.NODE_FORGET_AFTER_S)
+
+    async def successors(self) -> list[str]:
+        beats = await self._redis.zrange(keys.nodes(), 0, -1, withscores=True)
+        draining = await self._redis.zrange(keys.nodes_draining(), 0, -1)
+        return successors(
+            ((node, float(score)) for node, score in beats),
+            draining,
+            me=self._node_id,
+            now=self._clock(),
+            fresh_s=keys.NODE_SUCCESSOR_FRESH_S,
+        )
 
     async def live_nodes(self) -> dict[str, float]:
         now = self._clock()

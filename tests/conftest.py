@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import tempfile
 import warnings
@@ -254,6 +255,12 @@ async def make_server(store: Store, config: Config) -> AsyncIterator[MakeServer]
     yield make
     for test_server, running in started:
         await stop_server(test_server, running)
+
+
+def unique(name: str) -> str:
+    """A node name no other test uses: a node another test left beating in the shared store
+    (or whose heartbeat is not yet stale) must never be taken for this test's."""
+    return f"{name}-{secrets.token_hex(3)}"
 
 
 async def befriend(*clients: Client) -> None:

@@ -13,10 +13,11 @@ import pytest
 
 from directory import keys
 from directory.store import Store
+from signaling.appkeys import NODE
 from signaling.client import Client
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server, befriend
+from tests.conftest import MakeServer, Server, befriend, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_calls import _device
 
@@ -24,8 +25,8 @@ pytestmark = BOTH_STORES
 
 
 async def _two_nodes(make_server: MakeServer, **changes: object) -> tuple[Server, Server]:
-    a = await make_server(routing="redis", node_id="node-a", **changes)
-    b = await make_server(routing="redis", node_id="node-b", **changes)
+    a = await make_server(routing="redis", node_id=unique("node-a"), **changes)
+    b = await make_server(routing="redis", node_id=unique("node-b"), **changes)
     return a, b
 
 
@@ -153,9 +154,9 @@ async def test_a_device_that_moved_to_another_node_stays_there(
     window ran out. The nodes start half a heartbeat apart so that such a write would stand for
     about half a second before the new node's own refresh, long enough for the polling to see.
     """
-    node_a = await make_server(routing="redis", node_id="node-a")
+    node_a = await make_server(routing="redis", node_id=unique("node-a"))
     await asyncio.sleep(keys.NODE_HEARTBEAT_S / 2)
-    node_b = await make_server(routing="redis", node_id="node-b")
+    node_b = await make_server(routing="redis", node_id=unique("node-b"))
     alice = await node_a.signup("alice")
     bob_a = await node_a.signup("bob")
     assert bob_a.profile is not None
@@ -167,7 +168,7 @@ async def test_a_device_that_moved_to_another_node_stays_there(
         deadline = asyncio.get_running_loop().time() + keys.PRESENCE_REFRESH_S + 1.5
         while asyncio.get_running_loop().time() < deadline:
             raw = await store.redis.hget(keys.presence(account_id), device_id)
-            assert raw is not None and '"node-b"' in raw, raw
+            assert raw is not None and f'"{node_b.app[NODE].id}"' in raw, raw
             await asyncio.sleep(0.05)
         await a.send(m.Invite(handle="bob"))
         call_id = (await a.expect(m.Ringing)).call_id

@@ -9,13 +9,13 @@ import aiohttp
 import pytest
 
 from directory.store import Store
-from signaling.appkeys import CALLS
+from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
 from signaling.drain import DRAIN, drain
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import endpoint
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server, befriend
+from tests.conftest import MakeServer, Server, befriend, unique
 from tests.test_cluster import _line, _on, _two_nodes
 
 
@@ -38,7 +38,7 @@ async def test_a_call_from_a_device_on_a_draining_node_is_placed_by_another_node
     alice = await node_a.signup("alice")
     bob = _on(node_b, await node_a.signup("bob"))
     async with await _line(alice) as a, await _line(bob) as b:
-        node_a.app[CALLS].begin_drain()
+        await node_a.app[CALLS].begin_drain()
         await a.send(m.Invite(handle="bob", ref="r1"))
         ringing = await a.expect(m.Ringing)
         assert ringing.ref == "r1"
@@ -121,7 +121,7 @@ async def test_a_third_node_learns_where_a_moved_call_went(
     """Alice on A calls bob, ringing on B and on C; A drains and stops. The call went to B or
     C; bob answers on the other one, whose node must send the answer to the new owner."""
     node_a, node_b, node_c = [
-        await make_server(routing="redis", node_id=f"node-{n}") for n in "abc"
+        await make_server(routing="redis", node_id=unique(f"node-{n}")) for n in "abc"
     ]
     alice = await node_a.signup("alice")
     bob_b = _on(node_b, await node_a.signup("bob"))
@@ -144,8 +144,9 @@ async def test_a_third_node_learns_where_a_moved_call_went(
         assert await asyncio.wait_for(draining, 10)
         await node_a.app[CALLS].router.close()  # A is gone: nothing relays through it any more
         owner = await CallRecords(store, "probe").owner(call_id)
-        assert owner in ("node-b", "node-c")
-        answering = on_c if owner == "node-b" else on_b
+        ids = node_b.app[NODE].id, node_c.app[NODE].id
+        assert owner in ids
+        answering = on_c if owner == ids[0] else on_b
         await answering.send(m.Accept(call_id=call_id))
         assert (await a.expect(m.Accepted)).call_id == call_id
         assert (await answering.expect(m.Accepted)).call_id == call_id

@@ -93,10 +93,14 @@ class CallHandover:
     def draining(self) -> bool:
         return self._draining
 
-    def begin_drain(self) -> None:
+    async def begin_drain(self) -> None:
         """From now on this node places no new calls: invites go to another node, or are
-        refused with ``draining`` when there is none."""
+        refused with ``draining`` when there is none; and no other node hands it calls."""
         self._draining = True
+        try:
+            await self._router.set_draining()
+        except (RedisError, OSError):
+            log.warning("could not mark this node draining: the store is unreachable")
 
     # --- messages while calls move ---------------------------------------------------------
 
@@ -133,10 +137,9 @@ class CallHandover:
 
     async def _successors(self) -> list[str]:
         try:
-            alive = await self._router.live_nodes()
+            return await self._router.successors()
         except (RedisError, OSError):
             return []
-        return sorted(node for node in alive if node != self.node_id)
 
     # --- handing calls over ----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ REDIS_ENV = "REDIS_URL"
 NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
 ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
 ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
+DRAIN_GRACE_ENV = "CALLBOOK_MEDIA_DRAIN_GRACE_S"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 
@@ -40,6 +41,9 @@ class MediaConfig:
     advertise_url: str = ""
     #: What one publisher may send per track; the excess is dropped and counted.
     caps: RateCaps = field(default_factory=RateCaps)
+    #: SIGTERM: how long live rooms may run on (no new ones) before the node stops
+    #: (media/drain.py); as the signaling nodes' CALLBOOK_DRAIN_GRACE_S.
+    drain_grace_s: float = 40.0
 
 
 def is_loopback(host: str) -> bool:
@@ -94,11 +98,19 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
             default=os.environ.get(env) or str(default),  # argparse applies type=int
             help=f"cap on one publisher's {kind} track, kbit/s (or ${env}; default {default})",
         )
+    parser.add_argument(
+        "--drain-grace-s",
+        type=int,
+        default=os.environ.get(DRAIN_GRACE_ENV) or "40",  # argparse applies type=int
+        help=f"on SIGTERM, how long live rooms may run on, 0-3600 s (or ${DRAIN_GRACE_ENV})",
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
     if args.max_rooms < 1 or args.max_participants < 2:
         parser.error("--max-rooms must be >= 1 and --max-participants >= 2")
+    if not 0 <= args.drain_grace_s <= 3600:
+        parser.error("--drain-grace-s must be between 0 and 3600")
     if args.max_audio_kbps < 8 or args.max_video_kbps < 8:
         parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
     loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
@@ -116,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
             args.advertise_url, args.advertise_host or args.host, args.port
         ),
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
+        drain_grace_s=float(args.drain_grace_s),
     )
 
 

@@ -7,6 +7,7 @@ unknown fields, so a typo in signaling fails loudly instead of being ignored.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -55,6 +56,8 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True):
 
 
 NODE = web.AppKey("media_node", MediaNode)
+#: Set to write the registry entry now rather than at the next heartbeat.
+WAKE = web.AppKey("media_wake", asyncio.Event)
 CONFIG = web.AppKey("media_config", MediaConfig)
 REGISTRY = web.AppKey("media_registry", CollectorRegistry)
 
@@ -223,7 +226,8 @@ def create_app(config: MediaConfig) -> web.Application:
         await node.close()  # closes every peer connection
 
     app.cleanup_ctx.append(media_node)
-    app.cleanup_ctx.append(registration(config, lambda: app[NODE].node_stats()))
+    app[WAKE] = asyncio.Event()
+    app.cleanup_ctx.append(registration(config, lambda: app[NODE].node_stats(), app[WAKE]))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/stats", node_stats)

@@ -73,6 +73,12 @@ class TooManyRooms(MediaError):
     title = "This media node has reached its room limit"
 
 
+class Draining(MediaError):
+    code = "draining"
+    status = 503
+    title = "This media node is shutting down and takes no new rooms"
+
+
 class NotFound(MediaError):
     code = "not_found"
     status = 404

@@ -57,10 +57,14 @@ class MediaNode:
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
         self._closing: set[asyncio.Task[None]] = set()
+        #: Shutting down (media/drain.py): the rooms here run on, no new one opens.
+        self.draining = False
 
     # --- rooms and participants -------------------------------------------------------------
 
     def create_room(self, room: str, max_participants: int | None = None) -> bool:
+        if self.draining and room not in self.forwarder.rooms:
+            raise errors.Draining("this media node is draining; place the room on another")
         limit = min(max_participants or self.limits.max_participants, self.limits.max_participants)
         return self.forwarder.create_room(room, limit)
 
@@ -318,6 +322,7 @@ class MediaNode:
         dropped = dict(counters.pop("dropped"))
         dropped.update(self.dropped.as_dict())
         return {
+            "draining": self.draining,
             "rooms": len(self.forwarder.rooms),
             "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
             "subscriptions": len(self.forwarder.subscriptions),

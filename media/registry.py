@@ -33,6 +33,7 @@ def load(config: MediaConfig, stats: dict[str, object], started_at: float) -> Me
         max_rooms=config.max_rooms,
         started_at=started_at,
         seen_at=time.time(),
+        draining=stats.get("draining") is True,
     )
 
 
@@ -40,27 +41,35 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
-async def _beat(store: Store, config: MediaConfig, stats: Callable[[], dict[str, object]]) -> None:
+async def _beat(
+    store: Store,
+    config: MediaConfig,
+    stats: Callable[[], dict[str, object]],
+    wake: asyncio.Event,
+) -> None:
     started_at = time.time()
     while True:
         try:
             await media_nodes.heartbeat(store, load(config, stats(), started_at))
         except (RedisError, OSError):
             log.warning("could not write the heartbeat: the store is unreachable")
-        await asyncio.sleep(keys.MEDIA_HEARTBEAT_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), keys.MEDIA_HEARTBEAT_S)
+        wake.clear()
 
 
 def registration(
-    config: MediaConfig, stats: Callable[[], dict[str, object]]
+    config: MediaConfig, stats: Callable[[], dict[str, object]], wake: asyncio.Event
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context: heartbeats while the app runs, and the entry removed at shutdown."""
+    """A cleanup context: heartbeats while the app runs (at once when ``wake`` is set: a drain
+    must leave placement now, not a second later), and the entry removed at shutdown."""
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         if config.redis_url is None:
             yield
             return
         store = Store(connect(config.redis_url, max_connections=4, cluster=config.redis_cluster))
-        task = asyncio.create_task(_beat(store, config, stats))
+        task = asyncio.create_task(_beat(store, config, stats, wake))
         log.info("registered as media node %s", config.node_id)
         yield
         task.cancel()

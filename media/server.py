@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 import aioice.ice
 from aiohttp import web
 
 from media.config import MediaConfig, parse_args
 from media.control import create_app
+from media.drain import drain
 
 log = logging.getLogger("callbook.media")
 
@@ -39,20 +41,50 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+async def _run(config: MediaConfig) -> None:
+    """Serve until SIGTERM (drain first, ``media/drain.py``) or SIGINT (stop now)."""
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        log.info("media node listening on http://%s:%d", config.host, config.port)
+        stopping = await _signalled()
+        if stopping is signal.SIGTERM and config.drain_grace_s > 0:
+            log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)
+            draining = asyncio.create_task(drain(app, config.drain_grace_s))
+            interrupted = asyncio.create_task(_signalled())
+            await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
+            for task in (draining, interrupted):
+                task.cancel()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+async def _signalled() -> signal.Signals:
+    """The next SIGTERM or SIGINT (a second one during the drain stops at once)."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for kind in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(kind, _settle, received, kind)
+    try:
+        return await received
+    finally:
+        for kind in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(kind)
+
+
+def _settle(future: asyncio.Future[signal.Signals], kind: signal.Signals) -> None:
+    if not future.done():
+        future.set_result(kind)
+
+
 def serve(config: MediaConfig) -> None:
     if config.loopback_ice:
         allow_loopback_ice()
-    web.run_app(
-        create_app(config),
-        loop=_new_loop(),
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        shutdown_timeout=5.0,
-        print=lambda _msg: log.info(
-            "media node listening on http://%s:%d", config.host, config.port
-        ),
-    )
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(_run(config))
 
 
 def main(argv: list[str] | None = None) -> int:

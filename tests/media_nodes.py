@@ -29,13 +29,13 @@ def _free_port() -> int:
 
 
 class MediaProcess:
-    def __init__(self, node_id: str, redis_url: str) -> None:
+    def __init__(self, node_id: str, redis_url: str, *flags: str) -> None:
         self.node_id = node_id
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable, "-m", "media.server", "--host", "127.0.0.1",
-            "--port", str(self.port), "--redis-url", redis_url, "--node-id", node_id,
+            "--port", str(self.port), "--redis-url", redis_url, "--node-id", node_id, *flags,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

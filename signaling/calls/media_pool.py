@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from directory import keys, media_nodes
 from directory.media_nodes import MediaNodeInfo
 from directory.store import Store
-from media.control import MediaControl
+from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
 from signaling.outage import StoreOutage
 
@@ -38,6 +38,8 @@ FIXED_NODE = "media"
 PROBE_TIMEOUT_S = 2.0
 T = TypeVar("T")
 
+#: A media node's answers that send a new room to the next node.
+_FULL_OR_LEAVING = frozenset({"draining", "too_many_rooms"})
 #: Told the dead node's id and the rooms that were on it.
 LostRooms = Callable[[str, list[str]], None]
 
@@ -112,6 +114,13 @@ class MediaPool:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._bump(node, rooms=-1)
                 log.warning("media node %s refused a room: %s", node, type(exc).__name__)
+                continue
+            except MediaControlError as exc:
+                if exc.code not in _FULL_OR_LEAVING:
+                    raise
+                # Its registry entry did not say so yet: the next node may take the room.
+                self._bump(node, rooms=-1)
+                log.info("media node %s refused a room: %s", node, exc.code)
                 continue
             self._rooms[room] = node
             return

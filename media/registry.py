@@ -53,8 +53,11 @@ async def _beat(
             await media_nodes.heartbeat(store, load(config, stats(), started_at))
         except (RedisError, OSError):
             log.warning("could not write the heartbeat: the store is unreachable")
+        # asyncio.timeout, not wait_for: on 3.11 a cancellation that meets wait_for's own
+        # timeout comes out as TimeoutError, and the stopping node's heartbeat beat on.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), keys.MEDIA_HEARTBEAT_S)
+            async with asyncio.timeout(keys.MEDIA_HEARTBEAT_S):
+                await wake.wait()
         wake.clear()
 
 

@@ -12,7 +12,7 @@ from playwright.async_api import expect
 from signaling.appkeys import CALLS
 from signaling.drain import drain
 from signaling.phone.softphone import Softphone
-from tests.conftest import MakeServer, befriend
+from tests.conftest import MakeServer, befriend, unique
 from tests.test_browser import (
     CHROMIUM,
     DESKTOP,
@@ -35,9 +35,11 @@ async def test_a_page_in_a_call_follows_its_draining_node_to_the_other_one(
     make_server: MakeServer,
     browsers: Browsers,  # noqa: F811
 ) -> None:
-    node_a = await make_server(routing="redis", node_id="node-a")
+    node_a = await make_server(routing="redis", node_id=unique("node-a"))
     # Behind a load balancer both nodes share one origin; here the page comes from A.
-    node_b = await make_server(routing="redis", node_id="node-b", allowed_origins=(node_a.url,))
+    node_b = await make_server(
+        routing="redis", node_id=unique("node-b"), allowed_origins=(node_a.url,)
+    )
     # The page's Content-Security-Policy allows its own origin only (connect-src 'self'): a
     # stand-in for the load balancer's single address.
     context = await browsers.browser.new_context(

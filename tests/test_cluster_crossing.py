@@ -18,7 +18,7 @@ from signaling.calls.crossing import Crossing
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _line, _on
 
@@ -32,8 +32,8 @@ async def nodes(request: pytest.FixtureRequest, make_server: MakeServer) -> tupl
     if request.param == "one node":
         single = await make_server()
         return single, single
-    first = await make_server(routing="redis", node_id="node-a")
-    second = await make_server(routing="redis", node_id="node-b")
+    first = await make_server(routing="redis", node_id=unique("node-a"))
+    second = await make_server(routing="redis", node_id=unique("node-b"))
     return first, second
 
 
@@ -176,7 +176,7 @@ async def test_what_a_dead_node_left_makes_nobody_busy_nor_ends_a_call(
 ) -> None:
     """Entries whose owner is not a live node (it died, its keys not yet expired) count for
     nothing: not the busy device, not the ringing call with the smallest possible id."""
-    node = await make_server(routing="redis", node_id="node-b")
+    node = await make_server(routing="redis", node_id=unique("node-b"))
     alice = await node.signup("alice")
     bob = await node.signup("bob")
     assert alice.profile is not None and bob.profile is not None

@@ -13,9 +13,10 @@ import pytest
 
 from directory import keys
 from directory.store import Store
+from signaling.appkeys import NODE
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _on
 from tests.test_operator import REASON, _connected_call, _http, _operator
@@ -35,8 +36,8 @@ async def _eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0)
 
 async def _two_nodes(make_server: MakeServer) -> tuple[Server, Server]:
     return (
-        await make_server(routing="redis", node_id="node-a"),
-        await make_server(routing="redis", node_id="node-b"),
+        await make_server(routing="redis", node_id=unique("node-a")),
+        await make_server(routing="redis", node_id=unique("node-b")),
     )
 
 
@@ -54,14 +55,15 @@ async def _actions(store: Store) -> list[tuple[str, str]]:
 async def test_node_a_lists_every_live_node_with_its_heartbeat(
     make_server: MakeServer, store: Store
 ) -> None:
-    node_a, _node_b = await _two_nodes(make_server)
+    node_a, node_b = await _two_nodes(make_server)
+    ids = {node_a.app[NODE].id, node_b.app[NODE].id}
     op = await _operator(store)
 
     async def both() -> dict[str, Any] | None:
         status, body = await _http(node_a, "GET", "/v1/operator/nodes", op)
         assert status == 200
         signaling = {n["id"]: n for n in body["nodes"] if n["kind"] == "signaling"}
-        return signaling if set(signaling) == {"node-a", "node-b"} else None
+        return signaling if set(signaling) == ids else None
 
     nodes = await _eventually(both)
     assert all(node["last_heartbeat"] > 0 for node in nodes.values())
@@ -76,7 +78,8 @@ async def test_a_call_on_node_b_is_listed_revealed_and_ended_through_node_a(
     bob = _on(node_b, await node_a.signup("bob"))
     async with _connected_call(alice, bob, "bob") as (a, b, call_id):
         listed = await _eventually(lambda: _listed(node_a, op, call_id))
-        assert (listed["node"], listed["state"], listed["kind"]) == ("node-b", "connected", "1:1")
+        where = (listed["node"], listed["state"], listed["kind"])
+        assert where == (node_b.app[NODE].id, "connected", "1:1")
         assert "alice" not in json.dumps(listed) and "bob" not in json.dumps(listed)
         status, one = await _http(node_a, "GET", f"/v1/operator/calls/{call_id}", op)
         assert (status, one["participants"]) == (200, listed["participants"])
@@ -150,4 +153,4 @@ async def test_the_event_stream_of_node_a_carries_calls_of_node_b(
                     snapshot = json.loads(line[len(b"data: ") :])
                     if any(c["id"] == call_id for c in snapshot["calls"]):
                         break
-        assert {n["id"] for n in snapshot["nodes"]} >= {"node-a", "node-b"}
+        assert {n["id"] for n in snapshot["nodes"]} >= {node_a.app[NODE].id, node_b.app[NODE].id}

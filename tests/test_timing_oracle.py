@@ -27,7 +27,7 @@ from signaling.calls import machine as sm
 from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
-from tests.conftest import MakeServer, Server
+from tests.conftest import MakeServer, Server, unique
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +122,8 @@ async def test_one_node_with_idle_devices_rings_offline_and_blocked_alike(
 async def test_two_nodes_ring_and_cancel_offline_and_blocked_alike(
     make_server: MakeServer,
 ) -> None:
-    node_a = await make_server(routing="redis", node_id="node-a")
-    node_b = await make_server(routing="redis", node_id="node-b")
+    node_a = await make_server(routing="redis", node_id=unique("node-a"))
+    node_b = await make_server(routing="redis", node_id=unique("node-b"))
     callers = await _callers(node_b)
     verdicts = _verdicts(await _measure(callers, node_a))
     assert not any(v.differ for v in verdicts.values()), verdicts

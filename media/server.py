@@ -15,6 +15,9 @@ from media.drain import drain
 
 log = logging.getLogger("callbook.media")
 
+#: After the drain: how long requests in flight get before the control API closes.
+SHUTDOWN_GRACE_S = 5.0
+
 
 def allow_loopback_ice() -> None:
     """aioice skips loopback addresses; on a loopback-only machine nothing would connect."""
@@ -44,7 +47,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _run(config: MediaConfig) -> None:
     """Serve until SIGTERM (drain first, ``media/drain.py``) or SIGINT (stop now)."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()

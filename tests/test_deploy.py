@@ -34,6 +34,7 @@ import yaml
 from media.config import MediaConfig, is_loopback
 from media.config import parse_args as media_parse
 from media.control import create_app as create_media_app
+from media.server import SHUTDOWN_GRACE_S as MEDIA_SHUTDOWN_GRACE_S
 from signaling.app import create_app
 from signaling.cli import _parser
 from signaling.config import Config, from_env
@@ -677,6 +678,21 @@ def test_compose_drain_fits_in_the_stop_grace_period() -> None:
         stop = service["stop_grace_period"]
         assert stop.endswith("s")
         assert drain + SHUTDOWN_GRACE_S < float(stop[:-1])
+
+
+def test_media_drains_fit_in_their_grace_periods() -> None:
+    """SIGTERM drains a media node too (media/drain.py): its drain and shutdown must end
+    before the orchestrator kills it."""
+    spec = pod_spec(k8s_object("Deployment", "callbook-media"))
+    (container,) = spec["containers"]
+    literal = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    secret = {"CALLBOOK_MEDIA_SECRET": "x"}
+    drain = media_config(container["args"][1:], {**literal, **secret}).drain_grace_s
+    assert drain + MEDIA_SHUTDOWN_GRACE_S < spec["terminationGracePeriodSeconds"]
+    service = compose()["services"]["media"]
+    env = {**service_env(service), **secret}
+    drain = media_config(service["command"][1:], env).drain_grace_s
+    assert drain + MEDIA_SHUTDOWN_GRACE_S < float(service["stop_grace_period"].rstrip("s"))
 
 
 def test_k8s_signaling_runs_locked_down() -> None:

@@ -6,7 +6,8 @@ It starts its own Valkey and ``callbook serve`` nodes (real processes, loopback 
 every caller; never online) and ``--idle`` accounts whose one device each stays connected
 (idle phones), then for each layout:
 
-* ``1-node``: one node, ``CALLBOOK_ROUTING=local`` (the default), everything on it;
+* ``1-node``: one node, ``CALLBOOK_ROUTING=local`` (set: with REDIS_URL the default is
+  ``redis``), everything on it;
 * ``2-node``: two nodes, ``CALLBOOK_ROUTING=redis``; callers on A, idle devices spread on both;
 
 places ``--trials`` invites to bob and as many to carol, interleaved in random order, each

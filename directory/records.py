@@ -120,12 +120,16 @@ class MissedCall(msgspec.Struct, frozen=True, kw_only=True):
 
 
 PushProvider = Literal["apns", "fcm", "webhook"]
+#: ``relay``: POSTed to the operator's push relay (the webhook); ``direct``: the server itself
+#: sends to APNs (a VoIP push) or FCM (a high-priority data message) when it is configured to.
+PushDelivery = Literal["relay", "direct"]
 
 
 class PushRegistration(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str
     provider: PushProvider
     token: str
+    delivery: PushDelivery = "relay"
 
 
 Category = Literal["spam", "harassment", "impersonation", "illegal_content", "other"]

@@ -50,7 +50,8 @@ from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.outage import StoreOutage
-from signaling.push import LogPush, PushAdapter, WebhookPush
+from signaling.push import PushAdapter, Retry
+from signaling.push import build as build_push
 from signaling.rest import endpoints
 from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
@@ -253,12 +254,23 @@ async def _refresh_keys(tokens: TokenService, outage: StoreOutage) -> None:
             outage.failed("the signing key refresh")  # the keys loaded stay in use
 
 
+def _push(app: web.Application) -> PushAdapter:
+    config = app[CONFIG]
+    return build_push(
+        app[STORE],
+        webhook_url=config.push_webhook_url,
+        webhook_secret=config.push_webhook_secret,
+        apns=config.apns,
+        fcm=config.fcm,
+        ttl_s=config.ring_timeout_s,
+        retry=Retry(base_s=config.push_backoff_s),
+        metrics=app[METRICS],
+    )
+
+
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    push: PushAdapter = LogPush()
-    if config.push_webhook_url:
-        secret = (config.push_webhook_secret or "").encode()
-        push = WebhookPush(config.push_webhook_url, secret)
+    push = _push(app)
     media = None
     if config.media_registry:
         media = MediaPool(config.media_secret or "", store=app[STORE], outage=app[STORE_OUTAGE])

@@ -13,6 +13,13 @@ from directory import disk, keys
 from directory.secret import DeploymentSecret, SecretError, read_file
 from directory.store import DirectoryConfig
 from signaling.limits import Budget, Networks
+from signaling.push.settings import (
+    ApnsSettings,
+    FcmSettings,
+    PushSettingsError,
+    apns_from_env,
+    fcm_from_env,
+)
 from signaling.puzzle import Settings as PuzzleSettings
 
 
@@ -57,6 +64,11 @@ class Config:
     media_registry: bool = False
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
+    #: Sending VoIP pushes to APNs and data messages to FCM ourselves (signaling/push).
+    apns: ApnsSettings | None = None
+    fcm: FcmSettings | None = None
+    #: The first wait before retrying a push provider (doubled per attempt, 3 attempts).
+    push_backoff_s: float = 0.5
     #: Lifecycle webhooks (signaling/webhooks): where to POST call events, and how hard to try.
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = None
@@ -159,6 +171,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             "CALLBOOK_PUSH_WEBHOOK_URL needs CALLBOOK_PUSH_WEBHOOK_SECRET to sign with."
         )
+    try:
+        apns, fcm = apns_from_env(env), fcm_from_env(env)
+    except PushSettingsError as exc:
+        raise ConfigError(str(exc)) from exc
     webhook_urls = _list(env, "CALLBOOK_WEBHOOK_URLS")
     for url in webhook_urls:
         if not url.startswith(("http://", "https://")):
@@ -205,6 +221,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         turn_ttl_s=_int(env, "CALLBOOK_TURN_TTL_S", base.turn_ttl_s, 60, 86400),
         push_webhook_url=env.get("CALLBOOK_PUSH_WEBHOOK_URL") or None,
         push_webhook_secret=env.get("CALLBOOK_PUSH_WEBHOOK_SECRET") or None,
+        apns=apns,
+        fcm=fcm,
         webhook_urls=webhook_urls,
         webhook_secret=webhook_secret,
         webhook_max_attempts=_int(env, "CALLBOOK_WEBHOOK_MAX_ATTEMPTS", 12, 1, 100),

@@ -134,6 +134,15 @@ class Metrics:
             registry=r,
         )
 
+        self.push_wakeups = Counter(
+            "callbook_push_wakeups",
+            "Wake-ups of offline devices, by sender (webhook, apns, fcm) and outcome: delivered, "
+            "unregistered (the token was removed), auth_failed (our credentials were refused: "
+            "act on it), failed (refused otherwise, or retried in vain).",
+            ["provider", "outcome"],
+            registry=r,
+        )
+
         self._one_to_one = self.active_calls.labels(kind="one_to_one")
         self._one_to_one.set(0)
         self._setups = self.call_setups
@@ -206,6 +215,12 @@ class Metrics:
 
     def on_webhook_dropped(self) -> None:
         self.webhook_events_dropped.inc()
+
+    # --- push ----------------------------------------------------------------------------------
+
+    def on_push(self, provider: str, outcome: str) -> None:
+        # Both closed sets: the senders' names and signaling.push.dispatch.Verdict.
+        self.push_wakeups.labels(provider=provider, outcome=outcome).inc()
 
     # --- exposition ----------------------------------------------------------------------------
 

@@ -653,7 +653,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         try:
             registrations = await push_tokens.list_all(self._store, account_id)
             if registrations and send:
-                await self._push.wake(call_id, registrations)
+                await self._push.wake(call_id, account_id, registrations)
         except Exception:
             log.exception("push wake-up failed")
 

@@ -6,6 +6,7 @@ from directory import history, push_tokens
 from directory.records import MissedCall, PushRegistration
 from signaling import turn
 from signaling.appkeys import CONFIG
+from signaling.errors import ApiError
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
 from signaling.schemas import IceServers, MissedCalls, PushRegister
@@ -55,8 +56,15 @@ async def clear_missed(call: Call) -> None:
 )  # fmt: skip
 async def register_push(call: Call) -> PushRegistration:
     body = call.body_as(PushRegister)
+    if body.delivery == "direct" and body.provider == "webhook":
+        raise ApiError("invalid_request", 'delivery "direct" is for provider apns or fcm.')
     return await push_tokens.register(
-        store(call), call.principal.account_id, call.params["device_id"], body.provider, body.token
+        store(call),
+        call.principal.account_id,
+        call.params["device_id"],
+        body.provider,
+        body.token,
+        body.delivery,
     )
 
 

@@ -147,10 +147,11 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
                "did not answer you.")),
     (keys.push_tokens, Datum(
         name="push_registrations", key_pattern=keys.push_tokens(_ACCOUNT), type="hash",
-        entry="device_id", fields=["device_id", "provider", "token"],
+        entry="device_id", fields=["device_id", "provider", "token", "delivery"],
         purpose="Waking your offline devices when someone calls.",
         retention="until removed, the device revoked or the account erased", max_ttl_s=None,
-        visible_to="you; the push relay receives a token when it wakes that device",
+        visible_to="you; the push relay, or Apple (APNs) or Google (FCM) for direct delivery, "
+        "receives a token when it wakes that device",
         scope="account", in_export=True, export="`push_registrations`")),
     (keys.report_bucket, Datum(
         name="report_rate_limit", key_pattern=keys.report_bucket(_ACCOUNT), type="hash",

@@ -148,6 +148,7 @@ def _in_export(e: Export) -> dict[str, dict[str, set[str]]]:
             "device_id": _listed(r.device_id for r in e.push_registrations),
             "provider": _listed(r.provider for r in e.push_registrations),
             "token": _listed(r.token for r in e.push_registrations),
+            "delivery": _listed(r.delivery for r in e.push_registrations),
         },
         "reports_filed": {"report_id": _listed(r.id for r in e.reports_filed)},
         "notices": {

@@ -91,8 +91,9 @@ def apns_from_env(env: Mapping[str, str]) -> ApnsSettings | None:
         ("CALLBOOK_APNS_KEY_ID", "CALLBOOK_APNS_TEAM_ID", "CALLBOOK_APNS_BUNDLE_ID"),
         "CALLBOOK_APNS_KEY_FILE",
     )
+    pem = _read(path, "CALLBOOK_APNS_KEY_FILE")
     try:
-        key = serialization.load_pem_private_key(_read(path, "CALLBOOK_APNS_KEY_FILE"), None)
+        key = serialization.load_pem_private_key(pem, None)
     except (ValueError, TypeError) as exc:
         raise PushSettingsError("CALLBOOK_APNS_KEY_FILE is not a PEM (.p8) private key.") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
@@ -117,10 +118,9 @@ def fcm_from_env(env: Mapping[str, str]) -> FcmSettings | None:
     path = env.get("CALLBOOK_FCM_SERVICE_ACCOUNT_FILE") or None
     if path is None:
         return None
+    raw = _read(path, "CALLBOOK_FCM_SERVICE_ACCOUNT_FILE")
     try:
-        account = msgspec.json.decode(
-            _read(path, "CALLBOOK_FCM_SERVICE_ACCOUNT_FILE"), type=_ServiceAccount
-        )
+        account = msgspec.json.decode(raw, type=_ServiceAccount)
         key = serialization.load_pem_private_key(account.private_key.encode(), None)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
         raise PushSettingsError(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
 import httpx
+
+# httpx logs every request's URL at INFO, and an APNs URL holds the device token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: A wake-up is worth something only while the call rings: fail fast, then retry.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)

@@ -158,24 +158,21 @@ class Dispatcher:
 
     async def _deliver(self, account_id: str, wake: Wake) -> None:
         sender = self.sender_for(wake.registration)
-        result = await self._attempt(sender, wake)
+        try:
+            result = await self._attempt(sender, wake)
+        except Exception:
+            # One registration's failure must not cost the others their wake-up.
+            log.exception("push: %s sender failed", sender.name)
+            result = Result(Verdict.FAILED)
         if self._metrics is not None and sender.name != "log":
             self._metrics.on_push(sender.name, result.verdict.value)
-        reason = printable_reason(result.reason)
         if result.verdict is Verdict.GONE:
             registration = wake.registration
             try:
                 await self._forget(account_id, registration.device_id, registration.token)
             except Exception:
                 log.exception("push: could not remove an unregistered token")
-            log.info("push: %s says a token is gone (%d %s): removed", sender.name,
-                     result.status, reason)  # fmt: skip
-        elif result.verdict is Verdict.AUTH:
-            log.error("push: %s refused our credentials (%d %s)", sender.name, result.status,
-                      reason)  # fmt: skip
-        elif result.verdict is Verdict.FAILED:
-            log.warning("push: %s did not take a wake-up (%d %s)", sender.name, result.status,
-                        reason)  # fmt: skip
+        _report(sender.name, result)
 
     async def _attempt(self, sender: Sender, wake: Wake) -> Result:
         attempt = 0
@@ -192,3 +189,15 @@ class Dispatcher:
     async def close(self) -> None:
         for sender in (self._relay, *self._direct.values()):
             await sender.close()
+
+
+def _report(sender: str, result: Result) -> None:
+    """One log line per wake-up that did not simply go through: the provider's reason code,
+    never the token or whose device it is."""
+    reason = printable_reason(result.reason)
+    if result.verdict is Verdict.GONE:
+        log.info("push: %s says a token is gone (%d %s): removed", sender, result.status, reason)
+    elif result.verdict is Verdict.AUTH:
+        log.error("push: %s refused our credentials (%d %s)", sender, result.status, reason)
+    elif result.verdict is Verdict.FAILED:
+        log.warning("push: %s did not take a wake-up (%d %s)", sender, result.status, reason)

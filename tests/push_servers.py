@@ -40,6 +40,12 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+def _released() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that is its own CA: (certificate, key) PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -80,6 +86,8 @@ class ProviderServer:
     script: dict[str, list[Answer]] = field(default_factory=dict)
     url: str = ""
     _arrivals: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
+    #: Cleared: requests are recorded but answered only once it is set again.
+    hold: asyncio.Event = field(default_factory=lambda: _released())
     _server: asyncio.Server | None = None
     _open: set[asyncio.Transport] = field(default_factory=set)
 
@@ -122,6 +130,7 @@ class _Connection(asyncio.Protocol):
         )
         self._streams: dict[int, Received] = {}
         self._transport: asyncio.Transport | None = None
+        self._held: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -153,6 +162,21 @@ class _Connection(asyncio.Protocol):
 
     def _respond(self, stream_id: int) -> None:
         answer = self._server.answer(self._streams.pop(stream_id))
+        if self._server.hold.is_set():
+            self._send(stream_id, answer)
+        else:
+            task = asyncio.ensure_future(self._send_when_released(stream_id, answer))
+            self._held.add(task)
+            task.add_done_callback(self._held.discard)
+
+    async def _send_when_released(self, stream_id: int, answer: Answer) -> None:
+        await self._server.hold.wait()
+        assert self._transport is not None
+        if not self._transport.is_closing():
+            self._send(stream_id, answer)
+            self._transport.write(self._h2.data_to_send())
+
+    def _send(self, stream_id: int, answer: Answer) -> None:
         headers = [(":status", str(answer.status)), ("content-length", str(len(answer.body)))]
         self._h2.send_headers(stream_id, [*headers, *answer.headers])
         self._h2.send_data(stream_id, answer.body, end_stream=True)

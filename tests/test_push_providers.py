@@ -170,6 +170,26 @@ async def test_an_offline_android_phone_gets_a_high_priority_data_message_from_f
     assert b"alice" not in send.body
 
 
+async def test_a_provider_that_does_not_answer_holds_up_no_call(
+    make_server: MakeServer, apns: Apns
+) -> None:
+    apns.server.hold.clear()
+    server = await make_server(apns=apns.settings)
+    bob = await server.signup("bob")
+    await _register(bob, "apns", APNS_TOKEN)
+    alice = await server.signup("alice")
+    async with Line(alice) as line:
+        await line.open()
+        await line.send(m.Invite(handle="bob"))
+        call_id = (await line.expect(m.Ringing)).call_id
+        await apns.server.next()  # the push is in flight, unanswered
+        await line.send(m.Hangup(call_id=call_id))
+        assert (await line.expect(m.Ended)).call_id == call_id
+        await line.send(m.Invite(handle="bob"))  # and the next call rings too
+        assert (await line.expect(m.Ringing)).call_id != call_id
+    apns.server.hold.set()
+
+
 @pytest.fixture
 async def relay() -> AsyncIterator[tuple[asyncio.Queue[bytes], str]]:
     received: asyncio.Queue[bytes] = asyncio.Queue()

@@ -188,8 +188,12 @@ class MissedCalls(msgspec.Struct, kw_only=True):
 class PushRegister(Request):
     provider: PushProvider
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    #: ``relay`` (the default): the operator's push relay receives the wake-up; ``direct``
-    #: (``apns`` or ``fcm`` only): the server sends it to APNs as a VoIP push (a PushKit token)
-    #: or to FCM as a high-priority data message, falling back to the relay when the server
-    #: has no credentials for that provider.
-    delivery: PushDelivery = "relay"
+    delivery: Annotated[
+        PushDelivery,
+        msgspec.Meta(
+            description="relay (the default): the operator's push relay receives the wake-up. "
+            "direct (apns or fcm only): the server sends it to APNs as a VoIP push (the token is "
+            "a PushKit token) or to FCM as a high-priority data message; through the relay when "
+            "the server has no credentials for that provider."
+        ),
+    ] = "relay"

@@ -127,7 +127,7 @@ class SfuCalls:
         return found
 
     async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
-        keys = await self._media_keys_of(device, required=True)
+        keys = await self._media_keys_of(device, required=True, call_id=call_id)
         account = await accounts.get(self._store, device.account_id)
         event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account), keys=keys)
         self._apply(call_id, event, device)
@@ -138,11 +138,11 @@ class SfuCalls:
         keys go into the introduction that follows ``accepted``."""
         if not isinstance(call, sm.Call) or not call.sfu or not call.involves(device):
             return sm.AcceptEvent(device)
-        own = await self._media_keys_of(device, required=True)
+        own = await self._media_keys_of(device, required=True, call_id=call.id)
         return sm.AcceptEvent(device, (await self._media_keys_of(call.caller), own))
 
     async def _media_keys_of(
-        self, device: sm.DeviceRef, *, required: bool = False
+        self, device: sm.DeviceRef, *, required: bool = False, call_id: str | None = None
     ) -> sm.DeviceKeys | None:
         """The device's published keys; ``media_key_required`` when ``required`` and none."""
         try:
@@ -155,6 +155,7 @@ class SfuCalls:
                     "media_key_required",
                     "Media through the SFU is end-to-end encrypted: publish this device's "
                     "media key (PUT /v1/devices/{device_id}/media-key) first.",
+                    call_id,
                 )
             return None
         return sm.DeviceKeys(record.public_key, record.media_key, record.media_key_signature)
@@ -190,7 +191,7 @@ class SfuCalls:
         participant = None if call is None else kinds.sfu_participant(call, device)
         if call is None or participant is None:
             raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
-        await self._media_keys_of(device, required=True)
+        await self._media_keys_of(device, required=True, call_id=call.id)
         try:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)

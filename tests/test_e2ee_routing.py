@@ -276,8 +276,9 @@ async def _publish_media_key(client: Client) -> None:
 async def test_a_group_call_needs_a_media_key(server: Server, store: Store) -> None:
     alice = await server.signup("alice")
     bob = await server.signup("bob")
-    await _drop_media_key(store, alice)
-    await _drop_media_key(store, bob)
+    eve = await server.signup("eve")
+    for client in (alice, bob, eve):
+        await _drop_media_key(store, client)
     async with await _line(alice) as a, await _line(bob) as b:
         await a.send(m.GroupInvite(handles=["bob"], ref="g1"))
         refused = await a.expect(m.Error)
@@ -286,6 +287,10 @@ async def test_a_group_call_needs_a_media_key(server: Server, store: Store) -> N
 
         await _publish_media_key(alice)
         joined = await _start(a, "bob")
+        # Someone who may not join hears nothing about keys: the call does not exist for it.
+        async with await _line(eve) as e:
+            await e.send(m.Accept(call_id=joined.call_id))
+            assert (await e.expect(m.Error)).code == "unknown_call"
         await b.expect(m.Incoming)
         await b.send(m.Accept(call_id=joined.call_id))
         refused = await b.expect(m.Error)

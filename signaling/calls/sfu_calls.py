@@ -127,7 +127,11 @@ class SfuCalls:
         return found
 
     async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
-        keys = await self._media_keys_of(device, required=True, call_id=call_id)
+        call = self._calls.get(call_id)
+        # Only a device that may join hears that it lacks a key: to anyone else the call id
+        # stays one that does not exist.
+        may_join = isinstance(call, g.GroupCall) and call.may_join(device)
+        keys = await self._media_keys_of(device, required=may_join, call_id=call_id)
         account = await accounts.get(self._store, device.account_id)
         event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account), keys=keys)
         self._apply(call_id, event, device)

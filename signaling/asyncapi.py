@@ -256,8 +256,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "media_key_required": ErrorCode(
         "`group_invite`, `accept` or `publish` of a call through the SFU from a device that "
-        "has not published a media key: publish one (`PUT /v1/devices/{device_id}/media-key`, "
-        "docs/e2ee.md) and send the message again. Nothing changed (a ringing call rings on)."
+        "has not published a media key, or an `invite` (with its `ref`) from such a device "
+        "whose own `relay_calls` is `always` on a server that relays through the SFU: publish "
+        "one (`PUT /v1/devices/{device_id}/media-key`, docs/e2ee.md) and send the message "
+        "again. Nothing changed (a ringing call rings on)."
     ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "

@@ -19,6 +19,7 @@ from directory.store import Store
 from signaling.calls import media_keys
 from signaling.client import Client, _b64decode, new_media_key
 from signaling.phone.line import Line
+from signaling.schemas import AccountUpdate
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, befriend
 from tests.test_calls import _line, _quiet, _ring
@@ -364,3 +365,17 @@ def test_the_request_limiter(asks: list[tuple[str, str, float]], passed: list[bo
     assert [limiter.allow("call", asker, asked, at) for asker, asked, at in asks] == passed
     limiter.forget("call")
     assert limiter.allow("call", *asks[-1][:2], asks[-1][2])
+
+
+async def test_a_caller_who_always_relays_needs_a_media_key_before_ringing(
+    server: Server, store: Store
+) -> None:
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    await alice.update(AccountUpdate(relay_calls="always"))
+    await _drop_media_key(store, alice)
+    async with await _line(alice) as a, await _line(bob) as b:
+        await a.send(m.Invite(handle="bob", ref="r1"))
+        refused = await a.expect(m.Error)
+        assert (refused.code, refused.ref) == ("media_key_required", "r1")
+        await _quiet(b)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from directory import accounts, devices, handles, lookup
 from directory.errors import NotFound, RateLimited
+from directory.records import RelayCalls
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds, media_keys
@@ -41,6 +42,7 @@ class SfuCalls:
     _ringing_for: dict[str, set[str]]
     _metrics: Metrics | None
     _ring_timeout_s: float
+    _turn_configured: bool
     _resume_window_s: float
     _clock: Callable[[], float]
     quality: QualityBook
@@ -144,6 +146,13 @@ class SfuCalls:
             return sm.AcceptEvent(device)
         own = await self._media_keys_of(device, required=True, call_id=call.id)
         return sm.AcceptEvent(device, (await self._media_keys_of(call.caller), own))
+
+    async def _require_key_to_relay(self, caller: sm.DeviceRef, relay: RelayCalls) -> None:
+        """A caller whose own setting relays every call, on a server that relays through the
+        SFU, needs a media key before its call rings (it depends on the caller alone, so it
+        tells nothing about the callee; other relayed calls are checked at ``publish``)."""
+        if relay == "always" and self._conference is not None and not self._turn_configured:
+            await self._media_keys_of(caller, required=True)
 
     async def _media_keys_of(
         self, device: sm.DeviceRef, *, required: bool = False, call_id: str | None = None

@@ -379,3 +379,26 @@ async def test_a_caller_who_always_relays_needs_a_media_key_before_ringing(
         refused = await a.expect(m.Error)
         assert (refused.code, refused.ref) == ("media_key_required", "r1")
         await _quiet(b)
+
+
+async def test_a_relayed_call_across_nodes_introduces_both_devices(
+    make_server: MakeServer,
+) -> None:
+    node_a = await make_server(routing="redis", node_id="node-a")
+    node_b = await make_server(routing="redis", node_id="node-b")
+    alice = await node_a.signup("alice")
+    bob_there = await node_a.signup("bob")
+    bob = node_b.client()
+    bob.profile = bob_there.profile
+    async with await _line(alice) as a, await _line(bob) as b:
+        call_id = await _ring(a, b)  # strangers: through the SFU
+        await b.send(m.Accept(call_id=call_id))
+        accepted = {side: await side.expect(m.Accepted) for side in (a, b)}
+        assert accepted[a].participants == accepted[b].participants
+        assert all(p.media_key for p in accepted[b].participants or [])
+        bob_id, alice_id = accepted[b].participant, accepted[a].participant
+        assert bob_id and alice_id
+        await a.send(_keys(call_id, 0, (bob_id, BLOB)))
+        assert (await b.expect(m.MediaKey)).participant == alice_id
+        await b.send(_keys(call_id, 0, (alice_id, BLOB)))
+        assert (await a.expect(m.MediaKey)).participant == bob_id

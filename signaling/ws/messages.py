@@ -33,6 +33,14 @@ EndReason = Literal[
 ]
 SubscriptionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_GROUP_INVITEES = 15
+ParticipantId = Annotated[
+    str, msgspec.Meta(pattern="^[0-9a-f]{1,64}$", description="A participant id in a call")
+]
+#: A sealed media key for one recipient (docs/e2ee.md): the server routes it, never reads it.
+KeyBlob = Annotated[
+    str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,256}$", description="base64url, unpadded")
+]
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1, description="The sender's key id")]
 
 
 class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -148,6 +156,34 @@ class Quality(ClientMessage, tag="quality"):
     relayed: bool | None = None
 
 
+class MediaKeyFor(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One recipient's copy of the sender's media key."""
+
+    participant: ParticipantId
+    blob: KeyBlob
+
+
+class MediaKeys(ClientMessage, tag="media_keys"):
+    """Your new media key, sealed to each named participant of an SFU call (docs/e2ee.md).
+
+    Each named participant still in the call gets ``media_key``; others are skipped silently.
+    """
+
+    call_id: CallId
+    kid: KeyId
+    keys: Annotated[list[MediaKeyFor], msgspec.Meta(min_length=1, max_length=MAX_GROUP_INVITEES)]
+
+
+class MediaKeyRequest(ClientMessage, tag="media_key_request"):
+    """Ask ``participant`` for its current media key (frames arrived that no key decrypts).
+
+    At most one per second per (you, ``participant``) is passed on; more are dropped silently.
+    """
+
+    call_id: CallId
+    participant: ParticipantId
+
+
 ClientMessages = (
     Auth
     | Invite
@@ -162,6 +198,8 @@ ClientMessages = (
     | Mute
     | Ping
     | Quality
+    | MediaKeys
+    | MediaKeyRequest
 )
 
 
@@ -209,13 +247,31 @@ class Incoming(ServerMessage, tag="incoming"):
     group: bool = False
 
 
+class Participant(msgspec.Struct, kw_only=True):
+    participant: str
+    person: Person
+    audio_muted: bool = False
+    video_muted: bool = False
+    # False while the device is reconnecting within its resume window.
+    connected: bool = True
+    #: The participant's device's Ed25519 sign-in key (base64url): verifies the two below and
+    #: the signatures of its key blobs.
+    device_key: str | None = None
+    #: Its X25519 media key and that key's signature (docs/e2ee.md); null for a device that
+    #: joined without one (none can since media keys are required).
+    media_key: str | None = None
+    media_key_signature: str | None = None
+
+
 class Accepted(ServerMessage, tag="accepted"):
     """To both devices of a call that was answered: negotiate media now.
 
     The caller sends the offer. With ``relay_only`` both sides must set
     ``iceTransportPolicy: relay``: the server forwards relay candidates only. With ``sfu``
     there is no peer-to-peer offer at all: each side publishes to the SFU and receives the other
-    through it (``publish`` / ``subscribe_offer``), so neither sees the other's address.
+    through it (``publish`` / ``subscribe_offer``), so neither sees the other's address; then
+    ``participant`` is this device's id in the SFU room and ``participants`` lists both devices
+    with their keys, for end-to-end encrypted media (``media_keys``).
     """
 
     call_id: str
@@ -223,6 +279,10 @@ class Accepted(ServerMessage, tag="accepted"):
     relay_only: bool
     peer: Person
     sfu: bool = False
+    #: With ``sfu``: this device's participant id in the call's SFU room, and both devices as
+    #: a group call's ``participants`` lists them, with their keys (docs/e2ee.md).
+    participant: str | None = None
+    participants: list[Participant] | None = None
 
 
 class Ended(ServerMessage, tag="ended"):
@@ -254,15 +314,6 @@ class PeerResumed(ServerMessage, tag="peer_resumed"):
     call_id: str
 
 
-class Participant(msgspec.Struct, kw_only=True):
-    participant: str
-    person: Person
-    audio_muted: bool = False
-    video_muted: bool = False
-    # False while the device is reconnecting within its resume window.
-    connected: bool = True
-
-
 class Joined(ServerMessage, tag="joined"):
     """You are in the group call as ``participant``: publish your media now."""
 
@@ -274,7 +325,8 @@ class Joined(ServerMessage, tag="joined"):
 
 
 class Participants(ServerMessage, tag="participants"):
-    """Everyone in a group call, sent to all of them whenever it changes."""
+    """Everyone in a group call, sent to all of them whenever it changes. Each entry carries
+    the device's keys: check ``media_key_signature`` with ``device_key`` (docs/e2ee.md)."""
 
     call_id: str
     participants: list[Participant]
@@ -299,6 +351,23 @@ class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
     subscription: str
     participant: str
     sdp: str
+
+
+class MediaKey(ServerMessage, tag="media_key"):
+    """A media key of ``participant`` (the sender), sealed to you: ``kid`` names it in frames."""
+
+    call_id: str
+    participant: str
+    kid: int
+    blob: str
+
+
+class PeerMediaKeyRequest(ServerMessage, tag="media_key_request"):
+    """``participant`` has no usable key of yours: answer with a ``media_keys`` to it alone,
+    carrying your current key."""
+
+    call_id: str
+    participant: str
 
 
 class Pong(ServerMessage, tag="pong"):
@@ -338,6 +407,8 @@ ServerMessages = (
     | ActiveSpeaker
     | PublishAnswer
     | SubscribeOffer
+    | MediaKey
+    | PeerMediaKeyRequest
     | Pong
     | Reconnect
     | Error

@@ -42,7 +42,8 @@ SETUP = """async () => {
   b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
   for (const track of stream.getTracks()) {
     const t = a.addTransceiver(track, {direction: "sendonly"});
-    t.sender.transform = new RTCRtpScriptTransform(sending, {operation: "encrypt", kind: track.kind});
+    const options = {operation: "encrypt", kind: track.kind};
+    t.sender.transform = new RTCRtpScriptTransform(sending, options);
   }
   b.ontrack = (e) => {
     e.receiver.transform = new RTCRtpScriptTransform(

@@ -135,3 +135,30 @@ def safety_number(keys: list[tuple[bytes, bytes]]) -> str:
     digest = hashlib.sha256(SAFETY_LABEL + b"".join(sorted(d + m for d, m in keys))).digest()
     groups = (int.from_bytes(digest[5 * i : 5 * i + 5], "big") % 100000 for i in range(6))
     return " ".join(f"{g:05d}" for g in groups)
+
+
+def parse_frame(kind: str, data: bytes) -> tuple[bytes, int, int, bytes, bytes] | None:
+    """(prefix, kid, ctr, header, sealed) of an encrypted frame, or None when it is not one."""
+    cut = prefix_length(kind, data)
+    if cut >= len(data):
+        return None
+    config = data[cut]
+    kid_len = ((config >> 4) & 7) + 1 if config & 0x80 else 0
+    ctr_len = (config & 7) + 1 if config & 0x08 else 0
+    end = cut + 1 + kid_len + ctr_len
+    if len(data) - end < 16:
+        return None
+    kid = int.from_bytes(data[cut + 1 : cut + 1 + kid_len], "big") if kid_len else config >> 4 & 7
+    ctr = int.from_bytes(data[cut + 1 + kid_len : end], "big") if ctr_len else config & 7
+    return data[:cut], kid, ctr, data[cut:end], data[end:]
+
+
+def decrypt_frame(base_key: bytes, kind: str, data: bytes) -> bytes:
+    """The clear frame; raises InvalidTag when ``base_key`` is not the one it was sealed with."""
+    parts = parse_frame(kind, data)
+    if parts is None:
+        raise ValueError("not an encrypted frame")
+    prefix, kid, ctr, header, sealed = parts
+    key, salt = sframe_key_salt(base_key, kid)
+    nonce = bytes(a ^ b for a, b in zip(salt, ctr.to_bytes(12, "big"), strict=True))
+    return prefix + AESGCM(key).decrypt(nonce, sealed, header + prefix)

@@ -1,0 +1,71 @@
+"""What the SFU saw, from the test-only tap of tests/sfu_tap.py: the frames each publisher sent
+(VP8 frames put back together from their RTP packets, Opus packets as they are), and what a
+decoder makes of VP8 frames."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+from aiortc.codecs.vpx import Vp8Decoder, VpxPayloadDescriptor
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtp import RtpPacket
+
+
+@dataclass
+class Sent:
+    """One publisher's media as the SFU received it."""
+
+    video: list[bytes] = field(default_factory=list)  # whole VP8 frames, in order
+    audio: list[bytes] = field(default_factory=list)  # Opus payloads, in order
+
+
+def _vp8_frames(packets: list[RtpPacket]) -> list[bytes]:
+    by_time: dict[int, dict[int, RtpPacket]] = defaultdict(dict)
+    for packet in packets:
+        by_time[packet.timestamp][packet.sequence_number] = packet
+    frames = []
+    for timestamp in sorted(by_time, key=lambda t: min(by_time[t])):
+        parts = [by_time[timestamp][seq] for seq in sorted(by_time[timestamp])]
+        seqs = [p.sequence_number for p in parts]
+        complete = parts[-1].marker and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        if not complete:
+            continue  # a packet lost before the tap: leave the frame out
+        data = b""
+        for index, packet in enumerate(parts):
+            descriptor, rest = VpxPayloadDescriptor.parse(packet.payload)
+            if index == 0 and not descriptor.partition_start:
+                break
+            data += rest
+        else:
+            frames.append(data)
+    return frames
+
+
+def read(path: Path) -> dict[str, Sent]:
+    """participant → what it sent, from the tap's file."""
+    video: dict[str, list[RtpPacket]] = defaultdict(list)
+    sent: dict[str, Sent] = defaultdict(Sent)
+    for line in path.read_text().splitlines():
+        participant, kind, data = line.split()
+        packet = RtpPacket.parse(bytes.fromhex(data))
+        if kind == "video":
+            video[participant].append(packet)
+        elif packet.payload:
+            sent[participant].audio.append(packet.payload)
+    for participant, packets in video.items():
+        sent[participant].video = _vp8_frames([p for p in packets if p.payload])
+    return dict(sent)
+
+
+def vp8_pictures(frames: list[bytes]) -> int:
+    """How many pictures a VP8 decoder makes of these frames."""
+    decoder, pictures = Vp8Decoder(), 0
+    for index, data in enumerate(frames):
+        try:
+            pictures += len(decoder.decode(JitterFrame(data, index * 3000)))
+        except av.FFmpegError:
+            continue
+    return pictures

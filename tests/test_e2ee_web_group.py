@@ -1,0 +1,158 @@
+"""End-to-end encrypted group calls in the web client: headless Chromium participants through
+the real SFU process, which carries a test-only tap on its forwarding path (tests/sfu_tap.py).
+
+Each browser decodes the others while the SFU holds only SFrame ciphertext (a VP8 decoder makes
+nothing of what it forwards; with the sender's key, taken from the sending page, the same
+frames decode); every browser shows the same safety number, the one docs/e2ee.md §7 gives.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from media.embedded import EmbeddedMedia
+from tests import e2ee_reference as ref
+from tests import e2ee_tap
+from tests.conftest import Server, start_server, stop_server, suite_config
+from tests.redis_cluster import StoreTarget
+from tests.sfu_tap import TAP_ENV
+from tests.test_browser import CHROMIUM, Browsers, screenshot, sign_up
+from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
+from tests.test_browser_group import until, until_decoding
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+# The page's group call: our participant id, our current sending key, and the E2EE counters.
+KEYS_JS = """async () => {
+  const group = window.callbook.group;
+  const e2ee = group.e2ee;
+  return {me: group.me, kid: e2ee.sendKey.kid, baseKey: Array.from(e2ee.sendKey.baseKey),
+          participants: group.participants, stats: await e2ee.stats()};
+}"""
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@pytest.fixture
+def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixture)
+    return _browsers
+
+
+@pytest.fixture
+async def tapped(
+    store: Any, store_target: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Server, Path]]:
+    """A server whose SFU writes every packet it receives from publishers to a file."""
+    tap = tmp_path / "sfu-tap.txt"
+    monkeypatch.setenv(TAP_ENV, str(tap))
+    media = EmbeddedMedia(launcher=(sys.executable, "-m", "tests.sfu_tap"))
+    media.start()
+    try:
+        config = suite_config(store_target.url, media, redis_cluster=store_target.cluster)
+        test_server, server = await start_server(config)
+        try:
+            yield server, tap
+        finally:
+            await stop_server(test_server, server)
+    finally:
+        media.stop()
+
+
+async def join(page: Page) -> None:
+    screen = page.locator("#screen-group")
+    await expect(screen).to_have_attribute("data-state", "incoming")
+    await page.get_by_role("button", name="Join group call").click()
+    await expect(screen).to_have_attribute("data-state", "joined")
+
+
+async def test_encrypted_group_call_of_three_browsers(
+    tapped: tuple[Server, Path], browsers: Browsers
+) -> None:
+    server, tap = tapped
+    people = [("alice", "Alice Liddell"), ("bob", "Bob Builder"), ("carol", "Carol Danvers")]
+    pages = [await browsers.page() for _ in people]
+    for page, (handle, name) in zip(pages, people, strict=True):
+        await sign_up(page, server, handle, name)
+    alice, bob, carol = pages
+
+    await alice.get_by_role("button", name="Group call").click()
+    await alice.fill("#group-handles", "bob carol")
+    await alice.locator("#form-group").get_by_role("radio", name="Video", exact=True).check()
+    await alice.click("#group-start")
+    await join(bob)
+    await join(carol)
+
+    for page in pages:
+        await until_decoding(page, 2)
+        badge = page.locator("#group-e2ee")
+        await expect(badge).to_have_text("End-to-end encrypted")
+        await expect(badge).to_have_attribute("data-state", "encrypted")
+        await expect(page.locator("#group-safety")).to_be_visible()
+
+    # One safety number on every screen, the one docs/e2ee.md §7 computes from the participants'
+    # published keys.
+    numbers = [await p.locator("#group-safety-number").text_content() for p in pages]
+    keys = [await p.evaluate(KEYS_JS) for p in pages]
+    listed = keys[0]["participants"]
+    assert len(listed) == 3
+    expected = ref.safety_number([(unb64(p["device_key"]), unb64(p["media_key"])) for p in listed])
+    assert numbers == [expected] * 3
+    await expect(alice.locator("#group-safety-number")).to_have_accessible_name(
+        f"Safety number {expected}"
+    )
+    await screenshot(alice, "group-call-e2ee.png")
+
+    for mine in keys:
+        stats = mine["stats"]
+        assert stats["decrypted"] > 0 and stats["encrypted"] > 0, stats
+        assert stats["auth_failed"] == stats["malformed"] == stats["bad_blob"] == 0, stats
+
+    # The SFU forwarded only ciphertext: every frame it saw is an SFrame behind its clear
+    # prefix; a VP8 decoder makes nothing of the video, and the sender's key opens it.
+    seen = e2ee_tap.read(tap)
+    assert set(seen) == {k["me"] for k in keys}
+    for mine in keys:
+        sent = seen[mine["me"]]
+        assert len(sent.video) > 20 and len(sent.audio) > 50
+        frames = [("video", f) for f in sent.video] + [("audio", a) for a in sent.audio]
+        parsed = [ref.parse_frame(kind, data) for kind, data in frames]
+        assert all(parts is not None for parts in parsed)
+        assert e2ee_tap.vp8_pictures(sent.video) == 0
+        base_key = bytes(mine["baseKey"])
+        current = [f for f in sent.video if ref.parse_frame("video", f)[1] == mine["kid"]]  # type: ignore[index]
+        clear = [ref.decrypt_frame(base_key, "video", f) for f in current]
+        assert e2ee_tap.vp8_pictures(clear) > 0
+        for kind, data in frames:
+            if ref.parse_frame(kind, data)[1] == mine["kid"]:  # type: ignore[index]
+                ref.decrypt_frame(base_key, kind, data)  # authenticates: sealed with that key
+
+    # Carol leaves: Alice and Bob draw new keys (Carol never gets them) and go on decoding
+    # each other; the safety number changes with the membership.
+    await carol.get_by_role("button", name="Leave group call").click()
+    for page in (alice, bob):
+        await expect(page.locator("#group-grid .tile")).to_have_count(2)
+        await expect(page.locator("#group-safety-number")).not_to_have_text(expected)
+    after = [await p.evaluate(KEYS_JS) for p in (alice, bob)]
+    assert all(a["kid"] > k["kid"] for a, k in zip(after, keys, strict=False))
+    two = ref.safety_number(
+        [(unb64(p["device_key"]), unb64(p["media_key"])) for p in after[0]["participants"]]
+    )
+    await expect(bob.locator("#group-safety-number")).to_have_text(two)
+    decoded = (await bob.evaluate(KEYS_JS))["stats"]["decrypted"]
+
+    async def more() -> bool:
+        return bool((await bob.evaluate(KEYS_JS))["stats"]["decrypted"] > decoded + 50)
+
+    await until(more, "Bob decrypting Alice's media under her new key")

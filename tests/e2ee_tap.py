@@ -60,12 +60,21 @@ def read(path: Path) -> dict[str, Sent]:
     return dict(sent)
 
 
-def vp8_pictures(frames: list[bytes]) -> int:
-    """How many pictures a VP8 decoder makes of these frames."""
-    decoder, pictures = Vp8Decoder(), 0
+def vp8_pictures(frames: list[bytes]) -> list[bytes | None]:
+    """What a VP8 decoder makes of each frame: the picture's luma plane, or None."""
+    decoder, pictures = Vp8Decoder(), []
     for index, data in enumerate(frames):
         try:
-            pictures += len(decoder.decode(JitterFrame(data, index * 3000)))
+            decoded = decoder.decode(JitterFrame(data, index * 3000))
         except av.FFmpegError:
-            continue
+            decoded = []
+        pictures.append(bytes(decoded[-1].planes[0]) if decoded else None)  # type: ignore[attr-defined]
     return pictures
+
+
+def difference(a: bytes, b: bytes, step: int = 31) -> float:
+    """Mean absolute difference of two luma planes (0 the same picture, ~50+ unrelated)."""
+    if len(a) != len(b):
+        return 255.0
+    samples = range(0, len(a), step)
+    return sum(abs(a[i] - b[i]) for i in samples) / len(samples)

@@ -18,8 +18,8 @@
 // A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
 // a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
 // through one ``subscribe_offer``, as in a group call (sfu.js). Its frames are end-to-end
-// encrypted as a group call's are (e2ee.js): ``accepted`` names our participant, and the
-// ``participants`` that follows carries both devices' keys.
+// encrypted as a group call's are (e2ee.js): ``accepted`` names our participant and lists both
+// devices with their keys (``participants``), which never change during the call.
 
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
@@ -216,7 +216,6 @@ export class Call extends EventTarget {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
-      case "participants":
       case "media_key":
       case "media_key_request":
         this.e2ee?.receive(message);
@@ -280,7 +279,7 @@ export class Call extends EventTarget {
       return entry;
     });
     if (message.sfu) {
-      await this._throughSfu(message.participant);
+      await this._throughSfu(message);
       return;
     }
     if (this.relayOnly && this.iceServers.length === 0) {
@@ -297,14 +296,15 @@ export class Call extends EventTarget {
   }
 
   /** Media through the SFU: publish ours, take the other's from its subscribe_offer. */
-  async _throughSfu(me) {
+  async _throughSfu(accepted) {
     this.e2ee = new CallE2ee({
       line: this.line,
       callId: this.callId,
-      me,
+      me: accepted.participant,
       identity: await callKeys(this.api.identity),
     });
     this.e2ee.addEventListener("change", () => this._emit());
+    this.e2ee.receive({ type: "participants", participants: accepted.participants ?? [] });
     // The SFU is the relay: it sees our address, the other device only the SFU's.
     const sfu = new SfuMedia({
       line: this.line,

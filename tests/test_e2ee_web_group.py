@@ -25,7 +25,7 @@ from tests.redis_cluster import StoreTarget
 from tests.sfu_tap import TAP_ENV
 from tests.test_browser import CHROMIUM, Browsers, screenshot, sign_up
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
-from tests.test_browser_group import until, until_decoding
+from tests.test_browser_group import SFU_CALL_DECODES_JS, until, until_decoding
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,6 +38,14 @@ KEYS_JS = """async () => {
   const e2ee = group.e2ee;
   return {me: group.me, kid: e2ee.sendKey.kid, baseKey: Array.from(e2ee.sendKey.baseKey),
           participants: group.participants, stats: await e2ee.stats()};
+}"""
+
+# A 1:1 call through the SFU: our keys, and the keys we took for the other device.
+CALL_KEYS_JS = """() => {
+  const e2ee = window.callbook.call.e2ee;
+  const pair = (device, media) => [Array.from(device), Array.from(media)];
+  const own = pair(e2ee.identity.devicePublicRaw, e2ee.identity.mediaPublicRaw);
+  return {own, peers: [...e2ee.peers.values()].map((p) => pair(p.deviceKey, p.mediaKey))};
 }"""
 
 
@@ -161,3 +169,34 @@ async def test_encrypted_group_call_of_three_browsers(
         return bool((await bob.evaluate(KEYS_JS))["stats"]["decrypted"] > decoded + 50)
 
     await until(more, "Bob decrypting Alice's media under her new key")
+
+
+async def test_a_call_between_strangers_through_the_sfu_is_encrypted_end_to_end(
+    tapped: tuple[Server, Path], browsers: Browsers
+) -> None:
+    """Strangers' calls are relayed (hide-my-IP) and, with no TURN here, through the SFU."""
+    server, tap = tapped
+    alice, bob = await browsers.page(), await browsers.page()
+    await sign_up(alice, server, "alice", "Alice Liddell")
+    await sign_up(bob, server, "bob", "Bob Builder")
+    await alice.fill("#dial-handle", "bob")
+    await alice.click("#dial-video")
+    await expect(bob.locator("#screen-call")).to_have_attribute("data-state", "incoming")
+    await bob.get_by_role("button", name="Answer with video").click()
+    for page in (alice, bob):
+        await expect(page.locator("#screen-call")).to_have_attribute("data-state", "connected")
+        await until(lambda p=page: p.evaluate(SFU_CALL_DECODES_JS), "media through the SFU")  # type: ignore[misc]
+        await expect(page.locator("#call-e2ee")).to_have_text("End-to-end encrypted")
+    # Both show the same safety number: the one of docs/e2ee.md from both devices' keys.
+    mine = await alice.evaluate(CALL_KEYS_JS)
+    theirs = await bob.evaluate(CALL_KEYS_JS)
+    assert mine["peers"] == [theirs["own"]] and theirs["peers"] == [mine["own"]]
+    expected = ref.safety_number([(bytes(d), bytes(m)) for d, m in (mine["own"], theirs["own"])])
+    for page in (alice, bob):
+        await expect(page.locator("#call-safety-number")).to_have_text(expected)
+    await screenshot(alice, "call-sfu-e2ee.png")
+    seen = e2ee_tap.read(tap)
+    assert len(seen) == 2
+    for sent in seen.values():
+        assert sent.video and sent.audio
+        assert all(ref.parse_frame("video", frame) for frame in sent.video)

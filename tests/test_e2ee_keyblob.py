@@ -73,7 +73,13 @@ OTHER_MEDIA = X25519PrivateKey.generate()
         ("signed by someone else", None, {}, RECIPIENT, OTHER_SIGNIN),
         ("truncated", lambda b: b[:-1], {}, RECIPIENT, SIGNIN),
         ("too long", lambda b: b + b"\x00", {}, RECIPIENT, SIGNIN),
-        ("sealed part flipped", lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:], {}, RECIPIENT, SIGNIN),
+        (
+            "sealed part flipped",
+            lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:],
+            {},
+            RECIPIENT,
+            SIGNIN,
+        ),
         ("ephemeral key flipped", lambda b: bytes([b[0] ^ 1]) + b[1:], {}, RECIPIENT, SIGNIN),
         ("empty", lambda b: b"", {}, RECIPIENT, SIGNIN),
     ],
@@ -91,7 +97,10 @@ def test_a_blob_that_does_not_open(
     who = {**WHO, **who_change}
     with pytest.raises(BlobError):
         open_blob(
-            blob, media_key=media_key, sender_device_key=raw_public(sender_key), **who  # type: ignore[arg-type]
+            blob,
+            media_key=media_key,
+            sender_device_key=raw_public(sender_key),
+            **who,  # type: ignore[arg-type]
         )
 
 

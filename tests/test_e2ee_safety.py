@@ -27,7 +27,9 @@ def test_vectors(devices: list[tuple[bytes, bytes]], number: str) -> None:
 
 
 def test_the_digits_come_from_the_design_formula() -> None:
-    digest = hashlib.sha256(b"callbook safety number v1\x00" + b"".join(sorted([A[0] + A[1], B[0] + B[1]]))).digest()
+    digest = hashlib.sha256(
+        b"callbook safety number v1\x00" + b"".join(sorted([A[0] + A[1], B[0] + B[1]]))
+    ).digest()
     first = int.from_bytes(digest[:5], "big") % 100000
     assert safety_number([B, A]).split()[0] == f"{first:05d}"
 

@@ -149,7 +149,7 @@ def test_replayed_frames_are_refused_and_forgeries_do_not_advance_the_window() -
     sender, receiver = FrameKey(bytes(16), 0), FrameKey(bytes(16), 0)
 
     def receive(wire: bytes) -> Drop | None:
-        kid, ctr, cut, end = frame_kid("opus", wire)
+        _, ctr, cut, end = frame_kid("opus", wire)
         try:
             decrypt_frame(receiver, wire, ctr, cut, end)
         except FrameDropped as dropped:

@@ -13,5 +13,5 @@ def safety_number(devices: Iterable[tuple[bytes, bytes]]) -> str:
     """From every participant's (Ed25519 device key, X25519 media key), raw, you included."""
     digest = hashlib.sha256(LABEL + b"".join(sorted(d + m for d, m in devices))).digest()
     return " ".join(
-        "%05d" % (int.from_bytes(digest[5 * i : 5 * i + 5], "big") % 100000) for i in range(GROUPS)
+        f"{int.from_bytes(digest[5 * i : 5 * i + 5], 'big') % 100000:05d}" for i in range(GROUPS)
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -74,15 +75,14 @@ class FrameCrypto:
     def protect_receivers(self, pc: RTCPeerConnection, participant: str) -> None:
         """After ``setRemoteDescription`` of a downlink's offer, before any packet can arrive:
         its frames are decrypted as from ``participant``."""
-        for receiver in pc.getReceivers():
-            self.protect_receiver(receiver, participant)
+        for transceiver in pc.getTransceivers():
+            self.protect_receiver(transceiver.receiver, transceiver.kind, participant)
 
-    def protect_receiver(self, receiver: RTCRtpReceiver, participant: str) -> None:
+    def protect_receiver(self, receiver: RTCRtpReceiver, kind: str, participant: str) -> None:
         attribute = "_RTCRtpReceiver__jitter_buffer"
         inner = getattr(receiver, attribute)
         if isinstance(inner, _DecryptingBuffer):
             return
-        kind = receiver.track.kind
         buffer = _DecryptingBuffer(self, inner, CODEC[kind], participant)
         setattr(receiver, attribute, buffer)
         if kind == "video":

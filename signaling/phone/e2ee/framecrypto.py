@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
@@ -143,7 +144,7 @@ class _EncryptingOpusEncoder(OpusEncoder):
         payloads, timestamp = super().encode(frame, force_keyframe)
         return self._seal(payloads), timestamp
 
-    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+    def pack(self, packet: Packet[Any]) -> tuple[list[bytes], int]:
         payloads, timestamp = super().pack(packet)
         return self._seal(payloads), timestamp
 

@@ -81,10 +81,11 @@ async def signup(
     display_name: str | None,
     device_name: str,
     public_key: str,
+    media_key: devices.MediaKey | None = None,
 ) -> SignedUp:
     handle = handles.parse(raw_handle)
     name = check_display_name(display_name)
-    device_record = devices.new_record(store, device_name, public_key)
+    device_record = devices.new_record(store, device_name, public_key, media_key)
     code = recovery.new_code()
     code_hash = await recovery.hash_code(store.hashing, code)
     account_id = secrets.token_hex(16)
@@ -338,6 +339,7 @@ async def recover(
     public_key: str,
     *,
     revoke_others: bool,
+    media_key: devices.MediaKey | None = None,
     puzzle_bits: int = 0,
     heavy_bits: int = 0,
 ) -> tuple[Account, Device, str]:
@@ -350,7 +352,7 @@ async def recover(
     With puzzles turned off (``heavy_bits`` 0) it refuses with ``rate_limited``.
     """
     bad = BadRecoveryCode("The handle and recovery code do not match.")
-    record = devices.new_record(store, device_name, public_key)
+    record = devices.new_record(store, device_name, public_key, media_key)
     handle = handles.parse_lookup(raw_handle)
     wait_ms = await ratelimit.spend(
         store, ratelimit.recovery_bucket(store, recovery_handle(raw_handle))

@@ -10,7 +10,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from directory import keys, labels
+from directory import keys, labels, media_keys
 from directory.errors import (
     BadChallenge,
     BadSignature,
@@ -95,13 +95,24 @@ def check_name(name: str) -> str:
     return checked
 
 
-def new_record(store: Store, name: str, public_key: str) -> StoredDevice:
+#: A media key as published: (X25519 public key, Ed25519 signature), both base64url.
+MediaKey = tuple[str, str]
+
+
+def new_record(
+    store: Store, name: str, public_key: str, media_key: MediaKey | None = None
+) -> StoredDevice:
+    """``media_key``: the device's own, signed by ``public_key`` (optional at enrollment)."""
     today = store.today()
+    key = parse_public_key(public_key)
+    media, signature = media_keys.check(key, *media_key) if media_key else (None, None)
     return StoredDevice(
         name=check_name(name),
         public_key=canonical_key(public_key),
         created_day=today,
         last_seen_day=today,
+        media_key=media,
+        media_key_signature=signature,
     )
 
 
@@ -109,8 +120,10 @@ def encode(record: StoredDevice) -> bytes:
     return _encode(record)
 
 
-async def add(store: Store, account_id: str, name: str, public_key: str) -> Device:
-    record = new_record(store, name, public_key)
+async def add(
+    store: Store, account_id: str, name: str, public_key: str, media_key: MediaKey | None = None
+) -> Device:
+    record = new_record(store, name, public_key, media_key)
     device_id = new_id()
     added = await store.run_script(
         _ADD_IF_ROOM,
@@ -133,10 +146,7 @@ async def list_all(store: Store, account_id: str) -> list[Device]:
 
 
 async def get(store: Store, account_id: str, device_id: str) -> Device:
-    value = await store.redis.hget(keys.devices(account_id), device_id)
-    if value is None:
-        raise NotFound("No such device on this account.")
-    return _decode(value).with_id(device_id)
+    return (await _stored(store, account_id, device_id)).with_id(device_id)
 
 
 async def is_active(store: Store, account_id: str, device_id: str) -> bool:
@@ -145,16 +155,31 @@ async def is_active(store: Store, account_id: str, device_id: str) -> bool:
 
 
 async def rename(store: Store, account_id: str, device_id: str, name: str) -> Device:
-    device = await get(store, account_id, device_id)
-    stored = StoredDevice(
-        name=check_name(name),
-        public_key=device.public_key,
-        created_day=device.created_day,
-        last_seen_day=device.last_seen_day,
+    stored = msgspec.structs.replace(
+        await _stored(store, account_id, device_id), name=check_name(name)
     )
     if not await _replace(store, account_id, device_id, stored):
         raise NotFound("No such device on this account.")
     return stored.with_id(device_id)
+
+
+async def publish_media_key(
+    store: Store, account_id: str, device_id: str, media_key: MediaKey
+) -> Device:
+    """Set (or rotate) the device's media key, once its signature verifies."""
+    record = await _stored(store, account_id, device_id)
+    media, signature = media_keys.check(parse_public_key(record.public_key), *media_key)
+    stored = msgspec.structs.replace(record, media_key=media, media_key_signature=signature)
+    if not await _replace(store, account_id, device_id, stored):
+        raise NotFound("No such device on this account.")
+    return stored.with_id(device_id)
+
+
+async def _stored(store: Store, account_id: str, device_id: str) -> StoredDevice:
+    value = await store.redis.hget(keys.devices(account_id), device_id)
+    if value is None:
+        raise NotFound("No such device on this account.")
+    return _decode(value)
 
 
 async def _replace(store: Store, account_id: str, device_id: str, record: StoredDevice) -> bool:

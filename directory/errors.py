@@ -37,6 +37,12 @@ class InvalidKey(DirectoryError):
     code = "invalid_public_key"
 
 
+class InvalidMediaKey(DirectoryError):
+    """A device media key that is not 32 bytes of X25519, or whose signature does not verify."""
+
+    code = "invalid_media_key"
+
+
 class TooManyDevices(DirectoryError):
     code = "too_many_devices"
 

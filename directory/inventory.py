@@ -74,10 +74,15 @@ _PER_ACCOUNT: tuple[tuple[Callable[[str], str], Datum], ...] = (
                "to you, and a leaked export would let anyone test guesses of the code).")),
     (keys.devices, Datum(
         name="devices", key_pattern=keys.devices(_ACCOUNT), type="hash", entry="device_id",
-        fields=["device_id", "name", "public_key", "created_day", "last_seen_day"],
-        purpose="Signing in: each device proves it holds the private key of a public key here.",
+        fields=["device_id", "name", "public_key", "created_day", "last_seen_day", "media_key",
+                "media_key_signature"],
+        purpose="Signing in: each device proves it holds the private key of a public key here; "
+                "end-to-end encrypted calls: the other participants of a call through the SFU "
+                "get the device's media key (an X25519 public key signed by the device key) "
+                "and seal their media keys to it.",
         retention="until the device is revoked or the account erased", max_ttl_s=None,
-        visible_to="you", scope="account", in_export=True, export="`devices`")),
+        visible_to="you; the public keys to the other participants of a call through the SFU",
+        scope="account", in_export=True, export="`devices`")),
     (keys.contacts, Datum(
         name="contacts", key_pattern=keys.contacts(_ACCOUNT), type="hash",
         entry="contact_account_id", fields=["contact_account_id", "nickname", "added_day"],

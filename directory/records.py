@@ -42,6 +42,10 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     public_key: str
     created_day: str
     last_seen_day: str
+    #: The device's X25519 media key (raw 32 bytes, base64url), null until it publishes one.
+    media_key: str | None = None
+    #: Its Ed25519 signature (by ``public_key``) over ``b"callbook media key v1\x00" + key``.
+    media_key_signature: str | None = None
 
 
 class StoredDevice(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -51,6 +55,9 @@ class StoredDevice(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     public_key: str
     created_day: str
     last_seen_day: str
+    # Last, with defaults: records written before media keys decode as they are.
+    media_key: str | None = None
+    media_key_signature: str | None = None
 
     def with_id(self, device_id: str) -> Device:
         return Device(
@@ -59,6 +66,8 @@ class StoredDevice(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
             public_key=self.public_key,
             created_day=self.created_day,
             last_seen_day=self.last_seen_day,
+            media_key=self.media_key,
+            media_key_signature=self.media_key_signature,
         )
 
 

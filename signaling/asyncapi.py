@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode
 
-from signaling.calls import handover, quality, sfu_calls
+from signaling.calls import handover, media_keys, quality, sfu_calls
 from signaling.config import Config
 from signaling.ws import endpoint
 from signaling.ws import messages as m
@@ -252,6 +252,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "candidate, `o=` or `c=` line, a duplicated `o=` or `c=`), or it names an address "
         "outside its candidates and address lines. Nothing changed and nothing was forwarded."
     ),
+    "media_key_required": ErrorCode(
+        "`group_invite`, `accept` or `publish` of a call through the SFU from a device that "
+        "has not published a media key: publish one (`PUT /v1/devices/{device_id}/media-key`, "
+        "docs/e2ee.md) and send the message again. Nothing changed (a ringing call rings on)."
+    ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "
         "with its publisher). Nothing changed; wait for the next `subscribe_offer`."
@@ -299,6 +304,7 @@ LIMITS: dict[str, float | int] = {
     "invite_burst": sfu_calls.INVITE_BURST,
     "invites_per_s": sfu_calls.INVITES_PER_S,
     "quality_reports_min_interval_s": quality.MIN_INTERVAL_S,
+    "media_key_requests_min_interval_s": media_keys.REQUEST_INTERVAL_S,
     "ring_timeout_s": DEFAULTS.ring_timeout_s,
     "resume_window_s": DEFAULTS.resume_window_s,
     "messages_kept_in_resume_window": DEFAULTS.resume_queue_max,
@@ -329,6 +335,23 @@ _CALL = "e78c8da2a60beb6df664f1d17c066fca"
 _OFFER = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n..."
 _CANDIDATE = "candidate:3 1 udp 41885439 198.51.100.4 3478 typ relay raddr 0.0.0.0 rport 0"
 
+_ALICE_KEYS: dict[str, Any] = {
+    "device_key": "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w",
+    "media_key": "c7LYt2qptTZgAyvI9di-46OuTjs6f9Sa3oH3NHo0qmg",
+    "media_key_signature": "QTBwKNIuayriaWG3-b3rGioGkvoWSlDL4YRv8ECyvK7CwoNz_t_bm5RU9AKC6P8iZ5_"
+    "NTm37xVeM3Lm8rs93Ag",
+}
+_BOB_KEYS: dict[str, Any] = {
+    "device_key": "gTl3Dqh9F19Wo1Rmw0x-zMuNipG07jeiXfYPW4_Js5Q",
+    "media_key": "l8OxC01sEzp46l3MHPZCHT-Brjex9ijOFMpvzncw8zM",
+    "media_key_signature": "tnFZC-Lx_g5xGiEqXAdtvVpmKeU_g6oeayTdhAf6v7_ob9cTyIiaaXvcEM1Lch78w"
+    "Mmhbq2WfoxP28qY10GMDA",
+}
+_BLOB = (
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0BB"
+    "QkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8"
+)
+
 EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Auth: m.Auth(token="eyJhbGciOiJFZERTQSIs...", resume="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8"),
     m.Invite: m.Invite(handle="bob", media="video", ref="r1"),
@@ -342,6 +365,12 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),
+    m.MediaKeys: m.MediaKeys(
+        call_id=_CALL,
+        kid=3,
+        keys=[m.MediaKeyFor(participant="0d4b8e2a6c1f9a37", blob=_BLOB)],
+    ),
+    m.MediaKeyRequest: m.MediaKeyRequest(call_id=_CALL, participant="0d4b8e2a6c1f9a37"),
     m.Quality: m.Quality(
         call_id=_CALL, rtt_ms=42.0, jitter_ms=3.5, loss=0.01, bitrate_kbps=850.0, relayed=False
     ),
@@ -365,8 +394,10 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Participants: m.Participants(
         call_id=_CALL,
         participants=[
-            m.Participant(participant="9c1e5a0b7d3f2e64", person=_ALICE),
-            m.Participant(participant="0d4b8e2a6c1f9a37", person=_BOB, audio_muted=True),
+            m.Participant(participant="9c1e5a0b7d3f2e64", person=_ALICE, **_ALICE_KEYS),
+            m.Participant(
+                participant="0d4b8e2a6c1f9a37", person=_BOB, audio_muted=True, **_BOB_KEYS
+            ),
         ],
     ),
     m.ActiveSpeaker: m.ActiveSpeaker(call_id=_CALL, participant="0d4b8e2a6c1f9a37"),
@@ -374,6 +405,8 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.SubscribeOffer: m.SubscribeOffer(
         call_id=_CALL, subscription="s-7f3a", participant="0d4b8e2a6c1f9a37", sdp=_OFFER
     ),
+    m.MediaKey: m.MediaKey(call_id=_CALL, participant="9c1e5a0b7d3f2e64", kid=3, blob=_BLOB),
+    m.PeerMediaKeyRequest: m.PeerMediaKeyRequest(call_id=_CALL, participant="9c1e5a0b7d3f2e64"),
     m.Pong: m.Pong(),
     m.Reconnect: m.Reconnect(
         resume_token="ajkHlvVHJnupUv2rX1oQT8qFncrPWrB8",

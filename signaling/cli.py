@@ -50,7 +50,9 @@ def _load_profile(path: Path) -> Profile:
 
 def _client(args: argparse.Namespace) -> Client:
     profile = _load_profile(args.profile)
-    return Client(args.server or profile.server, profile)
+    path: Path = args.profile
+    # Signing in adds a media key to a profile from before end-to-end encrypted calls.
+    return Client(args.server or profile.server, profile, on_profile_change=lambda p: p.save(path))
 
 
 async def cmd_signup(args: argparse.Namespace) -> None:
@@ -152,8 +154,9 @@ async def cmd_settings(args: argparse.Namespace) -> None:
     if args.relay_calls:
         update.relay_calls = args.relay_calls
     changed = any(getattr(update, f) is not msgspec.UNSET for f in AccountUpdate.__struct_fields__)
-    profile = _load_profile(args.profile)
-    async with Client(args.server or profile.server, profile) as client:
+    async with _client(args) as client:
+        assert client.profile is not None
+        profile = client.profile
         account = await client.update(update) if changed else await client.me()
     if account.handle != profile.handle:
         msgspec.structs.replace(profile, handle=account.handle).save(args.profile)

@@ -1,6 +1,7 @@
 """A Callbook client: what a native app does, for the CLI, bots, tests and benchmarks.
 
-The profile file holds this device's private key, so it is written with mode 0600.
+The profile file holds this device's private keys (the Ed25519 device key and the X25519 media
+key, docs/e2ee.md), so it is written with mode 0600.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,8 +20,10 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from directory.devices import signin_message
+from directory.media_keys import signed_message
 from directory.records import Account, Block, Card, Contact, Device, Export
 from signaling import puzzle
 from signaling.errors import Problem
@@ -33,6 +37,7 @@ from signaling.schemas import (
     DeviceEnrollment,
     DeviceList,
     Enrollment,
+    MediaKeyPublish,
     Puzzle,
     PuzzleProof,
     PuzzleRequest,
@@ -55,9 +60,17 @@ class Profile(msgspec.Struct, kw_only=True):
     handle: str
     private_key: str
     recovery_code: str | None = None
+    #: The X25519 media key (raw private bytes, base64url); absent in profiles from before
+    #: end-to-end encrypted calls until their next sign-in publishes one.
+    media_private_key: str | None = None
 
     def key(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(_b64decode(self.private_key))
+
+    def media_key(self) -> X25519PrivateKey | None:
+        if self.media_private_key is None:
+            return None
+        return X25519PrivateKey.from_private_bytes(_b64decode(self.media_private_key))
 
     def save(self, path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -83,6 +96,29 @@ def new_device_key() -> tuple[Ed25519PrivateKey, str]:
     return key, _b64(key.public_key().public_bytes_raw())
 
 
+def new_media_key(device_key: Ed25519PrivateKey) -> tuple[X25519PrivateKey, MediaKeyPublish]:
+    """A fresh X25519 media key, and its public half signed by the device key (protocol 3.7)."""
+    key = X25519PrivateKey.generate()
+    raw = key.public_key().public_bytes_raw()
+    signed = MediaKeyPublish(
+        media_key=_b64(raw), media_key_signature=_b64(device_key.sign(signed_message(raw)))
+    )
+    return key, signed
+
+
+def enrollment(name: str) -> tuple[Ed25519PrivateKey, X25519PrivateKey, DeviceEnrollment]:
+    """A new device's two keys, and the enrollment that publishes both."""
+    key, public = new_device_key()
+    media, signed = new_media_key(key)
+    body = DeviceEnrollment(
+        name=name,
+        public_key=public,
+        media_key=signed.media_key,
+        media_key_signature=signed.media_key_signature,
+    )
+    return key, media, body
+
+
 @dataclass
 class ClientError(Exception):
     """A problem+json answer, or a failure to reach the server at all."""
@@ -98,12 +134,19 @@ class ClientError(Exception):
 
 class Client:
     def __init__(
-        self, server: str, profile: Profile | None = None, *, local_address: str | None = None
+        self,
+        server: str,
+        profile: Profile | None = None,
+        *,
+        local_address: str | None = None,
+        on_profile_change: Callable[[Profile], None] | None = None,
     ) -> None:
         """``local_address``: the address to connect from (tests and benchmarks on loopback
-        act as several sources: 127.0.0.2, 127.0.0.3, ...)."""
+        act as several sources: 127.0.0.2, 127.0.0.3, ...). ``on_profile_change``: keeps the
+        profile when signing in added a media key to it (write it back to its file)."""
         self.server = server.rstrip("/")
         self.profile = profile
+        self._on_profile_change = on_profile_change
         connector = None
         if local_address is not None:
             connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
@@ -181,30 +224,23 @@ class Client:
     async def signup(
         self, handle: str, display_name: str | None = None, device_name: str = "cli"
     ) -> tuple[Enrollment, Profile]:
-        key, public = new_device_key()
-        body = SignupRequest(
-            handle=handle,
-            display_name=display_name,
-            device=DeviceEnrollment(name=device_name, public_key=public),
-        )
+        key, media, device = enrollment(device_name)
+        body = SignupRequest(handle=handle, display_name=display_name, device=device)
         done = await self._enroll("/v1/accounts", body, None)
-        return done, self._adopt(done, key)
+        return done, self._adopt(done, key, media)
 
     async def recover(
         self, handle: str, code: str, *, device_name: str = "cli", revoke_others: bool = False
     ) -> tuple[Enrollment, Profile]:
         """Enroll this client as a new device of the account, with its recovery code."""
-        key, public = new_device_key()
+        key, media, device = enrollment(device_name)
         body = RecoveryRequest(
-            handle=handle,
-            recovery_code=code,
-            device=DeviceEnrollment(name=device_name, public_key=public),
-            revoke_other_devices=revoke_others,
+            handle=handle, recovery_code=code, device=device, revoke_other_devices=revoke_others
         )
         done = await self._enroll("/v1/recovery", body, handle)
-        return done, self._adopt(done, key)
+        return done, self._adopt(done, key, media)
 
-    def _adopt(self, done: Enrollment, key: Ed25519PrivateKey) -> Profile:
+    def _adopt(self, done: Enrollment, key: Ed25519PrivateKey, media: X25519PrivateKey) -> Profile:
         self._token = None
         self.profile = Profile(
             server=self.server,
@@ -213,6 +249,7 @@ class Client:
             handle=done.account.handle,
             private_key=_b64(key.private_bytes_raw()),
             recovery_code=done.recovery_code,
+            media_private_key=_b64(media.private_bytes_raw()),
         )
         return self.profile
 
@@ -234,7 +271,23 @@ class Client:
             "POST", "/v1/auth/token", TokenResponse, body, auth=False
         )
         self._token = response.access_token
+        if profile.media_private_key is None:
+            await self._publish_media_key(profile)
         return response
+
+    async def _publish_media_key(self, profile: Profile) -> None:
+        """A profile from before media keys gets one now (calls through the SFU need it)."""
+        media, signed = new_media_key(profile.key())
+        path = f"/v1/devices/{profile.device_id}/media-key"
+        try:
+            await self.request("PUT", path, Device, signed)
+        except ClientError as error:
+            if error.code == "no_route":
+                return  # a server from before end-to-end encrypted calls
+            raise
+        profile.media_private_key = _b64(media.private_bytes_raw())
+        if self._on_profile_change is not None:
+            self._on_profile_change(profile)
 
     async def token(self) -> str:
         if self._token is None:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from directory.errors import InvalidMediaKey
 from directory.records import (
     Account,
     Audience,
@@ -44,6 +45,21 @@ PublicKey = Annotated[
 Signature = Annotated[
     str, msgspec.Meta(min_length=86, max_length=88, description="Ed25519 signature, base64url")
 ]
+MediaKeyText = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=43, max_length=44, description="Raw 32-byte X25519 public key, base64url"
+    ),
+]
+MediaKeySignature = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=86,
+        max_length=88,
+        description='Ed25519 signature by the device key over b"callbook media key v1\\x00" + '
+        "the raw media key, base64url",
+    ),
+]
 Nonce = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
 RecoveryCode = Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
 
@@ -55,6 +71,23 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class DeviceEnrollment(Request):
     name: DeviceName
     public_key: PublicKey
+    #: The device's X25519 media key with its signature by ``public_key``: both or neither.
+    media_key: MediaKeyText | None = None
+    media_key_signature: MediaKeySignature | None = None
+
+    def signed_media_key(self) -> tuple[str, str] | None:
+        if self.media_key is None and self.media_key_signature is None:
+            return None
+        if self.media_key is None or self.media_key_signature is None:
+            raise InvalidMediaKey("Give both media_key and media_key_signature, or neither.")
+        return self.media_key, self.media_key_signature
+
+
+class MediaKeyPublish(Request):
+    """A device's X25519 media key, signed by the device's own sign-in key (docs/e2ee.md)."""
+
+    media_key: MediaKeyText
+    media_key_signature: MediaKeySignature
 
 
 PuzzleChallenge = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

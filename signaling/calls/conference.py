@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -72,12 +71,6 @@ def _failure(exc: Exception) -> MediaRefused | MediaUnavailable:
     if isinstance(exc, MediaControlError) and exc.code in REFUSALS:
         return MediaRefused(REFUSALS[exc.code], exc.detail)
     return MediaUnavailable(str(exc))
-
-
-def leg_participant(call_id: str, device: DeviceRef) -> str:
-    """A relayed 1:1 leg's participant id: stable for the call, meaningless outside it."""
-    digest = hashlib.sha256(f"{call_id}:{device.account_id}:{device.device_id}".encode())
-    return digest.hexdigest()[:16]
 
 
 Deliver = Callable[[DeviceRef, m.ServerMessage], None]

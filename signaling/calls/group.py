@@ -26,6 +26,8 @@ class Member:
     video_muted: bool = False
     published: bool = False
     lost: bool = False
+    #: The device's keys for end-to-end encrypted media, shown to the others (docs/e2ee.md).
+    keys: sm.DeviceKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class JoinEvent:
     participant: str
     person: m.Person
     ref: str | None = None
+    keys: sm.DeviceKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +137,10 @@ def start(
     busy: frozenset[DeviceRef],
     now: float,
     ref: str | None = None,
+    keys: sm.DeviceKeys | None = None,
 ) -> tuple[GroupCall, list[Effect]]:
-    """The host joins at once; every online device of an invited account rings.
+    """The host joins at once (with its device's ``keys``); every online device of an invited
+    account rings.
 
     ``online`` maps each invited account (the host's excluded) to its online devices.
     """
@@ -150,7 +155,7 @@ def start(
     for account in sorted(awaiting):
         if not online[account]:
             effects.append(sm.WakeUp(account))
-    joined, join_effects = _on_join(call, JoinEvent(host, participant, call.host, ref))
+    joined, join_effects = _on_join(call, JoinEvent(host, participant, call.host, ref, keys))
     return joined, effects + join_effects
 
 
@@ -194,9 +199,10 @@ def _roster(call: GroupCall) -> list[Effect]:
     listing = m.Participants(
         call_id=call.id,
         participants=[
-            m.Participant(
-                participant=member.participant,
-                person=member.person,
+            sm.participant_entry(
+                member.participant,
+                member.person,
+                member.keys,
                 audio_muted=member.audio_muted,
                 video_muted=member.video_muted,
                 connected=not member.lost,
@@ -236,7 +242,7 @@ def _on_join(call: GroupCall, event: JoinEvent) -> tuple[GroupCall, list[Effect]
         call, effects = _stop_ringing_account(
             call, device.account_id, "answered_elsewhere", spared=device
         )
-    member = Member(participant=event.participant, person=event.person)
+    member = Member(participant=event.participant, person=event.person, keys=event.keys)
     call = replace(call, members={**call.members, device: member})
     joined = m.Joined(
         call_id=call.id,

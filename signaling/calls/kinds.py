@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from directory.records import Account
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.calls.conference import leg_participant
 from signaling.ws import messages as m
 
 AnyCall = sm.Call | g.GroupCall
@@ -71,4 +70,4 @@ def sfu_participant(call: AnyCall | None, device: sm.DeviceRef) -> str | None:
         return None if member is None else member.participant
     if call is None or not call.sfu or call.phase is not sm.Phase.CONNECTED:
         return None
-    return leg_participant(call.id, device) if device in call.legs() else None
+    return sm.leg_participant(call.id, device) if device in call.legs() else None

@@ -7,6 +7,7 @@ devices, timers, a missed-call record, a push wake-up.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Literal
@@ -63,12 +64,25 @@ class Call:
         return device in self.legs() or device in self.ringing
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """What other participants of a call through the SFU need to send a device media keys:
+    its Ed25519 device key, its X25519 media key and that key's signature (base64url)."""
+
+    device_key: str
+    media_key: str
+    media_key_signature: str
+
+
 # --- events ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptEvent:
     device: DeviceRef
+    #: For a call through the SFU: the media keys of the caller's and this device, which the
+    #: two devices are introduced with (``participants``, docs/e2ee.md).
+    keys: tuple[DeviceKeys | None, DeviceKeys | None] = (None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,19 +300,64 @@ def _on_accept(call: Call, event: AcceptEvent, now: float) -> tuple[Call, list[E
     connected = replace(call, phase=Phase.CONNECTED, callee=event.device, ringing=frozenset())
     effects: list[Effect] = [
         ClearTimer("ring"),
-        Send(call.caller, _accepted(connected, "caller")),
-        Send(event.device, _accepted(connected, "callee")),
+        Send(call.caller, _accepted(connected, "caller", call.caller, event.keys)),
+        Send(event.device, _accepted(connected, "callee", event.device, event.keys)),
     ]
     for device in sorted(others, key=_order):
         effects.append(Send(device, m.Ended(call_id=call.id, reason="answered_elsewhere")))
     return connected, effects
 
 
-def _accepted(call: Call, role: Literal["caller", "callee"]) -> m.Accepted:
+def _introduction(
+    call: Call, keys: tuple[DeviceKeys | None, DeviceKeys | None]
+) -> list[m.Participant]:
+    """The two devices of a call through the SFU, as a group call lists its participants."""
+    legs = zip(call.legs(), (call.caller_card, call.callee_card), keys, strict=True)
+    return [
+        participant_entry(leg_participant(call.id, device), card, device_keys)
+        for device, card, device_keys in legs
+    ]
+
+
+def participant_entry(
+    participant: str,
+    person: m.Person,
+    keys: DeviceKeys | None,
+    *,
+    audio_muted: bool = False,
+    video_muted: bool = False,
+    connected: bool = True,
+) -> m.Participant:
+    """A ``participants`` entry: who, their device's keys, and mute and connection state."""
+    return m.Participant(
+        participant=participant, person=person, audio_muted=audio_muted,
+        video_muted=video_muted, connected=connected,
+        device_key=None if keys is None else keys.device_key,
+        media_key=None if keys is None else keys.media_key,
+        media_key_signature=None if keys is None else keys.media_key_signature,
+    )  # fmt: skip
+
+
+def leg_participant(call_id: str, device: DeviceRef) -> str:
+    """A 1:1 leg's participant id in the call's SFU room: stable for the call, meaningless
+    outside it."""
+    digest = hashlib.sha256(f"{call_id}:{device.account_id}:{device.device_id}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _accepted(
+    call: Call,
+    role: Literal["caller", "callee"],
+    device: DeviceRef,
+    keys: tuple[DeviceKeys | None, DeviceKeys | None],
+) -> m.Accepted:
     peer = call.callee_card if role == "caller" else call.caller_card
+    if not call.sfu:
+        return m.Accepted(call_id=call.id, role=role, relay_only=call.relay_only, peer=peer)
     return m.Accepted(
-        call_id=call.id, role=role, relay_only=call.relay_only, peer=peer, sfu=call.sfu
-    )
+        call_id=call.id, role=role, relay_only=call.relay_only, peer=peer, sfu=True,
+        participant=leg_participant(call.id, device), participants=_introduction(call, keys),
+    )  # fmt: skip
 
 
 def _on_decline(call: Call, event: DeclineEvent, now: float) -> tuple[Call, list[Effect]]:

@@ -21,7 +21,7 @@ from directory import accounts, handles, history, lookup, push_tokens
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import group as g
-from signaling.calls import kinds
+from signaling.calls import kinds, media_keys
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference
 from signaling.calls.crossing import Crossing, Ringing
@@ -159,6 +159,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._turn_configured = turn_configured
         # Relayed 1:1 calls: the legs whose media the SFU has accepted.
         self._published: dict[str, set[sm.DeviceRef]] = {}
+        # End-to-end media keys: when each participant last asked another for its key.
+        self._key_requests = media_keys.RequestLimiter()
         # Media quality devices report, and when each call started: for the operator view.
         self.quality = QualityBook()
         # Lifecycle events for webhooks (call started, ringing, ... ended), when configured.
@@ -339,7 +341,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 if isinstance(self._calls.get(message.call_id), g.GroupCall):
                     await self._join(device, message.call_id)
                 else:
-                    self._apply(message.call_id, sm.AcceptEvent(device), device)
+                    accept = await self._accept_event(device, self._calls.get(message.call_id))
+                    self._apply(message.call_id, accept, device)
                 self._switch_away(device, message.call_id)
                 self._switch_away_elsewhere(device, message.call_id, elsewhere)
             case m.Decline():
@@ -361,6 +364,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 self._deliver(device, m.Pong())
             case m.Quality():
                 self._on_quality(device, message)
+            case m.MediaKeys() | m.MediaKeyRequest():
+                self._route_media_keys(device, message)
             case _:
                 raise CallError("unexpected_message", "This message is not expected now.")
 
@@ -617,6 +622,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         call = self._calls.pop(call_id, None)
         self._invited_at.pop(call_id, None)
         self._published.pop(call_id, None)
+        self._key_requests.forget(call_id)
         self.quality.forget_call(call_id)
         if call is not None:
             self._stop_ringing(call)

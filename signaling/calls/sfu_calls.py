@@ -11,11 +11,11 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from directory import accounts, handles, lookup
-from directory.errors import RateLimited
+from directory import accounts, devices, handles, lookup
+from directory.errors import NotFound, RateLimited
 from directory.store import Store
 from signaling.calls import group as g
-from signaling.calls import kinds
+from signaling.calls import kinds, media_keys
 from signaling.calls import machine as sm
 from signaling.calls.conference import Conference, MediaRefused, MediaUnavailable
 from signaling.calls.errors import CallError
@@ -37,6 +37,7 @@ class SfuCalls:
     _media: MediaPool | None
     _router: Router
     _published: dict[str, set[sm.DeviceRef]]
+    _key_requests: media_keys.RequestLimiter
     _ringing_for: dict[str, set[str]]
     _metrics: Metrics | None
     _ring_timeout_s: float
@@ -69,6 +70,7 @@ class SfuCalls:
 
     async def _group_invite(self, host: sm.DeviceRef, invite: m.GroupInvite) -> None:
         conference = self._require_sfu()
+        host_keys = await self._media_keys_of(host, required=True)
         host_account = await accounts.get(self._store, host.account_id)
         if host_account.suspended:
             raise CallError("account_suspended", "This account is suspended; it cannot call.")
@@ -87,10 +89,10 @@ class SfuCalls:
             raise CallError("unavailable", "The media server cannot take a call now.") from exc
         online = {account: await self._router.online(account) for account in invited}
         busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
-        for account, devices in online.items():
-            busy |= await self._busy_elsewhere(account, devices - busy)
+        for account, reachable in online.items():
+            busy |= await self._busy_elsewhere(account, reachable - busy)
         call, effects = g.start(
-            call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref
+            call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref, host_keys
         )
         self._calls[call.id] = call
         self.quality.open_call(call.id, self._clock())
@@ -125,10 +127,37 @@ class SfuCalls:
         return found
 
     async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
+        keys = await self._media_keys_of(device, required=True)
         account = await accounts.get(self._store, device.account_id)
-        event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account))
+        event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account), keys=keys)
         self._apply(call_id, event, device)
         self._attach(call_id, device)
+
+    async def _accept_event(self, device: sm.DeviceRef, call: AnyCall | None) -> sm.AcceptEvent:
+        """Answering a 1:1 call through the SFU needs this device's media key; both devices'
+        keys go into the introduction that follows ``accepted``."""
+        if not isinstance(call, sm.Call) or not call.sfu or not call.involves(device):
+            return sm.AcceptEvent(device)
+        own = await self._media_keys_of(device, required=True)
+        return sm.AcceptEvent(device, (await self._media_keys_of(call.caller), own))
+
+    async def _media_keys_of(
+        self, device: sm.DeviceRef, *, required: bool = False
+    ) -> sm.DeviceKeys | None:
+        """The device's published keys; ``media_key_required`` when ``required`` and none."""
+        try:
+            record = await devices.get(self._store, device.account_id, device.device_id)
+        except NotFound:
+            record = None
+        if record is None or record.media_key is None or record.media_key_signature is None:
+            if required:
+                raise CallError(
+                    "media_key_required",
+                    "Media through the SFU is end-to-end encrypted: publish this device's "
+                    "media key (PUT /v1/devices/{device_id}/media-key) first.",
+                )
+            return None
+        return sm.DeviceKeys(record.public_key, record.media_key, record.media_key_signature)
 
     def _adopt_room(self, call: AnyCall, media_node: str) -> None:
         """A call taken over from a dead signaling node: its room lives on on ``media_node``,
@@ -161,6 +190,7 @@ class SfuCalls:
         participant = None if call is None else kinds.sfu_participant(call, device)
         if call is None or participant is None:
             raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
+        await self._media_keys_of(device, required=True)
         try:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)
@@ -195,6 +225,22 @@ class SfuCalls:
             raise CallError(exc.code, exc.detail, call.id) from exc
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server refused the answer.") from exc
+
+    def _route_media_keys(
+        self, device: sm.DeviceRef, message: m.MediaKeys | m.MediaKeyRequest
+    ) -> None:
+        """Pass sealed media keys (and requests for them) between the call's participants."""
+        call = self._calls.get(message.call_id)
+        if call is None:
+            raise CallError("unknown_call", "No such call on this device.", message.call_id)
+        if isinstance(message, m.MediaKeys):
+            deliveries = media_keys.route_keys(call, device, message)
+        else:
+            deliveries = media_keys.route_request(
+                call, device, message, self._key_requests, self._clock()
+            )
+        for to, out in deliveries:
+            self._deliver(to, out)
 
     def _media_effect(
         self, call_id: str, effect: g.Subscribe | g.RemoveParticipant | g.CloseRoom

@@ -1,4 +1,4 @@
-"""The devices of the signed-in account: list, add, rename, revoke."""
+"""The devices of the signed-in account: list, add, rename, revoke, publish a media key."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from directory import devices
 from directory.records import Device
 from signaling.appkeys import CALLS
 from signaling.calls.machine import DeviceRef
+from signaling.errors import ApiError
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename
+from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename, MediaKeyPublish
 
 _DEVICE = {"device_id": ID_PARAM}
 
@@ -25,11 +26,13 @@ async def list_devices(call: Call) -> DeviceList:
     "POST", "/v1/devices", summary="Enroll another device (at most 10 per account)",
     tag="devices", request=DeviceEnrollment, response=Device, status=201,
     errors=(*AUTH_ERRORS, *BODY_ERRORS, "too_many_devices", "invalid_public_key",
-            "invalid_value", "not_found"),
+            "invalid_media_key", "invalid_value", "not_found"),
 )  # fmt: skip
 async def add_device(call: Call) -> Device:
     body = call.body_as(DeviceEnrollment)
-    return await devices.add(store(call), call.principal.account_id, body.name, body.public_key)
+    return await devices.add(
+        store(call), call.principal.account_id, body.name, body.public_key, body.signed_media_key()
+    )
 
 
 @API.route(
@@ -52,3 +55,19 @@ async def revoke_device(call: Call) -> None:
     account_id, device_id = call.principal.account_id, call.params["device_id"]
     await devices.revoke(store(call), account_id, device_id)
     call.request.app[CALLS].close_device(DeviceRef(account_id, device_id))
+
+
+@API.route(
+    "PUT", "/v1/devices/{device_id}/media-key",
+    summary="Publish or rotate this device's X25519 media key, signed by its sign-in key",
+    tag="devices", request=MediaKeyPublish, response=Device, params=_DEVICE,
+    errors=(*AUTH_ERRORS, *BODY_ERRORS, "not_this_device", "invalid_media_key", "not_found"),
+)  # fmt: skip
+async def publish_media_key(call: Call) -> Device:
+    body = call.body_as(MediaKeyPublish)
+    account_id, device_id = call.principal.account_id, call.params["device_id"]
+    if device_id != call.principal.device_id:
+        await devices.get(store(call), account_id, device_id)  # not_found before refusing
+        raise ApiError("not_this_device", "A device publishes its own media key only.")
+    signed = (body.media_key, body.media_key_signature)
+    return await devices.publish_media_key(store(call), account_id, device_id, signed)

@@ -26,19 +26,21 @@ from signaling.tokens import Principal
     summary="Create an account with its first device; returns the recovery code once",
     tag="session", request=SignupRequest, response=Enrollment, status=201, auth=False,
     errors=(*BODY_ERRORS, "invalid_handle", "handle_reserved", "handle_taken",
-            "invalid_public_key", "invalid_value", "puzzle_required", "rate_limited",
-            "overloaded"),
+            "invalid_public_key", "invalid_media_key", "invalid_value", "puzzle_required",
+            "rate_limited", "overloaded"),
 )  # fmt: skip
 async def signup(call: Call) -> Enrollment:
     source = gate(call).source(call.request)
     gate(call).admit("signup", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(SignupRequest)
+    media_key = body.device.signed_media_key()
     await gate(call).redeem(store(call), "signup", source, body.puzzle, puzzle.scope_of(None))
     gate(call).enrolled()
     done = await accounts.signup(
-        store(call), body.handle, body.display_name, body.device.name, body.device.public_key
-    )
+        store(call), body.handle, body.display_name, body.device.name, body.device.public_key,
+        media_key,
+    )  # fmt: skip
     return Enrollment(account=done.account, device=done.device, recovery_code=done.recovery_code)
 
 
@@ -80,13 +82,15 @@ async def token(call: Call) -> TokenResponse:
     summary="Enroll a new device with the recovery code; a new code replaces the used one",
     tag="session", request=RecoveryRequest, response=Enrollment, status=201, auth=False,
     errors=(*BODY_ERRORS, "bad_recovery_code", "puzzle_required", "rate_limited",
-            "too_many_devices", "invalid_public_key", "invalid_value", "overloaded"),
+            "too_many_devices", "invalid_public_key", "invalid_media_key", "invalid_value",
+            "overloaded"),
 )  # fmt: skip
 async def recover(call: Call) -> Enrollment:
     source = gate(call).source(call.request)
     gate(call).admit("recovery", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(RecoveryRequest)
+    media_key = body.device.signed_media_key()
     scope = puzzle.scope_of(accounts.recovery_handle(body.handle))
     bits = await gate(call).redeem(store(call), "recovery", source, body.puzzle, scope)
     gate(call).enrolled()
@@ -97,6 +101,7 @@ async def recover(call: Call) -> Enrollment:
         body.device.name,
         body.device.public_key,
         revoke_others=body.revoke_other_devices,
+        media_key=media_key,
         puzzle_bits=bits,
         heavy_bits=gate(call).heavy_bits,
     )

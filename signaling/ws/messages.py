@@ -33,6 +33,14 @@ EndReason = Literal[
 ]
 SubscriptionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_GROUP_INVITEES = 15
+ParticipantId = Annotated[
+    str, msgspec.Meta(pattern="^[0-9a-f]{1,64}$", description="A participant id in a call")
+]
+#: A sealed media key for one recipient (docs/e2ee.md): the server routes it, never reads it.
+KeyBlob = Annotated[
+    str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,256}$", description="base64url, unpadded")
+]
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1, description="The sender's key id")]
 
 
 class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -148,6 +156,34 @@ class Quality(ClientMessage, tag="quality"):
     relayed: bool | None = None
 
 
+class MediaKeyFor(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One recipient's copy of the sender's media key."""
+
+    participant: ParticipantId
+    blob: KeyBlob
+
+
+class MediaKeys(ClientMessage, tag="media_keys"):
+    """Your new media key, sealed to each named participant of an SFU call (docs/e2ee.md).
+
+    Each named participant still in the call gets ``media_key``; others are skipped silently.
+    """
+
+    call_id: CallId
+    kid: KeyId
+    keys: Annotated[list[MediaKeyFor], msgspec.Meta(min_length=1, max_length=MAX_GROUP_INVITEES)]
+
+
+class MediaKeyRequest(ClientMessage, tag="media_key_request"):
+    """Ask ``participant`` for its current media key (frames arrived that no key decrypts).
+
+    At most one per second per (you, ``participant``) is passed on; more are dropped silently.
+    """
+
+    call_id: CallId
+    participant: ParticipantId
+
+
 ClientMessages = (
     Auth
     | Invite
@@ -162,6 +198,8 @@ ClientMessages = (
     | Mute
     | Ping
     | Quality
+    | MediaKeys
+    | MediaKeyRequest
 )
 
 
@@ -209,6 +247,22 @@ class Incoming(ServerMessage, tag="incoming"):
     group: bool = False
 
 
+class Participant(msgspec.Struct, kw_only=True):
+    participant: str
+    person: Person
+    audio_muted: bool = False
+    video_muted: bool = False
+    # False while the device is reconnecting within its resume window.
+    connected: bool = True
+    #: The participant's device's Ed25519 sign-in key (base64url): verifies the two below and
+    #: the signatures of its key blobs.
+    device_key: str | None = None
+    #: Its X25519 media key and that key's signature (docs/e2ee.md); null for a device that
+    #: joined without one (none can since media keys are required).
+    media_key: str | None = None
+    media_key_signature: str | None = None
+
+
 class Accepted(ServerMessage, tag="accepted"):
     """To both devices of a call that was answered: negotiate media now.
 
@@ -223,6 +277,10 @@ class Accepted(ServerMessage, tag="accepted"):
     relay_only: bool
     peer: Person
     sfu: bool = False
+    #: With ``sfu``: this device's participant id in the call's SFU room, and both devices as
+    #: a group call's ``participants`` lists them, with their keys (docs/e2ee.md).
+    participant: str | None = None
+    participants: list[Participant] | None = None
 
 
 class Ended(ServerMessage, tag="ended"):
@@ -252,15 +310,6 @@ class PeerReconnecting(ServerMessage, tag="peer_reconnecting"):
 
 class PeerResumed(ServerMessage, tag="peer_resumed"):
     call_id: str
-
-
-class Participant(msgspec.Struct, kw_only=True):
-    participant: str
-    person: Person
-    audio_muted: bool = False
-    video_muted: bool = False
-    # False while the device is reconnecting within its resume window.
-    connected: bool = True
 
 
 class Joined(ServerMessage, tag="joined"):
@@ -301,6 +350,23 @@ class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
     sdp: str
 
 
+class MediaKey(ServerMessage, tag="media_key"):
+    """A media key of ``participant`` (the sender), sealed to you: ``kid`` names it in frames."""
+
+    call_id: str
+    participant: str
+    kid: int
+    blob: str
+
+
+class PeerMediaKeyRequest(ServerMessage, tag="media_key_request"):
+    """``participant`` has no usable key of yours: answer with a ``media_keys`` to it alone,
+    carrying your current key."""
+
+    call_id: str
+    participant: str
+
+
 class Pong(ServerMessage, tag="pong"):
     pass
 
@@ -338,6 +404,8 @@ ServerMessages = (
     | ActiveSpeaker
     | PublishAnswer
     | SubscribeOffer
+    | MediaKey
+    | PeerMediaKeyRequest
     | Pong
     | Reconnect
     | Error

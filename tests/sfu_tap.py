@@ -1,13 +1,15 @@
 """An SFU process whose forwarding core records every RTP packet it is handed (tests only).
 
 Run as ``python -m tests.sfu_tap`` with ``media.server``'s flags; ``CALLBOOK_TEST_SFU_TAP`` names
-the file. Each record: monotonic time (8-byte double), the publisher's participant id (1-byte
-length + UTF-8), the decrypted-SRTP RTP packet (4-byte length + bytes): exactly what the SFU
-sees of the media, after its own transport decryption.
+the file. Each record: monotonic time (8-byte double), the stream's kind (``a``, ``v``, or ``?``
+for a stream the SFU does not know), the publisher's participant id (1-byte length + UTF-8), the
+RTP packet (4-byte length + bytes): exactly what the SFU sees of the media once its own transport
+(SRTP) decryption is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import sys
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media import forwarding, server
+from media.errors import MediaError
 
 TAP_ENV = "CALLBOOK_TEST_SFU_TAP"
 
@@ -24,6 +27,7 @@ TAP_ENV = "CALLBOOK_TEST_SFU_TAP"
 @dataclass(frozen=True)
 class Tapped:
     at: float
+    kind: str
     publisher: str
     packet: bytes
 
@@ -36,7 +40,12 @@ def main() -> int:
         self: forwarding.Forwarder, room: str, name: str, data: bytes, now: float
     ) -> list[tuple[str, bytes]]:
         who = name.encode()
-        out.write(struct.pack("!dB", time.monotonic(), len(who)) + who
+        kind = b"?"
+        with contextlib.suppress(MediaError):
+            ssrc = int.from_bytes(data[8:12], "big")
+            publication = self.participant(room, name).by_ssrc.get(ssrc)
+            kind = publication.kind.value[:1].encode() if publication is not None else b"?"
+        out.write(struct.pack("!dcB", time.monotonic(), kind, len(who)) + who
                   + struct.pack("!I", len(data)) + data)  # fmt: skip
         return handle_rtp(self, room, name, data, now)
 
@@ -47,14 +56,14 @@ def main() -> int:
 def read(path: Path) -> Iterator[Tapped]:
     raw = path.read_bytes()
     pos = 0
-    while pos + 9 <= len(raw):
-        at, size = struct.unpack_from("!dB", raw, pos)
-        pos += 9
+    while pos + 10 <= len(raw):
+        at, kind, size = struct.unpack_from("!dcB", raw, pos)
+        pos += 10
         publisher = raw[pos : pos + size].decode()
         pos += size
         (length,) = struct.unpack_from("!I", raw, pos)
         pos += 4
-        yield Tapped(at, publisher, raw[pos : pos + length])
+        yield Tapped(at, kind.decode(), publisher, raw[pos : pos + length])
         pos += length
 
 

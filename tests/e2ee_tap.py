@@ -13,6 +13,8 @@ from aiortc.codecs.vpx import Vp8Decoder, VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 
+from tests import sfu_tap
+
 
 @dataclass
 class Sent:
@@ -45,16 +47,15 @@ def _vp8_frames(packets: list[RtpPacket]) -> list[bytes]:
 
 
 def read(path: Path) -> dict[str, Sent]:
-    """participant → what it sent, from the tap's file."""
+    """participant → what it sent, from the tap's file (streams the SFU knows of only)."""
     video: dict[str, list[RtpPacket]] = defaultdict(list)
     sent: dict[str, Sent] = defaultdict(Sent)
-    for line in path.read_text().splitlines():
-        participant, kind, data = line.split()
-        packet = RtpPacket.parse(bytes.fromhex(data))
-        if kind == "video":
-            video[participant].append(packet)
-        elif packet.payload:
-            sent[participant].audio.append(packet.payload)
+    for record in sfu_tap.read(path):
+        packet = RtpPacket.parse(record.packet)
+        if record.kind == "v":
+            video[record.publisher].append(packet)
+        elif record.kind == "a" and packet.payload:
+            sent[record.publisher].audio.append(packet.payload)
     for participant, packets in video.items():
         sent[participant].video = _vp8_frames([p for p in packets if p.payload])
     return dict(sent)

@@ -1,44 +1,71 @@
-"""A media node with a test-only tap on its forwarding path: every RTP packet a publisher sends
-(after SRTP, i.e. what the SFU itself sees and forwards) is appended to the file named by
-``CALLBOOK_SFU_TAP``, one line per packet: ``participant kind hex``. RTX and anything not on a
-published stream's own payload type is left out.
+"""An SFU process whose forwarding core records every RTP packet it is handed (tests only).
 
-Run as the launcher of ``media.embedded.EmbeddedMedia`` (``python -m tests.sfu_tap``): the
-node is the real one, only ``MediaNode._on_uplink_rtp`` is wrapped.
+Run as ``python -m tests.sfu_tap`` with ``media.server``'s flags; ``CALLBOOK_TEST_SFU_TAP`` names
+the file. Each record: monotonic time (8-byte double), the stream's kind (``a``, ``v``, or ``?``
+for a stream the SFU does not know), the publisher's participant id (1-byte length + UTF-8), the
+RTP packet (4-byte length + bytes): exactly what the SFU sees of the media once its own transport
+(SRTP) decryption is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-from media import node, server
-from media.peer import Uplink
+from media import forwarding, server
+from media.errors import MediaError
 
-TAP_ENV = "CALLBOOK_SFU_TAP"
+TAP_ENV = "CALLBOOK_TEST_SFU_TAP"
 
 
-def install(path: str) -> None:
-    original = node.MediaNode._on_uplink_rtp
-    sink = open(path, "a", buffering=1)  # noqa: SIM115 (open for the process's lifetime)
+@dataclass(frozen=True)
+class Tapped:
+    at: float
+    kind: str
+    publisher: str
+    packet: bytes
 
-    def tapped(self: node.MediaNode, uplink: Uplink) -> Any:
-        forward = original(self, uplink)
-        streams = {(s.ssrc, s.payload_type): s.kind for s in uplink.published}
 
-        async def on_rtp(data: bytes) -> None:
-            if len(data) >= 12:
-                ssrc = int.from_bytes(data[8:12], "big")
-                kind = streams.get((ssrc, data[1] & 0x7F))
-                if kind is not None:
-                    sink.write(f"{uplink.participant} {kind} {data.hex()}\n")
-            await forward(data)
+def main() -> int:
+    out = Path(os.environ[TAP_ENV]).open("ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+    handle_rtp = forwarding.Forwarder.handle_rtp
 
-        return on_rtp
+    def tapped(
+        self: forwarding.Forwarder, room: str, name: str, data: bytes, now: float
+    ) -> list[tuple[str, bytes]]:
+        who = name.encode()
+        kind = b"?"
+        with contextlib.suppress(MediaError):
+            ssrc = int.from_bytes(data[8:12], "big")
+            publication = self.participant(room, name).by_ssrc.get(ssrc)
+            kind = publication.kind.value[:1].encode() if publication is not None else b"?"
+        out.write(struct.pack("!dcB", time.monotonic(), kind, len(who)) + who
+                  + struct.pack("!I", len(data)) + data)  # fmt: skip
+        return handle_rtp(self, room, name, data, now)
 
-    node.MediaNode._on_uplink_rtp = tapped  # type: ignore[method-assign]
+    forwarding.Forwarder.handle_rtp = tapped  # type: ignore[method-assign]
+    return server.main(sys.argv[1:])
+
+
+def read(path: Path) -> Iterator[Tapped]:
+    raw = path.read_bytes()
+    pos = 0
+    while pos + 10 <= len(raw):
+        at, kind, size = struct.unpack_from("!dcB", raw, pos)
+        pos += 10
+        publisher = raw[pos : pos + size].decode()
+        pos += size
+        (length,) = struct.unpack_from("!I", raw, pos)
+        pos += 4
+        yield Tapped(at, kind.decode(), publisher, raw[pos : pos + length])
+        pos += length
 
 
 if __name__ == "__main__":
-    install(os.environ[TAP_ENV])
-    raise SystemExit(server.main())
+    raise SystemExit(main())

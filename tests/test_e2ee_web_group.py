@@ -63,7 +63,7 @@ async def tapped(
     store: Any, store_target: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Server, Path]]:
     """A server whose SFU writes every packet it receives from publishers to a file."""
-    tap = tmp_path / "sfu-tap.txt"
+    tap = tmp_path / "sfu-tap.bin"
     monkeypatch.setenv(TAP_ENV, str(tap))
     media = EmbeddedMedia(launcher=(sys.executable, "-m", "tests.sfu_tap"))
     media.start()

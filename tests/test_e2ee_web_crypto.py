@@ -1,6 +1,7 @@
 """The browser's E2EE crypto (signaling/web/sframe.js, keyblob.js, safety.js, keyschedule.js)
 run in headless Chromium on fixed keys and nonces, and compared byte for byte with the Python
-of tests/e2ee_reference.py (written from docs/e2ee.md) and with RFC 9605's test vectors.
+of tests/e2ee_reference.py (written from docs/e2ee.md), with RFC 9605's test vectors, and with
+the Python SDK's own modules (signaling/phone/e2ee/).
 
 The modules are loaded from the real page server (``crypto.subtle`` needs a secure context,
 which http://127.0.0.1 is and a data: URL is not).
@@ -21,6 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from playwright.async_api import Page, async_playwright
 
 from signaling import pages
+from signaling.phone.e2ee import keyblob as sdk_keyblob
+from signaling.phone.e2ee import safety as sdk_safety
+from signaling.phone.e2ee import sframe as sdk_sframe
 from tests import e2ee_reference as ref
 from tests.test_browser import CHROMIUM, FLAGS
 
@@ -398,3 +402,72 @@ async def test_key_schedule_bookkeeping(page: Page) -> None:
         (True, 3, ["b"]),
         (False, None, ["b"]),
     ]
+
+
+async def test_the_browser_and_the_python_sdk_agree(page: Page) -> None:
+    """The SDK's modules (signaling/phone/e2ee/) on the same inputs: the two clients of one
+    encrypted room make and read the same bytes."""
+    codec = {"video": "vp8", "audio": "opus"}
+    sdk_frames = [
+        sdk_sframe.encrypt_frame(codec[kind], sdk_sframe.FrameKey(BASE_KEY, kid), ctr, frame).hex()
+        for kind, frame, kid, ctr in FRAME_CASES
+    ]
+    alice_device, bob_media, ephemeral = ed25519(7), x25519(8), x25519(9)
+    sdk_blob = sdk_keyblob.seal(
+        BASE_KEY,
+        call_id="c2",
+        sender="p1",
+        recipient="p2",
+        kid=4,
+        recipient_media_key=raw_public(bob_media),
+        signin_key=alice_device,
+        ephemeral=ephemeral,
+    )
+    people = [(raw_public(ed25519(30 + i)), raw_public(x25519(40 + i))) for i in range(3)]
+    got = await run(
+        page,
+        """
+        const frames = [];
+        for (const [i, [kind, frame, kid, ctr]] of args.cases.entries()) {
+          const keys = await sframe.deriveKey(fromHex(args.base), kid);
+          const mine = await sframe.encryptFrame(keys, ctr, kind, fromHex(frame));
+          const theirs = await sframe.decryptFrame(
+            keys, sframe.splitFrame(kind, fromHex(args.sdkFrames[i])));
+          frames.push([hex(mine), hex(theirs)]);
+        }
+        const blob = await keyblob.sealBlob({
+          baseKey: fromHex(args.base), callId: "c2", sender: "p1", recipient: "p2", kid: 4,
+          recipientMediaKey: fromHex(args.bobMediaPub), signingKey: await ed(args.alice),
+          ephemeral: {privateKey: await xk(args.eph), publicRaw: fromHex(args.ephPub)},
+        });
+        const keys = args.people.map(([d, m]) => ({deviceKey: fromHex(d), mediaKey: fromHex(m)}));
+        return {frames, blob: hex(blob), safety: await safety.safetyNumber(keys)};
+        """,
+        {
+            "cases": [[kind, frame.hex(), kid, ctr] for kind, frame, kid, ctr in FRAME_CASES],
+            "base": BASE_KEY.hex(),
+            "sdkFrames": sdk_frames,
+            "alice": pkcs8(alice_device),
+            "bobMediaPub": raw_public(bob_media).hex(),
+            "eph": pkcs8(ephemeral),
+            "ephPub": raw_public(ephemeral).hex(),
+            "people": [[d.hex(), m.hex()] for d, m in people],
+        },
+    )
+    for (_kind, frame, _kid, _ctr), (mine, theirs), sdk in zip(
+        FRAME_CASES, got["frames"], sdk_frames, strict=True
+    ):
+        assert mine == sdk
+        assert theirs == frame.hex()
+    assert got["blob"] == sdk_blob.hex()
+    opened = sdk_keyblob.open_blob(
+        bytes.fromhex(got["blob"]),
+        call_id="c2",
+        sender="p1",
+        recipient="p2",
+        kid=4,
+        media_key=bob_media,
+        sender_device_key=raw_public(alice_device),
+    )
+    assert opened == BASE_KEY
+    assert got["safety"] == sdk_safety.safety_number(people)

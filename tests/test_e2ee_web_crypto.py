@@ -381,19 +381,26 @@ async def test_key_schedule_bookkeeping(page: Page) -> None:
                    keys.find(1, 9999).material, keys.find(2, 0));
         keys.add(2, "k2", 2000);
         found.push(keys.find(0, 2001), keys.find(1, 2001).material);
+        // One counter for both streams, a window each: video held back by 200 audio frames
+        // is not a replay; the same CTR twice on one stream is.
+        const {windows} = keys.find(2, 2001);
+        windows.video.accept(5);
+        for (let ctr = 6; ctr < 300; ctr += 1) windows.audio.accept(ctr);
+        const streams = [windows.video.fresh(7), windows.audio.fresh(7), windows.video.fresh(5)];
         const limiter = new schedule.RequestLimiter();
         const allowed = [limiter.allow("p", 0), limiter.allow("p", 999), limiter.allow("q", 999),
                          limiter.allow("p", 1000)];
         const send = new schedule.SendSchedule("me");
         const steps = [["me"], ["me", "a"], ["a", "me"], ["me", "a", "b"], ["me", "b"], ["b", "me"]]
           .map((present) => send.update(new Set(present)));
-        return {seen, found, allowed, steps};
+        return {seen, found, allowed, steps, streams};
         """,
     )
     # 3 is fresh (inside the window), 72 is the oldest CTR the window still holds (200 - 128).
     assert got["seen"] == [True, False, True, True, True, False, False, True, False]
     assert got["found"] == [False, False, "k0", None, "k1", None, None, "k1"]
     assert got["allowed"] == [True, False, True, True]
+    assert got["streams"] == [True, False, False]
     assert [(s["rotate"], s.get("kid"), s["recipients"]) for s in got["steps"]] == [
         (True, 0, []),
         (True, 1, ["a"]),

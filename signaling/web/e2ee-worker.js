@@ -111,7 +111,8 @@ function decryptor(kind, participant, transformer) {
       missingKey(participant, kid, transformer);
       return;
     }
-    if (!entry.window.fresh(frameCtr)) {
+    const replay = entry.windows[kind];
+    if (!replay.fresh(frameCtr)) {
       counts.replayed += 1;
       return;
     }
@@ -122,11 +123,7 @@ function decryptor(kind, participant, transformer) {
       counts.auth_failed += 1;
       return;
     }
-    if (!entry.window.fresh(frameCtr)) {
-      counts.replayed += 1; // the same CTR authenticated meanwhile on the other stream
-      return;
-    }
-    entry.window.accept(frameCtr);
+    replay.accept(frameCtr);
     counts.decrypted += 1;
     frame.data = clear.buffer;
     controller.enqueue(frame);

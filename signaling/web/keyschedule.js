@@ -31,10 +31,15 @@ export class ReplayWindow {
  * One sender's receive keys: the newest, and the one before it for 5 s after the newest came
  * (frames in flight under the old key still decrypt). ``material`` is whatever the caller
  * derived (the worker's AES key and salt).
+ *
+ * Each key has a replay window per stream (``windows.audio``, ``windows.video``): the sender
+ * numbers audio and video frames with one counter, but a receiver gets them through two
+ * pipelines, and a busy machine can hold video back by more than 128 audio frames, which one
+ * shared window would take for replays.
  */
 export class SenderKeys {
   constructor() {
-    this.current = null; // {kid, material, window}
+    this.current = null; // {kid, material, windows: {audio, video}}
     this.previous = null;
     this.previousUntil = 0;
   }
@@ -46,11 +51,12 @@ export class SenderKeys {
       this.previous = this.current;
       this.previousUntil = now + PREVIOUS_KEY_MS;
     }
-    this.current = { kid, material, window: new ReplayWindow() };
+    const windows = { audio: new ReplayWindow(), video: new ReplayWindow() };
+    this.current = { kid, material, windows };
     return true;
   }
 
-  /** The entry for ``kid`` (with its replay window), or null. */
+  /** The entry for ``kid`` (with its replay windows), or null. */
   find(kid, now) {
     if (this.current && this.current.kid === kid) return this.current;
     if (this.previous && this.previous.kid === kid && now < this.previousUntil) {

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from playwright.async_api import Page, expect
 
 from media.embedded import EmbeddedMedia
@@ -23,7 +24,7 @@ from tests import e2ee_tap
 from tests.conftest import Server, start_server, stop_server, suite_config
 from tests.redis_cluster import StoreTarget
 from tests.sfu_tap import TAP_ENV
-from tests.test_browser import CHROMIUM, Browsers, screenshot, sign_up
+from tests.test_browser import CHROMIUM, Browsers, account_of, screenshot, sign_up
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
 from tests.test_browser_group import SFU_CALL_DECODES_JS, until, until_decoding
 
@@ -200,3 +201,61 @@ async def test_a_call_between_strangers_through_the_sfu_is_encrypted_end_to_end(
     for sent in seen.values():
         assert sent.video and sent.audio
         assert all(ref.parse_frame("video", frame) for frame in sent.video)
+
+
+# The stored identity as it was before media keys (no mediaKeyPair, never published).
+FORGET_MEDIA_KEY_JS = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("callbook");
+  open.onsuccess = () => {
+    const db = open.result;
+    const tx = db.transaction("identity", "readwrite");
+    const store = tx.objectStore("identity");
+    store.get("self").onsuccess = (event) => {
+      const record = event.target.result;
+      delete record.mediaKeyPair;
+      delete record.mediaKeyPublished;
+      store.put(record, "self");
+    };
+    tx.oncomplete = () => { db.close(); resolve(); };
+    tx.onerror = () => reject(tx.error);
+  };
+})"""
+
+MEDIA_KEY_JS = """() => new Promise((resolve) => {
+  const open = indexedDB.open("callbook");
+  open.onsuccess = () => {
+    const request = open.result.transaction("identity").objectStore("identity").get("self");
+    request.onsuccess = async () => {
+      const record = request.result;
+      open.result.close();
+      if (!record.mediaKeyPublished || !record.mediaKeyPair) return resolve(null);
+      const raw = await crypto.subtle.exportKey("raw", record.mediaKeyPair.publicKey);
+      resolve(btoa(String.fromCharCode(...new Uint8Array(raw)))
+        .replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, ""));
+    };
+  };
+})"""
+
+
+async def test_a_browser_from_before_media_keys_publishes_one_when_it_starts(
+    server: Server, browsers: Browsers
+) -> None:
+    page = await browsers.page()
+    code = await sign_up(page, server, "alice", "Alice Liddell")
+    signed_up = await page.evaluate(MEDIA_KEY_JS)
+    assert signed_up  # made at sign-up, sent with it
+    me = await account_of(server, "alice", code)
+    device = next(d for d in await me.devices() if d.media_key == signed_up)
+
+    await page.evaluate(FORGET_MEDIA_KEY_JS)
+    await page.reload()
+    await expect(page.locator("#screen-home")).to_be_visible()
+    fresh = await until(lambda: page.evaluate(MEDIA_KEY_JS), "a new media key, published")
+    assert fresh != signed_up
+    published = next(d for d in await me.devices() if d.id == device.id)
+    assert published.media_key == fresh
+    assert published.media_key_signature
+    # Signed by the browser's device key (verify raises if not).
+    Ed25519PublicKey.from_public_bytes(unb64(device.public_key)).verify(
+        unb64(published.media_key_signature), ref.media_key_message(unb64(fresh))
+    )

@@ -16,11 +16,6 @@ import { BASE_KEY_LENGTH, BlobError, openBlob, sealBlob, verifyMediaKey } from "
 import { SendSchedule } from "./keyschedule.js";
 import { safetyNumber } from "./safety.js";
 
-/** Whether this browser can encrypt frames (RTCRtpScriptTransform in a worker). */
-export function supported() {
-  return typeof RTCRtpScriptTransform === "function" && typeof Worker === "function";
-}
-
 export class CallE2ee extends EventTarget {
   /**
    * ``identity``: this device's keys ({keyPair: Ed25519, mediaKeyPair: X25519, with

@@ -197,8 +197,8 @@ class Softphone:
                     "sfu": accepted.sfu})  # fmt: skip
         if accepted.sfu:
             if accepted.participant is None:
-                self._emit({"event": "error", "code": "no_participant_id",
-                            "detail": "the server relays this call without end-to-end keys"})  # fmt: skip
+                detail = "the server relays this call without end-to-end keys"
+                self._emit({"event": "error", "code": "no_participant_id", "detail": detail})
                 await self._hang_up(call_id)
                 return Summary("failed", call_id, "no_participant_id")
             return await self._through_sfu(

@@ -102,6 +102,7 @@ class KeySchedule:
         if requester not in self.members or self.send is None:
             self.counters["request_from_unknown"] += 1
             return []
+        self.counters["key_requests_answered"] += 1
         return [SendKeys(self.send.kid, self.send.base_key, (requester,))]
 
     def key_received(self, sender: str, kid: int, base_key: bytes, now: float) -> list[Effect]:

@@ -118,8 +118,10 @@ async def test_encrypted_group_call_of_three_browsers(
     assert len(listed) == 3
     expected = ref.safety_number([(unb64(p["device_key"]), unb64(p["media_key"])) for p in listed])
     assert numbers == [expected] * 3
-    await expect(alice.locator("#group-safety-number")).to_have_accessible_name(
-        f"Safety number {expected}"
+    # Read out as one sentence with what to do with it.
+    await expect(alice.locator("#group-safety")).to_have_text(
+        f"Safety number {expected}. Compare this number with everyone in the call. If all of you"
+        " see the same number, only your devices hold the keys to this call."
     )
     await screenshot(alice, "group-call-e2ee.png")
 

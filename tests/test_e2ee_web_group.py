@@ -9,12 +9,14 @@ frames decode); every browser shows the same safety number, the one docs/e2ee.md
 from __future__ import annotations
 
 import base64
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from playwright.async_api import Page, expect
 
@@ -261,3 +263,97 @@ async def test_a_browser_from_before_media_keys_publishes_one_when_it_starts(
     Ed25519PublicKey.from_public_bytes(unb64(device.public_key)).verify(
         unb64(published.media_key_signature), ref.media_key_message(unb64(fresh))
     )
+
+
+# Open, with the page's own media key, every key blob it was sent: the base keys it had.
+OPEN_BLOBS_JS = """async ({blobs, deviceKeys}) => {
+  const keystore = await import("/static/keystore.js");
+  const keyblob = await import("/static/keyblob.js");
+  const {fromB64url, hex} = await import("/static/bytes.js");
+  const own = await keystore.callKeys(await keystore.loadIdentity());
+  const opened = [];
+  for (const m of blobs) {
+    const baseKey = await keyblob.openBlob({
+      blob: fromB64url(m.blob), callId: m.call_id, sender: m.participant, recipient: m.me,
+      kid: m.kid, senderDeviceKey: fromB64url(deviceKeys[m.participant]),
+      mediaKeyPair: {privateKey: own.mediaKeyPair.privateKey, publicRaw: own.mediaPublicRaw},
+    });
+    opened.push({sender: m.participant, kid: m.kid, key: hex(baseKey)});
+  }
+  return opened;
+}"""
+
+
+def record_key_messages(page: Page) -> list[dict[str, Any]]:
+    """Every media_key and participants message the page's call WebSocket receives."""
+    heard: list[dict[str, Any]] = []
+
+    def on_frame(payload: str | bytes) -> None:
+        message = json.loads(payload)
+        if message.get("type") in ("media_key", "participants", "joined"):
+            heard.append(message)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    return heard
+
+
+async def test_a_late_joiner_and_a_leaver_cannot_open_media_sent_outside_their_time(
+    tapped: tuple[Server, Path], browsers: Browsers
+) -> None:
+    server, tap = tapped
+    alice, bob, carol = [await browsers.page() for _ in range(3)]
+    heard = record_key_messages(carol)
+    for page, handle in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        await sign_up(page, server, handle)
+    await alice.get_by_role("button", name="Group call").click()
+    await alice.fill("#group-handles", "bob carol")
+    await alice.click("#group-start")
+    await join(bob)
+    await until_decoding(bob, 1, video=False)  # Alice and Bob talk before Carol joins
+    await join(carol)
+    await until_decoding(carol, 2, video=False)
+    await carol.get_by_role("button", name="Leave group call").click()
+    await expect(alice.locator("#group-grid .tile")).to_have_count(2)
+    before = (await alice.evaluate(KEYS_JS))["stats"]["encrypted"]
+
+    async def sent_more() -> bool:
+        return bool((await alice.evaluate(KEYS_JS))["stats"]["encrypted"] > before + 100)
+
+    await until(sent_more, "Alice sending after Carol left")
+    alice_id = await alice.evaluate("() => window.callbook.group.me")
+
+    # What Carol's device could ever open: every blob it was sent, with its own media key.
+    me = next(m["participant"] for m in heard if m["type"] == "joined")
+    device_keys = {
+        p["participant"]: p["device_key"]
+        for m in heard
+        if m["type"] == "participants"
+        for p in m["participants"]
+    }
+    blobs = [{**m, "me": me} for m in heard if m["type"] == "media_key"]
+    opened = await carol.evaluate(OPEN_BLOBS_JS, {"blobs": blobs, "deviceKeys": device_keys})
+    carol_had = {o["kid"]: bytes.fromhex(o["key"]) for o in opened if o["sender"] == alice_id}
+    assert carol_had, opened
+
+    # Alice's frames as the SFU forwarded them, by key: those under keys Carol was given open
+    # with them; those from before she joined and after she left open with none of her keys.
+    sent = e2ee_tap.read(tap)[alice_id].audio
+    by_kid: dict[int, list[bytes]] = {}
+    for frame in sent:
+        parts = ref.parse_frame("audio", frame)
+        assert parts is not None
+        by_kid.setdefault(parts[1], []).append(frame)
+    earlier = [kid for kid in by_kid if kid < min(carol_had)]
+    later = [kid for kid in by_kid if kid > max(carol_had)]
+    assert earlier and later, (sorted(by_kid), sorted(carol_had))
+    opens = [
+        ref.decrypt_frame(carol_had[kid], "audio", frame)
+        for kid in carol_had
+        for frame in by_kid.get(kid, [])[:20]
+    ]
+    assert opens  # the keys Carol had do open what was sent while she was in the call
+    for kid in earlier + later:
+        for frame in by_kid[kid][:20]:
+            for key in carol_had.values():
+                with pytest.raises(InvalidTag):
+                    ref.decrypt_frame(key, "audio", frame)

@@ -249,6 +249,17 @@ async def test_chromium_joins_a_bots_group_call_then_leaves(
         await expect(page.locator("#group-title")).to_have_text("Bob Builder’s group call")
         await until_decoding(page, 2)
         me = await page.evaluate("() => window.callbook.group.me")
+        # The bots decode the browser too: they have its key (and a keyframe after it) only
+        # once its media_keys reached them, which may be after the browser decodes them.
+        await holds(
+            lambda: (
+                len(sessions) == 2
+                and all(
+                    me in s.received and s.received[me].video_frames_received > 0 for s in sessions
+                )
+            ),
+            "both bots decoding the browser's video",
+        )
 
         # The browser leaves; the bots carry on and keep receiving each other.
         await page.get_by_role("button", name="Leave group call").click()

@@ -73,6 +73,8 @@ from bench.janus import INSTALL_HINT, JanusError, JanusProcess, JanusVideoRoom, 
 from bench.sfu_forward import CACHE, _NoDecoder, cpu_seconds, free_port, new_pc
 from media.control import MediaControl
 from media.server import allow_loopback_ice
+from signaling.phone.e2ee.framecrypto import FrameCrypto
+from signaling.phone.e2ee.keyschedule import KeySchedule
 
 now = time.monotonic
 MEDIA_SECONDS = 90
@@ -279,12 +281,19 @@ def prefer_codecs(pc: RTCPeerConnection) -> None:
         )
 
 
-async def publisher_pc(path: Path, pcs: list[RTCPeerConnection]) -> RTCPeerConnection:
+async def publisher_pc(
+    path: Path, pcs: list[RTCPeerConnection], encrypt: bool = False
+) -> RTCPeerConnection:
+    """``encrypt``: every frame SFrame-encrypted as the SDK sends it (docs/e2ee-sdk.md)."""
     player = MediaPlayer(str(path), decode=False, loop=True)
     pc = new_pc()
     pcs.append(pc)
+    crypto = FrameCrypto(KeySchedule("publisher"), time.monotonic, lambda _effects: None)
+    crypto.schedule.membership(["publisher"], 0.0)
     for track in (player.audio, player.video):
-        pc.addTransceiver(track, direction="sendonly")
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        if encrypt:
+            crypto.protect_sender(transceiver.sender)
     prefer_codecs(pc)
     await pc.setLocalDescription(await pc.createOffer())
     return pc
@@ -376,9 +385,11 @@ def _r(value: float | None) -> float | None:
 # --- scenarios ---
 
 
-async def run_direct(path: Path, seconds: float, warmup: float) -> dict[str, Any]:
+async def run_direct(
+    path: Path, seconds: float, warmup: float, encrypt: bool = False
+) -> dict[str, Any]:
     async def setup(pcs: list[RTCPeerConnection]) -> None:
-        publisher = await publisher_pc(path, pcs)
+        publisher = await publisher_pc(path, pcs, encrypt)
         subscriber = await answer_pc(publisher.localDescription.sdp, pcs)
         await publisher.setRemoteDescription(subscriber.localDescription)
 
@@ -386,7 +397,13 @@ async def run_direct(path: Path, seconds: float, warmup: float) -> dict[str, Any
 
 
 async def run_callbook(
-    n: int, path: Path, seconds: float, warmup: float, log: IO[bytes], py_spy: Path | None = None
+    n: int,
+    path: Path,
+    seconds: float,
+    warmup: float,
+    log: IO[bytes],
+    py_spy: Path | None = None,
+    encrypt: bool = False,
 ) -> dict[str, Any]:
     port, secret = free_port(), secrets.token_urlsafe(16)
     proc = await asyncio.create_subprocess_exec(
@@ -408,7 +425,7 @@ async def run_callbook(
 
         async def setup(pcs: list[RTCPeerConnection]) -> None:
             await control.create_room("bench", max_participants=n + 1)
-            publisher = await publisher_pc(path, pcs)
+            publisher = await publisher_pc(path, pcs, encrypt)
             answer = await control.join("bench", "pub", publisher.localDescription.sdp)
             await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             for i in range(n):
@@ -442,7 +459,7 @@ async def run_callbook(
 
 
 async def run_janus(
-    n: int, path: Path, seconds: float, warmup: float, log: IO[bytes]
+    n: int, path: Path, seconds: float, warmup: float, log: IO[bytes], encrypt: bool = False
 ) -> dict[str, Any]:
     janus = JanusProcess(log, free_port())
     await janus.start()
@@ -454,7 +471,7 @@ async def run_janus(
             admin = await room.attach()
             room_id = secrets.randbelow(10**9) + 1
             await room.create_room(admin, room_id)
-            publisher = await publisher_pc(path, pcs)
+            publisher = await publisher_pc(path, pcs, encrypt)
             handle = await room.attach()
             feed, answer = await room.publish(handle, room_id, publisher.localDescription.sdp)
             await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -580,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy-subscribers", type=int, help="N of the profiled run (largest)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--encrypted", action="store_true", help="the publisher sends SFrame-encrypted frames"
+    )
+    parser.add_argument(
         "--quiet-pct",
         type=float,
         default=15.0,
@@ -606,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     aiortc.rtcrtpreceiver.get_decoder = lambda codec: _NoDecoder()  # type: ignore[assignment]
     PROBE.install()
     info = facts()
+    info["encrypted"] = args.encrypted
     if args.json:
         print(json.dumps({"facts": info}), flush=True)
     else:
@@ -622,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline: dict[str, Any] = {}
     for attempt in range(1, args.attempts + 1):
         quiet()
-        this = asyncio.run(run_direct(path, args.seconds, args.warmup))
+        this = asyncio.run(run_direct(path, args.seconds, args.warmup, args.encrypted))
         this["attempt"] = attempt
         if not baseline or this["others_cpu_pct"] < baseline["others_cpu_pct"]:
             baseline = this
@@ -640,9 +661,11 @@ def main(argv: list[str] | None = None) -> int:
                 quiet()
                 with (CACHE / f"sfu-{sfu}-{n}.log").open("wb") as log:
                     if sfu == "callbook":
-                        run = run_callbook(n, path, args.seconds, args.warmup, log)
+                        run = run_callbook(
+                            n, path, args.seconds, args.warmup, log, encrypt=args.encrypted
+                        )
                     else:
-                        run = run_janus(n, path, args.seconds, args.warmup, log)
+                        run = run_janus(n, path, args.seconds, args.warmup, log, args.encrypted)
                     this = asyncio.run(run)
                 this["attempt"] = attempt
                 if not result or this["others_cpu_pct"] < result["others_cpu_pct"]:
@@ -679,7 +702,15 @@ def main(argv: list[str] | None = None) -> int:
         quiet()
         with (CACHE / f"sfu-callbook-{n}-pyspy.log").open("wb") as log:
             result = asyncio.run(
-                run_callbook(n, path, args.seconds, args.warmup, log, py_spy=args.py_spy)
+                run_callbook(
+                    n,
+                    path,
+                    args.seconds,
+                    args.warmup,
+                    log,
+                    py_spy=args.py_spy,
+                    encrypt=args.encrypted,
+                )
             )
         result["profiled"] = True
         emit(result)

@@ -474,6 +474,11 @@ async def test_browser_to_browser_video_call(server: Server, browsers: Browsers)
     await expect(alice.locator("#call-name")).to_have_text("Bob Builder")
     await expect(alice.locator("#call-status")).to_have_text(re.compile(r"^0:0\d$"))
     await expect(alice_call).to_have_attribute("data-video", "on")
+    # Peer to peer: DTLS-SRTP between the two browsers is end to end; no frame keys, so no
+    # safety number (that is for calls through the SFU).
+    for page in (alice, bob):
+        await expect(page.locator("#call-e2ee")).to_have_text("End-to-end encrypted")
+        await expect(page.locator("#call-safety")).to_be_hidden()
 
     await alice.get_by_role("button", name="Mute microphone").click()
     await expect(alice.locator("#btn-mute")).to_have_attribute("aria-pressed", "true")

@@ -145,7 +145,7 @@ async def finish(tasks: list[asyncio.Task[Summary]], within: float = 20.0) -> li
 
 
 async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_everyone(
-    server: Server, browsers: Browsers, tmp_path: Path
+    server: Server, browsers: Browsers, tmp_path: Path, sessions: list[RecordingSession]
 ) -> None:
     page = await browsers.page()
     await sign_up(page, server, "alice", "Alice Liddell")
@@ -178,6 +178,16 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
 
         stats = await until_decoding(page, 3)
         assert len(stats) == 3, stats
+        # One encrypted room (docs/e2ee.md): the browser decrypts the bots' frames and they its
+        # own, and the browser and the three bots show one safety number.
+        await expect(page.locator("#group-e2ee")).to_have_text("End-to-end encrypted")
+        number = await page.locator("#group-safety-number").text_content()
+        await holds(
+            lambda: len(sessions) == 3 and all(s.keys.safety_number == number for s in sessions),
+            "the bots' safety numbers",
+        )
+        e2ee = await page.evaluate("() => window.callbook.group.e2ee.stats()")
+        assert e2ee["decrypted"] > 0 and e2ee["auth_failed"] == e2ee["bad_blob"] == 0, e2ee
         await expect(page.locator('#group-grid .tile[data-video="on"]')).to_have_count(4)
 
         # Muting shows on our own tile and tells the server (the bots see it in participants).
@@ -239,6 +249,17 @@ async def test_chromium_joins_a_bots_group_call_then_leaves(
         await expect(page.locator("#group-title")).to_have_text("Bob Builder’s group call")
         await until_decoding(page, 2)
         me = await page.evaluate("() => window.callbook.group.me")
+        # The bots decode the browser too: they have its key (and a keyframe after it) only
+        # once its media_keys reached them, which may be after the browser decodes them.
+        await holds(
+            lambda: (
+                len(sessions) == 2
+                and all(
+                    me in s.received and s.received[me].video_frames_received > 0 for s in sessions
+                )
+            ),
+            "both bots decoding the browser's video",
+        )
 
         # The browser leaves; the bots carry on and keep receiving each other.
         await page.get_by_role("button", name="Leave group call").click()

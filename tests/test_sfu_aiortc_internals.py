@@ -132,3 +132,42 @@ def test_shield_seams() -> None:
     # the peer connection reports "checking" synchronously from the ICE transport's start()
     start = inspect.getsource(RTCIceTransport.start)
     assert start.index('self.__setState("checking")') < start.index("self._connection.connect()")
+
+
+def test_frame_encryption_seams() -> None:
+    """signaling/phone/e2ee/framecrypto.py: the encoder a sender uses, the jitter buffer a
+    receiver decodes from."""
+    from aiortc import RTCRtpReceiver
+    from aiortc.codecs.opus import OpusEncoder
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+    # Sending: an encoder already set is used as is, and only ever through encode() / pack().
+    frame = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "if self.__encoder is None:\n            self.__encoder = get_encoder(codec)" in frame
+    assert "None, self.__encoder.encode, data, force_keyframe" in frame
+    assert "payloads, timestamp = self.__encoder.pack(data)" in frame
+    assert "self.__encoder: Optional[Encoder] = None" in inspect.getsource(RTCRtpSender.__init__)
+    # ... and reset only once the sender's RTP loop is over, which runs once per sender.
+    assert inspect.getsource(RTCRtpSender._run_rtp).count("self.__encoder = None") == 1
+    assert "if not self.__started:" in inspect.getsource(RTCRtpSender.send)
+    # VP8 hands the whole encoded frame to _packetize (encode and pack); Opus returns packets.
+    assert "payloads = self._packetize(data_to_send, self.picture_id)" in inspect.getsource(
+        Vp8Encoder.encode
+    )
+    assert "payloads = self._packetize(bytes(packet), self.picture_id)" in inspect.getsource(
+        Vp8Encoder.pack
+    )
+    assert _params(Vp8Encoder._packetize) == ["buffer", "picture_id"]
+    assert "return [bytes(p) for p in packets]" in inspect.getsource(OpusEncoder.encode)
+    assert "return [bytes(packet)], timestamp" in inspect.getsource(OpusEncoder.pack)
+    # Receiving: every depayloaded packet goes through the jitter buffer's add(), whose frames
+    # are the only thing queued for the decoder thread, and whose flag sends a PLI.
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in handle
+    assert "if pli_flag:\n            await self._send_rtcp_pli(packet.ssrc)" in handle
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
+    init = inspect.getsource(RTCRtpReceiver.__init__)
+    assert init.count("self.__jitter_buffer = JitterBuffer(") == 2
+    assert _params(JitterBuffer.add) == ["self", "packet"]
+    assert _params(JitterFrame) == ["data", "timestamp"]

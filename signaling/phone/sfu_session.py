@@ -1,7 +1,9 @@
 """A softphone's media through the SFU: one sending connection, one receiving per participant.
 
-Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). What
-arrives is counted per participant, so a bot can tell from whom it received audio and video.
+Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). Every
+frame is end-to-end encrypted (docs/e2ee.md): ``keys`` holds this device's keys for the call and
+puts the frame encryption into aiortc. What arrives (decrypted and decoded) is counted per
+participant, so a bot can tell from whom it received audio and video.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from media.forwarding import Kind
+from media.peer import codec_preferences
 from media.shield import Dropped
+from signaling.phone.e2ee.callkeys import CallKeys
 from signaling.phone.line import Line, LineClosed
 from signaling.phone.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
 from signaling.ws import messages as m
@@ -27,12 +32,19 @@ class SfuSession:
         line: Line,
         call_id: str,
         *,
+        participant: str,
         video: bool,
         emit: Emit,
         host: str | None = None,
         dropped: Dropped | None = None,
     ) -> None:
-        """``host`` (an account id): leave when the host has left, as a guest bot should."""
+        """``participant``: this device's id in the call's SFU room. ``host`` (an account id):
+        leave when the host has left, as a guest bot should."""
+        profile = line.client.profile
+        media_key = profile.media_key() if profile is not None else None
+        if profile is None or media_key is None:
+            raise ValueError("calls through the SFU need a device with a media key")
+        self.keys = CallKeys(call_id, participant, profile.key(), media_key, line.send)
         self.line = line
         self._host = host
         self._host_seen = False
@@ -51,9 +63,13 @@ class SfuSession:
         self.sent_packets = 0
 
     async def publish(self) -> None:
-        self._uplink.addTrack(ToneTrack())
-        if self.video:
-            self._uplink.addTrack(PatternTrack())
+        tracks = [ToneTrack(), PatternTrack()] if self.video else [ToneTrack()]
+        for track in tracks:
+            # The encrypting encoders write VP8 and Opus: nothing else may be negotiated.
+            sender = self._uplink.addTrack(track)
+            self.keys.crypto.protect_sender(sender)
+        for transceiver in self._uplink.getTransceivers():
+            transceiver.setCodecPreferences(codec_preferences(Kind(transceiver.kind)))
         # aiortc gathers every candidate inside setLocalDescription: the offer is complete.
         await self._uplink.setLocalDescription(await self._uplink.createOffer())
         offer = self._uplink.localDescription.sdp
@@ -95,14 +111,11 @@ class SfuSession:
             case m.SubscribeOffer():
                 await self._subscribe(message)
             case m.Participants(participants=participants):
-                self.roster = {p.participant: p for p in participants}
-                for subscription, (publisher, pc) in list(self._downlinks.items()):
-                    if publisher not in self.roster:
-                        del self._downlinks[subscription]
-                        await pc.close()
-                handles = sorted(p.person.handle or "" for p in participants)
-                self._emit({"event": "participants", "call_id": self.call_id,
-                            "handles": handles})  # fmt: skip
+                await self.introduce(participants)
+            case m.MediaKey():
+                await self.keys.media_key(message)
+            case m.PeerMediaKeyRequest():
+                await self.keys.key_requested(message)
             case m.ActiveSpeaker(participant=speaker):
                 person = self.roster.get(speaker or "")
                 self._emit({"event": "active_speaker", "call_id": self.call_id,
@@ -111,6 +124,18 @@ class SfuSession:
                 return reason
         return None
 
+    async def introduce(self, participants: list[m.Participant]) -> None:
+        """Who is in the call, with their keys (``participants``, or ``accepted`` of a 1:1)."""
+        self.roster = {p.participant: p for p in participants}
+        for subscription, (publisher, pc) in list(self._downlinks.items()):
+            if publisher not in self.roster:
+                del self._downlinks[subscription]
+                await pc.close()
+        await self.keys.participants(participants)
+        handles = sorted(p.person.handle or "" for p in participants)
+        self._emit({"event": "participants", "call_id": self.call_id, "handles": handles,
+                    "safety_number": self.keys.safety_number})  # fmt: skip
+
     async def _subscribe(self, offer: m.SubscribeOffer) -> None:
         self.received_signaling.append(offer.sdp)
         pc = peer_connection([], relay_only=False, dropped=self.dropped)
@@ -118,6 +143,8 @@ class SfuSession:
         pc.on("track", counter.consume)
         self._downlinks[offer.subscription] = (offer.participant, pc)
         await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        # Before the answer: no packet can arrive before its decryption is in place.
+        self.keys.crypto.protect_receivers(pc, offer.participant)
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription.sdp
         self.sent_signaling.append(answer)
@@ -154,3 +181,4 @@ class SfuSession:
             await pc.close()
         self._downlinks.clear()
         await self._uplink.close()
+        await self.keys.close()

@@ -159,16 +159,24 @@ class Softphone:
                     "participant": joined.participant})  # fmt: skip
         mine = self.client.profile.account_id if self.client.profile else None
         host = None if joined.host.account_id == mine else joined.host.account_id
-        return await self._through_sfu(joined.call_id, duration_s, host)
+        return await self._through_sfu(joined.call_id, joined.participant, duration_s, host)
 
     async def _through_sfu(
-        self, call_id: str, duration_s: float | None, host: str | None = None
+        self,
+        call_id: str,
+        participant: str,
+        duration_s: float | None,
+        host: str | None = None,
+        participants: list[m.Participant] | None = None,
     ) -> Summary:
         session = SfuSession(
-            self.line, call_id, video=self.video, emit=self._emit, host=host, dropped=self.dropped
-        )
+            self.line, call_id, participant=participant, video=self.video, emit=self._emit,
+            host=host, dropped=self.dropped,
+        )  # fmt: skip
         self.session = session
         try:
+            if participants is not None:
+                await session.introduce(participants)
             reason = await session.run(duration_s)
         finally:
             self.session = None
@@ -188,7 +196,14 @@ class Softphone:
         self._emit({"event": "accepted", "call_id": call_id, "relay_only": accepted.relay_only,
                     "sfu": accepted.sfu})  # fmt: skip
         if accepted.sfu:
-            return await self._through_sfu(call_id, duration_s)
+            if accepted.participant is None:
+                detail = "the server relays this call without end-to-end keys"
+                self._emit({"event": "error", "code": "no_participant_id", "detail": detail})
+                await self._hang_up(call_id)
+                return Summary("failed", call_id, "no_participant_id")
+            return await self._through_sfu(
+                call_id, accepted.participant, duration_s, participants=accepted.participants or []
+            )
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
         pc = peer_connection(turn.ice_servers, accepted.relay_only, self.dropped)
         received = Received()

@@ -195,6 +195,11 @@ export class Api extends EventTarget {
     return this.request("GET", "/v1/me");
   }
 
+  /** This device's media key and its signature (docs/e2ee.md §1); replaces an older one. */
+  publishMediaKey(deviceId, fields) {
+    return this.request("PUT", `/v1/devices/${deviceId}/media-key`, fields);
+  }
+
   updateMe(changes) {
     return this.request("PATCH", "/v1/me", changes);
   }

@@ -3,6 +3,7 @@
 import { Api } from "./api.js";
 import { Call } from "./call.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
+import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
@@ -158,6 +159,24 @@ async function enter(identity) {
   route();
   line.start();
   refreshLists();
+  publishMediaKey(identity);
+}
+
+/**
+ * A browser that signed up before media keys makes one now and publishes it (encrypted calls
+ * through the SFU need it). Failing here only delays that to the next start.
+ */
+async function publishMediaKey(identity) {
+  if (identity.mediaKeyPublished) return;
+  try {
+    const media = await keystore.newSignedMediaKey(identity.keyPair.privateKey);
+    await api.publishMediaKey(identity.deviceId, media.fields);
+    identity.mediaKeyPair = media.mediaKeyPair;
+    identity.mediaKeyPublished = true;
+    await keystore.saveIdentity(identity);
+  } catch (error) {
+    console.warn("could not publish this browser's media key", error);
+  }
 }
 
 async function signedOutHere(handle) {
@@ -223,11 +242,13 @@ function bindWelcome() {
     await busy($("button[type=submit]", signup), async () => {
       try {
         const { keyPair, publicKey } = await keystore.newDeviceKey();
+        const media = await keystore.newSignedMediaKey(keyPair.privateKey);
         const done = await api.signup(handle, displayName || null, {
           name: browserName(),
           public_key: publicKey,
+          ...media.fields,
         });
-        await adopt(done, keyPair);
+        await adopt(done, keyPair, media.mediaKeyPair);
       } catch (error) {
         const field = ["handle_taken", "invalid_handle", "handle_reserved"].includes(error.code);
         if (field) invalid(handleInput, signup, problemText(error));
@@ -249,14 +270,15 @@ function bindWelcome() {
     await busy($("button[type=submit]", recover), async () => {
       try {
         const { keyPair, publicKey } = await keystore.newDeviceKey();
+        const media = await keystore.newSignedMediaKey(keyPair.privateKey);
         const done = await api.recover(
           handle,
           code,
-          { name: browserName(), public_key: publicKey },
+          { name: browserName(), public_key: publicKey, ...media.fields },
           recover.elements.revoke_other_devices.checked,
         );
         recover.reset();
-        await adopt(done, keyPair);
+        await adopt(done, keyPair, media.mediaKeyPair);
       } catch (error) {
         formError(recover, problemText(error));
       }
@@ -265,9 +287,11 @@ function bindWelcome() {
 }
 
 /** A new enrollment (sign-up or recovery): keep the key, then show the new recovery code. */
-async function adopt(done, keyPair) {
+async function adopt(done, keyPair, mediaKeyPair) {
   const identity = {
     keyPair,
+    mediaKeyPair,
+    mediaKeyPublished: true,
     accountId: done.account.id,
     deviceId: done.device.id,
     handle: done.account.handle,
@@ -1260,6 +1284,10 @@ function renderCall() {
   }
   $("#call-note").textContent = note;
   $("#call-note").hidden = !note;
+  paintSecurity(
+    "call",
+    securityOf({ live, connected: s === "connected", e2ee: call.sfu ? call.e2ee : null }),
+  );
 
   $("#controls-incoming").hidden = !(s === "incoming" || s === "answering");
   $("#controls-outgoing").hidden = !(s === "dialing" || s === "ringing");

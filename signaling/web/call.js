@@ -17,8 +17,12 @@
 //
 // A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
 // a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
-// through one ``subscribe_offer``, as in a group call (sfu.js).
+// through one ``subscribe_offer``, as in a group call (sfu.js). Its frames are end-to-end
+// encrypted as a group call's are (e2ee.js): ``accepted`` names our participant and lists both
+// devices with their keys (``participants``), which never change during the call.
 
+import { CallE2ee } from "./e2ee.js";
+import { callKeys } from "./keystore.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -62,6 +66,7 @@ export class Call extends EventTarget {
     this.iceServers = [];
     this.pc = null;
     this.sfu = null; // SfuMedia when the server relays this call through its SFU
+    this.e2ee = null; // its CallE2ee
     this.localStream = null;
     this.remoteStream = new MediaStream();
     this.muted = false;
@@ -211,6 +216,10 @@ export class Call extends EventTarget {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
+      case "media_key":
+      case "media_key_request":
+        this.e2ee?.receive(message);
+        return;
       case "ice":
         await this._onIce(message);
         return;
@@ -270,7 +279,7 @@ export class Call extends EventTarget {
       return entry;
     });
     if (message.sfu) {
-      await this._throughSfu();
+      await this._throughSfu(message);
       return;
     }
     if (this.relayOnly && this.iceServers.length === 0) {
@@ -287,9 +296,22 @@ export class Call extends EventTarget {
   }
 
   /** Media through the SFU: publish ours, take the other's from its subscribe_offer. */
-  async _throughSfu() {
+  async _throughSfu(accepted) {
+    this.e2ee = new CallE2ee({
+      line: this.line,
+      callId: this.callId,
+      me: accepted.participant,
+      identity: await callKeys(this.api.identity),
+    });
+    this.e2ee.addEventListener("change", () => this._emit());
+    this.e2ee.receive({ type: "participants", participants: accepted.participants ?? [] });
     // The SFU is the relay: it sees our address, the other device only the SFU's.
-    const sfu = new SfuMedia({ line: this.line, callId: this.callId, iceServers: this.iceServers });
+    const sfu = new SfuMedia({
+      line: this.line,
+      callId: this.callId,
+      e2ee: this.e2ee,
+      iceServers: this.iceServers,
+    });
     this.sfu = sfu;
     sfu.addEventListener("track", (event) => {
       const { track } = event.detail;
@@ -590,6 +612,7 @@ export class Call extends EventTarget {
     this._stopLocal();
     if (this.sfu) {
       this.sfu.close();
+      this.e2ee?.close();
     } else if (this.pc) {
       this.pc.onicecandidate = null;
       this.pc.ontrack = null;

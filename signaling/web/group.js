@@ -8,11 +8,14 @@
 //        ← subscribe_offer (one per other participant) → subscribe_answer
 //        ← active_speaker {participant}
 //   mute {audio_muted, video_muted} →  (shown to everyone in ``participants``)
+//   media_keys → / ← media_key, media_key_request   (end-to-end encryption: see e2ee.js)
 //   hangup → ended {reason: "hangup"}
 //
 // Events: ``change`` (state, roster, speaker, flags), ``media`` (a stream came or went),
 // ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}).
 
+import { CallE2ee } from "./e2ee.js";
+import { callKeys } from "./keystore.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -46,6 +49,7 @@ export class GroupCall extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.sfu = null;
+    this.e2ee = null; // CallE2ee once joined: keys, safety number, frame encryption
     this.endReason = null;
     this.endError = null;
     this.joinedAt = 0;
@@ -173,6 +177,11 @@ export class GroupCall extends EventTarget {
         return;
       case "participants":
         this._onParticipants(message.participants);
+        this.e2ee?.receive(message);
+        return;
+      case "media_key":
+      case "media_key_request":
+        this.e2ee?.receive(message);
         return;
       case "active_speaker":
         this.speaker = message.participant ?? null;
@@ -205,11 +214,23 @@ export class GroupCall extends EventTarget {
     }
     this.state = "joined";
     this.joinedAt = Date.now();
+    this.e2ee = new CallE2ee({
+      line: this.line,
+      callId: this.callId,
+      me: this.me,
+      identity: await callKeys(this.api.identity),
+    });
+    this.e2ee.addEventListener("change", () => this._emit());
     this._emit();
     if (!this.localStream) await this._getMedia();
     const turn = await this._iceServers();
     if (!this.active) return;
-    this.sfu = new SfuMedia({ line: this.line, callId: this.callId, iceServers: turn });
+    this.sfu = new SfuMedia({
+      line: this.line,
+      callId: this.callId,
+      e2ee: this.e2ee,
+      iceServers: turn,
+    });
     this.sfu.addEventListener("track", (event) => {
       const { participant, stream } = event.detail;
       this.streams.set(participant, stream);
@@ -298,6 +319,7 @@ export class GroupCall extends EventTarget {
     this.endedBySelf = self;
     this._stopLocal();
     this.sfu?.close();
+    this.e2ee?.close();
     this.streams.clear();
     this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
     this._emit();

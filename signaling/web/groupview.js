@@ -9,6 +9,7 @@ import {
   groupInviteTitle,
   problemText,
 } from "./text.js";
+import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, setIcon, toast, typedHandle } from "./ui.js";
 
@@ -248,6 +249,7 @@ function render() {
   renderControls(call);
   renderStatus();
   renderTiles(call);
+  paintSecurity("group", securityOf({ live: s === "joined", connected: false, e2ee: call.e2ee }));
   if (s === "incoming") tones.start("ring");
   else tones.stop();
   const spoken = ringing ? `${groupInviteTitle(nameOf(call.host))}` : s === "joined" ? GROUP_WORDS.joined : "";

@@ -1,21 +1,17 @@
 // This browser's identity: an Ed25519 device key made with WebCrypto (the private key is
 // non-extractable: script can sign with it but can never read it) kept in IndexedDB together
-// with the account id, device id and handle. Nothing here ever leaves the browser except the
-// raw public key and signatures.
+// with the account id, device id and handle, and beside it the X25519 media key that key
+// blobs of end-to-end encrypted calls are sealed to (docs/e2ee.md §1), non-extractable too.
+// Nothing here ever leaves the browser except the raw public keys and signatures.
+
+import { b64url } from "./bytes.js";
+import { newMediaKey, signMediaKey } from "./keyblob.js";
 
 const DB_NAME = "callbook";
 const DB_VERSION = 1;
 const STORE = "identity";
 const SELF = "self";
 const SIGNED_OUT = "signed-out";
-
-/** base64url without padding (RFC 4648 §5), as the server expects. */
-export function b64url(bytes) {
-  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  let text = "";
-  for (const byte of view) text += String.fromCharCode(byte);
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
 
 function openDb() {
   return new Promise((resolve, reject) => {
@@ -64,6 +60,30 @@ export async function newDeviceKey() {
   return { keyPair, publicKey: b64url(raw) };
 }
 
+/**
+ * A fresh media key pair signed by the device key: ``fields`` are the ``media_key`` and
+ * ``media_key_signature`` of a sign-up, an enrolment or ``PUT /v1/devices/{id}/media-key``.
+ */
+export async function newSignedMediaKey(devicePrivateKey) {
+  const { keyPair, publicRaw } = await newMediaKey();
+  const signature = await signMediaKey(devicePrivateKey, publicRaw);
+  return {
+    mediaKeyPair: keyPair,
+    fields: { media_key: b64url(publicRaw), media_key_signature: b64url(signature) },
+  };
+}
+
+/** The raw public keys an E2EE call needs beside the key pairs themselves. */
+export async function callKeys(identity) {
+  const raw = async (key) => new Uint8Array(await crypto.subtle.exportKey("raw", key));
+  return {
+    keyPair: identity.keyPair,
+    mediaKeyPair: identity.mediaKeyPair,
+    devicePublicRaw: await raw(identity.keyPair.publicKey),
+    mediaPublicRaw: await raw(identity.mediaKeyPair.publicKey),
+  };
+}
+
 /** Sign a text (UTF-8) with the device's private key; the signature in base64url. */
 export async function sign(privateKey, text) {
   const signature = await crypto.subtle.sign(
@@ -74,7 +94,10 @@ export async function sign(privateKey, text) {
   return b64url(signature);
 }
 
-/** The stored identity ({keyPair, accountId, deviceId, handle}) or null. */
+/**
+ * The stored identity ({keyPair, mediaKeyPair, mediaKeyPublished, accountId, deviceId,
+ * handle}) or null. Browsers that signed up before media keys have none until app.js adds one.
+ */
 export async function loadIdentity() {
   const identity = await withStore("readonly", (store) => store.get(SELF));
   if (!identity || !identity.keyPair || !identity.accountId || !identity.deviceId) return null;
@@ -84,6 +107,8 @@ export async function loadIdentity() {
 export async function saveIdentity(identity) {
   const record = {
     keyPair: identity.keyPair,
+    mediaKeyPair: identity.mediaKeyPair ?? null,
+    mediaKeyPublished: Boolean(identity.mediaKeyPublished),
     accountId: identity.accountId,
     deviceId: identity.deviceId,
     handle: identity.handle,

@@ -9,6 +9,8 @@
 // It forwards packets as they are, so this side offers only Opus and VP8.
 //
 // Used by group calls (group.js) and by 1:1 calls the server relays through the SFU (call.js).
+// Every frame is end-to-end encrypted: each sender and receiver goes through the call's
+// E2EE worker (e2ee.js), so the SFU forwards only ciphertext behind a clear VP8/Opus prefix.
 
 // The SFU never trickles, and neither can we: wait this long at most for gathering.
 const GATHER_TIMEOUT_MS = 5000;
@@ -51,13 +53,15 @@ function preferCodec(transceiver, kind) {
 
 export class SfuMedia extends EventTarget {
   /**
-   * ``line``: the call WebSocket; ``callId``: the call; ``iceServers``: from GET /v1/turn.
+   * ``line``: the call WebSocket; ``callId``: the call; ``iceServers``: from GET /v1/turn;
+   * ``e2ee``: the call's CallE2ee (e2ee.js), which encrypts and decrypts every frame.
    * Events: ``track`` (detail: {participant, track, stream}), ``state`` (the sending
    * connection's connectionState changed), ``closed`` (detail: {participant}).
    */
-  constructor({ line, callId, iceServers = [] }) {
+  constructor({ line, callId, e2ee, iceServers = [] }) {
     super();
     this.line = line;
+    this.e2ee = e2ee;
     this.callId = callId;
     this.iceServers = iceServers;
     this.uplink = null;
@@ -78,6 +82,7 @@ export class SfuMedia extends EventTarget {
     for (const track of stream?.getTracks() ?? []) {
       const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
       preferCodec(transceiver, track.kind);
+      this.e2ee.attachSender(transceiver.sender, track.kind);
     }
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -100,6 +105,7 @@ export class SfuMedia extends EventTarget {
     const entry = { participant: message.participant, pc, stream };
     this.downlinks.set(message.subscription, entry);
     pc.ontrack = (event) => {
+      this.e2ee.attachReceiver(event.receiver, event.track.kind, message.participant);
       if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
       const detail = { participant: message.participant, track: event.track, stream };
       this.dispatchEvent(new CustomEvent("track", { detail }));

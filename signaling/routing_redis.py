@@ -95,9 +95,14 @@ class RedisRouter(QueuedDelivery):
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        subscription = await self._channels.subscribe(self._node_id)
-        with contextlib.suppress(RedisError, OSError):
+        # A node starts while the store is away (not ready until it is back): the listener
+        # subscribes, and the heartbeat beats, as soon as it answers.
+        subscription: Subscription | None = None
+        try:
+            subscription = await self._channels.subscribe(self._node_id)
             await self._beat()
+        except (RedisError, OSError):
+            self._outage.failed("the start")
         self._worker.start()
         self._tasks = [
             asyncio.create_task(self._listen(subscription)),

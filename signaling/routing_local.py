@@ -153,6 +153,10 @@ class LocalRouter(QueuedDelivery):
     def node_id(self) -> str:
         return self._node_id
 
+    @property
+    def listening(self) -> bool:
+        return True
+
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._hub.routers[self._node_id] = self

@@ -35,6 +35,7 @@ from signaling.routing import (
     Moved,
     OperatorReply,
     OperatorRequest,
+    PresenceBack,
     Router,
     Supersede,
 )
@@ -87,6 +88,7 @@ class NodeCalls:
             self, call_id: str, kind: sm.TimerKind, at: float, device: sm.DeviceRef | None
         ) -> None: ...
         def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None: ...
+        async def on_presence_settling(self) -> None: ...
         def _close_device_here(self, device: sm.DeviceRef) -> None: ...
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
         async def _adopt(self, call_id: str) -> None: ...
@@ -232,6 +234,8 @@ class NodeCalls:
                 self._on_operator_request(envelope)
             case OperatorReply():
                 self._on_operator_reply(envelope)
+            case PresenceBack():
+                await self.on_presence_settling()
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device

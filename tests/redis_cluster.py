@@ -149,21 +149,28 @@ class EmbeddedCluster:
             if pending:
                 time.sleep(0.05)
 
-    def kill(self) -> None:
-        """``kill -9`` of every node: the whole cluster is away."""
-        for process in self._processes:
-            process.kill()
-            process.wait()
+    def kill(self, *nodes: int) -> None:
+        """``kill -9`` of these nodes (by index), or of every node: the cluster is away."""
+        for index in nodes or range(len(self._processes)):
+            self._processes[index].kill()
+            self._processes[index].wait()
 
     def restart(self, timeout_s: float = 20.0) -> None:
-        """Start the killed nodes again on their ports, data and cluster configuration."""
-        self._processes = [_popen(args) for args in self._arguments]
+        """Start the killed nodes again, and wait until the cluster is ok."""
+        self.respawn()
         clients = [Redis(host="127.0.0.1", port=p, decode_responses=True) for p in self.ports]
         try:
             self._wait(_cluster_ok, clients, timeout_s)
         finally:
             for client in clients:
                 client.close()
+
+    def respawn(self) -> None:
+        """Start the killed nodes again on their ports, data and cluster configuration."""
+        self._processes = [
+            _popen(args) if process.poll() is not None else process
+            for process, args in zip(self._processes, self._arguments, strict=True)
+        ]
 
     def stop(self, timeout_s: float = 10.0) -> None:
         processes, self._processes = self._processes, []

@@ -1,7 +1,8 @@
-"""A Redis Cluster goes away under a node (every cluster node ``kill -9``) and comes back on the
-same ports and data: the node recovers by itself, without a restart. Every request after the
-cluster answers again succeeds (none fails once on a connection pooled before the outage), and
-calls across two nodes are placed again on the sockets that stayed open."""
+"""A Redis Cluster goes away (every cluster node ``kill -9``, or one) and comes back on the same
+ports and data: the nodes recover by themselves, without a restart. Every request after the
+cluster answers again succeeds (none fails once on a connection pooled before the outage), calls
+across two nodes are placed again on the sockets that stayed open, and meanwhile a command only
+ever fails as a store outage (503), never as a bug of the client (500)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from directory.store import STORE_UNAVAILABLE, connect
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend
@@ -89,3 +91,35 @@ async def test_a_node_works_again_when_its_cluster_comes_back(
         assert statuses.count(200) == REQUESTS_AFTER, statuses
         for _ in range(3):
             await _call(a, b)
+
+
+async def test_commands_fail_only_as_an_outage_while_a_cluster_node_comes_back(
+    owned_cluster: EmbeddedCluster,
+) -> None:
+    """Commands in flight on every shard, one cluster node killed and started again: each fails
+    with a store error or succeeds; it used to fail with ``AttributeError`` (redis-py closed a
+    pooled connection under a command that had just taken it)."""
+    redis = connect(owned_cluster.url, cluster=True)
+    keys = [f"cb:{{t:{n}}}:probe" for n in range(150)]  # spread over the three shards
+
+    async def round_of_commands() -> list[object]:
+        return await asyncio.gather(*(redis.set(k, "1") for k in keys), return_exceptions=True)
+
+    try:
+        assert set(await round_of_commands()) == {True}
+        owned_cluster.kill(1)
+        async with asyncio.timeout(BACK_WITHIN_S):
+            while True:  # until a round fails: the client has seen the node go
+                if any(isinstance(r, Exception) for r in await round_of_commands()):
+                    break
+        owned_cluster.respawn()  # commands go on while it starts and joins again
+        async with asyncio.timeout(BACK_WITHIN_S):
+            while True:
+                results = await round_of_commands()
+                failures = [r for r in results if isinstance(r, Exception)]
+                assert all(isinstance(f, STORE_UNAVAILABLE) for f in failures), failures
+                if not failures:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()

@@ -325,9 +325,8 @@ class RedisRouter(QueuedDelivery):
                 last_refresh = self._clock()
                 if self._mine:
                     self._worker.submit(self._refresh_job(list(self._mine.items())))
-                    if rewrite:  # after the write: calls placed meanwhile ring its devices
-                        self.broadcast(PresenceBack(origin=self._node_id, account_id="",
-                                                    device_id=""))  # fmt: skip
+                if self._mine and rewrite:  # after the write: calls placed meanwhile ring
+                    self.broadcast(PresenceBack(origin=self._node_id, account_id="", device_id=""))
                 rewrite = False
             lapsed = False
             if back:

@@ -240,17 +240,6 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 self._attach(call_id, device)
                 self._apply_quietly(call_id, sm.DeviceOnline(device, busy))
 
-    async def on_presence_settling(self) -> None:
-        """Presence written again after an outage: the callees' devices that a call ringing
-        now did not find when it was placed ring too (``Inbox.on_presence_settling``)."""
-        for account_id in list(self._ringing_for):
-            rung = {d for c in self._ringing_for.get(account_id, ()) for d in self._members[c]}
-            for device in await self._router.online(account_id) - rung:
-                busy = self._in_connected_call(device) or bool(
-                    await self._busy_elsewhere(account_id, frozenset({device}))
-                )
-                self._ring_late_device(device, busy)
-
     def close_device(self, device: sm.DeviceRef) -> None:
         """A revoked device: its connection closes now (on whichever node) and its calls end."""
         self._close_device_here(device)

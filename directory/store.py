@@ -23,6 +23,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from directory import keys
 from directory.recovery import DEFAULT_POOL, HashPool
@@ -149,6 +150,11 @@ def connect(
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
         parser_class=_Parser,
+        # With maintenance notifications on (redis-py 8's default for RESP3, "auto", which
+        # stays on when the server does not know them, as Valkey does not), the pool skips its
+        # check that a pooled connection is still open: after a store outage every pooled
+        # connection failed its next command once.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client

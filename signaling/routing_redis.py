@@ -305,33 +305,50 @@ class RedisRouter(QueuedDelivery):
     async def _heartbeat(self) -> None:
         last_refresh = self._clock()
         lapsed = rewrite = False
+        outages = self._outage.ended
+        writing: asyncio.Future[None] | None = None  # the rewrite after an outage
         while True:
             # While the store is away, try more often: the sooner a node is back (presence
             # written again), the sooner its devices can be called.
-            await asyncio.sleep(self._heartbeat_s / 4 if lapsed or rewrite else self._heartbeat_s)
+            quick = lapsed or rewrite or writing is not None
+            await asyncio.sleep(self._heartbeat_s / 4 if quick else self._heartbeat_s)
             try:
                 back = await self._beat()
             except (RedisError, OSError):
                 self._outage.failed("heartbeat")
                 lapsed = True
                 continue
-            if lapsed:
+            lapsed = False
+            # Whoever noticed the outage (this heartbeat, the listener, a request).
+            if self._outage.ended != outages:
+                outages = self._outage.ended
                 await self._drop_idle_connections()
                 rewrite = True
-            # Back from an outage, presence may have expired: rewrite it now, not in 3 s; once
-            # envelopes reach this node again, so that whoever finds a device can reach it.
-            due = self._clock() - last_refresh >= self._presence_refresh_s
-            if (due or rewrite) and self._listening:
+            if writing is not None and writing.done():
+                rewrite = rewrite or writing.cancelled() or writing.exception() is not None
+                writing = None
+            # Presence may have expired: rewrite it now, not in 3 s; once envelopes reach this
+            # node again, so that whoever finds a device can reach it.
+            if rewrite and writing is None and self._listening:
+                rewrite = False
+                last_refresh = self._clock()
+                writing = self._rewrite()
+            if self._clock() - last_refresh >= self._presence_refresh_s:
                 last_refresh = self._clock()
                 if self._mine:
                     self._worker.submit(self._refresh_job(list(self._mine.items())))
-                if self._mine and rewrite:  # after the write: calls placed meanwhile ring
-                    self.broadcast(PresenceBack(origin=self._node_id, account_id="", device_id=""))
-                rewrite = False
-            lapsed = False
             if back:
                 self._settle_until = self._clock() + self._settle_s()
             await self._settle()
+
+    def _rewrite(self) -> asyncio.Future[None]:
+        """Write every presence entry of this node, then say so (``PresenceBack``): calls
+        placed meanwhile ring its devices. The future of the write."""
+        if not self._mine:
+            return self._worker.submit(_nothing)
+        written = self._worker.submit(self._refresh_job(list(self._mine.items())))
+        self.broadcast(PresenceBack(origin=self._node_id, account_id="", device_id=""))
+        return written
 
     def _settle_s(self) -> float:
         """Long enough for every live node to have rewritten its presence after an outage."""

@@ -78,8 +78,12 @@ async def test_a_call_placed_before_the_callee_is_present_again_rings_when_it_is
     router_b = node_b.app[CALLS].router
     assert isinstance(router_b, RedisRouter)
     async with Line(alice) as a, Line(bob) as b, aiohttp.ClientSession() as http:
-        await a.open()
-        await b.open()
+        for line in (a, b):
+            await line.open()
+            # Answered once the node has done with the sign-in (it reads the store after
+            # welcome): the outage must not fall into it.
+            await line.send(m.Ping())
+            await line.expect(m.Pong)
         window = asyncio.Event()
         router_b._worker.submit(window.wait)  # node b writes no presence until it is set
 

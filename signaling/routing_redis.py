@@ -369,8 +369,10 @@ class RedisRouter(QueuedDelivery):
 
     async def _drop_idle_connections(self) -> None:
         """Pooled connections opened before the store went away point at a server that is
-        gone: each would fail its next command once. Close them now, not one request at a
-        time (a cluster client has no single pool and reconnects per node by itself)."""
+        gone. The pool replaces one it sees closed when it hands it out; one whose end never
+        reached this node (a partition, a store that came back on another machine) would fail
+        its next command. Close them now (a cluster client has no single pool and reconnects
+        per node by itself)."""
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
             with contextlib.suppress(RedisError, OSError):

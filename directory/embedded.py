@@ -57,6 +57,8 @@ class EmbeddedValkey:
         self.binary = binary or Path(get_binary_path())
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._port = 0
+        self._probe: tuple[int, str | tuple[str, int]] = (socket.AF_UNIX, "")
 
     @property
     def pid_file(self) -> Path:
@@ -64,6 +66,13 @@ class EmbeddedValkey:
 
     def start(self, timeout_s: float = 10.0) -> str:
         """Start Valkey and wait until it answers; returns its redis-py URL."""
+        self.spawn()
+        self.wait_ready(timeout_s)
+        return self.url
+
+    def spawn(self) -> None:
+        """Start the process, without waiting (``wait_ready``). Again after it died: the same
+        data directory, socket or port, so the URL and the data stay the same."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._stop_leftover()
         args = self._arguments()
@@ -73,12 +82,13 @@ class EmbeddedValkey:
                 sock_path.unlink()
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
             self.url = f"unix://{sock_path}"
-            probe: tuple[int, str | tuple[str, int]] = (socket.AF_UNIX, str(sock_path))
+            self._probe = (socket.AF_UNIX, str(sock_path))
         else:
-            port = _free_port()
-            args += ["--bind", "127.0.0.1", "--port", str(port)]
-            self.url = f"redis://127.0.0.1:{port}"
-            probe = (socket.AF_INET, ("127.0.0.1", port))
+            self._port = self._port or _free_port()
+            args += ["--bind", "127.0.0.1", "--port", str(self._port)]
+            self.url = f"redis://127.0.0.1:{self._port}"
+            self._probe = (socket.AF_INET, ("127.0.0.1", self._port))
+        # The parent-death signal follows the thread that forks: spawn on the main thread.
         self._process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -86,8 +96,14 @@ class EmbeddedValkey:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
-        self._wait_ready(*probe, timeout_s=timeout_s)
-        return self.url
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def exit_code(self) -> int | None:
+        """The code it exited with (negative: the signal), reaping it; None while it runs."""
+        return None if self._process is None else self._process.poll()
 
     def _arguments(self) -> list[str]:
         # No RDB snapshots: the append-only file is the one copy on disk that an erasure's
@@ -105,7 +121,9 @@ class EmbeddedValkey:
             "--protected-mode", "yes",
         ]  # fmt: skip
 
-    def _wait_ready(self, family: int, address: str | tuple[str, int], timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Until the spawned process answers PING (blocking: from a thread in an event loop)."""
+        family, address = self._probe
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self._process is not None

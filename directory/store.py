@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import DefaultParser
+from redis.asyncio.connection import Connection, DefaultParser, SSLConnection
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -23,6 +23,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from directory import keys
 from directory.recovery import DEFAULT_POOL, HashPool
@@ -149,6 +150,11 @@ def connect(
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
         parser_class=_Parser,
+        # With maintenance notifications on (redis-py 8's default for RESP3, "auto", which
+        # stays on when the server does not know them, as Valkey does not), the pool skips its
+        # check that a pooled connection is still open: after a store outage every pooled
+        # connection failed its next command once.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     client: Redis = Redis.from_pool(pool)  # the client owns the pool and closes it
     return client
@@ -180,14 +186,41 @@ def connect_cluster(seeds: str, max_connections_per_node: int = 256) -> RedisClu
     return client
 
 
+class _ClosedUnderUs:
+    """redis-py 8.1's cluster pool disconnects a node's free connections after an error on
+    that node, without waiting for commands that take one of them meanwhile: such a command
+    found its socket gone (``AttributeError`` on ``None``, a 500) right after a cluster node
+    came back. A lost connection is what it is: the cluster client retries it like one."""
+
+    _writer: Any
+
+    async def _send_packed_command(self, command: Any) -> None:
+        if self._writer is None:
+            raise RedisConnectionError("the connection was closed while in use")
+        await super()._send_packed_command(command)  # type: ignore[misc]
+
+
+class _ClusterConnection(_ClosedUnderUs, Connection):
+    pass
+
+
+class _ClusterSSLConnection(_ClosedUnderUs, SSLConnection):
+    pass
+
+
 class _Cluster(RedisCluster):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # RedisCluster takes no parser class: set it where its nodes' connections are made
-        # (the shared template, and the seed nodes built from a copy of it).
-        self.nodes_manager.connection_kwargs["parser_class"] = _Parser
+        # RedisCluster takes no parser or connection class: set them where its nodes'
+        # connections are made (the shared template, and the seed nodes built from a copy).
+        template = self.nodes_manager.connection_kwargs
+        ssl = issubclass(template.get("connection_class", Connection), SSLConnection)
+        connection_class = _ClusterSSLConnection if ssl else _ClusterConnection
+        template["parser_class"] = _Parser
+        template["connection_class"] = connection_class
         for node in self.nodes_manager.startup_nodes.values():
             node.connection_kwargs["parser_class"] = _Parser
+            node.connection_class = connection_class
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:

@@ -177,6 +177,10 @@ async def readyz(request: web.Request) -> web.Response:
         return _json(Health(status="unavailable"), status=503)
     request.app[STORE_OUTAGE].ok()
     request.app[METRICS].store_ping.observe(time.perf_counter() - started)
+    if not request.app[CALLS].router.listening:
+        # Just back from an outage, before its subscription is: what other nodes send it
+        # (a call ringing one of its devices) would be lost.
+        return _json(Health(status="unavailable"), status=503)
     return _json(Health(status="ok"))
 
 

@@ -28,6 +28,8 @@ class StoreOutage:
         self._failures = 0
         # Since when the store has answered without a failure in between (start: now).
         self._up_since = clock()
+        #: How many outages have ended (a node rewrites its presence after each).
+        self.ended = 0
 
     @property
     def down(self) -> bool:
@@ -62,6 +64,7 @@ class StoreOutage:
         self._down_since = None
         self._failures = 0
         self._up_since = at
+        self.ended += 1
 
     def steady_for(self) -> float:
         """How long the store has answered without a failure (0 while it is down)."""

@@ -132,6 +132,12 @@ class OperatorReply(Envelope, tag="operator_reply"):
     parties: list[Party] = msgspec.field(default_factory=list)
 
 
+class PresenceBack(Envelope, tag="presence_back"):
+    """Broadcast by a node that has written its devices' presence again after a store outage
+    (it may have expired meanwhile): calls ringing on the receiving node look for their callees'
+    devices again. Names no device."""
+
+
 Envelopes = (
     Deliver
     | Forward
@@ -142,6 +148,7 @@ Envelopes = (
     | Supersede
     | OperatorRequest
     | OperatorReply
+    | PresenceBack
 )
 
 
@@ -167,12 +174,22 @@ class Inbox(Protocol):
     async def on_node_dead(self, node: str, last_seen: float) -> None:
         """Another node's heartbeat is older than ``keys.NODE_DEAD_AFTER_S``: it died."""
 
+    async def on_presence_settling(self) -> None:
+        """The store, or another node, is just back from an outage: presence entries that had
+        expired meanwhile are being written again, so a call placed since may have found its
+        callee offline. Called at every heartbeat until every node has had time to rewrite its
+        presence."""
+
 
 class Router(Protocol):
     @property
     def node_id(self) -> str: ...
 
     async def start(self, inbox: Inbox) -> None: ...
+
+    @property
+    def listening(self) -> bool:
+        """Envelopes for this node reach it (its pub/sub subscription is up): part of ready."""
 
     async def close(self) -> None:
         """Stop listening; presence entries of this node are removed."""

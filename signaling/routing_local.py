@@ -8,13 +8,13 @@ Redis router reports a node whose heartbeat went stale.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from signaling.calls.machine import DeviceRef
 from signaling.routing import Deliver, Envelopes, Inbox, Location
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.routing")
 
@@ -110,9 +110,9 @@ class Worker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A cancellation a store command swallowed left the worker waiting for its next
+            # job, and the node's shutdown waiting for the worker (20 s in the tests).
+            await cancel_until_done(self._task)
             self._task = None
 
 
@@ -153,6 +153,10 @@ class LocalRouter(QueuedDelivery):
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    @property
+    def listening(self) -> bool:
+        return True
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox

@@ -31,7 +31,7 @@ from signaling.calls.machine import DeviceRef
 from signaling.channels import Channels, Subscription
 from signaling.liveness import judge, successors
 from signaling.outage import StoreOutage
-from signaling.routing import Envelopes, Inbox, Location
+from signaling.routing import Envelopes, Inbox, Location, PresenceBack
 from signaling.routing_local import QueuedDelivery, Worker
 from signaling.tasks import cancel_until_done
 
@@ -88,17 +88,30 @@ class RedisRouter(QueuedDelivery):
         self._alive: dict[str, float] = {}
         self._reported_dead: set[str] = set()
         self._draining = False
+
+        self._listening = False
+        # Until when ringing calls look for their callees again (a node came back).
+        self._settle_until = float("-inf")
         self._node_marker = f'"node":{_encode(node_id).decode()}'
 
     @property
     def node_id(self) -> str:
         return self._node_id
 
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        subscription = await self._channels.subscribe(self._node_id)
-        with contextlib.suppress(RedisError, OSError):
+        # A node starts while the store is away (not ready until it is back): the listener
+        # subscribes, and the heartbeat beats, as soon as it answers.
+        subscription: Subscription | None = None
+        try:
+            subscription = await self._channels.subscribe(self._node_id)
             await self._beat()
+        except (RedisError, OSError):
+            self._outage.failed("the start")
         self._worker.start()
         self._tasks = [
             asyncio.create_task(self._listen(subscription)),
@@ -224,6 +237,7 @@ class RedisRouter(QueuedDelivery):
             try:
                 if subscription is None:
                     subscription = await self._channels.subscribe(self._node_id)
+                self._listening = True
                 async for data in subscription.messages():
                     await self._receive(data)
                 # The messages end without subscriptions: never spin on it, subscribe afresh.
@@ -233,6 +247,7 @@ class RedisRouter(QueuedDelivery):
                 raise
             except (RedisError, OSError):
                 self._outage.failed("pub/sub")
+            self._listening = False
             if subscription is not None:
                 await subscription.close()
                 subscription = None
@@ -255,7 +270,9 @@ class RedisRouter(QueuedDelivery):
 
     # --- liveness ----------------------------------------------------------------------------
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> bool:
+        """Write this node's heartbeat and judge the others; True if one of them is back after
+        being judged dead."""
         now = self._clock()
         await self._redis.zadd(keys.nodes(), {self._node_id: now})
         if self._draining:
@@ -271,6 +288,7 @@ class RedisRouter(QueuedDelivery):
             previous=self._alive,
             reported=self._reported_dead,
         )
+        back = bool(self._reported_dead & judged.alive.keys())
         self._reported_dead -= set(judged.alive)  # back (a restart under the same id)
         self._alive = judged.alive
         await self._redis.zremrangebyscore(keys.nodes(), "-inf", now - keys.NODE_FORGET_AFTER_S)
@@ -287,33 +305,79 @@ class RedisRouter(QueuedDelivery):
                     await self._inbox.on_node_dead(node, last_seen)
                 except Exception:
                     log.exception("handling the death of a node failed")
+        return back
 
     async def _heartbeat(self) -> None:
         last_refresh = self._clock()
-        lapsed = False
+        lapsed = rewrite = False
+        outages = self._outage.ended
+        writing: asyncio.Future[None] | None = None  # the rewrite after an outage
         while True:
             # While the store is away, try more often: the sooner a node is back (presence
             # written again), the sooner its devices can be called.
-            await asyncio.sleep(self._heartbeat_s / 4 if lapsed else self._heartbeat_s)
+            quick = lapsed or rewrite or writing is not None
+            await asyncio.sleep(self._heartbeat_s / 4 if quick else self._heartbeat_s)
             try:
-                await self._beat()
+                back = await self._beat()
             except (RedisError, OSError):
                 self._outage.failed("heartbeat")
                 lapsed = True
                 continue
-            if lapsed:
-                await self._drop_idle_connections()
-            # Back from an outage, presence may have expired: rewrite it now, not in 3 s.
-            due = self._clock() - last_refresh >= self._presence_refresh_s
-            if (due or lapsed) and self._mine:
-                last_refresh = self._clock()
-                self._worker.submit(self._refresh_job(list(self._mine.items())))
             lapsed = False
+            # Whoever noticed the outage (this heartbeat, the listener, a request).
+            if self._outage.ended != outages:
+                outages = self._outage.ended
+                await self._drop_idle_connections()
+                rewrite = True
+            if writing is not None and writing.done():
+                rewrite = rewrite or writing.cancelled() or writing.exception() is not None
+                writing = None
+            # Presence may have expired: rewrite it now, not in 3 s; once envelopes reach this
+            # node again, so that whoever finds a device can reach it.
+            if rewrite and writing is None and self._listening:
+                rewrite = False
+                last_refresh = self._clock()
+                writing = self._rewrite()
+            if self._clock() - last_refresh >= self._presence_refresh_s:
+                last_refresh = self._clock()
+                if self._mine:
+                    self._worker.submit(self._refresh_job(list(self._mine.items())))
+            if back:
+                self._settle_until = self._clock() + self._settle_s()
+            await self._settle()
+
+    def _rewrite(self) -> asyncio.Future[None]:
+        """Write every presence entry of this node, then say so (``PresenceBack``): calls
+        placed meanwhile ring its devices. The future of the write."""
+        if not self._mine:
+            return self._worker.submit(_nothing)
+        written = self._worker.submit(self._refresh_job(list(self._mine.items())))
+        self.broadcast(PresenceBack(origin=self._node_id, account_id="", device_id=""))
+        return written
+
+    def _settle_s(self) -> float:
+        """Long enough for every live node to have rewritten its presence after an outage."""
+        return self._presence_refresh_s + 2 * self._heartbeat_s
+
+    async def _settle(self) -> None:
+        """Just after an outage (this node's, or another node's), calls placed meanwhile may
+        have found their callees offline: the inbox looks for them again."""
+        settling = self._outage.steady_for() < self._settle_s()
+        if self._inbox is None or not (settling or self._clock() < self._settle_until):
+            return
+        try:
+            await self._inbox.on_presence_settling()
+        except (RedisError, OSError):
+            self._outage.failed("heartbeat")
+        except Exception:
+            log.exception("looking for the callees of ringing calls failed")
 
     async def _drop_idle_connections(self) -> None:
         """Pooled connections opened before the store went away point at a server that is
-        gone: each would fail its next command once. Close them now, not one request at a
-        time (a cluster client has no single pool and reconnects per node by itself)."""
+        gone. The pool replaces one it sees closed when it hands it out; one whose end never
+        reached this node (a partition, a store that came back on another machine) would fail
+        its next command. Close them now (a cluster client has no single pool and reconnects
+        per node by itself)."""
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
             with contextlib.suppress(RedisError, OSError):

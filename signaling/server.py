@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from asyncio import FIRST_COMPLETED
 from dataclasses import replace
 
 from aiohttp import web
@@ -19,10 +20,13 @@ from signaling.config import Config, ConfigError
 from signaling.connections import Runner
 from signaling.drain import drain
 from signaling.logs import configure
+from signaling.store_keeper import StoreKeeper
 
 log = logging.getLogger("callbook")
 
 SHUTDOWN_GRACE_S = 10.0
+#: The embedded store could not be kept running (``signaling/store_keeper.py``).
+EXIT_STORE_LOST = 1
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -34,8 +38,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-async def _run(config: Config) -> None:
-    """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now)."""
+async def _run(config: Config, embedded: EmbeddedValkey | None = None) -> int:
+    """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now), or until
+    the embedded store is lost for good (``signaling/store_keeper.py``): the exit code."""
     app = create_app(config)
     runner = Runner(
         app,
@@ -43,23 +48,36 @@ async def _run(config: Config) -> None:
         access_log_class=PrivateAccessLogger,
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
+    keeper = None if embedded is None else asyncio.create_task(StoreKeeper(embedded).run())
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
         # The port only: the log's filter would redact the address anyway (it cannot tell ours
         # from a client's); CALLBOOK_HOST says which it is.
         log.info("Callbook listening on port %d", config.port)
-        stopping = await _signalled()
-        if stopping is signal.SIGTERM:
+        signalled = asyncio.create_task(_signalled())
+        await asyncio.wait([t for t in (signalled, keeper) if t], return_when=FIRST_COMPLETED)
+        if not signalled.done():
+            signalled.cancel()
+            log.error("%s: stopping", _lost(keeper))
+            return EXIT_STORE_LOST
+        if signalled.result() is signal.SIGTERM:
             log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)
             draining = asyncio.create_task(drain(app))
             interrupted = asyncio.create_task(_signalled())
-            await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((draining, interrupted), return_when=FIRST_COMPLETED)
             for task in (draining, interrupted):
                 task.cancel()
+        return 0
     finally:
+        if keeper is not None:
+            keeper.cancel()  # a store stopped with the server is not started again
         log.info("shutting down")
         await runner.cleanup()
+
+
+def _lost(keeper: asyncio.Task[None] | None) -> BaseException | None:
+    return None if keeper is None else keeper.exception()
 
 
 async def _signalled() -> signal.Signals:
@@ -109,10 +127,12 @@ def serve(config: Config) -> None:
         log.info("embedded SFU running")
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            runner.run(_run(config))
+            code = runner.run(_run(config, embedded))
     finally:
         if sfu is not None:
             sfu.stop()
         if embedded is not None:
             embedded.stop()
             log.info("embedded Valkey stopped")
+    if code:
+        raise SystemExit(code)

@@ -58,12 +58,22 @@ def free_port_pair() -> int:
 
 
 class EmbeddedCluster:
-    def __init__(self, data_dir: Path, primaries: int = 3, binary: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        primaries: int = 3,
+        binary: Path | None = None,
+        *,
+        appendonly: bool = False,
+    ) -> None:
+        """``appendonly``: keep the data across ``kill`` and ``restart`` (an outage test's)."""
         self.data_dir = data_dir
         self.primaries = primaries
         self.binary = binary or Path(get_binary_path())
+        self.appendonly = appendonly
         self.ports: list[int] = []
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._arguments: list[list[str]] = []
 
     @property
     def url(self) -> str:
@@ -103,20 +113,14 @@ class EmbeddedCluster:
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(node_dir / "nodes.conf"),
             "--cluster-node-timeout", "2000",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
             "--save", "",
             "--logfile", str(node_dir / "valkey.log"),
             "--daemonize", "no",
         ]  # fmt: skip
         self.ports.append(port)
-        self._processes.append(
-            subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        self._arguments.append(args)
+        self._processes.append(_popen(args))
 
     def _assign_slots(self, clients: list[Redis]) -> None:
         share = SLOTS // len(clients)
@@ -145,6 +149,29 @@ class EmbeddedCluster:
             if pending:
                 time.sleep(0.05)
 
+    def kill(self, *nodes: int) -> None:
+        """``kill -9`` of these nodes (by index), or of every node: the cluster is away."""
+        for index in nodes or range(len(self._processes)):
+            self._processes[index].kill()
+            self._processes[index].wait()
+
+    def restart(self, timeout_s: float = 20.0) -> None:
+        """Start the killed nodes again, and wait until the cluster is ok."""
+        self.respawn()
+        clients = [Redis(host="127.0.0.1", port=p, decode_responses=True) for p in self.ports]
+        try:
+            self._wait(_cluster_ok, clients, timeout_s)
+        finally:
+            for client in clients:
+                client.close()
+
+    def respawn(self) -> None:
+        """Start the killed nodes again on their ports, data and cluster configuration."""
+        self._processes = [
+            _popen(args) if process.poll() is not None else process
+            for process, args in zip(self._processes, self._arguments, strict=True)
+        ]
+
     def stop(self, timeout_s: float = 10.0) -> None:
         processes, self._processes = self._processes, []
         for process in processes:
@@ -156,6 +183,12 @@ class EmbeddedCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _popen(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _cluster_ok(client: Redis) -> bool:

@@ -55,6 +55,9 @@ class Recorder:
         self.dead.append((node, last_seen))
         self.arrived.set()
 
+    async def on_presence_settling(self) -> None:
+        return None
+
     async def wait_for(self, count: int, within: float = 3.0) -> list[Envelopes]:
         deadline = time.monotonic() + within
         while len(self.envelopes) < count:

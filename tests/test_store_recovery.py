@@ -80,6 +80,7 @@ def test_an_outage_warns_once_and_steadiness_counts_from_its_end(
         outage.ok()
         clock.now += 3
     assert not outage.down and outage.steady_for() == 3
+    assert outage.ended == 1  # the nodes rewrite their presence once per outage
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "a request" in warnings[0].getMessage()
     assert "after 10.0 s (50 failures" in caplog.records[-1].getMessage()

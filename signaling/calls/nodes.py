@@ -8,6 +8,7 @@ machinery (``_apply``, delivery, timers) these methods use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -35,6 +36,7 @@ from signaling.routing import (
     Moved,
     OperatorReply,
     OperatorRequest,
+    PresenceBack,
     Router,
     Supersede,
 )
@@ -66,6 +68,7 @@ class NodeCalls:
     _online: dict[str, set[sm.DeviceRef]]
     _by_device: dict[sm.DeviceRef, set[str]]
     _ringing_for: dict[str, set[str]]
+    _members: dict[str, tuple[sm.DeviceRef, ...]]
     _clock: Callable[[], float]
     quality: QualityBook
 
@@ -87,6 +90,10 @@ class NodeCalls:
             self, call_id: str, kind: sm.TimerKind, at: float, device: sm.DeviceRef | None
         ) -> None: ...
         def _ring_late_device(self, device: sm.DeviceRef, busy: bool) -> None: ...
+        def _in_connected_call(self, device: sm.DeviceRef) -> bool: ...
+        async def _busy_elsewhere(
+            self, account_id: str, devices: frozenset[sm.DeviceRef]
+        ) -> frozenset[sm.DeviceRef]: ...
         def _close_device_here(self, device: sm.DeviceRef) -> None: ...
         def _close_account_here(self, account_id: str, keep: sm.DeviceRef | None) -> None: ...
         async def _adopt(self, call_id: str) -> None: ...
@@ -232,6 +239,21 @@ class NodeCalls:
                 self._on_operator_request(envelope)
             case OperatorReply():
                 self._on_operator_reply(envelope)
+            case PresenceBack():
+                with contextlib.suppress(RedisError, OSError):  # the heartbeat tries again
+                    await self.on_presence_settling()
+
+    async def on_presence_settling(self) -> None:
+        """Presence written again after an outage: the callees' devices that a call ringing
+        now did not find when it was placed ring too (``Inbox.on_presence_settling``)."""
+        for account_id in list(self._ringing_for):
+            calls = self._ringing_for.get(account_id, ())
+            rung = {d for c in calls for d in self._members.get(c, ())}
+            for device in await self._router.online(account_id) - rung:
+                busy = self._in_connected_call(device) or bool(
+                    await self._busy_elsewhere(account_id, frozenset({device}))
+                )
+                self._ring_late_device(device, busy)
 
     def _on_deliver(self, envelope: Deliver) -> None:
         device = envelope.device

@@ -88,7 +88,6 @@ class RedisRouter(QueuedDelivery):
         self._alive: dict[str, float] = {}
         self._reported_dead: set[str] = set()
         self._draining = False
-
         self._listening = False
         # Until when ringing calls look for their callees again (a node came back).
         self._settle_until = float("-inf")

@@ -413,3 +413,10 @@ ServerMessages = (
     | Reconnect
     | Error
 )
+
+
+def refusal(message: ClientMessage, code: str, detail: str, call_id: str | None = None) -> Error:
+    """The ``error`` that refuses ``message``: it names the message's call (an error about a call
+    always carries its ``call_id``) and echoes the ``ref`` of an ``invite`` or ``group_invite``."""
+    about = call_id if call_id is not None else getattr(message, "call_id", None)
+    return Error(code=code, detail=detail, call_id=about, ref=getattr(message, "ref", None))

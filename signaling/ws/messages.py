@@ -95,12 +95,21 @@ class Description(ClientMessage, tag="sdp"):
 
 
 class Ice(ClientMessage, tag="ice"):
-    """A trickled ICE candidate for the peer; an empty ``candidate`` ends gathering."""
+    """A trickled ICE candidate for the peer; an empty ``candidate`` ends gathering.
+
+    Trickling is optional: candidates may stay in the SDP instead. Send both ``sdp_mid`` and
+    ``sdp_mline_index``: the peers' WebRTC stacks differ in which one they need.
+    """
 
     call_id: CallId
     candidate: Candidate
-    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    sdp_mid: (
+        Annotated[str, msgspec.Meta(max_length=64, description="The candidate's media section")]
+        | None
+    ) = None
+    sdp_mline_index: (
+        Annotated[int, msgspec.Meta(ge=0, le=64, description="The index of that section")] | None
+    ) = None
 
 
 class GroupInvite(ClientMessage, tag="group_invite"):

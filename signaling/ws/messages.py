@@ -354,7 +354,10 @@ class PublishAnswer(ServerMessage, tag="publish_answer"):
 
 
 class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
-    """The SFU offers one participant's media; reply with ``subscribe_answer``."""
+    """The SFU offers one participant's media; reply with ``subscribe_answer``.
+
+    ``participant`` is an id that ``participants`` introduced, or in a 1:1 call through the SFU
+    the other device's id from ``accepted.participants``."""
 
     call_id: str
     subscription: str

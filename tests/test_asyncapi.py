@@ -69,6 +69,32 @@ def test_no_message_is_listed_twice_or_without_a_struct() -> None:
     assert sorted(doc["components"]["messages"]) == sorted(map(asyncapi.message_key, ALL_KINDS))
 
 
+def _described_fields(schema: object, name: str = "") -> list[tuple[str, str]]:
+    """Every (field name, description) in a JSON schema, however deeply nested."""
+    found: list[tuple[str, str]] = []
+    if isinstance(schema, dict):
+        if isinstance(schema.get("description"), str) and name:
+            found.append((name, schema["description"]))
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                for field, sub in value.items():
+                    found += _described_fields(sub, field)
+            else:
+                found += _described_fields(value, name)
+    elif isinstance(schema, list):
+        for item in schema:
+            found += _described_fields(item, name)
+    return found
+
+
+def test_id_fields_are_described_as_the_id_they_are() -> None:
+    """An account id is not described as a call id (client.invite.account_id once was)."""
+    fields = _described_fields(asyncapi.document()["components"]["schemas"])
+    assert ("account_id", "Account id") in fields
+    for field, text in fields:
+        assert (text == "Call id") == (field == "call_id"), (field, text)
+
+
 def test_descriptions_come_from_docstrings_and_the_fallback_only_covers_the_rest() -> None:
     undocumented = {kind for kind in ALL_KINDS if not kind.__doc__}
     assert set(asyncapi.UNDOCUMENTED) == undocumented

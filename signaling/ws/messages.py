@@ -13,6 +13,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 
 CallId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Call id")]
+AccountId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Account id")]
 Ref = Annotated[str, msgspec.Meta(max_length=64, description="Echoed back in the answer")]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=32_768)]
 Candidate = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -65,7 +66,7 @@ class Invite(ClientMessage, tag="invite"):
     """Call a person by handle or account id; exactly one of the two."""
 
     handle: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-    account_id: CallId | None = None
+    account_id: AccountId | None = None
     media: Media = "audio"
     ref: Ref | None = None
 

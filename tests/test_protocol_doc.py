@@ -85,3 +85,26 @@ def test_every_record_in_an_example_shows_all_its_fields() -> None:
     # Guards the recognition: each record is found where the sections show it.
     assert seen[records.Account] >= 4 and seen[records.Device] >= 4, seen
     assert all(seen.values()), seen
+
+
+# --- contents ---------------------------------------------------------------------------------
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_contents_list_every_section_in_order() -> None:
+    """Every ``##`` section and every ``###`` of sections 11 and 12, each linked to its
+    heading (the list once stopped at 11.14)."""
+    text = PROTOCOL.read_text()
+    contents = text[text.index("\nContents\n") : text.index("\n---\n")]
+    listed = re.findall(r"\[(.+?)\]\(#([^)]+)\)", contents)
+    headings = [
+        heading
+        for level, heading in re.findall(r"^(##|###) (.+)$", text, re.M)
+        if level == "##" or heading.startswith(("11.", "12."))
+    ]
+    assert [title for title, _ in listed] == [re.sub(r"^(\d+)\. ", "", h) for h in headings]
+    assert [anchor for _, anchor in listed] == [_anchor(h) for h in headings]

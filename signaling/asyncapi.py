@@ -284,10 +284,13 @@ END_REASONS: dict[str, str] = {
     "passed, or the caller's connection was lost and not resumed. Recorded as a missed call.",
     "answered_elsewhere": "To the callee's other ringing devices: one device answered.",
     "declined_elsewhere": "To the callee's other ringing devices: one device declined.",
-    "peer_lost": "To both devices: one of them lost its connection and did not resume within "
-    f"the resume window ({DEFAULTS.resume_window_s:g} s), more than "
+    "peer_lost": "To both devices of a connected call (of a call still ringing: to its caller; "
+    "the callee's ringing devices get `missed`): one of them lost its connection and did not "
+    f"resume within the resume window ({DEFAULTS.resume_window_s:g} s), more than "
     f"{DEFAULTS.resume_queue_max} messages for it piled up meanwhile, or it signed in again "
-    "without its resume token.",
+    "without its resume token (then at once). The other device always receives it; the device "
+    "that was lost only if it is connected again: after a fresh sign-in, right after its "
+    "`welcome`. Also to the other device when one is revoked or its account erased.",
     "glare": "To every device of this call: both people called each other at once and the "
     "other call, the one with the smaller call id, goes on.",
     "media_failed": "Group or relayed call: the SFU lost this device's media; the others "

@@ -3,6 +3,7 @@ message, and its tables of error codes, close codes and end reasons are complete
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import typing
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
-from signaling.calls import conference, group, handover, machine, service, sfu_calls
+from signaling.calls import conference, service
 from signaling.ws import endpoint
 from signaling.ws import messages as m
 
@@ -121,6 +122,13 @@ def _source(module: ModuleType) -> str:
     return inspect.getsource(module)
 
 
+def _call_modules() -> list[ModuleType]:
+    """Every module of ``signaling.calls``: each may refuse a message."""
+    package = Path(service.__file__).parent
+    names = sorted(path.stem for path in package.glob("*.py") if path.stem != "__init__")
+    return [importlib.import_module(f"signaling.calls.{name}") for name in names]
+
+
 def _token_codes() -> set[str]:
     """The ApiError codes of TokenService.verify and the helpers it calls (the WebSocket
     refuses a connection with them)."""
@@ -133,9 +141,10 @@ def _token_codes() -> set[str]:
 def codes_in_the_code() -> set[str]:
     """Every error code the WebSocket can send, read from the modules that send them."""
     ws = _source(endpoint)
-    calls = _source(service) + _source(sfu_calls) + _source(handover)
+    calls = "".join(_source(module) for module in _call_modules())
     codes = _found(r'CallError\(\s*"(\w+)"', calls)
-    codes |= _found(r'Rejected\(\s*"(\w+)"', _source(machine) + _source(group))
+    codes |= _found(r'Rejected\(\s*"(\w+)"', calls)
+    codes |= _found(r'refusal\(\s*\w+,\s*"(\w+)"', calls + ws)
     codes |= _found(r'code="(\w+)"', ws)
     codes |= _found(r'_refuse\(\s*\w+,\s*\w+,\s*"(\w+)"', ws)
     codes |= _found(r'ApiError\(\s*"(\w+)"', ws)

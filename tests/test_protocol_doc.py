@@ -15,6 +15,9 @@ from typing import Any
 import msgspec
 
 from directory import records
+from signaling import asyncapi
+from signaling.errors import PROBLEM_TYPES
+from signaling.rest import endpoints
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -108,3 +111,70 @@ def test_the_contents_list_every_section_in_order() -> None:
     ]
     assert [title for title, _ in listed] == [re.sub(r"^(\d+)\. ", "", h) for h in headings]
     assert [anchor for _, anchor in listed] == [_anchor(h) for h in headings]
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _section(heading: str, until: str = "\n#") -> str:
+    text = PROTOCOL.read_text()
+    start = text.index(heading)
+    end = text.find(until, start + len(heading))
+    return text[start : end if end != -1 else None]
+
+
+def _rows(text: str, columns: int = 1) -> list[tuple[str, ...]]:
+    """The first ``columns`` cells of every body row of the tables in ``text``, backticks and
+    bold markers stripped (header rows, those followed by ``|---``, are left out)."""
+    lines = text.splitlines()
+    rows = []
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        if not line.startswith("| ") or line.startswith("|---") or following.startswith("|---"):
+            continue
+        cells = [cell.strip().strip("`*") for cell in line.strip("|").split(" | ")]
+        rows.append(tuple(cells[:columns]))
+    return rows
+
+
+def test_the_message_tables_list_exactly_the_messages() -> None:
+    """11.4: one row per message type, each direction; `quality` was missing."""
+    messages = _section("### 11.4 Messages")
+    device, server = messages.split("**Server → device.**")
+    sent = [tag for (tag,) in _rows(device)]
+    received = [tag for (tag,) in _rows(server)]
+    assert sorted(sent) == sorted(asyncapi.tag_of(k) for k in asyncapi.client_messages())
+    assert sorted(received) == sorted(asyncapi.tag_of(k) for k in asyncapi.server_messages())
+
+
+def test_the_problem_table_lists_exactly_the_problem_codes() -> None:
+    """2.1: every REST problem code with its HTTP status, and no other (`draining` was missing)."""
+    table = {code: int(status) for code, status in _rows(_section("### 2.1 Problem codes"), 2)}
+    assert table == {code: kind.status for code, kind in PROBLEM_TYPES.items()}
+
+
+#: Rows of 1.2 that are not in the endpoint table of ``signaling.rest``.
+_SERVED_ELSEWHERE = {
+    ("GET", "/v1/ws"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/v1/openapi.json"),
+}
+
+
+def _paths(rows: list[tuple[str, ...]]) -> set[tuple[str, str]]:
+    found = set()
+    for methods, path in rows:
+        for method in methods.split(", "):
+            for one in path.split("`, `"):
+                found.add((method, one.split("?")[0]))
+    return found
+
+
+def test_the_endpoint_tables_list_exactly_the_endpoints() -> None:
+    """1.2 lists every user endpoint (the operator API as one row), 12.2 every operator one."""
+    table = _paths(_rows(_section("### 1.2 Endpoints"), 2))
+    served = {(e.method, e.path) for e in endpoints()}
+    operator = {row for row in served if row[1].startswith("/v1/operator/")}
+    collapsed = {("GET", "/v1/operator/..."), ("POST", "/v1/operator/...")}
+    assert table == (served - operator) | collapsed | _SERVED_ELSEWHERE
+    assert _paths(_rows(_section("### 12.2 Operator API"), 2)) == operator

@@ -96,6 +96,18 @@ def test_id_fields_are_described_as_the_id_they_are() -> None:
         assert (text == "Call id") == (field == "call_id"), (field, text)
 
 
+@pytest.mark.parametrize("kind", asyncapi.client_messages(), ids=asyncapi.tag_of)
+def test_a_refusal_names_the_call_and_the_ref_of_the_message(kind: type[msgspec.Struct]) -> None:
+    """protocol.md 11.13: an error about a call carries its call_id, one about an invite its
+    ref, whichever path refused it (a quality report's refusal once had no call_id)."""
+    message = asyncapi.EXAMPLES[kind]
+    assert isinstance(message, m.ClientMessage)
+    refused = m.refusal(message, "unknown_call", "No such call on this device.")
+    assert refused.call_id == getattr(message, "call_id", None)
+    assert refused.ref == getattr(message, "ref", None)
+    assert m.refusal(message, "unavailable", "x", "f" * 32).call_id == "f" * 32
+
+
 def test_descriptions_come_from_docstrings_and_the_fallback_only_covers_the_rest() -> None:
     undocumented = {kind for kind in ALL_KINDS if not kind.__doc__}
     assert set(asyncapi.UNDOCUMENTED) == undocumented

@@ -99,8 +99,9 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "policy violation",
         "After an `error` frame: sign-in refused (`auth_timeout`, `auth_required`, "
         f"`token_invalid`, `token_expired`, `device_revoked`), or more than "
-        f"{endpoint.MAX_VIOLATIONS} `rate_limited` on this connection. Without one: the device "
-        f"left {endpoint.OUTBOX} messages unread.",
+        f"{endpoint.MAX_VIOLATIONS} `rate_limited` over this connection's life (the close "
+        f"follows the {endpoint.MAX_VIOLATIONS + 1}-th). Without one: the device left "
+        f"{endpoint.OUTBOX} messages unread.",
     ),
     WSCloseCode.MESSAGE_TOO_BIG: CloseCode(
         "message too big", f"A message over {endpoint.MAX_MESSAGE_BYTES // 1024} KiB."
@@ -196,8 +197,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "rate_limited": ErrorCode(
         f"Without `ref`: more than {endpoint.RATE_PER_S:g} messages/s (burst {endpoint.BURST}) "
-        f"on this connection; the message was dropped, and after {endpoint.MAX_VIOLATIONS} of "
-        "these the next one closes the connection (1008). With the `invite`'s `ref`: the "
+        f"on this connection; the message was dropped unread. Counted over the connection's "
+        f"life: the {endpoint.MAX_VIOLATIONS + 1}-th of these is followed by the close (1008). "
+        "With the `invite`'s `ref`: the "
         f"account's invites are limited (burst {sfu_calls.INVITE_BURST}, then "
         f"{sfu_calls.INVITES_PER_S:g}/s); no call was made. As the answer to an `auth` "
         f"message: this device signed in more than {DEFAULTS.reconnect_burst} times at once "
@@ -282,10 +284,13 @@ END_REASONS: dict[str, str] = {
     "passed, or the caller's connection was lost and not resumed. Recorded as a missed call.",
     "answered_elsewhere": "To the callee's other ringing devices: one device answered.",
     "declined_elsewhere": "To the callee's other ringing devices: one device declined.",
-    "peer_lost": "To both devices: one of them lost its connection and did not resume within "
-    f"the resume window ({DEFAULTS.resume_window_s:g} s), more than "
+    "peer_lost": "To both devices of a connected call (of a call still ringing: to its caller; "
+    "the callee's ringing devices get `missed`): one of them lost its connection and did not "
+    f"resume within the resume window ({DEFAULTS.resume_window_s:g} s), more than "
     f"{DEFAULTS.resume_queue_max} messages for it piled up meanwhile, or it signed in again "
-    "without its resume token.",
+    "without its resume token (then at once). The other device always receives it; the device "
+    "that was lost only if it is connected again: after a fresh sign-in, right after its "
+    "`welcome`. Also to the other device when one is revoked or its account erased.",
     "glare": "To every device of this call: both people called each other at once and the "
     "other call, the one with the smaller call id, goes on.",
     "media_failed": "Group or relayed call: the SFU lost this device's media; the others "

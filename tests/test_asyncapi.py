@@ -3,6 +3,7 @@ message, and its tables of error codes, close codes and end reasons are complete
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import typing
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
-from signaling.calls import conference, group, handover, machine, service, sfu_calls
+from signaling.calls import conference, service
 from signaling.ws import endpoint
 from signaling.ws import messages as m
 
@@ -69,6 +70,44 @@ def test_no_message_is_listed_twice_or_without_a_struct() -> None:
     assert sorted(doc["components"]["messages"]) == sorted(map(asyncapi.message_key, ALL_KINDS))
 
 
+def _described_fields(schema: object, name: str = "") -> list[tuple[str, str]]:
+    """Every (field name, description) in a JSON schema, however deeply nested."""
+    found: list[tuple[str, str]] = []
+    if isinstance(schema, dict):
+        if isinstance(schema.get("description"), str) and name:
+            found.append((name, schema["description"]))
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                for field, sub in value.items():
+                    found += _described_fields(sub, field)
+            else:
+                found += _described_fields(value, name)
+    elif isinstance(schema, list):
+        for item in schema:
+            found += _described_fields(item, name)
+    return found
+
+
+def test_id_fields_are_described_as_the_id_they_are() -> None:
+    """An account id is not described as a call id (client.invite.account_id once was)."""
+    fields = _described_fields(asyncapi.document()["components"]["schemas"])
+    assert ("account_id", "Account id") in fields
+    for field, text in fields:
+        assert (text == "Call id") == (field == "call_id"), (field, text)
+
+
+@pytest.mark.parametrize("kind", asyncapi.client_messages(), ids=asyncapi.tag_of)
+def test_a_refusal_names_the_call_and_the_ref_of_the_message(kind: type[msgspec.Struct]) -> None:
+    """protocol.md 11.13: an error about a call carries its call_id, one about an invite its
+    ref, whichever path refused it (a quality report's refusal once had no call_id)."""
+    message = asyncapi.EXAMPLES[kind]
+    assert isinstance(message, m.ClientMessage)
+    refused = m.refusal(message, "unknown_call", "No such call on this device.")
+    assert refused.call_id == getattr(message, "call_id", None)
+    assert refused.ref == getattr(message, "ref", None)
+    assert m.refusal(message, "unavailable", "x", "f" * 32).call_id == "f" * 32
+
+
 def test_descriptions_come_from_docstrings_and_the_fallback_only_covers_the_rest() -> None:
     undocumented = {kind for kind in ALL_KINDS if not kind.__doc__}
     assert set(asyncapi.UNDOCUMENTED) == undocumented
@@ -95,6 +134,13 @@ def _source(module: ModuleType) -> str:
     return inspect.getsource(module)
 
 
+def _call_modules() -> list[ModuleType]:
+    """Every module of ``signaling.calls``: each may refuse a message."""
+    package = Path(service.__file__).parent
+    names = sorted(path.stem for path in package.glob("*.py") if path.stem != "__init__")
+    return [importlib.import_module(f"signaling.calls.{name}") for name in names]
+
+
 def _token_codes() -> set[str]:
     """The ApiError codes of TokenService.verify and the helpers it calls (the WebSocket
     refuses a connection with them)."""
@@ -107,9 +153,10 @@ def _token_codes() -> set[str]:
 def codes_in_the_code() -> set[str]:
     """Every error code the WebSocket can send, read from the modules that send them."""
     ws = _source(endpoint)
-    calls = _source(service) + _source(sfu_calls) + _source(handover)
+    calls = "".join(_source(module) for module in _call_modules())
     codes = _found(r'CallError\(\s*"(\w+)"', calls)
-    codes |= _found(r'Rejected\(\s*"(\w+)"', _source(machine) + _source(group))
+    codes |= _found(r'Rejected\(\s*"(\w+)"', calls)
+    codes |= _found(r'refusal\(\s*\w+,\s*"(\w+)"', calls + ws)
     codes |= _found(r'code="(\w+)"', ws)
     codes |= _found(r'_refuse\(\s*\w+,\s*\w+,\s*"(\w+)"', ws)
     codes |= _found(r'ApiError\(\s*"(\w+)"', ws)

@@ -438,7 +438,21 @@ async def test_quality_for_a_call_not_connected_here_is_refused(server: Server) 
     async with Line(alice) as line:
         await line.open()
         await line.send(_quality("0" * 32))
-        assert (await line.expect(m.Error)).code == "unknown_call"
+        refused = await line.expect(m.Error)
+        assert (refused.code, refused.call_id) == ("unknown_call", "0" * 32)
+
+
+async def test_quality_for_an_ended_call_is_refused_naming_the_call(server: Server) -> None:
+    """An error about a call carries its call_id (protocol.md 11.13), also for a late report."""
+    alice = await server.signup("alice")
+    bob = await server.signup("bob")
+    async with _connected_call(alice, bob, "bob") as (a, b, call_id):
+        await a.send(m.Hangup(call_id=call_id))
+        await a.expect(m.Ended)
+        await b.expect(m.Ended)
+        await b.send(_quality(call_id))
+        refused = await b.expect(m.Error)
+    assert (refused.code, refused.call_id, refused.ref) == ("unknown_call", call_id, None)
 
 
 async def test_nodes_list_this_node_and_its_media_node(server: Server, store: Store) -> None:

@@ -199,8 +199,7 @@ class CallHandover:
         try:
             await self.handle(device, message, forwarded=True)
         except CallError as error:
-            self._deliver(device, m.Error(code=error.code, detail=error.detail,
-                                          call_id=error.call_id))  # fmt: skip
+            self._deliver(device, m.refusal(message, error.code, error.detail, error.call_id))
 
     def _pause_timers(self, call_id: str) -> None:
         for key in [key for key in self._timers if key[0] == call_id]:

@@ -280,13 +280,11 @@ class NodeCalls:
         try:
             await self.handle(device, message, forwarded=True)
         except CallError as error:
-            ref = message.ref if isinstance(message, m.Invite) else None
-            self._deliver(device, m.Error(code=error.code, detail=error.detail,
-                                          call_id=error.call_id, ref=ref))  # fmt: skip
+            self._deliver(device, m.refusal(message, error.code, error.detail, error.call_id))
         except DirectoryError as error:
-            self._deliver(device, m.Error(code=error.code, detail=error.detail))
+            self._deliver(device, m.refusal(message, error.code, error.detail))
         except (RedisError, OSError):
-            self._deliver(device, m.Error(code="unavailable", detail="The store is unavailable."))
+            self._deliver(device, m.refusal(message, "unavailable", "The store is unavailable."))
 
     def _on_device_event(self, event: DeviceEvent) -> None:
         """A device's state changed on another node: the calls it has here follow."""

@@ -151,6 +151,8 @@ async def add_remote_candidate(pc: RTCPeerConnection, ice: m.PeerIce) -> None:
     candidate = candidate_from_sdp(text)
     candidate.sdpMid = ice.sdp_mid
     candidate.sdpMLineIndex = ice.sdp_mline_index
+    if ice.sdp_mid is None and ice.sdp_mline_index is None:
+        candidate.sdpMLineIndex = 0  # unlabelled: the first section, which bundles all media
     await pc.addIceCandidate(candidate)
 
 

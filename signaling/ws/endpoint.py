@@ -87,12 +87,13 @@ class WsLink:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
 
-    def error(
-        self, *, code: str, detail: str, call_id: str | None = None, ref: str | None = None
-    ) -> None:
+    def error(self, *, code: str, detail: str) -> None:
         """Send a typed error frame: the input was refused, which the metrics count."""
-        self._metrics.on_rejected(code)
-        self.send(m.Error(code=code, detail=detail, call_id=call_id, ref=ref))
+        self.refuse(m.Error(code=code, detail=detail))
+
+    def refuse(self, error: m.Error) -> None:
+        self._metrics.on_rejected(error.code)
+        self.send(error)
 
     def replaced(self) -> None:
         self.close(CLOSE_REPLACED)
@@ -343,12 +344,11 @@ async def _serve(
         try:
             await calls.handle(device, message)
         except STORE_UNAVAILABLE:
-            link.error(code="unavailable", detail="The store is unavailable; try again.")
+            link.refuse(m.refusal(message, "unavailable", "The store is unavailable; try again."))
         except DirectoryError as error:
-            link.error(code=error.code, detail=error.detail)
+            link.refuse(m.refusal(message, error.code, error.detail))
         except CallError as error:
-            ref = message.ref if isinstance(message, m.Invite | m.GroupInvite) else None
-            link.error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref)
+            link.refuse(m.refusal(message, error.code, error.detail, error.call_id))
 
 
 def _too_big(text: str) -> bool:

@@ -13,6 +13,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 
 CallId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Call id")]
+AccountId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Account id")]
 Ref = Annotated[str, msgspec.Meta(max_length=64, description="Echoed back in the answer")]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=32_768)]
 Candidate = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -65,7 +66,7 @@ class Invite(ClientMessage, tag="invite"):
     """Call a person by handle or account id; exactly one of the two."""
 
     handle: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-    account_id: CallId | None = None
+    account_id: AccountId | None = None
     media: Media = "audio"
     ref: Ref | None = None
 
@@ -95,12 +96,21 @@ class Description(ClientMessage, tag="sdp"):
 
 
 class Ice(ClientMessage, tag="ice"):
-    """A trickled ICE candidate for the peer; an empty ``candidate`` ends gathering."""
+    """A trickled ICE candidate for the peer; an empty ``candidate`` ends gathering.
+
+    Trickling is optional: candidates may stay in the SDP instead. Send both ``sdp_mid`` and
+    ``sdp_mline_index``: the peers' WebRTC stacks differ in which one they need.
+    """
 
     call_id: CallId
     candidate: Candidate
-    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    sdp_mid: (
+        Annotated[str, msgspec.Meta(max_length=64, description="The candidate's media section")]
+        | None
+    ) = None
+    sdp_mline_index: (
+        Annotated[int, msgspec.Meta(ge=0, le=64, description="The index of that section")] | None
+    ) = None
 
 
 class GroupInvite(ClientMessage, tag="group_invite"):
@@ -345,7 +355,10 @@ class PublishAnswer(ServerMessage, tag="publish_answer"):
 
 
 class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
-    """The SFU offers one participant's media; reply with ``subscribe_answer``."""
+    """The SFU offers one participant's media; reply with ``subscribe_answer``.
+
+    ``participant`` is an id that ``participants`` introduced, or in a 1:1 call through the SFU
+    the other device's id from ``accepted.participants``."""
 
     call_id: str
     subscription: str
@@ -413,3 +426,10 @@ ServerMessages = (
     | Reconnect
     | Error
 )
+
+
+def refusal(message: ClientMessage, code: str, detail: str, call_id: str | None = None) -> Error:
+    """The ``error`` that refuses ``message``: it names the message's call (an error about a call
+    always carries its ``call_id``) and echoes the ``ref`` of an ``invite`` or ``group_invite``."""
+    about = call_id if call_id is not None else getattr(message, "call_id", None)
+    return Error(code=code, detail=detail, call_id=about, ref=getattr(message, "ref", None))

@@ -579,7 +579,9 @@ class Pacer:
             try:
                 return await request()
             except ClientError as exc:
-                if exc.code != "overloaded":
+                # The per-source budgets refill fast under UNTHROTTLED_ADMISSION, but their
+                # burst stays small: a burst of sign-ups meets it before the pace does.
+                if exc.code not in ("overloaded", "rate_limited"):
                     raise
                 self.retries += 1
                 await asyncio.sleep(exc.retry_after or 1)

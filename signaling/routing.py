@@ -49,6 +49,9 @@ class Deliver(Envelope, tag="deliver"):
     message: m.ServerMessages
     call_id: str | None = None
     owner: str | None = None
+    #: Passed on by a node the device had left (the sender's idea of where it was is cached):
+    #: passed on at most once.
+    rerouted: bool = False
 
 
 class Forward(Envelope, tag="forward"):

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from signaling.calls.machine import DeviceRef
 from signaling.routing import Deliver, Envelopes, Inbox, Location
@@ -61,6 +63,22 @@ class LocalHub:
         self.remove_node(node)
 
 
+@dataclass(frozen=True, slots=True)
+class Post:
+    """An envelope for another node's inbox (``node``), or for every node (``None``). A worker
+    given a ``post_many`` sends the posts queued one after the other together (one pipeline:
+    one write and one round trip instead of one per envelope)."""
+
+    node: str | None
+    data: bytes
+
+
+PostMany = Callable[[list[Post]], Awaitable[None]]
+
+#: The most posts a worker sends together.
+POST_BATCH = 64
+
+
 class Worker:
     """Runs queued jobs one after the other: the order of calls is the order of effects."""
 
@@ -68,13 +86,16 @@ class Worker:
         self,
         expected: tuple[type[Exception], ...] = (),
         on_expected: Callable[[], None] | None = None,
+        post_many: PostMany | None = None,
     ) -> None:
         """``expected`` failures (the store is down) go to ``on_expected`` instead of the log:
         one warning per outage, not one stack trace per queued message."""
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: deque[tuple[Job | Post, asyncio.Future[None]]] = deque()
+        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._expected = expected
         self._on_expected = on_expected
+        self._post_many = post_many
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -83,27 +104,49 @@ class Worker:
     def running(self) -> bool:
         return self._task is not None
 
-    def submit(self, job: Job) -> asyncio.Future[None]:
+    def submit(self, job: Job | Post) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((job, done))
+        self._queue.append((job, done))
+        self._ready.set()
         return done
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            job, done = await self._queue.get()
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, self._expected) and self._on_expected is not None:
-                    self._on_expected()
-                else:
-                    log.exception("routing job failed")
+            if not queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            job, done = queue.popleft()
+            if isinstance(job, Post):
+                batch = [(job, done)]
+                while queue and len(batch) < POST_BATCH and isinstance(queue[0][0], Post):
+                    batch.append(queue.popleft())  # type: ignore[arg-type]
+                await self._attempt(self._posting(batch), [d for _, d in batch])
+            else:
+                await self._attempt(job(), [done])
+
+    async def _posting(self, batch: list[tuple[Post, asyncio.Future[None]]]) -> None:
+        if self._post_many is None:
+            raise RuntimeError("this worker cannot post")
+        await self._post_many([post for post, _ in batch])
+
+    async def _attempt(self, work: Awaitable[None], futures: list[asyncio.Future[None]]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, self._expected) and self._on_expected is not None:
+                self._on_expected()
+            else:
+                log.exception("routing job failed")
+            for done in futures:
                 if not done.done():
                     done.set_exception(exc)
                     done.exception()  # retrieved: nobody has to await a fire-and-forget job
-                continue
+            return
+        for done in futures:
             if not done.done():
                 done.set_result(None)
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -31,8 +32,8 @@ from signaling.calls.machine import DeviceRef
 from signaling.channels import Channels, Subscription
 from signaling.liveness import judge
 from signaling.outage import StoreOutage
-from signaling.routing import Envelopes, Inbox, Location
-from signaling.routing_local import QueuedDelivery, Worker
+from signaling.routing import Deliver, DeviceEvent, Envelopes, Inbox, Location
+from signaling.routing_local import Post, QueuedDelivery, Worker
 from signaling.tasks import cancel_until_done
 
 #: How long each step of closing may take before it is abandoned.
@@ -80,10 +81,19 @@ class RedisRouter(QueuedDelivery):
         self._presence_refresh_s = presence_refresh_s
         self._inbox: Inbox | None = None
         self._outage = outage or StoreOutage()
-        self._worker = Worker((RedisError, OSError), lambda: self._outage.failed("routing"))
+        self._worker = Worker(
+            (RedisError, OSError),
+            lambda: self._outage.failed("routing"),
+            post_many=self._channels.post_many,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # What this node registered, refreshed by the heartbeat.
         self._mine: dict[DeviceRef, Location] = {}
+        # Where devices on other nodes were last found, for delivering to them without a
+        # look-up per message: forgotten when the device connects, drops or resumes anywhere
+        # (its device events), when the entry is older than the presence TTL or its node is
+        # dead; a message that still reaches a node the device left is passed on from there.
+        self._located: dict[DeviceRef, Location] = {}
         # Nodes seen alive at the last heartbeat, with their last beat.
         self._alive: dict[str, float] = {}
         self._reported_dead: set[str] = set()
@@ -128,6 +138,7 @@ class RedisRouter(QueuedDelivery):
 
     def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
         self._mine[device] = location
+        self._located.pop(device, None)
 
         async def job() -> None:
             await self._write([(device, location)])
@@ -200,10 +211,31 @@ class RedisRouter(QueuedDelivery):
     # --- envelopes ---------------------------------------------------------------------------
 
     def broadcast(self, envelope: Envelopes) -> None:
-        async def job() -> None:
-            await self._channels.to_all(_encode(envelope))
+        self._worker.submit(Post(None, _encode(envelope)))
 
-        self._worker.submit(job)
+    def send(self, node: str, envelope: Envelopes) -> None:
+        if node == self._node_id:
+            super().send(node, envelope)
+        else:
+            self._worker.submit(Post(node, _encode(envelope)))
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        located = self._located.get(device)
+        if located is not None and not envelope.rerouted and self._fresh(located, self._clock()):
+            self.send(located.node, envelope)
+        else:
+            self._worker.submit(partial(self._look_up_and_deliver, device, envelope))
+
+    async def _look_up_and_deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        location = await self.lookup(device)
+        if location is None:
+            self._located.pop(device, None)
+            return
+        if location.node != self._node_id:
+            self._located[device] = location
+        elif envelope.rerouted:
+            return  # sent here by a node the store says it is on: nowhere else to try
+        await self._hand(location.node, envelope)
 
     async def _hand(self, node: str, envelope: Envelopes) -> None:
         if node == self._node_id:
@@ -242,6 +274,8 @@ class RedisRouter(QueuedDelivery):
         except msgspec.DecodeError:
             log.warning("dropped an undecodable envelope")
             return
+        if isinstance(envelope, DeviceEvent):
+            self._located.pop(envelope.device, None)
         if envelope.origin == self._node_id or self._inbox is None:
             return
         try:
@@ -301,10 +335,17 @@ class RedisRouter(QueuedDelivery):
                 await self._drop_idle_connections()
             # Back from an outage, presence may have expired: rewrite it now, not in 3 s.
             due = self._clock() - last_refresh >= self._presence_refresh_s
+            if due:
+                self._forget_stale_locations()
             if (due or lapsed) and self._mine:
                 last_refresh = self._clock()
                 self._worker.submit(self._refresh_job(list(self._mine.items())))
             lapsed = False
+
+    def _forget_stale_locations(self) -> None:
+        now = self._clock()
+        for device in [d for d, loc in self._located.items() if not self._fresh(loc, now)]:
+            del self._located[device]
 
     async def _drop_idle_connections(self) -> None:
         """Pooled connections opened before the store went away point at a server that is

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 from redis.exceptions import RedisError
 
 from directory import keys
@@ -55,6 +57,8 @@ class NodeCalls:
     _versions: dict[str, int]
     _persisted: set[str]
     _unsaved: set[str]
+    # Per call, its write waiting in the queue (see ``_persist``).
+    _queued_saves: dict[str, asyncio.Future[None]]
     _timer_at: dict[tuple[str, str, sm.DeviceRef | None], float]
     _store_writes: Worker
     # Messages held back until a change is in the store (see ``_hold_until_stored``).
@@ -174,18 +178,39 @@ class NodeCalls:
                 self._deliver(device, message)
 
     def _persist(self, call_id: str) -> asyncio.Future[None] | None:
-        """Queue the call's new state (or its end) for the store; the write's future."""
+        """Queue the call's new state (or its end) for the store; the write's future.
+
+        At most one write of a call waits in the queue: it reads the call when it runs, so
+        the changes made while it waits go with it (a writer behind at peak coalesces
+        instead of falling further behind; the store lags by at most that one write). A call
+        that ends before its first write leaves nothing in the store."""
         self._share(call_id)
         records = self._records
         if records is None:
             return None
+        if call_id not in self._calls:
+            if call_id not in self._persisted:
+                return None
+            self._persisted.discard(call_id)
+            queued = self._queued_saves.pop(call_id, None)
+            if queued is not None and call_id not in self._versions:
+                return queued  # never written: the queued write finds it gone, nothing to delete
+            self._versions.pop(call_id, None)
+            return self._store_writes.submit(lambda: records.delete(call_id))
+        self._persisted.add(call_id)
+        queued = self._queued_saves.get(call_id)
+        if queued is None:
+            queued = self._queued_saves[call_id] = self._store_writes.submit(
+                partial(self._save, records, call_id)
+            )
+        return queued
+
+    async def _save(self, records: CallRecords, call_id: str) -> None:
+        """The call as it is now, if this node still runs it (the queued write of ``_persist``)."""
+        self._queued_saves.pop(call_id, None)  # a change from now on queues another write
         call = self._calls.get(call_id)
-        if call is None:
-            if call_id in self._persisted:
-                self._persisted.discard(call_id)
-                self._versions.pop(call_id, None)
-                return self._store_writes.submit(lambda: records.delete(call_id))
-            return None
+        if call is None or call_id not in self._persisted:
+            return
         # Group and relayed calls: the room's media node, for a survivor to adopt the room.
         media = None if self._media is None else self._media.node_of(call_id)
         timers = [
@@ -193,22 +218,17 @@ class NodeCalls:
             for (owner, kind, device), at in self._timer_at.items()
             if owner == call_id
         ]
-        self._persisted.add(call_id)
-
-        async def save() -> None:
-            try:
-                version = await records.save(call, timers, self._versions.get(call_id, 0), media)
-            except (RedisError, OSError):
-                self._unsaved.add(call_id)  # the refresher writes it when the store is back
-                raise
-            if version is None:
-                log.warning("call %s is no longer this node's: another node took it", call_id)
-                self._persisted.discard(call_id)
-                return
-            if call_id in self._persisted:
-                self._versions[call_id] = version
-
-        return self._store_writes.submit(save)
+        try:
+            version = await records.save(call, timers, self._versions.get(call_id, 0), media)
+        except (RedisError, OSError):
+            self._unsaved.add(call_id)  # the refresher writes it when the store is back
+            raise
+        if version is None:
+            log.warning("call %s is no longer this node's: another node took it", call_id)
+            self._persisted.discard(call_id)
+            return
+        if call_id in self._persisted:
+            self._versions[call_id] = version
 
     async def on_envelope(self, envelope: Envelopes) -> None:
         """Something another node sent this one (see ``signaling.routing``)."""
@@ -237,6 +257,10 @@ class NodeCalls:
         device = envelope.device
         presence = self._presence.get(device)
         if presence is None:
+            if not envelope.rerouted:
+                # The device left this node after the sender last found it here.
+                rerouted = msgspec.structs.replace(envelope, origin=self.node_id, rerouted=True)
+                self._router.deliver(device, rerouted)
             return
         call_id, owner = envelope.call_id, envelope.owner
         if call_id is not None and owner is not None:

@@ -113,6 +113,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._persisted: set[str] = set()
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._unsaved: set[str] = set()
+        self._queued_saves: dict[str, asyncio.Future[None]] = {}
         self._store_writes = store_writer(records)
         self._held: dict[sm.DeviceRef, list[m.ServerMessage]] = {}
         self._holds: dict[sm.DeviceRef, int] = {}

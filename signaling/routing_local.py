@@ -20,7 +20,7 @@ from signaling.routing import Deliver, Envelopes, Inbox, Location
 
 log = logging.getLogger("callbook.routing")
 
-Job = Callable[[], Awaitable[None]]
+Job = Callable[[], Awaitable[object]]
 
 
 class LocalHub:
@@ -131,7 +131,7 @@ class Worker:
             raise RuntimeError("this worker cannot post")
         await self._post_many([post for post, _ in batch])
 
-    async def _attempt(self, work: Awaitable[None], futures: list[asyncio.Future[None]]) -> None:
+    async def _attempt(self, work: Awaitable[object], futures: list[asyncio.Future[None]]) -> None:
         try:
             await work
         except asyncio.CancelledError:

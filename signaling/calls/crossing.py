@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from directory import keys
+from directory.batch import Batch
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode
@@ -75,6 +76,17 @@ return 0
 """
 
 
+#: KEYS: the account's busy hash. ARGV: ttl, entry, device ids. One script, so that the entries
+#: never outlive their TTL (as MULTI did), and so that it can share a pipeline.
+_BUSY = """
+for i = 3, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+
 class Crossing:
     def __init__(self, store: Store, node_id: str, ring_timeout_s: float) -> None:
         self._store = store
@@ -96,22 +108,21 @@ class Crossing:
         )  # fmt: skip
         return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]
 
-    async def stop_ringing(self, call_id: str, caller: str, callee: str) -> None:
-        await self._redis.hdel(keys.ringing_pair(caller, callee), call_id)
+    # The writes below are queued on a batch: a change of a call sends all of its writes in
+    # one round trip (``crossing_calls.py``).
 
-    async def set_busy(self, call_id: str, account_id: str, device_ids: list[str]) -> None:
+    def stop_ringing(self, batch: Batch, call_id: str, caller: str, callee: str) -> None:
+        batch.command("HDEL", keys.ringing_pair(caller, callee), call_id)
+
+    def set_busy(self, batch: Batch, call_id: str, account_id: str, device_ids: list[str]) -> None:
         if not device_ids:
             return
         until = self._store.clock() + keys.BUSY_TTL_S
         value = _encode(Busy(call=call_id, node=self._node_id, until=until)).decode()
-        key = keys.busy(account_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=dict.fromkeys(device_ids, value))
-        pipe.expire(key, keys.BUSY_TTL_S)
-        await pipe.execute()
+        batch.script(_BUSY, [keys.busy(account_id)], [keys.BUSY_TTL_S, value, *device_ids])
 
-    async def clear_busy(self, call_id: str, account_id: str, device_id: str) -> None:
-        await self._store.run_script(_UNBUSY, [keys.busy(account_id)], [device_id, call_id])
+    def clear_busy(self, batch: Batch, call_id: str, account_id: str, device_id: str) -> None:
+        batch.script(_UNBUSY, [keys.busy(account_id)], [device_id, call_id])
 
     async def busy(self, account_id: str) -> dict[str, Busy]:
         """The account's devices in a connected call (by device id), entries past their time

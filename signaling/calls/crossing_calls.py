@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from directory.batch import Batch
+from directory.store import Store
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.crossing import Busy, Crossing, Ringing
@@ -29,6 +30,7 @@ log = logging.getLogger("callbook.calls")
 
 
 class CrossingCalls:
+    _store: Store
     _crossing: Crossing | None
     _records: CallRecords | None
     _router: Router
@@ -50,32 +52,35 @@ class CrossingCalls:
         ) -> None: ...
 
     def _share(self, call_id: str) -> None:
-        """Queue for the store what changed in a call that other nodes must see."""
+        """Queue for the store what changed in a call that other nodes must see: one batch
+        (one round trip) for the whole change."""
         crossing = self._crossing
         if crossing is None:
             return
         call = self._calls.get(call_id)
-        self._share_ringing(crossing, call_id, call)
+        batch = Batch(self._store)
+        self._share_ringing(crossing, batch, call_id, call)
         talking = (
             frozenset(d for d in kinds.involved(call) if kinds.talking(call, d))
             if call is not None
             else frozenset()
         )
         before = self._shared_talking.get(call_id, frozenset())
-        if talking == before:
-            return
-        if talking:
-            self._shared_talking[call_id] = talking
-        else:
-            self._shared_talking.pop(call_id, None)
-        for account_id, device_ids in _by_account(talking - before).items():
-            self._store_writes.submit(partial(crossing.set_busy, call_id, account_id, device_ids))
-        for device in before - talking:
-            self._store_writes.submit(
-                partial(crossing.clear_busy, call_id, device.account_id, device.device_id)
-            )
+        if talking != before:
+            if talking:
+                self._shared_talking[call_id] = talking
+            else:
+                self._shared_talking.pop(call_id, None)
+            for account_id, device_ids in _by_account(talking - before).items():
+                crossing.set_busy(batch, call_id, account_id, device_ids)
+            for device in before - talking:
+                crossing.clear_busy(batch, call_id, device.account_id, device.device_id)
+        if batch:
+            self._store_writes.submit(batch.execute)
 
-    def _share_ringing(self, crossing: Crossing, call_id: str, call: AnyCall | None) -> None:
+    def _share_ringing(
+        self, crossing: Crossing, batch: Batch, call_id: str, call: AnyCall | None
+    ) -> None:
         """A call to someone who may not be rung takes exactly the same steps (the same script,
         awaited the same way, and the same removal), but its entry is not written: it never
         meets another call in glare (protocol.md 11.8), and timing does not tell it apart."""
@@ -95,7 +100,7 @@ class CrossingCalls:
             del self._shared_ringing[call_id]
             self._glare_checks.pop(call_id, None)
             self._crossing_found.pop(call_id, None)
-            self._store_writes.submit(partial(crossing.stop_ringing, call_id, *shared))
+            crossing.stop_ringing(batch, call_id, *shared)
 
     def _store_away(self, what: str) -> None:
         """One warning per store outage (the node's outage watch), not one per call."""
@@ -195,11 +200,12 @@ class CrossingCalls:
         crossing = self._crossing
         if crossing is None:
             return
+        batch = Batch(self._store)
         for call_id, talking in self._shared_talking.items():
             for account_id, device_ids in _by_account(talking).items():
-                self._store_writes.submit(
-                    partial(crossing.set_busy, call_id, account_id, device_ids)
-                )
+                crossing.set_busy(batch, call_id, account_id, device_ids)
+        if batch:
+            self._store_writes.submit(batch.execute)
 
 
 def _by_account(devices: frozenset[sm.DeviceRef]) -> dict[str, list[str]]:

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from directory import accounts, keys
+from directory.batch import Batch
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
@@ -191,12 +192,15 @@ class CallRecords:
     ) -> int | None:
         """Write the call if it is still at ``version`` and ours; the new version, else None.
         ``media``: the media node of the call's SFU room, if it has one."""
-        if version == 0:
-            await self._index([call.id])
-            self._held_since[call.id] = self._store.clock()
         state = encode(call, timers, media)
         args = [version, self._node_id, state, self._ttl_s, 0]
-        result = int(await self._store.run_script(_SAVE, [keys.call_record(call.id)], args))
+        batch = Batch(self._store)
+        if version == 0:
+            # Indexed first: a record a survivor cannot find would never be taken over.
+            self._queue_index(batch, [call.id])
+            self._held_since[call.id] = self._store.clock()
+        saved = batch.script(_SAVE, [keys.call_record(call.id)], args)
+        result = int((await batch.execute())[saved])
         if result == -2 and await self._may_restore(call.id):
             # The record expired while the store was away (or unreachable from here), and no
             # node took the call over: write it again and put it back in this node's index.
@@ -221,15 +225,22 @@ class CallRecords:
         since = self._held_since.get(call_id)
         return since is not None and (judged is None or float(judged) < since)
 
-    async def _index(self, call_ids: list[str]) -> None:
-        index = keys.node_calls(self._node_id)
-        await self._redis.sadd(index, *call_ids)
-        await self._redis.expire(index, self._ttl_s)
+    async def _index(self, call_ids: list[str], node: str | None = None) -> None:
+        batch = Batch(self._store)
+        self._queue_index(batch, call_ids, node)
+        await batch.execute()
+
+    def _queue_index(self, batch: Batch, call_ids: list[str], node: str | None = None) -> None:
+        index = keys.node_calls(node or self._node_id)
+        batch.command("SADD", index, *call_ids)
+        batch.command("EXPIRE", index, self._ttl_s)
 
     async def delete(self, call_id: str) -> None:
         self._held_since.pop(call_id, None)
-        await self._store.run_script(_DELETE, [keys.call_record(call_id)], [self._node_id])
-        await self._redis.srem(keys.node_calls(self._node_id), call_id)
+        batch = Batch(self._store)
+        batch.script(_DELETE, [keys.call_record(call_id)], [self._node_id])
+        batch.command("SREM", keys.node_calls(self._node_id), call_id)
+        await batch.execute()
 
     async def owner(self, call_id: str) -> str | None:
         owner: str | None = await self._redis.hget(keys.call_record(call_id), "owner")
@@ -288,9 +299,7 @@ class CallRecords:
         if int(result) < 0:
             return None
         self._held_since.pop(call_id, None)
-        index = keys.node_calls(successor)
-        await self._redis.sadd(index, call_id)
-        await self._redis.expire(index, self._ttl_s)
+        await self._index([call_id], successor)
         await self._redis.srem(keys.node_calls(self._node_id), call_id)
         return int(result)
 

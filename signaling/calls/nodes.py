@@ -329,7 +329,7 @@ class NodeCalls:
             presence.expiry.cancel()
         if presence.link is not None:
             presence.link.replaced()
-        for message in presence.queue:
+        for message in presence.queue or ():
             self._router.send(node, self._envelope(device, message))
 
     def _envelope(self, device: sm.DeviceRef, message: m.ServerMessage) -> Deliver:

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from directory import accounts, handles, history, lookup, push_tokens
@@ -78,7 +78,9 @@ class DeviceLink(Protocol):
 class Presence:
     link: DeviceLink | None
     resume_token: str
-    queue: deque[m.ServerMessage] = field(default_factory=deque)
+    #: Messages kept while the device is away (its resume window); made when the first one is:
+    #: an empty deque is 760 bytes, and most devices are connected.
+    queue: deque[m.ServerMessage] | None = None
     expiry: asyncio.TimerHandle | None = None
 
 
@@ -216,7 +218,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             self._announce(device, "resumed" if resumed else "gone")
         if resumed:
             if previous is not None:
-                for message in previous.queue:
+                for message in previous.queue or ():
                     link.send(message)
             for call_id in list(self._by_device.get(device, ())):
                 call = self._calls.get(call_id)
@@ -571,6 +573,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
     ) -> None:
         if presence.link is not None:
             presence.link.send(message)
+        elif presence.queue is None:
+            presence.queue = deque((message,))
         elif len(presence.queue) < self._resume_queue_max:
             presence.queue.append(message)
         else:

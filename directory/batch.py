@@ -10,11 +10,25 @@ one after the other, as they did before batching.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from directory.store import Store
+
+#: What a staged job does with the batch's results (all of them, indexed as it queued them).
+Finish = Callable[[list[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A job of a writer that queues its commands on a batch shared with the jobs queued next
+    to it (``stage``), and is told the results (the ``Finish`` it returns, if any): one round
+    trip for all of them."""
+
+    stage: Callable[[Batch], Finish | None]
 
 
 class Batch:

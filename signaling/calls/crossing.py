@@ -99,17 +99,24 @@ class Crossing:
     ) -> list[Ringing]:
         """Record a ringing call; the calls ringing from ``callee`` to ``caller``. Not
         ``written``: the same script, which records and finds nothing."""
+        batch = Batch(self._store)
+        at = self.stage_ring(batch, call_id, caller, callee, written)
+        return crossing_calls(await batch.execute(), at)
+
+    # The writes below are queued on a batch: the writes of a call's change, and of the changes
+    # queued next to it, go in one round trip (``crossing_calls.py``).
+
+    def stage_ring(
+        self, batch: Batch, call_id: str, caller: str, callee: str, written: bool = True
+    ) -> int:
+        """``ring`` on a batch; the index of its result (read it with ``crossing_calls``)."""
         now = self._store.clock()
-        found = await self._store.run_script(
+        return batch.script(
             _RING,
             [keys.ringing_pair(caller, callee)],
             [call_id, caller, self._node_id, now, now + self._ring_ttl_s, self._ring_ttl_s,
              1 if written else 0],
         )  # fmt: skip
-        return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]
-
-    # The writes below are queued on a batch: a change of a call sends all of its writes in
-    # one round trip (``crossing_calls.py``).
 
     def stop_ringing(self, batch: Batch, call_id: str, caller: str, callee: str) -> None:
         batch.command("HDEL", keys.ringing_pair(caller, callee), call_id)
@@ -131,3 +138,9 @@ class Crossing:
         now = self._store.clock()
         found = {device_id: _decode_busy(value) for device_id, value in raw.items()}
         return {device_id: entry for device_id, entry in found.items() if entry.until >= now}
+
+
+def crossing_calls(results: list[Any], at: int) -> list[Ringing]:
+    """The calls crossing a new one, from a batch that staged its ``ring`` at ``at``."""
+    found = results[at]
+    return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from directory.batch import Batch
-from directory.store import Store
+from directory.batch import Batch, Finish, Staged
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.crossing import Busy, Crossing, Ringing
+from signaling.calls.crossing import Busy, Crossing, Ringing, crossing_calls
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.records import CallRecords
 from signaling.routing import Forward, Router, Supersede
@@ -30,7 +31,6 @@ log = logging.getLogger("callbook.calls")
 
 
 class CrossingCalls:
-    _store: Store
     _crossing: Crossing | None
     _records: CallRecords | None
     _router: Router
@@ -58,8 +58,8 @@ class CrossingCalls:
         if crossing is None:
             return
         call = self._calls.get(call_id)
-        batch = Batch(self._store)
-        self._share_ringing(crossing, batch, call_id, call)
+        writes: list[Callable[[Batch], object]] = []
+        self._share_ringing(crossing, writes, call_id, call)
         talking = (
             frozenset(d for d in kinds.involved(call) if kinds.talking(call, d))
             if call is not None
@@ -72,14 +72,22 @@ class CrossingCalls:
             else:
                 self._shared_talking.pop(call_id, None)
             for account_id, device_ids in _by_account(talking - before).items():
-                crossing.set_busy(batch, call_id, account_id, device_ids)
+                writes.append(partial(crossing.set_busy, call_id=call_id, account_id=account_id,
+                                      device_ids=device_ids))  # fmt: skip
             for device in before - talking:
-                crossing.clear_busy(batch, call_id, device.account_id, device.device_id)
-        if batch:
-            self._store_writes.submit(batch.execute)
+                writes.append(
+                    partial(crossing.clear_busy, call_id=call_id, account_id=device.account_id,
+                            device_id=device.device_id)
+                )  # fmt: skip
+        if writes:
+            self._store_writes.submit(Staged(partial(_stage_all, writes)))
 
     def _share_ringing(
-        self, crossing: Crossing, batch: Batch, call_id: str, call: AnyCall | None
+        self,
+        crossing: Crossing,
+        writes: list[Callable[[Batch], object]],
+        call_id: str,
+        call: AnyCall | None,
     ) -> None:
         """A call to someone who may not be rung takes exactly the same steps (the same script,
         awaited the same way, and the same removal), but its entry is not written: it never
@@ -90,17 +98,22 @@ class CrossingCalls:
             pair = self._shared_ringing[call_id] = (call.caller.account_id, call.callee_account)
             written = call.reachable
 
-            async def ring() -> None:
-                found = await crossing.ring(call_id, *pair, written)
-                if call_id in self._shared_ringing:  # not ended meanwhile
-                    self._crossing_found[call_id] = found
+            def ring(batch: Batch) -> Finish:
+                at = crossing.stage_ring(batch, call_id, *pair, written)
 
-            self._glare_checks[call_id] = self._store_writes.submit(ring)
+                async def rang(results: list[Any]) -> None:
+                    if call_id in self._shared_ringing:  # not ended meanwhile
+                        self._crossing_found[call_id] = crossing_calls(results, at)
+
+                return rang
+
+            self._glare_checks[call_id] = self._store_writes.submit(Staged(ring))
         elif not rings and shared is not None:
             del self._shared_ringing[call_id]
             self._glare_checks.pop(call_id, None)
             self._crossing_found.pop(call_id, None)
-            crossing.stop_ringing(batch, call_id, *shared)
+            writes.append(partial(crossing.stop_ringing, call_id=call_id, caller=shared[0],
+                                  callee=shared[1]))  # fmt: skip
 
     def _store_away(self, what: str) -> None:
         """One warning per store outage (the node's outage watch), not one per call."""
@@ -200,12 +213,19 @@ class CrossingCalls:
         crossing = self._crossing
         if crossing is None:
             return
-        batch = Batch(self._store)
-        for call_id, talking in self._shared_talking.items():
-            for account_id, device_ids in _by_account(talking).items():
-                crossing.set_busy(batch, call_id, account_id, device_ids)
-        if batch:
-            self._store_writes.submit(batch.execute)
+        writes: list[Callable[[Batch], object]] = [
+            partial(crossing.set_busy, call_id=call_id, account_id=account_id,
+                    device_ids=device_ids)
+            for call_id, talking in self._shared_talking.items()
+            for account_id, device_ids in _by_account(talking).items()
+        ]  # fmt: skip
+        if writes:
+            self._store_writes.submit(Staged(partial(_stage_all, writes)))
+
+
+def _stage_all(writes: list[Callable[[Batch], object]], batch: Batch) -> None:
+    for write in writes:
+        write(batch)
 
 
 def _by_account(devices: frozenset[sm.DeviceRef]) -> dict[str, list[str]]:

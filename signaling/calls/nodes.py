@@ -11,12 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from redis.exceptions import RedisError
 
 from directory import keys
+from directory.batch import Batch, Finish, Staged
 from directory.errors import DirectoryError
 from signaling.calls import group as g
 from signaling.calls import kinds
@@ -196,21 +197,26 @@ class NodeCalls:
             if queued is not None and call_id not in self._versions:
                 return queued  # never written: the queued write finds it gone, nothing to delete
             self._versions.pop(call_id, None)
-            return self._store_writes.submit(lambda: records.delete(call_id))
+            return self._store_writes.submit(Staged(partial(records.stage_delete, call_id=call_id)))
         self._persisted.add(call_id)
         queued = self._queued_saves.get(call_id)
         if queued is None:
             queued = self._queued_saves[call_id] = self._store_writes.submit(
-                partial(self._save, records, call_id)
+                Staged(partial(self._stage_save, records, call_id))
             )
+            queued.add_done_callback(partial(self._unsaved_if_failed, call_id))
         return queued
 
-    async def _save(self, records: CallRecords, call_id: str) -> None:
+    def _unsaved_if_failed(self, call_id: str, written: asyncio.Future[None]) -> None:
+        if not written.cancelled() and written.exception() is not None:
+            self._unsaved.add(call_id)  # the refresher writes it when the store is back
+
+    def _stage_save(self, records: CallRecords, call_id: str, batch: Batch) -> Finish | None:
         """The call as it is now, if this node still runs it (the queued write of ``_persist``)."""
         self._queued_saves.pop(call_id, None)  # a change from now on queues another write
         call = self._calls.get(call_id)
         if call is None or call_id not in self._persisted:
-            return
+            return None
         # Group and relayed calls: the room's media node, for a survivor to adopt the room.
         media = None if self._media is None else self._media.node_of(call_id)
         timers = [
@@ -218,17 +224,18 @@ class NodeCalls:
             for (owner, kind, device), at in self._timer_at.items()
             if owner == call_id
         ]
-        try:
-            version = await records.save(call, timers, self._versions.get(call_id, 0), media)
-        except (RedisError, OSError):
-            self._unsaved.add(call_id)  # the refresher writes it when the store is back
-            raise
-        if version is None:
-            log.warning("call %s is no longer this node's: another node took it", call_id)
-            self._persisted.discard(call_id)
-            return
-        if call_id in self._persisted:
-            self._versions[call_id] = version
+        saved = records.stage_save(batch, call, timers, self._versions.get(call_id, 0), media)
+
+        async def finish(results: list[Any]) -> None:
+            version = await saved(results)
+            if version is None:
+                log.warning("call %s is no longer this node's: another node took it", call_id)
+                self._persisted.discard(call_id)
+                return
+            if call_id in self._persisted:
+                self._versions[call_id] = version
+
+        return finish
 
     async def on_envelope(self, envelope: Envelopes) -> None:
         """Something another node sent this one (see ``signaling.routing``)."""
@@ -418,7 +425,9 @@ def store_writer(records: CallRecords | None) -> Worker:
     reported to the node's outage watch (one warning), not logged for every write."""
     if records is None:
         return Worker()
-    return Worker((RedisError, OSError), lambda: records.outage.failed("call records"))
+    return Worker(
+        (RedisError, OSError), lambda: records.outage.failed("call records"), store=records.store
+    )
 
 
 async def _nothing() -> None:

@@ -4,8 +4,8 @@ On one server they go in one pipeline, in order, each script as ``EVALSHA`` alon
 registered with redis-py's pipeline would make it ask ``SCRIPT EXISTS`` before every execute).
 A store that answers ``NOSCRIPT`` (restarted, failed over) gets the script loaded and only the
 commands that failed sent again: the others ran, and a compare-and-set must not run twice. On a
-Redis Cluster, whose pipeline refuses scripts and whose keys live on several shards, they run
-one after the other, as they did before batching.
+Redis Cluster, whose pipeline refuses scripts, a batch of plain commands goes in its pipeline
+(one request per shard, side by side) and one with scripts runs one command after the other.
 """
 
 from __future__ import annotations
@@ -52,7 +52,13 @@ class Batch:
     async def execute(self) -> list[Any]:
         """Every result, in order; the first command's error, if one failed."""
         if self._store.cluster:
-            return [await self._alone(source, args) for source, args in self._ops]
+            if any(source is not None for source, _ in self._ops):
+                return [await self._alone(source, args) for source, args in self._ops]
+            async with self._store.redis.pipeline() as pipe:
+                for _, args in self._ops:
+                    pipe.execute_command(*args)
+                commands: list[Any] = await pipe.execute()
+            return commands
         results = await self._pipelined(list(range(len(self._ops))))
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:

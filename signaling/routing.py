@@ -18,11 +18,12 @@ pub/sub). Both pass ``tests/test_routing.py``. Which one runs is chosen once, at
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import msgspec
 
+from directory.batch import Batch
 from signaling.calls.machine import DeviceRef
 from signaling.ws import messages as m
 
@@ -59,6 +60,9 @@ class Forward(Envelope, tag="forward"):
 
     message: m.ClientMessages
 
+
+#: Reads the devices online from a batch's results (``Router.stage_online``).
+Online = Callable[[list[object]], Awaitable[frozenset[DeviceRef]]]
 
 DeviceEventKind = Literal["online", "lost", "gone", "resumed", "revoked", "revoke_account"]
 
@@ -193,6 +197,10 @@ class Router(Protocol):
 
     async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
         """Where the device is, if it is on a live node (or on any, to check a resume token)."""
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        """``online``'s read on a batch shared with other reads (one round trip); what it
+        returns finds the devices in the batch's results."""
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         """The account's devices connected right now, on any live node."""

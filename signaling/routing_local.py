@@ -19,7 +19,7 @@ from typing import Any
 from directory.batch import Batch, Finish, Staged
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.routing import Deliver, Envelopes, Inbox, Location
+from signaling.routing import Deliver, Envelopes, Inbox, Location, Online
 
 log = logging.getLogger("callbook.routing")
 
@@ -269,6 +269,12 @@ class LocalRouter(QueuedDelivery):
         if location is None or (live_only and location.node not in self._hub.routers):
             return None
         return location
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        async def online(_results: list[object]) -> frozenset[DeviceRef]:
+            return await self.online(account_id)
+
+        return online
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         return frozenset(

@@ -21,18 +21,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from redis.exceptions import RedisError
 
 from directory import keys
+from directory.batch import Batch
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.channels import Channels, Subscription
 from signaling.liveness import judge
 from signaling.outage import StoreOutage
-from signaling.routing import Deliver, DeviceEvent, Envelopes, Inbox, Location
+from signaling.routing import Deliver, DeviceEvent, Envelopes, Inbox, Location, Online
 from signaling.routing_local import Post, QueuedDelivery, Worker
 from signaling.tasks import cancel_until_done
 
@@ -198,7 +199,18 @@ class RedisRouter(QueuedDelivery):
         return location if self._fresh(location, self._clock()) else None
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
-        entries = await self._redis.hgetall(keys.presence(account_id))
+        batch = Batch(self._store)
+        return await self.stage_online(batch, account_id)(await batch.execute())
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        at = batch.command("HGETALL", keys.presence(account_id))
+
+        async def online(results: list[object]) -> frozenset[DeviceRef]:
+            return await self._online(account_id, cast(dict[str, str], results[at]))
+
+        return online
+
+    async def _online(self, account_id: str, entries: dict[str, str]) -> frozenset[DeviceRef]:
         found = {device_id: _decode_location(raw) for device_id, raw in entries.items()}
         await self._refresh_alive({loc.node for loc in found.values()})
         now = self._clock()

@@ -38,8 +38,8 @@ SAME_NODE_BUDGET = 48
 CROSS_NODE_BUDGET = 58
 #: The same set-ups' round trips (requests the store read: a pipeline or a batch is one): 17
 #: and 33 when every write and every envelope was a round trip of its own.
-SAME_NODE_ROUND_TRIPS = 8
-CROSS_NODE_ROUND_TRIPS = 16
+SAME_NODE_ROUND_TRIPS = 6
+CROSS_NODE_ROUND_TRIPS = 14
 
 _NEVER_S = 3600.0
 

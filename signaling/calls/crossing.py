@@ -15,6 +15,7 @@ is not alive, so a node that dies leaves nothing that counts (and its keys expir
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -134,7 +135,15 @@ class Crossing:
     async def busy(self, account_id: str) -> dict[str, Busy]:
         """The account's devices in a connected call (by device id), entries past their time
         left out; whether their owner is alive is for the caller to check."""
-        raw: dict[str, str] = await self._redis.hgetall(keys.busy(account_id))
+        batch = Batch(self._store)
+        return self.stage_busy(batch, account_id)(await batch.execute())
+
+    def stage_busy(self, batch: Batch, account_id: str) -> Callable[[list[Any]], dict[str, Busy]]:
+        """``busy`` on a batch; what it returns reads the answer from the batch's results."""
+        at = batch.command("HGETALL", keys.busy(account_id))
+        return lambda results: self._busy(results[at])
+
+    def _busy(self, raw: dict[str, str]) -> dict[str, Busy]:
         now = self._store.clock()
         found = {device_id: _decode_busy(value) for device_id, value in raw.items()}
         return {device_id: entry for device_id, entry in found.items() if entry.until >= now}

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from directory.batch import Batch, Finish, Staged
+from directory.store import Store
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.crossing import Busy, Crossing, Ringing, crossing_calls
@@ -31,6 +32,7 @@ log = logging.getLogger("callbook.calls")
 
 
 class CrossingCalls:
+    _store: Store
     _crossing: Crossing | None
     _records: CallRecords | None
     _router: Router
@@ -163,20 +165,32 @@ class CrossingCalls:
         self, account_id: str, devices: frozenset[sm.DeviceRef]
     ) -> frozenset[sm.DeviceRef]:
         """Those of the account's ``devices`` that talk in a call another live node runs."""
+        batch = Batch(self._store)
+        busy_of = self._stage_busy_elsewhere(batch, account_id)
+        return await busy_of(await batch.execute(), devices)
+
+    def _stage_busy_elsewhere(self, batch: Batch, account_id: str) -> BusyElsewhere:
+        """``_busy_elsewhere``'s read on a batch; what it returns answers for some devices."""
         crossing = self._crossing
         if crossing is None:
-            return frozenset()
+            return _nobody_busy
         # Read even for no device: an invite costs the same whoever the callee is.
-        entries = await crossing.busy(account_id)
-        remote = {d: e for d, e in entries.items() if e.node != self.node_id}
-        if not remote:
-            return frozenset()
-        alive = await self._router.live_nodes()
-        return frozenset(
-            device
-            for device in devices
-            if (entry := remote.get(device.device_id)) is not None and entry.node in alive
-        )
+        entries_of = crossing.stage_busy(batch, account_id)
+
+        async def busy(
+            results: list[Any], devices: frozenset[sm.DeviceRef]
+        ) -> frozenset[sm.DeviceRef]:
+            remote = {d: e for d, e in entries_of(results).items() if e.node != self.node_id}
+            if not remote:
+                return frozenset()
+            alive = await self._router.live_nodes()
+            return frozenset(
+                device
+                for device in devices
+                if (entry := remote.get(device.device_id)) is not None and entry.node in alive
+            )
+
+        return busy
 
     async def _talking_elsewhere(self, device: sm.DeviceRef) -> Busy | None:
         """The call the device talks in on another node, if any (read before it answers one
@@ -221,6 +235,17 @@ class CrossingCalls:
         ]  # fmt: skip
         if writes:
             self._store_writes.submit(Staged(partial(_stage_all, writes)))
+
+
+BusyElsewhere = Callable[
+    [list[Any], frozenset[sm.DeviceRef]], Coroutine[object, object, frozenset[sm.DeviceRef]]
+]
+
+
+async def _nobody_busy(
+    _results: list[Any], _devices: frozenset[sm.DeviceRef]
+) -> frozenset[sm.DeviceRef]:
+    return frozenset()
 
 
 def _stage_all(writes: list[Callable[[Batch], object]], batch: Batch) -> None:

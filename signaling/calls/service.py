@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from directory import accounts, handles, history, lookup, push_tokens
+from directory.batch import Batch
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import group as g
@@ -391,9 +392,18 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             raise CallError("account_suspended", "This account is suspended; it cannot call.")
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
-        target = await lookup.callable_card(
-            self._store, caller.account_id, callee_id or "-", caller_account.relay_calls
+        # The callee's card, devices and busy ones in one round trip, whoever the callee is:
+        # the store calls must not tell a callee who may be rung from one who may not
+        # (docs/protocol.md 11.8).
+        callee_account = callee_id or _NOBODY
+        batch = Batch(self._store)
+        card = lookup.stage_callable_card(
+            batch, caller.account_id, callee_id or "-", caller_account.relay_calls
         )
+        online_of = self._router.stage_online(batch, callee_account)
+        busy_of = self._stage_busy_elsewhere(batch, callee_account)
+        results = await batch.execute()
+        target = card(results)
         callee_card = (
             m.Person(account_id=target[0].account_id, handle=target[0].handle,
                      display_name=target[0].display_name)
@@ -417,11 +427,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             ring_timeout_s=self._ring_timeout_s,
             resume_window_s=self._resume_window_s,
         )
-        # The same store calls, in the same order, whether the callee may be rung or not: the
-        # decision must not show in the timing of ``ringing`` (docs/protocol.md 11.8).
-        online = await self._router.online(call.callee_account or _NOBODY)
+        online = await online_of(results)
         busy = frozenset(d for d in online if self._in_connected_call(d))
-        busy |= await self._busy_elsewhere(call.callee_account or _NOBODY, online - busy)
+        busy |= await busy_of(results, online - busy)
         if not call.reachable:
             online = busy = frozenset()
         self._register(call, online)

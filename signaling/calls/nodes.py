@@ -195,7 +195,7 @@ class NodeCalls:
             self._persisted.discard(call_id)
             queued = self._queued_saves.pop(call_id, None)
             if queued is not None and call_id not in self._versions:
-                return queued  # never written: the queued write finds it gone, nothing to delete
+                return queued  # no write began: the queued one finds it gone, nothing to delete
             self._versions.pop(call_id, None)
             return self._store_writes.submit(Staged(partial(records.stage_delete, call_id=call_id)))
         self._persisted.add(call_id)
@@ -224,16 +224,18 @@ class NodeCalls:
             for (owner, kind, device), at in self._timer_at.items()
             if owner == call_id
         ]
-        saved = records.stage_save(batch, call, timers, self._versions.get(call_id, 0), media)
+        # In the store from now on, as far as a deletion is concerned (see ``_persist``).
+        version = self._versions.setdefault(call_id, 0)
+        saved = records.stage_save(batch, call, timers, version, media)
 
         async def finish(results: list[Any]) -> None:
-            version = await saved(results)
-            if version is None:
+            written = await saved(results)
+            if written is None:
                 log.warning("call %s is no longer this node's: another node took it", call_id)
                 self._persisted.discard(call_id)
                 return
             if call_id in self._persisted:
-                self._versions[call_id] = version
+                self._versions[call_id] = written
 
         return finish
 

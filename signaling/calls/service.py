@@ -446,7 +446,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._resolve_glare(call)
         # Not awaited: the caller's next message (a hangup) must not wait on a store write
         # here, whoever the callee is (the write differs for a callee who may not be rung).
-        self._spawn(self._resolve_glare_across_nodes(call))
+        # Only with several nodes: a task per invite costs a single node for nothing.
+        if call.id in self._glare_checks:
+            self._spawn(self._resolve_glare_across_nodes(call))
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""

@@ -6,10 +6,12 @@ indistinguishable: each raises the same NotFound, after the same store round tri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from directory import accounts, budgets, handles, keys, ratelimit
+from directory.batch import Batch
 from directory.errors import NotFound
 from directory.records import Account, Card, RelayCalls
 from directory.store import Store
@@ -149,23 +151,40 @@ async def callable_card(
 
     None covers unknown, erased, hidden, blocking and not-allowed alike, in one round trip.
     """
+    batch = Batch(store)
+    card = stage_callable_card(batch, caller_id, callee_id, caller_relay)
+    return card(await batch.execute())
+
+
+CallableCard = Callable[[list[Any]], tuple[Card, bool] | None]
+
+
+def stage_callable_card(
+    batch: Batch, caller_id: str, callee_id: str, caller_relay: RelayCalls = "strangers"
+) -> CallableCard:
+    """``callable_card``'s reads on a batch (shared with other reads: one round trip); what it
+    returns reads the answer from the batch's results."""
     if caller_id == callee_id:
-        return None
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(
-            keys.account(callee_id),
-            ("handle", "display_name", "discoverable", "who_can_call", "hide_ip", "suspended",
-             "relay_calls"),
-        )  # fmt: skip
-        pipe.hexists(keys.blocks(callee_id), caller_id)
-        pipe.hexists(keys.contacts(callee_id), caller_id)
-        pipe.hexists(keys.contacts(caller_id), callee_id)
-        (
-            (handle, name, discoverable, who_can_call, hide_ip, suspended, relay),
-            blocked,
-            is_contact,
-            knows_callee,
-        ) = await pipe.execute()
+        return lambda _results: None
+    at = batch.command(
+        "HMGET", keys.account(callee_id), "handle", "display_name", "discoverable",
+        "who_can_call", "hide_ip", "suspended", "relay_calls",
+    )  # fmt: skip
+    batch.command("HEXISTS", keys.blocks(callee_id), caller_id)
+    batch.command("HEXISTS", keys.contacts(callee_id), caller_id)
+    batch.command("HEXISTS", keys.contacts(caller_id), callee_id)
+    return lambda results: _callable(caller_id, callee_id, caller_relay, results[at : at + 4])
+
+
+def _callable(
+    caller_id: str, callee_id: str, caller_relay: RelayCalls, reads: list[Any]
+) -> tuple[Card, bool] | None:
+    (
+        (handle, name, discoverable, who_can_call, hide_ip, suspended, relay),
+        blocked,
+        is_contact,
+        knows_callee,
+    ) = reads
     card = card_from(
         caller_id, callee_id, [(handle, name, discoverable, suspended), blocked, is_contact]
     )

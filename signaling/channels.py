@@ -19,6 +19,7 @@ from typing import Any
 
 from directory import keys
 from directory.store import Store
+from signaling.routing_local import Post
 
 #: How long one wait for a sharded message lasts before the reader looks again (it also reads
 #: the per-shard connections redis-py adds after a slot moves).
@@ -42,6 +43,22 @@ class Channels:
 
     async def to_all(self, data: bytes) -> None:
         await self._redis.publish(keys.broadcast_channel(), data)
+
+    async def post_many(self, posts: list[Post]) -> None:
+        """Several envelopes in order, in one pipeline on one server (a cluster's go one by
+        one: each inbox lives on its own shard)."""
+        if self._sharded or len(posts) == 1:
+            for post in posts:
+                if post.node is None:
+                    await self.to_all(post.data)
+                else:
+                    await self.to_node(post.node, post.data)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for post in posts:
+            channel = keys.broadcast_channel() if post.node is None else keys.node_inbox(post.node)
+            pipe.publish(channel, post.data)
+        await pipe.execute()
 
     async def subscribe(self, node: str) -> Subscription:
         """Listen on ``node``'s inbox and on the broadcast channel."""

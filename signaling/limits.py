@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 
 class Throttle:
+    __slots__ = ("_burst", "_clock", "_rate", "_stamp", "_tokens")  # one per connection
+
     def __init__(
         self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
     ) -> None:

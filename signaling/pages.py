@@ -58,6 +58,8 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if isinstance(response, web.WebSocketResponse):
+        return  # no content to sniff or cache; the headers would live as long as the socket
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     # The page and its modules must come from one release: revalidate rather than mix versions.

@@ -18,11 +18,12 @@ pub/sub). Both pass ``tests/test_routing.py``. Which one runs is chosen once, at
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import msgspec
 
+from directory.batch import Batch
 from signaling.calls.machine import DeviceRef
 from signaling.ws import messages as m
 
@@ -49,6 +50,9 @@ class Deliver(Envelope, tag="deliver"):
     message: m.ServerMessages
     call_id: str | None = None
     owner: str | None = None
+    #: Passed on by a node the device had left (the sender's idea of where it was is cached):
+    #: passed on at most once.
+    rerouted: bool = False
 
 
 class Forward(Envelope, tag="forward"):
@@ -56,6 +60,9 @@ class Forward(Envelope, tag="forward"):
 
     message: m.ClientMessages
 
+
+#: Reads the devices online from a batch's results (``Router.stage_online``).
+Online = Callable[[list[object]], Awaitable[frozenset[DeviceRef]]]
 
 DeviceEventKind = Literal["online", "lost", "gone", "resumed", "revoked", "revoke_account"]
 
@@ -207,6 +214,10 @@ class Router(Protocol):
 
     async def lookup(self, device: DeviceRef, *, live_only: bool = True) -> Location | None:
         """Where the device is, if it is on a live node (or on any, to check a resume token)."""
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        """``online``'s read on a batch shared with other reads (one round trip); what it
+        returns finds the devices in the batch's results."""
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         """The account's devices connected right now, on any live node."""

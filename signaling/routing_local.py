@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from directory.batch import Batch, Finish, Staged
+from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.routing import Deliver, Envelopes, Inbox, Location
+from signaling.routing import Deliver, Envelopes, Inbox, Location, Online
 from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.routing")
 
-Job = Callable[[], Awaitable[None]]
+Job = Callable[[], Awaitable[object]]
 
 
 class LocalHub:
@@ -62,6 +67,22 @@ class LocalHub:
         self.remove_node(node)
 
 
+@dataclass(frozen=True, slots=True)
+class Post:
+    """An envelope for another node's inbox (``node``), or for every node (``None``). A worker
+    given a ``post_many`` sends the posts queued one after the other together (one pipeline:
+    one write and one round trip instead of one per envelope)."""
+
+    node: str | None
+    data: bytes
+
+
+PostMany = Callable[[list[Post]], Awaitable[None]]
+
+#: The most posts, or staged jobs, a worker sends together.
+POST_BATCH = 64
+
+
 class Worker:
     """Runs queued jobs one after the other: the order of calls is the order of effects."""
 
@@ -69,13 +90,18 @@ class Worker:
         self,
         expected: tuple[type[Exception], ...] = (),
         on_expected: Callable[[], None] | None = None,
+        post_many: PostMany | None = None,
+        store: Store | None = None,
     ) -> None:
         """``expected`` failures (the store is down) go to ``on_expected`` instead of the log:
         one warning per outage, not one stack trace per queued message."""
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: deque[tuple[Job | Post | Staged, asyncio.Future[None]]] = deque()
+        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._expected = expected
         self._on_expected = on_expected
+        self._post_many = post_many
+        self._store = store
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -84,29 +110,85 @@ class Worker:
     def running(self) -> bool:
         return self._task is not None
 
-    def submit(self, job: Job) -> asyncio.Future[None]:
+    def submit(self, job: Job | Post | Staged) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((job, done))
+        self._queue.append((job, done))
+        self._ready.set()
         return done
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            job, done = await self._queue.get()
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, self._expected) and self._on_expected is not None:
-                    self._on_expected()
-                else:
-                    log.exception("routing job failed")
-                if not done.done():
-                    done.set_exception(exc)
-                    done.exception()  # retrieved: nobody has to await a fire-and-forget job
+            if not queue:
+                self._ready.clear()
+                await self._ready.wait()
                 continue
+            job, done = queue.popleft()
+            if isinstance(job, Post):
+                batch = [(job, done)]
+                while queue and len(batch) < POST_BATCH and isinstance(queue[0][0], Post):
+                    batch.append(queue.popleft())  # type: ignore[arg-type]
+                await self._attempt(self._posting(batch), [d for _, d in batch])
+            elif isinstance(job, Staged):
+                staged = [(job, done)]
+                while queue and len(staged) < POST_BATCH and isinstance(queue[0][0], Staged):
+                    staged.append(queue.popleft())  # type: ignore[arg-type]
+                await self._run_staged(staged)
+            else:
+                await self._attempt(job(), [done])
+
+    async def _posting(self, batch: list[tuple[Post, asyncio.Future[None]]]) -> None:
+        if self._post_many is None:
+            raise RuntimeError("this worker cannot post")
+        await self._post_many([post for post, _ in batch])
+
+    async def _run_staged(self, staged: list[tuple[Staged, asyncio.Future[None]]]) -> None:
+        """Jobs queued one after the other, in one batch; a job whose staging or finishing
+        fails fails alone, a batch that fails fails them all."""
+        if self._store is None:
+            raise RuntimeError("this worker has no store")
+        batch = Batch(self._store)
+        finishing: list[tuple[Finish | None, asyncio.Future[None]]] = []
+        for job, done in staged:
+            try:
+                finishing.append((job.stage(batch), done))
+            except Exception as exc:
+                self._failed(exc, [done])
+        results: list[Any] = []
+        if batch:
+            try:
+                results = await batch.execute()
+            except Exception as exc:
+                self._failed(exc, [done for _, done in finishing])
+                return
+        for finish, done in finishing:
+            if finish is None:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                await self._attempt(finish(results), [done])
+
+    async def _attempt(self, work: Awaitable[object], futures: list[asyncio.Future[None]]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(exc, futures)
+            return
+        for done in futures:
             if not done.done():
                 done.set_result(None)
+
+    def _failed(self, exc: Exception, futures: list[asyncio.Future[None]]) -> None:
+        if isinstance(exc, self._expected) and self._on_expected is not None:
+            self._on_expected()
+        else:
+            log.exception("routing job failed", exc_info=exc)
+        for done in futures:
+            if not done.done():
+                done.set_exception(exc)
+                done.exception()  # retrieved: nobody has to await a fire-and-forget job
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -193,6 +275,12 @@ class LocalRouter(QueuedDelivery):
         if location is None or (live_only and location.node not in self._hub.routers):
             return None
         return location
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        async def online(_results: list[object]) -> frozenset[DeviceRef]:
+            return await self.online(account_id)
+
+        return online
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
         return frozenset(

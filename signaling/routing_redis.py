@@ -20,19 +20,29 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import msgspec
 from redis.exceptions import RedisError
 
 from directory import keys
+from directory.batch import Batch
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.channels import Channels, Subscription
 from signaling.liveness import judge, successors
 from signaling.outage import StoreOutage
-from signaling.routing import Envelopes, Inbox, Location, PresenceBack
-from signaling.routing_local import QueuedDelivery, Worker
+from signaling.routing import (
+    Deliver,
+    DeviceEvent,
+    Envelopes,
+    Inbox,
+    Location,
+    Online,
+    PresenceBack,
+)
+from signaling.routing_local import Post, QueuedDelivery, Worker
 from signaling.tasks import cancel_until_done
 
 #: How long each step of closing may take before it is abandoned.
@@ -80,10 +90,19 @@ class RedisRouter(QueuedDelivery):
         self._presence_refresh_s = presence_refresh_s
         self._inbox: Inbox | None = None
         self._outage = outage or StoreOutage()
-        self._worker = Worker((RedisError, OSError), lambda: self._outage.failed("routing"))
+        self._worker = Worker(
+            (RedisError, OSError),
+            lambda: self._outage.failed("routing"),
+            post_many=self._channels.post_many,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # What this node registered, refreshed by the heartbeat.
         self._mine: dict[DeviceRef, Location] = {}
+        # Where devices on other nodes were last found, for delivering to them without a
+        # look-up per message: forgotten when the device connects, drops or resumes anywhere
+        # (its device events), when the entry is older than the presence TTL or its node is
+        # dead; a message that still reaches a node the device left is passed on from there.
+        self._located: dict[DeviceRef, Location] = {}
         # Nodes seen alive at the last heartbeat, with their last beat.
         self._alive: dict[str, float] = {}
         self._reported_dead: set[str] = set()
@@ -142,6 +161,7 @@ class RedisRouter(QueuedDelivery):
 
     def register(self, device: DeviceRef, location: Location) -> Awaitable[None]:
         self._mine[device] = location
+        self._located.pop(device, None)
 
         async def job() -> None:
             await self._write([(device, location)])
@@ -201,7 +221,18 @@ class RedisRouter(QueuedDelivery):
         return location if self._fresh(location, self._clock()) else None
 
     async def online(self, account_id: str) -> frozenset[DeviceRef]:
-        entries = await self._redis.hgetall(keys.presence(account_id))
+        batch = Batch(self._store)
+        return await self.stage_online(batch, account_id)(await batch.execute())
+
+    def stage_online(self, batch: Batch, account_id: str) -> Online:
+        at = batch.command("HGETALL", keys.presence(account_id))
+
+        async def online(results: list[object]) -> frozenset[DeviceRef]:
+            return await self._online(account_id, cast(dict[str, str], results[at]))
+
+        return online
+
+    async def _online(self, account_id: str, entries: dict[str, str]) -> frozenset[DeviceRef]:
         found = {device_id: _decode_location(raw) for device_id, raw in entries.items()}
         await self._refresh_alive({loc.node for loc in found.values()})
         now = self._clock()
@@ -214,10 +245,31 @@ class RedisRouter(QueuedDelivery):
     # --- envelopes ---------------------------------------------------------------------------
 
     def broadcast(self, envelope: Envelopes) -> None:
-        async def job() -> None:
-            await self._channels.to_all(_encode(envelope))
+        self._worker.submit(Post(None, _encode(envelope)))
 
-        self._worker.submit(job)
+    def send(self, node: str, envelope: Envelopes) -> None:
+        if node == self._node_id:
+            super().send(node, envelope)
+        else:
+            self._worker.submit(Post(node, _encode(envelope)))
+
+    def deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        located = self._located.get(device)
+        if located is not None and not envelope.rerouted and self._fresh(located, self._clock()):
+            self.send(located.node, envelope)
+        else:
+            self._worker.submit(partial(self._look_up_and_deliver, device, envelope))
+
+    async def _look_up_and_deliver(self, device: DeviceRef, envelope: Deliver) -> None:
+        location = await self.lookup(device)
+        if location is None:
+            self._located.pop(device, None)
+            return
+        if location.node != self._node_id:
+            self._located[device] = location
+        elif envelope.rerouted:
+            return  # sent here by a node the store says it is on: nowhere else to try
+        await self._hand(location.node, envelope)
 
     async def _hand(self, node: str, envelope: Envelopes) -> None:
         if node == self._node_id:
@@ -258,6 +310,8 @@ class RedisRouter(QueuedDelivery):
         except msgspec.DecodeError:
             log.warning("dropped an undecodable envelope")
             return
+        if isinstance(envelope, DeviceEvent):
+            self._located.pop(envelope.device, None)
         if envelope.origin == self._node_id or self._inbox is None:
             return
         try:
@@ -339,6 +393,7 @@ class RedisRouter(QueuedDelivery):
                 writing = self._rewrite()
             if self._clock() - last_refresh >= self._presence_refresh_s:
                 last_refresh = self._clock()
+                self._forget_stale_locations()
                 if self._mine:
                     self._worker.submit(self._refresh_job(list(self._mine.items())))
             if back:
@@ -370,6 +425,11 @@ class RedisRouter(QueuedDelivery):
             self._outage.failed("heartbeat")
         except Exception:
             log.exception("looking for the callees of ringing calls failed")
+
+    def _forget_stale_locations(self) -> None:
+        now = self._clock()
+        for device in [d for d, loc in self._located.items() if not self._fresh(loc, now)]:
+            del self._located[device]
 
     async def _drop_idle_connections(self) -> None:
         """Pooled connections opened before the store went away point at a server that is

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from directory.batch import Batch
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls.crossing import Crossing
@@ -181,7 +182,9 @@ async def test_what_a_dead_node_left_makes_nobody_busy_nor_ends_a_call(
     bob = await node.signup("bob")
     assert alice.profile is not None and bob.profile is not None
     dead = Crossing(store, "node-dead", ring_timeout_s=60)
-    await dead.set_busy("f" * 32, bob.profile.account_id, [bob.profile.device_id])
+    batch = Batch(store)
+    dead.set_busy(batch, "f" * 32, bob.profile.account_id, [bob.profile.device_id])
+    await batch.execute()
     await dead.ring("0" * 32, bob.profile.account_id, alice.profile.account_id)
     async with await _line(alice) as a, await _line(bob) as b:
         await a.send(m.Invite(handle="bob"))

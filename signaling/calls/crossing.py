@@ -15,11 +15,13 @@ is not alive, so a node that dies leaves nothing that counts (and its keys expir
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from directory import keys
+from directory.batch import Batch
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode
@@ -75,6 +77,17 @@ return 0
 """
 
 
+#: KEYS: the account's busy hash. ARGV: ttl, entry, device ids. One script, so that the entries
+#: never outlive their TTL (as MULTI did), and so that it can share a pipeline.
+_BUSY = """
+for i = 3, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+
 class Crossing:
     def __init__(self, store: Store, node_id: str, ring_timeout_s: float) -> None:
         self._store = store
@@ -87,36 +100,56 @@ class Crossing:
     ) -> list[Ringing]:
         """Record a ringing call; the calls ringing from ``callee`` to ``caller``. Not
         ``written``: the same script, which records and finds nothing."""
+        batch = Batch(self._store)
+        at = self.stage_ring(batch, call_id, caller, callee, written)
+        return crossing_calls(await batch.execute(), at)
+
+    # The writes below are queued on a batch: the writes of a call's change, and of the changes
+    # queued next to it, go in one round trip (``crossing_calls.py``).
+
+    def stage_ring(
+        self, batch: Batch, call_id: str, caller: str, callee: str, written: bool = True
+    ) -> int:
+        """``ring`` on a batch; the index of its result (read it with ``crossing_calls``)."""
         now = self._store.clock()
-        found = await self._store.run_script(
+        return batch.script(
             _RING,
             [keys.ringing_pair(caller, callee)],
             [call_id, caller, self._node_id, now, now + self._ring_ttl_s, self._ring_ttl_s,
              1 if written else 0],
         )  # fmt: skip
-        return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]
 
-    async def stop_ringing(self, call_id: str, caller: str, callee: str) -> None:
-        await self._redis.hdel(keys.ringing_pair(caller, callee), call_id)
+    def stop_ringing(self, batch: Batch, call_id: str, caller: str, callee: str) -> None:
+        batch.command("HDEL", keys.ringing_pair(caller, callee), call_id)
 
-    async def set_busy(self, call_id: str, account_id: str, device_ids: list[str]) -> None:
+    def set_busy(self, batch: Batch, call_id: str, account_id: str, device_ids: list[str]) -> None:
         if not device_ids:
             return
         until = self._store.clock() + keys.BUSY_TTL_S
         value = _encode(Busy(call=call_id, node=self._node_id, until=until)).decode()
-        key = keys.busy(account_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=dict.fromkeys(device_ids, value))
-        pipe.expire(key, keys.BUSY_TTL_S)
-        await pipe.execute()
+        batch.script(_BUSY, [keys.busy(account_id)], [keys.BUSY_TTL_S, value, *device_ids])
 
-    async def clear_busy(self, call_id: str, account_id: str, device_id: str) -> None:
-        await self._store.run_script(_UNBUSY, [keys.busy(account_id)], [device_id, call_id])
+    def clear_busy(self, batch: Batch, call_id: str, account_id: str, device_id: str) -> None:
+        batch.script(_UNBUSY, [keys.busy(account_id)], [device_id, call_id])
 
     async def busy(self, account_id: str) -> dict[str, Busy]:
         """The account's devices in a connected call (by device id), entries past their time
         left out; whether their owner is alive is for the caller to check."""
-        raw: dict[str, str] = await self._redis.hgetall(keys.busy(account_id))
+        batch = Batch(self._store)
+        return self.stage_busy(batch, account_id)(await batch.execute())
+
+    def stage_busy(self, batch: Batch, account_id: str) -> Callable[[list[Any]], dict[str, Busy]]:
+        """``busy`` on a batch; what it returns reads the answer from the batch's results."""
+        at = batch.command("HGETALL", keys.busy(account_id))
+        return lambda results: self._busy(results[at])
+
+    def _busy(self, raw: dict[str, str]) -> dict[str, Busy]:
         now = self._store.clock()
         found = {device_id: _decode_busy(value) for device_id, value in raw.items()}
         return {device_id: entry for device_id, entry in found.items() if entry.until >= now}
+
+
+def crossing_calls(results: list[Any], at: int) -> list[Ringing]:
+    """The calls crossing a new one, from a batch that staged its ``ring`` at ``at``."""
+    found = results[at]
+    return [Ringing(str(found[i]), str(found[i + 1])) for i in range(0, len(found), 2)]

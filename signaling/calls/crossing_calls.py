@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from directory.batch import Batch, Finish, Staged
+from directory.store import Store
 from signaling.calls import kinds
 from signaling.calls import machine as sm
-from signaling.calls.crossing import Busy, Crossing, Ringing
+from signaling.calls.crossing import Busy, Crossing, Ringing, crossing_calls
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.records import CallRecords
 from signaling.routing import Forward, Router, Supersede
@@ -29,6 +32,7 @@ log = logging.getLogger("callbook.calls")
 
 
 class CrossingCalls:
+    _store: Store
     _crossing: Crossing | None
     _records: CallRecords | None
     _router: Router
@@ -50,32 +54,43 @@ class CrossingCalls:
         ) -> None: ...
 
     def _share(self, call_id: str) -> None:
-        """Queue for the store what changed in a call that other nodes must see."""
+        """Queue for the store what changed in a call that other nodes must see: one batch
+        (one round trip) for the whole change."""
         crossing = self._crossing
         if crossing is None:
             return
         call = self._calls.get(call_id)
-        self._share_ringing(crossing, call_id, call)
+        writes: list[Callable[[Batch], object]] = []
+        self._share_ringing(crossing, writes, call_id, call)
         talking = (
             frozenset(d for d in kinds.involved(call) if kinds.talking(call, d))
             if call is not None
             else frozenset()
         )
         before = self._shared_talking.get(call_id, frozenset())
-        if talking == before:
-            return
-        if talking:
-            self._shared_talking[call_id] = talking
-        else:
-            self._shared_talking.pop(call_id, None)
-        for account_id, device_ids in _by_account(talking - before).items():
-            self._store_writes.submit(partial(crossing.set_busy, call_id, account_id, device_ids))
-        for device in before - talking:
-            self._store_writes.submit(
-                partial(crossing.clear_busy, call_id, device.account_id, device.device_id)
-            )
+        if talking != before:
+            if talking:
+                self._shared_talking[call_id] = talking
+            else:
+                self._shared_talking.pop(call_id, None)
+            for account_id, device_ids in _by_account(talking - before).items():
+                writes.append(partial(crossing.set_busy, call_id=call_id, account_id=account_id,
+                                      device_ids=device_ids))  # fmt: skip
+            for device in before - talking:
+                writes.append(
+                    partial(crossing.clear_busy, call_id=call_id, account_id=device.account_id,
+                            device_id=device.device_id)
+                )  # fmt: skip
+        if writes:
+            self._store_writes.submit(Staged(partial(_stage_all, writes)))
 
-    def _share_ringing(self, crossing: Crossing, call_id: str, call: AnyCall | None) -> None:
+    def _share_ringing(
+        self,
+        crossing: Crossing,
+        writes: list[Callable[[Batch], object]],
+        call_id: str,
+        call: AnyCall | None,
+    ) -> None:
         """A call to someone who may not be rung takes exactly the same steps (the same script,
         awaited the same way, and the same removal), but its entry is not written: it never
         meets another call in glare (protocol.md 11.8), and timing does not tell it apart."""
@@ -85,17 +100,22 @@ class CrossingCalls:
             pair = self._shared_ringing[call_id] = (call.caller.account_id, call.callee_account)
             written = call.reachable
 
-            async def ring() -> None:
-                found = await crossing.ring(call_id, *pair, written)
-                if call_id in self._shared_ringing:  # not ended meanwhile
-                    self._crossing_found[call_id] = found
+            def ring(batch: Batch) -> Finish:
+                at = crossing.stage_ring(batch, call_id, *pair, written)
 
-            self._glare_checks[call_id] = self._store_writes.submit(ring)
+                async def rang(results: list[Any]) -> None:
+                    if call_id in self._shared_ringing:  # not ended meanwhile
+                        self._crossing_found[call_id] = crossing_calls(results, at)
+
+                return rang
+
+            self._glare_checks[call_id] = self._store_writes.submit(Staged(ring))
         elif not rings and shared is not None:
             del self._shared_ringing[call_id]
             self._glare_checks.pop(call_id, None)
             self._crossing_found.pop(call_id, None)
-            self._store_writes.submit(partial(crossing.stop_ringing, call_id, *shared))
+            writes.append(partial(crossing.stop_ringing, call_id=call_id, caller=shared[0],
+                                  callee=shared[1]))  # fmt: skip
 
     def _store_away(self, what: str) -> None:
         """One warning per store outage (the node's outage watch), not one per call."""
@@ -145,20 +165,32 @@ class CrossingCalls:
         self, account_id: str, devices: frozenset[sm.DeviceRef]
     ) -> frozenset[sm.DeviceRef]:
         """Those of the account's ``devices`` that talk in a call another live node runs."""
+        batch = Batch(self._store)
+        busy_of = self._stage_busy_elsewhere(batch, account_id)
+        return await busy_of(await batch.execute(), devices)
+
+    def _stage_busy_elsewhere(self, batch: Batch, account_id: str) -> BusyElsewhere:
+        """``_busy_elsewhere``'s read on a batch; what it returns answers for some devices."""
         crossing = self._crossing
         if crossing is None:
-            return frozenset()
+            return _nobody_busy
         # Read even for no device: an invite costs the same whoever the callee is.
-        entries = await crossing.busy(account_id)
-        remote = {d: e for d, e in entries.items() if e.node != self.node_id}
-        if not remote:
-            return frozenset()
-        alive = await self._router.live_nodes()
-        return frozenset(
-            device
-            for device in devices
-            if (entry := remote.get(device.device_id)) is not None and entry.node in alive
-        )
+        entries_of = crossing.stage_busy(batch, account_id)
+
+        async def busy(
+            results: list[Any], devices: frozenset[sm.DeviceRef]
+        ) -> frozenset[sm.DeviceRef]:
+            remote = {d: e for d, e in entries_of(results).items() if e.node != self.node_id}
+            if not remote:
+                return frozenset()
+            alive = await self._router.live_nodes()
+            return frozenset(
+                device
+                for device in devices
+                if (entry := remote.get(device.device_id)) is not None and entry.node in alive
+            )
+
+        return busy
 
     async def _talking_elsewhere(self, device: sm.DeviceRef) -> Busy | None:
         """The call the device talks in on another node, if any (read before it answers one
@@ -195,11 +227,30 @@ class CrossingCalls:
         crossing = self._crossing
         if crossing is None:
             return
-        for call_id, talking in self._shared_talking.items():
-            for account_id, device_ids in _by_account(talking).items():
-                self._store_writes.submit(
-                    partial(crossing.set_busy, call_id, account_id, device_ids)
-                )
+        writes: list[Callable[[Batch], object]] = [
+            partial(crossing.set_busy, call_id=call_id, account_id=account_id,
+                    device_ids=device_ids)
+            for call_id, talking in self._shared_talking.items()
+            for account_id, device_ids in _by_account(talking).items()
+        ]  # fmt: skip
+        if writes:
+            self._store_writes.submit(Staged(partial(_stage_all, writes)))
+
+
+BusyElsewhere = Callable[
+    [list[Any], frozenset[sm.DeviceRef]], Coroutine[object, object, frozenset[sm.DeviceRef]]
+]
+
+
+async def _nobody_busy(
+    _results: list[Any], _devices: frozenset[sm.DeviceRef]
+) -> frozenset[sm.DeviceRef]:
+    return frozenset()
+
+
+def _stage_all(writes: list[Callable[[Batch], object]], batch: Batch) -> None:
+    for write in writes:
+        write(batch)
 
 
 def _by_account(devices: frozenset[sm.DeviceRef]) -> dict[str, list[str]]:

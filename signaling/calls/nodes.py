@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
+import msgspec
 from redis.exceptions import RedisError
 
 from directory import keys
+from directory.batch import Batch, Finish, Staged
 from directory.errors import DirectoryError
 from signaling.calls import group as g
 from signaling.calls import kinds
@@ -57,6 +60,8 @@ class NodeCalls:
     _versions: dict[str, int]
     _persisted: set[str]
     _unsaved: set[str]
+    # Per call, its write waiting in the queue (see ``_persist``).
+    _queued_saves: dict[str, asyncio.Future[None]]
     _timer_at: dict[tuple[str, str, sm.DeviceRef | None], float]
     _store_writes: Worker
     # Messages held back until a change is in the store (see ``_hold_until_stored``).
@@ -181,17 +186,43 @@ class NodeCalls:
                 self._deliver(device, message)
 
     def _persist(self, call_id: str) -> asyncio.Future[None] | None:
-        """Queue the call's new state (or its end) for the store; the write's future."""
+        """Queue the call's new state (or its end) for the store; the write's future.
+
+        At most one write of a call waits in the queue: it reads the call when it runs, so
+        the changes made while it waits go with it (a writer behind at peak coalesces
+        instead of falling further behind; the store lags by at most that one write). A call
+        that ends before its first write leaves nothing in the store."""
         self._share(call_id)
         records = self._records
         if records is None:
             return None
+        if call_id not in self._calls:
+            if call_id not in self._persisted:
+                return None
+            self._persisted.discard(call_id)
+            queued = self._queued_saves.pop(call_id, None)
+            if queued is not None and call_id not in self._versions:
+                return queued  # no write began: the queued one finds it gone, nothing to delete
+            self._versions.pop(call_id, None)
+            return self._store_writes.submit(Staged(partial(records.stage_delete, call_id=call_id)))
+        self._persisted.add(call_id)
+        queued = self._queued_saves.get(call_id)
+        if queued is None:
+            queued = self._queued_saves[call_id] = self._store_writes.submit(
+                Staged(partial(self._stage_save, records, call_id))
+            )
+            queued.add_done_callback(partial(self._unsaved_if_failed, call_id))
+        return queued
+
+    def _unsaved_if_failed(self, call_id: str, written: asyncio.Future[None]) -> None:
+        if not written.cancelled() and written.exception() is not None:
+            self._unsaved.add(call_id)  # the refresher writes it when the store is back
+
+    def _stage_save(self, records: CallRecords, call_id: str, batch: Batch) -> Finish | None:
+        """The call as it is now, if this node still runs it (the queued write of ``_persist``)."""
+        self._queued_saves.pop(call_id, None)  # a change from now on queues another write
         call = self._calls.get(call_id)
-        if call is None:
-            if call_id in self._persisted:
-                self._persisted.discard(call_id)
-                self._versions.pop(call_id, None)
-                return self._store_writes.submit(lambda: records.delete(call_id))
+        if call is None or call_id not in self._persisted:
             return None
         # Group and relayed calls: the room's media node, for a survivor to adopt the room.
         media = None if self._media is None else self._media.node_of(call_id)
@@ -200,22 +231,20 @@ class NodeCalls:
             for (owner, kind, device), at in self._timer_at.items()
             if owner == call_id
         ]
-        self._persisted.add(call_id)
+        # In the store from now on, as far as a deletion is concerned (see ``_persist``).
+        version = self._versions.setdefault(call_id, 0)
+        saved = records.stage_save(batch, call, timers, version, media)
 
-        async def save() -> None:
-            try:
-                version = await records.save(call, timers, self._versions.get(call_id, 0), media)
-            except (RedisError, OSError):
-                self._unsaved.add(call_id)  # the refresher writes it when the store is back
-                raise
-            if version is None:
+        async def finish(results: list[Any]) -> None:
+            written = await saved(results)
+            if written is None:
                 log.warning("call %s is no longer this node's: another node took it", call_id)
                 self._persisted.discard(call_id)
                 return
             if call_id in self._persisted:
-                self._versions[call_id] = version
+                self._versions[call_id] = written
 
-        return self._store_writes.submit(save)
+        return finish
 
     async def on_envelope(self, envelope: Envelopes) -> None:
         """Something another node sent this one (see ``signaling.routing``)."""
@@ -259,6 +288,10 @@ class NodeCalls:
         device = envelope.device
         presence = self._presence.get(device)
         if presence is None:
+            if not envelope.rerouted:
+                # The device left this node after the sender last found it here.
+                rerouted = msgspec.structs.replace(envelope, origin=self.node_id, rerouted=True)
+                self._router.deliver(device, rerouted)
             return
         call_id, owner = envelope.call_id, envelope.owner
         if call_id is not None and owner is not None:
@@ -325,7 +358,7 @@ class NodeCalls:
             presence.expiry.cancel()
         if presence.link is not None:
             presence.link.replaced()
-        for message in presence.queue:
+        for message in presence.queue or ():
             self._router.send(node, self._envelope(device, message))
 
     def _envelope(self, device: sm.DeviceRef, message: m.ServerMessage) -> Deliver:
@@ -414,7 +447,9 @@ def store_writer(records: CallRecords | None) -> Worker:
     reported to the node's outage watch (one warning), not logged for every write."""
     if records is None:
         return Worker()
-    return Worker((RedisError, OSError), lambda: records.outage.failed("call records"))
+    return Worker(
+        (RedisError, OSError), lambda: records.outage.failed("call records"), store=records.store
+    )
 
 
 async def _nothing() -> None:

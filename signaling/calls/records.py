@@ -20,13 +20,14 @@ keeps every write until its next rewrite; a handle there would outlive an erase
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from directory import accounts, keys
+from directory.batch import Batch
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
@@ -191,23 +192,43 @@ class CallRecords:
     ) -> int | None:
         """Write the call if it is still at ``version`` and ours; the new version, else None.
         ``media``: the media node of the call's SFU room, if it has one."""
-        if version == 0:
-            await self._index([call.id])
-            self._held_since[call.id] = self._store.clock()
+        batch = Batch(self._store)
+        saved = self.stage_save(batch, call, timers, version, media)
+        return await saved(await batch.execute())
+
+    def stage_save(
+        self, batch: Batch, call: AnyCall, timers: list[Timer], version: int, media: str | None
+    ) -> Callable[[list[Any]], Awaitable[int | None]]:
+        """``save`` on a batch; what it returns tells the new version from the batch's results."""
         state = encode(call, timers, media)
         args = [version, self._node_id, state, self._ttl_s, 0]
-        result = int(await self._store.run_script(_SAVE, [keys.call_record(call.id)], args))
-        if result == -2 and await self._may_restore(call.id):
+        if version == 0:
+            # Indexed first: a record a survivor cannot find would never be taken over.
+            self._queue_index(batch, [call.id])
+            self._held_since[call.id] = self._store.clock()
+        at = batch.script(_SAVE, [keys.call_record(call.id)], args)
+
+        async def saved(results: list[Any]) -> int | None:
+            return await self._saved(call.id, int(results[at]), args)
+
+        return saved
+
+    async def _saved(self, call_id: str, result: int, args: list[Any]) -> int | None:
+        if result == -2 and await self._may_restore(call_id):
             # The record expired while the store was away (or unreachable from here), and no
             # node took the call over: write it again and put it back in this node's index.
             args[-1] = 1
-            result = int(await self._store.run_script(_SAVE, [keys.call_record(call.id)], args))
+            result = int(await self._store.run_script(_SAVE, [keys.call_record(call_id)], args))
             if result > 0:
-                await self._index([call.id])
+                await self._index([call_id])
         if result > 0:
             return result
-        self._held_since.pop(call.id, None)
+        self._held_since.pop(call_id, None)
         return None
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     def hold(self, call_id: str) -> None:
         """This node runs the call from now on (adopted from a draining node)."""
@@ -221,15 +242,25 @@ class CallRecords:
         since = self._held_since.get(call_id)
         return since is not None and (judged is None or float(judged) < since)
 
-    async def _index(self, call_ids: list[str]) -> None:
-        index = keys.node_calls(self._node_id)
-        await self._redis.sadd(index, *call_ids)
-        await self._redis.expire(index, self._ttl_s)
+    async def _index(self, call_ids: list[str], node: str | None = None) -> None:
+        batch = Batch(self._store)
+        self._queue_index(batch, call_ids, node)
+        await batch.execute()
+
+    def _queue_index(self, batch: Batch, call_ids: list[str], node: str | None = None) -> None:
+        index = keys.node_calls(node or self._node_id)
+        batch.command("SADD", index, *call_ids)
+        batch.command("EXPIRE", index, self._ttl_s)
 
     async def delete(self, call_id: str) -> None:
+        batch = Batch(self._store)
+        self.stage_delete(batch, call_id)
+        await batch.execute()
+
+    def stage_delete(self, batch: Batch, call_id: str) -> None:
         self._held_since.pop(call_id, None)
-        await self._store.run_script(_DELETE, [keys.call_record(call_id)], [self._node_id])
-        await self._redis.srem(keys.node_calls(self._node_id), call_id)
+        batch.script(_DELETE, [keys.call_record(call_id)], [self._node_id])
+        batch.command("SREM", keys.node_calls(self._node_id), call_id)
 
     async def owner(self, call_id: str) -> str | None:
         owner: str | None = await self._redis.hget(keys.call_record(call_id), "owner")
@@ -288,9 +319,7 @@ class CallRecords:
         if int(result) < 0:
             return None
         self._held_since.pop(call_id, None)
-        index = keys.node_calls(successor)
-        await self._redis.sadd(index, call_id)
-        await self._redis.expire(index, self._ttl_s)
+        await self._index([call_id], successor)
         await self._redis.srem(keys.node_calls(self._node_id), call_id)
         return int(result)
 

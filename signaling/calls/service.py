@@ -14,10 +14,11 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from directory import accounts, handles, history, lookup, push_tokens
+from directory.batch import Batch
 from directory.errors import RateLimited
 from directory.store import Store
 from signaling.calls import group as g
@@ -78,7 +79,9 @@ class DeviceLink(Protocol):
 class Presence:
     link: DeviceLink | None
     resume_token: str
-    queue: deque[m.ServerMessage] = field(default_factory=deque)
+    #: Messages kept while the device is away (its resume window); made when the first one is:
+    #: an empty deque is 760 bytes, and most devices are connected.
+    queue: deque[m.ServerMessage] | None = None
     expiry: asyncio.TimerHandle | None = None
 
 
@@ -113,6 +116,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._persisted: set[str] = set()
         self._timer_at: dict[tuple[str, str, sm.DeviceRef | None], float] = {}
         self._unsaved: set[str] = set()
+        self._queued_saves: dict[str, asyncio.Future[None]] = {}
         self._store_writes = store_writer(records)
         self._held: dict[sm.DeviceRef, list[m.ServerMessage]] = {}
         self._holds: dict[sm.DeviceRef, int] = {}
@@ -217,7 +221,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             self._announce(device, "resumed" if resumed else "gone")
         if resumed:
             if previous is not None:
-                for message in previous.queue:
+                for message in previous.queue or ():
                     link.send(message)
             for call_id in list(self._by_device.get(device, ())):
                 call = self._calls.get(call_id)
@@ -394,9 +398,18 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
         await self._require_key_to_relay(caller, caller_account.relay_calls)
-        target = await lookup.callable_card(
-            self._store, caller.account_id, callee_id or "-", caller_account.relay_calls
+        # The callee's card, devices and busy ones in one round trip, whoever the callee is:
+        # the store calls must not tell a callee who may be rung from one who may not
+        # (docs/protocol.md 11.8).
+        callee_account = callee_id or _NOBODY
+        batch = Batch(self._store)
+        card = lookup.stage_callable_card(
+            batch, caller.account_id, callee_id or "-", caller_account.relay_calls
         )
+        online_of = self._router.stage_online(batch, callee_account)
+        busy_of = self._stage_busy_elsewhere(batch, callee_account)
+        results = await batch.execute()
+        target = card(results)
         callee_card = (
             m.Person(account_id=target[0].account_id, handle=target[0].handle,
                      display_name=target[0].display_name)
@@ -420,11 +433,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             ring_timeout_s=self._ring_timeout_s,
             resume_window_s=self._resume_window_s,
         )
-        # The same store calls, in the same order, whether the callee may be rung or not: the
-        # decision must not show in the timing of ``ringing`` (docs/protocol.md 11.8).
-        online = await self._router.online(call.callee_account or _NOBODY)
+        online = await online_of(results)
         busy = frozenset(d for d in online if self._in_connected_call(d))
-        busy |= await self._busy_elsewhere(call.callee_account or _NOBODY, online - busy)
+        busy |= await busy_of(results, online - busy)
         if not call.reachable:
             online = busy = frozenset()
         self._register(call, online)
@@ -441,7 +452,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
         self._resolve_glare(call)
         # Not awaited: the caller's next message (a hangup) must not wait on a store write
         # here, whoever the callee is (the write differs for a callee who may not be rung).
-        self._spawn(self._resolve_glare_across_nodes(call))
+        # Only with several nodes: a task per invite costs a single node for nothing.
+        if call.id in self._glare_checks:
+            self._spawn(self._resolve_glare_across_nodes(call))
 
     def _resolve_glare(self, call: sm.Call) -> None:
         """Two people calling each other at once: the call with the smallest id survives."""
@@ -576,6 +589,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
     ) -> None:
         if presence.link is not None:
             presence.link.send(message)
+        elif presence.queue is None:
+            presence.queue = deque((message,))
         elif len(presence.queue) < self._resume_queue_max:
             presence.queue.append(message)
         else:

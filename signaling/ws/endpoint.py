@@ -64,15 +64,16 @@ _encode = msgspec.json.Encoder().encode
 
 
 class WsLink:
-    """Outbound side of one connection: messages in order, written by a task that exists only
-    while there is something to write (an idle device costs no queue and no task)."""
+    """Outbound side of one connection: messages in order, written at once when the socket
+    takes them, else queued for a task that exists only while there is something to write (an
+    idle device costs no queue and no task: an empty deque alone is 760 bytes)."""
 
     __slots__ = ("_closing", "_metrics", "_outbox", "_writer", "_ws", "close_code")
 
-    def __init__(self, ws: web.WebSocketResponse, metrics: Metrics) -> None:
+    def __init__(self, ws: ClientSocket, metrics: Metrics) -> None:
         self._ws = ws
         self._metrics = metrics
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self._closing: asyncio.Future[bool] | None = None
@@ -80,10 +81,19 @@ class WsLink:
     def send(self, message: m.ServerMessage) -> None:
         if self.close_code is not None:
             return
-        if len(self._outbox) >= OUTBOX:
+        data = _encode(message)
+        outbox = self._outbox
+        if outbox is None:
+            try:
+                if self._ws.write_now(data):
+                    return
+            except ConnectionError:
+                return  # gone: nobody to tell
+            outbox = self._outbox = deque()
+        elif len(outbox) >= OUTBOX:
             self.close(WSCloseCode.POLICY_VIOLATION)  # a reader this slow is gone
             return
-        self._outbox.append(_encode(message).decode())
+        outbox.append(data)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
 
@@ -110,16 +120,17 @@ class WsLink:
     def close(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
-            self._outbox.clear()
+            self._outbox = None
             self._closing = asyncio.ensure_future(self._ws.close(code=code))
 
     async def _write(self) -> None:
         try:
             while self._outbox:
-                await self._ws.send_str(self._outbox.popleft())
+                await self._ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
-            self._outbox.clear()
+            pass  # gone: what is left is for nobody
         finally:
+            self._outbox = None
             self._writer = None
 
     async def flush(self) -> None:
@@ -141,6 +152,24 @@ def _origin_allowed(request: web.Request) -> bool:
     return origin == own or origin in request.app[CONFIG].allowed_origins
 
 
+class _Offer:
+    """What the upgrade request offered to sign in with, until the sign-in has used it: the
+    frames of a connection live as long as it does, and an idle device should not keep its
+    token and the parsed header in them."""
+
+    __slots__ = ("resume", "token", "verified")
+
+    def __init__(self, protocols: list[str]) -> None:
+        self.token = _offered(protocols, "bearer.")
+        self.resume = _offered(protocols, "resume.")
+        self.verified: Principal | ApiError | None = None
+
+    def take(self) -> tuple[str | None, str | None, Principal | ApiError | None]:
+        taken = self.token, self.resume, self.verified
+        self.token = self.resume = self.verified = None
+        return taken
+
+
 def _protocols(request: web.Request) -> list[str]:
     return [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
 
@@ -152,18 +181,23 @@ def _offered(protocols: list[str], prefix: str) -> str | None:
     return None
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    if not _origin_allowed(request):
-        raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
-    if request.app[DRAIN].active:
-        raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
+def _offer(request: web.Request) -> _Offer:
     protocols = _protocols(request)
     if SUBPROTOCOL not in protocols:
         # Refused here, before aiohttp would accept the upgrade without a subprotocol.
         raise ApiError(
             "subprotocol_required", f"Offer the {SUBPROTOCOL} subprotocol (Sec-WebSocket-Protocol)."
         )
-    verified = await _verify_offered(request, protocols)
+    return _Offer(protocols)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not _origin_allowed(request):
+        raise ApiError("forbidden_origin", "This origin may not open the call WebSocket.")
+    if request.app[DRAIN].active:
+        raise ApiError("draining", "This server is shutting down; connect again.", DRAIN_RETRY_S)
+    offer = _offer(request)
+    offer.verified = await _verify_offered(request, offer.token)
     # aiohttp refuses a frame of exactly max_msg_size bytes (and lets a compressed message of
     # that size through): one byte more here, the exact limit in _too_big.
     ws = ClientSocket(
@@ -173,18 +207,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # The device may go away while a frame is being written (a reset while a pong is sent):
     # a disconnect, not an error.
     with contextlib.suppress(ConnectionError):
-        await _session(request, ws, protocols, verified)
+        await _session(request, ws, offer)
     return ws
 
 
-async def _verify_offered(
-    request: web.Request, protocols: list[str]
-) -> Principal | ApiError | None:
+async def _verify_offered(request: web.Request, token: str | None) -> Principal | ApiError | None:
     """The ``bearer.`` token's device, checked before the upgrade so that a device reconnecting
     in a loop is refused (429) before it costs a handshake. A bad token is refused after the
     upgrade as documented; None (no token, or the store was needed and is away) leaves every
     check to the sign-in."""
-    token = _offered(protocols, "bearer.")
     if token is None:
         return None
     try:
@@ -203,12 +234,7 @@ def _charge_reconnect(request: web.Request, principal: Principal) -> None:
         raise ApiError("rate_limited", f"This device connects too often; wait {wait} s.", wait)
 
 
-async def _session(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    protocols: list[str],
-    verified: Principal | ApiError | None,
-) -> None:
+async def _session(request: web.Request, ws: ClientSocket, offer: _Offer) -> None:
     request.app[SOCKETS].add(ws)
     metrics = request.app[METRICS]
     link = WsLink(ws, metrics)
@@ -217,11 +243,12 @@ async def _session(
     connections = metrics.websocket_connections
     connections.inc()
     try:
-        authed = await _authenticate(request, ws, link, protocols, verified)
+        authed = await _authenticate(request, ws, link, *offer.take())
         if authed is None:
             return
-        principal, resume = authed
-        device = DeviceRef(principal.account_id, principal.device_id)
+        device = DeviceRef(authed[0].account_id, authed[0].device_id)
+        resume = authed[1]
+        authed = None  # nor the principal: this frame lives as long as the connection
         try:
             await calls.connect(device, link, resume)
         except STORE_UNAVAILABLE:
@@ -239,10 +266,10 @@ async def _authenticate(
     request: web.Request,
     ws: web.WebSocketResponse,
     link: WsLink,
-    protocols: list[str],
+    token: str | None,
+    resume: str | None,
     verified: Principal | ApiError | None,
 ) -> tuple[Principal, str | None] | None:
-    token, resume = _offered(protocols, "bearer."), _offered(protocols, "resume.")
     if token is None:
         try:
             frame = await ws.receive(timeout=AUTH_TIMEOUT_S)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 _UNMASKED = "A client frame was not masked (RFC 6455 section 5.1)."
@@ -101,8 +101,23 @@ class ClientSocket(web.WebSocketResponse):
 
     It reaches two private attributes of aiohttp's connection (``_message_tail``, the bytes that
     came behind the upgrade request, and ``_payload_parser``, where they all go next); the
-    unmasked-frame tests in tests/test_log_privacy.py fail if a new aiohttp moves them.
+    unmasked-frame tests in tests/test_log_privacy.py fail if a new aiohttp moves them. And, to
+    write a frame without a task (``write_now``), its writer's.
     """
+
+    def write_now(self, data: bytes) -> bool:
+        """Write a text frame at once when that is all ``send_frame`` would do: no compression
+        (a large compressed frame goes through a thread) and a transport that is not paused
+        (``send_frame`` would wait for it to drain). False: nothing written, use ``send_frame``.
+        The call protocol writes a frame per message: a task for each cost more than the
+        write."""
+        writer: Any = self._writer
+        if writer is None or writer.compress or writer._closing or writer.protocol._paused:
+            return False
+        writer._write_websocket_frame(data, WSMsgType.TEXT, 0)
+        if writer._output_size > writer._limit:
+            writer._output_size = 0  # as send_frame counts before it would wait on a pause
+        return True
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         handler: Any = request.protocol

@@ -58,6 +58,7 @@ from signaling.routing import Router
 from signaling.routing_local import LocalRouter
 from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
+from signaling.stun import stun_ctx
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
@@ -362,7 +363,9 @@ def create_app(config: Config) -> web.Application:
     app[STREAMS] = set()
     app[STORE_OUTAGE] = StoreOutage()
     install_drain(app)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx])
+    app.cleanup_ctx.extend(
+        [_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, cluster_view_ctx, stun_ctx]
+    )
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)
     register(app, endpoints(), authenticate, authenticate_operator)

@@ -173,9 +173,13 @@ class Host:
         ``symmetric``: a new random port per destination, so srflx candidates are useless."""
         masquerade = ["-j", "MASQUERADE"] + (["--random-fully"] if kind == "symmetric" else [])
         self.sh("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", wan, *masquerade)
-        self.sh("iptables", "-A", "FORWARD", "-i", wan, "-m", "conntrack", "--ctstate",
-                "ESTABLISHED,RELATED", "-j", "ACCEPT")  # fmt: skip
-        self.sh("iptables", "-A", "FORWARD", "-i", wan, "-j", "DROP")
+        # INPUT too: an unanswered datagram to the router itself must leave no conntrack entry,
+        # or the mapping a device makes next to that peer gets another port (hole punching
+        # through a cone NAT would then fail as through a symmetric one).
+        for chain in ("FORWARD", "INPUT"):
+            self.sh("iptables", "-A", chain, "-i", wan, "-m", "conntrack", "--ctstate",
+                    "ESTABLISHED,RELATED", "-j", "ACCEPT")  # fmt: skip
+            self.sh("iptables", "-A", chain, "-i", wan, "-j", "DROP")
 
     def block_udp(self) -> None:
         """A firewall that lets no UDP through (TCP only: TURN over TCP is the way out)."""

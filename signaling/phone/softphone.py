@@ -27,6 +27,7 @@ from signaling.phone.media import (
     packets_sent,
     peer_connection,
     quality_sample,
+    selected_pair,
 )
 from signaling.phone.sfu_session import SfuSession
 from signaling.schemas import IceServers
@@ -98,6 +99,9 @@ class Softphone:
         self.dropped = Dropped()
         #: The media through the SFU of the call in progress, if any.
         self.session: SfuSession | None = None
+        #: The peer-to-peer connection of the call in progress and what it received, if any.
+        self.connection: RTCPeerConnection | None = None
+        self.received: Received | None = None
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -192,6 +196,7 @@ class Softphone:
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
         pc = peer_connection(turn.ice_servers, accepted.relay_only, self.dropped)
         received = Received()
+        self.connection, self.received = pc, received
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)
         reporter = asyncio.create_task(self._report_quality(pc, call_id, accepted.relay_only))
@@ -211,6 +216,7 @@ class Softphone:
                 await reporter
             await received.stop()
             await pc.close()
+            self.connection = self.received = None
         self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
         return summary
 
@@ -245,46 +251,77 @@ class Softphone:
     async def _negotiate_and_run(
         self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
     ) -> str:
-        """Exchange SDP and candidates, then keep the call up; returns the end reason."""
+        """Exchange SDP and candidates, then keep the call up for ``duration_s`` from the moment
+        media connects (on a slow network too); returns the end reason."""
         loop = asyncio.get_running_loop()
-        deadline = None if duration_s is None else loop.time() + duration_s
+        deadline: float | None = None
         connected_by = loop.time() + MEDIA_TIMEOUT_S
         connected = asyncio.Event()
 
         @pc.on("connectionstatechange")
         def _state() -> None:
-            if pc.connectionState == "connected":
+            nonlocal deadline
+            if pc.connectionState == "connected" and not connected.is_set():
                 connected.set()
-                self._emit({"event": "connected", "call_id": call_id})
+                deadline = None if duration_s is None else loop.time() + duration_s
+                # Which candidates carry the media: "relay" on either side means through TURN.
+                path = selected_pair(pc)
+                self._emit({"event": "connected", "call_id": call_id,
+                            "path": list(path) if path else None})  # fmt: skip
 
-        while True:
-            now = loop.time()
-            limit = deadline if connected.is_set() else min(connected_by, deadline or connected_by)
-            if limit is not None and now >= limit:
-                reason = "hangup" if connected.is_set() else "failed"
-                await self._hang_up(call_id)
-                return reason
-            try:
-                message = await self.line.receive(within=(limit - now) if limit else None)
-            except TimeoutError:
-                continue
-            except LineClosed:
-                return "peer_lost"
-            if isinstance(message, m.PeerDescription) and message.call_id == call_id:
-                self.received_signaling.append(message.sdp)
-                await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
-                if message.kind == "offer":
-                    self._add_tracks(pc)
-                    await pc.setLocalDescription(await pc.createAnswer())
-                    await self._send_description(call_id, pc)
-            elif isinstance(message, m.PeerIce) and message.call_id == call_id:
-                self.received_signaling.append(message.candidate)
-                with contextlib.suppress(ValueError):
-                    await add_remote_candidate(pc, message)
-            elif isinstance(message, m.Ended) and message.call_id == call_id:
-                return message.reason
-            elif isinstance(message, m.Incoming):
-                await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+        connecting = asyncio.ensure_future(connected.wait())
+        receiving: asyncio.Future[m.ServerMessage] | None = None
+        try:
+            while True:
+                now = loop.time()
+                limit = deadline if connected.is_set() else connected_by
+                if limit is not None and now >= limit:
+                    reason = "hangup" if connected.is_set() else "failed"
+                    await self._hang_up(call_id)
+                    return reason
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.line.receive())
+                # Until media connects, connecting ends the wait too: the call's length counts
+                # from then. An unfinished receive is kept for the next turn, never lost.
+                waits: set[asyncio.Future[Any]] = {receiving}
+                if not connected.is_set():
+                    waits.add(connecting)
+                timeout = None if limit is None else limit - now
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    continue
+                done, receiving = receiving, None
+                try:
+                    ended = await self._on_message(pc, call_id, done.result())
+                except LineClosed:
+                    return "peer_lost"
+                if ended is not None:
+                    return ended
+        finally:
+            for waiting in (connecting, receiving):
+                if waiting is not None:
+                    waiting.cancel()
+
+    async def _on_message(
+        self, pc: RTCPeerConnection, call_id: str, message: m.ServerMessage
+    ) -> str | None:
+        """Applies one message of the call's signaling; returns the end reason if it ended."""
+        if isinstance(message, m.PeerDescription) and message.call_id == call_id:
+            self.received_signaling.append(message.sdp)
+            await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
+            if message.kind == "offer":
+                self._add_tracks(pc)
+                await pc.setLocalDescription(await pc.createAnswer())
+                await self._send_description(call_id, pc)
+        elif isinstance(message, m.PeerIce) and message.call_id == call_id:
+            self.received_signaling.append(message.candidate)
+            with contextlib.suppress(ValueError):
+                await add_remote_candidate(pc, message)
+        elif isinstance(message, m.Ended) and message.call_id == call_id:
+            return message.reason
+        elif isinstance(message, m.Incoming):
+            await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+        return None
 
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

@@ -185,24 +185,25 @@ class Host:
         """A firewall that lets no UDP through (TCP only: TURN over TCP is the way out)."""
         self.sh("iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP")
 
-    def loss(self, interface: str, probability: float) -> list[str]:
-        """Drop this share of the UDP datagrams leaving through ``interface``; returns the
-        rule, for ``restore``."""
-        rule = ["FORWARD", "-o", interface, "-p", "udp", "-m", "statistic", "--mode", "random",
-                "--probability", f"{probability:g}", "-j", "DROP"]  # fmt: skip
+    def loss(self, interface: str, probability: float, incoming: bool = False) -> list[str]:
+        """Drop this share of the UDP datagrams forwarded out through ``interface`` (or in
+        through it); returns the rule, for ``restore``."""
+        rule = ["FORWARD", "-i" if incoming else "-o", interface, "-p", "udp", "-m", "statistic",
+                "--mode", "random", "--probability", f"{probability:g}", "-j", "DROP"]  # fmt: skip
         self.sh("iptables", "-I", *rule)
         return rule
 
     def restore(self, rule: list[str]) -> None:
         self.sh("iptables", "-D", *rule)
 
-    def dropped(self, rule: list[str]) -> int:
-        """Packets a rule made by ``loss`` has dropped so far."""
-        listing = self.sh("iptables", "-L", rule[0], "-v", "-x", "-n")
-        for line in listing.splitlines():
-            if "statistic" in line and "DROP" in line:
-                return int(line.split()[0])
-        return 0
+    def dropped(self) -> int:
+        """Datagrams the rules made by ``loss`` have dropped so far, together."""
+        listing = self.sh("iptables", "-L", "FORWARD", "-v", "-x", "-n")
+        return sum(
+            int(line.split()[0])
+            for line in listing.splitlines()
+            if "statistic" in line and "DROP" in line
+        )
 
     def cap(self, interface: str, kbit_s: int) -> None:
         """A bandwidth cap on what leaves through ``interface`` (a token bucket)."""

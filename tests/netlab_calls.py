@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,8 @@ async def _until_healthy(url: str, process: asyncio.subprocess.Process, log: Pat
     deadline = loop.time() + START_LIMIT_S
     while not await _healthy(url):
         if process.returncode is not None or loop.time() > deadline:
-            raise RuntimeError(f"callbook serve did not start: {log.read_text()[-2000:]}")
+            text = await asyncio.to_thread(log.read_text, errors="replace")
+            raise RuntimeError(f"callbook serve did not start: {text[-2000:]}")
         await asyncio.sleep(0.1)
 
 
@@ -161,8 +162,9 @@ async def _close(person: Person) -> None:
     await person.client.close()
 
 
-async def call(caller: Person, callee: Person, duration_s: float) -> tuple[Summary, Summary]:
-    """``caller`` calls ``callee``, who answers; the caller hangs up after ``duration_s``."""
+async def call(caller: Person, callee: Person, duration_s: float | None) -> tuple[Summary, Summary]:
+    """``caller`` calls ``callee``, who answers; the caller hangs up after ``duration_s`` of
+    media (None: when the test calls ``caller.phone.hang_up()``)."""
     await callee.host.run(callee.phone.line.open())  # online before the invite rings it
     answering = asyncio.ensure_future(callee.host.run(callee.phone.answer(duration_s=None)))
     try:
@@ -171,3 +173,14 @@ async def call(caller: Person, callee: Person, duration_s: float) -> tuple[Summa
     finally:
         answering.cancel()
     return calling, answered
+
+
+async def until(condition: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (state another host's loop changes), at most
+    ``limit_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"no {what} within {limit_s:g} s")
+        await asyncio.sleep(0.05)

@@ -92,7 +92,7 @@ async def test_the_firewall_drops_udp_and_loss_drops_its_share(netlab: Lab) -> N
     rule = router.loss(router.uplink, 1.0)
     with pytest.raises(TimeoutError):
         await _seen_from(server, device, 1, DROPPED_AFTER_S)
-    assert router.dropped(rule) == 1
+    assert router.dropped() == 1
     router.restore(rule)
     assert (await _seen_from(server, device, 1))[0][0] == router.address
 

@@ -102,13 +102,19 @@ class Softphone:
         #: The peer-to-peer connection of the call in progress and what it received, if any.
         self.connection: RTCPeerConnection | None = None
         self.received: Received | None = None
+        self._hanging_up: asyncio.Event | None = None
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
     async def close(self) -> None:
         await self.line.close()
 
-    async def call(self, handle: str, duration_s: float) -> Summary:
+    async def hang_up(self) -> None:
+        """End the 1:1 call in progress now, as the person pressing the red button does."""
+        if self._hanging_up is not None:
+            self._hanging_up.set()
+
+    async def call(self, handle: str, duration_s: float | None) -> Summary:
         await self.line.open()
         await self.line.send(m.Invite(handle=handle, media="video" if self.video else "audio"))
         call_id: str | None = None
@@ -269,21 +275,23 @@ class Softphone:
                 self._emit({"event": "connected", "call_id": call_id,
                             "path": list(path) if path else None})  # fmt: skip
 
+        self._hanging_up = asyncio.Event()
         connecting = asyncio.ensure_future(connected.wait())
+        hanging_up = asyncio.ensure_future(self._hanging_up.wait())
         receiving: asyncio.Future[m.ServerMessage] | None = None
         try:
             while True:
                 now = loop.time()
                 limit = deadline if connected.is_set() else connected_by
-                if limit is not None and now >= limit:
-                    reason = "hangup" if connected.is_set() else "failed"
+                if hanging_up.done() or (limit is not None and now >= limit):
+                    reason = "hangup" if connected.is_set() or hanging_up.done() else "failed"
                     await self._hang_up(call_id)
                     return reason
                 if receiving is None:
                     receiving = asyncio.ensure_future(self.line.receive())
                 # Until media connects, connecting ends the wait too: the call's length counts
                 # from then. An unfinished receive is kept for the next turn, never lost.
-                waits: set[asyncio.Future[Any]] = {receiving}
+                waits: set[asyncio.Future[Any]] = {receiving, hanging_up}
                 if not connected.is_set():
                     waits.add(connecting)
                 timeout = None if limit is None else limit - now
@@ -298,7 +306,8 @@ class Softphone:
                 if ended is not None:
                     return ended
         finally:
-            for waiting in (connecting, receiving):
+            self._hanging_up = None
+            for waiting in (connecting, hanging_up, receiving):
                 if waiting is not None:
                     waiting.cancel()
 

@@ -17,6 +17,7 @@ REDIS_ENV = "REDIS_URL"
 NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
 ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
 ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
+PUBLIC_IP_ENV = "CALLBOOK_MEDIA_PUBLIC_IP"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 
@@ -40,6 +41,8 @@ class MediaConfig:
     advertise_url: str = ""
     #: What one publisher may send per track; the excess is dropped and counted.
     caps: RateCaps = field(default_factory=RateCaps)
+    #: Behind a 1:1 NAT: the public address its ICE candidates name (media/nat.py).
+    public_ip: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -49,6 +52,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _flag(value: str) -> bool:
@@ -84,6 +95,12 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(ADVERTISE_HOST_ENV),
         help=f"only the host of that URL (or ${ADVERTISE_HOST_ENV}; e.g. a pod's IP)",
     )
+    parser.add_argument(
+        "--public-ip",
+        default=os.environ.get(PUBLIC_IP_ENV),
+        help=f"behind a 1:1 NAT: the public address to announce in ICE candidates (or "
+        f"${PUBLIC_IP_ENV})",
+    )
     for kind, env, default in (
         ("audio", AUDIO_KBPS_ENV, DEFAULT_AUDIO_KBPS),
         ("video", VIDEO_KBPS_ENV, DEFAULT_VIDEO_KBPS),
@@ -101,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         parser.error("--max-rooms must be >= 1 and --max-participants >= 2")
     if args.max_audio_kbps < 8 or args.max_video_kbps < 8:
         parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
+    if args.public_ip and not _is_address(args.public_ip):
+        parser.error("--public-ip must be an IP address")
     loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
     return MediaConfig(
         secret=args.secret,
@@ -116,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
             args.advertise_url, args.advertise_host or args.host, args.port
         ),
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
+        public_ip=args.public_ip or None,
     )
 
 

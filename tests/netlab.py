@@ -181,6 +181,13 @@ class Host:
                     "ESTABLISHED,RELATED", "-j", "ACCEPT")  # fmt: skip
             self.sh("iptables", "-A", chain, "-i", wan, "-j", "DROP")
 
+    def one_to_one(self, wan: str, public: str, private: str) -> None:
+        """A cloud's 1:1 NAT: ``public`` is ``private``'s, every port, both ways; no filter."""
+        self.sh("iptables", "-t", "nat", "-A", "PREROUTING", "-i", wan, "-d", public,
+                "-j", "DNAT", "--to-destination", private)  # fmt: skip
+        self.sh("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-s", private,
+                "-j", "SNAT", "--to-source", public)  # fmt: skip
+
     def block_udp(self) -> None:
         """A firewall that lets no UDP through (TCP only: TURN over TCP is the way out)."""
         self.sh("iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP")

@@ -88,11 +88,16 @@ async def start_coturn(host: Host, tmp_path: Path) -> Path:
 
 
 async def start_server(
-    host: Host, tmp_path: Path, *, turn: str | None = None, **env: str
+    host: Host,
+    tmp_path: Path,
+    *,
+    turn: str | None = None,
+    reached_at: str | None = None,
+    **env: str,
 ) -> Deployment:
     """``callbook serve`` on ``host`` as an operator runs it: embedded store and SFU, no
     configuration but the suite's admission limits; ``turn``: "udp" or "tcp" to run coturn
-    beside it and hand out its URI."""
+    beside it and hand out its URI; ``reached_at``: the address devices use (behind a NAT)."""
     turn_log = None
     settings = {**TEST_ADMISSION_ENV, **env}
     if turn is not None:
@@ -108,7 +113,7 @@ async def start_server(
     )  # fmt: skip
     url = f"http://{host.address}:{SERVER_PORT}"
     await host.run(_until_healthy(url, process, log))
-    return Deployment(host, url, turn_log)
+    return Deployment(host, f"http://{reached_at or host.address}:{SERVER_PORT}", turn_log)
 
 
 @dataclass

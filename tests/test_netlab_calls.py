@@ -147,3 +147,32 @@ def _count_feedback(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     monkeypatch.setattr(RTCRtpReceiver, "_send_rtcp_nack", counting_nack)
     monkeypatch.setattr(RTCRtpReceiver, "_send_rtcp_pli", counting_pli)
     return counts
+
+
+async def test_a_server_behind_a_cloud_nat_announces_its_public_address(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """The server (and its SFU) on a private address behind a 1:1 NAT, as on a cloud VM or in
+    a container: with CALLBOOK_MEDIA_PUBLIC_IP its SFU's candidates name the public address
+    (without it they name the private one, which nobody outside can reach), and the STUN URI
+    names the address devices reached it by."""
+    inet = netlab.internet()
+    cloud = netlab.host("cloud-nat", router=True)
+    wan = netlab.link(inet, cloud)
+    private = netlab.host("server")
+    netlab.link(cloud, private, private=True)
+    public = wan.down_address
+    cloud.one_to_one(wan.down, public, private.address)
+    a, _ = netlab.behind_nat(inet, "a", "cone")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment = await start_server(
+        private, tmp_path, reached_at=public, CALLBOOK_MEDIA_PUBLIC_IP=public
+    )
+    async with signed_up(deployment, (a, "alice"), (b, "bob")) as (alice, bob):
+        calling, answered = await call(alice, bob, duration_s=2.0)  # strangers: through the SFU
+    for summary in (calling, answered):
+        assert summary.outcome == "connected", summary.as_event()
+        assert summary.participants_received == 1
+    assert alice.event("accepted")["sfu"] is True
+    seen = "\n".join(alice.phone.received_signaling)
+    assert f" {public} " in seen and private.address not in seen

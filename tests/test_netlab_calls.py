@@ -176,3 +176,23 @@ async def test_a_server_behind_a_cloud_nat_announces_its_public_address(
     assert alice.event("accepted")["sfu"] is True
     seen = "\n".join(alice.phone.received_signaling)
     assert f" {public} " in seen and private.address not in seen
+
+
+async def test_contacts_behind_a_symmetric_nat_reach_each_other_through_turn_by_ice_alone(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """Contacts (peer to peer by policy), one behind a symmetric NAT, TURN configured: the
+    direct pairs never work, but every device gathers relay candidates too, and ICE settles on
+    the relay by itself; no relay setting is needed."""
+    inet, public = _public(netlab)
+    a, _ = netlab.behind_nat(inet, "a", "symmetric")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment = await start_server(public, tmp_path, turn="udp")
+    async with signed_up(deployment, (a, "alice"), (b, "bob")) as (alice, bob):
+        await befriend(alice, bob)
+        calling, answered = await call(alice, bob, duration_s=2.0)
+    for summary in (calling, answered):
+        assert summary.outcome == "connected" and summary.media_both_ways, summary.as_event()
+    for person in (alice, bob):
+        assert person.event("accepted")["relay_only"] is False
+        assert "relay" in _connected_through(person)

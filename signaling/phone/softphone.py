@@ -235,10 +235,11 @@ class Softphone:
                 continue
             try:
                 fields, sent = await quality_sample(pc, sent, QUALITY_INTERVAL_S)
+                path = selected_pair(pc)
                 quality = m.Quality(
                     call_id=call_id, rtt_ms=fields["rtt_ms"], jitter_ms=fields["jitter_ms"],
                     loss=fields["loss"], bitrate_kbps=fields["bitrate_kbps"],
-                    relayed=True if relay_only else None,  # aiortc does not expose the pair
+                    relayed=("relay" in path) if path else (True if relay_only else None),
                 )  # fmt: skip
                 await self.line.send(quality)
             except (ConnectionError, RuntimeError, AssertionError):

@@ -1,0 +1,85 @@
+"""Headless Chromium behind one cone NAT calls an aiortc device behind another, in the network
+lab, with nothing configured: peer to peer through the server's built-in STUN.
+
+Chromium runs inside its lab host (``ip netns exec`` around Debian's binary); Playwright drives
+it over its pipe from the test's own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from tests.netlab import Host, Lab
+from tests.netlab_calls import Deployment, sign_up, start_server
+from tests.test_browser import CHROMIUM, FLAGS, Browsers, add_contact, until_frames
+from tests.test_browser import sign_up as sign_up_in_page
+
+pytestmark = [
+    pytest.mark.netlab,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+
+@contextlib.asynccontextmanager
+async def _chromium_in(host: Host, url: str, tmp_path: Path) -> AsyncIterator[Browser]:
+    wrapper = tmp_path / f"chromium-in-{host.name}"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {host.namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    # The lab's addresses are not a secure context the way 127.0.0.1 is; WebCrypto and the
+    # camera need one. Loopback candidates are left out: the lab has real interfaces.
+    flags = [f for f in FLAGS if f != "--allow-loopback-in-peer-connection"]
+    flags.append(f"--unsafely-treat-insecure-origin-as-secure={url}")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(wrapper), args=flags)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_chromium_behind_a_cone_nat_calls_an_aiortc_device_peer_to_peer(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    inet = netlab.internet()
+    public = netlab.host("server")
+    netlab.link(inet, public)
+    a, _ = netlab.behind_nat(inet, "a", "cone")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment: Deployment = await start_server(public, tmp_path)
+    robot = await sign_up(b, deployment.url, "robot", video=True)
+    async with _chromium_in(a, deployment.url, tmp_path) as browser:
+        browsers = Browsers(browser)
+        page = await browsers.page()
+        await sign_up_in_page(page, deployment, "alice")  # type: ignore[arg-type]  # has .url
+        await add_contact(page, "robot")
+        await b.run(robot.client.add_contact("alice"))  # mutual contacts: peer to peer
+        await b.run(robot.phone.line.open())
+        answering = asyncio.ensure_future(b.run(robot.phone.answer(duration_s=None)))
+        try:
+            await page.fill("#dial-handle", "robot")
+            await page.click("#dial-video")
+            await expect(page.locator("#screen-call")).to_have_attribute(
+                "data-state", "connected", timeout=30_000
+            )
+            page_stats = await until_frames(page)
+            assert page_stats["audio"] > 0
+            await page.get_by_role("button", name="End call").click()
+            summary = await asyncio.wait_for(answering, 30)
+        finally:
+            answering.cancel()
+            await browsers.close()
+            await b.run(robot.phone.close())
+            await b.run(robot.client.close())
+        assert browsers.errors == []
+    assert summary.outcome == "connected", summary.as_event()
+    assert summary.media.video_frames_received > 0
+    local, remote = robot.event("connected")["path"]
+    assert local == "host" and remote in ("srflx", "prflx"), (local, remote)

@@ -29,7 +29,7 @@ pytestmark = [
 
 
 @contextlib.asynccontextmanager
-async def _chromium_in(host: Host, url: str, tmp_path: Path) -> AsyncIterator[Browser]:
+async def chromium_in(host: Host, url: str, tmp_path: Path) -> AsyncIterator[Browser]:
     wrapper = tmp_path / f"chromium-in-{host.name}"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {host.namespace} {CHROMIUM} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
@@ -55,7 +55,7 @@ async def test_chromium_behind_a_cone_nat_calls_an_aiortc_device_peer_to_peer(
     b, _ = netlab.behind_nat(inet, "b", "cone")
     deployment: Deployment = await start_server(public, tmp_path)
     robot = await sign_up(b, deployment.url, "robot", video=True)
-    async with _chromium_in(a, deployment.url, tmp_path) as browser:
+    async with chromium_in(a, deployment.url, tmp_path) as browser:
         browsers = Browsers(browser)
         page = await browsers.page()
         await sign_up_in_page(page, deployment, "alice")  # type: ignore[arg-type]  # has .url
@@ -107,8 +107,8 @@ async def test_a_browser_that_moves_to_another_network_mid_call_gets_its_media_b
     moved = netlab.link(mobile, a, private=True)  # a second interface, not used yet
     deployment = await start_server(public, tmp_path)
     async with (
-        _chromium_in(a, deployment.url, tmp_path) as browser_a,
-        _chromium_in(b, deployment.url, tmp_path) as browser_b,
+        chromium_in(a, deployment.url, tmp_path) as browser_a,
+        chromium_in(b, deployment.url, tmp_path) as browser_b,
     ):
         pages = Browsers(browser_a), Browsers(browser_b)
         alice, bob = await pages[0].page(), await pages[1].page()

@@ -4,11 +4,13 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 
 import pytest
 
-from tests.netlab import Host, Lab, lab_hosts_left, lab_reason
+from tests.netlab import Host, Lab, lab_hosts_left, lab_reason, unavailable
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 
@@ -117,3 +119,11 @@ async def test_a_failing_test_leaves_no_namespace_behind() -> None:
         finally:
             await lab.close()
     assert list(lab_hosts_left(lab)) == []
+
+
+def test_without_root_the_lab_says_why_it_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert unavailable() == "the network lab needs root (network namespaces, iptables)"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "iptables" else "/bin/x")
+    assert unavailable() == "the network lab needs `iptables` (Debian: iproute2, iptables)"

@@ -4,6 +4,7 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -127,3 +128,36 @@ def test_without_root_the_lab_says_why_it_cannot_be_built(monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "iptables" else "/bin/x")
     assert unavailable() == "the network lab needs `iptables` (Debian: iproute2, iptables)"
+
+
+async def _burst(address: str, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for _ in range(count):
+            await loop.sock_sendto(sock, bytes(1000), (address, 40200))
+
+
+async def _count_for(sock: socket.socket, seconds: float) -> int:
+    loop = asyncio.get_running_loop()
+    received = 0
+    with sock, contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                await loop.sock_recv(sock, 2048)
+                received += 1
+    return received
+
+
+async def test_a_bandwidth_cap_holds_a_burst_back(netlab: Lab) -> None:
+    inet = netlab.internet()
+    server = netlab.host("server")
+    netlab.link(inet, server)
+    device, router = netlab.behind_nat(inet, "a")
+    router.cap(router.uplink, 100)  # 100 kbit/s: 12.5 kB/s, a 16 kB bucket
+    sock = await server.run(_bind(server.address, 40200))
+    await device.run(_burst(server.address, 200))  # 200 kB at once
+    # Whatever is not through after the queue's 200 ms of latency is dropped, not late.
+    received = await server.run(_count_for(sock, DROPPED_AFTER_S))
+    assert 0 < received < 100, received
+    assert "tbf" in router.sh("tc", "qdisc", "show", "dev", router.uplink)

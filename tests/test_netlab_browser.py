@@ -135,3 +135,52 @@ async def test_a_browser_that_moves_to_another_network_mid_call_gets_its_media_b
         finally:
             for pool in pages:
                 await pool.close()
+
+
+async def test_an_aiortc_device_takes_the_ice_restart_of_a_browser_that_moved(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """The browser that moved restarts ICE; aiortc cannot restart ICE on a connection (its
+    setRemoteDescription raised, and the softphone's call ended), so the softphone answers on
+    a new connection in the same call, and the browser's media reaches it again."""
+    inet = netlab.internet()
+    public = netlab.host("server")
+    netlab.link(inet, public)
+    a, _ = netlab.behind_nat(inet, "a", "cone")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    mobile = netlab.host("a-mobile", router=True)
+    mobile.nat(netlab.link(inet, mobile).down, "cone")
+    moved = netlab.link(mobile, a, private=True)
+    deployment = await start_server(public, tmp_path)
+    robot = await sign_up(b, deployment.url, "robot", video=True)
+    async with chromium_in(a, deployment.url, tmp_path) as browser:
+        browsers = Browsers(browser)
+        page = await browsers.page()
+        await b.run(robot.phone.line.open())
+        answering = asyncio.ensure_future(b.run(robot.phone.answer(duration_s=None)))
+        try:
+            await sign_up_in_page(page, deployment, "alice")  # type: ignore[arg-type]  # .url
+            await add_contact(page, "robot")
+            await b.run(robot.client.add_contact("alice"))  # contacts: peer to peer
+            await page.fill("#dial-handle", "robot")
+            await page.click("#dial-video")
+            await until_frames(page)
+            received = robot.phone.received
+            assert received is not None
+            before = received.video_frames_received
+            loop = asyncio.get_running_loop()
+            changed = loop.time()
+            a.sh("ip", "addr", "flush", "dev", a.uplink)
+            a.sh("ip", "route", "replace", "default", "via", moved.up_address)
+            while received.video_frames_received <= before + 30:
+                assert not answering.done(), answering.result().as_event()
+                assert loop.time() < changed + RECOVER_S, f"no media {RECOVER_S:g} s after the move"
+                await asyncio.sleep(0.25)
+            await page.get_by_role("button", name="End call").click()
+            summary = await asyncio.wait_for(answering, 30)
+        finally:
+            answering.cancel()
+            await browsers.close()
+            await b.run(robot.phone.close())
+            await b.run(robot.client.close())
+    assert summary.outcome == "connected" and summary.reason == "hangup", summary.as_event()

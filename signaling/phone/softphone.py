@@ -103,6 +103,8 @@ class Softphone:
         self.connection: RTCPeerConnection | None = None
         self.received: Received | None = None
         self._hanging_up: asyncio.Event | None = None
+        self._ice_servers: list[m.IceServer] = []
+        self._relay_only = False
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -200,12 +202,13 @@ class Softphone:
         if accepted.sfu:
             return await self._through_sfu(call_id, duration_s)
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
+        self._ice_servers, self._relay_only = turn.ice_servers, accepted.relay_only
         pc = peer_connection(turn.ice_servers, accepted.relay_only, self.dropped)
         received = Received()
         self.connection, self.received = pc, received
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)
-        reporter = asyncio.create_task(self._report_quality(pc, call_id, accepted.relay_only))
+        reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
         try:
             if accepted.role == "caller":
                 self._add_tracks(pc)
@@ -213,7 +216,7 @@ class Softphone:
                 await self._send_description(call_id, pc)
             ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
             summary.reason = ended
-            summary.sent_packets = await packets_sent(pc)
+            summary.sent_packets = await packets_sent(self.connection)
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
         finally:
@@ -221,17 +224,18 @@ class Softphone:
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
             await received.stop()
-            await pc.close()
+            await self.connection.close()
             self.connection = self.received = None
         self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
         return summary
 
-    async def _report_quality(self, pc: RTCPeerConnection, call_id: str, relay_only: bool) -> None:
+    async def _report_quality(self, call_id: str, relay_only: bool) -> None:
         """Every QUALITY_INTERVAL_S while media flows: a ``quality`` report for operators."""
         sent = 0
         while True:
             await asyncio.sleep(QUALITY_INTERVAL_S)
-            if pc.connectionState != "connected":
+            pc = self.connection
+            if pc is None or pc.connectionState != "connected":
                 continue
             try:
                 fields, sent = await quality_sample(pc, sent, QUALITY_INTERVAL_S)
@@ -301,7 +305,7 @@ class Softphone:
                     continue
                 done, receiving = receiving, None
                 try:
-                    ended = await self._on_message(pc, call_id, done.result())
+                    ended = await self._on_message(call_id, done.result())
                 except LineClosed:
                     return "peer_lost"
                 if ended is not None:
@@ -312,12 +316,14 @@ class Softphone:
                 if waiting is not None:
                     waiting.cancel()
 
-    async def _on_message(
-        self, pc: RTCPeerConnection, call_id: str, message: m.ServerMessage
-    ) -> str | None:
+    async def _on_message(self, call_id: str, message: m.ServerMessage) -> str | None:
         """Applies one message of the call's signaling; returns the end reason if it ended."""
+        pc = self.connection
+        assert pc is not None
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
+            if message.restart and message.kind == "offer" and pc.remoteDescription is not None:
+                pc = await self._renew(pc)
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
             if message.kind == "offer":
                 self._add_tracks(pc)
@@ -332,6 +338,16 @@ class Softphone:
         elif isinstance(message, m.Incoming):
             await self.line.send(m.Decline(call_id=message.call_id, busy=True))
         return None
+
+    async def _renew(self, old: RTCPeerConnection) -> RTCPeerConnection:
+        """An ICE restart from the other device (it changed networks): aiortc cannot restart
+        ICE on a connection, so the call goes on over a new one (protocol 11.5.9)."""
+        assert self.received is not None
+        pc = peer_connection(self._ice_servers, self._relay_only, self.dropped)
+        pc.on("track", self.received.consume)
+        self.connection = pc
+        await old.close()
+        return pc
 
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

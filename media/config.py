@@ -18,6 +18,8 @@ NODE_ID_ENV = "CALLBOOK_MEDIA_NODE_ID"
 ADVERTISE_ENV = "CALLBOOK_MEDIA_ADVERTISE_URL"
 ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
 DRAIN_GRACE_ENV = "CALLBOOK_MEDIA_DRAIN_GRACE_S"
+
+PUBLIC_IP_ENV = "CALLBOOK_MEDIA_PUBLIC_IP"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 
@@ -45,6 +47,9 @@ class MediaConfig:
     #: (media/drain.py); as the signaling nodes' CALLBOOK_DRAIN_GRACE_S.
     drain_grace_s: float = 40.0
 
+    #: Behind a 1:1 NAT: the public address its ICE candidates name (media/nat.py).
+    public_ip: str | None = None
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -53,6 +58,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _flag(value: str) -> bool:
@@ -88,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(ADVERTISE_HOST_ENV),
         help=f"only the host of that URL (or ${ADVERTISE_HOST_ENV}; e.g. a pod's IP)",
     )
+    parser.add_argument(
+        "--public-ip",
+        default=os.environ.get(PUBLIC_IP_ENV),
+        help=f"behind a 1:1 NAT: the public address to announce in ICE candidates (or "
+        f"${PUBLIC_IP_ENV})",
+    )
     for kind, env, default in (
         ("audio", AUDIO_KBPS_ENV, DEFAULT_AUDIO_KBPS),
         ("video", VIDEO_KBPS_ENV, DEFAULT_VIDEO_KBPS),
@@ -113,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         parser.error("--drain-grace-s must be between 0 and 3600")
     if args.max_audio_kbps < 8 or args.max_video_kbps < 8:
         parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
+    if args.public_ip and not _is_address(args.public_ip):
+        parser.error("--public-ip must be an IP address")
     loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
     return MediaConfig(
         secret=args.secret,
@@ -129,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         ),
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
         drain_grace_s=float(args.drain_grace_s),
+
+        public_ip=args.public_ip or None,
     )
 
 

@@ -220,7 +220,9 @@ def create_app(config: MediaConfig) -> web.Application:
     app[REGISTRY] = registry
 
     async def media_node(app: web.Application) -> AsyncIterator[None]:
-        node = MediaNode(NodeLimits(config.max_rooms, config.max_participants, config.caps))
+        node = MediaNode(
+            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip)
+        )
         app[NODE] = node
         yield
         await node.close()  # closes every peer connection

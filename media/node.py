@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media import errors
 from media.forwarding import DEFAULT_MAX_PARTICIPANTS, Counters, Forwarder, KeyframeRequest, Kind
+from media.nat import announce
 from media.peer import (
     Downlink,
     Uplink,
@@ -45,6 +46,8 @@ class NodeLimits:
     max_rooms: int = 100
     max_participants: int = DEFAULT_MAX_PARTICIPANTS
     caps: RateCaps = field(default_factory=RateCaps)
+    #: Behind a 1:1 NAT: the public address our SDP names (media/nat.py).
+    public_ip: str | None = None
 
 
 class MediaNode:
@@ -109,7 +112,7 @@ class MediaNode:
             ):
                 self.forwarder.leg_failed(room, participant)
 
-        return answer
+        return announce(answer, self.limits.public_ip)
 
     async def leave(self, room: str, participant: str) -> None:
         gone = self.forwarder.remove_participant(room, participant)
@@ -159,7 +162,7 @@ class MediaNode:
                     self.forwarder.leg_failed(room, subscriber)
                 await self.drop_subscription(sub_id)
 
-        return sub_id, offer
+        return sub_id, announce(offer, self.limits.public_ip)
 
     async def drop_subscription(self, sub_id: str) -> None:
         self.forwarder.unsubscribe(sub_id)

@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh "[test]"
 # Debian packages the tests drive: Redis 7 (the fast tests run on it as well as on the embedded
-# Valkey), Chromium for the browser tests, coturn for TURN.
+# Valkey), Chromium for the browser tests, coturn for TURN, iptables for the network lab's NATs
+# and firewalls (tests/netlab.py).
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v turnserver >/dev/null || missing+=(coturn)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -60,6 +60,7 @@ from signaling.routing_local import LocalRouter
 from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
 from signaling.solo import SoloWatch
+from signaling.stun import stun_ctx
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
@@ -391,7 +392,7 @@ def create_app(config: Config) -> web.Application:
     app[STORE_OUTAGE] = StoreOutage()
     install_drain(app)
     app.cleanup_ctx.extend(
-        [_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, _solo_ctx, cluster_view_ctx]
+        [_store_ctx, _tokens_ctx, _webhooks_ctx, _calls_ctx, _solo_ctx, cluster_view_ctx, stun_ctx]
     )
     app.on_shutdown.append(close_all)
     app.on_shutdown.append(_close_streams)

@@ -395,7 +395,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("handle")
     call.add_argument("--video", action="store_true", help="send and expect video too")
-    call.add_argument("--duration", type=float, default=5.0, help="seconds to stay in the call")
+    call.add_argument(
+        "--duration", type=float, default=5.0,
+        help="seconds to stay in the call once media connects (1:1) or from joining (group)",
+    )  # fmt: skip
     call.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
     group = client_cmd(
         "group", cmd_group, "start a group call with synthetic media; exit 0 if media flowed"

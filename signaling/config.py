@@ -22,6 +22,9 @@ from signaling.push.settings import (
 )
 from signaling.puzzle import Settings as PuzzleSettings
 
+#: The UDP port of ``stun:`` URIs by default (RFC 5389, section 18.4).
+STUN_PORT = 3478
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -54,6 +57,11 @@ class Config:
     turn_uris: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_s: int = 3600
+    #: The UDP port of the built-in STUN server (signaling/stun.py) on ``host``; None: off, 0:
+    #: any free port (tests). ``callbook serve`` runs it on 3478 unless CALLBOOK_STUN_PORT=0.
+    stun_port: int | None = None
+    #: The host devices are told to send STUN to; unset: the host they reach this server by.
+    stun_host: str | None = None
     ring_timeout_s: float = 60.0
     resume_window_s: float = 30.0
     resume_queue_max: int = 256
@@ -219,6 +227,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         turn_uris=turn_uris,
         turn_secret=turn_secret,
         turn_ttl_s=_int(env, "CALLBOOK_TURN_TTL_S", base.turn_ttl_s, 60, 86400),
+        stun_port=_int(env, "CALLBOOK_STUN_PORT", STUN_PORT, 0, 65535) or None,
+        stun_host=env.get("CALLBOOK_STUN_HOST") or None,
         push_webhook_url=env.get("CALLBOOK_PUSH_WEBHOOK_URL") or None,
         push_webhook_secret=env.get("CALLBOOK_PUSH_WEBHOOK_SECRET") or None,
         apns=apns,

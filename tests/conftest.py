@@ -31,7 +31,7 @@ from signaling.connections import Runner
 from signaling.limits import Budget
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
-pytest_plugins = ["tests.coturn"]
+pytest_plugins = ["tests.coturn", "tests.netlab"]
 
 TEST_DIRECTORY = DirectoryConfig(
     lookup_burst=1000,

@@ -60,30 +60,32 @@ def _stun_answers(port: int) -> bool:
             return False
 
 
-async def _start(tmp_path: Path, attempt: int) -> tuple[asyncio.subprocess.Process, Coturn] | None:
-    port = _free_port()
-    relay_base = 40000 + (port % 200) * 100
-    config = tmp_path / f"turnserver-{attempt}.conf"
-    log = tmp_path / f"turn-{attempt}.log"
-    config.write_text(
+def write_config(
+    tmp_path: Path, name: str, address: str, port: int, relay_base: int, tcp: bool = False
+) -> Path:
+    """coturn's configuration: listening and relaying on ``address``; a loopback one may relay
+    to loopback peers. Returns the log's path (the config is beside it, ``<name>.conf``)."""
+    log = tmp_path / f"{name}.log"
+    loopback = address.startswith("127.")
+    (tmp_path / f"{name}.conf").write_text(
         "\n".join(
             [
-                "listening-ip=127.0.0.1",
-                "relay-ip=127.0.0.1",
+                f"listening-ip={address}",
+                f"relay-ip={address}",
                 f"listening-port={port}",
                 f"min-port={relay_base}",
                 f"max-port={relay_base + 99}",
                 "realm=callbook.test",
                 "use-auth-secret",
                 f"static-auth-secret={SECRET}",
-                "allow-loopback-peers",
+                *(["allow-loopback-peers"] if loopback else []),
                 "no-cli",
                 "no-tls",
                 "no-dtls",
-                "no-tcp",
+                *([] if tcp else ["no-tcp"]),
                 "fingerprint",
-                f"userdb={tmp_path / 'turndb'}",
-                f"pidfile={tmp_path / 'turn.pid'}",
+                f"userdb={tmp_path / (name + '.db')}",
+                f"pidfile={tmp_path / (name + '.pid')}",
                 f"log-file={log}",
                 "simple-log",
                 "verbose",
@@ -91,6 +93,15 @@ async def _start(tmp_path: Path, attempt: int) -> tuple[asyncio.subprocess.Proce
         )
         + "\n"
     )
+    return log
+
+
+async def _start(tmp_path: Path, attempt: int) -> tuple[asyncio.subprocess.Process, Coturn] | None:
+    port = _free_port()
+    relay_base = 40000 + (port % 200) * 100
+    name = f"turn-{attempt}"
+    log = write_config(tmp_path, name, "127.0.0.1", port, relay_base)
+    config = tmp_path / f"{name}.conf"
     process = await asyncio.create_subprocess_exec(
         "turnserver", "-c", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

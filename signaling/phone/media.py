@@ -96,6 +96,8 @@ class PatternTrack(MediaStreamTrack):
 class Received:
     audio_packets_received: int = 0
     video_frames_received: int = 0
+    #: time.monotonic() when the first frame (audio or video) was decoded.
+    first_frame_at: float | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def consume(self, track: MediaStreamTrack) -> None:
@@ -105,6 +107,8 @@ class Received:
         try:
             while True:
                 await track.recv()
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.monotonic()
                 if track.kind == "audio":
                     self.audio_packets_received += 1
                 else:
@@ -154,6 +158,18 @@ async def add_remote_candidate(pc: RTCPeerConnection, ice: m.PeerIce) -> None:
     if ice.sdp_mid is None and ice.sdp_mline_index is None:
         candidate.sdpMLineIndex = 0  # unlabelled: the first section, which bundles all media
     await pc.addIceCandidate(candidate)
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """The types (host, srflx, prflx, relay) of the local and remote candidate ICE chose for
+    media, or None before it chose. aiortc does not expose the pair: this reads aioice's
+    nominated pair (both pinned, see pyproject.toml)."""
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.receiver.transport.transport
+        pair = ice._connection._nominated.get(1)
+        if pair is not None:
+            return pair.local_candidate.type, pair.remote_candidate.type
+    return None
 
 
 async def packets_sent(pc: RTCPeerConnection) -> int:

@@ -27,6 +27,7 @@ from signaling.phone.media import (
     packets_sent,
     peer_connection,
     quality_sample,
+    selected_pair,
 )
 from signaling.phone.sfu_session import SfuSession
 from signaling.schemas import IceServers
@@ -98,13 +99,24 @@ class Softphone:
         self.dropped = Dropped()
         #: The media through the SFU of the call in progress, if any.
         self.session: SfuSession | None = None
+        #: The peer-to-peer connection of the call in progress and what it received, if any.
+        self.connection: RTCPeerConnection | None = None
+        self.received: Received | None = None
+        self._hanging_up: asyncio.Event | None = None
+        self._ice_servers: list[m.IceServer] = []
+        self._relay_only = False
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
     async def close(self) -> None:
         await self.line.close()
 
-    async def call(self, handle: str, duration_s: float) -> Summary:
+    async def hang_up(self) -> None:
+        """End the 1:1 call in progress now, as the person pressing the red button does."""
+        if self._hanging_up is not None:
+            self._hanging_up.set()
+
+    async def call(self, handle: str, duration_s: float | None) -> Summary:
         await self.line.open()
         await self.line.send(m.Invite(handle=handle, media="video" if self.video else "audio"))
         call_id: str | None = None
@@ -205,11 +217,13 @@ class Softphone:
                 call_id, accepted.participant, duration_s, participants=accepted.participants or []
             )
         turn: IceServers = await self.client.request("GET", "/v1/turn", IceServers)
+        self._ice_servers, self._relay_only = turn.ice_servers, accepted.relay_only
         pc = peer_connection(turn.ice_servers, accepted.relay_only, self.dropped)
         received = Received()
+        self.connection, self.received = pc, received
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)
-        reporter = asyncio.create_task(self._report_quality(pc, call_id, accepted.relay_only))
+        reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
         try:
             if accepted.role == "caller":
                 self._add_tracks(pc)
@@ -217,7 +231,7 @@ class Softphone:
                 await self._send_description(call_id, pc)
             ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
             summary.reason = ended
-            summary.sent_packets = await packets_sent(pc)
+            summary.sent_packets = await packets_sent(self.connection)
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
         finally:
@@ -225,23 +239,26 @@ class Softphone:
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
             await received.stop()
-            await pc.close()
+            await self.connection.close()
+            self.connection = self.received = None
         self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
         return summary
 
-    async def _report_quality(self, pc: RTCPeerConnection, call_id: str, relay_only: bool) -> None:
+    async def _report_quality(self, call_id: str, relay_only: bool) -> None:
         """Every QUALITY_INTERVAL_S while media flows: a ``quality`` report for operators."""
         sent = 0
         while True:
             await asyncio.sleep(QUALITY_INTERVAL_S)
-            if pc.connectionState != "connected":
+            pc = self.connection
+            if pc is None or pc.connectionState != "connected":
                 continue
             try:
                 fields, sent = await quality_sample(pc, sent, QUALITY_INTERVAL_S)
+                path = selected_pair(pc)
                 quality = m.Quality(
                     call_id=call_id, rtt_ms=fields["rtt_ms"], jitter_ms=fields["jitter_ms"],
                     loss=fields["loss"], bitrate_kbps=fields["bitrate_kbps"],
-                    relayed=True if relay_only else None,  # aiortc does not expose the pair
+                    relayed=("relay" in path) if path else (True if relay_only else None),
                 )  # fmt: skip
                 await self.line.send(quality)
             except (ConnectionError, RuntimeError, AssertionError):
@@ -260,46 +277,92 @@ class Softphone:
     async def _negotiate_and_run(
         self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
     ) -> str:
-        """Exchange SDP and candidates, then keep the call up; returns the end reason."""
+        """Exchange SDP and candidates, then keep the call up for ``duration_s`` from the moment
+        media connects (on a slow network too); returns the end reason."""
         loop = asyncio.get_running_loop()
-        deadline = None if duration_s is None else loop.time() + duration_s
+        deadline: float | None = None
         connected_by = loop.time() + MEDIA_TIMEOUT_S
         connected = asyncio.Event()
 
         @pc.on("connectionstatechange")
         def _state() -> None:
-            if pc.connectionState == "connected":
+            nonlocal deadline
+            if pc.connectionState == "connected" and not connected.is_set():
                 connected.set()
-                self._emit({"event": "connected", "call_id": call_id})
+                deadline = None if duration_s is None else loop.time() + duration_s
+                # Which candidates carry the media: "relay" on either side means through TURN.
+                path = selected_pair(pc)
+                self._emit({"event": "connected", "call_id": call_id,
+                            "path": list(path) if path else None})  # fmt: skip
 
-        while True:
-            now = loop.time()
-            limit = deadline if connected.is_set() else min(connected_by, deadline or connected_by)
-            if limit is not None and now >= limit:
-                reason = "hangup" if connected.is_set() else "failed"
-                await self._hang_up(call_id)
-                return reason
-            try:
-                message = await self.line.receive(within=(limit - now) if limit else None)
-            except TimeoutError:
-                continue
-            except LineClosed:
-                return "peer_lost"
-            if isinstance(message, m.PeerDescription) and message.call_id == call_id:
-                self.received_signaling.append(message.sdp)
-                await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
-                if message.kind == "offer":
-                    self._add_tracks(pc)
-                    await pc.setLocalDescription(await pc.createAnswer())
-                    await self._send_description(call_id, pc)
-            elif isinstance(message, m.PeerIce) and message.call_id == call_id:
-                self.received_signaling.append(message.candidate)
-                with contextlib.suppress(ValueError):
-                    await add_remote_candidate(pc, message)
-            elif isinstance(message, m.Ended) and message.call_id == call_id:
-                return message.reason
-            elif isinstance(message, m.Incoming):
-                await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+        self._hanging_up = asyncio.Event()
+        connecting = asyncio.ensure_future(connected.wait())
+        hanging_up = asyncio.ensure_future(self._hanging_up.wait())
+        receiving: asyncio.Future[m.ServerMessage] | None = None
+        try:
+            while True:
+                now = loop.time()
+                limit = deadline if connected.is_set() else connected_by
+                if hanging_up.done() or (limit is not None and now >= limit):
+                    reason = "hangup" if connected.is_set() or hanging_up.done() else "failed"
+                    await self._hang_up(call_id)
+                    return reason
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.line.receive())
+                # Until media connects, connecting ends the wait too: the call's length counts
+                # from then. An unfinished receive is kept for the next turn, never lost.
+                waits: set[asyncio.Future[Any]] = {receiving, hanging_up}
+                if not connected.is_set():
+                    waits.add(connecting)
+                timeout = None if limit is None else limit - now
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    continue
+                done, receiving = receiving, None
+                try:
+                    ended = await self._on_message(call_id, done.result())
+                except LineClosed:
+                    return "peer_lost"
+                if ended is not None:
+                    return ended
+        finally:
+            self._hanging_up = None
+            for waiting in (connecting, hanging_up, receiving):
+                if waiting is not None:
+                    waiting.cancel()
+
+    async def _on_message(self, call_id: str, message: m.ServerMessage) -> str | None:
+        """Applies one message of the call's signaling; returns the end reason if it ended."""
+        pc = self.connection
+        assert pc is not None
+        if isinstance(message, m.PeerDescription) and message.call_id == call_id:
+            self.received_signaling.append(message.sdp)
+            if message.restart and message.kind == "offer" and pc.remoteDescription is not None:
+                pc = await self._renew(pc)
+            await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
+            if message.kind == "offer":
+                self._add_tracks(pc)
+                await pc.setLocalDescription(await pc.createAnswer())
+                await self._send_description(call_id, pc)
+        elif isinstance(message, m.PeerIce) and message.call_id == call_id:
+            self.received_signaling.append(message.candidate)
+            with contextlib.suppress(ValueError):
+                await add_remote_candidate(pc, message)
+        elif isinstance(message, m.Ended) and message.call_id == call_id:
+            return message.reason
+        elif isinstance(message, m.Incoming):
+            await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+        return None
+
+    async def _renew(self, old: RTCPeerConnection) -> RTCPeerConnection:
+        """An ICE restart from the other device (it changed networks): aiortc cannot restart
+        ICE on a connection, so the call goes on over a new one (protocol 11.5.9)."""
+        assert self.received is not None
+        pc = peer_connection(self._ice_servers, self._relay_only, self.dropped)
+        pc.on("track", self.received.consume)
+        self.connection = pc
+        await old.close()
+        return pc
 
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

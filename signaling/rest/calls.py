@@ -1,15 +1,16 @@
-"""What a calling device needs over REST: TURN credentials, missed calls, push registration."""
+"""What a calling device needs over REST: ICE servers, missed calls, push registration."""
 
 from __future__ import annotations
 
 from directory import history, push_tokens
 from directory.records import MissedCall, PushRegistration
-from signaling import turn
+from signaling import stun, turn
 from signaling.appkeys import CONFIG
 from signaling.errors import ApiError
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
 from signaling.schemas import IceServers, MissedCalls, PushRegister
+from signaling.stun import STUN_PORT
 from signaling.ws.messages import IceServer
 
 _DEVICE = {"device_id": ID_PARAM}
@@ -17,13 +18,18 @@ _DEVICE = {"device_id": ID_PARAM}
 
 @API.route(
     "GET", "/v1/turn",
-    summary="Ephemeral TURN credentials (coturn REST-API scheme) and the TURN URIs",
+    summary="The ICE servers for calls: TURN URIs with ephemeral credentials (coturn REST-API "
+    "scheme) when the deployment has TURN, else the server's own STUN",
     tag="calls", response=IceServers, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def get_turn(call: Call) -> IceServers:
     config = call.request.app[CONFIG]
     if not config.turn_uris or config.turn_secret is None:
-        return IceServers(ice_servers=[], ttl=0)
+        port = call.request.app.get(STUN_PORT)
+        if port is None:
+            return IceServers(ice_servers=[], ttl=0)
+        own = IceServer(urls=[stun.uri(config.stun_host, call.request.host, port)])
+        return IceServers(ice_servers=[own], ttl=min(config.turn_ttl_s, turn.MAX_TTL_S))
     username, password = turn.credentials(
         config.turn_secret, config.turn_ttl_s, store(call).clock()
     )

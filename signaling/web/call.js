@@ -506,6 +506,8 @@ export class Call extends EventTarget {
         this._emit();
       }
       this._timer("recover", RECOVER_WITHIN_MS, () => this._giveUp());
+      // A new network breaks the WebSocket too; the restart needs it, so check it now.
+      this.line.probe();
       if (state === "failed") this._restartIfBroken();
       else this._timer("restart", RESTART_AFTER_DISCONNECT_MS, () => this._restartIfBroken());
     }

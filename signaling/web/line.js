@@ -14,6 +14,9 @@ const SUBPROTOCOL = "callbook.v1";
 const CLOSE_REPLACED = 4000;
 const PING_EVERY_MS = 25_000;
 const PONG_WITHIN_MS = 10_000;
+// When a call's media path breaks (often: the device changed networks), the socket is checked
+// at once instead of at the next keepalive, which could come after the call gave up.
+const PROBE_WITHIN_MS = 2_000;
 const BACKOFF_MS = [250, 1000, 2000, 4000, 8000, 15000];
 const MAX_OUTBOX = 200;
 
@@ -76,7 +79,11 @@ export class Line extends EventTarget {
 
   /** For tests and for a dead-feeling link: drop the socket as a network failure would. */
   drop() {
-    if (this.ws) this.ws.close(4001, "dropped");
+    const ws = this.ws;
+    if (!ws) return;
+    ws.close(4001, "dropped");
+    // A dead link never completes the closing handshake: go on without waiting for it.
+    ws.onclose({ code: 4001 });
   }
 
   async _connect() {
@@ -225,6 +232,14 @@ export class Line extends EventTarget {
       clearTimeout(this._pongTimer);
       this._pongTimer = setTimeout(() => this.drop(), PONG_WITHIN_MS);
     }, PING_EVERY_MS);
+  }
+
+  /** Check the connection now: a ping, and a reconnect (resuming) if no answer comes soon. */
+  probe() {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(JSON.stringify({ type: "ping" }));
+    clearTimeout(this._pongTimer);
+    this._pongTimer = setTimeout(() => this.drop(), PROBE_WITHIN_MS);
   }
 
   _heard() {

@@ -6,6 +6,7 @@ import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupvi
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
+import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import * as tones from "./tones.js";
 import {
@@ -37,6 +38,7 @@ const state = {
   blocks: [],
   missed: [],
   calls: new Map(), // call id → Call
+  rejoin: undefined, // the call the tab's previous page was in, until the line says if it resumed
   byRef: new Map(), // invite ref → outgoing Call not yet named by the server
   current: null, // the Call on screen
   waiting: null, // an incoming Call while `current` is active ("call waiting")
@@ -113,6 +115,11 @@ async function boot() {
     onEnded: (call) => call.endReason === "missed" && refreshMissed(),
   });
   bindLine();
+  guardPage(line, {
+    inCall: () => Boolean(state.current?.active || activeGroup()),
+    // A group call is not taken over: its fresh session ends it, as before.
+    current: () => (activeGroup() ? undefined : state.current),
+  });
   if (!(await keystore.supported())) {
     loadingMessage(
       "This browser can’t keep a Callbook key safely. Please use a recent version of Chrome, Edge, Firefox or Safari.",
@@ -157,6 +164,11 @@ async function enter(identity) {
   setMe(me);
   show("home");
   route();
+  const kept = takeSession();
+  if (kept) {
+    resumeWith(line, kept);
+    state.rejoin = kept.call;
+  }
   line.start();
   refreshLists();
   publishMediaKey(identity);
@@ -938,6 +950,7 @@ function bindLine() {
   });
   line.addEventListener("welcome", (event) => {
     if (event.detail.resumed) for (const call of state.calls.values()) call.resumed();
+    if (state.rejoin !== undefined) takeOver(state.rejoin, event.detail.resumed);
     if (state.me) refreshMissed();
   });
   line.addEventListener("lost", () => {
@@ -945,6 +958,31 @@ function bindLine() {
     for (const call of [...state.byRef.values()]) call.lost();
   });
   line.addEventListener("message", (event) => onServer(event.detail));
+}
+
+/** The call of the tab's previous page, now that the line knows whether the session resumed. */
+function takeOver(kept, resumed) {
+  state.rejoin = undefined;
+  if (!kept) return;
+  if (!resumed) {
+    toast("Your call ended when the page reloaded.");
+    return;
+  }
+  if (!kept.accepted) {
+    if (kept.direction === "outgoing") line.send({ type: "hangup", call_id: kept.call_id });
+    return; // a call ringing here rings again by itself (11.5.12)
+  }
+  if (kept.accepted.sfu) {
+    // The SFU ends a relayed call once one side's media connection closes (protocol 11.16),
+    // and a reload closes it: that call is over for both.
+    toast("Your call ended when the page reloaded: a call relayed to hide an IP address can’t go on.");
+    return;
+  }
+  const call = Call.rejoin({ api, line, kept });
+  state.calls.set(call.callId, call);
+  watch(call);
+  state.current = call;
+  openCallScreen();
 }
 
 function banner(text, action) {
@@ -1248,7 +1286,7 @@ function renderCall() {
       status = "Connecting…";
       break;
     case "connected":
-      status = formatDuration(call.duration());
+      status = call.peerReconnecting ? "Reconnecting…" : formatDuration(call.duration());
       break;
     case "reconnecting":
       status = "Reconnecting…";

@@ -5,6 +5,7 @@ import { Call } from "./call.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
+import { whomToCall } from "./dialler.js";
 import { Line } from "./line.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
@@ -713,7 +714,7 @@ function bindHome() {
   // Call someone by handle
   const dial = $("#form-dial");
   clearFormErrorOnInput(dial);
-  dial.addEventListener("submit", (event) => {
+  dial.addEventListener("submit", async (event) => {
     event.preventDefault();
     const media = event.submitter?.value === "video" ? "video" : "audio";
     const input = dial.elements.handle;
@@ -725,7 +726,10 @@ function bindHome() {
       return invalid(input, dial, "That’s you! Type someone else’s handle.");
     }
     const contact = state.contacts.find((c) => c.handle === handle.toLowerCase());
-    startCall({ handle }, media, contact ? contactName(contact) : null);
+    const button = event.submitter || $("button[type=submit]", dial);
+    const found = await busy(button, () => whomToCall(api, handle));
+    if (found.notFound) return invalid(input, dial, problemText({ code: "not_found" }));
+    startCall(found.target, media, contact ? contactName(contact) : found.name);
   });
 
   // Contacts

@@ -7,6 +7,7 @@ import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { whomToCall } from "./dialler.js";
 import { Line } from "./line.js";
+import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import * as tones from "./tones.js";
@@ -1255,7 +1256,7 @@ function renderCall() {
   screen.dataset.direction = call.direction;
   const ended = s === "ended";
   const live = s === "connecting" || s === "connected" || s === "reconnecting";
-  const video = !ended && live && hasRemoteVideo(call);
+  const video = !ended && live && hasRemoteVideo(call) && showsPeerVideo(call);
   screen.dataset.video = video ? "on" : "off";
 
   const name = call.label;
@@ -1316,6 +1317,7 @@ function renderCall() {
   // Screen readers hear each change of state once, not every tick of the clock.
   const spoken = [
     s === "incoming" ? `${kind} from ${name}` : s === "connected" ? `Connected with ${name}` : status,
+    live ? peerStateText(call) : "",
     note,
   ]
     .filter(Boolean)
@@ -1324,6 +1326,7 @@ function renderCall() {
     $("#call-announce").dataset.said = `${s}|${spoken}`;
     $("#call-announce").textContent = spoken;
   }
+  paintPeerState(call, live);
   $("#call-note").textContent = note;
   $("#call-note").hidden = !note;
   paintSecurity(

@@ -79,6 +79,8 @@ export class Call extends EventTarget {
     this.cameraOff = false;
     this.sendsVideo = false;
     this.peerReconnecting = false;
+    this.peerMuted = false; // what the other device said it sends (peer_mute)
+    this.peerCameraOff = false;
     this.connectedAt = 0;
     this.endReason = null;
     this.endError = null;
@@ -172,12 +174,14 @@ export class Call extends EventTarget {
   toggleMute() {
     this.muted = !this.muted;
     for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
+    this._tellMute();
     this._emit();
   }
 
   toggleCamera() {
     this.cameraOff = !this.cameraOff;
     for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
+    this._tellMute();
     this._emit();
   }
 
@@ -226,6 +230,17 @@ export class Call extends EventTarget {
         call._finish("failed", { error });
       });
     return call;
+  }
+
+  /** Tell the other device what we send (protocol 11.5.13), once the call is connected. */
+  _tellMute() {
+    if (!this.active || !this._accepted) return;
+    this.line.send({
+      type: "mute",
+      call_id: this.callId,
+      audio_muted: this.muted,
+      video_muted: this.cameraOff,
+    });
   }
 
   /** Milliseconds since media connected (0 before). */
@@ -283,8 +298,14 @@ export class Call extends EventTarget {
         this.peerReconnecting = true;
         this._emit();
         return;
+      case "peer_mute":
+        this.peerMuted = message.audio_muted;
+        this.peerCameraOff = message.video_muted;
+        this._emit();
+        return;
       case "peer_resumed":
         this.peerReconnecting = false;
+        if (this.muted || this.cameraOff) this._tellMute(); // a reloaded page knows nothing
         this._emit();
         this._restartIfBroken();
         return;
@@ -331,6 +352,7 @@ export class Call extends EventTarget {
     };
     this.role = message.role;
     this.relayOnly = Boolean(message.relay_only);
+    if (this.muted || this.cameraOff) this._tellMute();
     if (message.peer) this.peer = { ...message.peer, label: this.peer?.label };
     if (!this._rejoining) this.state = "connecting";
     this._emit();

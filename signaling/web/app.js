@@ -7,6 +7,7 @@ import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { whomToCall } from "./dialler.js";
 import { Line } from "./line.js";
+import { relayNote } from "./relaynote.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
@@ -397,22 +398,27 @@ function setMe(me) {
   renderPrivacyFacts();
 }
 
-let relayKnown = null; // does this server offer a TURN relay? (asked once, when it matters)
+let relayKnown = null; // this server's GET /v1/turn (asked once, when it matters)
 
 async function checkRelay() {
-  const warning = $("#relay-warning");
-  if (state.me?.relay_calls !== "always") {
-    warning.hidden = true;
+  const box = $("#relay-warning");
+  if (!state.me || state.me.relay_calls === "never") {
+    box.hidden = true;
     return;
   }
   if (relayKnown === null) {
     try {
-      relayKnown = (await api.turn()).ice_servers.length > 0;
+      relayKnown = await api.turn();
     } catch {
       return;
     }
   }
-  warning.hidden = relayKnown || state.me?.relay_calls !== "always";
+  const note = state.me && relayNote(relayKnown, state.me.relay_calls);
+  box.hidden = !note;
+  if (!note) return;
+  box.dataset.kind = note.kind;
+  $("span", box).textContent = note.text;
+  setIcon($("svg", box), note.kind === "warning" ? "alert" : "shield");
 }
 
 const AUDIENCE_WORDS = { everyone: "Everyone", contacts: "Your contacts", nobody: "No one" };

@@ -6,11 +6,13 @@ import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupvi
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { whomToCall } from "./dialler.js";
+import { focusBack } from "./focus.js";
 import { Line } from "./line.js";
 import { relayNote } from "./relaynote.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
+import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
 import {
   $,
@@ -1223,7 +1225,7 @@ function closeCallScreen() {
   delete document.body.dataset.call;
   $("#screen-home").inert = false;
   $("#call-announce").textContent = "";
-  if (focusBefore && document.contains(focusBefore)) focusBefore.focus();
+  focusBack(focusBefore);
   focusBefore = null;
 }
 
@@ -1356,17 +1358,9 @@ function renderCall() {
   $("#btn-cancel").setAttribute("aria-label", "Cancel call");
   $("#btn-hangup").setAttribute("aria-label", "End call");
 
-  const mute = $("#btn-mute");
-  mute.setAttribute("aria-pressed", String(call.muted));
-  mute.setAttribute("aria-label", call.muted ? "Unmute microphone" : "Mute microphone");
-  setIcon($("svg", mute), call.muted ? "mic-off" : "mic");
-  $("#lbl-mute").textContent = call.muted ? "Unmute" : "Mute";
-  const camera = $("#btn-camera");
+  paintToggle($("#btn-mute"), $("#lbl-mute"), { ...MUTE, pressed: call.muted });
   $("#camera-wrap").hidden = !call.sendsVideo;
-  camera.setAttribute("aria-pressed", String(call.cameraOff));
-  camera.setAttribute("aria-label", call.cameraOff ? "Turn camera on" : "Turn camera off");
-  setIcon($("svg", camera), call.cameraOff ? "video-off" : "video");
-  $("#lbl-camera").textContent = call.cameraOff ? "Camera on" : "Camera off";
+  paintToggle($("#btn-camera"), $("#lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
 
   const local = $("#local-video");
   local.hidden = ended || !call.sendsVideo || !local.srcObject;
@@ -1439,8 +1433,10 @@ function bindCallScreen() {
     openCallScreen();
     next.answer(next.media === "video");
   });
-  $("#screen-call").addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.current?.state === "ended") closeCallScreen();
+  // Wherever focus is (after a hang-up it may be nowhere), Escape closes the end-of-call screen.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || $("#screen-call").hidden) return;
+    if (state.current?.state === "ended") closeCallScreen();
   });
 }
 

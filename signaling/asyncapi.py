@@ -397,6 +397,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.PeerIce: m.PeerIce(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
     m.PeerReconnecting: m.PeerReconnecting(call_id=_CALL),
     m.PeerResumed: m.PeerResumed(call_id=_CALL),
+    m.PeerMute: m.PeerMute(call_id=_CALL, audio_muted=True, video_muted=True),
     m.Joined: m.Joined(
         call_id=_CALL, participant="9c1e5a0b7d3f2e64", media="video", host=_ALICE, ref="g1"
     ),

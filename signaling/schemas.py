@@ -212,6 +212,9 @@ class IceServers(msgspec.Struct, kw_only=True):
 
     ice_servers: list[IceServer]
     ttl: int
+    #: The server runs an SFU: with no TURN server, calls that hide IP addresses go through it
+    #: (protocol 11.9) instead of failing.
+    sfu: bool = False
 
 
 class MissedCalls(msgspec.Struct, kw_only=True):

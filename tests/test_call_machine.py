@@ -76,6 +76,8 @@ EVENTS: dict[str, sm.Event] = {
     "hangup_by_stranger": sm.HangupEvent(STRANGER),
     "offer_from_caller": sm.SignalEvent(CALLER, OFFER),
     "offer_from_stranger": sm.SignalEvent(STRANGER, OFFER),
+    "mute_by_caller": sm.MuteEvent(CALLER, True, True),
+    "mute_by_stranger": sm.MuteEvent(STRANGER, True, False),
     "ring_timeout": sm.RingTimeout(),
     "phone_lost": sm.DeviceLost(PHONE),
     "stranger_lost": sm.DeviceLost(STRANGER),
@@ -122,6 +124,8 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ("ringing", "hangup_by_stranger"): "!not_in_call",
     ("ringing", "offer_from_caller"): "!not_in_call",
     ("ringing", "offer_from_stranger"): "!not_in_call",
+    ("ringing", "mute_by_caller"): "!not_in_call",
+    ("ringing", "mute_by_stranger"): "!not_in_call",
     ("ringing", "ring_timeout"): (
         "ended", {"caller": "ended:no_answer", "phone": "ended:missed", "laptop": "ended:missed"}
     ),
@@ -142,6 +146,8 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ("connected", "hangup_by_stranger"): "!not_in_call",
     ("connected", "offer_from_caller"): ("connected", {"phone": "sdp"}),
     ("connected", "offer_from_stranger"): "!not_in_call",
+    ("connected", "mute_by_caller"): ("connected", {"phone": "peer_mute"}),
+    ("connected", "mute_by_stranger"): "!not_in_call",
     ("connected", "ring_timeout"): "!not_ringing",
     ("connected", "phone_lost"): ("connected", {"caller": "peer_reconnecting"}),
     ("connected", "stranger_lost"): "!not_in_call",
@@ -161,6 +167,8 @@ TABLE: dict[tuple[str, str], Outcome] = {
     # Messages for a device in its resume window are queued by the adapter, not refused.
     ("connected_lost", "offer_from_caller"): ("connected", {"phone": "sdp"}),
     ("connected_lost", "offer_from_stranger"): "!not_in_call",
+    ("connected_lost", "mute_by_caller"): ("connected", {"phone": "peer_mute"}),
+    ("connected_lost", "mute_by_stranger"): "!not_in_call",
     ("connected_lost", "ring_timeout"): "!not_ringing",
     ("connected_lost", "phone_lost"): ("connected", {"caller": "peer_reconnecting"}),
     ("connected_lost", "stranger_lost"): "!not_in_call",

@@ -105,6 +105,15 @@ class SignalEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MuteEvent:
+    """What one leg sends (microphone, camera), for the other to show."""
+
+    device: DeviceRef
+    audio_muted: bool
+    video_muted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RingTimeout:
     pass
 
@@ -149,6 +158,7 @@ Event = (
     | DeclineEvent
     | HangupEvent
     | SignalEvent
+    | MuteEvent
     | RingTimeout
     | DeviceLost
     | DeviceOnline
@@ -258,6 +268,8 @@ def transition(call: Call, event: Event, now: float) -> tuple[Call, list[Effect]
             return _on_hangup(call, event, now)
         case SignalEvent():
             return _on_signal(call, event, now)
+        case MuteEvent():
+            return _on_mute(call, event)
         case RingTimeout():
             return _on_ring_timeout(call, event, now)
         case DeviceLost():
@@ -400,6 +412,14 @@ def _on_signal(call: Call, event: SignalEvent, now: float) -> tuple[Call, list[E
     except relay.SdpError as exc:
         raise Rejected("invalid_sdp", f"Not forwarded: {exc}") from exc
     return call, [] if forwarded is None else [Send(peer, forwarded)]
+
+
+def _on_mute(call: Call, event: MuteEvent) -> tuple[Call, list[Effect]]:
+    peer = call.peer_of(event.device)
+    if call.phase is not Phase.CONNECTED or peer is None:
+        raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
+    told = m.PeerMute(call_id=call.id, audio_muted=event.audio_muted, video_muted=event.video_muted)
+    return call, [Send(peer, told)]
 
 
 def _forwarded(call: Call, message: m.Description | m.Ice) -> m.ServerMessage | None:

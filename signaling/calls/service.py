@@ -362,7 +362,12 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             case m.SubscribeAnswer():
                 await self._answer_subscription(device, message)
             case m.Mute():
-                event = g.MuteEvent(device, message.audio_muted, message.video_muted)
+                kind = (
+                    sm.MuteEvent
+                    if isinstance(self._calls.get(message.call_id), sm.Call)
+                    else g.MuteEvent
+                )
+                event = kind(device, message.audio_muted, message.video_muted)
                 self._apply(message.call_id, event, device)
             case m.Ping():
                 self._deliver(device, m.Pong())

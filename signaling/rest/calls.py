@@ -24,17 +24,19 @@ _DEVICE = {"device_id": ID_PARAM}
 )  # fmt: skip
 async def get_turn(call: Call) -> IceServers:
     config = call.request.app[CONFIG]
+    sfu = bool(config.media_url or config.media_registry)
     if not config.turn_uris or config.turn_secret is None:
         port = call.request.app.get(STUN_PORT)
         if port is None:
-            return IceServers(ice_servers=[], ttl=0)
+            return IceServers(ice_servers=[], ttl=0, sfu=sfu)
         own = IceServer(urls=[stun.uri(config.stun_host, call.request.host, port)])
-        return IceServers(ice_servers=[own], ttl=min(config.turn_ttl_s, turn.MAX_TTL_S))
+        return IceServers(ice_servers=[own], ttl=min(config.turn_ttl_s, turn.MAX_TTL_S), sfu=sfu)
     username, password = turn.credentials(
         config.turn_secret, config.turn_ttl_s, store(call).clock()
     )
     server = IceServer(urls=list(config.turn_uris), username=username, credential=password)
-    return IceServers(ice_servers=[server], ttl=min(config.turn_ttl_s, turn.MAX_TTL_S))
+    ttl = min(config.turn_ttl_s, turn.MAX_TTL_S)
+    return IceServers(ice_servers=[server], ttl=ttl, sfu=sfu)
 
 
 @API.route(

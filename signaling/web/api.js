@@ -204,6 +204,11 @@ export class Api extends EventTarget {
     return this.request("PATCH", "/v1/me", changes);
   }
 
+  /** A person's card by exact handle (protocol 5.1); ``not_found`` for every "no". */
+  lookup(handle) {
+    return this.request("GET", `/v1/handles/${encodeURIComponent(handle)}`);
+  }
+
   contacts() {
     return this.request("GET", "/v1/contacts").then((list) => list.contacts);
   }

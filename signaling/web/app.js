@@ -5,8 +5,14 @@ import { Call } from "./call.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
+import { whomToCall } from "./dialler.js";
+import { focusBack } from "./focus.js";
 import { Line } from "./line.js";
+import { relayNote } from "./relaynote.js";
+import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
+import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
+import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
 import {
   $,
@@ -37,6 +43,7 @@ const state = {
   blocks: [],
   missed: [],
   calls: new Map(), // call id → Call
+  rejoin: undefined, // the call the tab's previous page was in, until the line says if it resumed
   byRef: new Map(), // invite ref → outgoing Call not yet named by the server
   current: null, // the Call on screen
   waiting: null, // an incoming Call while `current` is active ("call waiting")
@@ -113,6 +120,11 @@ async function boot() {
     onEnded: (call) => call.endReason === "missed" && refreshMissed(),
   });
   bindLine();
+  guardPage(line, {
+    inCall: () => Boolean(state.current?.active || activeGroup()),
+    // A group call is not taken over: its fresh session ends it, as before.
+    current: () => (activeGroup() ? undefined : state.current),
+  });
   if (!(await keystore.supported())) {
     loadingMessage(
       "This browser can’t keep a Callbook key safely. Please use a recent version of Chrome, Edge, Firefox or Safari.",
@@ -157,6 +169,11 @@ async function enter(identity) {
   setMe(me);
   show("home");
   route();
+  const kept = takeSession();
+  if (kept) {
+    resumeWith(line, kept);
+    state.rejoin = kept.call;
+  }
   line.start();
   refreshLists();
   publishMediaKey(identity);
@@ -383,22 +400,27 @@ function setMe(me) {
   renderPrivacyFacts();
 }
 
-let relayKnown = null; // does this server offer a TURN relay? (asked once, when it matters)
+let relayKnown = null; // this server's GET /v1/turn (asked once, when it matters)
 
 async function checkRelay() {
-  const warning = $("#relay-warning");
-  if (state.me?.relay_calls !== "always") {
-    warning.hidden = true;
+  const box = $("#relay-warning");
+  if (!state.me || state.me.relay_calls === "never") {
+    box.hidden = true;
     return;
   }
   if (relayKnown === null) {
     try {
-      relayKnown = (await api.turn()).ice_servers.length > 0;
+      relayKnown = await api.turn();
     } catch {
       return;
     }
   }
-  warning.hidden = relayKnown || state.me?.relay_calls !== "always";
+  const note = state.me && relayNote(relayKnown, state.me.relay_calls);
+  box.hidden = !note;
+  if (!note) return;
+  box.dataset.kind = note.kind;
+  $("span", box).textContent = note.text;
+  setIcon($("svg", box), note.kind === "warning" ? "alert" : "shield");
 }
 
 const AUDIENCE_WORDS = { everyone: "Everyone", contacts: "Your contacts", nobody: "No one" };
@@ -701,7 +723,7 @@ function bindHome() {
   // Call someone by handle
   const dial = $("#form-dial");
   clearFormErrorOnInput(dial);
-  dial.addEventListener("submit", (event) => {
+  dial.addEventListener("submit", async (event) => {
     event.preventDefault();
     const media = event.submitter?.value === "video" ? "video" : "audio";
     const input = dial.elements.handle;
@@ -713,7 +735,10 @@ function bindHome() {
       return invalid(input, dial, "That’s you! Type someone else’s handle.");
     }
     const contact = state.contacts.find((c) => c.handle === handle.toLowerCase());
-    startCall({ handle }, media, contact ? contactName(contact) : null);
+    const button = event.submitter || $("button[type=submit]", dial);
+    const found = await busy(button, () => whomToCall(api, handle));
+    if (found.notFound) return invalid(input, dial, problemText({ code: "not_found" }));
+    startCall(found.target, media, contact ? contactName(contact) : found.name);
   });
 
   // Contacts
@@ -938,6 +963,7 @@ function bindLine() {
   });
   line.addEventListener("welcome", (event) => {
     if (event.detail.resumed) for (const call of state.calls.values()) call.resumed();
+    if (state.rejoin !== undefined) takeOver(state.rejoin, event.detail.resumed);
     if (state.me) refreshMissed();
   });
   line.addEventListener("lost", () => {
@@ -945,6 +971,31 @@ function bindLine() {
     for (const call of [...state.byRef.values()]) call.lost();
   });
   line.addEventListener("message", (event) => onServer(event.detail));
+}
+
+/** The call of the tab's previous page, now that the line knows whether the session resumed. */
+function takeOver(kept, resumed) {
+  state.rejoin = undefined;
+  if (!kept) return;
+  if (!resumed) {
+    toast("Your call ended when the page reloaded.");
+    return;
+  }
+  if (!kept.accepted) {
+    if (kept.direction === "outgoing") line.send({ type: "hangup", call_id: kept.call_id });
+    return; // a call ringing here rings again by itself (11.5.12)
+  }
+  if (kept.accepted.sfu) {
+    // The SFU ends a relayed call once one side's media connection closes (protocol 11.16),
+    // and a reload closes it: that call is over for both.
+    toast("Your call ended when the page reloaded: a call relayed to hide an IP address can’t go on.");
+    return;
+  }
+  const call = Call.rejoin({ api, line, kept });
+  state.calls.set(call.callId, call);
+  watch(call);
+  state.current = call;
+  openCallScreen();
 }
 
 function banner(text, action) {
@@ -1174,7 +1225,7 @@ function closeCallScreen() {
   delete document.body.dataset.call;
   $("#screen-home").inert = false;
   $("#call-announce").textContent = "";
-  if (focusBefore && document.contains(focusBefore)) focusBefore.focus();
+  focusBack(focusBefore);
   focusBefore = null;
 }
 
@@ -1213,7 +1264,7 @@ function renderCall() {
   screen.dataset.direction = call.direction;
   const ended = s === "ended";
   const live = s === "connecting" || s === "connected" || s === "reconnecting";
-  const video = !ended && live && hasRemoteVideo(call);
+  const video = !ended && live && hasRemoteVideo(call) && showsPeerVideo(call);
   screen.dataset.video = video ? "on" : "off";
 
   const name = call.label;
@@ -1248,7 +1299,7 @@ function renderCall() {
       status = "Connecting…";
       break;
     case "connected":
-      status = formatDuration(call.duration());
+      status = call.peerReconnecting ? "Reconnecting…" : formatDuration(call.duration());
       break;
     case "reconnecting":
       status = "Reconnecting…";
@@ -1274,6 +1325,7 @@ function renderCall() {
   // Screen readers hear each change of state once, not every tick of the clock.
   const spoken = [
     s === "incoming" ? `${kind} from ${name}` : s === "connected" ? `Connected with ${name}` : status,
+    live ? peerStateText(call) : "",
     note,
   ]
     .filter(Boolean)
@@ -1282,6 +1334,7 @@ function renderCall() {
     $("#call-announce").dataset.said = `${s}|${spoken}`;
     $("#call-announce").textContent = spoken;
   }
+  paintPeerState(call, live);
   $("#call-note").textContent = note;
   $("#call-note").hidden = !note;
   paintSecurity(
@@ -1305,17 +1358,9 @@ function renderCall() {
   $("#btn-cancel").setAttribute("aria-label", "Cancel call");
   $("#btn-hangup").setAttribute("aria-label", "End call");
 
-  const mute = $("#btn-mute");
-  mute.setAttribute("aria-pressed", String(call.muted));
-  mute.setAttribute("aria-label", call.muted ? "Unmute microphone" : "Mute microphone");
-  setIcon($("svg", mute), call.muted ? "mic-off" : "mic");
-  $("#lbl-mute").textContent = call.muted ? "Unmute" : "Mute";
-  const camera = $("#btn-camera");
+  paintToggle($("#btn-mute"), $("#lbl-mute"), { ...MUTE, pressed: call.muted });
   $("#camera-wrap").hidden = !call.sendsVideo;
-  camera.setAttribute("aria-pressed", String(call.cameraOff));
-  camera.setAttribute("aria-label", call.cameraOff ? "Turn camera on" : "Turn camera off");
-  setIcon($("svg", camera), call.cameraOff ? "video-off" : "video");
-  $("#lbl-camera").textContent = call.cameraOff ? "Camera on" : "Camera off";
+  paintToggle($("#btn-camera"), $("#lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
 
   const local = $("#local-video");
   local.hidden = ended || !call.sendsVideo || !local.srcObject;
@@ -1388,8 +1433,10 @@ function bindCallScreen() {
     openCallScreen();
     next.answer(next.media === "video");
   });
-  $("#screen-call").addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.current?.state === "ended") closeCallScreen();
+  // Wherever focus is (after a hang-up it may be nowhere), Escape closes the end-of-call screen.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || $("#screen-call").hidden) return;
+    if (state.current?.state === "ended") closeCallScreen();
   });
 }
 

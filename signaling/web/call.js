@@ -23,6 +23,7 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
+import { hasTurn } from "./relaynote.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -38,6 +39,12 @@ let refCounter = 0;
 /** foundation, component, transport, priority, address, port: what identifies a candidate. */
 function candidateKey(candidate) {
   return candidate.trim().split(/\s+/).slice(0, 6).join(" ").toLowerCase();
+}
+
+/** The session id of a description's o= line: a new one means a new peer connection. */
+function sessionOf(sdp) {
+  const match = /^o=\S+ (\S+)/m.exec(sdp || "");
+  return match ? match[1] : null;
 }
 
 function nextRef() {
@@ -73,6 +80,8 @@ export class Call extends EventTarget {
     this.cameraOff = false;
     this.sendsVideo = false;
     this.peerReconnecting = false;
+    this.peerMuted = false; // what the other device said it sends (peer_mute)
+    this.peerCameraOff = false;
     this.connectedAt = 0;
     this.endReason = null;
     this.endError = null;
@@ -85,6 +94,9 @@ export class Call extends EventTarget {
     this._cancelRequested = false;
     this._timers = new Map();
     this._turn = null;
+    this._accepted = null; // what ``accepted`` said, for a rejoin after a reload
+    this._rejoining = false; // this page took the call over after a reload: it offers afresh
+    this._remoteSession = null; // the o= session id of the other side's description
   }
 
   get active() {
@@ -163,13 +175,73 @@ export class Call extends EventTarget {
   toggleMute() {
     this.muted = !this.muted;
     for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
+    this._tellMute();
     this._emit();
   }
 
   toggleCamera() {
     this.cameraOff = !this.cameraOff;
     for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
+    this._tellMute();
     this._emit();
+  }
+
+  /** What the tab's next page needs to take this call over after a reload (resume.js). */
+  snapshot() {
+    return {
+      call_id: this.callId,
+      direction: this.direction,
+      media: this.media,
+      peer: this.peer,
+      target: this.target ?? null,
+      accepted: this._accepted,
+      connected_at: this.connectedAt,
+      sends_video: this.sendsVideo,
+      muted: this.muted,
+      camera_off: this.cameraOff,
+    };
+  }
+
+  /** A call from ``snapshot()`` whose session the server resumed: set its media up again.
+   * The other side gets a new offer (a new peer connection, 11.5.10) and follows it. */
+  static rejoin({ api, line, kept }) {
+    const call = new Call({
+      api,
+      line,
+      direction: kept.direction,
+      media: kept.media,
+      peer: kept.peer,
+      callId: kept.call_id,
+    });
+    call.ref = null;
+    call.target = kept.target;
+    call.connectedAt = kept.connected_at;
+    call.state = "reconnecting";
+    call._rejoining = true;
+    call._chain = call._chain
+      .then(async () => {
+        call._turn = call._fetchTurn();
+        await call._getMedia(kept.sends_video);
+        if (kept.muted) call.toggleMute();
+        if (kept.camera_off) call.toggleCamera();
+        await call._onAccepted(kept.accepted);
+      })
+      .catch((error) => {
+        line.send({ type: "hangup", call_id: call.callId });
+        call._finish("failed", { error });
+      });
+    return call;
+  }
+
+  /** Tell the other device what we send (protocol 11.5.13), once the call is connected. */
+  _tellMute() {
+    if (!this.active || !this._accepted) return;
+    this.line.send({
+      type: "mute",
+      call_id: this.callId,
+      audio_muted: this.muted,
+      video_muted: this.cameraOff,
+    });
   }
 
   /** Milliseconds since media connected (0 before). */
@@ -227,8 +299,14 @@ export class Call extends EventTarget {
         this.peerReconnecting = true;
         this._emit();
         return;
+      case "peer_mute":
+        this.peerMuted = message.audio_muted;
+        this.peerCameraOff = message.video_muted;
+        this._emit();
+        return;
       case "peer_resumed":
         this.peerReconnecting = false;
+        if (this.muted || this.cameraOff) this._tellMute(); // a reloaded page knows nothing
         this._emit();
         this._restartIfBroken();
         return;
@@ -265,10 +343,19 @@ export class Call extends EventTarget {
   }
 
   async _onAccepted(message) {
+    this._accepted = {
+      role: message.role,
+      relay_only: message.relay_only,
+      peer: message.peer,
+      sfu: message.sfu,
+      participant: message.participant,
+      participants: message.participants,
+    };
     this.role = message.role;
     this.relayOnly = Boolean(message.relay_only);
+    if (this.muted || this.cameraOff) this._tellMute();
     if (message.peer) this.peer = { ...message.peer, label: this.peer?.label };
-    this.state = "connecting";
+    if (!this._rejoining) this.state = "connecting";
     this._emit();
     const turn = await (this._turn || this._fetchTurn());
     if (!this.active) return;
@@ -282,17 +369,22 @@ export class Call extends EventTarget {
       await this._throughSfu(message);
       return;
     }
-    if (this.relayOnly && this.iceServers.length === 0) {
+    if (this.relayOnly && !hasTurn({ ice_servers: this.iceServers })) {
       // Relay-only with no relay: not a single candidate could ever be gathered.
       this._giveUp();
       return;
     }
     this._createPeerConnection();
     this._timer("connect", CONNECT_TIMEOUT_MS, () => this._giveUp());
-    if (this.role === "caller") {
+    if (this._offers()) {
       this._addLocalTracks();
       await this._offer(false);
     }
+  }
+
+  /** The caller offers; so does a page that took the call over after a reload (11.5.9). */
+  _offers() {
+    return this.role === "caller" || this._rejoining;
   }
 
   /** Media through the SFU: publish ours, take the other's from its subscribe_offer. */
@@ -331,9 +423,15 @@ export class Call extends EventTarget {
   }
 
   async _onDescription(message) {
-    const pc = this.pc;
+    let pc = this.pc;
     if (!pc) return;
     if (message.kind === "offer") {
+      // Ours crossed an offer of the page before a reload: the other side follows ours.
+      if (this._rejoining && pc.signalingState === "have-local-offer") return;
+      if (this._remoteSession && sessionOf(message.sdp) !== this._remoteSession) {
+        pc = this._renewPeerConnection(); // the other side reloaded: a new peer connection
+      }
+      this._remoteSession = sessionOf(message.sdp);
       await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
       this._addLocalTracks();
       await this._flushIce();
@@ -342,6 +440,8 @@ export class Call extends EventTarget {
       await this._settleGathering();
       this._sendDescription("answer", false);
     } else if (pc.signalingState === "have-local-offer") {
+      this._remoteSession = sessionOf(message.sdp);
+      this._rejoining = false;
       await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       await this._flushIce();
     }
@@ -418,12 +518,32 @@ export class Call extends EventTarget {
     return pc;
   }
 
+  /** Drop the peer connection of the other side's previous page; a new one answers its offer. */
+  _renewPeerConnection() {
+    this._closePeerConnection();
+    for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+    this._tracksAdded = false;
+    this._pendingIce = [];
+    this._localIce = [];
+    this._localReady = false;
+    this._emitMedia();
+    return this._createPeerConnection();
+  }
+
+  _closePeerConnection() {
+    this.pc.onicecandidate = null;
+    this.pc.ontrack = null;
+    this.pc.onconnectionstatechange = null;
+    this.pc.oniceconnectionstatechange = null;
+    this.pc.close();
+  }
+
   _addLocalTracks() {
     if (this._tracksAdded || !this.pc) return;
     this._tracksAdded = true;
     const stream = this.localStream;
     for (const track of stream?.getTracks() ?? []) this.pc.addTrack(track, stream);
-    if (this.role === "caller") {
+    if (this._offers()) {
       // Receive what we do not send: an audio-only fallback still sees the other's camera.
       const kinds = new Set(this.pc.getTransceivers().map((t) => t.receiver.track.kind));
       if (!kinds.has("audio")) this.pc.addTransceiver("audio", { direction: "recvonly" });
@@ -525,7 +645,7 @@ export class Call extends EventTarget {
   _giveUp() {
     if (!this.active) return;
     if (this.callId) this.line.send({ type: "hangup", call_id: this.callId });
-    const noRelay = this.relayOnly && this.iceServers.length === 0;
+    const noRelay = this.relayOnly && !hasTurn({ ice_servers: this.iceServers });
     this._finish(noRelay ? "no_relay" : "no_route");
   }
 
@@ -616,11 +736,7 @@ export class Call extends EventTarget {
       this.sfu.close();
       this.e2ee?.close();
     } else if (this.pc) {
-      this.pc.onicecandidate = null;
-      this.pc.ontrack = null;
-      this.pc.onconnectionstatechange = null;
-      this.pc.oniceconnectionstatechange = null;
-      this.pc.close();
+      this._closePeerConnection();
     }
     this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
     this._emit();

@@ -10,8 +10,9 @@ import {
   problemText,
 } from "./text.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
+import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
-import { $, avatar, formatDuration, h, handleHint, icon, setIcon, toast, typedHandle } from "./ui.js";
+import { $, avatar, formatDuration, h, handleHint, icon, toast, typedHandle } from "./ui.js";
 
 const MAX_INVITEES = 15;
 
@@ -274,17 +275,9 @@ function renderStatus() {
 }
 
 function renderControls(call) {
-  const mute = $("#group-mute");
-  mute.setAttribute("aria-pressed", String(call.muted));
-  mute.setAttribute("aria-label", call.muted ? "Unmute microphone" : "Mute microphone");
-  setIcon($("svg", mute), call.muted ? "mic-off" : "mic");
-  $("#group-lbl-mute").textContent = call.muted ? "Unmute" : "Mute";
-  const camera = $("#group-camera");
+  paintToggle($("#group-mute"), $("#group-lbl-mute"), { ...MUTE, pressed: call.muted });
   $("#group-camera-wrap").hidden = !call.sendsVideo;
-  camera.setAttribute("aria-pressed", String(call.cameraOff));
-  camera.setAttribute("aria-label", call.cameraOff ? "Turn camera on" : "Turn camera off");
-  setIcon($("svg", camera), call.cameraOff ? "video-off" : "video");
-  $("#group-lbl-camera").textContent = call.cameraOff ? "Camera on" : "Camera off";
+  paintToggle($("#group-camera"), $("#group-lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
 }
 
 // --- tiles ---------------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ class SubscribeAnswer(ClientMessage, tag="subscribe_answer"):
 
 
 class Mute(ClientMessage, tag="mute"):
-    """What this device is sending in a group call; shown to the other participants."""
+    """What this device is sending in a call; shown to the other participants (group) or
+    passed to the other device as ``peer_mute`` (1:1, once connected)."""
 
     call_id: CallId
     audio_muted: bool
@@ -324,6 +325,15 @@ class PeerResumed(ServerMessage, tag="peer_resumed"):
     call_id: str
 
 
+class PeerMute(ServerMessage, tag="peer_mute"):
+    """In a 1:1 call: what the other device now sends, as its ``mute`` said (a group call
+    shows the same in ``participants``)."""
+
+    call_id: str
+    audio_muted: bool
+    video_muted: bool
+
+
 class Joined(ServerMessage, tag="joined"):
     """You are in the group call as ``participant``: publish your media now."""
 
@@ -415,6 +425,7 @@ ServerMessages = (
     | PeerIce
     | PeerReconnecting
     | PeerResumed
+    | PeerMute
     | Joined
     | Participants
     | ActiveSpeaker

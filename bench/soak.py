@@ -280,13 +280,16 @@ async def sign_up(url: str, node: str, handle: str) -> Person:
 async def until(person: Person, wanted: Callable[[m.ServerMessage], bool]) -> m.ServerMessage:
     """The next message of ``person`` that is ``wanted``, skipping the ones that are not (the
     participants lists, a straggling ``ended`` of an earlier call); an ``error`` fails."""
-    async with asyncio.timeout(STEP_TIMEOUT_S):
-        while True:
-            message = await person.line.receive()
-            if isinstance(message, m.Error):
-                raise Unexpected(f"error {message.code}")
-            if wanted(message):
-                return message
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            while True:
+                message = await person.line.receive()
+                if isinstance(message, m.Error):
+                    raise Unexpected(f"error {message.code}")
+                if wanted(message):
+                    return message
+    except TimeoutError:
+        raise Unexpected(f"no {getattr(wanted, 'label', 'message')} in time") from None
 
 
 class Unexpected(Exception):
@@ -294,7 +297,11 @@ class Unexpected(Exception):
 
 
 def _of(kind: type[m.ServerMessage], call_id: str | None = None) -> Callable[[Any], bool]:
-    return lambda msg: isinstance(msg, kind) and (call_id is None or msg.call_id == call_id)
+    def check(msg: Any) -> bool:
+        return isinstance(msg, kind) and (call_id is None or msg.call_id == call_id)
+
+    check.label = kind.__struct_config__.tag  # type: ignore[attr-defined]
+    return check
 
 
 def _ended(call_id: str, *reasons: str) -> Callable[[Any], bool]:
@@ -305,6 +312,7 @@ def _ended(call_id: str, *reasons: str) -> Callable[[Any], bool]:
             raise Unexpected(f"ended {msg.reason}")
         return True
 
+    check.label = f"ended {'/'.join(reasons)}"  # type: ignore[attr-defined]
     return check
 
 
@@ -370,6 +378,12 @@ PLAYS: dict[str, Callable[[Person, Person, Person, Person], Awaitable[None]]] = 
 class Tally:
     done: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    #: When each failed scenario started (monotonic), and what failed.
+    failed: list[tuple[float, str]] = field(default_factory=list)
+
+    def failed_since(self, start: float) -> dict[str, int]:
+        """Errors of the scenarios that started at ``start`` or later."""
+        return dict(Counter(what for began, what in self.failed if began >= start))
 
 
 async def play(people: list[Person], rounds: int | None, stop: asyncio.Event, tally: Tally,
@@ -380,12 +394,14 @@ async def play(people: list[Person], rounds: int | None, stop: asyncio.Event, ta
     while not stop.is_set() and (rounds is None or turn < 4 * len(SCENARIOS) * rounds):
         name = SCENARIOS[turn % len(SCENARIOS)]
         cast = [people[i] for i in ROTATIONS[turn // len(SCENARIOS) % 4]]
+        began = time.monotonic()
         try:
             await PLAYS[name](*cast)
             tally.done[name] += 1
         except (TimeoutError, Unexpected, LineClosed, ClientError, OSError) as exc:
             kind = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
             tally.errors[f"{name}: {kind}"] += 1
+            tally.failed.append((began, f"{name}: {kind}"))
             await _recover(people)
         turn += 1
         if pause_s:

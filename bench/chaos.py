@@ -308,15 +308,18 @@ async def chaos(args: argparse.Namespace, cluster: soak.Cluster) -> dict[str, An
     writer = asyncio.create_task(ledger.write([n.url for n in cluster.nodes], stop))
     told_s: dict[str, list[Any]] = {}
     clean: dict[str, dict[str, int]] = {}
+    ran_again: dict[str, int] = {}
     await asyncio.sleep(args.warmup)
     for phase in args.kills:
         log(f"kill -9: {phase}")
         told_s |= await KILLS[phase](cluster, w)
         await asyncio.sleep(RECOVERY_S)
         recovered = time.monotonic()
+        done = sum(tally.done.values())
         await asyncio.sleep(CLEAN_S)
         # Scenarios that started before may still fail within (a step waits up to 15 s).
         clean[phase] = tally.failed_since(recovered)
+        ran_again[phase] = sum(tally.done.values()) - done
     stop.set()
     await asyncio.gather(*players, writer)
     lost = await ledger.lost(cluster.nodes[0].url)
@@ -333,6 +336,7 @@ async def chaos(args: argparse.Namespace, cluster: soak.Cluster) -> dict[str, An
         "unacknowledged_writes": ledger.refused,
         "scenarios": dict(tally.done),
         "errors_when_clean": clean,
+        "scenarios_when_clean": ran_again,
         "errors": dict(tally.errors),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

@@ -230,9 +230,11 @@ class Sample:
     tasks: dict[str, int]
     fds: dict[str, int]
     dbsize: int
+    #: Connections the store holds (the nodes' pools, the media nodes', this harness's).
+    store_clients: int = 0
 
     def figures(self) -> dict[str, int]:
-        out = {"dbsize": self.dbsize}
+        out = {"dbsize": self.dbsize, "store.clients": self.store_clients}
         for name in self.rss:
             out |= {f"{name}.rss": self.rss[name], f"{name}.tasks": self.tasks[name],
                     f"{name}.fds": self.fds[name]}  # fmt: skip
@@ -249,6 +251,7 @@ async def sample(cluster: Cluster, http: aiohttp.ClientSession) -> Sample:
     async for _ in cluster.store.scan_iter(match=SPENT_PUZZLES, count=1000):
         spent += 1
     s = Sample({}, {}, {}, int(await cluster.store.dbsize()) - spent)
+    s.store_clients = int((await cluster.store.info("clients"))["connected_clients"])
     for node in cluster.nodes:
         if not node.alive:
             continue
@@ -515,11 +518,12 @@ def _report(args: argparse.Namespace, start: Sample, samples: list[Sample], afte
 
 
 def within(report: dict[str, Any], tolerance: dict[str, float]) -> list[str]:
-    """Figures whose return is outside ``tolerance`` (percent by kind: rss, tasks, fds, dbsize)."""
+    """Figures whose return is outside ``tolerance`` (percent by kind: rss, tasks, fds, dbsize,
+    clients); a kind not in ``tolerance`` is reported, not checked."""
     out = []
     for key, change in report["change_percent"].items():
         kind = key.rsplit(".", 1)[-1]
-        if change is not None and abs(change) > tolerance[kind]:
+        if change is not None and abs(change) > tolerance.get(kind, float("inf")):
             out.append(f"{key}: {report['start'][key]} -> {report['after'][key]} ({change:+}%)")
     return out
 
@@ -550,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = asyncio.run(run(args))
-    tolerance = dict.fromkeys(("rss", "tasks", "fds", "dbsize"), args.tolerance)
+    tolerance = dict.fromkeys(("rss", "tasks", "fds", "dbsize", "clients"), args.tolerance)
     report["outside_tolerance"] = outside = within(report, tolerance)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 1 if report["errors"] or outside else 0

@@ -23,6 +23,7 @@ from media.peer import (
     Downlink,
     Uplink,
     answer_uplink,
+    close_peer,
     downlink_legs,
     intercept_downlink_rtcp,
     intercept_uplink,
@@ -91,7 +92,7 @@ class MediaNode:
             # The room may have changed while we awaited aiortc.
             self.forwarder.add_participant(room, participant)
         except BaseException:
-            await pc.close()
+            await close_peer(pc)
             raise
         for stream in published:
             self.forwarder.publish(
@@ -135,7 +136,7 @@ class MediaNode:
             legs = downlink_legs(parse_sdp(offer), None)
             self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs)
         except BaseException:
-            await pc.close()
+            await close_peer(pc)
             raise
         downlink = Downlink(
             sub_id, room, subscriber, publisher, pc, senders, offer, self._loop.time()
@@ -362,7 +363,7 @@ def _counters(counters: Counters) -> dict[str, Any]:
 
 
 async def _close_all(pcs: list[RTCPeerConnection]) -> None:
-    results = await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+    results = await asyncio.gather(*(close_peer(pc) for pc in pcs), return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
             log.warning("closing a peer connection failed: %r", result)

@@ -202,6 +202,20 @@ def new_peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, even one a refused offer left half-negotiated: aiortc's ``close()`` stops
+    the transceivers' transports in order and raises AttributeError at the first that never
+    got one, leaving the rest open (and the caller's typed error replaced by a 500)."""
+    try:
+        await pc.close()
+    except AttributeError:
+        for transceiver in pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is not None:
+                await dtls.stop()
+                await dtls.transport.stop()
+
+
 async def answer_uplink(pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, list[Published]]:
     """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer."""
     offer = parse_sdp(offer_sdp)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import msgspec
 from redis.exceptions import RedisError
@@ -20,8 +21,9 @@ from redis.exceptions import RedisError
 from directory import handles
 from directory.errors import DirectoryError
 from directory.records import RELAY_CHOICES, Block, Contact
-from signaling.client import Client, ClientError, Profile
-from signaling.config import ConfigError, from_env
+from signaling.cli_failures import CliError, UsageError, describe
+from signaling.client import Client, Profile
+from signaling.config import from_env
 from signaling.logs import configure
 from signaling.schemas import AccountUpdate
 
@@ -29,10 +31,6 @@ if TYPE_CHECKING:
     from signaling.phone.softphone import Summary
 
 AUDIENCE_CHOICES = ("everyone", "contacts", "nobody")
-
-
-class CliError(Exception):
-    pass
 
 
 def _print_json(value: Any) -> None:
@@ -52,15 +50,27 @@ def _client(args: argparse.Namespace) -> Client:
     profile = _load_profile(args.profile)
     path: Path = args.profile
     # Signing in adds a media key to a profile from before end-to-end encrypted calls.
-    return Client(args.server or profile.server, profile, on_profile_change=lambda p: p.save(path))
+    return Client(
+        args.server or profile.server,
+        profile,
+        on_profile_change=lambda p: p.save(path),
+        timeout_s=args.timeout,
+    )
+
+
+def _check_new_profile(path: Path) -> None:
+    """Before enrolling: a device key the server accepted but that cannot be saved is lost."""
+    if path.exists():
+        raise CliError(f"{path} already exists; it holds a device key. Pick another file.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise CliError(f"Cannot write a profile in {path.parent}.")
 
 
 async def cmd_signup(args: argparse.Namespace) -> None:
     if not args.server:
         raise CliError("`callbook signup` needs --server URL (the Callbook server to join).")
-    if args.profile.exists():
-        raise CliError(f"{args.profile} already exists; it holds a device key. Pick another file.")
-    async with Client(args.server) as client:
+    _check_new_profile(args.profile)
+    async with Client(args.server, timeout_s=args.timeout) as client:
         done, profile = await client.signup(args.handle, args.display_name, args.device_name)
     profile.save(args.profile)
     print(f"Signed up as {done.account.handle}. Profile written to {args.profile}.")
@@ -70,12 +80,11 @@ async def cmd_signup(args: argparse.Namespace) -> None:
 async def cmd_recover(args: argparse.Namespace) -> None:
     if not args.server:
         raise CliError("`callbook recover` needs --server URL.")
-    if args.profile.exists():
-        raise CliError(f"{args.profile} already exists; it holds a device key. Pick another file.")
+    _check_new_profile(args.profile)
     code = args.code or (await asyncio.to_thread(sys.stdin.readline)).strip()
     if not code:
         raise CliError("Give the recovery code with --code or on standard input.")
-    async with Client(args.server) as client:
+    async with Client(args.server, timeout_s=args.timeout) as client:
         done, profile = await client.recover(
             args.handle, code, device_name=args.device_name, revoke_others=args.revoke_others
         )
@@ -121,7 +130,7 @@ def _find_entry(entries: list[E], target: str, where: str) -> E:
 
 def _need_handle(args: argparse.Namespace) -> str:
     if not args.handle:
-        raise CliError(f"`callbook contacts {args.action}` needs a HANDLE.")
+        raise UsageError(f"`callbook contacts {args.action}` needs a HANDLE.")
     handle: str = args.handle
     return handle
 
@@ -206,12 +215,11 @@ def _finish(args: argparse.Namespace, summary: Summary) -> None:
             f"{summary.outcome}: {media['audio_packets_received']} audio packets, "
             f"{media['video_frames_received']} video frames received"
         )
-    if summary.outcome != "connected" or not summary.media_both_ways:
-        raise CallFailed(summary.outcome)
-
-
-class CallFailed(Exception):
-    pass
+    if summary.outcome != "connected":
+        why = f" ({summary.reason})" if summary.reason not in (None, summary.outcome) else ""
+        raise CliError(f"The call did not connect: {summary.outcome}{why}.")
+    if not summary.media_both_ways:
+        raise CliError("The call connected but media did not flow both ways.")
 
 
 async def cmd_call(args: argparse.Namespace) -> None:
@@ -317,7 +325,7 @@ async def _answers(url: str) -> bool:
 
 def _need_name(args: argparse.Namespace) -> str:
     if not args.name:
-        raise CliError(f"`callbook operator {args.action}` needs a NAME.")
+        raise UsageError(f"`callbook operator {args.action}` needs a NAME.")
     name: str = args.name
     return name
 
@@ -335,8 +343,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(config)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are an error like any other: one line, exit 64 (not argparse's usage + 2,
+    which would read as "unreachable")."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callbook", description=__doc__)
+    parser = _Parser(prog="callbook", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server (embedded store unless REDIS_URL)")
@@ -357,6 +373,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_)
         cmd.add_argument("--profile", type=Path, required=True, help="this device's profile file")
         cmd.add_argument("--server", help="server URL (default: the one in the profile)")
+        cmd.add_argument(
+            "--timeout", type=_seconds, default=30.0, help="seconds to wait for each answer"
+        )
         cmd.set_defaults(func=func, sync=False)
         return cmd
 
@@ -434,6 +453,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds (0 to 3600)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["media"]:
@@ -444,23 +473,23 @@ def main(argv: list[str] | None = None) -> int:
         # configured root logger alone): an SFU sees every participant's address.
         configure(logging.INFO)
         return media_main(argv[1:])
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.sync:
             args.func(args)
         else:
             asyncio.run(args.func(args))
-    except (CliError, ConfigError) as exc:
-        print(f"callbook: {exc}", file=sys.stderr)
-        return 1
-    except CallFailed:
-        return 1
-    except ClientError as exc:
-        print(f"callbook: {exc}", file=sys.stderr)
-        return 2 if exc.code == "unreachable" else 1
-    except KeyboardInterrupt:
-        return 130
+    except Exception as exc:  # every failure becomes one line (cli_failures)
+        return _fail(exc)
+    except KeyboardInterrupt as exc:
+        return _fail(exc)
     return 0
+
+
+def _fail(exc: BaseException) -> int:
+    failure = describe(exc)
+    print(f"callbook: {failure.line}", file=sys.stderr)
+    return failure.exit_code
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ class Client:
         *,
         local_address: str | None = None,
         on_profile_change: Callable[[Profile], None] | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
         """``local_address``: the address to connect from (tests and benchmarks on loopback
         act as several sources: 127.0.0.2, 127.0.0.3, ...). ``on_profile_change``: keeps the
@@ -151,7 +152,7 @@ class Client:
         if local_address is not None:
             connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30), connector=connector
+            timeout=aiohttp.ClientTimeout(total=timeout_s), connector=connector
         )
         self._token: str | None = None
 

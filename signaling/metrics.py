@@ -10,6 +10,7 @@ label children created once per value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import get_args
 
@@ -26,6 +27,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _RING_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0)
 # A loopback or same-rack store answers in well under a millisecond; a second is an outage.
 _STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the loop (a test reading the registry)
+        return 0.0
 
 
 def _client_tags() -> dict[type[m.ClientMessage], str]:
@@ -74,6 +82,11 @@ class Metrics:
             "Call WebSockets open now (signed in or still authenticating).",
             registry=r,
         )
+        # A task that outlives its work (a leak) shows here long before it shows in memory.
+        self.asyncio_tasks = Gauge(
+            "callbook_asyncio_tasks", "Asyncio tasks alive in this node's event loop.", registry=r
+        )
+        self.asyncio_tasks.set_function(_task_count)
         self.ws_messages = Counter(
             "callbook_ws_messages",
             "Client WebSocket messages decoded, by message type.",

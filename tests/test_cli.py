@@ -227,7 +227,7 @@ async def test_contacts_add_list_remove(cli: Cli) -> None:
     assert (await cli.as_("alice", "contacts", "list")).json() == []
 
     assert "not in your contacts" in (await cli.as_("alice", "contacts", "remove", "bob")).failed()
-    assert "needs a HANDLE" in (await cli.as_("alice", "contacts", "add")).failed()
+    assert "needs a HANDLE" in (await cli.as_("alice", "contacts", "add")).failed(64)
 
 
 async def test_block_hides_you_and_unblock_undoes_it(cli: Cli) -> None:

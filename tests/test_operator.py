@@ -20,7 +20,7 @@ from directory.inventory import INVENTORY
 from directory.store import Store
 from signaling import cli
 from signaling.client import Client, ClientError
-from signaling.phone.line import Line, LineClosed
+from signaling.phone.line import Line, LineClosed, LineRefused
 from signaling.rest import endpoints
 from signaling.ws import messages as m
 from tests.conftest import TEST_SECRET_TEXT, MakeServer, Server
@@ -84,7 +84,7 @@ async def test_user_and_operator_tokens_are_separate_audiences(
     # The WebSocket refuses an operator token too.
     line = Line(server.client())
     line.client._token = op
-    with pytest.raises(AssertionError, match="token_invalid"):
+    with pytest.raises(LineRefused, match="token_invalid"):
         await line.open()
     await line.close()
     # Only a digest is stored, and revoking takes effect at once.

@@ -27,7 +27,7 @@ from directory.store import COMMAND_TIMEOUT_S
 from media.embedded import EmbeddedMedia
 from media.server import allow_loopback_ice
 from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
+from signaling.phone.line import Line, LineClosed, LineRefused
 from signaling.phone.media import Received, ToneTrack, peer_connection
 from signaling.ws import messages as m
 from tests.conftest import TEST_SECRET_TEXT, befriend
@@ -292,7 +292,7 @@ async def test_a_store_outage_keeps_calls_and_recovers(
             assert error.code == "unavailable"
             # Signing in needs the store: refused with a typed error, then close 1013.
             async with Line(alice) as again:
-                with pytest.raises(AssertionError, match="unavailable"):
+                with pytest.raises(LineRefused, match="unavailable"):
                     await again.open()
                 with pytest.raises(LineClosed):
                     await again.receive(within=5)

@@ -37,6 +37,17 @@ class LineClosed(Exception):
         self.code = code
 
 
+class LineRefused(Exception):
+    """Signing in was refused: the server's ``error`` (the connection then closes, 11.1)."""
+
+    def __init__(self, error: m.Error) -> None:
+        super().__init__(f"signing in was refused: {error.detail} ({error.code})")
+        self.code = error.code
+        self.detail = error.detail
+
+
+#: How long the server may take to answer a sign-in with ``welcome`` (or a refusal).
+AUTH_WAIT_S = 10.0
 #: Between attempts to reconnect after ``reconnect``: from the first to the longest wait.
 MOVE_BACKOFF_S = (0.1, 2.0)
 
@@ -77,8 +88,13 @@ class Line:
         self.close_code = None
         self._inbox = asyncio.Queue()
         self._start_reader(self._ws)
-        self.welcome = await self.expect(m.Welcome)
-        return self.welcome
+        first = await self.receive(AUTH_WAIT_S)
+        if isinstance(first, m.Error):
+            raise LineRefused(first)
+        if not isinstance(first, m.Welcome):
+            raise AssertionError(f"expected Welcome, got {first!r}")
+        self.welcome = first
+        return first
 
     async def _connect(
         self, url: str, resume_token: str | None, in_header: bool = True

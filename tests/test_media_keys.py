@@ -196,7 +196,7 @@ async def test_the_cli_keeps_a_media_key_it_publishes(server: Server, tmp_path: 
     alice = await server.signup("alice")
     path = tmp_path / "alice.json"
     msgspec.structs.replace(_own(alice), media_private_key=None).save(path)
-    args = type("Args", (), {"profile": path, "server": server.url})()
+    args = type("Args", (), {"profile": path, "server": server.url, "timeout": 30.0})()
     async with _client(args) as client:  # type: ignore[arg-type]
         await client.me()
     written = Profile.load(path)

@@ -384,7 +384,9 @@ _OTHERS: tuple[Datum, ...] = (
                 "media, phase, relay_only, sfu, reachable, the account and device ids of the "
                 "parties and of the devices it rings, ring and resume deadlines, the SFU room's "
                 "media node; for a group call the host's and the invited account ids and each "
-                "participant's device id, participant id, mute and publish state. No handle and "
+                "participant's device id, participant id, mute and publish state and its "
+                "device's public keys (device key, media key and its signature, for the "
+                "roster). No handle and "
                 "no display name: a node that takes the call over reads them from the account "
                 "records. Written only with CALLBOOK_ROUTING=redis (several nodes); one node "
                 "keeps calls in memory only.",

@@ -220,7 +220,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "call, or one already answered here)."
     ),
     "not_in_call": ErrorCode(
-        "`sdp` or `ice` on a call that is not connected yet: wait for `accepted`."
+        "`sdp`, `ice`, `media_keys` or `media_key_request` on a call that is not connected yet "
+        "(or a group call not joined yet): wait for `accepted` or `joined`."
     ),
     "call_ended": ErrorCode(
         "The call has already ended. Not sent in practice: an ended call is forgotten at once, "
@@ -230,8 +231,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "Internal: a resume event for a device that had not lost its connection. Never sent."
     ),
     "unexpected_message": ErrorCode(
-        "A group-call message (`mute`) on a 1:1 call, or a 1:1 message (`sdp`, `ice`) on a "
-        "group call. The message is ignored."
+        "A group-call message (`mute`) on a 1:1 call, a 1:1 message (`sdp`, `ice`) on a "
+        "group call, or `media_keys` / `media_key_request` on a 1:1 call that does not go "
+        "through the SFU (its media is end to end already). The message is ignored."
     ),
     # Group calls and relayed 1:1 calls (signaling/calls/service.py, group.py, machine.py).
     "call_full": ErrorCode(
@@ -254,8 +256,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "media_key_required": ErrorCode(
         "`group_invite`, `accept` or `publish` of a call through the SFU from a device that "
-        "has not published a media key: publish one (`PUT /v1/devices/{device_id}/media-key`, "
-        "docs/e2ee.md) and send the message again. Nothing changed (a ringing call rings on)."
+        "has not published a media key, or an `invite` (with its `ref`) from such a device "
+        "whose own `relay_calls` is `always` on a server that relays through the SFU: publish "
+        "one (`PUT /v1/devices/{device_id}/media-key`, docs/e2ee.md) and send the message "
+        "again. Nothing changed (a ringing call rings on)."
     ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "

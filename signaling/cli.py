@@ -360,7 +360,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func, sync=False)
         return cmd
 
-    signup = client_cmd("signup", cmd_signup, "create an account and this device's key")
+    signup = client_cmd("signup", cmd_signup, "create an account and this device's keys")
     signup.add_argument("handle")
     signup.add_argument("--display-name")
     signup.add_argument("--device-name", default="cli")

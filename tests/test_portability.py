@@ -129,6 +129,8 @@ def _in_export(e: Export) -> dict[str, dict[str, set[str]]]:
             "public_key": _listed(d.public_key for d in e.devices),
             "created_day": _listed(d.created_day for d in e.devices),
             "last_seen_day": _listed(d.last_seen_day for d in e.devices),
+            "media_key": _listed(d.media_key for d in e.devices),
+            "media_key_signature": _listed(d.media_key_signature for d in e.devices),
         },
         "contacts": {
             "contact_account_id": _listed(c.account_id for c in e.contacts),

@@ -393,6 +393,7 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             raise CallError("account_suspended", "This account is suspended; it cannot call.")
         if callee_id == caller.account_id:
             raise CallError("invalid_target", "You cannot call your own account.")
+        await self._require_key_to_relay(caller, caller_account.relay_calls)
         target = await lookup.callable_card(
             self._store, caller.account_id, callee_id or "-", caller_account.relay_calls
         )

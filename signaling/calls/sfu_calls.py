@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from directory import accounts, devices, handles, lookup
 from directory.errors import NotFound, RateLimited
+from directory.records import RelayCalls
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds, media_keys
@@ -41,6 +42,7 @@ class SfuCalls:
     _ringing_for: dict[str, set[str]]
     _metrics: Metrics | None
     _ring_timeout_s: float
+    _turn_configured: bool
     _resume_window_s: float
     _clock: Callable[[], float]
     quality: QualityBook
@@ -127,7 +129,11 @@ class SfuCalls:
         return found
 
     async def _join(self, device: sm.DeviceRef, call_id: str) -> None:
-        keys = await self._media_keys_of(device, required=True)
+        call = self._calls.get(call_id)
+        # Only a device that may join hears that it lacks a key: to anyone else the call id
+        # stays one that does not exist.
+        may_join = isinstance(call, g.GroupCall) and call.may_join(device)
+        keys = await self._media_keys_of(device, required=may_join, call_id=call_id)
         account = await accounts.get(self._store, device.account_id)
         event = g.JoinEvent(device, secrets.token_hex(8), kinds.person(account), keys=keys)
         self._apply(call_id, event, device)
@@ -138,11 +144,18 @@ class SfuCalls:
         keys go into the introduction that follows ``accepted``."""
         if not isinstance(call, sm.Call) or not call.sfu or not call.involves(device):
             return sm.AcceptEvent(device)
-        own = await self._media_keys_of(device, required=True)
+        own = await self._media_keys_of(device, required=True, call_id=call.id)
         return sm.AcceptEvent(device, (await self._media_keys_of(call.caller), own))
 
+    async def _require_key_to_relay(self, caller: sm.DeviceRef, relay: RelayCalls) -> None:
+        """A caller whose own setting relays every call, on a server that relays through the
+        SFU, needs a media key before its call rings (it depends on the caller alone, so it
+        tells nothing about the callee; other relayed calls are checked at ``publish``)."""
+        if relay == "always" and self._conference is not None and not self._turn_configured:
+            await self._media_keys_of(caller, required=True)
+
     async def _media_keys_of(
-        self, device: sm.DeviceRef, *, required: bool = False
+        self, device: sm.DeviceRef, *, required: bool = False, call_id: str | None = None
     ) -> sm.DeviceKeys | None:
         """The device's published keys; ``media_key_required`` when ``required`` and none."""
         try:
@@ -155,6 +168,7 @@ class SfuCalls:
                     "media_key_required",
                     "Media through the SFU is end-to-end encrypted: publish this device's "
                     "media key (PUT /v1/devices/{device_id}/media-key) first.",
+                    call_id,
                 )
             return None
         return sm.DeviceKeys(record.public_key, record.media_key, record.media_key_signature)
@@ -190,7 +204,7 @@ class SfuCalls:
         participant = None if call is None else kinds.sfu_participant(call, device)
         if call is None or participant is None:
             raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
-        await self._media_keys_of(device, required=True)
+        await self._media_keys_of(device, required=True, call_id=call.id)
         try:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)

@@ -347,7 +347,7 @@ async def _serve(
         except DirectoryError as error:
             link.error(code=error.code, detail=error.detail)
         except CallError as error:
-            ref = message.ref if isinstance(message, m.Invite) else None
+            ref = message.ref if isinstance(message, m.Invite | m.GroupInvite) else None
             link.error(code=error.code, detail=error.detail, call_id=error.call_id, ref=ref)
 
 

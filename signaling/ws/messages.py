@@ -269,7 +269,9 @@ class Accepted(ServerMessage, tag="accepted"):
     The caller sends the offer. With ``relay_only`` both sides must set
     ``iceTransportPolicy: relay``: the server forwards relay candidates only. With ``sfu``
     there is no peer-to-peer offer at all: each side publishes to the SFU and receives the other
-    through it (``publish`` / ``subscribe_offer``), so neither sees the other's address.
+    through it (``publish`` / ``subscribe_offer``), so neither sees the other's address; then
+    ``participant`` is this device's id in the SFU room and ``participants`` lists both devices
+    with their keys, for end-to-end encrypted media (``media_keys``).
     """
 
     call_id: str
@@ -323,7 +325,8 @@ class Joined(ServerMessage, tag="joined"):
 
 
 class Participants(ServerMessage, tag="participants"):
-    """Everyone in a group call, sent to all of them whenever it changes."""
+    """Everyone in a group call, sent to all of them whenever it changes. Each entry carries
+    the device's keys: check ``media_key_signature`` with ``device_key`` (docs/e2ee.md)."""
 
     call_id: str
     participants: list[Participant]

@@ -42,11 +42,22 @@ class Guest:
         await self.line.send(m.Accept(call_id=call_id))
         while not isinstance(message := await self.line.receive(within=10), m.Joined):
             pass
-        self.start(message.call_id)
+        self.start(message.call_id, message.participant)
 
-    def start(self, call_id: str) -> None:
-        self.session = SfuSession(self.line, call_id, video=False, emit=lambda _e: None)
-        self.task = asyncio.create_task(self.session.run(None))
+    def start(
+        self, call_id: str, participant: str, participants: list[m.Participant] | None = None
+    ) -> None:
+        """``participants``: a relayed 1:1 call's, from ``accepted``."""
+        self.session = SfuSession(
+            self.line, call_id, participant=participant, video=False, emit=lambda _e: None
+        )
+        self.task = asyncio.create_task(self._run(self.session, participants))
+
+    @staticmethod
+    async def _run(session: SfuSession, participants: list[m.Participant] | None) -> str:
+        if participants is not None:
+            await session.introduce(participants)
+        return await session.run(None)
 
     def audio(self) -> int:
         return 0 if self.session is None else self.session.total().audio_packets_received
@@ -113,7 +124,7 @@ async def test_a_group_call_outlives_its_signaling_owner(
                 await guest.line.open()
             await host.line.send(m.GroupInvite(handles=["bob", "carol"]))
             joined = await host.line.expect(m.Joined, within=10)
-            host.start(joined.call_id)
+            host.start(joined.call_id, joined.participant)
             call_id = joined.call_id
             for guest in (bob, carol):
                 assert (await guest.line.expect(m.Incoming, within=10)).call_id == call_id
@@ -189,8 +200,9 @@ async def test_a_relayed_one_to_one_call_outlives_its_signaling_owner(
             assert (await callee.line.expect(m.Incoming, within=10)).call_id == call_id
             await callee.line.send(m.Accept(call_id=call_id))
             for guest in (caller, callee):
-                assert (await guest.line.expect(m.Accepted, within=10)).sfu
-                guest.start(call_id)
+                accepted = await guest.line.expect(m.Accepted, within=10)
+                assert accepted.sfu and accepted.participant is not None
+                guest.start(call_id, accepted.participant, accepted.participants)
             await until(lambda: caller.audio() > 0 and callee.audio() > 0, MEDIA_S, "media")
             records = CallRecords(store, "test-probe")
 
@@ -247,8 +259,9 @@ async def test_a_draining_owner_hands_its_group_call_over_with_the_room(
             for guest in (host, bob, carol):
                 await guest.line.open()
             await host.line.send(m.GroupInvite(handles=["bob", "carol"]))
-            call_id = (await host.line.expect(m.Joined, within=10)).call_id
-            host.start(call_id)
+            joined = await host.line.expect(m.Joined, within=10)
+            call_id = joined.call_id
+            host.start(call_id, joined.participant)
             for guest in (bob, carol):
                 assert (await guest.line.expect(m.Incoming, within=10)).call_id == call_id
                 await guest.join(call_id)

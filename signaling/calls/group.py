@@ -24,6 +24,7 @@ class Member:
     person: m.Person
     audio_muted: bool = False
     video_muted: bool = False
+    screen: bool = False
     published: bool = False
     lost: bool = False
     #: The device's keys for end-to-end encrypted media, shown to the others (docs/e2ee.md).
@@ -73,6 +74,7 @@ class MuteEvent:
     device: DeviceRef
     audio_muted: bool
     video_muted: bool
+    screen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,7 @@ def _roster(call: GroupCall) -> list[Effect]:
                 member.keys,
                 audio_muted=member.audio_muted,
                 video_muted=member.video_muted,
+                screen=member.screen,
                 connected=not member.lost,
             )
             for _, member in sorted(call.members.items(), key=lambda item: _order(item[0]))
@@ -263,7 +266,9 @@ def _member(call: GroupCall, device: DeviceRef) -> Member:
 
 def _on_mute(call: GroupCall, event: MuteEvent) -> tuple[GroupCall, list[Effect]]:
     member = _member(call, event.device)
-    changed = replace(member, audio_muted=event.audio_muted, video_muted=event.video_muted)
+    changed = replace(
+        member, audio_muted=event.audio_muted, video_muted=event.video_muted, screen=event.screen
+    )
     if changed == member:
         return call, []
     call = replace(call, members={**call.members, event.device: changed})

@@ -358,7 +358,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             case m.SubscribeAnswer():
                 await self._answer_subscription(device, message)
             case m.Mute():
-                event = g.MuteEvent(device, message.audio_muted, message.video_muted)
+                event = g.MuteEvent(
+                    device, message.audio_muted, message.video_muted, message.screen
+                )
                 self._apply(message.call_id, event, device)
             case m.Ping():
                 self._deliver(device, m.Pong())

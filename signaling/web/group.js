@@ -16,6 +16,7 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
+import { ScreenShare, videoSender } from "./screenshare.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -49,6 +50,11 @@ export class GroupCall extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.sfu = null;
+    this.screen = new ScreenShare(() => (this.sendsVideo ? videoSender(this.sfu?.uplink) : null));
+    this.screen.addEventListener("change", () => {
+      this._sendMute();
+      this._emit();
+    });
     this.e2ee = null; // CallE2ee once joined: keys, safety number, frame encryption
     this.endReason = null;
     this.endError = null;
@@ -130,13 +136,20 @@ export class GroupCall extends EventTarget {
     this._emit();
   }
 
+  /** Share the screen instead of the camera, or stop sharing. */
+  async toggleScreen() {
+    if (this.state === "joined") await this.screen.toggle();
+  }
+
   _sendMute() {
     if (this.state !== "joined") return;
+    const screen = this.screen.sharing;
     this.line.send({
       type: "mute",
       call_id: this.callId,
       audio_muted: this.muted,
-      video_muted: this.cameraOff || !this.sendsVideo,
+      video_muted: (this.cameraOff && !screen) || !this.sendsVideo,
+      screen,
     });
   }
 
@@ -242,6 +255,7 @@ export class GroupCall extends EventTarget {
     });
     await this.sfu.publish(this.localStream);
     if (this.muted || this.cameraOff) this._sendMute();
+    this._emit(); // the screen can be shared now
   }
 
   _onParticipants(list) {
@@ -318,6 +332,7 @@ export class GroupCall extends EventTarget {
     this.endError = error;
     this.endedBySelf = self;
     this._stopLocal();
+    this.screen.stop();
     this.sfu?.close();
     this.e2ee?.close();
     this.streams.clear();

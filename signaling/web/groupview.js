@@ -10,6 +10,7 @@ import {
   problemText,
 } from "./text.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
+import { SCREEN_FAILED } from "./screenshare.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, setIcon, toast, typedHandle } from "./ui.js";
 
@@ -45,6 +46,9 @@ export function bindGroup(context) {
   $("#group-leave").addEventListener("click", () => group?.hangup());
   $("#group-mute").addEventListener("click", () => group?.toggleMute());
   $("#group-camera").addEventListener("click", () => group?.toggleCamera());
+  $("#group-screen").addEventListener("click", () => {
+    group?.toggleScreen().catch(() => toast(SCREEN_FAILED, "error"));
+  });
   $("#group-sound").addEventListener("click", () => {
     for (const video of document.querySelectorAll("#group-grid video")) video.play().catch(() => {});
     $("#group-sound").hidden = true;
@@ -285,6 +289,10 @@ function renderControls(call) {
   camera.setAttribute("aria-label", call.cameraOff ? "Turn camera on" : "Turn camera off");
   setIcon($("svg", camera), call.cameraOff ? "video-off" : "video");
   $("#group-lbl-camera").textContent = call.cameraOff ? "Camera on" : "Camera off";
+  const sharing = call.screen.sharing;
+  $("#group-screen-wrap").hidden = !call.screen.possible;
+  $("#group-screen").setAttribute("aria-pressed", String(sharing));
+  $("#group-lbl-screen").textContent = sharing ? "Stop sharing" : "Share";
 }
 
 // --- tiles ---------------------------------------------------------------------------------------
@@ -307,7 +315,9 @@ function roster(call) {
 
 function renderTiles(call) {
   const grid = $("#group-grid");
-  const list = roster(call);
+  // Someone else's shared screen comes first, shown large (screenshare.js).
+  const shown = (p) => Number(Boolean(p.screen) && p.participant !== call.me);
+  const list = roster(call).toSorted((a, b) => shown(b) - shown(a));
   const present = new Set(list.map((p) => p.participant));
   for (const [id, tile] of [...tiles]) {
     if (present.has(id)) continue;
@@ -364,6 +374,7 @@ function updateTile(call, tile, entry) {
   const flowing = (t) => t.readyState === "live" && (self || !t.muted);
   const showsVideo = Boolean(stream?.getVideoTracks().some(flowing)) && !videoOff;
   tile.dataset.video = showsVideo ? "on" : "off";
+  tile.classList.toggle("is-screen", Boolean(entry.screen) && !self);
   $(".tile-muted", tile).hidden = !audioMuted;
   $(".tile-badge", tile).hidden = entry.connected !== false;
   tile.classList.toggle("is-reconnecting", entry.connected === false);
@@ -372,6 +383,7 @@ function updateTile(call, tile, entry) {
   if (speaking) tile.setAttribute("aria-current", "true");
   else tile.removeAttribute("aria-current");
   const states = [
+    entry.screen && !self ? "sharing their screen" : "",
     audioMuted ? "microphone off" : "",
     entry.connected === false ? "reconnecting" : "",
     speaking ? "speaking" : "",

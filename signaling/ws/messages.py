@@ -135,6 +135,8 @@ class Mute(ClientMessage, tag="mute"):
     call_id: CallId
     audio_muted: bool
     video_muted: bool
+    #: Its video shows its screen instead of its camera: the others show it large.
+    screen: bool = False
 
 
 class Ping(ClientMessage, tag="ping"):
@@ -252,6 +254,8 @@ class Participant(msgspec.Struct, kw_only=True):
     person: Person
     audio_muted: bool = False
     video_muted: bool = False
+    #: Its video is its shared screen (``mute``'s ``screen``): shown large.
+    screen: bool = False
     # False while the device is reconnecting within its resume window.
     connected: bool = True
     #: The participant's device's Ed25519 sign-in key (base64url): verifies the two below and

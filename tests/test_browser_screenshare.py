@@ -1,0 +1,139 @@
+"""Screen sharing in the web client (issue 17, item 7): the sharer's screen replaces its camera
+on its video sender (through the SFU, end-to-end encrypted like the camera), and the others show
+it large. Two Chromiums (Chromium's fake screen is 1280x720, its fake camera 640x480) and a bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.conftest import Server
+from tests.test_browser import CHROMIUM, PHONE, Browsers, screenshot, sign_up
+from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
+from tests.test_browser_group import bot, until, until_decoding
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+# What the page decodes from one participant: frames so far and the last frame's width.
+VIDEO_FROM_JS = """async (participant) => {
+  const group = window.callbook && window.callbook.group;
+  let frames = 0, width = 0;
+  for (const pc of group?.sfu?.connectionsOf(participant) ?? []) {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        frames += s.framesDecoded || 0;
+        width = Math.max(width, s.frameWidth || 0);
+      }
+    });
+  }
+  return {frames, width};
+}"""
+
+
+@pytest.fixture
+def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixture)
+    return _browsers
+
+
+async def video_from(page: Page, participant: str) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate(VIDEO_FROM_JS, participant)
+    return result
+
+
+async def until_width(page: Page, participant: str, width: int) -> dict[str, Any]:
+    """Wait until the page decodes frames of ``width`` from ``participant``, and more after."""
+    first = await until(
+        lambda: _width_is(page, participant, width), f"{width}px wide frames from {participant}"
+    )
+    await until(
+        lambda: _more_frames(page, participant, first["frames"]), f"frames from {participant}"
+    )
+    return first
+
+
+async def _width_is(page: Page, participant: str, width: int) -> dict[str, Any] | None:
+    seen = await video_from(page, participant)
+    return seen if seen["width"] == width else None
+
+
+async def _more_frames(page: Page, participant: str, before: int) -> bool:
+    return bool((await video_from(page, participant))["frames"] > before)
+
+
+async def test_a_shared_screen_reaches_the_others_and_is_shown_large(
+    server: Server, browsers: Browsers
+) -> None:
+    alice = await browsers.page()
+    bob = await browsers.page()
+    await sign_up(alice, server, "alice", "Alice Liddell")
+    await sign_up(bob, server, "bob", "Bob Builder")
+    carol = await bot(server, "carol", "Carol Danvers")
+    answering = asyncio.create_task(carol.answer(40.0))
+    try:
+        await alice.get_by_role("button", name="Group call").click()
+        await alice.fill("#group-handles", "bob carol")
+        await alice.locator("#form-group").get_by_role("radio", name="Video", exact=True).check()
+        await alice.click("#group-start")
+
+        await expect(bob.locator("#screen-group")).to_have_attribute("data-state", "incoming")
+        await screenshot(bob, "group-incoming-desktop.png")
+        await bob.set_viewport_size(PHONE)
+        await screenshot(bob, "group-incoming-phone.png")
+        await bob.set_viewport_size({"width": 1280, "height": 800})
+        await bob.get_by_role("button", name="Join group call").click()
+        await expect(bob.locator("#group-grid .tile")).to_have_count(3)
+        await until_decoding(bob, 2)
+        sharer = await alice.evaluate("() => window.callbook.group.me")
+        await until_width(bob, sharer, 640)  # Alice's camera
+        tile = bob.locator(f'#group-grid .tile[data-participant="{sharer}"]')
+        await expect(tile).not_to_have_class("tile is-screen")
+
+        # Alice shares her screen (keyboard: the button is a real button).
+        share = alice.get_by_role("button", name="Share screen")
+        await share.focus()
+        await alice.keyboard.press("Enter")
+        await expect(share).to_have_attribute("aria-pressed", "true")
+        await expect(alice.locator("#group-lbl-screen")).to_have_text("Stop sharing")
+
+        # Bob decodes the screen (1280 wide, not the 640 camera) and shows it first and large.
+        await until_width(bob, sharer, 1280)
+        await expect(tile).to_have_class("tile is-screen")
+        await expect(tile).to_have_attribute("data-video", "on")
+        await expect(tile).to_have_attribute(
+            "aria-label", "Alice Liddell (@alice): sharing their screen"
+        )
+        await expect(bob.locator("#group-grid .tile").first).to_have_attribute(
+            "data-participant", sharer
+        )
+        box = await tile.bounding_box()
+        others = bob.locator(f'#group-grid .tile:not([data-participant="{sharer}"])')
+        other = await others.first.bounding_box()
+        assert box is not None and other is not None
+        assert box["width"] > 1.5 * other["width"], (box, other)
+        e2ee = await bob.evaluate("() => window.callbook.group.e2ee.stats()")
+        assert e2ee["auth_failed"] == 0 and e2ee["decrypted"] > 0, e2ee
+        await bob.wait_for_timeout(300)  # let the tiles' video settle for the picture
+        await screenshot(bob, "group-screen-share-desktop.png")
+        await bob.set_viewport_size(PHONE)
+        await expect(tile).to_be_visible()
+        await screenshot(bob, "group-screen-share-phone.png")
+
+        # Stopping puts the camera back, and the tile goes back in line.
+        await alice.get_by_role("button", name="Share screen").click()
+        await expect(share).to_have_attribute("aria-pressed", "false")
+        await until_width(bob, sharer, 640)
+        await expect(tile).not_to_have_class("tile is-screen")
+
+        await alice.get_by_role("button", name="Leave group call").click()
+        await bob.get_by_role("button", name="Leave group call").click()
+    finally:
+        answering.cancel()  # Carol stays on her own until her bot's time is up
+        await carol.close()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import Server
-from tests.test_browser import CHROMIUM, PHONE, Browsers, screenshot, sign_up
+from tests.conftest import Server, befriend
+from tests.test_browser import CHROMIUM, PHONE, Browsers, account_of, screenshot, sign_up
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
 from tests.test_browser_group import bot, until, until_decoding
 
@@ -34,6 +34,20 @@ VIDEO_FROM_JS = """async (participant) => {
       }
     });
   }
+  return {frames, width};
+}"""
+
+
+# The width of the video a page decodes in its 1:1 call, and frames so far.
+CALL_VIDEO_JS = """async () => {
+  const pc = window.callbook.call && window.callbook.call.pc;
+  let frames = 0, width = 0;
+  if (pc) (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      frames += s.framesDecoded || 0;
+      width = Math.max(width, s.frameWidth || 0);
+    }
+  });
   return {frames, width};
 }"""
 
@@ -137,3 +151,37 @@ async def test_a_shared_screen_reaches_the_others_and_is_shown_large(
     finally:
         answering.cancel()  # Carol stays on her own until her bot's time is up
         await carol.close()
+
+
+async def call_video_is(page: Page, width: int) -> bool:
+    seen = await page.evaluate(CALL_VIDEO_JS)
+    return bool(seen["width"] == width and seen["frames"] > 0)
+
+
+async def test_a_screen_shared_in_a_one_to_one_call_replaces_the_camera_for_the_other(
+    server: Server, browsers: Browsers
+) -> None:
+    alice = await browsers.page()
+    bob = await browsers.page()
+    alice_code = await sign_up(alice, server, "alice", "Alice Liddell")
+    bob_code = await sign_up(bob, server, "bob", "Bob Builder")
+    await befriend(
+        await account_of(server, "alice", alice_code), await account_of(server, "bob", bob_code)
+    )
+    await alice.fill("#dial-handle", "bob")
+    await alice.click("#dial-video")
+    await bob.get_by_role("button", name="Answer with video").click()
+    await expect(alice.locator("#screen-call")).to_have_attribute("data-state", "connected")
+    await until(lambda: call_video_is(bob, 640), "Bob decoding Alice's camera")
+
+    share = alice.get_by_role("button", name="Share screen")
+    await share.click()
+    await expect(share).to_have_attribute("aria-pressed", "true")
+    await until(lambda: call_video_is(bob, 1280), "Bob decoding Alice's screen")
+    await expect(bob.locator("#screen-call")).to_have_attribute("data-video", "on")
+
+    await share.click()
+    await expect(share).to_have_attribute("aria-pressed", "false")
+    await until(lambda: call_video_is(bob, 640), "Bob decoding Alice's camera again")
+    await alice.get_by_role("button", name="End call").click()
+    await expect(bob.locator("#screen-call")).to_have_attribute("data-state", "ended")

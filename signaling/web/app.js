@@ -6,6 +6,7 @@ import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupvi
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
+import { bindScreenButton, paintScreenButton } from "./screenshare.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import * as tones from "./tones.js";
 import {
@@ -1316,6 +1317,7 @@ function renderCall() {
   camera.setAttribute("aria-label", call.cameraOff ? "Turn camera on" : "Turn camera off");
   setIcon($("svg", camera), call.cameraOff ? "video-off" : "video");
   $("#lbl-camera").textContent = call.cameraOff ? "Camera on" : "Camera off";
+  paintScreenButton($("#btn-screen"), $("#lbl-screen"), call);
 
   const local = $("#local-video");
   local.hidden = ended || !call.sendsVideo || !local.srcObject;
@@ -1366,6 +1368,7 @@ function bindCallScreen() {
   $("#btn-hangup").addEventListener("click", () => state.current?.hangup());
   $("#btn-mute").addEventListener("click", () => state.current?.toggleMute());
   $("#btn-camera").addEventListener("click", () => state.current?.toggleCamera());
+  bindScreenButton($("#btn-screen"), () => state.current);
   $("#btn-close").addEventListener("click", () => closeCallScreen());
   $("#btn-again").addEventListener("click", () => {
     const call = state.current;

@@ -5,6 +5,8 @@
 //
 // Events: ``change`` (sharing started or stopped).
 
+import { toast } from "./ui.js";
+
 export const SCREEN_FAILED = "Your screen could not be shared.";
 
 export class ScreenShare extends EventTarget {
@@ -67,4 +69,18 @@ export function videoSender(pc) {
   if (!pc || pc.connectionState === "closed") return null;
   const transceiver = pc.getTransceivers().find((t) => t.receiver.track?.kind === "video");
   return transceiver?.sender ?? null;
+}
+
+/** The 1:1 call screen's share button: wired once, then ``paintScreenButton`` on each render. */
+export function bindScreenButton(button, currentCall) {
+  button.addEventListener("click", () => {
+    currentCall()?.screen.toggle().catch(() => toast(SCREEN_FAILED, "error"));
+  });
+}
+
+export function paintScreenButton(button, label, call) {
+  const sharing = call.screen.sharing;
+  button.closest(".control").hidden = !call.screen.possible;
+  button.setAttribute("aria-pressed", String(sharing));
+  label.textContent = sharing ? "Stop sharing" : "Share";
 }

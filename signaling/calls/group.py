@@ -78,6 +78,16 @@ class MuteEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AddEvent:
+    """The host, in the call, rings more people: ``online`` maps each account it may ring to
+    its online devices (as for ``start``); ``busy``: those devices already in another call."""
+
+    device: DeviceRef
+    online: Mapping[str, frozenset[DeviceRef]]
+    busy: frozenset[DeviceRef] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class PublishedEvent:
     """The SFU accepted the device's media: it can now send and receive."""
 
@@ -93,6 +103,7 @@ class MediaFailed:
 
 Event = (
     JoinEvent
+    | AddEvent
     | MuteEvent
     | PublishedEvent
     | MediaFailed
@@ -168,6 +179,8 @@ def transition(call: GroupCall, event: Event, now: float) -> tuple[GroupCall, li
     match event:
         case JoinEvent():
             return _on_join(call, event)
+        case AddEvent():
+            return _on_add(call, event, now)
         case MuteEvent():
             return _on_mute(call, event)
         case PublishedEvent():
@@ -253,8 +266,33 @@ def _on_join(call: GroupCall, event: JoinEvent) -> tuple[GroupCall, list[Effect]
         media=call.media,
         host=call.host,
         ref=event.ref,
+        ring_timeout_s=call.ring_timeout_s,
     )
     return call, [*effects, sm.Send(device, joined), *_roster(call)]
+
+
+def _on_add(call: GroupCall, event: AddEvent, now: float) -> tuple[GroupCall, list[Effect]]:
+    """Ring accounts that are neither in the call nor still ringing. The ring timeout starts
+    again for everyone still ringing: one timer per call."""
+    _member(call, event.device)
+    if event.device.account_id != call.host.account_id:
+        raise Rejected("not_host", "Only the host can add people to this call.")
+    present = {device.account_id for device in call.members} | call.awaiting
+    fresh = {a: ds for a, ds in event.online.items() if a not in present}
+    if not fresh:
+        return call, []
+    ringing = frozenset(d for devices in fresh.values() for d in devices)
+    call = replace(
+        call,
+        invited=call.invited | set(fresh),
+        ringing=call.ringing | ringing,
+        awaiting=call.awaiting | set(fresh),
+    )
+    effects: list[Effect] = [sm.SetTimer("ring", now + call.ring_timeout_s)]
+    for device in sorted(ringing, key=_order):
+        effects.append(sm.Send(device, _incoming(call, device in event.busy)))
+    effects += [sm.WakeUp(account) for account in sorted(fresh) if not fresh[account]]
+    return call, effects
 
 
 def _member(call: GroupCall, device: DeviceRef) -> Member:

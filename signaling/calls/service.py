@@ -353,6 +353,8 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 self._apply(message.call_id, sm.SignalEvent(device, message), device)
             case m.GroupInvite():
                 await self._group_invite(device, message)
+            case m.GroupAdd():
+                await self._group_add(device, message)
             case m.Publish():
                 await self._publish(device, message)
             case m.SubscribeAnswer():

@@ -114,6 +114,16 @@ class GroupInvite(ClientMessage, tag="group_invite"):
     ref: Ref | None = None
 
 
+class GroupAdd(ClientMessage, tag="group_add"):
+    """The host rings more people into its running group call (like ``group_invite``'s)."""
+
+    call_id: CallId
+    handles: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]],
+        msgspec.Meta(min_length=1, max_length=MAX_GROUP_INVITEES),
+    ]
+
+
 class Publish(ClientMessage, tag="publish"):
     """This device's media into the call's SFU: an SDP offer with its candidates gathered."""
 
@@ -195,6 +205,7 @@ ClientMessages = (
     | Description
     | Ice
     | GroupInvite
+    | GroupAdd
     | Publish
     | SubscribeAnswer
     | Mute
@@ -326,6 +337,8 @@ class Joined(ServerMessage, tag="joined"):
     media: Media
     host: Person
     ref: str | None = None
+    #: How long invitees ring (seconds): whoever has not joined by then is no longer rung.
+    ring_timeout_s: float | None = None
 
 
 class Participants(ServerMessage, tag="participants"):

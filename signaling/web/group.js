@@ -16,6 +16,7 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
+import { Invitees } from "./roster.js";
 import { ScreenShare, videoSender } from "./screenshare.js";
 import { SfuMedia } from "./sfu.js";
 
@@ -43,6 +44,7 @@ export class GroupCall extends EventTarget {
     this.state = direction === "outgoing" ? "starting" : "incoming";
     this.me = null; // our participant id
     this.participants = []; // as the server last listed them
+    this.invitees = new Invitees(); // whom we (the host) rang, and where each stands
     this.streams = new Map(); // participant id → MediaStream of what we receive from them
     this.speaker = null; // participant id of the active speaker
     this.localStream = null;
@@ -80,6 +82,7 @@ export class GroupCall extends EventTarget {
       return;
     }
     if (!this.active) return;
+    this.invitees.ring(handles, Date.now());
     const invite = { type: "group_invite", handles, media: this.media, ref: this.ref };
     if (!this.line.send(invite)) this._finish("error", { error: { code: "unreachable" } });
   }
@@ -102,6 +105,15 @@ export class GroupCall extends EventTarget {
       return;
     }
     this.line.send({ type: "accept", call_id: this.callId });
+  }
+
+  /** Host only: ring more people into the running call. */
+  add(handles) {
+    if (this.state !== "joined" || !handles.length) return;
+    if (this.line.send({ type: "group_add", call_id: this.callId, handles })) {
+      this.invitees.ring(handles, Date.now());
+      this._emit();
+    }
   }
 
   decline(busy = false) {
@@ -227,6 +239,7 @@ export class GroupCall extends EventTarget {
     }
     this.state = "joined";
     this.joinedAt = Date.now();
+    this.invitees.started(message.ring_timeout_s, this.joinedAt);
     this.e2ee = new CallE2ee({
       line: this.line,
       callId: this.callId,
@@ -260,6 +273,7 @@ export class GroupCall extends EventTarget {
 
   _onParticipants(list) {
     this.participants = list;
+    this.invitees.update(list);
     const present = new Set(list.map((p) => p.participant));
     this.sfu?.keepOnly(present);
     for (const id of [...this.streams.keys()]) if (!present.has(id)) this.streams.delete(id);

@@ -10,6 +10,7 @@ import {
   problemText,
 } from "./text.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
+import { bindRoster, paintRoster } from "./roster.js";
 import { SCREEN_FAILED } from "./screenshare.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, setIcon, toast, typedHandle } from "./ui.js";
@@ -46,6 +47,7 @@ export function bindGroup(context) {
   $("#group-leave").addEventListener("click", () => group?.hangup());
   $("#group-mute").addEventListener("click", () => group?.toggleMute());
   $("#group-camera").addEventListener("click", () => group?.toggleCamera());
+  bindRoster(() => group, (message) => toast(message, "error"));
   $("#group-screen").addEventListener("click", () => {
     group?.toggleScreen().catch(() => toast(SCREEN_FAILED, "error"));
   });
@@ -202,7 +204,11 @@ function openScreen() {
   const target = group.state === "incoming" ? $("#group-join") : $("#group-title");
   requestAnimationFrame(() => target.focus());
   clearInterval(ticker);
-  ticker = setInterval(() => group && renderStatus(), 1000);
+  ticker = setInterval(() => {
+    if (!group) return;
+    renderStatus();
+    paintRoster(group); // "Ringing…" turns into "No answer" with time
+  }, 1000);
 }
 
 function closeScreen() {
@@ -252,6 +258,7 @@ function render() {
   $("#group-decline").disabled = s === "joining";
   renderControls(call);
   renderStatus();
+  paintRoster(call);
   renderTiles(call);
   paintSecurity("group", securityOf({ live: s === "joined", connected: false, e2ee: call.e2ee }));
   if (s === "incoming") tones.start("ring");

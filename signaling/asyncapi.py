@@ -241,6 +241,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "call_full": ErrorCode(
         "`accept` of a group call that already has its maximum number of participants."
     ),
+    "not_host": ErrorCode(
+        "`group_add` from a participant who is not the call's host: only the host adds people."
+    ),
     "already_published": ErrorCode(
         "A second `publish` from a device whose media the SFU already has in this call."
     ),
@@ -372,6 +375,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.GroupInvite: m.GroupInvite(handles=["bob", "carol"], media="video", ref="g1"),
     m.Publish: m.Publish(call_id=_CALL, sdp=_OFFER),
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
+    m.GroupAdd: m.GroupAdd(call_id=_CALL, handles=["dave"]),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),
     m.MediaKeys: m.MediaKeys(

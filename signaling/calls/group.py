@@ -24,6 +24,7 @@ class Member:
     person: m.Person
     audio_muted: bool = False
     video_muted: bool = False
+    screen: bool = False
     published: bool = False
     lost: bool = False
     #: The device's keys for end-to-end encrypted media, shown to the others (docs/e2ee.md).
@@ -73,6 +74,17 @@ class MuteEvent:
     device: DeviceRef
     audio_muted: bool
     video_muted: bool
+    screen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AddEvent:
+    """The host, in the call, rings more people: ``online`` maps each account it may ring to
+    its online devices (as for ``start``); ``busy``: those devices already in another call."""
+
+    device: DeviceRef
+    online: Mapping[str, frozenset[DeviceRef]]
+    busy: frozenset[DeviceRef] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +103,7 @@ class MediaFailed:
 
 Event = (
     JoinEvent
+    | AddEvent
     | MuteEvent
     | PublishedEvent
     | MediaFailed
@@ -166,6 +179,8 @@ def transition(call: GroupCall, event: Event, now: float) -> tuple[GroupCall, li
     match event:
         case JoinEvent():
             return _on_join(call, event)
+        case AddEvent():
+            return _on_add(call, event, now)
         case MuteEvent():
             return _on_mute(call, event)
         case PublishedEvent():
@@ -205,6 +220,7 @@ def _roster(call: GroupCall) -> list[Effect]:
                 member.keys,
                 audio_muted=member.audio_muted,
                 video_muted=member.video_muted,
+                screen=member.screen,
                 connected=not member.lost,
             )
             for _, member in sorted(call.members.items(), key=lambda item: _order(item[0]))
@@ -250,8 +266,33 @@ def _on_join(call: GroupCall, event: JoinEvent) -> tuple[GroupCall, list[Effect]
         media=call.media,
         host=call.host,
         ref=event.ref,
+        ring_timeout_s=call.ring_timeout_s,
     )
     return call, [*effects, sm.Send(device, joined), *_roster(call)]
+
+
+def _on_add(call: GroupCall, event: AddEvent, now: float) -> tuple[GroupCall, list[Effect]]:
+    """Ring accounts that are neither in the call nor still ringing. The ring timeout starts
+    again for everyone still ringing: one timer per call."""
+    _member(call, event.device)
+    if event.device.account_id != call.host.account_id:
+        raise Rejected("not_host", "Only the host can add people to this call.")
+    present = {device.account_id for device in call.members} | call.awaiting
+    fresh = {a: ds for a, ds in event.online.items() if a not in present}
+    if not fresh:
+        return call, []
+    ringing = frozenset(d for devices in fresh.values() for d in devices)
+    call = replace(
+        call,
+        invited=call.invited | set(fresh),
+        ringing=call.ringing | ringing,
+        awaiting=call.awaiting | set(fresh),
+    )
+    effects: list[Effect] = [sm.SetTimer("ring", now + call.ring_timeout_s)]
+    for device in sorted(ringing, key=_order):
+        effects.append(sm.Send(device, _incoming(call, device in event.busy)))
+    effects += [sm.WakeUp(account) for account in sorted(fresh) if not fresh[account]]
+    return call, effects
 
 
 def _member(call: GroupCall, device: DeviceRef) -> Member:
@@ -263,7 +304,9 @@ def _member(call: GroupCall, device: DeviceRef) -> Member:
 
 def _on_mute(call: GroupCall, event: MuteEvent) -> tuple[GroupCall, list[Effect]]:
     member = _member(call, event.device)
-    changed = replace(member, audio_muted=event.audio_muted, video_muted=event.video_muted)
+    changed = replace(
+        member, audio_muted=event.audio_muted, video_muted=event.video_muted, screen=event.screen
+    )
     if changed == member:
         return call, []
     call = replace(call, members={**call.members, event.device: changed})

@@ -26,7 +26,7 @@ def step(call: AnyCall, event: AnyEvent, now: float) -> tuple[AnyCall, Sequence[
         if isinstance(event, sm.AcceptEvent | sm.SignalEvent | sm.MuteEvent | sm.Superseded):
             raise sm.Rejected("unexpected_message", "This message does not apply to group calls.")
         return g.transition(call, event, now)
-    if isinstance(event, g.JoinEvent | g.MuteEvent | g.PublishedEvent | g.MediaFailed):
+    if isinstance(event, g.JoinEvent | g.AddEvent | g.MuteEvent | g.PublishedEvent | g.MediaFailed):
         raise sm.Rejected("unexpected_message", "This message applies to group calls only.")
     return sm.transition(call, event, now)
 

@@ -338,12 +338,13 @@ def participant_entry(
     *,
     audio_muted: bool = False,
     video_muted: bool = False,
+    screen: bool = False,
     connected: bool = True,
 ) -> m.Participant:
     """A ``participants`` entry: who, their device's keys, and mute and connection state."""
     return m.Participant(
         participant=participant, person=person, audio_muted=audio_muted,
-        video_muted=video_muted, connected=connected,
+        video_muted=video_muted, screen=screen, connected=connected,
         device_key=None if keys is None else keys.device_key,
         media_key=None if keys is None else keys.media_key,
         media_key_signature=None if keys is None else keys.media_key_signature,

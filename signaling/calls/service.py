@@ -357,17 +357,21 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 self._apply(message.call_id, sm.SignalEvent(device, message), device)
             case m.GroupInvite():
                 await self._group_invite(device, message)
+            case m.GroupAdd():
+                await self._group_add(device, message)
             case m.Publish():
                 await self._publish(device, message)
             case m.SubscribeAnswer():
                 await self._answer_subscription(device, message)
             case m.Mute():
-                kind = (
-                    sm.MuteEvent
-                    if isinstance(self._calls.get(message.call_id), sm.Call)
-                    else g.MuteEvent
+                call = self._calls.get(message.call_id)
+                event: sm.MuteEvent | g.MuteEvent = (
+                    sm.MuteEvent(device, message.audio_muted, message.video_muted)
+                    if isinstance(call, sm.Call)
+                    else g.MuteEvent(
+                        device, message.audio_muted, message.video_muted, message.screen
+                    )
                 )
-                event = kind(device, message.audio_muted, message.video_muted)
                 self._apply(message.call_id, event, device)
             case m.Ping():
                 self._deliver(device, m.Pong())

@@ -89,10 +89,7 @@ class SfuCalls:
             await conference.open(call.id, call.max_participants)
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server cannot take a call now.") from exc
-        online = {account: await self._router.online(account) for account in invited}
-        busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
-        for account, reachable in online.items():
-            busy |= await self._busy_elsewhere(account, reachable - busy)
+        online, busy = await self._reachable(invited)
         call, effects = g.start(
             call, host, secrets.token_hex(8), online, busy, self._clock(), invite.ref, host_keys
         )
@@ -106,6 +103,36 @@ class SfuCalls:
             self._metrics.on_setup()
         self._run(call.id, effects)
         self._persist(call.id)  # stored (a survivor adopts its room); busy devices shared
+
+    async def _group_add(self, device: sm.DeviceRef, add: m.GroupAdd) -> None:
+        call = self._calls.get(add.call_id)
+        if not isinstance(call, g.GroupCall) or device not in call.members:
+            raise CallError("unknown_call", "No such call on this device.", add.call_id)
+        if device.account_id != call.host.account_id:  # before any lookup is spent
+            raise CallError("not_host", "Only the host can add people to this call.", call.id)
+        try:
+            invited = await self._callable_accounts(device.account_id, add.handles)
+        except CallError as exc:  # a bad handle or the lookup budget: about this call
+            raise CallError(exc.code, exc.detail, call.id) from exc
+        online, busy = await self._reachable(invited)
+        self._apply(call.id, g.AddEvent(device, online, busy), device)
+        added = self._calls.get(call.id)
+        if not isinstance(added, g.GroupCall):
+            return
+        for ringing in added.ringing - call.ringing:
+            self._attach(call.id, ringing)
+        for account in added.awaiting - call.awaiting:
+            self._ringing_for.setdefault(account, set()).add(call.id)
+
+    async def _reachable(
+        self, accounts: list[str]
+    ) -> tuple[dict[str, frozenset[sm.DeviceRef]], frozenset[sm.DeviceRef]]:
+        """Each account's online devices, and which of them are in another call already."""
+        online = {account: await self._router.online(account) for account in accounts}
+        busy = frozenset(d for ds in online.values() for d in ds if self._in_connected_call(d))
+        for account, reachable in online.items():
+            busy |= await self._busy_elsewhere(account, reachable - busy)
+        return online, busy
 
     async def _callable_accounts(self, host: str, typed_handles: list[str]) -> list[str]:
         """The invitees the host may ring; anyone else is silently left out, as if offline."""

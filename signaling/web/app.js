@@ -11,6 +11,7 @@ import { Line } from "./line.js";
 import { relayNote } from "./relaynote.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
+import { bindScreenButton, paintScreenButton } from "./screenshare.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
@@ -1361,6 +1362,7 @@ function renderCall() {
   paintToggle($("#btn-mute"), $("#lbl-mute"), { ...MUTE, pressed: call.muted });
   $("#camera-wrap").hidden = !call.sendsVideo;
   paintToggle($("#btn-camera"), $("#lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
+  paintScreenButton($("#btn-screen"), $("#lbl-screen"), call);
 
   const local = $("#local-video");
   local.hidden = ended || !call.sendsVideo || !local.srcObject;
@@ -1411,6 +1413,7 @@ function bindCallScreen() {
   $("#btn-hangup").addEventListener("click", () => state.current?.hangup());
   $("#btn-mute").addEventListener("click", () => state.current?.toggleMute());
   $("#btn-camera").addEventListener("click", () => state.current?.toggleCamera());
+  bindScreenButton($("#btn-screen"), () => state.current);
   $("#btn-close").addEventListener("click", () => closeCallScreen());
   $("#btn-again").addEventListener("click", () => {
     const call = state.current;

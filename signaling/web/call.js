@@ -24,6 +24,7 @@
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
 import { hasTurn } from "./relaynote.js";
+import { ScreenShare, videoSender } from "./screenshare.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -79,6 +80,11 @@ export class Call extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.sendsVideo = false;
+    // The screen replaces the camera on the video sender: the other side's big video shows it.
+    this.screen = new ScreenShare(() =>
+      this.sendsVideo && this.state === "connected" ? videoSender(this.pc) : null,
+    );
+    this.screen.addEventListener("change", () => this._emit());
     this.peerReconnecting = false;
     this.peerMuted = false; // what the other device said it sends (peer_mute)
     this.peerCameraOff = false;
@@ -731,6 +737,7 @@ export class Call extends EventTarget {
     this.endError = error;
     this.endedBySelf = self;
     for (const key of [...this._timers.keys()]) this._clearTimer(key);
+    this.screen.stop();
     this._stopLocal();
     if (this.sfu) {
       this.sfu.close();

@@ -16,6 +16,8 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
+import { Invitees } from "./roster.js";
+import { ScreenShare, videoSender } from "./screenshare.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -42,6 +44,7 @@ export class GroupCall extends EventTarget {
     this.state = direction === "outgoing" ? "starting" : "incoming";
     this.me = null; // our participant id
     this.participants = []; // as the server last listed them
+    this.invitees = new Invitees(); // whom we (the host) rang, and where each stands
     this.streams = new Map(); // participant id → MediaStream of what we receive from them
     this.speaker = null; // participant id of the active speaker
     this.localStream = null;
@@ -49,6 +52,11 @@ export class GroupCall extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.sfu = null;
+    this.screen = new ScreenShare(() => (this.sendsVideo ? videoSender(this.sfu?.uplink) : null));
+    this.screen.addEventListener("change", () => {
+      this._sendMute();
+      this._emit();
+    });
     this.e2ee = null; // CallE2ee once joined: keys, safety number, frame encryption
     this.endReason = null;
     this.endError = null;
@@ -74,6 +82,7 @@ export class GroupCall extends EventTarget {
       return;
     }
     if (!this.active) return;
+    this.invitees.ring(handles, Date.now());
     const invite = { type: "group_invite", handles, media: this.media, ref: this.ref };
     if (!this.line.send(invite)) this._finish("error", { error: { code: "unreachable" } });
   }
@@ -96,6 +105,15 @@ export class GroupCall extends EventTarget {
       return;
     }
     this.line.send({ type: "accept", call_id: this.callId });
+  }
+
+  /** Host only: ring more people into the running call. */
+  add(handles) {
+    if (this.state !== "joined" || !handles.length) return;
+    if (this.line.send({ type: "group_add", call_id: this.callId, handles })) {
+      this.invitees.ring(handles, Date.now());
+      this._emit();
+    }
   }
 
   decline(busy = false) {
@@ -130,13 +148,20 @@ export class GroupCall extends EventTarget {
     this._emit();
   }
 
+  /** Share the screen instead of the camera, or stop sharing. */
+  async toggleScreen() {
+    if (this.state === "joined") await this.screen.toggle();
+  }
+
   _sendMute() {
     if (this.state !== "joined") return;
+    const screen = this.screen.sharing;
     this.line.send({
       type: "mute",
       call_id: this.callId,
       audio_muted: this.muted,
-      video_muted: this.cameraOff || !this.sendsVideo,
+      video_muted: (this.cameraOff && !screen) || !this.sendsVideo,
+      screen,
     });
   }
 
@@ -214,6 +239,7 @@ export class GroupCall extends EventTarget {
     }
     this.state = "joined";
     this.joinedAt = Date.now();
+    this.invitees.started(message.ring_timeout_s, this.joinedAt);
     this.e2ee = new CallE2ee({
       line: this.line,
       callId: this.callId,
@@ -242,10 +268,12 @@ export class GroupCall extends EventTarget {
     });
     await this.sfu.publish(this.localStream);
     if (this.muted || this.cameraOff) this._sendMute();
+    this._emit(); // the screen can be shared now
   }
 
   _onParticipants(list) {
     this.participants = list;
+    this.invitees.update(list);
     const present = new Set(list.map((p) => p.participant));
     this.sfu?.keepOnly(present);
     for (const id of [...this.streams.keys()]) if (!present.has(id)) this.streams.delete(id);
@@ -318,6 +346,7 @@ export class GroupCall extends EventTarget {
     this.endError = error;
     this.endedBySelf = self;
     this._stopLocal();
+    this.screen.stop();
     this.sfu?.close();
     this.e2ee?.close();
     this.streams.clear();

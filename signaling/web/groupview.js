@@ -11,6 +11,8 @@ import {
 } from "./text.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
+import { bindRoster, paintRoster } from "./roster.js";
+import { SCREEN_FAILED } from "./screenshare.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, toast, typedHandle } from "./ui.js";
 
@@ -46,6 +48,10 @@ export function bindGroup(context) {
   $("#group-leave").addEventListener("click", () => group?.hangup());
   $("#group-mute").addEventListener("click", () => group?.toggleMute());
   $("#group-camera").addEventListener("click", () => group?.toggleCamera());
+  bindRoster(() => group, (message) => toast(message, "error"));
+  $("#group-screen").addEventListener("click", () => {
+    group?.toggleScreen().catch(() => toast(SCREEN_FAILED, "error"));
+  });
   $("#group-sound").addEventListener("click", () => {
     for (const video of document.querySelectorAll("#group-grid video")) video.play().catch(() => {});
     $("#group-sound").hidden = true;
@@ -199,7 +205,11 @@ function openScreen() {
   const target = group.state === "incoming" ? $("#group-join") : $("#group-title");
   requestAnimationFrame(() => target.focus());
   clearInterval(ticker);
-  ticker = setInterval(() => group && renderStatus(), 1000);
+  ticker = setInterval(() => {
+    if (!group) return;
+    renderStatus();
+    paintRoster(group); // "Ringing…" turns into "No answer" with time
+  }, 1000);
 }
 
 function closeScreen() {
@@ -249,6 +259,7 @@ function render() {
   $("#group-decline").disabled = s === "joining";
   renderControls(call);
   renderStatus();
+  paintRoster(call);
   renderTiles(call);
   paintSecurity("group", securityOf({ live: s === "joined", connected: false, e2ee: call.e2ee }));
   if (s === "incoming") tones.start("ring");
@@ -278,6 +289,10 @@ function renderControls(call) {
   paintToggle($("#group-mute"), $("#group-lbl-mute"), { ...MUTE, pressed: call.muted });
   $("#group-camera-wrap").hidden = !call.sendsVideo;
   paintToggle($("#group-camera"), $("#group-lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
+  const sharing = call.screen.sharing;
+  $("#group-screen-wrap").hidden = !call.screen.possible;
+  $("#group-screen").setAttribute("aria-pressed", String(sharing));
+  $("#group-lbl-screen").textContent = sharing ? "Stop sharing" : "Share";
 }
 
 // --- tiles ---------------------------------------------------------------------------------------
@@ -300,7 +315,9 @@ function roster(call) {
 
 function renderTiles(call) {
   const grid = $("#group-grid");
-  const list = roster(call);
+  // Someone else's shared screen comes first, shown large (screenshare.js).
+  const shown = (p) => Number(Boolean(p.screen) && p.participant !== call.me);
+  const list = roster(call).toSorted((a, b) => shown(b) - shown(a));
   const present = new Set(list.map((p) => p.participant));
   for (const [id, tile] of [...tiles]) {
     if (present.has(id)) continue;
@@ -357,6 +374,7 @@ function updateTile(call, tile, entry) {
   const flowing = (t) => t.readyState === "live" && (self || !t.muted);
   const showsVideo = Boolean(stream?.getVideoTracks().some(flowing)) && !videoOff;
   tile.dataset.video = showsVideo ? "on" : "off";
+  tile.classList.toggle("is-screen", Boolean(entry.screen) && !self);
   $(".tile-muted", tile).hidden = !audioMuted;
   $(".tile-badge", tile).hidden = entry.connected !== false;
   tile.classList.toggle("is-reconnecting", entry.connected === false);
@@ -365,6 +383,7 @@ function updateTile(call, tile, entry) {
   if (speaking) tile.setAttribute("aria-current", "true");
   else tile.removeAttribute("aria-current");
   const states = [
+    entry.screen && !self ? "sharing their screen" : "",
     audioMuted ? "microphone off" : "",
     entry.connected === false ? "reconnecting" : "",
     speaking ? "speaking" : "",

@@ -124,6 +124,16 @@ class GroupInvite(ClientMessage, tag="group_invite"):
     ref: Ref | None = None
 
 
+class GroupAdd(ClientMessage, tag="group_add"):
+    """The host rings more people into its running group call (like ``group_invite``'s)."""
+
+    call_id: CallId
+    handles: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]],
+        msgspec.Meta(min_length=1, max_length=MAX_GROUP_INVITEES),
+    ]
+
+
 class Publish(ClientMessage, tag="publish"):
     """This device's media into the call's SFU: an SDP offer with its candidates gathered."""
 
@@ -146,6 +156,8 @@ class Mute(ClientMessage, tag="mute"):
     call_id: CallId
     audio_muted: bool
     video_muted: bool
+    #: Its video shows its screen instead of its camera: the others show it large.
+    screen: bool = False
 
 
 class Ping(ClientMessage, tag="ping"):
@@ -204,6 +216,7 @@ ClientMessages = (
     | Description
     | Ice
     | GroupInvite
+    | GroupAdd
     | Publish
     | SubscribeAnswer
     | Mute
@@ -263,6 +276,8 @@ class Participant(msgspec.Struct, kw_only=True):
     person: Person
     audio_muted: bool = False
     video_muted: bool = False
+    #: Its video is its shared screen (``mute``'s ``screen``): shown large.
+    screen: bool = False
     # False while the device is reconnecting within its resume window.
     connected: bool = True
     #: The participant's device's Ed25519 sign-in key (base64url): verifies the two below and
@@ -342,6 +357,8 @@ class Joined(ServerMessage, tag="joined"):
     media: Media
     host: Person
     ref: str | None = None
+    #: How long invitees ring (seconds): whoever has not joined by then is no longer rung.
+    ring_timeout_s: float | None = None
 
 
 class Participants(ServerMessage, tag="participants"):

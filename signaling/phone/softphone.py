@@ -115,6 +115,10 @@ class Softphone:
         self._hanging_up: asyncio.Event | None = None
         self._ice_servers: list[m.IceServer] = []
         self._relay_only = False
+        # After a move to TURN the caller offers again: until the answer to that offer (marked
+        # ``restart``) comes, an answer is one to the offer before the move, for a closed
+        # connection.
+        self._awaiting_restart_answer = False
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -310,7 +314,14 @@ class Softphone:
         connected = asyncio.Event()
         failed = asyncio.Event()
 
-        def watch(pc: RTCPeerConnection) -> None:
+        watched: set[RTCPeerConnection] = set()
+
+        def watch(pc: RTCPeerConnection | None) -> None:
+            """Every connection of the call (it gets new ones when it moves) reports in."""
+            if pc is None or pc in watched:
+                return
+            watched.add(pc)
+
             @pc.on("connectionstatechange")
             def _state() -> None:
                 nonlocal deadline
@@ -368,6 +379,7 @@ class Softphone:
                         watch(await self._relay(call_id, role, message))
                         continue
                     ended = await self._on_message(call_id, message)
+                    watch(self.connection)
                 except LineClosed:
                     return "peer_lost"
                 if ended is not None:
@@ -388,6 +400,7 @@ class Softphone:
         self._relay_only = True
         pc = await self._renew(self.connection)
         if role == "caller":
+            self._awaiting_restart_answer = True
             await self._offer(call_id, pc, restart=True)
         return pc
 
@@ -397,13 +410,17 @@ class Softphone:
         assert pc is not None
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
+            if message.kind == "answer" and self._awaiting_restart_answer:
+                if not message.restart:
+                    return None
+                self._awaiting_restart_answer = False
             if message.restart and message.kind == "offer" and pc.remoteDescription is not None:
                 pc = await self._renew(pc)
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
             if message.kind == "offer":
                 self._add_tracks(pc)
                 await pc.setLocalDescription(await pc.createAnswer())
-                await self._send_description(call_id, pc)
+                await self._send_description(call_id, pc, message.restart)
         elif isinstance(message, m.PeerIce) and message.call_id == call_id:
             self.received_signaling.append(message.candidate)
             with contextlib.suppress(ValueError):

@@ -94,7 +94,8 @@ class RelayFallback(ClientMessage, tag="relay_fallback"):
 
 
 class Description(ClientMessage, tag="sdp"):
-    """An SDP offer or answer for the peer; ``restart`` marks an ICE-restart offer."""
+    """An SDP offer or answer for the peer; ``restart`` marks an ICE-restart offer, and the
+    answer to one (so that a caller that offered again after ``relayed`` can tell it apart)."""
 
     call_id: CallId
     kind: Literal["offer", "answer"]

@@ -1245,7 +1245,7 @@ function renderCall() {
       break;
     case "answering":
     case "connecting":
-      status = "Connecting…";
+      status = call.throughRelay ? "Connecting through relay…" : "Connecting…";
       break;
     case "connected":
       status = formatDuration(call.duration());

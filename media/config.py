@@ -150,7 +150,6 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         ),
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
         drain_grace_s=float(args.drain_grace_s),
-
         public_ip=args.public_ip or None,
     )
 

@@ -71,6 +71,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.call_paths = Counter(
+            "callbook_call_paths",
+            "Answered 1:1 calls when they end, by the path their media took last (p2p, turn, "
+            "sfu) and whether they fell back to it from a failed peer-to-peer path.",
+            ["path", "fell_back"],
+            registry=r,
+        )
         self.ring_to_answer = Histogram(
             "callbook_ring_to_answer_seconds",
             "Time from a call's invite to its answer, for answered calls.",
@@ -182,6 +189,9 @@ class Metrics:
         self.calls_answered.inc()
         if ring_s is not None:
             self.ring_to_answer.observe(ring_s)
+
+    def on_path(self, path: str, fell_back: bool) -> None:
+        self.call_paths.labels(path=path, fell_back="true" if fell_back else "false").inc()
 
     def on_ended(self, reason: str) -> None:
         child = self._endings.get(reason)

@@ -88,6 +88,9 @@ EVENTS: dict[str, sm.Event] = {
     "stranger_online": sm.DeviceOnline(STRANGER),
     "phone_gone": sm.DeviceGone(PHONE),
     "stranger_gone": sm.DeviceGone(STRANGER),
+    "fallback_by_phone": sm.FallbackEvent(PHONE, sfu=False),
+    "fallback_to_sfu_by_caller": sm.FallbackEvent(CALLER, sfu=True),
+    "fallback_by_stranger": sm.FallbackEvent(STRANGER, sfu=False),
 }
 
 DECLINED = {
@@ -97,6 +100,7 @@ DECLINED = {
 }
 PEER_LOST = {"caller": "ended:peer_lost", "phone": "ended:peer_lost"}
 HUNG_UP = {"caller": "ended:hangup", "phone": "ended:hangup"}
+RELAYED_BOTH = {"caller": "relayed", "phone": "relayed"}
 # (state, event) -> (phase after, {device: message type or "ended:<reason>"}) or "!<code>"
 Outcome = tuple[str, dict[str, str]] | str
 TABLE: dict[tuple[str, str], Outcome] = {
@@ -189,6 +193,16 @@ TABLE: dict[tuple[str, str], Outcome] = {
     ("connected_lost", "stranger_online"): "!not_ringing",
     ("connected_lost", "phone_gone"): ("ended", PEER_LOST),
     ("connected_lost", "stranger_gone"): "!not_in_call",
+    ("ringing", "fallback_by_phone"): "!not_in_call",
+    ("ringing", "fallback_to_sfu_by_caller"): "!not_in_call",
+    ("ringing", "fallback_by_stranger"): "!not_in_call",
+    ("connected", "fallback_by_phone"): ("connected", RELAYED_BOTH),
+    ("connected", "fallback_to_sfu_by_caller"): ("connected", RELAYED_BOTH),
+    ("connected", "fallback_by_stranger"): "!not_in_call",
+    # A leg in its resume window hears of the move when it resumes (the adapter queues it).
+    ("connected_lost", "fallback_by_phone"): ("connected", RELAYED_BOTH),
+    ("connected_lost", "fallback_to_sfu_by_caller"): ("connected", RELAYED_BOTH),
+    ("connected_lost", "fallback_by_stranger"): "!not_in_call",
 }  # fmt: skip
 for event_name in EVENTS:
     TABLE[("ended", event_name)] = "!call_ended"
@@ -291,3 +305,44 @@ def test_a_dead_media_node_ends_a_relayed_call_for_both_legs() -> None:
     assert call.phase is sm.Phase.ENDED
     with pytest.raises(sm.Rejected):
         sm.end_media_failed(call)
+
+
+def _relayed(effects: list[sm.Effect]) -> dict[sm.DeviceRef, m.Relayed]:
+    return {e.to: e.message for e in effects if isinstance(e, sm.Send)
+            and isinstance(e.message, m.Relayed)}  # fmt: skip
+
+
+def test_a_failed_path_moves_the_call_to_turn_and_filters_from_then_on() -> None:
+    moved, effects = sm.transition(connected(), sm.FallbackEvent(PHONE, sfu=False), NOW)
+    assert (moved.relay_only, moved.sfu, moved.fell_back) == (True, False, True)
+    assert {d: r.sfu for d, r in _relayed(effects).items()} == {CALLER: False, PHONE: False}
+    assert sm.path(moved, []) == "turn" and sm.path(connected(), [False, False]) == "p2p"
+    host = m.Ice(call_id=CALL_ID, candidate=HOST)
+    assert sm.transition(moved, sm.SignalEvent(CALLER, host), NOW)[1] == []
+    # The other leg's request, crossing the first, changes nothing.
+    assert sm.transition(moved, sm.FallbackEvent(CALLER, sfu=False), NOW) == (moved, [])
+
+
+def test_a_failed_path_moves_the_call_to_the_sfu_with_both_legs_introduced() -> None:
+    keys = (sm.DeviceKeys("dk-a", "mk-a", "sig-a"), sm.DeviceKeys("dk-b", "mk-b", "sig-b"))
+    moved, effects = sm.transition(connected(), sm.FallbackEvent(CALLER, True, keys), NOW)
+    assert (moved.relay_only, moved.sfu, moved.fell_back) == (True, True, True)
+    assert sm.path(moved, [False]) == "sfu"
+    relayed = _relayed(effects)
+    ids = [sm.leg_participant(CALL_ID, CALLER), sm.leg_participant(CALL_ID, PHONE)]
+    for device in (CALLER, PHONE):
+        assert relayed[device].sfu and relayed[device].participant == ids[device == PHONE]
+        entries = relayed[device].participants or []
+        assert [(p.participant, p.media_key) for p in entries] == [
+            (ids[0], "mk-a"),
+            (ids[1], "mk-b"),
+        ]
+    with pytest.raises(sm.Rejected) as rejected:
+        sm.transition(moved, sm.SignalEvent(CALLER, OFFER), NOW)
+    assert rejected.value.code == "use_sfu"
+
+
+def test_a_call_relayed_from_the_start_does_not_fall_back() -> None:
+    call, _ = sm.start(_base(relay_only=True), frozenset({PHONE}), frozenset(), NOW)
+    call, _ = sm.transition(call, sm.AcceptEvent(PHONE), NOW)
+    assert sm.transition(call, sm.FallbackEvent(PHONE, sfu=True), NOW) == (call, [])

@@ -184,3 +184,57 @@ async def test_an_aiortc_device_takes_the_ice_restart_of_a_browser_that_moved(
             await b.run(robot.phone.close())
             await b.run(robot.client.close())
     assert summary.outcome == "connected" and summary.reason == "hangup", summary.as_event()
+
+
+async def test_chromium_behind_a_symmetric_nat_falls_back_to_the_sfu_with_an_aiortc_device(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """Contacts (peer to peer by policy), Chromium behind a symmetric NAT, the aiortc device
+    behind a port-restricted one, no TURN: no direct pair works, so the call moves to the SFU
+    (protocol 11.9.1) and both get the other's media through it, end-to-end encrypted."""
+    inet = netlab.internet()
+    public = netlab.host("server")
+    netlab.link(inet, public)
+    a, _ = netlab.behind_nat(inet, "a", "symmetric")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment = await start_server(public, tmp_path)
+    robot = await sign_up(b, deployment.url, "robot", video=True)
+    async with chromium_in(a, deployment.url, tmp_path) as browser:
+        browsers = Browsers(browser)
+        page = await browsers.page()
+        await b.run(robot.phone.line.open())
+        answering = asyncio.ensure_future(b.run(robot.phone.answer(duration_s=None)))
+        try:
+            await sign_up_in_page(page, deployment, "alice")  # type: ignore[arg-type]  # .url
+            await add_contact(page, "robot")
+            await b.run(robot.client.add_contact("alice"))  # contacts: peer to peer
+            await page.fill("#dial-handle", "robot")
+            await page.click("#dial-video")
+            await expect(page.locator("#screen-call")).to_have_attribute(
+                "data-state", "connected", timeout=30_000
+            )
+            await page.wait_for_function(SFU_FRAMES_JS, polling=250, timeout=20_000)
+            await page.get_by_role("button", name="End call").click()
+            summary = await asyncio.wait_for(answering, 30)
+        finally:
+            answering.cancel()
+            await browsers.close()
+            await b.run(robot.phone.close())
+            await b.run(robot.client.close())
+        assert browsers.errors == []
+    assert (robot.event("accepted")["sfu"], robot.event("relayed")["sfu"]) == (False, True)
+    assert summary.outcome == "connected" and summary.participants_received == 1
+    assert summary.media.video_frames_received > 0
+
+
+#: Whether the page's call through the SFU decodes the other's video (its downlink, not ``pc``).
+SFU_FRAMES_JS = """async () => {
+  const sfu = window.callbook.call?.sfu;
+  let frames = 0;
+  for (const { pc } of sfu?.downlinks.values() ?? []) {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+    });
+  }
+  return frames > 0;
+}"""

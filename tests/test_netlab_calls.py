@@ -7,9 +7,11 @@ import asyncio
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiortc import RTCRtpReceiver
 
+from signaling.phone import softphone
 from tests.netlab import Host, Lab
 from tests.netlab_calls import Person, befriend, call, signed_up, start_server, until
 
@@ -196,3 +198,60 @@ async def test_contacts_behind_a_symmetric_nat_reach_each_other_through_turn_by_
     for person in (alice, bob):
         assert person.event("accepted")["relay_only"] is False
         assert "relay" in _connected_through(person)
+
+
+async def test_contacts_whose_peer_to_peer_path_fails_fall_back_to_the_sfu_by_themselves(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """Contacts (peer to peer by policy), one behind a symmetric NAT, no TURN: no direct pair
+    works, so the call moves to the SFU (protocol 11.9.1) without ending, media both ways,
+    end-to-end encrypted as every call through the SFU."""
+    inet, public = _public(netlab)
+    a, _ = netlab.behind_nat(inet, "a", "symmetric")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment = await start_server(public, tmp_path)
+    async with signed_up(deployment, (a, "alice"), (b, "bob")) as (alice, bob):
+        await befriend(alice, bob)
+        calling, answered = await call(alice, bob, duration_s=2.0)
+        metrics = await alice.host.run(_metrics(deployment.url))
+    for summary in (calling, answered):
+        assert summary.outcome == "connected" and summary.media_both_ways, summary.as_event()
+        assert summary.participants_received == 1
+    for person in (alice, bob):
+        accepted = person.event("accepted")
+        assert (accepted["relay_only"], accepted["sfu"]) == (False, False)
+        assert person.event("relayed")["sfu"] is True
+        assert not [e for e in person.events if e["event"] == "connected"]  # never peer to peer
+    assert 'callbook_call_paths_total{fell_back="true",path="sfu"} 1.0' in metrics
+
+
+async def _metrics(url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        return await response.text()
+
+
+async def test_contacts_whose_peer_to_peer_path_fails_fall_back_to_turn_when_configured(
+    netlab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With coturn configured the call moves to TURN: both devices make new relay-only
+    connections and the caller offers again. ICE alone would find coturn here too (the test
+    above), so each device asks at once, as one whose ICE failed does."""
+    monkeypatch.setattr(softphone, "FALLBACK_AFTER_S", 0.0)
+    inet, public = _public(netlab)
+    a, _ = netlab.behind_nat(inet, "a", "symmetric")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    deployment = await start_server(public, tmp_path, turn="udp")
+    async with signed_up(deployment, (a, "alice"), (b, "bob")) as (alice, bob):
+        await befriend(alice, bob)
+        calling, answered = await call(alice, bob, duration_s=2.0)
+        metrics = await alice.host.run(_metrics(deployment.url))
+    for summary in (calling, answered):
+        assert summary.outcome == "connected" and summary.media_both_ways, summary.as_event()
+    for person in (alice, bob):
+        assert person.event("accepted")["relay_only"] is False
+        assert person.event("relayed")["sfu"] is False
+        assert _connected_through(person) == ("relay", "relay")
+    # From the move on, the server passed relay candidates only.
+    after = bob.phone.received_signaling[-1]
+    assert "typ relay" in after and "typ host" not in after and "typ srflx" not in after
+    assert 'callbook_call_paths_total{fell_back="true",path="turn"} 1.0' in metrics

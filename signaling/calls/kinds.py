@@ -23,7 +23,9 @@ def person(account: Account) -> m.Person:
 
 def step(call: AnyCall, event: AnyEvent, now: float) -> tuple[AnyCall, Sequence[g.Effect]]:
     if isinstance(call, g.GroupCall):
-        if isinstance(event, sm.AcceptEvent | sm.SignalEvent | sm.MuteEvent | sm.Superseded):
+        if isinstance(
+            event, sm.AcceptEvent | sm.SignalEvent | sm.MuteEvent | sm.FallbackEvent | sm.Superseded
+        ):
             raise sm.Rejected("unexpected_message", "This message does not apply to group calls.")
         return g.transition(call, event, now)
     if isinstance(event, g.JoinEvent | g.AddEvent | g.MuteEvent | g.PublishedEvent | g.MediaFailed):

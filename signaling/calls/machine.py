@@ -8,6 +8,7 @@ devices, timers, a missed-call record, a push wake-up.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Literal
@@ -49,6 +50,8 @@ class Call:
     reachable: bool = True
     # Media through the SFU instead of peer to peer (hide-my-IP without a TURN server).
     sfu: bool = False
+    # The peer-to-peer path failed and the call moved to a relay (``relay_only`` since then).
+    fell_back: bool = False
     ring_timeout_s: float = RING_TIMEOUT_S
     resume_window_s: float = RESUME_WINDOW_S
 
@@ -114,6 +117,16 @@ class MuteEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackEvent:
+    """A leg's peer-to-peer path failed: move the call to a relay, the SFU when ``sfu`` (then
+    ``keys`` are the caller's and the callee's, as for ``AcceptEvent``), else TURN."""
+
+    device: DeviceRef
+    sfu: bool
+    keys: tuple[DeviceKeys | None, DeviceKeys | None] = (None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class RingTimeout:
     pass
 
@@ -159,6 +172,7 @@ Event = (
     | HangupEvent
     | SignalEvent
     | MuteEvent
+    | FallbackEvent
     | RingTimeout
     | DeviceLost
     | DeviceOnline
@@ -270,6 +284,8 @@ def transition(call: Call, event: Event, now: float) -> tuple[Call, list[Effect]
             return _on_signal(call, event, now)
         case MuteEvent():
             return _on_mute(call, event)
+        case FallbackEvent():
+            return _on_fallback(call, event)
         case RingTimeout():
             return _on_ring_timeout(call, event, now)
         case DeviceLost():
@@ -439,6 +455,34 @@ def _forwarded(call: Call, message: m.Description | m.Ice) -> m.ServerMessage | 
         )
     sdp = relay.relay_only_sdp(message.sdp) if call.relay_only else message.sdp
     return m.PeerDescription(call_id=call.id, kind=message.kind, sdp=sdp, restart=message.restart)
+
+
+def _on_fallback(call: Call, event: FallbackEvent) -> tuple[Call, list[Effect]]:
+    """Both legs move to the relay together; a call already relayed (the other leg asked first,
+    or it was relay-only from the start) stays as it is."""
+    if call.phase is not Phase.CONNECTED or call.peer_of(event.device) is None:
+        raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
+    if call.relay_only:
+        return call, []
+    moved = replace(call, relay_only=True, sfu=event.sfu, fell_back=True)
+    effects: list[Effect] = []
+    for device in moved.legs():
+        relayed = m.Relayed(call_id=call.id)
+        if event.sfu:
+            relayed = m.Relayed(
+                call_id=call.id, sfu=True, participant=leg_participant(call.id, device),
+                participants=_introduction(moved, event.keys),
+            )  # fmt: skip
+        effects.append(Send(device, relayed))
+    return moved, effects
+
+
+def path(call: Call, relayed: Iterable[bool]) -> Literal["p2p", "turn", "sfu"]:
+    """The media path of a connected call: ``relayed`` are the legs' own reports of whether
+    their selected candidate pair is a relay."""
+    if call.sfu:
+        return "sfu"
+    return "turn" if call.relay_only or any(relayed) else "p2p"
 
 
 def _on_ring_timeout(call: Call, event: RingTimeout, now: float) -> tuple[Call, list[Effect]]:

@@ -355,6 +355,9 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
                 self._apply(message.call_id, sm.HangupEvent(device), device)
             case m.Description() | m.Ice():
                 self._apply(message.call_id, sm.SignalEvent(device, message), device)
+            case m.RelayFallback():
+                fallback = await self._fallback_event(device, self._calls.get(message.call_id))
+                self._apply(message.call_id, fallback, device)
             case m.GroupInvite():
                 await self._group_invite(device, message)
             case m.GroupAdd():
@@ -578,6 +581,10 @@ class CallService(NodeCalls, CallHandover, CrossingCalls, OperatorCalls, SfuCall
             return
         if isinstance(message, m.Ended):
             metrics.on_ended(message.reason)
+            if call.callee is not None:
+                legs = self.quality.legs(call_id).values()
+                relayed = [leg.relayed for leg in legs if leg.relayed is not None]
+                metrics.on_path(sm.path(call, relayed), call.fell_back)
         else:
             invited = self._invited_at.pop(call_id, None)
             metrics.on_answered(None if invited is None else time.perf_counter() - invited)

@@ -174,6 +174,21 @@ class SfuCalls:
         own = await self._media_keys_of(device, required=True, call_id=call.id)
         return sm.AcceptEvent(device, (await self._media_keys_of(call.caller), own))
 
+    async def _fallback_event(self, device: sm.DeviceRef, call: AnyCall | None) -> sm.FallbackEvent:
+        """A failed peer-to-peer path moves to TURN when configured, else to the SFU, whose
+        media is end-to-end encrypted: both devices need a media key for that."""
+        if self._turn_configured:
+            return sm.FallbackEvent(device, sfu=False)
+        if self._conference is None:
+            raise CallError("unavailable", "This server has no relay for calls.")
+        if not isinstance(call, sm.Call) or call.relay_only or call.callee is None:
+            return sm.FallbackEvent(device, sfu=True)  # refused or moot in the machine
+        keys = (
+            await self._media_keys_of(call.caller, required=True, call_id=call.id),
+            await self._media_keys_of(call.callee, required=True, call_id=call.id),
+        )
+        return sm.FallbackEvent(device, sfu=True, keys=keys)
+
     async def _require_key_to_relay(self, caller: sm.DeviceRef, relay: RelayCalls) -> None:
         """A caller whose own setting relays every call, on a server that relays through the
         SFU, needs a media key before its call rings (it depends on the caller alone, so it

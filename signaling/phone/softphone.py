@@ -50,6 +50,8 @@ _OUTCOME_OF_END: dict[str, Outcome] = {
 }
 #: How long an answered call may take to carry media before it counts as failed.
 MEDIA_TIMEOUT_S = 15.0
+#: How long a peer-to-peer call may take to connect before it asks for a relay (11.9.1).
+FALLBACK_AFTER_S = 5.0
 #: How often a connected call sends a ``quality`` report (the server keeps one per 2 s).
 QUALITY_INTERVAL_S = 5.0
 
@@ -85,6 +87,14 @@ class Summary:
         return event
 
 
+class _ToSfu(Exception):
+    """The call moved to the SFU (``relayed`` with ``sfu``): its peer connection is done."""
+
+    def __init__(self, relayed: m.Relayed) -> None:
+        super().__init__("the call moved to the SFU")
+        self.relayed = relayed
+
+
 class Softphone:
     def __init__(self, client: Client, *, video: bool = False, emit: Emit | None = None) -> None:
         self.client = client
@@ -105,6 +115,10 @@ class Softphone:
         self._hanging_up: asyncio.Event | None = None
         self._ice_servers: list[m.IceServer] = []
         self._relay_only = False
+        # After a move to TURN the caller offers again: until the answer to that offer (marked
+        # ``restart``) comes, an answer is one to the offer before the move, for a closed
+        # connection.
+        self._awaiting_restart_answer = False
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -224,16 +238,17 @@ class Softphone:
         pc.on("track", received.consume)
         summary = Summary("failed", call_id, media=received)
         reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
+        moved: m.Relayed | None = None
         try:
             if accepted.role == "caller":
-                self._add_tracks(pc)
-                await pc.setLocalDescription(await pc.createOffer())
-                await self._send_description(call_id, pc)
+                await self._offer(call_id, pc)
             ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
             summary.reason = ended
             summary.sent_packets = await packets_sent(self.connection)
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
+        except _ToSfu as to_sfu:
+            moved = to_sfu.relayed
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -241,8 +256,17 @@ class Softphone:
             await received.stop()
             await self.connection.close()
             self.connection = self.received = None
+        if moved is not None:
+            return await self._through_sfu(
+                call_id, moved.participant or "", duration_s, participants=moved.participants or []
+            )
         self._emit({"event": "ended", "call_id": call_id, "reason": summary.reason})
         return summary
+
+    async def _offer(self, call_id: str, pc: RTCPeerConnection, restart: bool = False) -> None:
+        self._add_tracks(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        await self._send_description(call_id, pc, restart)
 
     async def _report_quality(self, call_id: str, relay_only: bool) -> None:
         """Every QUALITY_INTERVAL_S while media flows: a ``quality`` report for operators."""
@@ -269,10 +293,13 @@ class Softphone:
         if self.video:
             pc.addTrack(PatternTrack())
 
-    async def _send_description(self, call_id: str, pc: RTCPeerConnection) -> None:
+    async def _send_description(
+        self, call_id: str, pc: RTCPeerConnection, restart: bool = False
+    ) -> None:
         local = pc.localDescription
         kind: Literal["offer", "answer"] = "offer" if local.type == "offer" else "answer"
-        await self.line.send(m.Description(call_id=call_id, kind=kind, sdp=local.sdp))
+        description = m.Description(call_id=call_id, kind=kind, sdp=local.sdp, restart=restart)
+        await self.line.send(description)
 
     async def _negotiate_and_run(
         self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
@@ -282,26 +309,48 @@ class Softphone:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         connected_by = loop.time() + MEDIA_TIMEOUT_S
+        # Until it connects, a peer-to-peer call asks once for a relay (protocol 11.9.1).
+        fallback_at: float | None = None if self._relay_only else loop.time() + FALLBACK_AFTER_S
         connected = asyncio.Event()
+        failed = asyncio.Event()
 
-        @pc.on("connectionstatechange")
-        def _state() -> None:
-            nonlocal deadline
-            if pc.connectionState == "connected" and not connected.is_set():
-                connected.set()
-                deadline = None if duration_s is None else loop.time() + duration_s
-                # Which candidates carry the media: "relay" on either side means through TURN.
-                path = selected_pair(pc)
-                self._emit({"event": "connected", "call_id": call_id,
-                            "path": list(path) if path else None})  # fmt: skip
+        watched: set[RTCPeerConnection] = set()
+
+        def watch(pc: RTCPeerConnection | None) -> None:
+            """Every connection of the call (it gets new ones when it moves) reports in."""
+            if pc is None or pc in watched:
+                return
+            watched.add(pc)
+
+            @pc.on("connectionstatechange")
+            def _state() -> None:
+                nonlocal deadline
+                if pc is not self.connection:
+                    return
+                if pc.connectionState == "failed":
+                    failed.set()
+                if pc.connectionState == "connected" and not connected.is_set():
+                    connected.set()
+                    deadline = None if duration_s is None else loop.time() + duration_s
+                    # Which candidates carry the media: "relay" on either side means TURN.
+                    path = selected_pair(pc)
+                    self._emit({"event": "connected", "call_id": call_id,
+                                "path": list(path) if path else None})  # fmt: skip
+
+        watch(pc)
 
         self._hanging_up = asyncio.Event()
         connecting = asyncio.ensure_future(connected.wait())
+        failing = asyncio.ensure_future(failed.wait())
         hanging_up = asyncio.ensure_future(self._hanging_up.wait())
         receiving: asyncio.Future[m.ServerMessage] | None = None
         try:
             while True:
                 now = loop.time()
+                asking = fallback_at is not None and not connected.is_set()
+                if asking and fallback_at is not None and (now >= fallback_at or failed.is_set()):
+                    fallback_at, connected_by = None, now + MEDIA_TIMEOUT_S
+                    await self.line.send(m.RelayFallback(call_id=call_id))
                 limit = deadline if connected.is_set() else connected_by
                 if hanging_up.done() or (limit is not None and now >= limit):
                     reason = "hangup" if connected.is_set() or hanging_up.done() else "failed"
@@ -314,22 +363,46 @@ class Softphone:
                 waits: set[asyncio.Future[Any]] = {receiving, hanging_up}
                 if not connected.is_set():
                     waits.add(connecting)
-                timeout = None if limit is None else limit - now
+                wake = limit
+                if fallback_at is not None and not connected.is_set():
+                    waits.add(failing)
+                    wake = min(connected_by, fallback_at)
+                timeout = None if wake is None else wake - now
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not receiving.done():
                     continue
                 done, receiving = receiving, None
                 try:
-                    ended = await self._on_message(call_id, done.result())
+                    message = done.result()
+                    if isinstance(message, m.Relayed) and message.call_id == call_id:
+                        fallback_at, connected_by = None, loop.time() + MEDIA_TIMEOUT_S
+                        watch(await self._relay(call_id, role, message))
+                        continue
+                    ended = await self._on_message(call_id, message)
+                    watch(self.connection)
                 except LineClosed:
                     return "peer_lost"
                 if ended is not None:
                     return ended
         finally:
             self._hanging_up = None
-            for waiting in (connecting, hanging_up, receiving):
+            for waiting in (connecting, failing, hanging_up, receiving):
                 if waiting is not None:
                     waiting.cancel()
+
+    async def _relay(self, call_id: str, role: str, relayed: m.Relayed) -> RTCPeerConnection:
+        """The call moved to a relay (protocol 11.9.1): through the SFU, or through TURN on a
+        new relay-only connection (aiortc cannot restart ICE), the caller offering again."""
+        self._emit({"event": "relayed", "call_id": call_id, "sfu": relayed.sfu})
+        if relayed.sfu:
+            raise _ToSfu(relayed)
+        assert self.connection is not None
+        self._relay_only = True
+        pc = await self._renew(self.connection)
+        if role == "caller":
+            self._awaiting_restart_answer = True
+            await self._offer(call_id, pc, restart=True)
+        return pc
 
     async def _on_message(self, call_id: str, message: m.ServerMessage) -> str | None:
         """Applies one message of the call's signaling; returns the end reason if it ended."""
@@ -337,13 +410,17 @@ class Softphone:
         assert pc is not None
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
+            if message.kind == "answer" and self._awaiting_restart_answer:
+                if not message.restart:
+                    return None
+                self._awaiting_restart_answer = False
             if message.restart and message.kind == "offer" and pc.remoteDescription is not None:
                 pc = await self._renew(pc)
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
             if message.kind == "offer":
                 self._add_tracks(pc)
                 await pc.setLocalDescription(await pc.createAnswer())
-                await self._send_description(call_id, pc)
+                await self._send_description(call_id, pc, message.restart)
         elif isinstance(message, m.PeerIce) and message.call_id == call_id:
             self.received_signaling.append(message.candidate)
             with contextlib.suppress(ValueError):

@@ -44,6 +44,8 @@ class LiveCall(msgspec.Struct, kw_only=True):
     participants: list[str]
     relay: Literal["p2p", "turn", "sfu", "unknown"]
     legs: list[Leg]
+    #: The peer-to-peer path failed and the call moved to the relay ``relay`` names.
+    fell_back: bool = False
 
 
 class Node(msgspec.Struct, kw_only=True):
@@ -114,6 +116,7 @@ def view(app: web.Application, call: AnyCall, now: float) -> LiveCall:
         participant_count=len(participants),
         participants=participants,
         relay=relay,
+        fell_back=isinstance(call, sm.Call) and call.fell_back,
         legs=sorted(legs, key=lambda leg: participants.index(leg.participant)
                     if leg.participant in participants else len(participants)),
     )  # fmt: skip

@@ -1297,7 +1297,7 @@ function renderCall() {
       break;
     case "answering":
     case "connecting":
-      status = "Connecting…";
+      status = call.throughRelay ? "Connecting through relay…" : "Connecting…";
       break;
     case "connected":
       status = call.peerReconnecting ? "Reconnecting…" : formatDuration(call.duration());

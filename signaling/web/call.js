@@ -22,6 +22,7 @@
 // devices with their keys (``participants``), which never change during the call.
 
 import { CallE2ee } from "./e2ee.js";
+import { armFallback, askForRelay, onRelayed } from "./fallback.js";
 import { callKeys } from "./keystore.js";
 import { hasTurn } from "./relaynote.js";
 import { ScreenShare, videoSender } from "./screenshare.js";
@@ -288,6 +289,9 @@ export class Call extends EventTarget {
       case "sdp":
         await this._onDescription(message);
         return;
+      case "relayed":
+        await onRelayed(this, message);
+        return;
       case "publish_answer":
         await this.sfu?.onPublishAnswer(message);
         return;
@@ -382,6 +386,7 @@ export class Call extends EventTarget {
     }
     this._createPeerConnection();
     this._timer("connect", CONNECT_TIMEOUT_MS, () => this._giveUp());
+    armFallback(this);
     if (this._offers()) {
       this._addLocalTracks();
       await this._offer(false);
@@ -444,8 +449,10 @@ export class Call extends EventTarget {
       this._localReady = false;
       await pc.setLocalDescription(await pc.createAnswer());
       await this._settleGathering();
-      this._sendDescription("answer", false);
+      this._sendDescription("answer", Boolean(message.restart));
     } else if (pc.signalingState === "have-local-offer") {
+      if (this.awaitingRestartAnswer && !message.restart) return; // crossed ``relayed``
+      this.awaitingRestartAnswer = false;
       this._remoteSession = sessionOf(message.sdp);
       this._rejoining = false;
       await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
@@ -625,7 +632,11 @@ export class Call extends EventTarget {
       }
       return;
     }
-    if (!this.connectedAt) return; // still setting up; the connect timer covers this
+    if (!this.connectedAt) {
+      // Still setting up: the connect timer covers this, and a failed path asks for a relay.
+      if (state === "failed") askForRelay(this);
+      return;
+    }
     if (state === "disconnected" || state === "failed") {
       if (this.state === "connected") {
         this.state = "reconnecting";

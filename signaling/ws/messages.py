@@ -86,8 +86,16 @@ class Hangup(ClientMessage, tag="hangup"):
     call_id: CallId
 
 
+class RelayFallback(ClientMessage, tag="relay_fallback"):
+    """The peer-to-peer path of a connected 1:1 call failed (ICE ``failed``, or no media a few
+    seconds after ``accepted``): move the call to a relay without ending it."""
+
+    call_id: CallId
+
+
 class Description(ClientMessage, tag="sdp"):
-    """An SDP offer or answer for the peer; ``restart`` marks an ICE-restart offer."""
+    """An SDP offer or answer for the peer; ``restart`` marks an ICE-restart offer, and the
+    answer to one (so that a caller that offered again after ``relayed`` can tell it apart)."""
 
     call_id: CallId
     kind: Literal["offer", "answer"]
@@ -213,6 +221,7 @@ ClientMessages = (
     | Accept
     | Decline
     | Hangup
+    | RelayFallback
     | Description
     | Ice
     | GroupInvite
@@ -307,6 +316,19 @@ class Accepted(ServerMessage, tag="accepted"):
     sfu: bool = False
     #: With ``sfu``: this device's participant id in the call's SFU room, and both devices as
     #: a group call's ``participants`` lists them, with their keys (docs/e2ee.md).
+    participant: str | None = None
+    participants: list[Participant] | None = None
+
+
+class Relayed(ServerMessage, tag="relayed"):
+    """To both devices of a 1:1 call that moves to a relay (after ``relay_fallback``): the call
+    is relay-only from now on. Without ``sfu``: drop the peer connection's path and negotiate
+    again through TURN (``iceTransportPolicy: relay``; the caller offers, with ``restart``).
+    With ``sfu``: stop sending peer-to-peer media and publish to the SFU, introduced by
+    ``participant`` and ``participants`` as ``accepted`` introduces a call through the SFU."""
+
+    call_id: str
+    sfu: bool = False
     participant: str | None = None
     participants: list[Participant] | None = None
 
@@ -437,6 +459,7 @@ ServerMessages = (
     | Ringing
     | Incoming
     | Accepted
+    | Relayed
     | Ended
     | PeerDescription
     | PeerIce

@@ -2,6 +2,7 @@
 
 import { Api } from "./api.js";
 import { Call } from "./call.js";
+import { bindDevices } from "./devices.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import * as keystore from "./keystore.js";
@@ -113,6 +114,7 @@ async function boot() {
     onEnded: (call) => call.endReason === "missed" && refreshMissed(),
   });
   bindLine();
+  bindDevices({ api, identity: () => state.identity, confirm: confirmDialog, leave: signOut });
   if (!(await keystore.supported())) {
     loadingMessage(
       "This browser can’t keep a Callbook key safely. Please use a recent version of Chrome, Edge, Firefox or Safari.",
@@ -194,6 +196,22 @@ async function signedOutHere(handle) {
   state.me = null;
   show("welcome");
   showSignedOut(handle);
+}
+
+/** Sign out here (devices.js): calls end, ``farewell`` tells the server, then both keys go. */
+async function signOut(farewell) {
+  state.signingOut = true;
+  endAllCalls();
+  const message = await farewell();
+  line.stop();
+  api.forget();
+  await keystore.clearIdentity().catch(() => {});
+  state.identity = null;
+  state.me = null;
+  selectTab("recover");
+  show("welcome");
+  $("#tab-recover").focus();
+  toast(message, "success");
 }
 
 function showSignedOut(handle) {

@@ -5,6 +5,7 @@ import { Call } from "./call.js";
 import { bindDevices } from "./devices.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
+import { bindMediaDevices } from "./mediadevices.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
@@ -115,6 +116,7 @@ async function boot() {
   });
   bindLine();
   bindDevices({ api, identity: () => state.identity, confirm: confirmDialog, leave: signOut });
+  bindMediaDevices(() => (state.current?.active ? state.current : currentGroup()));
   if (!(await keystore.supported())) {
     loadingMessage(
       "This browser can’t keep a Callbook key safely. Please use a recent version of Chrome, Edge, Firefox or Safari.",

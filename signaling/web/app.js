@@ -3,6 +3,7 @@
 import { Api } from "./api.js";
 import { Call } from "./call.js";
 import { bindDevices } from "./devices.js";
+import { bindHistory, forgetHistory, knownName, loadHistory, recordCall } from "./history.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import { bindMediaDevices } from "./mediadevices.js";
@@ -117,6 +118,13 @@ async function boot() {
   bindLine();
   bindDevices({ api, identity: () => state.identity, confirm: confirmDialog, leave: signOut });
   bindMediaDevices(() => (state.current?.active ? state.current : currentGroup()));
+  bindHistory({
+    owner: () => state.identity?.accountId ?? null,
+    nameOf: (entry) => (contactFor(entry.accountId) ? contactName(contactFor(entry.accountId)) : null),
+    confirm: confirmDialog,
+    call: startCall,
+    changed: renderMissed,
+  });
   if (!(await keystore.supported())) {
     loadingMessage(
       "This browser can’t keep a Callbook key safely. Please use a recent version of Chrome, Edge, Firefox or Safari.",
@@ -163,6 +171,7 @@ async function enter(identity) {
   route();
   line.start();
   refreshLists();
+  loadHistory();
   publishMediaKey(identity);
 }
 
@@ -205,6 +214,7 @@ async function signOut(farewell) {
   state.signingOut = true;
   endAllCalls();
   const message = await farewell();
+  await forgetHistory(); // a shared computer keeps no trace of whom this person called
   line.stop();
   api.forget();
   await keystore.clearIdentity().catch(() => {});
@@ -616,7 +626,9 @@ function renderBlocks() {
 function renderMissed() {
   const items = state.missed.slice(0, 20).map((missed) => {
     const contact = contactFor(missed.caller_account_id);
-    const name = contact ? contactName(contact) : `@${missed.caller_handle}`;
+    const name = contact
+      ? contactName(contact)
+      : knownName(missed.caller_account_id) || `@${missed.caller_handle}`;
     return h(
       "li.item.item-missed",
       {},
@@ -906,6 +918,7 @@ function bindHome() {
       line.stop();
       api.forget();
       await keystore.clearIdentity().catch(() => {});
+      await forgetHistory();
       state.identity = null;
       state.me = null;
       selectTab("signup");
@@ -1102,6 +1115,7 @@ const NO_AGAIN = new Set(["cancelled", "answered_elsewhere", "declined_elsewhere
 const SHORT_END = new Set(["hangup", "cancelled", "answered_elsewhere", "declined_elsewhere", "missed", "glare"]);
 
 function onCallEnded(call) {
+  recordCall(call);
   if (call.callId) state.calls.delete(call.callId);
   if (call.ref) state.byRef.delete(call.ref);
   if (call.endReason === "missed") refreshMissed();

@@ -9,6 +9,7 @@ import { paintSecurity, securityOf } from "./e2eeview.js";
 import { bindMediaDevices } from "./mediadevices.js";
 import * as keystore from "./keystore.js";
 import { Line } from "./line.js";
+import { bindReports, openReport, reportMenuItem } from "./reports.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import * as tones from "./tones.js";
 import {
@@ -124,6 +125,11 @@ async function boot() {
     confirm: confirmDialog,
     call: startCall,
     changed: renderMissed,
+  });
+  bindReports({
+    api,
+    signedIn: () => Boolean(state.identity),
+    blocked: () => Promise.all([refreshBlocks(), refreshContacts()]),
   });
   if (!(await keystore.supported())) {
     loadingMessage(
@@ -521,6 +527,9 @@ function renderContacts() {
       h(
         "div.menu-pop",
         {},
+        reportMenuItem(contact.handle, name, () => {
+          menu.open = false;
+        }),
         h(
           "button",
           {
@@ -1359,6 +1368,7 @@ function renderCall() {
   const again = ended && call.target && !NO_AGAIN.has(call.endReason);
   $("#again-wrap").hidden = !again;
   $("#lbl-again").textContent = call.direction === "outgoing" ? "Call again" : "Call back";
+  $("#report-wrap").hidden = !(ended && call.peer?.handle);
 
   // Sounds and the tab title follow the state.
   if (s === "incoming" && !call.busy) tones.start("ring");
@@ -1401,6 +1411,12 @@ function bindCallScreen() {
   $("#btn-mute").addEventListener("click", () => state.current?.toggleMute());
   $("#btn-camera").addEventListener("click", () => state.current?.toggleCamera());
   $("#btn-close").addEventListener("click", () => closeCallScreen());
+  $("#btn-report").addEventListener("click", () => {
+    const call = state.current;
+    if (call) openReport({ handle: call.peer?.handle, name: call.label, callId: call.callId });
+  });
+  // Someone reaching for a button on the end-of-call screen keeps it open.
+  $("#controls-ended").addEventListener("focusin", () => clearTimeout(endedTimer));
   $("#btn-again").addEventListener("click", () => {
     const call = state.current;
     if (!call?.target) return;

@@ -1,5 +1,6 @@
 """Settings in the web client, driven in Chromium as a person would: the devices list with
-revoke, and signing out of this browser (both keys leave it; the device is revoked)."""
+revoke, and signing out of this browser (both keys and the call history leave it; the device
+is revoked)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixtu
     return _browsers
 
 
+HISTORY_JS = """() => new Promise((ok) => {
+  const r = indexedDB.open("callbook-history");
+  r.onsuccess = () => {
+    const count = r.result.transaction("calls").objectStore("calls").count();
+    count.onsuccess = () => { ok(count.result); r.result.close(); };
+  };
+})"""
+
+
 async def open_settings(page: Page) -> None:
     await page.get_by_role("link", name="Settings").click()
     await expect(page.locator("#devices-list .device")).not_to_have_count(0)
@@ -84,6 +94,14 @@ async def test_devices_list_revoke_and_sign_out(server: Server, browsers: Browse
     old_id = await page.evaluate(
         "async () => (await import('/static/keystore.js')).loadIdentity().then((i) => i.deviceId)"
     )
+    # A call in this browser's history (kept by history.js as a finished call is).
+    await page.evaluate(
+        """async () => (await import("/static/history.js")).recordCall({
+          direction: "incoming", media: "audio", endReason: "missed", connectedAt: 0,
+          endedAt: Date.now(), peer: {account_id: null, handle: "bob", display_name: "Bob"}})"""
+    )
+    await expect(page.locator("#history-list .history-item")).to_have_count(1)
+
     # Sign out: warned that this is the last device, then both keys are gone from the browser.
     await page.get_by_role("button", name="Sign out", exact=True).click()
     await expect(page.locator("#confirm-text")).to_contain_text("This is your only device")
@@ -92,6 +110,7 @@ async def test_devices_list_revoke_and_sign_out(server: Server, browsers: Browse
     await expect(page.locator("#toasts")).to_contain_text("You’re signed out.")
     await expect(page.locator("#tab-recover")).to_be_focused()
     assert await page.evaluate(STORED_KEYS_JS) == []
+    assert await page.evaluate(HISTORY_JS) == 0  # whom this person called leaves with them
     await page.reload()
     await expect(page.locator("#screen-welcome")).to_be_visible()
     # No "signed out from elsewhere" notice: this person chose to leave.

@@ -153,8 +153,8 @@ async def test_switching_during_an_encrypted_call_keeps_sender_and_transform(
     await expect(alice.locator("#toggle-speaker-label")).to_have_text("Fake Default Audio Output")
     await speaker.click()
     await expect(alice.locator("#toggle-speaker-label")).to_have_text(outputs[1]["label"])
-    assert (
-        await alice.evaluate("document.querySelector('#remote-video').sinkId") == outputs[1]["id"]
+    await alice.wait_for_function(  # setSinkId settles after the click
+        f"() => document.querySelector('#remote-video').sinkId === {outputs[1]['id']!r}"
     )
 
     # Another microphone from the list.

@@ -107,3 +107,29 @@ async def test_history_stays_in_the_browser_with_names_and_clears(
     await expect(alice.locator("#history-empty")).to_be_visible()
     await expect(alice.locator("#history-title")).to_be_focused()
     assert await alice.evaluate(STORED_JS) == []
+
+
+async def test_group_calls_are_in_history_too(server: Server, browsers: Browsers) -> None:
+    alice = await browsers.page()
+    bob = await browsers.page()
+    await sign_up(alice, server, "alice", "Alice Liddell")
+    await sign_up(bob, server, "bob", "Bob")
+
+    # Alice hosts; Bob declines the invitation; Alice leaves the call she was in alone.
+    await alice.get_by_role("button", name="Group call").click()
+    await alice.fill("#group-handles", "bob")
+    await alice.click("#group-start")
+    await expect(bob.locator("#screen-group")).to_have_attribute("data-state", "incoming")
+    await bob.get_by_role("button", name="Decline group call").click()
+    await expect(bob.locator("#screen-group")).to_be_hidden()
+    entry = bob.locator("#history-list .history-item")
+    await expect(entry).to_have_count(1)
+    await expect(entry).to_have_attribute("data-outcome", "declined")
+    await expect(entry.locator(".item-title")).to_have_text("Group call · Alice Liddell")
+
+    await expect(alice.locator("#screen-group")).to_be_visible()
+    await alice.get_by_role("button", name="Leave group call").click()
+    mine = alice.locator("#history-list .history-item")
+    await expect(mine).to_have_count(1)
+    await expect(mine).to_have_attribute("data-direction", "outgoing")
+    await expect(mine.locator(".item-title")).to_have_text("Group call")

@@ -3,7 +3,14 @@
 import { Api } from "./api.js";
 import { Call } from "./call.js";
 import { bindDevices } from "./devices.js";
-import { bindHistory, forgetHistory, knownName, loadHistory, recordCall } from "./history.js";
+import {
+  bindHistory,
+  forgetHistory,
+  knownName,
+  loadHistory,
+  recordCall,
+  recordGroupCall,
+} from "./history.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
 import { bindMediaDevices } from "./mediadevices.js";
@@ -114,7 +121,10 @@ async function boot() {
     state,
     isBusy: () => Boolean(state.current?.active),
     nameOf: personName,
-    onEnded: (call) => call.endReason === "missed" && refreshMissed(),
+    onEnded: (call) => {
+      recordGroupCall(call);
+      if (call.endReason === "missed") refreshMissed();
+    },
   });
   bindLine();
   bindDevices({ api, identity: () => state.identity, confirm: confirmDialog, leave: signOut });

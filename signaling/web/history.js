@@ -1,4 +1,4 @@
-// Call history on this device only: each 1:1 call that ends is kept in this browser's IndexedDB
+// Call history on this device only: each call that ends (1:1 or group) is kept in this browser's IndexedDB
 // (its own database, apart from the keys) and never sent anywhere; the server keeps only the
 // missed calls it needs to tell you about (docs/protocol.md §11.12). Entries belong to the
 // account signed in here; signing out or erasing the account deletes them all.
@@ -55,11 +55,9 @@ export function outcomeOf(call) {
 const NOT_A_CALL = new Set(["answered_elsewhere", "declined_elsewhere", "glare", "gone", "error", "media"]);
 
 /** Keep a 1:1 call (call.js) that just ended. */
-export async function recordCall(call) {
-  const owner = ctx?.owner();
-  if (!owner || NOT_A_CALL.has(call.endReason) || !call.peer) return;
-  const entry = {
-    owner,
+export function recordCall(call) {
+  if (NOT_A_CALL.has(call.endReason) || !call.peer) return Promise.resolve();
+  return keep({
     at: call.connectedAt || call.endedAt || Date.now(),
     direction: call.direction,
     media: call.media,
@@ -68,7 +66,31 @@ export async function recordCall(call) {
     accountId: call.peer.account_id || null,
     handle: call.peer.handle || null,
     displayName: call.peer.display_name || null,
-  };
+  });
+}
+
+/** Keep a group call (group.js) that just ended: an invitation names its host. */
+export function recordGroupCall(call) {
+  if (NOT_A_CALL.has(call.endReason)) return Promise.resolve();
+  const joined = Boolean(call.joinedAt);
+  const host = call.direction === "incoming" ? call.host : null;
+  return keep({
+    at: call.joinedAt || Date.now(),
+    direction: call.direction,
+    media: call.media,
+    outcome: joined ? "answered" : outcomeOf({ direction: call.direction, endReason: call.endReason }),
+    durationMs: joined ? Math.max(0, Date.now() - call.joinedAt) : 0,
+    accountId: host?.account_id || null,
+    handle: host?.handle || null,
+    displayName: host?.display_name || null,
+    group: true,
+  });
+}
+
+async function keep(fields) {
+  const owner = ctx?.owner();
+  if (!owner) return;
+  const entry = { owner, ...fields };
   try {
     await withStore("readwrite", (store) => store.add(entry));
   } catch {
@@ -114,7 +136,8 @@ function render() {
   const list = $("#history-list");
   if (!list) return;
   const items = entries.slice(0, 50).map((entry) => {
-    const name = ctx.nameOf(entry) || entry.displayName || (entry.handle ? `@${entry.handle}` : "Someone");
+    const person = ctx.nameOf(entry) || entry.displayName || (entry.handle ? `@${entry.handle}` : null);
+    const name = entry.group ? (person ? `Group call · ${person}` : "Group call") : person || "Someone";
     const what = WORDS[entry.direction][entry.outcome] || entry.outcome;
     const sub = [what, entry.durationMs ? formatDuration(entry.durationMs) : null, formatWhen(entry.at / 1000)];
     const missed = entry.outcome === "missed";
@@ -124,7 +147,7 @@ function render() {
       { dataset: { outcome: entry.outcome, direction: entry.direction } },
       h(`span.history-icon${missed ? ".missed-icon" : ""}`, {}, icon(arrow)),
       h("div.item-main", {}, h("span.item-title", {}, name), h("span.item-sub", {}, sub.filter(Boolean).join(" · "))),
-      entry.accountId || entry.handle
+      !entry.group && (entry.accountId || entry.handle)
         ? h(
             "button.icon-btn.call",
             {

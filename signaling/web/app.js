@@ -2,8 +2,18 @@
 
 import { Api } from "./api.js";
 import { Call } from "./call.js";
+import { bindDevices } from "./devices.js";
+import {
+  bindHistory,
+  forgetHistory,
+  knownName,
+  loadHistory,
+  recordCall,
+  recordGroupCall,
+} from "./history.js";
 import { activeGroup, bindGroup, currentGroup, onGroupIncoming } from "./groupview.js";
 import { paintSecurity, securityOf } from "./e2eeview.js";
+import { bindMediaDevices } from "./mediadevices.js";
 import * as keystore from "./keystore.js";
 import { whomToCall } from "./dialler.js";
 import { focusBack } from "./focus.js";
@@ -12,6 +22,7 @@ import { relayNote } from "./relaynote.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
 import { bindScreenButton, paintScreenButton } from "./screenshare.js";
+import { bindReports, openReport, reportMenuItem } from "./reports.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
@@ -118,13 +129,30 @@ async function boot() {
     state,
     isBusy: () => Boolean(state.current?.active),
     nameOf: personName,
-    onEnded: (call) => call.endReason === "missed" && refreshMissed(),
+    onEnded: (call) => {
+      recordGroupCall(call);
+      if (call.endReason === "missed") refreshMissed();
+    },
   });
   bindLine();
   guardPage(line, {
     inCall: () => Boolean(state.current?.active || activeGroup()),
     // A group call is not taken over: its fresh session ends it, as before.
     current: () => (activeGroup() ? undefined : state.current),
+  });
+  bindDevices({ api, identity: () => state.identity, confirm: confirmDialog, leave: signOut });
+  bindMediaDevices(() => (state.current?.active ? state.current : currentGroup()));
+  bindHistory({
+    owner: () => state.identity?.accountId ?? null,
+    nameOf: (entry) => (contactFor(entry.accountId) ? contactName(contactFor(entry.accountId)) : null),
+    confirm: confirmDialog,
+    call: startCall,
+    changed: renderMissed,
+  });
+  bindReports({
+    api,
+    signedIn: () => Boolean(state.identity),
+    blocked: () => Promise.all([refreshBlocks(), refreshContacts()]),
   });
   if (!(await keystore.supported())) {
     loadingMessage(
@@ -177,6 +205,7 @@ async function enter(identity) {
   }
   line.start();
   refreshLists();
+  loadHistory();
   publishMediaKey(identity);
 }
 
@@ -212,6 +241,23 @@ async function signedOutHere(handle) {
   state.me = null;
   show("welcome");
   showSignedOut(handle);
+}
+
+/** Sign out here (devices.js): calls end, ``farewell`` tells the server, then both keys go. */
+async function signOut(farewell) {
+  state.signingOut = true;
+  endAllCalls();
+  const message = await farewell();
+  await forgetHistory(); // a shared computer keeps no trace of whom this person called
+  line.stop();
+  api.forget();
+  await keystore.clearIdentity().catch(() => {});
+  state.identity = null;
+  state.me = null;
+  selectTab("recover");
+  show("welcome");
+  $("#tab-recover").focus();
+  toast(message, "success");
 }
 
 function showSignedOut(handle) {
@@ -514,6 +560,9 @@ function renderContacts() {
       h(
         "div.menu-pop",
         {},
+        reportMenuItem(contact.handle, name, () => {
+          menu.open = false;
+        }),
         h(
           "button",
           {
@@ -619,7 +668,9 @@ function renderBlocks() {
 function renderMissed() {
   const items = state.missed.slice(0, 20).map((missed) => {
     const contact = contactFor(missed.caller_account_id);
-    const name = contact ? contactName(contact) : `@${missed.caller_handle}`;
+    const name = contact
+      ? contactName(contact)
+      : knownName(missed.caller_account_id) || `@${missed.caller_handle}`;
     return h(
       "li.item.item-missed",
       {},
@@ -912,6 +963,7 @@ function bindHome() {
       line.stop();
       api.forget();
       await keystore.clearIdentity().catch(() => {});
+      await forgetHistory();
       state.identity = null;
       state.me = null;
       selectTab("signup");
@@ -1134,6 +1186,7 @@ const NO_AGAIN = new Set(["cancelled", "answered_elsewhere", "declined_elsewhere
 const SHORT_END = new Set(["hangup", "cancelled", "answered_elsewhere", "declined_elsewhere", "missed", "glare"]);
 
 function onCallEnded(call) {
+  recordCall(call);
   if (call.callId) state.calls.delete(call.callId);
   if (call.ref) state.byRef.delete(call.ref);
   if (call.endReason === "missed") refreshMissed();
@@ -1372,6 +1425,7 @@ function renderCall() {
   const again = ended && call.target && !NO_AGAIN.has(call.endReason);
   $("#again-wrap").hidden = !again;
   $("#lbl-again").textContent = call.direction === "outgoing" ? "Call again" : "Call back";
+  $("#report-wrap").hidden = !(ended && call.peer?.handle);
 
   // Sounds and the tab title follow the state.
   if (s === "incoming" && !call.busy) tones.start("ring");
@@ -1415,6 +1469,12 @@ function bindCallScreen() {
   $("#btn-camera").addEventListener("click", () => state.current?.toggleCamera());
   bindScreenButton($("#btn-screen"), () => state.current);
   $("#btn-close").addEventListener("click", () => closeCallScreen());
+  $("#btn-report").addEventListener("click", () => {
+    const call = state.current;
+    if (call) openReport({ handle: call.peer?.handle, name: call.label, callId: call.callId });
+  });
+  // Someone reaching for a button on the end-of-call screen keeps it open.
+  $("#controls-ended").addEventListener("focusin", () => clearTimeout(endedTimer));
   $("#btn-again").addEventListener("click", () => {
     const call = state.current;
     if (!call?.target) return;

@@ -26,6 +26,7 @@ import { armFallback, askForRelay, onRelayed } from "./fallback.js";
 import { callKeys } from "./keystore.js";
 import { hasTurn } from "./relaynote.js";
 import { ScreenShare, videoSender } from "./screenshare.js";
+import { audioConstraints, videoConstraints } from "./mediadevices.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -675,13 +676,13 @@ export class Call extends EventTarget {
   }
 
   async _getMedia(wantVideo) {
-    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    const audio = audioConstraints(); // the devices chosen in settings (mediadevices.js)
     let stream;
     if (wantVideo) {
       try {
         stream = await navigator.mediaDevices.getUserMedia({
           audio,
-          video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: "user" },
+          video: videoConstraints(1280, 720),
         });
       } catch (error) {
         if (error && error.name === "NotAllowedError") throw error;

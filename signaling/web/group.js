@@ -18,6 +18,7 @@ import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
 import { Invitees } from "./roster.js";
 import { ScreenShare, videoSender } from "./screenshare.js";
+import { audioConstraints, videoConstraints } from "./mediadevices.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -296,13 +297,13 @@ export class GroupCall extends EventTarget {
   // --- media ---------------------------------------------------------------------------------
 
   async _getMedia() {
-    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    const audio = audioConstraints(); // the devices chosen in settings (mediadevices.js)
     let stream = null;
     if (this.media === "video") {
       try {
         stream = await navigator.mediaDevices.getUserMedia({
           audio,
-          video: { width: { ideal: 640 }, height: { ideal: 480 }, facingMode: "user" },
+          video: videoConstraints(640, 480),
         });
       } catch (error) {
         if (error && error.name === "NotAllowedError") throw error;

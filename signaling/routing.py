@@ -59,6 +59,9 @@ class Forward(Envelope, tag="forward"):
     """A device's message about a call, for the node that owns the call."""
 
     message: m.ClientMessages
+    #: Sent by a node on the device's behalf (answering elsewhere hangs up the call it talked
+    #: in): a refusal is moot and not told to the device, which sent nothing.
+    on_behalf: bool = False
 
 
 #: Reads the devices online from a batch's results (``Router.stage_online``).

@@ -259,3 +259,29 @@ async def test_a_batch_sends_again_only_what_a_store_without_its_scripts_refused
     assert await batch().execute() == [1, 1, 2]
     await store.redis.script_flush()
     assert await batch().execute() == [3, 2, 4]
+
+
+async def test_a_write_queued_before_a_call_ends_is_dropped_not_taken_for_a_takeover(
+    make_server: MakeServer, store: Store, nodes: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The soak's false "another node took it": a change of a call queued behind a busy
+    writer, then the call's end. The queued write must not run at the version forgotten with
+    the call (the store refuses it, which reads as a takeover); the record is just deleted."""
+    (alice, _), (bob, bob_handle) = await _people(make_server, 2)
+    a = await nodes("cost-a")
+    ca, cb = await _connect(a, alice), await _connect(a, bob)
+    await a.handle(alice, m.Invite(handle=bob_handle, media="audio", ref="r"))
+    call_id = (await ca.expect(m.Ringing)).call_id
+    await cb.expect(m.Incoming)
+    await a.handle(bob, m.Accept(call_id=call_id))
+    await ca.expect(m.Accepted)
+    await a.flush_store_writes()  # written: the call's version is known
+    go = await _blocked(a)
+    a.disconnect(alice, ca)  # a change (alice lost) queued while the call lives
+    await a.handle(bob, m.Hangup(call_id=call_id))  # the call ends before that write runs
+    await cb.expect(m.Ended)
+    with caplog.at_level("WARNING", logger="callbook.calls"):
+        go.set()
+        await a.flush_store_writes()
+    assert "another node took it" not in caplog.text
+    assert not await store.redis.exists(keys.call_record(call_id))

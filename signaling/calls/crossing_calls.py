@@ -218,7 +218,8 @@ class CrossingCalls:
         self._router.send(
             elsewhere.node,
             Forward(origin=self.node_id, account_id=device.account_id,
-                    device_id=device.device_id, message=m.Hangup(call_id=elsewhere.call)),
+                    device_id=device.device_id, message=m.Hangup(call_id=elsewhere.call),
+                    on_behalf=True),
         )  # fmt: skip
 
     def _refresh_busy(self) -> None:

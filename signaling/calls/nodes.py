@@ -252,8 +252,8 @@ class NodeCalls:
         match envelope:
             case Deliver():
                 self._on_deliver(envelope)
-            case Forward(message=message):
-                await self._on_forward(device, message)
+            case Forward(message=message, on_behalf=on_behalf):
+                await self._on_forward(device, message, on_behalf)
             case DeviceEvent():
                 self._on_device_event(envelope)
             case Handover():
@@ -308,16 +308,24 @@ class NodeCalls:
             if not calls:
                 del self._remote[device]
 
-    async def _on_forward(self, device: sm.DeviceRef, message: m.ClientMessage) -> None:
-        """A device on another node acts on a call this node owns; errors go back to it."""
+    async def _on_forward(
+        self, device: sm.DeviceRef, message: m.ClientMessage, on_behalf: bool = False
+    ) -> None:
+        """A device on another node acts on a call this node owns; errors go back to it. A
+        node acting on its behalf read the store's busy entries, which lag behind the calls
+        (the owner removes them after the call ended): a call already over is no error."""
         try:
             await self.handle(device, message, forwarded=True)
         except CallError as error:
-            self._deliver(device, m.refusal(message, error.code, error.detail, error.call_id))
+            refusal = m.refusal(message, error.code, error.detail, error.call_id)
         except DirectoryError as error:
-            self._deliver(device, m.refusal(message, error.code, error.detail))
+            refusal = m.refusal(message, error.code, error.detail)
         except (RedisError, OSError):
-            self._deliver(device, m.refusal(message, "unavailable", "The store is unavailable."))
+            refusal = m.refusal(message, "unavailable", "The store is unavailable.")
+        else:
+            return
+        if not on_behalf:
+            self._deliver(device, refusal)
 
     def _on_device_event(self, event: DeviceEvent) -> None:
         """A device's state changed on another node: the calls it has here follow."""

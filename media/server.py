@@ -32,6 +32,7 @@ def allow_loopback_ice() -> None:
         return addresses
 
     with_loopback.callbook_loopback = True  # type: ignore[attr-defined]
+    with_loopback.__wrapped__ = original  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = with_loopback
 
 

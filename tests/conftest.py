@@ -56,7 +56,12 @@ TEST_ADMISSION_ENV = {
     "CALLBOOK_YOUNG_LOOKUPS_PER_MINUTE": "100000",
     "CALLBOOK_YOUNG_LOOKUPS_STORE_PER_MINUTE": "10000000",
     "CALLBOOK_MAX_CONNECTIONS_PER_SOURCE": "0",
+    "CALLBOOK_STUN_PORT": "0",
 }
+# ``callbook serve`` answers STUN on UDP 3478 by default: the suite's many serve processes on one
+# machine would race for that port and log a warning. The STUN tests ask for it themselves
+# (tests/netlab_calls.py runs each server in a network namespace of its own).
+os.environ.setdefault("CALLBOOK_STUN_PORT", "0")
 #: The suite signs up many accounts quickly from 127.0.0.1: per-source budgets out of the way,
 #: and no puzzle pressure (tests of those limits set their own, tests/test_floods.py).
 UNLIMITED = Budget(1_000_000, 1_000_000.0)

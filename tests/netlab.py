@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import aioice.ice
 import pytest
 
 T = TypeVar("T")
@@ -310,11 +311,15 @@ def lab_reason() -> str | None:
 
 
 @pytest.fixture
-async def netlab() -> Any:
+async def netlab(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A fresh lab per test; skips (with the reason) where namespaces or iptables are missing."""
     reason = lab_reason()
     if reason is not None:
         pytest.skip(reason)
+    # Devices in the lab gather as on a real network: without the loopback candidate that
+    # earlier loopback-only tests add to aioice in this process (media.server.allow_loopback_ice).
+    gather = aioice.ice.get_host_addresses
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", getattr(gather, "__wrapped__", gather))
     lab = Lab()
     try:
         yield lab

@@ -99,7 +99,7 @@ async def start_server(
     configuration but the suite's admission limits; ``turn``: "udp" or "tcp" to run coturn
     beside it and hand out its URI; ``reached_at``: the address devices use (behind a NAT)."""
     turn_log = None
-    settings = {**TEST_ADMISSION_ENV, **env}
+    settings = {**TEST_ADMISSION_ENV, "CALLBOOK_STUN_PORT": "3478", **env}
     if turn is not None:
         turn_log = await start_coturn(host, tmp_path)
         settings["CALLBOOK_TURN_URIS"] = f"turn:{host.address}:{TURN_PORT}?transport={turn}"

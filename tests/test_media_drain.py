@@ -24,7 +24,7 @@ from tests.test_media_nodes import _pool, _registry_server
 pytestmark = pytest.mark.slow
 
 #: A bound for a process to exit once it has nothing left to wait for (not a timing claim).
-EXIT_S = 20.0
+EXIT_S = 60.0
 
 
 async def _exit_code(node: MediaProcess) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 SECRET = "test-static-auth-secret"
 
 
@@ -27,26 +29,6 @@ class Coturn:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def _free(port: int) -> bool:
-    """UDP and TCP both free: coturn binds both on its port and its alternate port (+1)."""
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port < 65535 and _free(port) and _free(port + 1):
-            return port
 
 
 def _stun_answers(port: int) -> bool:
@@ -97,7 +79,7 @@ def write_config(
 
 
 async def _start(tmp_path: Path, attempt: int) -> tuple[asyncio.subprocess.Process, Coturn] | None:
-    port = _free_port()
+    port = free_port(1)  # coturn binds UDP and TCP on its port and the next
     relay_base = 40000 + (port % 200) * 100
     name = f"turn-{attempt}"
     log = write_config(tmp_path, name, "127.0.0.1", port, relay_base)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,22 +15,16 @@ from contextlib import contextmanager
 from directory import media_nodes
 from directory.store import Store
 from media.config import SECRET_ENV
+from tests.ports import free_port
 
 #: Shared by every media node of a deployment (the registry holds no secrets).
 SECRET = secrets.token_urlsafe(24)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class MediaProcess:
     def __init__(self, node_id: str, redis_url: str, *flags: str) -> None:
         self.node_id = node_id
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable, "-m", "media.server", "--host", "127.0.0.1",

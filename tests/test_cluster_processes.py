@@ -8,7 +8,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import TEST_ADMISSION_ENV, befriend
+from tests.ports import free_port
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.store_walk import stored_fields
 
@@ -36,13 +36,6 @@ pytestmark = [pytest.mark.slow, BOTH_STORES]
 
 #: Dead after 5 s of silence, noticed at the next heartbeat (1 s), plus scheduling slack.
 DETECTION_S = keys.NODE_DEAD_AFTER_S + keys.NODE_HEARTBEAT_S + 1.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Node:
@@ -58,7 +51,7 @@ class Node:
         # A name of its own: a node some other test left beating (or just stopped, its
         # heartbeat not yet stale) must never be mistaken for this one.
         self.node_id = f"{node_id}-{secrets.token_hex(3)}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,

@@ -39,6 +39,7 @@ from signaling.app import create_app
 from signaling.cli import _parser
 from signaling.config import Config, from_env
 from signaling.server import SHUTDOWN_GRACE_S
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -478,11 +479,10 @@ def test_compose_signaling_nodes_share_the_media_node_and_its_secret() -> None:
 async def test_compose_media_command_runs_and_accepts_the_signaling_secret() -> None:
     """Compose's media command line and environment, run for real on a loopback port."""
     from media.control import MediaControl, MediaControlError
-    from tests.coturn import _free_port
 
     _, media = _media_service()
     command = list(media["command"])
-    port = _free_port()
+    port = free_port()
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
     signaling = next(s for s in _callbook_services().values() if s["command"][0] == "serve")
@@ -828,11 +828,11 @@ async def test_compose_coturn_command_runs_and_accepts_signaling_credentials(
     from aioice.stun import TransactionFailed
 
     from signaling.turn import credentials
-    from tests.coturn import _free_port, _stun_answers
+    from tests.coturn import _stun_answers
 
     services = compose()["services"]
     coturn = next(s for s in services.values() if str(s["image"]).startswith("coturn/"))
-    port = _free_port()
+    port = free_port(1)
     relay_base = 30000 + (port % 100) * 50
     overrides = {
         "listening-port": str(port),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -14,15 +13,9 @@ import pytest
 
 from directory.embedded import EmbeddedValkey
 from signaling.client import Client
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _start(data_dir: Path, port: int, log: Path) -> asyncio.subprocess.Process:
@@ -63,7 +56,7 @@ def _valkey_pid(data_dir: Path) -> int | None:
 
 async def test_data_survives_kill_9_of_the_server(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     server = await _start(data_dir, port, log)
     url = f"http://127.0.0.1:{port}"
     async with Client(url) as alice:
@@ -105,7 +98,7 @@ async def test_a_leftover_store_does_not_block_the_next_start(tmp_path: Path) ->
     orphan.start()
     orphan_pid = _valkey_pid(data_dir)
     assert orphan_pid is not None
-    port = _free_port()
+    port = free_port()
     server = await _start(data_dir, port, log)
     try:
         assert _valkey_pid(data_dir) not in (None, orphan_pid)

@@ -17,7 +17,8 @@ from signaling.client import Client
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import befriend
-from tests.test_embedded import _free_port, _read, _start, _valkey_pid
+from tests.ports import free_port
+from tests.test_embedded import _read, _start, _valkey_pid
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def _log_records(log: Path) -> list[dict[str, object]]:
 
 async def test_the_server_restarts_its_store_after_kill_9(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     server = await _start(data_dir, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -114,7 +115,7 @@ async def test_the_server_restarts_its_store_after_kill_9(tmp_path: Path) -> Non
 
 async def test_a_store_that_will_not_start_again_stops_the_server(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     server = await _start(data_dir, port, log)
     try:
         async with Client(f"http://127.0.0.1:{port}") as alice:

@@ -23,7 +23,7 @@ from signaling.config import Config
 from signaling.logs import handler, redact
 from signaling.phone.line import Line
 from tests.conftest import MakeServer, Server, start_server, stop_server
-from tests.valkey_process import free_port
+from tests.ports import free_port
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,13 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from media.control import MediaControl
 from media.server import allow_loopback_ice
 from signaling.phone.media import PatternTrack, Received, ToneTrack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 async def until(predicate: Callable[[], bool], limit_s: float = 15.0, what: str = "") -> None:

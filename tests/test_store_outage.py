@@ -31,10 +31,11 @@ from signaling.phone.line import Line, LineClosed, LineRefused
 from signaling.phone.media import Received, ToneTrack, peer_connection
 from signaling.ws import messages as m
 from tests.conftest import TEST_SECRET_TEXT, befriend
+from tests.ports import free_port
 from tests.test_cluster_processes import Node
 from tests.test_webhooks import SECRET, Receiver, until
 from tests.test_webhooks import receiver as receiver  # the fixture, an HTTP receiver
-from tests.valkey_process import ValkeyProcess, free_port
+from tests.valkey_process import ValkeyProcess
 
 pytestmark = pytest.mark.slow
 

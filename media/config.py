@@ -49,6 +49,9 @@ class MediaConfig:
 
     #: Behind a 1:1 NAT: the public address its ICE candidates name (media/nat.py).
     public_ip: str | None = None
+    #: A listening socket inherited from the launcher (media/embedded.py), served instead of
+    #: binding ``host``:``port``.
+    listen_fd: int | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -123,6 +126,11 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(DRAIN_GRACE_ENV) or "40",  # argparse applies type=int
         help=f"on SIGTERM, how long live rooms may run on, 0-3600 s (or ${DRAIN_GRACE_ENV})",
     )
+    parser.add_argument(
+        "--listen-fd",
+        type=int,
+        help="serve the control API on this inherited listening socket (--port only names it)",
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
@@ -151,6 +159,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
         drain_grace_s=float(args.drain_grace_s),
         public_ip=args.public_ip or None,
+        listen_fd=args.listen_fd,
     )
 
 

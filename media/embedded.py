@@ -34,13 +34,6 @@ def _without(env: os._Environ[str], name: str) -> dict[str, str]:
     return {key: value for key, value in env.items() if key != name}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class EmbeddedMedia:
     """``start()`` returns (control URL, secret); the secret travels by environment, not argv."""
 
@@ -57,9 +50,16 @@ class EmbeddedMedia:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 20.0) -> tuple[str, str]:
-        port = _free_port()
+        # The node serves a socket bound and listening before it starts: polling a port nobody
+        # listens on yet can connect to itself (the kernel may pick that very port as the
+        # poll's own), and nothing can take the port between choosing it and binding it.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
         command = [
             *self.launcher, "--host", "127.0.0.1", "--port", str(port),
+            "--listen-fd", str(listener.fileno()),
             "--max-rooms", str(self.max_rooms),
             # Its rooms are its parent's calls, which the parent's own drain (signaling/drain.py)
             # lets run on for the grace period; by the time the parent stops it, nobody is left
@@ -72,7 +72,9 @@ class EmbeddedMedia:
             env={**_without(os.environ, REDIS_ENV), SECRET_ENV: self.secret},
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            pass_fds=(listener.fileno(),),
         )
+        listener.close()
         self.url = f"http://127.0.0.1:{port}"
         self._wait_ready(timeout_s)
         return self.url, self.secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 import aioice.ice
 from aiohttp import web
@@ -53,7 +54,12 @@ async def _run(config: MediaConfig) -> None:
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        site = (
+            web.SockSite(runner, socket.socket(fileno=config.listen_fd))
+            if config.listen_fd is not None
+            else web.TCPSite(runner, config.host, config.port)
+        )
+        await site.start()
         log.info("media node listening on http://%s:%d", config.host, config.port)
         stopping = await _signalled()
         if stopping is signal.SIGTERM and config.drain_grace_s > 0:

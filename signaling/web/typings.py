@@ -82,7 +82,8 @@ def render(doc: dict[str, Any]) -> str:
     out += ["", "/** What the server sends. */", *_union("ServerMessage", doc, "server")]
     reasons = " | ".join(json.dumps(reason) for reason in doc["x-end-reasons"])
     codes = " | ".join(json.dumps(code) for code in doc["x-error-codes"])
-    out += ["", "/** Why a call ended (``ended.reason``). */", f"export type EndReason = {reasons};"]
+    out += ["", "/** Why a call ended (``ended.reason``). */"]
+    out += [f"export type EndReason = {reasons};"]
     out += ["", "/** An ``error``'s stable code. */", f"export type ErrorCode = {codes};"]
     return "\n".join(out) + "\n"
 

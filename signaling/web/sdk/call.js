@@ -66,9 +66,9 @@ export class Call extends Session {
     this.peer = peer;
     this.busy = busy; // incoming while this device is in another call ("call waiting")
     // Echoed in ``ringing`` (or an ``error``) so the answer finds this call before it has an id.
-    this.ref = direction === "outgoing" ? nextRef() : null;
-    this.state = direction === "outgoing" ? "dialing" : "incoming";
-    this.role = direction === "outgoing" ? "caller" : "callee";
+    this.ref = this.direction === "outgoing" ? nextRef() : null;
+    this.state = this.direction === "outgoing" ? "dialing" : "incoming";
+    this.role = this.direction === "outgoing" ? "caller" : "callee";
     this.relayOnly = false;
     this.iceServers = [];
     this.pc = null;

@@ -37,9 +37,9 @@ export class GroupCall extends Session {
   constructor({ host = null, ...options }) {
     super(options);
     this.host = host;
-    this.ref = direction === "outgoing" ? nextRef() : null;
+    this.ref = this.direction === "outgoing" ? nextRef() : null;
     // starting → joined → ended (outgoing); incoming → joining → joined → ended (incoming)
-    this.state = direction === "outgoing" ? "starting" : "incoming";
+    this.state = this.direction === "outgoing" ? "starting" : "incoming";
     this.me = null; // our participant id
     this.participants = []; // as the server last listed them
     this.invitees = new Invitees(); // whom we (the host) rang, and where each stands

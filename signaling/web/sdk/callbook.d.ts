@@ -185,6 +185,12 @@ export class Call extends Session {
 
 export type GroupState = "starting" | "incoming" | "joining" | "joined" | "ended";
 
+/** Whom the host of a group call rang, and where each stands (worked out on this device). */
+export class Invitees {
+  states(now: number): { handle: string; state: "ringing" | "no_answer" | "in_call" | "left" }[];
+  readonly size: number;
+}
+
 /** A group call through the SFU, end-to-end encrypted. */
 export class GroupCall extends Session {
   state: GroupState;
@@ -194,6 +200,7 @@ export class GroupCall extends Session {
   /** participant id → what we receive from them */
   streams: Map<string, MediaStream>;
   speaker: string | null;
+  invitees: Invitees;
   start(handles: string[]): Promise<void>;
   accept(): Promise<void>;
   /** Host only: ring more people into the running call. */

@@ -112,13 +112,37 @@ export function renderCall() {
   const live = s === "connecting" || s === "connected" || s === "reconnecting";
   const video = !ended && live && hasRemoteVideo(call) && showsPeerVideo(call);
   screen.dataset.video = video ? "on" : "off";
-
   const name = call.label;
+  paintWho(call, name);
+  const kind = paintKind(call, s);
+  const { status, note } = statusOf(call, s, name, ended);
+  $("#call-status").textContent = status;
+  announce(s, [
+    s === "incoming" ? `${kind} from ${name}` : s === "connected" ? `Connected with ${name}` : status,
+    live ? peerStateText(call) : "",
+    note,
+  ]);
+  paintPeerState(call, live);
+  $("#call-note").textContent = note;
+  $("#call-note").hidden = !note;
+  paintSecurity(
+    "call",
+    securityOf({ live, connected: s === "connected", e2ee: call.sfu ? call.e2ee : null }),
+  );
+  paintControls(call, s, live, ended);
+  paintLocal(call, live, ended);
+  soundAndTitle(s, live, ended, status, name, call.busy);
+}
+
+function paintWho(call, name) {
   $("#call-name").textContent = name;
   const handle = call.peer?.handle ? `@${call.peer.handle}` : "";
   $("#call-handle").textContent = handle && handle !== name ? handle : "";
   paintAvatar($("#call-avatar"), name, call.peer?.account_id || name);
+}
 
+/** "Incoming video call", "Audio call" …: painted, and returned for the announcement. */
+function paintKind(call, s) {
   const kindIcon = call.media === "video" ? "video" : "phone";
   let kind;
   if (call.direction === "incoming" && (s === "incoming" || s === "answering")) {
@@ -127,7 +151,11 @@ export function renderCall() {
     kind = call.media === "video" ? "Video call" : "Audio call";
   }
   $("#call-kind").replaceChildren(icon(kindIcon), h("span", {}, kind));
+  return kind;
+}
 
+/** The status line (the clock while connected) and the note under it. */
+function statusOf(call, s, name, ended) {
   let status = "";
   let note = "";
   switch (s) {
@@ -136,9 +164,6 @@ export function renderCall() {
       break;
     case "ringing":
       status = "Ringing…";
-      break;
-    case "incoming":
-      status = "";
       break;
     case "answering":
     case "connecting":
@@ -150,44 +175,37 @@ export function renderCall() {
     case "reconnecting":
       status = "Reconnecting…";
       break;
-    case "ended": {
-      const text = endText(call.endReason, name, call.endedBySelf ? "self" : "peer");
-      status = text.title;
-      note = text.text;
-      if (call.endReason === "error") {
-        status = "Couldn’t place the call";
-        note = callErrorText(call.endError);
-      }
-      if (call.connectedAt) {
-        status = `${status} · ${formatDuration(call.endedAt - call.connectedAt)}`;
-      }
-      break;
-    }
+    case "ended":
+      return endedStatus(call, name);
     default:
   }
   if (!ended && call.peerReconnecting) note = `${name}’s connection dropped. Waiting for them to come back…`;
   if (!ended && line.state === "reconnecting") note = "Your connection dropped. Reconnecting…";
-  $("#call-status").textContent = status;
-  // Screen readers hear each change of state once, not every tick of the clock.
-  const spoken = [
-    s === "incoming" ? `${kind} from ${name}` : s === "connected" ? `Connected with ${name}` : status,
-    live ? peerStateText(call) : "",
-    note,
-  ]
-    .filter(Boolean)
-    .join(". ");
+  return { status, note };
+}
+
+function endedStatus(call, name) {
+  const text = endText(call.endReason, name, call.endedBySelf ? "self" : "peer");
+  let status = text.title;
+  let note = text.text;
+  if (call.endReason === "error") {
+    status = "Couldn’t place the call";
+    note = callErrorText(call.endError);
+  }
+  if (call.connectedAt) status = `${status} · ${formatDuration(call.endedAt - call.connectedAt)}`;
+  return { status, note };
+}
+
+/** Screen readers hear each change of state once, not every tick of the clock. */
+function announce(s, parts) {
+  const spoken = parts.filter(Boolean).join(". ");
   if ($("#call-announce").dataset.said !== `${s}|${spoken}`) {
     $("#call-announce").dataset.said = `${s}|${spoken}`;
     $("#call-announce").textContent = spoken;
   }
-  paintPeerState(call, live);
-  $("#call-note").textContent = note;
-  $("#call-note").hidden = !note;
-  paintSecurity(
-    "call",
-    securityOf({ live, connected: s === "connected", e2ee: call.sfu ? call.e2ee : null }),
-  );
+}
 
+function paintControls(call, s, live, ended) {
   $("#controls-incoming").hidden = !(s === "incoming" || s === "answering");
   $("#controls-outgoing").hidden = !(s === "dialing" || s === "ringing");
   $("#controls-incall").hidden = !live;
@@ -209,18 +227,23 @@ export function renderCall() {
   paintToggle($("#btn-camera"), $("#lbl-camera"), { ...CAMERA_OFF, pressed: call.cameraOff });
   paintScreenButton($("#btn-screen"), $("#lbl-screen"), call);
 
-  const local = $("#local-video");
-  local.hidden = ended || !call.sendsVideo || !local.srcObject;
-  screen.dataset.preview = !local.hidden && !live ? "on" : "off";
-  local.classList.toggle("is-off", call.cameraOff);
-
   const again = ended && call.target && !NO_AGAIN.has(call.endReason);
   $("#again-wrap").hidden = !again;
   $("#lbl-again").textContent = call.direction === "outgoing" ? "Call again" : "Call back";
   $("#report-wrap").hidden = !(ended && call.peer?.handle);
+}
 
-  // Sounds and the tab title follow the state.
-  if (s === "incoming" && !call.busy) tones.start("ring");
+/** Our own camera: a preview before the call, a corner picture during it. */
+function paintLocal(call, live, ended) {
+  const local = $("#local-video");
+  local.hidden = ended || !call.sendsVideo || !local.srcObject;
+  $("#screen-call").dataset.preview = !local.hidden && !live ? "on" : "off";
+  local.classList.toggle("is-off", call.cameraOff);
+}
+
+/** Sounds and the tab title follow the state. */
+function soundAndTitle(s, live, ended, status, name, busy) {
+  if (s === "incoming" && !busy) tones.start("ring");
   else if (s === "ringing") tones.start("ringback");
   else tones.stop();
   document.title =

@@ -23,7 +23,7 @@ let ticker = null;
 let focusBefore = null;
 const tiles = new Map(); // participant id → tile element
 
-/** The group call on screen, if any (for app.js and for tests). */
+/** The group call on screen, if any (for app.js, calls.js and tests). */
 export function activeGroup() {
   return group?.active ? group : null;
 }

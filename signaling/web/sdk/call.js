@@ -24,6 +24,7 @@
 import { CallE2ee } from "./e2ee.js";
 import { armFallback, askForRelay, onRelayed } from "./fallback.js";
 import { callKeys } from "./keystore.js";
+import { sendQuality } from "./quality.js";
 import { hasTurn } from "./ice.js";
 import { Session, videoSenderOf } from "./session.js";
 import { SfuMedia } from "./sfu.js";
@@ -592,47 +593,11 @@ export class Call extends Session {
     return super._getMedia(wantVideo, 1280, 720);
   }
 
-  // --- quality reports (for the server's operators) -------------------------------------------
-
   _scheduleQuality() {
     this._timer("quality", QUALITY_INTERVAL_MS, () => {
-      this._sendQuality().finally(() => { if (this.active) this._scheduleQuality(); });
-    });
-  }
-
-  // RTT, jitter and loss of what this device receives, and its receive bitrate, from getStats.
-  async _sendQuality() {
-    // Through the SFU, what we receive arrives on the subscription's connection.
-    const pc = (this.sfu && [...this.sfu.downlinks.values()][0]?.pc) || this.pc;
-    if (!pc || !this.callId || pc.connectionState !== "connected") return;
-    const report = await pc.getStats();
-    let rtt = 0, jitter = 0, received = 0, lost = 0, bytes = 0, pair = null;
-    report.forEach((s) => {
-      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
-      if (s.type === "inbound-rtp") {
-        received += s.packetsReceived || 0;
-        lost += Math.max(0, s.packetsLost || 0);
-        bytes += s.bytesReceived || 0;
-        if (s.kind === "audio") jitter = Math.max(jitter, (s.jitter || 0) * 1000);
-      }
-    });
-    if (pair) rtt = (pair.currentRoundTripTime || 0) * 1000;
-    const local = pair && report.get(pair.localCandidateId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    const now = performance.now();
-    const previous = this._qualityBase || { bytes, at: now };
-    const seconds = Math.max((now - previous.at) / 1000, 0.001);
-    this._qualityBase = { bytes, at: now };
-    const clamp = (v, max) => Math.min(Math.max(Number.isFinite(v) ? v : 0, 0), max);
-    this.line.send({
-      type: "quality",
-      call_id: this.callId,
-      rtt_ms: clamp(rtt, 60000),
-      jitter_ms: clamp(jitter, 60000),
-      loss: received + lost ? clamp(lost / (received + lost), 1) : 0,
-      bitrate_kbps: clamp(((bytes - previous.bytes) * 8) / 1000 / seconds, 100000),
-      relayed: Boolean(local && remote) &&
-        (local.candidateType === "relay" || remote.candidateType === "relay"),
+      sendQuality(this).finally(() => {
+        if (this.active) this._scheduleQuality();
+      });
     });
   }
 

@@ -13,7 +13,8 @@
 // Works with any peer that follows docs/protocol.md: trickle or not, audio-only or video.
 //
 // Events: ``change`` (state, peer, flags), ``ended`` (detail: {reason, error}), ``media``
-// (local or remote stream changed).
+// (local or remote stream changed), ``problem``. Answering, declining, hanging up, mute and the
+// end are shared with group calls (session.js).
 //
 // A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
 // a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
@@ -23,9 +24,9 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { armFallback, askForRelay, onRelayed } from "./fallback.js";
+import { hasTurn } from "./ice.js";
 import { callKeys } from "./keystore.js";
 import { sendQuality } from "./quality.js";
-import { hasTurn } from "./ice.js";
 import { Session, videoSenderOf } from "./session.js";
 import { SfuMedia } from "./sfu.js";
 

@@ -12,7 +12,8 @@
 //   hangup → ended {reason: "hangup"}
 //
 // Events: ``change`` (state, roster, speaker, flags), ``media`` (a stream came or went),
-// ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}).
+// ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}). Joining,
+// declining, leaving, mute and the end are shared with 1:1 calls (session.js).
 
 import { CallE2ee } from "./e2ee.js";
 import { iceServersOf } from "./ice.js";

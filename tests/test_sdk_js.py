@@ -152,13 +152,11 @@ def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixtu
     return _browsers
 
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-]
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 
 
+@pytest.mark.slow
+@needs_chromium
 async def test_two_browsers_sign_up_look_up_and_call_through_the_sdk(
     server: Server,
     browsers: Browsers,
@@ -209,6 +207,8 @@ async def test_two_browsers_sign_up_look_up_and_call_through_the_sdk(
     assert ends == [["hangup", 0], ["hangup", 0]]
 
 
+@pytest.mark.slow
+@needs_chromium
 async def test_a_group_call_through_the_sfu_with_the_sdk(
     server: Server,
     browsers: Browsers,

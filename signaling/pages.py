@@ -4,6 +4,8 @@ The pages may not be framed (the operator dashboard's "end call", "suspend" and 
 be clickable through someone else's page), load only this origin's own files, and send no
 referrer. Static files are served from a fixed list of kinds, so nothing else in the package
 (its Python modules) is ever served, and a missing one is a problem like any other 404.
+The JavaScript SDK (``web/sdk/``: its modules and TypeScript declarations) is served under
+``/static/sdk/`` for developers to import or copy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 #: The kinds of file the pages load; the package's other files are not for browsers.
 _STATIC_KINDS = frozenset({".js", ".css", ".svg"})
+#: The SDK's folder also hands out its TypeScript declarations (``*.d.ts``), as plain text.
+_SDK_KINDS = {".js": None, ".ts": "text/plain"}
 
 
 def _page(name: str) -> web.Response:
@@ -57,6 +61,19 @@ async def static(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)  # with ETag and Last-Modified, for revalidation
 
 
+async def sdk_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = _WEB / "sdk" / name
+    if path.suffix not in _SDK_KINDS or not path.is_file():
+        raise ApiError("not_found", "No such file.")
+    response = web.FileResponse(path)
+    content_type = _SDK_KINDS[path.suffix]
+    if content_type:  # ".ts" would pass for an MPEG transport stream
+        response.content_type = content_type
+        response.charset = "utf-8"
+    return response
+
+
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     if isinstance(response, web.WebSocketResponse):
         return  # no content to sniff or cache; the headers would live as long as the socket
@@ -72,4 +89,5 @@ def install(app: web.Application) -> None:
     app.router.add_get("/operator", operator_page)
     # One path segment of name characters: no directories, no "..", nothing hidden.
     app.router.add_get(r"/static/{name:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}}", static)
+    app.router.add_get(r"/static/sdk/{name:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}}", sdk_file)
     app.on_response_prepare.append(add_headers)

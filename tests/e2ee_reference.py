@@ -1,6 +1,6 @@
 """The E2EE byte formats of docs/e2ee.md, written again in Python from the design alone.
 
-The browser's JavaScript (signaling/web/sframe.js, keyblob.js, safety.js) is checked against
+The browser's JavaScript (signaling/web/sdk/sframe.js, keyblob.js, safety.js) is checked against
 this on the same inputs; nothing here is used by the server or the SDK.
 """
 

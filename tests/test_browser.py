@@ -189,7 +189,7 @@ async def test_sign_up_shows_the_code_once_and_survives_a_reload(
     # The device key is a non-extractable WebCrypto key kept in IndexedDB.
     stored = await page.evaluate(
         """async () => {
-          const {loadIdentity} = await import("/static/keystore.js");
+          const {loadIdentity} = await import("/static/sdk/keystore.js");
           const id = await loadIdentity();
           return {handle: id.handle, algorithm: id.keyPair.privateKey.algorithm.name,
                   extractable: id.keyPair.privateKey.extractable,

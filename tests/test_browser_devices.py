@@ -92,7 +92,8 @@ async def test_devices_list_revoke_and_sign_out(server: Server, browsers: Browse
     assert await _status(server, other_token) == 401
 
     old_id = await page.evaluate(
-        "async () => (await import('/static/keystore.js')).loadIdentity().then((i) => i.deviceId)"
+        """async () => (await import('/static/sdk/keystore.js'))
+             .loadIdentity().then((i) => i.deviceId)"""
     )
     # A call in this browser's history (kept by history.js as a finished call is).
     await page.evaluate(

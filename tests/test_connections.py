@@ -121,7 +121,7 @@ async def _status(http: aiohttp.ClientSession, url: str) -> int | None:
 async def test_no_answer_names_the_server_software(server: Server) -> None:
     alice = await server.signup("alice")
     async with aiohttp.ClientSession() as http:
-        for path in ("/healthz", "/v1/nowhere", "/", "/static/line.js"):
+        for path in ("/healthz", "/v1/nowhere", "/", "/static/sdk/line.js"):
             async with http.get(server.url + path) as response:
                 assert response.headers["Server"] == "Callbook", path
         ws = await http.ws_connect(

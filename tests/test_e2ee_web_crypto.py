@@ -1,4 +1,4 @@
-"""The browser's E2EE crypto (signaling/web/sframe.js, keyblob.js, safety.js, keyschedule.js)
+"""The browser's E2EE crypto (signaling/web/sdk/sframe.js, keyblob.js, safety.js, keyschedule.js)
 run in headless Chromium on fixed keys and nonces, and compared byte for byte with the Python
 of tests/e2ee_reference.py (written from docs/e2ee.md), with RFC 9605's test vectors, and with
 the Python SDK's own modules (signaling/phone/e2ee/).
@@ -102,11 +102,11 @@ async def page() -> AsyncIterator[Page]:
 
 
 IMPORTS = """
-  const bytes = await import("/static/bytes.js");
-  const sframe = await import("/static/sframe.js");
-  const keyblob = await import("/static/keyblob.js");
-  const safety = await import("/static/safety.js");
-  const schedule = await import("/static/keyschedule.js");
+  const bytes = await import("/static/sdk/bytes.js");
+  const sframe = await import("/static/sdk/sframe.js");
+  const keyblob = await import("/static/sdk/keyblob.js");
+  const safety = await import("/static/sdk/safety.js");
+  const schedule = await import("/static/sdk/keyschedule.js");
   const {hex, fromHex} = bytes;
   const ed = (k) => crypto.subtle.importKey("pkcs8", fromHex(k), "Ed25519", false, ["sign"]);
   const xk = (k) => crypto.subtle.importKey("pkcs8", fromHex(k), "X25519", false, ["deriveBits"]);

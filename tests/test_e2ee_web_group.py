@@ -267,9 +267,9 @@ async def test_a_browser_from_before_media_keys_publishes_one_when_it_starts(
 
 # Open, with the page's own media key, every key blob it was sent: the base keys it had.
 OPEN_BLOBS_JS = """async ({blobs, deviceKeys}) => {
-  const keystore = await import("/static/keystore.js");
-  const keyblob = await import("/static/keyblob.js");
-  const {fromB64url, hex} = await import("/static/bytes.js");
+  const keystore = await import("/static/sdk/keystore.js");
+  const keyblob = await import("/static/sdk/keyblob.js");
+  const {fromB64url, hex} = await import("/static/sdk/bytes.js");
   const own = await keystore.callKeys(await keystore.loadIdentity());
   const opened = [];
   for (const m of blobs) {

@@ -31,7 +31,7 @@ SETUP = """async () => {
   const stream = await navigator.mediaDevices.getUserMedia(
     {audio: true, video: {width: 320, height: 240, frameRate: 15}});
   const worker = (name) => {
-    const w = new Worker("/static/e2ee-worker.js", {type: "module", name});
+    const w = new Worker("/static/sdk/e2ee-worker.js", {type: "module", name});
     w.requests = [];
     w.onmessage = ({data}) => { if (data.type === "key_request") w.requests.push(data); };
     return w;

@@ -1,7 +1,6 @@
 // Group calls on screen: the "Group call" form on the home screen, the invitation, and the call
 // itself as a grid of tiles, one per participant. The protocol lives in group.js.
 
-import { GroupCall } from "./group.js";
 import {
   GROUP_WORDS,
   callErrorText,
@@ -18,13 +17,13 @@ import { $, avatar, formatDuration, h, handleHint, icon, toast, typedHandle } fr
 
 const MAX_INVITEES = 15;
 
-let ctx = null; // {api, line, state, isBusy, nameOf}
+let ctx = null; // {client, state, isBusy, nameOf, onEnded}
 let group = null; // the GroupCall on screen
 let ticker = null;
 let focusBefore = null;
 const tiles = new Map(); // participant id → tile element
 
-/** The group call on screen, if any (for app.js and for tests). */
+/** The group call on screen, if any (for app.js, calls.js and tests). */
 export function activeGroup() {
   return group?.active ? group : null;
 }
@@ -127,34 +126,21 @@ export function startGroupCall(handles, media) {
     toast("You’re already in a call.", "error");
     return false;
   }
-  if (ctx.line.state !== "online") {
+  if (ctx.client.line.state !== "online") {
     toast("You’re not connected right now. Calls will work again once you’re back online.", "error");
     return false;
   }
-  const call = new GroupCall({ api: ctx.api, line: ctx.line, direction: "outgoing", media });
-  call.invited = handles;
-  adopt(call);
-  ctx.state.byRef.set(call.ref, call);
+  adopt(ctx.client.group(handles, { media }));
   openScreen();
-  call.start(handles);
   return true;
 }
 
-/** An ``incoming`` with ``group: true``. */
-export function onGroupIncoming(message) {
-  const call = new GroupCall({
-    api: ctx.api,
-    line: ctx.line,
-    direction: "incoming",
-    media: message.media,
-    host: message.caller,
-    callId: message.call_id,
-  });
-  ctx.state.calls.set(message.call_id, call);
+/** An invitation to a group call (the SDK's ``incoming`` with a GroupCall). */
+export function onGroupIncoming(call) {
   if (activeGroup() || ctx.isBusy()) {
     // Already in a call: leave this one to ring out; it shows up as a missed call.
-    ctx.state.calls.delete(message.call_id);
-    toast(`${nameOf(message.caller)} invites you to a group call.`);
+    ctx.client.release(call);
+    toast(`${nameOf(call.host)} invites you to a group call.`);
     return;
   }
   adopt(call);
@@ -175,8 +161,6 @@ function adopt(call) {
 }
 
 function onEnded(call) {
-  if (call.callId) ctx.state.calls.delete(call.callId);
-  if (call.ref) ctx.state.byRef.delete(call.ref);
   if (call !== group) return;
   const reason = call.endReason;
   if (reason === "error") toast(callErrorText(call.endError), "error");

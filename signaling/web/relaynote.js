@@ -2,6 +2,8 @@
 // TURN relay nothing needs saying; without one, calls that hide an IP address go through the
 // server's own media server (SFU), end-to-end encrypted; only with neither can they not connect.
 
+import { hasTurn } from "./sdk/ice.js";
+
 /** ``{kind: "info" | "warning", text}`` for ``relay_calls`` on a server whose
  * ``GET /v1/turn`` answered ``turn``, or null when there is nothing to say. */
 export function relayNote(turn, relayCalls) {
@@ -19,11 +21,4 @@ export function relayNote(turn, relayCalls) {
     kind: "warning",
     text: "This server has no relay, so calls that hide your IP address can’t connect.",
   };
-}
-
-/** Whether ``turn`` lists a TURN relay: without TURN the server may still hand out its own STUN. */
-export function hasTurn(turn) {
-  return (turn.ice_servers ?? []).some((server) =>
-    [server.urls].flat().some((url) => /^turns?:/.test(url)),
-  );
 }

@@ -96,7 +96,7 @@ export async function sign(privateKey, text) {
 
 /**
  * The stored identity ({keyPair, mediaKeyPair, mediaKeyPublished, accountId, deviceId,
- * handle}) or null. Browsers that signed up before media keys have none until app.js adds one.
+ * handle}) or null. Browsers that signed up before media keys have none until the app adds one (account.js).
  */
 export async function loadIdentity() {
   const identity = await withStore("readonly", (store) => store.get(SELF));

@@ -12,13 +12,14 @@
 //   hangup → ended {reason: "hangup"}
 //
 // Events: ``change`` (state, roster, speaker, flags), ``media`` (a stream came or went),
-// ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}).
+// ``ended`` (detail: {reason, error}), ``problem`` (detail: {reason, error}). Joining,
+// declining, leaving, mute and the end are shared with 1:1 calls (session.js).
 
 import { CallE2ee } from "./e2ee.js";
+import { iceServersOf } from "./ice.js";
+import { Invitees } from "./invitees.js";
 import { callKeys } from "./keystore.js";
-import { Invitees } from "./roster.js";
-import { ScreenShare, videoSender } from "./screenshare.js";
-import { audioConstraints, videoConstraints } from "./mediadevices.js";
+import { Session, videoSenderOf } from "./session.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -31,42 +32,27 @@ function nextRef() {
 /** Ended reasons of an invitation that never became a call on this device. */
 const NOT_JOINED = new Set(["missed", "answered_elsewhere", "declined_elsewhere", "cancelled"]);
 
-export class GroupCall extends EventTarget {
-  constructor({ api, line, direction, media, host = null, callId = null }) {
-    super();
-    this.api = api;
-    this.line = line;
-    this.direction = direction; // "outgoing" (we host) | "incoming" (we are invited)
-    this.media = media; // "audio" | "video"
-    this.host = host; // person card of the host (incoming; set from ``joined`` otherwise)
-    this.callId = callId;
-    this.ref = direction === "outgoing" ? nextRef() : null;
+export class GroupCall extends Session {
+  /** ``host``: the person card of the host (incoming; set from ``joined`` otherwise); the rest
+   * as for Session (session.js): direction "outgoing" (we host) | "incoming" (we are invited). */
+  constructor({ host = null, ...options }) {
+    super(options);
+    this.host = host;
+    this.ref = this.direction === "outgoing" ? nextRef() : null;
     // starting → joined → ended (outgoing); incoming → joining → joined → ended (incoming)
-    this.state = direction === "outgoing" ? "starting" : "incoming";
+    this.state = this.direction === "outgoing" ? "starting" : "incoming";
     this.me = null; // our participant id
     this.participants = []; // as the server last listed them
     this.invitees = new Invitees(); // whom we (the host) rang, and where each stands
     this.streams = new Map(); // participant id → MediaStream of what we receive from them
     this.speaker = null; // participant id of the active speaker
-    this.localStream = null;
-    this.sendsVideo = false;
-    this.muted = false;
-    this.cameraOff = false;
     this.sfu = null;
-    this.screen = new ScreenShare(() => (this.sendsVideo ? videoSender(this.sfu?.uplink) : null));
-    this.screen.addEventListener("change", () => {
-      this._sendMute();
-      this._emit();
-    });
     this.e2ee = null; // CallE2ee once joined: keys, safety number, frame encryption
-    this.endReason = null;
-    this.endError = null;
     this.joinedAt = 0;
-    this._chain = Promise.resolve();
   }
 
-  get active() {
-    return this.state !== "ended";
+  get answeringState() {
+    return "joining";
   }
 
   get hostLabel() {
@@ -89,23 +75,8 @@ export class GroupCall extends EventTarget {
   }
 
   /** Join a group call we were invited to. */
-  async accept() {
-    if (this.state !== "incoming") return;
-    this.state = "joining";
-    this._emit();
-    try {
-      await this._getMedia();
-    } catch (error) {
-      this.state = "incoming";
-      this._emit();
-      this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
-      return;
-    }
-    if (!this.active) {
-      this._stopLocal();
-      return;
-    }
-    this.line.send({ type: "accept", call_id: this.callId });
+  accept() {
+    return this._accept(this.media === "video");
   }
 
   /** Host only: ring more people into the running call. */
@@ -117,44 +88,22 @@ export class GroupCall extends EventTarget {
     }
   }
 
-  decline(busy = false) {
-    if (!this.active) return;
-    this.line.send({ type: "decline", call_id: this.callId, busy });
-    this._finish("declined_by_me");
-  }
-
-  /** Leave the call (or decline it while it rings). */
-  hangup() {
-    if (!this.active) return;
-    if (this.state === "incoming" || this.state === "joining") {
-      this.decline(false);
-      return;
-    }
-    if (this.callId) this.line.send({ type: "hangup", call_id: this.callId });
-    else this._leaveWhenNamed = true;
-    this._finish("hangup", { self: true });
-  }
-
-  toggleMute() {
-    this.muted = !this.muted;
-    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
-    this._sendMute();
-    this._emit();
-  }
-
-  toggleCamera() {
-    this.cameraOff = !this.cameraOff;
-    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
-    this._sendMute();
-    this._emit();
-  }
-
   /** Share the screen instead of the camera, or stop sharing. */
   async toggleScreen() {
     if (this.state === "joined") await this.screen.toggle();
   }
 
-  _sendMute() {
+  /** The sender the screen takes over from the camera. */
+  videoSender() {
+    return this.sendsVideo ? videoSenderOf(this.sfu?.uplink) : null;
+  }
+
+  _screenChanged() {
+    this._tellMute();
+    this._emit();
+  }
+
+  _tellMute() {
     if (this.state !== "joined") return;
     const screen = this.screen.sharing;
     this.line.send({
@@ -164,11 +113,6 @@ export class GroupCall extends EventTarget {
       video_muted: (this.cameraOff && !screen) || !this.sendsVideo,
       screen,
     });
-  }
-
-  /** Our own WebSocket came back as a new session: the server took us out of the call. */
-  lost() {
-    this._finish("peer_lost", { self: true });
   }
 
   /** Our session resumed: the SFU legs never depended on the WebSocket. */
@@ -185,15 +129,6 @@ export class GroupCall extends EventTarget {
   }
 
   // --- from the server ---------------------------------------------------------------------
-
-  receive(message) {
-    this._chain = this._chain
-      .then(() => this._receive(message))
-      .catch((error) => {
-        console.error("group: could not handle", message.type, error);
-        this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
-      });
-  }
 
   async _receive(message) {
     if (!this.active) return;
@@ -223,21 +158,17 @@ export class GroupCall extends EventTarget {
         this._finish(message.reason);
         return;
       case "error":
-        this._onError(message);
+        this._onError(message, this.state === "starting");
         return;
       default:
     }
   }
 
   async _onJoined(message) {
-    this.callId = message.call_id;
+    if (!this._named(message.call_id)) return;
     this.me = message.participant;
     this.media = message.media;
     if (message.host) this.host = message.host;
-    if (this._leaveWhenNamed) {
-      this.line.send({ type: "hangup", call_id: this.callId });
-      return;
-    }
     this.state = "joined";
     this.joinedAt = Date.now();
     this.invitees.started(message.ring_timeout_s, this.joinedAt);
@@ -268,7 +199,7 @@ export class GroupCall extends EventTarget {
       this._emitMedia();
     });
     await this.sfu.publish(this.localStream);
-    if (this.muted || this.cameraOff) this._sendMute();
+    if (this.muted || this.cameraOff) this._tellMute();
     this._emit(); // the screen can be shared now
   }
 
@@ -282,55 +213,14 @@ export class GroupCall extends EventTarget {
     this._emit();
   }
 
-  _onError(error) {
-    if (["unknown_call", "not_ringing", "call_ended", "not_in_call"].includes(error.code)) {
-      this._finish("gone");
-      return;
-    }
-    if (this.state === "starting") {
-      this._finish("error", { error });
-      return;
-    }
-    this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "error", error } }));
-  }
-
   // --- media ---------------------------------------------------------------------------------
 
-  async _getMedia() {
-    const audio = audioConstraints(); // the devices chosen in settings (mediadevices.js)
-    let stream = null;
-    if (this.media === "video") {
-      try {
-        stream = await navigator.mediaDevices.getUserMedia({
-          audio,
-          video: videoConstraints(640, 480),
-        });
-      } catch (error) {
-        if (error && error.name === "NotAllowedError") throw error;
-      }
-    }
-    if (!stream) stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
-    this.localStream = stream;
-    this.sendsVideo = stream.getVideoTracks().length > 0;
-    this._emitMedia();
+  _getMedia(wantVideo = this.media === "video") {
+    return super._getMedia(wantVideo, 640, 480);
   }
 
-  async _iceServers() {
-    try {
-      const turn = await this.api.turn();
-      return (turn.ice_servers || []).map((server) => {
-        const entry = { urls: server.urls };
-        if (server.username) entry.username = server.username;
-        if (server.credential) entry.credential = server.credential;
-        return entry;
-      });
-    } catch {
-      return [];
-    }
-  }
-
-  _stopLocal() {
-    for (const track of this.localStream?.getTracks() ?? []) track.stop();
+  _iceServers() {
+    return iceServersOf(this.api);
   }
 
   // --- bookkeeping ---------------------------------------------------------------------------
@@ -340,26 +230,9 @@ export class GroupCall extends EventTarget {
     return !this.joinedAt && NOT_JOINED.has(this.endReason);
   }
 
-  _finish(reason, { error = null, self = false } = {}) {
-    if (this.state === "ended") return;
-    this.state = "ended";
-    this.endReason = reason;
-    this.endError = error;
-    this.endedBySelf = self;
-    this._stopLocal();
-    this.screen.stop();
+  _release() {
     this.sfu?.close();
     this.e2ee?.close();
     this.streams.clear();
-    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
-    this._emit();
-  }
-
-  _emit() {
-    this.dispatchEvent(new CustomEvent("change"));
-  }
-
-  _emitMedia() {
-    this.dispatchEvent(new CustomEvent("media"));
   }
 }

@@ -13,7 +13,8 @@
 // Works with any peer that follows docs/protocol.md: trickle or not, audio-only or video.
 //
 // Events: ``change`` (state, peer, flags), ``ended`` (detail: {reason, error}), ``media``
-// (local or remote stream changed).
+// (local or remote stream changed), ``problem``. Answering, declining, hanging up, mute and the
+// end are shared with group calls (session.js).
 //
 // A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
 // a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
@@ -23,10 +24,10 @@
 
 import { CallE2ee } from "./e2ee.js";
 import { armFallback, askForRelay, onRelayed } from "./fallback.js";
+import { hasTurn } from "./ice.js";
 import { callKeys } from "./keystore.js";
-import { hasTurn } from "./relaynote.js";
-import { ScreenShare, videoSender } from "./screenshare.js";
-import { audioConstraints, videoConstraints } from "./mediadevices.js";
+import { sendQuality } from "./quality.js";
+import { Session, videoSenderOf } from "./session.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -58,57 +59,37 @@ function nextRef() {
 // How often a connected call reports its media quality (the server keeps at most one per 2 s).
 const QUALITY_INTERVAL_MS = 5000;
 
-export class Call extends EventTarget {
-  constructor({ api, line, direction, media, peer, callId = null, busy = false }) {
-    super();
-    this.api = api;
-    this.line = line;
-    this.direction = direction; // "outgoing" | "incoming"
-    this.media = media; // "audio" | "video": what the call was placed as
-    this.peer = peer; // {account_id, handle, display_name, label}
-    this.callId = callId;
+export class Call extends Session {
+  /** ``peer``: {account_id, handle, display_name, label}; ``busy``: rings while this device is
+   * in another call; the rest as for Session (session.js). */
+  constructor({ peer, busy = false, ...options }) {
+    super(options);
+    // direction: "outgoing" | "incoming"; media: "audio" | "video": what the call was placed as
+    this.peer = peer;
     this.busy = busy; // incoming while this device is in another call ("call waiting")
     // Echoed in ``ringing`` (or an ``error``) so the answer finds this call before it has an id.
-    this.ref = direction === "outgoing" ? nextRef() : null;
-    this.state = direction === "outgoing" ? "dialing" : "incoming";
-    this.role = direction === "outgoing" ? "caller" : "callee";
+    this.ref = this.direction === "outgoing" ? nextRef() : null;
+    this.state = this.direction === "outgoing" ? "dialing" : "incoming";
+    this.role = this.direction === "outgoing" ? "caller" : "callee";
     this.relayOnly = false;
     this.iceServers = [];
     this.pc = null;
     this.sfu = null; // SfuMedia when the server relays this call through its SFU
     this.e2ee = null; // its CallE2ee
-    this.localStream = null;
     this.remoteStream = new MediaStream();
-    this.muted = false;
-    this.cameraOff = false;
-    this.sendsVideo = false;
-    // The screen replaces the camera on the video sender: the other side's big video shows it.
-    this.screen = new ScreenShare(() =>
-      this.sendsVideo && this.state === "connected" ? videoSender(this.pc) : null,
-    );
-    this.screen.addEventListener("change", () => this._emit());
     this.peerReconnecting = false;
     this.peerMuted = false; // what the other device said it sends (peer_mute)
     this.peerCameraOff = false;
     this.connectedAt = 0;
-    this.endReason = null;
-    this.endError = null;
-    this._chain = Promise.resolve();
     this._pendingIce = [];
     this._localIce = []; // our candidates, held until the description they belong to is sent
     this._localReady = false;
     this._tracksAdded = false;
     this._restarts = 0;
-    this._cancelRequested = false;
-    this._timers = new Map();
     this._turn = null;
     this._accepted = null; // what ``accepted`` said, for a rejoin after a reload
     this._rejoining = false; // this page took the call over after a reload: it offers afresh
     this._remoteSession = null; // the o= session id of the other side's description
-  }
-
-  get active() {
-    return this.state !== "ended";
   }
 
   get label() {
@@ -139,59 +120,19 @@ export class Call extends EventTarget {
   /** Answer an incoming call, with the camera on or off. */
   async answer(withVideo) {
     if (this.state !== "incoming") return;
-    this.state = "answering";
-    this._emit();
     this._turn = this._fetchTurn();
-    try {
-      await this._getMedia(withVideo && this.media === "video");
-    } catch (error) {
-      this.state = "incoming";
-      this._emit();
-      this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "media", error } }));
-      return;
-    }
-    if (!this.active) {
-      this._stopLocal();
-      return;
-    }
-    this.line.send({ type: "accept", call_id: this.callId });
+    await this._accept(withVideo && this.media === "video");
   }
 
-  /** Decline a ringing call (``busy`` tells the caller you are on another call). */
-  decline(busy = false) {
-    if (!this.active) return;
-    this.line.send({ type: "decline", call_id: this.callId, busy });
-    this._finish("declined_by_me");
-  }
-
-  /** Hang up a connected call or cancel one that is still ringing. */
-  hangup() {
-    if (!this.active) return;
-    if (this.direction === "incoming" && (this.state === "incoming" || this.state === "answering")) {
-      this.decline(false);
-      return;
-    }
-    if (this.callId) {
-      this.line.send({ type: "hangup", call_id: this.callId });
-    } else {
-      this._cancelRequested = true; // sent as soon as the server names the call (ringing)
-    }
+  /** A hang-up before the other side answered cancels the call. */
+  _hangupEnd() {
     const ringing = this.state === "dialing" || this.state === "ringing";
-    this._finish(ringing ? "cancelled" : "hangup");
+    return [ringing ? "cancelled" : "hangup", false];
   }
 
-  toggleMute() {
-    this.muted = !this.muted;
-    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = !this.muted;
-    this._tellMute();
-    this._emit();
-  }
-
-  toggleCamera() {
-    this.cameraOff = !this.cameraOff;
-    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = !this.cameraOff;
-    this._tellMute();
-    this._emit();
+  /** The sender the screen takes over from the camera (the other side's big video shows it). */
+  videoSender() {
+    return this.sendsVideo && this.state === "connected" ? videoSenderOf(this.pc) : null;
   }
 
   /** What the tab's next page needs to take this call over after a reload (resume.js). */
@@ -212,10 +153,9 @@ export class Call extends EventTarget {
 
   /** A call from ``snapshot()`` whose session the server resumed: set its media up again.
    * The other side gets a new offer (a new peer connection, 11.5.10) and follows it. */
-  static rejoin({ api, line, kept }) {
+  static rejoin({ kept, ...options }) {
     const call = new Call({
-      api,
-      line,
+      ...options,
       direction: kept.direction,
       media: kept.media,
       peer: kept.peer,
@@ -235,7 +175,7 @@ export class Call extends EventTarget {
         await call._onAccepted(kept.accepted);
       })
       .catch((error) => {
-        line.send({ type: "hangup", call_id: call.callId });
+        call.line.send({ type: "hangup", call_id: call.callId });
         call._finish("failed", { error });
       });
     return call;
@@ -259,28 +199,20 @@ export class Call extends EventTarget {
 
   // --- from the server ---------------------------------------------------------------------
 
-  /** A server message for this call; handled strictly in order. */
-  receive(message) {
-    this._chain = this._chain
-      .then(() => this._receive(message))
-      .catch((error) => {
-        console.error("call: could not handle", message.type, error);
-        if (this.active && this.callId) {
-          this.line.send({ type: "hangup", call_id: this.callId });
-          this._finish("failed", { error });
-        }
-      });
+  /** A message this call could not handle: its media can't be set up, so it ends. */
+  _failed(message, error) {
+    console.error("call: could not handle", message.type, error);
+    if (this.active && this.callId) {
+      this.line.send({ type: "hangup", call_id: this.callId });
+      this._finish("failed", { error });
+    }
   }
 
   async _receive(message) {
     if (!this.active && message.type !== "ended") return;
     switch (message.type) {
       case "ringing":
-        this.callId = message.call_id;
-        if (this._cancelRequested) {
-          this.line.send({ type: "hangup", call_id: this.callId });
-          return;
-        }
+        if (!this._named(message.call_id)) return;
         if (this.state === "dialing") this.state = "ringing";
         this._emit();
         return;
@@ -325,32 +257,15 @@ export class Call extends EventTarget {
         this._finish(message.reason);
         return;
       case "error":
-        this._onError(message);
+        this._onError(message, this.state === "dialing");
         return;
       default:
     }
   }
 
-  _onError(error) {
-    if (["unknown_call", "not_ringing", "call_ended", "not_in_call"].includes(error.code)) {
-      this._finish("gone");
-      return;
-    }
-    if (this.state === "dialing") {
-      this._finish("error", { error });
-      return;
-    }
-    this.dispatchEvent(new CustomEvent("problem", { detail: { reason: "error", error } }));
-  }
-
   /** Our own WebSocket came back with the session resumed: media may need an ICE restart. */
   resumed() {
     this._restartIfBroken();
-  }
-
-  /** Our own WebSocket came back as a new session: the server ended our calls. */
-  lost() {
-    this._finish("peer_lost", { self: true });
   }
 
   async _onAccepted(message) {
@@ -675,117 +590,26 @@ export class Call extends EventTarget {
     }
   }
 
-  async _getMedia(wantVideo) {
-    const audio = audioConstraints(); // the devices chosen in settings (mediadevices.js)
-    let stream;
-    if (wantVideo) {
-      try {
-        stream = await navigator.mediaDevices.getUserMedia({
-          audio,
-          video: videoConstraints(1280, 720),
-        });
-      } catch (error) {
-        if (error && error.name === "NotAllowedError") throw error;
-        stream = null; // no camera: carry on with audio only
-      }
-    }
-    if (!stream) stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
-    this.localStream = stream;
-    this.sendsVideo = stream.getVideoTracks().length > 0;
-    this._emitMedia();
+  _getMedia(wantVideo) {
+    return super._getMedia(wantVideo, 1280, 720);
   }
-
-  // --- quality reports (for the server's operators) -------------------------------------------
 
   _scheduleQuality() {
     this._timer("quality", QUALITY_INTERVAL_MS, () => {
-      this._sendQuality().finally(() => { if (this.active) this._scheduleQuality(); });
-    });
-  }
-
-  // RTT, jitter and loss of what this device receives, and its receive bitrate, from getStats.
-  async _sendQuality() {
-    // Through the SFU, what we receive arrives on the subscription's connection.
-    const pc = (this.sfu && [...this.sfu.downlinks.values()][0]?.pc) || this.pc;
-    if (!pc || !this.callId || pc.connectionState !== "connected") return;
-    const report = await pc.getStats();
-    let rtt = 0, jitter = 0, received = 0, lost = 0, bytes = 0, pair = null;
-    report.forEach((s) => {
-      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
-      if (s.type === "inbound-rtp") {
-        received += s.packetsReceived || 0;
-        lost += Math.max(0, s.packetsLost || 0);
-        bytes += s.bytesReceived || 0;
-        if (s.kind === "audio") jitter = Math.max(jitter, (s.jitter || 0) * 1000);
-      }
-    });
-    if (pair) rtt = (pair.currentRoundTripTime || 0) * 1000;
-    const local = pair && report.get(pair.localCandidateId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    const now = performance.now();
-    const previous = this._qualityBase || { bytes, at: now };
-    const seconds = Math.max((now - previous.at) / 1000, 0.001);
-    this._qualityBase = { bytes, at: now };
-    const clamp = (v, max) => Math.min(Math.max(Number.isFinite(v) ? v : 0, 0), max);
-    this.line.send({
-      type: "quality",
-      call_id: this.callId,
-      rtt_ms: clamp(rtt, 60000),
-      jitter_ms: clamp(jitter, 60000),
-      loss: received + lost ? clamp(lost / (received + lost), 1) : 0,
-      bitrate_kbps: clamp(((bytes - previous.bytes) * 8) / 1000 / seconds, 100000),
-      relayed: Boolean(local && remote) &&
-        (local.candidateType === "relay" || remote.candidateType === "relay"),
+      sendQuality(this).finally(() => {
+        if (this.active) this._scheduleQuality();
+      });
     });
   }
 
   // --- bookkeeping ---------------------------------------------------------------------------
 
-  _finish(reason, { error = null, self = false } = {}) {
-    if (this.state === "ended") return;
-    this.state = "ended";
-    this.endedAt = Date.now();
-    this.endReason = reason;
-    this.endError = error;
-    this.endedBySelf = self;
-    for (const key of [...this._timers.keys()]) this._clearTimer(key);
-    this.screen.stop();
-    this._stopLocal();
+  _release() {
     if (this.sfu) {
       this.sfu.close();
       this.e2ee?.close();
     } else if (this.pc) {
       this._closePeerConnection();
     }
-    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
-    this._emit();
-  }
-
-  _stopLocal() {
-    for (const track of this.localStream?.getTracks() ?? []) track.stop();
-  }
-
-  _timer(key, ms, action) {
-    this._clearTimer(key);
-    this._timers.set(
-      key,
-      setTimeout(() => {
-        this._timers.delete(key);
-        action();
-      }, ms),
-    );
-  }
-
-  _clearTimer(key) {
-    clearTimeout(this._timers.get(key));
-    this._timers.delete(key);
-  }
-
-  _emit() {
-    this.dispatchEvent(new CustomEvent("change"));
-  }
-
-  _emitMedia() {
-    this.dispatchEvent(new CustomEvent("media"));
   }
 }

@@ -27,7 +27,10 @@ export class CallE2ee extends EventTarget {
     this.callId = callId;
     this.me = me;
     this.identity = identity;
-    this.worker = new Worker("/static/e2ee-worker.js", { type: "module", name: "callbook-e2ee" });
+    this.worker = new Worker(new URL("./e2ee-worker.js", import.meta.url), {
+      type: "module",
+      name: "callbook-e2ee",
+    });
     this.worker.onmessage = (event) => this._fromWorker(event.data);
     this.peers = new Map(); // participant → {deviceKey, mediaKey, kid (last received) | null}
     this.schedule = new SendSchedule(me);

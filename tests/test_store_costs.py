@@ -25,8 +25,8 @@ from signaling.calls import machine as sm
 from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords, decode
 from signaling.calls.service import CallService
+from signaling.cluster.routing_redis import RedisRouter
 from signaling.push import LogPush
-from signaling.routing_redis import RedisRouter
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend
 

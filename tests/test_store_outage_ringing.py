@@ -19,8 +19,8 @@ import pytest
 from directory import keys
 from directory.store import connect
 from signaling.appkeys import CALLS
+from signaling.cluster.routing_redis import RedisRouter
 from signaling.phone.line import Line
-from signaling.routing_redis import RedisRouter
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, befriend
 from tests.valkey_process import ValkeyProcess

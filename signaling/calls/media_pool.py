@@ -30,7 +30,7 @@ from directory.media_nodes import MediaNodeInfo
 from directory.store import Store
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
-from signaling.outage import StoreOutage
+from signaling.cluster.outage import StoreOutage
 
 log = logging.getLogger("callbook.media_pool")
 

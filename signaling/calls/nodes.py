@@ -28,7 +28,7 @@ from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords, Stored, Timer
-from signaling.routing import (
+from signaling.cluster.routing import (
     Adopt,
     Deliver,
     DeviceEvent,
@@ -43,7 +43,7 @@ from signaling.routing import (
     Router,
     Supersede,
 )
-from signaling.routing_local import Worker
+from signaling.cluster.routing_local import Worker
 from signaling.ws import messages as m
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class NodeCalls:
         return finish
 
     async def on_envelope(self, envelope: Envelopes) -> None:
-        """Something another node sent this one (see ``signaling.routing``)."""
+        """Something another node sent this one (see ``signaling.cluster.routing``)."""
         device = envelope.device
         match envelope:
             case Deliver():

@@ -20,7 +20,7 @@ from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.quality import QualityBook
-from signaling.routing import (
+from signaling.cluster.routing import (
     DeviceEventKind,
     OperatorAction,
     OperatorReply,

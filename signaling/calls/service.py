@@ -37,9 +37,7 @@ from signaling.calls.operations import OperatorCalls
 from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
-from signaling.metrics import Metrics
-from signaling.push import PushAdapter
-from signaling.routing import (
+from signaling.cluster.routing import (
     DeviceEvent,
     Forward,
     Handover,
@@ -48,7 +46,9 @@ from signaling.routing import (
     Router,
     resume_digest,
 )
-from signaling.routing_local import LocalRouter
+from signaling.cluster.routing_local import LocalRouter
+from signaling.metrics import Metrics
+from signaling.push import PushAdapter
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")

@@ -32,7 +32,7 @@ from signaling.appkeys import (
 )
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
-from signaling.drain import DRAIN
+from signaling.cluster.drain import DRAIN
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics

@@ -14,11 +14,13 @@ from importlib import metadata
 import msgspec
 from aiohttp import web
 
-from directory import devices, disk, keys, migrations, operators
+from directory import devices, disk, migrations, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.recovery import HashPool
-from directory.store import STORE_UNAVAILABLE, Store, connect
+from directory.storage import keys
+from directory.storage.connection import STORE_UNAVAILABLE, connect
+from directory.store import Store
 from signaling import pages
 from signaling.appkeys import (
     CALLS,

@@ -12,7 +12,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from directory import secret
-from directory.embedded import EmbeddedValkey
+from directory.storage.embedded import EmbeddedValkey
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from directory import keys
 from directory.inventory import INVENTORY
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords

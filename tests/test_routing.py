@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.cluster.routing import (

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from directory import keys
 from directory.inventory import INVENTORY
+from directory.storage import keys
 from directory.store import Store
 from signaling.cluster.solo import SoloWatch, Watch, others
 from signaling.config import from_env

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from directory import keys
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import machine as sm
 from signaling.calls.crossing import Crossing

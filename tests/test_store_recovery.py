@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords

@@ -36,12 +36,10 @@ from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall
+from signaling.calls.presence import Presence
 from signaling.calls.records import CallRecords, Stored
 from signaling.cluster.routing import Adopt, Forward, Moved, Router
 from signaling.ws import messages as m
-
-if TYPE_CHECKING:
-    from signaling.calls.service import Presence
 
 log = logging.getLogger("callbook.calls")
 

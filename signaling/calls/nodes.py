@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
 from directory.batch import Batch, Finish, Staged
 from directory.errors import DirectoryError
+from directory.storage import keys
 from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
+from signaling.calls.presence import Presence
 from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords, Stored, Timer
 from signaling.cluster.routing import (
@@ -45,9 +46,6 @@ from signaling.cluster.routing import (
 )
 from signaling.cluster.routing_local import Worker
 from signaling.ws import messages as m
-
-if TYPE_CHECKING:
-    from signaling.calls.service import Presence
 
 log = logging.getLogger("callbook.calls")
 

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.cluster.routing_local import Post
 

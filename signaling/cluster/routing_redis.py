@@ -26,8 +26,8 @@ from typing import Any, cast
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.cluster.channels import Channels, Subscription

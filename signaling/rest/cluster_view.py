@@ -22,7 +22,7 @@ import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
 from signaling.cluster.routing import Router

@@ -30,7 +30,7 @@ import aiohttp
 import msgspec
 from redis.exceptions import RedisError, ResponseError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.cluster.outage import StoreOutage

@@ -21,7 +21,7 @@ import logging
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.cluster.outage import StoreOutage

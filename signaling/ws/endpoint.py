@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from directory import devices
 from directory.errors import DirectoryError
-from directory.store import STORE_UNAVAILABLE
+from directory.storage.connection import STORE_UNAVAILABLE
 from signaling.appkeys import (
     CALLS,
     CONFIG,

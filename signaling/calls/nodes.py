@@ -1,8 +1,9 @@
 """The part of ``CallService`` that spans nodes: envelopes from other nodes, call records in the
 store, and taking over the calls of a node that died (docs/scaling.md).
 
-A mixin of ``CallService`` (``service.py``), which owns the state declared here and the
-machinery (``_apply``, delivery, timers) these methods use.
+A mixin of ``CallService`` (``service.py``), which owns the state declared here; the machinery
+these methods use is in its other mixins (``_apply`` and timers in ``effects.py``, delivery in
+``presence.py``).
 """
 
 from __future__ import annotations

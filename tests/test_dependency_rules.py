@@ -1,4 +1,4 @@
-"""The layering rules, read from the source's imports (docs/architecture.md, "Layout").
+"""The layering rules, read from the source's imports (README.md, "Layout").
 
 - ``directory`` and ``media`` never import ``signaling``; ``directory`` never imports ``media``.
 - ``media`` knows no people: of ``directory`` it imports only ``directory.storage`` (the

@@ -21,9 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from directory import audit, keys
-from directory.embedded import EmbeddedValkey
-from directory.store import DirectoryConfig, Store, connect
+from directory import audit
+from directory.storage import keys
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import DirectoryConfig, Store
 
 PERSON = "0123456789abcdef0123456789abcdef"
 

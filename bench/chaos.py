@@ -40,8 +40,8 @@ from typing import Any
 from bench import soak
 from bench.cluster_store import wait_valkey
 from bench.directory import log
-from directory import keys
-from directory.store import COMMAND_TIMEOUT_S
+from directory.storage import keys
+from directory.storage.connection import COMMAND_TIMEOUT_S
 from signaling.calls.records import decode
 from signaling.client import Client, ClientError, Profile
 from signaling.phone.line import LineClosed

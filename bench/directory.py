@@ -4,8 +4,9 @@ It starts ``callbook serve`` on a free loopback port with a fresh embedded Valke
 a temporary directory) and signs up N accounts. Then a few signed-in clients look up random
 existing handles (``GET /v1/handles/{handle}``) for a fixed time, and, with the same concurrency
 and time, bare redis-py issues the Redis commands one such lookup costs the server against the
-same Valkey, through the same client the server builds (``directory.store.connect``); the two
-alternate over a few rounds. It prints both rates and the ratio server/bare.
+same Valkey, through the same client the server builds
+(``directory.storage.connection.connect``); the two alternate over a few rounds. It prints both
+rates and the ratio server/bare.
 
 Run from the repository root::
 
@@ -48,12 +49,13 @@ import aiohttp
 import redis
 from redis.exceptions import RedisError
 
-from directory import keys
-from directory.embedded import _die_with_parent
 from directory.lookup import queue_card_reads
 from directory.ratelimit import _TOKEN_BUCKET
 from directory.secret import embedded as embedded_secret
-from directory.store import Store, connect
+from directory.storage import keys
+from directory.storage.connection import connect
+from directory.storage.embedded import _die_with_parent
+from directory.store import Store
 from signaling.client import Client, ClientError, Profile
 from signaling.server import _new_loop as server_loop
 

@@ -18,10 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from directory import disk, keys
-from directory.embedded import EmbeddedValkey
+from directory import disk
 from directory.secret import DeploymentSecret
-from directory.store import Store, connect
+from directory.storage import keys
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import Store
 
 _BATCH = 1000
 

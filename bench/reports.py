@@ -31,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from directory import accounts, contacts, reports
-from directory.embedded import EmbeddedValkey
-from directory.store import DirectoryConfig, Store, connect
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import DirectoryConfig, Store
 from signaling.client import new_device_key
 
 TARGETS = ("nobody_here", "hidden", "blocker")

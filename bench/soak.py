@@ -49,7 +49,7 @@ from bench.cluster_store import wait_valkey
 from bench.directory import UNTHROTTLED_ADMISSION, free_port, log
 from bench.directory import wait_ready as wait_node_ready
 from bench.signaling import raise_open_files, rss_bytes
-from directory import keys
+from directory.storage import keys
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line, LineClosed
 from signaling.schemas import AccountUpdate

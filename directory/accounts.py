@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from directory import budgets, devices, handles, inventory, keys, labels, ratelimit, recovery
+from directory import budgets, devices, handles, inventory, labels, ratelimit, recovery
 from directory.errors import (
     BadRecoveryCode,
     HandleTaken,
@@ -35,6 +35,7 @@ from directory.records import (
     Device,
     RelayCalls,
 )
+from directory.storage import keys
 from directory.store import Store
 
 # Replaces the owner of a handle with the quarantine marker, only if this account still owns it;

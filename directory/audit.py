@@ -22,8 +22,8 @@ from typing import Literal
 
 import msgspec
 
-from directory import keys
 from directory.records import AuditRecord
+from directory.storage import keys
 from directory.store import Store
 
 Action = Literal[

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from directory import keys, ratelimit
+from directory import ratelimit
+from directory.storage import keys
 from directory.store import Store
 
 _DAY_S = 86400

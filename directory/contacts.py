@@ -13,9 +13,10 @@ from typing import TypeVar
 
 import msgspec
 
-from directory import keys, labels, lookup
+from directory import labels, lookup
 from directory.errors import InvalidValue, NotFound
 from directory.records import MAX_NICKNAME, Block, Contact, StoredContact
+from directory.storage import keys
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode

@@ -10,7 +10,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from directory import keys, labels, media_keys
+from directory import labels, media_keys
 from directory.errors import (
     BadChallenge,
     BadSignature,
@@ -20,6 +20,7 @@ from directory.errors import (
     UnknownDevice,
 )
 from directory.records import MAX_DEVICE_NAME, Device, StoredDevice
+from directory.storage import keys
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode

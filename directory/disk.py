@@ -23,8 +23,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from directory import keys
-from directory.store import STORE_UNAVAILABLE, Store
+from directory.storage import keys
+from directory.storage.connection import STORE_UNAVAILABLE
+from directory.store import Store
 
 log = logging.getLogger(__name__)
 

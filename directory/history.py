@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from directory import keys
 from directory.records import MissedCall
+from directory.storage import keys
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode

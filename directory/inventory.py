@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from directory import keys
+from directory.storage import keys
 
 Scope = Literal["account", "handle", "ephemeral", "server", "moderation"]
 Kind = Literal["hash", "string", "set", "sorted_set", "stream"]

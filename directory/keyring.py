@@ -17,8 +17,8 @@ from collections.abc import Callable
 import msgspec
 from cryptography.exceptions import InvalidTag
 
-from directory import keys
 from directory.records import SigningKey, StoredSigningKey
+from directory.storage import keys
 from directory.store import Store
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from directory import accounts, budgets, handles, keys, ratelimit
+from directory import accounts, budgets, handles, ratelimit
 from directory.batch import Batch
 from directory.errors import NotFound
 from directory.records import Account, Card, RelayCalls
+from directory.storage import keys
 from directory.store import Store
 
 _NOT_FOUND = "No account is reachable under that handle."

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from directory import keyring, keys
+from directory import keyring
+from directory.storage import keys
 from directory.store import Store
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import secrets
 
 import msgspec
 
-from directory import keys
 from directory.errors import InvalidValue, NotFound
+from directory.storage import keys
 from directory.store import Store
 
 TOKEN_PREFIX = "cbo_"

@@ -10,11 +10,11 @@ from directory import (
     disk,
     history,
     inventory,
-    keys,
     push_tokens,
     reports,
 )
 from directory.records import Export, Moderation
+from directory.storage import keys
 from directory.store import Store
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from directory import keys
 from directory.errors import NotFound
 from directory.records import PushDelivery, PushProvider, PushRegistration
+from directory.storage import keys
 from directory.store import Store
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from directory import keys
 from directory.errors import RateLimited
+from directory.storage import keys
 from directory.store import Store
 
 # The clock is the store's own (TIME), so nodes with skewed clocks still agree. The tokens a

@@ -17,9 +17,10 @@ from typing import Any
 
 import msgspec
 
-from directory import accounts, keys, lookup, ratelimit
+from directory import accounts, lookup, ratelimit
 from directory.errors import AlreadyDecided, InvalidValue, NotFound
 from directory.records import Category, Decision, FiledReport, Notice, Status
+from directory.storage import keys
 from directory.store import Store
 
 MAX_TEXT = 1000

@@ -1,6 +1,6 @@
 """Draining a media node on SIGTERM: no new rooms, and the live ones run to their end.
 
-As a signaling node drains (``signaling/drain.py``), a media node that is stopped on purpose
+As a signaling node drains (``signaling/cluster/drain.py``), a media node that is stopped on purpose
 ends no call that could go on:
 
 1. at once, the node is *draining*: its registry entry says so (written now, not at the next

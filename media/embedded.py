@@ -61,9 +61,9 @@ class EmbeddedMedia:
             *self.launcher, "--host", "127.0.0.1", "--port", str(port),
             "--listen-fd", str(listener.fileno()),
             "--max-rooms", str(self.max_rooms),
-            # Its rooms are its parent's calls, which the parent's own drain (signaling/drain.py)
-            # lets run on for the grace period; by the time the parent stops it, nobody is left
-            # to end a room, and waiting would only delay the exit.
+            # Its rooms are its parent's calls, which the parent's own drain
+            # (signaling/cluster/drain.py) lets run on for the grace period; by the time the
+            # parent stops it, nobody is left to end a room, and waiting would only delay the exit.
             "--drain-grace-s", "0",
         ]  # fmt: skip
         self._process = subprocess.Popen(

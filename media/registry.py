@@ -12,13 +12,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from directory import keys, media_nodes
-from directory.media_nodes import MediaNodeInfo
-from directory.store import Store, connect
+from directory.storage import keys, media_nodes
+from directory.storage.connection import connect
+from directory.storage.media_nodes import MediaNodeInfo
 from media.config import MediaConfig
 
 log = logging.getLogger("callbook.media.registry")
@@ -42,7 +43,7 @@ def _int(value: object) -> int:
 
 
 async def _beat(
-    store: Store,
+    redis: Any,
     config: MediaConfig,
     stats: Callable[[], dict[str, object]],
     wake: asyncio.Event,
@@ -50,7 +51,7 @@ async def _beat(
     started_at = time.time()
     while True:
         try:
-            await media_nodes.heartbeat(store, load(config, stats(), started_at))
+            await media_nodes.heartbeat(redis, load(config, stats(), started_at))
         except (RedisError, OSError):
             log.warning("could not write the heartbeat: the store is unreachable")
         # asyncio.timeout, not wait_for: on 3.11 a cancellation that meets wait_for's own
@@ -71,15 +72,15 @@ def registration(
         if config.redis_url is None:
             yield
             return
-        store = Store(connect(config.redis_url, max_connections=4, cluster=config.redis_cluster))
-        task = asyncio.create_task(_beat(store, config, stats, wake))
+        redis = connect(config.redis_url, max_connections=4, cluster=config.redis_cluster)
+        task = asyncio.create_task(_beat(redis, config, stats, wake))
         log.info("registered as media node %s", config.node_id)
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         with contextlib.suppress(RedisError, OSError):
-            await media_nodes.remove(store, config.node_id)
-        await store.redis.aclose()
+            await media_nodes.remove(redis, config.node_id)
+        await redis.aclose()
 
     return ctx

@@ -14,11 +14,13 @@ from importlib import metadata
 import msgspec
 from aiohttp import web
 
-from directory import devices, disk, keys, migrations, operators
+from directory import devices, disk, migrations, operators
 from directory.errors import DirectoryError
 from directory.operators import Operator
 from directory.recovery import HashPool
-from directory.store import STORE_UNAVAILABLE, Store, connect
+from directory.storage import keys
+from directory.storage.connection import STORE_UNAVAILABLE, connect
+from directory.store import Store
 from signaling import pages
 from signaling.appkeys import (
     CALLS,
@@ -41,25 +43,25 @@ from signaling.calls.crossing import Crossing
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
+from signaling.cluster.drain import DRAIN
+from signaling.cluster.drain import install as install_drain
+from signaling.cluster.outage import StoreOutage
+from signaling.cluster.routing import Router
+from signaling.cluster.routing_local import LocalRouter
+from signaling.cluster.routing_redis import RedisRouter
+from signaling.cluster.solo import SoloWatch
 from signaling.config import Config
-from signaling.drain import DRAIN
-from signaling.drain import install as install_drain
 from signaling.errors import SERVER, ApiError
 from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
-from signaling.outage import StoreOutage
 from signaling.push import PushAdapter, Retry
 from signaling.push import build as build_push
 from signaling.rest import endpoints
 from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
-from signaling.routing import Router
-from signaling.routing_local import LocalRouter
-from signaling.routing_redis import RedisRouter
 from signaling.schemas import Health
-from signaling.solo import SoloWatch
 from signaling.stun import stun_ctx
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
@@ -314,7 +316,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _solo_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Routing locally: warn when another node shares the store (signaling/solo.py)."""
+    """Routing locally: warn when another node shares the store (signaling/cluster/solo.py)."""
     if app[CONFIG].routing != "local":
         yield
         return

@@ -10,11 +10,11 @@ from aiohttp import web
 
 from directory.store import Store
 from signaling.calls.service import CallService
+from signaling.cluster.outage import StoreOutage
 from signaling.config import Config
 from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
-from signaling.outage import StoreOutage
 from signaling.tokens import TokenService
 from signaling.webhooks.sink import StreamSink
 from signaling.ws.reconnects import ReconnectThrottle

@@ -266,8 +266,9 @@ async def cmd_operator(args: argparse.Namespace) -> None:
     """Talks to the store directly, next to the server: REDIS_URL, or the embedded store of
     --data-dir (the running server's, or started just for this command when none runs)."""
     from directory import operators
-    from directory.embedded import EmbeddedValkey
-    from directory.store import Store, connect
+    from directory.storage.connection import connect
+    from directory.storage.embedded import EmbeddedValkey
+    from directory.store import Store
 
     config = from_env()
     data_dir = Path(args.data_dir) if args.data_dir else config.data_dir
@@ -312,7 +313,7 @@ def _store_running(pid_file: Path) -> bool:
 
 
 async def _answers(url: str) -> bool:
-    from directory.store import connect
+    from directory.storage.connection import connect
 
     redis = connect(url)
     try:

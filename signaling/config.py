@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from directory import disk, keys
+from directory import disk
 from directory.secret import DeploymentSecret, SecretError, read_file
+from directory.storage import keys
 from directory.store import DirectoryConfig
 from signaling.limits import Budget, Networks
 from signaling.push.settings import (

@@ -17,7 +17,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling import puzzle
 from signaling.config import Config

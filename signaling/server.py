@@ -12,13 +12,13 @@ from dataclasses import replace
 from aiohttp import web
 
 from directory import secret
-from directory.embedded import EmbeddedValkey
+from directory.storage.embedded import EmbeddedValkey
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
+from signaling.cluster.drain import drain
 from signaling.config import Config, ConfigError
 from signaling.connections import Runner
-from signaling.drain import drain
 from signaling.logs import configure
 from signaling.store_keeper import StoreKeeper
 
@@ -39,8 +39,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _run(config: Config, embedded: EmbeddedValkey | None = None) -> int:
-    """Serve until SIGTERM (drain first, ``signaling/drain.py``) or SIGINT (stop now), or until
-    the embedded store is lost for good (``signaling/store_keeper.py``): the exit code."""
+    """Serve until SIGTERM (drain first, ``signaling/cluster/drain.py``) or SIGINT (stop now), or
+    until the embedded store is lost for good (``signaling/store_keeper.py``): the exit code."""
     app = create_app(config)
     runner = Runner(
         app,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from directory.embedded import EmbeddedStoreError, EmbeddedValkey
+from directory.storage.embedded import EmbeddedStoreError, EmbeddedValkey
 
 log = logging.getLogger("callbook.store")
 

@@ -19,9 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
-from directory.embedded import EmbeddedValkey
 from directory.secret import DeploymentSecret
-from directory.store import DirectoryConfig, Store, connect
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import DirectoryConfig, Store
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app

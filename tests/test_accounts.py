@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from directory import accounts, keys
+from directory import accounts
 from directory.errors import HandleTaken, NotFound
+from directory.storage import keys
 from directory.store import Store
 from signaling.client import ClientError
 from signaling.schemas import AccountUpdate

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from signaling.appkeys import CALLS
-from signaling.drain import drain
+from signaling.cluster.drain import drain
 from signaling.phone.softphone import Softphone
 from tests.conftest import MakeServer, befriend, unique
 from tests.test_browser import (

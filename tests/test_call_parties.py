@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.client import Client

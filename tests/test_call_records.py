@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm

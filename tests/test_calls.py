@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from directory import keys
 from directory.records import Device
+from directory.storage import keys
 from directory.store import Store
 from signaling.client import Client, Profile, _b64, new_device_key
 from signaling.phone.line import Line, LineClosed

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import NODE
 from signaling.client import Client

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from directory import keys
 from directory.inventory import INVENTORY
+from directory.storage import keys
 from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls import machine as sm

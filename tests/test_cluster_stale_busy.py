@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.ws import messages as m
 from tests.conftest import MakeServer

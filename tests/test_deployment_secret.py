@@ -13,9 +13,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from directory import keyring, keys, lookup, migrations
+from directory import keyring, lookup, migrations
 from directory.records import SigningKey, StoredSigningKey
 from directory.secret import DeploymentSecret, SecretError, embedded
+from directory.storage import keys
 from directory.store import Store
 from signaling import cli
 from signaling.config import ConfigError, from_env

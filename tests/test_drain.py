@@ -11,7 +11,7 @@ import pytest
 from directory.store import Store
 from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
-from signaling.drain import DRAIN, drain
+from signaling.cluster.drain import DRAIN, drain
 from signaling.phone.line import Line, LineClosed
 from signaling.ws import endpoint
 from signaling.ws import messages as m

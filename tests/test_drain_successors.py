@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from directory import keys
 from directory.inventory import INVENTORY
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
-from signaling.liveness import successors
+from signaling.cluster.liveness import successors
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, unique

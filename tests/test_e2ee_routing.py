@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import media_keys
 from signaling.client import Client, _b64decode, new_media_key

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from directory.embedded import EmbeddedValkey
+from directory.storage.embedded import EmbeddedValkey
 from signaling.client import Client
 from tests.ports import free_port
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from directory import disk
-from directory.embedded import EmbeddedValkey
-from directory.store import Store, connect
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import Store
 from signaling.config import Config
 from signaling.schemas import AccountUpdate, PushRegister
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server, stop_server

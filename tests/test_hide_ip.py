@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from directory import keys
 from directory.lookup import wants_relay
 from directory.records import RelayCalls
+from directory.storage import keys
 from directory.store import Store
 from signaling.client import Client, ClientError
 from signaling.phone.line import Line

@@ -1,7 +1,7 @@
 """Every key carries a hash tag, and every multi-key operation stays in one Redis Cluster slot.
 
-Walks the key builders of ``directory/keys.py`` (so a key added later is checked too), then the
-operations that touch several keys at once: each MULTI, each script with more than one key, and
+Walks the key builders of ``directory/storage/keys.py`` (so a key added later is checked too), then
+the operations that touch several keys at once: each MULTI, each script with more than one key, and
 erase's DEL. The cluster runs of the multi-node tests exercise the same operations for real; this
 test names them, and fails on a new key without a tag before any cluster does.
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 from redis.crc import key_slot
 
-from directory import keys
 from directory.inventory import INVENTORY, account_keys
+from directory.storage import keys
 
 ID = "0123456789abcdef0123456789abcdef"
 _TAG = re.compile(r"\{([^}]*)\}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.client import ClientError
 from signaling.schemas import AccountUpdate

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from directory import media_nodes
+from directory.storage import media_nodes
 from directory.store import Store
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import usable
@@ -38,7 +38,10 @@ async def _forwarded(control: MediaControl, room: str) -> int:
 
 async def _draining_in_registry(store: Store, node_id: str) -> None:
     async def draining() -> bool:
-        return any(n.id == node_id and n.draining for n in await media_nodes.listing(store))
+        return any(
+            n.id == node_id and n.draining
+            for n in await media_nodes.listing(store.redis, store.clock())
+        )
 
     await until_stored(draining, 10, f"{node_id} draining in the registry")
 
@@ -67,7 +70,8 @@ async def test_sigterm_lets_the_live_room_finish_and_sends_new_rooms_elsewhere(
                 )
                 victim.process.send_signal(signal.SIGTERM)
                 await _draining_in_registry(store, victim.node_id)
-                info = next(n for n in await media_nodes.listing(store) if n.id == victim.node_id)
+                listed = await media_nodes.listing(store.redis, store.clock())
+                info = next(n for n in listed if n.id == victim.node_id)
                 assert not usable(info, store.clock(), {})
                 # A room sent to it anyway (placed before its entry changed) is refused...
                 with pytest.raises(MediaControlError) as refused:
@@ -89,7 +93,8 @@ async def test_sigterm_lets_the_live_room_finish_and_sends_new_rooms_elsewhere(
             assert all(r.participants_received == 1 for r in results), results
             # Its last room gone, the node stops by itself, and leaves the registry.
             assert await _exit_code(victim) == 0
-            assert {n.id for n in await media_nodes.listing(store)} == {survivor.node_id}
+            left = await media_nodes.listing(store.redis, store.clock())
+            assert {n.id for n in left} == {survivor.node_id}
         finally:
             await alice.close()
             await bob.close()

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from directory import keys
 from directory.records import Device
+from directory.storage import keys
 from directory.store import Store
 from signaling.client import (
     Client,

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from directory import keys, media_nodes, operators
+from directory import operators
 from directory.inventory import INVENTORY, glob
+from directory.storage import keys, media_nodes
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls.media_pool import MediaPool
@@ -67,12 +68,12 @@ async def test_media_nodes_register_their_load_and_the_operator_sees_them(
         for room in ("room-1", "room-2"):
             await pool.delete_room(room)
         # The registry holds a URL and counters, no secret; its key is in the inventory.
-        for info in await media_nodes.listing(store):
+        for info in await media_nodes.listing(store.redis, store.clock()):
             assert SECRET not in info.url
         (key,) = [k async for k in store.redis.scan_iter(match="cb:{media}:*")]
         assert [d.name for d in INVENTORY if fnmatch.fnmatchcase(key, glob(d))] == ["media_nodes"]
         nodes[0].stop()  # SIGTERM: the node takes itself out of the registry
-        assert {n.id for n in await media_nodes.listing(store)} == {"m-two"}
+        assert {n.id for n in await media_nodes.listing(store.redis, store.clock())} == {"m-two"}
 
 
 def _recorder(events: list[dict[str, Any]], name: str) -> Callable[[dict[str, Any]], None]:

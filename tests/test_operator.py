@@ -14,9 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from directory import keys, operators
-from directory.embedded import EmbeddedValkey
+from directory import operators
 from directory.inventory import INVENTORY
+from directory.storage import keys
+from directory.storage.embedded import EmbeddedValkey
 from directory.store import Store
 from signaling import cli
 from signaling.client import Client, ClientError

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import NODE
 from signaling.phone.line import Line, LineClosed

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from directory import keys
-from directory.media_nodes import MediaNodeInfo
+from directory.storage import keys
+from directory.storage.media_nodes import MediaNodeInfo
 from signaling.calls.placement import place
 
 NOW = 1_000.0

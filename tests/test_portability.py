@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from directory import keys
 from directory.inventory import INVENTORY, account_keys
 from directory.records import Export, Moderation
+from directory.storage import keys
 from directory.store import Store
 from tests import workload
 from tests.conftest import MakeServer, Server

@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from directory import keys, push_tokens
+from directory import push_tokens
 from directory.records import PushRegistration
+from directory.storage import keys
 from directory.store import Store
 from signaling.config import ConfigError, from_env
 from signaling.push import apns, fcm

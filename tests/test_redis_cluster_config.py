@@ -6,7 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from directory.store import Store, connect
+from directory.storage.connection import connect
+from directory.store import Store
 from signaling.client import ClientError
 from signaling.config import ConfigError, from_env
 from tests.conftest import TEST_SECRET_TEXT, MakeServer

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.routing import (
+from signaling.cluster.routing import (
     Deliver,
     DeviceEvent,
     Envelopes,
@@ -26,8 +26,8 @@ from signaling.routing import (
     Router,
     resume_digest,
 )
-from signaling.routing_local import LocalHub, LocalRouter
-from signaling.routing_redis import RedisRouter
+from signaling.cluster.routing_local import LocalHub, LocalRouter
+from signaling.cluster.routing_redis import RedisRouter
 from signaling.tasks import cancel_until_done
 from signaling.ws import messages as m
 

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from directory import keys
 from directory.inventory import INVENTORY
+from directory.storage import keys
 from directory.store import Store
+from signaling.cluster.solo import SoloWatch, Watch, others
 from signaling.config import from_env
-from signaling.solo import SoloWatch, Watch, others
 from tests.store_walk import stored_fields
 
 SECRET = {"CALLBOOK_SECRET": "s" * 64}

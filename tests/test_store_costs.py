@@ -18,15 +18,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from directory import keys
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import machine as sm
 from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords, decode
 from signaling.calls.service import CallService
+from signaling.cluster.routing_redis import RedisRouter
 from signaling.push import LogPush
-from signaling.routing_redis import RedisRouter
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend
 

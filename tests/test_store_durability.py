@@ -11,8 +11,9 @@ import pytest
 import redis as sync_redis
 
 from directory import audit
-from directory.embedded import EmbeddedValkey
-from directory.store import Store, connect
+from directory.storage.connection import connect
+from directory.storage.embedded import EmbeddedValkey
+from directory.store import Store
 from tests.conftest import TEST_DIRECTORY
 from tests.valkey_process import ValkeyProcess
 

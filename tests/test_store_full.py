@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 
 from directory import accounts
-from directory.store import Store, connect
+from directory.storage.connection import connect
+from directory.store import Store
 from signaling.client import new_device_key
 from signaling.config import Config
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server

@@ -22,8 +22,8 @@ import pytest
 from aiohttp import WSCloseCode
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from directory import keys
-from directory.store import COMMAND_TIMEOUT_S
+from directory.storage import keys
+from directory.storage.connection import COMMAND_TIMEOUT_S
 from media.embedded import EmbeddedMedia
 from media.server import allow_loopback_ice
 from signaling.client import Client

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from directory.store import STORE_UNAVAILABLE, connect
+from directory.storage.connection import STORE_UNAVAILABLE, connect
 from signaling.phone.line import Line
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend

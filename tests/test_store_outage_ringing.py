@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from directory import keys
-from directory.store import connect
+from directory.storage import keys
+from directory.storage.connection import connect
 from signaling.appkeys import CALLS
+from signaling.cluster.routing_redis import RedisRouter
 from signaling.phone.line import Line
-from signaling.routing_redis import RedisRouter
 from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, befriend
 from tests.valkey_process import ValkeyProcess

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from directory.store import STORE_UNAVAILABLE, connect
+from directory.storage.connection import STORE_UNAVAILABLE, connect
 from tests.valkey_process import ValkeyProcess
 
 pytestmark = pytest.mark.slow

@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords
-from signaling.liveness import judge
-from signaling.outage import QUIET_END_S, StoreOutage
+from signaling.cluster.liveness import judge
+from signaling.cluster.outage import QUIET_END_S, StoreOutage
 from signaling.ws import messages as m
 
 CALLER = sm.DeviceRef("a" * 32, "d" * 32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from signaling.routing_local import Worker
+from signaling.cluster.routing_local import Worker
 from signaling.tasks import cancel_until_done
 
 #: A stop that has not ended by then never will (it ends within a second).

@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from directory import keys
 from directory.inventory import INVENTORY, glob
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import METRICS
 from signaling.calls.lifecycle import LifecycleEvent

@@ -23,9 +23,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from directory import keys, media_nodes, operators
-from directory.media_nodes import MediaNodeInfo
+from directory import operators
 from directory.records import Device
+from directory.storage import keys, media_nodes
+from directory.storage.media_nodes import MediaNodeInfo
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.client import Client, ClientError, new_device_key
@@ -277,7 +278,7 @@ async def run(server: Server, store: Store) -> Workload:
         assert response.status == 200
     now = store.clock()
     await media_nodes.heartbeat(
-        store, MediaNodeInfo(id="m-one", url="http://127.0.0.1:9", max_rooms=50,
+        store.redis, MediaNodeInfo(id="m-one", url="http://127.0.0.1:9", max_rooms=50,
                              started_at=now, seen_at=now),
     )  # fmt: skip
     exported = await person.export()

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from directory import keys
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 
 _encode = msgspec.json.Encoder().encode

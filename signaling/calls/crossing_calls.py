@@ -24,8 +24,8 @@ from signaling.calls import machine as sm
 from signaling.calls.crossing import Busy, Crossing, Ringing, crossing_calls
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.records import CallRecords
-from signaling.routing import Forward, Router, Supersede
-from signaling.routing_local import Worker
+from signaling.cluster.routing import Forward, Router, Supersede
+from signaling.cluster.routing_local import Worker
 from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")

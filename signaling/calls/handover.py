@@ -2,7 +2,8 @@
 
 A mixin of ``CallService`` (``service.py``), next to ``NodeCalls`` (``nodes.py``), whose record
 and envelope machinery it uses. The app-level sequence (readiness, the grace period, exiting)
-is ``signaling/drain.py``; docs/scaling.md, "Draining a node", says why it is built this way.
+is ``signaling/cluster/drain.py``; docs/scaling.md, "Draining a node", says why it is built this
+way.
 
 **Handing a call over** (owner A to survivor B), with never two owners acting:
 
@@ -35,12 +36,10 @@ from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall
+from signaling.calls.presence import Presence
 from signaling.calls.records import CallRecords, Stored
-from signaling.routing import Adopt, Forward, Moved, Router
+from signaling.cluster.routing import Adopt, Forward, Moved, Router
 from signaling.ws import messages as m
-
-if TYPE_CHECKING:
-    from signaling.calls.service import Presence
 
 log = logging.getLogger("callbook.calls")
 

@@ -1,8 +1,8 @@
 """The 1:1 call state machine: pure, no I/O; time is an argument; it returns effects.
 
 A call rings on every online device of the callee, is answered on one of them, and ends once.
-The adapter (``service.py``) feeds it events and carries out the effects it returns: messages to
-devices, timers, a missed-call record, a push wake-up.
+The adapter (``service.py``) feeds it events, and ``effects.py`` carries out the effects it
+returns: messages to devices, timers, a missed-call record, a push wake-up.
 """
 
 from __future__ import annotations

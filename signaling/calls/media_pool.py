@@ -4,7 +4,7 @@ least-loaded healthy one (``placement.py``); rooms are reported lost when their 
 Two ways to find nodes, chosen once at start-up (docs/scaling.md, "Media nodes"):
 
 - **fixed**: one node at ``CALLBOOK_MEDIA_URL`` (and the one ``callbook serve`` embeds);
-- **registry**: the nodes in the store's media-node registry (``directory/media_nodes.py``),
+- **registry**: the nodes in the store's media-node registry (``directory/storage/media_nodes.py``),
   all sharing ``CALLBOOK_MEDIA_SECRET``.
 
 A node is dead when its control API refuses connections, or when its heartbeat is stale and it
@@ -25,12 +25,12 @@ import aiohttp
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys, media_nodes
-from directory.media_nodes import MediaNodeInfo
+from directory.storage import keys, media_nodes
+from directory.storage.media_nodes import MediaNodeInfo
 from directory.store import Store
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
-from signaling.outage import StoreOutage
+from signaling.cluster.outage import StoreOutage
 
 log = logging.getLogger("callbook.media_pool")
 
@@ -226,7 +226,7 @@ class MediaPool:
     async def _refresh(self) -> bool:
         assert self._store is not None
         try:
-            listing = await media_nodes.listing(self._store)
+            listing = await media_nodes.listing(self._store.redis, self._store.clock())
         except (RedisError, OSError):
             self._outage.failed("the media-node registry")
             return False

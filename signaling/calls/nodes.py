@@ -1,8 +1,9 @@
 """The part of ``CallService`` that spans nodes: envelopes from other nodes, call records in the
 store, and taking over the calls of a node that died (docs/scaling.md).
 
-A mixin of ``CallService`` (``service.py``), which owns the state declared here and the
-machinery (``_apply``, delivery, timers) these methods use.
+A mixin of ``CallService`` (``service.py``), which owns the state declared here; the machinery
+these methods use is in its other mixins (``_apply`` and timers in ``effects.py``, delivery in
+``presence.py``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
 from directory.batch import Batch, Finish, Staged
 from directory.errors import DirectoryError
+from directory.storage import keys
 from signaling.calls import group as g
 from signaling.calls import kinds
 from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
+from signaling.calls.presence import Presence
 from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords, Stored, Timer
-from signaling.routing import (
+from signaling.cluster.routing import (
     Adopt,
     Deliver,
     DeviceEvent,
@@ -43,11 +45,8 @@ from signaling.routing import (
     Router,
     Supersede,
 )
-from signaling.routing_local import Worker
+from signaling.cluster.routing_local import Worker
 from signaling.ws import messages as m
-
-if TYPE_CHECKING:
-    from signaling.calls.service import Presence
 
 log = logging.getLogger("callbook.calls")
 
@@ -247,7 +246,7 @@ class NodeCalls:
         return finish
 
     async def on_envelope(self, envelope: Envelopes) -> None:
-        """Something another node sent this one (see ``signaling.routing``)."""
+        """Something another node sent this one (see ``signaling.cluster.routing``)."""
         device = envelope.device
         match envelope:
             case Deliver():

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.kinds import AnyCall, AnyEvent
+from signaling.calls.presence import Presence
 from signaling.calls.quality import QualityBook
-from signaling.routing import (
+from signaling.cluster.routing import (
     DeviceEventKind,
     OperatorAction,
     OperatorReply,
@@ -29,9 +30,6 @@ from signaling.routing import (
     Role,
     Router,
 )
-
-if TYPE_CHECKING:
-    from signaling.calls.service import Presence
 
 #: How long an operator's request waits for the node that runs the call (or holds the device).
 REPLY_TIMEOUT_S = 3.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from directory.media_nodes import MediaNodeInfo
+from directory.storage.media_nodes import MediaNodeInfo
 
 
 def usable(node: MediaNodeInfo, now: float, dead_at: Mapping[str, float]) -> bool:

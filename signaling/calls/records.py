@@ -7,8 +7,8 @@ node that lost the call to another one (it was taken for dead) can no longer ove
 learns so. ``take_over`` is the same compare-and-set on the owner: only a call whose owner is
 the dead node moves, and only to the first survivor that asks.
 
-Keys (``directory.keys``): ``call_record`` per call (``{c:<id>}``) and ``node_calls`` per node
-(``{n:<node>}``), both expiring ``CALL_RECORD_TTL_S`` after the owner's last refresh.
+Keys (``directory.storage.keys``): ``call_record`` per call (``{c:<id>}``) and ``node_calls`` per
+node (``{n:<node>}``), both expiring ``CALL_RECORD_TTL_S`` after the owner's last refresh.
 
 A record names the parties by account and device id only: the handles and display names of
 the machine's cards (``m.Person``) are blanked before the write and read back from the address
@@ -26,12 +26,13 @@ from typing import Any
 
 import msgspec
 
-from directory import accounts, keys
+from directory import accounts
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.outage import StoreOutage
+from signaling.cluster.outage import StoreOutage
 from signaling.ws import messages as m
 
 AnyCall = sm.Call | g.GroupCall

@@ -23,8 +23,8 @@ from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
+from signaling.cluster.routing import Router
 from signaling.metrics import Metrics
-from signaling.routing import Router
 from signaling.ws import messages as m
 
 INVITE_BURST = 20

@@ -22,11 +22,11 @@ import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
+from signaling.cluster.routing import Router
 from signaling.rest.operator_views import LiveCall, Node, local_calls, local_nodes, view
-from signaling.routing import Router
 
 log = logging.getLogger("callbook.operator")
 

@@ -27,12 +27,12 @@ from directory.records import Decision, Notice
 from directory.reports import Report
 from signaling.appkeys import CALLS, METRICS, STREAMS
 from signaling.calls import machine as sm
+from signaling.cluster.routing import OperatorAction, OperatorReply
 from signaling.errors import ApiError
 from signaling.rest.cluster_view import all_calls, all_nodes, find_call
 from signaling.rest.framework import Call
 from signaling.rest.operator_views import LiveCall, Node
 from signaling.rest.table import API, BODY_ERRORS, ID_PARAM, store
-from signaling.routing import OperatorAction, OperatorReply
 from signaling.schemas import Request
 
 TAG = "operator"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from directory import accounts, devices, keys
+from directory import accounts, devices
+from directory.storage import keys
 from signaling import puzzle
 from signaling.appkeys import CALLS, TOKENS
 from signaling.calls.machine import DeviceRef

@@ -30,11 +30,11 @@ import aiohttp
 import msgspec
 from redis.exceptions import RedisError, ResponseError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
+from signaling.cluster.outage import StoreOutage
 from signaling.metrics import Metrics
-from signaling.outage import StoreOutage
 from signaling.tasks import cancel_until_done
 from signaling.webhooks import (
     ATTEMPT_HEADER,

@@ -21,11 +21,11 @@ import logging
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
+from signaling.cluster.outage import StoreOutage
 from signaling.metrics import Metrics
-from signaling.outage import StoreOutage
 from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.webhooks")

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from directory import devices
 from directory.errors import DirectoryError
-from directory.store import STORE_UNAVAILABLE
+from directory.storage.connection import STORE_UNAVAILABLE
 from signaling.appkeys import (
     CALLS,
     CONFIG,
@@ -32,7 +32,7 @@ from signaling.appkeys import (
 )
 from signaling.calls.errors import CallError
 from signaling.calls.machine import DeviceRef
-from signaling.drain import DRAIN
+from signaling.cluster.drain import DRAIN
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics

@@ -4,7 +4,7 @@ Keys of one account carry the account's hash tag (``{a:<id>}``) so that one acco
 changes run as a single MULTI/EXEC on one Redis Cluster slot. Keys that are looked up by something
 other than the account id (a handle, a sign-in nonce) carry their own tag; code that touches both
 orders its writes so that a crash in between never leaves a dangling reference (see
-``accounts.py``).
+``directory/accounts.py``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
 from signaling.tasks import cancel_until_done
 

@@ -3,9 +3,9 @@ again, and one warning per outage instead of one per request, heartbeat or task.
 
 Everything on a node that talks to the store reports here (``failed``/``ok``); the heartbeat
 does so every second, so an outage is noticed and its end too. The judgement of other nodes
-(``signaling.routing_redis``) asks ``steady_for``: a node that could not write its own heartbeat
-cannot tell a dead node from a silent store, so it judges nobody until its own heartbeats have
-been getting through for a while.
+(``signaling.cluster.routing_redis``) asks ``steady_for``: a node that could not write its own
+heartbeat cannot tell a dead node from a silent store, so it judges nobody until its own
+heartbeats have been getting through for a while.
 """
 
 from __future__ import annotations

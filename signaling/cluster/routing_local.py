@@ -18,7 +18,7 @@ from typing import Any
 from directory.batch import Batch, Finish, Staged
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.routing import Deliver, Envelopes, Inbox, Location, Online
+from signaling.cluster.routing import Deliver, Envelopes, Inbox, Location, Online
 from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.routing")

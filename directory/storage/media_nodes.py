@@ -7,10 +7,11 @@ One hash (``keys.media_nodes``), one field per node: a heartbeat is one ``HSET``
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from directory import keys
-from directory.store import Store
+from directory.storage import keys
 
 
 class MediaNodeInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,18 +32,21 @@ class MediaNodeInfo(msgspec.Struct, frozen=True, kw_only=True):
 _decoder = msgspec.json.Decoder(MediaNodeInfo)
 
 
-async def heartbeat(store: Store, info: MediaNodeInfo) -> None:
-    await store.redis.hset(keys.media_nodes(), info.id, msgspec.json.encode(info).decode())
+# ``redis``: a client from ``connection.connect``; the media node has no address-book ``Store``.
 
 
-async def remove(store: Store, node_id: str) -> None:
-    await store.redis.hdel(keys.media_nodes(), node_id)
+async def heartbeat(redis: Any, info: MediaNodeInfo) -> None:
+    await redis.hset(keys.media_nodes(), info.id, msgspec.json.encode(info).decode())
 
 
-async def listing(store: Store) -> list[MediaNodeInfo]:
-    """Every registered media node, healthy or not; long-dead entries are removed here."""
-    raw: dict[str, str] = await store.redis.hgetall(keys.media_nodes())
-    now = store.clock()
+async def remove(redis: Any, node_id: str) -> None:
+    await redis.hdel(keys.media_nodes(), node_id)
+
+
+async def listing(redis: Any, now: float) -> list[MediaNodeInfo]:
+    """Every registered media node, healthy or not, at ``now`` (wall clock, as ``seen_at``);
+    long-dead entries are removed here."""
+    raw: dict[str, str] = await redis.hgetall(keys.media_nodes())
     found: list[MediaNodeInfo] = []
     forgotten: list[str] = []
     for node_id, text in raw.items():
@@ -56,5 +60,5 @@ async def listing(store: Store) -> list[MediaNodeInfo]:
         else:
             found.append(info)
     if forgotten:
-        await store.redis.hdel(keys.media_nodes(), *forgotten)
+        await redis.hdel(keys.media_nodes(), *forgotten)
     return sorted(found, key=lambda n: n.id)

@@ -17,9 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
 
-from directory import keys
+from directory.storage import keys
 from directory.store import Store
-from signaling.routing_local import Post
+from signaling.cluster.routing_local import Post
 
 #: How long one wait for a sharded message lasts before the reader looks again (it also reads
 #: the per-shard connections redis-py adds after a slot moves).

@@ -7,7 +7,7 @@
   ``PRESENCE_TTL_S`` after the last refresh, and readers ignore entries older than that or
   written by a dead node.
 - Envelopes for a node are published on its inbox channel (sharded pub/sub on a Redis Cluster);
-  device events on the broadcast one (``signaling/channels.py``). Pub/sub, not Streams: see
+  device events on the broadcast one (``signaling/cluster/channels.py``). Pub/sub, not Streams: see
   docs/scaling.md.
 
 Everything this node sends, presence writes included, leaves through one ordered worker.
@@ -26,14 +26,14 @@ from typing import Any, cast
 import msgspec
 from redis.exceptions import RedisError
 
-from directory import keys
 from directory.batch import Batch
+from directory.storage import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
-from signaling.channels import Channels, Subscription
-from signaling.liveness import judge, successors
-from signaling.outage import StoreOutage
-from signaling.routing import (
+from signaling.cluster.channels import Channels, Subscription
+from signaling.cluster.liveness import judge, successors
+from signaling.cluster.outage import StoreOutage
+from signaling.cluster.routing import (
     Deliver,
     DeviceEvent,
     Envelopes,
@@ -42,7 +42,7 @@ from signaling.routing import (
     Online,
     PresenceBack,
 )
-from signaling.routing_local import Post, QueuedDelivery, Worker
+from signaling.cluster.routing_local import Post, QueuedDelivery, Worker
 from signaling.tasks import cancel_until_done
 
 #: How long each step of closing may take before it is abandoned.

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +151,25 @@ class MediaNode:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             # We pop a leg before closing it: one still registered died by itself.
-            if (
-                pc.connectionState in ("failed", "closed")
-                and registry.get((room, participant)) is uplink
-            ):
+            if pc.connectionState not in ("failed", "closed"):
+                return
+            if registry.get((room, participant)) is not uplink:
+                return
+            if uplink.source is Source.SCREEN:
+                # A screen's end is no loss of the participant's media: the sharer closes it
+                # (maybe before its ``unpublish`` reaches us), or it ended with the share.
+                self._spawn(self._screen_ended(room, participant))
+            else:
                 self.forwarder.leg_failed(room, participant)
+
+    async def _screen_ended(self, room: str, participant: str) -> None:
+        with contextlib.suppress(errors.MediaError):  # the participant or room went meanwhile
+            await self.unpublish_screen(room, participant)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _uplink(self, room: str, participant: str, source: Source) -> Uplink | None:
         registry = self.screens if source is Source.SCREEN else self.uplinks

@@ -192,3 +192,31 @@ async def test_a_shared_screen_is_a_second_video_track_forwarded_beside_the_came
         await until(lambda: _decodes(tim, "sam", *(n + 5 for n in camera_after)), what="camera")
     finally:
         await _close(control, room, peers)
+
+
+async def test_a_screen_closed_by_its_sharer_before_unpublish_is_no_media_failure(
+    control: MediaControl,
+) -> None:
+    room, peers = await _room(control, ["uma", "vic"])
+    uma, vic = peers
+    try:
+        await uma.share_screen()
+        screen = await vic.subscribe("uma", "screen")
+        await until(lambda: screen.received.video_frames_received >= 3, what="vic<-uma screen")
+        assert uma.screen is not None
+        await uma.screen.close()  # the browser closes first; its unpublish comes later
+
+        async def unshared() -> bool:
+            stats = await control.room_stats(room)
+            entry = next(p for p in stats["participants"] if p["participant"] == "uma")
+            return not entry["publishing"]["screen"] and stats["subscriptions"] == 0
+
+        deadline = time.monotonic() + 15
+        while not await unshared():
+            assert time.monotonic() < deadline, "the screen was not unpublished"
+            await asyncio.sleep(0.1)
+        stats = await control.room_stats(room)
+        assert not any(p["media_failed"] for p in stats["participants"]), stats
+        await control.unpublish_screen(room, "uma")  # the late unpublish changes nothing
+    finally:
+        await _close(control, room, peers)

@@ -21,7 +21,7 @@ import { Line } from "./line.js";
 import { relayNote } from "./relaynote.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { guardPage, resumeWith, takeSession } from "./resume.js";
-import { bindScreenButton, paintScreenButton } from "./screenshare.js";
+import { bindScreenButton, paintCallStage, paintScreenButton } from "./screenshare.js";
 import { bindReports, openReport, reportMenuItem } from "./reports.js";
 import { AUDIENCE_HELP, callErrorText, endText, problemText } from "./text.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
@@ -1265,6 +1265,7 @@ function closeCallScreen() {
   const waiting = state.waiting;
   state.current = null;
   $("#remote-video").srcObject = null;
+  $("#remote-screen").srcObject = null;
   $("#local-video").srcObject = null;
   $("#btn-sound").hidden = true;
   document.title = "Callbook";
@@ -1320,6 +1321,7 @@ function renderCall() {
   const live = s === "connecting" || s === "connected" || s === "reconnecting";
   const video = !ended && live && hasRemoteVideo(call) && showsPeerVideo(call);
   screen.dataset.video = video ? "on" : "off";
+  paintCallStage(call, !ended && live); // their shared screen, large (screenshare.js)
 
   const name = call.label;
   $("#call-name").textContent = name;

@@ -25,7 +25,14 @@ import { CallE2ee } from "./e2ee.js";
 import { armFallback, askForRelay, onRelayed } from "./fallback.js";
 import { callKeys } from "./keystore.js";
 import { hasTurn } from "./relaynote.js";
-import { ScreenShare, videoSender } from "./screenshare.js";
+import {
+  ScreenShare,
+  dropScreenTrack,
+  peerPath,
+  sfuPath,
+  showScreenTrack,
+  takeScreenTrack,
+} from "./screenshare.js";
 import { audioConstraints, videoConstraints } from "./mediadevices.js";
 import { SfuMedia } from "./sfu.js";
 
@@ -82,11 +89,14 @@ export class Call extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.sendsVideo = false;
-    // The screen replaces the camera on the video sender: the other side's big video shows it.
-    this.screen = new ScreenShare(() =>
-      this.sendsVideo && this.state === "connected" ? videoSender(this.pc) : null,
-    );
-    this.screen.addEventListener("change", () => this._emit());
+    // Our shared screen, a second video track beside the camera (screenshare.js), and theirs.
+    this.screen = new ScreenShare(() => this._screenPath());
+    this.screen.addEventListener("change", () => {
+      this._tellMute();
+      this._emit();
+    });
+    this.screenStream = new MediaStream();
+    this.peerSharing = false; // the other device said it shares its screen (peer_mute)
     this.peerReconnecting = false;
     this.peerMuted = false; // what the other device said it sends (peer_mute)
     this.peerCameraOff = false;
@@ -249,7 +259,22 @@ export class Call extends EventTarget {
       call_id: this.callId,
       audio_muted: this.muted,
       video_muted: this.cameraOff,
+      screen: this.screen.sharing,
     });
+  }
+
+  /** How a screen goes to the other side now: through the SFU or on our own connection. */
+  _screenPath() {
+    if (!this.sendsVideo || this.state !== "connected") return null;
+    if (this.sfu) return this.sfu.uplink ? sfuPath(this.sfu) : null;
+    return this.pc ? peerPath(this) : null;
+  }
+
+  /** Offer again in the connected call: a screen was added or removed (screenshare.js). */
+  renegotiate() {
+    const offer = () => this._offer(false);
+    this._chain = this._chain.then(offer, offer);
+    return this._chain;
   }
 
   /** Milliseconds since media connected (0 before). */
@@ -299,6 +324,9 @@ export class Call extends EventTarget {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
+      case "unpublished":
+        this.sfu?.onUnpublished(message);
+        return;
       case "media_key":
       case "media_key_request":
         this.e2ee?.receive(message);
@@ -313,6 +341,7 @@ export class Call extends EventTarget {
       case "peer_mute":
         this.peerMuted = message.audio_muted;
         this.peerCameraOff = message.video_muted;
+        this.peerSharing = Boolean(message.screen);
         this._emit();
         return;
       case "peer_resumed":
@@ -418,11 +447,19 @@ export class Call extends EventTarget {
     });
     this.sfu = sfu;
     sfu.addEventListener("track", (event) => {
-      const { track } = event.detail;
+      const { track, source } = event.detail;
+      if (source === "screen") {
+        showScreenTrack(this, track);
+        return;
+      }
       if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
       this._emitMedia();
     });
-    sfu.addEventListener("closed", () => {
+    sfu.addEventListener("closed", (event) => {
+      if (event.detail.source === "screen") {
+        dropScreenTrack(this);
+        return;
+      }
       for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
       this._emitMedia();
     });
@@ -517,6 +554,7 @@ export class Call extends EventTarget {
       this._sendIce(message);
     };
     pc.ontrack = (event) => {
+      if (takeScreenTrack(this, event)) return; // the other side's shared screen
       if (!this.remoteStream.getTracks().includes(event.track)) {
         this.remoteStream.addTrack(event.track);
       }

@@ -7,7 +7,8 @@
 //   publish {sdp} →  ← publish_answer               (media: see sfu.js)
 //        ← subscribe_offer (one per other participant) → subscribe_answer
 //        ← active_speaker {participant}
-//   mute {audio_muted, video_muted} →  (shown to everyone in ``participants``)
+//   mute {audio_muted, video_muted, screen} →  (shown to everyone in ``participants``)
+//   publish {source: "screen"} / unpublish → ; ← unpublished  (a shared screen: screenshare.js)
 //   media_keys → / ← media_key, media_key_request   (end-to-end encryption: see e2ee.js)
 //   hangup → ended {reason: "hangup"}
 //
@@ -17,7 +18,7 @@
 import { CallE2ee } from "./e2ee.js";
 import { callKeys } from "./keystore.js";
 import { Invitees } from "./roster.js";
-import { ScreenShare, videoSender } from "./screenshare.js";
+import { ScreenShare, sfuPath } from "./screenshare.js";
 import { audioConstraints, videoConstraints } from "./mediadevices.js";
 import { SfuMedia } from "./sfu.js";
 
@@ -47,13 +48,15 @@ export class GroupCall extends EventTarget {
     this.participants = []; // as the server last listed them
     this.invitees = new Invitees(); // whom we (the host) rang, and where each stands
     this.streams = new Map(); // participant id → MediaStream of what we receive from them
+    this.screens = new Map(); // participant id → MediaStream of the screen they share
     this.speaker = null; // participant id of the active speaker
     this.localStream = null;
     this.sendsVideo = false;
     this.muted = false;
     this.cameraOff = false;
     this.sfu = null;
-    this.screen = new ScreenShare(() => (this.sendsVideo ? videoSender(this.sfu?.uplink) : null));
+    // Our shared screen: a second track through the SFU, beside the camera (screenshare.js).
+    this.screen = new ScreenShare(() => (this.sfu?.uplink ? sfuPath(this.sfu) : null));
     this.screen.addEventListener("change", () => {
       this._sendMute();
       this._emit();
@@ -149,7 +152,7 @@ export class GroupCall extends EventTarget {
     this._emit();
   }
 
-  /** Share the screen instead of the camera, or stop sharing. */
+  /** Share the screen (beside the camera), or stop sharing. */
   async toggleScreen() {
     if (this.state === "joined") await this.screen.toggle();
   }
@@ -161,7 +164,7 @@ export class GroupCall extends EventTarget {
       type: "mute",
       call_id: this.callId,
       audio_muted: this.muted,
-      video_muted: (this.cameraOff && !screen) || !this.sendsVideo,
+      video_muted: this.cameraOff || !this.sendsVideo,
       screen,
     });
   }
@@ -219,6 +222,9 @@ export class GroupCall extends EventTarget {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
+      case "unpublished":
+        this.sfu?.onUnpublished(message);
+        return;
       case "ended":
         this._finish(message.reason);
         return;
@@ -259,12 +265,13 @@ export class GroupCall extends EventTarget {
       iceServers: turn,
     });
     this.sfu.addEventListener("track", (event) => {
-      const { participant, stream } = event.detail;
-      this.streams.set(participant, stream);
+      const { participant, stream, source } = event.detail;
+      (source === "screen" ? this.screens : this.streams).set(participant, stream);
       this._emitMedia();
     });
     this.sfu.addEventListener("closed", (event) => {
-      this.streams.delete(event.detail.participant);
+      const { participant, source } = event.detail;
+      (source === "screen" ? this.screens : this.streams).delete(participant);
       this._emitMedia();
     });
     await this.sfu.publish(this.localStream);
@@ -278,6 +285,7 @@ export class GroupCall extends EventTarget {
     const present = new Set(list.map((p) => p.participant));
     this.sfu?.keepOnly(present);
     for (const id of [...this.streams.keys()]) if (!present.has(id)) this.streams.delete(id);
+    for (const id of [...this.screens.keys()]) if (!present.has(id)) this.screens.delete(id);
     if (this.speaker && !present.has(this.speaker)) this.speaker = null;
     this._emit();
   }
@@ -351,6 +359,7 @@ export class GroupCall extends EventTarget {
     this.sfu?.close();
     this.e2ee?.close();
     this.streams.clear();
+    this.screens.clear();
     this.dispatchEvent(new CustomEvent("ended", { detail: { reason, error } }));
     this._emit();
   }

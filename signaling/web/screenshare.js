@@ -1,21 +1,30 @@
-// Screen sharing in a call (1:1 or group): the shared screen takes the camera's place on the
-// call's video sender, so it needs no renegotiation and, through the SFU, goes through the same
-// end-to-end encryption transform (installed on the sender, not the track). Stopping — from the
-// call's button or the browser's own "Stop sharing" — puts the camera back.
+// Screen sharing in a call (1:1 or group, docs/protocol.md 11.15.1 and 11.5.13): the screen is a
+// SECOND video track, the camera goes on beside it, and the others show the screen large.
 //
-// Events: ``change`` (sharing started or stopped).
+//   through the SFU (group calls, relayed 1:1 calls): a second sending connection,
+//     publish {source: "screen", sdp} →  ← publish_answer {source: "screen"}
+//     (the others get subscribe_offer {source: "screen"}); unpublish → (they get unpublished)
+//   peer to peer (1:1): a second video transceiver and a renegotiation (sdp offer/answer in the
+//     connected call); the screen is the second video section, the camera's the first.
+//
+// Either way ``mute {screen: true}`` tells the others, and the screen's frames go through the
+// call's end-to-end encryption like the camera's (the sender's key covers all its tracks).
+// Stopping — from the call's button or the browser's own "Stop sharing" — removes the track.
+//
+// Events of ScreenShare: ``change`` (sharing started or stopped).
 
+import { gathered, preferCodec } from "./sfu.js";
 import { toast } from "./ui.js";
 
 export const SCREEN_FAILED = "Your screen could not be shared.";
 
 export class ScreenShare extends EventTarget {
-  /** ``sender()``: the call's video RTCRtpSender now, or null while there is none. */
-  constructor(sender) {
+  /** ``path()``: how this call sends a second track now (``sfuPath``/``peerPath``), or null. */
+  constructor(path) {
     super();
-    this.sender = sender;
+    this.path = path;
     this.track = null; // the screen's track while sharing
-    this.camera = null; // what the sender carried before
+    this._sending = null; // the path it was sent on
   }
 
   get sharing() {
@@ -24,7 +33,7 @@ export class ScreenShare extends EventTarget {
 
   /** Whether this call can share now (it sends video and the browser can capture). */
   get possible() {
-    return Boolean(this.sender() && navigator.mediaDevices?.getDisplayMedia);
+    return Boolean(this.path() && navigator.mediaDevices?.getDisplayMedia);
   }
 
   async toggle() {
@@ -34,8 +43,8 @@ export class ScreenShare extends EventTarget {
 
   /** Ask for a screen and send it; a refusal (the person cancels the picker) changes nothing. */
   async start() {
-    const sender = this.sender();
-    if (!sender || this.sharing) return;
+    const path = this.path();
+    if (!path || this.sharing) return;
     let stream;
     try {
       stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
@@ -45,11 +54,16 @@ export class ScreenShare extends EventTarget {
     }
     const [track] = stream.getVideoTracks();
     track.contentHint = "detail"; // text stays sharp: keep resolution, drop frames instead
-    this.camera = sender.track;
     this.track = track;
+    this._sending = path;
     track.addEventListener("ended", () => this.stop());
-    await sender.replaceTrack(track);
     this.dispatchEvent(new CustomEvent("change"));
+    try {
+      await path.add(track);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
   }
 
   async stop() {
@@ -57,19 +71,111 @@ export class ScreenShare extends EventTarget {
     if (!track) return;
     this.track = null;
     track.stop();
-    const sender = this.sender();
-    if (sender) await sender.replaceTrack(this.camera).catch(() => {});
-    this.camera = null;
+    const path = this._sending;
+    this._sending = null;
     this.dispatchEvent(new CustomEvent("change"));
+    await path?.remove().catch(() => {});
   }
 }
 
-/** The video sender of a connection (whatever track it carries now), or null. */
-export function videoSender(pc) {
-  if (!pc || pc.connectionState === "closed") return null;
-  const transceiver = pc.getTransceivers().find((t) => t.receiver.track?.kind === "video");
-  return transceiver?.sender ?? null;
+// --- through the SFU -------------------------------------------------------------------------
+
+/** Sending a screen through the call's SFU (``SfuMedia``): its own connection, one track;
+ * ``SfuMedia.onPublishAnswer`` applies the answer with ``source: "screen"`` to it. */
+export function sfuPath(sfu) {
+  return {
+    async add(track) {
+      if (sfu.closed) return;
+      const pc = new RTCPeerConnection({ iceServers: sfu.iceServers, bundlePolicy: "max-bundle" });
+      sfu.screenUplink = pc;
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly" });
+      preferCodec(transceiver, "video");
+      sfu.e2ee.attachSender(transceiver.sender, "video"); // the camera's key covers it too
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      if (sfu.closed || sfu.screenUplink !== pc) return;
+      const message = { type: "publish", call_id: sfu.callId, sdp: pc.localDescription.sdp, source: "screen" };
+      sfu.line.send(message);
+    },
+    async remove() {
+      await null; // a call that is ending closes its SFU first: then nothing is sent
+      const pc = sfu.screenUplink;
+      sfu.screenUplink = null;
+      if (!pc) return;
+      pc.close();
+      if (!sfu.closed) sfu.line.send({ type: "unpublish", call_id: sfu.callId, source: "screen" });
+    },
+  };
 }
+
+// --- peer to peer ------------------------------------------------------------------------------
+
+/** The screen's transceiver of a 1:1 connection: any video transceiver after the first. */
+export function screenTransceiver(pc) {
+  const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === "video" && !t.stopped);
+  return videos.length > 1 ? videos[1] : null;
+}
+
+/**
+ * Sending a screen on a 1:1 call's own connection (``call.pc``): a second video transceiver,
+ * renegotiated through the call (``call.renegotiate()``). It sends and receives, so the other
+ * side may share on the same section; stopping leaves it receiving only.
+ */
+export function peerPath(call) {
+  return {
+    async add(track) {
+      const pc = call.pc;
+      let transceiver = screenTransceiver(pc);
+      if (transceiver) await transceiver.sender.replaceTrack(track);
+      else transceiver = pc.addTransceiver(track, { direction: "sendrecv" });
+      transceiver.direction = "sendrecv";
+      await call.renegotiate();
+    },
+    async remove() {
+      await null; // a call that is ending closes its connection first: then nothing is sent
+      const pc = call.pc;
+      const transceiver = pc && pc.connectionState !== "closed" ? screenTransceiver(pc) : null;
+      if (!transceiver) return;
+      await transceiver.sender.replaceTrack(null);
+      transceiver.direction = "recvonly";
+      await call.renegotiate();
+    },
+  };
+}
+
+/**
+ * The other side's screen in a 1:1 call: ``call.screenStream`` holds the screen's track (from
+ * the second video transceiver peer to peer, or the SFU's ``source: "screen"`` subscription).
+ * Returns true when ``event`` (a ``track`` event) was the screen's.
+ */
+export function takeScreenTrack(call, event) {
+  const pc = event.target;
+  if (event.track.kind !== "video" || !pc || screenTransceiver(pc) !== event.transceiver) return false;
+  showScreenTrack(call, event.track);
+  return true;
+}
+
+export function showScreenTrack(call, track) {
+  const stream = call.screenStream;
+  for (const old of stream.getTracks()) if (old !== track) stream.removeTrack(old);
+  if (!stream.getTracks().includes(track)) stream.addTrack(track);
+  track.onunmute = () => call._emitMedia();
+  track.onmute = () => call._emitMedia();
+  track.onended = () => call._emitMedia();
+  call._emitMedia();
+}
+
+export function dropScreenTrack(call) {
+  for (const track of call.screenStream.getTracks()) call.screenStream.removeTrack(track);
+  call._emitMedia();
+}
+
+/** Whether a stream carries a video track with frames flowing now. */
+export function showsVideo(stream) {
+  return Boolean(stream?.getVideoTracks().some((t) => t.readyState === "live" && !t.muted));
+}
+
+// --- the call screens -------------------------------------------------------------------------
 
 /** The 1:1 call screen's share button: wired once, then ``paintScreenButton`` on each render. */
 export function bindScreenButton(button, currentCall) {
@@ -83,4 +189,20 @@ export function paintScreenButton(button, label, call) {
   button.closest(".control").hidden = !call.screen.possible;
   button.setAttribute("aria-pressed", String(sharing));
   label.textContent = sharing ? "Stop sharing" : "Share";
+}
+
+/**
+ * The 1:1 call's stage: the other side's screen large (``#remote-screen``) and their camera
+ * small, while they share; their camera large otherwise. ``live``: the call has media now.
+ */
+export function paintCallStage(call, live) {
+  const screen = document.getElementById("screen-call");
+  const video = document.getElementById("remote-screen");
+  if (!screen || !video) return;
+  const shown = live && showsVideo(call.screenStream);
+  if (video.srcObject !== call.screenStream) video.srcObject = call.screenStream;
+  if (shown) video.play().catch(() => {});
+  screen.dataset.screen = shown ? "on" : "off";
+  video.hidden = !shown;
+  video.setAttribute("aria-label", shown ? `${call.label}'s shared screen` : "");
 }

@@ -205,12 +205,12 @@ class SfuSession:
         """``participant`` stopped sharing (or left): its screen's connection closes."""
         subscription = self._screen_subscriptions.pop(participant, None)
         entry = self._downlinks.pop(subscription, None) if subscription is not None else None
-        if entry is not None:
-            await entry[1].close()
         counter = self.screens.pop(participant, None)
         if counter is not None:
             self.screens_seen[participant] = counter.video_frames_received
             await counter.stop()
+        if entry is not None:
+            await entry[1].close()
 
     def _host_left(self) -> bool:
         present = any(p.person.account_id == self._host for p in self.roster.values())

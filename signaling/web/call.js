@@ -574,6 +574,7 @@ export class Call extends EventTarget {
   _renewPeerConnection() {
     this._closePeerConnection();
     for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+    for (const track of this.screenStream.getTracks()) this.screenStream.removeTrack(track);
     this._tracksAdded = false;
     this._pendingIce = [];
     this._localIce = [];

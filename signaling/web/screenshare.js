@@ -129,6 +129,7 @@ export function peerPath(call) {
       if (transceiver) await transceiver.sender.replaceTrack(track);
       else transceiver = pc.addTransceiver(track, { direction: "sendrecv" });
       transceiver.direction = "sendrecv";
+      keepNegotiated(call, pc);
       await call.renegotiate();
     },
     async remove() {
@@ -141,6 +142,33 @@ export function peerPath(call) {
       await call.renegotiate();
     },
   };
+}
+
+const watched = new WeakSet();
+const MAX_RETRIES = 3;
+
+/**
+ * Offers cross when both sides renegotiate at once (both share, or a share meets an ICE
+ * restart): the one received wins (an implicit rollback of ours). Once the connection is stable
+ * again, offer again while the screen's section does not yet send — or still sends — as wanted.
+ */
+function keepNegotiated(call, pc) {
+  if (watched.has(pc)) return;
+  watched.add(pc);
+  let retries = 0;
+  pc.addEventListener("signalingstatechange", () => {
+    const transceiver = screenTransceiver(pc);
+    if (pc.signalingState !== "stable" || !transceiver || !call.active) return;
+    const wanted = transceiver.direction.startsWith("send");
+    const current = Boolean(transceiver.currentDirection?.startsWith("send"));
+    if (wanted === current) {
+      retries = 0;
+      return;
+    }
+    if (retries >= MAX_RETRIES) return;
+    retries += 1;
+    call.renegotiate();
+  });
 }
 
 /**

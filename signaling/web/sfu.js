@@ -112,7 +112,7 @@ export class SfuMedia extends EventTarget {
     const entry = { participant: message.participant, pc, stream, source };
     this.downlinks.set(message.subscription, entry);
     pc.ontrack = (event) => {
-      this.e2ee.attachReceiver(event.receiver, event.track.kind, message.participant);
+      this.e2ee.attachReceiver(event.receiver, event.track.kind, message.participant, source);
       if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
       const detail = { participant: message.participant, track: event.track, stream, source };
       this.dispatchEvent(new CustomEvent("track", { detail }));

@@ -12,7 +12,9 @@ import pytest
 from signaling.phone import softphone
 from signaling.phone.sfu_session import SfuSession
 from signaling.phone.softphone import Softphone, Summary
+from signaling.ws import messages as m
 from tests.conftest import Server
+from tests.test_calls import _line, _quiet
 from tests.test_sfu_support import until
 
 pytestmark = pytest.mark.slow
@@ -103,3 +105,21 @@ async def test_a_bot_shares_its_screen_beside_its_camera_and_stops(
         await asyncio.gather(*tasks, return_exceptions=True)
         for phone in (alice, bob, carol):
             await phone.close()
+
+
+async def test_a_screen_before_ones_own_media_is_refused_and_unpublish_is_idempotent(
+    server: Server,
+) -> None:
+    alice = await server.signup("alice")
+    async with await _line(alice) as a:
+        await a.send(m.GroupInvite(handles=["nobody_has_this"], media="video", ref="g1"))
+        joined = await a.expect(m.Joined)
+        await a.expect(m.Participants)
+        offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        await a.send(m.Publish(call_id=joined.call_id, sdp=offer, source="screen"))
+        error = await a.expect(m.Error)
+        assert (error.code, error.call_id) == ("not_published", joined.call_id)
+        await a.send(m.Unpublish(call_id=joined.call_id))  # not sharing: nothing happens
+        await _quiet(a)
+        await a.send(m.Unpublish(call_id="0" * 32))
+        assert (await a.expect(m.Error)).code == "unknown_call"

@@ -275,7 +275,7 @@ class SfuCalls:
     def _publishers(self, call: AnyCall) -> dict[str, sm.DeviceRef]:
         """The call's devices whose own media the SFU has, by participant id."""
         if isinstance(call, g.GroupCall):
-            return {m.participant: d for d, m in call.members.items() if m.published}
+            return {mb.participant: d for d, mb in call.members.items() if mb.published}
         found = {}
         for device in self._published.get(call.id, set()):
             participant = kinds.sfu_participant(call, device)

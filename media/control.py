@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from media import errors
 from media.config import MediaConfig
+from media.forwarding import Source
 from media.node import MediaNode, NodeLimits
 from media.registry import registration
 
@@ -49,6 +50,12 @@ class Join(msgspec.Struct, forbid_unknown_fields=True):
 
 class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
     publisher: Name
+    #: Which of the publisher's tracks: its camera (audio + video) or its shared screen.
+    source: Literal["camera", "screen"] = "camera"
+
+
+class PublishScreen(msgspec.Struct, forbid_unknown_fields=True):
+    offer: Description
 
 
 class Answer(msgspec.Struct, forbid_unknown_fields=True):
@@ -155,9 +162,26 @@ async def subscribe(request: web.Request) -> web.Response:
     body = await _body(request, Subscribe)
     info = request.match_info
     sub_id, offer = await request.app[NODE].subscribe(
-        info["room"], info["participant"], body.publisher
+        info["room"], info["participant"], body.publisher, Source(body.source)
     )
     return _json({"subscription": sub_id, "offer": {"type": "offer", "sdp": offer}}, status=201)
+
+
+async def publish_screen(request: web.Request) -> web.Response:
+    body = await _body(request, PublishScreen)
+    if body.offer.type != "offer":
+        raise errors.InvalidRequest("offer.type must be 'offer'")
+    info = request.match_info
+    answer = await request.app[NODE].publish_screen(
+        info["room"], info["participant"], body.offer.sdp
+    )
+    return _json({"answer": {"type": "answer", "sdp": answer}}, status=201)
+
+
+async def unpublish_screen(request: web.Request) -> web.Response:
+    info = request.match_info
+    await request.app[NODE].unpublish_screen(info["room"], info["participant"])
+    return web.Response(status=204)
 
 
 async def answer(request: web.Request) -> web.Response:
@@ -241,6 +265,8 @@ def create_app(config: MediaConfig) -> web.Application:
     participant = f"{room}/participants/{{participant}}"
     app.router.add_delete(participant, leave)
     app.router.add_post(f"{participant}/subscriptions", subscribe)
+    app.router.add_put(f"{participant}/screen", publish_screen)
+    app.router.add_delete(f"{participant}/screen", unpublish_screen)
     app.router.add_put(f"{participant}/subscriptions/{{subscription}}", answer)
     return app
 
@@ -318,12 +344,27 @@ class MediaControl:
     async def leave(self, room: str, participant: str) -> None:
         await self._request("DELETE", f"/v1/rooms/{room}/participants/{participant}")
 
-    async def subscribe(self, room: str, participant: str, publisher: str) -> tuple[str, str]:
-        """A downlink of ``publisher`` to ``participant``: (subscription id, SFU offer SDP)."""
+    async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
+        """``participant``'s shared screen (an offer of one video track); the SFU's answer."""
+        data = await self._request(
+            "PUT",
+            f"/v1/rooms/{room}/participants/{participant}/screen",
+            {"offer": {"type": "offer", "sdp": offer_sdp}},
+        )
+        return str(data["answer"]["sdp"])
+
+    async def unpublish_screen(self, room: str, participant: str) -> None:
+        await self._request("DELETE", f"/v1/rooms/{room}/participants/{participant}/screen")
+
+    async def subscribe(
+        self, room: str, participant: str, publisher: str, source: str = "camera"
+    ) -> tuple[str, str]:
+        """A downlink of ``publisher``'s ``source`` (camera or screen) to ``participant``:
+        (subscription id, SFU offer SDP)."""
         data = await self._request(
             "POST",
             f"/v1/rooms/{room}/participants/{participant}/subscriptions",
-            {"publisher": publisher},
+            {"publisher": publisher, "source": source},
         )
         return str(data["subscription"]), str(data["offer"]["sdp"])
 

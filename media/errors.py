@@ -61,6 +61,14 @@ class InvalidState(MediaError):
     title = "The request does not fit the current state"
 
 
+class NotPublished(MediaError):
+    """A subscription to a source (a shared screen) its publisher does not send now."""
+
+    code = "not_published"
+    status = 409
+    title = "The publisher does not send that source"
+
+
 class RoomFull(MediaError):
     code = "room_full"
     status = 409

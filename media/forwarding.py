@@ -2,8 +2,10 @@
 
 No I/O and no asyncio: every entry point takes ``now`` (seconds, monotonic) and returns what the
 adapter should send. Rooms hold participants; a participant publishes at most one audio and one
-video stream (known by SSRC from its offer); a subscription is one downlink leg set from one
-publisher to one subscriber, inactive until the subscriber's transport is up.
+video stream from its camera and microphone, and at most one video stream of its shared screen
+(each known by SSRC from its offer); a subscription is one downlink leg set carrying one source
+(camera or screen) of one publisher to one subscriber, inactive until the subscriber's
+transport is up.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ class Kind(StrEnum):
 
 
 CLOCK_RATE = {Kind.AUDIO: 48_000, Kind.VIDEO: 90_000}
+
+
+class Source(StrEnum):
+    """What a track shows: the camera (and microphone), or a shared screen (video only)."""
+
+    CAMERA = "camera"
+    SCREEN = "screen"
+
+
+#: A participant's track: (source, kind).
+Track = tuple[Source, Kind]
 
 
 class Drop(StrEnum):
@@ -88,6 +101,7 @@ class KeyframeRequest:
     room: str
     publisher: str
     ssrc: int
+    source: Source = Source.CAMERA  # which of the publisher's uplinks to ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,7 @@ class NackRequest:
     publisher: str
     ssrc: int
     lost: list[int]
+    source: Source = Source.CAMERA
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +216,7 @@ class Publication:
     audio_level_id: int | None
     reception: Reception
     bucket: TokenBucket
+    source: Source = Source.CAMERA
     targets: dict[str, Target] = field(default_factory=dict)
     last_keyframe_request: float = -math.inf
     keyframe_pending: bool = False
@@ -210,10 +226,13 @@ class Publication:
 class Participant:
     name: str
     by_ssrc: dict[int, Publication] = field(default_factory=dict)
-    by_kind: dict[Kind, Publication] = field(default_factory=dict)
+    by_track: dict[Track, Publication] = field(default_factory=dict)
     packets_in: int = 0
     bytes_in: int = 0
     media_failed: bool = False  # one of its legs died: signaling tells the device
+
+    def sends(self, source: Source) -> list[Publication]:
+        return [p for (s, _), p in self.by_track.items() if s is source]
 
 
 @dataclass(slots=True)
@@ -224,6 +243,7 @@ class Subscription:
     publisher: str
     legs: dict[Kind, Leg]
     active: bool = False
+    source: Source = Source.CAMERA
 
 
 @dataclass(slots=True)
@@ -313,22 +333,42 @@ class Forwarder:
         ssrc: int,
         payload_type: int,
         extensions: dict[str, int] | None = None,
+        source: Source = Source.CAMERA,
     ) -> None:
         participant = self.participant(room, name)
+        other = participant.by_ssrc.get(ssrc)
+        if other is not None and (other.source, other.kind) != (source, kind):
+            # Two uplinks of one participant (camera, screen) share its SSRC space here.
+            raise errors.InvalidSdp(f"SSRC {ssrc} is already published by {name!r}")
         ext = dict(extensions or {})
-        old = participant.by_kind.pop(kind, None)
+        old = participant.by_track.pop((source, kind), None)
         if old is not None:
             participant.by_ssrc.pop(old.ssrc, None)
         publication = Publication(
             room, name, kind, ssrc, payload_type, ext,
             ext.get(AUDIO_LEVEL_URI) if kind is Kind.AUDIO else None,
-            Reception(CLOCK_RATE[kind]), TokenBucket(self.cap_kbps[kind]),
+            Reception(CLOCK_RATE[kind]), TokenBucket(self.cap_kbps[kind]), source,
         )  # fmt: skip
         participant.by_ssrc[ssrc] = publication
-        participant.by_kind[kind] = publication
+        participant.by_track[(source, kind)] = publication
         for sub in self.rooms[room].subscriptions.values():
-            if sub.publisher == name and sub.active:
+            if sub.publisher == name and sub.source is source and sub.active:
                 self._attach(sub, publication)
+
+    def unpublish(self, room: str, name: str, source: Source) -> list[str]:
+        """Stops forwarding ``source`` of ``name`` (a screen no longer shared): returns the
+        subscriptions to it, which the adapter must close."""
+        participant = self.participant(room, name)
+        for publication in participant.sends(source):
+            del participant.by_track[(source, publication.kind)]
+            participant.by_ssrc.pop(publication.ssrc, None)
+        found = self.rooms[room]
+        gone = [
+            s.id for s in found.subscriptions.values() if s.publisher == name and s.source is source
+        ]
+        for sub_id in gone:
+            self.unsubscribe(sub_id)
+        return gone
 
     def remove_participant(self, room: str, name: str) -> list[str]:
         """Drops the participant, its downlinks and every subscription to it (returned)."""
@@ -342,11 +382,20 @@ class Forwarder:
         return gone
 
     def subscribe(
-        self, room: str, subscriber: str, publisher: str, sub_id: str, legs: list[Leg]
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        sub_id: str,
+        legs: list[Leg],
+        source: Source = Source.CAMERA,
     ) -> Subscription:
         self.participant(room, subscriber)
+        if source is not Source.CAMERA and not self.participant(room, publisher).sends(source):
+            raise errors.NotPublished(f"{publisher!r} publishes no {source.value}")
         self.participant(room, publisher)
-        sub = Subscription(sub_id, room, subscriber, publisher, {leg.kind: leg for leg in legs})
+        by_kind = {leg.kind: leg for leg in legs}
+        sub = Subscription(sub_id, room, subscriber, publisher, by_kind, source=source)
         self.rooms[room].subscriptions[sub_id] = sub
         self.subscriptions[sub_id] = sub
         return sub
@@ -359,7 +408,7 @@ class Forwarder:
         sub.active = True
         publisher = self.rooms[sub.room].participants[sub.publisher]
         requests = []
-        for publication in publisher.by_kind.values():
+        for publication in publisher.sends(sub.source):
             self._attach(sub, publication)
             if publication.kind is Kind.VIDEO:
                 self.rooms[sub.room].counters.keyframe_requests_received += 1
@@ -371,7 +420,7 @@ class Forwarder:
 
     def _attach(self, sub: Subscription, publication: Publication) -> None:
         leg = sub.legs.get(publication.kind)
-        if leg is None:
+        if leg is None or publication.source is not sub.source:
             return
         mapping = {
             pub_id: leg.extensions[uri]
@@ -396,7 +445,7 @@ class Forwarder:
         room.subscriptions.pop(sub_id, None)
         publisher = room.participants.get(sub.publisher)
         if publisher is not None:
-            for publication in publisher.by_kind.values():
+            for publication in publisher.by_track.values():
                 publication.targets.pop(sub_id, None)
 
     # --- packets ----------------------------------------------------------------------------
@@ -509,7 +558,9 @@ class Forwarder:
             room.counters.drop(Drop.MALFORMED)
             return Feedback([], [])
         publisher = room.participants[sub.publisher]
-        by_leg_ssrc = {leg.ssrc: publisher.by_kind.get(kind) for kind, leg in sub.legs.items()}
+        by_leg_ssrc = {
+            leg.ssrc: publisher.by_track.get((sub.source, kind)) for kind, leg in sub.legs.items()
+        }
         keyframes: list[KeyframeRequest] = []
         retransmit: list[bytes] = []
         upstream: list[NackRequest] = []
@@ -539,7 +590,9 @@ class Forwarder:
                     # The publisher retransmits on the media SSRC (no RTX is negotiated), so
                     # the repair reaches this subscriber through normal forwarding.
                     upstream.append(
-                        NackRequest(sub.room, sub.publisher, publication.ssrc, missing[:64])
+                        NackRequest(
+                            sub.room, sub.publisher, publication.ssrc, missing[:64], sub.source
+                        )
                     )
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
@@ -568,7 +621,9 @@ class Forwarder:
         room = self.rooms.get(publication.room)
         if room is not None:
             room.counters.keyframe_requests += 1
-        return KeyframeRequest(publication.room, publication.publisher, publication.ssrc)
+        return KeyframeRequest(
+            publication.room, publication.publisher, publication.ssrc, publication.source
+        )
 
     def due_keyframe_requests(self, now: float) -> list[KeyframeRequest]:
         """Coalesced requests whose interval has passed, and repeats for legs still waiting
@@ -577,7 +632,7 @@ class Forwarder:
         due = []
         for room in self.rooms.values():
             for participant in room.participants.values():
-                for publication in participant.by_kind.values():
+                for publication in participant.by_track.values():
                     waiting = any(t.needs_keyframe for t in publication.targets.values())
                     elapsed = now - publication.last_keyframe_request
                     if (publication.keyframe_pending or waiting) and (
@@ -588,12 +643,15 @@ class Forwarder:
                             due.append(request)
         return due
 
-    def receiver_report(self, room: str, name: str, sender_ssrc: int, now: float) -> bytes | None:
-        """An RTCP RR about everything ``name`` publishes, or None before any packet arrived."""
+    def receiver_report(
+        self, room: str, name: str, sender_ssrc: int, now: float, source: Source = Source.CAMERA
+    ) -> bytes | None:
+        """An RTCP RR about what ``name`` publishes from ``source`` (one uplink), or None
+        before any packet arrived."""
         participant = self.participant(room, name)
         blocks = [
             block
-            for publication in participant.by_kind.values()
+            for publication in participant.sends(source)
             if (block := publication.reception.report(publication.ssrc, now)) is not None
         ]
         return build_receiver_report(sender_ssrc, blocks) if blocks else None

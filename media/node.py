@@ -11,13 +11,21 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media import errors
-from media.forwarding import DEFAULT_MAX_PARTICIPANTS, Counters, Forwarder, KeyframeRequest, Kind
+from media.forwarding import (
+    DEFAULT_MAX_PARTICIPANTS,
+    Counters,
+    Forwarder,
+    KeyframeRequest,
+    Kind,
+    Source,
+)
 from media.nat import announce
 from media.peer import (
     Downlink,
@@ -56,6 +64,8 @@ class MediaNode:
         self.limits = limits or NodeLimits()
         self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
         self.uplinks: dict[tuple[str, str], Uplink] = {}
+        #: Second uplinks: a participant's shared screen (one video track), while it shares.
+        self.screens: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
         self.dropped = Dropped()  # below the forwarder: hostile or stray datagrams
         self._loop = asyncio.get_running_loop()
@@ -81,6 +91,7 @@ class MediaNode:
             if s in self.downlinks
         ]
         pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
+        pcs += [self.screens.pop((room, n)).pc for n in names if (room, n) in self.screens]
         await _close_all(pcs)
 
     async def join(self, room: str, participant: str, offer_sdp: str) -> str:
@@ -91,15 +102,48 @@ class MediaNode:
             answer, published = await answer_uplink(pc, offer_sdp)
             # The room may have changed while we awaited aiortc.
             self.forwarder.add_participant(room, participant)
+            self._start_uplink(Uplink(room, participant, pc, published), self.uplinks)
         except BaseException:
             await close_peer(pc)
             raise
-        for stream in published:
+        return announce(answer, self.limits.public_ip)
+
+    async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
+        """A participant's second uplink: its shared screen, one video track, forwarded like
+        its camera to those who subscribe to it (``subscribe(..., Source.SCREEN)``)."""
+        self.forwarder.participant(room, participant)
+        if (room, participant) in self.screens:
+            raise errors.InvalidState(f"{participant!r} already shares a screen")
+        pc = new_peer_connection()
+        try:
+            answer, published = await answer_uplink(pc, offer_sdp, only=Kind.VIDEO)
+            self.forwarder.participant(room, participant)  # still there after the await
+            if (room, participant) in self.screens:
+                raise errors.InvalidState(f"{participant!r} already shares a screen")
+            uplink = Uplink(room, participant, pc, published, Source.SCREEN)
+            self._start_uplink(uplink, self.screens)
+        except BaseException:
+            await close_peer(pc)
+            raise
+        return announce(answer, self.limits.public_ip)
+
+    async def unpublish_screen(self, room: str, participant: str) -> None:
+        """The screen is no longer shared: its uplink and every subscription to it close."""
+        gone = self.forwarder.unpublish(room, participant, Source.SCREEN)
+        pcs = [self.downlinks.pop(s).pc for s in gone if s in self.downlinks]
+        uplink = self.screens.pop((room, participant), None)
+        if uplink is not None:
+            pcs.append(uplink.pc)
+        await _close_all(pcs)
+
+    def _start_uplink(self, uplink: Uplink, registry: dict[tuple[str, str], Uplink]) -> None:
+        room, participant, pc = uplink.room, uplink.participant, uplink.pc
+        for stream in uplink.published:
             self.forwarder.publish(
-                room, participant, stream.kind, stream.ssrc, stream.payload_type, stream.extensions
-            )
-        uplink = Uplink(room, participant, pc, published)
-        self.uplinks[(room, participant)] = uplink
+                room, participant, stream.kind, stream.ssrc, stream.payload_type,
+                stream.extensions, uplink.source,
+            )  # fmt: skip
+        registry[(room, participant)] = uplink
         for dtls in uplink.dtls:
             guard_transport(dtls, self.dropped)
             intercept_uplink(dtls, self._on_uplink_rtp(uplink), self._on_uplink_rtcp(uplink))
@@ -107,34 +151,55 @@ class MediaNode:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             # We pop a leg before closing it: one still registered died by itself.
-            if (
-                pc.connectionState in ("failed", "closed")
-                and self.uplinks.get((room, participant)) is uplink
-            ):
+            if pc.connectionState not in ("failed", "closed"):
+                return
+            if registry.get((room, participant)) is not uplink:
+                return
+            if uplink.source is Source.SCREEN:
+                # A screen's end is no loss of the participant's media: the sharer closes it
+                # (maybe before its ``unpublish`` reaches us), or it ended with the share.
+                self._spawn(self._screen_ended(room, participant))
+            else:
                 self.forwarder.leg_failed(room, participant)
 
-        return announce(answer, self.limits.public_ip)
+    async def _screen_ended(self, room: str, participant: str) -> None:
+        with contextlib.suppress(errors.MediaError):  # the participant or room went meanwhile
+            await self.unpublish_screen(room, participant)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _uplink(self, room: str, participant: str, source: Source) -> Uplink | None:
+        registry = self.screens if source is Source.SCREEN else self.uplinks
+        return registry.get((room, participant))
 
     async def leave(self, room: str, participant: str) -> None:
         gone = self.forwarder.remove_participant(room, participant)
         pcs = [self.downlinks.pop(s).pc for s in gone if s in self.downlinks]
-        uplink = self.uplinks.pop((room, participant), None)
-        if uplink is not None:
-            pcs.append(uplink.pc)
+        for registry in (self.uplinks, self.screens):
+            uplink = registry.pop((room, participant), None)
+            if uplink is not None:
+                pcs.append(uplink.pc)
         await _close_all(pcs)
 
-    async def subscribe(self, room: str, subscriber: str, publisher: str) -> tuple[str, str]:
-        """A downlink to ``subscriber`` carrying ``publisher``: returns (id, our offer SDP)."""
+    async def subscribe(
+        self, room: str, subscriber: str, publisher: str, source: Source = Source.CAMERA
+    ) -> tuple[str, str]:
+        """A downlink to ``subscriber`` carrying ``publisher``'s ``source`` (camera: audio and
+        video; screen: video): returns (id, our offer SDP)."""
         self.forwarder.participant(room, subscriber)
         self.forwarder.participant(room, publisher)
         if subscriber == publisher:
             raise errors.InvalidState("a participant cannot subscribe to itself")
         pc = new_peer_connection()
         try:
-            offer, senders = await offer_downlink(pc)
+            kinds = (Kind.VIDEO,) if source is Source.SCREEN else (Kind.AUDIO, Kind.VIDEO)
+            offer, senders = await offer_downlink(pc, kinds)
             sub_id = secrets.token_urlsafe(12)
             legs = downlink_legs(parse_sdp(offer), None)
-            self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs)
+            self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs, source)
         except BaseException:
             await close_peer(pc)
             raise
@@ -219,14 +284,14 @@ class MediaNode:
             for packet in feedback.retransmit:
                 await downlink.send_raw(packet)
             for nack in feedback.upstream_nacks:
-                uplink = self.uplinks.get((nack.room, nack.publisher))
+                uplink = self._uplink(nack.room, nack.publisher, nack.source)
                 if uplink is not None:
                     await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
         return on_rtcp
 
     async def _send_pli(self, request: KeyframeRequest) -> None:
-        uplink = self.uplinks.get((request.room, request.publisher))
+        uplink = self._uplink(request.room, request.publisher, request.source)
         if uplink is not None:
             await uplink.send_rtcp(build_pli(uplink.rtcp_ssrc, request.ssrc))
 
@@ -247,9 +312,9 @@ class MediaNode:
                         and now - d.created_at > UNANSWERED_TTL_S
                     ]:
                         await self.drop_subscription(stale)
-                    for uplink in list(self.uplinks.values()):
+                    for uplink in [*self.uplinks.values(), *self.screens.values()]:
                         report = self.forwarder.receiver_report(
-                            uplink.room, uplink.participant, uplink.rtcp_ssrc, now
+                            uplink.room, uplink.participant, uplink.rtcp_ssrc, now, uplink.source
                         )
                         if report is not None:
                             await uplink.send_rtcp(report)
@@ -269,8 +334,9 @@ class MediaNode:
             entry: dict[str, Any] = {
                 "participant": name,
                 "publishing": {
-                    "audio": Kind.AUDIO in participant.by_kind,
-                    "video": Kind.VIDEO in participant.by_kind,
+                    "audio": (Source.CAMERA, Kind.AUDIO) in participant.by_track,
+                    "video": (Source.CAMERA, Kind.VIDEO) in participant.by_track,
+                    "screen": (Source.SCREEN, Kind.VIDEO) in participant.by_track,
                 },
                 "ice_state": uplink.pc.iceConnectionState if uplink else "closed",
                 "packets_in": participant.packets_in,
@@ -306,7 +372,7 @@ class MediaNode:
             if sub is None:
                 continue
             publisher = self.forwarder.rooms[room].participants.get(sub.publisher)
-            for publication in publisher.by_kind.values() if publisher else ():
+            for publication in publisher.by_track.values() if publisher else ():
                 target = publication.targets.get(downlink.id)
                 if target is not None and target.fraction_lost is not None:
                     losses.append(target.fraction_lost)
@@ -330,7 +396,7 @@ class MediaNode:
             "rooms": len(self.forwarder.rooms),
             "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
             "subscriptions": len(self.forwarder.subscriptions),
-            "uplinks": len(self.uplinks),
+            "uplinks": len(self.uplinks) + len(self.screens),
             "downlinks": len(self.downlinks),
             "dropped": dropped,
             **counters,
@@ -341,8 +407,10 @@ class MediaNode:
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
         pcs = [d.pc for d in self.downlinks.values()] + [u.pc for u in self.uplinks.values()]
+        pcs += [u.pc for u in self.screens.values()]
         self.downlinks.clear()
         self.uplinks.clear()
+        self.screens.clear()
         await _close_all(pcs)
 
 

@@ -41,7 +41,7 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from aiortc.sdp import SessionDescription
 
 from media import errors
-from media.forwarding import CLOCK_RATE, Kind, Leg
+from media.forwarding import CLOCK_RATE, Kind, Leg, Source
 from media.shield import dtls_transports
 
 MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
@@ -216,11 +216,16 @@ async def close_peer(pc: RTCPeerConnection) -> None:
                 await dtls.transport.stop()
 
 
-async def answer_uplink(pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, list[Published]]:
-    """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer."""
+async def answer_uplink(
+    pc: RTCPeerConnection, offer_sdp: str, only: Kind | None = None
+) -> tuple[str, list[Published]]:
+    """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer.
+    ``only``: the one section the offer must have (a shared screen is one video track)."""
     offer = parse_sdp(offer_sdp)
     if not any(m.kind in ("audio", "video") for m in offer.media):
         raise errors.InvalidSdp("the offer has no audio or video section")
+    if only is not None and [m.kind for m in offer.media] != [only.value]:
+        raise errors.InvalidSdp(f"this offer must have exactly one {only.value} section")
     for media in offer.media:
         if media.kind in ("audio", "video"):
             transceiver = pc.addTransceiver(media.kind, direction="recvonly")
@@ -237,10 +242,12 @@ async def answer_uplink(pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, lis
     return local, published_streams(offer, parse_sdp(local))
 
 
-async def offer_downlink(pc: RTCPeerConnection) -> tuple[str, dict[Kind, RTCRtpSender]]:
-    """Our sendonly audio+video offer with placeholder tracks (candidates gathered inline)."""
+async def offer_downlink(
+    pc: RTCPeerConnection, kinds: tuple[Kind, ...] = (Kind.AUDIO, Kind.VIDEO)
+) -> tuple[str, dict[Kind, RTCRtpSender]]:
+    """Our sendonly offer of ``kinds`` with placeholder tracks (candidates gathered inline)."""
     senders = {}
-    for kind in (Kind.AUDIO, Kind.VIDEO):
+    for kind in kinds:
         transceiver = pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(kind))
         senders[kind] = transceiver.sender
@@ -285,6 +292,7 @@ class Uplink:
     participant: str
     pc: RTCPeerConnection
     published: list[Published]
+    source: Source = Source.CAMERA
     rtcp_ssrc: int = field(default_factory=lambda: secrets.randbits(32) or 1)
 
     @property

@@ -245,7 +245,12 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "`group_add` from a participant who is not the call's host: only the host adds people."
     ),
     "already_published": ErrorCode(
-        "A second `publish` from a device whose media the SFU already has in this call."
+        "A second `publish` from a device whose media the SFU already has in this call (or, "
+        'with `source: "screen"`, a second screen while the first is shared).'
+    ),
+    "not_published": ErrorCode(
+        'A `publish` with `source: "screen"` from a device whose own media (its camera '
+        "`publish`) is not in the call yet: publish that first, then share the screen."
     ),
     "use_sfu": ErrorCode(
         "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
@@ -375,6 +380,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Ice: m.Ice(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
     m.GroupInvite: m.GroupInvite(handles=["bob", "carol"], media="video", ref="g1"),
     m.Publish: m.Publish(call_id=_CALL, sdp=_OFFER),
+    m.Unpublish: m.Unpublish(call_id=_CALL, source="screen"),
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
     m.GroupAdd: m.GroupAdd(call_id=_CALL, handles=["dave"]),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
@@ -421,6 +427,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.SubscribeOffer: m.SubscribeOffer(
         call_id=_CALL, subscription="s-7f3a", participant="0d4b8e2a6c1f9a37", sdp=_OFFER
     ),
+    m.Unpublished: m.Unpublished(call_id=_CALL, participant="0d4b8e2a6c1f9a37", source="screen"),
     m.MediaKey: m.MediaKey(call_id=_CALL, participant="9c1e5a0b7d3f2e64", kid=3, blob=_BLOB),
     m.PeerMediaKeyRequest: m.PeerMediaKeyRequest(call_id=_CALL, participant="9c1e5a0b7d3f2e64"),
     m.Pong: m.Pong(),

@@ -33,7 +33,8 @@ GROUP_STATS_JS = """async () => {
   const group = window.callbook && window.callbook.group;
   if (!group || !group.sfu) return null;
   const out = {};
-  for (const {participant, pc} of group.sfu.downlinks.values()) {
+  for (const {participant, pc, source} of group.sfu.downlinks.values()) {
+    if (source === "screen") continue;  // a shared screen: tests/test_browser_screenshare.py
     const entry = {state: pc.connectionState, video: 0, audio: 0};
     (await pc.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") entry.video += s.framesDecoded || 0;

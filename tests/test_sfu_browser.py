@@ -125,7 +125,7 @@ async def test_chromium_and_aiortc_decode_each_other_through_the_sfu(page: Page)
             ) from None
         room = await control.room_stats("r")
         chrome = next(p for p in room["participants"] if p["participant"] == "chrome")
-        assert chrome["publishing"] == {"audio": True, "video": True}
+        assert chrome["publishing"] == {"audio": True, "video": True, "screen": False}
         await until_async(
             lambda: _has_rtt(control, "chrome"), "RTT from Chromium's receiver reports"
         )

@@ -14,6 +14,7 @@ from media.forwarding import (
     Kind,
     Leg,
     NackRequest,
+    Source,
 )
 from media.rtp import build_pli, parse_rtcp, parse_rtp
 from media.speaker import ActiveSpeaker
@@ -169,7 +170,7 @@ def test_receiver_reports_from_subscribers_feed_leg_quality() -> None:
     rr = bytes.fromhex("81c90007") + struct.pack("!I", 7)
     rr += struct.pack("!IBBHIIII", 0xC1, 64, 0, 1, 10, 900, 0, 0)
     f.handle_subscriber_rtcp("c<-a", rr, 1.0)
-    target = f.participant("r", "a").by_kind[Kind.VIDEO].targets["c<-a"]
+    target = f.participant("r", "a").by_track[(Source.CAMERA, Kind.VIDEO)].targets["c<-a"]
     assert target.fraction_lost == 0.25 and target.jitter_ms == 10.0
 
 
@@ -256,3 +257,58 @@ def test_active_speaker_changes_at_most_once_a_second() -> None:
             for name, level in levels.items():
                 speaker.observe(name, level, now - 0.02 * (10 - k))
         assert speaker.decide(now) == expected, now
+
+
+A_SCREEN = 0xA5
+SCREEN_LEG = [Leg(Kind.VIDEO, 0xD1, 120)]
+
+
+def room_with_a_screen() -> Forwarder:
+    """room_of_two, and a also shares its screen; c subscribes to it as 'c<-a:screen'."""
+    f = room_of_two()
+    f.publish("r", "a", Kind.VIDEO, A_SCREEN, 96, source=Source.SCREEN)
+    f.subscribe("r", "c", "a", "c<-a:screen", SCREEN_LEG, Source.SCREEN)
+    return f
+
+
+def test_a_shared_screen_is_a_second_video_track_on_its_own_subscription() -> None:
+    f = room_with_a_screen()
+    f.activate("c<-a", 0.0)
+    assert f.activate("c<-a:screen", 0.0) == [KeyframeRequest("r", "a", A_SCREEN, Source.SCREEN)]
+    [(sub, packet)] = f.handle_rtp("r", "a", rtp(ssrc=A_SCREEN, payload=KEY), 0.1)
+    assert (sub, parse_rtp(packet).ssrc) == ("c<-a:screen", 0xD1)
+    # The camera goes on to the camera's subscription only.
+    [(sub, packet)] = f.handle_rtp("r", "a", rtp(ssrc=A_VIDEO, payload=KEY), 0.1)
+    assert (sub, parse_rtp(packet).ssrc) == ("c<-a", 0xC1)
+
+
+def test_keyframe_requests_for_the_screen_go_to_the_screen() -> None:
+    f = room_with_a_screen()
+    f.activate("c<-a:screen", 0.0)
+    out = f.handle_subscriber_rtcp("c<-a:screen", build_pli(7, 0xD1), 1.0).keyframes
+    assert out == [KeyframeRequest("r", "a", A_SCREEN, Source.SCREEN)]
+    report = f.receiver_report("r", "a", 42, 1.0, Source.SCREEN)
+    assert report is None  # nothing received from the screen yet
+    f.handle_rtp("r", "a", rtp(ssrc=A_SCREEN, payload=KEY), 1.1)
+    f.handle_rtp("r", "a", rtp(ssrc=A_AUDIO, pt=111), 1.1)
+    [rr] = parse_rtcp(f.receiver_report("r", "a", 42, 1.2, Source.SCREEN) or b"")
+    assert [b.ssrc for b in rr.reports] == [A_SCREEN]  # type: ignore[union-attr]
+
+
+def test_unpublishing_the_screen_ends_its_subscriptions_and_keeps_the_camera() -> None:
+    f = room_with_a_screen()
+    f.activate("c<-a", 0.0)
+    f.activate("c<-a:screen", 0.0)
+    assert f.unpublish("r", "a", Source.SCREEN) == ["c<-a:screen"]
+    assert f.handle_rtp("r", "a", rtp(ssrc=A_SCREEN, payload=KEY), 0.1) == []
+    assert f.counters.dropped == {"unknown_ssrc": 1}
+    assert len(f.handle_rtp("r", "a", rtp(ssrc=A_VIDEO, payload=KEY), 0.1)) == 1
+    with pytest.raises(errors.NotPublished):
+        f.subscribe("r", "c", "a", "again", SCREEN_LEG, Source.SCREEN)
+
+
+def test_a_screen_cannot_take_the_cameras_ssrc() -> None:
+    f = room_of_two()
+    with pytest.raises(errors.InvalidSdp):
+        f.publish("r", "a", Kind.VIDEO, A_VIDEO, 96, source=Source.SCREEN)
+    assert f.participant("r", "a").sends(Source.SCREEN) == []

@@ -66,7 +66,7 @@ async def test_three_peers_each_decode_both_others(control: MediaControl) -> Non
         stats = await control.room_stats(room)
         assert {p["participant"] for p in stats["participants"]} == set(names)
         for entry in stats["participants"]:
-            assert entry["publishing"] == {"audio": True, "video": True}
+            assert entry["publishing"] == {"audio": True, "video": True, "screen": False}
             assert entry["packets_in"] > 0
         assert stats["forwarded_packets"] > 0 and stats["keyframe_requests"] >= 3
         assert stats["subscriptions"] == 6
@@ -162,5 +162,61 @@ async def test_udp_junk_at_the_ice_port_is_dropped_and_counted(control: MediaCon
         node = await control.stats()
         assert node["dropped"]["not_media"] > 0
         assert (await control.room_stats(room))["forwarded_packets"] > 0
+    finally:
+        await _close(control, room, peers)
+
+
+async def test_a_shared_screen_is_a_second_video_track_forwarded_beside_the_camera(
+    control: MediaControl,
+) -> None:
+    room, peers = await _room(control, ["sam", "tim"])
+    sam, tim = peers
+    try:
+        await tim.subscribe("sam")
+        await until(lambda: _decodes(tim, "sam"), what="tim<-sam camera")
+        await sam.share_screen()
+        screen = await tim.subscribe("sam", "screen")
+        await until(lambda: screen.received.video_frames_received >= 5, what="tim<-sam screen")
+        camera_before = tim.decoded("sam")
+        await until(lambda: _decodes(tim, "sam", *(n + 5 for n in camera_before)), what="camera")
+        stats = await control.room_stats(room)
+        entry = next(p for p in stats["participants"] if p["participant"] == "sam")
+        assert entry["publishing"] == {"audio": True, "video": True, "screen": True}
+        assert stats["subscriptions"] == 2
+
+        await sam.stop_sharing()
+        stats = await control.room_stats(room)
+        entry = next(p for p in stats["participants"] if p["participant"] == "sam")
+        assert entry["publishing"]["screen"] is False and stats["subscriptions"] == 1
+        camera_after = tim.decoded("sam")
+        await until(lambda: _decodes(tim, "sam", *(n + 5 for n in camera_after)), what="camera")
+    finally:
+        await _close(control, room, peers)
+
+
+async def test_a_screen_closed_by_its_sharer_before_unpublish_is_no_media_failure(
+    control: MediaControl,
+) -> None:
+    room, peers = await _room(control, ["uma", "vic"])
+    uma, vic = peers
+    try:
+        await uma.share_screen()
+        screen = await vic.subscribe("uma", "screen")
+        await until(lambda: screen.received.video_frames_received >= 3, what="vic<-uma screen")
+        assert uma.screen is not None
+        await uma.screen.close()  # the browser closes first; its unpublish comes later
+
+        async def unshared() -> bool:
+            stats = await control.room_stats(room)
+            entry = next(p for p in stats["participants"] if p["participant"] == "uma")
+            return not entry["publishing"]["screen"] and stats["subscriptions"] == 0
+
+        deadline = time.monotonic() + 15
+        while not await unshared():
+            assert time.monotonic() < deadline, "the screen was not unpublished"
+            await asyncio.sleep(0.1)
+        stats = await control.room_stats(room)
+        assert not any(p["media_failed"] for p in stats["participants"]), stats
+        await control.unpublish_screen(room, "uma")  # the late unpublish changes nothing
     finally:
         await _close(control, room, peers)

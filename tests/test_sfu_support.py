@@ -101,6 +101,7 @@ class Peer:
     room: str
     uplink: RTCPeerConnection | None = None
     downlinks: dict[str, Downlink] = field(default_factory=dict)
+    screen: RTCPeerConnection | None = None
 
     async def publish(self) -> None:
         self.uplink = new_pc()
@@ -108,8 +109,25 @@ class Peer:
         answer = await self.control.join(self.room, self.name, offer)
         await self.uplink.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
-    async def subscribe(self, publisher: str) -> Downlink:
-        sub_id, offer = await self.control.subscribe(self.room, self.name, publisher)
+    async def share_screen(self) -> None:
+        """A second uplink: one video track, published as this peer's screen."""
+        self.screen = new_pc()
+        self.screen.addTransceiver(PatternTrack(), direction="sendonly")
+        await self.screen.setLocalDescription(await self.screen.createOffer())
+        offer = str(self.screen.localDescription.sdp)
+        answer = await self.control.publish_screen(self.room, self.name, offer)
+        await self.screen.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def stop_sharing(self) -> None:
+        await self.control.unpublish_screen(self.room, self.name)
+        if self.screen is not None:
+            await self.screen.close()
+            self.screen = None
+
+    async def subscribe(self, publisher: str, source: str = "camera") -> Downlink:
+        """``publisher``'s camera, or with ``source="screen"`` its screen (kept as
+        ``downlinks[publisher + ":screen"]``)."""
+        sub_id, offer = await self.control.subscribe(self.room, self.name, publisher, source)
         pc = new_pc()
         down = Downlink(sub_id, pc, Received())
         pc.on("track", down.received.consume)
@@ -122,7 +140,7 @@ class Peer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         await self.control.answer(self.room, self.name, sub_id, pc.localDescription.sdp)
-        self.downlinks[publisher] = down
+        self.downlinks[publisher if source == "camera" else f"{publisher}:{source}"] = down
         return down
 
     def decoded(self, publisher: str) -> tuple[int, int]:
@@ -143,3 +161,6 @@ class Peer:
         if self.uplink is not None:
             await self.uplink.close()
             self.uplink = None
+        if self.screen is not None:
+            await self.screen.close()
+            self.screen = None

@@ -30,8 +30,16 @@ class MediaRooms(Protocol):
     async def join(self, room: str, participant: str, offer_sdp: str) -> str:
         """Admit ``participant`` with its offer; returns the SFU's answer."""
 
-    async def subscribe(self, room: str, participant: str, publisher: str) -> tuple[str, str]:
-        """A downlink of ``publisher``'s media for ``participant``: (subscription id, offer)."""
+    async def subscribe(
+        self, room: str, participant: str, publisher: str, source: str = "camera"
+    ) -> tuple[str, str]:
+        """A downlink of ``publisher``'s ``source`` (camera or screen) for ``participant``:
+        (subscription id, offer)."""
+
+    async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
+        """``participant``'s shared screen, a second uplink; returns the SFU's answer."""
+
+    async def unpublish_screen(self, room: str, participant: str) -> None: ...
 
     async def answer(
         self, room: str, participant: str, subscription: str, answer_sdp: str
@@ -91,6 +99,8 @@ class Conference:
         # Per room: who is in it, by participant id, for offers and speaker announcements.
         self._devices: dict[str, dict[str, DeviceRef]] = {}
         self._speakers: dict[str, str | None] = {}
+        # Per room: who shares a screen now (their screens go to everyone who subscribes).
+        self._screens: dict[str, set[str]] = {}
         # The SFU's latest view of each participant's media, by room, for operators.
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -117,21 +127,60 @@ class Conference:
         return answer
 
     def subscribe(self, room: str, device: DeviceRef, subscriber: str, publisher: str) -> None:
-        """Ask the SFU for ``publisher``'s media for ``subscriber`` (on ``device``)."""
+        """Ask the SFU for ``publisher``'s media for ``subscriber`` (on ``device``): its
+        camera, and its screen too while it shares one."""
         self._spawn(self._subscribe(room, device, subscriber, publisher))
+        if publisher in self._screens.get(room, ()):
+            self._spawn(self._subscribe(room, device, subscriber, publisher, "screen"))
 
     async def _subscribe(
-        self, room: str, device: DeviceRef, subscriber: str, publisher: str
+        self,
+        room: str,
+        device: DeviceRef,
+        subscriber: str,
+        publisher: str,
+        source: m.Source = "camera",
     ) -> None:
         try:
-            subscription, offer = await self._rooms.subscribe(room, subscriber, publisher)
+            subscription, offer = await self._rooms.subscribe(room, subscriber, publisher, source)
         except Exception:
             log.warning("the SFU could not offer a subscription", exc_info=True)
             return
         message = m.SubscribeOffer(
-            call_id=room, subscription=subscription, participant=publisher, sdp=offer
-        )
+            call_id=room, subscription=subscription, participant=publisher, sdp=offer,
+            source=source,
+        )  # fmt: skip
         self._deliver(device, message)
+
+    async def publish_screen(
+        self, room: str, participant: str, offer: str, subscribers: dict[str, DeviceRef]
+    ) -> str:
+        """``participant`` shares its screen; each of ``subscribers`` (participant -> device,
+        those whose own media is in) is offered it."""
+        try:
+            answer = await self._rooms.publish_screen(room, participant, offer)
+        except Exception as exc:
+            raise _failure(exc) from exc
+        self._screens.setdefault(room, set()).add(participant)
+        for subscriber, device in subscribers.items():
+            if subscriber != participant:
+                self._spawn(self._subscribe(room, device, subscriber, participant, "screen"))
+        return answer
+
+    def sharing(self, room: str, participant: str) -> bool:
+        return participant in self._screens.get(room, ())
+
+    async def unpublish_screen(self, room: str, participant: str) -> bool:
+        """``participant`` stops sharing; False when it was not sharing."""
+        sharing = self._screens.get(room, set())
+        if participant not in sharing:
+            return False
+        sharing.discard(participant)
+        try:
+            await self._rooms.unpublish_screen(room, participant)
+        except Exception as exc:
+            raise _failure(exc) from exc
+        return True
 
     async def answer(self, room: str, subscriber: str, subscription: str, sdp: str) -> None:
         try:
@@ -141,6 +190,7 @@ class Conference:
 
     def remove(self, room: str, participant: str) -> None:
         self._devices.get(room, {}).pop(participant, None)
+        self._screens.get(room, set()).discard(participant)
         self._spawn(self._quietly(self._rooms.leave(room, participant)))
 
     def adopt(self, room: str, devices: dict[str, DeviceRef]) -> None:
@@ -152,6 +202,7 @@ class Conference:
     def forget(self, room: str) -> None:
         """The room is gone with its media node: nothing to ask the SFU any more."""
         self._devices.pop(room, None)
+        self._screens.pop(room, None)
         self._speakers.pop(room, None)
         self._stats.pop(room, None)
 
@@ -160,6 +211,7 @@ class Conference:
 
     def close(self, room: str) -> None:
         self._devices.pop(room, None)
+        self._screens.pop(room, None)
         self._speakers.pop(room, None)
         self._stats.pop(room, None)
         self._spawn(self._quietly(self._rooms.delete_room(room)))

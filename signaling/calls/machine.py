@@ -114,6 +114,7 @@ class MuteEvent:
     device: DeviceRef
     audio_muted: bool
     video_muted: bool
+    screen: bool = False  # it shares its screen (a second video track)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +436,12 @@ def _on_mute(call: Call, event: MuteEvent) -> tuple[Call, list[Effect]]:
     peer = call.peer_of(event.device)
     if call.phase is not Phase.CONNECTED or peer is None:
         raise Rejected("not_in_call", f"Call {call.id} is not connected to this device.")
-    told = m.PeerMute(call_id=call.id, audio_muted=event.audio_muted, video_muted=event.video_muted)
+    told = m.PeerMute(
+        call_id=call.id,
+        audio_muted=event.audio_muted,
+        video_muted=event.video_muted,
+        screen=event.screen,
+    )
     return call, [Send(peer, told)]
 
 

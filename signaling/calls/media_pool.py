@@ -131,8 +131,16 @@ class MediaPool:
         self._bump(self._rooms.get(room), participants=1)
         return answer
 
-    async def subscribe(self, room: str, participant: str, publisher: str) -> tuple[str, str]:
-        return await self._on(room, lambda c: c.subscribe(room, participant, publisher))
+    async def subscribe(
+        self, room: str, participant: str, publisher: str, source: str = "camera"
+    ) -> tuple[str, str]:
+        return await self._on(room, lambda c: c.subscribe(room, participant, publisher, source))
+
+    async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
+        return await self._on(room, lambda c: c.publish_screen(room, participant, offer_sdp))
+
+    async def unpublish_screen(self, room: str, participant: str) -> None:
+        await self._on(room, lambda c: c.unpublish_screen(room, participant))
 
     async def answer(self, room: str, participant: str, subscription: str, answer_sdp: str) -> None:
         await self._on(room, lambda c: c.answer(room, participant, subscription, answer_sdp))

@@ -194,12 +194,14 @@ class CallService(
                 await self._group_add(device, message)
             case m.Publish():
                 await self._publish(device, message)
+            case m.Unpublish():
+                await self._unpublish(device, message)
             case m.SubscribeAnswer():
                 await self._answer_subscription(device, message)
             case m.Mute():
                 call = self._calls.get(message.call_id)
                 event: sm.MuteEvent | g.MuteEvent = (
-                    sm.MuteEvent(device, message.audio_muted, message.video_muted)
+                    sm.MuteEvent(device, message.audio_muted, message.video_muted, message.screen)
                     if isinstance(call, sm.Call)
                     else g.MuteEvent(
                         device, message.audio_muted, message.video_muted, message.screen

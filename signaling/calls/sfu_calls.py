@@ -247,6 +247,9 @@ class SfuCalls:
         if call is None or participant is None:
             raise CallError("unknown_call", "No call through the SFU here.", publish.call_id)
         await self._media_keys_of(device, required=True, call_id=call.id)
+        if publish.source == "screen":
+            await self._publish_screen(call, device, participant, publish.sdp)
+            return
         try:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)
@@ -268,6 +271,57 @@ class SfuCalls:
         if len(published) == 2:
             a, b = call.legs()
             self._run(call.id, [g.Subscribe(a, b), g.Subscribe(b, a)])
+
+    def _publishers(self, call: AnyCall) -> dict[str, sm.DeviceRef]:
+        """The call's devices whose own media the SFU has, by participant id."""
+        if isinstance(call, g.GroupCall):
+            return {mb.participant: d for d, mb in call.members.items() if mb.published}
+        found = {}
+        for device in self._published.get(call.id, set()):
+            participant = kinds.sfu_participant(call, device)
+            if participant is not None:
+                found[participant] = device
+        return found
+
+    async def _publish_screen(
+        self, call: AnyCall, device: sm.DeviceRef, participant: str, offer: str
+    ) -> None:
+        """A second uplink with the device's shared screen; everyone whose media is in gets a
+        ``subscribe_offer`` for it (``source: "screen"``), and so does each later publisher."""
+        conference = self._require_sfu()
+        publishers = self._publishers(call)
+        if publishers.get(participant) != device:
+            raise CallError(
+                "not_published", "Publish this device's own media before its screen.", call.id
+            )
+        if conference.sharing(call.id, participant):
+            raise CallError("already_published", "This device already shares a screen.", call.id)
+        try:
+            answer = await conference.publish_screen(call.id, participant, offer, publishers)
+        except MediaRefused as exc:
+            raise CallError(exc.code, exc.detail, call.id) from exc
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take a call now.") from exc
+        self._deliver(device, m.PublishAnswer(call_id=call.id, sdp=answer, source="screen"))
+
+    async def _unpublish(self, device: sm.DeviceRef, message: m.Unpublish) -> None:
+        """The device stops sharing its screen (again: nothing happens); the others are told
+        ``unpublished`` and close that subscription, which the SFU has closed already."""
+        conference = self._require_sfu()
+        call = self._calls.get(message.call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", message.call_id)
+        try:
+            stopped = await conference.unpublish_screen(call.id, participant)
+        except (MediaRefused, MediaUnavailable):
+            stopped = True  # its uplink goes with the participant or the room anyway
+        if not stopped:
+            return
+        told = m.Unpublished(call_id=call.id, participant=participant, source=message.source)
+        for other in kinds.sfu_devices(call):
+            if other != device:
+                self._deliver(other, told)
 
     async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
         conference = self._require_sfu()

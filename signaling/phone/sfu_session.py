@@ -3,7 +3,9 @@
 Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). Every
 frame is end-to-end encrypted (docs/e2ee.md): ``keys`` holds this device's keys for the call and
 puts the frame encryption into aiortc. What arrives (decrypted and decoded) is counted per
-participant, so a bot can tell from whom it received audio and video.
+participant, so a bot can tell from whom it received audio and video. A participant's shared
+screen (a second video track, ``subscribe_offer`` with ``source: "screen"``) is received too and
+counted apart, in ``screens``, until its ``unpublished``.
 """
 
 from __future__ import annotations
@@ -54,13 +56,21 @@ class SfuSession:
         self.dropped = dropped if dropped is not None else Dropped()
         self._uplink = peer_connection([], relay_only=False, dropped=self.dropped)
         self._downlinks: dict[str, tuple[str, RTCPeerConnection]] = {}
+        #: The subscription of each participant's shared screen, while it shares.
+        self._screen_subscriptions: dict[str, str] = {}
         #: Media received, per participant id of its sender.
         self.received: dict[str, Received] = {}
+        #: Frames of shared screens received, per participant id of the sharer.
+        self.screens: dict[str, Received] = {}
+        #: Frames of each screen that has stopped, per sharer.
+        self.screens_seen: dict[str, int] = {}
         self.roster: dict[str, m.Participant] = {}
         #: Every SDP the SFU sent this device, and every SDP it sent, for inspection.
         self.received_signaling: list[str] = []
         self.sent_signaling: list[str] = []
         self.sent_packets = 0
+        #: The second sending connection while this device shares a (synthetic) screen.
+        self._screen: RTCPeerConnection | None = None
 
     async def publish(self) -> None:
         tracks = [ToneTrack(), PatternTrack()] if self.video else [ToneTrack()]
@@ -75,6 +85,35 @@ class SfuSession:
         offer = self._uplink.localDescription.sdp
         self.sent_signaling.append(offer)
         await self.line.send(m.Publish(call_id=self.call_id, sdp=offer))
+
+    async def share_screen(self) -> None:
+        """Share a screen (a moving pattern, like the camera's) as a second video track, on a
+        second connection with the same media key: ``publish`` with ``source: "screen"``."""
+        if self._screen is not None:
+            return
+        self._screen = peer_connection([], relay_only=False, dropped=self.dropped)
+        sender = self._screen.addTrack(PatternTrack())
+        self.keys.crypto.protect_sender(sender)
+        for transceiver in self._screen.getTransceivers():
+            transceiver.setCodecPreferences(codec_preferences(Kind.VIDEO))
+        await self._screen.setLocalDescription(await self._screen.createOffer())
+        offer = self._screen.localDescription.sdp
+        self.sent_signaling.append(offer)
+        await self.line.send(m.Publish(call_id=self.call_id, sdp=offer, source="screen"))
+        await self.line.send(self._mute(screen=True))
+
+    async def stop_sharing(self) -> None:
+        if self._screen is None:
+            return
+        screen, self._screen = self._screen, None
+        await self.line.send(m.Unpublish(call_id=self.call_id))
+        await self.line.send(self._mute(screen=False))
+        await screen.close()
+
+    def _mute(self, *, screen: bool) -> m.Mute:
+        return m.Mute(
+            call_id=self.call_id, audio_muted=False, video_muted=not self.video, screen=screen
+        )
 
     async def run(self, duration_s: float | None) -> str:
         """Publish, subscribe as offers come, until the call ends or ``duration_s`` passes."""
@@ -105,11 +144,15 @@ class SfuSession:
                 await self.line.send(m.Decline(call_id=message.call_id, busy=True))
             return None
         match message:
-            case m.PublishAnswer(sdp=sdp):
+            case m.PublishAnswer(sdp=sdp, source=source):
                 self.received_signaling.append(sdp)
-                await self._uplink.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+                uplink = self._screen if source == "screen" else self._uplink
+                if uplink is not None:
+                    await uplink.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
             case m.SubscribeOffer():
                 await self._subscribe(message)
+            case m.Unpublished(participant=participant):
+                await self._close_screen(participant)
             case m.Participants(participants=participants):
                 await self.introduce(participants)
             case m.MediaKey():
@@ -131,6 +174,8 @@ class SfuSession:
             if publisher not in self.roster:
                 del self._downlinks[subscription]
                 await pc.close()
+        for publisher in [p for p in self._screen_subscriptions if p not in self.roster]:
+            await self._close_screen(publisher)
         await self.keys.participants(participants)
         handles = sorted(p.person.handle or "" for p in participants)
         self._emit({"event": "participants", "call_id": self.call_id, "handles": handles,
@@ -139,7 +184,12 @@ class SfuSession:
     async def _subscribe(self, offer: m.SubscribeOffer) -> None:
         self.received_signaling.append(offer.sdp)
         pc = peer_connection([], relay_only=False, dropped=self.dropped)
-        counter = self.received.setdefault(offer.participant, Received())
+        if offer.source == "screen":
+            await self._close_screen(offer.participant)  # a new share replaces an old one
+            counter = self.screens.setdefault(offer.participant, Received())
+            self._screen_subscriptions[offer.participant] = offer.subscription
+        else:
+            counter = self.received.setdefault(offer.participant, Received())
         pc.on("track", counter.consume)
         self._downlinks[offer.subscription] = (offer.participant, pc)
         await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
@@ -150,6 +200,17 @@ class SfuSession:
         self.sent_signaling.append(answer)
         reply = m.SubscribeAnswer(call_id=self.call_id, subscription=offer.subscription, sdp=answer)
         await self.line.send(reply)
+
+    async def _close_screen(self, participant: str) -> None:
+        """``participant`` stopped sharing (or left): its screen's connection closes."""
+        subscription = self._screen_subscriptions.pop(participant, None)
+        entry = self._downlinks.pop(subscription, None) if subscription is not None else None
+        counter = self.screens.pop(participant, None)
+        if counter is not None:
+            self.screens_seen[participant] = counter.video_frames_received
+            await counter.stop()
+        if entry is not None:
+            await entry[1].close()
 
     def _host_left(self) -> bool:
         present = any(p.person.account_id == self._host for p in self.roster.values())
@@ -175,10 +236,12 @@ class SfuSession:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.sent_packets = await packets_sent(self._uplink)
-        for counter in self.received.values():
+        for counter in [*self.received.values(), *self.screens.values()]:
             await counter.stop()
         for _, pc in self._downlinks.values():
             await pc.close()
         self._downlinks.clear()
         await self._uplink.close()
+        if self._screen is not None:
+            await self._screen.close()
         await self.keys.close()

@@ -7,7 +7,7 @@ import { paintSecurity, securityOf } from "./e2eeview.js";
 import { focusBack } from "./focus.js";
 import { paintPeerState, peerStateText, showsPeerVideo } from "./peerstate.js";
 import { openReport } from "./reports.js";
-import { bindScreenButton, paintScreenButton } from "./screenshare.js";
+import { bindScreenButton, paintCallStage, paintScreenButton } from "./screenshare.js";
 import { callErrorText, endText } from "./text.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import * as tones from "./tones.js";
@@ -49,6 +49,7 @@ export function closeCallScreen() {
   const waiting = state.waiting;
   state.current = null;
   $("#remote-video").srcObject = null;
+  $("#remote-screen").srcObject = null;
   $("#local-video").srcObject = null;
   $("#btn-sound").hidden = true;
   document.title = "Callbook";
@@ -112,6 +113,7 @@ export function renderCall() {
   const live = s === "connecting" || s === "connected" || s === "reconnecting";
   const video = !ended && live && hasRemoteVideo(call) && showsPeerVideo(call);
   screen.dataset.video = video ? "on" : "off";
+  paintCallStage(call, !ended && live); // their shared screen, large (screenshare.js)
   const name = call.label;
   paintWho(call, name);
   const kind = paintKind(call, s);

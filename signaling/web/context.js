@@ -4,13 +4,10 @@
 
 import { currentGroup } from "./groupview.js";
 import { audioConstraints, videoConstraints } from "./mediadevices.js";
-import { ScreenShare } from "./screenshare.js";
 import { Callbook } from "./sdk/callbook.js";
 
 export const client = new Callbook({
   constraints: { audio: () => audioConstraints(), video: (w, h) => videoConstraints(w, h) },
-  // The screen replaces the camera on the call's video sender (screenshare.js).
-  screenShare: (call) => new ScreenShare(() => call.videoSender()),
 });
 export const api = client.api;
 export const line = client.line;

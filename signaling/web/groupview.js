@@ -12,6 +12,7 @@ import { paintSecurity, securityOf } from "./e2eeview.js";
 import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import { bindRoster, paintRoster } from "./roster.js";
 import { SCREEN_FAILED } from "./screenshare.js";
+import { showsVideo } from "./sdk/screenshare.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, toast, typedHandle } from "./ui.js";
 
@@ -200,7 +201,7 @@ function closeScreen() {
   clearInterval(ticker);
   tones.stop();
   group = null;
-  for (const tile of tiles.values()) $("video", tile).srcObject = null;
+  for (const tile of tiles.values()) for (const v of tile.querySelectorAll("video")) v.srcObject = null;
   tiles.clear();
   $("#group-grid").replaceChildren();
   $("#group-sound").hidden = true;
@@ -300,12 +301,12 @@ function roster(call) {
 function renderTiles(call) {
   const grid = $("#group-grid");
   // Someone else's shared screen comes first, shown large (screenshare.js).
-  const shown = (p) => Number(Boolean(p.screen) && p.participant !== call.me);
+  const shown = (p) => Number(p.participant !== call.me && showsVideo(call.screens.get(p.participant)));
   const list = roster(call).toSorted((a, b) => shown(b) - shown(a));
   const present = new Set(list.map((p) => p.participant));
   for (const [id, tile] of [...tiles]) {
     if (present.has(id)) continue;
-    $("video", tile).srcObject = null;
+    for (const v of tile.querySelectorAll("video")) v.srcObject = null;
     tile.remove();
     tiles.delete(id);
   }
@@ -330,6 +331,7 @@ function makeTile(entry, self) {
     { dataset: { participant: entry.participant, self: self ? "yes" : "no" } },
     video,
     h("div.tile-avatar", {}, avatar(name, entry.person?.account_id, "lg")),
+    screenVideo(),
     h(
       "div.tile-label",
       {},
@@ -340,11 +342,31 @@ function makeTile(entry, self) {
   );
 }
 
+/** A tile's second video: the participant's shared screen, over their camera (made small). */
+function screenVideo() {
+  const video = h("video.tile-screen", { autoplay: true, playsinline: true, muted: true, hidden: true });
+  video.muted = true; // its sound, if any, would echo: the camera's stream carries the voice
+  return video;
+}
+
+function updateScreen(call, tile, entry, self) {
+  const stream = self ? null : call.screens.get(entry.participant) || null;
+  const video = $("video.tile-screen", tile);
+  if (video.srcObject !== stream) {
+    video.srcObject = stream;
+    if (stream) video.play().catch(() => {});
+  }
+  const shown = showsVideo(stream);
+  video.hidden = !shown;
+  tile.classList.toggle("is-screen", shown);
+  return shown;
+}
+
 function updateTile(call, tile, entry) {
   const self = tile.dataset.self === "yes";
   const name = self ? "You" : nameOf(entry.person);
   const stream = self ? call.localStream : call.streams.get(entry.participant) || null;
-  const video = $("video", tile);
+  const video = $("video.tile-video", tile);
   if (video.srcObject !== stream) {
     video.srcObject = stream;
     if (stream && !self) {
@@ -358,7 +380,7 @@ function updateTile(call, tile, entry) {
   const flowing = (t) => t.readyState === "live" && (self || !t.muted);
   const showsVideo = Boolean(stream?.getVideoTracks().some(flowing)) && !videoOff;
   tile.dataset.video = showsVideo ? "on" : "off";
-  tile.classList.toggle("is-screen", Boolean(entry.screen) && !self);
+  const screen = updateScreen(call, tile, entry, self);
   $(".tile-muted", tile).hidden = !audioMuted;
   $(".tile-badge", tile).hidden = entry.connected !== false;
   tile.classList.toggle("is-reconnecting", entry.connected === false);
@@ -367,7 +389,7 @@ function updateTile(call, tile, entry) {
   if (speaking) tile.setAttribute("aria-current", "true");
   else tile.removeAttribute("aria-current");
   const states = [
-    entry.screen && !self ? "sharing their screen" : "",
+    screen || (entry.screen && !self) ? "sharing their screen" : "",
     audioMuted ? "microphone off" : "",
     entry.connected === false ? "reconnecting" : "",
     speaking ? "speaking" : "",

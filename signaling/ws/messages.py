@@ -42,6 +42,8 @@ KeyBlob = Annotated[
     str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,256}$", description="base64url, unpadded")
 ]
 KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1, description="The sender's key id")]
+#: What a published track shows: the camera (with the microphone) or a shared screen.
+Source = Literal["camera", "screen"]
 
 
 class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -143,10 +145,21 @@ class GroupAdd(ClientMessage, tag="group_add"):
 
 
 class Publish(ClientMessage, tag="publish"):
-    """This device's media into the call's SFU: an SDP offer with its candidates gathered."""
+    """This device's media into the call's SFU: an SDP offer with its candidates gathered.
+
+    ``source: "screen"`` publishes its shared screen instead: a second connection whose offer
+    has exactly one video section, sent beside the camera's (11.15.1)."""
 
     call_id: CallId
     sdp: Sdp
+    source: Source = "camera"
+
+
+class Unpublish(ClientMessage, tag="unpublish"):
+    """Stop sending ``source`` through the SFU: ``screen`` ends this device's screen share."""
+
+    call_id: CallId
+    source: Literal["screen"] = "screen"
 
 
 class SubscribeAnswer(ClientMessage, tag="subscribe_answer"):
@@ -164,7 +177,7 @@ class Mute(ClientMessage, tag="mute"):
     call_id: CallId
     audio_muted: bool
     video_muted: bool
-    #: Its video shows its screen instead of its camera: the others show it large.
+    #: It shares its screen (a second video track, 11.15.1): the others show it large.
     screen: bool = False
 
 
@@ -227,6 +240,7 @@ ClientMessages = (
     | GroupInvite
     | GroupAdd
     | Publish
+    | Unpublish
     | SubscribeAnswer
     | Mute
     | Ping
@@ -285,7 +299,7 @@ class Participant(msgspec.Struct, kw_only=True):
     person: Person
     audio_muted: bool = False
     video_muted: bool = False
-    #: Its video is its shared screen (``mute``'s ``screen``): shown large.
+    #: It shares its screen (``mute``'s ``screen``): shown large.
     screen: bool = False
     # False while the device is reconnecting within its resume window.
     connected: bool = True
@@ -369,6 +383,8 @@ class PeerMute(ServerMessage, tag="peer_mute"):
     call_id: str
     audio_muted: bool
     video_muted: bool
+    #: It shares its screen: a second video track (11.5.13).
+    screen: bool = False
 
 
 class Joined(ServerMessage, tag="joined"):
@@ -401,6 +417,8 @@ class ActiveSpeaker(ServerMessage, tag="active_speaker"):
 class PublishAnswer(ServerMessage, tag="publish_answer"):
     call_id: str
     sdp: str
+    #: Which ``publish`` this answers.
+    source: Source = "camera"
 
 
 class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
@@ -413,6 +431,16 @@ class SubscribeOffer(ServerMessage, tag="subscribe_offer"):
     subscription: str
     participant: str
     sdp: str
+    #: ``screen``: the participant's shared screen (one video track), not its camera.
+    source: Source = "camera"
+
+
+class Unpublished(ServerMessage, tag="unpublished"):
+    """``participant`` stopped sending ``source`` (its screen): close that subscription."""
+
+    call_id: str
+    participant: str
+    source: Source
 
 
 class MediaKey(ServerMessage, tag="media_key"):
@@ -471,6 +499,7 @@ ServerMessages = (
     | ActiveSpeaker
     | PublishAnswer
     | SubscribeOffer
+    | Unpublished
     | MediaKey
     | PeerMediaKeyRequest
     | Pong

@@ -27,7 +27,14 @@ import { armFallback, askForRelay, onRelayed } from "./fallback.js";
 import { hasTurn } from "./ice.js";
 import { callKeys } from "./keystore.js";
 import { sendQuality } from "./quality.js";
-import { Session, videoSenderOf } from "./session.js";
+import {
+  dropScreenTrack,
+  peerPath,
+  sfuPath,
+  showScreenTrack,
+  takeScreenTrack,
+} from "./screenshare.js";
+import { Session } from "./session.js";
 import { SfuMedia } from "./sfu.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -77,6 +84,8 @@ export class Call extends Session {
     this.sfu = null; // SfuMedia when the server relays this call through its SFU
     this.e2ee = null; // its CallE2ee
     this.remoteStream = new MediaStream();
+    this.screenStream = new MediaStream(); // the other side's shared screen (screenshare.js)
+    this.peerSharing = false; // the other device said it shares its screen (peer_mute)
     this.peerReconnecting = false;
     this.peerMuted = false; // what the other device said it sends (peer_mute)
     this.peerCameraOff = false;
@@ -128,11 +137,6 @@ export class Call extends Session {
   _hangupEnd() {
     const ringing = this.state === "dialing" || this.state === "ringing";
     return [ringing ? "cancelled" : "hangup", false];
-  }
-
-  /** The sender the screen takes over from the camera (the other side's big video shows it). */
-  videoSender() {
-    return this.sendsVideo && this.state === "connected" ? videoSenderOf(this.pc) : null;
   }
 
   /** What the tab's next page needs to take this call over after a reload (resume.js). */
@@ -189,7 +193,22 @@ export class Call extends Session {
       call_id: this.callId,
       audio_muted: this.muted,
       video_muted: this.cameraOff,
+      screen: this.screen.sharing,
     });
+  }
+
+  /** How a screen goes to the other side now: through the SFU or on our own connection. */
+  _screenPath() {
+    if (!this.sendsVideo || this.state !== "connected") return null;
+    if (this.sfu) return this.sfu.uplink ? sfuPath(this.sfu) : null;
+    return this.pc ? peerPath(this) : null;
+  }
+
+  /** Offer again in the connected call: a screen was added or removed (screenshare.js). */
+  renegotiate() {
+    const offer = () => this._offer(false);
+    this._chain = this._chain.then(offer, offer);
+    return this._chain;
   }
 
   /** Milliseconds since media connected (0 before). */
@@ -231,6 +250,9 @@ export class Call extends Session {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
+      case "unpublished":
+        this.sfu?.onUnpublished(message);
+        return;
       case "media_key":
       case "media_key_request":
         this.e2ee?.receive(message);
@@ -245,6 +267,7 @@ export class Call extends Session {
       case "peer_mute":
         this.peerMuted = message.audio_muted;
         this.peerCameraOff = message.video_muted;
+        this.peerSharing = Boolean(message.screen);
         this._emit();
         return;
       case "peer_resumed":
@@ -333,11 +356,19 @@ export class Call extends Session {
     });
     this.sfu = sfu;
     sfu.addEventListener("track", (event) => {
-      const { track } = event.detail;
+      const { track, source } = event.detail;
+      if (source === "screen") {
+        showScreenTrack(this, track);
+        return;
+      }
       if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
       this._emitMedia();
     });
-    sfu.addEventListener("closed", () => {
+    sfu.addEventListener("closed", (event) => {
+      if (event.detail.source === "screen") {
+        dropScreenTrack(this);
+        return;
+      }
       for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
       this._emitMedia();
     });
@@ -432,6 +463,7 @@ export class Call extends Session {
       this._sendIce(message);
     };
     pc.ontrack = (event) => {
+      if (takeScreenTrack(this, event)) return; // the other side's shared screen
       if (!this.remoteStream.getTracks().includes(event.track)) {
         this.remoteStream.addTrack(event.track);
       }
@@ -451,6 +483,7 @@ export class Call extends Session {
   _renewPeerConnection() {
     this._closePeerConnection();
     for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+    for (const track of this.screenStream.getTracks()) this.screenStream.removeTrack(track);
     this._tracksAdded = false;
     this._pendingIce = [];
     this._localIce = [];

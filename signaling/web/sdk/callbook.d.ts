@@ -104,17 +104,23 @@ export interface Constraints {
   video?: (width: number, height: number) => MediaTrackConstraints | boolean;
 }
 
-/** What a call needs of a screen-share controller (the app's; e.g. its ScreenShare). */
-export interface ScreenShareControl extends EventTarget {
+/** A call's screen share: a second video track beside the camera (fires ``change``). */
+export class ScreenShare extends EventTarget {
   readonly sharing: boolean;
+  /** The call sends video now and the browser can capture a screen. */
   readonly possible: boolean;
+  /** The screen's track while sharing. */
+  readonly track: MediaStreamTrack | null;
   toggle(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** Whether a stream carries a video track with frames flowing now. */
+export function showsVideo(stream: MediaStream | null | undefined): boolean;
+
 export interface SessionOptions {
   constraints?: Constraints;
-  screenShare?: ((call: Session) => ScreenShareControl) | null;
 }
 
 export interface EndedDetail {
@@ -134,7 +140,8 @@ export class Session extends EventTarget {
   sendsVideo: boolean;
   muted: boolean;
   cameraOff: boolean;
-  screen: ScreenShareControl;
+  /** Our shared screen (``toggleScreen`` starts or stops it). */
+  screen: ScreenShare;
   endReason: EndedDetail["reason"] | null;
   endError: unknown;
   endedBySelf: boolean;
@@ -149,8 +156,6 @@ export class Session extends EventTarget {
   /** A server message for this call (Callbook routes them; handled strictly in order). */
   receive(message: ServerMessage): void;
   lost(): void;
-  /** The video sender a screen share takes over, or null. */
-  videoSender(): RTCRtpSender | null;
 }
 
 export type CallState =
@@ -171,8 +176,12 @@ export class Call extends Session {
   busy: boolean;
   role: Accepted["role"];
   remoteStream: MediaStream;
+  /** The other side's shared screen (empty while they share none). */
+  screenStream: MediaStream;
   pc: RTCPeerConnection | null;
   peerMuted: boolean;
+  /** The other device said it shares its screen. */
+  peerSharing: boolean;
   peerCameraOff: boolean;
   peerReconnecting: boolean;
   connectedAt: number;
@@ -199,6 +208,8 @@ export class GroupCall extends Session {
   participants: Participant[];
   /** participant id → what we receive from them */
   streams: Map<string, MediaStream>;
+  /** participant id → the screen they share */
+  screens: Map<string, MediaStream>;
   speaker: string | null;
   invitees: Invitees;
   start(handles: string[]): Promise<void>;

@@ -11,5 +11,6 @@ export { hasTurn, iceServersOf } from "./ice.js";
 export { Invitees } from "./invitees.js";
 export * as keystore from "./keystore.js";
 export { Line } from "./line.js";
-export { GONE_CODES, Session, videoSenderOf } from "./session.js";
+export { ScreenShare, showsVideo } from "./screenshare.js";
+export { GONE_CODES, Session } from "./session.js";
 export { SfuMedia } from "./sfu.js";

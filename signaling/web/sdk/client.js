@@ -22,17 +22,16 @@ function socketUrl(base) {
 export class Callbook extends EventTarget {
   /**
    * ``base``: the server's origin ("" = this page's); ``constraints``: {audio(),
-   * video(width, height)} for getUserMedia (the devices a person picked); ``screenShare(call)``:
-   * a screen-share controller per call (docs/sdk-js.md), none by default.
+   * video(width, height)} for getUserMedia (the devices a person picked).
    */
-  constructor({ base = "", url = socketUrl(base), constraints = {}, screenShare = null } = {}) {
+  constructor({ base = "", url = socketUrl(base), constraints = {} } = {}) {
     super();
     this.api = new Api(base);
     this.line = new Line(this.api, url);
     this.identity = null;
     this.calls = new Map(); // call id → Call | GroupCall
     this.byRef = new Map(); // invite ref → an outgoing call the server has not named yet
-    this._options = { api: this.api, line: this.line, constraints, screenShare };
+    this._options = { api: this.api, line: this.line, constraints };
     this.line.addEventListener("message", (event) => this._route(event.detail));
     this.line.addEventListener("welcome", (event) => {
       if (event.detail.resumed) for (const call of this.calls.values()) call.resumed?.();

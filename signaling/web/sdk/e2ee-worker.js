@@ -98,7 +98,7 @@ function missingKey(participant, kid, transformer) {
   }
 }
 
-function decryptor(kind, participant, transformer) {
+function decryptor(kind, participant, transformer, source) {
   return async (frame, controller) => {
     const parts = splitFrame(kind, new Uint8Array(frame.data));
     if (!parts) {
@@ -111,7 +111,7 @@ function decryptor(kind, participant, transformer) {
       missingKey(participant, kid, transformer);
       return;
     }
-    const replay = entry.windows[kind];
+    const replay = entry.windows[source === "screen" ? "screen" : kind];
     if (!replay.fresh(frameCtr)) {
       counts.replayed += 1;
       return;
@@ -132,9 +132,9 @@ function decryptor(kind, participant, transformer) {
 
 self.onrtctransform = (event) => {
   const transformer = event.transformer;
-  const { operation, kind, participant } = transformer.options;
+  const { operation, kind, participant, source } = transformer.options;
   const transform =
-    operation === "encrypt" ? encryptor(kind) : decryptor(kind, participant, transformer);
+    operation === "encrypt" ? encryptor(kind) : decryptor(kind, participant, transformer, source);
   transformer.readable
     .pipeThrough(new TransformStream({ transform }))
     .pipeTo(transformer.writable)

@@ -54,8 +54,9 @@ export class CallE2ee extends EventTarget {
     sender.transform = new RTCRtpScriptTransform(this.worker, { operation: "encrypt", kind });
   }
 
-  attachReceiver(receiver, kind, participant) {
-    const options = { operation: "decrypt", kind, participant };
+  /** ``source``: "camera", or "screen" for a shared screen (its own replay window). */
+  attachReceiver(receiver, kind, participant, source = "camera") {
+    const options = { operation: "decrypt", kind, participant, source };
     receiver.transform = new RTCRtpScriptTransform(this.worker, options);
   }
 

@@ -7,7 +7,8 @@
 //   publish {sdp} →  ← publish_answer               (media: see sfu.js)
 //        ← subscribe_offer (one per other participant) → subscribe_answer
 //        ← active_speaker {participant}
-//   mute {audio_muted, video_muted} →  (shown to everyone in ``participants``)
+//   mute {audio_muted, video_muted, screen} →  (shown to everyone in ``participants``)
+//   publish {source: "screen"} / unpublish → ; ← unpublished  (a shared screen: screenshare.js)
 //   media_keys → / ← media_key, media_key_request   (end-to-end encryption: see e2ee.js)
 //   hangup → ended {reason: "hangup"}
 //
@@ -19,7 +20,8 @@ import { CallE2ee } from "./e2ee.js";
 import { iceServersOf } from "./ice.js";
 import { Invitees } from "./invitees.js";
 import { callKeys } from "./keystore.js";
-import { Session, videoSenderOf } from "./session.js";
+import { sfuPath } from "./screenshare.js";
+import { Session } from "./session.js";
 import { SfuMedia } from "./sfu.js";
 
 let refCounter = 0;
@@ -45,6 +47,7 @@ export class GroupCall extends Session {
     this.participants = []; // as the server last listed them
     this.invitees = new Invitees(); // whom we (the host) rang, and where each stands
     this.streams = new Map(); // participant id → MediaStream of what we receive from them
+    this.screens = new Map(); // participant id → MediaStream of the screen they share
     this.speaker = null; // participant id of the active speaker
     this.sfu = null;
     this.e2ee = null; // CallE2ee once joined: keys, safety number, frame encryption
@@ -88,19 +91,14 @@ export class GroupCall extends Session {
     }
   }
 
-  /** Share the screen instead of the camera, or stop sharing. */
+  /** Share the screen (beside the camera), or stop sharing. */
   async toggleScreen() {
     if (this.state === "joined") await this.screen.toggle();
   }
 
-  /** The sender the screen takes over from the camera. */
-  videoSender() {
-    return this.sendsVideo ? videoSenderOf(this.sfu?.uplink) : null;
-  }
-
-  _screenChanged() {
-    this._tellMute();
-    this._emit();
+  /** A screen goes through the SFU on a connection of its own, once ours is up. */
+  _screenPath() {
+    return this.sfu?.uplink ? sfuPath(this.sfu) : null;
   }
 
   _tellMute() {
@@ -110,7 +108,7 @@ export class GroupCall extends Session {
       type: "mute",
       call_id: this.callId,
       audio_muted: this.muted,
-      video_muted: (this.cameraOff && !screen) || !this.sendsVideo,
+      video_muted: this.cameraOff || !this.sendsVideo,
       screen,
     });
   }
@@ -154,6 +152,9 @@ export class GroupCall extends Session {
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
+      case "unpublished":
+        this.sfu?.onUnpublished(message);
+        return;
       case "ended":
         this._finish(message.reason);
         return;
@@ -190,12 +191,13 @@ export class GroupCall extends Session {
       iceServers: turn,
     });
     this.sfu.addEventListener("track", (event) => {
-      const { participant, stream } = event.detail;
-      this.streams.set(participant, stream);
+      const { participant, stream, source } = event.detail;
+      (source === "screen" ? this.screens : this.streams).set(participant, stream);
       this._emitMedia();
     });
     this.sfu.addEventListener("closed", (event) => {
-      this.streams.delete(event.detail.participant);
+      const { participant, source } = event.detail;
+      (source === "screen" ? this.screens : this.streams).delete(participant);
       this._emitMedia();
     });
     await this.sfu.publish(this.localStream);
@@ -209,6 +211,7 @@ export class GroupCall extends Session {
     const present = new Set(list.map((p) => p.participant));
     this.sfu?.keepOnly(present);
     for (const id of [...this.streams.keys()]) if (!present.has(id)) this.streams.delete(id);
+    for (const id of [...this.screens.keys()]) if (!present.has(id)) this.screens.delete(id);
     if (this.speaker && !present.has(this.speaker)) this.speaker = null;
     this._emit();
   }
@@ -234,5 +237,6 @@ export class GroupCall extends Session {
     this.sfu?.close();
     this.e2ee?.close();
     this.streams.clear();
+    this.screens.clear();
   }
 }

@@ -32,14 +32,15 @@ export class ReplayWindow {
  * (frames in flight under the old key still decrypt). ``material`` is whatever the caller
  * derived (the worker's AES key and salt).
  *
- * Each key has a replay window per stream (``windows.audio``, ``windows.video``): the sender
- * numbers audio and video frames with one counter, but a receiver gets them through two
- * pipelines, and a busy machine can hold video back by more than 128 audio frames, which one
- * shared window would take for replays.
+ * Each key has a replay window per stream (``windows.audio``, ``windows.video``, and
+ * ``windows.screen`` for a shared screen, docs/protocol.md 11.15.1): the sender numbers all its
+ * frames with one counter, but a receiver gets them through separate pipelines, and a busy
+ * machine can hold one back by more than 128 frames of another, which one shared window would
+ * take for replays.
  */
 export class SenderKeys {
   constructor() {
-    this.current = null; // {kid, material, windows: {audio, video}}
+    this.current = null; // {kid, material, windows: {audio, video, screen}}
     this.previous = null;
     this.previousUntil = 0;
   }
@@ -51,7 +52,7 @@ export class SenderKeys {
       this.previous = this.current;
       this.previousUntil = now + PREVIOUS_KEY_MS;
     }
-    const windows = { audio: new ReplayWindow(), video: new ReplayWindow() };
+    const windows = { audio: new ReplayWindow(), video: new ReplayWindow(), screen: new ReplayWindow() };
     this.current = { kid, material, windows };
     return true;
   }

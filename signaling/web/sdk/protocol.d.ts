@@ -91,12 +91,26 @@ export interface GroupAdd {
   handles: string[];
 }
 
-/** This device's media into the call's SFU: an SDP offer with its candidates gathered. */
+/**
+ * This device's media into the call's SFU: an SDP offer with its candidates gathered.
+ *
+ * ``source: "screen"`` publishes its shared screen instead: a second connection whose offer
+ * has exactly one video section, sent beside the camera's (11.15.1).
+ */
 export interface Publish {
   type: "publish";
   /** Call id */
   call_id: string;
   sdp: string;
+  source?: "camera" | "screen";
+}
+
+/** Stop sending ``source`` through the SFU: ``screen`` ends this device's screen share. */
+export interface Unpublish {
+  type: "unpublish";
+  /** Call id */
+  call_id: string;
+  source?: "screen";
 }
 
 /** The answer to a ``subscribe_offer``: start receiving that participant's media. */
@@ -305,6 +319,7 @@ export interface PeerMute {
   call_id: string;
   audio_muted: boolean;
   video_muted: boolean;
+  screen?: boolean;
 }
 
 /** You are in the group call as ``participant``: publish your media now. */
@@ -339,6 +354,7 @@ export interface PublishAnswer {
   type: "publish_answer";
   call_id: string;
   sdp: string;
+  source?: "camera" | "screen";
 }
 
 /**
@@ -353,6 +369,15 @@ export interface SubscribeOffer {
   subscription: string;
   participant: string;
   sdp: string;
+  source?: "camera" | "screen";
+}
+
+/** ``participant`` stopped sending ``source`` (its screen): close that subscription. */
+export interface Unpublished {
+  type: "unpublished";
+  call_id: string;
+  participant: string;
+  source: "camera" | "screen";
 }
 
 /** A media key of ``participant`` (the sender), sealed to you: ``kid`` names it in frames. */
@@ -412,6 +437,7 @@ export type ClientMessage =
   | GroupInvite
   | GroupAdd
   | Publish
+  | Unpublish
   | SubscribeAnswer
   | Mute
   | Ping
@@ -437,6 +463,7 @@ export type ServerMessage =
   | ActiveSpeaker
   | PublishAnswer
   | SubscribeOffer
+  | Unpublished
   | MediaKey
   | PeerMediaKeyRequest
   | Pong
@@ -447,4 +474,4 @@ export type ServerMessage =
 export type EndReason = "hangup" | "cancelled" | "declined" | "busy" | "no_answer" | "missed" | "answered_elsewhere" | "declined_elsewhere" | "peer_lost" | "glare" | "media_failed" | "operator";
 
 /** An ``error``'s stable code. */
-export type ErrorCode = "forbidden_origin" | "subprotocol_required" | "auth_timeout" | "auth_required" | "token_invalid" | "token_expired" | "device_revoked" | "draining" | "unavailable" | "already_authenticated" | "invalid_message" | "rate_limited" | "invalid_handle" | "invalid_target" | "account_suspended" | "unknown_call" | "not_ringing" | "not_in_call" | "call_ended" | "not_lost" | "unexpected_message" | "call_full" | "not_host" | "already_published" | "use_sfu" | "invalid_sdp" | "media_key_required" | "unknown_subscription";
+export type ErrorCode = "forbidden_origin" | "subprotocol_required" | "auth_timeout" | "auth_required" | "token_invalid" | "token_expired" | "device_revoked" | "draining" | "unavailable" | "already_authenticated" | "invalid_message" | "rate_limited" | "invalid_handle" | "invalid_target" | "account_suspended" | "unknown_call" | "not_ringing" | "not_in_call" | "call_ended" | "not_lost" | "unexpected_message" | "call_full" | "not_host" | "already_published" | "not_published" | "use_sfu" | "invalid_sdp" | "media_key_required" | "unknown_subscription";

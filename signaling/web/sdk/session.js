@@ -6,35 +6,18 @@
 // Events: ``change`` (state or flags), ``media`` (a stream came or went), ``ended`` (detail:
 // {reason, error}), ``problem`` (detail: {reason, error}: something failed, the call goes on).
 
+import { ScreenShare } from "./screenshare.js";
+
 /** Errors that mean "this call is over as far as the server knows" (docs/protocol.md 11.13). */
 export const GONE_CODES = new Set(["unknown_call", "not_ringing", "call_ended", "not_in_call"]);
-
-/** Screen sharing is the application's (it needs a picker and words): none unless it gives one. */
-function noScreenShare() {
-  const none = new EventTarget();
-  none.sharing = false;
-  none.possible = false;
-  none.toggle = async () => {};
-  none.start = async () => {};
-  none.stop = async () => {};
-  return none;
-}
-
-/** The video sender of a connection (whatever track it carries now), or null. */
-export function videoSenderOf(pc) {
-  if (!pc || pc.connectionState === "closed") return null;
-  const transceiver = pc.getTransceivers().find((t) => t.receiver.track?.kind === "video");
-  return transceiver?.sender ?? null;
-}
 
 export class Session extends EventTarget {
   /**
    * ``api``/``line``: the REST client and call WebSocket; ``direction``: "outgoing" |
    * "incoming"; ``media``: "audio" | "video"; ``constraints``: {audio(), video(width, height)}
-   * giving getUserMedia constraints (the devices a person chose); ``screenShare(session)``: a
-   * screen-share controller for this call (see docs/sdk-js.md), or none.
+   * giving getUserMedia constraints (the devices a person chose).
    */
-  constructor({ api, line, direction, media, callId = null, constraints = {}, screenShare = null }) {
+  constructor({ api, line, direction, media, callId = null, constraints = {} }) {
     super();
     this.api = api;
     this.line = line;
@@ -53,7 +36,9 @@ export class Session extends EventTarget {
     this._chain = Promise.resolve();
     this._hangupWhenNamed = false; // hung up before the server named the call
     this._timers = new Map();
-    this.screen = screenShare ? screenShare(this) : noScreenShare();
+    // Our shared screen: a second video track beside the camera, sent the way ``_screenPath``
+    // says (screenshare.js).
+    this.screen = new ScreenShare(() => this._screenPath());
     this.screen.addEventListener("change", () => this._screenChanged());
   }
 
@@ -138,7 +123,7 @@ export class Session extends EventTarget {
     this._emit();
   }
 
-  /** Share the screen, or stop sharing (what the ``screenShare`` option controls). */
+  /** Share the screen beside the camera, or stop sharing. */
   async toggleScreen() {
     await this.screen.toggle();
   }
@@ -146,7 +131,13 @@ export class Session extends EventTarget {
   /** Tell the other side(s) what we send; each kind of call knows when and how. */
   _tellMute() {}
 
+  /** How a screen would be sent now (screenshare.js's ``sfuPath``/``peerPath``), or null. */
+  _screenPath() {
+    return null;
+  }
+
   _screenChanged() {
+    this._tellMute();
     this._emit();
   }
 

@@ -4,6 +4,10 @@
 //   publish {sdp: offer, candidates gathered}  →   ← publish_answer {sdp}
 //   ← subscribe_offer {subscription, participant, sdp}
 //   subscribe_answer {subscription, sdp: answer, candidates gathered} →
+//   ← unpublished {participant, source: "screen"}     (close that subscription)
+//
+// A shared screen is a second sending connection (screenshare.js, ``screenUplink``) and, for the
+// others, a second receiving one per sharer: ``subscribe_offer`` with ``source: "screen"``.
 //
 // The SFU takes no trickled candidates: every description waits for ICE gathering to complete.
 // It forwards packets as they are, so this side offers only Opus and VP8.
@@ -38,7 +42,7 @@ export function gathered(pc, timeoutMs = GATHER_TIMEOUT_MS) {
  * sends its bandwidth-probing padding as empty packets on the video stream itself, which the
  * SFU would forward to everyone. The browser's own order if it can't.
  */
-function preferCodec(transceiver, kind) {
+export function preferCodec(transceiver, kind) {
   if (typeof transceiver.setCodecPreferences !== "function") return;
   const codecs = RTCRtpSender.getCapabilities?.(kind)?.codecs ?? [];
   const media = codecs.filter((codec) => codec.mimeType.toLowerCase() === PREFERRED[kind]);
@@ -55,8 +59,9 @@ export class SfuMedia extends EventTarget {
   /**
    * ``line``: the call WebSocket; ``callId``: the call; ``iceServers``: from GET /v1/turn;
    * ``e2ee``: the call's CallE2ee (e2ee.js), which encrypts and decrypts every frame.
-   * Events: ``track`` (detail: {participant, track, stream}), ``state`` (the sending
-   * connection's connectionState changed), ``closed`` (detail: {participant}).
+   * Events: ``track`` (detail: {participant, track, stream, source}), ``state`` (the sending
+   * connection's connectionState changed), ``closed`` (detail: {participant, source}); ``source``
+   * is "camera" (camera and microphone) or "screen" (a shared screen).
    */
   constructor({ line, callId, e2ee, iceServers = [] }) {
     super();
@@ -65,7 +70,8 @@ export class SfuMedia extends EventTarget {
     this.callId = callId;
     this.iceServers = iceServers;
     this.uplink = null;
-    this.downlinks = new Map(); // subscription → {participant, pc, stream}
+    this.screenUplink = null; // our shared screen's connection, while we share (screenshare.js)
+    this.downlinks = new Map(); // subscription → {participant, pc, stream, source}
     this.closed = false;
   }
 
@@ -91,7 +97,7 @@ export class SfuMedia extends EventTarget {
   }
 
   async onPublishAnswer(message) {
-    const pc = this.uplink;
+    const pc = message.source === "screen" ? this.screenUplink : this.uplink;
     if (!pc || this.closed || pc.signalingState !== "have-local-offer") return;
     await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
   }
@@ -102,12 +108,13 @@ export class SfuMedia extends EventTarget {
     this.closeSubscription(message.subscription);
     const pc = this._peerConnection();
     const stream = new MediaStream();
-    const entry = { participant: message.participant, pc, stream };
+    const source = message.source ?? "camera";
+    const entry = { participant: message.participant, pc, stream, source };
     this.downlinks.set(message.subscription, entry);
     pc.ontrack = (event) => {
-      this.e2ee.attachReceiver(event.receiver, event.track.kind, message.participant);
+      this.e2ee.attachReceiver(event.receiver, event.track.kind, message.participant, source);
       if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
-      const detail = { participant: message.participant, track: event.track, stream };
+      const detail = { participant: message.participant, track: event.track, stream, source };
       this.dispatchEvent(new CustomEvent("track", { detail }));
       // Remote tracks start muted and unmute when media flows: the view shows video only then.
       event.track.onunmute = () => this.dispatchEvent(new CustomEvent("track", { detail }));
@@ -132,7 +139,17 @@ export class SfuMedia extends EventTarget {
     entry.pc.ontrack = null;
     entry.pc.close();
     for (const track of entry.stream.getTracks()) entry.stream.removeTrack(track);
-    this.dispatchEvent(new CustomEvent("closed", { detail: { participant: entry.participant } }));
+    const detail = { participant: entry.participant, source: entry.source };
+    this.dispatchEvent(new CustomEvent("closed", { detail }));
+  }
+
+  /** ``unpublished``: a participant stopped sharing its screen. */
+  onUnpublished(message) {
+    for (const [subscription, entry] of [...this.downlinks]) {
+      if (entry.participant === message.participant && entry.source === message.source) {
+        this.closeSubscription(subscription);
+      }
+    }
   }
 
   /** Close the receiving connections of everyone not in ``present`` (participant ids). */
@@ -142,9 +159,11 @@ export class SfuMedia extends EventTarget {
     }
   }
 
-  /** The receiving connections of one participant (for stats). */
-  connectionsOf(participant) {
-    return [...this.downlinks.values()].filter((e) => e.participant === participant).map((e) => e.pc);
+  /** The receiving connections of one participant (for stats), of one ``source`` if given. */
+  connectionsOf(participant, source = null) {
+    return [...this.downlinks.values()]
+      .filter((e) => e.participant === participant && (!source || e.source === source))
+      .map((e) => e.pc);
   }
 
   close() {
@@ -155,5 +174,7 @@ export class SfuMedia extends EventTarget {
       this.uplink.onconnectionstatechange = null;
       this.uplink.close();
     }
+    this.screenUplink?.close();
+    this.screenUplink = null;
   }
 }

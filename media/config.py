@@ -22,6 +22,8 @@ DRAIN_GRACE_ENV = "CALLBOOK_MEDIA_DRAIN_GRACE_S"
 PUBLIC_IP_ENV = "CALLBOOK_MEDIA_PUBLIC_IP"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
+WORKERS_ENV = "CALLBOOK_MEDIA_WORKERS"
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,27 @@ class MediaConfig:
 
     #: Behind a 1:1 NAT: the public address its ICE candidates name (media/nat.py).
     public_ip: str | None = None
+    #: Worker processes that run the rooms (media/workers.py); 0: the rooms run in this
+    #: process, as ``create_app`` does in tests and the SFU ``callbook serve`` embeds.
+    workers: int = 0
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, which a container's cpuset limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(value: str) -> int:
+    """``auto`` (one per core) or a count; 0 runs the rooms in the node process itself."""
+    if value.strip().lower() == "auto":
+        return cores()
+    count = int(value)
+    if not 0 <= count <= MAX_WORKERS:
+        raise ValueError(f"--workers must be auto or 0-{MAX_WORKERS}")
+    return count
 
 
 def is_loopback(host: str) -> bool:
@@ -123,7 +146,17 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         default=os.environ.get(DRAIN_GRACE_ENV) or "40",  # argparse applies type=int
         help=f"on SIGTERM, how long live rooms may run on, 0-3600 s (or ${DRAIN_GRACE_ENV})",
     )
+    parser.add_argument(
+        "--workers",
+        default=os.environ.get(WORKERS_ENV) or "auto",
+        help=f"worker processes running the rooms: auto (one per core, the default), N, or 0 "
+        f"for none (rooms in this process) (or ${WORKERS_ENV})",
+    )
     args = parser.parse_args(argv)
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError:
+        parser.error(f"--workers must be auto or a number 0-{MAX_WORKERS}")
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
     if args.max_rooms < 1 or args.max_participants < 2:
@@ -151,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         caps=RateCaps(args.max_audio_kbps, args.max_video_kbps),
         drain_grace_s=float(args.drain_grace_s),
         public_ip=args.public_ip or None,
+        workers=workers,
     )
 
 

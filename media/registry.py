@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from directory import keys, media_nodes
-from directory.media_nodes import MediaNodeInfo
+from directory.media_nodes import MediaNodeInfo, WorkerLoad
 from directory.store import Store, connect
 from media.config import MediaConfig
 
@@ -34,6 +35,7 @@ def load(config: MediaConfig, stats: dict[str, object], started_at: float) -> Me
         started_at=started_at,
         seen_at=time.time(),
         draining=stats.get("draining") is True,
+        workers=msgspec.convert(stats.get("workers") or [], list[WorkerLoad], strict=False),
     )
 
 

@@ -47,6 +47,9 @@ STATS_TIMEOUT_S = 2.0
 RESTART_DELAYS_S = (0.0, 0.5, 2.0, 5.0, 10.0)
 #: A worker that ran this long before it died is restarted at once.
 STABLE_AFTER_S = 30.0
+#: How long a lost room is remembered: signaling polls each room's stats every second and ends
+#: its call at the first answer; a room nobody deletes (its signaling node gone too) goes then.
+LOST_TTL_S = 120.0
 
 #: Node-wide counters: the sum over the workers, plus what workers that died had counted.
 COUNTERS = (
@@ -84,6 +87,8 @@ class LostRoom:
 
     max_participants: int
     participants: set[str]
+    worker: int
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -111,6 +116,7 @@ class Worker:
         return {
             "index": self.index,
             "up": self.up,
+            "pid": self.process.pid if self.process is not None and self.up else None,
             "rooms": len(self.rooms),
             "participants": self.participants,
             "packets_per_s": round(self.packets_per_s, 1),
@@ -145,6 +151,9 @@ def lost_room_stats(room: str, lost: LostRoom) -> dict[str, Any]:
         ],
         "subscriptions": 0,
         "active_speaker": None,
+        "worker": lost.worker,
+        #: Signaling ends the whole call (every member ``media_failed``), as for a dead node.
+        "lost": True,
         **{name: 0 for name in COUNTERS},
         "legs_failed": len(lost.participants),
         "dropped": {},
@@ -261,7 +270,7 @@ class WorkerPool:
             self._retired_dropped[reason] = self._retired_dropped.get(reason, 0) + int(count)
         for room, names in worker.rooms.items():
             self._of.pop(room, None)
-            self.lost[room] = LostRoom(self._limits.pop(room, 0), set(names))
+            self.lost[room] = LostRoom(self._limits.pop(room, 0), set(names), worker.index)
             self._retired["legs_failed"] += len(names)
         log.warning(
             "worker %d exited (%s) with %d rooms: they end, the worker restarts",
@@ -340,7 +349,9 @@ class WorkerPool:
         lost = self.lost.get(room)
         if lost is not None:
             return lost_room_stats(room, lost)
-        return await self._forward(self._worker(room), lambda c: c.room_stats(room))
+        worker = self._worker(room)
+        stats = await self._forward(worker, lambda c: c.room_stats(room))
+        return {**stats, "worker": worker.index}
 
     async def join(self, room: str, participant: str, offer_sdp: str) -> str:
         worker = self._worker(room)
@@ -419,6 +430,8 @@ class WorkerPool:
             now = time.monotonic()
             for worker in self.workers:
                 _sample(worker, now)
+            for room in [r for r, lost in self.lost.items() if now - lost.at > LOST_TTL_S]:
+                del self.lost[room]
 
     def node_stats(self) -> dict[str, Any]:
         counters = dict(self._retired)

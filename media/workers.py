@@ -39,7 +39,7 @@ log = logging.getLogger("callbook.media.workers")
 
 #: The worker's settings, as JSON in its environment (the secret never goes into argv).
 WORKER_ENV = "CALLBOOK_MEDIA_WORKER"
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0  # generous: a loaded machine imports aiortc slowly
 STOP_GRACE_S = 5.0
 POLL_S = 1.0
 STATS_TIMEOUT_S = 2.0

@@ -43,7 +43,7 @@ READY_TIMEOUT_S = 60.0  # generous: a loaded machine imports aiortc slowly
 STOP_GRACE_S = 5.0
 POLL_S = 1.0
 STATS_TIMEOUT_S = 2.0
-#: Before restart n (0-based) of a worker that keeps dying young: no crash loop at full speed.
+#: Before a restart, by deaths in a row of a worker that died young: no crash loop at full speed.
 RESTART_DELAYS_S = (0.0, 0.5, 2.0, 5.0, 10.0)
 #: A worker that ran this long before it died is restarted at once.
 STABLE_AFTER_S = 30.0
@@ -239,24 +239,24 @@ class WorkerPool:
 
     async def _supervise(self, worker: Worker) -> None:
         """Wait for the worker to exit; end its rooms and start it again."""
+        streak = 0  # deaths in a row, each soon after its start: wait longer before the next
         while not self._closing:
             assert worker.process is not None
             code = await worker.process.wait()
             if self._closing:
                 return
             young = time.monotonic() - worker.started_at < STABLE_AFTER_S
+            streak = streak + 1 if young else 0
             self._lose(worker, code)
-            streak = 0
             while not self._closing:
-                delay = RESTART_DELAYS_S[min(streak, len(RESTART_DELAYS_S) - 1)] if young else 0
-                await asyncio.sleep(delay)
+                await asyncio.sleep(RESTART_DELAYS_S[min(streak, len(RESTART_DELAYS_S) - 1)])
                 try:
                     await self._spawn(worker)
                     break
                 except (WorkerStartError, OSError) as exc:
                     log.warning("worker %d did not restart: %s", worker.index, exc)
                     await self._kill(worker)
-                    streak, young = streak + 1, True
+                    streak += 1
             worker.restarts += 1
             log.info("worker %d restarted", worker.index)
             self._changed()

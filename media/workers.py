@@ -405,6 +405,8 @@ class WorkerPool:
             return await request(worker.control)
         except MediaControlError as exc:
             raise errors.from_wire(exc.status, exc.code, exc.detail) from exc
+        except TimeoutError as exc:  # slow, not gone: its rooms are not lost for this
+            raise errors.WorkerUnavailable(f"worker {worker.index} did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
             # It died under this request; its supervisor ends its rooms.
             raise errors.RoomLost(f"worker {worker.index} ended during the request") from exc

@@ -4,7 +4,8 @@ For each worker count W and room count R: a fresh ``python -m media.server --wor
 each with one publisher (pre-encoded VP8 + Opus, ``MediaPlayer(decode=False)``: nothing encoded)
 and N subscribers. The subscribers only count what arrives: their DTLS transport's RTP handler
 is replaced by a counter, so the load generator spends no SRTP or jitter-buffer work on them
-(it shares the machine's cores with the SFU). Over a window after a warm-up:
+(it shares the machine's cores with the SFU). Once every downlink is connected and after a
+warm-up (a new leg waits for the next keyframe, every 4 s in this media), over a window:
 
 * ``forwarded_pps``: packets the SFU sent (its ``forwarded_packets``, summed over the workers),
   and ``offered_pps``: what it would send if it kept up (packets it received x N); their ratio
@@ -86,7 +87,12 @@ async def start_node(workers: int, n: int) -> tuple[asyncio.subprocess.Process, 
 
 
 async def open_room(
-    control: MediaControl, room: str, n: int, path: Path, pcs: list[RTCPeerConnection]
+    control: MediaControl,
+    room: str,
+    n: int,
+    path: Path,
+    pcs: list[RTCPeerConnection],
+    downlinks: list[RTCPeerConnection],
 ) -> None:
     await control.create_room(room, max_participants=n + 1)
     publisher = await publisher_pc(path, pcs)
@@ -100,15 +106,31 @@ async def open_room(
         await control.join(room, f"sub{i}", idle.localDescription.sdp)
         sub_id, offer = await control.subscribe(room, f"sub{i}", "pub")
         pc = await answer_pc(offer, pcs)
+        downlinks.append(pc)
         await control.answer(room, f"sub{i}", sub_id, pc.localDescription.sdp)
+
+
+async def connected(downlinks: list[RTCPeerConnection], limit_s: float = 120.0) -> float:
+    """Wait until every downlink is connected (on a busy machine set-up takes a while): the
+    window must measure forwarding, not legs still handshaking. Returns the seconds waited."""
+    started = now()
+    while not all(pc.connectionState == "connected" for pc in downlinks):
+        if now() - started > limit_s:
+            raise RuntimeError("downlinks did not all connect")
+        await asyncio.sleep(0.2)
+    return now() - started
 
 
 async def run(workers: int, rooms: int, n: int, path: Path, seconds: float, warmup: float) -> Any:
     proc, control = await start_node(workers, n)
     pcs: list[RTCPeerConnection] = []
+    downlinks: list[RTCPeerConnection] = []
     try:
+        started = now()
         for r in range(rooms):
-            await open_room(control, f"room-{r}", n, path, pcs)
+            await open_room(control, f"room-{r}", n, path, pcs, downlinks)
+        await connected(downlinks)
+        setup_s = now() - started
         await asyncio.sleep(warmup)
         pids = family(proc.pid)
         before, busy0, me0 = await control.stats(), machine_busy_s(), cpu_seconds(os.getpid())
@@ -136,6 +158,9 @@ async def run(workers: int, rooms: int, n: int, path: Path, seconds: float, warm
             "cpu_pct_by_process": [round(100 * cpu[pid] / elapsed, 1) for pid in pids],
             "us_per_forwarded_packet": round(1e6 * sfu_cpu / forwarded, 1) if forwarded else None,
             "rooms_per_worker": [w["rooms"] for w in per_worker],
+            "held_for_keyframe": after["held_for_keyframe"] - before["held_for_keyframe"],
+            "dropped": {k: v - before["dropped"].get(k, 0) for k, v in after["dropped"].items()},
+            "setup_s": round(setup_s, 1),
             "loadgen_cpu_pct": round(100 * me / elapsed, 1),
             "others_cpu_pct": round(max(0.0, 100 * others / elapsed), 1),
         }

@@ -68,6 +68,10 @@ GAUGES = ("subscriptions", "uplinks", "downlinks")
 
 T = TypeVar("T")
 
+#: The command that runs one worker. ``callbook media`` (signaling/cli.py) sets its own, so that
+#: workers log through the same redacting JSON handler as the node.
+launcher: tuple[str, ...] = (sys.executable, "-m", "media.worker")
+
 
 class WorkerSpec(msgspec.Struct, frozen=True):
     config: MediaConfig
@@ -207,7 +211,7 @@ class WorkerPool:
         own = replace(self.config, workers=0, redis_url=None)
         spec = WorkerSpec(own, worker.index, worker.socket, os.getpid())
         worker.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "media.worker",
+            *launcher,
             env={**os.environ, WORKER_ENV: msgspec.json.encode(spec).decode()},
             stdin=asyncio.subprocess.DEVNULL,
             # Its own session: a signal to the node's process group (a terminal's ^C, a group

@@ -6,8 +6,10 @@ processes, real signaling, real aiortc participants."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,13 +18,14 @@ import pytest
 
 from directory.media_nodes import WorkerLoad
 from media import errors
-from media.config import MediaConfig, cores, parse_workers
+from media.config import SECRET_ENV, MediaConfig, cores, parse_workers
 from media.control import MediaControl
 from media.registry import load
 from media.workers import LostRoom, Worker, choose, lost_room_stats
 from signaling.phone.softphone import Softphone
 from tests.conftest import MakeServer
 from tests.media_nodes import until, until_stored
+from tests.ports import free_port
 from tests.test_sfu_support import sfu_process
 
 # --- pure parts ------------------------------------------------------------------------------
@@ -184,3 +187,29 @@ async def test_a_killed_worker_ends_only_its_room_and_comes_back(make_server: Ma
             if second is not None:
                 second.cancel()
                 await asyncio.gather(second, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_callbook_media_workers_log_the_nodes_redacted_json_lines() -> None:
+    port = free_port()
+    node = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "media", "--port", str(port), "--workers", "1",
+        env={**os.environ, SECRET_ENV: "s3cret"}, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with MediaControl(f"http://127.0.0.1:{port}", "s3cret") as control:
+
+            async def up() -> bool:
+                try:
+                    return await control.health()
+                except OSError:
+                    return False
+
+            await until_stored(up, 60, "the node and its worker answer")
+    finally:
+        node.terminate()
+        _, err = await asyncio.wait_for(node.communicate(), 30)
+    entries = [json.loads(line) for line in err.decode().splitlines()]
+    assert any(e["logger"] == "callbook.media.worker" for e in entries), entries
+    assert "127.0.0.1" not in err.decode()

@@ -129,6 +129,14 @@ async def test_a_killed_worker_ends_only_its_room_and_comes_back(make_server: Ma
                 return {e["who"] for e in events if e["event"] == "active_speaker"}
 
             await until(lambda: speakers() == set(names), 60, "media flows in both calls")
+
+            def heard() -> bool:  # the SFU hearing everyone is not everyone hearing the other
+                return all(
+                    p.session is not None and p.session.participants_received(False) == 1
+                    for p in phones.values()
+                )
+
+            await until(heard, 60, "each hears the other in both calls")
             joined = {e["who"]: e["call_id"] for e in events if e["event"] == "joined"}
             rooms = [joined["alice"], joined["carol"]]
             placed = [(await sfu.room_stats(room))["worker"] for room in rooms]

@@ -22,6 +22,8 @@ DRAIN_GRACE_ENV = "CALLBOOK_MEDIA_DRAIN_GRACE_S"
 PUBLIC_IP_ENV = "CALLBOOK_MEDIA_PUBLIC_IP"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
+WORKERS_ENV = "CALLBOOK_MEDIA_WORKERS"
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,27 @@ class MediaConfig:
     #: A listening socket inherited from the launcher (media/embedded.py), served instead of
     #: binding ``host``:``port``.
     listen_fd: int | None = None
+    #: Worker processes that run the rooms (media/workers.py); 0: the rooms run in this
+    #: process, as ``create_app`` does in tests and the SFU ``callbook serve`` embeds.
+    workers: int = 0
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, which a container's cpuset limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(value: str) -> int:
+    """``auto`` (one per core) or a count; 0 runs the rooms in the node process itself."""
+    if value.strip().lower() == "auto":
+        return cores()
+    count = int(value)
+    if not 0 <= count <= MAX_WORKERS:
+        raise ValueError(f"--workers must be auto or 0-{MAX_WORKERS}")
+    return count
 
 
 def is_loopback(host: str) -> bool:
@@ -131,7 +154,17 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         type=int,
         help="serve the control API on this inherited listening socket (--port only names it)",
     )
+    parser.add_argument(
+        "--workers",
+        default=os.environ.get(WORKERS_ENV) or "auto",
+        help=f"worker processes running the rooms: auto (one per core, the default), N, or 0 "
+        f"for none (rooms in this process) (or ${WORKERS_ENV})",
+    )
     args = parser.parse_args(argv)
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError:
+        parser.error(f"--workers must be auto or a number 0-{MAX_WORKERS}")
     if not args.secret:
         parser.error(f"a control secret is required (--secret or ${SECRET_ENV})")
     if args.max_rooms < 1 or args.max_participants < 2:
@@ -160,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         drain_grace_s=float(args.drain_grace_s),
         public_ip=args.public_ip or None,
         listen_fd=args.listen_fd,
+        workers=workers,
     )
 
 

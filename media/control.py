@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import aiohttp
 import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from media import errors
+from media.backend import Rooms
 from media.config import MediaConfig
 from media.forwarding import Source
+from media.metrics import NodeCollector
 from media.node import MediaNode, NodeLimits
 from media.registry import registration
 
@@ -62,6 +62,9 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True):
     answer: Description
 
 
+#: What the routes drive: the in-process node, or the pool of worker processes.
+ROOMS = web.AppKey("media_rooms", Rooms)
+#: The in-process node (workers = 0 only; tests reach into it).
 NODE = web.AppKey("media_node", MediaNode)
 #: Set to write the registry entry now rather than at the next heartbeat.
 WAKE = web.AppKey("media_wake", asyncio.Event)
@@ -129,24 +132,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     body = await _body(request, CreateRoom)
-    created = request.app[NODE].create_room(body.room, body.max_participants)
+    created = await request.app[ROOMS].open_room(body.room, body.max_participants)
     return _json({"room": body.room}, status=201 if created else 200)
 
 
 async def delete_room(request: web.Request) -> web.Response:
-    await request.app[NODE].delete_room(request.match_info["room"])
+    await request.app[ROOMS].delete_room(request.match_info["room"])
     return web.Response(status=204)
 
 
 async def room_stats(request: web.Request) -> web.Response:
-    return _json(await request.app[NODE].room_stats(request.match_info["room"]))
+    return _json(await request.app[ROOMS].room_stats(request.match_info["room"]))
 
 
 async def join(request: web.Request) -> web.Response:
     body = await _body(request, Join)
     if body.offer.type != "offer":
         raise errors.InvalidRequest("offer.type must be 'offer'")
-    answer = await request.app[NODE].join(
+    answer = await request.app[ROOMS].join(
         request.match_info["room"], body.participant, body.offer.sdp
     )
     return _json({"answer": {"type": "answer", "sdp": answer}}, status=201)
@@ -154,14 +157,14 @@ async def join(request: web.Request) -> web.Response:
 
 async def leave(request: web.Request) -> web.Response:
     info = request.match_info
-    await request.app[NODE].leave(info["room"], info["participant"])
+    await request.app[ROOMS].leave(info["room"], info["participant"])
     return web.Response(status=204)
 
 
 async def subscribe(request: web.Request) -> web.Response:
     body = await _body(request, Subscribe)
     info = request.match_info
-    sub_id, offer = await request.app[NODE].subscribe(
+    sub_id, offer = await request.app[ROOMS].subscribe(
         info["room"], info["participant"], body.publisher, Source(body.source)
     )
     return _json({"subscription": sub_id, "offer": {"type": "offer", "sdp": offer}}, status=201)
@@ -172,7 +175,7 @@ async def publish_screen(request: web.Request) -> web.Response:
     if body.offer.type != "offer":
         raise errors.InvalidRequest("offer.type must be 'offer'")
     info = request.match_info
-    answer = await request.app[NODE].publish_screen(
+    answer = await request.app[ROOMS].publish_screen(
         info["room"], info["participant"], body.offer.sdp
     )
     return _json({"answer": {"type": "answer", "sdp": answer}}, status=201)
@@ -180,7 +183,7 @@ async def publish_screen(request: web.Request) -> web.Response:
 
 async def unpublish_screen(request: web.Request) -> web.Response:
     info = request.match_info
-    await request.app[NODE].unpublish_screen(info["room"], info["participant"])
+    await request.app[ROOMS].unpublish_screen(info["room"], info["participant"])
     return web.Response(status=204)
 
 
@@ -189,71 +192,34 @@ async def answer(request: web.Request) -> web.Response:
     if body.answer.type != "answer":
         raise errors.InvalidRequest("answer.type must be 'answer'")
     info = request.match_info
-    await request.app[NODE].accept_answer(
+    await request.app[ROOMS].accept_answer(
         info["room"], info["participant"], info["subscription"], body.answer.sdp
     )
     return web.Response(status=204)
 
 
 async def node_stats(request: web.Request) -> web.Response:
-    return _json(request.app[NODE].node_stats())
+    await request.app[ROOMS].refresh()
+    return _json(request.app[ROOMS].node_stats())
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await request.app[ROOMS].refresh()
     return web.Response(
         body=generate_latest(request.app[REGISTRY]),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
-class NodeCollector(Collector):
-    """Reads the node's counters at scrape time; nothing is updated per packet."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-
-    def collect(self) -> Iterator[Metric]:
-        node = self._app.get(NODE)
-        if node is None:
-            return
-        stats = node.node_stats()
-        for name in ("rooms", "participants", "subscriptions"):
-            yield GaugeMetricFamily(f"callbook_sfu_{name}", f"Current {name}", value=stats[name])
-        for name in (
-            "received_packets",
-            "forwarded_packets",
-            "forwarded_bytes",
-            "retransmitted_packets",
-            "keyframe_requests",
-            "legs_failed",
-        ):
-            yield CounterMetricFamily(f"callbook_sfu_{name}", name.replace("_", " "), stats[name])
-        dropped = CounterMetricFamily(
-            "callbook_sfu_dropped_packets", "Packets dropped, by reason", labels=["reason"]
-        )
-        for reason, count in sorted(stats["dropped"].items()):
-            dropped.add_metric([reason], count)
-        yield dropped
-
-
 def create_app(config: MediaConfig) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = config
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(NodeCollector(app))
+    registry.register(NodeCollector(lambda: app[ROOMS].node_stats() if ROOMS in app else None))
     app[REGISTRY] = registry
-
-    async def media_node(app: web.Application) -> AsyncIterator[None]:
-        node = MediaNode(
-            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip)
-        )
-        app[NODE] = node
-        yield
-        await node.close()  # closes every peer connection
-
-    app.cleanup_ctx.append(media_node)
     app[WAKE] = asyncio.Event()
-    app.cleanup_ctx.append(registration(config, lambda: app[NODE].node_stats(), app[WAKE]))
+    app.cleanup_ctx.append(_workers(config, app) if config.workers else _media_node(config, app))
+    app.cleanup_ctx.append(registration(config, lambda: app[ROOMS].node_stats(), app[WAKE]))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/stats", node_stats)
@@ -269,6 +235,37 @@ def create_app(config: MediaConfig) -> web.Application:
     app.router.add_delete(f"{participant}/screen", unpublish_screen)
     app.router.add_put(f"{participant}/subscriptions/{{subscription}}", answer)
     return app
+
+
+def _media_node(
+    config: MediaConfig, app: web.Application
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        node = MediaNode(
+            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip)
+        )
+        app[NODE] = node
+        app[ROOMS] = node
+        yield
+        await node.close()  # closes every peer connection
+
+    return ctx
+
+
+def _workers(
+    config: MediaConfig, app: web.Application
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        # Imported here: the pool drives its workers with this module's client.
+        from media.workers import WorkerPool
+
+        pool = WorkerPool(config, changed=app[WAKE].set)
+        await pool.start()  # every worker answers before the node listens
+        app[ROOMS] = pool
+        yield
+        await pool.close()
+
+    return ctx
 
 
 # --- client ----------------------------------------------------------------------------------
@@ -287,8 +284,12 @@ class MediaControlError(Exception):
 class MediaControl:
     """What signaling calls: one method per endpoint, SDP strings in and out."""
 
-    def __init__(self, base_url: str, secret: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, secret: str, timeout_s: float = 30.0, unix_socket: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: A worker process's control API listens on a Unix socket (media/workers.py).
+        self._unix_socket = unix_socket
         self._headers = {"Authorization": f"Bearer {secret}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -306,7 +307,11 @@ class MediaControl:
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            unix = self._unix_socket
+            connector = None if unix is None else aiohttp.UnixConnector(unix)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout, connector=connector
+            )
         async with self._session.request(method, self.base_url + path, json=body) as response:
             if response.status >= 400:
                 try:

@@ -12,7 +12,8 @@ ends no call that could go on:
 3. when no room is left, or when the grace period (``--drain-grace-s``) ends, the node stops as
    before (what is left is closed, and signaling tells those calls ``media_failed``).
 
-Rooms do not move: a room's forwarding state and DTLS sessions live in this process.
+Rooms do not move: a room's forwarding state and DTLS sessions live in this process (or in its
+worker process, media/workers.py, which the node stops last).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 
 from aiohttp import web
 
-from media.control import NODE, WAKE
+from media.control import ROOMS, WAKE
 
 log = logging.getLogger("callbook.media")
 
@@ -32,14 +33,14 @@ POLL_S = 0.2
 
 async def drain(app: web.Application, grace_s: float) -> bool:
     """True when every room ended within ``grace_s``."""
-    node = app[NODE]
+    node = app[ROOMS]
     node.draining = True
     app[WAKE].set()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    while node.forwarder.rooms:
+    while node.open_rooms():
         if loop.time() - started >= grace_s:
-            log.warning("drain grace period over: %d rooms left", len(node.forwarder.rooms))
+            log.warning("drain grace period over: %d rooms left", node.open_rooms())
             return False
         await asyncio.sleep(POLL_S)
     log.info("drained in %.1f s", loop.time() - started)

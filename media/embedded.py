@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 
-from media.config import REDIS_ENV, SECRET_ENV
+from media.config import REDIS_ENV, SECRET_ENV, WORKERS_ENV
 
 _PR_SET_PDEATHSIG = 1
 
@@ -65,6 +65,9 @@ class EmbeddedMedia:
             # (signaling/cluster/drain.py) lets run on for the grace period; by the time the
             # parent stops it, nobody is left to end a room, and waiting would only delay the exit.
             "--drain-grace-s", "0",
+            # Its rooms run in its own process unless asked (CALLBOOK_MEDIA_WORKERS): on a
+            # one-machine install signaling shares the cores, and one process is what it was.
+            "--workers", os.environ.get(WORKERS_ENV) or "0",
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,

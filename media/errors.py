@@ -97,3 +97,32 @@ class MethodNotAllowed(MediaError):
     code = "method_not_allowed"
     status = 405
     title = "Method not allowed on this resource"
+
+
+class RoomLost(MediaError):
+    code = "room_lost"
+    status = 410
+    title = "The room's worker process ended; its media is gone"
+
+
+class WorkerUnavailable(MediaError):
+    code = "unavailable"
+    status = 503
+    title = "No worker process of this media node can take a room now"
+
+
+def from_wire(status: int, code: str, detail: str) -> MediaError:
+    """The error a worker process answered (media/workers.py), raised again by the node."""
+    for kind in _all(MediaError):
+        if kind.code == code:
+            return kind(detail)
+    error = MediaError(detail)
+    error.status = status  # a code this version does not know: keep what the worker said
+    return error
+
+
+def _all(kind: type[MediaError]) -> list[type[MediaError]]:
+    found = [kind]
+    for sub in kind.__subclasses__():
+        found += _all(sub)
+    return found

@@ -82,6 +82,16 @@ class MediaNode:
         limit = min(max_participants or self.limits.max_participants, self.limits.max_participants)
         return self.forwarder.create_room(room, limit)
 
+    async def open_room(self, room: str, max_participants: int | None = None) -> bool:
+        """``create_room`` as the control API calls it (``media.backend.Rooms``)."""
+        return self.create_room(room, max_participants)
+
+    def open_rooms(self) -> int:
+        return len(self.forwarder.rooms)
+
+    async def refresh(self) -> None:
+        """Nothing to fetch: ``node_stats`` reads this process's counters."""
+
     async def delete_room(self, room: str) -> None:
         found = self.forwarder.room(room)
         names = list(found.participants)

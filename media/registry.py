@@ -14,12 +14,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from directory.storage import keys, media_nodes
 from directory.storage.connection import connect
-from directory.storage.media_nodes import MediaNodeInfo
+from directory.storage.media_nodes import MediaNodeInfo, WorkerLoad
 from media.config import MediaConfig
 
 log = logging.getLogger("callbook.media.registry")
@@ -35,6 +36,7 @@ def load(config: MediaConfig, stats: dict[str, object], started_at: float) -> Me
         started_at=started_at,
         seen_at=time.time(),
         draining=stats.get("draining") is True,
+        workers=msgspec.convert(stats.get("workers") or [], list[WorkerLoad], strict=False),
     )
 
 

@@ -37,7 +37,7 @@ def allow_loopback_ice() -> None:
     aioice.ice.get_host_addresses = with_loopback
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:
@@ -60,12 +60,16 @@ async def _run(config: MediaConfig) -> None:
             else web.TCPSite(runner, config.host, config.port)
         )
         await site.start()
-        log.info("media node listening on http://%s:%d", config.host, config.port)
-        stopping = await _signalled()
+        log.info(
+            "media node listening on http://%s:%d (%s)",
+            config.host, config.port,
+            f"{config.workers} worker processes" if config.workers else "rooms in this process",
+        )  # fmt: skip
+        stopping = await signalled()
         if stopping is signal.SIGTERM and config.drain_grace_s > 0:
             log.info("SIGTERM: draining (at most %g s)", config.drain_grace_s)
             draining = asyncio.create_task(drain(app, config.drain_grace_s))
-            interrupted = asyncio.create_task(_signalled())
+            interrupted = asyncio.create_task(signalled())
             await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
             for task in (draining, interrupted):
                 task.cancel()
@@ -74,7 +78,7 @@ async def _run(config: MediaConfig) -> None:
         await runner.cleanup()
 
 
-async def _signalled() -> signal.Signals:
+async def signalled() -> signal.Signals:
     """The next SIGTERM or SIGINT (a second one during the drain stops at once)."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
@@ -95,7 +99,7 @@ def _settle(future: asyncio.Future[signal.Signals], kind: signal.Signals) -> Non
 def serve(config: MediaConfig) -> None:
     if config.loopback_ice:
         allow_loopback_ice()
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
+    with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(_run(config))
 
 

@@ -468,12 +468,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["media"]:
         # The media node owns its flags; argparse would claim the ones it shares with ours.
+        from media import workers
         from media.server import main as media_main
 
         # The server's redacted JSON lines (media.server's own logging set-up then leaves the
-        # configured root logger alone): an SFU sees every participant's address.
+        # configured root logger alone): an SFU sees every participant's address. Its worker
+        # processes (media/workers.py) start through here too, for the same lines.
         configure(logging.INFO)
+        workers.launcher = (sys.executable, "-m", "signaling.cli", "media-worker")
         return media_main(argv[1:])
+    if argv[:1] == ["media-worker"]:
+        from media.worker import main as worker_main
+
+        configure(logging.INFO)
+        return worker_main()
     try:
         args = _parser().parse_args(argv)
         if args.sync:

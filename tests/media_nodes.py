@@ -62,7 +62,7 @@ def media_processes(redis_url: str, *node_ids: str) -> Iterator[list[MediaProces
             node.stop()
 
 
-async def registered(store: Store, node_ids: set[str], timeout_s: float = 20.0) -> None:
+async def registered(store: Store, node_ids: set[str], timeout_s: float = 60.0) -> None:
     """Wait until each of these nodes is in the registry and healthy."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

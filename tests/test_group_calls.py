@@ -66,14 +66,27 @@ def _candidate_ports(sdps: list[str]) -> set[int]:
 _CANDIDATE = re.compile(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ")
 
 
+def _family(pid: int) -> list[int]:
+    """A process and its descendants (a media node's worker processes hold its sockets)."""
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += _family(int(child))
+    return found
+
+
 def _udp_ports_of(pid: int) -> set[int]:
-    """The local UDP ports of one process: its socket inodes, looked up in /proc/net/udp{,6}."""
+    """The local UDP ports of one process and its children: their socket inodes, looked up in
+    /proc/net/udp{,6}."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    for member in _family(pid):
         with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
     ports = set()
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         for line in Path(table).read_text().splitlines()[1:]:

@@ -50,7 +50,7 @@ async def sfu_process(*args: str) -> AsyncIterator[SfuProcess]:
     url = f"http://127.0.0.1:{port}"
     control = MediaControl(url, secret)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a node and its workers, on a loaded machine
         while True:
             try:
                 if await control.health():

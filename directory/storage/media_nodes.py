@@ -14,6 +14,19 @@ import msgspec
 from directory.storage import keys
 
 
+class WorkerLoad(msgspec.Struct, frozen=True, kw_only=True):
+    """One worker process of a media node (media/workers.py): its share of the node's load."""
+
+    index: int
+    up: bool = True
+    rooms: int = 0
+    participants: int = 0
+    packets_per_s: float = 0.0
+    #: CPU used over the last second, in cores (1.0: one core busy).
+    cpu: float = 0.0
+    restarts: int = 0
+
+
 class MediaNodeInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     url: str
@@ -24,6 +37,8 @@ class MediaNodeInfo(msgspec.Struct, frozen=True, kw_only=True):
     seen_at: float = 0.0
     #: Set by a node that is shutting down: alive for its rooms, but no new ones.
     draining: bool = False
+    #: Its worker processes (none: the rooms run in the node process itself).
+    workers: list[WorkerLoad] = msgspec.field(default_factory=list)
 
     def healthy(self, now: float) -> bool:
         return now - self.seen_at <= keys.MEDIA_DEAD_AFTER_S

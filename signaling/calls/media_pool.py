@@ -157,7 +157,13 @@ class MediaPool:
                 self._rooms.pop(room, None)
 
     async def room_stats(self, room: str) -> dict[str, Any]:
-        return await self._on(room, lambda c: c.room_stats(room))
+        stats = await self._on(room, lambda c: c.room_stats(room))
+        if stats.get("lost"):
+            # The node's worker process of this room died (media/workers.py): the room is
+            # gone as with a dead node, and its call ends for everyone alike.
+            self._drop(self._rooms.get(room), [room])
+            raise NoMediaNode("this room was lost with its media worker")
+        return stats
 
     # --- nodes -----------------------------------------------------------------------------
 
@@ -173,6 +179,10 @@ class MediaPool:
             return await request(self._client(node))
         except aiohttp.ClientConnectorError:
             self._lose(node)  # nothing listens there any more: the node is gone
+            raise
+        except MediaControlError as exc:
+            if exc.code == "room_lost":  # its worker process died; the node lives on
+                self._drop(node, [room])
             raise
 
     async def _choose(self, tried: frozenset[str]) -> str | None:
@@ -202,10 +212,13 @@ class MediaPool:
         """The node is gone: its rooms are lost, and it gets no new room until it beats again."""
         self._dead_at[node_id] = self._clock()
         rooms = sorted(r for r, n in self._rooms.items() if n == node_id)
-        for room in rooms:
-            del self._rooms[room]
         log.warning("media node %s is gone with %d rooms", node_id, len(rooms))
-        if rooms and self._on_lost is not None:
+        self._drop(node_id, rooms)
+
+    def _drop(self, node_id: str | None, rooms: list[str]) -> None:
+        """These rooms are lost (with their node, or their worker process on it)."""
+        rooms = [room for room in rooms if self._rooms.pop(room, None) is not None]
+        if node_id is not None and rooms and self._on_lost is not None:
             # Not from inside the request that noticed: the caller is mid-way through a call.
             asyncio.get_running_loop().call_soon(self._on_lost, node_id, rooms)
 

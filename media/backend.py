@@ -1,0 +1,44 @@
+"""What the control API drives: one in-process ``MediaNode``, or a ``WorkerPool`` that runs the
+rooms in worker processes and forwards each request to the room's worker (media/workers.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from media.forwarding import Source
+
+
+class Rooms(Protocol):
+    #: Shutting down (media/drain.py): live rooms run on, no new one opens.
+    draining: bool
+
+    async def open_room(self, room: str, max_participants: int | None = None) -> bool:
+        """True when the room was created, False when it existed."""
+
+    async def delete_room(self, room: str) -> None: ...
+
+    async def room_stats(self, room: str) -> dict[str, Any]: ...
+
+    async def join(self, room: str, participant: str, offer_sdp: str) -> str: ...
+
+    async def leave(self, room: str, participant: str) -> None: ...
+
+    async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str: ...
+
+    async def unpublish_screen(self, room: str, participant: str) -> None: ...
+
+    async def subscribe(
+        self, room: str, subscriber: str, publisher: str, source: Source = Source.CAMERA
+    ) -> tuple[str, str]: ...
+
+    async def accept_answer(
+        self, room: str, subscriber: str, sub_id: str, answer_sdp: str
+    ) -> None: ...
+
+    def node_stats(self) -> dict[str, Any]:
+        """Node-wide figures (the registry and ``/metrics`` read them; cheap, no I/O)."""
+
+    async def refresh(self) -> None:
+        """Bring ``node_stats`` up to date now (a worker pool asks its workers)."""
+
+    def open_rooms(self) -> int: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -24,6 +25,7 @@ from media import errors
 from media.config import MediaConfig
 from media.node import MediaNode, NodeLimits
 from media.registry import registration
+from media.udpmux import UdpMux
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 MAX_BODY = 256 * 1024
@@ -54,6 +56,8 @@ class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
 class Answer(msgspec.Struct, forbid_unknown_fields=True):
     answer: Description
 
+
+log = logging.getLogger("callbook.media")
 
 NODE = web.AppKey("media_node", MediaNode)
 #: Set to write the registry entry now rather than at the next heartbeat.
@@ -220,12 +224,18 @@ def create_app(config: MediaConfig) -> web.Application:
     app[REGISTRY] = registry
 
     async def media_node(app: web.Application) -> AsyncIterator[None]:
+        mux = None if config.udp_port is None else await UdpMux().start(config.udp_port)
         node = MediaNode(
-            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip)
+            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip),
+            mux,
         )
         app[NODE] = node
+        if mux is not None:
+            log.info("media on UDP port %d", mux.port)
         yield
         await node.close()  # closes every peer connection
+        if mux is not None:
+            mux.close()
 
     app.cleanup_ctx.append(media_node)
     app[WAKE] = asyncio.Event()

@@ -1,7 +1,9 @@
 """One SFU node: the pure ``Forwarder`` plus the aiortc connections it forwards between.
 
-Packets are forwarded inside the publisher's DTLS receive loop (decrypt once, rewrite the
-header per subscriber, protect per downlink), so there is no queue or extra task per packet.
+Packets are forwarded in the datagram callback of the node's shared UDP socket (media/udpmux.py:
+decrypt once, rewrite the header per subscriber, protect per downlink, one ``sendmmsg`` for all
+of them), so there is no queue, coroutine or task per packet. Without a mux (each connection on
+aioice's own sockets) they are forwarded inside the publisher's DTLS receive loop.
 A ticker sends coalesced keyframe requests and receiver reports to publishers.
 """
 
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +33,12 @@ from media.peer import (
     new_peer_connection,
     offer_downlink,
     parse_sdp,
+    receive_directly,
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
 from media.shield import Dropped, dtls_transports, guard_transport
+from media.udpmux import UdpMux
 
 log = logging.getLogger("callbook.media")
 
@@ -51,16 +56,23 @@ class NodeLimits:
     public_ip: str | None = None
 
 
+Slow = list[tuple[Downlink, bytes]]
+
+
 class MediaNode:
-    def __init__(self, limits: NodeLimits | None = None) -> None:
+    def __init__(self, limits: NodeLimits | None = None, mux: UdpMux | None = None) -> None:
         self.limits = limits or NodeLimits()
         self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
         self.uplinks: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
-        self.dropped = Dropped()  # below the forwarder: hostile or stray datagrams
+        #: Every connection's ICE on one UDP port (None: aioice's own socket per connection).
+        self.mux = mux
+        # below the forwarder: hostile or stray datagrams (the mux counts the unroutable ones)
+        self.dropped = mux.dropped if mux is not None else Dropped()
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
         self._closing: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()  # packets only aiortc's path can send
         #: Shutting down (media/drain.py): the rooms here run on, no new one opens.
         self.draining = False
 
@@ -88,7 +100,7 @@ class MediaNode:
         self.forwarder.check_admission(room, participant)
         pc = new_peer_connection()
         try:
-            answer, published = await answer_uplink(pc, offer_sdp)
+            answer, published = await answer_uplink(pc, offer_sdp, self.mux)
             # The room may have changed while we awaited aiortc.
             self.forwarder.add_participant(room, participant)
         except BaseException:
@@ -100,9 +112,12 @@ class MediaNode:
             )
         uplink = Uplink(room, participant, pc, published)
         self.uplinks[(room, participant)] = uplink
+        forward = self._forward(uplink)
         for dtls in uplink.dtls:
+            if self.mux is not None:
+                receive_directly(dtls, self._forward_now(forward))  # before the shield
             guard_transport(dtls, self.dropped)
-            intercept_uplink(dtls, self._on_uplink_rtp(uplink), self._on_uplink_rtcp(uplink))
+            intercept_uplink(dtls, self._on_uplink_rtp(forward), self._on_uplink_rtcp(uplink))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -131,7 +146,7 @@ class MediaNode:
             raise errors.InvalidState("a participant cannot subscribe to itself")
         pc = new_peer_connection()
         try:
-            offer, senders = await offer_downlink(pc)
+            offer, senders = await offer_downlink(pc, self.mux)
             sub_id = secrets.token_urlsafe(12)
             legs = downlink_legs(parse_sdp(offer), None)
             self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs)
@@ -141,7 +156,7 @@ class MediaNode:
         downlink = Downlink(
             sub_id, room, subscriber, publisher, pc, senders, offer, self._loop.time()
         )
-        downlink.prepare()
+        downlink.prepare(self.mux.sender if self.mux is not None else None)
         self.downlinks[sub_id] = downlink
         for dtls in dtls_transports(pc):
             guard_transport(dtls, self.dropped)
@@ -190,16 +205,39 @@ class MediaNode:
 
     # --- packet paths -----------------------------------------------------------------------
 
-    def _on_uplink_rtp(self, uplink: Uplink) -> Any:
+    def _forward(self, uplink: Uplink) -> Callable[[bytes], Slow]:
+        """One pass per packet: rewrite, protect and send to every subscriber (one
+        ``sendmmsg`` on the shared socket); returns what only aiortc's async path can send."""
         forwarder, downlinks, loop = self.forwarder, self.downlinks, self._loop
+        flush = self.mux.sender.flush if self.mux is not None else None
         room, name = uplink.room, uplink.participant
 
-        async def on_rtp(data: bytes) -> None:
+        def forward(data: bytes) -> Slow:
             now = loop.time()
+            slow: Slow = []
             for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
                 downlink = downlinks.get(sub_id)
                 if downlink is not None and not downlink.send_now(packet, now):
-                    await downlink.send(packet)
+                    slow.append((downlink, packet))
+            if flush is not None:
+                flush()
+            return slow
+
+        return forward
+
+    def _forward_now(self, forward: Callable[[bytes], Slow]) -> Callable[[bytes], None]:
+        def on_rtp(data: bytes) -> None:
+            slow = forward(data)
+            if slow:
+                task = asyncio.create_task(_send_slow(slow))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+        return on_rtp
+
+    def _on_uplink_rtp(self, forward: Callable[[bytes], Slow]) -> Any:
+        async def on_rtp(data: bytes) -> None:
+            await _send_slow(forward(data))
 
         return on_rtp
 
@@ -326,6 +364,7 @@ class MediaNode:
         dropped = dict(counters.pop("dropped"))
         dropped.update(self.dropped.as_dict())
         return {
+            **(self.mux.stats() if self.mux is not None else {}),
             "draining": self.draining,
             "rooms": len(self.forwarder.rooms),
             "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
@@ -344,6 +383,11 @@ class MediaNode:
         self.downlinks.clear()
         self.uplinks.clear()
         await _close_all(pcs)
+
+
+async def _send_slow(slow: Slow) -> None:
+    for downlink, packet in slow:
+        await downlink.send(packet)
 
 
 def _counters(counters: Counters) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from aiortc.sdp import SessionDescription
 
 from media import errors
 from media.forwarding import CLOCK_RATE, Kind, Leg
-from media.sendmmsg import BatchSender
+from media.sendmmsg import BatchSender, Destination
 from media.shield import dtls_transports
 from media.udpmux import SharedProtocol, UdpMux
 
@@ -326,11 +326,11 @@ class FastSend:
         addr, protect = pair.remote_addr, dtls._tx_srtp.protect
         batch = self._batch
         if type(protocol) is SharedProtocol and batch is not None:
-            fd, shared = protocol.owner.fd, protocol.owner.transport
-            add = batch.add
+            queue = batch.queue(protocol.owner.fd, protocol.owner.transport).append
+            destination = Destination(addr)
 
             def send(packet: bytes) -> None:
-                add(fd, shared, protect(packet), addr)
+                queue((protect(packet), destination))
 
         elif type(protocol) is StunProtocol:
             transport = protocol.transport

@@ -3,11 +3,12 @@
 One incoming RTP packet goes to every subscriber of its publisher; on the node's shared UDP
 socket (media/udpmux.py) those sends are queued here while the packet is forwarded and written
 with one ``sendmmsg`` at the end, instead of one ``sendto`` (a system call, and uvloop's Python
-call around it) each. The message headers, their iovecs and sockaddrs live in buffers made once;
-queuing a datagram copies it into its slot with memoryview assignments, no ctypes objects per
-packet. Linux (x86-64 and aarch64 layouts: LP64). Without ``sendmmsg`` in libc, or when the
-socket's transport already holds a backlog (order must be kept), datagrams go one by one
-through the transport.
+call around it) each — on this kind of VM a system call alone costs about 2.5 µs. The message
+headers and iovecs live in buffers made once, a destination's sockaddr is made once, and the
+iovecs point into the queued ``bytes`` themselves: per datagram, two ``struct.pack_into`` and
+no copy, no ctypes object. Linux (x86-64 and aarch64 layouts: LP64). Without ``sendmmsg`` in
+libc, or when the socket's transport already holds a backlog (order must be kept), datagrams go
+one by one through the transport.
 """
 
 from __future__ import annotations
@@ -15,19 +16,30 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import os
 import socket
 import struct
+import sys
 from typing import Any
 
 #: Datagrams per system call; a longer batch is flushed in several calls.
 SLOTS = 64
-#: Bytes per datagram slot: more than the shield lets in, so every forwarded packet fits.
-SLOT = 1536
 MSG_DONTWAIT = 0x40
+#: ``CALLBOOK_MEDIA_SENDMMSG=0``: one ``sendto`` per datagram (for comparison in bench/sfu.py).
+ENABLED = os.environ.get("CALLBOOK_MEDIA_SENDMMSG", "1") != "0"
 _MMSGHDR = 64  # struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding (4)
 _IOVEC = 16
 _SOCKADDR = 16  # struct sockaddr_in
-_U64 = struct.Struct("=Q")
+_NAME = struct.Struct("=Q")
+_IOV = struct.Struct("=QQ")
+#: Where a bytes object's data starts, from its id() (CPython's PyBytesObject: the header, then
+#: ``ob_sval``); checked below and in tests/test_sfu_udpmux.py.
+BYTES_OFFSET = sys.getsizeof(b"") - 1
+
+
+def _bytes_offset_holds() -> bool:
+    probe = b"callbook-sendmmsg"
+    return ctypes.string_at(id(probe) + BYTES_OFFSET, len(probe)) == probe
 
 
 def _sendmmsg() -> Any:
@@ -41,81 +53,87 @@ def _sendmmsg() -> Any:
     return function
 
 
-_SENDMMSG = _sendmmsg() if ctypes.sizeof(ctypes.c_void_p) == 8 else None
+_SENDMMSG = (
+    _sendmmsg()
+    if ctypes.sizeof(ctypes.c_void_p) == 8
+    and sys.implementation.name == "cpython"
+    and _bytes_offset_holds()
+    else None
+)
 
 
 def sockaddr_in(addr: tuple[str, int]) -> bytes:
     return struct.pack("=HH4s8x", socket.AF_INET, socket.htons(addr[1]), socket.inet_aton(addr[0]))
 
 
-class BatchSender:
-    """Datagrams queued per socket during one forwarding pass, flushed with ``sendmmsg``."""
+class Destination:
+    """A remote address as ``sendmmsg`` wants it; keep it while datagrams to it are queued."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "addr", "pointer")
+
+    def __init__(self, addr: tuple[str, int]) -> None:
+        self.addr = addr
+        self._buffer = ctypes.create_string_buffer(sockaddr_in(addr), _SOCKADDR)
+        self.pointer = ctypes.addressof(self._buffer)
+
+
+Queued = list[tuple[bytes, Destination]]
+
+
+class BatchSender:
+    """Datagrams queued per socket during one forwarding pass, flushed with ``sendmmsg``.
+
+    ``queue(fd, transport)`` gives the list a sender appends ``(datagram, Destination)`` to (one
+    list per socket, kept: appending is all a forwarded packet costs until ``flush``)."""
+
+    def __init__(self, enabled: bool = ENABLED) -> None:
         self._headers = (ctypes.c_char * (_MMSGHDR * SLOTS))()
         self._iovecs = (ctypes.c_char * (_IOVEC * SLOTS))()
-        self._names = (ctypes.c_char * (_SOCKADDR * SLOTS))()
-        self._data = (ctypes.c_char * (SLOT * SLOTS))()
-        self._data_view = memoryview(self._data).cast("B")
+        self._header_view = memoryview(self._headers).cast("B")
         self._iovec_view = memoryview(self._iovecs).cast("B")
-        self._names_view = memoryview(self._names).cast("B")
-        self._sockaddrs: dict[tuple[str, int], bytes] = {}
-        headers, iovecs = ctypes.addressof(self._headers), ctypes.addressof(self._iovecs)
-        names, data = ctypes.addressof(self._names), ctypes.addressof(self._data)
+        iovecs = ctypes.addressof(self._iovecs)
         for i in range(SLOTS):
             # msghdr: name, namelen, iov, iovlen, control, controllen, flags (and msg_len)
-            name, iovec = names + i * _SOCKADDR, iovecs + i * _IOVEC
             struct.pack_into("=QI4xQQQQi4xI4x", self._headers, i * _MMSGHDR,
-                             name, _SOCKADDR, iovec, 1, 0, 0, 0, 0)  # fmt: skip
-            struct.pack_into("=QQ", self._iovecs, i * _IOVEC, data + i * SLOT, 0)
-        self._address = headers
-        #: Queued datagrams: (fd, transport) -> [(data, addr)].
-        self._queue: dict[tuple[int, Any], list[tuple[bytes, Any]]] = {}
-        self.calls = 0  # system calls made, for the bench and tests
-        self.datagrams = 0
+                             0, _SOCKADDR, iovecs + i * _IOVEC, 1, 0, 0, 0, 0)  # fmt: skip
+        self._address = ctypes.addressof(self._headers)
+        self._sendmmsg = _SENDMMSG if enabled else None
+        self._queues: dict[int, tuple[Any, Queued]] = {}
+        self.calls = 0  # sendmmsg calls made, for the bench and tests
+        self.datagrams = 0  # datagrams those calls sent
 
-    def add(self, fd: int, transport: Any, data: bytes, addr: Any) -> None:
-        key = (fd, transport)
-        queued = self._queue.get(key)
-        if queued is None:
-            self._queue[key] = [(data, addr)]
-        else:
-            queued.append((data, addr))
+    def queue(self, fd: int, transport: Any) -> Queued:
+        found = self._queues.get(fd)
+        if found is None or found[0] is not transport:
+            found = self._queues[fd] = (transport, [])
+        return found[1]
 
     def flush(self) -> None:
-        if not self._queue:
-            return
-        queue, self._queue = self._queue, {}
-        for (fd, transport), datagrams in queue.items():
+        for fd, (transport, queued) in self._queues.items():
+            if not queued:
+                continue
             if (
-                _SENDMMSG is None
-                or len(datagrams) == 1
+                self._sendmmsg is None
+                or len(queued) == 1
                 or transport.is_closing()
                 or transport.get_write_buffer_size()
             ):
-                for data, addr in datagrams:
-                    transport.sendto(data, addr)
-                continue
-            for start in range(0, len(datagrams), SLOTS):
-                self._send(fd, transport, datagrams[start : start + SLOTS])
+                for data, destination in queued:
+                    transport.sendto(data, destination.addr)
+            else:
+                for start in range(0, len(queued), SLOTS):
+                    self._send(fd, transport, queued[start : start + SLOTS])
+            queued.clear()
 
-    def _send(self, fd: int, transport: Any, batch: list[Any]) -> None:
-        data_view, iovec_view, names_view = self._data_view, self._iovec_view, self._names_view
-        sockaddrs = self._sockaddrs
-        for i, (data, addr) in enumerate(batch):
-            size = len(data)
-            if size > SLOT:
-                raise ValueError(f"datagram of {size} bytes is longer than {SLOT}")
-            offset = i * SLOT
-            data_view[offset : offset + size] = data
-            _U64.pack_into(iovec_view, i * _IOVEC + 8, size)
-            name = sockaddrs.get(addr)
-            if name is None:
-                name = sockaddrs[addr] = sockaddr_in(addr)
-                if len(sockaddrs) > 65536:  # remote addresses come and go: stay bounded
-                    sockaddrs.clear()
-            names_view[i * _SOCKADDR : (i + 1) * _SOCKADDR] = name
-        sendmmsg = _SENDMMSG
+    def _send(self, fd: int, transport: Any, batch: Queued) -> None:
+        """The iovecs point into the queued ``bytes`` themselves (``BYTES_OFFSET``), which
+        ``batch`` keeps alive until the call returns: nothing is copied."""
+        header_view, iovec_view = self._header_view, self._iovec_view
+        name, iov = _NAME.pack_into, _IOV.pack_into
+        for i, (data, destination) in enumerate(batch):
+            name(header_view, i * _MMSGHDR, destination.pointer)
+            iov(iovec_view, i * _IOVEC, id(data) + BYTES_OFFSET, len(data))
+        sendmmsg = self._sendmmsg
         assert sendmmsg is not None  # flush() checked
         sent = sendmmsg(fd, self._address, len(batch), MSG_DONTWAIT)
         self.calls += 1
@@ -127,5 +145,5 @@ class BatchSender:
             else:
                 sent = 0
         self.datagrams += sent
-        for data, addr in batch[sent:]:
-            transport.sendto(data, addr)  # the transport buffers what the socket refused
+        for data, destination in batch[sent:]:
+            transport.sendto(data, destination.addr)  # the transport buffers the rest

@@ -10,7 +10,7 @@ import pytest
 
 from media.config import parse_args
 from media.control import MediaControl
-from media.sendmmsg import BatchSender
+from media.sendmmsg import BYTES_OFFSET, BatchSender, Destination
 from media.udpmux import UdpMux
 from tests.ports import free_port
 from tests.test_group_calls import _udp_ports_of
@@ -85,11 +85,13 @@ async def test_sendmmsg_sends_a_batch_in_one_call() -> None:
         for r in receivers:
             r.bind(("127.0.0.1", 0))
             r.settimeout(5)
-        sender = BatchSender()
+        sender = BatchSender(enabled=True)
         shared = mux.sockets[0]
+        queue = sender.queue(shared.fd, shared.transport)
         for i, r in enumerate(receivers):
-            sender.add(shared.fd, shared.transport, bytes([128, i]) * 100, r.getsockname())
+            queue.append((bytes([128, i]) * 100, Destination(r.getsockname())))
         sender.flush()
+        assert not queue
         assert sender.calls == 1 and sender.datagrams == 3
         for i, r in enumerate(receivers):
             data, source = r.recvfrom(2048)
@@ -98,6 +100,14 @@ async def test_sendmmsg_sends_a_batch_in_one_call() -> None:
         for r in receivers:
             r.close()
         mux.close()
+
+
+def test_a_bytes_objects_data_is_where_sendmmsg_points() -> None:
+    """The iovecs point into the queued bytes at id() + BYTES_OFFSET (CPython's layout)."""
+    import ctypes
+
+    for probe in (b"x", bytes(range(256)) * 5, os.urandom(1200)):
+        assert ctypes.string_at(id(probe) + BYTES_OFFSET, len(probe)) == probe
 
 
 def test_udp_port_flag_and_environment() -> None:

@@ -18,10 +18,12 @@ Incoming datagrams are demultiplexed
   5-tuple), learned only from authenticated STUN as above. Datagrams from an address no
   connection owns are dropped and counted in ``media.shield.Dropped`` like the shield's own.
 
-Each socket's protocol hands a datagram to the ``SharedProtocol``'s ``datagram_received``
-looked up on the instance, so ``media.shield``'s filter in front of it keeps working. Seams are
+STUN goes to the ``SharedProtocol``'s ``datagram_received`` looked up on the instance (where
+``media.shield``'s filter sits); DTLS and SRTP of a bound address straight to the connection's
+``data_received``, with the shield's checks (size, first byte, source) made here: a source is
+bound only by authenticated STUN, as the shield's candidate-pair addresses are. Seams are
 pinned by tests/test_sfu_aiortc_internals.py. A worker process owns one ``UdpMux`` (its own
-port, or a socket it was given).
+port from ``start``, or sockets bound for it, through ``serve``).
 """
 
 from __future__ import annotations
@@ -126,17 +128,18 @@ class MuxSocket(asyncio.DatagramProtocol):
         if len(addr) != 2:
             addr = (addr[0], addr[1])
         first = data[0] if data else -1
-        if 0 <= first < 4:
-            self._stun(data, addr)
-            return
-        protocol = self.by_addr.get(addr)
-        if protocol is not None:
-            protocol.datagram_received(data, addr)
-        elif 127 < first < 192 or 19 < first < 64:
+        if 127 < first < 192 or 19 < first < 64:  # SRTP/SRTCP or DTLS (RFC 7983)
+            protocol = self.by_addr.get(addr)
             if len(data) > MAX_DATAGRAM:
                 self.mux.dropped.oversized += 1
-            else:
+            elif protocol is None:
                 self.mux.dropped.foreign_source += 1
+            else:
+                # Where aioice's protocol (and media.shield's filter) would hand it: the
+                # address was bound by authenticated STUN, which is what the shield checks.
+                protocol.receiver.data_received(data, protocol.local_candidate.component)
+        elif 0 <= first < 4:
+            self._stun(data, addr)
         else:
             self.mux.dropped.not_media += 1
 
@@ -188,22 +191,36 @@ class UdpMux:
 
     async def start(self, port: int = 0, addresses: list[str] | None = None) -> UdpMux:
         """Bind ``port`` (0: any free one, then the same one on every other address)."""
-        loop = asyncio.get_running_loop()
         # looked up now: media.server.allow_loopback_ice may have wrapped it
         hosts = addresses or aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
-        for address in hosts:
-            try:
-                sock = _bind(address, port or self.port)
-            except OSError:
-                if not self.sockets and port == 0:
-                    raise
-                continue  # another address: that port is taken there
-            self.port = sock.getsockname()[1]
+        bound = []
+        try:
+            for address in hosts:
+                try:
+                    bound.append(_bind(address, port or self.port))
+                except OSError:
+                    if not bound and port == 0:
+                        raise
+                    continue  # another address: that port is taken there
+                self.port = bound[-1].getsockname()[1]
+        except BaseException:
+            for sock in bound:
+                sock.close()
+            raise
+        if not bound:
+            raise OSError(f"cannot bind UDP port {port} on any host address")
+        return await self.serve(bound)
+
+    async def serve(self, sockets: list[socket.socket]) -> UdpMux:
+        """Use sockets bound elsewhere (a node's supervisor binding for a worker process), all
+        on one port; each one's address is what its candidates name."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            address, self.port = sock.getsockname()[:2]
+            sock.setblocking(False)
             mux_socket = MuxSocket(self, address)
             await loop.create_datagram_endpoint(functools.partial(_same, mux_socket), sock=sock)
             self.sockets.append(mux_socket)
-        if not self.sockets:
-            raise OSError(f"cannot bind UDP port {port} on any host address")
         return self
 
     def close(self) -> None:
@@ -306,7 +323,6 @@ def _bind(address: str, port: int) -> socket.socket:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         sock.bind((address, port))
-        sock.setblocking(False)
     except OSError:
         sock.close()
         raise

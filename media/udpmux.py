@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import secrets
 import socket
 import string
@@ -44,6 +45,8 @@ from aioice.ice import Connection, StunProtocol
 
 from media.sendmmsg import BatchSender
 from media.shield import MAX_DATAGRAM, Dropped
+
+log = logging.getLogger("callbook.media")
 
 #: Bytes of socket buffer each way: a burst of video to many subscribers must not overflow it.
 SOCKET_BUFFER = 4 << 20
@@ -125,6 +128,16 @@ class MuxSocket(asyncio.DatagramProtocol):
         self.mux.forget(protocol)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self._route(data, addr)
+        except Exception:
+            # The transport would close on an exception from here, and with it every
+            # connection of the node: one leg's failure stays that leg's.
+            self.mux.failed += 1
+            if self.mux.failed == 1:
+                log.exception("handling a datagram failed (further failures only counted)")
+
+    def _route(self, data: bytes, addr: Any) -> None:
         if len(addr) != 2:
             addr = (addr[0], addr[1])
         first = data[0] if data else -1
@@ -153,12 +166,12 @@ class MuxSocket(asyncio.DatagramProtocol):
             protocol = self._authenticated(message)
         elif message.message_class in (stun.Class.RESPONSE, stun.Class.ERROR):
             protocol = self.mux.responder(message.transaction_id) or self.by_addr.get(addr)
-        else:
-            protocol = None
+        else:  # an indication (a keepalive): aioice ignores it, from a known address only
+            protocol = self.by_addr.get(addr)
         if protocol is None or protocol.owner is not self:
             self.mux.dropped.foreign_source += 1
             return
-        if message.message_class != stun.Class.ERROR:
+        if message.message_class in (stun.Class.REQUEST, stun.Class.RESPONSE):
             self.bind(addr, protocol)
         protocol.datagram_received(data, addr)
 
@@ -185,6 +198,7 @@ class UdpMux:
         self.port = 0
         self.sockets: list[MuxSocket] = []
         self.sender = BatchSender()
+        self.failed = 0  # datagrams whose handling raised (a bug: logged once)
         self._connections: dict[str, Connection] = {}
         self._protocols: dict[Connection, dict[MuxSocket, SharedProtocol]] = {}
         self._transactions: OrderedDict[bytes, SharedProtocol] = OrderedDict()
@@ -309,6 +323,7 @@ class UdpMux:
             "udp_sockets": len(self.sockets),
             "ice_connections": len(self._protocols),
             "remote_addresses": sum(len(s.by_addr) for s in self.sockets),
+            "udp_failed": self.failed,
         }
 
 

@@ -146,8 +146,7 @@ async def _measure(
     payload_type = SessionDescription.parse(answer).media[0].rtp.codecs[0].payloadType
     payload = bytes(args.size - 12)
     loop = asyncio.get_running_loop()
-    per_tick = args.pps / 100
-    sequence, owed = 0, 0.0
+    sequence = 0
     start = loop.time()
     marks: dict[str, Any] = {}
 
@@ -163,13 +162,12 @@ async def _measure(
         if elapsed >= args.warmup + args.seconds:
             marks["b"], marks["stats_b"] = mark(), await control.stats()
             break
-        owed += per_tick
-        while owed >= 1:
+        due = int(elapsed * args.pps)  # catch up after a late tick: the rate holds
+        while sequence < due:
             header = struct.pack("!BBHII", 0x80, payload_type, sequence & 0xFFFF,
                                  (sequence * 960) & 0xFFFFFFFF, ssrc)  # fmt: skip
             send(protect(header + payload), addr)
             sequence += 1
-            owed -= 1
         tick += 1
         await asyncio.sleep(max(0.0, start + tick / 100 - loop.time()))
     a, b = marks["a"], marks["b"]

@@ -498,12 +498,16 @@ async def run_janus(
 # --- profile ---
 
 
+#: ``--py-spy-native``: py-spy also samples C frames (uvloop, the kernel entry, pylibsrtp).
+PY_SPY_NATIVE: list[str] = []
+
+
 async def record_py_spy(pid: int, seconds: float, out: Path) -> None:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
         exe, "record", "--pid", str(pid), "--rate", "200", "--duration", str(int(seconds)),
-        "--format", "raw", "--output", str(out),
+        "--format", "raw", "--output", str(out), *PY_SPY_NATIVE,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await proc.wait()
@@ -595,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["callbook", "janus"])
     parser.add_argument("--py-spy", type=Path, help="also profile our SFU (py-spy raw output)")
     parser.add_argument("--py-spy-subscribers", type=int, help="N of the profiled run (largest)")
+    parser.add_argument("--py-spy-native", action="store_true", help="py-spy --native")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--encrypted", action="store_true", help="the publisher sends SFrame-encrypted frames"
@@ -698,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.py_spy:
+        if args.py_spy_native:
+            PY_SPY_NATIVE.append("--native")
         n = args.py_spy_subscribers or max(ns)
         quiet()
         with (CACHE / f"sfu-callbook-{n}-pyspy.log").open("wb") as log:

@@ -20,6 +20,7 @@ ADVERTISE_HOST_ENV = "CALLBOOK_MEDIA_ADVERTISE_HOST"
 DRAIN_GRACE_ENV = "CALLBOOK_MEDIA_DRAIN_GRACE_S"
 
 PUBLIC_IP_ENV = "CALLBOOK_MEDIA_PUBLIC_IP"
+UDP_PORT_ENV = "CALLBOOK_MEDIA_UDP_PORT"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 WORKERS_ENV = "CALLBOOK_MEDIA_WORKERS"
@@ -57,6 +58,9 @@ class MediaConfig:
     #: Worker processes that run the rooms (media/workers.py); 0: the rooms run in this
     #: process, as ``create_app`` does in tests and the SFU ``callbook serve`` embeds.
     workers: int = 0
+    #: The one UDP port of every connection's ICE (media/udpmux.py); 0: a free one, picked at
+    #: start; None ("off"): aioice's own ephemeral socket per connection, as before issue 15.
+    udp_port: int | None = 0
 
 
 def cores() -> int:
@@ -133,6 +137,12 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         help=f"behind a 1:1 NAT: the public address to announce in ICE candidates (or "
         f"${PUBLIC_IP_ENV})",
     )
+    parser.add_argument(
+        "--udp-port",
+        default=os.environ.get(UDP_PORT_ENV) or "0",
+        help=f"the one UDP port all media flows use (or ${UDP_PORT_ENV}; default 0: any free "
+        "port; 'off': one ephemeral port per connection)",
+    )
     for kind, env, default in (
         ("audio", AUDIO_KBPS_ENV, DEFAULT_AUDIO_KBPS),
         ("video", VIDEO_KBPS_ENV, DEFAULT_VIDEO_KBPS),
@@ -175,6 +185,9 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
     if args.public_ip and not _is_address(args.public_ip):
         parser.error("--public-ip must be an IP address")
+    udp_port = _udp_port(args.udp_port)
+    if udp_port == -1:
+        parser.error("--udp-port must be 0-65535 or 'off'")
     loopback = is_loopback(args.host) if args.loopback_ice == "auto" else _flag(args.loopback_ice)
     return MediaConfig(
         secret=args.secret,
@@ -194,7 +207,19 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         public_ip=args.public_ip or None,
         listen_fd=args.listen_fd,
         workers=workers,
+        udp_port=udp_port,
     )
+
+
+def _udp_port(value: str) -> int | None:
+    """None for 'off', -1 for nonsense."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        return -1
+    return port if 0 <= port <= 65535 else -1
 
 
 def _advertise_url(url: str | None, host: str, port: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,6 +26,7 @@ from media.forwarding import Source
 from media.metrics import NodeCollector
 from media.node import MediaNode, NodeLimits
 from media.registry import registration
+from media.udpmux import UdpMux
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 MAX_BODY = 256 * 1024
@@ -61,6 +63,8 @@ class PublishScreen(msgspec.Struct, forbid_unknown_fields=True):
 class Answer(msgspec.Struct, forbid_unknown_fields=True):
     answer: Description
 
+
+log = logging.getLogger("callbook.media")
 
 #: What the routes drive: the in-process node, or the pool of worker processes.
 ROOMS = web.AppKey("media_rooms", Rooms)
@@ -241,13 +245,19 @@ def _media_node(
     config: MediaConfig, app: web.Application
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        mux = None if config.udp_port is None else await UdpMux().start(config.udp_port)
         node = MediaNode(
-            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip)
+            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip),
+            mux,
         )
         app[NODE] = node
         app[ROOMS] = node
+        if mux is not None:
+            log.info("media on UDP port %d", mux.port)
         yield
         await node.close()  # closes every peer connection
+        if mux is not None:
+            mux.close()
 
     return ctx
 

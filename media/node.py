@@ -1,7 +1,9 @@
 """One SFU node: the pure ``Forwarder`` plus the aiortc connections it forwards between.
 
-Packets are forwarded inside the publisher's DTLS receive loop (decrypt once, rewrite the
-header per subscriber, protect per downlink), so there is no queue or extra task per packet.
+Packets are forwarded in the datagram callback of the node's shared UDP socket (media/udpmux.py:
+decrypt once, rewrite the header per subscriber, protect per downlink, one ``sendmmsg`` for all
+of them), so there is no queue, coroutine or task per packet. Without a mux (each connection on
+aioice's own sockets) they are forwarded inside the publisher's DTLS receive loop.
 A ticker sends coalesced keyframe requests and receiver reports to publishers.
 """
 
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +40,12 @@ from media.peer import (
     new_peer_connection,
     offer_downlink,
     parse_sdp,
+    receive_directly,
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
 from media.shield import Dropped, dtls_transports, guard_transport
+from media.udpmux import UdpMux
 
 log = logging.getLogger("callbook.media")
 
@@ -59,18 +63,25 @@ class NodeLimits:
     public_ip: str | None = None
 
 
+Slow = list[tuple[Downlink, bytes]]
+
+
 class MediaNode:
-    def __init__(self, limits: NodeLimits | None = None) -> None:
+    def __init__(self, limits: NodeLimits | None = None, mux: UdpMux | None = None) -> None:
         self.limits = limits or NodeLimits()
         self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
         self.uplinks: dict[tuple[str, str], Uplink] = {}
         #: Second uplinks: a participant's shared screen (one video track), while it shares.
         self.screens: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
-        self.dropped = Dropped()  # below the forwarder: hostile or stray datagrams
+        #: Every connection's ICE on one UDP port (None: aioice's own socket per connection).
+        self.mux = mux
+        # below the forwarder: hostile or stray datagrams (the mux counts the unroutable ones)
+        self.dropped = mux.dropped if mux is not None else Dropped()
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
         self._closing: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()  # packets only aiortc's path can send
         #: Shutting down (media/drain.py): the rooms here run on, no new one opens.
         self.draining = False
 
@@ -109,7 +120,7 @@ class MediaNode:
         self.forwarder.check_admission(room, participant)
         pc = new_peer_connection()
         try:
-            answer, published = await answer_uplink(pc, offer_sdp)
+            answer, published = await answer_uplink(pc, offer_sdp, self.mux)
             # The room may have changed while we awaited aiortc.
             self.forwarder.add_participant(room, participant)
             self._start_uplink(Uplink(room, participant, pc, published), self.uplinks)
@@ -126,7 +137,7 @@ class MediaNode:
             raise errors.InvalidState(f"{participant!r} already shares a screen")
         pc = new_peer_connection()
         try:
-            answer, published = await answer_uplink(pc, offer_sdp, only=Kind.VIDEO)
+            answer, published = await answer_uplink(pc, offer_sdp, self.mux, only=Kind.VIDEO)
             self.forwarder.participant(room, participant)  # still there after the await
             if (room, participant) in self.screens:
                 raise errors.InvalidState(f"{participant!r} already shares a screen")
@@ -154,9 +165,12 @@ class MediaNode:
                 stream.extensions, uplink.source,
             )  # fmt: skip
         registry[(room, participant)] = uplink
+        forward = self._forward(uplink)
         for dtls in uplink.dtls:
+            if self.mux is not None:
+                receive_directly(dtls, self._forward_now(forward))  # before the shield
             guard_transport(dtls, self.dropped)
-            intercept_uplink(dtls, self._on_uplink_rtp(uplink), self._on_uplink_rtcp(uplink))
+            intercept_uplink(dtls, self._on_uplink_rtp(forward), self._on_uplink_rtcp(uplink))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -206,7 +220,7 @@ class MediaNode:
         pc = new_peer_connection()
         try:
             kinds = (Kind.VIDEO,) if source is Source.SCREEN else (Kind.AUDIO, Kind.VIDEO)
-            offer, senders = await offer_downlink(pc, kinds)
+            offer, senders = await offer_downlink(pc, kinds, self.mux)
             sub_id = secrets.token_urlsafe(12)
             legs = downlink_legs(parse_sdp(offer), None)
             self.forwarder.subscribe(room, subscriber, publisher, sub_id, legs, source)
@@ -216,7 +230,7 @@ class MediaNode:
         downlink = Downlink(
             sub_id, room, subscriber, publisher, pc, senders, offer, self._loop.time()
         )
-        downlink.prepare()
+        downlink.prepare(self.mux.sender if self.mux is not None else None)
         self.downlinks[sub_id] = downlink
         for dtls in dtls_transports(pc):
             guard_transport(dtls, self.dropped)
@@ -265,16 +279,39 @@ class MediaNode:
 
     # --- packet paths -----------------------------------------------------------------------
 
-    def _on_uplink_rtp(self, uplink: Uplink) -> Any:
+    def _forward(self, uplink: Uplink) -> Callable[[bytes], Slow]:
+        """One pass per packet: rewrite, protect and send to every subscriber (one
+        ``sendmmsg`` on the shared socket); returns what only aiortc's async path can send."""
         forwarder, downlinks, loop = self.forwarder, self.downlinks, self._loop
+        flush = self.mux.sender.flush if self.mux is not None else None
         room, name = uplink.room, uplink.participant
 
-        async def on_rtp(data: bytes) -> None:
+        def forward(data: bytes) -> Slow:
             now = loop.time()
+            slow: Slow = []
             for sub_id, packet in forwarder.handle_rtp(room, name, data, now):
                 downlink = downlinks.get(sub_id)
                 if downlink is not None and not downlink.send_now(packet, now):
-                    await downlink.send(packet)
+                    slow.append((downlink, packet))
+            if flush is not None:
+                flush()
+            return slow
+
+        return forward
+
+    def _forward_now(self, forward: Callable[[bytes], Slow]) -> Callable[[bytes], None]:
+        def on_rtp(data: bytes) -> None:
+            slow = forward(data)
+            if slow:
+                task = asyncio.create_task(_send_slow(slow))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+        return on_rtp
+
+    def _on_uplink_rtp(self, forward: Callable[[bytes], Slow]) -> Any:
+        async def on_rtp(data: bytes) -> None:
+            await _send_slow(forward(data))
 
         return on_rtp
 
@@ -402,6 +439,7 @@ class MediaNode:
         dropped = dict(counters.pop("dropped"))
         dropped.update(self.dropped.as_dict())
         return {
+            **(self.mux.stats() if self.mux is not None else {}),
             "draining": self.draining,
             "rooms": len(self.forwarder.rooms),
             "participants": sum(len(r.participants) for r in self.forwarder.rooms.values()),
@@ -422,6 +460,11 @@ class MediaNode:
         self.uplinks.clear()
         self.screens.clear()
         await _close_all(pcs)
+
+
+async def _send_slow(slow: Slow) -> None:
+    for downlink, packet in slow:
+        await downlink.send(packet)
 
 
 def _counters(counters: Counters) -> dict[str, Any]:

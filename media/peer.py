@@ -13,8 +13,14 @@ Seams into aiortc 1.16.0 (pinned by tests/test_sfu_aiortc_internals.py):
 * Hostile datagrams are filtered and counted below aiortc by ``media.shield``.
 * Fast path (``FastSend``): for a nominated plain-UDP ICE pair, forwarded packets are protected
   with ``RTCDtlsTransport._tx_srtp`` and written with the pair's datagram transport directly —
-  what ``_send_rtp`` does, minus four coroutine layers per packet. Relayed (TURN) pairs and
-  anything unexpected fall back to ``_send_rtp``.
+  what ``_send_rtp`` does, minus four coroutine layers per packet; on the node's shared socket
+  (``media.udpmux``) they are queued and the forwarding pass flushes them with one ``sendmmsg``.
+  Relayed (TURN) pairs and anything unexpected fall back to ``_send_rtp``.
+* Direct receive (``receive_directly``): an uplink's ``Connection.data_received`` (where aioice
+  queues every non-STUN datagram for aiortc's receive coroutine) is replaced on the instance;
+  SRTP (not SRTCP) of a connected leg is unprotected with ``RTCDtlsTransport._rx_srtp`` and
+  handed to the forwarder right there, in the datagram callback. DTLS and SRTCP still take
+  aiortc's path.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pylibsrtp
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
     MediaStreamTrack,
@@ -42,7 +49,9 @@ from aiortc.sdp import SessionDescription
 
 from media import errors
 from media.forwarding import CLOCK_RATE, Kind, Leg, Source
+from media.sendmmsg import BatchSender, Destination
 from media.shield import dtls_transports
+from media.udpmux import SharedProtocol, UdpMux
 
 MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
 
@@ -147,6 +156,34 @@ def intercept_uplink(dtls: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtpHan
     dtls._handle_rtcp_data = handle_rtcp  # type: ignore[method-assign]
 
 
+def receive_directly(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None]) -> None:
+    """Forward an uplink's SRTP from the datagram callback: no queue, no coroutine per packet.
+
+    Install before ``media.shield`` guards the transport: the shield delivers to whatever
+    ``data_received`` the connection has then."""
+    connection = dtls.transport._connection
+    queue = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        session = dtls._rx_srtp
+        # SRTP, not SRTCP (RFC 5761: an RTCP packet type in the second byte), on a keyed leg
+        if (
+            session is None
+            or not 127 < data[0] < 192
+            or 191 < data[1] < 209
+            or dtls._state is not State.CONNECTED
+        ):
+            queue(data, component)
+            return
+        try:
+            clear = session.unprotect(data)
+        except pylibsrtp.Error:
+            return  # counted by the shield's session wrapper, dropped as aiortc would
+        on_rtp(clear)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+
 def intercept_downlink_rtcp(dtls: RTCDtlsTransport, on_rtcp: RtpHandler) -> None:
     """See a subscriber's RTCP first (PLI/FIR/NACK/RR), then let aiortc's senders have it too:
     they only compute RTT from it, because they have no history or encoder to act on."""
@@ -216,8 +253,16 @@ async def close_peer(pc: RTCPeerConnection) -> None:
                 await dtls.transport.stop()
 
 
+def adopt_ice(pc: RTCPeerConnection, mux: UdpMux | None) -> None:
+    """Put ``pc``'s ICE on the node's shared UDP port: after its transports are bundled and
+    before ``createOffer``/``createAnswer`` read their username fragments."""
+    if mux is not None:
+        for dtls in dtls_transports(pc):
+            mux.adopt(dtls.transport._connection)
+
+
 async def answer_uplink(
-    pc: RTCPeerConnection, offer_sdp: str, only: Kind | None = None
+    pc: RTCPeerConnection, offer_sdp: str, mux: UdpMux | None = None, only: Kind | None = None
 ) -> tuple[str, list[Published]]:
     """Accept a publisher's offer with recvonly Opus/VP8 transceivers; returns our answer.
     ``only``: the one section the offer must have (a shared screen is one video track)."""
@@ -232,6 +277,7 @@ async def answer_uplink(
             transceiver.setCodecPreferences(codec_preferences(Kind(media.kind), rtx=True))
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        adopt_ice(pc, mux)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
     except errors.MediaError:
@@ -243,7 +289,9 @@ async def answer_uplink(
 
 
 async def offer_downlink(
-    pc: RTCPeerConnection, kinds: tuple[Kind, ...] = (Kind.AUDIO, Kind.VIDEO)
+    pc: RTCPeerConnection,
+    kinds: tuple[Kind, ...] = (Kind.AUDIO, Kind.VIDEO),
+    mux: UdpMux | None = None,
 ) -> tuple[str, dict[Kind, RTCRtpSender]]:
     """Our sendonly offer of ``kinds`` with placeholder tracks (candidates gathered inline)."""
     senders = {}
@@ -251,17 +299,20 @@ async def offer_downlink(
         transceiver = pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(kind))
         senders[kind] = transceiver.sender
+    adopt_ice(pc, mux)
     await pc.setLocalDescription(await pc.createOffer())
     return pc.localDescription.sdp, senders
 
 
 class FastSend:
-    """Synchronous SRTP protect + ``sendto`` on a connected leg's nominated host pair."""
+    """Synchronous SRTP protect + ``sendto`` on a connected leg's nominated host pair (queued
+    in ``batch`` for one ``sendmmsg`` when the pair is on the node's shared socket)."""
 
-    __slots__ = ("_dtls", "_pair", "_send")
+    __slots__ = ("_batch", "_dtls", "_pair", "_send")
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
+    def __init__(self, dtls: RTCDtlsTransport, batch: BatchSender | None = None) -> None:
         self._dtls = dtls
+        self._batch = batch
         self._pair: CandidatePair | None = None
         self._send: Callable[[bytes], None] | None = None
 
@@ -275,13 +326,25 @@ class FastSend:
             return self._send
         self._pair, self._send = pair, None
         protocol = pair.protocol if pair is not None else None
-        if pair is None or type(protocol) is not StunProtocol or protocol.transport is None:
+        if pair is None or protocol is None or protocol.transport is None:
             return None
-        transport, addr, protect = protocol.transport, pair.remote_addr, dtls._tx_srtp.protect
+        addr, protect = pair.remote_addr, dtls._tx_srtp.protect
+        batch = self._batch
+        if type(protocol) is SharedProtocol and batch is not None:
+            queue = batch.queue(protocol.owner.fd, protocol.owner.transport).append
+            destination = Destination(addr)
 
-        def send(packet: bytes) -> None:
-            transport.sendto(protect(packet), addr)
+            def send(packet: bytes) -> None:
+                queue((protect(packet), destination))
 
+        elif type(protocol) is StunProtocol:
+            transport = protocol.transport
+
+            def send(packet: bytes) -> None:
+                transport.sendto(protect(packet), addr)
+
+        else:
+            return None
         self._send = send
         return send
 
@@ -320,14 +383,14 @@ class Downlink:
     transport: RTCDtlsTransport | None = None
     fast: FastSend | None = None
 
-    def prepare(self) -> None:
+    def prepare(self, batch: BatchSender | None = None) -> None:
         for kind, sender in self.senders.items():
             state = SendState(CLOCK_RATE[kind])
             self.by_ssrc[sender._ssrc] = state
             patch_sender_reports(sender, state)
         transports = dtls_transports(self.pc)
         self.transport = transports[0] if transports else None
-        self.fast = FastSend(self.transport) if self.transport is not None else None
+        self.fast = FastSend(self.transport, batch) if self.transport is not None else None
 
     def send_now(self, packet: bytes, now: float) -> bool:
         """Forward one rewritten RTP packet, protected in this leg's SRTP context, without

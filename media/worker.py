@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from media.control import create_app
-from media.server import SHUTDOWN_GRACE_S, allow_loopback_ice, new_loop, signalled
+from media.server import SHUTDOWN_GRACE_S, allow_loopback_ice, new_loop, quiet_gc, signalled
 from media.workers import WORKER_ENV, WorkerSpec
 
 log = logging.getLogger("callbook.media.worker")
@@ -40,6 +40,7 @@ async def _run(spec: WorkerSpec) -> None:
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     await runner.setup()
+    quiet_gc()  # the worker is where packets are forwarded
     try:
         await web.UnixSite(runner, spec.socket).start()
         log.info("media worker %d running", spec.index)

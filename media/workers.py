@@ -209,7 +209,10 @@ class WorkerPool:
     async def _spawn(self, worker: Worker) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(worker.socket)
-        own = replace(self.config, workers=0, redis_url=None)
+        # Worker i owns UDP port base + i (media/README.md); with base 0 each picks a free one.
+        port = self.config.udp_port
+        udp_port = port + worker.index if port else port
+        own = replace(self.config, workers=0, redis_url=None, udp_port=udp_port, listen_fd=None)
         spec = WorkerSpec(own, worker.index, worker.socket, os.getpid())
         worker.process = await asyncio.create_subprocess_exec(
             *launcher,

@@ -458,8 +458,19 @@ def test_compose_signaling_nodes_share_the_media_node_and_its_secret() -> None:
     config = media_config(media["command"][1:], service_env(media))
     assert not is_loopback(config.host), "the signaling containers could not reach the SFU"
     assert not config.loopback_ice, "a 127.0.0.1 candidate is useless to remote clients"
-    # aioice picks ephemeral UDP ports that no port mapping can follow: the host's network.
-    assert media.get("network_mode") == "host", f"{media_name} needs the host's network for UDP"
+    # One UDP port for all media, published 1:1 (candidates name the bound port), on the host's
+    # public address, which the candidates name instead of the container's: no port range.
+    assert media.get("network_mode") != "host", f"{media_name}: one port needs no host network"
+    assert config.udp_port and config.udp_port > 0, f"{media_name}: no fixed UDP port"
+    # Worker i serves the base port + i: one published port per worker, the same inside and out.
+    last = config.udp_port + max(config.workers, 1) - 1
+    expected = (
+        f"{config.udp_port}:{config.udp_port}/udp"
+        if last == config.udp_port
+        else (f"{config.udp_port}-{last}:{config.udp_port}-{last}/udp")
+    )
+    assert media["ports"] == [expected], media["ports"]
+    assert config.public_ip, f"{media_name}: its candidates would name the container's address"
     signaling = {n: s for n, s in _callbook_services().items() if s["command"][0] == "serve"}
     for name, service in signaling.items():
         settings = from_env(service_env(service))
@@ -467,9 +478,7 @@ def test_compose_signaling_nodes_share_the_media_node_and_its_secret() -> None:
         assert settings.media_secret == config.secret, f"{name}: CALLBOOK_MEDIA_SECRET differs"
         url = urlsplit(settings.media_url)
         assert url.scheme == "http" and url.port == config.port, f"{name}: {url.geturl()}"
-        # A host-network service has no name on the compose network: reach it through the host.
-        assert url.hostname == "host.docker.internal", f"{name}: {url.hostname}"
-        assert "host.docker.internal:host-gateway" in service["extra_hosts"], name
+        assert url.hostname == media_name, f"{name}: {url.hostname}"
         assert media_name in service["depends_on"], f"{name} may start before the SFU"
     check = " ".join(media["healthcheck"]["test"])
     url = urlsplit(re.search(r"http://[^'\" ]+", check).group(0))  # type: ignore[union-attr]
@@ -488,7 +497,8 @@ async def test_compose_media_command_runs_and_accepts_the_signaling_secret() -> 
     signaling = next(s for s in _callbook_services().values() if s["command"][0] == "serve")
     secret = from_env(service_env(signaling)).media_secret
     assert secret
-    env = {"PATH": os.environ.get("PATH", ""), **service_env(media)}
+    # the compose port may be taken on this machine: any free one for the run
+    env = {"PATH": os.environ.get("PATH", ""), **service_env(media), "CALLBOOK_MEDIA_UDP_PORT": "0"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "signaling.cli", *command,
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -791,17 +801,27 @@ def _field_refs(container: Mapping[str, Any]) -> dict[str, str]:
 def test_k8s_media_nodes_register_where_signaling_finds_them(tmp_path: Path) -> None:
     media = k8s_object("Deployment", "callbook-media")
     # Several media nodes: each registers in the store signaling reads, under a name of its own,
-    # with an address signaling can reach (the pod's IP; host network makes it the node's).
+    # with an address signaling can reach (the pod's IP).
     assert media["spec"]["replicas"] >= 2
     assert not any(
         h["spec"]["scaleTargetRef"]["name"] == media["metadata"]["name"]
         for h in k8s_objects("HorizontalPodAutoscaler")
     ), "the media node must not be autoscaled"
     spec = pod_spec(media)
-    assert spec["hostNetwork"] is True, "aioice's ephemeral UDP ports need the node's network"
     (container,) = spec["containers"]
     config = _k8s_media_config(container)
     assert not is_loopback(config.host) and not config.loopback_ice
+    # All media on one UDP port: a host port on the machine (one pod per machine), no range,
+    # and the machine's address in the candidates.
+    assert not spec.get("hostNetwork"), "one UDP port needs no host network"
+    # One UDP port per worker (worker i: the base port + i), as many workers as CPUs in the limit.
+    workers = int(container["resources"]["limits"]["cpu"])
+    udp = [p for p in container["ports"] if p["protocol"] == "UDP"]
+    assert [(p["containerPort"], p["hostPort"]) for p in udp] == [
+        (config.udp_port + i, config.udp_port + i) for i in range(workers)
+    ], udp
+    public = next(e for e in container["env"] if e["name"] == "CALLBOOK_MEDIA_PUBLIC_IP")
+    assert public["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
     signaling_pod = pod_spec(signaling_deployment())
     (signaling,) = signaling_pod["containers"]
     env = k8s_container_env(signaling)

@@ -171,3 +171,78 @@ def test_frame_encryption_seams() -> None:
     assert init.count("self.__jitter_buffer = JitterBuffer(") == 2
     assert _params(JitterBuffer.add) == ["self", "packet"]
     assert _params(JitterFrame) == ["data", "timestamp"]
+
+
+def test_udp_mux_seams() -> None:
+    """media.udpmux: a connection gathers on the node's shared socket through an instance
+    ``get_component_candidates``, with a username fragment we set before it is read."""
+    from aioice import stun
+    from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+    from aioice.ice import Connection, StunProtocol
+    from aiortc import RTCIceParameters
+
+    gather = inspect.getsource(Connection.gather_candidates)
+    assert "self._local_candidates_start = True" in gather
+    assert "self.get_component_candidates(component=component, addresses=addresses)" in gather
+    assert "get_host_addresses(" in gather
+    assert _params(Connection.get_component_candidates) == [
+        "self", "component", "addresses", "timeout",
+    ]  # fmt: skip
+    # what aioice does with a host socket, which the mux does for it
+    components = inspect.getsource(Connection.get_component_candidates)
+    assert "lambda: StunProtocol(self), local_addr=(address, 0)" in components
+    assert "protocol.local_candidate = Candidate(" in components
+    assert "self._protocols += host_protocols" in components
+    assert {"foundation", "component", "transport", "priority", "host", "port", "type"} <= set(
+        inspect.signature(Candidate).parameters
+    )
+    assert _params(candidate_foundation) == [
+        "candidate_type",
+        "candidate_transport",
+        "base_address",
+    ]
+    assert _params(candidate_priority) == ["candidate_component", "candidate_type", "local_pref"]
+    # the username fragment: read from the attribute when SDP is made and checks are validated
+    connection = Connection(ice_controlling=False)
+    assert connection.local_username == connection._local_username
+    assert "usernameFragment=self._connection.local_username" in inspect.getsource(
+        RTCIceGatherer.getLocalParameters
+    )
+    assert RTCIceParameters  # the SDP's ice-ufrag comes from getLocalParameters
+    valid = inspect.getsource(Connection._valid_username)
+    assert "self.local_username" in valid
+    # a protocol's socket is only ever its ``transport``: sendto, close, and the closed future
+    assert "self.transport.sendto(bytes(message), addr)" in inspect.getsource(
+        StunProtocol.send_stun
+    )
+    assert "self.transport.close()" in inspect.getsource(StunProtocol.close)
+    assert "self.receiver.protocol_lost(self)" in inspect.getsource(StunProtocol.connection_lost)
+    assert "await protocol.close()" in inspect.getsource(Connection.close)
+    # checks we send carry the transaction id the mux routes responses by
+    assert "self.transactions[request.transaction_id] = transaction" in inspect.getsource(
+        StunProtocol.request
+    )
+    assert _params(stun.Message.check_message_integrity) == ["self", "key"]
+    assert 'message.check_message_integrity(self.local_password.encode("utf8"))' in (
+        inspect.getsource(Connection.request_received)
+    )
+
+
+def test_direct_receive_seams() -> None:
+    """media.peer.receive_directly replaces ``Connection.data_received`` on the instance (the
+    queue aiortc's receive coroutine reads) and unprotects SRTP as ``_recv_next`` would."""
+    from aioice.ice import Connection, StunProtocol
+    from aiortc.rtp import is_rtcp
+
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        Connection.data_received
+    )
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in (
+        inspect.getsource(StunProtocol.datagram_received)
+    )
+    # aiortc's own test for RTCP, which the direct path mirrors (second byte 192-208)
+    assert "msg[1] >= 192 and msg[1] <= 208" in inspect.getsource(is_rtcp)
+    recv = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "if is_rtcp(data):" in recv
+    assert "data = self._rx_srtp.unprotect(data)" in recv
+    assert "self._rx_srtp: Session = None" in inspect.getsource(RTCDtlsTransport.__init__)

@@ -71,6 +71,21 @@ async () => {
 }
 """
 
+# The SFU's port of each of Chromium's connections (its nominated, succeeded pair).
+SFU_PORTS = """
+async () => {
+  const ports = [];
+  for (const pc of [window.uplink, window.downlink]) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
+        ports.push(stats.get(s.remoteCandidateId).port);
+    });
+  }
+  return ports;
+}
+"""
+
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
@@ -126,6 +141,9 @@ async def test_chromium_and_aiortc_decode_each_other_through_the_sfu(page: Page)
         room = await control.room_stats("r")
         chrome = next(p for p in room["participants"] if p["participant"] == "chrome")
         assert chrome["publishing"] == {"audio": True, "video": True, "screen": False}
+        # Chromium's uplink and downlink both reach the node's one UDP port (media/udpmux.py).
+        ports = await page.evaluate(SFU_PORTS)
+        assert len(ports) >= 2 and set(ports) == {(await control.stats())["udp_port"]}, ports
         await until_async(
             lambda: _has_rtt(control, "chrome"), "RTT from Chromium's receiver reports"
         )

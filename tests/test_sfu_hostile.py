@@ -36,7 +36,9 @@ NAMES = ["ann", "bob", "cy"]
 
 @pytest.fixture
 async def sfu() -> AsyncIterator[SfuProcess]:
-    async with sfu_process() as running:
+    # One worker process: the room's datagrams arrive where the rooms of a node with workers
+    # run, and that worker's one UDP port is the node's only one.
+    async with sfu_process("--workers", "1") as running:
         yield running
 
 

@@ -33,7 +33,7 @@ def _flowing(peers: list[Peer]) -> bool:
 async def test_a_group_call_uses_exactly_one_udp_port_of_the_media_node() -> None:
     port = free_port()
     async with (
-        sfu_process("--udp-port", str(port)) as sfu,
+        sfu_process("--udp-port", str(port), "--workers", "0") as sfu,
         MediaControl(sfu.url, sfu.secret) as control,
     ):
         room = f"room-{os.urandom(4).hex()}"

@@ -54,7 +54,7 @@ from directory.lookup import queue_card_reads
 from directory.ratelimit import _TOKEN_BUCKET
 from directory.secret import embedded as embedded_secret
 from directory.store import Store, connect
-from signaling.client import Client, ClientError, Profile
+from signaling.sdk.client import Client, ClientError, Profile
 from signaling.server import _new_loop as server_loop
 
 # The highest values signaling.config accepts: the per-account lookup bucket never runs dry.

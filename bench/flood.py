@@ -54,7 +54,7 @@ import aiohttp
 from bench.directory import cpu_model, free_port, log, supervised_server, wait_ready
 from directory.devices import signin_message
 from signaling import puzzle
-from signaling.client import _b64, new_device_key
+from signaling.sdk.client import _b64, new_device_key
 
 REPO = Path(__file__).resolve().parents[1]
 FLOODS = ("signup", "recovery", "challenge", "lookup")

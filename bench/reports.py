@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from directory import accounts, contacts, reports
 from directory.embedded import EmbeddedValkey
 from directory.store import DirectoryConfig, Store, connect
-from signaling.client import new_device_key
+from signaling.sdk.client import new_device_key
 
 TARGETS = ("nobody_here", "hidden", "blocker")
 

@@ -81,16 +81,16 @@ from bench.directory import (
 from directory.devices import signin_message
 from directory.records import Device
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S
-from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.limits import Throttle
-from signaling.schemas import (
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import (
     AccountUpdate,
     Challenge,
     DeviceEnrollment,
     TokenRequest,
     TokenResponse,
 )
-from signaling.ws import messages as m
+from signaling.sdk.client import Client, ClientError, _b64, new_device_key
 from signaling.ws.endpoint import RATE_PER_S, SUBPROTOCOL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ class CycleFailed(Exception):
 class Bot:
     """One device's call WebSocket: each received message is stamped on arrival.
 
-    Lighter than ``signaling.phone.line.Line`` (one shared HTTP session for thousands of them)
+    Lighter than ``signaling.sdk.line.Line`` (one shared HTTP session for thousands of them)
     and it keeps the arrival time, which the ring latency needs; the messages are the same.
     """
 

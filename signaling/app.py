@@ -50,6 +50,7 @@ from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
 from signaling.outage import StoreOutage
+from signaling.protocol.bodies import Health
 from signaling.push import PushAdapter, Retry
 from signaling.push import build as build_push
 from signaling.rest import endpoints
@@ -58,7 +59,6 @@ from signaling.rest.framework import register
 from signaling.routing import Router
 from signaling.routing_local import LocalRouter
 from signaling.routing_redis import RedisRouter
-from signaling.schemas import Health
 from signaling.solo import SoloWatch
 from signaling.stun import stun_ctx
 from signaling.tokens import Principal, TokenService

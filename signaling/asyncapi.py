@@ -3,7 +3,7 @@
 ``python -m signaling.asyncapi`` prints it; ``docs/asyncapi.json`` is that output, and a test
 fails when the two differ. The document takes a device's point of view: the ``send`` operation
 lists what a device sends, ``receive`` what it receives, on the one channel ``/v1/ws``. Each
-message is one Struct of ``signaling.ws.messages``, named by its ``type`` tag.
+message is one Struct of ``signaling.protocol.messages``, named by its ``type`` tag.
 
 The close codes, the ``error`` codes, the ``ended`` reasons and the limits are tables here,
 written by hand from ``signaling/ws/endpoint.py``, ``signaling/calls/service.py``,
@@ -24,8 +24,8 @@ from aiohttp import WSCloseCode
 
 from signaling.calls import handover, media_keys, quality, sfu_calls
 from signaling.config import Config
+from signaling.protocol import messages as m
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 
 ASYNCAPI_VERSION = "3.0.0"
 API_VERSION = f"{m.PROTOCOL_VERSION}.0.0"

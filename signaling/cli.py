@@ -21,14 +21,14 @@ from redis.exceptions import RedisError
 from directory import handles
 from directory.errors import DirectoryError
 from directory.records import RELAY_CHOICES, Block, Contact
-from signaling.cli_failures import CliError, UsageError, describe
-from signaling.client import Client, Profile
 from signaling.config import from_env
 from signaling.logs import configure
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.cli_failures import CliError, UsageError, describe
+from signaling.sdk.client import Client, Profile
 
 if TYPE_CHECKING:
-    from signaling.phone.softphone import Summary
+    from signaling.sdk.softphone import Summary
 
 AUDIENCE_CHOICES = ("everyone", "contacts", "nobody")
 
@@ -223,7 +223,7 @@ def _finish(args: argparse.Namespace, summary: Summary) -> None:
 
 
 async def cmd_call(args: argparse.Namespace) -> None:
-    from signaling.phone.softphone import Softphone  # aiortc loads only for calls
+    from signaling.sdk.softphone import Softphone  # aiortc loads only for calls
 
     phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
     try:
@@ -235,7 +235,7 @@ async def cmd_call(args: argparse.Namespace) -> None:
 
 
 async def cmd_answer(args: argparse.Namespace) -> None:
-    from signaling.phone.softphone import Softphone
+    from signaling.sdk.softphone import Softphone
 
     phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
     try:
@@ -251,7 +251,7 @@ async def cmd_answer(args: argparse.Namespace) -> None:
 
 
 async def cmd_group(args: argparse.Namespace) -> None:
-    from signaling.phone.softphone import Softphone
+    from signaling.sdk.softphone import Softphone
 
     phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
     try:

@@ -29,7 +29,7 @@ from signaling.limits import (
     client_address,
     retry_after_s,
 )
-from signaling.schemas import Puzzle, PuzzleProof
+from signaling.protocol.bodies import Puzzle, PuzzleProof
 
 Kind = Literal["signup", "recovery", "challenge"]
 _WHAT = {"signup": "sign-ups", "recovery": "recovery attempts", "challenge": "sign-in requests"}

@@ -16,8 +16,8 @@ from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
 from signaling.calls import conference, service
+from signaling.protocol import messages as m
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "docs" / "asyncapi.json"

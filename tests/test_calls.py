@@ -9,10 +9,10 @@ import pytest
 from directory import keys
 from directory.records import Device
 from directory.store import Store
-from signaling.client import Client, Profile, _b64, new_device_key
-from signaling.phone.line import Line, LineClosed
-from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate, DeviceEnrollment, MissedCalls
+from signaling.sdk.client import Client, Profile, _b64, new_device_key
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server, befriend
 
 

@@ -6,8 +6,7 @@ import pytest
 
 from directory.records import Device
 from signaling.appkeys import GATE
-from signaling.client import Client, ClientError, _b64, new_device_key
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     DeviceEnrollment,
     DeviceRename,
     Enrollment,
@@ -15,6 +14,7 @@ from signaling.schemas import (
     PuzzleRequest,
     RecoveryRequest,
 )
+from signaling.sdk.client import Client, ClientError, _b64, new_device_key
 from tests.conftest import Server
 
 

@@ -12,9 +12,9 @@ from directory.store import Store
 from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
 from signaling.drain import DRAIN, drain
-from signaling.phone.line import Line, LineClosed
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line, LineClosed
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, befriend, unique
 from tests.test_cluster import _line, _on, _two_nodes
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from directory.embedded import EmbeddedValkey
-from signaling.client import Client
+from signaling.sdk.client import Client
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow

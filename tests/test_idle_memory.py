@@ -13,8 +13,8 @@ import tracemalloc
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from signaling.client import Client
-from signaling.phone.line import Line
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import Server
 from tests.test_calls import _device
 

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from directory import keys
 from directory.records import Device
 from directory.store import Store
-from signaling.client import (
+from signaling.protocol.bodies import DeviceEnrollment, DeviceRename, MediaKeyPublish, SignupRequest
+from signaling.sdk.client import (
     Client,
     ClientError,
     Profile,
@@ -24,7 +25,6 @@ from signaling.client import (
     new_device_key,
     new_media_key,
 )
-from signaling.schemas import DeviceEnrollment, DeviceRename, MediaKeyPublish, SignupRequest
 from tests.conftest import Server
 
 #: X25519 points of small order (RFC 7748 section 6.1 warns of them): u = 0 and u = 1.

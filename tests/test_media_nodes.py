@@ -17,7 +17,7 @@ from directory.inventory import INVENTORY, glob
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls.media_pool import MediaPool
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer, Server
 from tests.media_nodes import SECRET, media_processes, registered, until
 from tests.test_operator import _http

@@ -16,7 +16,7 @@ import msgspec
 
 from directory import records
 from signaling import asyncapi
-from signaling.errors import PROBLEM_TYPES
+from signaling.protocol.problems import PROBLEM_TYPES
 from signaling.rest import endpoints
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"

@@ -17,6 +17,7 @@ import pytest
 from directory import keys
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
+from signaling.protocol import messages as m
 from signaling.routing import (
     Deliver,
     DeviceEvent,
@@ -29,7 +30,6 @@ from signaling.routing import (
 from signaling.routing_local import LocalHub, LocalRouter
 from signaling.routing_redis import RedisRouter
 from signaling.tasks import cancel_until_done
-from signaling.ws import messages as m
 
 ALICE = DeviceRef("a" * 32, "d" * 32)
 ALICE_2 = DeviceRef("a" * 32, "e" * 32)

@@ -25,9 +25,9 @@ from signaling.calls import machine as sm
 from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords, decode
 from signaling.calls.service import CallService
+from signaling.protocol import messages as m
 from signaling.push import LogPush
 from signaling.routing_redis import RedisRouter
-from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend
 
 #: Store commands per 1:1 set-up (invite, ringing, accept, SDP both ways, two ICE candidates

@@ -24,8 +24,8 @@ import pytest
 
 from directory import accounts
 from directory.store import Store, connect
-from signaling.client import new_device_key
 from signaling.config import Config
+from signaling.sdk.client import new_device_key
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server
 from tests.valkey_process import ValkeyProcess
 

@@ -19,9 +19,9 @@ import pytest
 from directory import keys
 from directory.store import connect
 from signaling.appkeys import CALLS
-from signaling.phone.line import Line
+from signaling.protocol import messages as m
 from signaling.routing_redis import RedisRouter
-from signaling.ws import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, befriend
 from tests.valkey_process import ValkeyProcess
 

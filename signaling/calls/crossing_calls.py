@@ -24,9 +24,9 @@ from signaling.calls import machine as sm
 from signaling.calls.crossing import Busy, Crossing, Ringing, crossing_calls
 from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.records import CallRecords
+from signaling.protocol import messages as m
 from signaling.routing import Forward, Router, Supersede
 from signaling.routing_local import Worker
-from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 

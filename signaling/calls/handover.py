@@ -36,8 +36,8 @@ from signaling.calls import machine as sm
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall
 from signaling.calls.records import CallRecords, Stored
+from signaling.protocol import messages as m
 from signaling.routing import Adopt, Forward, Moved, Router
-from signaling.ws import messages as m
 
 if TYPE_CHECKING:
     from signaling.calls.service import Presence

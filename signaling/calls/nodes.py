@@ -28,6 +28,7 @@ from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords, Stored, Timer
+from signaling.protocol import messages as m
 from signaling.routing import (
     Adopt,
     Deliver,
@@ -44,7 +45,6 @@ from signaling.routing import (
     Supersede,
 )
 from signaling.routing_local import Worker
-from signaling.ws import messages as m
 
 if TYPE_CHECKING:
     from signaling.calls.service import Presence

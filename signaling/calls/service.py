@@ -38,6 +38,7 @@ from signaling.calls.quality import QualityBook, Sample
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
 from signaling.push import PushAdapter
 from signaling.routing import (
     DeviceEvent,
@@ -49,7 +50,6 @@ from signaling.routing import (
     resume_digest,
 )
 from signaling.routing_local import LocalRouter
-from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 

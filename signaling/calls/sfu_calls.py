@@ -24,8 +24,8 @@ from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
 from signaling.routing import Router
-from signaling.ws import messages as m
 
 INVITE_BURST = 20
 INVITES_PER_S = 1.0

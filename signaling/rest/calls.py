@@ -7,11 +7,11 @@ from directory.records import MissedCall, PushRegistration
 from signaling import stun, turn
 from signaling.appkeys import CONFIG
 from signaling.errors import ApiError
+from signaling.protocol.bodies import IceServers, MissedCalls, PushRegister
+from signaling.protocol.messages import IceServer
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import IceServers, MissedCalls, PushRegister
 from signaling.stun import STUN_PORT
-from signaling.ws.messages import IceServer
 
 _DEVICE = {"device_id": ID_PARAM}
 

@@ -7,9 +7,9 @@ from directory.records import Device
 from signaling.appkeys import CALLS
 from signaling.calls.machine import DeviceRef
 from signaling.errors import ApiError
+from signaling.protocol.bodies import DeviceEnrollment, DeviceList, DeviceRename, MediaKeyPublish
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename, MediaKeyPublish
 
 _DEVICE = {"device_id": ID_PARAM}
 

@@ -7,9 +7,9 @@ import msgspec
 from directory import accounts, portability
 from directory.records import Account, Export
 from signaling.appkeys import CALLS
+from signaling.protocol.bodies import AccountUpdate
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
-from signaling.schemas import AccountUpdate
 
 
 @API.route(

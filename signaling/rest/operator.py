@@ -28,12 +28,12 @@ from directory.reports import Report
 from signaling.appkeys import CALLS, METRICS, STREAMS
 from signaling.calls import machine as sm
 from signaling.errors import ApiError
+from signaling.protocol.bodies import Request
 from signaling.rest.cluster_view import all_calls, all_nodes, find_call
 from signaling.rest.framework import Call
 from signaling.rest.operator_views import LiveCall, Node
 from signaling.rest.table import API, BODY_ERRORS, ID_PARAM, store
 from signaling.routing import OperatorAction, OperatorReply
-from signaling.schemas import Request
 
 TAG = "operator"
 OPERATOR_ERRORS = ("token_missing", "token_invalid", "token_expired", "not_operator")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from directory import contacts, lookup
 from directory.records import Block, Card, Contact
 from signaling.errors import ApiError
+from signaling.protocol.bodies import BlockAdd, BlockList, ContactAdd, ContactList, ContactUpdate
 from signaling.rest.framework import Call, Param
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import BlockAdd, BlockList, ContactAdd, ContactList, ContactUpdate
 
 _ACCOUNT = {"account_id": ID_PARAM}
 _HANDLE = {"handle": Param("[^/]{1,128}", "A handle as typed")}

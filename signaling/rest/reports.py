@@ -9,9 +9,9 @@ import msgspec
 from directory import reports
 from directory.records import Category, Notice
 from signaling.appkeys import METRICS
+from signaling.protocol.bodies import HandleText, Id, Request
 from signaling.rest.framework import Call
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
-from signaling.schemas import HandleText, Id, Request
 
 
 class ReportRequest(Request):

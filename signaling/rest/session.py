@@ -6,9 +6,7 @@ from directory import accounts, devices, keys
 from signaling import puzzle
 from signaling.appkeys import CALLS, TOKENS
 from signaling.calls.machine import DeviceRef
-from signaling.rest.framework import Call
-from signaling.rest.table import API, BODY_ERRORS, gate, store, throttle_anonymous
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     Challenge,
     Enrollment,
     Puzzle,
@@ -18,6 +16,8 @@ from signaling.schemas import (
     TokenRequest,
     TokenResponse,
 )
+from signaling.rest.framework import Call
+from signaling.rest.table import API, BODY_ERRORS, gate, store, throttle_anonymous
 from signaling.tokens import Principal
 
 

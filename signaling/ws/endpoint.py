@@ -36,8 +36,8 @@ from signaling.drain import DRAIN
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
 from signaling.tokens import Principal
-from signaling.ws import messages as m
 from signaling.ws.masking import ClientSocket
 
 log = logging.getLogger("callbook.ws")

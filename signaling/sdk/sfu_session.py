@@ -18,10 +18,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from media.forwarding import Kind
 from media.peer import codec_preferences
 from media.shield import Dropped
-from signaling.phone.e2ee.callkeys import CallKeys
-from signaling.phone.line import Line, LineClosed
-from signaling.phone.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.e2ee.callkeys import CallKeys
+from signaling.sdk.line import Line, LineClosed
+from signaling.sdk.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
 
 Emit = Callable[[dict[str, Any]], None]
 

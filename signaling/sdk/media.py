@@ -25,7 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, VideoFrame
 
 from media.shield import Dropped, guard_peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 AUDIO_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms

@@ -16,9 +16,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media.server import allow_loopback_ice
 from media.shield import Dropped
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
-from signaling.phone.media import (
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import IceServers
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line, LineClosed
+from signaling.sdk.media import (
     PatternTrack,
     Received,
     ToneTrack,
@@ -29,9 +31,7 @@ from signaling.phone.media import (
     quality_sample,
     selected_pair,
 )
-from signaling.phone.sfu_session import SfuSession
-from signaling.schemas import IceServers
-from signaling.ws import messages as m
+from signaling.sdk.sfu_session import SfuSession
 
 Outcome = Literal["connected", "declined", "busy", "unavailable", "no_answer", "failed"]
 Emit = Callable[[dict[str, Any]], None]

@@ -16,9 +16,9 @@ from redis.exceptions import ConnectionError as StoreUnreachable
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as StoreTimeout
 
-from signaling.client import ClientError
 from signaling.config import ConfigError
-from signaling.phone.line import LineClosed, LineRefused
+from signaling.sdk.client import ClientError
+from signaling.sdk.line import LineClosed, LineRefused
 
 #: The request was refused or the call did not work; the line says why. Retrying will not help.
 EXIT_FAILED = 1

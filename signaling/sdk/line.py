@@ -22,8 +22,8 @@ from typing import TypeVar
 import aiohttp
 import msgspec
 
-from signaling.client import Client
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
 
 M = TypeVar("M", bound=m.ServerMessage)
 

@@ -26,8 +26,7 @@ from directory.devices import signin_message
 from directory.media_keys import signed_message
 from directory.records import Account, Block, Card, Contact, Device, Export
 from signaling import puzzle
-from signaling.errors import Problem
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     AccountUpdate,
     BlockAdd,
     BlockList,
@@ -46,6 +45,7 @@ from signaling.schemas import (
     TokenRequest,
     TokenResponse,
 )
+from signaling.protocol.problems import Problem
 
 T = TypeVar("T")
 

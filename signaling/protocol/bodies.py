@@ -22,7 +22,7 @@ from directory.records import (
     PushProvider,
     RelayCalls,
 )
-from signaling.ws.messages import IceServer
+from signaling.protocol.messages import IceServer
 
 Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]
 HandleText = Annotated[

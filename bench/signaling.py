@@ -78,8 +78,6 @@ from bench.directory import (
     supervised_server,
     wait_ready,
 )
-from directory.devices import signin_message
-from directory.records import Device
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S
 from signaling.limits import Throttle
 from signaling.protocol import messages as m
@@ -90,8 +88,11 @@ from signaling.protocol.bodies import (
     TokenRequest,
     TokenResponse,
 )
+from signaling.protocol.closes import SUBPROTOCOL
+from signaling.protocol.records import Device
+from signaling.protocol.signing import signin_message
 from signaling.sdk.client import Client, ClientError, _b64, new_device_key
-from signaling.ws.endpoint import RATE_PER_S, SUBPROTOCOL
+from signaling.ws.endpoint import RATE_PER_S
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 30.0

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from directory import keys
-from directory.records import Device
 from directory.store import Store
 from signaling.protocol import messages as m
 from signaling.protocol.bodies import AccountUpdate, DeviceEnrollment, MissedCalls
+from signaling.protocol.records import Device
 from signaling.sdk.client import Client, Profile, _b64, new_device_key
 from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server, befriend

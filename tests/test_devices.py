@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from directory.records import Device
 from signaling.appkeys import GATE
 from signaling.protocol.bodies import (
     DeviceEnrollment,
@@ -14,6 +13,7 @@ from signaling.protocol.bodies import (
     PuzzleRequest,
     RecoveryRequest,
 )
+from signaling.protocol.records import Device
 from signaling.sdk.client import Client, ClientError, _b64, new_device_key
 from tests.conftest import Server
 

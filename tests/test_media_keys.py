@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from directory import keys
-from directory.records import Device
 from directory.store import Store
 from signaling.protocol.bodies import DeviceEnrollment, DeviceRename, MediaKeyPublish, SignupRequest
+from signaling.protocol.records import Device
 from signaling.sdk.client import (
     Client,
     ClientError,
@@ -191,7 +191,7 @@ async def test_signing_in_with_an_old_profile_publishes_a_media_key(server: Serv
 
 async def test_the_cli_keeps_a_media_key_it_publishes(server: Server, tmp_path: Path) -> None:
     """An identity file from before media keys gets one at its next sign-in, written back."""
-    from signaling.cli import _client
+    from signaling.sdk.cli import _client
 
     alice = await server.signup("alice")
     path = tmp_path / "alice.json"

@@ -9,8 +9,8 @@ import msgspec
 
 from directory import keys
 from directory.inventory import INVENTORY, account_keys
-from directory.records import Export, Moderation
 from directory.store import Store
+from signaling.protocol.records import Export, Moderation
 from tests import workload
 from tests.conftest import MakeServer, Server
 from tests.store_walk import Values, datum_for, stored_values, text

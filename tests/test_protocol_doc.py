@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from directory import records
 from signaling import asyncapi
+from signaling.protocol import records
 from signaling.protocol.problems import PROBLEM_TYPES
 from signaling.rest import endpoints
 

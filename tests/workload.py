@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestServer
 
 from directory import keys, media_nodes, operators
 from directory.media_nodes import MediaNodeInfo
-from directory.records import Device
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.protocol import messages as m
 from signaling.protocol.bodies import AccountUpdate, DeviceEnrollment, MissedCalls, PushRegister
+from signaling.protocol.records import Device
 from signaling.sdk.client import Client, ClientError, new_device_key
 from signaling.sdk.line import Line, LineClosed
 from tests.conftest import Server

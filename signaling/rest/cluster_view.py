@@ -25,7 +25,8 @@ from redis.exceptions import RedisError
 from directory import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
-from signaling.rest.operator_views import LiveCall, Node, local_calls, local_nodes, view
+from signaling.protocol.operator import LiveCall, Node
+from signaling.rest.operator_views import local_calls, local_nodes, view
 from signaling.routing import Router
 
 log = logging.getLogger("callbook.operator")

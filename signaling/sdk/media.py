@@ -24,8 +24,8 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, VideoFrame
 
-from media.shield import Dropped, guard_peer_connection
 from signaling.protocol import messages as m
+from signaling.sdk.shield import Dropped, guard_peer_connection
 
 AUDIO_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms

@@ -15,13 +15,12 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from media.forwarding import Kind
-from media.peer import codec_preferences
-from media.shield import Dropped
 from signaling.protocol import messages as m
 from signaling.sdk.e2ee.callkeys import CallKeys
+from signaling.sdk.ice import codec_preferences
 from signaling.sdk.line import Line, LineClosed
 from signaling.sdk.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
+from signaling.sdk.shield import Dropped
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -69,7 +68,7 @@ class SfuSession:
             sender = self._uplink.addTrack(track)
             self.keys.crypto.protect_sender(sender)
         for transceiver in self._uplink.getTransceivers():
-            transceiver.setCodecPreferences(codec_preferences(Kind(transceiver.kind)))
+            transceiver.setCodecPreferences(codec_preferences(transceiver.kind))
         # aiortc gathers every candidate inside setLocalDescription: the offer is complete.
         await self._uplink.setLocalDescription(await self._uplink.createOffer())
         offer = self._uplink.localDescription.sdp

@@ -14,11 +14,10 @@ from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from media.server import allow_loopback_ice
-from media.shield import Dropped
 from signaling.protocol import messages as m
 from signaling.protocol.bodies import IceServers
 from signaling.sdk.client import Client
+from signaling.sdk.ice import allow_loopback_ice
 from signaling.sdk.line import Line, LineClosed
 from signaling.sdk.media import (
     PatternTrack,
@@ -32,6 +31,7 @@ from signaling.sdk.media import (
     selected_pair,
 )
 from signaling.sdk.sfu_session import SfuSession
+from signaling.sdk.shield import Dropped
 
 Outcome = Literal["connected", "declined", "busy", "unavailable", "no_answer", "failed"]
 Emit = Callable[[dict[str, Any]], None]

@@ -11,6 +11,7 @@ import fractions
 import ipaddress
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import (
@@ -31,6 +32,10 @@ AUDIO_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms
 VIDEO_SIZE = (320, 240)
 VIDEO_FPS = 15
+
+#: Makes the audio track a call sends: a new one per connection (the default: ``ToneTrack``).
+#: Any aiortc audio track will do, e.g. ``lambda: MediaPlayer("greeting.wav").audio``.
+AudioSource = Callable[[], MediaStreamTrack]
 
 
 class ToneTrack(MediaStreamTrack):

@@ -19,7 +19,14 @@ from signaling.protocol import messages as m
 from signaling.sdk.e2ee.callkeys import CallKeys
 from signaling.sdk.ice import codec_preferences
 from signaling.sdk.line import Line, LineClosed
-from signaling.sdk.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
+from signaling.sdk.media import (
+    AudioSource,
+    PatternTrack,
+    Received,
+    ToneTrack,
+    packets_sent,
+    peer_connection,
+)
 from signaling.sdk.shield import Dropped
 
 Emit = Callable[[dict[str, Any]], None]
@@ -36,6 +43,7 @@ class SfuSession:
         emit: Emit,
         host: str | None = None,
         dropped: Dropped | None = None,
+        audio: AudioSource = ToneTrack,
     ) -> None:
         """``participant``: this device's id in the call's SFU room. ``host`` (an account id):
         leave when the host has left, as a guest bot should."""
@@ -49,6 +57,7 @@ class SfuSession:
         self._host_seen = False
         self.call_id = call_id
         self.video = video
+        self._audio = audio
         self._emit = emit
         self.dropped = dropped if dropped is not None else Dropped()
         self._uplink = peer_connection([], relay_only=False, dropped=self.dropped)
@@ -62,7 +71,7 @@ class SfuSession:
         self.sent_packets = 0
 
     async def publish(self) -> None:
-        tracks = [ToneTrack(), PatternTrack()] if self.video else [ToneTrack()]
+        tracks = [self._audio(), PatternTrack()] if self.video else [self._audio()]
         for track in tracks:
             # The encrypting encoders write VP8 and Opus: nothing else may be negotiated.
             sender = self._uplink.addTrack(track)

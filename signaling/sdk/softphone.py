@@ -20,6 +20,7 @@ from signaling.sdk.client import Client
 from signaling.sdk.ice import allow_loopback_ice
 from signaling.sdk.line import Line, LineClosed
 from signaling.sdk.media import (
+    AudioSource,
     PatternTrack,
     Received,
     ToneTrack,
@@ -96,8 +97,17 @@ class _ToSfu(Exception):
 
 
 class Softphone:
-    def __init__(self, client: Client, *, video: bool = False, emit: Emit | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        video: bool = False,
+        emit: Emit | None = None,
+        audio: AudioSource = ToneTrack,
+    ) -> None:
+        """``audio`` makes the audio track each call sends (a tone unless told)."""
         self.client = client
+        self.audio = audio
         self.video = video
         self._emit = emit or (lambda _event: None)
         self.line = Line(client)
@@ -197,7 +207,7 @@ class Softphone:
     ) -> Summary:
         session = SfuSession(
             self.line, call_id, participant=participant, video=self.video, emit=self._emit,
-            host=host, dropped=self.dropped,
+            host=host, dropped=self.dropped, audio=self.audio,
         )  # fmt: skip
         self.session = session
         try:
@@ -289,7 +299,7 @@ class Softphone:
                 return
 
     def _add_tracks(self, pc: RTCPeerConnection) -> None:
-        pc.addTrack(ToneTrack())
+        pc.addTrack(self.audio())
         if self.video:
             pc.addTrack(PatternTrack())
 

@@ -127,7 +127,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser, sub = client_cli.parser(__doc__)
+    parser, sub = client_cli.parser(
+        "Run a Callbook server, or act as a device from a profile file. Every failure exits "
+        "non-zero with one line on stderr; results go to stdout (JSON where useful)."
+    )
     serve = sub.add_parser("serve", help="run the server (embedded store unless REDIS_URL)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")

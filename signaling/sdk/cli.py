@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from signaling.sdk.softphone import Summary
 
 AUDIENCE_CHOICES = AUDIENCES
+#: What ``callbook --help`` says first.
+DESCRIPTION = (
+    "Act as a Callbook device from a profile file: sign up, contacts, calls. Every failure exits "
+    "non-zero with one line on stderr; results go to stdout (JSON where useful)."
+)
 
 
 def print_json(value: Any) -> None:
@@ -269,7 +274,7 @@ def parser(
     description: str | None = None,
 ) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[_Parser]]:
     """The client commands, and the subparsers to which a server adds its own."""
-    parser = _Parser(prog="callbook", description=description or __doc__)
+    parser = _Parser(prog="callbook", description=description or DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     add_client_commands(sub)
     return parser, sub

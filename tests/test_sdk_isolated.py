@@ -94,12 +94,16 @@ def _sound(path: Path, seconds: float = 4.0, rate: int = 16_000) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", ["p2p", "sfu"])
 async def test_the_docs_bot_answers_a_call_and_plays_its_file(
-    server: Server, tmp_path: Path
+    server: Server, tmp_path: Path, path: str
 ) -> None:
-    bot = await server.signup("greeter")
-    caller = await server.signup("visitor")
-    await befriend(bot, caller)
+    """Peer to peer between contacts; strangers' calls are relayed, here through the SFU
+    (end-to-end encrypted: the bot's file goes through its encrypting encoder)."""
+    bot = await server.signup(f"greeter_{path}")
+    caller = await server.signup(f"visitor_{path}")
+    if path == "p2p":
+        await befriend(bot, caller)
     assert bot.profile is not None
     bot.profile.save(tmp_path / "bot.json")
     _sound(tmp_path / "greeting.wav")
@@ -108,11 +112,14 @@ async def test_the_docs_bot_answers_a_call_and_plays_its_file(
         sys.executable, str(RUNNER), "bot.py", "bot.json", "greeting.wav", cwd=tmp_path,
         env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    phone = Softphone(caller)
+    events: list[dict[str, object]] = []
+    phone = Softphone(caller, emit=events.append)
     try:
         # The bot may still be starting: a device that comes online while it is called rings.
-        summary = await asyncio.wait_for(phone.call("greeter", 2.0), DEADLINE_S)
+        summary = await asyncio.wait_for(phone.call(f"greeter_{path}", 2.0), DEADLINE_S)
         assert summary.outcome == "connected", summary
+        accepted = [e for e in events if e["event"] == "accepted"]
+        assert [e["sfu"] for e in accepted] == [path == "sfu"], events
         # What arrived is the file: the bot sends no other audio.
         assert summary.media.audio_packets_received > 0, summary
         assert process.stdout is not None

@@ -43,7 +43,10 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     pending = asyncio.all_tasks(loop)
     for task in pending:
         task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # Only with tasks: gather() of nothing would take the thread's loop, not this one (whether
+    # one is left depends on how far aiortc got, which a loaded machine changes).
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 
 

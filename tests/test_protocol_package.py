@@ -145,3 +145,9 @@ def test_the_privacy_inventory_datum_matches() -> None:
     from signaling.protocol.bodies import Datum
 
     assert _fields(inventory.Datum) == _fields(Datum)
+
+
+def test_the_signaling_package_itself_imports_nothing() -> None:
+    """The SDK's distribution ships ``signaling/__init__.py``: it must not pull in the server."""
+    tree = ast.parse((REPO / "signaling" / "__init__.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]

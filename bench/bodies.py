@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import aiohttp
 
-from signaling.client import Client
+from signaling.sdk.client import Client
 
 STARTUP_TIMEOUT_S = 30.0
 

@@ -43,9 +43,9 @@ from bench.directory import log
 from directory.storage import keys
 from directory.storage.connection import COMMAND_TIMEOUT_S
 from signaling.calls.records import decode
-from signaling.client import Client, ClientError, Profile
-from signaling.phone.line import LineClosed
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client, ClientError, Profile
+from signaling.sdk.line import LineClosed
 
 #: The resume window of the chaos nodes: short, so that ``peer_lost`` comes within the run.
 RESUME_WINDOW_S = 5

@@ -76,7 +76,7 @@ from bench.signaling import (
     source_version,
     wait_quiet,
 )
-from signaling.client import ClientError
+from signaling.sdk.client import ClientError
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("1-node", "2-node-cross", "2-node-same")

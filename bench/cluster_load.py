@@ -28,7 +28,7 @@ from bench.signaling import (
     _new_loop,
     client_session,
 )
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 #: One ICE candidate each way is rarely all; two per side is a short trickle on loopback.
 ICE_PER_SIDE = 2

@@ -56,7 +56,7 @@ from directory.storage import keys
 from directory.storage.connection import connect
 from directory.storage.embedded import _die_with_parent
 from directory.store import Store
-from signaling.client import Client, ClientError, Profile
+from signaling.sdk.client import Client, ClientError, Profile
 from signaling.server import _new_loop as server_loop
 
 # The highest values signaling.config accepts: the per-account lookup bucket never runs dry.

@@ -1,6 +1,6 @@
 """End-to-end encryption in the SDK: what it costs per frame, and how fast a late joiner sees.
 
-1. Frame cost: SFrame encryption and decryption (signaling/phone/e2ee/sframe.py) per frame, in
+1. Frame cost: SFrame encryption and decryption (signaling/sdk/e2ee/sframe.py) per frame, in
    µs, through the SDK's seam (``FrameCrypto.encrypt`` / ``decrypt``: key lookup, CTR, prefix,
    AES-128-GCM), for a VP8 keyframe and delta frame of a 640x480 ~2 Mbit/s stream, the 320x240
    bots' frames, and an Opus packet at aiortc's 96 kbit/s. Median of ``--rounds`` rounds.
@@ -34,10 +34,10 @@ import time
 from typing import Any
 
 from bench.directory import free_port, running_server, wait_ready
-from signaling.client import Client
-from signaling.phone.e2ee.framecrypto import FrameCrypto
-from signaling.phone.e2ee.keyschedule import KeySchedule, SendKeys
-from signaling.phone.softphone import Softphone
+from signaling.sdk.client import Client
+from signaling.sdk.e2ee.framecrypto import FrameCrypto
+from signaling.sdk.e2ee.keyschedule import KeySchedule, SendKeys
+from signaling.sdk.softphone import Softphone
 
 #: (name, codec, size in bytes, first byte): a VP8 keyframe has bit 0 of its first byte clear.
 FRAMES = [

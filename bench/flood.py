@@ -52,9 +52,9 @@ from typing import Any
 import aiohttp
 
 from bench.directory import cpu_model, free_port, log, supervised_server, wait_ready
-from directory.devices import signin_message
-from signaling import puzzle
-from signaling.client import _b64, new_device_key
+from signaling.protocol import puzzles
+from signaling.protocol.signing import signin_message
+from signaling.sdk.client import _b64, new_device_key
 
 REPO = Path(__file__).resolve().parents[1]
 FLOODS = ("signup", "recovery", "challenge", "lookup")
@@ -91,7 +91,7 @@ async def enroll(http: aiohttp.ClientSession, url: str, handle: str) -> tuple[in
     for _ in range(3):
         status, given = await post(http, url + "/v1/puzzles", {"purpose": "signup"})
         if status == 200:
-            solution = await asyncio.to_thread(puzzle.solve, given["challenge"], given["bits"])
+            solution = await asyncio.to_thread(puzzles.solve, given["challenge"], given["bits"])
             body["puzzle"] = {"challenge": given["challenge"], "solution": solution}
         elif status != 404:  # 404: a server from before puzzles
             return status, given, key

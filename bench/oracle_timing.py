@@ -59,7 +59,7 @@ from bench.signaling import (
     raise_open_files,
     source_version,
 )
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 _decode = msgspec.json.Decoder(m.ServerMessages).decode
 _encode = msgspec.json.Encoder().encode

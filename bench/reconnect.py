@@ -46,7 +46,7 @@ from bench.directory import (
     supervised_server,
     wait_ready,
 )
-from signaling.client import Client
+from signaling.sdk.client import Client
 
 #: Each other device pings this often, and requests GET /v1/me this often.
 PING_EVERY_S = 0.1

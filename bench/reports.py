@@ -34,7 +34,7 @@ from directory import accounts, contacts, reports
 from directory.storage.connection import connect
 from directory.storage.embedded import EmbeddedValkey
 from directory.store import DirectoryConfig, Store
-from signaling.client import new_device_key
+from signaling.sdk.client import new_device_key
 
 TARGETS = ("nobody_here", "hidden", "blocker")
 

@@ -73,8 +73,8 @@ from bench.janus import INSTALL_HINT, JanusError, JanusProcess, JanusVideoRoom, 
 from bench.sfu_forward import CACHE, _NoDecoder, cpu_seconds, free_port, new_pc
 from media.control import MediaControl
 from media.server import allow_loopback_ice
-from signaling.phone.e2ee.framecrypto import FrameCrypto
-from signaling.phone.e2ee.keyschedule import KeySchedule
+from signaling.sdk.e2ee.framecrypto import FrameCrypto
+from signaling.sdk.e2ee.keyschedule import KeySchedule
 
 now = time.monotonic
 MEDIA_SECONDS = 90

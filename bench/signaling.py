@@ -78,20 +78,21 @@ from bench.directory import (
     supervised_server,
     wait_ready,
 )
-from directory.devices import signin_message
-from directory.records import Device
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S
-from signaling.client import Client, ClientError, _b64, new_device_key
 from signaling.limits import Throttle
-from signaling.schemas import (
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import (
     AccountUpdate,
     Challenge,
     DeviceEnrollment,
     TokenRequest,
     TokenResponse,
 )
-from signaling.ws import messages as m
-from signaling.ws.endpoint import RATE_PER_S, SUBPROTOCOL
+from signaling.protocol.closes import SUBPROTOCOL
+from signaling.protocol.records import Device
+from signaling.protocol.signing import signin_message
+from signaling.sdk.client import Client, ClientError, _b64, new_device_key
+from signaling.ws.endpoint import RATE_PER_S
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 30.0
@@ -131,7 +132,7 @@ class CycleFailed(Exception):
 class Bot:
     """One device's call WebSocket: each received message is stamped on arrival.
 
-    Lighter than ``signaling.phone.line.Line`` (one shared HTTP session for thousands of them)
+    Lighter than ``signaling.sdk.line.Line`` (one shared HTTP session for thousands of them)
     and it keeps the arrival time, which the ring latency needs; the messages are the same.
     """
 

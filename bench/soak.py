@@ -50,10 +50,10 @@ from bench.directory import UNTHROTTLED_ADMISSION, free_port, log
 from bench.directory import wait_ready as wait_node_ready
 from bench.signaling import raise_open_files, rss_bytes
 from directory.storage import keys
-from signaling.client import Client, ClientError
-from signaling.phone.line import Line, LineClosed
-from signaling.schemas import AccountUpdate
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line, LineClosed
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "callbook-soak-" + "5a" * 16

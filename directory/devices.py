@@ -10,7 +10,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from directory import labels, media_keys
+from directory import labels
 from directory.errors import (
     BadChallenge,
     BadSignature,
@@ -96,17 +96,18 @@ def check_name(name: str) -> str:
     return checked
 
 
-#: A media key as published: (X25519 public key, Ed25519 signature), both base64url.
+#: A media key as published: (X25519 public key, Ed25519 signature), both base64url, checked
+#: by the caller (the server checks it at the REST edge, ``signaling.signatures``).
 MediaKey = tuple[str, str]
 
 
 def new_record(
     store: Store, name: str, public_key: str, media_key: MediaKey | None = None
 ) -> StoredDevice:
-    """``media_key``: the device's own, signed by ``public_key`` (optional at enrollment)."""
+    """``media_key``: the device's own, its signature by ``public_key`` already checked
+    (optional at enrollment)."""
     today = store.today()
-    key = parse_public_key(public_key)
-    media, signature = media_keys.check(key, *media_key) if media_key else (None, None)
+    media, signature = media_key if media_key else (None, None)
     return StoredDevice(
         name=check_name(name),
         public_key=canonical_key(public_key),
@@ -167,9 +168,9 @@ async def rename(store: Store, account_id: str, device_id: str, name: str) -> De
 async def publish_media_key(
     store: Store, account_id: str, device_id: str, media_key: MediaKey
 ) -> Device:
-    """Set (or rotate) the device's media key, once its signature verifies."""
+    """Set (or rotate) the device's media key, its signature already checked."""
     record = await _stored(store, account_id, device_id)
-    media, signature = media_keys.check(parse_public_key(record.public_key), *media_key)
+    media, signature = media_key
     stored = msgspec.structs.replace(record, media_key=media, media_key_signature=signature)
     if not await _replace(store, account_id, device_id, stored):
         raise NotFound("No such device on this account.")
@@ -205,14 +206,14 @@ async def issue_challenge(store: Store) -> str:
     return nonce
 
 
-def signin_message(account_id: str, device_id: str, nonce: str) -> bytes:
-    """What a device signs: domain-separated and bound to the account and device."""
-    return f"callbook-signin-v1\n{account_id}\n{device_id}\n{nonce}".encode()
-
-
 async def verify_signin(
-    store: Store, account_id: str, device_id: str, nonce: str, signature: str
+    store: Store, account_id: str, device_id: str, nonce: str, signature: str, message: bytes
 ) -> Device:
+    """Spend ``nonce`` and check ``signature`` over ``message`` with the device's key.
+
+    ``message`` is what the device signed, as the protocol defines it for this account, device
+    and nonce (``signaling.protocol.signing.signin_message``): the address book checks keys, it
+    does not define what clients sign."""
     # The nonce is spent first: a failed attempt cannot be retried with the same challenge.
     if len(nonce) > 128 or await store.redis.getdel(keys.nonce(nonce)) is None:
         raise BadChallenge("The challenge is unknown, expired or already used.")
@@ -222,9 +223,7 @@ async def verify_signin(
     record = _decode(value)
     try:
         sig = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-        parse_public_key(record.public_key).verify(
-            sig, signin_message(account_id, device_id, nonce)
-        )
+        parse_public_key(record.public_key).verify(sig, message)
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise BadSignature("The signature does not verify with this device's key.") from exc
     today = store.today()

@@ -14,8 +14,8 @@ instance) that lets through only
   than the one aioice nominated),
 
 and the SRTP session is wrapped so failed authentication (forged or corrupted packets from that
-address) is counted too. The SFU and the softphone (SDK, CLI bots) share this module. Seams are
-pinned by tests/test_sfu_aiortc_internals.py.
+address) is counted too. Seams are pinned by tests/test_sfu_aiortc_internals.py. The softphone
+(SDK, CLI bots) has its own copy, ``signaling/sdk/shield.py``: the SDK installs without ``media``.
 """
 
 from __future__ import annotations

@@ -56,12 +56,12 @@ from signaling.gate import Gate
 from signaling.limits import Throttle
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.openapi import document
+from signaling.protocol.bodies import Health
 from signaling.push import PushAdapter, Retry
 from signaling.push import build as build_push
 from signaling.rest import endpoints
 from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
-from signaling.schemas import Health
 from signaling.stun import stun_ctx
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings

@@ -3,7 +3,7 @@
 ``python -m signaling.asyncapi`` prints it; ``docs/asyncapi.json`` is that output, and a test
 fails when the two differ. The document takes a device's point of view: the ``send`` operation
 lists what a device sends, ``receive`` what it receives, on the one channel ``/v1/ws``. Each
-message is one Struct of ``signaling.ws.messages``, named by its ``type`` tag.
+message is one Struct of ``signaling.protocol.messages``, named by its ``type`` tag.
 
 The close codes, the ``error`` codes, the ``ended`` reasons and the limits are tables here,
 written by hand from ``signaling/ws/endpoint.py``, ``signaling/calls/service.py``,
@@ -24,8 +24,9 @@ from aiohttp import WSCloseCode
 
 from signaling.calls import handover, media_keys, quality, sfu_calls
 from signaling.config import Config
+from signaling.protocol import closes
+from signaling.protocol import messages as m
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 
 ASYNCAPI_VERSION = "3.0.0"
 API_VERSION = f"{m.PROTOCOL_VERSION}.0.0"
@@ -104,7 +105,7 @@ CLOSE_CODES: dict[int, CloseCode] = {
         f"{endpoint.OUTBOX} messages unread.",
     ),
     WSCloseCode.MESSAGE_TOO_BIG: CloseCode(
-        "message too big", f"A message over {endpoint.MAX_MESSAGE_BYTES // 1024} KiB."
+        "message too big", f"A message over {closes.MAX_MESSAGE_BYTES // 1024} KiB."
     ),
     WSCloseCode.TRY_AGAIN_LATER: CloseCode(
         "try again later",
@@ -112,21 +113,21 @@ CLOSE_CODES: dict[int, CloseCode] = {
         "a `rate_limited` one: this device signed in too often. Reconnect with backoff (and "
         "the resume token); live calls go on meanwhile.",
     ),
-    endpoint.CLOSE_REPLACED: CloseCode(
+    closes.CLOSE_REPLACED: CloseCode(
         "replaced",
         "A newer connection of the same device signed in. Do not reconnect from this one.",
     ),
-    endpoint.CLOSE_REVOKED: CloseCode(
+    closes.CLOSE_REVOKED: CloseCode(
         "revoked",
         "The device was revoked or its account erased; its calls have ended. Do not reconnect.",
     ),
-    endpoint.CLOSE_DRAINING: CloseCode(
+    closes.CLOSE_DRAINING: CloseCode(
         "draining",
         "The server is shutting down and told this device to move (`reconnect`), which it did "
         "not do in time. Connect again and resume with the token from `reconnect`; another "
         "server answers.",
     ),
-    endpoint.CLOSE_OPERATOR: CloseCode(
+    closes.CLOSE_OPERATOR: CloseCode(
         "disconnected by an operator",
         "An operator closed this connection; its calls have ended (`operator`). The device may "
         "sign in and connect again, without its resume token.",
@@ -153,7 +154,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "server's own nor an allowed one. The answer is an HTTP 403 problem; no WebSocket opens."
     ),
     "subprotocol_required": ErrorCode(
-        f"Not an `error` frame: the upgrade request did not offer the `{endpoint.SUBPROTOCOL}` "
+        f"Not an `error` frame: the upgrade request did not offer the `{closes.SUBPROTOCOL}` "
         "subprotocol. The answer is an HTTP 400 problem; no WebSocket opens."
     ),
     "auth_timeout": ErrorCode(
@@ -311,7 +312,7 @@ END_REASONS: dict[str, str] = {
 # --- limits ------------------------------------------------------------------------------------
 
 LIMITS: dict[str, float | int] = {
-    "max_message_bytes": endpoint.MAX_MESSAGE_BYTES,
+    "max_message_bytes": closes.MAX_MESSAGE_BYTES,
     "messages_per_s": endpoint.RATE_PER_S,
     "message_burst": endpoint.BURST,
     "rate_violations_before_close": endpoint.MAX_VIOLATIONS,
@@ -482,7 +483,7 @@ def _operation(
 
 
 _SUBPROTOCOL_HEADER = (
-    f"`{endpoint.SUBPROTOCOL}, bearer.<access token>`, optionally followed by "
+    f"`{closes.SUBPROTOCOL}, bearer.<access token>`, optionally followed by "
     "`, resume.<resume token>`. Without `bearer.`, the first message must be `auth`."
 )
 

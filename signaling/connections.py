@@ -23,8 +23,9 @@ import msgspec
 from aiohttp import web
 
 from signaling.appkeys import CONFIG, METRICS
-from signaling.errors import PROBLEM_CONTENT_TYPE, SERVER, ApiError, Problem
+from signaling.errors import SERVER, ApiError
 from signaling.httpserver import Runner as HttpRunner
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE, Problem
 
 #: Retry-After of a connection refused over the cap.
 CAP_RETRY_S = 1

@@ -29,7 +29,8 @@ from signaling.limits import (
     client_address,
     retry_after_s,
 )
-from signaling.schemas import Puzzle, PuzzleProof
+from signaling.protocol import puzzles
+from signaling.protocol.bodies import Puzzle, PuzzleProof
 
 Kind = Literal["signup", "recovery", "challenge"]
 _WHAT = {"signup": "sign-ups", "recovery": "recovery attempts", "challenge": "sign-in requests"}
@@ -98,7 +99,7 @@ class Gate:
         """Count a sign-up or recovery that passed admission: the node's pressure."""
         self._enrolments.add(self._clock())
 
-    def bits(self, purpose: puzzle.Purpose, source: bytes, *, ahead: int = 0) -> int:
+    def bits(self, purpose: puzzles.Purpose, source: bytes, *, ahead: int = 0) -> int:
         """The difficulty now; ``ahead``: tokens the source will have spent by redemption."""
         now = self._clock()
         pressure = puzzle.Pressure(
@@ -117,7 +118,7 @@ class Gate:
         return self._key
 
     async def issue(
-        self, store: Store, purpose: puzzle.Purpose, source: bytes, scope: str, *, heavy: bool
+        self, store: Store, purpose: puzzles.Purpose, source: bytes, scope: str, *, heavy: bool
     ) -> Puzzle:
         bits = self.heavy_bits if heavy else self.bits(purpose, source, ahead=1)
         expires_at = int(self._wall()) + keys.PUZZLE_TTL_S
@@ -127,7 +128,7 @@ class Gate:
     async def redeem(
         self,
         store: Store,
-        purpose: puzzle.Purpose,
+        purpose: puzzles.Purpose,
         source: bytes,
         proof: PuzzleProof | None,
         scope: str,

@@ -17,7 +17,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, Problem
+from signaling.protocol.bodies import Health
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, Problem
 from signaling.rest import endpoints
 from signaling.rest.framework import Endpoint
-from signaling.schemas import Health
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{name}"

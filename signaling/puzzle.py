@@ -19,15 +19,13 @@ import hmac
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Literal
 
-Purpose = Literal["signup", "recovery"]
+from signaling.protocol.puzzles import MAX_SOLUTION_LENGTH, Purpose, digest, zero_bits
 
 VERSION = "p1"
 BITS_PER_DOUBLING = 2
 #: A puzzle issued a moment before pressure rose still counts if it is at most this much easier.
 SLACK_BITS = 4
-MAX_SOLUTION_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +97,6 @@ class Verdict:
     expires_at: int = 0
 
 
-def zero_bits(digest: bytes) -> int:
-    """Leading zero bits of a digest."""
-    value = int.from_bytes(digest, "big")
-    return len(digest) * 8 - value.bit_length()
-
-
 def check(
     key: bytes, challenge: str, solution: str, purpose: Purpose, scope: str, now: float
 ) -> Verdict:
@@ -122,26 +114,6 @@ def check(
         return Verdict("The puzzle was issued for another request.")
     if now > expires_at:
         return Verdict("The puzzle has expired.")
-    if len(solution) > MAX_SOLUTION_LENGTH or zero_bits(_digest(challenge, solution)) < bits:
+    if len(solution) > MAX_SOLUTION_LENGTH or zero_bits(digest(challenge, solution)) < bits:
         return Verdict("The puzzle's solution is wrong.")
     return Verdict(None, bits, nonce, expires_at)
-
-
-def _digest(challenge: str, solution: str) -> bytes:
-    return hashlib.sha256(_utf8(f"{challenge}:{solution}")).digest()
-
-
-def solve(challenge: str, bits: int) -> str:
-    """Find a solution by counting: 2^bits SHA-256 on average (clients call this)."""
-    if bits <= 0:
-        return "0"
-    prefix = hashlib.sha256(f"{challenge}:".encode())
-    limit = 1 << (256 - bits)
-    counter = 0
-    while True:
-        attempt = prefix.copy()
-        text = str(counter)
-        attempt.update(text.encode())
-        if int.from_bytes(attempt.digest(), "big") < limit:
-            return text
-        counter += 1

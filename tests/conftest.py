@@ -26,10 +26,10 @@ from directory.store import DirectoryConfig, Store
 from media.embedded import EmbeddedMedia
 from signaling.accesslog import PrivateAccessLogger
 from signaling.app import create_app
-from signaling.client import Client
 from signaling.config import Config
 from signaling.connections import Runner
 from signaling.limits import Budget
+from signaling.sdk.client import Client
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
 pytest_plugins = ["tests.coturn", "tests.netlab"]

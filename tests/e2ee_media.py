@@ -12,7 +12,7 @@ from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder
 from aiortc.jitterbuffer import JitterFrame
 
-from signaling.phone.media import AUDIO_SAMPLES
+from signaling.sdk.media import AUDIO_SAMPLES
 
 
 def vp8_pictures(frames: list[bytes]) -> int:

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from signaling.client import Client
-from signaling.phone.softphone import Softphone, Summary
+from signaling.sdk.client import Client
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import TEST_ADMISSION_ENV
 from tests.coturn import SECRET, write_config
 from tests.netlab import Host

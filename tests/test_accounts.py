@@ -10,8 +10,8 @@ from directory import accounts
 from directory.errors import HandleTaken, NotFound
 from directory.storage import keys
 from directory.store import Store
-from signaling.client import ClientError
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import ClientError
 from tests.conftest import MakeServer, Server
 from tests.redis_cluster import BOTH_STORES
 
@@ -95,7 +95,7 @@ async def test_signup_stores_only_the_documented_fields(server: Server, store: S
 
 
 async def test_store_level_uniqueness_is_atomic(store: Store) -> None:
-    from signaling.client import new_device_key
+    from signaling.sdk.client import new_device_key
 
     _key, public = new_device_key()
     attempts = [accounts.signup(store, "dave", None, "phone", public) for _ in range(10)]
@@ -106,7 +106,7 @@ async def test_store_level_uniqueness_is_atomic(store: Store) -> None:
 
 @BOTH_STORES
 async def test_an_update_of_an_erased_account_writes_nothing(store: Store) -> None:
-    from signaling.client import new_device_key
+    from signaling.sdk.client import new_device_key
 
     _key, public = new_device_key()
     account_id = (await accounts.signup(store, "erin", None, "phone", public)).account.id

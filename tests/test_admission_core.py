@@ -17,6 +17,7 @@ from directory.errors import Overloaded
 from directory.recovery import HashPool
 from signaling import puzzle
 from signaling.limits import Budget, RateMeter, SourceBuckets, SourceKeys, client_address
+from signaling.protocol import puzzles
 
 A, B, C = b"a", b"b", b"c"
 
@@ -126,7 +127,7 @@ SCOPE = puzzle.scope_of("alice")
 
 
 def _solves(challenge: str, solution: str) -> bool:
-    return puzzle.zero_bits(hashlib.sha256(f"{challenge}:{solution}".encode()).digest()) >= 8
+    return puzzles.zero_bits(hashlib.sha256(f"{challenge}:{solution}".encode()).digest()) >= 8
 
 
 def _tampered(challenge: str, field: int, value: str) -> str:
@@ -151,7 +152,7 @@ def _tampered(challenge: str, field: int, value: str) -> str:
 )
 def test_puzzle_check(case: str, problem: str | None) -> None:
     challenge = puzzle.issue(KEY, "recovery", 8, SCOPE, expires_at=1000)
-    solution = puzzle.solve(challenge, 8)
+    solution = puzzles.solve(challenge, 8)
     args: dict[str, object] = {
         "key": KEY, "challenge": challenge, "solution": solution, "purpose": "recovery",
         "scope": SCOPE, "now": 999.0,
@@ -182,7 +183,7 @@ def test_puzzle_check(case: str, problem: str | None) -> None:
 def test_solve_finds_enough_zero_bits(bits: int) -> None:
     challenge = puzzle.issue(KEY, "signup", bits, puzzle.scope_of(None), expires_at=10)
     assert (
-        puzzle.check(KEY, challenge, puzzle.solve(challenge, bits), "signup", "-", 0).problem
+        puzzle.check(KEY, challenge, puzzles.solve(challenge, bits), "signup", "-", 0).problem
         is None
     )
 

@@ -16,8 +16,9 @@ from aiohttp import WSCloseCode
 
 from signaling import asyncapi, tokens
 from signaling.calls import conference, service
+from signaling.protocol import closes
+from signaling.protocol import messages as m
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "docs" / "asyncapi.json"
@@ -184,7 +185,7 @@ def test_the_error_code_table_is_complete() -> None:
 def test_every_close_code_used_is_in_the_table() -> None:
     ws = _source(endpoint)
     used = {int(getattr(WSCloseCode, name)) for name in _found(r"WSCloseCode\.(\w+)", ws)}
-    used |= {endpoint.CLOSE_REPLACED, int(WSCloseCode.MESSAGE_TOO_BIG)}  # 1009: aiohttp
+    used |= {closes.CLOSE_REPLACED, int(WSCloseCode.MESSAGE_TOO_BIG)}  # 1009: aiohttp
     assert used <= set(asyncapi.CLOSE_CODES)
     for error in asyncapi.ERROR_CODES.values():
         assert error.close is None or error.close in asyncapi.CLOSE_CODES

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from signaling.client import Client, ClientError
-from signaling.phone.line import Line
-from signaling.phone.softphone import Softphone
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line
+from signaling.sdk.softphone import Softphone
 from tests.conftest import Server, befriend
 
 CHROMIUM = "/usr/bin/chromium"

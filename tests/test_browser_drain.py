@@ -11,7 +11,7 @@ from playwright.async_api import expect
 
 from signaling.appkeys import CALLS
 from signaling.cluster.drain import drain
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer, befriend, unique
 from tests.test_browser import (
     CHROMIUM,

@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import pytest
 from playwright.async_api import Page, expect
 
-from signaling.phone import softphone
-from signaling.phone.sfu_session import SfuSession
-from signaling.phone.softphone import Softphone, Summary
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk import softphone
+from signaling.sdk.sfu_session import SfuSession
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import Server
 from tests.test_browser import ARTIFACTS, CHROMIUM, Browsers, screenshot, sign_up
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from playwright.async_api import Page, expect
 
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import Server, befriend
 from tests.test_browser import (
     DESKTOP,

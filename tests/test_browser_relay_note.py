@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, expect
 
-from signaling.schemas import IceServers
+from signaling.protocol.bodies import IceServers
 from tests.conftest import MakeServer, Server
 from tests.test_browser import Browsers, browsers, sign_up
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
 from tests.conftest import Server, befriend
 from tests.test_browser import (
     STATS_JS,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 from tests.conftest import MakeServer
 from tests.test_browser import CHROMIUM, PHONE, Browsers, screenshot, sign_up
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from signaling.phone import softphone
+from signaling.sdk import softphone
 from tests.conftest import Server, befriend
 from tests.test_browser import CHROMIUM, FLAGS, PHONE, Browsers, account_of, screenshot, sign_up
 from tests.test_browser_group import RecordingSession, bot, holds, until, until_decoding

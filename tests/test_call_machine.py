@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from signaling.calls import machine as sm
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 NOW = 1_000.0
 CALLER = sm.DeviceRef("a" * 32, "1" * 32)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from signaling.appkeys import CALLS
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import Server, befriend
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords, Timer, decode, encode, without_names
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 from tests.redis_cluster import BOTH_STORES
 
 CALLER = sm.DeviceRef("a" * 32, "d" * 32)

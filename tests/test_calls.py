@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from directory.records import Device
 from directory.storage import keys
 from directory.store import Store
-from signaling.client import Client, Profile, _b64, new_device_key
-from signaling.phone.line import Line, LineClosed
-from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate, DeviceEnrollment, MissedCalls
+from signaling.protocol.records import Device
+from signaling.sdk.client import Client, Profile, _b64, new_device_key
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server, befriend
 
 

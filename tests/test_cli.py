@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.client import Client, ClientError, Profile
+from signaling.sdk.client import Client, ClientError, Profile
 from tests.conftest import Server
 
 REPO = Path(__file__).resolve().parents[1]

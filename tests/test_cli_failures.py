@@ -1,6 +1,6 @@
 """Every way a ``callbook`` command can fail ends in one line on stderr and a documented exit code.
 
-The mapping (signaling/cli_failures.py) is checked against the close codes docs/protocol.md 11.3
+The mapping (signaling/sdk/cli_failures.py) is checked against the close codes docs/protocol.md 11.3
 lists; then real commands are driven into each failure against real servers, stores and sockets.
 """
 
@@ -20,7 +20,8 @@ from aiohttp import web
 
 from directory import operators
 from directory.store import Store
-from signaling.cli_failures import (
+from signaling.config import Config
+from signaling.sdk.cli_failures import (
     CLOSE_CODES,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -29,9 +30,8 @@ from signaling.cli_failures import (
     EXIT_USAGE,
     describe,
 )
-from signaling.client import Profile
-from signaling.config import Config
-from signaling.phone.line import Line, LineClosed
+from signaling.sdk.client import Profile
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import Server, start_server, stop_server
 from tests.test_cli import REPO, Cli, Run
 from tests.test_cli import cli as cli  # the fixture

@@ -14,9 +14,9 @@ import pytest
 from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import NODE
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server, befriend, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_calls import _device

@@ -16,10 +16,10 @@ import pytest
 
 from directory.store import Store
 from media.embedded import EmbeddedMedia
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.schemas import MissedCalls
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import MissedCalls
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.test_cluster_processes import _client, _nodes
 

@@ -16,9 +16,9 @@ from directory.batch import Batch
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls.crossing import Crossing
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _line, _on

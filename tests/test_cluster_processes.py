@@ -24,9 +24,9 @@ from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import TEST_ADMISSION_ENV, befriend
 from tests.ports import free_port
 from tests.redis_cluster import BOTH_STORES, StoreTarget

@@ -12,7 +12,7 @@ from typing import Any
 
 from directory.storage import keys
 from directory.store import Store
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 from tests.conftest import MakeServer
 from tests.test_store_costs import Link, _blocked, _connect, _people
 from tests.test_store_costs import nodes as _two_nodes

@@ -12,8 +12,8 @@ import pytest
 from signaling.appkeys import METRICS
 from signaling.config import ConfigError, from_env
 from signaling.connections import SourceCap, source_of
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server
 
 #: Generous: the server closes at its configured timeout (well below this); the bound only keeps

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from directory.records import Device
 from signaling.appkeys import GATE
-from signaling.client import Client, ClientError, _b64, new_device_key
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     DeviceEnrollment,
     DeviceRename,
     Enrollment,
@@ -15,6 +13,8 @@ from signaling.schemas import (
     PuzzleRequest,
     RecoveryRequest,
 )
+from signaling.protocol.records import Device
+from signaling.sdk.client import Client, ClientError, _b64, new_device_key
 from tests.conftest import Server
 
 

@@ -12,9 +12,10 @@ from directory.store import Store
 from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
 from signaling.cluster.drain import DRAIN, drain
-from signaling.phone.line import Line, LineClosed
+from signaling.protocol import closes
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line, LineClosed
 from signaling.ws import endpoint
-from signaling.ws import messages as m
 from tests.conftest import MakeServer, Server, befriend, unique
 from tests.test_cluster import _line, _on, _two_nodes
 
@@ -97,7 +98,7 @@ async def test_alone_a_draining_node_lets_its_calls_end_then_sends_everyone_away
         # Carol is told, tries to come back, is refused (nowhere else to go), is closed.
         with pytest.raises(LineClosed) as closed:
             await c.receive(within=10)
-        assert closed.value.code == endpoint.CLOSE_DRAINING
+        assert closed.value.code == closes.CLOSE_DRAINING
         assert c.welcome is not None
         assert [r.resume_token for r in c.reconnects] == [c.welcome.resume_token]
         await _refuses_newcomers(server)

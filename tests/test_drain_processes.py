@@ -14,11 +14,11 @@ import pytest
 from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls.records import CallRecords
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
+from signaling.protocol import messages as m
+from signaling.protocol.closes import CLOSE_DRAINING
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line, LineClosed
 from signaling.server import SHUTDOWN_GRACE_S
-from signaling.ws import messages as m
-from signaling.ws.endpoint import CLOSE_DRAINING
 from tests.conftest import befriend
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 from tests.test_cluster_processes import (

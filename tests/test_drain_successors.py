@@ -14,8 +14,8 @@ from signaling.appkeys import CALLS, NODE
 from signaling.calls.records import CallRecords
 from signaling.calls.service import CallService
 from signaling.cluster.liveness import successors
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, unique
 from tests.media_nodes import until_stored
 from tests.store_walk import stored_fields

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from signaling.phone.e2ee.callkeys import CallKeys
-from signaling.phone.e2ee.keyblob import b64url, raw_public, sign_media_key
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.e2ee.callkeys import CallKeys
+from signaling.sdk.e2ee.keyblob import b64url, raw_public, sign_media_key
 
 
 @dataclass

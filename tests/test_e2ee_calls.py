@@ -23,18 +23,18 @@ from aiortc.rtp import RtpPacket
 
 from directory.store import Store
 from media.embedded import EmbeddedMedia
-from signaling.phone.e2ee.keyblob import b64url
-from signaling.phone.e2ee.keyschedule import KeySchedule
-from signaling.phone.e2ee.sframe import (
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.e2ee.keyblob import b64url
+from signaling.sdk.e2ee.keyschedule import KeySchedule
+from signaling.sdk.e2ee.sframe import (
     FrameDropped,
     FrameKey,
     decrypt_frame,
     encrypt_frame,
     frame_kid,
 )
-from signaling.phone.softphone import Softphone, Summary
-from signaling.schemas import AccountUpdate
-from signaling.ws import messages as m
+from signaling.sdk.softphone import Softphone, Summary
 from tests import sfu_tap
 from tests.conftest import Server, StoreTarget, start_server, stop_server, suite_config
 from tests.e2ee_media import opus_periodicity, vp8_pictures

@@ -12,9 +12,9 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 
 from media.server import allow_loopback_ice
-from signaling.phone.e2ee.framecrypto import FrameCrypto
-from signaling.phone.e2ee.keyschedule import Effect, KeySchedule, RequestKey, SendKeys
-from signaling.phone.media import PatternTrack, Received, ToneTrack
+from signaling.sdk.e2ee.framecrypto import FrameCrypto
+from signaling.sdk.e2ee.keyschedule import Effect, KeySchedule, RequestKey, SendKeys
+from signaling.sdk.media import PatternTrack, Received, ToneTrack
 from tests.e2ee_media import opus_periodicity, vp8_pictures
 from tests.test_sfu_support import until
 

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from signaling.phone.e2ee.keyblob import (
+from signaling.sdk.e2ee.keyblob import (
     BlobError,
     b64url,
     context,

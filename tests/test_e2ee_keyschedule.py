@@ -6,14 +6,14 @@ import itertools
 
 import pytest
 
-from signaling.phone.e2ee.keyschedule import (
+from signaling.sdk.e2ee.keyschedule import (
     PREVIOUS_KEY_S,
     KeyframeWanted,
     KeySchedule,
     RequestKey,
     SendKeys,
 )
-from signaling.phone.e2ee.sframe import Drop
+from signaling.sdk.e2ee.sframe import Drop
 
 
 def _schedule() -> KeySchedule:

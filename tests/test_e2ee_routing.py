@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from directory.storage import keys
 from directory.store import Store
 from signaling.calls import media_keys
-from signaling.client import Client, _b64decode, new_media_key
-from signaling.phone.line import Line
-from signaling.schemas import AccountUpdate
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import Client, _b64decode, new_media_key
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, befriend
 from tests.test_calls import _line, _quiet, _ring
 from tests.test_group_protocol import _start

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from signaling.phone.e2ee.safety import safety_number
+from signaling.sdk.e2ee.safety import safety_number
 
 A = (bytes([1]) * 32, bytes([2]) * 32)
 B = (bytes([3]) * 32, bytes([4]) * 32)

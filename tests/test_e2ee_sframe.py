@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.phone.e2ee.sframe import (
+from signaling.sdk.e2ee.sframe import (
     Drop,
     FrameDropped,
     FrameKey,

@@ -1,7 +1,7 @@
 """The browser's E2EE crypto (signaling/web/sdk/sframe.js, keyblob.js, safety.js, keyschedule.js)
 run in headless Chromium on fixed keys and nonces, and compared byte for byte with the Python
 of tests/e2ee_reference.py (written from docs/e2ee.md), with RFC 9605's test vectors, and with
-the Python SDK's own modules (signaling/phone/e2ee/).
+the Python SDK's own modules (signaling/sdk/e2ee/).
 
 The modules are loaded from the real page server (``crypto.subtle`` needs a secure context,
 which http://127.0.0.1 is and a data: URL is not).
@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from playwright.async_api import Page, async_playwright
 
 from signaling import pages
-from signaling.phone.e2ee import keyblob as sdk_keyblob
-from signaling.phone.e2ee import safety as sdk_safety
-from signaling.phone.e2ee import sframe as sdk_sframe
+from signaling.sdk.e2ee import keyblob as sdk_keyblob
+from signaling.sdk.e2ee import safety as sdk_safety
+from signaling.sdk.e2ee import sframe as sdk_sframe
 from tests import e2ee_reference as ref
 from tests.test_browser import CHROMIUM, FLAGS
 
@@ -412,7 +412,7 @@ async def test_key_schedule_bookkeeping(page: Page) -> None:
 
 
 async def test_the_browser_and_the_python_sdk_agree(page: Page) -> None:
-    """The SDK's modules (signaling/phone/e2ee/) on the same inputs: the two clients of one
+    """The SDK's modules (signaling/sdk/e2ee/) on the same inputs: the two clients of one
     encrypted room make and read the same bytes."""
     codec = {"video": "vp8", "audio": "opus"}
     sdk_frames = [

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from directory.storage.embedded import EmbeddedValkey
-from signaling.client import Client
+from signaling.sdk.client import Client
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow

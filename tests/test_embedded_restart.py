@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import befriend
 from tests.ports import free_port
 from tests.test_embedded import _read, _start, _valkey_pid

@@ -20,7 +20,7 @@ from directory.storage.connection import connect
 from directory.storage.embedded import EmbeddedValkey
 from directory.store import Store
 from signaling.config import Config
-from signaling.schemas import AccountUpdate, PushRegister
+from signaling.protocol.bodies import AccountUpdate, PushRegister
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server, stop_server
 from tests.redis_cluster import EmbeddedCluster
 from tests.workload import add_device, missed_call

@@ -12,16 +12,16 @@ import msgspec
 import pytest
 
 from signaling.appkeys import STORE
-from signaling.client import Client, ClientError, new_device_key
 from signaling.limits import Budget
-from signaling.puzzle import Settings
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     DeviceEnrollment,
     Puzzle,
     PuzzleProof,
     PuzzleRequest,
     SignupRequest,
 )
+from signaling.puzzle import Settings
+from signaling.sdk.client import Client, ClientError, new_device_key
 from tests.conftest import MakeServer, Server
 
 WRONG_CODE = "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh"

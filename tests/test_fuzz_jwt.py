@@ -26,8 +26,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from media.embedded import EmbeddedMedia
-from signaling.client import Client
-from signaling.errors import PROBLEM_CONTENT_TYPE
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE
+from signaling.sdk.client import Client
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_fuzz_rest import json_values
 

@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 from directory import operators
 from media.embedded import EmbeddedMedia
 from signaling.appkeys import STORE
-from signaling.client import Client
-from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
 from signaling.rest.framework import Endpoint
+from signaling.sdk.client import Client
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_problems import VALID_BODIES, WITH_BODY, endpoint_id, path_of
 

@@ -40,10 +40,12 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     # aiortc leaves a connecting task behind each answered offer: end them before the loop.
-    # (An empty gather would belong to whatever loop is current, not this one.)
-    if pending := asyncio.all_tasks(loop):
-        for task in pending:
-            task.cancel()
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    # Only with tasks: gather() of nothing would take the thread's loop, not this one (whether
+    # one is left depends on how far aiortc got, which a loaded machine changes).
+    if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from media.embedded import EmbeddedMedia
 from signaling import asyncapi
-from signaling.client import Client
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
 from tests.fuzz_server import ThreadServer, corpus, errors_in, fuzz, serving
 from tests.test_fuzz_rest import json_values
 

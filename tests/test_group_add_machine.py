@@ -8,7 +8,7 @@ import pytest
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.machine import DeviceRef, Rejected
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 from tests.test_group_machine import BOB1, BOB2, CAROL, HOST, NOW, fresh, join, sends
 
 ERIN, FRED = DeviceRef("erin", "e1"), DeviceRef("fred", "f1")

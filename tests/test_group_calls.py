@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from media.embedded import EmbeddedMedia
-from signaling.phone.softphone import Softphone, Summary
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import MakeServer, Server
 from tests.test_media_calls import _cli, _events
 from tests.test_sfu_support import until

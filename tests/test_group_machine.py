@@ -9,7 +9,7 @@ import pytest
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.machine import DeviceRef, Phase, Rejected
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 HOST = DeviceRef("host", "h1")
 BOB1, BOB2 = DeviceRef("bob", "b1"), DeviceRef("bob", "b2")

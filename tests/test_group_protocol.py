@@ -7,10 +7,10 @@ import json
 
 from directory import operators
 from directory.store import Store
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.schemas import AccountUpdate, MissedCalls
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate, MissedCalls
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server
 from tests.test_calls import _device, _line, _quiet
 from tests.test_operator import _http

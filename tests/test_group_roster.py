@@ -5,8 +5,8 @@ running call (``group_add``), only the host may, the same privacy rules apply as
 from __future__ import annotations
 
 from signaling.calls.machine import RING_TIMEOUT_S
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import Server
 from tests.test_calls import _line, _quiet
 from tests.test_group_protocol import _names, _start

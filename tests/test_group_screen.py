@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from signaling.phone import softphone
-from signaling.phone.sfu_session import SfuSession
-from signaling.phone.softphone import Softphone, Summary
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk import softphone
+from signaling.sdk.sfu_session import SfuSession
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import Server
 from tests.test_calls import _line, _quiet
 from tests.test_sfu_support import until

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from directory import handles
 from directory.errors import InvalidHandle, ReservedHandle
-from signaling.client import new_device_key
+from signaling.sdk.client import new_device_key
 from tests.conftest import Server
 
 ACCEPTED = [

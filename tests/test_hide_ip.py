@@ -12,11 +12,11 @@ from directory.lookup import wants_relay
 from directory.records import RelayCalls
 from directory.storage import keys
 from directory.store import Store
-from signaling.client import Client, ClientError
-from signaling.phone.line import Line
-from signaling.phone.softphone import Softphone
-from signaling.schemas import AccountUpdate
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer, Server, befriend
 from tests.coturn import Coturn
 

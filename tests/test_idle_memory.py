@@ -13,8 +13,8 @@ import tracemalloc
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from signaling.client import Client
-from signaling.phone.line import Line
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import Server
 from tests.test_calls import _device
 
@@ -29,12 +29,11 @@ _SIGNALING = Path(__file__).resolve().parents[1] / "signaling"
 
 def _servers_own(snapshot: tracemalloc.Snapshot) -> tracemalloc.Snapshot:
     """Allocations at the server's lines: the client side of the test runs in this process
-    too (the client and the phone's line are not the server's)."""
+    too (the SDK, signaling/sdk/, is not the server)."""
     return snapshot.filter_traces(
         [
             tracemalloc.Filter(True, str(_SIGNALING / "*")),
-            tracemalloc.Filter(False, str(_SIGNALING / "client.py")),
-            tracemalloc.Filter(False, str(_SIGNALING / "phone" / "*")),
+            tracemalloc.Filter(False, str(_SIGNALING / "sdk" / "*")),
         ]
     )
 

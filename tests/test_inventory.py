@@ -8,7 +8,7 @@ import aiohttp
 
 from directory.inventory import INVENTORY, account_keys
 from directory.store import Store
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
 from tests import workload
 from tests.conftest import MakeServer, Server
 from tests.redis_cluster import BOTH_STORES

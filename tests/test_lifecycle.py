@@ -10,7 +10,7 @@ from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.lifecycle import Lifecycle, LifecycleEvent
 from signaling.config import ConfigError, from_env
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 ALICE = sm.DeviceRef("alice-id", "a1")
 BOB = sm.DeviceRef("bob-id", "b1")

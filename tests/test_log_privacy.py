@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 
 from directory.store import Store
-from signaling.client import Client
 from signaling.config import Config
 from signaling.logs import handler, redact
-from signaling.phone.line import Line
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, start_server, stop_server
 from tests.ports import free_port
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.client import Client
 from signaling.logs import redact
-from signaling.phone.line import Line
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import TEST_ADMISSION_ENV
 from tests.ports import free_port
 from tests.test_log_privacy import _close_code, _frame, _raw_http, _reset, _upgrade

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from directory import recovery
-from signaling.client import Client, ClientError, _b64
 from signaling.logs import JsonFormatter
-from signaling.phone.line import Line, LineClosed
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client, ClientError, _b64
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from directory import lookup
 from directory.store import Store
-from signaling.client import Client, ClientError
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import Client, ClientError
 from tests.conftest import MakeServer, Server
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from directory.storage import keys
 from directory.store import Store
-from signaling.client import ClientError
-from signaling.schemas import AccountUpdate
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import ClientError
 from tests.conftest import MakeServer
 
 

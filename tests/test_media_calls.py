@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from signaling.phone.softphone import Softphone, Summary
-from signaling.schemas import AccountUpdate, IceServers
+from signaling.protocol.bodies import AccountUpdate, IceServers
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import MakeServer, Server
 from tests.coturn import Coturn
 

@@ -15,8 +15,8 @@ from directory.storage import media_nodes
 from directory.store import Store
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import usable
-from signaling.phone.softphone import Softphone
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer
 from tests.media_nodes import SECRET, MediaProcess, media_processes, registered, until, until_stored
 from tests.test_media_nodes import _pool, _registry_server

@@ -9,7 +9,7 @@ from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls import media_keys
 from signaling.calls.errors import CallError
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 CALL = "c" * 32
 A, B, C, STRANGER, RINGING = (sm.DeviceRef(x, x + "-device") for x in "abcsr")

@@ -11,10 +11,11 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from directory.records import Device
 from directory.storage import keys
 from directory.store import Store
-from signaling.client import (
+from signaling.protocol.bodies import DeviceEnrollment, DeviceRename, MediaKeyPublish, SignupRequest
+from signaling.protocol.records import Device
+from signaling.sdk.client import (
     Client,
     ClientError,
     Profile,
@@ -24,7 +25,6 @@ from signaling.client import (
     new_device_key,
     new_media_key,
 )
-from signaling.schemas import DeviceEnrollment, DeviceRename, MediaKeyPublish, SignupRequest
 from tests.conftest import Server
 
 #: X25519 points of small order (RFC 7748 section 6.1 warns of them): u = 0 and u = 1.
@@ -191,7 +191,7 @@ async def test_signing_in_with_an_old_profile_publishes_a_media_key(server: Serv
 
 async def test_the_cli_keeps_a_media_key_it_publishes(server: Server, tmp_path: Path) -> None:
     """An identity file from before media keys gets one at its next sign-in, written back."""
-    from signaling.cli import _client
+    from signaling.sdk.cli import _client
 
     alice = await server.signup("alice")
     path = tmp_path / "alice.json"

@@ -18,7 +18,7 @@ from directory.storage import keys, media_nodes
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls.media_pool import MediaPool
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer, Server
 from tests.media_nodes import SECRET, media_processes, registered, until
 from tests.test_operator import _http

@@ -22,7 +22,7 @@ from media.config import SECRET_ENV, MediaConfig, cores, parse_workers
 from media.control import MediaControl
 from media.registry import load
 from media.workers import LostRoom, Worker, choose, lost_room_stats
-from signaling.phone.softphone import Softphone
+from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer
 from tests.media_nodes import until, until_stored
 from tests.ports import free_port

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiortc import RTCRtpReceiver
 
-from signaling.phone import softphone
+from signaling.sdk import softphone
 from tests.netlab import Host, Lab
 from tests.netlab_calls import Person, befriend, call, signed_up, start_server, until
 

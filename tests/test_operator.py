@@ -20,10 +20,10 @@ from directory.storage import keys
 from directory.storage.embedded import EmbeddedValkey
 from directory.store import Store
 from signaling import cli
-from signaling.client import Client, ClientError
-from signaling.phone.line import Line, LineClosed, LineRefused
+from signaling.protocol import messages as m
 from signaling.rest import endpoints
-from signaling.ws import messages as m
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line, LineClosed, LineRefused
 from tests.conftest import TEST_SECRET_TEXT, MakeServer, Server
 from tests.redis_cluster import BOTH_STORES, StoreTarget
 

@@ -14,8 +14,8 @@ import pytest
 from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import NODE
-from signaling.phone.line import Line, LineClosed
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import MakeServer, Server, unique
 from tests.redis_cluster import BOTH_STORES
 from tests.test_cluster import _on

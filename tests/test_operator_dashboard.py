@@ -12,8 +12,8 @@ from directory import operators
 from directory.store import Store
 from signaling.appkeys import CALLS
 from signaling.calls import machine as sm
-from signaling.phone.softphone import Softphone
 from signaling.rest.reports import ReportRequest
+from signaling.sdk.softphone import Softphone
 from tests.conftest import Server, befriend
 from tests.test_browser import ARTIFACTS, CHROMIUM, DESKTOP, FLAGS
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from directory import accounts, contacts, lookup, reports
 from directory.errors import NotFound
 from directory.store import Store
-from signaling.client import new_device_key
+from signaling.sdk.client import new_device_key
 from tests.conftest import StoreTarget
 
 # Ids, handle digests, hash tags (the "-" that stands in for nobody too), times and scores.

@@ -11,7 +11,7 @@ import json
 import aiohttp
 import pytest
 
-from signaling.errors import PROBLEM_CONTENT_TYPE
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE
 from tests.conftest import Server
 
 

@@ -4,7 +4,7 @@ and a call that is not connected refuses it."""
 
 from __future__ import annotations
 
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 from tests.conftest import Server, befriend
 from tests.test_calls import _answered, _device, _line, _quiet, _ring
 

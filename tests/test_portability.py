@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from directory.inventory import INVENTORY, account_keys
-from directory.records import Export, Moderation
 from directory.storage import keys
 from directory.store import Store
+from signaling.protocol.records import Export, Moderation
 from tests import workload
 from tests.conftest import MakeServer, Server
 from tests.store_walk import Values, datum_for, stored_values, text

@@ -28,15 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from directory import keyring, operators
 from directory.store import Store
 from signaling.appkeys import STORE
-from signaling.client import new_device_key
 from signaling.config import Config
-from signaling.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
-from signaling.rest import endpoints
-from signaling.rest.framework import Endpoint
-from signaling.rest.operator import DecisionRequest, OperatorReason
-from signaling.rest.reports import ReportRequest
-from signaling.rest.table import BODY_ERRORS, ID_PARAM
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     AccountUpdate,
     BlockAdd,
     ContactAdd,
@@ -50,6 +43,13 @@ from signaling.schemas import (
     SignupRequest,
     TokenRequest,
 )
+from signaling.protocol.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
+from signaling.rest import endpoints
+from signaling.rest.framework import Endpoint
+from signaling.rest.operator import DecisionRequest, OperatorReason
+from signaling.rest.reports import ReportRequest
+from signaling.rest.table import BODY_ERRORS, ID_PARAM
+from signaling.sdk.client import new_device_key
 from tests.conftest import Server
 
 ENDPOINTS = endpoints()

@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from directory import records
 from signaling import asyncapi
-from signaling.errors import PROBLEM_TYPES
+from signaling.protocol import records
+from signaling.protocol.problems import PROBLEM_TYPES
 from signaling.rest import endpoints
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"

@@ -11,11 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from directory.records import PushRegistration
-from signaling.client import Client, ClientError
-from signaling.phone.line import Line
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import MissedCalls, PushRegister
 from signaling.push import SIGNATURE_HEADER, sign
-from signaling.schemas import MissedCalls, PushRegister
-from signaling.ws import messages as m
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer
 
 SECRET = "push-relay-secret"

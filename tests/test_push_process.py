@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from directory.records import PushProvider
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.schemas import PushRegister
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import PushRegister
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.push_fixtures import KEY_ID, PROJECT, Apns, Fcm, apns_server, fcm_server
 from tests.push_servers import Answer, self_signed
 from tests.test_log_privacy_process import LoggingNode

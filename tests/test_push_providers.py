@@ -19,12 +19,12 @@ from aiohttp.test_utils import TestServer
 from directory import push_tokens
 from directory.records import PushDelivery, PushProvider, PushRegistration
 from directory.store import Store
-from signaling.client import Client, ClientError
 from signaling.metrics import Metrics
-from signaling.phone.line import Line
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import PushRegister
 from signaling.push import PushAdapter, Retry, build
-from signaling.schemas import PushRegister
-from signaling.ws import messages as m
+from signaling.sdk.client import Client, ClientError
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server
 from tests.push_fixtures import (
     ACCESS_TOKEN,

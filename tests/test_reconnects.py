@@ -6,8 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from signaling.ws.reconnects import ReconnectThrottle
 from tests.conftest import MakeServer
 

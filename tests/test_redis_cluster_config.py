@@ -8,8 +8,8 @@ import pytest
 
 from directory.storage.connection import connect
 from directory.store import Store
-from signaling.client import ClientError
 from signaling.config import ConfigError, from_env
+from signaling.sdk.client import ClientError
 from tests.conftest import TEST_SECRET_TEXT, MakeServer
 from tests.redis_cluster import EmbeddedCluster, free_port_pair
 

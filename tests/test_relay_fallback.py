@@ -11,9 +11,9 @@ import aiohttp
 
 from directory import operators
 from directory.store import Store
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, befriend
 
 HOST = "candidate:1 1 udp 2122260223 192.168.7.7 50000 typ host generation 0"

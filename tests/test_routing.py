@@ -28,8 +28,8 @@ from signaling.cluster.routing import (
 )
 from signaling.cluster.routing_local import LocalHub, LocalRouter
 from signaling.cluster.routing_redis import RedisRouter
+from signaling.protocol import messages as m
 from signaling.tasks import cancel_until_done
-from signaling.ws import messages as m
 
 ALICE = DeviceRef("a" * 32, "d" * 32)
 ALICE_2 = DeviceRef("a" * 32, "e" * 32)

@@ -11,9 +11,9 @@ import pytest
 
 from directory.store import Store
 from media.embedded import EmbeddedMedia
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.redis_cluster import StoreTarget
 from tests.test_cluster_processes import Node, _client, clients
 

@@ -135,7 +135,7 @@ def test_shield_seams() -> None:
 
 
 def test_frame_encryption_seams() -> None:
-    """signaling/phone/e2ee/framecrypto.py: the encoder a sender uses, the jitter buffer a
+    """signaling/sdk/e2ee/framecrypto.py: the encoder a sender uses, the jitter buffer a
     receiver decodes from."""
     from aiortc import RTCRtpReceiver
     from aiortc.codecs.opus import OpusEncoder

@@ -16,7 +16,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from media.control import MediaControl
 from media.server import allow_loopback_ice
-from signaling.phone.media import PatternTrack, Received, ToneTrack
+from signaling.sdk.media import PatternTrack, Received, ToneTrack
 from tests.ports import free_port
 
 

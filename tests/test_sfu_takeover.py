@@ -14,12 +14,12 @@ from directory.store import Store
 from media.embedded import EmbeddedMedia
 from signaling.calls import group as g
 from signaling.calls.records import CallRecords
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.phone.sfu_session import SfuSession
-from signaling.schemas import AccountUpdate
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
+from signaling.sdk.sfu_session import SfuSession
 from signaling.server import SHUTDOWN_GRACE_S
-from signaling.ws import messages as m
 from tests.media_nodes import until, until_stored
 from tests.redis_cluster import StoreTarget
 from tests.test_cluster_processes import DETECTION_S, Node, _client, _nodes, clients

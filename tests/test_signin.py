@@ -13,11 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from directory import keyring
-from directory.devices import signin_message
-from directory.records import Device
 from directory.store import Store
-from signaling.client import Client, ClientError, Profile, _b64, new_device_key
-from signaling.schemas import DeviceEnrollment
+from signaling.protocol.bodies import DeviceEnrollment
+from signaling.protocol.records import Device
+from signaling.protocol.signing import signin_message
+from signaling.sdk.client import Client, ClientError, Profile, _b64, new_device_key
 from signaling.tokens import ISSUER, USER_AUDIENCE, Principal, TokenService
 from tests.conftest import Server
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.client import ClientError
+from signaling.sdk.client import ClientError
 from tests.conftest import Server
 
 

@@ -11,7 +11,7 @@ from aiortc import RTCPeerConnection
 
 from media.server import allow_loopback_ice
 from media.shield import Dropped
-from signaling.phone.media import PatternTrack, Received, ToneTrack, peer_connection
+from signaling.sdk.media import PatternTrack, Received, ToneTrack, peer_connection
 from tests.hostile_datagrams import corpus
 from tests.test_sfu_hostile import selected_pairs
 from tests.test_sfu_support import until

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCPeerConnection
 
-from signaling.phone.media import ToneTrack, add_remote_candidate, peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.media import ToneTrack, add_remote_candidate, peer_connection
 
 CALL = "e78c8da2a60beb6df664f1d17c066fca"
 

@@ -26,8 +26,8 @@ from signaling.calls.crossing import Crossing
 from signaling.calls.records import CallRecords, decode
 from signaling.calls.service import CallService
 from signaling.cluster.routing_redis import RedisRouter
+from signaling.protocol import messages as m
 from signaling.push import LogPush
-from signaling.ws import messages as m
 from tests.conftest import MakeServer, befriend
 
 #: Store commands per 1:1 set-up (invite, ringing, accept, SDP both ways, two ICE candidates

@@ -25,8 +25,8 @@ import pytest
 from directory import accounts
 from directory.storage.connection import connect
 from directory.store import Store
-from signaling.client import new_device_key
 from signaling.config import Config
+from signaling.sdk.client import new_device_key
 from tests.conftest import TEST_DIRECTORY, TEST_SECRET, Server, start_server
 from tests.valkey_process import ValkeyProcess
 

@@ -26,10 +26,10 @@ from directory.storage import keys
 from directory.storage.connection import COMMAND_TIMEOUT_S
 from media.embedded import EmbeddedMedia
 from media.server import allow_loopback_ice
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed, LineRefused
-from signaling.phone.media import Received, ToneTrack, peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line, LineClosed, LineRefused
+from signaling.sdk.media import Received, ToneTrack, peer_connection
 from tests.conftest import TEST_SECRET_TEXT, befriend
 from tests.ports import free_port
 from tests.test_cluster_processes import Node

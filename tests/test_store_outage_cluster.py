@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from directory.storage.connection import STORE_UNAVAILABLE, connect
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, befriend
 from tests.redis_cluster import EmbeddedCluster
 

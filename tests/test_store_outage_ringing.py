@@ -20,8 +20,8 @@ from directory.storage import keys
 from directory.storage.connection import connect
 from signaling.appkeys import CALLS
 from signaling.cluster.routing_redis import RedisRouter
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, befriend
 from tests.valkey_process import ValkeyProcess
 

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from media.embedded import EmbeddedMedia
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import befriend
 from tests.test_store_outage import LoggedNode
 from tests.valkey_process import ValkeyProcess

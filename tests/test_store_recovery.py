@@ -14,7 +14,7 @@ from signaling.calls import machine as sm
 from signaling.calls.records import CallRecords
 from signaling.cluster.liveness import judge
 from signaling.cluster.outage import QUIET_END_S, StoreOutage
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 CALLER = sm.DeviceRef("a" * 32, "d" * 32)
 PERSON = m.Person(account_id="a" * 32, handle="alice", display_name=None)

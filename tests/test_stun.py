@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signaling.config import from_env
-from signaling.schemas import IceServers
+from signaling.protocol.bodies import IceServers
 from signaling.stun import STUN_PORT, answer, uri
 from tests.conftest import MakeServer
 

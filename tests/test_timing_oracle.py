@@ -24,9 +24,9 @@ import pytest
 from bench.rank_test import Comparison, compare
 from signaling.appkeys import CALLS
 from signaling.calls import machine as sm
-from signaling.client import Client
-from signaling.phone.line import Line
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line
 from tests.conftest import MakeServer, Server, unique
 
 pytestmark = pytest.mark.slow

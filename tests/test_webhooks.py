@@ -26,10 +26,10 @@ from directory.store import Store
 from signaling.appkeys import METRICS
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.metrics import Metrics
-from signaling.phone.line import Line
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
 from signaling.webhooks.deliver import Deliverer, Settings, group_name
 from signaling.webhooks.sink import StreamSink
-from signaling.ws import messages as m
 from tests.conftest import MakeServer
 
 SECRET = b"webhook-test-secret"

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from signaling.ws.endpoint import MAX_MESSAGE_BYTES
+from signaling.protocol.closes import MAX_MESSAGE_BYTES
 from tests.conftest import Server
 from tests.test_ws_hostile import _message_of
 

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
+from signaling.protocol import messages as m
+from signaling.protocol.closes import MAX_MESSAGE_BYTES
+from signaling.sdk.client import Client
+from signaling.sdk.line import Line, LineClosed
 from signaling.ws import endpoint
-from signaling.ws import messages as m
-from signaling.ws.endpoint import MAX_MESSAGE_BYTES
 from tests.conftest import Server, befriend
 
 

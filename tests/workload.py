@@ -24,15 +24,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from directory import operators
-from directory.records import Device
 from directory.storage import keys, media_nodes
 from directory.storage.media_nodes import MediaNodeInfo
 from directory.store import Store
 from signaling.appkeys import CALLS
-from signaling.client import Client, ClientError, new_device_key
-from signaling.phone.line import Line, LineClosed
-from signaling.schemas import AccountUpdate, DeviceEnrollment, MissedCalls, PushRegister
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import AccountUpdate, DeviceEnrollment, MissedCalls, PushRegister
+from signaling.protocol.records import Device
+from signaling.sdk.client import Client, ClientError, new_device_key
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import Server
 
 ERASED = "erasable_person_42"

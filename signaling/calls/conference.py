@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.conference")
 

@@ -26,7 +26,7 @@ from signaling.calls.kinds import AnyCall, AnyEvent
 from signaling.calls.records import CallRecords
 from signaling.cluster.routing import Forward, Router, Supersede
 from signaling.cluster.routing_local import Worker
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.calls")
 

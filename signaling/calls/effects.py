@@ -26,8 +26,8 @@ from signaling.calls.lifecycle import EventSink, Lifecycle
 from signaling.calls.media_keys import RequestLimiter
 from signaling.calls.quality import QualityBook
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
 from signaling.push import PushAdapter
-from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from signaling.calls import machine as sm
 from signaling.calls.machine import DeviceRef, Phase, Rejected
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 MAX_PARTICIPANTS = 16
 

@@ -39,7 +39,7 @@ from signaling.calls.kinds import AnyCall
 from signaling.calls.presence import Presence
 from signaling.calls.records import CallRecords, Stored
 from signaling.cluster.routing import Adopt, Forward, Moved, Router
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.calls")
 

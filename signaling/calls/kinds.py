@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from directory.records import Account
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 AnyCall = sm.Call | g.GroupCall
 AnyEvent = sm.Event | g.Event

@@ -40,7 +40,7 @@ import msgspec
 
 from signaling.calls import group as g
 from signaling.calls import machine as sm
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 EventType = Literal[
     "call_started", "ringing", "answered", "participant_joined", "participant_left", "ended"

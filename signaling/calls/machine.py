@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Literal
 
 from signaling.calls import relay
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 RING_TIMEOUT_S = 60.0
 RESUME_WINDOW_S = 30.0

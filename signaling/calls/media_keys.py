@@ -9,7 +9,7 @@ from signaling.calls import kinds
 from signaling.calls.errors import CallError
 from signaling.calls.kinds import AnyCall
 from signaling.calls.machine import DeviceRef
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 #: At most one ``media_key_request`` per (requester, asked participant) passes in this time.
 REQUEST_INTERVAL_S = 1.0

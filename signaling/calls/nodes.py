@@ -46,7 +46,7 @@ from signaling.cluster.routing import (
     Supersede,
 )
 from signaling.cluster.routing_local import Worker
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.calls")
 

@@ -26,7 +26,7 @@ from signaling.cluster.routing import (
     Router,
     resume_digest,
 )
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 
 class DeviceLink(Protocol):

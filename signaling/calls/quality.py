@@ -14,19 +14,11 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-import msgspec
+from signaling.protocol.operator import Sample
 
 MIN_INTERVAL_S = 2.0
 HISTORY = 30
 _MAX_DEVICES = 10_000
-
-
-class Sample(msgspec.Struct, frozen=True, kw_only=True):
-    at: float
-    rtt_ms: float
-    jitter_ms: float
-    loss: float
-    bitrate_kbps: float
 
 
 @dataclass(slots=True)

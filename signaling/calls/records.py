@@ -33,7 +33,7 @@ from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.cluster.outage import StoreOutage
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 AnyCall = sm.Call | g.GroupCall
 

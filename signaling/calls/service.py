@@ -35,14 +35,19 @@ from signaling.calls.media_pool import MediaPool
 from signaling.calls.nodes import NodeCalls, store_writer
 from signaling.calls.operations import OperatorCalls
 from signaling.calls.presence import DeviceSessions, Presence
-from signaling.calls.quality import QualityBook, Sample
+from signaling.calls.quality import QualityBook
 from signaling.calls.records import CallRecords
 from signaling.calls.sfu_calls import INVITE_BURST, INVITES_PER_S, SfuCalls
-from signaling.cluster.routing import Forward, OperatorReply, Router
+from signaling.cluster.routing import (
+    Forward,
+    OperatorReply,
+    Router,
+)
 from signaling.cluster.routing_local import LocalRouter
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
+from signaling.protocol.operator import Sample
 from signaling.push import PushAdapter
-from signaling.ws import messages as m
 
 log = logging.getLogger("callbook.calls")
 

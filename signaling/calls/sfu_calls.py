@@ -25,7 +25,7 @@ from signaling.calls.media_pool import MediaPool
 from signaling.calls.quality import QualityBook
 from signaling.cluster.routing import Router
 from signaling.metrics import Metrics
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 INVITE_BURST = 20
 INVITES_PER_S = 1.0

@@ -25,7 +25,7 @@ import msgspec
 
 from directory.batch import Batch
 from signaling.calls.machine import DeviceRef
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
 
 
 class Envelope(msgspec.Struct, tag_field="kind", kw_only=True):

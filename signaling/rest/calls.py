@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from directory import history, push_tokens
-from directory.records import MissedCall, PushRegistration
 from signaling import stun, turn
 from signaling.appkeys import CONFIG
 from signaling.errors import ApiError
-from signaling.rest.framework import Call
+from signaling.protocol.bodies import IceServers, MissedCalls, PushRegister
+from signaling.protocol.messages import IceServer
+from signaling.protocol.records import PushRegistration
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import IceServers, MissedCalls, PushRegister
 from signaling.stun import STUN_PORT
-from signaling.ws.messages import IceServer
 
 _DEVICE = {"device_id": ID_PARAM}
 
@@ -44,8 +44,8 @@ async def get_turn(call: Call) -> IceServers:
     tag="calls", response=MissedCalls, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def list_missed(call: Call) -> MissedCalls:
-    missed: list[MissedCall] = await history.list_missed(store(call), call.principal.account_id)
-    return MissedCalls(missed_calls=missed)
+    missed = await history.list_missed(store(call), call.principal.account_id)
+    return wire({"missed_calls": missed}, MissedCalls)
 
 
 @API.route(
@@ -66,7 +66,7 @@ async def register_push(call: Call) -> PushRegistration:
     body = call.body_as(PushRegister)
     if body.delivery == "direct" and body.provider == "webhook":
         raise ApiError("invalid_request", 'delivery "direct" is for provider apns or fcm.')
-    return await push_tokens.register(
+    registered = await push_tokens.register(
         store(call),
         call.principal.account_id,
         call.params["device_id"],
@@ -74,6 +74,7 @@ async def register_push(call: Call) -> PushRegistration:
         body.token,
         body.delivery,
     )
+    return wire(registered, PushRegistration)
 
 
 @API.route(

@@ -26,7 +26,8 @@ from directory.storage import keys
 from directory.store import Store
 from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
 from signaling.cluster.routing import Router
-from signaling.rest.operator_views import LiveCall, Node, local_calls, local_nodes, view
+from signaling.protocol.operator import LiveCall, Node
+from signaling.rest.operator_views import local_calls, local_nodes, view
 
 log = logging.getLogger("callbook.operator")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from directory import devices
-from directory.records import Device
+from signaling import signatures
 from signaling.appkeys import CALLS
 from signaling.calls.machine import DeviceRef
 from signaling.errors import ApiError
-from signaling.rest.framework import Call
+from signaling.protocol.bodies import DeviceEnrollment, DeviceList, DeviceRename, MediaKeyPublish
+from signaling.protocol.records import Device
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import DeviceEnrollment, DeviceList, DeviceRename, MediaKeyPublish
 
 _DEVICE = {"device_id": ID_PARAM}
 
@@ -19,7 +20,8 @@ _DEVICE = {"device_id": ID_PARAM}
     response=DeviceList, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def list_devices(call: Call) -> DeviceList:
-    return DeviceList(devices=await devices.list_all(store(call), call.principal.account_id))
+    listed = await devices.list_all(store(call), call.principal.account_id)
+    return wire({"devices": listed}, DeviceList)
 
 
 @API.route(
@@ -30,9 +32,11 @@ async def list_devices(call: Call) -> DeviceList:
 )  # fmt: skip
 async def add_device(call: Call) -> Device:
     body = call.body_as(DeviceEnrollment)
-    return await devices.add(
-        store(call), call.principal.account_id, body.name, body.public_key, body.signed_media_key()
+    media_key = signatures.enrolled_media_key(body)
+    added = await devices.add(
+        store(call), call.principal.account_id, body.name, body.public_key, media_key
     )
+    return wire(added, Device)
 
 
 @API.route(
@@ -43,7 +47,8 @@ async def add_device(call: Call) -> Device:
 async def rename_device(call: Call) -> Device:
     body = call.body_as(DeviceRename)
     account_id = call.principal.account_id
-    return await devices.rename(store(call), account_id, call.params["device_id"], body.name)
+    renamed = await devices.rename(store(call), account_id, call.params["device_id"], body.name)
+    return wire(renamed, Device)
 
 
 @API.route(
@@ -69,5 +74,7 @@ async def publish_media_key(call: Call) -> Device:
     if device_id != call.principal.device_id:
         await devices.get(store(call), account_id, device_id)  # not_found before refusing
         raise ApiError("not_this_device", "A device publishes its own media key only.")
-    signed = (body.media_key, body.media_key_signature)
-    return await devices.publish_media_key(store(call), account_id, device_id, signed)
+    device = await devices.get(store(call), account_id, device_id)
+    signed = signatures.check_media_key(device.public_key, body.media_key, body.media_key_signature)
+    published = await devices.publish_media_key(store(call), account_id, device_id, signed)
+    return wire(published, Device)

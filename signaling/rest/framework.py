@@ -29,6 +29,16 @@ _PARAM = re.compile(r"\{(\w+)\}")
 _encode = msgspec.json.Encoder().encode
 
 
+def wire(value: object, kind: type[T]) -> T:
+    """``value`` (a ``directory`` record, or a dict holding some) as the protocol's ``kind``.
+
+    The address book keeps its own storage model; what the API answers is the wire model of
+    ``signaling.protocol``. Their fields match (tests/test_protocol_package.py), so the copy is
+    by attribute name, checked against ``kind``'s types on the way.
+    """
+    return msgspec.convert(value, kind, from_attributes=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Param:
     pattern: str

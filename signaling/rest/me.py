@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from directory import accounts, portability
-from directory.records import Account, Export
 from signaling.appkeys import CALLS
-from signaling.rest.framework import Call
+from signaling.protocol.bodies import AccountUpdate
+from signaling.protocol.records import Account, Export
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
-from signaling.schemas import AccountUpdate
 
 
 @API.route(
@@ -17,7 +17,7 @@ from signaling.schemas import AccountUpdate
     tag="account", response=Account, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def get_me(call: Call) -> Account:
-    return await accounts.get(store(call), call.principal.account_id)
+    return wire(await accounts.get(store(call), call.principal.account_id), Account)
 
 
 @API.route(
@@ -30,7 +30,7 @@ async def get_me(call: Call) -> Account:
 async def update_me(call: Call) -> Account:
     body = call.body_as(AccountUpdate)
     display_name = None if body.display_name is msgspec.UNSET else body.display_name
-    return await accounts.update(
+    updated = await accounts.update(
         store(call),
         call.principal.account_id,
         handle=None if body.handle is msgspec.UNSET else body.handle,
@@ -41,6 +41,7 @@ async def update_me(call: Call) -> Account:
         hide_ip=None if body.hide_ip is msgspec.UNSET else body.hide_ip,
         relay_calls=None if body.relay_calls is msgspec.UNSET else body.relay_calls,
     )
+    return wire(updated, Account)
 
 
 @API.route(
@@ -48,7 +49,7 @@ async def update_me(call: Call) -> Account:
     tag="account", response=Export, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def export(call: Call) -> Export:
-    return await portability.export(store(call), call.principal.account_id)
+    return wire(await portability.export(store(call), call.principal.account_id), Export)
 
 
 @API.route(

@@ -15,25 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from directory import accounts, audit, reports
-from directory.audit import AuditEntry
 from directory.errors import NotFound
-from directory.records import Decision, Notice
-from directory.reports import Report
+from directory.records import Notice
 from signaling.appkeys import CALLS, METRICS, STREAMS
 from signaling.calls import machine as sm
 from signaling.cluster.routing import OperatorAction, OperatorReply
 from signaling.errors import ApiError
+from signaling.protocol.operator import (
+    AuditLog,
+    DecisionRequest,
+    LiveCall,
+    LiveCalls,
+    Nodes,
+    OperatorReason,
+    Report,
+    ReportQueue,
+    Revealed,
+    RevealedParticipant,
+    Snapshot,
+)
 from signaling.rest.cluster_view import all_calls, all_nodes, find_call
-from signaling.rest.framework import Call
-from signaling.rest.operator_views import LiveCall, Node
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import Request
 
 TAG = "operator"
 OPERATOR_ERRORS = ("token_missing", "token_invalid", "token_expired", "not_operator")
@@ -43,64 +52,6 @@ _ACCOUNT = {"account_id": ID_PARAM}
 _DEVICE = {"account_id": ID_PARAM, "device_id": ID_PARAM}
 STREAM_INTERVAL_S = 0.5
 _encode = msgspec.json.Encoder().encode
-
-Reason = Annotated[str, msgspec.Meta(min_length=10, max_length=500)]
-Statement = Annotated[str, msgspec.Meta(min_length=10, max_length=reports.MAX_STATEMENT)]
-
-
-class OperatorReason(Request):
-    """Why: written to the audit log (and, for a suspension, to the account's notices)."""
-
-    reason: Reason
-
-
-class DecisionRequest(Request):
-    decision: Decision
-    #: The statement of reasons the reporter and the reported account receive.
-    statement: Statement
-
-
-class LiveCalls(msgspec.Struct, kw_only=True):
-    calls: list[LiveCall]
-
-
-class RevealedParticipant(msgspec.Struct, kw_only=True):
-    participant: str
-    role: Literal["caller", "callee", "host", "participant"]
-    account_id: str
-    #: The device in the call (null for a callee that has not answered).
-    device_id: str | None
-    handle: str | None
-
-
-class Revealed(msgspec.Struct, kw_only=True):
-    call_id: str
-    participants: list[RevealedParticipant]
-    audit_id: str
-
-
-class Nodes(msgspec.Struct, kw_only=True):
-    """Every live node serving calls: this one, the others in the node registry, and the media
-    nodes (the registry's, or a fixed one)."""
-
-    nodes: list[Node]
-
-
-class AuditLog(msgspec.Struct, kw_only=True):
-    entries: list[AuditEntry]
-    #: Pass as ``after`` to read on; null when there was nothing.
-    next: str | None
-
-
-class ReportQueue(msgspec.Struct, kw_only=True):
-    reports: list[Report]
-
-
-class Snapshot(msgspec.Struct, kw_only=True):
-    """One event of ``GET /v1/operator/events``."""
-
-    calls: list[LiveCall]
-    nodes: list[Node]
 
 
 async def _audit(call: Call, action: audit.Action, target: str, reason: str) -> str:
@@ -263,7 +214,7 @@ async def _notify(
     tag=TAG, response=ReportQueue, operator=True, errors=OPERATOR_ERRORS,
 )  # fmt: skip
 async def operator_reports(call: Call) -> ReportQueue:
-    return ReportQueue(reports=await reports.queue(store(call)))
+    return wire({"reports": await reports.queue(store(call))}, ReportQueue)
 
 
 @API.route(
@@ -280,7 +231,7 @@ async def decide_report(call: Call) -> Report:
     await _audit(call, "decide_report", report_id, f"{body.decision}: {body.statement}")
     if decided.reported is not None and body.decision in ("suspend", "ban_handle"):
         await _audit(call, "suspend", decided.reported, f"report {report_id}: {body.decision}")
-    return decided
+    return wire(decided, Report)
 
 
 @API.route(
@@ -298,7 +249,7 @@ async def operator_audit(call: Call) -> AuditLog:
     if not 1 <= count <= audit.MAX_COUNT or (after is not None and not _stream_id(after)):
         raise ApiError("invalid_request", "count is 1-500; after is an entry id like 1-0.")
     entries = await audit.read(store(call), after, count)
-    return AuditLog(entries=entries, next=entries[-1].id if entries else after)
+    return wire({"entries": entries, "next": entries[-1].id if entries else after}, AuditLog)
 
 
 def _stream_id(value: str) -> bool:

@@ -9,54 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-import msgspec
 from aiohttp import web
 
 from signaling.appkeys import CALLS, NODE, SOCKETS
 from signaling.calls import group as g
 from signaling.calls import machine as sm
 from signaling.calls.kinds import AnyCall
-from signaling.calls.quality import QualityBook, Sample
-
-
-class Leg(msgspec.Struct, kw_only=True):
-    """One participant's media as its device reports it (null until the first report)."""
-
-    participant: str
-    rtt_ms: float | None
-    jitter_ms: float | None
-    loss: float | None
-    bitrate_kbps: float | None
-    relayed: bool | None
-    history: list[Sample]
-
-
-class LiveCall(msgspec.Struct, kw_only=True):
-    id: str
-    kind: Literal["1:1", "group"]
-    state: Literal["ringing", "connected", "reconnecting"]
-    media: Literal["audio", "video"]
-    started_at: int
-    duration_s: float
-    node: str
-    participant_count: int
-    #: Pseudonyms, stable within this call only.
-    participants: list[str]
-    relay: Literal["p2p", "turn", "sfu", "unknown"]
-    legs: list[Leg]
-    #: The peer-to-peer path failed and the call moved to the relay ``relay`` names.
-    fell_back: bool = False
-
-
-class Node(msgspec.Struct, kw_only=True):
-    id: str
-    version: str
-    connections: int
-    active_calls: int
-    started_at: int
-    last_heartbeat: int
-    #: ``media``: an SFU, whose connections are participants and calls are rooms.
-    kind: Literal["signaling", "media"] = "signaling"
+from signaling.calls.quality import QualityBook
+from signaling.protocol.operator import Leg, LiveCall, Node
 
 
 def _state(call: AnyCall) -> Literal["ringing", "connected", "reconnecting"]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from directory import contacts, lookup
-from directory.records import Block, Card, Contact
 from signaling.errors import ApiError
-from signaling.rest.framework import Call, Param
+from signaling.protocol.bodies import BlockAdd, BlockList, ContactAdd, ContactList, ContactUpdate
+from signaling.protocol.records import Block, Card, Contact
+from signaling.rest.framework import Call, Param, wire
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, ID_PARAM, store
-from signaling.schemas import BlockAdd, BlockList, ContactAdd, ContactList, ContactUpdate
 
 _ACCOUNT = {"account_id": ID_PARAM}
 _HANDLE = {"handle": Param("[^/]{1,128}", "A handle as typed")}
@@ -20,7 +20,8 @@ _LOOKUP_ERRORS = ("not_found", "rate_limited")
     tag="people", response=Card, params=_HANDLE, errors=(*AUTH_ERRORS, *_LOOKUP_ERRORS),
 )  # fmt: skip
 async def find(call: Call) -> Card:
-    return await lookup.find(store(call), call.principal.account_id, call.params["handle"])
+    card = await lookup.find(store(call), call.principal.account_id, call.params["handle"])
+    return wire(card, Card)
 
 
 @API.route(
@@ -28,9 +29,8 @@ async def find(call: Call) -> Card:
     response=ContactList, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def list_contacts(call: Call) -> ContactList:
-    return ContactList(
-        contacts=await contacts.list_contacts(store(call), call.principal.account_id)
-    )
+    listed = await contacts.list_contacts(store(call), call.principal.account_id)
+    return wire({"contacts": listed}, ContactList)
 
 
 @API.route(
@@ -41,7 +41,8 @@ async def list_contacts(call: Call) -> ContactList:
 async def add_contact(call: Call) -> Contact:
     body = call.body_as(ContactAdd)
     owner = call.principal.account_id
-    return await contacts.add_contact(store(call), owner, body.handle, body.nickname)
+    added = await contacts.add_contact(store(call), owner, body.handle, body.nickname)
+    return wire(added, Contact)
 
 
 @API.route(
@@ -68,7 +69,8 @@ async def remove_contact(call: Call) -> None:
     response=BlockList, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def list_blocks(call: Call) -> BlockList:
-    return BlockList(blocks=await contacts.list_blocks(store(call), call.principal.account_id))
+    listed = await contacts.list_blocks(store(call), call.principal.account_id)
+    return wire({"blocks": listed}, BlockList)
 
 
 @API.route(
@@ -82,9 +84,9 @@ async def add_block(call: Call) -> Block:
     if (body.handle is None) == (body.account_id is None):
         raise ApiError("invalid_request", "Give exactly one of handle and account_id.")
     if body.handle is not None:
-        return await contacts.block(store(call), owner, body.handle)
+        return wire(await contacts.block(store(call), owner, body.handle), Block)
     assert body.account_id is not None
-    return await contacts.block_account(store(call), owner, body.account_id)
+    return wire(await contacts.block_account(store(call), owner, body.account_id), Block)
 
 
 @API.route(

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from directory.inventory import INVENTORY, Datum
-from signaling.rest.framework import Call
+from directory.inventory import INVENTORY
+from signaling.protocol.bodies import Inventory
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API
-
-
-class Inventory(msgspec.Struct, kw_only=True):
-    """Every kind of datum in the store: key pattern, fields, purpose, retention, who sees it."""
-
-    data: list[Datum]
 
 
 @API.route(
@@ -21,4 +14,4 @@ class Inventory(msgspec.Struct, kw_only=True):
     tag="privacy", response=Inventory, auth=False,
 )  # fmt: skip
 async def inventory(call: Call) -> Inventory:
-    return Inventory(data=list(INVENTORY))
+    return wire({"data": INVENTORY}, Inventory)

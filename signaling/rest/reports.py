@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import msgspec
-
 from directory import reports
-from directory.records import Category, Notice
 from signaling.appkeys import METRICS
-from signaling.rest.framework import Call
+from signaling.protocol.bodies import Notices, ReportReceipt, ReportRequest
+from signaling.rest.framework import Call, wire
 from signaling.rest.table import API, AUTH_ERRORS, BODY_ERRORS, store
-from signaling.schemas import HandleText, Id, Request
-
-
-class ReportRequest(Request):
-    """Report a person by handle; ``call_id`` names the call it is about, if any."""
-
-    handle: HandleText
-    category: Category
-    text: Annotated[str, msgspec.Meta(max_length=reports.MAX_TEXT)] = ""
-    call_id: Id | None = None
-
-
-class ReportReceipt(msgspec.Struct, kw_only=True):
-    """The same answer whether or not the handle names anyone you may find."""
-
-    report: str
-    status: Literal["received"] = "received"
-
-
-class Notices(msgspec.Struct, kw_only=True):
-    notices: list[Notice]
 
 
 @API.route(
@@ -56,4 +31,5 @@ async def file_report(call: Call) -> ReportReceipt:
     tag="reports", response=Notices, errors=AUTH_ERRORS,
 )  # fmt: skip
 async def list_notices(call: Call) -> Notices:
-    return Notices(notices=await reports.list_notices(store(call), call.principal.account_id))
+    notices = await reports.list_notices(store(call), call.principal.account_id)
+    return wire({"notices": notices}, Notices)

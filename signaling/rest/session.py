@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from directory import accounts, devices
 from directory.storage import keys
-from signaling import puzzle
+from signaling import puzzle, signatures
 from signaling.appkeys import CALLS, TOKENS
 from signaling.calls.machine import DeviceRef
-from signaling.rest.framework import Call
-from signaling.rest.table import API, BODY_ERRORS, gate, store, throttle_anonymous
-from signaling.schemas import (
+from signaling.protocol.bodies import (
     Challenge,
     Enrollment,
     Puzzle,
@@ -19,6 +17,9 @@ from signaling.schemas import (
     TokenRequest,
     TokenResponse,
 )
+from signaling.protocol.signing import signin_message
+from signaling.rest.framework import Call, wire
+from signaling.rest.table import API, BODY_ERRORS, gate, store, throttle_anonymous
 from signaling.tokens import Principal
 
 
@@ -35,14 +36,14 @@ async def signup(call: Call) -> Enrollment:
     gate(call).admit("signup", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(SignupRequest)
-    media_key = body.device.signed_media_key()
+    media_key = signatures.enrolled_media_key(body.device)
     await gate(call).redeem(store(call), "signup", source, body.puzzle, puzzle.scope_of(None))
     gate(call).enrolled()
     done = await accounts.signup(
         store(call), body.handle, body.display_name, body.device.name, body.device.public_key,
         media_key,
     )  # fmt: skip
-    return Enrollment(account=done.account, device=done.device, recovery_code=done.recovery_code)
+    return wire(done, Enrollment)
 
 
 @API.route(
@@ -65,8 +66,9 @@ async def challenge(call: Call) -> Challenge:
 )  # fmt: skip
 async def token(call: Call) -> TokenResponse:
     body = call.body_as(TokenRequest)
+    signed = signin_message(body.account_id, body.device_id, body.nonce)
     device = await devices.verify_signin(
-        store(call), body.account_id, body.device_id, body.nonce, body.signature
+        store(call), body.account_id, body.device_id, body.nonce, body.signature, signed
     )
     tokens = call.request.app[TOKENS]
     access = await tokens.issue(Principal(account_id=body.account_id, device_id=device.id))
@@ -91,7 +93,7 @@ async def recover(call: Call) -> Enrollment:
     gate(call).admit("recovery", source)
     throttle_anonymous(call, enroll=True)
     body = call.body_as(RecoveryRequest)
-    media_key = body.device.signed_media_key()
+    media_key = signatures.enrolled_media_key(body.device)
     scope = puzzle.scope_of(accounts.recovery_handle(body.handle))
     bits = await gate(call).redeem(store(call), "recovery", source, body.puzzle, scope)
     gate(call).enrolled()
@@ -109,7 +111,7 @@ async def recover(call: Call) -> Enrollment:
     if body.revoke_other_devices:
         keep = DeviceRef(account.id, device.id)
         call.request.app[CALLS].close_account(account.id, keep=keep)
-    return Enrollment(account=account, device=device, recovery_code=code)
+    return wire({"account": account, "device": device, "recovery_code": code}, Enrollment)
 
 
 @API.route(

@@ -36,14 +36,20 @@ from signaling.cluster.drain import DRAIN
 from signaling.errors import ApiError
 from signaling.limits import Throttle
 from signaling.metrics import Metrics
+from signaling.protocol import messages as m
+from signaling.protocol.closes import (
+    CLOSE_DRAINING,
+    CLOSE_OPERATOR,
+    CLOSE_REPLACED,
+    CLOSE_REVOKED,
+    MAX_MESSAGE_BYTES,
+    SUBPROTOCOL,
+)
 from signaling.tokens import Principal
-from signaling.ws import messages as m
 from signaling.ws.masking import ClientSocket
 
 log = logging.getLogger("callbook.ws")
 
-SUBPROTOCOL = "callbook.v1"
-MAX_MESSAGE_BYTES = 64 * 1024
 AUTH_TIMEOUT_S = 10.0
 HEARTBEAT_S = 20.0
 RATE_PER_S = 20.0
@@ -51,10 +57,6 @@ BURST = 60
 #: Over-limit messages tolerated before the connection is closed (1008).
 MAX_VIOLATIONS = 20
 OUTBOX = 512
-CLOSE_REPLACED = 4000
-CLOSE_REVOKED = 4001
-CLOSE_OPERATOR = 4002
-CLOSE_DRAINING = 4003
 TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
 #: Retry-After of a WebSocket refused while draining: another node answers by then.
 DRAIN_RETRY_S = 1

@@ -1,4 +1,4 @@
-// One 1:1 call: the call protocol of signaling/ws/messages.py driving an RTCPeerConnection.
+// One 1:1 call: the call protocol of signaling/protocol/messages.py driving an RTCPeerConnection.
 //
 //   caller                         server                        callee (every device)
 //   invite {handle, media, ref} →           → incoming {call_id, caller, media, busy}

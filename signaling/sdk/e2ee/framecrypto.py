@@ -24,8 +24,8 @@ from aiortc.rtp import RtpPacket
 from av.frame import Frame
 from av.packet import Packet
 
-from signaling.phone.e2ee.keyschedule import Effect, KeyframeWanted, KeySchedule
-from signaling.phone.e2ee.sframe import Drop, FrameDropped, decrypt_frame, encrypt_frame, frame_kid
+from signaling.sdk.e2ee.keyschedule import Effect, KeyframeWanted, KeySchedule
+from signaling.sdk.e2ee.sframe import Drop, FrameDropped, decrypt_frame, encrypt_frame, frame_kid
 
 CODEC = {"audio": "opus", "video": "vp8"}
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from signaling.phone.e2ee.framecrypto import FrameCrypto
-from signaling.phone.e2ee.keyblob import (
+from signaling.protocol import messages as m
+from signaling.sdk.e2ee.framecrypto import FrameCrypto
+from signaling.sdk.e2ee.keyblob import (
     BlobError,
     b64url,
     b64url_decode,
@@ -24,9 +25,8 @@ from signaling.phone.e2ee.keyblob import (
     open_blob,
     seal,
 )
-from signaling.phone.e2ee.keyschedule import Effect, KeySchedule, RequestKey, SendKeys
-from signaling.phone.e2ee.safety import safety_number
-from signaling.ws import messages as m
+from signaling.sdk.e2ee.keyschedule import Effect, KeySchedule, RequestKey, SendKeys
+from signaling.sdk.e2ee.safety import safety_number
 
 #: Recipients per ``media_keys`` message (the protocol's limit).
 KEYS_PER_MESSAGE = 15

@@ -22,12 +22,8 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from directory.devices import signin_message
-from directory.media_keys import signed_message
-from directory.records import Account, Block, Card, Contact, Device, Export
-from signaling import puzzle
-from signaling.errors import Problem
-from signaling.schemas import (
+from signaling.protocol import puzzles
+from signaling.protocol.bodies import (
     AccountUpdate,
     BlockAdd,
     BlockList,
@@ -46,6 +42,9 @@ from signaling.schemas import (
     TokenRequest,
     TokenResponse,
 )
+from signaling.protocol.problems import Problem
+from signaling.protocol.records import Account, Block, Card, Contact, Device, Export
+from signaling.protocol.signing import media_key_message, signin_message
 
 T = TypeVar("T")
 
@@ -101,7 +100,7 @@ def new_media_key(device_key: Ed25519PrivateKey) -> tuple[X25519PrivateKey, Medi
     key = X25519PrivateKey.generate()
     raw = key.public_key().public_bytes_raw()
     signed = MediaKeyPublish(
-        media_key=_b64(raw), media_key_signature=_b64(device_key.sign(signed_message(raw)))
+        media_key=_b64(raw), media_key_signature=_b64(device_key.sign(media_key_message(raw)))
     )
     return key, signed
 
@@ -196,17 +195,17 @@ class Client:
             return None
         return msgspec.json.decode(raw, type=kind)
 
-    async def solve_puzzle(self, purpose: puzzle.Purpose, handle: str | None) -> PuzzleProof:
+    async def solve_puzzle(self, purpose: puzzles.Purpose, handle: str | None) -> PuzzleProof:
         """Ask for a puzzle and solve it (off the event loop: it may take a second)."""
         asked = PuzzleRequest(purpose=purpose, handle=handle)
         given: Puzzle = await self.request("POST", "/v1/puzzles", Puzzle, asked, auth=False)
-        solution = await asyncio.to_thread(puzzle.solve, given.challenge, given.bits)
+        solution = await asyncio.to_thread(puzzles.solve, given.challenge, given.bits)
         return PuzzleProof(challenge=given.challenge, solution=solution)
 
     async def _enroll(
         self, path: str, body: SignupRequest | RecoveryRequest, handle: str | None
     ) -> Enrollment:
-        purpose: puzzle.Purpose = "signup" if isinstance(body, SignupRequest) else "recovery"
+        purpose: puzzles.Purpose = "signup" if isinstance(body, SignupRequest) else "recovery"
         for attempt in range(PUZZLE_ATTEMPTS):
             try:
                 body.puzzle = await self.solve_puzzle(purpose, handle)

@@ -14,11 +14,13 @@ from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from media.server import allow_loopback_ice
-from media.shield import Dropped
-from signaling.client import Client
-from signaling.phone.line import Line, LineClosed
-from signaling.phone.media import (
+from signaling.protocol import messages as m
+from signaling.protocol.bodies import IceServers
+from signaling.sdk.client import Client
+from signaling.sdk.ice import allow_loopback_ice
+from signaling.sdk.line import Line, LineClosed
+from signaling.sdk.media import (
+    AudioSource,
     PatternTrack,
     Received,
     ToneTrack,
@@ -29,9 +31,8 @@ from signaling.phone.media import (
     quality_sample,
     selected_pair,
 )
-from signaling.phone.sfu_session import SfuSession
-from signaling.schemas import IceServers
-from signaling.ws import messages as m
+from signaling.sdk.sfu_session import SfuSession
+from signaling.sdk.shield import Dropped
 
 Outcome = Literal["connected", "declined", "busy", "unavailable", "no_answer", "failed"]
 Emit = Callable[[dict[str, Any]], None]
@@ -96,8 +97,17 @@ class _ToSfu(Exception):
 
 
 class Softphone:
-    def __init__(self, client: Client, *, video: bool = False, emit: Emit | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        video: bool = False,
+        emit: Emit | None = None,
+        audio: AudioSource = ToneTrack,
+    ) -> None:
+        """``audio`` makes the audio track each call sends (a tone unless told)."""
         self.client = client
+        self.audio = audio
         self.video = video
         self._emit = emit or (lambda _event: None)
         self.line = Line(client)
@@ -197,7 +207,7 @@ class Softphone:
     ) -> Summary:
         session = SfuSession(
             self.line, call_id, participant=participant, video=self.video, emit=self._emit,
-            host=host, dropped=self.dropped,
+            host=host, dropped=self.dropped, audio=self.audio,
         )  # fmt: skip
         self.session = session
         try:
@@ -289,7 +299,7 @@ class Softphone:
                 return
 
     def _add_tracks(self, pc: RTCPeerConnection) -> None:
-        pc.addTrack(ToneTrack())
+        pc.addTrack(self.audio())
         if self.video:
             pc.addTrack(PatternTrack())
 

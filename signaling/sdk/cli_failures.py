@@ -1,7 +1,8 @@
 """What the ``callbook`` command says when it fails: one line on stderr and an exit code.
 
-Every exception a command can end with is mapped here, in one place, so that no failure reaches
-the user as a traceback (README, "CLI reference", lists the exit codes). The mapping is pure: an
+Every exception a client command can end with is mapped here, in one place, so that no failure
+reaches the user as a traceback (README, "CLI reference", lists the exit codes); the server's
+commands add the store's failures (``signaling.cli.describe``). The mapping is pure: an
 exception in, a ``Failure`` out.
 """
 
@@ -12,13 +13,10 @@ from dataclasses import dataclass
 
 import aiohttp
 import msgspec
-from redis.exceptions import ConnectionError as StoreUnreachable
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as StoreTimeout
 
-from signaling.client import ClientError
-from signaling.config import ConfigError
-from signaling.phone.line import LineClosed, LineRefused
+from signaling.protocol.closes import CLOSE_DRAINING, CLOSE_OPERATOR, CLOSE_REPLACED, CLOSE_REVOKED
+from signaling.sdk.client import ClientError
+from signaling.sdk.line import LineClosed, LineRefused
 
 #: The request was refused or the call did not work; the line says why. Retrying will not help.
 EXIT_FAILED = 1
@@ -69,13 +67,13 @@ CLOSE_CODES: dict[int, Failure] = {
                             "over 64 KiB (a bug in callbook)."),
     1013: Failure(EXIT_TRY_LATER, "The server cannot take the call connection now; try again "
                                   "later."),
-    4000: Failure(EXIT_FAILED, "Replaced: this device connected again elsewhere (another "
-                               "command or app with the same profile)."),
-    4001: Failure(EXIT_FAILED, "This device was revoked or its account erased; its profile "
-                               "no longer signs in."),
-    4002: Failure(EXIT_FAILED, "An operator disconnected this device."),
-    4003: Failure(EXIT_TRY_LATER, "The server is draining and the call connection could not "
-                                  "move to another; run the command again."),
+    CLOSE_REPLACED: Failure(EXIT_FAILED, "Replaced: this device connected again elsewhere "
+                                         "(another command or app with the same profile)."),
+    CLOSE_REVOKED: Failure(EXIT_FAILED, "This device was revoked or its account erased; its "
+                                        "profile no longer signs in."),
+    CLOSE_OPERATOR: Failure(EXIT_FAILED, "An operator disconnected this device."),
+    CLOSE_DRAINING: Failure(EXIT_TRY_LATER, "The server is draining and the call connection "
+                                            "could not move to another; run the command again."),
 }  # fmt: skip
 
 #: Problem and error codes that mean "not now" rather than "no".
@@ -88,8 +86,6 @@ def describe(exc: BaseException) -> Failure:
         return Failure(EXIT_INTERRUPTED, "Interrupted.")
     if isinstance(exc, CliError):
         return Failure(exc.exit_code, str(exc))
-    if isinstance(exc, ConfigError):
-        return Failure(EXIT_FAILED, str(exc))
     if isinstance(exc, ClientError):
         return _problem(exc)
     if isinstance(exc, LineRefused):
@@ -98,15 +94,15 @@ def describe(exc: BaseException) -> Failure:
     if isinstance(exc, LineClosed):
         return _closed(exc.code)
     return _transport(exc) or Failure(
-        EXIT_BUG, f"Unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in callbook)"
+        EXIT_BUG, f"Unexpected {type(exc).__name__}: {one_line(exc)} (a bug in callbook)"
     )
 
 
 def _problem(exc: ClientError) -> Failure:
     if exc.code == "unreachable":
-        return Failure(EXIT_UNREACHABLE, _one_line(exc))
+        return Failure(EXIT_UNREACHABLE, one_line(exc))
     temporary = exc.code in _TEMPORARY_CODES or exc.status in (429, 502, 503, 504)
-    return Failure(EXIT_TRY_LATER if temporary else EXIT_FAILED, _one_line(exc))
+    return Failure(EXIT_TRY_LATER if temporary else EXIT_FAILED, one_line(exc))
 
 
 def _closed(code: int | None) -> Failure:
@@ -117,7 +113,7 @@ def _closed(code: int | None) -> Failure:
 
 
 def _transport(exc: BaseException) -> Failure | None:
-    """Failures below the protocol: the network, the store, files, answers not understood."""
+    """Failures below the protocol: the network, files, answers not understood."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         temporary = exc.status in (429, 503)
         return Failure(
@@ -127,22 +123,18 @@ def _transport(exc: BaseException) -> Failure | None:
     if isinstance(exc, aiohttp.InvalidURL):
         return Failure(EXIT_USAGE, f"Not a server URL: {exc}")
     if isinstance(exc, aiohttp.ClientConnectionError):
-        return Failure(EXIT_UNREACHABLE, f"Cannot reach the server: {_one_line(exc)}")
-    if isinstance(exc, TimeoutError | StoreTimeout):
+        return Failure(EXIT_UNREACHABLE, f"Cannot reach the server: {one_line(exc)}")
+    if isinstance(exc, TimeoutError):
         return Failure(EXIT_UNREACHABLE, "The server did not answer in time.")
-    if isinstance(exc, StoreUnreachable):
-        return Failure(EXIT_UNREACHABLE, f"Cannot reach the store: {_one_line(exc)}")
-    if isinstance(exc, RedisError):
-        return Failure(EXIT_FAILED, f"The store refused: {_one_line(exc)}")
     if isinstance(exc, msgspec.DecodeError):
-        return Failure(EXIT_FAILED, f"The server's answer was not understood: {_one_line(exc)}")
+        return Failure(EXIT_FAILED, f"The server's answer was not understood: {one_line(exc)}")
     if isinstance(exc, OSError):
         if exc.errno == errno.EADDRINUSE:
-            return Failure(EXIT_FAILED, f"The address is already in use: {_one_line(exc)}")
+            return Failure(EXIT_FAILED, f"The address is already in use: {one_line(exc)}")
         where = f": {exc.filename}" if exc.filename else ""
-        return Failure(EXIT_FAILED, f"{exc.strerror or _one_line(exc)}{where}")
+        return Failure(EXIT_FAILED, f"{exc.strerror or one_line(exc)}{where}")
     return None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API: one Struct per message.
 
-Responses that are plain address-book records reuse ``directory.records`` directly, so each
-shape is defined once. Every request Struct forbids unknown fields and bounds every string.
+The address book's records (``Account``, ``Device`` ...) are in ``records``; the operator API's
+bodies in ``operator``. Every request Struct forbids unknown fields and bounds every string.
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from directory.errors import InvalidMediaKey
-from directory.records import (
+from signaling.protocol.messages import IceServer
+from signaling.protocol.records import (
     Account,
     Audience,
     Block,
+    Category,
     Contact,
     Device,
     MissedCall,
+    Notice,
     PushDelivery,
     PushProvider,
     RelayCalls,
 )
-from signaling.ws.messages import IceServer
 
 Id = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$", description="Opaque id (32 hex)")]
 HandleText = Annotated[
@@ -75,13 +76,6 @@ class DeviceEnrollment(Request):
     #: The device's X25519 media key with its signature by ``public_key``: both or neither.
     media_key: MediaKeyText | None = None
     media_key_signature: MediaKeySignature | None = None
-
-    def signed_media_key(self) -> tuple[str, str] | None:
-        if self.media_key is None and self.media_key_signature is None:
-            return None
-        if self.media_key is None or self.media_key_signature is None:
-            raise InvalidMediaKey("Give both media_key and media_key_signature, or neither.")
-        return self.media_key, self.media_key_signature
 
 
 class MediaKeyPublish(Request):
@@ -233,3 +227,57 @@ class PushRegister(Request):
             "the server has no credentials for that provider."
         ),
     ] = "relay"
+
+
+#: The longest text a report may carry.
+MAX_REPORT_TEXT = 1000
+
+
+class ReportRequest(Request):
+    """Report a person by handle; ``call_id`` names the call it is about, if any."""
+
+    handle: HandleText
+    category: Category
+    text: Annotated[str, msgspec.Meta(max_length=MAX_REPORT_TEXT)] = ""
+    call_id: Id | None = None
+
+
+class ReportReceipt(msgspec.Struct, kw_only=True):
+    """The same answer whether or not the handle names anyone you may find."""
+
+    report: str
+    status: Literal["received"] = "received"
+
+
+class Notices(msgspec.Struct, kw_only=True):
+    notices: list[Notice]
+
+
+class Datum(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    key_pattern: str
+    #: Every field stored, by its name in the store.
+    fields: list[str]
+    #: The key's type in the store.
+    type: Literal["hash", "string", "set", "sorted_set", "stream"]
+    #: Entries keyed by an id (hash field, set or sorted-set member): what that id is.
+    entry: str | None = None
+    #: A sorted set: what its score is.
+    score: str | None = None
+    purpose: str
+    retention: str
+    #: Upper bound of the key's TTL in seconds; None when it lives until erased.
+    max_ttl_s: int | None
+    #: Whether a key may also have no TTL at all (a handle while it is owned).
+    may_persist: bool = False
+    visible_to: str
+    scope: Literal["account", "handle", "ephemeral", "server", "moderation"]
+    in_export: bool
+    #: Where your export (``GET /v1/me/export``) holds it, or why it does not.
+    export: str
+
+
+class Inventory(msgspec.Struct, kw_only=True):
+    """Every kind of datum in the store: key pattern, fields, purpose, retention, who sees it."""
+
+    data: list[Datum]

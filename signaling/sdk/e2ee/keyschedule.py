@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from signaling.phone.e2ee.sframe import Drop, FrameKey
+from signaling.sdk.e2ee.sframe import Drop, FrameKey
 
 PREVIOUS_KEY_S = 5.0
 REQUEST_INTERVAL_S = 1.0

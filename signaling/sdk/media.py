@@ -11,6 +11,7 @@ import fractions
 import ipaddress
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import (
@@ -24,13 +25,17 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, VideoFrame
 
-from media.shield import Dropped, guard_peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.shield import Dropped, guard_peer_connection
 
 AUDIO_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms
 VIDEO_SIZE = (320, 240)
 VIDEO_FPS = 15
+
+#: Makes the audio track a call sends: a new one per connection (the default: ``ToneTrack``).
+#: Any aiortc audio track will do, e.g. ``lambda: MediaPlayer("greeting.wav").audio``.
+AudioSource = Callable[[], MediaStreamTrack]
 
 
 class ToneTrack(MediaStreamTrack):

@@ -22,8 +22,9 @@ from typing import TypeVar
 import aiohttp
 import msgspec
 
-from signaling.client import Client
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.protocol.closes import SUBPROTOCOL
+from signaling.sdk.client import Client
 
 M = TypeVar("M", bound=m.ServerMessage)
 
@@ -100,7 +101,7 @@ class Line:
         self, url: str, resume_token: str | None, in_header: bool = True
     ) -> aiohttp.ClientWebSocketResponse:
         token = await self.client.token()
-        protocols = ["callbook.v1"]
+        protocols = [SUBPROTOCOL]
         if in_header:
             protocols.append(f"bearer.{token}")
             if resume_token:

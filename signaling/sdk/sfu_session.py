@@ -17,13 +17,19 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from media.forwarding import Kind
-from media.peer import codec_preferences
-from media.shield import Dropped
-from signaling.phone.e2ee.callkeys import CallKeys
-from signaling.phone.line import Line, LineClosed
-from signaling.phone.media import PatternTrack, Received, ToneTrack, packets_sent, peer_connection
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.e2ee.callkeys import CallKeys
+from signaling.sdk.ice import codec_preferences
+from signaling.sdk.line import Line, LineClosed
+from signaling.sdk.media import (
+    AudioSource,
+    PatternTrack,
+    Received,
+    ToneTrack,
+    packets_sent,
+    peer_connection,
+)
+from signaling.sdk.shield import Dropped
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -39,6 +45,7 @@ class SfuSession:
         emit: Emit,
         host: str | None = None,
         dropped: Dropped | None = None,
+        audio: AudioSource = ToneTrack,
     ) -> None:
         """``participant``: this device's id in the call's SFU room. ``host`` (an account id):
         leave when the host has left, as a guest bot should."""
@@ -52,6 +59,7 @@ class SfuSession:
         self._host_seen = False
         self.call_id = call_id
         self.video = video
+        self._audio = audio
         self._emit = emit
         self.dropped = dropped if dropped is not None else Dropped()
         self._uplink = peer_connection([], relay_only=False, dropped=self.dropped)
@@ -73,13 +81,13 @@ class SfuSession:
         self._screen: RTCPeerConnection | None = None
 
     async def publish(self) -> None:
-        tracks = [ToneTrack(), PatternTrack()] if self.video else [ToneTrack()]
+        tracks = [self._audio(), PatternTrack()] if self.video else [self._audio()]
         for track in tracks:
             # The encrypting encoders write VP8 and Opus: nothing else may be negotiated.
             sender = self._uplink.addTrack(track)
             self.keys.crypto.protect_sender(sender)
         for transceiver in self._uplink.getTransceivers():
-            transceiver.setCodecPreferences(codec_preferences(Kind(transceiver.kind)))
+            transceiver.setCodecPreferences(codec_preferences(transceiver.kind))
         # aiortc gathers every candidate inside setLocalDescription: the offer is complete.
         await self._uplink.setLocalDescription(await self._uplink.createOffer())
         offer = self._uplink.localDescription.sdp
@@ -95,7 +103,7 @@ class SfuSession:
         sender = self._screen.addTrack(PatternTrack())
         self.keys.crypto.protect_sender(sender)
         for transceiver in self._screen.getTransceivers():
-            transceiver.setCodecPreferences(codec_preferences(Kind.VIDEO))
+            transceiver.setCodecPreferences(codec_preferences("video"))
         await self._screen.setLocalDescription(await self._screen.createOffer())
         offer = self._screen.localDescription.sdp
         self.sent_signaling.append(offer)

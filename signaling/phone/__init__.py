@@ -1,1 +1,0 @@
-"""A calling client: the call WebSocket, aiortc media, and the CLI bots built on them."""

@@ -380,9 +380,10 @@ _OTHERS: tuple[Datum, ...] = (
     Datum(
         name="media_nodes", key_pattern=keys.media_nodes(), type="hash", entry="node_id",
         fields=["node_id", "id", "url", "rooms", "participants", "max_rooms", "started_at",
-                "seen_at", "draining"],
+                "seen_at", "draining", "workers"],
         purpose="Which media nodes (SFUs) are alive and how loaded, to place each new room: "
-                "one field per node id, holding its control URL, load and heartbeat time.",
+                "one field per node id, holding its control URL, load (per worker process too) "
+                "and heartbeat time.",
         retention="while the node runs, then 60 seconds", max_ttl_s=None,
         visible_to="servers", scope="server", in_export=False,
         export="Not exported: no personal data."),

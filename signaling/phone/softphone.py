@@ -247,6 +247,8 @@ class Softphone:
         received = Received()
         self.connection, self.received = pc, received
         pc.on("track", received.consume)
+        received.on_gap = lambda: self._media_stopped(call_id)
+        received.on_back = lambda: self._note_reconnected(call_id)
         summary = Summary("failed", call_id, media=received)
         reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
         self._role, self._remote_session, self._reconnecting = accepted.role, None, False
@@ -345,11 +347,8 @@ class Softphone:
                     failed.set()
                 if pc.connectionState in ("failed", "closed") and connected.is_set():
                     broken.set()
-                if pc.connectionState == "connected" and self._reconnecting:
-                    self._reconnecting = False
-                    path = selected_pair(pc)
-                    self._emit({"event": "reconnected", "call_id": call_id,
-                                "path": list(path) if path else None})  # fmt: skip
+                if pc.connectionState == "connected":
+                    self._note_reconnected(call_id)
                 if pc.connectionState == "connected" and not connected.is_set():
                     connected.set()
                     deadline = None if duration_s is None else loop.time() + duration_s
@@ -460,6 +459,22 @@ class Softphone:
         if not self._reconnecting:
             self._reconnecting = True
             self._emit({"event": "reconnecting", "call_id": call_id, "why": why})
+
+    def _note_reconnected(self, call_id: str) -> None:
+        pc = self.connection
+        if self._reconnecting and pc is not None and pc.connectionState == "connected":
+            self._reconnecting = False
+            path = selected_pair(pc)
+            self._emit({"event": "reconnected", "call_id": call_id,
+                        "path": list(path) if path else None})  # fmt: skip
+
+    def _media_stopped(self, call_id: str) -> None:
+        """No media for a while: the path broke, on this side or the other. If this device's
+        network changed, its WebSocket is likely dead too: check it now, so that the line comes
+        back (and the media with it, see ``_restart``) without waiting for a heartbeat."""
+        if self.connection is not None:
+            self._note_reconnecting(call_id, "media")
+            self.line.probe()
 
     def _crossed(self, message: m.PeerDescription) -> bool:
         """An offer that crossed this device's own restart offer and loses to it: a restart of

@@ -202,10 +202,7 @@ class Line:
         while loop.time() < deadline:
             for server in self.servers:
                 with contextlib.suppress(aiohttp.ClientError, OSError, msgspec.DecodeError):
-                    welcome = await asyncio.wait_for(self._resume(server), RECONNECT_WITHIN_S)
-                    if welcome is not None:
-                        self.losses.append(code)
-                        self._inbox.put_nowait(welcome)
+                    if await asyncio.wait_for(self._resume(server, code), RECONNECT_WITHIN_S):
                         await self._flush()
                         return
             self._network_changed.clear()
@@ -215,19 +212,23 @@ class Line:
         self.close_code = code
         self._inbox.put_nowait(None)
 
-    async def _resume(self, server: str) -> m.Welcome | None:
+    async def _resume(self, server: str, code: int | None) -> bool:
+        """One attempt; on success the caller gets the new ``welcome`` before anything the
+        new connection brings (the messages queued for the device while it was away)."""
         assert self.welcome is not None
         ws = await self._connect(_ws_url(server), self.welcome.resume_token)
         frame = await ws.receive(timeout=AUTH_WAIT_S)
         welcome = _decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
         if not isinstance(welcome, m.Welcome):
             await ws.close()
-            return None
+            return False
         # Not resumed (the window passed on the server's clock): its calls are over, and the
         # server says so (``ended``) right after this welcome; the caller sees both.
         self._ws, self.welcome, self.close_code = ws, welcome, None
+        self.losses.append(code)
+        self._inbox.put_nowait(welcome)
         self._start_reader(ws)
-        return welcome
+        return True
 
     async def _flush(self) -> None:
         waiting, self._outbox = self._outbox, []

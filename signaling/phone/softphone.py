@@ -441,8 +441,9 @@ class Softphone:
         return pc
 
     def _negotiated(self) -> bool:
-        pc = self.connection
-        return pc is not None and pc.remoteDescription is not None
+        """Whether the call's media was negotiated once (a restart offer of this device that
+        went into a dead connection counts: it is made again)."""
+        return self.connection is not None and self._remote_session is not None
 
     async def _restart(self, call_id: str, why: str) -> RTCPeerConnection:
         """This device moved (or its media path broke): aiortc cannot restart ICE, so it

@@ -65,9 +65,9 @@ MOVE_BACKOFF_S = (0.1, 2.0)
 #: Close codes after which a line that follows the network resumes (11.3): the connection was
 #: lost (1006, also when no code came), or the server asks to come back (1011-1014, 4003).
 RESUMABLE = frozenset({None, 1006, 1011, 1012, 1013, 1014, 4003})
-#: A probed connection that sends no ``pong`` within this long is taken for lost (the web
-#: client waits 2 s; more here for a loaded machine).
-PROBE_WITHIN_S = 3.0
+#: A probed connection from which nothing (its ``pong`` or any message) comes within this long
+#: is taken for lost (the web client waits 2 s; more here for a loaded machine).
+PROBE_WITHIN_S = 4.0
 #: How long one attempt to reconnect may take (a new network may drop the first SYNs).
 RECONNECT_WITHIN_S = 5.0
 #: Messages kept while the line comes back; more are refused (LineClosed).
@@ -152,19 +152,22 @@ class Line:
             await ws.send_str(_encode(m.Auth(token=token, resume=resume_token)).decode())
         return ws
 
-    def _start_reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        reader = asyncio.create_task(self._read(ws))
+    def _start_reader(self, ws: aiohttp.ClientWebSocketResponse, welcomed: bool = False) -> None:
+        reader = asyncio.create_task(self._read(ws, welcomed))
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, welcomed: bool) -> None:
+        """Hands ``ws``'s messages over; ``welcomed``: its ``welcome`` was read already."""
         async for frame in ws:
             if frame.type is not aiohttp.WSMsgType.TEXT:
                 continue
             message = _decode(frame.data)
-            if isinstance(message, m.Pong) and self._pong is not None and not self._pong.done():
-                self._pong.set_result(None)  # the answer to a probe, not the caller's
-                continue
+            welcomed = welcomed or isinstance(message, m.Welcome)
+            if ws is self._ws and self._pong is not None and not self._pong.done():
+                self._pong.set_result(None)  # anything heard answers a probe: the line lives
+                if isinstance(message, m.Pong):
+                    continue  # the probe's own answer, not the caller's
             if isinstance(message, m.Reconnect) and ws is self._ws:
                 self.reconnects.append(message)
                 if self._mover is None or self._mover.done():
@@ -173,7 +176,8 @@ class Line:
             self._inbox.put_nowait(message)
         if ws is not self._ws or (self._mover is not None and not self._mover.done()):
             return  # an old connection, or one closed while the line moves: not the line's end
-        if self.follows_network and self.welcome is not None and ws.close_code in RESUMABLE:
+        # Only a signed-in connection is lost; a refused sign-in is the caller's to handle.
+        if self.follows_network and welcomed and ws.close_code in RESUMABLE:
             self._lose(ws, ws.close_code)
             return
         self.close_code = ws.close_code
@@ -227,7 +231,7 @@ class Line:
         self._ws, self.welcome, self.close_code = ws, welcome, None
         self.losses.append(code)
         self._inbox.put_nowait(welcome)
-        self._start_reader(ws)
+        self._start_reader(ws, welcomed=True)
         return True
 
     async def _flush(self) -> None:
@@ -292,7 +296,7 @@ class Line:
         self._ws = ws
         self.welcome = welcome
         self.moves.append((reconnect, welcome))
-        self._start_reader(ws)
+        self._start_reader(ws, welcomed=True)
         self._moved.set()
         return True
 

@@ -127,6 +127,7 @@ class Softphone:
         self._awaiting_restart_answer = False
         self._role = "caller"
         self._reconnecting = False
+        self._sent_before = 0
         #: The ``o=`` session id of the peer's last description: a new one means the peer
         #: made a new connection (it moved too), the same one an ICE restart of the old one.
         self._remote_session: str | None = None
@@ -252,13 +253,14 @@ class Softphone:
         summary = Summary("failed", call_id, media=received)
         reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
         self._role, self._remote_session, self._reconnecting = accepted.role, None, False
+        self._sent_before = 0  # packets sent by the call's connections before the last one
         moved: m.Relayed | None = None
         try:
             if accepted.role == "caller":
                 await self._offer(call_id, pc)
             ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
             summary.reason = ended
-            summary.sent_packets = await packets_sent(self.connection)
+            summary.sent_packets = self._sent_before + await packets_sent(self.connection)
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
         except _ToSfu as to_sfu:
@@ -533,6 +535,8 @@ class Softphone:
         pc = peer_connection(self._ice_servers, self._relay_only, self.dropped)
         pc.on("track", self.received.consume)
         self.connection = pc
+        with contextlib.suppress(Exception):  # stats of a connection that failed: none to add
+            self._sent_before += await packets_sent(old)
         await old.close()
         return pc
 

@@ -101,6 +101,8 @@ class Line:
         self._readers: set[asyncio.Task[None]] = set()
         self._mover: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
+        #: Between losing a connection and signing in again (what is sent meanwhile waits).
+        self._away = False
         self._probe: asyncio.Task[None] | None = None
         self._pong: asyncio.Future[None] | None = None
         self._outbox: list[m.ClientMessage] = []
@@ -187,9 +189,9 @@ class Line:
 
     def _lose(self, ws: aiohttp.ClientWebSocketResponse, code: int | None) -> None:
         """``ws`` is lost: give it up without waiting for its closing handshake, and resume."""
-        if ws is not self._ws or (self._recovery is not None and not self._recovery.done()):
+        if ws is not self._ws or self._away:
             return
-        self._ws = None
+        self._away, self._ws = True, None
         if not ws.closed:
             closing = asyncio.create_task(ws.close())  # a dead network never answers the close
             self._closing.add(closing)
@@ -213,7 +215,8 @@ class Line:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._network_changed.wait(), wait)
             wait = min(wait * 2, MOVE_BACKOFF_S[1])
-        self.close_code = code
+        self._outbox.clear()
+        self._away, self.close_code = False, code
         self._inbox.put_nowait(None)
 
     async def _resume(self, server: str, code: int | None) -> bool:
@@ -228,7 +231,7 @@ class Line:
             return False
         # Not resumed (the window passed on the server's clock): its calls are over, and the
         # server says so (``ended``) right after this welcome; the caller sees both.
-        self._ws, self.welcome, self.close_code = ws, welcome, None
+        self._ws, self.welcome, self.close_code, self._away = ws, welcome, None, False
         self.losses.append(code)
         self._inbox.put_nowait(welcome)
         self._start_reader(ws, welcomed=True)
@@ -307,7 +310,7 @@ class Line:
 
     async def send(self, message: m.ClientMessage) -> None:
         """Send now; while the line comes back, once it is back (in order)."""
-        if self._recovery is not None and not self._recovery.done():
+        if self._away:
             if len(self._outbox) >= MAX_OUTBOX:
                 raise LineClosed(None)
             self._outbox.append(message)
@@ -352,6 +355,7 @@ class Line:
         for task in (self._mover, self._recovery, self._probe):
             if task is not None:
                 task.cancel()
+        self._away = False
         for reader in list(self._readers):
             reader.cancel()
         if self._ws is not None:

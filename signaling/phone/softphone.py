@@ -128,6 +128,7 @@ class Softphone:
         self._role = "caller"
         self._reconnecting = False
         self._sent_before = 0
+        self._applied_offer: str | None = None
         #: The ``o=`` session id of the peer's last description: a new one means the peer
         #: made a new connection (it moved too), the same one an ICE restart of the old one.
         self._remote_session: str | None = None
@@ -254,6 +255,7 @@ class Softphone:
         reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
         self._role, self._remote_session, self._reconnecting = accepted.role, None, False
         self._sent_before = 0  # packets sent by the call's connections before the last one
+        self._applied_offer = None
         moved: m.Relayed | None = None
         try:
             if accepted.role == "caller":
@@ -496,7 +498,15 @@ class Softphone:
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
             if self._crossed(message):
+                if self._role == "caller" and _session(message.sdp) != self._remote_session:
+                    # Both moved. Ours may have gone into the callee's dead connection: sent
+                    # again, it reaches the callee, which yields to it (a copy is ignored).
+                    await self._send_description(call_id, pc, restart=True)
                 return None
+            if message.kind == "offer" and message.sdp == self._applied_offer:
+                return None  # a copy of an offer already answered
+            if message.kind == "answer" and pc.signalingState == "stable":
+                return None  # answers an offer of a connection given up since
             if message.kind == "answer" and self._awaiting_restart_answer:
                 if not message.restart:
                     return None
@@ -507,6 +517,8 @@ class Softphone:
                 self._note_reconnecting(call_id, "peer")  # the peer moved
                 pc = await self._renew(pc)
             self._remote_session = _session(message.sdp)
+            if message.kind == "offer":
+                self._applied_offer = message.sdp
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
             if message.kind == "offer":
                 self._add_tracks(pc)

@@ -166,6 +166,25 @@ class Host:
     def next_interface(self) -> str:
         return f"v{next(self._interfaces)}"
 
+    # --- a device that changes networks --------------------------------------------------------
+
+    def renumber(self, address: str) -> None:
+        """Its network gives it another address (a new lease): the old one, and every socket
+        bound to it, is gone at once."""
+        gateway = self.address.rsplit(".", 1)[0] + ".1"
+        self.sh("ip", "addr", "flush", "dev", self.uplink)
+        self.sh("ip", "addr", "add", f"{address}/24", "dev", self.uplink)
+        self.sh("ip", "route", "replace", "default", "via", gateway)
+        self.address = address
+
+    def switch(self, take: Link) -> None:
+        """It leaves its network for the one behind ``take`` (Wi-Fi to mobile data: another
+        interface, another router, another NAT): its old address gone, ``take``'s taken."""
+        self.sh("ip", "addr", "flush", "dev", self.uplink)
+        self.sh("ip", "addr", "replace", f"{take.down_address}/24", "dev", take.down)
+        self.sh("ip", "route", "replace", "default", "via", take.up_address)
+        self.address, self.uplink = take.down_address, take.down
+
     # --- what a router does to the traffic it forwards -------------------------------------
 
     def nat(self, wan: str, kind: NatKind) -> None:

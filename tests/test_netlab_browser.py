@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.netlab import Host, Lab
-from tests.netlab_calls import Deployment, sign_up, start_server
+from tests.netlab_calls import Deployment, Person, sign_up, start_server, until
 from tests.test_browser import CHROMIUM, FLAGS, Browsers, add_contact, stats, until_frames
 from tests.test_browser import sign_up as sign_up_in_page
 
@@ -186,6 +186,65 @@ async def test_an_aiortc_device_takes_the_ice_restart_of_a_browser_that_moved(
     assert summary.outcome == "connected" and summary.reason == "hangup", summary.as_event()
 
 
+async def test_an_aiortc_device_that_moves_mid_call_with_a_browser_gets_its_media_back(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """The aiortc device is the one that moves (behind another NAT): it resumes its WebSocket
+    and, though the callee, offers from a new connection (protocol 11.5.10); the browser sees
+    a new session, answers from a new connection of its own, and each gets the other's media
+    again."""
+    inet = netlab.internet()
+    public = netlab.host("server")
+    netlab.link(inet, public)
+    a, _ = netlab.behind_nat(inet, "a", "cone")
+    b, _ = netlab.behind_nat(inet, "b", "cone")
+    mobile = netlab.host("b-mobile", router=True)
+    mobile.nat(netlab.link(inet, mobile).down, "cone")
+    carrier = netlab.link(mobile, b, private=True)
+    b.sh("ip", "addr", "flush", "dev", carrier.down)  # one network at a time
+    deployment = await start_server(public, tmp_path)
+    robot = await sign_up(b, deployment.url, "robot", video=True)
+    async with chromium_in(a, deployment.url, tmp_path) as browser:
+        browsers = Browsers(browser)
+        page = await browsers.page()
+        await b.run(robot.phone.line.open())
+        answering = asyncio.ensure_future(b.run(robot.phone.answer(duration_s=None)))
+        try:
+            await sign_up_in_page(page, deployment, "alice")  # type: ignore[arg-type]  # .url
+            await add_contact(page, "robot")
+            await b.run(robot.client.add_contact("alice"))  # contacts: peer to peer
+            await page.fill("#dial-handle", "robot")
+            await page.click("#dial-video")
+            await until_frames(page)
+            received = robot.phone.received
+            assert received is not None
+            # Media both ways before the move (on a loaded machine the robot decodes later).
+            await until(lambda: received.video_frames_received > 0, "the robot's media")
+            before, seen = received.video_frames_received, (await stats(page))["video"]
+            loop = asyncio.get_running_loop()
+            changed = loop.time()
+            b.switch(carrier)
+            while (
+                received.video_frames_received <= before + 30
+                or (await stats(page)).get("video", 0) <= seen + 30
+            ):
+                assert not answering.done(), (answering.result().as_event(), robot.events)
+                assert loop.time() < changed + RECOVER_S, f"no media {RECOVER_S:g} s after the move"
+                await asyncio.sleep(0.25)
+            await expect(page.locator("#screen-call")).to_have_attribute("data-state", "connected")
+            await page.get_by_role("button", name="End call").click()
+            summary = await asyncio.wait_for(answering, 30)
+        finally:
+            answering.cancel()
+            await browsers.close()
+            await b.run(robot.phone.close())
+            await b.run(robot.client.close())
+        assert browsers.errors == []
+    assert summary.outcome == "connected" and summary.reason == "hangup", summary.as_event()
+    assert robot.phone.line.losses  # its WebSocket was resumed
+    assert next(e["why"] for e in robot.events if e["event"] == "reconnecting") == "network"
+
+
 async def test_chromium_behind_a_symmetric_nat_falls_back_to_the_sfu_with_an_aiortc_device(
     netlab: Lab, tmp_path: Path
 ) -> None:
@@ -214,6 +273,8 @@ async def test_chromium_behind_a_symmetric_nat_falls_back_to_the_sfu_with_an_aio
                 "data-state", "connected", timeout=30_000
             )
             await page.wait_for_function(SFU_FRAMES_JS, polling=250, timeout=20_000)
+            # And the other way: on a loaded machine the robot may decode later than the page.
+            await until(lambda: _through_sfu_received(robot) > 0, "media through the SFU")
             await page.get_by_role("button", name="End call").click()
             summary = await asyncio.wait_for(answering, 30)
         finally:
@@ -225,6 +286,12 @@ async def test_chromium_behind_a_symmetric_nat_falls_back_to_the_sfu_with_an_aio
     assert (robot.event("accepted")["sfu"], robot.event("relayed")["sfu"]) == (False, True)
     assert summary.outcome == "connected" and summary.participants_received == 1
     assert summary.media.video_frames_received > 0
+
+
+def _through_sfu_received(person: Person) -> int:
+    """Participants whose audio and video the person's call through the SFU has decoded."""
+    session = person.phone.session
+    return 0 if session is None else session.participants_received(video=True)
 
 
 #: Whether the page's call through the SFU decodes the other's video (its downlink, not ``pc``).

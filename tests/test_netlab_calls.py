@@ -93,8 +93,8 @@ async def test_with_udp_blocked_calls_go_through_turn_over_tcp(netlab: Lab, tmp_
     assert "tcp or tls connected" in deployment.turn_text()  # a TURN client over TCP
 
 
-#: How long the link loses 5 % (the issue asks for 30 s; CI keeps it short).
-LOSS_S = float(os.environ.get("CALLBOOK_NETLAB_LOSS_S", "8"))
+#: How long the link loses 5 %: the 30 s the issue asks for (shorter for a quick local run).
+LOSS_S = float(os.environ.get("CALLBOOK_NETLAB_LOSS_S", "30"))
 
 
 async def test_five_percent_loss_on_a_link_the_call_stays_up_and_recovers(

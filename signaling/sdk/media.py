@@ -103,7 +103,15 @@ class Received:
     video_frames_received: int = 0
     #: time.monotonic() when the first frame (audio or video) was decoded.
     first_frame_at: float | None = None
+    #: Told when no frame has come for ``gap_s`` after media flowed, and when frames come
+    #: again: aiortc has no ICE ``disconnected`` state (its ICE fails only after 30 s without
+    #: answers), and this stands in for it.
+    on_gap: Callable[[], None] | None = None
+    on_back: Callable[[], None] | None = None
+    gap_s: float = 2.5
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _gap: asyncio.TimerHandle | None = None
+    _gapped: bool = False
 
     def consume(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._drain(track)))
@@ -118,10 +126,29 @@ class Received:
                     self.audio_packets_received += 1
                 else:
                     self.video_frames_received += 1
+                self._frame()
         except MediaStreamError:
             return
 
+    def _frame(self) -> None:
+        if self.on_gap is None:
+            return
+        if self._gapped:
+            self._gapped = False
+            if self.on_back is not None:
+                self.on_back()
+        if self._gap is not None:
+            self._gap.cancel()
+        self._gap = asyncio.get_running_loop().call_later(self.gap_s, self._no_frames)
+
+    def _no_frames(self) -> None:
+        self._gapped = True
+        if self.on_gap is not None:
+            self.on_gap()
+
     async def stop(self) -> None:
+        if self._gap is not None:
+            self._gap.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,6 +2,12 @@
 
 Events go to a callback as dicts (the CLI prints them as JSON lines); the result is a summary
 with an outcome and what media was received.
+
+A call survives a change of network on either side. The device that moved gets its line back
+(``Line`` with ``follows_network``: it resumes the WebSocket by itself) and, as aiortc cannot
+restart ICE, offers from a new peer connection in the same call, whichever its role (protocol
+11.5.10); the other device answers from a new connection too. Both report ``reconnecting``
+and then ``reconnected`` once the new connection carries media.
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ class Softphone:
         self.audio = audio
         self.video = video
         self._emit = emit or (lambda _event: None)
-        self.line = Line(client)
+        self.line = Line(client, follows_network=True)
         #: Every SDP and candidate received from the peer, for inspection (hide-my-IP tests).
         self.received_signaling: list[str] = []
         #: Every SDP this phone sent to the SFU (calls through the SFU only).
@@ -129,6 +135,13 @@ class Softphone:
         # ``restart``) comes, an answer is one to the offer before the move, for a closed
         # connection.
         self._awaiting_restart_answer = False
+        self._role = "caller"
+        self._reconnecting = False
+        self._sent_before = 0
+        self._applied_offer: str | None = None
+        #: The ``o=`` session id of the peer's last description: a new one means the peer
+        #: made a new connection (it moved too), the same one an ICE restart of the old one.
+        self._remote_session: str | None = None
         if is_loopback_url(client.server):
             allow_loopback_ice()
 
@@ -246,15 +259,20 @@ class Softphone:
         received = Received()
         self.connection, self.received = pc, received
         pc.on("track", received.consume)
+        received.on_gap = lambda: self._media_stopped(call_id)
+        received.on_back = lambda: self._note_reconnected(call_id)
         summary = Summary("failed", call_id, media=received)
         reporter = asyncio.create_task(self._report_quality(call_id, accepted.relay_only))
+        self._role, self._remote_session, self._reconnecting = accepted.role, None, False
+        self._sent_before = 0  # packets sent by the call's connections before the last one
+        self._applied_offer = None
         moved: m.Relayed | None = None
         try:
             if accepted.role == "caller":
                 await self._offer(call_id, pc)
             ended = await self._negotiate_and_run(pc, call_id, accepted.role, duration_s)
             summary.reason = ended
-            summary.sent_packets = await packets_sent(self.connection)
+            summary.sent_packets = self._sent_before + await packets_sent(self.connection)
             if received.audio_packets_received > 0:
                 summary.outcome = "connected"
         except _ToSfu as to_sfu:
@@ -323,6 +341,8 @@ class Softphone:
         fallback_at: float | None = None if self._relay_only else loop.time() + FALLBACK_AFTER_S
         connected = asyncio.Event()
         failed = asyncio.Event()
+        #: The connection carrying the call's media broke (ICE failed): it needs a new one.
+        broken = asyncio.Event()
 
         watched: set[RTCPeerConnection] = set()
 
@@ -339,6 +359,10 @@ class Softphone:
                     return
                 if pc.connectionState == "failed":
                     failed.set()
+                if pc.connectionState in ("failed", "closed") and connected.is_set():
+                    broken.set()
+                if pc.connectionState == "connected":
+                    self._note_reconnected(call_id)
                 if pc.connectionState == "connected" and not connected.is_set():
                     connected.set()
                     deadline = None if duration_s is None else loop.time() + duration_s
@@ -352,6 +376,7 @@ class Softphone:
         self._hanging_up = asyncio.Event()
         connecting = asyncio.ensure_future(connected.wait())
         failing = asyncio.ensure_future(failed.wait())
+        breaking = asyncio.ensure_future(broken.wait())
         hanging_up = asyncio.ensure_future(self._hanging_up.wait())
         receiving: asyncio.Future[m.ServerMessage] | None = None
         try:
@@ -373,12 +398,21 @@ class Softphone:
                 waits: set[asyncio.Future[Any]] = {receiving, hanging_up}
                 if not connected.is_set():
                     waits.add(connecting)
+                else:
+                    waits.add(breaking)
                 wake = limit
                 if fallback_at is not None and not connected.is_set():
                     waits.add(failing)
                     wake = min(connected_by, fallback_at)
                 timeout = None if wake is None else wake - now
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if breaking.done():
+                    broken.clear()
+                    breaking = asyncio.ensure_future(broken.wait())
+                    # Either side's move breaks it; as in the web client, the caller mends it
+                    # unless a new connection is already on its way.
+                    if role == "caller" and not self._awaiting_restart_answer:
+                        watch(await self._restart(call_id, "ice_failed"))
                 if not receiving.done():
                     continue
                 done, receiving = receiving, None
@@ -388,6 +422,12 @@ class Softphone:
                         fallback_at, connected_by = None, loop.time() + MEDIA_TIMEOUT_S
                         watch(await self._relay(call_id, role, message))
                         continue
+                    if isinstance(message, m.Welcome):
+                        # The line came back after losing its connection (this device's
+                        # network changed): the old media path went with it.
+                        if message.resumed and self._negotiated():
+                            watch(await self._restart(call_id, "network"))
+                        continue
                     ended = await self._on_message(call_id, message)
                     watch(self.connection)
                 except LineClosed:
@@ -396,7 +436,7 @@ class Softphone:
                     return ended
         finally:
             self._hanging_up = None
-            for waiting in (connecting, failing, hanging_up, receiving):
+            for waiting in (connecting, failing, breaking, hanging_up, receiving):
                 if waiting is not None:
                     waiting.cancel()
 
@@ -414,18 +454,81 @@ class Softphone:
             await self._offer(call_id, pc, restart=True)
         return pc
 
+    def _negotiated(self) -> bool:
+        """Whether the call's media was negotiated once (a restart offer of this device that
+        went into a dead connection counts: it is made again)."""
+        return self.connection is not None and self._remote_session is not None
+
+    async def _restart(self, call_id: str, why: str) -> RTCPeerConnection:
+        """This device moved (or its media path broke): aiortc cannot restart ICE, so it
+        offers from a new connection in the same call, whatever its role (protocol 11.5.10);
+        until the answer it ignores restarts of the old connection (its own offer wins)."""
+        self._note_reconnecting(call_id, why)
+        assert self.connection is not None
+        pc = await self._renew(self.connection)
+        self._awaiting_restart_answer = True
+        await self._offer(call_id, pc, restart=True)
+        return pc
+
+    def _note_reconnecting(self, call_id: str, why: str) -> None:
+        if not self._reconnecting:
+            self._reconnecting = True
+            self._emit({"event": "reconnecting", "call_id": call_id, "why": why})
+
+    def _note_reconnected(self, call_id: str) -> None:
+        pc = self.connection
+        if self._reconnecting and pc is not None and pc.connectionState == "connected":
+            self._reconnecting = False
+            path = selected_pair(pc)
+            self._emit({"event": "reconnected", "call_id": call_id,
+                        "path": list(path) if path else None})  # fmt: skip
+
+    def _media_stopped(self, call_id: str) -> None:
+        """No media for a while: the path broke, on this side or the other. If this device's
+        network changed, its WebSocket is likely dead too: check it now, so that the line comes
+        back (and the media with it, see ``_restart``) without waiting for a heartbeat."""
+        if self.connection is not None:
+            self._note_reconnecting(call_id, "media")
+            self.line.probe()
+
+    def _crossed(self, message: m.PeerDescription) -> bool:
+        """An offer that crossed this device's own restart offer and loses to it: a restart of
+        the peer's old connection, or (both moved) a new connection of the callee's."""
+        if message.kind != "offer" or not self._awaiting_restart_answer:
+            return False
+        if _session(message.sdp) == self._remote_session or self._role == "caller":
+            return True
+        self._awaiting_restart_answer = False  # the caller's new connection wins
+        return False
+
     async def _on_message(self, call_id: str, message: m.ServerMessage) -> str | None:
         """Applies one message of the call's signaling; returns the end reason if it ended."""
         pc = self.connection
         assert pc is not None
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
+            if self._crossed(message):
+                if self._role == "caller" and _session(message.sdp) != self._remote_session:
+                    # Both moved. Ours may have gone into the callee's dead connection: sent
+                    # again, it reaches the callee, which yields to it (a copy is ignored).
+                    await self._send_description(call_id, pc, restart=True)
+                return None
+            if message.kind == "offer" and message.sdp == self._applied_offer:
+                return None  # a copy of an offer already answered
+            if message.kind == "answer" and pc.signalingState == "stable":
+                return None  # answers an offer of a connection given up since
             if message.kind == "answer" and self._awaiting_restart_answer:
                 if not message.restart:
                     return None
                 self._awaiting_restart_answer = False
-            if message.restart and message.kind == "offer" and pc.remoteDescription is not None:
+            if message.restart and message.kind == "offer" and pc.signalingState != "stable":
+                pc = await self._renew(pc)  # both offered at once; this offer won
+            elif message.restart and message.kind == "offer" and pc.remoteDescription is not None:
+                self._note_reconnecting(call_id, "peer")  # the peer moved
                 pc = await self._renew(pc)
+            self._remote_session = _session(message.sdp)
+            if message.kind == "offer":
+                self._applied_offer = message.sdp
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
             if message.kind == "offer":
                 self._add_tracks(pc)
@@ -437,6 +540,12 @@ class Softphone:
                 await add_remote_candidate(pc, message)
         elif isinstance(message, m.Ended) and message.call_id == call_id:
             return message.reason
+        elif isinstance(message, (m.PeerReconnecting, m.PeerResumed)):
+            # The peer's WebSocket dropped, or came back (its media may be mended next).
+            if message.call_id == call_id:
+                back = isinstance(message, m.PeerResumed)
+                self._emit({"event": "peer_resumed" if back else "peer_reconnecting",
+                            "call_id": call_id})  # fmt: skip
         elif isinstance(message, m.Incoming):
             await self.line.send(m.Decline(call_id=message.call_id, busy=True))
         return None
@@ -448,9 +557,20 @@ class Softphone:
         pc = peer_connection(self._ice_servers, self._relay_only, self.dropped)
         pc.on("track", self.received.consume)
         self.connection = pc
+        with contextlib.suppress(Exception):  # stats of a connection that failed: none to add
+            self._sent_before += await packets_sent(old)
         await old.close()
         return pc
 
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.line.send(m.Hangup(call_id=call_id))
+
+
+def _session(sdp: str) -> str | None:
+    """The session id of a description's ``o=`` line: a new one means a new connection."""
+    for line in sdp.splitlines():
+        if line.startswith("o="):
+            fields = line.split()
+            return fields[1] if len(fields) > 1 else None
+    return None

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from signaling.phone.line import Line, LineClosed
-from signaling.ws import messages as m
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line, LineClosed
 from tests.conftest import Server, befriend
 
 HOST = "candidate:1 1 udp 2122260223 10.0.0.1 9 typ host"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.phone import line
+from signaling.sdk import line
 from tests.netlab import Host, Lab
 from tests.netlab_calls import Person, befriend, call, signed_up, start_server, until
 

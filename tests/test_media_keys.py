@@ -117,10 +117,14 @@ async def test_put_publishes_rotates_and_refuses_a_bad_signature(server: Server)
         await _refused(
             _put(alice, profile.device_id, _signed(profile.key(), raw)), 422, "invalid_media_key"
         )
-    truncated = MediaKeyPublish(
-        media_key=rotated.media_key[:-1] + "A", media_key_signature=rotated.media_key_signature
+    # Another key under the first one's signature (changing the last base64 character is not
+    # enough: it carries 4 bits, and 1 in 16 keys already ends in the character put there).
+    raw = bytearray(_b64decode(rotated.media_key))
+    raw[0] ^= 0x01
+    altered = MediaKeyPublish(
+        media_key=_b64(bytes(raw)), media_key_signature=rotated.media_key_signature
     )
-    await _refused(_put(alice, profile.device_id, truncated), 422, "invalid_media_key")
+    await _refused(_put(alice, profile.device_id, altered), 422, "invalid_media_key")
     [unchanged] = await alice.devices()
     assert unchanged.media_key == rotated.media_key  # a refusal loses nothing
 

@@ -175,6 +175,7 @@ async def _step(
         }  # fmt: skip
 
     tick = 0
+    first = {room.name: room.sequence for room in rooms}  # sequence numbers go on across steps
     pack = struct.Struct("!BBHII").pack
     wall = time.time
     while True:
@@ -185,13 +186,14 @@ async def _step(
                     transport.pause_reading()
                 room.latencies.clear()
                 room.recording = True
-            marks["a"], marks["stats_a"] = mark(), await control.stats()
+            marks["a"], marks["stats_a"] = mark(), await _forwarded(control, rooms)
         if elapsed >= args.warmup + args.seconds:
-            marks["b"], marks["stats_b"] = mark(), await control.stats()
+            marks["b"], marks["stats_b"] = mark(), await _forwarded(control, rooms)
+            stats = await control.stats()
             break
         due = int(elapsed * per_room)  # catch up after a late tick: the rate holds
         for room in rooms:
-            while room.sequence < due:
+            while room.sequence < first[room.name] + due:
                 seq = room.sequence & 0xFFFF
                 header = pack(0x80, room.payload_type, seq, (room.sequence * 960) & 0xFFFFFFFF,
                               room.ssrc)  # fmt: skip
@@ -210,13 +212,14 @@ async def _step(
         room.sent_at = [0.0] * 65536
     a, b = marks["a"], marks["b"]
     window = b["at"] - a["at"]
-    forwarded = marks["stats_b"]["forwarded_packets"] - marks["stats_a"]["forwarded_packets"]
+    forwarded = marks["stats_b"] - marks["stats_a"]
     sent_window = b["sent"] - a["sent"]
     cpu = {pid: b["cpu"][pid] - a["cpu"][pid] for pid in pids}
     node_cpu = sum(cpu.values())
     me = b["me"] - a["me"]
     latencies = [x for room in rooms for x in room.latencies]
-    workers = marks["stats_b"].get("workers") or []
+    others = (b["busy"] - a["busy"] - node_cpu - me) / window
+    workers = stats.get("workers") or []
     return {
         "offered_forward_pps": round(sent_window * n / window),
         "forwarded_pps": round(forwarded / window),
@@ -231,11 +234,18 @@ async def _step(
         "us_per_forwarded_packet": round(1e6 * node_cpu / forwarded, 2) if forwarded else None,
         "worker_pps": [w["packets_per_s"] for w in workers],
         "loadgen_cpu_pct": round(100 * me / window, 1),
-        "others_cpu_pct": round(max(0.0, 100 * (b["busy"] - a["busy"] - node_cpu - me) / window), 1),
+        "others_cpu_pct": round(max(0.0, 100 * others), 1),
         "load_average_1m": load_average(),
-        "dropped": marks["stats_b"]["dropped"],
+        "dropped": {k: v for k, v in stats["dropped"].items() if v},
         "seconds": round(window, 1),
     }
+
+
+async def _forwarded(control: MediaControl, rooms: list[Room]) -> int:
+    """The rooms' forwarded packets now (room stats come from the worker; the node's own stats
+    are its poll of the workers, up to a second old)."""
+    counts = await asyncio.gather(*(control.room_stats(room.name) for room in rooms))
+    return sum(int(stats["forwarded_packets"]) for stats in counts)
 
 
 def _ms(value: float | None) -> float | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from media.forwarding import DEFAULT_MAX_PARTICIPANTS
 from media.ratecap import DEFAULT_AUDIO_KBPS, DEFAULT_VIDEO_KBPS, RateCaps
+from media.watchdog import DEFAULT_BOUND_S
 
 SECRET_ENV = "CALLBOOK_MEDIA_SECRET"
 LOOPBACK_ENV = "CALLBOOK_MEDIA_LOOPBACK_ICE"
@@ -24,6 +25,7 @@ UDP_PORT_ENV = "CALLBOOK_MEDIA_UDP_PORT"
 AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 WORKERS_ENV = "CALLBOOK_MEDIA_WORKERS"
+WORKER_HANG_ENV = "CALLBOOK_MEDIA_WORKER_HANG_S"
 MAX_WORKERS = 256
 
 
@@ -61,6 +63,9 @@ class MediaConfig:
     #: The one UDP port of every connection's ICE (media/udpmux.py); 0: a free one, picked at
     #: start; None ("off"): aioice's own ephemeral socket per connection, as before issue 15.
     udp_port: int | None = 0
+    #: A worker process that answers none of the node's stats polls this long is killed and
+    #: restarted, its rooms lost (media/watchdog.py).
+    worker_hang_s: float = DEFAULT_BOUND_S
 
 
 def cores() -> int:
@@ -170,6 +175,13 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         help=f"worker processes running the rooms: auto (one per core, the default), N, or 0 "
         f"for none (rooms in this process) (or ${WORKERS_ENV})",
     )
+    parser.add_argument(
+        "--worker-hang-s",
+        type=float,
+        default=os.environ.get(WORKER_HANG_ENV) or str(DEFAULT_BOUND_S),
+        help=f"kill and restart a worker process that answers nothing this long, 2-3600 s (or "
+        f"${WORKER_HANG_ENV}; default {DEFAULT_BOUND_S:g})",
+    )
     args = parser.parse_args(argv)
     try:
         workers = parse_workers(args.workers)
@@ -183,6 +195,8 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         parser.error("--drain-grace-s must be between 0 and 3600")
     if args.max_audio_kbps < 8 or args.max_video_kbps < 8:
         parser.error("--max-audio-kbps and --max-video-kbps must be >= 8")
+    if not 2 <= args.worker_hang_s <= 3600:
+        parser.error("--worker-hang-s must be between 2 and 3600")
     if args.public_ip and not _is_address(args.public_ip):
         parser.error("--public-ip must be an IP address")
     udp_port = _udp_port(args.udp_port)
@@ -208,6 +222,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         listen_fd=args.listen_fd,
         workers=workers,
         udp_port=udp_port,
+        worker_hang_s=args.worker_hang_s,
     )
 
 

@@ -64,6 +64,11 @@ def _per_worker(workers: list[dict[str, Any]]) -> Iterator[Metric]:
     for name, text, key in (
         ("callbook_sfu_worker_forwarded_packets", "Packets forwarded by this worker", "forwarded"),
         ("callbook_sfu_worker_restarts", "Times this worker was restarted", "restarts"),
+        (
+            "callbook_sfu_worker_hangs",
+            "Times this worker answered nothing for --worker-hang-s and was killed",
+            "hangs",
+        ),
     ):
         counter = CounterMetricFamily(name, text, labels=["worker"])
         for worker in workers:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from media import errors
+from media import errors, watchdog
 from media.config import MediaConfig
 from media.control import MediaControl, MediaControlError
 from media.forwarding import Source
@@ -112,6 +112,9 @@ class Worker:
     cpu: float = 0.0
     packets_per_s: float = 0.0
     sampled: tuple[float, float, int] | None = None  # (time, CPU seconds, forwarded)
+    #: Its answers to the stats poll: a worker alive but not answering is killed (watchdog.py).
+    heartbeat: watchdog.Heartbeat = field(default_factory=lambda: watchdog.started(0.0))
+    hangs: int = 0
 
     @property
     def participants(self) -> int:
@@ -128,6 +131,7 @@ class Worker:
             "cpu": round(self.cpu, 3),
             "forwarded": int(self.stats.get("forwarded_packets", 0)),
             "restarts": self.restarts,
+            "hangs": self.hangs,
         }
 
 
@@ -230,6 +234,7 @@ class WorkerPool:
         worker.started_at = time.monotonic()
         worker.stats, worker.sampled, worker.cpu, worker.packets_per_s = {}, None, 0.0, 0.0
         await self._ready(worker)
+        worker.heartbeat = watchdog.started(time.monotonic())
         worker.up = True
 
     async def _ready(self, worker: Worker) -> None:
@@ -287,6 +292,19 @@ class WorkerPool:
         worker.rooms = {}
         worker.stats = {}
         self._changed()
+
+    def _kill_hung(self, worker: Worker) -> None:
+        """Alive but not answering: kill it; its supervisor then ends its rooms and restarts it,
+        as after a crash."""
+        worker.hangs += 1
+        log.warning(
+            "worker %d answered nothing for %.0f s: killing it (its %d rooms end)",
+            worker.index, self.config.worker_hang_s, len(worker.rooms),
+        )  # fmt: skip
+        worker.up = False  # no new rooms or requests while it goes
+        if worker.process is not None and worker.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
 
     async def close(self) -> None:
         self._closing = True
@@ -436,9 +454,15 @@ class WorkerPool:
 
     async def _fetch(self, worker: Worker) -> None:
         assert worker.control is not None
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, MediaControlError):
+        try:
             async with asyncio.timeout(STATS_TIMEOUT_S):
                 stats = await worker.control.stats()
+        except MediaControlError:  # an answer, if not the one wanted: its loop runs
+            worker.heartbeat = watchdog.answered(worker.heartbeat, time.monotonic())
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            worker.heartbeat = watchdog.missed(worker.heartbeat)
+        else:
+            worker.heartbeat = watchdog.answered(worker.heartbeat, time.monotonic())
             if worker.up:
                 worker.stats = stats
 
@@ -450,6 +474,8 @@ class WorkerPool:
             now = time.monotonic()
             for worker in self.workers:
                 _sample(worker, now)
+                if worker.up and watchdog.hung(worker.heartbeat, now, self.config.worker_hang_s):
+                    self._kill_hung(worker)
             for room in [r for r, lost in self.lost.items() if now - lost.at > LOST_TTL_S]:
                 del self.lost[room]
 

@@ -95,6 +95,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_ipv6(host: str) -> bool:
+    """A node whose ``--host`` is an IPv6 address (``::`` included: dual-stack) offers ICE on
+    its IPv6 addresses as well (media/udpmux.py)."""
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
 def _is_address(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

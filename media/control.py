@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from media import errors
 from media.backend import Rooms
-from media.config import MediaConfig
+from media.config import MediaConfig, is_ipv6
 from media.forwarding import Source
 from media.metrics import NodeCollector
 from media.node import MediaNode, NodeLimits
@@ -245,7 +245,11 @@ def _media_node(
     config: MediaConfig, app: web.Application
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
-        mux = None if config.udp_port is None else await UdpMux().start(config.udp_port)
+        mux = (
+            None
+            if config.udp_port is None
+            else await UdpMux().start(config.udp_port, ipv6=is_ipv6(config.host))
+        )
         node = MediaNode(
             NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip),
             mux,

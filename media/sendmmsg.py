@@ -30,7 +30,8 @@ ENABLED = os.environ.get("CALLBOOK_MEDIA_SENDMMSG", "1") != "0"
 _MMSGHDR = 64  # struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding (4)
 _IOVEC = 16
 _SOCKADDR = 16  # struct sockaddr_in
-_NAME = struct.Struct("=Q")
+_SOCKADDR6 = 28  # struct sockaddr_in6
+_NAME = struct.Struct("=QI")  # msg_name, msg_namelen
 _IOV = struct.Struct("=QQ")
 #: Where a bytes object's data starts, from its id() (CPython's PyBytesObject: the header, then
 #: ``ob_sval``); checked below and in tests/test_sfu_udpmux.py.
@@ -66,14 +67,23 @@ def sockaddr_in(addr: tuple[str, int]) -> bytes:
     return struct.pack("=HH4s8x", socket.AF_INET, socket.htons(addr[1]), socket.inet_aton(addr[0]))
 
 
+def sockaddr_in6(addr: tuple[str, int]) -> bytes:
+    """(family, port, flow info 0, address, scope id 0): loopback and global addresses."""
+    packed = socket.inet_pton(socket.AF_INET6, addr[0])
+    return struct.pack("=HHI16sI", socket.AF_INET6, socket.htons(addr[1]), 0, packed, 0)
+
+
 class Destination:
     """A remote address as ``sendmmsg`` wants it; keep it while datagrams to it are queued."""
 
-    __slots__ = ("_buffer", "addr", "pointer")
+    __slots__ = ("_buffer", "addr", "length", "pointer")
 
     def __init__(self, addr: tuple[str, int]) -> None:
         self.addr = addr
-        self._buffer = ctypes.create_string_buffer(sockaddr_in(addr), _SOCKADDR)
+        ipv6 = ":" in addr[0]  # a socket of the node's mux bound to an IPv6 address
+        self.length = _SOCKADDR6 if ipv6 else _SOCKADDR
+        name = sockaddr_in6(addr) if ipv6 else sockaddr_in(addr)
+        self._buffer = ctypes.create_string_buffer(name, self.length)
         self.pointer = ctypes.addressof(self._buffer)
 
 
@@ -131,7 +141,7 @@ class BatchSender:
         header_view, iovec_view = self._header_view, self._iovec_view
         name, iov = _NAME.pack_into, _IOV.pack_into
         for i, (data, destination) in enumerate(batch):
-            name(header_view, i * _MMSGHDR, destination.pointer)
+            name(header_view, i * _MMSGHDR, destination.pointer, destination.length)
             iov(iovec_view, i * _IOVEC, id(data) + BYTES_OFFSET, len(data))
         sendmmsg = self._sendmmsg
         assert sendmmsg is not None  # flush() checked

@@ -203,10 +203,12 @@ class UdpMux:
         self._protocols: dict[Connection, dict[MuxSocket, SharedProtocol]] = {}
         self._transactions: OrderedDict[bytes, SharedProtocol] = OrderedDict()
 
-    async def start(self, port: int = 0, addresses: list[str] | None = None) -> UdpMux:
-        """Bind ``port`` (0: any free one, then the same one on every other address)."""
-        # looked up now: media.server.allow_loopback_ice may have wrapped it
-        hosts = addresses or aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+    async def start(
+        self, port: int = 0, addresses: list[str] | None = None, ipv6: bool = False
+    ) -> UdpMux:
+        """Bind ``port`` (0: any free one, then the same one on every other address); with
+        ``ipv6`` on the host's IPv6 addresses too (and ``::1`` when loopback ICE is on)."""
+        hosts = addresses or host_addresses(ipv6)
         bound = []
         try:
             for address in hosts:
@@ -327,13 +329,29 @@ class UdpMux:
         }
 
 
+def host_addresses(ipv6: bool = False) -> list[str]:
+    """aioice's host addresses (looked up now: ``media.server.allow_loopback_ice`` may have
+    wrapped it, adding 127.0.0.1), IPv4 first; with ``ipv6`` also IPv6 ones, and ``::1`` as
+    well when 127.0.0.1 is there: a node bound to an IPv6 or dual-stack address on a
+    loopback-only machine takes ICE over ``::1`` too. An address that cannot be bound (no
+    IPv6 on the host) is skipped by ``start``."""
+    found = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=ipv6)
+    hosts = [a for a in found if ":" not in a] + [a for a in found if ":" in a]
+    if ipv6 and "127.0.0.1" in hosts and "::1" not in hosts and socket.has_ipv6:
+        hosts.append("::1")
+    return hosts
+
+
 def _same(mux_socket: MuxSocket) -> MuxSocket:
     return mux_socket
 
 
 def _bind(address: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ipv6 = ":" in address
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if ipv6:  # the IPv4 addresses have sockets of their own on the same port
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)

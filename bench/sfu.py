@@ -409,6 +409,9 @@ async def run_callbook(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.server", "--port", str(port), f"--secret={secret}",
         "--max-participants", str(n + 1),
+        # The room in the node process, as Janus's in its one process: CPU, RSS and py-spy
+        # read this pid (the default, a worker per core, would forward in a child process).
+        "--workers", "0",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     control = MediaControl(f"http://127.0.0.1:{port}", secret)

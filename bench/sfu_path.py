@@ -72,6 +72,11 @@ async def _subscribe(control: MediaControl, room: str, name: str) -> RTCPeerConn
     return pc
 
 
+def _in_process(args: argparse.Namespace) -> list[str]:
+    """``--workers 0`` where the node has worker processes: the CPU read is the node's pid's."""
+    return ["--workers", "0"] if (args.sfu_root / "media" / "workers.py").exists() else []
+
+
 class Counter:
     def __init__(self) -> None:
         self.datagrams = 0
@@ -90,7 +95,8 @@ async def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
     port, secret = free_port(), secrets.token_urlsafe(16)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.server", "--port", str(port), f"--secret={secret}",
-        "--max-participants", str(n + 1), "--max-audio-kbps", "1000000", *args.sfu_arg,
+        "--max-participants", str(n + 1), "--max-audio-kbps", "1000000", *_in_process(args),
+        *args.sfu_arg,
         cwd=str(args.sfu_root), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -15,8 +15,9 @@ to its nominated pair, as ``bench/sfu_path.py`` does: no encoder, no player.
 The load generator must not cost what the node costs, or on a 2-core machine it measures itself:
 in each room one subscriber (the *probe*) reads everything; during the window the other
 subscribers' sockets are not read (their transports' reading is paused: the kernel drops what
-arrives, which costs the node the same sends), and reading resumes between steps so that their
-ICE consent stays fresh. Per step, over the window:
+arrives, which costs the node the same sends), and reading resumes for ``--rest`` seconds between
+steps, longer than aioice's consent interval (4-6 s), so that their ICE consent stays fresh (six
+checks in a row unanswered end a leg). Per step, over the window:
 
 * ``kept_up``: packets the node forwarded (its ``forwarded_packets``, summed over the workers) /
   packets the generator sent x N. Below 1 the node is dropping (its socket buffer overflows);
@@ -237,6 +238,8 @@ async def _step(
         "others_cpu_pct": round(max(0.0, 100 * others), 1),
         "load_average_1m": load_average(),
         "dropped": {k: v for k, v in stats["dropped"].items() if v},
+        "legs_failed": stats["legs_failed"],
+        "downlinks": stats["downlinks"],
         "seconds": round(window, 1),
     }
 
@@ -336,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rest", type=float, default=2.0, help="between steps: consent")
+    parser.add_argument(
+        "--rest", type=float, default=7.0, help="s between windows: ICE consent (every 4-6 s)"
+    )
     parser.add_argument("--stop-below", type=float, default=0.9, help="kept_up ending a ramp")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

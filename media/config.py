@@ -67,6 +67,11 @@ class MediaConfig:
     #: restarted, its rooms lost (media/watchdog.py).
     worker_hang_s: float = DEFAULT_BOUND_S
 
+    @property
+    def ice_ipv6(self) -> bool:
+        """ICE over IPv6 as well: ``host`` is an IPv6 address (``::``: dual-stack)."""
+        return is_ipv6(self.host)
+
 
 def cores() -> int:
     """The cores this process may run on (its affinity, which a container's cpuset limits)."""

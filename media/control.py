@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from media import errors
 from media.backend import Rooms
-from media.config import MediaConfig, is_ipv6
+from media.config import MediaConfig
 from media.forwarding import Source
 from media.metrics import NodeCollector
 from media.node import MediaNode, NodeLimits
@@ -248,7 +248,7 @@ def _media_node(
         mux = (
             None
             if config.udp_port is None
-            else await UdpMux().start(config.udp_port, ipv6=is_ipv6(config.host))
+            else await UdpMux().start(config.udp_port, ipv6=config.ice_ipv6)
         )
         node = MediaNode(
             NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip),

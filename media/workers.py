@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from media import errors, watchdog
+from media import errors
 from media.config import MediaConfig
 from media.control import MediaControl, MediaControlError
 from media.forwarding import Source
+from media.watchdog import Heartbeat, answered, hung, missed, started
 
 log = logging.getLogger("callbook.media.workers")
 
@@ -113,7 +114,7 @@ class Worker:
     packets_per_s: float = 0.0
     sampled: tuple[float, float, int] | None = None  # (time, CPU seconds, forwarded)
     #: Its answers to the stats poll: a worker alive but not answering is killed (watchdog.py).
-    heartbeat: watchdog.Heartbeat = field(default_factory=lambda: watchdog.started(0.0))
+    heartbeat: Heartbeat = field(default_factory=lambda: started(0.0))
     hangs: int = 0
 
     @property
@@ -234,7 +235,7 @@ class WorkerPool:
         worker.started_at = time.monotonic()
         worker.stats, worker.sampled, worker.cpu, worker.packets_per_s = {}, None, 0.0, 0.0
         await self._ready(worker)
-        worker.heartbeat = watchdog.started(time.monotonic())
+        worker.heartbeat = started(time.monotonic())
         worker.up = True
 
     async def _ready(self, worker: Worker) -> None:
@@ -458,11 +459,11 @@ class WorkerPool:
             async with asyncio.timeout(STATS_TIMEOUT_S):
                 stats = await worker.control.stats()
         except MediaControlError:  # an answer, if not the one wanted: its loop runs
-            worker.heartbeat = watchdog.answered(worker.heartbeat, time.monotonic())
+            worker.heartbeat = answered(worker.heartbeat, time.monotonic())
         except (aiohttp.ClientError, OSError, TimeoutError):
-            worker.heartbeat = watchdog.missed(worker.heartbeat)
+            worker.heartbeat = missed(worker.heartbeat)
         else:
-            worker.heartbeat = watchdog.answered(worker.heartbeat, time.monotonic())
+            worker.heartbeat = answered(worker.heartbeat, time.monotonic())
             if worker.up:
                 worker.stats = stats
 
@@ -474,7 +475,7 @@ class WorkerPool:
             now = time.monotonic()
             for worker in self.workers:
                 _sample(worker, now)
-                if worker.up and watchdog.hung(worker.heartbeat, now, self.config.worker_hang_s):
+                if worker.up and hung(worker.heartbeat, now, self.config.worker_hang_s):
                     self._kill_hung(worker)
             for room in [r for r, lost in self.lost.items() if now - lost.at > LOST_TTL_S]:
                 del self.lost[room]

@@ -8,9 +8,10 @@ so the bench follows whatever transport the SDK uses by default. The guests' lin
 (signed in, waiting); the clock starts when the host calls ``group()`` (which opens the host's
 line, a few ms on loopback, then sends the invite), the guests accept at once, and each
 participant's ``session.received`` is polled every 5 ms for the first decoded video frame from
-each other participant. Per round: each participant's time to *all* others (``per_participant_ms``)
-and the call's (the slowest participant, ``all_ms``). Video is the bots' moving pattern, VP8,
-end-to-end encrypted as the SDK always does; a receiver needs the sender's key and a keyframe.
+each other participant (a round gives up after 60 s: ``null``). Per round: each participant's
+time to *all* others (``per_participant_ms``) and the call's (the slowest participant,
+``all_ms``). Video is the bots' moving pattern, VP8, end-to-end encrypted as the SDK always does;
+a receiver needs the sender's key and a keyframe.
 
 Run from the repository root::
 
@@ -67,23 +68,25 @@ async def one_round(url: str, participants: int, index: int) -> dict[str, Any]:
     tasks = [asyncio.create_task(p.answer(None)) for p in guests]
     started = loop.time()
     tasks.append(asyncio.create_task(host.group(names[1:], None)))
+    waits = [asyncio.create_task(_first_from_all(p, participants - 1, started)) for p in phones]
     try:
-        times = await asyncio.wait_for(
-            asyncio.gather(*(_first_from_all(p, participants - 1, started) for p in phones)),
-            LIMIT_S,
-        )
+        done, _ = await asyncio.wait(waits, timeout=LIMIT_S)
     finally:
+        for wait in waits:
+            wait.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for phone in phones:
             await phone.close()
             await phone.client.close()
+    # None: that participant had not seen video from everyone within LIMIT_S
+    times = [w.result() if w in done else None for w in waits]
     return {
         "round": index,
         "participants": participants,
-        "all_ms": round(max(times), 1),
-        "per_participant_ms": [round(t, 1) for t in times],  # the host first
+        "all_ms": None if None in times else round(max(t for t in times if t is not None), 1),
+        "per_participant_ms": [None if t is None else round(t, 1) for t in times],  # host first
         "load_average_1m": os.getloadavg()[0],
     }
 
@@ -100,13 +103,16 @@ async def run(participants: list[int], rounds: int, emit: Any) -> None:
                 results = [await one_round(url, p, i) for i in range(rounds)]
                 for result in results:
                     emit(result)
-                alls = [r["all_ms"] for r in results]
+                alls = [r["all_ms"] for r in results if r["all_ms"] is not None]
+                each = [t for r in results for t in r["per_participant_ms"] if t is not None]
                 emit({
                     "summary": True, "participants": p, "rounds": rounds,
-                    "all_ms_median": round(statistics.median(alls), 1),
-                    "all_ms_max": round(max(alls), 1),
-                    "per_participant_ms_median": round(statistics.median(
-                        t for r in results for t in r["per_participant_ms"]), 1),
+                    "timed_out": rounds - len(alls),
+                    "all_ms_median": round(statistics.median(alls), 1) if alls else None,
+                    "all_ms_max": round(max(alls), 1) if alls else None,
+                    "per_participant_ms_median": (
+                        round(statistics.median(each), 1) if each else None
+                    ),
                 })  # fmt: skip
 
 

@@ -96,6 +96,7 @@ class Bundle:
             negotiation = self.negotiation
             if not negotiation.due():
                 return negotiation.outstanding
+            negotiation.begin()
             for transceiver in self._retired:
                 if transceiver.mid is None:
                     await transceiver.stop()  # never offered: aiortc leaves it out
@@ -108,6 +109,7 @@ class Bundle:
                 sdp = shape_offer(created.sdp, self.numbering, self._inactive)
                 await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # a closed connection, or aiortc refusing its own offer
+                negotiation.changed()
                 raise errors.InvalidState(f"cannot make an offer: {exc}") from exc
             return negotiation.issue(self.pc.localDescription.sdp, self.streams())
 

@@ -1,8 +1,9 @@
 """Group calls in the web client: headless Chromium (fake camera and microphone) in a call with
 aiortc bots, through the real SFU and the real server.
 
-The page keeps one receiving RTCPeerConnection per other participant (``callbook.group.sfu``);
-its inbound-rtp stats tell what the browser decoded from whom.
+The page receives everyone over its one connection to the SFU (``callbook.group.sfu``, which
+maps each received track to its sender); each track's inbound-rtp stats tell what the browser
+decoded from whom.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
 
-# Per receiving connection of the page's group call: frames decoded and audio packets received.
+# Per other participant of the page's group call: frames decoded and audio packets received
+# (each received track's own stats, whichever connection carries it).
 GROUP_STATS_JS = """async () => {
   const group = window.callbook && window.callbook.group;
   if (!group || !group.sfu) return null;
   const out = {};
-  for (const {participant, pc, source} of group.sfu.downlinks.values()) {
+  for (const {participant, pc, source, receiver} of group.sfu.receiving()) {
     if (source === "screen") continue;  // a shared screen: tests/test_browser_screenshare.py
-    const entry = {state: pc.connectionState, video: 0, audio: 0};
-    (await pc.getStats()).forEach((s) => {
+    const entry = out[participant] ?? {state: pc.connectionState, video: 0, audio: 0};
+    (await receiver.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") entry.video += s.framesDecoded || 0;
       if (s.type === "inbound-rtp" && s.kind === "audio") entry.audio += s.packetsReceived || 0;
     });
@@ -51,8 +53,8 @@ SFU_CALL_DECODES_JS = """async () => {
   const sfu = window.callbook.call && window.callbook.call.sfu;
   if (!sfu) return false;
   let frames = 0, packets = 0;
-  for (const {pc} of sfu.downlinks.values()) {
-    (await pc.getStats()).forEach((s) => {
+  for (const {receiver} of sfu.receiving()) {
+    (await receiver.getStats()).forEach((s) => {
       if (s.type !== "inbound-rtp") return;
       if (s.kind === "video") frames += s.framesDecoded || 0;
       if (s.kind === "audio") packets += s.packetsReceived || 0;
@@ -204,11 +206,11 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
         await screenshot(page, "group-call.png")
 
         summaries = await finish(answering)
-        # The bots hung up: their tiles go, their receiving connections are closed.
+        # The bots hung up: their tiles go, and so do their tracks.
         await expect(tiles).to_have_count(1)
         await until(
-            lambda: page.evaluate("() => window.callbook.group.sfu.downlinks.size === 0"),
-            "closed receiving connections",
+            lambda: page.evaluate("() => window.callbook.group.sfu.receiving().length === 0"),
+            "no more received tracks",
         )
         await page.get_by_role("button", name="Leave group call").click()
         await expect(screen).to_be_hidden()

@@ -149,9 +149,10 @@ export class BundleReceiver {
     for (const [mid, entry] of [...this.mids]) if (reject(entry)) this._drop(mid);
   }
 
-  /** What we receive: [{participant, source, kind, receiver}]. */
+  /** What we receive: [{participant, source, kind, mid, receiver}]. */
   receiving() {
-    return [...this.mids.values()].map((e) => ({
+    return [...this.mids].map(([mid, e]) => ({
+      mid,
       participant: e.participant,
       source: e.source,
       kind: e.kind,

@@ -251,3 +251,39 @@ async def test_the_sdk_without_bundle_receives_each_sender_on_its_own_connection
             task.cancel()
         for b in bots:
             await b.close()
+
+
+# bundle.js's pure planner: (what each mid carried, the server's new list) → [drop, take].
+PLAN_JS = """async (cases) => {
+  const { planStreams } = await import("/static/sdk/bundle.js");
+  return cases.map(([current, streams]) => {
+    const { drop, take } = planStreams(new Map(Object.entries(current)), streams);
+    return [drop, take.map((e) => [e.mid, e.participant, e.source])];
+  });
+}"""
+
+A0 = {"participant": "A", "source": "camera", "kind": "audio"}
+A1 = {"participant": "A", "source": "camera", "kind": "video"}
+
+
+# (what each mid carried, the server's new list) → (mids dropped, [mid, participant, source] taken)
+PLANS: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[str], list[list[str]]]] = {
+    "nothing": ({}, [], [], []),
+    "new": ({}, [{"mid": "2", "participant": "A", "kind": "audio"}], [], [["2", "A", "camera"]]),
+    "same": ({"2": A0}, [{"mid": "2", "participant": "A", "source": "camera"}], [], []),
+    "gone": ({"2": A0, "3": A1}, [{"mid": "3", "participant": "A"}], ["2"], []),
+    "recycled": ({"2": A0}, [{"mid": "2", "participant": "B"}], ["2"], [["2", "B", "camera"]]),
+    "now a screen": ({"3": A1}, [{"mid": "3", "participant": "A", "source": "screen"}], ["3"],
+                     [["3", "A", "screen"]]),
+    "all gone": ({"2": A0}, [], ["2"], []),
+    "no mid": ({}, [{"participant": "A"}, {"mid": "4", "participant": "C", "source": "screen"}],
+               [], [["4", "C", "screen"]]),
+}  # fmt: skip
+
+
+async def test_the_mids_plan_follows_the_servers_list(server: Server, browsers: Browsers) -> None:
+    page = await browsers.page()
+    await page.goto(server.url + "/")
+    cases = [[current, streams] for current, streams, _, _ in PLANS.values()]
+    got = dict(zip(PLANS, await page.evaluate(PLAN_JS, cases), strict=True))
+    assert got == {name: [drop, take] for name, (_, _, drop, take) in PLANS.items()}

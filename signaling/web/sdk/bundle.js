@@ -88,7 +88,8 @@ export class BundleReceiver {
     for (const mid of drop) this._drop(mid);
     const byMid = new Map();
     for (const transceiver of pc.getTransceivers()) {
-      if (transceiver.mid !== null && !transceiver.stopped) byMid.set(transceiver.mid, transceiver);
+      const stopped = transceiver.stopped || transceiver.currentDirection === "stopped";
+      if (transceiver.mid !== null && !stopped) byMid.set(transceiver.mid, transceiver);
     }
     for (const entry of take) {
       const transceiver = byMid.get(entry.mid);

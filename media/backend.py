@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from media.bundle import Offer
 from media.forwarding import Source
 
 
@@ -19,7 +20,9 @@ class Rooms(Protocol):
 
     async def room_stats(self, room: str) -> dict[str, Any]: ...
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str: ...
+    async def join(
+        self, room: str, participant: str, offer_sdp: str, bundle: bool = False
+    ) -> str: ...
 
     async def leave(self, room: str, participant: str) -> None: ...
 
@@ -29,7 +32,16 @@ class Rooms(Protocol):
 
     async def subscribe(
         self, room: str, subscriber: str, publisher: str, source: Source = Source.CAMERA
-    ) -> tuple[str, str]: ...
+    ) -> tuple[str, str | None]:
+        """(subscription id, offer); no offer for a bundled subscriber (see ``offer``)."""
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        """A bundled participant's outstanding offer (made now if anything changed)."""
+
+    async def accept_offer_answer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        """Apply the answer to offer ``revision``; the next offer, if one is due."""
 
     async def accept_answer(
         self, room: str, subscriber: str, sub_id: str, answer_sdp: str

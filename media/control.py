@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from media import errors
 from media.backend import Rooms
+from media.bundle import Offer, offer_from_wire, offer_to_wire
 from media.config import MediaConfig
 from media.forwarding import Source
 from media.metrics import NodeCollector
@@ -48,6 +49,8 @@ class CreateRoom(msgspec.Struct, forbid_unknown_fields=True):
 class Join(msgspec.Struct, forbid_unknown_fields=True):
     participant: Name
     offer: Description
+    #: One connection for everything: what it receives is added by our offers (``offer``).
+    bundle: bool = False
 
 
 class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
@@ -154,7 +157,7 @@ async def join(request: web.Request) -> web.Response:
     if body.offer.type != "offer":
         raise errors.InvalidRequest("offer.type must be 'offer'")
     answer = await request.app[ROOMS].join(
-        request.match_info["room"], body.participant, body.offer.sdp
+        request.match_info["room"], body.participant, body.offer.sdp, body.bundle
     )
     return _json({"answer": {"type": "answer", "sdp": answer}}, status=201)
 
@@ -171,7 +174,32 @@ async def subscribe(request: web.Request) -> web.Response:
     sub_id, offer = await request.app[ROOMS].subscribe(
         info["room"], info["participant"], body.publisher, Source(body.source)
     )
-    return _json({"subscription": sub_id, "offer": {"type": "offer", "sdp": offer}}, status=201)
+    described = None if offer is None else {"type": "offer", "sdp": offer}
+    return _json({"subscription": sub_id, "offer": described, "bundle": offer is None}, status=201)
+
+
+def _offer_response(offer: Offer | None) -> web.Response:
+    return web.Response(status=204) if offer is None else _json(offer_to_wire(offer))
+
+
+async def bundle_offer(request: web.Request) -> web.Response:
+    info = request.match_info
+    return _offer_response(await request.app[ROOMS].offer(info["room"], info["participant"]))
+
+
+async def bundle_answer(request: web.Request) -> web.Response:
+    body = await _body(request, Answer)
+    if body.answer.type != "answer":
+        raise errors.InvalidRequest("answer.type must be 'answer'")
+    info = request.match_info
+    try:
+        revision = int(info["revision"])
+    except ValueError:
+        raise errors.InvalidRequest("the revision must be a number") from None
+    offer = await request.app[ROOMS].accept_offer_answer(
+        info["room"], info["participant"], revision, body.answer.sdp
+    )
+    return _offer_response(offer)
 
 
 async def publish_screen(request: web.Request) -> web.Response:
@@ -238,6 +266,8 @@ def create_app(config: MediaConfig) -> web.Application:
     app.router.add_put(f"{participant}/screen", publish_screen)
     app.router.add_delete(f"{participant}/screen", unpublish_screen)
     app.router.add_put(f"{participant}/subscriptions/{{subscription}}", answer)
+    app.router.add_post(f"{participant}/offer", bundle_offer)
+    app.router.add_put(f"{participant}/offer/{{revision}}", bundle_answer)
     return app
 
 
@@ -347,13 +377,16 @@ class MediaControl:
     async def delete_room(self, room: str) -> None:
         await self._request("DELETE", f"/v1/rooms/{room}")
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
-        """Publishes ``participant``'s offer; returns the SFU's answer SDP."""
-        data = await self._request(
-            "POST",
-            f"/v1/rooms/{room}/participants",
-            {"participant": participant, "offer": {"type": "offer", "sdp": offer_sdp}},
-        )
+    async def join(self, room: str, participant: str, offer_sdp: str, bundle: bool = False) -> str:
+        """Publishes ``participant``'s offer; returns the SFU's answer SDP. ``bundle``: its
+        one connection will also carry what it receives (``offer``/``answer_offer``)."""
+        body: dict[str, Any] = {
+            "participant": participant,
+            "offer": {"type": "offer", "sdp": offer_sdp},
+        }
+        if bundle:
+            body["bundle"] = True
+        data = await self._request("POST", f"/v1/rooms/{room}/participants", body)
         return str(data["answer"]["sdp"])
 
     async def leave(self, room: str, participant: str) -> None:
@@ -373,15 +406,33 @@ class MediaControl:
 
     async def subscribe(
         self, room: str, participant: str, publisher: str, source: str = "camera"
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str | None]:
         """A downlink of ``publisher``'s ``source`` (camera or screen) to ``participant``:
-        (subscription id, SFU offer SDP)."""
+        (subscription id, SFU offer SDP); no offer when ``participant`` is bundled."""
         data = await self._request(
             "POST",
             f"/v1/rooms/{room}/participants/{participant}/subscriptions",
             {"publisher": publisher, "source": source},
         )
-        return str(data["subscription"]), str(data["offer"]["sdp"])
+        offer = data.get("offer")
+        return str(data["subscription"]), None if offer is None else str(offer["sdp"])
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        """A bundled participant's outstanding offer, made now if anything changed; None when
+        there is nothing to negotiate (or the participant is not bundled)."""
+        data = await self._request("POST", f"/v1/rooms/{room}/participants/{participant}/offer")
+        return None if data is None else offer_from_wire(data)
+
+    async def answer_offer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        """The answer to offer ``revision``; returns the next offer when one is due."""
+        data = await self._request(
+            "PUT",
+            f"/v1/rooms/{room}/participants/{participant}/offer/{revision}",
+            {"answer": {"type": "answer", "sdp": answer_sdp}},
+        )
+        return None if data is None else offer_from_wire(data)
 
     async def answer(self, room: str, participant: str, subscription: str, answer_sdp: str) -> None:
         await self._request(

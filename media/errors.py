@@ -69,6 +69,22 @@ class NotPublished(MediaError):
     title = "The publisher does not send that source"
 
 
+class StaleOffer(MediaError):
+    """An answer for an offer that is not the connection's outstanding one (11.15)."""
+
+    code = "stale_offer"
+    status = 409
+    title = "That offer is no longer outstanding"
+
+
+class NotBundled(MediaError):
+    """Offers and answers by revision are for a participant that joined with ``bundle``."""
+
+    code = "not_bundled"
+    status = 409
+    title = "This participant has no bundled connection"
+
+
 class RoomFull(MediaError):
     code = "room_full"
     status = 409

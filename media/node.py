@@ -20,6 +20,8 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media import errors
+from media.bundle import Numbering, Offer, rtcp_media_ssrcs
+from media.bundling import Bundle
 from media.forwarding import (
     DEFAULT_MAX_PARTICIPANTS,
     Counters,
@@ -74,6 +76,8 @@ class MediaNode:
         #: Second uplinks: a participant's shared screen (one video track), while it shares.
         self.screens: dict[tuple[str, str], Uplink] = {}
         self.downlinks: dict[str, Downlink] = {}
+        #: Participants with one connection for everything (joined with ``bundle``).
+        self.bundles: dict[tuple[str, str], Bundle] = {}
         #: Every connection's ICE on one UDP port (None: aioice's own socket per connection).
         self.mux = mux
         # below the forwarder: hostile or stray datagrams (the mux counts the unroutable ones)
@@ -106,23 +110,26 @@ class MediaNode:
     async def delete_room(self, room: str) -> None:
         found = self.forwarder.room(room)
         names = list(found.participants)
-        pcs = [
-            self.downlinks.pop(s).pc
-            for s in self.forwarder.delete_room(room)
-            if s in self.downlinks
-        ]
+        pcs = self._release(self.forwarder.delete_room(room))
+        for name in names:
+            self.bundles.pop((room, name), None)
         pcs += [self.uplinks.pop((room, n)).pc for n in names if (room, n) in self.uplinks]
         pcs += [self.screens.pop((room, n)).pc for n in names if (room, n) in self.screens]
         await _close_all(pcs)
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
-        """The participant's uplink: answer its offer and forward what it publishes."""
+    async def join(self, room: str, participant: str, offer_sdp: str, bundle: bool = False) -> str:
+        """The participant's uplink: answer its offer and forward what it publishes.
+        ``bundle``: what it receives comes over this same connection, added by our offers
+        (``offer``/``accept_offer_answer``) instead of a connection per subscription."""
         self.forwarder.check_admission(room, participant)
-        pc = new_peer_connection()
+        pc = new_peer_connection(bundle)
         try:
             answer, published = await answer_uplink(pc, offer_sdp, self.mux)
             # The room may have changed while we awaited aiortc.
             self.forwarder.add_participant(room, participant)
+            if bundle:
+                numbering = Numbering.of(parse_sdp(offer_sdp), parse_sdp(answer))
+                self.bundles[(room, participant)] = Bundle(room, participant, pc, numbering)
             self._start_uplink(Uplink(room, participant, pc, published), self.uplinks)
         except BaseException:
             await close_peer(pc)
@@ -150,8 +157,7 @@ class MediaNode:
 
     async def unpublish_screen(self, room: str, participant: str) -> None:
         """The screen is no longer shared: its uplink and every subscription to it close."""
-        gone = self.forwarder.unpublish(room, participant, Source.SCREEN)
-        pcs = [self.downlinks.pop(s).pc for s in gone if s in self.downlinks]
+        pcs = self._release(self.forwarder.unpublish(room, participant, Source.SCREEN))
         uplink = self.screens.pop((room, participant), None)
         if uplink is not None:
             pcs.append(uplink.pc)
@@ -166,14 +172,20 @@ class MediaNode:
             )  # fmt: skip
         registry[(room, participant)] = uplink
         forward = self._forward(uplink)
+        bundle = self.bundles.get((room, participant)) if registry is self.uplinks else None
         for dtls in uplink.dtls:
             if self.mux is not None:
                 receive_directly(dtls, self._forward_now(forward))  # before the shield
             guard_transport(dtls, self.dropped)
-            intercept_uplink(dtls, self._on_uplink_rtp(forward), self._on_uplink_rtcp(uplink))
+            on_rtcp = self._on_uplink_rtcp(uplink)
+            if bundle is not None:
+                on_rtcp = self._on_bundle_rtcp(uplink, bundle, dtls._handle_rtcp_data)
+            intercept_uplink(dtls, self._on_uplink_rtp(forward), on_rtcp)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
+            if pc.connectionState == "connected" and bundle is not None:
+                self._spawn(self._activate(bundle, list(bundle.receiving)))
             # We pop a leg before closing it: one still registered died by itself.
             if pc.connectionState not in ("failed", "closed"):
                 return
@@ -201,7 +213,8 @@ class MediaNode:
 
     async def leave(self, room: str, participant: str) -> None:
         gone = self.forwarder.remove_participant(room, participant)
-        pcs = [self.downlinks.pop(s).pc for s in gone if s in self.downlinks]
+        self.bundles.pop((room, participant), None)
+        pcs = self._release(gone)
         for registry in (self.uplinks, self.screens):
             uplink = registry.pop((room, participant), None)
             if uplink is not None:
@@ -210,16 +223,20 @@ class MediaNode:
 
     async def subscribe(
         self, room: str, subscriber: str, publisher: str, source: Source = Source.CAMERA
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str | None]:
         """A downlink to ``subscriber`` carrying ``publisher``'s ``source`` (camera: audio and
-        video; screen: video): returns (id, our offer SDP)."""
+        video; screen: video): returns (id, our offer SDP). A bundled subscriber gets it on
+        its one connection: (id, None), and ``offer`` has the SDP that adds it."""
         self.forwarder.participant(room, subscriber)
         self.forwarder.participant(room, publisher)
         if subscriber == publisher:
             raise errors.InvalidState("a participant cannot subscribe to itself")
+        kinds = (Kind.VIDEO,) if source is Source.SCREEN else (Kind.AUDIO, Kind.VIDEO)
+        bundle = self.bundles.get((room, subscriber))
+        if bundle is not None:
+            return self._subscribe_bundled(bundle, publisher, source, kinds), None
         pc = new_peer_connection()
         try:
-            kinds = (Kind.VIDEO,) if source is Source.SCREEN else (Kind.AUDIO, Kind.VIDEO)
             offer, senders = await offer_downlink(pc, kinds, self.mux)
             sub_id = secrets.token_urlsafe(12)
             legs = downlink_legs(parse_sdp(offer), None)
@@ -256,9 +273,99 @@ class MediaNode:
 
     async def drop_subscription(self, sub_id: str) -> None:
         self.forwarder.unsubscribe(sub_id)
-        downlink = self.downlinks.pop(sub_id, None)
-        if downlink is not None:
-            await _close_all([downlink.pc])
+        await _close_all(self._release([sub_id]))
+
+    def _release(self, sub_ids: list[str]) -> list[RTCPeerConnection]:
+        """Forget these subscriptions' downlinks: the connections of their own to close; the
+        sections of one on a bundled connection go inactive in its next offer."""
+        pcs = []
+        for sub_id in sub_ids:
+            downlink = self.downlinks.pop(sub_id, None)
+            if downlink is None:
+                continue
+            if not downlink.shared:
+                pcs.append(downlink.pc)
+            elif (bundle := self.bundles.get((downlink.room, downlink.subscriber))) is not None:
+                bundle.remove(sub_id)
+        return pcs
+
+    # --- bundled connections (one per participant) ------------------------------------------
+
+    def _subscribe_bundled(
+        self, bundle: Bundle, publisher: str, source: Source, kinds: tuple[Kind, ...]
+    ) -> str:
+        found = bundle.find(publisher, source)
+        if found is not None:
+            return found  # asked again (a takeover re-subscribes): the one it has
+        room, subscriber = bundle.room, bundle.participant
+        sub_id = secrets.token_urlsafe(12)
+        # legs are known once the answer is in; inactive until then
+        self.forwarder.subscribe(room, subscriber, publisher, sub_id, [], source)
+        senders = bundle.add(sub_id, publisher, source, kinds)
+        downlink = Downlink(sub_id, room, subscriber, publisher, bundle.pc, senders, "")
+        downlink.shared = True
+        downlink.prepare(self.mux.sender if self.mux is not None else None)
+        self.downlinks[sub_id] = downlink
+        return sub_id
+
+    def _bundle(self, room: str, participant: str) -> Bundle | None:
+        self.forwarder.participant(room, participant)
+        return self.bundles.get((room, participant))
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        """The participant's outstanding offer (made now if something changed), or None:
+        nothing to negotiate, or a participant with a connection per subscription."""
+        bundle = self._bundle(room, participant)
+        if bundle is None:
+            return None
+        offer = await bundle.offer()
+        if offer is None:
+            return None
+        return Offer(offer.revision, announce(offer.sdp, self.limits.public_ip), offer.streams)
+
+    async def accept_offer_answer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        """Apply the answer to offer ``revision``; the next offer if more changed meanwhile."""
+        bundle = self._bundle(room, participant)
+        if bundle is None:
+            raise errors.NotBundled(f"{participant!r} did not join with one connection")
+        for sub_id, legs in (await bundle.answer(revision, answer_sdp)).items():
+            sub = self.forwarder.subscriptions.get(sub_id)
+            if sub is not None and not sub.active:
+                sub.legs = {leg.kind: leg for leg in legs}
+        await self._activate(bundle, list(bundle.receiving))
+        return await self.offer(room, participant)
+
+    async def _activate(self, bundle: Bundle, sub_ids: list[str]) -> None:
+        """Forward to the subscriptions whose sections are answered, once the transport is up."""
+        if bundle.pc.connectionState != "connected":
+            return
+        for sub_id in sub_ids:
+            sub = self.forwarder.subscriptions.get(sub_id)
+            if sub is None or sub.active or not sub.legs:
+                continue
+            for request in self.forwarder.activate(sub_id, self._loop.time()):
+                await self._send_pli(request)
+
+    def _on_bundle_rtcp(self, uplink: Uplink, bundle: Bundle, aiortc_rtcp: Any) -> Any:
+        """RTCP on a bundled transport: sender reports about what the participant publishes
+        go to the forwarder; PLI/FIR/NACK/RR about our sending SSRCs to their subscription;
+        then aiortc's senders see it for their RTT estimate."""
+
+        async def on_rtcp(data: bytes) -> None:
+            self.forwarder.handle_publisher_rtcp(
+                uplink.room, uplink.participant, data, self._loop.time()
+            )
+            for sub_id in dict.fromkeys(
+                bundle.by_ssrc[s] for s in rtcp_media_ssrcs(data) if s in bundle.by_ssrc
+            ):
+                downlink = self.downlinks.get(sub_id)
+                if downlink is not None:
+                    await self._feedback(downlink, data)
+            await aiortc_rtcp(data)
+
+        return on_rtcp
 
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
         downlink = self.downlinks.get(sub_id)
@@ -325,17 +432,20 @@ class MediaNode:
 
     def _on_downlink_rtcp(self, downlink: Downlink) -> Any:
         async def on_rtcp(data: bytes) -> None:
-            feedback = self.forwarder.handle_subscriber_rtcp(downlink.id, data, self._loop.time())
-            for request in feedback.keyframes:
-                await self._send_pli(request)
-            for packet in feedback.retransmit:
-                await downlink.send_raw(packet)
-            for nack in feedback.upstream_nacks:
-                uplink = self._uplink(nack.room, nack.publisher, nack.source)
-                if uplink is not None:
-                    await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
+            await self._feedback(downlink, data)
 
         return on_rtcp
+
+    async def _feedback(self, downlink: Downlink, data: bytes) -> None:
+        feedback = self.forwarder.handle_subscriber_rtcp(downlink.id, data, self._loop.time())
+        for request in feedback.keyframes:
+            await self._send_pli(request)
+        for packet in feedback.retransmit:
+            await downlink.send_raw(packet)
+        for nack in feedback.upstream_nacks:
+            uplink = self._uplink(nack.room, nack.publisher, nack.source)
+            if uplink is not None:
+                await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
     async def _send_pli(self, request: KeyframeRequest) -> None:
         uplink = self._uplink(request.room, request.publisher, request.source)
@@ -355,7 +465,8 @@ class MediaNode:
                     for stale in [
                         d.id
                         for d in self.downlinks.values()
-                        if d.pc.signalingState == "have-local-offer"
+                        if not d.shared
+                        and d.pc.signalingState == "have-local-offer"
                         and now - d.created_at > UNANSWERED_TTL_S
                     ]:
                         await self.drop_subscription(stale)
@@ -389,6 +500,7 @@ class MediaNode:
                 "packets_in": participant.packets_in,
                 "bytes_in": participant.bytes_in,
                 "media_failed": participant.media_failed,
+                **self._connections_of(room, name),
             }
             entry.update(await self._downlink_quality(room, name))
             participants.append(entry)
@@ -434,6 +546,21 @@ class MediaNode:
             out["jitter_ms"] = round(max(jitters), 2)
         return out
 
+    def _connections_of(self, room: str, name: str) -> dict[str, int]:
+        """The participant's peer connections and DTLS sessions on this node (bundled: 1,
+        plus one while it shares its screen)."""
+        pcs = {id(u.pc): u.pc for r in (self.uplinks, self.screens) if (u := r.get((room, name)))}
+        for d in self.downlinks.values():
+            if (d.room, d.subscriber) == (room, name):
+                pcs[id(d.pc)] = d.pc
+        sessions = {id(t) for pc in pcs.values() for t in dtls_transports(pc)}
+        return {"peer_connections": len(pcs), "dtls_sessions": len(sessions)}
+
+    def _peer_connections(self) -> list[RTCPeerConnection]:
+        pcs = {id(u.pc): u.pc for r in (self.uplinks, self.screens) for u in r.values()}
+        pcs.update((id(d.pc), d.pc) for d in self.downlinks.values())
+        return list(pcs.values())
+
     def node_stats(self) -> dict[str, Any]:
         counters = _counters(self.forwarder.counters)
         dropped = dict(counters.pop("dropped"))
@@ -446,6 +573,8 @@ class MediaNode:
             "subscriptions": len(self.forwarder.subscriptions),
             "uplinks": len(self.uplinks) + len(self.screens),
             "downlinks": len(self.downlinks),
+            "bundles": len(self.bundles),
+            "peer_connections": len(self._peer_connections()),
             "dropped": dropped,
             **counters,
         }
@@ -454,8 +583,8 @@ class MediaNode:
         self._ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
-        pcs = [d.pc for d in self.downlinks.values()] + [u.pc for u in self.uplinks.values()]
-        pcs += [u.pc for u in self.screens.values()]
+        pcs = self._peer_connections()
+        self.bundles.clear()
         self.downlinks.clear()
         self.uplinks.clear()
         self.screens.clear()
@@ -484,7 +613,8 @@ def _counters(counters: Counters) -> dict[str, Any]:
 
 
 async def _close_all(pcs: list[RTCPeerConnection]) -> None:
-    results = await asyncio.gather(*(close_peer(pc) for pc in pcs), return_exceptions=True)
+    distinct = {id(pc): pc for pc in pcs}.values()  # a bundled one is named by each leg
+    results = await asyncio.gather(*(close_peer(pc) for pc in distinct), return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
             log.warning("closing a peer connection failed: %r", result)

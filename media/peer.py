@@ -36,6 +36,7 @@ import pylibsrtp
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
@@ -234,9 +235,12 @@ def patch_sender_reports(sender: RTCRtpSender, state: SendState) -> None:
     sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
 
 
-def new_peer_connection() -> RTCPeerConnection:
-    # No STUN/TURN: the SFU's host candidates are what clients reach.
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+def new_peer_connection(bundle: bool = False) -> RTCPeerConnection:
+    """No STUN/TURN: the SFU's host candidates are what clients reach. ``bundle``: one
+    connection for all a participant sends and receives (media/bundling.py); max-bundle makes
+    every section added later share the first one's transport, whatever its kind."""
+    policy = RTCBundlePolicy.MAX_BUNDLE if bundle else RTCBundlePolicy.BALANCED
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=policy))
 
 
 async def close_peer(pc: RTCPeerConnection) -> None:
@@ -382,6 +386,8 @@ class Downlink:
     by_ssrc: dict[int, SendState] = field(default_factory=dict)
     transport: RTCDtlsTransport | None = None
     fast: FastSend | None = None
+    #: On its subscriber's bundled connection (media/bundling.py): closing it closes no pc.
+    shared: bool = False
 
     def prepare(self, batch: BatchSender | None = None) -> None:
         for kind, sender in self.senders.items():

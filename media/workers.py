@@ -32,6 +32,7 @@ import aiohttp
 import msgspec
 
 from media import errors
+from media.bundle import Offer
 from media.config import MediaConfig
 from media.control import MediaControl, MediaControlError
 from media.forwarding import Source
@@ -65,7 +66,7 @@ COUNTERS = (
     "padding_only",
     "legs_failed",
 )
-GAUGES = ("subscriptions", "uplinks", "downlinks")
+GAUGES = ("subscriptions", "uplinks", "downlinks", "bundles", "peer_connections")
 
 T = TypeVar("T")
 
@@ -361,9 +362,9 @@ class WorkerPool:
         stats = await self._forward(worker, lambda c: c.room_stats(room))
         return {**stats, "worker": worker.index}
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
+    async def join(self, room: str, participant: str, offer_sdp: str, bundle: bool = False) -> str:
         worker = self._worker(room)
-        answer = await self._forward(worker, lambda c: c.join(room, participant, offer_sdp))
+        answer = await self._forward(worker, lambda c: c.join(room, participant, offer_sdp, bundle))
         names = worker.rooms.get(room)
         if names is not None:
             names.add(participant)
@@ -390,9 +391,19 @@ class WorkerPool:
 
     async def subscribe(
         self, room: str, subscriber: str, publisher: str, source: Source = Source.CAMERA
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str | None]:
         return await self._forward(
             self._worker(room), lambda c: c.subscribe(room, subscriber, publisher, source.value)
+        )
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        return await self._forward(self._worker(room), lambda c: c.offer(room, participant))
+
+    async def accept_offer_answer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        return await self._forward(
+            self._worker(room), lambda c: c.answer_offer(room, participant, revision, answer_sdp)
         )
 
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:

@@ -272,6 +272,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "one (`PUT /v1/devices/{device_id}/media-key`, docs/e2ee.md) and send the message "
         "again. Nothing changed (a ringing call rings on)."
     ),
+    "stale_offer": ErrorCode(
+        "A `renegotiate_answer` whose `revision` is not the outstanding `renegotiate` offer of "
+        "this device's connection (answered already, or superseded). Nothing changed; answer "
+        "the latest `renegotiate` (it is sent again after a resume)."
+    ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "
         "with its publisher). Nothing changed; wait for the next `subscribe_offer`."
@@ -380,9 +385,10 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Description: m.Description(call_id=_CALL, kind="offer", sdp=_OFFER),
     m.Ice: m.Ice(call_id=_CALL, candidate=_CANDIDATE, sdp_mid="0", sdp_mline_index=0),
     m.GroupInvite: m.GroupInvite(handles=["bob", "carol"], media="video", ref="g1"),
-    m.Publish: m.Publish(call_id=_CALL, sdp=_OFFER),
+    m.Publish: m.Publish(call_id=_CALL, sdp=_OFFER, bundle=True),
     m.Unpublish: m.Unpublish(call_id=_CALL, source="screen"),
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
+    m.RenegotiateAnswer: m.RenegotiateAnswer(call_id=_CALL, revision=2, sdp=_OFFER),
     m.GroupAdd: m.GroupAdd(call_id=_CALL, handles=["dave"]),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),
@@ -427,6 +433,15 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.PublishAnswer: m.PublishAnswer(call_id=_CALL, sdp=_OFFER),
     m.SubscribeOffer: m.SubscribeOffer(
         call_id=_CALL, subscription="s-7f3a", participant="0d4b8e2a6c1f9a37", sdp=_OFFER
+    ),
+    m.Renegotiate: m.Renegotiate(
+        call_id=_CALL,
+        revision=2,
+        sdp=_OFFER,
+        streams=[
+            m.Stream(mid="2", participant="0d4b8e2a6c1f9a37", source="camera", kind="audio"),
+            m.Stream(mid="3", participant="0d4b8e2a6c1f9a37", source="camera", kind="video"),
+        ],
     ),
     m.Unpublished: m.Unpublished(call_id=_CALL, participant="0d4b8e2a6c1f9a37", source="screen"),
     m.MediaKey: m.MediaKey(call_id=_CALL, participant="9c1e5a0b7d3f2e64", kid=3, blob=_BLOB),

@@ -164,3 +164,69 @@ class Peer:
         if self.screen is not None:
             await self.screen.close()
             self.screen = None
+
+
+@dataclass
+class BundlePeer:
+    """A participant on one connection (protocol 11.15): it publishes tone+pattern with its
+    offer, and everything it receives is added by the SFU's offers, pulled and answered here
+    as signaling would (``sync``)."""
+
+    name: str
+    control: MediaControl
+    room: str
+    pc: RTCPeerConnection | None = None
+    #: mid -> (participant, source, kind), from the last offer's ``streams``.
+    streams: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    by_mid: dict[str, Received] = field(default_factory=dict)
+    revisions: list[int] = field(default_factory=list)
+
+    async def publish(self, sync: bool = True) -> None:
+        self.pc = pc = new_pc()
+        offer = await publisher_offer(pc)
+        answer = await self.control.join(self.room, self.name, offer, bundle=True)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+        @pc.on("track")
+        def on_track(track: object) -> None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track and transceiver.mid is not None:
+                    received = self.by_mid.setdefault(transceiver.mid, Received())
+                    received.consume(transceiver.receiver.track)
+
+        if sync:
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Pull the SFU's offers and answer them until none is due."""
+        assert self.pc is not None
+        offer = await self.control.offer(self.room, self.name)
+        while offer is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            self.streams = {
+                s.mid: (s.participant, s.source.value, s.kind.value) for s in offer.streams
+            }
+            self.revisions.append(offer.revision)
+            offer = await self.control.answer_offer(
+                self.room, self.name, offer.revision, self.pc.localDescription.sdp
+            )
+
+    def decoded(self, publisher: str, source: str = "camera") -> tuple[int, int]:
+        audio = video = 0
+        for mid, (participant, src, kind) in self.streams.items():
+            received = self.by_mid.get(mid)
+            if received is None or (participant, src) != (publisher, source):
+                continue
+            if kind == "audio":
+                audio += received.audio_packets_received
+            else:
+                video += received.video_frames_received
+        return audio, video
+
+    async def close(self) -> None:
+        for received in self.by_mid.values():
+            await received.stop()
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None

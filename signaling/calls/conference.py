@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from media.bundle import Offer
 from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
 from signaling.protocol import messages as m
@@ -27,14 +28,23 @@ class MediaRooms(Protocol):
 
     async def create_room(self, room: str, max_participants: int = 16) -> None: ...
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
-        """Admit ``participant`` with its offer; returns the SFU's answer."""
+    async def join(self, room: str, participant: str, offer_sdp: str, bundle: bool = False) -> str:
+        """Admit ``participant`` with its offer; returns the SFU's answer. ``bundle``: what
+        it receives comes over that one connection, by the SFU's offers (``offer``)."""
 
     async def subscribe(
         self, room: str, participant: str, publisher: str, source: str = "camera"
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str | None]:
         """A downlink of ``publisher``'s ``source`` (camera or screen) for ``participant``:
-        (subscription id, offer)."""
+        (subscription id, offer); no offer for a bundled participant."""
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        """A bundled participant's outstanding offer (made when anything changed), or None."""
+
+    async def answer_offer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        """The answer to offer ``revision``; the next offer when one is due."""
 
     async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
         """``participant``'s shared screen, a second uplink; returns the SFU's answer."""
@@ -72,6 +82,8 @@ REFUSALS = {
     "invalid_request": "invalid_sdp",  # e.g. an SDP the node's request schema refuses
     "subscription_not_found": "unknown_subscription",
     "participant_not_found": "unknown_subscription",  # an answer from a device yet to publish
+    "stale_offer": "stale_offer",
+    "not_bundled": "unknown_subscription",  # a renegotiate_answer from an old-mode device
 }
 
 
@@ -104,6 +116,8 @@ class Conference:
         # The SFU's latest view of each participant's media, by room, for operators.
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
+        # Per (room, participant): the last renegotiate revision delivered (sent once each).
+        self._offered: dict[tuple[str, str], int] = {}
 
     def start(self) -> None:
         """Start watching the rooms' speakers."""
@@ -118,9 +132,11 @@ class Conference:
         self._devices.setdefault(room, {})
         self.start()
 
-    async def publish(self, room: str, participant: str, device: DeviceRef, offer: str) -> str:
+    async def publish(
+        self, room: str, participant: str, device: DeviceRef, offer: str, bundle: bool = False
+    ) -> str:
         try:
-            answer = await self._rooms.join(room, participant, offer)
+            answer = await self._rooms.join(room, participant, offer, bundle)
         except Exception as exc:
             raise _failure(exc) from exc
         self._devices.setdefault(room, {})[participant] = device
@@ -145,6 +161,9 @@ class Conference:
             subscription, offer = await self._rooms.subscribe(room, subscriber, publisher, source)
         except Exception:
             log.warning("the SFU could not offer a subscription", exc_info=True)
+            return
+        if offer is None:  # a bundled subscriber: it comes with that connection's next offer
+            await self._renegotiate(room, subscriber)
             return
         message = m.SubscribeOffer(
             call_id=room, subscription=subscription, participant=publisher, sdp=offer,
@@ -180,6 +199,7 @@ class Conference:
             await self._rooms.unpublish_screen(room, participant)
         except Exception as exc:
             raise _failure(exc) from exc
+        self._renegotiate_all(room)
         return True
 
     async def answer(self, room: str, subscriber: str, subscription: str, sdp: str) -> None:
@@ -191,7 +211,64 @@ class Conference:
     def remove(self, room: str, participant: str) -> None:
         self._devices.get(room, {}).pop(participant, None)
         self._screens.get(room, set()).discard(participant)
-        self._spawn(self._quietly(self._rooms.leave(room, participant)))
+        self._offered.pop((room, participant), None)
+        self._spawn(self._leave(room, participant))
+
+    async def _leave(self, room: str, participant: str) -> None:
+        await self._quietly(self._rooms.leave(room, participant))
+        self._renegotiate_all(room)
+
+    # --- one connection per participant (11.15.2) ---------------------------------------------
+
+    def _renegotiate_all(self, room: str) -> None:
+        """Someone's media went: each bundled participant's next offer drops it (an old-mode
+        participant has no offer: the SFU closed its subscription's connection)."""
+        for participant in list(self._devices.get(room, {})):
+            self._spawn(self._renegotiate(room, participant))
+
+    async def _renegotiate(self, room: str, participant: str, again: bool = False) -> None:
+        """Deliver the participant's outstanding offer, if it has one not yet delivered (or
+        ``again``: after a resume, the one it may have missed)."""
+        try:
+            offer = await self._rooms.offer(room, participant)
+        except Exception:
+            log.warning("the SFU could not make an offer", exc_info=True)
+            return
+        self._deliver_offer(room, participant, offer, again)
+
+    def _deliver_offer(
+        self, room: str, participant: str, offer: Offer | None, again: bool = False
+    ) -> None:
+        device = self._devices.get(room, {}).get(participant)
+        key = (room, participant)
+        if offer is None or device is None:
+            return
+        if not again and offer.revision <= self._offered.get(key, 0):
+            return  # delivered already (two changes pulled the same outstanding offer)
+        self._offered[key] = max(offer.revision, self._offered.get(key, 0))
+        streams = [
+            m.Stream(mid=s.mid, participant=s.participant, source=s.source.value, kind=s.kind.value)
+            for s in offer.streams
+        ]
+        message = m.Renegotiate(
+            call_id=room, revision=offer.revision, sdp=offer.sdp, streams=streams
+        )
+        self._deliver(device, message)
+
+    async def answer_renegotiation(
+        self, room: str, participant: str, revision: int, sdp: str
+    ) -> None:
+        """The device's answer to offer ``revision``; the next offer goes out if one is due."""
+        try:
+            offer = await self._rooms.answer_offer(room, participant, revision, sdp)
+        except Exception as exc:
+            raise _failure(exc) from exc
+        self._deliver_offer(room, participant, offer)
+
+    def resumed(self, room: str, participant: str) -> None:
+        """The device resumed its session: an offer in flight may have been lost with it."""
+        if participant in self._devices.get(room, {}):
+            self._spawn(self._renegotiate(room, participant, again=True))
 
     def adopt(self, room: str, devices: dict[str, DeviceRef]) -> None:
         """A room that already lives on its media node (a call taken over from another signaling
@@ -201,6 +278,7 @@ class Conference:
 
     def forget(self, room: str) -> None:
         """The room is gone with its media node: nothing to ask the SFU any more."""
+        self._forget_offers(room)
         self._devices.pop(room, None)
         self._screens.pop(room, None)
         self._speakers.pop(room, None)
@@ -209,7 +287,12 @@ class Conference:
     def participant_stats(self, room: str) -> dict[str, dict[str, Any]]:
         return self._stats.get(room, {})
 
+    def _forget_offers(self, room: str) -> None:
+        for key in [k for k in self._offered if k[0] == room]:
+            del self._offered[key]
+
     def close(self, room: str) -> None:
+        self._forget_offers(room)
         self._devices.pop(room, None)
         self._screens.pop(room, None)
         self._speakers.pop(room, None)

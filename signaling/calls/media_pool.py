@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from directory.storage import keys, media_nodes
 from directory.storage.media_nodes import MediaNodeInfo
 from directory.store import Store
+from media.bundle import Offer
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
 from signaling.cluster.outage import StoreOutage
@@ -126,15 +127,25 @@ class MediaPool:
             return
         raise NoMediaNode("no media node can take a room now")
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
-        answer = await self._on(room, lambda c: c.join(room, participant, offer_sdp))
+    async def join(self, room: str, participant: str, offer_sdp: str, bundle: bool = False) -> str:
+        answer = await self._on(room, lambda c: c.join(room, participant, offer_sdp, bundle))
         self._bump(self._rooms.get(room), participants=1)
         return answer
 
     async def subscribe(
         self, room: str, participant: str, publisher: str, source: str = "camera"
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str | None]:
         return await self._on(room, lambda c: c.subscribe(room, participant, publisher, source))
+
+    async def offer(self, room: str, participant: str) -> Offer | None:
+        return await self._on(room, lambda c: c.offer(room, participant))
+
+    async def answer_offer(
+        self, room: str, participant: str, revision: int, answer_sdp: str
+    ) -> Offer | None:
+        return await self._on(
+            room, lambda c: c.answer_offer(room, participant, revision, answer_sdp)
+        )
 
     async def publish_screen(self, room: str, participant: str, offer_sdp: str) -> str:
         return await self._on(room, lambda c: c.publish_screen(room, participant, offer_sdp))

@@ -78,6 +78,8 @@ class NodeCalls:
 
     if TYPE_CHECKING:
 
+        def _resend_offers(self, device: sm.DeviceRef, call_id: str) -> None: ...
+
         async def handle(
             self, device: sm.DeviceRef, message: m.ClientMessage, *, forwarded: bool = False
         ) -> None: ...
@@ -351,6 +353,7 @@ class NodeCalls:
                     call = self._calls.get(call_id)
                     if call is not None and kinds.is_lost(call, device):
                         self._apply_quietly(call_id, sm.DeviceResumed(device))
+                    self._resend_offers(device, call_id)
 
     def _hand_over(self, device: sm.DeviceRef, node: str) -> None:
         """The device connected to ``node``: close it here and pass on what was queued."""

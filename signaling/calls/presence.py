@@ -71,6 +71,8 @@ class DeviceSessions:
 
     if TYPE_CHECKING:
 
+        def _resend_offers(self, device: sm.DeviceRef, call_id: str) -> None: ...
+
         @property
         def node_id(self) -> str: ...
         def _apply(
@@ -145,6 +147,7 @@ class DeviceSessions:
                 call = self._calls.get(call_id)
                 if call is not None and kinds.is_lost(call, device):
                     self._apply(call_id, sm.DeviceResumed(device))
+                self._resend_offers(device, call_id)
         elif previous is not None or elsewhere is not None:
             # A fresh session: whatever media state the old one had is gone with it.
             for call_id in list(self._by_device.get(device, ())):

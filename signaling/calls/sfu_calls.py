@@ -253,7 +253,9 @@ class SfuCalls:
         try:
             if isinstance(call, sm.Call):
                 await conference.open(call.id, 2)
-            answer = await conference.publish(call.id, participant, device, publish.sdp)
+            answer = await conference.publish(
+                call.id, participant, device, publish.sdp, publish.bundle
+            )
         except MediaRefused as exc:
             raise CallError(exc.code, exc.detail, call.id) from exc
         except MediaUnavailable as exc:
@@ -335,6 +337,27 @@ class SfuCalls:
             raise CallError(exc.code, exc.detail, call.id) from exc
         except MediaUnavailable as exc:
             raise CallError("unavailable", "The media server refused the answer.") from exc
+
+    async def _answer_renegotiation(self, device: sm.DeviceRef, reply: m.RenegotiateAnswer) -> None:
+        conference = self._require_sfu()
+        call = self._calls.get(reply.call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
+        try:
+            await conference.answer_renegotiation(call.id, participant, reply.revision, reply.sdp)
+        except MediaRefused as exc:
+            raise CallError(exc.code, exc.detail, call.id) from exc
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server refused the answer.") from exc
+
+    def _resend_offers(self, device: sm.DeviceRef, call_id: str) -> None:
+        """A resumed device may have lost a ``renegotiate`` in flight: send the outstanding
+        one again (same revision)."""
+        call = self._calls.get(call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if self._conference is not None and participant is not None:
+            self._conference.resumed(call_id, participant)
 
     def _route_media_keys(
         self, device: sm.DeviceRef, message: m.MediaKeys | m.MediaKeyRequest

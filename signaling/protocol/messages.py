@@ -153,6 +153,9 @@ class Publish(ClientMessage, tag="publish"):
     call_id: CallId
     sdp: Sdp
     source: Source = "camera"
+    #: One connection for everything (11.15.2): what this device receives comes over this same
+    #: connection, added by ``renegotiate`` offers; it gets no ``subscribe_offer``. Camera only.
+    bundle: bool = False
 
 
 class Unpublish(ClientMessage, tag="unpublish"):
@@ -167,6 +170,14 @@ class SubscribeAnswer(ClientMessage, tag="subscribe_answer"):
 
     call_id: CallId
     subscription: SubscriptionId
+    sdp: Sdp
+
+
+class RenegotiateAnswer(ClientMessage, tag="renegotiate_answer"):
+    """The answer to ``renegotiate`` offer ``revision`` of this device's one connection."""
+
+    call_id: CallId
+    revision: Annotated[int, msgspec.Meta(ge=1)]
     sdp: Sdp
 
 
@@ -242,6 +253,7 @@ ClientMessages = (
     | Publish
     | Unpublish
     | SubscribeAnswer
+    | RenegotiateAnswer
     | Mute
     | Ping
     | Quality
@@ -443,6 +455,27 @@ class Unpublished(ServerMessage, tag="unpublished"):
     source: Source
 
 
+class Stream(msgspec.Struct, kw_only=True):
+    """What one m-section of a bundled connection carries: decrypt it with ``participant``'s
+    key."""
+
+    mid: str
+    participant: str
+    source: Source
+    kind: Literal["audio", "video"]
+
+
+class Renegotiate(ServerMessage, tag="renegotiate"):
+    """An SFU offer for this device's one connection (11.15.2); reply ``renegotiate_answer``
+    with the same ``revision``. ``streams``: everything the connection receives from now on;
+    sections not listed are no longer used."""
+
+    call_id: str
+    revision: int
+    sdp: str
+    streams: list[Stream]
+
+
 class MediaKey(ServerMessage, tag="media_key"):
     """A media key of ``participant`` (the sender), sealed to you: ``kid`` names it in frames."""
 
@@ -499,6 +532,7 @@ ServerMessages = (
     | ActiveSpeaker
     | PublishAnswer
     | SubscribeOffer
+    | Renegotiate
     | Unpublished
     | MediaKey
     | PeerMediaKeyRequest

@@ -103,6 +103,7 @@ export interface Publish {
   call_id: string;
   sdp: string;
   source?: "camera" | "screen";
+  bundle?: boolean;
 }
 
 /** Stop sending ``source`` through the SFU: ``screen`` ends this device's screen share. */
@@ -119,6 +120,15 @@ export interface SubscribeAnswer {
   /** Call id */
   call_id: string;
   subscription: string;
+  sdp: string;
+}
+
+/** The answer to ``renegotiate`` offer ``revision`` of this device's one connection. */
+export interface RenegotiateAnswer {
+  type: "renegotiate_answer";
+  /** Call id */
+  call_id: string;
+  revision: number;
   sdp: string;
 }
 
@@ -372,6 +382,30 @@ export interface SubscribeOffer {
   source?: "camera" | "screen";
 }
 
+/**
+ * An SFU offer for this device's one connection (11.15.2); reply ``renegotiate_answer``
+ * with the same ``revision``. ``streams``: everything the connection receives from now on;
+ * sections not listed are no longer used.
+ */
+export interface Renegotiate {
+  type: "renegotiate";
+  call_id: string;
+  revision: number;
+  sdp: string;
+  streams: Stream[];
+}
+
+/**
+ * What one m-section of a bundled connection carries: decrypt it with ``participant``'s
+ * key.
+ */
+export interface Stream {
+  mid: string;
+  participant: string;
+  source: "camera" | "screen";
+  kind: "audio" | "video";
+}
+
 /** ``participant`` stopped sending ``source`` (its screen): close that subscription. */
 export interface Unpublished {
   type: "unpublished";
@@ -439,6 +473,7 @@ export type ClientMessage =
   | Publish
   | Unpublish
   | SubscribeAnswer
+  | RenegotiateAnswer
   | Mute
   | Ping
   | Quality
@@ -463,6 +498,7 @@ export type ServerMessage =
   | ActiveSpeaker
   | PublishAnswer
   | SubscribeOffer
+  | Renegotiate
   | Unpublished
   | MediaKey
   | PeerMediaKeyRequest
@@ -474,4 +510,4 @@ export type ServerMessage =
 export type EndReason = "hangup" | "cancelled" | "declined" | "busy" | "no_answer" | "missed" | "answered_elsewhere" | "declined_elsewhere" | "peer_lost" | "glare" | "media_failed" | "operator";
 
 /** An ``error``'s stable code. */
-export type ErrorCode = "forbidden_origin" | "subprotocol_required" | "auth_timeout" | "auth_required" | "token_invalid" | "token_expired" | "device_revoked" | "draining" | "unavailable" | "already_authenticated" | "invalid_message" | "rate_limited" | "invalid_handle" | "invalid_target" | "account_suspended" | "unknown_call" | "not_ringing" | "not_in_call" | "call_ended" | "not_lost" | "unexpected_message" | "call_full" | "not_host" | "already_published" | "not_published" | "use_sfu" | "invalid_sdp" | "media_key_required" | "unknown_subscription";
+export type ErrorCode = "forbidden_origin" | "subprotocol_required" | "auth_timeout" | "auth_required" | "token_invalid" | "token_expired" | "device_revoked" | "draining" | "unavailable" | "already_authenticated" | "invalid_message" | "rate_limited" | "invalid_handle" | "invalid_target" | "account_suspended" | "unknown_call" | "not_ringing" | "not_in_call" | "call_ended" | "not_lost" | "unexpected_message" | "call_full" | "not_host" | "already_published" | "not_published" | "use_sfu" | "invalid_sdp" | "media_key_required" | "stale_offer" | "unknown_subscription";

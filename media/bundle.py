@@ -92,9 +92,13 @@ class Negotiation:
         """A new offer should be made now (something changed and none is outstanding)."""
         return self.outstanding is None and self.pending
 
+    def begin(self) -> None:
+        """An offer is being made of the state as it is now: a change from here on (made while
+        the offer is being created) is due in the next one."""
+        self.pending = False
+
     def issue(self, sdp: str, streams: tuple[Stream, ...]) -> Offer:
         self.revision += 1
-        self.pending = False
         self.outstanding = Offer(self.revision, sdp, streams)
         return self.outstanding
 

@@ -48,6 +48,21 @@ GROUP_STATS_JS = """async () => {
 }"""
 
 
+# Where the page's group call stands with the SFU (for failure messages).
+SFU_STATE_JS = """() => {
+  const sfu = window.callbook.group && window.callbook.group.sfu;
+  if (!sfu) return "no SFU media";
+  const pc = sfu.uplink;
+  return JSON.stringify({mode: sfu.mode, revision: sfu.bundled.revision,
+    connections: sfu.connections().length, downlinks: sfu.downlinks.size,
+    uplink: pc && [pc.signalingState, pc.connectionState],
+    transceivers: pc && pc.getTransceivers().map((t) => [t.mid, t.direction, t.currentDirection]),
+    mids: [...sfu.bundled.mids].map(([mid, e]) => [mid, e.participant, e.source, e.kind]),
+    offers: sfu.bundled.offers, participants: window.callbook.group.participants.map(
+      (p) => [p.participant, p.connected])});
+}"""
+
+
 # A 1:1 call through the SFU: whether the page decodes the other side's video and audio.
 SFU_CALL_DECODES_JS = """async () => {
   const sfu = window.callbook.call && window.callbook.call.sfu;
@@ -106,7 +121,7 @@ async def until_decoding(page: Page, senders: int, video: bool = True) -> dict[s
     try:
         return await until(check, "media from every participant", within=20.0)  # type: ignore[no-any-return]
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {last}") from None
+        raise AssertionError(f"{exc}: {last}; {await page.evaluate(SFU_STATE_JS)}") from None
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ export class BundleReceiver {
     this.revision = 0; // the last revision we answered
     this.answer = null; // its answer's sdp, sent again if the server repeats that offer
     this.routes = new WeakMap(); // RTCRtpReceiver → its route id in the E2EE worker
+    this.offers = []; // the last few offers' {revision, streams}, to tell what happened
   }
 
   /** ``renegotiate``: apply the offer, map the mids, answer. */
@@ -63,6 +64,7 @@ export class BundleReceiver {
     const { sfu } = this;
     const pc = sfu.uplink;
     if (!pc || sfu.closed || message.revision < this.revision) return;
+    this.offers = [...this.offers.slice(-9), { revision: message.revision, streams: message.streams }];
     if (message.revision === this.revision && this.answer) {
       this._sendAnswer(message.revision, this.answer); // a resume repeated it: ours was lost
       return;

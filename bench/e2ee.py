@@ -10,12 +10,15 @@
    decoded video frame and audio packet from each other participant is measured (polled every
    5 ms). The joiner needs every sender's fresh key and, for video, a keyframe: the SFU asks
    publishers for one when a downlink connects, and the joiner's receiver asks again (a PLI)
-   when a key it was missing arrives.
+   when a key it was missing arrives. ``--mode both`` alternates rounds between one
+   connection per participant (``bundle``, the SDK's default, protocol 11.15.2) and the old
+   mode (a connection per publisher), so both are measured in one run on the same load.
 
 Run from the repository root::
 
     .venv/bin/python -m bench.e2ee                                  # frame costs
     .venv/bin/python -m bench.e2ee --late-joiner --participants 3 --rounds 3
+    .venv/bin/python -m bench.e2ee --late-joiner --participants 4 --rounds 6 --mode both
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ async def _poll_first(phone: Softphone, others: set[str], since: float) -> dict[
     return first
 
 
-async def late_joiner_round(url: str, participants: int, index: int) -> dict[str, Any]:
+async def late_joiner_round(
+    url: str, participants: int, index: int, bundle: bool = True
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     names = [f"b{index}x{i}" for i in range(participants)]
     joined: dict[str, float] = {}
@@ -116,7 +121,7 @@ async def late_joiner_round(url: str, participants: int, index: int) -> dict[str
     for name in names:
         client = Client(url)
         await client.signup(name)
-        phones.append(Softphone(client, video=True, emit=emit_for(name)))
+        phones.append(Softphone(client, video=True, emit=emit_for(name), bundle=bundle))
     host, *guests = phones
     early, late = guests[:-1], guests[-1]
     for phone in guests:
@@ -140,10 +145,11 @@ async def late_joiner_round(url: str, participants: int, index: int) -> dict[str
         for phone in phones:
             await phone.close()
             await phone.client.close()
-    return {"round": index, "first_video_ms": sorted(first.values())}
+    mode = "bundle" if bundle else "old"
+    return {"round": index, "mode": mode, "first_video_ms": sorted(first.values())}
 
 
-async def late_joiner(participants: int, rounds: int) -> list[dict[str, Any]]:
+async def late_joiner(participants: int, rounds: int, mode: str = "bundle") -> list[dict[str, Any]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +157,11 @@ async def late_joiner(participants: int, rounds: int) -> list[dict[str, Any]]:
         data_dir.mkdir()
         with running_server(port, data_dir, None) as process:
             await wait_ready(url, process)
-            return [await late_joiner_round(url, participants, i) for i in range(rounds)]
+            modes = {"bundle": [True], "old": [False], "both": [True, False]}[mode]
+            return [
+                await late_joiner_round(url, participants, i, modes[i % len(modes)])
+                for i in range(rounds)
+            ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=2000, help="frames per round (costs)")
     parser.add_argument("--late-joiner", action="store_true")
     parser.add_argument("--participants", type=int, default=3)
+    parser.add_argument("--mode", choices=("bundle", "old", "both"), default="bundle")
     args = parser.parse_args(argv)
     if args.late_joiner:
-        for result in asyncio.run(late_joiner(args.participants, args.rounds)):
+        for result in asyncio.run(late_joiner(args.participants, args.rounds, args.mode)):
             print(result, flush=True)
         return 0
     for result in frame_costs(args.rounds, args.frames):

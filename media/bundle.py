@@ -93,8 +93,8 @@ class Negotiation:
         return self.outstanding is None and self.pending
 
     def begin(self) -> None:
-        """An offer is being made of the state as it is now: a change from here on (made while
-        the offer is being created) is due in the next one."""
+        """An offer is being made of what changed so far: changes made while it is (aiortc
+        awaits in between) set ``pending`` again and go into the next one."""
         self.pending = False
 
     def issue(self, sdp: str, streams: tuple[Stream, ...]) -> Offer:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from media.control import MediaControl
 from media.embedded import EmbeddedMedia
 from signaling.protocol.bodies import AccountUpdate
 from signaling.sdk.softphone import Softphone, Summary
@@ -286,3 +287,46 @@ async def test_cli_group_call_with_json_summaries(server: Server, tmp_path: Path
         "connected",
         2,
     )
+
+
+async def test_a_mixed_room_one_connection_each_for_bundled_bots_and_the_old_mode_works(
+    server: Server, sfu: EmbeddedMedia
+) -> None:
+    """Alice and bob use one connection each (the default); carol is an old client with a
+    connection per publisher. Everyone decodes everyone, and the SFU holds exactly one peer
+    connection and one DTLS session for each bundled participant."""
+    alice = Softphone(await server.signup("alice"), video=True)
+    bob = Softphone(await server.signup("bob"), video=True)
+    carol = Softphone(await server.signup("carol"), video=True, bundle=False)
+    tasks: list[asyncio.Task[Summary]] = []
+    try:
+        for phone in (bob, carol):
+            await phone.line.open()
+        tasks = [
+            asyncio.create_task(alice.group(["bob", "carol"], 60.0)),
+            asyncio.create_task(bob.answer(60.0)),
+            asyncio.create_task(carol.answer(60.0)),
+        ]
+        phones = (alice, bob, carol)
+        await until(
+            lambda: all(p.session and p.session.participants_received(True) == 2 for p in phones),
+            60.0,
+            "everyone decoding both others",
+        )
+        sessions = {name: p.session for name, p in zip("abc", phones, strict=True)}
+        assert sessions["a"] is not None and sessions["c"] is not None
+        ids = {name: s.keys.me for name, s in sessions.items() if s is not None}
+        async with MediaControl(sfu.url, sfu.secret) as control:
+            stats = await control.room_stats(sessions["a"].call_id)
+        by_id = {p["participant"]: p for p in stats["participants"]}
+        for bundled in ("a", "b"):
+            entry = by_id[ids[bundled]]
+            assert (entry["peer_connections"], entry["dtls_sessions"]) == (1, 1), entry
+        old = by_id[ids["c"]]
+        assert old["peer_connections"] == 3, old  # its uplink and one downlink per publisher
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for phone in (alice, bob, carol):
+            await phone.close()

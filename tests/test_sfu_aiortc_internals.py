@@ -9,14 +9,23 @@ import inspect
 
 import aiortc
 import av
-from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport, RTCRtpSender
+from aiortc import (
+    RTCCertificate,
+    RTCIceGatherer,
+    RTCIceTransport,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcpeerconnection import RTCPeerConnection
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
+from media.bundle import Numbering, shape_offer
 from media.forwarding import Kind
-from media.peer import PlaceholderTrack
+from media.peer import PlaceholderTrack, new_peer_connection, parse_sdp
+from media.server import allow_loopback_ice
+from media.shield import dtls_transports
 
 
 def test_versions_are_pinned() -> None:
@@ -246,3 +255,75 @@ def test_direct_receive_seams() -> None:
     assert "if is_rtcp(data):" in recv
     assert "data = self._rx_srtp.unprotect(data)" in recv
     assert "self._rx_srtp: Session = None" in inspect.getsource(RTCDtlsTransport.__init__)
+
+
+def test_bundle_renegotiation_seams() -> None:
+    """One connection per participant (media/bundling.py, media/bundle.py)."""
+    create = inspect.getsource(RTCPeerConnection.createOffer)
+    # existing sections described by mid in m-line order, new ones appended unless stopped
+    assert "transceiver = self.__getTransceiverByMid(mid)" in create
+    assert "lambda x: x.mid is None and not x.stopped" in create
+    assert "direction=transceiver.direction" in create
+    # aiortc renumbers every section in each offer: why shape_offer puts the numbering back
+    assert "transceiver._codecs = filter_preferred_codecs(" in create
+    assert "transceiver._headerExtensions = HEADER_EXTENSIONS[transceiver.kind][:]" in create
+    # a transceiver added later joins the first one's transport under max-bundle
+    created = inspect.getsource(RTCPeerConnection._RTCPeerConnection__createTransceiver)  # type: ignore[attr-defined]
+    assert "RTCBundlePolicy.MAX_BUNDLE" in created
+    assert "dtlsTransport = self.__transceivers[0].receiver.transport" in created
+    # setLocalDescription keeps our shaped offer's DTLS role: only fingerprints are refreshed
+    add = inspect.getsource(aiortc.rtcpeerconnection.add_transport_description)
+    assert "if media.dtls is None:" in add
+    assert "media.dtls.fingerprints = dtlsTransport.getLocalParameters().fingerprints" in add
+    # the answer's role is applied to the (same) transport: the client keeps its role
+    remote = inspect.getsource(RTCPeerConnection.setRemoteDescription)
+    assert 'role="server" if media.dtls.role == "client" else "client"' in remote
+    # re-adding candidates of a later answer is a no-op once candidates ended
+    add_candidate = inspect.getsource(RTCIceTransport.addRemoteCandidate)
+    assert "if not self.__iceGatherer._remote_candidates_end:" in add_candidate
+    assert "stopped" in dir(RTCRtpTransceiver) and hasattr(RTCRtpTransceiver, "stop")
+    assert "direction" in dir(RTCRtpTransceiver)
+
+
+async def test_a_bundled_connection_renegotiates_on_one_transport() -> None:
+    """aiortc 1.16 as the SFU uses it: an answered connection makes an offer that adds
+    sendonly sections on the same DTLS transport; a retired one goes inactive."""
+    allow_loopback_ice()
+    client = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    sfu = new_peer_connection(bundle=True)
+    try:
+        client.addTransceiver("audio", direction="sendonly")
+        await client.setLocalDescription(await client.createOffer())
+        sfu.addTransceiver("audio", direction="recvonly")
+        await sfu.setRemoteDescription(client.localDescription)
+        await sfu.setLocalDescription(await sfu.createAnswer())
+        await client.setRemoteDescription(sfu.localDescription)
+        numbering = Numbering.of(
+            parse_sdp(client.localDescription.sdp), parse_sdp(sfu.localDescription.sdp)
+        )
+        added = [
+            sfu.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
+            for kind in (Kind.AUDIO, Kind.VIDEO)
+        ]
+        assert len(dtls_transports(sfu)) == 1
+        offer = shape_offer((await sfu.createOffer()).sdp, numbering, set())
+        await sfu.setLocalDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        assert [t.mid for t in added] == ["1", "2"]
+        described = parse_sdp(sfu.localDescription.sdp)
+        assert [m.direction for m in described.media] == ["recvonly", "sendonly", "sendonly"]
+        assert "a=setup:actpass" in offer
+        # one payload type per codec across the bundle, the client's own kept
+        opus = {
+            c.payloadType for m in described.media for c in m.rtp.codecs if "opus" in c.mimeType
+        }
+        assert len(opus) == 1
+        await client.setRemoteDescription(sfu.localDescription)
+        await client.setLocalDescription(await client.createAnswer())
+        await sfu.setRemoteDescription(client.localDescription)
+        assert sfu.signalingState == "stable" and len(dtls_transports(sfu)) == 1
+        added[0].direction = "inactive"
+        offer = shape_offer((await sfu.createOffer()).sdp, numbering, {"1"})
+        assert [m.direction for m in parse_sdp(offer).media] == ["recvonly", "inactive", "sendonly"]
+    finally:
+        await client.close()
+        await sfu.close()

@@ -3,6 +3,7 @@ MediaControl as signaling drives it, with real aiortc peers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -70,6 +71,20 @@ async def test_three_bundled_peers_decode_each_other_on_one_connection_each(
         for entry in stats["participants"]:
             assert entry["peer_connections"] == 1, entry
             assert entry["dtls_sessions"] == 1, entry
+        # Receiver reports on the shared transport reach each subscription's handler (loss,
+        # by our sending SSRC) and aiortc's senders (RTT from our sender reports' LSR).
+        reported: list[dict[str, object]] = []
+
+        async def reports() -> bool:
+            reported[:] = (await control.room_stats(room))["participants"]
+            return all("loss" in p and "rtt_ms" in p for p in reported)
+
+        for _ in range(300):
+            if await reports():
+                break
+            await asyncio.sleep(0.1)
+        assert all("loss" in p and "rtt_ms" in p for p in reported), reported
+        assert (await control.room_stats(room))["keyframe_requests_received"] >= 6
         assert (await control.stats())["bundles"] >= 3
     finally:
         for peer in peers:

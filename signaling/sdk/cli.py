@@ -225,7 +225,9 @@ def _finish(args: argparse.Namespace, summary: Summary) -> None:
 async def cmd_call(args: argparse.Namespace) -> None:
     from signaling.sdk.softphone import Softphone  # aiortc loads only for calls
 
-    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    phone = Softphone(
+        _client(args), video=args.video, emit=_emitter(args), bundle=not args.no_bundle
+    )
     try:
         summary = await phone.call(args.handle, args.duration)
     finally:
@@ -237,7 +239,9 @@ async def cmd_call(args: argparse.Namespace) -> None:
 async def cmd_answer(args: argparse.Namespace) -> None:
     from signaling.sdk.softphone import Softphone
 
-    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    phone = Softphone(
+        _client(args), video=args.video, emit=_emitter(args), bundle=not args.no_bundle
+    )
     try:
         while True:
             summary = await phone.answer(args.duration)
@@ -253,7 +257,9 @@ async def cmd_answer(args: argparse.Namespace) -> None:
 async def cmd_group(args: argparse.Namespace) -> None:
     from signaling.sdk.softphone import Softphone
 
-    phone = Softphone(_client(args), video=args.video, emit=_emitter(args))
+    phone = Softphone(
+        _client(args), video=args.video, emit=_emitter(args), bundle=not args.no_bundle
+    )
     try:
         summary = await phone.group(args.handles, args.duration)
     finally:
@@ -333,6 +339,11 @@ def add_client_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="seconds to stay in the call once media connects (1:1) or from joining (group)",
     )  # fmt: skip
     call.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    call.add_argument(
+        "--no-bundle",
+        action="store_true",
+        help="through the SFU, the old mode: a connection per publisher (protocol 11.15.2)",
+    )
     group = client_cmd(
         "group", cmd_group, "start a group call with synthetic media; exit 0 if media flowed"
     )
@@ -340,6 +351,11 @@ def add_client_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     group.add_argument("--video", action="store_true", help="send and expect video too")
     group.add_argument("--duration", type=float, default=10.0, help="seconds to stay in the call")
     group.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    group.add_argument(
+        "--no-bundle",
+        action="store_true",
+        help="through the SFU, the old mode: a connection per publisher (protocol 11.15.2)",
+    )
     answer = client_cmd(
         "answer", cmd_answer, "answer incoming calls (1:1 or group) with synthetic media"
     )
@@ -352,6 +368,11 @@ def add_client_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="hang up after S seconds (default: caller ends)",
     )
     answer.add_argument("--json", action="store_true", help="JSON lines, each with an event field")
+    answer.add_argument(
+        "--no-bundle",
+        action="store_true",
+        help="through the SFU, the old mode: a connection per publisher (protocol 11.15.2)",
+    )
     client_cmd("export", cmd_export, "print everything the server stores about you")
     erase = client_cmd("erase", cmd_erase, "erase your account")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -21,7 +21,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, VideoFrame
 
@@ -165,15 +165,22 @@ def is_loopback_url(url: str) -> bool:
 
 
 def peer_connection(
-    ice_servers: list[m.IceServer], relay_only: bool, dropped: Dropped | None = None
+    ice_servers: list[m.IceServer],
+    relay_only: bool,
+    dropped: Dropped | None = None,
+    bundle: bool = False,
 ) -> RTCPeerConnection:
     """A connection whose sockets drop (and count in ``dropped``) datagrams that are not from
-    its ICE pair, oversized or garbage, before aiortc's receive loop can choke on them."""
+    its ICE pair, oversized or garbage, before aiortc's receive loop can choke on them.
+    ``bundle``: max-bundle, so sections the SFU adds later share the one transport."""
     servers = [
         RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers
     ]
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
+    bundling = RTCBundlePolicy.MAX_BUNDLE if bundle else RTCBundlePolicy.BALANCED
+    pc = RTCPeerConnection(
+        RTCConfiguration(iceServers=servers, iceTransportPolicy=policy, bundlePolicy=bundling)
+    )
     guard_peer_connection(pc, dropped if dropped is not None else Dropped())
     return pc
 

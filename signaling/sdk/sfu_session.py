@@ -1,4 +1,9 @@
-"""A softphone's media through the SFU: one sending connection, one receiving per participant.
+"""A softphone's media through the SFU: one connection for everything (protocol 11.15.2).
+
+By default (``bundle``) the one connection that publishes this device's media also receives
+everyone else's: the SFU adds a section per track with ``renegotiate`` offers, and the offer's
+``streams`` say which participant (and source) each mid carries, for counting and for
+decrypting. ``bundle=False`` is the old mode: one receiving connection per ``subscribe_offer``.
 
 Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). Every
 frame is end-to-end encrypted (docs/e2ee.md): ``keys`` holds this device's keys for the call and
@@ -15,7 +20,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from signaling.protocol import messages as m
 from signaling.sdk.e2ee.callkeys import CallKeys
@@ -46,9 +51,10 @@ class SfuSession:
         host: str | None = None,
         dropped: Dropped | None = None,
         audio: AudioSource = ToneTrack,
+        bundle: bool = True,
     ) -> None:
         """``participant``: this device's id in the call's SFU room. ``host`` (an account id):
-        leave when the host has left, as a guest bot should."""
+        leave when the host has left, as a guest bot should. ``bundle``: one connection."""
         profile = line.client.profile
         media_key = profile.media_key() if profile is not None else None
         if profile is None or media_key is None:
@@ -62,7 +68,14 @@ class SfuSession:
         self._audio = audio
         self._emit = emit
         self.dropped = dropped if dropped is not None else Dropped()
-        self._uplink = peer_connection([], relay_only=False, dropped=self.dropped)
+        self.bundle = bundle
+        self._uplink = peer_connection([], relay_only=False, dropped=self.dropped, bundle=bundle)
+        #: Bundled: what each mid of the one connection carries (the last ``renegotiate``).
+        self.streams: dict[str, m.Stream] = {}
+        #: Bundled: the last revision answered (a repeated ``renegotiate`` is ignored).
+        self.revision = 0
+        if bundle:
+            self._uplink.on("track", self._on_bundled_track)
         self._downlinks: dict[str, tuple[str, RTCPeerConnection]] = {}
         #: The subscription of each participant's shared screen, while it shares.
         self._screen_subscriptions: dict[str, str] = {}
@@ -92,7 +105,7 @@ class SfuSession:
         await self._uplink.setLocalDescription(await self._uplink.createOffer())
         offer = self._uplink.localDescription.sdp
         self.sent_signaling.append(offer)
-        await self.line.send(m.Publish(call_id=self.call_id, sdp=offer))
+        await self.line.send(m.Publish(call_id=self.call_id, sdp=offer, bundle=self.bundle))
 
     async def share_screen(self) -> None:
         """Share a screen (a moving pattern, like the camera's) as a second video track, on a
@@ -159,6 +172,8 @@ class SfuSession:
                     await uplink.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
             case m.SubscribeOffer():
                 await self._subscribe(message)
+            case m.Renegotiate():
+                await self._renegotiate(message)
             case m.Unpublished(participant=participant):
                 await self._close_screen(participant)
             case m.Participants(participants=participants):
@@ -208,6 +223,40 @@ class SfuSession:
         self.sent_signaling.append(answer)
         reply = m.SubscribeAnswer(call_id=self.call_id, subscription=offer.subscription, sdp=answer)
         await self.line.send(reply)
+
+    async def _renegotiate(self, offer: m.Renegotiate) -> None:
+        """An SFU offer for the one connection: what it now receives, by mid."""
+        if offer.revision <= self.revision:
+            return  # sent again after a resume, and answered already
+        self.received_signaling.append(offer.sdp)
+        self.streams = {s.mid: s for s in offer.streams}
+        pc = self._uplink
+        await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        # Before the answer: no packet can arrive before its decryption is in place.
+        for transceiver in pc.getTransceivers():
+            stream = self.streams.get(transceiver.mid or "")
+            if stream is not None:
+                self.keys.crypto.protect_receiver(
+                    transceiver.receiver, transceiver.kind, stream.participant
+                )
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = pc.localDescription.sdp
+        self.sent_signaling.append(answer)
+        self.revision = offer.revision
+        reply = m.RenegotiateAnswer(call_id=self.call_id, revision=offer.revision, sdp=answer)
+        await self.line.send(reply)
+
+    def _on_bundled_track(self, track: MediaStreamTrack) -> None:
+        """A track the SFU added: counted under the participant (and source) its mid carries."""
+        for transceiver in self._uplink.getTransceivers():
+            if transceiver.receiver.track is not track:
+                continue
+            stream = self.streams.get(transceiver.mid or "")
+            if stream is None:
+                return
+            counters = self.screens if stream.source == "screen" else self.received
+            counters.setdefault(stream.participant, Received()).consume(track)
+            return
 
     async def _close_screen(self, participant: str) -> None:
         """``participant`` stopped sharing (or left): its screen's connection closes."""

@@ -110,9 +110,12 @@ class Softphone:
         video: bool = False,
         emit: Emit | None = None,
         audio: AudioSource = ToneTrack,
+        bundle: bool = True,
     ) -> None:
-        """``audio`` makes the audio track each call sends (a tone unless told)."""
+        """``audio`` makes the audio track each call sends (a tone unless told). ``bundle``:
+        calls through the SFU on one connection (protocol 11.15.2); False: the old mode."""
         self.client = client
+        self.bundle = bundle
         self.audio = audio
         self.video = video
         self._emit = emit or (lambda _event: None)
@@ -220,7 +223,7 @@ class Softphone:
     ) -> Summary:
         session = SfuSession(
             self.line, call_id, participant=participant, video=self.video, emit=self._emit,
-            host=host, dropped=self.dropped, audio=self.audio,
+            host=host, dropped=self.dropped, audio=self.audio, bundle=self.bundle,
         )  # fmt: skip
         self.session = session
         try:

@@ -1,0 +1,111 @@
+"""One connection per participant over the real WebSocket and SFU (protocol 11.15.2): the
+``renegotiate`` flow with real aiortc connections, ``stale_offer``, and the offer sent again
+after a resume."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from signaling.protocol import messages as m
+from signaling.sdk.line import Line
+from signaling.sdk.media import ToneTrack, peer_connection
+from tests.conftest import Server
+from tests.test_calls import _line
+
+pytestmark = pytest.mark.slow
+
+M = TypeVar("M", bound=m.ServerMessage)
+
+
+async def _next(line: Line, kind: type[M], within: float = 20.0) -> M:
+    """The next message of ``kind``, skipping others (rosters, speakers, keys)."""
+    while True:
+        message = await line.receive(within)
+        if isinstance(message, kind):
+            return message  # type: ignore[return-value]
+        assert not isinstance(message, (m.SubscribeOffer, m.Error)), message
+
+
+async def _publish(line: Line, call_id: str) -> RTCPeerConnection:
+    pc = peer_connection([], relay_only=False, bundle=True)
+    pc.addTransceiver(ToneTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await line.send(m.Publish(call_id=call_id, sdp=pc.localDescription.sdp, bundle=True))
+    answer = await _next(line, m.PublishAnswer)
+    assert isinstance(answer, m.PublishAnswer)
+    await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+    return pc
+
+
+async def _answer(line: Line, pc: RTCPeerConnection, offer: m.Renegotiate) -> None:
+    await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await line.send(
+        m.RenegotiateAnswer(
+            call_id=offer.call_id, revision=offer.revision, sdp=pc.localDescription.sdp
+        )
+    )
+
+
+async def test_renegotiate_offers_stale_answers_and_the_offer_again_after_a_resume(
+    server: Server,
+) -> None:
+    alice, bob = await server.signup("alice"), await server.signup("bob")
+    pcs: list[RTCPeerConnection] = []
+    async with await _line(alice) as a, await _line(bob) as b:
+        await a.send(m.GroupInvite(handles=["bob"], media="audio", ref="g"))
+        joined = await _next(a, m.Joined)
+        assert isinstance(joined, m.Joined)
+        call_id = joined.call_id
+        pcs.append(await _publish(a, call_id))
+        await b.send(m.Accept(call_id=(await _next(b, m.Incoming)).call_id))  # type: ignore[attr-defined]
+        bob_joined = await _next(b, m.Joined)
+        assert isinstance(bob_joined, m.Joined)
+        pcs.append(await _publish(b, call_id))
+
+        # each gets one offer adding the other's audio, named by mid (no subscribe_offer)
+        offer = await _next(a, m.Renegotiate)
+        assert isinstance(offer, m.Renegotiate) and offer.revision == 1
+        assert [(s.participant, s.source, s.kind) for s in offer.streams] == [
+            (bob_joined.participant, "camera", "audio")
+        ]
+        bob_offer = await _next(b, m.Renegotiate)
+        assert isinstance(bob_offer, m.Renegotiate)
+        assert [s.participant for s in bob_offer.streams] == [joined.participant]
+
+        # an answer for another revision changes nothing
+        await a.send(m.RenegotiateAnswer(call_id=call_id, revision=2, sdp="v=0\r\n"))
+        error = await a.receive(20)
+        while not isinstance(error, m.Error):
+            error = await a.receive(20)
+        assert (error.code, error.call_id) == ("stale_offer", call_id)
+
+        # alice drops before answering; on resume the outstanding offer comes again
+        await a.drop()
+        assert (await a.open(resume=True)).resumed
+        again = await _next(a, m.Renegotiate)
+        assert isinstance(again, m.Renegotiate)
+        assert (again.revision, again.sdp) == (offer.revision, offer.sdp)
+        await _answer(a, pcs[0], again)
+        await _answer(b, pcs[1], bob_offer)
+        # the same revision answered twice is stale: the first answer was taken
+        await a.send(
+            m.RenegotiateAnswer(call_id=call_id, revision=1, sdp=pcs[0].localDescription.sdp)
+        )
+        error = await a.receive(20)
+        while not isinstance(error, m.Error):
+            error = await a.receive(20)
+        assert error.code == "stale_offer"
+
+        # bob leaves: alice's next offer no longer lists him
+        await b.send(m.Hangup(call_id=call_id))
+        gone = await _next(a, m.Renegotiate)
+        assert isinstance(gone, m.Renegotiate)
+        assert (gone.revision, gone.streams) == (2, [])
+        await _answer(a, pcs[0], gone)
+        await a.send(m.Hangup(call_id=call_id))
+    for pc in pcs:
+        await pc.close()

@@ -48,18 +48,28 @@ GROUP_VIDEO_JS = """async (participant) => {
   return out;
 }"""
 
-# The same for the other side of a 1:1 call, peer to peer or through the SFU: the screen is the
-# track in ``call.screenStream``.
+# The same for the other side of a 1:1 call: through the SFU, per received track and its source;
+# peer to peer, the screen is the track in ``call.screenStream``.
 CALL_VIDEO_JS = """async () => {
   const call = window.callbook.call;
-  const screenIds = new Set(call.screenStream.getTracks().map((t) => t.id));
-  const pcs = call.sfu ? [...new Set(call.sfu.receiving().map((r) => r.pc))] : [call.pc];
   const out = {camera: {frames: 0, width: 0}, screen: {frames: 0, width: 0}};
-  for (const pc of pcs) (await pc.getStats()).forEach((s) => {
-    if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-    const which = screenIds.has(s.trackIdentifier) ? out.screen : out.camera;
+  const count = (which, s) => {
     which.frames += s.framesDecoded || 0;
     which.width = s.frameWidth || which.width;
+  };
+  if (call.sfu) {
+    for (const r of call.sfu.receiving()) {
+      if (r.kind !== "video") continue;
+      (await r.receiver.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") count(out[r.source], s);
+      });
+    }
+    return out;
+  }
+  const screenIds = new Set(call.screenStream.getTracks().map((t) => t.id));
+  (await call.pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+    count(screenIds.has(s.trackIdentifier) ? out.screen : out.camera, s);
   });
   return out;
 }"""

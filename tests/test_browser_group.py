@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from playwright.async_api import Page, expect
 
+from signaling.protocol import messages as m
 from signaling.protocol.bodies import AccountUpdate
 from signaling.sdk import softphone
 from signaling.sdk.sfu_session import SfuSession
@@ -171,7 +172,8 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
         await bot(server, "carol", "Carol Danvers"),
         await bot(server, "dave", "Dave Bowman"),
     ]
-    answering = [asyncio.create_task(b.answer(9.0)) for b in bots]
+    # The bots stay until the test hangs them up (a fixed stay ran out on a loaded machine).
+    answering = [asyncio.create_task(b.answer(120.0)) for b in bots]
     try:
         # Validation in the form, then the invite.
         await page.get_by_role("button", name="Group call").click()
@@ -220,6 +222,9 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
         await page.screenshot(path=str(tmp_path / "group-call.png"))
         await screenshot(page, "group-call.png")
 
+        call_id = await page.evaluate("() => window.callbook.group.callId")
+        for b in bots:
+            await b.line.send(m.Hangup(call_id=call_id))
         summaries = await finish(answering)
         # The bots hung up: their tiles go, and so do their tracks.
         await expect(tiles).to_have_count(1)
@@ -321,7 +326,7 @@ async def test_active_speaker_is_highlighted(server: Server, browsers: Browsers)
         await bot(server, "bob", "Bob Builder", video=False),
         await bot(server, "carol", "Carol Danvers", video=False),
     ]
-    answering = [asyncio.create_task(b.answer(15.0)) for b in bots]
+    answering = [asyncio.create_task(b.answer(120.0)) for b in bots]  # cancelled at the end
     try:
         await page.get_by_role("button", name="Group call").click()
         await page.fill("#group-handles", "bob carol")

@@ -75,6 +75,27 @@ CONNECTION_JS = """async () => {
 }"""
 
 
+# Hand the page's group call its last ``renegotiate`` again, as the server does after a resume;
+# window.__repeat records the answers sent, the errors received and the call's problems.
+REPEAT_OFFER_JS = """() => {
+  const group = window.callbook.group;
+  const offer = group.sfu.bundled.lastOffer;
+  const probe = {revision: offer.revision, answered: group.sfu.bundled.answer, answers: [],
+                 errors: [], problems: []};
+  window.__repeat = probe;
+  const send = group.line.send.bind(group.line);
+  group.line.send = (message) => {
+    if (message.type === "renegotiate_answer") probe.answers.push(message);
+    return send(message);
+  };
+  group.line.addEventListener("message", (event) => {
+    if (event.detail.type === "error") probe.errors.push(event.detail.code);
+  });
+  group.addEventListener("problem", (event) => probe.problems.push(String(event.detail.reason)));
+  group.receive(offer);
+}"""
+
+
 @pytest.fixture
 def browsers(_browsers: Browsers) -> Browsers:  # noqa: F811 (the imported fixture)
     return _browsers
@@ -160,6 +181,21 @@ async def test_a_chromium_participant_of_four_receives_everyone_on_one_connectio
             within=30.0,
         )
         await screenshot(page, "group-call-one-connection.png")
+
+        # The server repeats an offer after a resume (11.15.2): one already answered gets the
+        # same answer again, the server's ``stale_offer`` for it is no problem, media goes on.
+        await page.evaluate(REPEAT_OFFER_JS)
+
+        async def repeated() -> dict[str, Any] | None:
+            probe: dict[str, Any] = await page.evaluate("() => window.__repeat")
+            return probe if probe["errors"] else None
+
+        probe = await until(repeated, "the server's stale_offer", within=20.0)
+        assert [a["revision"] for a in probe["answers"]] == [probe["revision"]], probe
+        assert probe["answers"][0]["sdp"] == probe["answered"], probe
+        assert probe["errors"] == ["stale_offer"] and probe["problems"] == [], probe
+        await until_decoding(page, 3)
+        assert (await connection(page))["made"] == 1
 
         # Dave hangs up: his tile and tracks go, the connection stays the one it was.
         call_id = await page.evaluate("() => window.callbook.group.callId")

@@ -57,6 +57,7 @@ export class BundleReceiver {
     this.answer = null; // its answer's sdp, sent again if the server repeats that offer
     this.routes = new WeakMap(); // RTCRtpReceiver → its route id in the E2EE worker
     this.offers = []; // the last few offers' {revision, streams}, to tell what happened
+    this.lastOffer = null; // the last ``renegotiate`` message applied
   }
 
   /** ``renegotiate``: apply the offer, map the mids, answer. */
@@ -76,6 +77,7 @@ export class BundleReceiver {
     if (sfu.closed) return;
     this.revision = message.revision;
     this.answer = pc.localDescription.sdp;
+    this.lastOffer = message;
     this._sendAnswer(message.revision, this.answer);
   }
 

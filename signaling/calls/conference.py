@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -118,6 +119,10 @@ class Conference:
         self._poller: asyncio.Task[None] | None = None
         # Per (room, participant): the last renegotiate revision delivered (sent once each).
         self._offered: dict[tuple[str, str], int] = {}
+        # Subscriptions asked for and not yet answered by the SFU, per (room, subscriber); and
+        # the bundled subscribers among them, whose offer is pulled when their batch is done.
+        self._subscribing: Counter[tuple[str, str]] = Counter()
+        self._bundled_batch: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         """Start watching the rooms' speakers."""
@@ -145,9 +150,21 @@ class Conference:
     def subscribe(self, room: str, device: DeviceRef, subscriber: str, publisher: str) -> None:
         """Ask the SFU for ``publisher``'s media for ``subscriber`` (on ``device``): its
         camera, and its screen too while it shares one."""
-        self._spawn(self._subscribe(room, device, subscriber, publisher))
+        self._spawn_subscribe(room, device, subscriber, publisher)
         if publisher in self._screens.get(room, ()):
-            self._spawn(self._subscribe(room, device, subscriber, publisher, "screen"))
+            self._spawn_subscribe(room, device, subscriber, publisher, "screen")
+
+    def _spawn_subscribe(
+        self,
+        room: str,
+        device: DeviceRef,
+        subscriber: str,
+        publisher: str,
+        source: m.Source = "camera",
+    ) -> None:
+        # counted now, before any answer: the subscriber's offer waits for the whole batch
+        self._subscribing[(room, subscriber)] += 1
+        self._spawn(self._subscribe(room, device, subscriber, publisher, source))
 
     async def _subscribe(
         self,
@@ -157,13 +174,23 @@ class Conference:
         publisher: str,
         source: m.Source = "camera",
     ) -> None:
+        key = (room, subscriber)
         try:
             subscription, offer = await self._rooms.subscribe(room, subscriber, publisher, source)
         except Exception:
             log.warning("the SFU could not offer a subscription", exc_info=True)
-            return
+            subscription, offer = "", ""
+        finally:
+            self._subscribing[key] -= 1
         if offer is None:  # a bundled subscriber: it comes with that connection's next offer
-            await self._renegotiate(room, subscriber)
+            self._bundled_batch.add(key)
+        if self._subscribing[key] <= 0:
+            del self._subscribing[key]
+            if key in self._bundled_batch:
+                # the last of a batch (a join subscribes to everyone at once): one offer for all
+                self._bundled_batch.discard(key)
+                await self._renegotiate(room, subscriber)
+        if not offer:
             return
         message = m.SubscribeOffer(
             call_id=room, subscription=subscription, participant=publisher, sdp=offer,
@@ -183,7 +210,7 @@ class Conference:
         self._screens.setdefault(room, set()).add(participant)
         for subscriber, device in subscribers.items():
             if subscriber != participant:
-                self._spawn(self._subscribe(room, device, subscriber, participant, "screen"))
+                self._spawn_subscribe(room, device, subscriber, participant, "screen")
         return answer
 
     def sharing(self, room: str, participant: str) -> bool:

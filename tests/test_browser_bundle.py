@@ -180,6 +180,11 @@ async def test_a_chromium_participant_of_four_receives_everyone_on_one_connectio
             "the bots decoding Alice",
             within=30.0,
         )
+        await page.wait_for_function(  # every tile's video has a picture for the screenshot
+            """() => [...document.querySelectorAll("#group-grid video.tile-video")]
+                 .every((v) => v.readyState >= 2 && v.videoWidth > 0)""",
+            timeout=20_000,
+        )
         await screenshot(page, "group-call-one-connection.png")
 
         # The server repeats an offer after a resume (11.15.2): one already answered gets the

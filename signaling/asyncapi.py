@@ -257,7 +257,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "`sdp` or `ice` on a 1:1 call whose `accepted` said `sfu: true`: `publish` instead."
     ),
     "invalid_sdp": ErrorCode(
-        "The SDP cannot be used. For `publish` or `subscribe_answer`: the SFU cannot use it (it "
+        "The SDP cannot be used. For `publish`, `subscribe_answer` or `renegotiate_answer`: "
+        "the SFU cannot use it (it "
         "does not parse, has no audio or video section, or does not answer the offer); sending "
         "the same SDP again fails the same way: fix the description (or rejoin). For `sdp` or "
         "`ice` on a relay-only call (hide-my-IP, signaling/calls/relay.py): it is not well formed "

@@ -83,6 +83,13 @@ async def test_renegotiate_offers_stale_answers_and_the_offer_again_after_a_resu
             error = await a.receive(20)
         assert (error.code, error.call_id) == ("stale_offer", call_id)
 
+        # an answer that does not answer the offer is refused; the offer stays outstanding
+        await a.send(m.RenegotiateAnswer(call_id=call_id, revision=1, sdp="v=0\r\n"))
+        error = await a.receive(20)
+        while not isinstance(error, m.Error):
+            error = await a.receive(20)
+        assert (error.code, error.call_id) == ("invalid_sdp", call_id)
+
         # alice drops before answering; on resume the outstanding offer comes again
         await a.drop()
         assert (await a.open(resume=True)).resumed

@@ -96,14 +96,16 @@ class Bundle:
             negotiation = self.negotiation
             if not negotiation.due():
                 return negotiation.outstanding
+            # ``add``/``remove`` run meanwhile (they take no lock): what they change from here
+            # on is due in the next offer, not lost with this one.
             negotiation.begin()
-            for transceiver in self._retired:
+            retired, self._retired = self._retired, []
+            for transceiver in retired:
                 if transceiver.mid is None:
                     await transceiver.stop()  # never offered: aiortc leaves it out
                 else:
                     self._inactive.add(transceiver.mid)
                     await transceiver.sender.stop()  # no more sender reports for it
-            self._retired.clear()
             try:
                 created = await self.pc.createOffer()
                 sdp = shape_offer(created.sdp, self.numbering, self._inactive)

@@ -71,11 +71,18 @@ class Browsers:
         self._contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # The page's warnings and errors go to the test's output (shown when it fails).
+        page.on("console", lambda msg: _print_console(msg.type, msg.text))
         return page
 
     async def close(self) -> None:
         for context in self._contexts:
             await context.close()
+
+
+def _print_console(kind: str, text: str) -> None:
+    if kind in ("error", "warning"):
+        print(f"[page {kind}] {text}")
 
 
 @pytest.fixture

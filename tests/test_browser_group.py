@@ -1,8 +1,9 @@
 """Group calls in the web client: headless Chromium (fake camera and microphone) in a call with
 aiortc bots, through the real SFU and the real server.
 
-The page keeps one receiving RTCPeerConnection per other participant (``callbook.group.sfu``);
-its inbound-rtp stats tell what the browser decoded from whom.
+The page receives everyone over its one connection to the SFU (``callbook.group.sfu``, which
+maps each received track to its sender); each track's inbound-rtp stats tell what the browser
+decoded from whom.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from playwright.async_api import Page, expect
 
+from signaling.protocol import messages as m
 from signaling.protocol.bodies import AccountUpdate
 from signaling.sdk import softphone
 from signaling.sdk.sfu_session import SfuSession
@@ -28,15 +30,16 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
 
-# Per receiving connection of the page's group call: frames decoded and audio packets received.
+# Per other participant of the page's group call: frames decoded and audio packets received
+# (each received track's own stats, whichever connection carries it).
 GROUP_STATS_JS = """async () => {
   const group = window.callbook && window.callbook.group;
   if (!group || !group.sfu) return null;
   const out = {};
-  for (const {participant, pc, source} of group.sfu.downlinks.values()) {
+  for (const {participant, pc, source, receiver} of group.sfu.receiving()) {
     if (source === "screen") continue;  // a shared screen: tests/test_browser_screenshare.py
-    const entry = {state: pc.connectionState, video: 0, audio: 0};
-    (await pc.getStats()).forEach((s) => {
+    const entry = out[participant] ?? {state: pc.connectionState, video: 0, audio: 0};
+    (await receiver.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") entry.video += s.framesDecoded || 0;
       if (s.type === "inbound-rtp" && s.kind === "audio") entry.audio += s.packetsReceived || 0;
     });
@@ -46,13 +49,28 @@ GROUP_STATS_JS = """async () => {
 }"""
 
 
+# Where the page's group call stands with the SFU (for failure messages).
+SFU_STATE_JS = """() => {
+  const sfu = window.callbook.group && window.callbook.group.sfu;
+  if (!sfu) return "no SFU media";
+  const pc = sfu.uplink;
+  return JSON.stringify({mode: sfu.mode, revision: sfu.bundled.revision,
+    connections: sfu.connections().length, downlinks: sfu.downlinks.size,
+    uplink: pc && [pc.signalingState, pc.connectionState],
+    transceivers: pc && pc.getTransceivers().map((t) => [t.mid, t.direction, t.currentDirection]),
+    mids: [...sfu.bundled.mids].map(([mid, e]) => [mid, e.participant, e.source, e.kind]),
+    offers: sfu.bundled.offers, participants: window.callbook.group.participants.map(
+      (p) => [p.participant, p.connected])});
+}"""
+
+
 # A 1:1 call through the SFU: whether the page decodes the other side's video and audio.
 SFU_CALL_DECODES_JS = """async () => {
   const sfu = window.callbook.call && window.callbook.call.sfu;
   if (!sfu) return false;
   let frames = 0, packets = 0;
-  for (const {pc} of sfu.downlinks.values()) {
-    (await pc.getStats()).forEach((s) => {
+  for (const {receiver} of sfu.receiving()) {
+    (await receiver.getStats()).forEach((s) => {
       if (s.type !== "inbound-rtp") return;
       if (s.kind === "video") frames += s.framesDecoded || 0;
       if (s.kind === "audio") packets += s.packetsReceived || 0;
@@ -104,7 +122,7 @@ async def until_decoding(page: Page, senders: int, video: bool = True) -> dict[s
     try:
         return await until(check, "media from every participant", within=20.0)  # type: ignore[no-any-return]
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {last}") from None
+        raise AssertionError(f"{exc}: {last}; {await page.evaluate(SFU_STATE_JS)}") from None
 
 
 @pytest.fixture
@@ -154,7 +172,8 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
         await bot(server, "carol", "Carol Danvers"),
         await bot(server, "dave", "Dave Bowman"),
     ]
-    answering = [asyncio.create_task(b.answer(9.0)) for b in bots]
+    # The bots stay until the test hangs them up (a fixed stay ran out on a loaded machine).
+    answering = [asyncio.create_task(b.answer(120.0)) for b in bots]
     try:
         # Validation in the form, then the invite.
         await page.get_by_role("button", name="Group call").click()
@@ -203,12 +222,15 @@ async def test_chromium_hosts_a_group_call_with_three_bots_and_everyone_decodes_
         await page.screenshot(path=str(tmp_path / "group-call.png"))
         await screenshot(page, "group-call.png")
 
+        call_id = await page.evaluate("() => window.callbook.group.callId")
+        for b in bots:
+            await b.line.send(m.Hangup(call_id=call_id))
         summaries = await finish(answering)
-        # The bots hung up: their tiles go, their receiving connections are closed.
+        # The bots hung up: their tiles go, and so do their tracks.
         await expect(tiles).to_have_count(1)
         await until(
-            lambda: page.evaluate("() => window.callbook.group.sfu.downlinks.size === 0"),
-            "closed receiving connections",
+            lambda: page.evaluate("() => window.callbook.group.sfu.receiving().length === 0"),
+            "no more received tracks",
         )
         await page.get_by_role("button", name="Leave group call").click()
         await expect(screen).to_be_hidden()
@@ -304,7 +326,7 @@ async def test_active_speaker_is_highlighted(server: Server, browsers: Browsers)
         await bot(server, "bob", "Bob Builder", video=False),
         await bot(server, "carol", "Carol Danvers", video=False),
     ]
-    answering = [asyncio.create_task(b.answer(15.0)) for b in bots]
+    answering = [asyncio.create_task(b.answer(120.0)) for b in bots]  # cancelled at the end
     try:
         await page.get_by_role("button", name="Group call").click()
         await page.fill("#group-handles", "bob carol")

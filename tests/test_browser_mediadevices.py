@@ -50,8 +50,8 @@ SENDING_JS = """(remember) => {
 FRAMES_JS = """async () => {
   const sfu = window.callbook.call && window.callbook.call.sfu;
   let frames = 0;
-  for (const {pc} of sfu ? sfu.downlinks.values() : []) {
-    (await pc.getStats()).forEach((s) => {
+  for (const {receiver} of sfu ? sfu.receiving() : []) {
+    (await receiver.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
     });
   }

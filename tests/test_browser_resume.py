@@ -111,8 +111,8 @@ SFU_FRAMES_JS = """async () => {
   const sfu = window.callbook.call && window.callbook.call.sfu;
   if (!sfu) return 0;
   let frames = 0;
-  for (const {pc} of sfu.downlinks.values()) {
-    (await pc.getStats()).forEach((s) => {
+  for (const {receiver} of sfu.receiving()) {
+    (await receiver.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
     });
   }

@@ -27,37 +27,49 @@ pytestmark = [
 
 CAMERA_W, CAMERA_H = 320, 240
 
-# What a group page decodes from one participant, per source (camera, screen): frames so far
-# and the last frame width.
+# What a group page decodes from one participant, per source (camera, screen): frames so far,
+# the last frame width, and how many video tracks carry it; and how many connections the page
+# has to the SFU (one: everything comes over the connection that publishes).
 GROUP_VIDEO_JS = """async (participant) => {
   const sfu = window.callbook.group && window.callbook.group.sfu;
-  const out = {camera: {frames: 0, width: 0, pcs: 0}, screen: {frames: 0, width: 0, pcs: 0}};
-  for (const source of ["camera", "screen"]) {
-    for (const pc of sfu ? sfu.connectionsOf(participant, source) : []) {
-      out[source].pcs += 1;
-      (await pc.getStats()).forEach((s) => {
-        if (s.type === "inbound-rtp" && s.kind === "video") {
-          out[source].frames += s.framesDecoded || 0;
-          out[source].width = s.frameWidth || out[source].width;
-        }
-      });
-    }
+  const out = {camera: {frames: 0, width: 0, tracks: 0}, screen: {frames: 0, width: 0, tracks: 0},
+               connections: sfu ? sfu.connections().length : 0};
+  for (const entry of sfu ? sfu.receiving() : []) {
+    if (entry.participant !== participant || entry.kind !== "video") continue;
+    const which = out[entry.source];
+    which.tracks += 1;
+    (await entry.receiver.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        which.frames += s.framesDecoded || 0;
+        which.width = s.frameWidth || which.width;
+      }
+    });
   }
   return out;
 }"""
 
-# The same for the other side of a 1:1 call, peer to peer or through the SFU: the screen is the
-# track in ``call.screenStream``.
+# The same for the other side of a 1:1 call: through the SFU, per received track and its source;
+# peer to peer, the screen is the track in ``call.screenStream``.
 CALL_VIDEO_JS = """async () => {
   const call = window.callbook.call;
-  const screenIds = new Set(call.screenStream.getTracks().map((t) => t.id));
-  const pcs = call.sfu ? [...call.sfu.downlinks.values()].map((d) => d.pc) : [call.pc];
   const out = {camera: {frames: 0, width: 0}, screen: {frames: 0, width: 0}};
-  for (const pc of pcs) (await pc.getStats()).forEach((s) => {
-    if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-    const which = screenIds.has(s.trackIdentifier) ? out.screen : out.camera;
+  const count = (which, s) => {
     which.frames += s.framesDecoded || 0;
     which.width = s.frameWidth || which.width;
+  };
+  if (call.sfu) {
+    for (const r of call.sfu.receiving()) {
+      if (r.kind !== "video") continue;
+      (await r.receiver.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") count(out[r.source], s);
+      });
+    }
+    return out;
+  }
+  const screenIds = new Set(call.screenStream.getTracks().map((t) => t.id));
+  (await call.pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+    count(screenIds.has(s.trackIdentifier) ? out.screen : out.camera, s);
   });
   return out;
 }"""
@@ -161,9 +173,11 @@ async def test_a_shared_screen_reaches_the_group_as_a_second_track_and_is_shown_
         await expect(share).to_have_attribute("aria-pressed", "true")
         await expect(alice.locator("#group-lbl-screen")).to_have_text("Stop sharing")
 
-        # Bob decodes the screen on a second connection while Alice's camera goes on.
+        # Bob decodes the screen as a second track while Alice's camera goes on, both over his
+        # one connection to the SFU.
         seen = await both_flow(lambda: group_video(bob, sharer), "screen and camera", screen=True)
-        assert seen["screen"]["pcs"] == 1 and seen["camera"]["pcs"] == 1, seen
+        assert seen["screen"]["tracks"] == 1 and seen["camera"]["tracks"] == 1, seen
+        assert seen["connections"] == 1, seen
         # He shows it first and large, with her camera small in its corner.
         await expect(tile).to_have_class("tile is-screen")
         await expect(tile.locator("video.tile-screen")).to_be_visible()
@@ -201,7 +215,7 @@ async def test_a_shared_screen_reaches_the_group_as_a_second_track_and_is_shown_
         await press(share)
         await expect(share).to_have_attribute("aria-pressed", "false")
         await expect(tile).not_to_have_class("tile is-screen")
-        await until(lambda: _no_screen(bob, sharer), "Bob's screen connection closed", within=20.0)
+        await until(lambda: _no_screen(bob, sharer), "Bob's screen track gone", within=20.0)
         await both_flow(lambda: group_video(bob, sharer), "Alice's camera after", screen=False)
         await holds(
             lambda: sharer not in carols.screens, "Carol's screen connection closed", within=30.0
@@ -232,7 +246,7 @@ async def press(button: Locator) -> None:
 
 
 async def _no_screen(page: Page, participant: str) -> bool:
-    return (await group_video(page, participant))["screen"]["pcs"] == 0
+    return (await group_video(page, participant))["screen"]["tracks"] == 0
 
 
 @pytest.mark.parametrize("contacts", [True, False], ids=["peer-to-peer", "through-the-sfu"])

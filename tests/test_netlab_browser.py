@@ -294,12 +294,12 @@ def _through_sfu_received(person: Person) -> int:
     return 0 if session is None else session.participants_received(video=True)
 
 
-#: Whether the page's call through the SFU decodes the other's video (its downlink, not ``pc``).
+#: Whether the page's call through the SFU decodes the other's video (its received tracks).
 SFU_FRAMES_JS = """async () => {
   const sfu = window.callbook.call?.sfu;
   let frames = 0;
-  for (const { pc } of sfu?.downlinks.values() ?? []) {
-    (await pc.getStats()).forEach((s) => {
+  for (const { receiver } of sfu?.receiving() ?? []) {
+    (await receiver.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
     });
   }

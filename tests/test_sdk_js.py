@@ -108,7 +108,7 @@ SIGN_UP_JS = """async (handle) => {
 # Inbound RTP of the SDK call's peer connection(s): frames decoded and audio packets.
 RECEIVED_JS = """async () => {
   const call = window.sdkTest.call;
-  const pcs = call.sfu ? [...call.sfu.downlinks.values()].map((d) => d.pc) : [call.pc];
+  const pcs = call.sfu ? [...new Set(call.sfu.receiving().map((r) => r.pc))] : [call.pc];
   const out = { video: 0, audio: 0 };
   for (const pc of pcs) {
     (await pc.getStats()).forEach((s) => {

@@ -18,7 +18,8 @@
 //
 // A call the server relays through its SFU (``accepted`` with ``sfu: true``: hide-my-IP without
 // a TURN relay, 11.9) has no peer-to-peer sdp/ice: both sides ``publish`` and receive the other
-// through one ``subscribe_offer``, as in a group call (sfu.js). Its frames are end-to-end
+// on that same connection (``renegotiate``; a server that does not bundle: one
+// ``subscribe_offer``), as in a group call (sfu.js). Its frames are end-to-end
 // encrypted as a group call's are (e2ee.js): ``accepted`` names our participant and lists both
 // devices with their keys (``participants``), which never change during the call.
 
@@ -247,6 +248,9 @@ export class Call extends Session {
       case "publish_answer":
         await this.sfu?.onPublishAnswer(message);
         return;
+      case "renegotiate":
+        await this.sfu?.onRenegotiate(message);
+        return;
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
         return;
@@ -337,7 +341,7 @@ export class Call extends Session {
     return this.role === "caller" || this._rejoining;
   }
 
-  /** Media through the SFU: publish ours, take the other's from its subscribe_offer. */
+  /** Media through the SFU: publish ours, take the other's as the SFU offers it. */
   async _throughSfu(accepted) {
     this.e2ee = new CallE2ee({
       line: this.line,
@@ -353,6 +357,7 @@ export class Call extends Session {
       callId: this.callId,
       e2ee: this.e2ee,
       iceServers: this.iceServers,
+      bundle: this.bundle,
     });
     this.sfu = sfu;
     sfu.addEventListener("track", (event) => {

@@ -121,6 +121,57 @@ export function showsVideo(stream: MediaStream | null | undefined): boolean;
 
 export interface SessionOptions {
   constraints?: Constraints;
+  /**
+   * Media through the SFU on one connection per call (default true): it publishes and receives
+   * everyone, renegotiated by the SFU (``renegotiate``). false: one receiving connection per
+   * sender (``subscribe_offer``), the way of servers from before. A server that does not bundle
+   * gets the old way either way.
+   */
+  bundle?: boolean;
+}
+
+/** One track received through the SFU, and who sends it. */
+export interface ReceivedTrack {
+  participant: string;
+  source: "camera" | "screen";
+  kind: "audio" | "video";
+  /** Its m-section on the one connection (with bundle). */
+  mid?: string;
+  receiver: RTCRtpReceiver;
+  /** The connection carrying it: ``uplink`` with bundle, else its sender's own. */
+  pc: RTCPeerConnection;
+}
+
+export interface SfuTrackDetail {
+  participant: string;
+  track: MediaStreamTrack;
+  stream: MediaStream;
+  source: "camera" | "screen";
+}
+
+/**
+ * A call's media through the SFU (sfu.js, bundle.js): publishes this device's tracks and
+ * receives the others'. Events: ``track`` (SfuTrackDetail), ``closed`` ({participant, source}),
+ * ``state`` (the publishing connection's state changed).
+ */
+export class SfuMedia extends EventTarget {
+  /** Whether it asks the SFU for one connection (``publish {bundle: true}``). */
+  bundle: boolean;
+  /** How the server sends the others: "bundle" (``renegotiate``), "separate"
+   * (``subscribe_offer``), or null before either came. */
+  mode: "bundle" | "separate" | null;
+  /** The connection that publishes (and with bundle receives everything). */
+  uplink: RTCPeerConnection | null;
+  /** Our shared screen's own connection, while we share. */
+  screenUplink: RTCPeerConnection | null;
+  closed: boolean;
+  /** Everything received now, one entry per track. */
+  receiving(): ReceivedTrack[];
+  /** The connection(s) carrying a participant's media (of one source if given). */
+  connectionsOf(participant: string, source?: "camera" | "screen" | null): RTCPeerConnection[];
+  /** Every open connection to the SFU: one with bundle (two while sharing a screen). */
+  connections(): RTCPeerConnection[];
+  close(): void;
 }
 
 export interface EndedDetail {
@@ -145,6 +196,8 @@ export class Session extends EventTarget {
   endReason: EndedDetail["reason"] | null;
   endError: unknown;
   endedBySelf: boolean;
+  /** Media through the SFU on one connection (SessionOptions.bundle). */
+  bundle: boolean;
   readonly active: boolean;
   /** Ringing on this device, answered or not yet. */
   readonly ringingHere: boolean;
@@ -179,6 +232,8 @@ export class Call extends Session {
   /** The other side's shared screen (empty while they share none). */
   screenStream: MediaStream;
   pc: RTCPeerConnection | null;
+  /** The SFU's media when the server relays this call through it (``accepted.sfu``). */
+  sfu: SfuMedia | null;
   peerMuted: boolean;
   /** The other device said it shares its screen. */
   peerSharing: boolean;
@@ -212,6 +267,8 @@ export class GroupCall extends Session {
   screens: Map<string, MediaStream>;
   speaker: string | null;
   invitees: Invitees;
+  /** The call's media through the SFU, once joined. */
+  sfu: SfuMedia | null;
   start(handles: string[]): Promise<void>;
   accept(): Promise<void>;
   /** Host only: ring more people into the running call. */

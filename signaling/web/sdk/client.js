@@ -22,16 +22,17 @@ function socketUrl(base) {
 export class Callbook extends EventTarget {
   /**
    * ``base``: the server's origin ("" = this page's); ``constraints``: {audio(),
-   * video(width, height)} for getUserMedia (the devices a person picked).
+   * video(width, height)} for getUserMedia (the devices a person picked); ``bundle``: media
+   * through the SFU on one connection per call (false: the old way, a connection per sender).
    */
-  constructor({ base = "", url = socketUrl(base), constraints = {} } = {}) {
+  constructor({ base = "", url = socketUrl(base), constraints = {}, bundle = true } = {}) {
     super();
     this.api = new Api(base);
     this.line = new Line(this.api, url);
     this.identity = null;
     this.calls = new Map(); // call id → Call | GroupCall
     this.byRef = new Map(); // invite ref → an outgoing call the server has not named yet
-    this._options = { api: this.api, line: this.line, constraints };
+    this._options = { api: this.api, line: this.line, constraints, bundle };
     this.line.addEventListener("message", (event) => this._route(event.detail));
     this.line.addEventListener("welcome", (event) => {
       if (event.detail.resumed) for (const call of this.calls.values()) call.resumed?.();
@@ -237,6 +238,10 @@ export class Callbook extends EventTarget {
           (message.call_id && this.calls.get(message.call_id));
         if (call) call.receive(message);
         else this._unrouted(message);
+        // A server from before bundling refuses ``publish {bundle}`` without naming the call.
+        if (!call && message.code === "invalid_message") {
+          for (const each of this.calls.values()) each.sfu?.onInvalidMessage(message);
+        }
         return;
       }
       default: {

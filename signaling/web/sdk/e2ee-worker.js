@@ -5,10 +5,17 @@
 //   page → worker: {type: "send_key", kid, baseKey}   our new sending key (CTR restarts at 0)
 //                  {type: "receive_key", participant, kid, baseKey}
 //                  {type: "forget", participant}       that participant left
+//                  {type: "route", route, participant, source}  a routed receiver's sender now
+//                  {type: "unroute", route}            that receiver carries no one
 //                  {type: "stats", id}                 → {type: "stats", id, counts}
 //   worker → page: {type: "key_request", participant, kid}  at most once a second per sender
 //
 // A frame that cannot be decrypted is dropped and counted, never passed on in clear.
+//
+// A receiver names its sender in its options (``participant``, ``source``: one connection per
+// sender), or a ``route`` whose sender the page sets and changes (one connection for everyone,
+// bundle.js: the SFU may give an m-section to another sender). Frames of a route that names no
+// one are dropped (``unrouted``).
 
 import { decryptFrame, deriveKey, encryptFrame, splitFrame } from "./sframe.js";
 import { RequestLimiter, SenderKeys } from "./keyschedule.js";
@@ -21,6 +28,7 @@ const counts = {
   replayed: 0,
   malformed: 0,
   no_send_key: 0,
+  unrouted: 0,
   encrypt_ms: 0, // time spent in encryptFrame, for the per-frame cost (docs/benchmarks.md)
 };
 let sending = null; // {kid, material}
@@ -28,6 +36,7 @@ let ctr = 0; // one counter per key, shared by audio and video
 const receiving = new Map(); // participant → SenderKeys
 const limiter = new RequestLimiter();
 const starving = new Map(); // participant → receivers that dropped frames for lack of a key
+const routes = new Map(); // route id → {participant, source}
 let chain = Promise.resolve();
 
 function keysOf(participant) {
@@ -68,7 +77,16 @@ async function handle(message) {
 }
 
 self.onmessage = (event) => {
-  chain = chain.then(() => handle(event.data)).catch((error) => console.error("e2ee:", error));
+  const message = event.data;
+  // Routes change at once, not behind key derivations: the answer that starts the frames is
+  // sent right after them.
+  if (message.type === "route") {
+    routes.set(message.route, { participant: message.participant, source: message.source });
+  } else if (message.type === "unroute") {
+    routes.delete(message.route);
+  } else {
+    chain = chain.then(() => handle(message)).catch((error) => console.error("e2ee:", error));
+  }
 };
 
 function encryptor(kind) {
@@ -98,8 +116,20 @@ function missingKey(participant, kid, transformer) {
   }
 }
 
-function decryptor(kind, participant, transformer, source) {
+/** Who sent the frames of a receiver now: its own options, or its route's current entry. */
+function senderOf(options) {
+  if (options.route === undefined) return options;
+  return routes.get(options.route) ?? null;
+}
+
+function decryptor(kind, options, transformer) {
   return async (frame, controller) => {
+    const sender = senderOf(options);
+    if (!sender) {
+      counts.unrouted += 1;
+      return;
+    }
+    const { participant, source } = sender;
     const parts = splitFrame(kind, new Uint8Array(frame.data));
     if (!parts) {
       counts.malformed += 1;
@@ -132,9 +162,9 @@ function decryptor(kind, participant, transformer, source) {
 
 self.onrtctransform = (event) => {
   const transformer = event.transformer;
-  const { operation, kind, participant, source } = transformer.options;
+  const { operation, kind } = transformer.options;
   const transform =
-    operation === "encrypt" ? encryptor(kind) : decryptor(kind, participant, transformer, source);
+    operation === "encrypt" ? encryptor(kind) : decryptor(kind, transformer.options, transformer);
   transformer.readable
     .pipeThrough(new TransformStream({ transform }))
     .pipeTo(transformer.writable)

@@ -40,6 +40,7 @@ export class CallE2ee extends EventTarget {
     this._chain = Promise.resolve();
     this._statsWaiting = new Map();
     this._statsId = 0;
+    this._routes = 0;
     this.closed = false;
   }
 
@@ -58,6 +59,29 @@ export class CallE2ee extends EventTarget {
   attachReceiver(receiver, kind, participant, source = "camera") {
     const options = { operation: "decrypt", kind, participant, source };
     receiver.transform = new RTCRtpScriptTransform(this.worker, options);
+  }
+
+  /**
+   * A receiver whose sender may change (one connection for everyone, bundle.js): its frames are
+   * decrypted with the key of whoever ``route(id, …)`` last named for it, and dropped while no
+   * one is. Returns its route id.
+   */
+  attachRoutedReceiver(receiver, kind) {
+    this._routes += 1;
+    const route = this._routes;
+    const options = { operation: "decrypt", kind, route };
+    receiver.transform = new RTCRtpScriptTransform(this.worker, options);
+    return route;
+  }
+
+  /** The routed receiver ``route`` now carries ``source`` ("camera" | "screen") of ``participant``. */
+  route(route, participant, source) {
+    if (!this.closed) this.worker.postMessage({ type: "route", route, participant, source });
+  }
+
+  /** The routed receiver ``route`` carries no one now. */
+  unroute(route) {
+    if (!this.closed) this.worker.postMessage({ type: "unroute", route });
   }
 
   /** A call message for us (``participants``, ``media_key``, ``media_key_request``). */

@@ -4,8 +4,9 @@
 //   group_invite {handles, media, ref} →           → incoming {group: true, caller: host}
 //        ← joined {call_id, participant, ref}      ← accept {call_id}
 //        ← participants [...] (on every change)    → joined, participants
-//   publish {sdp} →  ← publish_answer               (media: see sfu.js)
-//        ← subscribe_offer (one per other participant) → subscribe_answer
+//   publish {sdp, bundle: true} →  ← publish_answer   (media: see sfu.js)
+//        ← renegotiate (whenever who sends what changes) → renegotiate_answer
+//        (a server that does not bundle: ← subscribe_offer per participant → subscribe_answer)
 //        ← active_speaker {participant}
 //   mute {audio_muted, video_muted, screen} →  (shown to everyone in ``participants``)
 //   publish {source: "screen"} / unpublish → ; ← unpublished  (a shared screen: screenshare.js)
@@ -113,7 +114,8 @@ export class GroupCall extends Session {
     });
   }
 
-  /** Our session resumed: the SFU legs never depended on the WebSocket. */
+  /** Our session resumed: the SFU's connection never depended on the WebSocket (the server
+   * repeats an offer we may not have answered). */
   resumed() {}
 
   /** Milliseconds since we joined (0 before). */
@@ -148,6 +150,9 @@ export class GroupCall extends Session {
         return;
       case "publish_answer":
         await this.sfu?.onPublishAnswer(message);
+        return;
+      case "renegotiate":
+        await this.sfu?.onRenegotiate(message);
         return;
       case "subscribe_offer":
         await this.sfu?.onSubscribeOffer(message);
@@ -189,6 +194,7 @@ export class GroupCall extends Session {
       callId: this.callId,
       e2ee: this.e2ee,
       iceServers: turn,
+      bundle: this.bundle,
     });
     this.sfu.addEventListener("track", (event) => {
       const { participant, stream, source } = event.detail;

@@ -6,7 +6,8 @@ const clamp = (v, max) => Math.min(Math.max(Number.isFinite(v) ? v : 0, 0), max)
 
 /** Read the call's receiving connection's stats and send one ``quality`` report. */
 export async function sendQuality(call) {
-  // Through the SFU, what we receive arrives on the subscription's connection.
+  // Through the SFU, what we receive arrives on our one connection (``call.pc``), or without
+  // bundle on the subscription's.
   const pc = (call.sfu && [...call.sfu.downlinks.values()][0]?.pc) || call.pc;
   if (!pc || !call.callId || pc.connectionState !== "connected") return;
   const report = await pc.getStats();

@@ -15,9 +15,10 @@ export class Session extends EventTarget {
   /**
    * ``api``/``line``: the REST client and call WebSocket; ``direction``: "outgoing" |
    * "incoming"; ``media``: "audio" | "video"; ``constraints``: {audio(), video(width, height)}
-   * giving getUserMedia constraints (the devices a person chose).
+   * giving getUserMedia constraints (the devices a person chose); ``bundle``: media through the
+   * SFU on one connection (sfu.js; false: one receiving connection per sender, the old way).
    */
-  constructor({ api, line, direction, media, callId = null, constraints = {} }) {
+  constructor({ api, line, direction, media, callId = null, constraints = {}, bundle = true }) {
     super();
     this.api = api;
     this.line = line;
@@ -33,6 +34,7 @@ export class Session extends EventTarget {
     this.endedBySelf = false;
     this.endedAt = 0;
     this._constraints = constraints;
+    this.bundle = bundle;
     this._chain = Promise.resolve();
     this._hangupWhenNamed = false; // hung up before the server named the call
     this._timers = new Map();
@@ -162,6 +164,7 @@ export class Session extends EventTarget {
 
   /** An ``error`` about this call: over if the server no longer knows it; fatal while placing. */
   _onError(error, placing) {
+    if (error.code === "stale_offer") return; // a repeated answer crossed the next offer: harmless
     if (GONE_CODES.has(error.code)) {
       this._finish("gone");
       return;

@@ -25,6 +25,8 @@ RTCP_PSFB = 206
 RTPFB_NACK = 1
 PSFB_PLI = 1
 PSFB_FIR = 4
+PSFB_AFB = 15  # application layer feedback: REMB (draft-alvestrand-rmcat-remb)
+REMB_ID = b"REMB"
 
 _FIXED = struct.Struct("!BBHII")
 _EXT = struct.Struct("!HH")
@@ -257,12 +259,21 @@ class Nack:
 
 
 @dataclass(slots=True)
+class Remb:
+    """Receiver Estimated Maximum Bitrate: what the receiver thinks the path can carry."""
+
+    sender_ssrc: int
+    bitrate_bps: int
+    ssrcs: list[int]
+
+
+@dataclass(slots=True)
 class OtherRtcp:
     packet_type: int
     fmt: int
 
 
-RtcpItem = SenderReport | ReceiverReport | PictureLoss | Nack | OtherRtcp
+RtcpItem = SenderReport | ReceiverReport | PictureLoss | Nack | Remb | OtherRtcp
 
 
 def _report_blocks(data: bytes, start: int, count: int, end: int) -> list[ReportBlock]:
@@ -321,6 +332,8 @@ def parse_rtcp(data: bytes) -> list[RtcpItem]:
                 for entry in range(fci, end - 7, 8):
                     (target,) = struct.unpack_from("!I", data, entry)
                     items.append(PictureLoss(sender, target, full=True))
+            elif packet_type == RTCP_PSFB and fmt == PSFB_AFB and data[fci : fci + 4] == REMB_ID:
+                items.append(_remb(data, sender, fci, end))
             elif packet_type == RTCP_RTPFB and fmt == RTPFB_NACK:
                 lost: list[int] = []
                 for entry in range(fci, end - 3, 4):
@@ -334,6 +347,29 @@ def parse_rtcp(data: bytes) -> list[RtcpItem]:
             items.append(OtherRtcp(packet_type, fmt))
         pos = end
     return items
+
+
+def _remb(data: bytes, sender: int, fci: int, end: int) -> Remb:
+    if fci + 8 > end:
+        raise MalformedPacket("rtcp_remb")
+    count, exp_mantissa = data[fci + 4], int.from_bytes(data[fci + 5 : fci + 8], "big")
+    if fci + 8 + 4 * count > end:
+        raise MalformedPacket("rtcp_remb")
+    bitrate = (exp_mantissa & 0x3FFFF) << (exp_mantissa >> 18)
+    ssrcs = list(struct.unpack_from(f"!{count}I", data, fci + 8))
+    return Remb(sender, bitrate, ssrcs)
+
+
+def build_remb(sender_ssrc: int, bitrate_bps: int, ssrcs: list[int]) -> bytes:
+    """A REMB packet (6-bit exponent, 18-bit mantissa, rounded down)."""
+    exp = 0
+    while bitrate_bps >> exp > 0x3FFFF:
+        exp += 1
+    fci = REMB_ID + bytes([len(ssrcs)])
+    fci += ((exp << 18) | (bitrate_bps >> exp)).to_bytes(3, "big")
+    fci += b"".join(struct.pack("!I", s) for s in ssrcs)
+    head = struct.pack("!BBHII", 0x80 | PSFB_AFB, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0)
+    return head + fci
 
 
 def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:

@@ -1,0 +1,61 @@
+"""Per-subscriber bandwidth estimates from REMB and receiver-report losses; REMB wire format."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.bandwidth import FLOOR_BPS, REMB_STALE_S, SubscriberEstimate
+from media.rtp import MalformedPacket, Remb, build_remb, parse_rtcp
+
+
+@pytest.mark.parametrize("bitrate", [0, 1, 262_143, 262_144, 300_000, 2_500_000, 10**9])
+def test_remb_round_trip(bitrate: int) -> None:
+    (item,) = parse_rtcp(build_remb(7, bitrate, [1, 2, 3]))
+    assert isinstance(item, Remb)
+    assert item.sender_ssrc == 7 and item.ssrcs == [1, 2, 3]
+    assert bitrate * 0.999 <= item.bitrate_bps <= bitrate  # 18-bit mantissa, rounded down
+
+
+def test_remb_inside_a_compound_packet_with_a_receiver_report() -> None:
+    rr = bytes([0x80, 201, 0, 1]) + (5).to_bytes(4, "big")
+    items = parse_rtcp(rr + build_remb(5, 123_456, [9]))
+    assert isinstance(items[1], Remb) and items[1].bitrate_bps == 123_456
+
+
+@pytest.mark.parametrize("cut", [16, 19, 23])
+def test_truncated_remb_is_malformed(cut: int) -> None:
+    packet = bytearray(build_remb(1, 500_000, [1, 2]))
+    del packet[cut:]
+    packet[2:4] = ((len(packet) + 3) // 4 - 1).to_bytes(2, "big")
+    packet += b"\x00" * (-len(packet) % 4)
+    with pytest.raises(MalformedPacket):
+        parse_rtcp(bytes(packet))
+
+
+def test_estimate_is_the_sum_of_fresh_rembs_of_the_legs() -> None:
+    est = SubscriberEstimate()
+    assert est.value(0.0) is None
+    est.remb("leg-a", 300_000, 0.0)
+    est.remb("leg-b", 200_000, 1.0)
+    assert est.value(1.0) == 500_000
+    assert est.value(REMB_STALE_S + 0.5) == 200_000  # leg-a went quiet
+    est.forget("leg-b")
+    assert est.value(1.0) == 300_000
+    est.remb("leg-a", 0, 2.0)
+    assert est.value(2.0) == FLOOR_BPS
+
+
+def test_heavy_loss_caps_below_what_was_received_and_low_loss_lifts_the_cap() -> None:
+    est = SubscriberEstimate()
+    est.remb("leg", 2_000_000, 0.0)
+    est.loss("leg", 0.30, receiving_bps=1_000_000)
+    assert est.value(0.0) == pytest.approx(850_000)
+    assert est.worst_loss() == 0.30
+    est.loss("leg", 0.05, receiving_bps=800_000)  # between the thresholds: hold
+    assert est.value(0.0) == pytest.approx(850_000)
+    for _ in range(3):
+        est.loss("leg", 0.0, receiving_bps=800_000)
+    assert est.value(0.0) == pytest.approx(850_000 * 1.08**3)
+    for _ in range(20):
+        est.loss("leg", 0.0, receiving_bps=800_000)
+    assert est.value(0.0) == 2_000_000  # the cap grew past REMB and is gone

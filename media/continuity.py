@@ -117,7 +117,7 @@ class SequenceRewriter:
             guess = candidate
         if self._out(guess) != ext_out or guess in self.dropped or guess > self.highest_in:
             return None
-        if self.first_in is not None and guess < self.first_in:
+        if self.before is not None and self.first_in is not None and guess < self.first_in:
             return None  # sent from the previous source
         return guess % SEQ_MOD
 

@@ -135,6 +135,16 @@ def audio_level(data: bytes, view: RtpView, ext_id: int) -> tuple[bool, int] | N
     return None
 
 
+def extension_value(data: bytes, view: RtpView, ext_id: int) -> bytes | None:
+    """The value of one-byte extension element ``ext_id`` (RFC 8285), or None."""
+    if view.extension_profile != ONE_BYTE_PROFILE:
+        return None
+    for ident, start, end in _one_byte_elements(data, view.extension_start, view.header_length):
+        if ident == ext_id:
+            return data[start:end]
+    return None
+
+
 def vp8_keyframe_start(data: bytes, view: RtpView) -> bool:
     """Whether this packet starts a VP8 keyframe (RFC 7741 descriptor, then the P bit).
 

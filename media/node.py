@@ -44,6 +44,7 @@ from media.peer import (
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
+from media.selection import select_layers
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.udpmux import UdpMux
 
@@ -162,7 +163,7 @@ class MediaNode:
         for stream in uplink.published:
             self.forwarder.publish(
                 room, participant, stream.kind, stream.ssrc, stream.payload_type,
-                stream.extensions, uplink.source,
+                stream.extensions, uplink.source, stream.rids,
             )  # fmt: skip
         registry[(room, participant)] = uplink
         forward = self._forward(uplink)
@@ -349,7 +350,8 @@ class MediaNode:
             ticks += 1
             now = self._loop.time()
             try:
-                for request in self.forwarder.due_keyframe_requests(now):
+                requests = self.forwarder.due_keyframe_requests(now)
+                for request in requests + select_layers(self.forwarder, now):
                     await self._send_pli(request)
                 if ticks % REPORT_EVERY_TICKS == 0:
                     for stale in [

@@ -10,8 +10,17 @@ receiver reports) and its prober.
 
 from __future__ import annotations
 
-from media.forwarding import Forwarder, KeyframeRequest, Kind, Publication, Room, Source, Target
-from media.simulcast import Demand, Prober, allocate, layers_now
+from media.forwarding import (
+    Forwarder,
+    KeyframeRequest,
+    Kind,
+    Publication,
+    Room,
+    Source,
+    Subscription,
+    Target,
+)
+from media.simulcast import PROBE_BACKOFF_S, Demand, Prober, allocate, layers_now
 
 #: What one subscribed audio stream is assumed to take (Opus at ~32 kbit/s plus headers).
 AUDIO_BPS = 50_000
@@ -38,21 +47,31 @@ def set_view(
 def select_layers(forwarder: Forwarder, now: float) -> list[KeyframeRequest]:
     requests: list[KeyframeRequest] = []
     for room in forwarder.rooms.values():
-        for subscriber in room.participants:
-            requests += _select_for(forwarder, room, subscriber, now)
+        if not any(
+            publication.layered is not None
+            for participant in room.participants.values()
+            for publication in participant.by_track.values()
+        ):
+            continue  # nobody in this room publishes simulcast
+        by_subscriber: dict[str, list[Subscription]] = {}
+        for sub in room.subscriptions.values():
+            if sub.active:
+                by_subscriber.setdefault(sub.subscriber, []).append(sub)
+        for subscriber, subs in by_subscriber.items():
+            requests += _select_for(forwarder, room, subscriber, subs, now)
     return requests
 
 
 def _select_for(
-    forwarder: Forwarder, room: Room, subscriber: str, now: float
+    forwarder: Forwarder, room: Room, subscriber: str, subs: list[Subscription], now: float
 ) -> list[KeyframeRequest]:
     audio_bps = 0.0
     demands: list[Demand] = []
     targets: dict[str, tuple[Publication, Target]] = {}
     speaker = room.speaker.current
-    for sub in room.subscriptions.values():
+    for sub in subs:
         publisher = room.participants.get(sub.publisher)
-        if sub.subscriber != subscriber or not sub.active or publisher is None:
+        if publisher is None:
             continue
         if Kind.AUDIO in sub.legs and (sub.source, Kind.AUDIO) in publisher.by_track:
             audio_bps += AUDIO_BPS
@@ -102,7 +121,9 @@ def _choose(
     plain = allocate(value, audio_bps, demands)
     if value is None:
         return plain
-    prober = room.probers.setdefault(subscriber, Prober())
+    prober = room.probers.get(subscriber)
+    if prober is None:  # the first estimate: let it settle before any probe
+        prober = room.probers[subscriber] = Prober(next_at=now + PROBE_BACKOFF_S)
     prober.settle(value, loss, now)
     if prober.probing(now):
         return allocate(value, audio_bps, demands, extra_steps=1)

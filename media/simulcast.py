@@ -36,10 +36,13 @@ class LayerMeter:
     index: int
     height: int | None = None
     last_at: float = float("-inf")
+    first_at: float | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
     _bytes: int = 0
 
     def packet(self, size: int, now: float) -> None:
+        if self.first_at is None or now - self.last_at >= LAYER_IDLE_S:
+            self.first_at = now  # (re)started: the window is not full yet
         self.last_at = now
         self._samples.append((now, size))
         self._bytes += size
@@ -57,6 +60,10 @@ class LayerMeter:
     def active(self, now: float) -> bool:
         return now - self.last_at < LAYER_IDLE_S
 
+    def full(self, now: float) -> bool:
+        """Whether a whole window has been measured (a partial one under-counts)."""
+        return self.first_at is not None and now - self.first_at >= RATE_WINDOW_S
+
 
 @dataclass(frozen=True, slots=True)
 class Layer:
@@ -68,14 +75,16 @@ class Layer:
 
 
 def layers_now(meters: Sequence[LayerMeter], now: float) -> list[Layer]:
-    """The active layers, lowest first, with measured (else nominal) bitrates."""
+    """The active layers, lowest first, with measured bitrates (no lower than the nominal one
+    until a whole window is measured)."""
     out = []
     for meter in sorted(meters, key=lambda m: m.index):
         if not meter.active(now):
             continue
         nominal = NOMINAL_BPS[min(meter.index, len(NOMINAL_BPS) - 1)]
         measured = meter.bitrate(now)
-        out.append(Layer(meter.index, measured if measured > 0 else nominal, meter.height))
+        bps = measured if meter.full(now) and measured > 0 else max(measured, nominal)
+        out.append(Layer(meter.index, bps, meter.height))
     return out
 
 
@@ -160,6 +169,9 @@ def allocate(
     return chosen
 
 
+PROBE_BACKOFF_S = 3.0
+
+
 @dataclass(slots=True)
 class Prober:
     """When to try one layer more than the estimate allows, and when to give up on it.
@@ -170,10 +182,10 @@ class Prober:
     the extra traffic. Otherwise the next probe waits twice as long (up to ``max_backoff_s``).
     """
 
-    base_backoff_s: float = 3.0
+    base_backoff_s: float = PROBE_BACKOFF_S
     max_backoff_s: float = 30.0
     window_s: float = 3.0
-    backoff_s: float = 3.0
+    backoff_s: float = PROBE_BACKOFF_S
     next_at: float = 0.0
     until: float | None = None
     needed_bps: float = 0.0

@@ -44,7 +44,7 @@ from media.peer import (
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
-from media.selection import select_layers
+from media.selection import select_layers, simulcast_stats
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.udpmux import UdpMux
 
@@ -450,6 +450,7 @@ class MediaNode:
             "downlinks": len(self.downlinks),
             "dropped": dropped,
             **counters,
+            **simulcast_stats(self.forwarder, self._loop.time()),
         }
 
     async def close(self) -> None:
@@ -481,6 +482,8 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "held_for_keyframe": counters.held_for_keyframe,
         "padding_only": counters.padding_only,
         "legs_failed": counters.legs_failed,
+        "layer_switches": counters.layer_switches,
+        "probes": counters.probes,
         "dropped": dict(counters.dropped),
     }
 

@@ -10,6 +10,8 @@ receiver reports) and its prober.
 
 from __future__ import annotations
 
+from typing import Any
+
 from media.forwarding import (
     Forwarder,
     KeyframeRequest,
@@ -144,6 +146,14 @@ def _cost(demands: list[Demand], choice: dict[str, int | None]) -> float:
         layer = choice.get(demand.key)
         total += sum(x.bps for x in demand.layers if x.index == layer)
     return total
+
+
+def simulcast_stats(forwarder: Forwarder, now: float) -> dict[str, Any]:
+    """Node stats: subscriptions whose simulcast video is paused, every subscriber's estimate."""
+    return {
+        "video_paused": paused_videos(forwarder),
+        "subscriber_estimates_bps": [round(v) for v in estimates(forwarder, now)],
+    }
 
 
 def paused_videos(forwarder: Forwarder) -> int:

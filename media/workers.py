@@ -64,8 +64,10 @@ COUNTERS = (
     "held_for_keyframe",
     "padding_only",
     "legs_failed",
+    "layer_switches",
+    "probes",
 )
-GAUGES = ("subscriptions", "uplinks", "downlinks")
+GAUGES = ("subscriptions", "uplinks", "downlinks", "video_paused")
 
 T = TypeVar("T")
 
@@ -464,11 +466,13 @@ class WorkerPool:
                 gauges[name] += int(worker.stats.get(name, 0))
             for reason, count in dict(worker.stats.get("dropped", {})).items():
                 dropped[reason] = dropped.get(reason, 0) + int(count)
+        estimates = [e for w in self.workers for e in w.stats.get("subscriber_estimates_bps", ())]
         return {
             "draining": self.draining,
             "rooms": len(self._of),
             "participants": sum(w.participants for w in self.workers),
             **gauges,
+            "subscriber_estimates_bps": estimates,
             "dropped": dropped,
             **counters,
             "workers": [w.load() for w in self.workers],

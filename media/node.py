@@ -44,7 +44,7 @@ from media.peer import (
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli
-from media.selection import select_layers, simulcast_stats
+from media.selection import select_layers, set_view, simulcast_stats
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.udpmux import UdpMux
 
@@ -260,6 +260,16 @@ class MediaNode:
         downlink = self.downlinks.pop(sub_id, None)
         if downlink is not None:
             await _close_all([downlink.pc])
+
+    async def set_view(
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        source: Source,
+        max_height: int | None,
+    ) -> None:
+        set_view(self.forwarder, room, subscriber, publisher, source, max_height)
 
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
         downlink = self.downlinks.get(sub_id)

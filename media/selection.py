@@ -39,6 +39,7 @@ def set_view(
     """The largest height ``subscriber`` wants of ``publisher``'s ``source`` (None: any)."""
     found = forwarder.room(room)
     forwarder.participant(room, subscriber)
+    forwarder.participant(room, publisher)  # views are kept per member: bounded by the room
     key = (subscriber, publisher, source)
     if max_height is None:
         found.views.pop(key, None)

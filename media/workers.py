@@ -402,6 +402,19 @@ class WorkerPool:
             self._worker(room), lambda c: c.answer(room, subscriber, sub_id, answer_sdp)
         )
 
+    async def set_view(
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        source: Source,
+        max_height: int | None,
+    ) -> None:
+        await self._forward(
+            self._worker(room),
+            lambda c: c.set_view(room, subscriber, publisher, source.value, max_height),
+        )
+
     def open_rooms(self) -> int:
         return len(self._of)
 

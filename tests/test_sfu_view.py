@@ -51,11 +51,11 @@ async def test_metrics_carry_the_simulcast_figures(start_sfu: StartSfu) -> None:
     room = node.forwarder.rooms["r"]
     for subscriber, bps in (("a", 300_000), ("b", 2_000_000), ("c", 900_000)):
         room.estimates[subscriber] = SubscriberEstimate()
-        room.estimates[subscriber].remb("leg", bps, node._loop.time())  # noqa: SLF001
+        room.estimates[subscriber].remb("leg", bps, node._loop.time())
     url = str(server.make_url("/metrics"))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers={"Authorization": f"Bearer {SECRET}"}) as response:
-            text = await response.text()
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        text = await response.text()
     lines = set(text.splitlines())
     assert "callbook_sfu_layer_switches_total 0.0" in lines
     assert "callbook_sfu_video_paused 0.0" in lines

@@ -21,7 +21,7 @@ Two corrections on top of REMB:
   below 2 % the loss cap grows 8 % per report until it no longer binds.
 * **Several downlinks per subscriber** (the per-publisher legs of the older transport): each leg
   has its own estimator and REMB; the subscriber's estimate is their sum. With one connection
-  per participant there is one leg and the sum is that leg's REMB.
+  per participant there is one REMB, about all its streams.
 """
 
 from __future__ import annotations
@@ -39,53 +39,59 @@ FLOOR_BPS = 30_000
 
 
 @dataclass(slots=True)
-class LegEstimate:
-    remb_bps: float | None = None
-    remb_at: float = float("-inf")
-    loss_cap_bps: float | None = None
-    loss: float = 0.0
+class Remb:
+    ssrcs: frozenset[int]  # the streams it is about
+    bitrate_bps: float
+    at: float
 
 
 @dataclass(slots=True)
 class SubscriberEstimate:
-    """One subscriber's downlink estimate, from all its legs."""
+    """One subscriber's downlink estimate: the sum of its transports' REMBs, capped on loss.
 
-    legs: dict[str, LegEstimate] = field(default_factory=dict)
+    A REMB names the SSRCs it is about (all the streams of one receiving transport). Reports
+    about disjoint sets add up (one transport per publisher); a report about streams another
+    one covered replaces it (one transport whose set of streams changed). Receivers send RTCP
+    from SSRCs of their own choosing (Chromium's receive-only connections all use 1), so the
+    sender's SSRC cannot tell transports apart.
+    """
 
-    def remb(self, leg: str, bitrate_bps: float, now: float) -> None:
-        state = self.legs.setdefault(leg, LegEstimate())
-        state.remb_bps = max(FLOOR_BPS, float(bitrate_bps))
-        state.remb_at = now
+    rembs: list[Remb] = field(default_factory=list)
+    loss_cap_bps: float | None = None
+    losses: dict[int, float] = field(default_factory=dict)  # by stream: the latest fraction
 
-    def loss(self, leg: str, fraction: float, receiving_bps: float) -> None:
-        """A receiver report for ``leg``: ``fraction`` lost (0..1) while it was being sent
-        ``receiving_bps``."""
-        state = self.legs.setdefault(leg, LegEstimate())
-        state.loss = fraction
+    def remb(self, ssrcs: list[int] | frozenset[int], bitrate_bps: float, now: float) -> None:
+        covered = frozenset(ssrcs)
+        self.rembs = [r for r in self.rembs if not r.ssrcs & covered and r.ssrcs != covered]
+        self.rembs.append(Remb(covered, max(FLOOR_BPS, float(bitrate_bps)), now))
+
+    def loss(self, stream: int, fraction: float, receiving_bps: float) -> None:
+        """A receiver report block about ``stream``: ``fraction`` lost (0..1) while the
+        subscriber was being sent ``receiving_bps`` in all."""
+        self.losses[stream] = fraction
         if fraction > HIGH_LOSS:
-            base = receiving_bps if state.loss_cap_bps is None else state.loss_cap_bps
+            base = receiving_bps if self.loss_cap_bps is None else self.loss_cap_bps
             base = min(base, receiving_bps) if receiving_bps > 0 else base
-            state.loss_cap_bps = max(FLOOR_BPS, base * (1 - fraction / 2))
-        elif fraction < LOW_LOSS and state.loss_cap_bps is not None:
-            state.loss_cap_bps *= LOSS_GROWTH
-            if state.remb_bps is not None and state.loss_cap_bps >= state.remb_bps:
-                state.loss_cap_bps = None
+            self.loss_cap_bps = max(FLOOR_BPS, base * (1 - fraction / 2))
+        elif self.worst_loss() < LOW_LOSS and self.loss_cap_bps is not None:
+            self.loss_cap_bps *= LOSS_GROWTH
+            remb = self._remb(float("inf"))
+            if remb is not None and self.loss_cap_bps >= remb:
+                self.loss_cap_bps = None
 
-    def forget(self, leg: str) -> None:
-        self.legs.pop(leg, None)
+    def forget(self, stream: int) -> None:
+        self.losses.pop(stream, None)
+        self.rembs = [r for r in self.rembs if stream not in r.ssrcs]
 
     def worst_loss(self) -> float:
-        return max((s.loss for s in self.legs.values()), default=0.0)
+        return max(self.losses.values(), default=0.0)
+
+    def _remb(self, now: float) -> float | None:
+        fresh = [r.bitrate_bps for r in self.rembs if now - r.at <= REMB_STALE_S]
+        return sum(fresh) if fresh else None
 
     def value(self, now: float) -> float | None:
         """Bits per second this subscriber can take now, or None: nothing known yet."""
-        total = 0.0
-        known = False
-        for state in self.legs.values():
-            caps = [c for c in (state.loss_cap_bps,) if c is not None]
-            if state.remb_bps is not None and now - state.remb_at <= REMB_STALE_S:
-                caps.append(state.remb_bps)
-            if caps:
-                total += min(caps)
-                known = True
-        return total if known else None
+        remb = self._remb(now)
+        caps = [c for c in (remb, self.loss_cap_bps) if c is not None]
+        return min(caps) if caps else None

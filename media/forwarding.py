@@ -708,10 +708,10 @@ class Forwarder:
                     if source is not None:
                         upstream.append(NackRequest(sub.room, sub.publisher, *source, sub.source))
             elif isinstance(item, Remb):
-                # Keyed by the receiver's RTCP SSRC: legs sharing one transport send one REMB
-                # from one SSRC and count once; separate transports add up.
+                # By the streams it names: separate transports add up (media.bandwidth).
                 estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
-                estimate.remb(str(item.sender_ssrc), item.bitrate_bps, now)
+                named = item.ssrcs or [leg.ssrc for leg in sub.legs.values()]
+                estimate.remb(named, item.bitrate_bps, now)
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
                     publication = by_leg_ssrc.get(block.ssrc)
@@ -721,12 +721,10 @@ class Forwarder:
                     target.fraction_lost = block.fraction_lost / 256
                     target.jitter_ms = block.jitter * 1000 / CLOCK_RATE[publication.kind]
                     if target.layered is not None:
+                        # Loss cuts what the whole downlink was estimated to carry.
                         estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
-                        estimate.loss(
-                            str(item.ssrc),
-                            target.fraction_lost,
-                            target_bps(publication, target, now),
-                        )
+                        rate = estimate.value(now) or target_bps(publication, target, now)
+                        estimate.loss(block.ssrc, target.fraction_lost, rate)
         self.counters.retransmitted_packets += len(retransmit)
         room.counters.retransmitted_packets += len(retransmit)
         return Feedback(keyframes, retransmit, upstream)

@@ -134,7 +134,7 @@ def _choose(
     if more == plain:
         return plain  # everyone already has all it wants
     needed = audio_bps + _cost(demands, more)
-    if prober.start(True, loss, needed, now):
+    if prober.start(True, loss, needed, now, value):
         forwarder.counters.probes += 1
         room.counters.probes += 1
         return more

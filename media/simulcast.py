@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 #: Until a layer's bitrate is measured, assume what Chromium sends for 1/4, 1/2 and full
 #: resolution of a 640x480 camera.
 NOMINAL_BPS = (150_000, 500_000, 1_500_000)
-#: Moving up needs this much headroom over the layer's bitrate; staying needs none, so an
-#: estimate that wobbles around one layer's rate does not switch back and forth.
+#: Moving up needs this much headroom over the layer's bitrate; staying needs less than the
+#: rate itself, so an estimate that wobbles around one layer's rate does not switch back and
+#: forth (each switch costs a keyframe).
 UPGRADE_MARGIN = 1.15
+STAY_MARGIN = 0.9
 #: A layer with no packet for this long is not being sent (the publisher dropped it).
 LAYER_IDLE_S = 1.5
 RATE_WINDOW_S = 1.0
@@ -125,7 +127,8 @@ def allocate(
 
     Audio first; then every video its lowest layer, in the order given (put the active speaker
     first: it is the last to be paused); then one layer up at a time, round robin, while it
-    fits. ``extra_steps`` upgrades that many more regardless of the budget (a probe).
+    fits. ``extra_steps`` takes that many more steps regardless of the budget (a probe): a
+    paused video's lowest layer, or one layer up.
     """
     budget = float("inf") if estimate_bps is None else estimate_bps - audio_bps
     chosen: dict[str, int | None] = {}
@@ -137,8 +140,11 @@ def allocate(
         if top is None:
             continue
         cost = demand.layers[0].bps
-        if cost > budget:
-            continue
+        margin = STAY_MARGIN if demand.current is not None else 1.0
+        if cost * margin > budget:
+            if extra_steps <= 0:
+                continue
+            extra_steps -= 1
         budget -= cost
         position[demand.key] = 0
         ceiling[demand.key] = top
@@ -153,9 +159,8 @@ def allocate(
             layers = by_key[key].layers
             step = layers[at + 1].bps - layers[at].bps
             current = by_key[key].current
-            margin = (
-                1.0 if current is not None and layers[at + 1].index <= current else UPGRADE_MARGIN
-            )
+            staying = current is not None and layers[at + 1].index <= current
+            margin = STAY_MARGIN if staying else UPGRADE_MARGIN
             if step * margin <= budget:
                 budget -= step
             elif extra_steps > 0:
@@ -179,7 +184,10 @@ class Prober:
     A probe starts when the allocation is held back by the estimate (``constrained``), the
     loss is low, and the back-off has passed; it lasts ``window_s``. It succeeds if by then the
     estimate covers what the probe sent (``needed_bps``): the receiver's estimate grew with
-    the extra traffic. Otherwise the next probe waits twice as long (up to ``max_backoff_s``).
+    the extra traffic. A receiver's estimate climbs only some 8 % a second, so a probe whose
+    estimate is still growing (by ``growth`` over the window) goes on for another window, up
+    to ``max_windows``. Otherwise the next probe waits twice as long (up to
+    ``max_backoff_s``).
     """
 
     base_backoff_s: float = PROBE_BACKOFF_S
@@ -189,25 +197,49 @@ class Prober:
     next_at: float = 0.0
     until: float | None = None
     needed_bps: float = 0.0
+    growth: float = 1.1
+    max_windows: int = 5
+    windows: int = 0
+    window_start_bps: float = 0.0
     succeeded: int = 0
     failed: int = 0
 
     def probing(self, now: float) -> bool:
         return self.until is not None and now < self.until
 
-    def start(self, constrained: bool, loss: float, needed_bps: float, now: float) -> bool:
+    def start(
+        self,
+        constrained: bool,
+        loss: float,
+        needed_bps: float,
+        now: float,
+        estimate_bps: float = 0.0,
+    ) -> bool:
         if self.until is not None or not constrained or loss > 0.02 or now < self.next_at:
             return False
         self.until = now + self.window_s
         self.needed_bps = needed_bps
+        self.windows = 1
+        self.window_start_bps = estimate_bps
         return True
 
     def settle(self, estimate_bps: float | None, loss: float, now: float) -> bool | None:
         """At the end of a probe window: True (kept), False (failed), None (not over yet)."""
         if self.until is None or now < self.until:
             return None
-        self.until = None
         ok = estimate_bps is not None and estimate_bps >= self.needed_bps and loss <= 0.1
+        growing = (
+            estimate_bps is not None
+            and self.window_start_bps > 0
+            and estimate_bps >= self.window_start_bps * self.growth
+            and loss <= 0.02
+        )
+        if not ok and growing and self.windows < self.max_windows:
+            self.windows += 1
+            self.until = now + self.window_s
+            self.window_start_bps = estimate_bps or 0.0
+            return None
+        self.until = None
         if ok:
             self.succeeded += 1
             self.backoff_s = self.base_backoff_s

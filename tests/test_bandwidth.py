@@ -32,30 +32,39 @@ def test_truncated_remb_is_malformed(cut: int) -> None:
         parse_rtcp(bytes(packet))
 
 
-def test_estimate_is_the_sum_of_fresh_rembs_of_the_legs() -> None:
+def test_estimate_sums_rembs_about_separate_transports() -> None:
     est = SubscriberEstimate()
     assert est.value(0.0) is None
-    est.remb("leg-a", 300_000, 0.0)
-    est.remb("leg-b", 200_000, 1.0)
+    est.remb([1, 2], 300_000, 0.0)  # one transport per publisher: streams 1, 2 ...
+    est.remb([3, 4], 200_000, 1.0)  # ... and 3, 4
     assert est.value(1.0) == 500_000
-    assert est.value(REMB_STALE_S + 0.5) == 200_000  # leg-a went quiet
-    est.forget("leg-b")
+    assert est.value(REMB_STALE_S + 0.5) == 200_000  # the first went quiet
+    est.forget(3)
     assert est.value(1.0) == 300_000
-    est.remb("leg-a", 0, 2.0)
+    est.remb([1, 2], 0, 2.0)
     assert est.value(2.0) == FLOOR_BPS
+
+
+def test_a_remb_about_streams_another_covered_replaces_it() -> None:
+    est = SubscriberEstimate()
+    est.remb([1, 2], 300_000, 0.0)  # one transport carrying two streams ...
+    est.remb([1, 2, 5], 900_000, 1.0)  # ... now three: one estimate, not two
+    assert est.value(1.0) == 900_000
+    est.remb([5], 400_000, 2.0)
+    assert est.value(2.0) == 400_000
 
 
 def test_heavy_loss_caps_below_what_was_received_and_low_loss_lifts_the_cap() -> None:
     est = SubscriberEstimate()
-    est.remb("leg", 2_000_000, 0.0)
-    est.loss("leg", 0.30, receiving_bps=1_000_000)
+    est.remb([7], 2_000_000, 0.0)
+    est.loss(7, 0.30, receiving_bps=1_000_000)
     assert est.value(0.0) == pytest.approx(850_000)
     assert est.worst_loss() == 0.30
-    est.loss("leg", 0.05, receiving_bps=800_000)  # between the thresholds: hold
+    est.loss(7, 0.05, receiving_bps=800_000)  # between the thresholds: hold
     assert est.value(0.0) == pytest.approx(850_000)
     for _ in range(3):
-        est.loss("leg", 0.0, receiving_bps=800_000)
+        est.loss(7, 0.0, receiving_bps=800_000)
     assert est.value(0.0) == pytest.approx(850_000 * 1.08**3)
     for _ in range(20):
-        est.loss("leg", 0.0, receiving_bps=800_000)
+        est.loss(7, 0.0, receiving_bps=800_000)
     assert est.value(0.0) == 2_000_000  # the cap grew past REMB and is gone

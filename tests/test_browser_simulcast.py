@@ -92,7 +92,7 @@ async def decoding_at(page: Page, who: str, height: int, what: str) -> dict[str,
         return later
 
     try:
-        return await until(check, what, within=30.0)  # type: ignore[no-any-return]
+        return await until(check, what, within=60.0)  # type: ignore[no-any-return]
     except AssertionError as exc:
         stats = await SFU_STATS() if SFU_STATS else {}
         figures = {k: v for k, v in stats.items() if k in SIMULCAST_FIGURES}

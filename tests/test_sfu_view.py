@@ -51,7 +51,7 @@ async def test_metrics_carry_the_simulcast_figures(start_sfu: StartSfu) -> None:
     room = node.forwarder.rooms["r"]
     for subscriber, bps in (("a", 300_000), ("b", 2_000_000), ("c", 900_000)):
         room.estimates[subscriber] = SubscriberEstimate()
-        room.estimates[subscriber].remb("leg", bps, node._loop.time())
+        room.estimates[subscriber].remb([1], bps, node._loop.time())
     url = str(server.make_url("/metrics"))
     headers = {"Authorization": f"Bearer {SECRET}"}
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:

@@ -45,12 +45,14 @@ def test_a_layer_of_unknown_height_counts_as_too_tall_except_the_lowest() -> Non
         # moving up from 0 to 1 needs 15 % headroom on the step (350 kbit/s)
         (40_000 + 150_000 + 380_000, 40_000, 0, None, 0),
         (40_000 + 150_000 + 410_000, 40_000, 0, None, 1),
-        # staying on 1 needs none
+        # staying on 1 needs a little less than its rate (no switching on every wobble)
         (40_000 + 500_000, 40_000, 1, None, 1),
-        (40_000 + 499_000, 40_000, 1, None, 0),
+        (40_000 + 470_000, 40_000, 1, None, 1),
+        (40_000 + 440_000, 40_000, 1, None, 0),
         # audio first: what is left cannot carry the lowest layer -> paused
         (180_000, 40_000, None, None, None),
         (100_000, 40_000, 2, None, None),
+        (40_000 + 140_000, 40_000, 0, None, 0),  # a paused video comes back only when it fits
         # a small tile gets the small layer with bandwidth to spare
         (10_000_000, 40_000, 2, 180, 0),
         (10_000_000, 40_000, None, 240, 1),
@@ -77,6 +79,12 @@ def test_allocate_shares_the_budget_lowest_layers_first_then_round_robin() -> No
     # not even three lowest layers: the first in the list (the speaker) keeps video
     got = allocate(320_000, 0, demands)
     assert got == {"speaker": 0, "b": 0, "c": None}
+
+
+def test_allocate_probe_steps_unpause_before_they_upgrade() -> None:
+    demands = [Demand("a", THREE), Demand("b", THREE, current=0)]
+    got = allocate(100_000, 0, demands, extra_steps=1)
+    assert got == {"a": 0, "b": None}  # the first in the list is the first to get video back
 
 
 def test_allocate_probe_steps_go_over_the_budget() -> None:
@@ -131,7 +139,7 @@ def test_prober_backs_off_when_the_estimate_does_not_follow() -> None:
     prober = Prober()
     assert not prober.start(constrained=False, loss=0.0, needed_bps=1e6, now=0.0)
     assert not prober.start(constrained=True, loss=0.05, needed_bps=1e6, now=0.0)
-    assert prober.start(constrained=True, loss=0.0, needed_bps=700_000, now=0.0)
+    assert prober.start(constrained=True, loss=0.0, needed_bps=700_000, now=0.0, estimate_bps=3e5)
     assert prober.probing(1.0) and prober.settle(700_000, 0.0, 1.0) is None
     assert prober.settle(300_000, 0.0, 3.0) is False  # the estimate stayed low
     assert not prober.start(True, 0.0, 7e5, now=8.9)  # back-off doubled to 6 s
@@ -139,6 +147,21 @@ def test_prober_backs_off_when_the_estimate_does_not_follow() -> None:
     assert prober.settle(750_000, 0.0, 12.0) is True
     assert prober.backoff_s == prober.base_backoff_s and prober.next_at == 15.0
     assert (prober.succeeded, prober.failed) == (1, 1)
+
+
+def test_a_probe_goes_on_while_the_estimate_keeps_growing() -> None:
+    prober = Prober()
+    assert prober.start(True, 0.0, needed_bps=1_000_000, now=0.0, estimate_bps=500_000)
+    assert prober.settle(600_000, 0.0, 3.0) is None  # +20 %: another window
+    assert prober.probing(4.0)
+    assert prober.settle(700_000, 0.0, 6.0) is None
+    assert prober.settle(1_000_000, 0.0, 9.0) is True
+    assert prober.start(True, 0.0, 2_000_000, now=12.0, estimate_bps=1_000_000)
+    assert prober.settle(1_050_000, 0.0, 15.0) is False  # +5 %: not enough to go on
+    assert prober.start(True, 0.0, 10_000_000, now=21.0, estimate_bps=1e6)
+    for at, estimate in ((24.0, 1.2e6), (27.0, 1.4e6), (30.0, 1.6e6), (33.0, 1.8e6)):
+        assert prober.settle(estimate, 0.0, at) is None  # growing, for max_windows windows
+    assert prober.settle(2.5e6, 0.0, 36.0) is False
 
 
 def test_prober_back_off_is_bounded() -> None:

@@ -129,12 +129,13 @@ def _choose(
         prober = room.probers[subscriber] = Prober(next_at=now + PROBE_BACKOFF_S)
     prober.settle(value, loss, now)
     if prober.probing(now):
-        return allocate(value, audio_bps, demands, extra_steps=1)
+        return allocate(value, audio_bps, demands, extra_steps=1, probe_key=prober.key)
     more = allocate(value, audio_bps, demands, extra_steps=1)
     if more == plain:
         return plain  # everyone already has all it wants
     needed = audio_bps + _cost(demands, more)
     if prober.start(True, loss, needed, now, value):
+        prober.key = next(key for key in more if more[key] != plain[key])
         forwarder.counters.probes += 1
         room.counters.probes += 1
         return more

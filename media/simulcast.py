@@ -122,13 +122,15 @@ def allocate(
     audio_bps: float,
     demands: Sequence[Demand],
     extra_steps: int = 0,
+    probe_key: str | None = None,
 ) -> dict[str, int | None]:
     """Target layer index per demand (None: paused) within ``estimate_bps`` (None: no limit).
 
     Audio first; then every video its lowest layer, in the order given (put the active speaker
     first: it is the last to be paused); then one layer up at a time, round robin, while it
     fits. ``extra_steps`` takes that many more steps regardless of the budget (a probe): a
-    paused video's lowest layer, or one layer up.
+    paused video's lowest layer, or one layer up; only for ``probe_key`` when given (a probe
+    stays on the video it started with).
     """
     budget = float("inf") if estimate_bps is None else estimate_bps - audio_bps
     chosen: dict[str, int | None] = {}
@@ -142,7 +144,7 @@ def allocate(
         cost = demand.layers[0].bps
         margin = STAY_MARGIN if demand.current is not None else 1.0
         if cost * margin > budget:
-            if extra_steps <= 0:
+            if extra_steps <= 0 or probe_key not in (None, demand.key):
                 continue
             extra_steps -= 1
         budget -= cost
@@ -163,7 +165,7 @@ def allocate(
             margin = STAY_MARGIN if staying else UPGRADE_MARGIN
             if step * margin <= budget:
                 budget -= step
-            elif extra_steps > 0:
+            elif extra_steps > 0 and probe_key in (None, key):
                 extra_steps -= 1
                 budget -= step
             else:
@@ -201,6 +203,7 @@ class Prober:
     max_windows: int = 5
     windows: int = 0
     window_start_bps: float = 0.0
+    key: str | None = None  # the video being tried higher
     succeeded: int = 0
     failed: int = 0
 

@@ -38,6 +38,24 @@ LOSS_GROWTH = 1.08
 FLOOR_BPS = 30_000
 
 
+#: A receiver's REMB this far below what it is being sent means it detected congestion
+#: (Chromium's estimator drops to 0.85 x the incoming rate on overuse).
+CONGESTED = 0.9
+
+
+def usable(estimate_bps: float | None, sending_bps: float) -> float | None:
+    """What the allocation may use, given the receiver's estimate and what it is being sent.
+
+    A REMB measures what a receiver gets, not what its link could carry: it only grows to about
+    1.5 x the incoming rate, and sits near the floor for a paused video. So an estimate at or
+    above what is being sent says "no congestion" (keep at least that; probes find out about
+    more), and only one clearly below it says "too much" (take it as it is).
+    """
+    if estimate_bps is None or sending_bps <= 0 or estimate_bps < CONGESTED * sending_bps:
+        return estimate_bps
+    return max(estimate_bps, sending_bps)
+
+
 @dataclass(slots=True)
 class Remb:
     ssrcs: frozenset[int]  # the streams it is about

@@ -601,6 +601,8 @@ class Forwarder:
         """A packet of one simulcast layer: to the subscriptions on that layer (or switching
         to it at this keyframe), each renumbered into its own continuous stream."""
         layer = layered.by_ssrc[view.ssrc]
+        if layered.started_at is None:
+            layered.started_at = now
         keyframe = layered.observe(layer, data, view, now)
         payload = data[view.header_length :]
         out: list[tuple[str, bytes]] = []

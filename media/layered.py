@@ -33,6 +33,7 @@ class LayeredVideo:
     repairs: set[int] = field(default_factory=set)  # RTX SSRCs: never forwarded
     meters: list[LayerMeter] = field(default_factory=list)
     last_pli: dict[int, float] = field(default_factory=dict)  # layer -> when
+    started_at: float | None = None  # the first layer's first packet
 
     def __post_init__(self) -> None:
         if not self.meters:

@@ -43,8 +43,8 @@ from media.peer import (
     receive_directly,
 )
 from media.ratecap import RateCaps
-from media.rtp import build_nack, build_pli
-from media.selection import select_layers, set_view, simulcast_stats
+from media.rtp import build_nack, build_pli, build_remb
+from media.selection import publisher_rembs, select_layers, set_view, simulcast_stats
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.udpmux import UdpMux
 
@@ -348,6 +348,13 @@ class MediaNode:
 
         return on_rtcp
 
+    async def _send_publisher_rembs(self, now: float, every_second: bool) -> None:
+        """Simulcast publishers are told the node's video cap (``selection.publisher_rembs``)."""
+        for room, name, source, ssrcs, bps in publisher_rembs(self.forwarder, now, every_second):
+            uplink = self._uplink(room, name, source)
+            if uplink is not None:
+                await uplink.send_rtcp(build_remb(uplink.rtcp_ssrc, bps, ssrcs))
+
     async def _send_pli(self, request: KeyframeRequest) -> None:
         uplink = self._uplink(request.room, request.publisher, request.source)
         if uplink is not None:
@@ -363,6 +370,7 @@ class MediaNode:
                 requests = self.forwarder.due_keyframe_requests(now)
                 for request in requests + select_layers(self.forwarder, now):
                     await self._send_pli(request)
+                await self._send_publisher_rembs(now, ticks % REPORT_EVERY_TICKS == 0)
                 if ticks % REPORT_EVERY_TICKS == 0:
                     for stale in [
                         d.id

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from media.bandwidth import usable
 from media.forwarding import (
     Forwarder,
     KeyframeRequest,
@@ -119,7 +120,8 @@ def _choose(
 ) -> dict[str, int | None]:
     """The allocation within the estimate, or one layer more while a probe runs."""
     estimate = room.estimates.get(subscriber)
-    value = estimate.value(now) if estimate is not None else None
+    sending = audio_bps + _cost(demands, {d.key: d.current for d in demands})
+    value = usable(estimate.value(now), sending) if estimate is not None else None
     loss = estimate.worst_loss() if estimate is not None else 0.0
     plain = allocate(value, audio_bps, demands)
     if value is None:
@@ -156,6 +158,32 @@ def simulcast_stats(forwarder: Forwarder, now: float) -> dict[str, Any]:
         "video_paused": paused_videos(forwarder),
         "subscriber_estimates_bps": [round(v) for v in estimates(forwarder, now)],
     }
+
+
+#: REMB to simulcast publishers: a browser trusts a REMB in its first 2 s and starts sending
+#: at that rate instead of climbing from 300 kbit/s by 8 % a second (so all layers flow at
+#: once); later ones only cap it. Sent every tick while a publisher starts, then every second.
+PUBLISHER_REMB_START_S = 3.0
+
+
+def publisher_rembs(
+    forwarder: Forwarder, now: float, every_second: bool
+) -> list[tuple[str, str, Source, list[int], int]]:
+    """(room, publisher, source, layer SSRCs, bit/s) of the REMBs to send simulcast publishers
+    now: the node's video cap, which a browser lowers to its own maximum."""
+    cap = int(forwarder.cap_kbps[Kind.VIDEO] * 1000)
+    out = []
+    for room in forwarder.rooms.values():
+        for participant in room.participants.values():
+            for publication in participant.by_track.values():
+                layered = publication.layered
+                if layered is None or layered.started_at is None or not layered.ssrc_of:
+                    continue
+                starting = now - layered.started_at < PUBLISHER_REMB_START_S
+                if starting or every_second:
+                    ssrcs = sorted(layered.ssrc_of.values())
+                    out.append((room.name, participant.name, publication.source, ssrcs, cap))
+    return out
 
 
 def paused_videos(forwarder: Forwarder) -> int:

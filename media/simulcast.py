@@ -177,6 +177,7 @@ def allocate(
 
 
 PROBE_BACKOFF_S = 3.0
+LOW_LOSS_PROBE = 0.1
 
 
 @dataclass(slots=True)
@@ -230,7 +231,11 @@ class Prober:
         """At the end of a probe window: True (kept), False (failed), None (not over yet)."""
         if self.until is None or now < self.until:
             return None
-        ok = estimate_bps is not None and estimate_bps >= self.needed_bps and loss <= 0.1
+        ok = (
+            estimate_bps is not None
+            and estimate_bps >= self.needed_bps * STAY_MARGIN
+            and loss <= LOW_LOSS_PROBE
+        )
         growing = (
             estimate_bps is not None
             and self.window_start_bps > 0

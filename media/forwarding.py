@@ -36,12 +36,14 @@ from media.rtp import (
     ReportBlock,
     RtpView,
     SenderReport,
+    abs_send_time,
     audio_level,
     build_receiver_report,
     build_rtp,
     parse_rtcp,
     parse_rtp,
     remap_extensions,
+    stamp_extension,
     vp8_keyframe_start,
 )
 from media.simulcast import Prober
@@ -51,6 +53,7 @@ from media.speaker import ActiveSpeaker
 KEYFRAME_INTERVAL_S = 0.5
 RETRANSMIT_SLOTS = 512  # ~1.5 s of 320 kbit/s video; a power of two so ``seq & mask`` indexes
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 DEFAULT_MAX_PARTICIPANTS = 16
 
 
@@ -624,6 +627,11 @@ class Forwarder:
                 ext = remap_extensions(data, view, target.mapping)
             except MalformedPacket:
                 ext = b""
+            send_time_id = target.leg.extensions.get(ABS_SEND_TIME_URI)
+            if send_time_id is not None:
+                # Our send time, not the publisher's: the receiver's REMB estimator then sees
+                # the delay of its own downlink (and not the publisher's pacing of the layers).
+                ext = stamp_extension(ext, send_time_id, abs_send_time(now))
             moved = view._replace(sequence=rewritten.sequence, timestamp=rewritten.timestamp)
             leg = target.leg
             packet = build_rtp(data, moved, leg.ssrc, leg.payload_type, ext, rewritten.payload)

@@ -192,6 +192,31 @@ def remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> 
     return _EXT.pack(ONE_BYTE_PROFILE, len(out) // 4) + bytes(out)
 
 
+def stamp_extension(ext: bytes, ext_id: int, value: bytes) -> bytes:
+    """``ext`` (an extension block as ``remap_extensions`` builds it) with element ``ext_id``'s
+    value replaced by ``value`` of the same length; unchanged when it has no such element."""
+    if not ext:
+        return ext
+    out = bytearray(ext)
+    pos = 4
+    while pos < len(out):
+        byte = out[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        ident, size = byte >> 4, (byte & 0x0F) + 1
+        if ident == ext_id and size == len(value):
+            out[pos + 1 : pos + 1 + size] = value
+            return bytes(out)
+        pos += 1 + size
+    return ext
+
+
+def abs_send_time(now: float) -> bytes:
+    """The abs-send-time extension's value for ``now``: 24 bits, seconds in 6.18 fixed point."""
+    return (int(now * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+
+
 def rewrite_rtp(
     data: bytes,
     view: RtpView,

@@ -20,7 +20,6 @@ from tests.test_browser_group import until
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
 
@@ -105,24 +104,12 @@ async def test_three_chromium_publish_simulcast_and_a_small_tile_gets_the_small_
     global SFU_STATS
     control = MediaControl(sfu.url, sfu.secret)
     SFU_STATS = control.stats
-    pages = {name: await browsers.page() for name in ("alice", "bob", "carol")}
-    for name, page in pages.items():
+    pages = [await browsers.page() for _ in range(3)]
+    for page, name in zip(pages, ("alice", "bob", "carol"), strict=True):
         await sign_up(page, server, name, name.title())
-    alice, bob, carol = pages["alice"], pages["bob"], pages["carol"]
-    await alice.get_by_role("button", name="Group call").click()
-    await alice.fill("#group-handles", "bob carol")
-    await alice.locator("#form-group").get_by_role("radio", name="Video", exact=True).check()
-    await alice.click("#group-start")
-    for page in (bob, carol):
-        await expect(page.locator("#screen-group")).to_have_attribute("data-state", "incoming")
-        await page.get_by_role("button", name="Join group call").click()
-    for page in pages.values():
-        await expect(page.locator("#group-grid .tile")).to_have_count(3)
-
-    # Alice's camera goes out in three layers, a quarter, a half and all of its height.
-    layers = await until(lambda: _all_layers(alice), "alice sending three layers", within=30.0)
+    alice, bob, carol = pages
+    layers = await group_call(alice, bob, carol)
     full = layers["f"]
-    assert layers["q"] * 4 == full and layers["h"] * 2 == full, layers
     me = await alice.evaluate("() => window.callbook.group.me")
 
     # With room to spare, both get the full layer.
@@ -149,6 +136,27 @@ async def test_three_chromium_publish_simulcast_and_a_small_tile_gets_the_small_
     await decoding_at(carol, me, full, "carol back on alice's full layer")
     errors = await carol.evaluate("() => window.callbook.group.e2ee.stats()")
     assert errors["auth_failed"] == errors["bad_blob"] == 0, errors
+
+
+async def group_call(alice: Page, bob: Page, carol: Page) -> dict[str, int]:
+    """Alice calls bob and carol, who join; returns the heights of alice's three layers."""
+    await alice.get_by_role("button", name="Group call").click()
+    await alice.fill("#group-handles", "bob carol")
+    await alice.locator("#form-group").get_by_role("radio", name="Video", exact=True).check()
+    await alice.click("#group-start")
+    for page in (bob, carol):
+        await expect(page.locator("#screen-group")).to_have_attribute(
+            "data-state", "incoming", timeout=30_000
+        )
+        await page.get_by_role("button", name="Join group call").click()
+    for page in (alice, bob, carol):
+        await expect(page.locator("#group-grid .tile")).to_have_count(3, timeout=30_000)
+    # Alice's camera goes out in three layers, a quarter, a half and all of its height.
+    layers: dict[str, int] = await until(
+        lambda: _all_layers(alice), "alice sending three layers", within=30.0
+    )
+    assert layers["q"] * 4 == layers["f"] and layers["h"] * 2 == layers["f"], layers
+    return layers
 
 
 async def _all_layers(page: Page) -> dict[str, int] | None:

@@ -38,20 +38,32 @@ LOSS_GROWTH = 1.08
 FLOOR_BPS = 30_000
 
 
-#: A receiver's REMB this far below what it is being sent means it detected congestion
-#: (Chromium's estimator drops to 0.85 x the incoming rate on overuse).
-CONGESTED = 0.9
+#: A REMB that falls this much from the previous one of its transport is the receiver's
+#: estimator reacting to overuse (Chromium's drops to 0.85 x the incoming rate); it counts as
+#: congestion for ``CONGESTION_HOLD_S``.
+DROP = 0.95
+CONGESTION_HOLD_S = 4.0
+#: An estimate below this share of what is being sent, and not rising, is taken as it is.
+BELOW = 0.9
+RISING_WITHIN_S = 2.0
 
 
-def usable(estimate_bps: float | None, sending_bps: float) -> float | None:
+def usable(
+    estimate_bps: float | None, sending_bps: float, congested: bool, rising: bool
+) -> float | None:
     """What the allocation may use, given the receiver's estimate and what it is being sent.
 
-    A REMB measures what a receiver gets, not what its link could carry: it only grows to about
-    1.5 x the incoming rate, and sits near the floor for a paused video. So an estimate at or
-    above what is being sent says "no congestion" (keep at least that; probes find out about
-    more), and only one clearly below it says "too much" (take it as it is).
+    A REMB measures what a receiver gets, not what its link could carry: it grows only some
+    8 % a second up to about 1.5 x the incoming rate, lags behind a step up in what it is sent,
+    and sits near the floor for a paused video. It *falls* only when the receiver sees its
+    queue grow. So without a recent fall (or heavy loss) the subscriber keeps at least what it
+    is being sent (probes find out about more) while its estimate covers that or is still
+    rising towards it; after a fall, or stuck below what it is sent, the estimate is taken as
+    it is.
     """
-    if estimate_bps is None or sending_bps <= 0 or estimate_bps < CONGESTED * sending_bps:
+    if estimate_bps is None or congested or sending_bps <= 0:
+        return estimate_bps
+    if estimate_bps < BELOW * sending_bps and not rising:
         return estimate_bps
     return max(estimate_bps, sending_bps)
 
@@ -75,13 +87,28 @@ class SubscriberEstimate:
     """
 
     rembs: list[Remb] = field(default_factory=list)
+    fell_at: float = float("-inf")  # when a transport's REMB last fell
+    rose_at: float = float("-inf")  # ... and last rose
     loss_cap_bps: float | None = None
     losses: dict[int, float] = field(default_factory=dict)  # by stream: the latest fraction
 
     def remb(self, ssrcs: list[int] | frozenset[int], bitrate_bps: float, now: float) -> None:
         covered = frozenset(ssrcs)
+        value = max(FLOOR_BPS, float(bitrate_bps))
+        for old in self.rembs:
+            if old.ssrcs == covered and value < old.bitrate_bps * DROP:
+                self.fell_at = now
+            elif old.ssrcs == covered and value > old.bitrate_bps:
+                self.rose_at = now
         self.rembs = [r for r in self.rembs if not r.ssrcs & covered and r.ssrcs != covered]
-        self.rembs.append(Remb(covered, max(FLOOR_BPS, float(bitrate_bps)), now))
+        self.rembs.append(Remb(covered, value, now))
+
+    def rising(self, now: float) -> bool:
+        return now - self.rose_at < RISING_WITHIN_S
+
+    def congested(self, now: float) -> bool:
+        """A REMB fell lately, or losses cap the estimate."""
+        return now - self.fell_at < CONGESTION_HOLD_S or self.loss_cap_bps is not None
 
     def loss(self, stream: int, fraction: float, receiving_bps: float) -> None:
         """A receiver report block about ``stream``: ``fraction`` lost (0..1) while the

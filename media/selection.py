@@ -121,7 +121,11 @@ def _choose(
     """The allocation within the estimate, or one layer more while a probe runs."""
     estimate = room.estimates.get(subscriber)
     sending = audio_bps + _cost(demands, {d.key: d.current for d in demands})
-    value = usable(estimate.value(now), sending) if estimate is not None else None
+    value = (
+        usable(estimate.value(now), sending, estimate.congested(now), estimate.rising(now))
+        if estimate is not None
+        else None
+    )
     loss = estimate.worst_loss() if estimate is not None else 0.0
     plain = allocate(value, audio_bps, demands)
     if value is None:

@@ -194,7 +194,7 @@ class Prober:
     """
 
     base_backoff_s: float = PROBE_BACKOFF_S
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = 12.0
     window_s: float = 3.0
     backoff_s: float = PROBE_BACKOFF_S
     next_at: float = 0.0

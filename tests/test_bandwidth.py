@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from media.bandwidth import FLOOR_BPS, REMB_STALE_S, SubscriberEstimate
+from media.bandwidth import (
+    CONGESTION_HOLD_S,
+    FLOOR_BPS,
+    REMB_STALE_S,
+    RISING_WITHIN_S,
+    SubscriberEstimate,
+    usable,
+)
 from media.rtp import MalformedPacket, Remb, build_remb, parse_rtcp
 
 
@@ -68,3 +75,34 @@ def test_heavy_loss_caps_below_what_was_received_and_low_loss_lifts_the_cap() ->
     for _ in range(20):
         est.loss(7, 0.0, receiving_bps=800_000)
     assert est.value(0.0) == 2_000_000  # the cap grew past REMB and is gone
+
+
+@pytest.mark.parametrize(
+    ("estimate", "sending", "congested", "rising", "expected"),
+    [
+        (None, 500_000, False, False, None),
+        (800_000, 500_000, False, False, 800_000),  # room to spare: the estimate
+        (480_000, 500_000, False, False, 500_000),  # about what it gets: keep that
+        (300_000, 500_000, False, True, 500_000),  # lagging behind a step up, still rising
+        (300_000, 500_000, False, False, 300_000),  # stuck below what it is sent
+        (480_000, 500_000, True, True, 480_000),  # it fell lately: as it is
+        (100_000, 0, False, False, 100_000),  # nothing sent: as it is
+    ],
+)
+def test_usable(
+    estimate: float | None, sending: float, congested: bool, rising: bool, expected: float | None
+) -> None:
+    assert usable(estimate, sending, congested, rising) == expected
+
+
+def test_a_falling_remb_is_congestion_for_a_while_and_a_rising_one_is_rising() -> None:
+    est = SubscriberEstimate()
+    est.remb([1], 1_000_000, 0.0)
+    assert not est.congested(0.0) and not est.rising(0.0)
+    est.remb([1], 1_050_000, 1.0)
+    assert est.rising(1.0) and not est.rising(1.0 + RISING_WITHIN_S)
+    est.remb([1], 900_000, 2.0)  # overuse: the receiver cut its estimate
+    assert est.congested(2.0) and est.congested(2.0 + CONGESTION_HOLD_S - 0.1)
+    assert not est.congested(2.0 + CONGESTION_HOLD_S)
+    est.remb([2], 100_000, 3.0)  # another transport's first report: no fall
+    assert est.fell_at == 2.0

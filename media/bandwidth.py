@@ -48,6 +48,10 @@ BELOW = 0.9
 RISING_WITHIN_S = 2.0
 
 
+#: A stream's loss report older than this is forgotten (a paused video sends no more).
+LOSS_STALE_S = 3.0
+
+
 def usable(
     estimate_bps: float | None, sending_bps: float, congested: bool, rising: bool
 ) -> float | None:
@@ -61,11 +65,11 @@ def usable(
     rising towards it; after a fall, or stuck below what it is sent, the estimate is taken as
     it is.
     """
-    if estimate_bps is None or congested or sending_bps <= 0:
+    if estimate_bps is None or sending_bps <= 0 or estimate_bps >= sending_bps:
         return estimate_bps
-    if estimate_bps < BELOW * sending_bps and not rising:
+    if congested or (estimate_bps < BELOW * sending_bps and not rising):
         return estimate_bps
-    return max(estimate_bps, sending_bps)
+    return sending_bps
 
 
 @dataclass(slots=True)
@@ -90,7 +94,7 @@ class SubscriberEstimate:
     fell_at: float = float("-inf")  # when a transport's REMB last fell
     rose_at: float = float("-inf")  # ... and last rose
     loss_cap_bps: float | None = None
-    losses: dict[int, float] = field(default_factory=dict)  # by stream: the latest fraction
+    losses: dict[int, tuple[float, float]] = field(default_factory=dict)  # stream: (loss, at)
 
     def remb(self, ssrcs: list[int] | frozenset[int], bitrate_bps: float, now: float) -> None:
         covered = frozenset(ssrcs)
@@ -110,10 +114,11 @@ class SubscriberEstimate:
         """A REMB fell lately, or losses cap the estimate."""
         return now - self.fell_at < CONGESTION_HOLD_S or self.loss_cap_bps is not None
 
-    def loss(self, stream: int, fraction: float, receiving_bps: float) -> None:
+    def loss(self, stream: int, fraction: float, receiving_bps: float, now: float = 0.0) -> None:
         """A receiver report block about ``stream``: ``fraction`` lost (0..1) while the
         subscriber was being sent ``receiving_bps`` in all."""
-        self.losses[stream] = fraction
+        self.losses[stream] = (fraction, now)
+        self.losses = {s: v for s, v in self.losses.items() if now - v[1] <= LOSS_STALE_S}
         if fraction > HIGH_LOSS:
             base = receiving_bps if self.loss_cap_bps is None else self.loss_cap_bps
             base = min(base, receiving_bps) if receiving_bps > 0 else base
@@ -129,7 +134,7 @@ class SubscriberEstimate:
         self.rembs = [r for r in self.rembs if stream not in r.ssrcs]
 
     def worst_loss(self) -> float:
-        return max(self.losses.values(), default=0.0)
+        return max((loss for loss, _ in self.losses.values()), default=0.0)
 
     def _remb(self, now: float) -> float | None:
         fresh = [r.bitrate_bps for r in self.rembs if now - r.at <= REMB_STALE_S]

@@ -734,7 +734,7 @@ class Forwarder:
                         # Loss cuts what the whole downlink was estimated to carry.
                         estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
                         rate = estimate.value(now) or target_bps(publication, target, now)
-                        estimate.loss(block.ssrc, target.fraction_lost, rate)
+                        estimate.loss(block.ssrc, target.fraction_lost, rate, now)
         self.counters.retransmitted_packets += len(retransmit)
         room.counters.retransmitted_packets += len(retransmit)
         return Feedback(keyframes, retransmit, upstream)

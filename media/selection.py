@@ -26,7 +26,7 @@ from media.forwarding import (
 from media.simulcast import PROBE_BACKOFF_S, Demand, Prober, allocate, layers_now
 
 #: What one subscribed audio stream is assumed to take (Opus at ~32 kbit/s plus headers).
-AUDIO_BPS = 50_000
+AUDIO_BPS = 40_000
 
 
 def set_view(

@@ -9,8 +9,8 @@ import struct
 from dataclasses import dataclass, field
 
 from media.continuity import read_vp8, vp8_fields
-from media.forwarding import AUDIO_LEVEL_URI, Forwarder, Kind, Leg, Source
-from media.rtp import build_remb, parse_rtp
+from media.forwarding import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, Forwarder, Kind, Leg, Source
+from media.rtp import abs_send_time, build_remb, extension_value, parse_rtp, stamp_extension
 from media.selection import estimates, paused_videos, select_layers, set_view
 from media.simulcast_sdp import RID_URI
 from tests.test_sfu_rtp import rtp
@@ -256,3 +256,26 @@ def test_a_probe_that_the_estimate_follows_keeps_the_higher_layer() -> None:
     call.second()
     assert call.current() == 1  # kept after the probe (the top layer needs 1.5 Mbit/s)
     assert_continuous(call.got)
+
+
+def test_forwarded_layers_carry_the_sfus_own_send_time() -> None:
+    f = Forwarder()
+    f.create_room("r")
+    for name in ("a", "c"):
+        f.add_participant("r", name)
+    f.publish("r", "a", Kind.VIDEO, 0, 96, {RID_URI: 10, ABS_SEND_TIME_URI: 2}, Source.CAMERA, RIDS)
+    f.subscribe("r", "c", "a", "c<-a", [Leg(Kind.VIDEO, LEG_VIDEO, 120, {ABS_SEND_TIME_URI: 5})])
+    f.activate("c<-a", 0.0)
+    set_view(f, "r", "c", "a", Source.CAMERA, 120)
+    publisher_time = b"\x12\x34\x56"
+    ext = bytes([(10 << 4) | 0]) + b"q" + bytes([(2 << 4) | 2]) + publisher_time + b"\x00\x00"
+    payload = keyframe_payload(1, 1, 120)
+    packet = rtp(ssrc=SSRC["q"], seq=1, pt=96, payload=payload, ext=ext)
+    f.handle_rtp("r", "a", packet, 1.0)  # learns the layer
+    select_layers(f, 1.0)
+    [(_, out)] = f.handle_rtp(
+        "r", "a", rtp(ssrc=SSRC["q"], seq=2, pt=96, payload=payload, ext=ext), 2.5
+    )
+    view = parse_rtp(out)
+    assert extension_value(out, view, 5) == abs_send_time(2.5) != publisher_time
+    assert stamp_extension(b"", 5, b"abc") == b""

@@ -534,6 +534,10 @@ class Forwarder:
                     CLOCK_RATE[Kind.VIDEO]
                 )
             reception.update(view.sequence, view.timestamp, now)
+        if layered is not None and view.ssrc not in layered.by_ssrc:
+            counters.drop(Drop.UNKNOWN_SSRC)  # unreachable: learn_layer forgets moved SSRCs
+            found.counters.drop(Drop.UNKNOWN_SSRC)
+            return []
         if view.payload_end == view.header_length:
             # A padding-only bandwidth probe (a browser without RTX sends them on the media
             # SSRC): aiortc's VP8 decoder would take it for a frame and fail for good. Dropped,

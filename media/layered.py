@@ -165,6 +165,11 @@ def learn_layer(participant: Participant, data: bytes, view: RtpView) -> Publica
             continue
         if layered.learn(data, view) is not None:
             participant.by_ssrc[view.ssrc] = publication
+            # A layer that moved to this SSRC (a restarted encoder, or a forged RID) leaves
+            # its old SSRC unknown again.
+            for ssrc in [s for s, p in participant.by_ssrc.items() if p is publication]:
+                if ssrc not in layered.by_ssrc:
+                    del participant.by_ssrc[ssrc]
             return publication
     return None
 

@@ -29,8 +29,9 @@ pytestmark = [
 ]
 
 CAP_KBIT_S = 300
-#: Lifting the cap must bring the full layer back within this (the figure is printed).
-CLIMB_BACK_WITHIN_S = 90.0
+#: Lifting the cap must bring the full layer back within this (the figure is printed; on this
+#: shared 2-core machine it took 28 s and 43 s, and over 90 s once under a load average of 30+).
+CLIMB_BACK_WITHIN_S = 180.0
 
 
 @contextlib.asynccontextmanager

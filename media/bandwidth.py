@@ -46,6 +46,8 @@ CONGESTION_HOLD_S = 4.0
 #: An estimate below this share of what is being sent, and not rising, is taken as it is.
 BELOW = 0.9
 RISING_WITHIN_S = 2.0
+#: ... and so is one below this share however it moves: far too little to be a lag.
+FAR_BELOW = 0.5
 
 
 #: A stream's loss report older than this is forgotten (a paused video sends no more).
@@ -67,7 +69,9 @@ def usable(
     """
     if estimate_bps is None or sending_bps <= 0 or estimate_bps >= sending_bps:
         return estimate_bps
-    if congested or (estimate_bps < BELOW * sending_bps and not rising):
+    if congested or estimate_bps < FAR_BELOW * sending_bps:
+        return estimate_bps
+    if estimate_bps < BELOW * sending_bps and not rising:
         return estimate_bps
     return sending_bps
 

@@ -84,6 +84,7 @@ def test_heavy_loss_caps_below_what_was_received_and_low_loss_lifts_the_cap() ->
         (800_000, 500_000, False, False, 800_000),  # room to spare: the estimate
         (480_000, 500_000, False, False, 500_000),  # about what it gets: keep that
         (300_000, 500_000, False, True, 500_000),  # lagging behind a step up, still rising
+        (200_000, 500_000, False, True, 200_000),  # rising, but far too low to be a lag
         (300_000, 500_000, False, False, 300_000),  # stuck below what it is sent
         (480_000, 500_000, True, True, 480_000),  # it fell lately: as it is
         (100_000, 0, False, False, 100_000),  # nothing sent: as it is

@@ -47,6 +47,16 @@ class Rooms(Protocol):
         self, room: str, subscriber: str, sub_id: str, answer_sdp: str
     ) -> None: ...
 
+    async def set_view(
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        source: Source,
+        max_height: int | None,
+    ) -> None:
+        """The largest height ``subscriber`` wants of ``publisher``'s ``source`` (simulcast)."""
+
     def node_stats(self) -> dict[str, Any]:
         """Node-wide figures (the registry and ``/metrics`` read them; cheap, no I/O)."""
 

@@ -67,6 +67,16 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True):
     answer: Description
 
 
+class View(msgspec.Struct, forbid_unknown_fields=True):
+    """The largest picture a subscriber wants of one publisher's source (issue 16): a simulcast
+    publisher is then forwarded in the highest layer no taller than ``max_height`` (0 pauses
+    its video, null lifts the limit)."""
+
+    publisher: Name
+    source: Literal["camera", "screen"] = "camera"
+    max_height: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+
+
 log = logging.getLogger("callbook.media")
 
 #: What the routes drive: the in-process node, or the pool of worker processes.
@@ -230,6 +240,15 @@ async def answer(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def set_view(request: web.Request) -> web.Response:
+    body = await _body(request, View)
+    info = request.match_info
+    await request.app[ROOMS].set_view(
+        info["room"], info["participant"], body.publisher, Source(body.source), body.max_height
+    )
+    return web.Response(status=204)
+
+
 async def node_stats(request: web.Request) -> web.Response:
     await request.app[ROOMS].refresh()
     return _json(request.app[ROOMS].node_stats())
@@ -268,6 +287,7 @@ def create_app(config: MediaConfig) -> web.Application:
     app.router.add_put(f"{participant}/subscriptions/{{subscription}}", answer)
     app.router.add_post(f"{participant}/offer", bundle_offer)
     app.router.add_put(f"{participant}/offer/{{revision}}", bundle_answer)
+    app.router.add_put(f"{participant}/view", set_view)
     return app
 
 
@@ -443,6 +463,21 @@ class MediaControl:
             "PUT",
             f"/v1/rooms/{room}/participants/{participant}/subscriptions/{subscription}",
             {"answer": {"type": "answer", "sdp": answer_sdp}},
+        )
+
+    async def set_view(
+        self,
+        room: str,
+        participant: str,
+        publisher: str,
+        source: str = "camera",
+        max_height: int | None = None,
+    ) -> None:
+        """The largest height ``participant`` wants of ``publisher``'s ``source``."""
+        await self._request(
+            "PUT",
+            f"/v1/rooms/{room}/participants/{participant}/view",
+            {"publisher": publisher, "source": source, "max_height": max_height},
         )
 
     async def room_stats(self, room: str) -> dict[str, Any]:

@@ -16,27 +16,44 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from media import errors
+from media.bandwidth import SubscriberEstimate
+from media.continuity import SequenceRewriter
+from media.layered import (
+    LayeredTarget,
+    LayeredVideo,
+    forget_ssrcs,
+    learn_layer,
+    target_bps,
+    upstream_nack,
+)
 from media.ratecap import RateCaps, TokenBucket
 from media.rtp import (
     MalformedPacket,
     Nack,
     PictureLoss,
     ReceiverReport,
+    Remb,
     ReportBlock,
+    RtpView,
     SenderReport,
+    abs_send_time,
     audio_level,
     build_receiver_report,
     build_rtp,
     parse_rtcp,
     parse_rtp,
     remap_extensions,
+    stamp_extension,
     vp8_keyframe_start,
 )
+from media.simulcast import Prober
+from media.simulcast_sdp import REPAIRED_RID_URI, RID_URI
 from media.speaker import ActiveSpeaker
 
 KEYFRAME_INTERVAL_S = 0.5
 RETRANSMIT_SLOTS = 512  # ~1.5 s of 320 kbit/s video; a power of two so ``seq & mask`` indexes
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 DEFAULT_MAX_PARTICIPANTS = 16
 
 
@@ -77,7 +94,9 @@ class Counters:
     keyframe_requests: int = 0  # PLIs actually sent to publishers
     keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
     keyframe_requests_coalesced: int = 0
-    padding_only: int = 0  # bandwidth probes (forwarded: they hold sequence numbers)
+    padding_only: int = 0  # bandwidth probes: dropped, later packets renumbered around them
+    layer_switches: int = 0  # a subscription moved to another simulcast layer (at a keyframe)
+    probes: int = 0  # a subscriber was tried on one layer more than its estimate allowed
     held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
     legs_failed: int = 0  # uplinks and downlinks that died under a participant still in the room
     dropped: Counter[str] = field(default_factory=Counter)
@@ -153,6 +172,7 @@ class Target:
     needs_keyframe: bool = False
     fraction_lost: float | None = None
     jitter_ms: float | None = None
+    layered: LayeredTarget | None = None  # of a simulcast publication (``media.layered``)
 
 
 @dataclass(slots=True)
@@ -220,6 +240,10 @@ class Publication:
     targets: dict[str, Target] = field(default_factory=dict)
     last_keyframe_request: float = -math.inf
     keyframe_pending: bool = False
+    # Dropped padding-only packets leave no holes: later packets are renumbered.
+    sequence: SequenceRewriter = field(default_factory=SequenceRewriter)
+    layered: LayeredVideo | None = None  # simulcast: layers on SSRCs learnt by RID
+    layer_receptions: dict[int, Reception] = field(default_factory=dict)  # by layer SSRC
 
 
 @dataclass(slots=True)
@@ -254,6 +278,11 @@ class Room:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     speaker: ActiveSpeaker = field(default_factory=ActiveSpeaker)
     counters: Counters = field(default_factory=Counters)
+    # simulcast (``media.selection``): wanted max height per (subscriber, publisher, source),
+    # each subscriber's bandwidth estimate and prober
+    views: dict[tuple[str, str, Source], int] = field(default_factory=dict)
+    estimates: dict[str, SubscriberEstimate] = field(default_factory=dict)
+    probers: dict[str, Prober] = field(default_factory=dict)
 
 
 class Forwarder:
@@ -334,22 +363,28 @@ class Forwarder:
         payload_type: int,
         extensions: dict[str, int] | None = None,
         source: Source = Source.CAMERA,
+        rids: tuple[str, ...] = (),
     ) -> None:
+        """``rids``: a simulcast video track, layers lowest first; their SSRCs are learnt from
+        the RID extension of their packets (``ssrc`` is then unused)."""
         participant = self.participant(room, name)
         other = participant.by_ssrc.get(ssrc)
-        if other is not None and (other.source, other.kind) != (source, kind):
+        if not rids and other is not None and (other.source, other.kind) != (source, kind):
             # Two uplinks of one participant (camera, screen) share its SSRC space here.
             raise errors.InvalidSdp(f"SSRC {ssrc} is already published by {name!r}")
         ext = dict(extensions or {})
         old = participant.by_track.pop((source, kind), None)
         if old is not None:
-            participant.by_ssrc.pop(old.ssrc, None)
+            forget_ssrcs(participant, old)
         publication = Publication(
             room, name, kind, ssrc, payload_type, ext,
             ext.get(AUDIO_LEVEL_URI) if kind is Kind.AUDIO else None,
             Reception(CLOCK_RATE[kind]), TokenBucket(self.cap_kbps[kind]), source,
         )  # fmt: skip
-        participant.by_ssrc[ssrc] = publication
+        if rids and kind is Kind.VIDEO:
+            publication.layered = LayeredVideo(rids, ext.get(RID_URI), ext.get(REPAIRED_RID_URI))
+        else:
+            participant.by_ssrc[ssrc] = publication
         participant.by_track[(source, kind)] = publication
         for sub in self.rooms[room].subscriptions.values():
             if sub.publisher == name and sub.source is source and sub.active:
@@ -361,7 +396,7 @@ class Forwarder:
         participant = self.participant(room, name)
         for publication in participant.sends(source):
             del participant.by_track[(source, publication.kind)]
-            participant.by_ssrc.pop(publication.ssrc, None)
+            forget_ssrcs(participant, publication)
         found = self.rooms[room]
         gone = [
             s.id for s in found.subscriptions.values() if s.publisher == name and s.source is source
@@ -379,6 +414,10 @@ class Forwarder:
             self.unsubscribe(sub_id)
         del found.participants[name]
         found.speaker.forget(name)
+        found.estimates.pop(name, None)
+        found.probers.pop(name, None)
+        for key in [k for k in found.views if name in k[:2]]:
+            del found.views[key]
         return gone
 
     def subscribe(
@@ -410,7 +449,8 @@ class Forwarder:
         requests = []
         for publication in publisher.sends(sub.source):
             self._attach(sub, publication)
-            if publication.kind is Kind.VIDEO:
+            # a layered video asks once its layer is chosen (``media.selection``)
+            if publication.kind is Kind.VIDEO and publication.layered is None:
                 self.rooms[sub.room].counters.keyframe_requests_received += 1
                 self.counters.keyframe_requests_received += 1
                 request = self._keyframe(publication, now)
@@ -427,12 +467,15 @@ class Forwarder:
             for uri, pub_id in publication.extensions.items()
             if uri in leg.extensions
         }
+        layered = publication.layered is not None
         publication.targets[sub.id] = Target(
             sub.id,
             leg,
             mapping,
             tuple(sorted(mapping.items())),
-            needs_keyframe=publication.kind is Kind.VIDEO,
+            # a layered target waits for a keyframe of its layer by itself (``LayerSwitch``)
+            needs_keyframe=publication.kind is Kind.VIDEO and not layered,
+            layered=LayeredTarget() if layered else None,
         )
 
     def unsubscribe(self, sub_id: str) -> None:
@@ -466,7 +509,7 @@ class Forwarder:
             counters.drop(Drop.MALFORMED)
             found.counters.drop(Drop.MALFORMED)
             return []
-        publication = participant.by_ssrc.get(view.ssrc)
+        publication = participant.by_ssrc.get(view.ssrc) or learn_layer(participant, data, view)
         if publication is None:
             counters.drop(Drop.UNKNOWN_SSRC)
             found.counters.drop(Drop.UNKNOWN_SSRC)
@@ -481,11 +524,39 @@ class Forwarder:
             return []
         participant.packets_in += 1
         participant.bytes_in += len(data)
-        publication.reception.update(view.sequence, view.timestamp, now)
+        layered = publication.layered
+        if layered is None:
+            publication.reception.update(view.sequence, view.timestamp, now)
+        else:
+            reception = publication.layer_receptions.get(view.ssrc)
+            if reception is None:
+                reception = publication.layer_receptions[view.ssrc] = Reception(
+                    CLOCK_RATE[Kind.VIDEO]
+                )
+            reception.update(view.sequence, view.timestamp, now)
+        if layered is not None and view.ssrc not in layered.by_ssrc:
+            counters.drop(Drop.UNKNOWN_SSRC)  # unreachable: learn_layer forgets moved SSRCs
+            found.counters.drop(Drop.UNKNOWN_SSRC)
+            return []
         if view.payload_end == view.header_length:
-            # Padding-only bandwidth probes are forwarded too: they use up sequence numbers,
-            # and without sequence rewriting a gap would stall the subscriber's jitter buffer.
+            # A padding-only bandwidth probe (a browser without RTX sends them on the media
+            # SSRC): aiortc's VP8 decoder would take it for a frame and fail for good. Dropped,
+            # and later packets are renumbered so the receiver sees no hole to NACK.
             counters.padding_only += 1
+            found.counters.padding_only += 1
+            if layered is None:
+                publication.sequence.drop(view.sequence)
+            else:
+                layer = layered.by_ssrc[view.ssrc]
+                for target in publication.targets.values():
+                    if target.layered is not None:
+                        target.layered.padding(layer, view.sequence)
+            return []
+        if layered is not None:
+            return self._forward_layered(found, publication, layered, data, view, now)
+        sequence = publication.sequence.forward(view.sequence)
+        if sequence != view.sequence:
+            view = view._replace(sequence=sequence)
         if publication.audio_level_id is not None:
             try:
                 level = audio_level(data, view, publication.audio_level_id)
@@ -521,6 +592,57 @@ class Forwarder:
             out.append((target.subscription, packet))
             size += len(packet)
         for c in (counters, found.counters):
+            c.forwarded_packets += len(out)
+            c.forwarded_bytes += size
+        return out
+
+    def _forward_layered(
+        self,
+        found: Room,
+        publication: Publication,
+        layered: LayeredVideo,
+        data: bytes,
+        view: RtpView,
+        now: float,
+    ) -> list[tuple[str, bytes]]:
+        """A packet of one simulcast layer: to the subscriptions on that layer (or switching
+        to it at this keyframe), each renumbered into its own continuous stream."""
+        layer = layered.by_ssrc[view.ssrc]
+        if layered.started_at is None:
+            layered.started_at = now
+        keyframe = layered.observe(layer, data, view, now)
+        payload = data[view.header_length :]
+        out: list[tuple[str, bytes]] = []
+        size = 0
+        for target in publication.targets.values():
+            state = target.layered
+            if state is None:
+                continue
+            switches = state.switch.switches
+            rewritten = state.packet(layer, keyframe, view, payload, now)
+            if rewritten is None:
+                if state.switch.current is None and state.switch.target is not None:
+                    self.counters.held_for_keyframe += 1
+                continue
+            if state.switch.switches != switches:
+                self.counters.layer_switches += 1
+                found.counters.layer_switches += 1
+            try:
+                ext = remap_extensions(data, view, target.mapping)
+            except MalformedPacket:
+                ext = b""
+            send_time_id = target.leg.extensions.get(ABS_SEND_TIME_URI)
+            if send_time_id is not None:
+                # Our send time, not the publisher's: the receiver's REMB estimator then sees
+                # the delay of its own downlink (and not the publisher's pacing of the layers).
+                ext = stamp_extension(ext, send_time_id, abs_send_time(now))
+            moved = view._replace(sequence=rewritten.sequence, timestamp=rewritten.timestamp)
+            leg = target.leg
+            packet = build_rtp(data, moved, leg.ssrc, leg.payload_type, ext, rewritten.payload)
+            target.cache.put(rewritten.sequence, packet)
+            out.append((target.subscription, packet))
+            size += len(packet)
+        for c in (self.counters, found.counters):
             c.forwarded_packets += len(out)
             c.forwarded_bytes += size
         return out
@@ -571,7 +693,14 @@ class Forwarder:
                     continue
                 room.counters.keyframe_requests_received += 1
                 self.counters.keyframe_requests_received += 1
-                request = self._keyframe(publication, now)
+                target = publication.targets.get(sub_id)
+                if target is not None and target.layered is not None:
+                    layer = target.layered.switch.current
+                    request = (
+                        None if layer is None else self.layer_keyframe(publication, layer, now)
+                    )
+                else:
+                    request = self._keyframe(publication, now)
                 if request is not None:
                     keyframes.append(request)
             elif isinstance(item, Nack):
@@ -589,11 +718,14 @@ class Forwarder:
                 if missing:
                     # The publisher retransmits on the media SSRC (no RTX is negotiated), so
                     # the repair reaches this subscriber through normal forwarding.
-                    upstream.append(
-                        NackRequest(
-                            sub.room, sub.publisher, publication.ssrc, missing[:64], sub.source
-                        )
-                    )
+                    source = upstream_nack(publication, target, missing)
+                    if source is not None:
+                        upstream.append(NackRequest(sub.room, sub.publisher, *source, sub.source))
+            elif isinstance(item, Remb):
+                # By the streams it names: separate transports add up (media.bandwidth).
+                estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
+                named = item.ssrcs or [leg.ssrc for leg in sub.legs.values()]
+                estimate.remb(named, item.bitrate_bps, now)
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
                     publication = by_leg_ssrc.get(block.ssrc)
@@ -602,6 +734,11 @@ class Forwarder:
                         continue
                     target.fraction_lost = block.fraction_lost / 256
                     target.jitter_ms = block.jitter * 1000 / CLOCK_RATE[publication.kind]
+                    if target.layered is not None:
+                        # Loss cuts what the whole downlink was estimated to carry.
+                        estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
+                        rate = estimate.value(now) or target_bps(publication, target, now)
+                        estimate.loss(block.ssrc, target.fraction_lost, rate, now)
         self.counters.retransmitted_packets += len(retransmit)
         room.counters.retransmitted_packets += len(retransmit)
         return Feedback(keyframes, retransmit, upstream)
@@ -623,6 +760,25 @@ class Forwarder:
             room.counters.keyframe_requests += 1
         return KeyframeRequest(
             publication.room, publication.publisher, publication.ssrc, publication.source
+        )
+
+    def layer_keyframe(
+        self, publication: Publication, layer: int, now: float
+    ) -> KeyframeRequest | None:
+        """A PLI for one simulcast layer's SSRC, at most once per interval per layer (repeated
+        by ``media.selection`` while a subscription still waits for it)."""
+        layered = publication.layered
+        if layered is None or layer not in layered.ssrc_of:
+            return None
+        if now - layered.last_pli.get(layer, -math.inf) < self.keyframe_interval_s:
+            return None
+        layered.last_pli[layer] = now
+        self.counters.keyframe_requests += 1
+        room = self.rooms.get(publication.room)
+        if room is not None:
+            room.counters.keyframe_requests += 1
+        return KeyframeRequest(
+            publication.room, publication.publisher, layered.ssrc_of[layer], publication.source
         )
 
     def due_keyframe_requests(self, now: float) -> list[KeyframeRequest]:
@@ -649,10 +805,16 @@ class Forwarder:
         """An RTCP RR about what ``name`` publishes from ``source`` (one uplink), or None
         before any packet arrived."""
         participant = self.participant(room, name)
+        receptions = []
+        for publication in participant.sends(source):
+            if publication.layered is None:
+                receptions.append((publication.ssrc, publication.reception))
+            else:
+                receptions += list(publication.layer_receptions.items())
         blocks = [
             block
-            for publication in participant.sends(source)
-            if (block := publication.reception.report(publication.ssrc, now)) is not None
+            for ssrc, reception in receptions
+            if (block := reception.report(ssrc, now)) is not None
         ]
         return build_receiver_report(sender_ssrc, blocks) if blocks else None
 

@@ -16,6 +16,8 @@ COUNTERS = (
     "retransmitted_packets",
     "keyframe_requests",
     "legs_failed",
+    "layer_switches",
+    "probes",
 )
 
 #: Per worker (label ``worker="i"``): name, help, key in ``WorkerPool.node_stats()["workers"]``.
@@ -50,9 +52,36 @@ class NodeCollector(Collector):
         for reason, count in sorted(stats["dropped"].items()):
             dropped.add_metric([reason], count)
         yield dropped
+        yield from _simulcast(stats)
         workers = stats.get("workers")
         if workers:
             yield from _per_worker(workers)
+
+
+def _simulcast(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Paused simulcast videos, and the spread of subscribers' bandwidth estimates (no
+    per-subscriber series: their number is unbounded and they would name participants)."""
+    yield GaugeMetricFamily(
+        "callbook_sfu_video_paused",
+        "Subscriptions whose simulcast video is paused (no layer fits, or a hidden tile)",
+        value=stats.get("video_paused", 0),
+    )
+    values = sorted(stats.get("subscriber_estimates_bps", ()))
+    yield GaugeMetricFamily(
+        "callbook_sfu_subscribers_estimated",
+        "Subscribers with a downlink bandwidth estimate (REMB)",
+        value=len(values),
+    )
+    family = GaugeMetricFamily(
+        "callbook_sfu_subscriber_estimate_bps",
+        "Subscribers' downlink estimates in bit/s: lowest, median and highest",
+        labels=["quantile"],
+    )
+    if values:
+        middle = values[len(values) // 2]
+        for label, value in (("0", values[0]), ("0.5", middle), ("1", values[-1])):
+            family.add_metric([label], float(value))
+    yield family
 
 
 def _per_worker(workers: list[dict[str, Any]]) -> Iterator[Metric]:

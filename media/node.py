@@ -46,7 +46,8 @@ from media.peer import (
     receive_directly,
 )
 from media.ratecap import RateCaps
-from media.rtp import build_nack, build_pli
+from media.rtp import build_nack, build_pli, build_remb
+from media.selection import publisher_rembs, select_layers, set_view, simulcast_stats
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.udpmux import UdpMux
 
@@ -169,7 +170,7 @@ class MediaNode(BundledConnections):
         for stream in uplink.published:
             self.forwarder.publish(
                 room, participant, stream.kind, stream.ssrc, stream.payload_type,
-                stream.extensions, uplink.source,
+                stream.extensions, uplink.source, stream.rids,
             )  # fmt: skip
         registry[(room, participant)] = uplink
         forward = self._forward(uplink)
@@ -290,6 +291,16 @@ class MediaNode(BundledConnections):
                 bundle.remove(sub_id)
         return pcs
 
+    async def set_view(
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        source: Source,
+        max_height: int | None,
+    ) -> None:
+        set_view(self.forwarder, room, subscriber, publisher, source, max_height)
+
     async def accept_answer(self, room: str, subscriber: str, sub_id: str, answer_sdp: str) -> None:
         downlink = self.downlinks.get(sub_id)
         if downlink is None or (downlink.room, downlink.subscriber) != (room, subscriber):
@@ -370,6 +381,13 @@ class MediaNode(BundledConnections):
             if uplink is not None:
                 await uplink.send_rtcp(build_nack(uplink.rtcp_ssrc, nack.ssrc, nack.lost))
 
+    async def _send_publisher_rembs(self, now: float, every_second: bool) -> None:
+        """Simulcast publishers are told the node's video cap (``selection.publisher_rembs``)."""
+        for room, name, source, ssrcs, bps in publisher_rembs(self.forwarder, now, every_second):
+            uplink = self._uplink(room, name, source)
+            if uplink is not None:
+                await uplink.send_rtcp(build_remb(uplink.rtcp_ssrc, bps, ssrcs))
+
     async def _send_pli(self, request: KeyframeRequest) -> None:
         uplink = self._uplink(request.room, request.publisher, request.source)
         if uplink is not None:
@@ -382,8 +400,10 @@ class MediaNode(BundledConnections):
             ticks += 1
             now = self._loop.time()
             try:
-                for request in self.forwarder.due_keyframe_requests(now):
+                requests = self.forwarder.due_keyframe_requests(now)
+                for request in requests + select_layers(self.forwarder, now):
                     await self._send_pli(request)
+                await self._send_publisher_rembs(now, ticks % REPORT_EVERY_TICKS == 0)
                 if ticks % REPORT_EVERY_TICKS == 0:
                     for stale in [
                         d.id
@@ -500,6 +520,7 @@ class MediaNode(BundledConnections):
             "peer_connections": len(self._peer_connections()),
             "dropped": dropped,
             **counters,
+            **simulcast_stats(self.forwarder, self._loop.time()),
         }
 
     async def close(self) -> None:
@@ -531,6 +552,8 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "held_for_keyframe": counters.held_for_keyframe,
         "padding_only": counters.padding_only,
         "legs_failed": counters.legs_failed,
+        "layer_switches": counters.layer_switches,
+        "probes": counters.probes,
         "dropped": dict(counters.dropped),
     }
 

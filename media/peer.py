@@ -52,6 +52,7 @@ from media import errors
 from media.forwarding import CLOCK_RATE, Kind, Leg, Source
 from media.sendmmsg import BatchSender, Destination
 from media.shield import dtls_transports
+from media.simulcast_sdp import accept_simulcast, answered_extensions, simulcast_sections
 from media.udpmux import SharedProtocol, UdpMux
 
 MIME = {Kind.AUDIO: "audio/opus", Kind.VIDEO: "video/vp8"}
@@ -90,6 +91,7 @@ class Published:
     ssrc: int
     payload_type: int
     extensions: dict[str, int]
+    rids: tuple[str, ...] = ()  # simulcast: layers lowest first, SSRCs learnt by RID
 
 
 def parse_sdp(text: str) -> SessionDescription:
@@ -288,8 +290,25 @@ async def answer_uplink(
         raise
     except Exception as exc:  # aiortc raises ValueError/OperationError/InvalidStateError
         raise errors.InvalidSdp(f"cannot answer this offer: {exc}") from exc
-    local = pc.localDescription.sdp
-    return local, published_streams(offer, parse_sdp(local))
+    local = accept_simulcast(offer_sdp, pc.localDescription.sdp)  # issue 16: rids
+    ours = parse_sdp(local)
+    return local, published_streams(offer, ours) + simulcast_published(offer_sdp, ours)
+
+
+def simulcast_published(offer_sdp: str, answer: SessionDescription) -> list[Published]:
+    """The simulcast video tracks of an offer that ``accept_simulcast`` accepted."""
+    out = []
+    for section in simulcast_sections(offer_sdp):
+        if section.index >= len(answer.media):
+            continue
+        answered = answer.media[section.index]
+        if answered.direction not in ("recvonly", "sendrecv") or not answered.rtp.codecs:
+            continue
+        extensions = {**_extensions(answered), **answered_extensions(section)}
+        payload_type = answered.rtp.codecs[0].payloadType
+        if payload_type is not None:
+            out.append(Published(Kind.VIDEO, 0, payload_type, extensions, section.rids))
+    return out
 
 
 async def offer_downlink(

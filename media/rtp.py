@@ -25,6 +25,8 @@ RTCP_PSFB = 206
 RTPFB_NACK = 1
 PSFB_PLI = 1
 PSFB_FIR = 4
+PSFB_AFB = 15  # application layer feedback: REMB (draft-alvestrand-rmcat-remb)
+REMB_ID = b"REMB"
 
 _FIXED = struct.Struct("!BBHII")
 _EXT = struct.Struct("!HH")
@@ -133,6 +135,16 @@ def audio_level(data: bytes, view: RtpView, ext_id: int) -> tuple[bool, int] | N
     return None
 
 
+def extension_value(data: bytes, view: RtpView, ext_id: int) -> bytes | None:
+    """The value of one-byte extension element ``ext_id`` (RFC 8285), or None."""
+    if view.extension_profile != ONE_BYTE_PROFILE:
+        return None
+    for ident, start, end in _one_byte_elements(data, view.extension_start, view.header_length):
+        if ident == ext_id:
+            return data[start:end]
+    return None
+
+
 def vp8_keyframe_start(data: bytes, view: RtpView) -> bool:
     """Whether this packet starts a VP8 keyframe (RFC 7741 descriptor, then the P bit).
 
@@ -178,6 +190,31 @@ def remap_extensions(data: bytes, view: RtpView, mapping: Mapping[int, int]) -> 
         return b""
     out += b"\x00" * (-len(out) % 4)
     return _EXT.pack(ONE_BYTE_PROFILE, len(out) // 4) + bytes(out)
+
+
+def stamp_extension(ext: bytes, ext_id: int, value: bytes) -> bytes:
+    """``ext`` (an extension block as ``remap_extensions`` builds it) with element ``ext_id``'s
+    value replaced by ``value`` of the same length; unchanged when it has no such element."""
+    if not ext:
+        return ext
+    out = bytearray(ext)
+    pos = 4
+    while pos < len(out):
+        byte = out[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        ident, size = byte >> 4, (byte & 0x0F) + 1
+        if ident == ext_id and size == len(value):
+            out[pos + 1 : pos + 1 + size] = value
+            return bytes(out)
+        pos += 1 + size
+    return ext
+
+
+def abs_send_time(now: float) -> bytes:
+    """The abs-send-time extension's value for ``now``: 24 bits, seconds in 6.18 fixed point."""
+    return (int(now * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
 
 
 def rewrite_rtp(
@@ -257,12 +294,21 @@ class Nack:
 
 
 @dataclass(slots=True)
+class Remb:
+    """Receiver Estimated Maximum Bitrate: what the receiver thinks the path can carry."""
+
+    sender_ssrc: int
+    bitrate_bps: int
+    ssrcs: list[int]
+
+
+@dataclass(slots=True)
 class OtherRtcp:
     packet_type: int
     fmt: int
 
 
-RtcpItem = SenderReport | ReceiverReport | PictureLoss | Nack | OtherRtcp
+RtcpItem = SenderReport | ReceiverReport | PictureLoss | Nack | Remb | OtherRtcp
 
 
 def _report_blocks(data: bytes, start: int, count: int, end: int) -> list[ReportBlock]:
@@ -321,6 +367,8 @@ def parse_rtcp(data: bytes) -> list[RtcpItem]:
                 for entry in range(fci, end - 7, 8):
                     (target,) = struct.unpack_from("!I", data, entry)
                     items.append(PictureLoss(sender, target, full=True))
+            elif packet_type == RTCP_PSFB and fmt == PSFB_AFB and data[fci : fci + 4] == REMB_ID:
+                items.append(_remb(data, sender, fci, end))
             elif packet_type == RTCP_RTPFB and fmt == RTPFB_NACK:
                 lost: list[int] = []
                 for entry in range(fci, end - 3, 4):
@@ -334,6 +382,29 @@ def parse_rtcp(data: bytes) -> list[RtcpItem]:
             items.append(OtherRtcp(packet_type, fmt))
         pos = end
     return items
+
+
+def _remb(data: bytes, sender: int, fci: int, end: int) -> Remb:
+    if fci + 8 > end:
+        raise MalformedPacket("rtcp_remb")
+    count, exp_mantissa = data[fci + 4], int.from_bytes(data[fci + 5 : fci + 8], "big")
+    if fci + 8 + 4 * count > end:
+        raise MalformedPacket("rtcp_remb")
+    bitrate = (exp_mantissa & 0x3FFFF) << (exp_mantissa >> 18)
+    ssrcs = list(struct.unpack_from(f"!{count}I", data, fci + 8))
+    return Remb(sender, bitrate, ssrcs)
+
+
+def build_remb(sender_ssrc: int, bitrate_bps: int, ssrcs: list[int]) -> bytes:
+    """A REMB packet (6-bit exponent, 18-bit mantissa, rounded down)."""
+    exp = 0
+    while bitrate_bps >> exp > 0x3FFFF:
+        exp += 1
+    fci = REMB_ID + bytes([len(ssrcs)])
+    fci += ((exp << 18) | (bitrate_bps >> exp)).to_bytes(3, "big")
+    fci += b"".join(struct.pack("!I", s) for s in ssrcs)
+    head = struct.pack("!BBHII", 0x80 | PSFB_AFB, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0)
+    return head + fci
 
 
 def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:

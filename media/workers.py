@@ -66,8 +66,10 @@ COUNTERS = (
     "held_for_keyframe",
     "padding_only",
     "legs_failed",
+    "layer_switches",
+    "probes",
 )
-GAUGES = ("subscriptions", "uplinks", "downlinks", "bundles", "peer_connections")
+GAUGES = ("subscriptions", "uplinks", "downlinks", "bundles", "peer_connections", "video_paused")
 
 T = TypeVar("T")
 
@@ -430,6 +432,19 @@ class WorkerPool:
             self._worker(room), lambda c: c.answer(room, subscriber, sub_id, answer_sdp)
         )
 
+    async def set_view(
+        self,
+        room: str,
+        subscriber: str,
+        publisher: str,
+        source: Source,
+        max_height: int | None,
+    ) -> None:
+        await self._forward(
+            self._worker(room),
+            lambda c: c.set_view(room, subscriber, publisher, source.value, max_height),
+        )
+
     def open_rooms(self) -> int:
         return len(self._of)
 
@@ -502,11 +517,13 @@ class WorkerPool:
                 gauges[name] += int(worker.stats.get(name, 0))
             for reason, count in dict(worker.stats.get("dropped", {})).items():
                 dropped[reason] = dropped.get(reason, 0) + int(count)
+        estimates = [e for w in self.workers for e in w.stats.get("subscriber_estimates_bps", ())]
         return {
             "draining": self.draining,
             "rooms": len(self._of),
             "participants": sum(w.participants for w in self.workers),
             **gauges,
+            "subscriber_estimates_bps": estimates,
             "dropped": dropped,
             **counters,
             "workers": [w.load() for w in self.workers],

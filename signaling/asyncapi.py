@@ -183,7 +183,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "again."
     ),
     "unavailable": ErrorCode(
-        "The store (or, for `publish`, `subscribe_answer` and `group_invite`, the media server) "
+        "The store (or, for `publish`, `subscribe_answer`, `view` and `group_invite`, the media "
+        "server) "
         "did not answer or could not take the request; nothing happened. Retry shortly. "
         "While signing in: then close 1013; connect again with backoff."
     ),
@@ -280,7 +281,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "unknown_subscription": ErrorCode(
         "A `subscribe_answer` for a subscription the SFU does not know (never offered, or gone "
-        "with its publisher). Nothing changed; wait for the next `subscribe_offer`."
+        "with its publisher), or a `view` of a participant the SFU does not know (not in the "
+        "call, or gone). Nothing changed; wait for the next `subscribe_offer`."
     ),
 }
 
@@ -390,6 +392,7 @@ EXAMPLES: dict[type[msgspec.Struct], msgspec.Struct] = {
     m.Unpublish: m.Unpublish(call_id=_CALL, source="screen"),
     m.SubscribeAnswer: m.SubscribeAnswer(call_id=_CALL, subscription="s-7f3a", sdp=_OFFER),
     m.RenegotiateAnswer: m.RenegotiateAnswer(call_id=_CALL, revision=2, sdp=_OFFER),
+    m.View: m.View(call_id=_CALL, participant="0d4b8e2a6c1f9a37", max_height=180),
     m.GroupAdd: m.GroupAdd(call_id=_CALL, handles=["dave"]),
     m.Mute: m.Mute(call_id=_CALL, audio_muted=True, video_muted=False),
     m.Ping: m.Ping(),

@@ -48,15 +48,18 @@ def _vp8_frames(packets: list[RtpPacket]) -> list[bytes]:
 
 def read(path: Path) -> dict[str, Sent]:
     """participant → what it sent, from the tap's file (streams the SFU knows of only)."""
-    video: dict[str, list[RtpPacket]] = defaultdict(list)
+    video: dict[str, dict[int, list[RtpPacket]]] = defaultdict(lambda: defaultdict(list))
     sent: dict[str, Sent] = defaultdict(Sent)
     for record in sfu_tap.read(path):
         packet = RtpPacket.parse(record.packet)
         if record.kind == "v":
-            video[record.publisher].append(packet)
+            video[record.publisher][packet.ssrc].append(packet)
         elif record.kind == "a" and packet.payload:
             sent[record.publisher].audio.append(packet.payload)
-    for participant, packets in video.items():
+    for participant, streams in video.items():
+        # A simulcast publisher sends one stream per layer (docs/protocol.md 11.15.3), each
+        # its own sequence of frames: take the one it sent most of (the full layer).
+        packets = max(streams.values(), key=lambda s: sum(len(p.payload) for p in s))
         sent[participant].video = _vp8_frames([p for p in packets if p.payload])
     return dict(sent)
 

@@ -75,13 +75,23 @@ def test_drops_are_counted_by_reason(room: str, sender: str, data: bytes, reason
     assert f.counters.dropped == {reason: 1}
 
 
-def test_padding_only_probes_keep_the_sequence_contiguous() -> None:
+def test_padding_only_probes_are_dropped_and_the_sequence_stays_contiguous() -> None:
     f = room_of_two()
     f.activate("c<-a", 0.0)
-    probe = rtp(ssrc=A_AUDIO, pt=111, seq=9, payload=b"", padding=200)
-    [(_, packet)] = f.handle_rtp("r", "a", probe, 0.1)
-    assert parse_rtp(packet).sequence == 9 and len(packet) == len(probe)
+    f.handle_rtp("r", "a", rtp(ssrc=A_VIDEO, seq=8, payload=KEY), 0.1)
+    probe = rtp(ssrc=A_VIDEO, seq=9, payload=b"", padding=200)
+    assert f.handle_rtp("r", "a", probe, 0.1) == []  # never reaches a decoder
+    [(_, packet)] = f.handle_rtp("r", "a", rtp(ssrc=A_VIDEO, seq=10, payload=INTER), 0.1)
+    assert parse_rtp(packet).sequence == 9  # no hole where the probe was
     assert f.counters.padding_only == 1 and not f.counters.dropped
+    # a NACK of the renumbered packet reaches the publisher as its own number
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 0xC1, 12, 0)  # 12: not sent yet: no source
+    nack += struct.pack("!HH", 9, 0)
+    nack = nack[:2] + struct.pack("!H", len(nack) // 4 - 1) + nack[4:]
+    f.subscriptions["c<-a"].legs  # noqa: B018 (the leg SSRC the NACK names is 0xC1)
+    feedback = f.handle_subscriber_rtcp("c<-a", nack, 0.2)
+    assert len(feedback.retransmit) == 1  # 9 (the renumbered 10) is in the leg cache
+    assert parse_rtp(feedback.retransmit[0]).sequence == 9
 
 
 def test_video_starts_at_a_keyframe() -> None:

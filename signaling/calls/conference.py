@@ -56,6 +56,16 @@ class MediaRooms(Protocol):
         self, room: str, participant: str, subscription: str, answer_sdp: str
     ) -> None: ...
 
+    async def set_view(
+        self,
+        room: str,
+        participant: str,
+        publisher: str,
+        source: str = "camera",
+        max_height: int | None = None,
+    ) -> None:
+        """The largest height ``participant`` wants of ``publisher``'s ``source``."""
+
     async def leave(self, room: str, participant: str) -> None: ...
 
     async def delete_room(self, room: str) -> None: ...
@@ -232,6 +242,14 @@ class Conference:
     async def answer(self, room: str, subscriber: str, subscription: str, sdp: str) -> None:
         try:
             await self._rooms.answer(room, subscriber, subscription, sdp)
+        except Exception as exc:
+            raise _failure(exc) from exc
+
+    async def set_view(
+        self, room: str, subscriber: str, publisher: str, source: str, max_height: int | None
+    ) -> None:
+        try:
+            await self._rooms.set_view(room, subscriber, publisher, source, max_height)
         except Exception as exc:
             raise _failure(exc) from exc
 

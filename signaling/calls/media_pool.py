@@ -156,6 +156,16 @@ class MediaPool:
     async def answer(self, room: str, participant: str, subscription: str, answer_sdp: str) -> None:
         await self._on(room, lambda c: c.answer(room, participant, subscription, answer_sdp))
 
+    async def set_view(
+        self,
+        room: str,
+        participant: str,
+        publisher: str,
+        source: str = "camera",
+        max_height: int | None = None,
+    ) -> None:
+        await self._on(room, lambda c: c.set_view(room, participant, publisher, source, max_height))
+
     async def leave(self, room: str, participant: str) -> None:
         if room in self._rooms:
             await self._on(room, lambda c: c.leave(room, participant))

@@ -205,6 +205,8 @@ class CallService(
                 await self._answer_subscription(device, message)
             case m.RenegotiateAnswer():
                 await self._answer_renegotiation(device, message)
+            case m.View():
+                await self._set_view(device, message)
             case m.Mute():
                 call = self._calls.get(message.call_id)
                 event: sm.MuteEvent | g.MuteEvent = (

@@ -359,6 +359,22 @@ class SfuCalls:
         if self._conference is not None and participant is not None:
             self._conference.resumed(call_id, participant)
 
+    async def _set_view(self, device: sm.DeviceRef, view: m.View) -> None:
+        """The largest picture the device wants of one participant (simulcast layer choice)."""
+        conference = self._require_sfu()
+        call = self._calls.get(view.call_id)
+        participant = None if call is None else kinds.sfu_participant(call, device)
+        if call is None or participant is None:
+            raise CallError("unknown_call", "No call through the SFU here.", view.call_id)
+        try:
+            await conference.set_view(
+                call.id, participant, view.participant, view.source, view.max_height
+            )
+        except MediaRefused as exc:
+            raise CallError(exc.code, exc.detail, call.id) from exc
+        except MediaUnavailable as exc:
+            raise CallError("unavailable", "The media server cannot take that now.") from exc
+
     def _route_media_keys(
         self, device: sm.DeviceRef, message: m.MediaKeys | m.MediaKeyRequest
     ) -> None:

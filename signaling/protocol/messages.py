@@ -181,6 +181,18 @@ class RenegotiateAnswer(ClientMessage, tag="renegotiate_answer"):
     sdp: Sdp
 
 
+class View(ClientMessage, tag="view"):
+    """The largest picture this device wants of one participant's ``source`` (its tile size,
+    a pinned speaker, a hidden tab): the SFU then forwards that participant's simulcast video in
+    the highest layer no taller than ``max_height`` pixels; 0 pauses the video, ``null`` lifts
+    the limit (the default). A single-layer publisher's video is forwarded as it is."""
+
+    call_id: CallId
+    participant: ParticipantId
+    source: Source = "camera"
+    max_height: Annotated[int, msgspec.Meta(ge=0, le=8192)] | None = None
+
+
 class Mute(ClientMessage, tag="mute"):
     """What this device is sending in a call; shown to the other participants (group) or
     passed to the other device as ``peer_mute`` (1:1, once connected)."""
@@ -254,6 +266,7 @@ ClientMessages = (
     | Unpublish
     | SubscribeAnswer
     | RenegotiateAnswer
+    | View
     | Mute
     | Ping
     | Quality

@@ -12,5 +12,6 @@ export { Invitees } from "./invitees.js";
 export * as keystore from "./keystore.js";
 export { Line } from "./line.js";
 export { ScreenShare, showsVideo } from "./screenshare.js";
+export * as simulcast from "./simulcast.js";
 export { GONE_CODES, Session } from "./session.js";
 export { SfuMedia } from "./sfu.js";

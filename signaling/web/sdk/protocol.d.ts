@@ -133,6 +133,22 @@ export interface RenegotiateAnswer {
 }
 
 /**
+ * The largest picture this device wants of one participant's ``source`` (its tile size,
+ * a pinned speaker, a hidden tab): the SFU then forwards that participant's simulcast video in
+ * the highest layer no taller than ``max_height`` pixels; 0 pauses the video, ``null`` lifts
+ * the limit (the default). A single-layer publisher's video is forwarded as it is.
+ */
+export interface View {
+  type: "view";
+  /** Call id */
+  call_id: string;
+  /** A participant id in a call */
+  participant: string;
+  source?: "camera" | "screen";
+  max_height?: number | null;
+}
+
+/**
  * What this device is sending in a call; shown to the other participants (group) or
  * passed to the other device as ``peer_mute`` (1:1, once connected).
  */
@@ -474,6 +490,7 @@ export type ClientMessage =
   | Unpublish
   | SubscribeAnswer
   | RenegotiateAnswer
+  | View
   | Mute
   | Ping
   | Quality

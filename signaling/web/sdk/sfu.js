@@ -24,6 +24,7 @@
 // E2EE worker (e2ee.js), so the SFU forwards only ciphertext behind a clear VP8/Opus prefix.
 
 import { BundleReceiver } from "./bundle.js";
+import { cameraTransceiverInit } from "./simulcast.js";
 
 // The SFU never trickles, and neither can we: wait this long at most for gathering.
 const GATHER_TIMEOUT_MS = 5000;
@@ -102,7 +103,7 @@ export class SfuMedia extends EventTarget {
     this.uplink = pc;
     pc.onconnectionstatechange = () => this.dispatchEvent(new CustomEvent("state"));
     for (const track of stream?.getTracks() ?? []) {
-      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const transceiver = pc.addTransceiver(track, cameraTransceiverInit(track, stream)); // simulcast.js
       preferCodec(transceiver, track.kind);
       this.e2ee.attachSender(transceiver.sender, track.kind);
     }

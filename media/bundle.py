@@ -20,6 +20,7 @@ from aiortc.sdp import SessionDescription
 from media import errors
 from media.forwarding import Kind, Source
 from media.rtp import MalformedPacket, Nack, PictureLoss, ReceiverReport, SenderReport, parse_rtcp
+from media.simulcast_sdp import restore_simulcast
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 #: Extensions whose value names the publisher's own section or stream: never forwarded.
@@ -126,6 +127,8 @@ class Numbering:
     extensions: dict[str, int] = field(default_factory=dict)
     #: The participant's own sections, as first answered: mid -> m-section.
     kept: dict[str, object] = field(default_factory=dict)
+    #: mid -> the simulcast lines of our first answer (issue 16), repeated in every offer.
+    simulcast: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, offer: SessionDescription, answer: SessionDescription) -> Numbering:
@@ -186,7 +189,7 @@ def shape_offer(sdp: str, numbering: Numbering, inactive: set[str]) -> str:
             media.direction = "inactive"
         if media.dtls is not None:
             media.dtls.role = "auto"
-    return str(description)
+    return restore_simulcast(str(description), numbering.simulcast)
 
 
 def rtcp_media_ssrcs(data: bytes) -> list[int]:

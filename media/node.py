@@ -49,6 +49,7 @@ from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli, build_remb
 from media.selection import publisher_rembs, select_layers, set_view, simulcast_stats
 from media.shield import Dropped, dtls_transports, guard_transport
+from media.simulcast_sdp import accepted_simulcast
 from media.udpmux import UdpMux
 
 log = logging.getLogger("callbook.media")
@@ -131,6 +132,7 @@ class MediaNode(BundledConnections):
             self.forwarder.add_participant(room, participant)
             if bundle:
                 numbering = Numbering.of(parse_sdp(offer_sdp), parse_sdp(answer))
+                numbering.simulcast = accepted_simulcast(answer)
                 self.bundles[(room, participant)] = Bundle(room, participant, pc, numbering)
             self._start_uplink(Uplink(room, participant, pc, published), self.uplinks)
         except BaseException:

@@ -126,3 +126,30 @@ def answered_extensions(section: SimulcastSection) -> dict[str, int]:
     if section.repaired_ext_id is not None:
         out[REPAIRED_RID_URI] = section.repaired_ext_id
     return out
+
+
+def accepted_simulcast(answer_sdp: str) -> dict[str, list[str]]:
+    """mid -> the ``a=rid``/``a=simulcast`` lines ``accept_simulcast`` wrote into our answer.
+
+    aiortc's parser drops them, so an offer the SFU makes later on the same connection (one
+    connection per participant) would leave them out, and a browser that sees an offer without
+    ``a=simulcast:recv`` falls back to one encoding: its lowest layer."""
+    found = {}
+    for lines in _sections(answer_sdp)[1:]:
+        mids = _attributes(lines, "mid")
+        kept = [line for line in lines if line.startswith(("a=rid:", "a=simulcast:"))]
+        if mids and kept:
+            found[mids[0]] = kept
+    return found
+
+
+def restore_simulcast(sdp: str, by_mid: dict[str, list[str]]) -> str:
+    """``sdp`` with each section's lines from ``accepted_simulcast`` put back."""
+    if not by_mid:
+        return sdp
+    sections = _sections(sdp)
+    for lines in sections[1:]:
+        mids = _attributes(lines, "mid")
+        if mids and mids[0] in by_mid and "a=inactive" not in lines:
+            lines += by_mid[mids[0]]
+    return "\r\n".join(line for part in sections for line in part) + "\r\n"

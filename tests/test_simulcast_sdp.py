@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from media.bundle import Numbering, shape_offer
 from media.forwarding import Kind
-from media.peer import answer_uplink, new_peer_connection
+from media.peer import answer_uplink, new_peer_connection, parse_sdp
 from media.simulcast_sdp import (
     REPAIRED_RID_URI,
     RID_URI,
     accept_simulcast,
+    accepted_simulcast,
+    restore_simulcast,
     simulcast_sections,
 )
 
@@ -86,3 +89,27 @@ async def test_aiortc_answers_chromium_simulcast_and_files_a_layered_video() -> 
     # the answer's extension ids are unique within the section
     ids = [line.split()[0] for line in video.splitlines() if line.startswith("a=extmap:")]
     assert len(ids) == len(set(ids))
+
+
+async def test_the_sfus_later_offers_on_one_connection_keep_accepting_simulcast() -> None:
+    """A re-offer without a=simulcast:recv would make Chromium drop to its lowest layer."""
+    pc = new_peer_connection()
+    try:
+        answer, _ = await answer_uplink(pc, CHROMIUM_OFFER)
+        numbering = Numbering.of(parse_sdp(CHROMIUM_OFFER), parse_sdp(answer))
+        numbering.simulcast = accepted_simulcast(answer)
+        created = await pc.createOffer()
+        offer = shape_offer(created.sdp, numbering, set())
+    finally:
+        await pc.close()
+    video = offer[offer.index("m=video") :].splitlines()
+    assert [line for line in video if line.startswith("a=rid:")] == [
+        "a=rid:q recv",
+        "a=rid:h recv",
+        "a=rid:f recv",
+    ]
+    assert "a=simulcast:recv q;h;f" in video
+    assert any(line.startswith("a=extmap:10 ") and RID_URI in line for line in video)
+    audio = offer[: offer.index("m=video")]
+    assert "a=simulcast" not in audio
+    assert restore_simulcast(offer, {}) == offer

@@ -22,6 +22,7 @@ from media import errors
 from media.bundle import UNFORWARDABLE, Negotiation, Numbering, Offer, Stream, shape_offer
 from media.forwarding import Kind, Leg, Source
 from media.peer import PlaceholderTrack, codec_preferences, parse_sdp
+from media.simulcast_sdp import restore_simulcast
 
 
 @dataclass
@@ -113,7 +114,9 @@ class Bundle:
             except Exception as exc:  # a closed connection, or aiortc refusing its own offer
                 negotiation.changed()
                 raise errors.InvalidState(f"cannot make an offer: {exc}") from exc
-            return negotiation.issue(self.pc.localDescription.sdp, self.streams())
+            # aiortc writes its local description afresh, without the simulcast lines again
+            issued = restore_simulcast(self.pc.localDescription.sdp, self.numbering.simulcast)
+            return negotiation.issue(issued, self.streams())
 
     async def answer(self, revision: int, sdp: str) -> dict[str, list[Leg]]:
         """Apply the participant's answer to offer ``revision``: each subscription it covers

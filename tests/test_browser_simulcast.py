@@ -32,9 +32,9 @@ VIDEO_FROM_JS = """async () => {
   const group = window.callbook && window.callbook.group;
   if (!group || !group.sfu) return null;
   const out = {};
-  for (const {participant, pc, source} of group.sfu.downlinks.values()) {
-    if (source === "screen") continue;
-    (await pc.getStats()).forEach((s) => {
+  for (const {participant, source, kind, receiver} of group.sfu.receiving()) {
+    if (source === "screen" || kind !== "video") continue;
+    (await receiver.getStats()).forEach((s) => {
       if (s.type !== "inbound-rtp" || s.kind !== "video") return;
       out[participant] = {
         height: s.frameHeight || 0, frames: s.framesDecoded || 0,

@@ -19,7 +19,15 @@ from aiortc.sdp import SessionDescription
 
 from media import errors
 from media.forwarding import Kind, Source
-from media.rtp import MalformedPacket, Nack, PictureLoss, ReceiverReport, SenderReport, parse_rtcp
+from media.rtp import (
+    MalformedPacket,
+    Nack,
+    PictureLoss,
+    ReceiverReport,
+    Remb,
+    SenderReport,
+    parse_rtcp,
+)
 from media.simulcast_sdp import restore_simulcast
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -206,4 +214,6 @@ def rtcp_media_ssrcs(data: bytes) -> list[int]:
             found.append(item.media_ssrc)
         elif isinstance(item, (ReceiverReport, SenderReport)):
             found.extend(block.ssrc for block in item.reports)
+        elif isinstance(item, Remb):  # one per transport, naming every stream it estimates
+            found.extend(item.ssrcs)
     return found

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from media import errors
-from media.bundle import Negotiation
+from media.bundle import Negotiation, rtcp_media_ssrcs
+from media.rtp import build_pli, build_remb
 
 
 def test_a_change_makes_an_offer_due_and_its_answer_settles_it() -> None:
@@ -57,3 +58,11 @@ def test_an_answer_to_another_revision_is_stale(revision: int) -> None:
     n.issue("sdp-1", ())
     with pytest.raises(errors.StaleOffer):
         n.check(revision)
+
+
+def test_a_remb_on_one_connection_reaches_every_stream_it_names() -> None:
+    """Chromium sends one REMB per transport naming all it receives: with one connection per
+    participant it is each named subscription's estimate (simulcast layer choice)."""
+    assert rtcp_media_ssrcs(build_remb(1, 300_000, [11, 22])) == [11, 22]
+    assert rtcp_media_ssrcs(build_pli(1, 33)) == [33]
+    assert rtcp_media_ssrcs(b"\x80\xce") == []

@@ -32,7 +32,7 @@ from signaling.limits import Budget
 from signaling.sdk.client import Client
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
-pytest_plugins = ["tests.coturn", "tests.netlab"]
+pytest_plugins = ["tests.coturn", "tests.netlab", "tests.parallel"]
 
 TEST_DIRECTORY = DirectoryConfig(
     lookup_burst=1000,

@@ -55,7 +55,11 @@ def _group(item: pytest.Item) -> str | None:
 
 # Before pytest-xdist's own hook, which reads the groups into the test ids it schedules by.
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
+        # On workers, slow tests first (stable: otherwise in file order): xdist hands out work in
+        # this order after the groups, and a soak starting last would run on alone at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         if _drives_chromium(item):
             item.add_marker(pytest.mark.browser)

@@ -28,6 +28,11 @@ from __future__ import annotations
 
 import pytest
 
+try:  # pytest >= 9.2: a node's id is a structured NodeId, and ``Item._nodeid`` is gone.
+    from _pytest.nodeid import NodeId
+except ImportError:  # pragma: no cover (older pytest: pytest-xdist's own suffix works)
+    NodeId = None
+
 BROWSER_GROUP = "chromium"
 #: Fixtures that reach the session's store (conftest.py): through them a test touches it.
 STORE_FIXTURES = frozenset({"valkey", "redis_url", "redis_cluster", "store_target"})
@@ -68,3 +73,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
         if STORE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.store)
+
+
+def _group_names(item: pytest.Item) -> str | None:
+    names = {
+        str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for mark in item.iter_markers("xdist_group")
+    }
+    return "_".join(sorted(names)) if names else None
+
+
+# Before pytest-xdist's worker reports its collection: xdist 3.8 puts the group into the test id
+# (``<id>@<group>``, what ``--dist loadgroup`` schedules by) by setting ``item._nodeid``, which
+# pytest 9.2 no longer reads: without this every test would be scheduled on its own, groups or not.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if NodeId is None or not getattr(session.config.option, "loadgroup", False):
+        return
+    for item in session.items:
+        group = _group_names(item)
+        if group is not None and not item.nodeid.endswith(f"@{group}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")

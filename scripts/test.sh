@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs the quality gates and the whole suite.
-# Extra arguments go to pytest (e.g. -m "not slow" -x).
+# Extra arguments go to pytest (e.g. -m "not slow" -x); CALLBOOK_TEST_WORKERS=0 runs it in one
+# process, as before pytest-xdist.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh "[test]"
@@ -19,7 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest on Redis $(redis-server --version | grep -o 'v=[0-9.]*')"
-CALLBOOK_TEST_STORE_BINARY=$(command -v redis-server) .venv/bin/python -m pytest -q -m "not slow" "$@"
+# Workers (pytest-xdist): tests that must not run side by side share a group (tests/parallel.py).
+workers=${CALLBOOK_TEST_WORKERS:-3}
+parallel=(-n "$workers" --dist loadgroup)
+echo "== pytest on Redis $(redis-server --version | grep -o 'v=[0-9.]*') (the fast tests that touch the store)"
+CALLBOOK_TEST_STORE_BINARY=$(command -v redis-server) \
+  .venv/bin/python -m pytest -q "${parallel[@]}" -m "store and not slow" "$@"
 echo "== pytest on the embedded Valkey (the whole suite)"
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest "${parallel[@]}" --durations=15 "$@"

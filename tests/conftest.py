@@ -32,7 +32,7 @@ from signaling.limits import Budget
 from signaling.sdk.client import Client
 from tests.redis_cluster import EmbeddedCluster, StoreTarget
 
-pytest_plugins = ["tests.coturn", "tests.netlab"]
+pytest_plugins = ["tests.coturn", "tests.netlab", "tests.parallel"]
 
 TEST_DIRECTORY = DirectoryConfig(
     lookup_burst=1000,
@@ -89,7 +89,9 @@ def valkey() -> Iterator[EmbeddedValkey]:
     binary = os.environ.get("CALLBOOK_TEST_STORE_BINARY")
     with tempfile.TemporaryDirectory(prefix="cbt-") as data_dir:
         server = EmbeddedValkey(Path(data_dir), Path(binary) if binary else None)
-        server.start()
+        # Generous: every xdist worker starts its own at once, beside the others' and a CPU hog;
+        # a failed session fixture fails each test of its worker.
+        server.start(timeout_s=60)
         yield server
         server.stop()
 
@@ -106,7 +108,7 @@ def redis_cluster() -> Iterator[EmbeddedCluster]:
     binary = os.environ.get("CALLBOOK_TEST_STORE_BINARY")
     with tempfile.TemporaryDirectory(prefix="cbc-") as data_dir:
         cluster = EmbeddedCluster(Path(data_dir), binary=Path(binary) if binary else None)
-        cluster.start()
+        cluster.start(timeout_s=60)  # generous, as the store's
         yield cluster
         cluster.stop()
 
@@ -142,7 +144,8 @@ async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
 def sfu() -> Iterator[EmbeddedMedia]:
     """One real SFU process for the session, as ``callbook serve`` starts it."""
     node = EmbeddedMedia()
-    node.start()
+    # Generous, as the store's: the node imports aiortc and av first (20 s failed under load).
+    node.start(timeout_s=120)
     yield node
     node.stop()
 

@@ -80,7 +80,9 @@ class Node:
         if log is not None:
             log.close()  # the child has its own copy
 
-    async def ready(self, timeout_s: float = 15.0) -> None:
+    async def ready(self, timeout_s: float = 60.0) -> None:
+        # Generous: a node imports aiortc and av before it listens, and CI runs several test
+        # workers beside a CPU hog (15 s failed there); a ready node answers at once all the same.
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:

@@ -48,7 +48,7 @@ class LoggingNode:
             )  # fmt: skip
 
     async def ready(self) -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: see tests/test_cluster_processes.py Node.ready
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 assert self.process.poll() is None, self.log_path.read_text()

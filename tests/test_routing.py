@@ -101,8 +101,10 @@ async def cluster(kind: str, store: Store) -> AsyncIterator[Cluster]:
         async def kill() -> None:
             await hub.kill(NODE_B)
     else:
-        a = RedisRouter(store, NODE_A, heartbeat_s=0.1, dead_after_s=0.5)
-        b = RedisRouter(store, NODE_B, heartbeat_s=0.1, dead_after_s=0.5)
+        # Liveness bounds a loaded machine keeps (CI: a CPU hog and parallel workers): a node
+        # judged dead after 0.5 s made a live one's presence vanish between two awaits.
+        a = RedisRouter(store, NODE_A, heartbeat_s=0.2, dead_after_s=3.0)
+        b = RedisRouter(store, NODE_B, heartbeat_s=0.2, dead_after_s=3.0)
 
         async def kill() -> None:  # as kill -9: no goodbye, the heartbeat just stops
             assert isinstance(b, RedisRouter)

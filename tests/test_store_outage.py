@@ -40,7 +40,8 @@ from tests.valkey_process import ValkeyProcess
 pytestmark = pytest.mark.slow
 
 OUTAGE_S = 10.0
-RECOVERY_S = 5.0
+#: A bound on recovery after the store returns, not a timing: CI runs with a CPU hog and workers.
+RECOVERY_S = 20.0
 #: Webhook delivery is a background job with its own lease (WEBHOOK_LEASE_TTL_S) and backoff.
 WEBHOOKS_BACK_S = 30.0
 #: After the outage, long enough for every node to judge the others (dead after 5 s of
@@ -307,12 +308,19 @@ async def test_a_store_outage_keeps_calls_and_recovers(
 
             owned_valkey.start()
             back = time.monotonic()
-            # Within 5 s: REST works, and a new call across the nodes can be placed.
+            # Within the bound: REST works, and a new call across the nodes can be placed.
             async with asyncio.timeout(RECOVERY_S):
                 while True:
                     if (await _problem(http, node_b.url, token))[0] == 200:
                         break
                     await asyncio.sleep(0.1)
+                # Both nodes listening again (readyz covers the cross-node channel): a node
+                # still resubscribing would miss what the other publishes to it meanwhile.
+                for node in (node_a, node_b):
+                    while True:
+                        if await _status(http, f"{node.url}/readyz") == 200:
+                            break
+                        await asyncio.sleep(0.1)
             async with asyncio.timeout(back + RECOVERY_S - time.monotonic()):
                 new_call = await _place_when_back(c, d, "dave")
             # Nothing ended the old call or told either side its peer was lost.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from directory import accounts, devices, handles, lookup
@@ -29,6 +30,17 @@ from signaling.protocol import messages as m
 
 INVITE_BURST = 20
 INVITES_PER_S = 1.0
+
+
+@contextmanager
+def media_errors(call_id: str, unavailable: str) -> Iterator[None]:
+    """The SFU's refusals as the device's typed errors (``unavailable`` when it is unreachable)."""
+    try:
+        yield
+    except MediaRefused as exc:
+        raise CallError(exc.code, exc.detail, call_id) from exc
+    except MediaUnavailable as exc:
+        raise CallError("unavailable", unavailable) from exc
 
 
 class SfuCalls:
@@ -325,31 +337,25 @@ class SfuCalls:
             if other != device:
                 self._deliver(other, told)
 
-    async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
-        conference = self._require_sfu()
-        call = self._calls.get(reply.call_id)
+    def _sfu_participant(self, device: sm.DeviceRef, call_id: str) -> tuple[str, str]:
+        """The call's id and the device's participant in its SFU room, else ``unknown_call``."""
+        call = self._calls.get(call_id)
         participant = None if call is None else kinds.sfu_participant(call, device)
         if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
-        try:
-            await conference.answer(call.id, participant, reply.subscription, reply.sdp)
-        except MediaRefused as exc:
-            raise CallError(exc.code, exc.detail, call.id) from exc
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server refused the answer.") from exc
+            raise CallError("unknown_call", "No call through the SFU here.", call_id)
+        return call.id, participant
+
+    async def _answer_subscription(self, device: sm.DeviceRef, reply: m.SubscribeAnswer) -> None:
+        conference = self._require_sfu()
+        call_id, participant = self._sfu_participant(device, reply.call_id)
+        with media_errors(call_id, "The media server refused the answer."):
+            await conference.answer(call_id, participant, reply.subscription, reply.sdp)
 
     async def _answer_renegotiation(self, device: sm.DeviceRef, reply: m.RenegotiateAnswer) -> None:
         conference = self._require_sfu()
-        call = self._calls.get(reply.call_id)
-        participant = None if call is None else kinds.sfu_participant(call, device)
-        if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", reply.call_id)
-        try:
-            await conference.answer_renegotiation(call.id, participant, reply.revision, reply.sdp)
-        except MediaRefused as exc:
-            raise CallError(exc.code, exc.detail, call.id) from exc
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server refused the answer.") from exc
+        call_id, participant = self._sfu_participant(device, reply.call_id)
+        with media_errors(call_id, "The media server refused the answer."):
+            await conference.answer_renegotiation(call_id, participant, reply.revision, reply.sdp)
 
     def _resend_offers(self, device: sm.DeviceRef, call_id: str) -> None:
         """A resumed device may have lost a ``renegotiate`` in flight: send the outstanding
@@ -362,18 +368,11 @@ class SfuCalls:
     async def _set_view(self, device: sm.DeviceRef, view: m.View) -> None:
         """The largest picture the device wants of one participant (simulcast layer choice)."""
         conference = self._require_sfu()
-        call = self._calls.get(view.call_id)
-        participant = None if call is None else kinds.sfu_participant(call, device)
-        if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", view.call_id)
-        try:
+        call_id, participant = self._sfu_participant(device, view.call_id)
+        with media_errors(call_id, "The media server cannot take that now."):
             await conference.set_view(
-                call.id, participant, view.participant, view.source, view.max_height
+                call_id, participant, view.participant, view.source, view.max_height
             )
-        except MediaRefused as exc:
-            raise CallError(exc.code, exc.detail, call.id) from exc
-        except MediaUnavailable as exc:
-            raise CallError("unavailable", "The media server cannot take that now.") from exc
 
     def _route_media_keys(
         self, device: sm.DeviceRef, message: m.MediaKeys | m.MediaKeyRequest

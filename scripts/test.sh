@@ -28,4 +28,5 @@ echo "== pytest on Redis $(redis-server --version | grep -o 'v=[0-9.]*') (the fa
 CALLBOOK_TEST_STORE_BINARY=$(command -v redis-server) \
   .venv/bin/python -m pytest -q "${parallel[@]}" -m "store and not slow" "$@"
 echo "== pytest on the embedded Valkey (the whole suite)"
-exec .venv/bin/python -m pytest "${parallel[@]}" --durations=15 "$@"
+# Every test's time, for finding what holds the run up: test-artifacts/junit.xml.
+exec .venv/bin/python -m pytest "${parallel[@]}" --durations=15 --junitxml=test-artifacts/junit.xml "$@"

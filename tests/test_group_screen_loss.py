@@ -14,8 +14,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from signaling.protocol import messages as m
 from signaling.sdk import softphone
-from signaling.sdk.line import Line
 from signaling.sdk.ice import codec_preferences
+from signaling.sdk.line import Line
 from signaling.sdk.media import PatternTrack, ToneTrack, peer_connection
 from signaling.sdk.sfu_session import SfuSession
 from signaling.sdk.softphone import Softphone, Summary

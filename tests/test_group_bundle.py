@@ -4,6 +4,7 @@ after a resume."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 import pytest
@@ -13,8 +14,10 @@ from signaling.config import ConfigError, from_env
 from signaling.protocol import messages as m
 from signaling.sdk.line import Line
 from signaling.sdk.media import ToneTrack, peer_connection
+from signaling.sdk.softphone import Softphone, Summary
 from tests.conftest import MakeServer, Server
 from tests.test_calls import _line
+from tests.test_sfu_support import until
 
 pytestmark = pytest.mark.slow
 
@@ -166,3 +169,35 @@ async def test_with_bundling_off_publish_bundle_is_refused_as_by_an_older_server
         await a.send(m.Hangup(call_id=call_id))
     for pc in pcs:
         await pc.close()
+
+
+async def test_the_python_sdk_falls_back_to_the_old_mode_on_a_server_that_refuses_bundle(
+    make_server: MakeServer,
+) -> None:
+    """Two softphones that bundle by default, on a server that refuses it: each publishes
+    again without ``bundle`` (sfu_session.py) and they decode each other the old way."""
+    server = await make_server(sfu_bundle=False)
+    alice = Softphone(await server.signup("alice"), video=True)
+    bob = Softphone(await server.signup("bob"), video=True)
+    tasks: list[asyncio.Task[Summary]] = []
+    try:
+        await bob.line.open()
+        tasks = [
+            asyncio.create_task(alice.group(["bob"], 120.0)),
+            asyncio.create_task(bob.answer(120.0)),
+        ]
+
+        def decoding() -> bool:
+            found = [p.session for p in (alice, bob)]
+            return all(s is not None and s.participants_received(video=True) == 1 for s in found)
+
+        await until(decoding, 45.0, "alice and bob decoding each other")
+        for phone in (alice, bob):
+            assert phone.session is not None and not phone.session.bundle
+            assert phone.session.revision == 0  # no renegotiate: subscribe_offers only
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for phone in (alice, bob):
+            await phone.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from signaling.calls.screen_watch import screens_gone
+from signaling.calls.screen_watch import screens_gone, screens_shared
 
 
 def stats(*entries: tuple[str, bool | None, bool]) -> dict[str, Any]:
@@ -57,3 +57,10 @@ def test_hostile_stats_end_nothing() -> None:
     ]  # fmt: skip
     for room in hostile:
         assert screens_gone({"a": 1}, {"a": 1}, room) == []
+
+
+def test_an_adopting_node_learns_who_shares() -> None:
+    room = stats(("b", True, False), ("a", True, True), ("c", False, False), ("d", None, False))
+    assert screens_shared(room) == ["a", "b"]
+    assert screens_shared({}) == []
+    assert screens_shared({"participants": [{"participant": "a", "publishing": 1}]}) == []

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from media.bundle import Offer
 from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
-from signaling.calls.screen_watch import screens_gone
+from signaling.calls.screen_watch import screens_gone, screens_shared
 from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.conference")
@@ -334,6 +334,20 @@ class Conference:
         node): its participants' media keeps flowing; this node only learns who they are."""
         self._devices[room] = dict(devices)
         self.start()
+        self._spawn(self._learn_screens(room))
+
+    async def _learn_screens(self, room: str) -> None:
+        """Who shares a screen in an adopted room: the SFU knows (the record does not), and
+        without it here an ``unpublish``, or the screen's death, would reach nobody."""
+        try:
+            stats = await self._rooms.room_stats(room)
+        except Exception:
+            log.warning("the SFU could not say who shares a screen", exc_info=True)
+            return
+        devices, sharing = self._devices.get(room, {}), self._screens.setdefault(room, {})
+        for participant in screens_shared(stats):
+            if participant in devices and participant not in sharing:
+                sharing[participant] = next(self._share_serials)
 
     def forget(self, room: str) -> None:
         """The room is gone with its media node: nothing to ask the SFU any more."""

@@ -5,6 +5,9 @@ the network went, its ICE or DTLS failed) the SFU stops forwarding the screen, a
 stats no longer list the participant as publishing one; nobody sends ``unpublish``. Signaling
 compares what it believes is shared with those stats, each poll.
 
+A node that adopts a room (a call taken over from another signaling node) learns from the same
+stats who shares a screen there.
+
 A stats answer may have been computed before a share started, or between one share's end and
 the next: each share therefore carries a serial, and only a share that was already known
 before the stats were asked for, and is still the same share afterwards, can be declared gone.
@@ -32,3 +35,14 @@ def screens_gone(
         if isinstance(publishing, Mapping) and publishing.get("screen") is False:
             gone.append(name)
     return sorted(gone)
+
+
+def screens_shared(stats: Mapping[str, Any]) -> list[str]:
+    """The participants ``stats`` (the SFU's room stats) lists as publishing a screen: what a
+    node that adopts a room learns, since the call's record does not keep it."""
+    shared = []
+    for entry in stats.get("participants", ()):
+        publishing = entry.get("publishing")
+        if isinstance(publishing, Mapping) and publishing.get("screen") is True:
+            shared.append(str(entry.get("participant")))
+    return sorted(shared)

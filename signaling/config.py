@@ -71,6 +71,10 @@ class Config:
     media_secret: str | None = None
     #: Several media nodes found in the store's registry instead of one at ``media_url``.
     media_registry: bool = False
+    #: One connection per participant through the SFU (docs/protocol.md 11.15.2). Off: a
+    #: ``publish`` with ``bundle: true`` is refused as a server from before it refused it
+    #: (``invalid_message``, naming no call), and clients fall back to a connection per sender.
+    sfu_bundle: bool = True
     push_webhook_url: str | None = None
     push_webhook_secret: str | None = None
     #: Sending VoIP pushes to APNs and data messages to FCM ourselves (signaling/push).
@@ -224,6 +228,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         media_url=media_url,
         media_secret=media_secret,
         media_registry=media_registry,
+        sfu_bundle=_on(env, "CALLBOOK_SFU_BUNDLE", default=base.sfu_bundle),
         allowed_origins=origins,
         turn_uris=turn_uris,
         turn_secret=turn_secret,
@@ -312,12 +317,14 @@ def _redis_cluster(env: Mapping[str, str]) -> bool:
     return True
 
 
-def _on(env: Mapping[str, str], name: str) -> bool:
-    """A switch: a typo must not silently mean "off"."""
+def _on(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A switch (``default`` when unset): a typo must not silently mean "off"."""
     value = env.get(name, "").strip().lower()
+    if value == "":
+        return default
     if value in ("1", "true", "yes", "on"):
         return True
-    if value in ("", "0", "false", "no", "off"):
+    if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off (1/0, true/false, yes/no), not {value!r}.")
 

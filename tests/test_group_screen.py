@@ -41,7 +41,7 @@ def session_of(phone: Softphone, sessions: list[Session]) -> Session:
     return next(s for s in sessions if s.line is phone.line)
 
 
-def camera_frames(session: Session, sender: str | None = None) -> int:
+def camera_frames(session: SfuSession, sender: str | None = None) -> int:
     """Camera frames ``session`` decoded from ``sender`` (from anyone when None)."""
     return sum(
         r.video_frames_received
@@ -50,7 +50,7 @@ def camera_frames(session: Session, sender: str | None = None) -> int:
     )
 
 
-async def camera_goes_on(session: Session, sender: str, what: str) -> None:
+async def camera_goes_on(session: SfuSession, sender: str, what: str) -> None:
     before = camera_frames(session, sender)
     await until(lambda: camera_frames(session, sender) >= before + 10, 30.0, what)
 

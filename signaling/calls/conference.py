@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from media.bundle import Offer
 from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
+from signaling.calls.screen_watch import screens_gone, screens_shared
 from signaling.protocol import messages as m
 
 log = logging.getLogger("callbook.conference")
@@ -107,23 +109,33 @@ def _failure(exc: Exception) -> MediaRefused | MediaUnavailable:
 Deliver = Callable[[DeviceRef, m.ServerMessage], None]
 #: The SFU reports that a leg of this device's media died (room, device).
 MediaFailed = Callable[[str, DeviceRef], None]
+#: A participant's shared screen stopped: unpublished, died by itself, or left with it
+#: (room, participant). The SFU has closed it already.
+ScreenEnded = Callable[[str, str], None]
 
 
 class Conference:
     """Runs SFU requests off the message path and routes their results to devices."""
 
     def __init__(
-        self, rooms: MediaRooms, deliver: Deliver, media_failed: MediaFailed | None = None
+        self,
+        rooms: MediaRooms,
+        deliver: Deliver,
+        media_failed: MediaFailed | None = None,
+        screen_ended: ScreenEnded | None = None,
     ) -> None:
         self._rooms = rooms
         self._deliver = deliver
         self._media_failed = media_failed
+        self._screen_ended = screen_ended
         self._tasks: set[asyncio.Task[None]] = set()
         # Per room: who is in it, by participant id, for offers and speaker announcements.
         self._devices: dict[str, dict[str, DeviceRef]] = {}
         self._speakers: dict[str, str | None] = {}
-        # Per room: who shares a screen now (their screens go to everyone who subscribes).
-        self._screens: dict[str, set[str]] = {}
+        # Per room: who shares a screen now (their screens go to everyone who subscribes), each
+        # share with a serial, so that stats older than a share cannot end it (screen_watch.py).
+        self._screens: dict[str, dict[str, int]] = {}
+        self._share_serials = itertools.count(1)
         # The SFU's latest view of each participant's media, by room, for operators.
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -217,7 +229,7 @@ class Conference:
             answer = await self._rooms.publish_screen(room, participant, offer)
         except Exception as exc:
             raise _failure(exc) from exc
-        self._screens.setdefault(room, set()).add(participant)
+        self._screens.setdefault(room, {})[participant] = next(self._share_serials)
         for subscriber, device in subscribers.items():
             if subscriber != participant:
                 self._spawn_subscribe(room, device, subscriber, participant, "screen")
@@ -227,17 +239,18 @@ class Conference:
         return participant in self._screens.get(room, ())
 
     async def unpublish_screen(self, room: str, participant: str) -> bool:
-        """``participant`` stops sharing; False when it was not sharing."""
-        sharing = self._screens.get(room, set())
-        if participant not in sharing:
+        """``participant`` stops sharing; False when it was not sharing. A failed request to
+        the SFU ends the share all the same: its uplink goes with the participant or the room."""
+        if self._screens.get(room, {}).pop(participant, None) is None:
             return False
-        sharing.discard(participant)
-        try:
-            await self._rooms.unpublish_screen(room, participant)
-        except Exception as exc:
-            raise _failure(exc) from exc
+        await self._quietly(self._rooms.unpublish_screen(room, participant))
         self._renegotiate_all(room)
+        self._tell_screen_ended(room, participant)
         return True
+
+    def _tell_screen_ended(self, room: str, participant: str) -> None:
+        if self._screen_ended is not None:
+            self._screen_ended(room, participant)
 
     async def answer(self, room: str, subscriber: str, subscription: str, sdp: str) -> None:
         try:
@@ -255,9 +268,10 @@ class Conference:
 
     def remove(self, room: str, participant: str) -> None:
         self._devices.get(room, {}).pop(participant, None)
-        self._screens.get(room, set()).discard(participant)
         self._offered.pop((room, participant), None)
         self._spawn(self._leave(room, participant))
+        if self._screens.get(room, {}).pop(participant, None) is not None:
+            self._tell_screen_ended(room, participant)  # its screen leaves with it
 
     async def _leave(self, room: str, participant: str) -> None:
         await self._quietly(self._rooms.leave(room, participant))
@@ -320,6 +334,20 @@ class Conference:
         node): its participants' media keeps flowing; this node only learns who they are."""
         self._devices[room] = dict(devices)
         self.start()
+        self._spawn(self._learn_screens(room))
+
+    async def _learn_screens(self, room: str) -> None:
+        """Who shares a screen in an adopted room: the SFU knows (the record does not), and
+        without it here an ``unpublish``, or the screen's death, would reach nobody."""
+        try:
+            stats = await self._rooms.room_stats(room)
+        except Exception:
+            log.warning("the SFU could not say who shares a screen", exc_info=True)
+            return
+        devices, sharing = self._devices.get(room, {}), self._screens.setdefault(room, {})
+        for participant in screens_shared(stats):
+            if participant in devices and participant not in sharing:
+                sharing[participant] = next(self._share_serials)
 
     def forget(self, room: str) -> None:
         """The room is gone with its media node: nothing to ask the SFU any more."""
@@ -351,12 +379,14 @@ class Conference:
                 if not devices:
                     continue
                 with contextlib.suppress(Exception):
+                    sharing = dict(self._screens.get(room, {}))  # as known before asking
                     stats = await self._rooms.room_stats(room)
                     if room in self._devices:
                         self._stats[room] = {
                             str(p.get("participant")): p for p in stats.get("participants", [])
                         }
                         self._report_failed(room, stats)
+                        self._end_dead_screens(room, sharing, stats)
                     speaker = stats.get("active_speaker")
                     if speaker != self._speakers.get(room) and room in self._devices:
                         self._speakers[room] = speaker
@@ -374,6 +404,15 @@ class Conference:
             device = devices.pop(str(entry.get("participant")), None)
             if device is not None and self._media_failed is not None:
                 self._media_failed(room, device)
+
+    def _end_dead_screens(self, room: str, before: dict[str, int], stats: dict[str, Any]) -> None:
+        """Screens whose connection died without ``unpublish`` (the SFU closed them already):
+        ended as if unpublished, so the others' next offer drops them."""
+        sharing = self._screens.get(room, {})
+        for participant in screens_gone(before, sharing, stats):
+            del sharing[participant]
+            self._renegotiate_all(room)
+            self._tell_screen_ended(room, participant)
 
     async def _quietly(self, request: Coroutine[object, object, None]) -> None:
         try:

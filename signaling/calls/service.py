@@ -123,7 +123,9 @@ class CallService(
         # The media nodes (one fixed, or a registry) and the rooms this node opened on them.
         self._media = media
         self._conference = (
-            None if media is None else Conference(media, self._deliver, self._on_leg_failed)
+            None
+            if media is None
+            else Conference(media, self._deliver, self._on_leg_failed, self._on_screen_ended)
         )
         if media is not None and self._conference is not None:
             media.on_lost(self._on_media_lost)

@@ -319,23 +319,31 @@ class SfuCalls:
         self._deliver(device, m.PublishAnswer(call_id=call.id, sdp=answer, source="screen"))
 
     async def _unpublish(self, device: sm.DeviceRef, message: m.Unpublish) -> None:
-        """The device stops sharing its screen (again: nothing happens); the others are told
-        ``unpublished`` and close that subscription, which the SFU has closed already."""
+        """The device stops sharing its screen (again: nothing happens); the others hear of
+        it from ``_on_screen_ended``."""
         conference = self._require_sfu()
-        call = self._calls.get(message.call_id)
-        participant = None if call is None else kinds.sfu_participant(call, device)
-        if call is None or participant is None:
-            raise CallError("unknown_call", "No call through the SFU here.", message.call_id)
-        try:
-            stopped = await conference.unpublish_screen(call.id, participant)
-        except (MediaRefused, MediaUnavailable):
-            stopped = True  # its uplink goes with the participant or the room anyway
-        if not stopped:
+        call_id, participant = self._sfu_participant(device, message.call_id)
+        await conference.unpublish_screen(call_id, participant)
+
+    def _on_screen_ended(self, room: str, participant: str) -> None:
+        """A screen stopped: unpublished, its connection died by itself (a closed tab, a lost
+        network), or its sharer left. The others get ``unpublished`` and close that
+        subscription (the SFU closed it already; a bundled device's next ``renegotiate`` drops
+        it), and the roster no longer shows the share: a dead tab sends no ``mute`` to say so."""
+        call = self._calls.get(room)
+        if call is None or call.phase is sm.Phase.ENDED:
             return
-        told = m.Unpublished(call_id=call.id, participant=participant, source=message.source)
-        for other in kinds.sfu_devices(call):
-            if other != device:
-                self._deliver(other, told)
+        told = m.Unpublished(call_id=room, participant=participant, source="screen")
+        sharer = None
+        for device in kinds.sfu_devices(call):
+            if kinds.sfu_participant(call, device) == participant:
+                sharer = device
+            else:
+                self._deliver(device, told)
+        member = call.members.get(sharer) if isinstance(call, g.GroupCall) and sharer else None
+        if sharer is not None and member is not None and member.screen:
+            muted = g.MuteEvent(sharer, member.audio_muted, member.video_muted, screen=False)
+            self._apply_quietly(room, muted)
 
     def _sfu_participant(self, device: sm.DeviceRef, call_id: str) -> tuple[str, str]:
         """The call's id and the device's participant in its SFU room, else ``unknown_call``."""

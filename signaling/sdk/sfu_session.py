@@ -3,7 +3,8 @@
 By default (``bundle``) the one connection that publishes this device's media also receives
 everyone else's: the SFU adds a section per track with ``renegotiate`` offers, and the offer's
 ``streams`` say which participant (and source) each mid carries, for counting and for
-decrypting. ``bundle=False`` is the old mode: one receiving connection per ``subscribe_offer``.
+decrypting. ``bundle=False`` is the old mode: one receiving connection per ``subscribe_offer``;
+a server that refuses ``bundle`` (``invalid_message``) gets the same offer again without it.
 
 Used for group calls and for 1:1 calls relayed through the SFU (hide-my-IP without TURN). Every
 frame is end-to-end encrypted (docs/e2ee.md): ``keys`` holds this device's keys for the call and
@@ -107,6 +108,21 @@ class SfuSession:
         self.sent_signaling.append(offer)
         await self.line.send(m.Publish(call_id=self.call_id, sdp=offer, bundle=self.bundle))
 
+    async def _publish_without_bundle(self, error: m.Error) -> None:
+        """A server from before 11.15.2 (or one with bundling off) refuses ``publish {bundle}``
+        with ``invalid_message`` naming no call: publish the same offer the old way, while ours
+        is unanswered; what we receive then comes by ``subscribe_offer``."""
+        if (
+            error.code != "invalid_message"
+            or "bundle" not in error.detail
+            or not self.bundle
+            or self._uplink.signalingState != "have-local-offer"
+        ):
+            return
+        self.bundle = False
+        offer = self._uplink.localDescription.sdp
+        await self.line.send(m.Publish(call_id=self.call_id, sdp=offer))
+
     async def share_screen(self) -> None:
         """Share a screen (a moving pattern, like the camera's) as a second video track, on a
         second connection with the same media key: ``publish`` with ``source: "screen"``."""
@@ -163,6 +179,8 @@ class SfuSession:
         if getattr(message, "call_id", None) != self.call_id:
             if isinstance(message, m.Incoming):
                 await self.line.send(m.Decline(call_id=message.call_id, busy=True))
+            elif isinstance(message, m.Error) and message.call_id is None:
+                await self._publish_without_bundle(message)
             return None
         match message:
             case m.PublishAnswer(sdp=sdp, source=source):

@@ -430,10 +430,15 @@ async def callbook_node(
 
 
 async def join_subscribers(
-    control: MediaControl, n: int, publisher: str, pcs: list[RTCPeerConnection]
+    control: MediaControl,
+    n: int,
+    publisher: str,
+    pcs: list[RTCPeerConnection],
+    joined: Callable[[str], Awaitable[None]] | None = None,
 ) -> list[RTCPeerConnection]:
     """``n`` subscribers of ``publisher`` in room "bench", each a participant with an uplink
-    that never sends; returns their receiving PeerConnections."""
+    that never sends; returns their receiving PeerConnections. ``joined(participant)`` runs
+    between a subscriber's join and its subscription."""
     received = []
     for i in range(n):
         idle = new_pc()
@@ -441,6 +446,8 @@ async def join_subscribers(
         idle.addTransceiver("audio", direction="sendonly")
         await idle.setLocalDescription(await idle.createOffer())
         await control.join("bench", f"sub{i}", idle.localDescription.sdp)
+        if joined is not None:
+            await joined(f"sub{i}")
         sub_id, offer = await control.subscribe("bench", f"sub{i}", publisher)
         assert offer is not None
         pc = await answer_pc(offer, pcs)

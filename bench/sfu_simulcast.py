@@ -411,7 +411,8 @@ def show(r: dict[str, Any], round_: int) -> str:
         f"{r['us_per_forwarded_packet'] or '-':>7} us/pkt  "
         f"{r['forwarded_pps']:>7} pkt/s (pub {r['publisher_pps']})  "
         f"SFU {r['sfu_cpu_pct']:>5} %  RSS {r['rss_mib']:>6} MiB  "
-        f"others {r['others_cpu_pct']} %  layers {'ok' if r['layers_ok'] else 'WRONG'} "
+        f"others {r['others_cpu_pct']} %  rcvbuf drops {r['udp_rcvbuf_drops']}  "
+        f"SFU drops {r.get('sfu_dropped', '-')}  layers {'ok' if r['layers_ok'] else 'WRONG'} "
         f"[{layers}]"
     )
 

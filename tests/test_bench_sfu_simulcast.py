@@ -25,7 +25,8 @@ COMMAND = [
 
 
 def test_each_subscriber_gets_its_layer_and_the_cpu_per_packet_is_reported() -> None:
-    command = COMMAND if janus_available() else [*COMMAND, "--only", "callbook"]
+    sfus = {"callbook", "janus"} if janus_available() else {"callbook"}
+    command = COMMAND if "janus" in sfus else [*COMMAND, "--only", "callbook"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # The first run encodes the clip's layers (a minute or more on a loaded machine).
     done = subprocess.run(
@@ -34,7 +35,7 @@ def test_each_subscriber_gets_its_layer_and_the_cpu_per_packet_is_reported() -> 
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     runs = [x for x in lines if "sfu" in x]
-    assert {r["sfu"] for r in runs} == ({"callbook", "janus"} if janus_available() else {"callbook"})
+    assert {r["sfu"] for r in runs} == sfus
     for run in runs:
         assert run["us_per_forwarded_packet"] > 0 and run["forwarded_pps"] > 0, run
         wants = [x["want"] for x in run["layers"]]
@@ -47,5 +48,5 @@ def test_each_subscriber_gets_its_layer_and_the_cpu_per_packet_is_reported() -> 
                 assert layer["share"] >= 0.95, (run["sfu"], run["layers"])
             assert sum(layer["got"].values()) > 0, (run["sfu"], run["layers"])
     (summary,) = [x["summary"] for x in lines if "summary" in x]
-    if janus_available():
+    if "janus" in sfus:
         assert summary["ratio_median"] > 0

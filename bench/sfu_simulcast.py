@@ -139,8 +139,7 @@ def load_clip() -> Clip:
                 frames.append((ts, payloads))
         clip.video.append(sorted(frames, key=lambda f: f[0]))
     with av.open(str(top)) as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
+        for packet in container.demux(container.streams.audio[0]):
             if packet.pts is not None and packet.size:
                 clip.audio.append((int(packet.pts * packet.time_base * 48_000), bytes(packet)))
     clip.seconds = len(clip.video[-1]) / FPS

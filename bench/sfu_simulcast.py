@@ -143,6 +143,8 @@ def load_clip() -> Clip:
             if packet.pts is not None and packet.size:
                 clip.audio.append((int(packet.pts * packet.time_base * 48_000), bytes(packet)))
     clip.seconds = len(clip.video[-1]) / FPS
+    # the loop restarts after the last video frame: audio past it would repeat a timestamp
+    clip.audio = [(ts, data) for ts, data in clip.audio if ts < clip.seconds * 48_000]
     return clip
 
 

@@ -26,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,6 +173,22 @@ class JanusError(RuntimeError):
     pass
 
 
+@contextlib.asynccontextmanager
+async def running_janus(
+    log: IO[bytes], http_port: int
+) -> AsyncIterator[tuple[int, JanusVideoRoom]]:
+    """A Janus process and one VideoRoom session on it: (its pid, the session)."""
+    janus = JanusProcess(log, http_port)
+    await janus.start()
+    room = JanusVideoRoom(janus.url)
+    try:
+        await room.open()
+        yield janus.pid, room
+    finally:
+        await room.close()
+        await janus.stop()
+
+
 class JanusVideoRoom:
     """One Janus session; one videoroom handle per participant."""
 
@@ -253,13 +270,26 @@ class JanusVideoRoom:
         feed = int(event["plugindata"]["data"]["id"])
         return feed, str(event["jsep"]["sdp"])
 
-    async def subscribe(self, handle: int, room: int, feed: int) -> str:
-        """Subscriber joins; returns Janus's offer SDP."""
-        event = await self.message(
-            handle,
-            {"request": "join", "room": room, "ptype": "subscriber", "streams": [{"feed": feed}]},
+    async def subscribe(self, handle: int, room: int, feed: int, wait: float = 20.0) -> str:
+        """Subscriber joins; returns Janus's offer SDP. Janus refuses (428) until the feed's
+        PeerConnection is up: retried for up to ``wait`` seconds."""
+        body = {"request": "join", "room": room, "ptype": "subscriber", "streams": [{"feed": feed}]}
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                event = await self.message(handle, body)
+                return str(event["jsep"]["sdp"])
+            except JanusError as exc:
+                if not str(exc).startswith("428") or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def choose_substream(self, handle: int, mid: str, substream: int) -> None:
+        """A subscriber's simulcast layer of the stream ``mid`` (0 = lowest); Janus switches at
+        the layer's next keyframe."""
+        await self.message(
+            handle, {"request": "configure", "streams": [{"mid": mid, "substream": substream}]}
         )
-        return str(event["jsep"]["sdp"])
 
     async def start(self, handle: int, answer_sdp: str) -> None:
         await self.message(handle, {"request": "start"}, {"type": "answer", "sdp": answer_sdp})

@@ -58,7 +58,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 import aioice.ice
@@ -69,7 +69,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-from bench.janus import INSTALL_HINT, JanusError, JanusProcess, JanusVideoRoom, janus_available
+from bench.janus import INSTALL_HINT, JanusVideoRoom, janus_available, running_janus
 from bench.sfu_forward import CACHE, _NoDecoder, cpu_seconds, free_port, new_pc
 from media.control import MediaControl
 from media.server import allow_loopback_ice
@@ -396,15 +396,11 @@ async def run_direct(
     return await measure("direct", 1, None, setup, seconds, warmup)
 
 
-async def run_callbook(
-    n: int,
-    path: Path,
-    seconds: float,
-    warmup: float,
-    log: IO[bytes],
-    py_spy: Path | None = None,
-    encrypt: bool = False,
-) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def callbook_node(
+    n: int, log: IO[bytes]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, MediaControl]]:
+    """Our SFU as its own process, healthy, for one publisher and ``n`` subscribers."""
     port, secret = free_port(), secrets.token_urlsafe(16)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.server", "--port", str(port), f"--secret={secret}",
@@ -425,21 +421,58 @@ async def run_callbook(
                 if now() > deadline or proc.returncode is not None:
                     raise
             await asyncio.sleep(0.05)
+        yield proc, control
+    finally:
+        await control.close()
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+async def join_subscribers(
+    control: MediaControl,
+    n: int,
+    publisher: str,
+    pcs: list[RTCPeerConnection],
+    joined: Callable[[str], Awaitable[None]] | None = None,
+) -> list[RTCPeerConnection]:
+    """``n`` subscribers of ``publisher`` in room "bench", each a participant with an uplink
+    that never sends; returns their receiving PeerConnections. ``joined(participant)`` runs
+    between a subscriber's join and its subscription."""
+    received = []
+    for i in range(n):
+        idle = new_pc()
+        pcs.append(idle)
+        idle.addTransceiver("audio", direction="sendonly")
+        await idle.setLocalDescription(await idle.createOffer())
+        await control.join("bench", f"sub{i}", idle.localDescription.sdp)
+        if joined is not None:
+            await joined(f"sub{i}")
+        sub_id, offer = await control.subscribe("bench", f"sub{i}", publisher)
+        assert offer is not None
+        pc = await answer_pc(offer, pcs)
+        await control.answer("bench", f"sub{i}", sub_id, pc.localDescription.sdp)
+        received.append(pc)
+    return received
+
+
+async def run_callbook(
+    n: int,
+    path: Path,
+    seconds: float,
+    warmup: float,
+    log: IO[bytes],
+    py_spy: Path | None = None,
+    encrypt: bool = False,
+) -> dict[str, Any]:
+    async with callbook_node(n, log) as (proc, control):
 
         async def setup(pcs: list[RTCPeerConnection]) -> None:
             await control.create_room("bench", max_participants=n + 1)
             publisher = await publisher_pc(path, pcs, encrypt)
             answer = await control.join("bench", "pub", publisher.localDescription.sdp)
             await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            for i in range(n):
-                idle = new_pc()  # a subscriber is a participant: an uplink that never sends
-                pcs.append(idle)
-                idle.addTransceiver("audio", direction="sendonly")
-                await idle.setLocalDescription(await idle.createOffer())
-                await control.join("bench", f"sub{i}", idle.localDescription.sdp)
-                sub_id, offer = await control.subscribe("bench", f"sub{i}", "pub")
-                pc = await answer_pc(offer, pcs)
-                await control.answer("bench", f"sub{i}", sub_id, pc.localDescription.sdp)
+            await join_subscribers(control, n, "pub", pcs)
 
         async def stats() -> dict[str, Any]:
             return await control.stats()
@@ -454,48 +487,43 @@ async def run_callbook(
         if py_spy is not None:
             result["py_spy"] = str(py_spy)
         return result
-    finally:
-        await control.close()
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
 
 
 async def run_janus(
     n: int, path: Path, seconds: float, warmup: float, log: IO[bytes], encrypt: bool = False
 ) -> dict[str, Any]:
-    janus = JanusProcess(log, free_port())
-    await janus.start()
-    room = JanusVideoRoom(janus.url)
-    try:
-        await room.open()
+    async with running_janus(log, free_port()) as (pid, room):
 
         async def setup(pcs: list[RTCPeerConnection]) -> None:
-            admin = await room.attach()
-            room_id = secrets.randbelow(10**9) + 1
-            await room.create_room(admin, room_id)
+            room_id = await new_janus_room(room)
             publisher = await publisher_pc(path, pcs, encrypt)
             handle = await room.attach()
             feed, answer = await room.publish(handle, room_id, publisher.localDescription.sdp)
             await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            for _ in range(n):
-                handle = await room.attach()
-                deadline = now() + 20
-                while True:  # the feed exists once the publisher's PeerConnection is up
-                    try:
-                        offer = await room.subscribe(handle, room_id, feed)
-                        break
-                    except JanusError as exc:
-                        if not str(exc).startswith("428") or now() > deadline:
-                            raise
-                        await asyncio.sleep(0.1)
-                pc = await answer_pc(offer, pcs)
-                await room.start(handle, pc.localDescription.sdp)
+            await janus_subscribers(room, room_id, feed, n, pcs)
 
-        return await measure("janus", n, janus.pid, setup, seconds, warmup)
-    finally:
-        await room.close()
-        await janus.stop()
+        return await measure("janus", n, pid, setup, seconds, warmup)
+
+
+async def new_janus_room(room: JanusVideoRoom) -> int:
+    admin = await room.attach()
+    room_id = secrets.randbelow(10**9) + 1
+    await room.create_room(admin, room_id)
+    return room_id
+
+
+async def janus_subscribers(
+    room: JanusVideoRoom, room_id: int, feed: int, n: int, pcs: list[RTCPeerConnection]
+) -> list[tuple[int, RTCPeerConnection]]:
+    """``n`` subscribers of ``feed``: (their Janus handle, their PeerConnection)."""
+    out = []
+    for _ in range(n):
+        handle = await room.attach()
+        offer = await room.subscribe(handle, room_id, feed)
+        pc = await answer_pc(offer, pcs)
+        await room.start(handle, pc.localDescription.sdp)
+        out.append((handle, pc))
+    return out
 
 
 # --- profile ---

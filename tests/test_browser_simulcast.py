@@ -84,6 +84,17 @@ TAB_HIDDEN_JS = """(hidden) => {
 #: view then asks for (and gets) the full layer of a 640x480 camera.
 LARGE = {"width": 1500, "height": 1400}
 
+#: Keep the ``view`` messages the page sends (what its group view asks the SFU for).
+RECORD_VIEWS_JS = """() => {
+  const line = window.callbook.group.line;
+  const send = line.send.bind(line);
+  window.__views = [];
+  line.send = (message) => {
+    if (message.type === "view") window.__views.push(message);
+    return send(message);
+  };
+}"""
+
 SIMULCAST_FIGURES = {"layer_switches", "probes", "video_paused", "subscriber_estimates_bps"}
 SFU_STATS: Any = None
 
@@ -229,6 +240,15 @@ def layer_for(layers: dict[str, int], height: int) -> int:
     return max(fitting) if fitting else min(layers.values())
 
 
+async def asked(page: Page, who: str, height: int) -> bool:
+    """Whether ``page`` asked the SFU for at most ``height`` lines of ``who``'s camera."""
+    views: list[dict[str, Any]] = await page.evaluate("() => window.__views")
+    return any(
+        v["participant"] == who and v["source"] == "camera" and v["max_height"] == height
+        for v in views
+    )
+
+
 async def video_stopped(page: Page, who: str) -> dict[str, Any] | None:
     first = (await video_from(page)).get(who)
     await asyncio.sleep(1.0)
@@ -261,16 +281,21 @@ async def test_a_small_window_gets_a_small_layer_and_a_hidden_tab_no_video(
 
     # Carol makes her window small: her tiles shrink, the group view says so, and the SFU sends
     # her the layer that fits her tile of alice while bob keeps the full one.
+    await carol.evaluate(RECORD_VIEWS_JS)
     await carol.set_viewport_size({"width": 800, "height": 560})
     small_tile = await tile_height(carol, me)
     expected = layer_for(layers, small_tile)
     assert expected < full, (small_tile, layers)
+    await until(
+        lambda: asked(carol, me, small_tile), f"carol asking for {small_tile} lines", within=30.0
+    )
     await decoding_at(carol, me, expected, f"carol decoding the layer of a {small_tile}-pixel tile")
     await decoding_at(bob, me, full, "bob still on alice's full layer")
     await screenshot(carol, "simulcast-small-window.png")
 
     # Carol's tab goes to the background: no video for her any more, her audio goes on.
     await carol.evaluate(TAB_HIDDEN_JS, True)
+    assert await asked(carol, me, 0)  # at once, without waiting for a timer
     await until(lambda: video_stopped(carol, me), "carol's video of alice paused", within=60.0)
     await until(lambda: audio_rising(carol, me), "carol still hearing alice", within=30.0)
     await decoding_at(bob, me, full, "bob still on alice's full layer while carol is away")

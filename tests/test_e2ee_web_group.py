@@ -85,7 +85,7 @@ async def join(page: Page) -> None:
     screen = page.locator("#screen-group")
     await expect(screen).to_have_attribute("data-state", "incoming")
     await page.get_by_role("button", name="Join group call").click()
-    await expect(screen).to_have_attribute("data-state", "joined")
+    await expect(screen).to_have_attribute("data-state", "joined", timeout=30_000)
 
 
 async def test_encrypted_group_call_of_three_browsers(

@@ -95,6 +95,14 @@ RECORD_VIEWS_JS = """() => {
   };
 }"""
 
+#: Where a page's group call stands, for the messages of failed waits.
+WHERE_JS = """() => {
+  const group = window.callbook.group;
+  if (!group) return "no group call";
+  const pcs = group.sfu ? group.sfu.connections().map((pc) => pc.connectionState) : [];
+  return `group ${group.state} (${group.endReason || "-"}), connections ${pcs.join(",")}`;
+}"""
+
 SIMULCAST_FIGURES = {"layer_switches", "probes", "video_paused", "subscriber_estimates_bps"}
 SFU_STATS: Any = None
 
@@ -153,7 +161,8 @@ async def decoding_at(page: Page, who: str, height: int, what: str) -> dict[str,
     except AssertionError as exc:
         stats = await SFU_STATS() if SFU_STATS else {}
         figures = {k: v for k, v in stats.items() if k in SIMULCAST_FIGURES}
-        raise AssertionError(f"{exc}: {await video_from(page)}; SFU {figures}") from None
+        where = await page.evaluate(WHERE_JS)
+        raise AssertionError(f"{exc}: {await video_from(page)}; {where}; SFU {figures}") from None
 
 
 async def test_three_chromium_publish_simulcast_and_a_small_tile_gets_the_small_layer(

@@ -21,6 +21,7 @@ class Sent:
     """One publisher's media as the SFU received it."""
 
     video: list[bytes] = field(default_factory=list)  # whole VP8 frames, in order
+    layers: list[list[bytes]] = field(default_factory=list)  # per simulcast layer, as ``video``
     audio: list[bytes] = field(default_factory=list)  # Opus payloads, in order
 
 
@@ -58,9 +59,12 @@ def read(path: Path) -> dict[str, Sent]:
             sent[record.publisher].audio.append(packet.payload)
     for participant, streams in video.items():
         # A simulcast publisher sends one stream per layer (docs/protocol.md 11.15.3), each
-        # its own sequence of frames: take the one it sent most of (the full layer).
+        # its own sequence of frames: ``video`` is the one it sent most of (the full layer).
         packets = max(streams.values(), key=lambda s: sum(len(p.payload) for p in s))
         sent[participant].video = _vp8_frames([p for p in packets if p.payload])
+        sent[participant].layers = [
+            _vp8_frames([p for p in stream if p.payload]) for stream in streams.values()
+        ]
     return dict(sent)
 
 

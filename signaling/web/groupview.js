@@ -13,6 +13,7 @@ import { CAMERA_OFF, MUTE, paintToggle } from "./toggles.js";
 import { bindRoster, paintRoster } from "./roster.js";
 import { SCREEN_FAILED } from "./screenshare.js";
 import { showsVideo } from "./sdk/screenshare.js";
+import { forgetTile, reportTiles, stopReporting } from "./tileviews.js";
 import * as tones from "./tones.js";
 import { $, avatar, formatDuration, h, handleHint, icon, toast, typedHandle } from "./ui.js";
 
@@ -201,6 +202,7 @@ function closeScreen() {
   clearInterval(ticker);
   tones.stop();
   group = null;
+  stopReporting();
   for (const tile of tiles.values()) for (const v of tile.querySelectorAll("video")) v.srcObject = null;
   tiles.clear();
   $("#group-grid").replaceChildren();
@@ -309,6 +311,7 @@ function renderTiles(call) {
     for (const v of tile.querySelectorAll("video")) v.srcObject = null;
     tile.remove();
     tiles.delete(id);
+    forgetTile(id);
   }
   list.forEach((entry, index) => {
     let tile = tiles.get(entry.participant);
@@ -320,6 +323,7 @@ function renderTiles(call) {
     updateTile(call, tile, entry);
   });
   grid.dataset.count = String(list.length);
+  reportTiles(call, tiles); // the size each video is shown at, for the SFU's choice of layer
 }
 
 function makeTile(entry, self) {

@@ -13,5 +13,6 @@ export * as keystore from "./keystore.js";
 export { Line } from "./line.js";
 export { ScreenShare, showsVideo } from "./screenshare.js";
 export * as simulcast from "./simulcast.js";
+export * as view from "./view.js";
 export { GONE_CODES, Session } from "./session.js";
 export { SfuMedia } from "./sfu.js";

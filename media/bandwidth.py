@@ -114,6 +114,10 @@ class SubscriberEstimate:
     def rising(self, now: float) -> bool:
         return now - self.rose_at < RISING_WITHIN_S
 
+    def fell_lately(self, now: float) -> bool:
+        """A REMB fell lately: the receiver saw its queue grow (a probe must stop)."""
+        return now - self.fell_at < CONGESTION_HOLD_S
+
     def congested(self, now: float) -> bool:
         """A REMB fell lately, or losses cap the estimate."""
         return now - self.fell_at < CONGESTION_HOLD_S or self.loss_cap_bps is not None

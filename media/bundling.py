@@ -21,7 +21,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessio
 from media import errors
 from media.bundle import UNFORWARDABLE, Negotiation, Numbering, Offer, Stream, shape_offer
 from media.forwarding import Kind, Leg, Source
-from media.peer import PlaceholderTrack, codec_preferences, parse_sdp
+from media.peer import PlaceholderTrack, answered_rtx, codec_preferences, parse_sdp
 from media.simulcast_sdp import restore_simulcast
 
 
@@ -64,7 +64,7 @@ class Bundle:
         transceivers = {}
         for kind in kinds:
             transceiver = self.pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
-            transceiver.setCodecPreferences(codec_preferences(kind))
+            transceiver.setCodecPreferences(codec_preferences(kind, rtx=True))
             transceivers[kind] = transceiver
             self.by_ssrc[transceiver.sender._ssrc] = sub_id
         self.receiving[sub_id] = Receiving(sub_id, publisher, source, transceivers)
@@ -152,7 +152,11 @@ class Bundle:
                     e.uri: e.id for e in theirs.rtp.headerExtensions if e.uri not in UNFORWARDABLE
                 }
                 payload_type = theirs.rtp.codecs[0].payloadType
-                legs.append(Leg(kind, transceiver.sender._ssrc, payload_type, extensions))
+                sender = transceiver.sender
+                rtx_pt = answered_rtx(theirs, payload_type)
+                rtx_ssrc = sender._rtx_ssrc if rtx_pt is not None else None
+                leg = Leg(kind, sender._ssrc, payload_type, extensions, rtx_ssrc, rtx_pt)
+                legs.append(leg)
             if legs:
                 found[receiving.sub_id] = legs
         return found

@@ -23,6 +23,7 @@ from media.layered import (
     target_bps,
     upstream_nack,
 )
+from media.probing import PaddingProbe
 from media.ratecap import RateCaps, TokenBucket
 from media.rooms import (
     ABS_SEND_TIME_URI,
@@ -106,6 +107,8 @@ class Forwarder:
         self.rooms: dict[str, Room] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.counters = Counters()
+        # padding probes running now (``media.selection`` rebuilds it every tick)
+        self.pacing: list[tuple[Room, PaddingProbe]] = []
 
     # --- membership -------------------------------------------------------------------------
 
@@ -223,6 +226,7 @@ class Forwarder:
         found.speaker.forget(name)
         found.estimates.pop(name, None)
         found.probers.pop(name, None)
+        found.paddings.pop(name, None)
         for key in [k for k in found.views if name in k[:2]]:
             del found.views[key]
         return gone
@@ -468,6 +472,12 @@ class Forwarder:
                 estimate.remb(named, item.bitrate_bps, now)
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
+                    if any(block.ssrc == leg.rtx_ssrc for leg in sub.legs.values()):
+                        # padding probes' stream (``media.probing``): does the link take them?
+                        estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
+                        rate = estimate.value(now) or 0.0
+                        estimate.loss(block.ssrc, block.fraction_lost / 256, rate, now)
+                        continue
                     publication = by_leg_ssrc.get(block.ssrc)
                     target = publication.targets.get(sub_id) if publication else None
                     if target is None or publication is None:

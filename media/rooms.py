@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from media.bandwidth import SubscriberEstimate
 from media.continuity import SequenceRewriter
+from media.probing import PaddingProbe
 from media.ratecap import TokenBucket
 from media.rtp import ReportBlock
 from media.simulcast import Prober
@@ -69,6 +70,9 @@ class Counters:
     padding_only: int = 0  # bandwidth probes: dropped, later packets renumbered around them
     layer_switches: int = 0  # a subscription moved to another simulcast layer (at a keyframe)
     probes: int = 0  # a subscriber was tried on one layer more than its estimate allowed
+    padding_probes: int = 0  # padding probes started (``media.probing``)
+    probe_padding_packets: int = 0  # padding-only packets sent on subscribers' RTX streams
+    probe_padding_bytes: int = 0
     held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
     legs_failed: int = 0  # uplinks and downlinks that died under a participant still in the room
     dropped: Counter[str] = field(default_factory=Counter)
@@ -85,6 +89,9 @@ class Leg:
     ssrc: int
     payload_type: int
     extensions: dict[str, int] = field(default_factory=dict)
+    # Its RTX stream, when the subscriber accepted one: padding probes go there (``probing``).
+    rtx_ssrc: int | None = None
+    rtx_payload_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +258,8 @@ class Room:
     speaker: ActiveSpeaker = field(default_factory=ActiveSpeaker)
     counters: Counters = field(default_factory=Counters)
     # simulcast (``media.selection``): wanted max height per (subscriber, publisher, source),
-    # each subscriber's bandwidth estimate and prober
+    # each subscriber's bandwidth estimate, prober and padding probe
     views: dict[tuple[str, str, Source], int] = field(default_factory=dict)
     estimates: dict[str, SubscriberEstimate] = field(default_factory=dict)
     probers: dict[str, Prober] = field(default_factory=dict)
+    paddings: dict[str, PaddingProbe] = field(default_factory=dict)  # ``media.probing``

@@ -2,7 +2,8 @@
 lab host of its own, publish their camera in three layers through ``callbook serve``; one of
 them gets its downlink capped at 300 kbit/s (``tc tbf`` on the router's side of its link). It
 receives the quarter layer and keeps decoding while the others get the full one; when the cap
-is lifted it keeps decoding and climbs back to the full layer (the time it takes is printed)."""
+is lifted it keeps decoding and climbs back to the full layer within a deadline (the time it
+takes is printed)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ pytestmark = [
 ]
 
 CAP_KBIT_S = 300
-#: How long the climb back is watched after the cap is lifted (the figure is printed; on this
-#: shared 2-core machine it took 7 s to 43 s, over 90 s once at a load average of 30+, and over
-#: 180 s once in CI with a CPU hog).
-CLIMB_BACK_WITHIN_S = 60.0
+#: A deadline for the climb back after the cap is lifted, not a performance figure (that is
+#: printed, and in docs/benchmarks.md). Padding probes (media/probing.py) let the estimate grow
+#: to the next layer; before them it took 7 s to 43 s here, and once over 180 s with a CPU hog.
+CLIMB_BACK_WITHIN_S = 90.0
 
 
 @contextlib.asynccontextmanager
@@ -97,14 +98,10 @@ async def test_a_capped_subscriber_gets_the_low_layer_and_climbs_back_when_the_c
                 seen = (await video_from(carol)).get(me)
                 return seen is not None and seen["height"] == full
 
-            # How fast it climbs back is measured, not asserted: it follows how fast Chromium's
-            # REMB grows, and under CI's CPU hog it once took over 180 s (issue 16 stays open for
-            # it). Asserted: lifting the cap breaks nothing, carol's picture goes on.
-            try:
-                await until(back_on_full, "carol back on the full layer", CLIMB_BACK_WITHIN_S, 0.5)
-                print(f"\nback on the full layer {time.monotonic() - lifted:.1f} s after the lift")
-            except AssertionError:
-                print(f"\nnot back on the full layer {CLIMB_BACK_WITHIN_S:.0f} s after the lift")
+            # Padding probes fill the gap to the next layer, so Chromium's REMB grows to it
+            # (and not only to 1.5 x the low layer it receives): the climb back is bounded.
+            await until(back_on_full, "carol back on the full layer", CLIMB_BACK_WITHIN_S, 0.5)
+            print(f"\nback on the full layer {time.monotonic() - lifted:.1f} s after the lift")
             before = (await video_from(carol))[me]
 
             async def still_decoding() -> bool:

@@ -67,6 +67,9 @@ class Bundle:
             transceiver.setCodecPreferences(codec_preferences(kind, rtx=True))
             transceivers[kind] = transceiver
             self.by_ssrc[transceiver.sender._ssrc] = sub_id
+            if kind is Kind.VIDEO:
+                # its RTX stream carries padding probes: a REMB or report may name only that
+                self.by_ssrc[transceiver.sender._rtx_ssrc] = sub_id
         self.receiving[sub_id] = Receiving(sub_id, publisher, source, transceivers)
         self.negotiation.changed()
         return {kind: t.sender for kind, t in transceivers.items()}
@@ -78,6 +81,7 @@ class Bundle:
             return False
         for transceiver in receiving.transceivers.values():
             self.by_ssrc.pop(transceiver.sender._ssrc, None)
+            self.by_ssrc.pop(transceiver.sender._rtx_ssrc, None)
             transceiver.direction = "inactive"
             self._retired.append(transceiver)
         self.negotiation.changed()

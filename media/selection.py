@@ -134,7 +134,7 @@ def _choose(
         if estimate is not None
         else None
     )
-    loss = estimate.worst_loss() if estimate is not None else 0.0
+    loss = estimate.worst_loss(now) if estimate is not None else 0.0
     plain = allocate(value, audio_bps, demands)
     if value is None:
         return plain

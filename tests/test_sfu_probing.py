@@ -5,7 +5,10 @@ estimate stops it."""
 
 from __future__ import annotations
 
-from media.forwarding import ABS_SEND_TIME_URI, Kind, Leg
+from media.bundle import Numbering
+from media.bundling import Bundle
+from media.forwarding import ABS_SEND_TIME_URI, Kind, Leg, Source
+from media.peer import new_peer_connection
 from media.probing import PADDING_SIZE
 from media.rtp import extension_value, parse_rtp
 from media.selection import padding_due
@@ -86,3 +89,19 @@ def test_a_falling_estimate_stops_the_padding_and_it_waits_before_the_next() -> 
     assert pad(call) == []
     padding = call.f.rooms["r"].paddings["c"]
     assert padding.failed == 1 and padding.next_at > call.now
+
+
+async def test_a_bundled_video_section_routes_rtcp_about_its_rtx_stream() -> None:
+    """With video paused, only padding arrives: Chromium's REMB and receiver reports then name
+    the RTX SSRC alone, and must still reach the subscription (not be dropped as unknown)."""
+    pc = new_peer_connection(bundle=True)
+    try:
+        bundle = Bundle("r", "c", pc, Numbering())
+        senders = bundle.add("s1", "a", Source.CAMERA, (Kind.AUDIO, Kind.VIDEO))
+        video, audio = senders[Kind.VIDEO], senders[Kind.AUDIO]
+        assert bundle.by_ssrc[video._rtx_ssrc] == bundle.by_ssrc[video._ssrc] == "s1"
+        assert audio._rtx_ssrc not in bundle.by_ssrc
+        bundle.remove("s1")
+        assert bundle.by_ssrc == {}
+    finally:
+        await pc.close()

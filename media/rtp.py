@@ -259,7 +259,13 @@ def build_padding(
         ext = _ONE_BYTE_EXT_HEAD + send_time
     b0 = 0xA0 | (0x10 if ext else 0)
     head = _FIXED.pack(b0, payload_type, sequence, timestamp, ssrc)
-    return head + ext + bytes(size - 1) + bytes([size])
+    tail = _PADDING.get(size)
+    if tail is None:
+        tail = _PADDING[size] = bytes(size - 1) + bytes([size])
+    return head + ext + tail
+
+
+_PADDING: dict[int, bytes] = {}  # by size: one padding block, not a new one per packet
 
 
 def abs_send_time_element(ext_id: int, now: float) -> bytes:

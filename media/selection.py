@@ -176,19 +176,18 @@ def _pad(
     audio_bps: float,
     wanted: tuple[float | None, str | None],
     loss: float,
-    congested: bool,
+    fell: bool,
     now: float,
 ) -> bool:
     """Plan ``subscriber``'s padding probe (``wanted``: what one layer more costs, and the
-    subscription whose RTX stream can carry padding); True while it pads."""
+    subscription whose RTX stream can carry padding; ``fell``: its REMB fell lately); True
+    while it pads."""
     padding = room.paddings.get(subscriber)
     if padding is None:  # the first estimate: let it settle before padding
         padding = room.paddings[subscriber] = PaddingProbe(next_at=now + PADDING_SETTLE_S)
     started = padding.started
     target_bps, sub_id = wanted
-    rate = padding.plan(
-        now, estimate_bps, sending_bps, target_bps, loss, congested, sub_id, audio_bps
-    )
+    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id, audio_bps)
     if padding.started != started:
         forwarder.counters.padding_probes += 1
         room.counters.padding_probes += 1
@@ -203,8 +202,10 @@ def padding_due(forwarder: Forwarder, now: float) -> list[tuple[str, bytes]]:
     for room, padding in forwarder.pacing:
         count = padding.take(now)
         sub = forwarder.subscriptions.get(padding.sub_id or "")
-        leg = sub.legs.get(Kind.VIDEO) if sub is not None else None
-        if count <= 0 or leg is None or leg.rtx_ssrc is None or leg.rtx_payload_type is None:
+        if count <= 0 or sub is None:
+            continue
+        leg = sub.legs.get(Kind.VIDEO)
+        if leg is None or leg.rtx_ssrc is None or leg.rtx_payload_type is None:
             continue
         send_time_id = leg.extensions.get(ABS_SEND_TIME_URI)
         # the receiver's delay-based estimator counts only packets that carry a send time
@@ -215,7 +216,7 @@ def padding_due(forwarder: Forwarder, now: float) -> list[tuple[str, bytes]]:
                 leg.rtx_ssrc, leg.rtx_payload_type, padding.next_sequence(), timestamp,
                 element, PADDING_SIZE,
             )  # fmt: skip
-            out.append((sub.id, packet))  # type: ignore[union-attr]
+            out.append((sub.id, packet))
         size = count * len(out[-1][1])
         for c in (forwarder.counters, room.counters):
             c.probe_padding_packets += count

@@ -476,7 +476,8 @@ class Forwarder:
                         # padding probes' stream (``media.probing``): does the link take them?
                         estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
                         rate = estimate.value(now) or 0.0
-                        estimate.loss(block.ssrc, block.fraction_lost / 256, rate, now)
+                        fraction = block.fraction_lost / 256
+                        estimate.loss(block.ssrc, fraction, rate, now, cuts=False)
                         continue
                     publication = by_leg_ssrc.get(block.ssrc)
                     target = publication.targets.get(sub_id) if publication else None

@@ -10,7 +10,7 @@ from media.bundling import Bundle
 from media.forwarding import ABS_SEND_TIME_URI, Kind, Leg, Source
 from media.peer import new_peer_connection
 from media.probing import PADDING_SIZE
-from media.rtp import extension_value, parse_rtp
+from media.rtp import ReportBlock, build_receiver_report, extension_value, parse_rtp
 from media.selection import padding_due
 from tests.test_sfu_simulcast import LEG_VIDEO, Call, assert_continuous
 
@@ -105,3 +105,18 @@ async def test_a_bundled_video_section_routes_rtcp_about_its_rtx_stream() -> Non
         assert bundle.by_ssrc == {}
     finally:
         await pc.close()
+
+
+def test_losses_on_the_padding_stream_stop_the_probe_and_leave_the_estimate() -> None:
+    call = rtx_call()
+    for _ in range(3):
+        call.remb(300_000)
+        call.second()
+    assert pad(call)
+    block = ReportBlock(RTX_SSRC, 102, 40, 1000, 0, 0, 0)  # 40 % of the padding lost
+    call.f.handle_subscriber_rtcp("c<-a", build_receiver_report(0xCC, [block]), call.now)
+    call.second()
+    assert pad(call) == []
+    estimate = call.f.rooms["r"].estimates["c"]
+    assert estimate.value(call.now) == 300_000 and estimate.loss_cap_bps is None
+    assert call.f.rooms["r"].paddings["c"].failed == 1

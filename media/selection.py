@@ -147,15 +147,15 @@ def _choose(
     more = allocate(value, audio_bps, demands, extra_steps=1)
     up = next((key for key in more if more[key] != plain[key]), None)
     needed = audio_bps + _cost(demands, more)
-    # Not ``congested``: a loss cap outlives the losses (it lifts only as reports come in), and
-    # padding is what lets the estimate grow past it. Recent losses still stop a probe.
-    fell = estimate is not None and estimate.fell_lately(now)
+    # Only on a clean link: no REMB fall lately and no loss cap (which lifts as reports of low
+    # loss come in). A video paused by the budget is resumed by a layer trial, not padding.
+    congested = estimate is not None and estimate.congested(now)
     rtx = targets[up][1] if up is not None else None
     padding = (
         None if up is None else needed,
         rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,
     )
-    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, fell, now):
+    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, congested, now):
         return plain  # padding lets the estimate grow to the next layer: no trial needed
     if more == plain:
         return plain  # everyone already has all it wants
@@ -176,18 +176,20 @@ def _pad(
     audio_bps: float,
     wanted: tuple[float | None, str | None],
     loss: float,
-    fell: bool,
+    congested: bool,
     now: float,
 ) -> bool:
     """Plan ``subscriber``'s padding probe (``wanted``: what one layer more costs, and the
-    subscription whose RTX stream can carry padding; ``fell``: its REMB fell lately); True
-    while it pads."""
+    subscription whose RTX stream can carry padding; ``congested``: its REMB fell lately or
+    losses cap it); True while it pads."""
     padding = room.paddings.get(subscriber)
     if padding is None:  # the first estimate: let it settle before padding
         padding = room.paddings[subscriber] = PaddingProbe(next_at=now + PADDING_SETTLE_S)
     started = padding.started
     target_bps, sub_id = wanted
-    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id, audio_bps)
+    rate = padding.plan(
+        now, estimate_bps, sending_bps, target_bps, loss, congested, sub_id, audio_bps
+    )
     if padding.started != started:
         forwarder.counters.padding_probes += 1
         room.counters.padding_probes += 1

@@ -76,10 +76,11 @@ class PaddingProbe:
 
         ``target_bps``: what the subscriber would be sent with one layer more (None: it already
         gets all it wants, capped by its view or at the top layer). ``sending_bps``: what it is
-        sent now. ``congested``: its REMB fell lately. ``sub_id``: the subscription with an RTX
-        stream to pad on (None: the subscriber negotiated none). ``uncounted_bps``: the part of
-        both that the receiver's estimator does not see (audio: without transport-cc, Chromium
-        estimates from video packets only).
+        sent now. ``congested``: its REMB fell lately, or heavy losses still cap its estimate
+        (a probe starts only on a clean link, and stops when it is not). ``sub_id``: the
+        subscription with an RTX stream to pad on (None: the subscriber negotiated none).
+        ``uncounted_bps``: the part of both that the receiver's estimator does not see (audio:
+        without transport-cc, Chromium estimates from video packets only).
         """
         probing = self.rate_bps > 0
         if probing and (congested or loss > PROBE_LOSS):

@@ -19,7 +19,7 @@ Two corrections on top of REMB:
 * **Losses** (RTCP receiver reports' ``fraction_lost``): a REMB estimator only sees delay; a
   shallow policer drops packets without queueing them. Over 10 % loss the estimate is cut to
   ``(1 - loss / 2)`` of what was being received, as Chromium's own loss-based controller does;
-  below 2 % the loss cap grows 8 % a second until it no longer binds.
+  below 2 % the loss cap grows 8 % per report until it no longer binds.
 * **Several downlinks per subscriber** (the per-publisher legs of the older transport): each leg
   has its own estimator and REMB; the subscriber's estimate is their sum. With one connection
   per participant there is one REMB, about all its streams.
@@ -34,7 +34,6 @@ REMB_STALE_S = 5.0
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 LOSS_GROWTH = 1.08
-LOSS_GROWTH_EVERY_S = 1.0
 #: Never estimate below this: enough for audio and the lowest layer's keyframes to get through
 #: and for the receiver's estimate to recover.
 FLOOR_BPS = 30_000
@@ -100,7 +99,6 @@ class SubscriberEstimate:
     fell_at: float = float("-inf")  # when a transport's REMB last fell
     rose_at: float = float("-inf")  # ... and last rose
     loss_cap_bps: float | None = None
-    grown_at: float = float("-inf")  # when the loss cap last grew
     losses: dict[int, tuple[float, float]] = field(default_factory=dict)  # stream: (loss, at)
 
     def remb(self, ssrcs: list[int] | frozenset[int], bitrate_bps: float, now: float) -> None:
@@ -145,15 +143,7 @@ class SubscriberEstimate:
             base = receiving_bps if self.loss_cap_bps is None else self.loss_cap_bps
             base = min(base, receiving_bps) if receiving_bps > 0 else base
             self.loss_cap_bps = max(FLOOR_BPS, base * (1 - fraction / 2))
-        elif (
-            self.worst_loss() < LOW_LOSS
-            and self.loss_cap_bps is not None
-            and now - self.grown_at >= LOSS_GROWTH_EVERY_S
-        ):
-            # once a second, not once per report block: a receiver reports on every stream
-            # it gets (and on the padding's RTX streams), and the cap must not grow faster
-            # for a subscriber with more of them
-            self.grown_at = now
+        elif self.worst_loss() < LOW_LOSS and self.loss_cap_bps is not None:
             self.loss_cap_bps *= LOSS_GROWTH
             remb = self._remb(now)
             if remb is not None and self.loss_cap_bps >= remb:

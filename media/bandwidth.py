@@ -133,11 +133,11 @@ class SubscriberEstimate:
     ) -> None:
         """A receiver report block about ``stream``: ``fraction`` lost (0..1) while the
         subscriber was being sent ``receiving_bps`` in all. ``cuts=False``: a stream of padding
-        probes, whose losses stop the probe (``worst_loss``) but do not cut the estimate (the
-        probe is what overran the link, and it stops)."""
+        probes, whose losses stop the probe (``worst_loss``) but neither cut nor lift the loss
+        cap (the probe is what overran the link, and it stops)."""
         self.losses[stream] = (fraction, now)
         self.losses = {s: v for s, v in self.losses.items() if now - v[1] <= LOSS_STALE_S}
-        if fraction > HIGH_LOSS and not cuts:
+        if not cuts:
             return
         if fraction > HIGH_LOSS:
             base = receiving_bps if self.loss_cap_bps is None else self.loss_cap_bps

@@ -155,8 +155,9 @@ def _choose(
         None if up is None else needed,
         rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,
     )
-    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, congested, now):
-        return plain  # padding lets the estimate grow to the next layer: no trial needed
+    # Padding lets the estimate grow towards the next layer between trials of it (a trial
+    # stops the padding: ``forwarder.pacing`` is rebuilt every tick).
+    _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, congested, now)
     if more == plain:
         return plain  # everyone already has all it wants
     if prober.start(True, loss, needed, now, value):

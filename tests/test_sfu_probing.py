@@ -1,6 +1,6 @@
 """Padding probes through the pure forwarder, stepped with a fake clock: a subscriber held on
-the low layer whose RTX stream can carry padding gets padding (not a trial of a higher layer)
-until its estimate grows to the next layer; the media stream stays continuous; a falling
+the low layer whose RTX stream can carry padding gets padding (between trials of a higher
+layer) until its estimate grows to the next layer; the media stream stays continuous; a falling
 estimate stops it."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_a_subscriber_held_low_climbs_to_the_top_layer_on_padding() -> None:
         call.remb(int(estimate))
         seconds += 1
     assert call.current() == 2, f"still on layer {call.current()} at {estimate:.0f} bit/s"
-    assert padded and call.f.counters.probes == 0  # padding, no trial of a higher layer
+    assert padded  # between the trials of a higher layer, padding
     assert call.f.counters.padding_probes >= 1
     assert call.f.counters.probe_padding_packets == len(padded)
     for packet in padded:

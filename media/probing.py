@@ -4,7 +4,7 @@ simulcast layer (as Janus, mediasoup and LiveKit do).
 Pure: no I/O, time passed in. A receiver's REMB (GCC's AIMD) grows some 8 % a second and never
 beyond about 1.5 x what it actually receives. A subscriber held on the low layer therefore earns
 the next one slowly, and only by being tried on it (``simulcast.Prober``: a keyframe each time,
-and a back-off when the trial ends too early). Instead, while the estimate is below what the
+and a back-off when the trial ends too early). Between trials, while the estimate is below what the
 next layer up needs, the SFU fills the gap with RTP padding on the subscriber's RTX stream of
 that video (its own sequence numbers: the media stream's continuity is untouched; receivers
 drop empty RTX packets after feeding their estimator), stamped with the SFU's abs-send-time, so

@@ -123,22 +123,11 @@ class SubscriberEstimate:
         """A REMB fell lately, or losses cap the estimate."""
         return now - self.fell_at < CONGESTION_HOLD_S or self.loss_cap_bps is not None
 
-    def loss(
-        self,
-        stream: int,
-        fraction: float,
-        receiving_bps: float,
-        now: float = 0.0,
-        cuts: bool = True,
-    ) -> None:
+    def loss(self, stream: int, fraction: float, receiving_bps: float, now: float = 0.0) -> None:
         """A receiver report block about ``stream``: ``fraction`` lost (0..1) while the
-        subscriber was being sent ``receiving_bps`` in all. ``cuts=False``: a stream of padding
-        probes, whose losses stop the probe (``worst_loss``) but neither cut nor lift the loss
-        cap (the probe is what overran the link, and it stops)."""
+        subscriber was being sent ``receiving_bps`` in all."""
         self.losses[stream] = (fraction, now)
         self.losses = {s: v for s, v in self.losses.items() if now - v[1] <= LOSS_STALE_S}
-        if not cuts:
-            return
         if fraction > HIGH_LOSS:
             base = receiving_bps if self.loss_cap_bps is None else self.loss_cap_bps
             base = min(base, receiving_bps) if receiving_bps > 0 else base

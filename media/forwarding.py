@@ -476,8 +476,7 @@ class Forwarder:
                         # padding probes' stream (``media.probing``): does the link take them?
                         estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
                         rate = estimate.value(now) or 0.0
-                        fraction = block.fraction_lost / 256
-                        estimate.loss(block.ssrc, fraction, rate, now, cuts=False)
+                        estimate.loss(block.ssrc, block.fraction_lost / 256, rate, now)
                         continue
                     publication = by_leg_ssrc.get(block.ssrc)
                     target = publication.targets.get(sub_id) if publication else None

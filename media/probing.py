@@ -4,7 +4,7 @@ simulcast layer (as Janus, mediasoup and LiveKit do).
 Pure: no I/O, time passed in. A receiver's REMB (GCC's AIMD) grows some 8 % a second and never
 beyond about 1.5 x what it actually receives. A subscriber held on the low layer therefore earns
 the next one slowly, and only by being tried on it (``simulcast.Prober``: a keyframe each time,
-and a back-off when the trial ends too early). Between trials, while the estimate is below what the
+and a back-off when the trial ends too early). Instead, while the estimate is below what the
 next layer up needs, the SFU fills the gap with RTP padding on the subscriber's RTX stream of
 that video (its own sequence numbers: the media stream's continuity is untouched; receivers
 drop empty RTX packets after feeding their estimator), stamped with the SFU's abs-send-time, so
@@ -76,11 +76,10 @@ class PaddingProbe:
 
         ``target_bps``: what the subscriber would be sent with one layer more (None: it already
         gets all it wants, capped by its view or at the top layer). ``sending_bps``: what it is
-        sent now. ``congested``: its REMB fell lately, or heavy losses still cap its estimate
-        (a probe starts only on a clean link, and stops when it is not). ``sub_id``: the
-        subscription with an RTX stream to pad on (None: the subscriber negotiated none).
-        ``uncounted_bps``: the part of both that the receiver's estimator does not see (audio:
-        without transport-cc, Chromium estimates from video packets only).
+        sent now. ``congested``: its REMB fell lately. ``sub_id``: the subscription with an RTX
+        stream to pad on (None: the subscriber negotiated none). ``uncounted_bps``: the part of
+        both that the receiver's estimator does not see (audio: without transport-cc, Chromium
+        estimates from video packets only).
         """
         probing = self.rate_bps > 0
         if probing and (congested or loss > PROBE_LOSS):

@@ -147,17 +147,16 @@ def _choose(
     more = allocate(value, audio_bps, demands, extra_steps=1)
     up = next((key for key in more if more[key] != plain[key]), None)
     needed = audio_bps + _cost(demands, more)
-    # Only on a clean link: no REMB fall lately and no loss cap (which lifts as reports of low
-    # loss come in). A video paused by the budget is resumed by a layer trial, not padding.
-    congested = estimate is not None and estimate.congested(now)
+    # Not ``congested``: a loss cap outlives the losses (it lifts only as reports come in), and
+    # padding is what lets the estimate grow past it. Recent losses still stop a probe.
+    fell = estimate is not None and estimate.fell_lately(now)
     rtx = targets[up][1] if up is not None else None
     padding = (
         None if up is None else needed,
         rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,
     )
-    # Padding lets the estimate grow towards the next layer between trials of it (a trial
-    # stops the padding: ``forwarder.pacing`` is rebuilt every tick).
-    _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, congested, now)
+    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, fell, now):
+        return plain  # padding lets the estimate grow to the next layer: no trial needed
     if more == plain:
         return plain  # everyone already has all it wants
     if prober.start(True, loss, needed, now, value):
@@ -177,20 +176,18 @@ def _pad(
     audio_bps: float,
     wanted: tuple[float | None, str | None],
     loss: float,
-    congested: bool,
+    fell: bool,
     now: float,
 ) -> bool:
     """Plan ``subscriber``'s padding probe (``wanted``: what one layer more costs, and the
-    subscription whose RTX stream can carry padding; ``congested``: its REMB fell lately or
-    losses cap it); True while it pads."""
+    subscription whose RTX stream can carry padding; ``fell``: its REMB fell lately); True
+    while it pads."""
     padding = room.paddings.get(subscriber)
     if padding is None:  # the first estimate: let it settle before padding
         padding = room.paddings[subscriber] = PaddingProbe(next_at=now + PADDING_SETTLE_S)
     started = padding.started
     target_bps, sub_id = wanted
-    rate = padding.plan(
-        now, estimate_bps, sending_bps, target_bps, loss, congested, sub_id, audio_bps
-    )
+    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id, audio_bps)
     if padding.started != started:
         forwarder.counters.padding_probes += 1
         room.counters.padding_probes += 1

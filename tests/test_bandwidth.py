@@ -110,10 +110,3 @@ def test_a_falling_remb_is_congestion_for_a_while_and_a_rising_one_is_rising() -
     assert not est.congested(2.0 + CONGESTION_HOLD_S)
     est.remb([2], 100_000, 3.0)  # another transport's first report: no fall
     assert est.fell_at == 2.0
-
-
-def test_a_padding_streams_losses_stop_probes_but_do_not_cut_the_estimate() -> None:
-    est = SubscriberEstimate()
-    est.remb([7], 500_000, 0.0)
-    est.loss(9, 0.40, receiving_bps=600_000, now=0.0, cuts=False)
-    assert est.value(0.0) == 500_000 and est.worst_loss(0.0) == 0.40

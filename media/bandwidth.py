@@ -10,8 +10,9 @@ issue 15 spent its effort shrinking. With REMB the *receiver* runs that estimato
 number a few times a second; the SFU only reads it. Both kinds of subscriber support it: aiortc
 sends REMB and nothing else (it has no transport-cc), and Chromium sends REMB when the offer
 carries ``goog-remb`` and not ``transport-cc`` — exactly what aiortc's downlink offers. The
-forwarded packets keep the publisher's ``abs-send-time``, so the receiver's delay-based
-estimator sees the delay of the whole path.
+forwarded layers carry the SFU's own ``abs-send-time``, so the receiver's delay-based estimator
+sees the delay of its own downlink. A REMB grows only to about 1.5 x what arrives: padding
+probes on the subscriber's RTX stream (``media.probing``) let it grow to the next layer.
 
 Two corrections on top of REMB:
 
@@ -114,6 +115,10 @@ class SubscriberEstimate:
     def rising(self, now: float) -> bool:
         return now - self.rose_at < RISING_WITHIN_S
 
+    def fell_lately(self, now: float) -> bool:
+        """A REMB fell lately: the receiver saw its queue grow (a probe must stop)."""
+        return now - self.fell_at < CONGESTION_HOLD_S
+
     def congested(self, now: float) -> bool:
         """A REMB fell lately, or losses cap the estimate."""
         return now - self.fell_at < CONGESTION_HOLD_S or self.loss_cap_bps is not None
@@ -129,7 +134,7 @@ class SubscriberEstimate:
             self.loss_cap_bps = max(FLOOR_BPS, base * (1 - fraction / 2))
         elif self.worst_loss() < LOW_LOSS and self.loss_cap_bps is not None:
             self.loss_cap_bps *= LOSS_GROWTH
-            remb = self._remb(float("inf"))
+            remb = self._remb(now)
             if remb is not None and self.loss_cap_bps >= remb:
                 self.loss_cap_bps = None
 
@@ -137,8 +142,14 @@ class SubscriberEstimate:
         self.losses.pop(stream, None)
         self.rembs = [r for r in self.rembs if stream not in r.ssrcs]
 
-    def worst_loss(self) -> float:
-        return max((loss for loss, _ in self.losses.values()), default=0.0)
+    def worst_loss(self, now: float | None = None) -> float:
+        """The highest loss reported lately (as of ``now``; of the last report when None). A
+        stream that stopped (a paused video) sends no reports, and its last loss must not
+        hold back probing for ever (nothing else would resume it)."""
+        return max(
+            (loss for loss, at in self.losses.values() if now is None or now - at <= LOSS_STALE_S),
+            default=0.0,
+        )
 
     def _remb(self, now: float) -> float | None:
         fresh = [r.bitrate_bps for r in self.rembs if now - r.at <= REMB_STALE_S]

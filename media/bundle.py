@@ -187,9 +187,15 @@ def shape_offer(sdp: str, numbering: Numbering, inactive: set[str]) -> str:
             media.rtp.codecs = kept.rtp.codecs  # type: ignore[attr-defined]
             media.rtp.headerExtensions = kept.rtp.headerExtensions  # type: ignore[attr-defined]
         else:
+            renumbered = {}
             for codec in media.rtp.codecs:
                 proposed = codec.payloadType or DYNAMIC_PAYLOAD_TYPES[0]
                 codec.payloadType = numbering.payload_type(codec.mimeType, proposed)
+                renumbered[proposed] = codec.payloadType
+            for codec in media.rtp.codecs:  # an RTX codec names its media codec's number
+                apt = codec.parameters.get("apt")
+                if isinstance(apt, int) and apt in renumbered:
+                    codec.parameters["apt"] = renumbered[apt]
             for ext in media.rtp.headerExtensions:
                 ext.id = numbering.extension_id(ext.uri, ext.id)
         media.fmt = [c.payloadType for c in media.rtp.codecs]

@@ -21,7 +21,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessio
 from media import errors
 from media.bundle import UNFORWARDABLE, Negotiation, Numbering, Offer, Stream, shape_offer
 from media.forwarding import Kind, Leg, Source
-from media.peer import PlaceholderTrack, codec_preferences, parse_sdp
+from media.peer import PlaceholderTrack, answered_rtx, codec_preferences, parse_sdp
 from media.simulcast_sdp import restore_simulcast
 
 
@@ -64,9 +64,12 @@ class Bundle:
         transceivers = {}
         for kind in kinds:
             transceiver = self.pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
-            transceiver.setCodecPreferences(codec_preferences(kind))
+            transceiver.setCodecPreferences(codec_preferences(kind, rtx=True))
             transceivers[kind] = transceiver
             self.by_ssrc[transceiver.sender._ssrc] = sub_id
+            if kind is Kind.VIDEO:
+                # its RTX stream carries padding probes: a REMB or report may name only that
+                self.by_ssrc[transceiver.sender._rtx_ssrc] = sub_id
         self.receiving[sub_id] = Receiving(sub_id, publisher, source, transceivers)
         self.negotiation.changed()
         return {kind: t.sender for kind, t in transceivers.items()}
@@ -78,6 +81,7 @@ class Bundle:
             return False
         for transceiver in receiving.transceivers.values():
             self.by_ssrc.pop(transceiver.sender._ssrc, None)
+            self.by_ssrc.pop(transceiver.sender._rtx_ssrc, None)
             transceiver.direction = "inactive"
             self._retired.append(transceiver)
         self.negotiation.changed()
@@ -152,7 +156,11 @@ class Bundle:
                     e.uri: e.id for e in theirs.rtp.headerExtensions if e.uri not in UNFORWARDABLE
                 }
                 payload_type = theirs.rtp.codecs[0].payloadType
-                legs.append(Leg(kind, transceiver.sender._ssrc, payload_type, extensions))
+                sender = transceiver.sender
+                rtx_pt = answered_rtx(theirs, payload_type)
+                rtx_ssrc = sender._rtx_ssrc if rtx_pt is not None else None
+                leg = Leg(kind, sender._ssrc, payload_type, extensions, rtx_ssrc, rtx_pt)
+                legs.append(leg)
             if legs:
                 found[receiving.sub_id] = legs
         return found

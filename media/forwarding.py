@@ -11,278 +11,86 @@ transport is up.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
-from enum import StrEnum
 
 from media import errors
 from media.bandwidth import SubscriberEstimate
-from media.continuity import SequenceRewriter
 from media.layered import (
     LayeredTarget,
     LayeredVideo,
     forget_ssrcs,
     learn_layer,
+    receive_layered,
     target_bps,
     upstream_nack,
 )
+from media.probing import PaddingProbe
 from media.ratecap import RateCaps, TokenBucket
+from media.rooms import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    CLOCK_RATE,
+    DEFAULT_MAX_PARTICIPANTS,
+    RETRANSMIT_SLOTS,
+    Counters,
+    Drop,
+    Feedback,
+    KeyframeRequest,
+    Kind,
+    Leg,
+    NackRequest,
+    Participant,
+    Publication,
+    Reception,
+    RetransmitCache,
+    Room,
+    Source,
+    Subscription,
+    Target,
+    Track,
+)
 from media.rtp import (
     MalformedPacket,
     Nack,
     PictureLoss,
     ReceiverReport,
     Remb,
-    ReportBlock,
-    RtpView,
     SenderReport,
-    abs_send_time,
     audio_level,
     build_receiver_report,
     build_rtp,
     parse_rtcp,
     parse_rtp,
     remap_extensions,
-    stamp_extension,
     vp8_keyframe_start,
 )
-from media.simulcast import Prober
 from media.simulcast_sdp import REPAIRED_RID_URI, RID_URI
-from media.speaker import ActiveSpeaker
+
+__all__ = [  # the model's names, re-exported: callers import them from here
+    "ABS_SEND_TIME_URI",
+    "AUDIO_LEVEL_URI",
+    "CLOCK_RATE",
+    "DEFAULT_MAX_PARTICIPANTS",
+    "RETRANSMIT_SLOTS",
+    "Counters",
+    "Drop",
+    "Feedback",
+    "Forwarder",
+    "KeyframeRequest",
+    "Kind",
+    "Leg",
+    "NackRequest",
+    "Participant",
+    "Publication",
+    "Reception",
+    "RetransmitCache",
+    "Room",
+    "Source",
+    "Subscription",
+    "Target",
+    "Track",
+]
 
 KEYFRAME_INTERVAL_S = 0.5
-RETRANSMIT_SLOTS = 512  # ~1.5 s of 320 kbit/s video; a power of two so ``seq & mask`` indexes
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-DEFAULT_MAX_PARTICIPANTS = 16
-
-
-class Kind(StrEnum):
-    AUDIO = "audio"
-    VIDEO = "video"
-
-
-CLOCK_RATE = {Kind.AUDIO: 48_000, Kind.VIDEO: 90_000}
-
-
-class Source(StrEnum):
-    """What a track shows: the camera (and microphone), or a shared screen (video only)."""
-
-    CAMERA = "camera"
-    SCREEN = "screen"
-
-
-#: A participant's track: (source, kind).
-Track = tuple[Source, Kind]
-
-
-class Drop(StrEnum):
-    MALFORMED = "malformed"
-    UNKNOWN_SSRC = "unknown_ssrc"
-    UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"
-    NOT_ADMITTED = "not_admitted"
-    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
-    RATE_LIMITED = "rate_limited"
-
-
-@dataclass(slots=True)
-class Counters:
-    received_packets: int = 0
-    forwarded_packets: int = 0
-    forwarded_bytes: int = 0
-    retransmitted_packets: int = 0
-    keyframe_requests: int = 0  # PLIs actually sent to publishers
-    keyframe_requests_received: int = 0  # PLI/FIR from subscribers and new subscriptions
-    keyframe_requests_coalesced: int = 0
-    padding_only: int = 0  # bandwidth probes: dropped, later packets renumbered around them
-    layer_switches: int = 0  # a subscription moved to another simulcast layer (at a keyframe)
-    probes: int = 0  # a subscriber was tried on one layer more than its estimate allowed
-    held_for_keyframe: int = 0  # video packets not sent to a leg still waiting for a keyframe
-    legs_failed: int = 0  # uplinks and downlinks that died under a participant still in the room
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def drop(self, reason: Drop) -> None:
-        self.dropped[reason.value] += 1
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One sending transceiver of a downlink: its own SSRC, payload type and extension ids."""
-
-    kind: Kind
-    ssrc: int
-    payload_type: int
-    extensions: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyframeRequest:
-    room: str
-    publisher: str
-    ssrc: int
-    source: Source = Source.CAMERA  # which of the publisher's uplinks to ask
-
-
-@dataclass(frozen=True, slots=True)
-class NackRequest:
-    """Packets a subscriber lost that the leg cache no longer (or never) held: ask upstream."""
-
-    room: str
-    publisher: str
-    ssrc: int
-    lost: list[int]
-    source: Source = Source.CAMERA
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """What a subscriber's RTCP asks for: PLIs and NACKs upstream, retransmissions downstream."""
-
-    keyframes: list[KeyframeRequest]
-    retransmit: list[bytes]
-    upstream_nacks: list[NackRequest] = field(default_factory=list)
-
-
-class RetransmitCache:
-    """The last forwarded packets of one leg, by sequence number, to answer NACKs."""
-
-    __slots__ = ("_slots",)
-
-    def __init__(self) -> None:
-        self._slots: list[bytes | None] = [None] * RETRANSMIT_SLOTS
-
-    def put(self, sequence: int, packet: bytes) -> None:
-        self._slots[sequence & (RETRANSMIT_SLOTS - 1)] = packet
-
-    def get(self, sequence: int) -> bytes | None:
-        packet = self._slots[sequence & (RETRANSMIT_SLOTS - 1)]
-        if packet is None or int.from_bytes(packet[2:4], "big") != sequence:
-            return None
-        return packet
-
-
-@dataclass(slots=True)
-class Target:
-    subscription: str
-    leg: Leg
-    mapping: dict[int, int]  # publisher extension id -> subscriber extension id
-    mapping_key: tuple[tuple[int, int], ...]  # legs with equal keys share one extension block
-    cache: RetransmitCache = field(default_factory=RetransmitCache)
-    # Video starts at a keyframe: earlier inter frames would only make the decoder fail.
-    needs_keyframe: bool = False
-    fraction_lost: float | None = None
-    jitter_ms: float | None = None
-    layered: LayeredTarget | None = None  # of a simulcast publication (``media.layered``)
-
-
-@dataclass(slots=True)
-class Reception:
-    """RFC 3550 A.1/A.8 receive statistics, enough to write the publisher a receiver report."""
-
-    clock_rate: int
-    base_seq: int = -1
-    max_seq: int = 0
-    cycles: int = 0
-    received: int = 0
-    expected_prior: int = 0
-    received_prior: int = 0
-    transit: float | None = None
-    jitter: float = 0.0
-    lsr: int = 0
-    sr_at: float | None = None
-
-    def update(self, sequence: int, timestamp: int, now: float) -> None:
-        if self.base_seq < 0:
-            self.base_seq = self.max_seq = sequence
-        elif 0 < (sequence - self.max_seq) & 0xFFFF < 0x8000:
-            if sequence < self.max_seq:
-                self.cycles += 0x10000
-            self.max_seq = sequence
-        self.received += 1
-        transit = now * self.clock_rate - timestamp
-        if self.transit is not None:
-            d = abs(transit - self.transit)
-            if d < self.clock_rate:  # a timestamp jump (new source, wrap) is not jitter
-                self.jitter += (d - self.jitter) / 16
-        self.transit = transit
-
-    def report(self, ssrc: int, now: float) -> ReportBlock | None:
-        if self.base_seq < 0:
-            return None
-        extended = self.cycles + self.max_seq
-        expected = extended - self.base_seq + 1
-        lost = expected - self.received
-        expected_interval = expected - self.expected_prior
-        lost_interval = expected_interval - (self.received - self.received_prior)
-        self.expected_prior, self.received_prior = expected, self.received
-        fraction = 0
-        if expected_interval > 0 and lost_interval > 0:
-            fraction = min(255, (lost_interval << 8) // expected_interval)
-        dlsr = 0 if self.sr_at is None else int((now - self.sr_at) * 65536) & 0xFFFFFFFF
-        lost = max(-(1 << 23), min(lost, (1 << 23) - 1))
-        return ReportBlock(
-            ssrc, fraction, lost, extended & 0xFFFFFFFF, int(self.jitter), self.lsr, dlsr
-        )
-
-
-@dataclass(slots=True)
-class Publication:
-    room: str
-    publisher: str
-    kind: Kind
-    ssrc: int
-    payload_type: int
-    extensions: dict[str, int]
-    audio_level_id: int | None
-    reception: Reception
-    bucket: TokenBucket
-    source: Source = Source.CAMERA
-    targets: dict[str, Target] = field(default_factory=dict)
-    last_keyframe_request: float = -math.inf
-    keyframe_pending: bool = False
-    # Dropped padding-only packets leave no holes: later packets are renumbered.
-    sequence: SequenceRewriter = field(default_factory=SequenceRewriter)
-    layered: LayeredVideo | None = None  # simulcast: layers on SSRCs learnt by RID
-    layer_receptions: dict[int, Reception] = field(default_factory=dict)  # by layer SSRC
-
-
-@dataclass(slots=True)
-class Participant:
-    name: str
-    by_ssrc: dict[int, Publication] = field(default_factory=dict)
-    by_track: dict[Track, Publication] = field(default_factory=dict)
-    packets_in: int = 0
-    bytes_in: int = 0
-    media_failed: bool = False  # one of its legs died: signaling tells the device
-
-    def sends(self, source: Source) -> list[Publication]:
-        return [p for (s, _), p in self.by_track.items() if s is source]
-
-
-@dataclass(slots=True)
-class Subscription:
-    id: str
-    room: str
-    subscriber: str
-    publisher: str
-    legs: dict[Kind, Leg]
-    active: bool = False
-    source: Source = Source.CAMERA
-
-
-@dataclass(slots=True)
-class Room:
-    name: str
-    max_participants: int
-    participants: dict[str, Participant] = field(default_factory=dict)
-    subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    speaker: ActiveSpeaker = field(default_factory=ActiveSpeaker)
-    counters: Counters = field(default_factory=Counters)
-    # simulcast (``media.selection``): wanted max height per (subscriber, publisher, source),
-    # each subscriber's bandwidth estimate and prober
-    views: dict[tuple[str, str, Source], int] = field(default_factory=dict)
-    estimates: dict[str, SubscriberEstimate] = field(default_factory=dict)
-    probers: dict[str, Prober] = field(default_factory=dict)
 
 
 class Forwarder:
@@ -299,6 +107,8 @@ class Forwarder:
         self.rooms: dict[str, Room] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.counters = Counters()
+        # padding probes running now (``media.selection`` rebuilds it every tick)
+        self.pacing: list[tuple[Room, PaddingProbe]] = []
 
     # --- membership -------------------------------------------------------------------------
 
@@ -416,6 +226,7 @@ class Forwarder:
         found.speaker.forget(name)
         found.estimates.pop(name, None)
         found.probers.pop(name, None)
+        found.paddings.pop(name, None)
         for key in [k for k in found.views if name in k[:2]]:
             del found.views[key]
         return gone
@@ -525,35 +336,19 @@ class Forwarder:
         participant.packets_in += 1
         participant.bytes_in += len(data)
         layered = publication.layered
-        if layered is None:
-            publication.reception.update(view.sequence, view.timestamp, now)
-        else:
-            reception = publication.layer_receptions.get(view.ssrc)
-            if reception is None:
-                reception = publication.layer_receptions[view.ssrc] = Reception(
-                    CLOCK_RATE[Kind.VIDEO]
-                )
-            reception.update(view.sequence, view.timestamp, now)
-        if layered is not None and view.ssrc not in layered.by_ssrc:
-            counters.drop(Drop.UNKNOWN_SSRC)  # unreachable: learn_layer forgets moved SSRCs
-            found.counters.drop(Drop.UNKNOWN_SSRC)
-            return []
+        if layered is not None:
+            return receive_layered(
+                (counters, found.counters), publication, layered, data, view, now
+            )
+        publication.reception.update(view.sequence, view.timestamp, now)
         if view.payload_end == view.header_length:
             # A padding-only bandwidth probe (a browser without RTX sends them on the media
             # SSRC): aiortc's VP8 decoder would take it for a frame and fail for good. Dropped,
             # and later packets are renumbered so the receiver sees no hole to NACK.
             counters.padding_only += 1
             found.counters.padding_only += 1
-            if layered is None:
-                publication.sequence.drop(view.sequence)
-            else:
-                layer = layered.by_ssrc[view.ssrc]
-                for target in publication.targets.values():
-                    if target.layered is not None:
-                        target.layered.padding(layer, view.sequence)
+            publication.sequence.drop(view.sequence)
             return []
-        if layered is not None:
-            return self._forward_layered(found, publication, layered, data, view, now)
         sequence = publication.sequence.forward(view.sequence)
         if sequence != view.sequence:
             view = view._replace(sequence=sequence)
@@ -592,57 +387,6 @@ class Forwarder:
             out.append((target.subscription, packet))
             size += len(packet)
         for c in (counters, found.counters):
-            c.forwarded_packets += len(out)
-            c.forwarded_bytes += size
-        return out
-
-    def _forward_layered(
-        self,
-        found: Room,
-        publication: Publication,
-        layered: LayeredVideo,
-        data: bytes,
-        view: RtpView,
-        now: float,
-    ) -> list[tuple[str, bytes]]:
-        """A packet of one simulcast layer: to the subscriptions on that layer (or switching
-        to it at this keyframe), each renumbered into its own continuous stream."""
-        layer = layered.by_ssrc[view.ssrc]
-        if layered.started_at is None:
-            layered.started_at = now
-        keyframe = layered.observe(layer, data, view, now)
-        payload = data[view.header_length :]
-        out: list[tuple[str, bytes]] = []
-        size = 0
-        for target in publication.targets.values():
-            state = target.layered
-            if state is None:
-                continue
-            switches = state.switch.switches
-            rewritten = state.packet(layer, keyframe, view, payload, now)
-            if rewritten is None:
-                if state.switch.current is None and state.switch.target is not None:
-                    self.counters.held_for_keyframe += 1
-                continue
-            if state.switch.switches != switches:
-                self.counters.layer_switches += 1
-                found.counters.layer_switches += 1
-            try:
-                ext = remap_extensions(data, view, target.mapping)
-            except MalformedPacket:
-                ext = b""
-            send_time_id = target.leg.extensions.get(ABS_SEND_TIME_URI)
-            if send_time_id is not None:
-                # Our send time, not the publisher's: the receiver's REMB estimator then sees
-                # the delay of its own downlink (and not the publisher's pacing of the layers).
-                ext = stamp_extension(ext, send_time_id, abs_send_time(now))
-            moved = view._replace(sequence=rewritten.sequence, timestamp=rewritten.timestamp)
-            leg = target.leg
-            packet = build_rtp(data, moved, leg.ssrc, leg.payload_type, ext, rewritten.payload)
-            target.cache.put(rewritten.sequence, packet)
-            out.append((target.subscription, packet))
-            size += len(packet)
-        for c in (self.counters, found.counters):
             c.forwarded_packets += len(out)
             c.forwarded_bytes += size
         return out
@@ -728,6 +472,12 @@ class Forwarder:
                 estimate.remb(named, item.bitrate_bps, now)
             elif isinstance(item, (ReceiverReport, SenderReport)):
                 for block in item.reports:
+                    if any(block.ssrc == leg.rtx_ssrc for leg in sub.legs.values()):
+                        # padding probes' stream (``media.probing``): does the link take them?
+                        estimate = room.estimates.setdefault(sub.subscriber, SubscriberEstimate())
+                        rate = estimate.value(now) or 0.0
+                        estimate.loss(block.ssrc, block.fraction_lost / 256, rate, now)
+                        continue
                     publication = by_leg_ssrc.get(block.ssrc)
                     target = publication.targets.get(sub_id) if publication else None
                     if target is None or publication is None:

@@ -11,14 +11,30 @@ across switches and dropped padding).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from media.continuity import Rewritten, StreamRewriter
-from media.rtp import ONE_BYTE_PROFILE, MalformedPacket, RtpView, extension_value
+from media.rooms import (
+    ABS_SEND_TIME_URI,
+    CLOCK_RATE,
+    Counters,
+    Drop,
+    Kind,
+    Participant,
+    Publication,
+    Reception,
+    Target,
+)
+from media.rtp import (
+    ONE_BYTE_PROFILE,
+    MalformedPacket,
+    RtpView,
+    abs_send_time,
+    build_rtp,
+    extension_value,
+    remap_extensions,
+    stamp_extension,
+)
 from media.simulcast import LayerMeter, LayerSwitch, Verdict
-
-if TYPE_CHECKING:  # forwarding imports this module; the types are only for annotations
-    from media.forwarding import Participant, Publication, Target
 
 
 @dataclass(slots=True)
@@ -148,6 +164,88 @@ class LayeredTarget:
     def source_sequence(self, sequence: int) -> int | None:
         """The publisher's sequence number for one this subscriber asks again for."""
         return self.rewriter.seq.backward(sequence)
+
+
+def receive_layered(
+    counters: tuple[Counters, Counters],
+    publication: Publication,
+    layered: LayeredVideo,
+    data: bytes,
+    view: RtpView,
+    now: float,
+) -> list[tuple[str, bytes]]:
+    """A packet of a simulcast publication (``counters``: the node's and the room's): receive
+    statistics per layer, padding dropped with renumbering, the rest forwarded."""
+    reception = publication.layer_receptions.get(view.ssrc)
+    if reception is None:
+        reception = publication.layer_receptions[view.ssrc] = Reception(CLOCK_RATE[Kind.VIDEO])
+    reception.update(view.sequence, view.timestamp, now)
+    if view.ssrc not in layered.by_ssrc:
+        for c in counters:  # unreachable: learn_layer forgets moved SSRCs
+            c.drop(Drop.UNKNOWN_SSRC)
+        return []
+    if view.payload_end == view.header_length:
+        # padding-only: see ``Forwarder.handle_rtp``
+        for c in counters:
+            c.padding_only += 1
+        layer = layered.by_ssrc[view.ssrc]
+        for target in publication.targets.values():
+            if target.layered is not None:
+                target.layered.padding(layer, view.sequence)
+        return []
+    return forward_layered(counters, publication, layered, data, view, now)
+
+
+def forward_layered(
+    counters: tuple[Counters, Counters],
+    publication: Publication,
+    layered: LayeredVideo,
+    data: bytes,
+    view: RtpView,
+    now: float,
+) -> list[tuple[str, bytes]]:
+    """A packet of one simulcast layer: to the subscriptions on that layer (or switching
+    to it at this keyframe), each renumbered into its own continuous stream."""
+    node, room = counters
+    layer = layered.by_ssrc[view.ssrc]
+    if layered.started_at is None:
+        layered.started_at = now
+    keyframe = layered.observe(layer, data, view, now)
+    payload = data[view.header_length :]
+    out: list[tuple[str, bytes]] = []
+    size = 0
+    for target in publication.targets.values():
+        state = target.layered
+        if state is None:
+            continue
+        switches = state.switch.switches
+        rewritten = state.packet(layer, keyframe, view, payload, now)
+        if rewritten is None:
+            if state.switch.current is None and state.switch.target is not None:
+                node.held_for_keyframe += 1
+            continue
+        if state.switch.switches != switches:
+            node.layer_switches += 1
+            room.layer_switches += 1
+        try:
+            ext = remap_extensions(data, view, target.mapping)
+        except MalformedPacket:
+            ext = b""
+        send_time_id = target.leg.extensions.get(ABS_SEND_TIME_URI)
+        if send_time_id is not None:
+            # Our send time, not the publisher's: the receiver's REMB estimator then sees
+            # the delay of its own downlink (and not the publisher's pacing of the layers).
+            ext = stamp_extension(ext, send_time_id, abs_send_time(now))
+        moved = view._replace(sequence=rewritten.sequence, timestamp=rewritten.timestamp)
+        leg = target.leg
+        packet = build_rtp(data, moved, leg.ssrc, leg.payload_type, ext, rewritten.payload)
+        target.cache.put(rewritten.sequence, packet)
+        out.append((target.subscription, packet))
+        size += len(packet)
+    for c in counters:
+        c.forwarded_packets += len(out)
+        c.forwarded_bytes += size
+    return out
 
 
 def forget_ssrcs(participant: Participant, publication: Publication) -> None:

@@ -18,6 +18,9 @@ COUNTERS = (
     "legs_failed",
     "layer_switches",
     "probes",
+    "padding_probes",
+    "probe_padding_packets",
+    "probe_padding_bytes",
 )
 
 #: Per worker (label ``worker="i"``): name, help, key in ``WorkerPool.node_stats()["workers"]``.

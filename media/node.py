@@ -47,7 +47,13 @@ from media.peer import (
 )
 from media.ratecap import RateCaps
 from media.rtp import build_nack, build_pli, build_remb
-from media.selection import publisher_rembs, select_layers, set_view, simulcast_stats
+from media.selection import (
+    padding_due,
+    publisher_rembs,
+    select_layers,
+    set_view,
+    simulcast_stats,
+)
 from media.shield import Dropped, dtls_transports, guard_transport
 from media.simulcast_sdp import accepted_simulcast
 from media.udpmux import UdpMux
@@ -55,6 +61,8 @@ from media.udpmux import UdpMux
 log = logging.getLogger("callbook.media")
 
 TICK_S = 0.1
+#: Padding is sent in steps this far apart: a few packets at a time, never a burst.
+PACE_S = 0.01
 REPORT_EVERY_TICKS = 10
 UNANSWERED_TTL_S = 30.0  # a subscription offer nobody answered is closed after this
 
@@ -87,6 +95,7 @@ class MediaNode(BundledConnections):
         self.dropped = mux.dropped if mux is not None else Dropped()
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
+        self._pacer = asyncio.create_task(self._pace())
         self._closing: set[asyncio.Task[None]] = set()
         self._sending: set[asyncio.Task[None]] = set()  # packets only aiortc's path can send
         #: Shutting down (media/drain.py): the rooms here run on, no new one opens.
@@ -426,6 +435,24 @@ class MediaNode(BundledConnections):
             except Exception:
                 log.exception("media ticker")
 
+    async def _pace(self) -> None:
+        """Padding probes (``media.probing``), a few packets every ``PACE_S`` while any runs."""
+        flush = self.mux.sender.flush if self.mux is not None else None
+        while True:
+            await asyncio.sleep(PACE_S if self.forwarder.pacing else TICK_S)
+            now = self._loop.time()
+            try:
+                slow: Slow = []
+                for sub_id, packet in padding_due(self.forwarder, now):
+                    downlink = self.downlinks.get(sub_id)
+                    if downlink is not None and not downlink.send_now(packet, now):
+                        slow.append((downlink, packet))
+                if flush is not None:
+                    flush()
+                await _send_slow(slow)
+            except Exception:
+                log.exception("media pacer")
+
     # --- stats ------------------------------------------------------------------------------
 
     async def room_stats(self, room: str) -> dict[str, Any]:
@@ -526,9 +553,10 @@ class MediaNode(BundledConnections):
         }
 
     async def close(self) -> None:
-        self._ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._ticker
+        for task in (self._ticker, self._pacer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         pcs = self._peer_connections()
         self.bundles.clear()
         self.downlinks.clear()
@@ -556,6 +584,9 @@ def _counters(counters: Counters) -> dict[str, Any]:
         "legs_failed": counters.legs_failed,
         "layer_switches": counters.layer_switches,
         "probes": counters.probes,
+        "padding_probes": counters.padding_probes,
+        "probe_padding_packets": counters.probe_padding_packets,
+        "probe_padding_bytes": counters.probe_padding_bytes,
         "dropped": dict(counters.dropped),
     }
 

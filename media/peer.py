@@ -63,10 +63,11 @@ RtpHandler = Callable[[bytes], Awaitable[None]]
 def codec_preferences(kind: Kind, *, rtx: bool = False) -> list[RTCRtpCodecCapability]:
     """Opus and VP8 only: both legs must carry the same codec byte for byte.
 
-    ``rtx`` (uplinks only) also accepts VP8 retransmissions on their own SSRC, which we never
-    forward. A browser without RTX sends its bandwidth-probing padding as empty packets on the
+    ``rtx`` also offers VP8 retransmissions on their own SSRC. On uplinks we never forward
+    them: a browser without RTX sends its bandwidth-probing padding as empty packets on the
     media SSRC itself, and an aiortc subscriber hands an empty packet to its VP8 decoder as a
-    frame, which flushes the decoder for good. With RTX the padding goes to the RTX SSRC.
+    frame, which flushes the decoder for good. With RTX the padding goes to the RTX SSRC. On
+    downlinks the RTX stream carries the SFU's own padding probes (``media.probing``).
     """
     wanted = {MIME[kind], "video/rtx"} if rtx and kind is Kind.VIDEO else {MIME[kind]}
     return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
@@ -142,8 +143,31 @@ def downlink_legs(local: SessionDescription, answer: SessionDescription | None) 
         if payload_type is None:
             continue
         ssrc = _primary_ssrc(ours) or ours.ssrc[0].ssrc
-        legs.append(Leg(Kind(ours.kind), ssrc, payload_type, _extensions(theirs)))
+        rtx_pt = answered_rtx(theirs, payload_type)
+        rtx_ssrc = _rtx_ssrc(ours, ssrc) if rtx_pt is not None else None
+        legs.append(
+            Leg(
+                Kind(ours.kind), ssrc, payload_type, _extensions(theirs),
+                rtx_ssrc, rtx_pt if rtx_ssrc is not None else None,
+            )
+        )  # fmt: skip
     return legs
+
+
+def answered_rtx(theirs: Any, payload_type: int) -> int | None:
+    """The payload type of the RTX codec an answer accepted for ``payload_type``, or None."""
+    for codec in theirs.rtp.codecs:
+        if codec.mimeType.lower() == "video/rtx" and codec.parameters.get("apt") == payload_type:
+            return int(codec.payloadType)
+    return None
+
+
+def _rtx_ssrc(ours: Any, ssrc: int) -> int | None:
+    """The RTX SSRC our offer paired with ``ssrc`` (``a=ssrc-group:FID``)."""
+    for group in ours.ssrc_group:
+        if group.semantic == "FID" and len(group.items) == 2 and int(group.items[0]) == ssrc:
+            return int(group.items[1])
+    return None
 
 
 def intercept_uplink(dtls: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtpHandler) -> None:
@@ -320,7 +344,7 @@ async def offer_downlink(
     senders = {}
     for kind in kinds:
         transceiver = pc.addTransceiver(PlaceholderTrack(kind), direction="sendonly")
-        transceiver.setCodecPreferences(codec_preferences(kind))
+        transceiver.setCodecPreferences(codec_preferences(kind, rtx=True))
         senders[kind] = transceiver.sender
     adopt_ice(pc, mux)
     await pc.setLocalDescription(await pc.createOffer())

@@ -29,6 +29,8 @@ PSFB_AFB = 15  # application layer feedback: REMB (draft-alvestrand-rmcat-remb)
 REMB_ID = b"REMB"
 
 _FIXED = struct.Struct("!BBHII")
+#: An extension block holding one 4-byte one-byte-header element: profile, length 1 word.
+_ONE_BYTE_EXT_HEAD = struct.pack("!HH", ONE_BYTE_PROFILE, 1)
 _EXT = struct.Struct("!HH")
 _RTCP_HEAD = struct.Struct("!BBH")
 _REPORT = struct.Struct("!IBBHIIII")
@@ -245,6 +247,30 @@ def build_rtp(
     if view.csrc_end > RTP_FIXED_HEADER:
         head += data[RTP_FIXED_HEADER : view.csrc_end]
     return head + ext + payload
+
+
+def build_padding(
+    ssrc: int, payload_type: int, sequence: int, timestamp: int, send_time: bytes | None, size: int
+) -> bytes:
+    """A padding-only RTP packet (RFC 3550 5.1: P bit, ``size`` padding bytes, the last one
+    counting them), with ``send_time`` (an ``abs_send_time_element``) when given."""
+    ext = b""
+    if send_time is not None:
+        ext = _ONE_BYTE_EXT_HEAD + send_time
+    b0 = 0xA0 | (0x10 if ext else 0)
+    head = _FIXED.pack(b0, payload_type, sequence, timestamp, ssrc)
+    tail = _PADDING.get(size)
+    if tail is None:
+        tail = _PADDING[size] = bytes(size - 1) + bytes([size])
+    return head + ext + tail
+
+
+_PADDING: dict[int, bytes] = {}  # by size: one padding block, not a new one per packet
+
+
+def abs_send_time_element(ext_id: int, now: float) -> bytes:
+    """One one-byte-header element (RFC 8285) carrying ``abs_send_time(now)``: 4 bytes."""
+    return bytes([(ext_id << 4) | 2]) + abs_send_time(now)
 
 
 # --- RTCP -----------------------------------------------------------------------------------

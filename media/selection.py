@@ -14,6 +14,8 @@ from typing import Any
 
 from media.bandwidth import usable
 from media.forwarding import (
+    ABS_SEND_TIME_URI,
+    CLOCK_RATE,
     Forwarder,
     KeyframeRequest,
     Kind,
@@ -23,8 +25,12 @@ from media.forwarding import (
     Subscription,
     Target,
 )
+from media.probing import PADDING_SIZE, PaddingProbe
+from media.rtp import abs_send_time_element, build_padding
 from media.simulcast import PROBE_BACKOFF_S, Demand, Prober, allocate, layers_now
 
+#: No padding before a subscriber's first REMBs have had this long to arrive.
+PADDING_SETTLE_S = 1.0
 #: What one subscribed audio stream is assumed to take (Opus at ~32 kbit/s plus headers).
 AUDIO_BPS = 40_000
 
@@ -50,6 +56,7 @@ def set_view(
 
 def select_layers(forwarder: Forwarder, now: float) -> list[KeyframeRequest]:
     requests: list[KeyframeRequest] = []
+    forwarder.pacing = []  # refilled by the subscribers who pad now
     for room in forwarder.rooms.values():
         if not any(
             publication.layered is not None
@@ -96,7 +103,7 @@ def _select_for(
         targets[sub.id] = (publication, target)
     if not demands:
         return []
-    choice = _choose(forwarder, room, subscriber, audio_bps, demands, now)
+    choice = _choose(forwarder, room, subscriber, audio_bps, demands, targets, now)
     requests = []
     for demand in demands:
         publication, target = targets[demand.key]
@@ -116,6 +123,7 @@ def _choose(
     subscriber: str,
     audio_bps: float,
     demands: list[Demand],
+    targets: dict[str, tuple[Publication, Target]],
     now: float,
 ) -> dict[str, int | None]:
     """The allocation within the estimate, or one layer more while a probe runs."""
@@ -126,7 +134,7 @@ def _choose(
         if estimate is not None
         else None
     )
-    loss = estimate.worst_loss() if estimate is not None else 0.0
+    loss = estimate.worst_loss(now) if estimate is not None else 0.0
     plain = allocate(value, audio_bps, demands)
     if value is None:
         return plain
@@ -137,15 +145,83 @@ def _choose(
     if prober.probing(now):
         return allocate(value, audio_bps, demands, extra_steps=1, probe_key=prober.key)
     more = allocate(value, audio_bps, demands, extra_steps=1)
+    up = next((key for key in more if more[key] != plain[key]), None)
+    needed = audio_bps + _cost(demands, more)
+    # Not ``congested``: a loss cap outlives the losses (it lifts only as reports come in), and
+    # padding is what lets the estimate grow past it. Recent losses still stop a probe.
+    fell = estimate is not None and estimate.fell_lately(now)
+    rtx = targets[up][1] if up is not None else None
+    padding = (
+        None if up is None else needed,
+        rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,
+    )
+    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, fell, now):
+        return plain  # padding lets the estimate grow to the next layer: no trial needed
     if more == plain:
         return plain  # everyone already has all it wants
-    needed = audio_bps + _cost(demands, more)
     if prober.start(True, loss, needed, now, value):
         prober.key = next(key for key in more if more[key] != plain[key])
         forwarder.counters.probes += 1
         room.counters.probes += 1
         return more
     return plain
+
+
+def _pad(
+    forwarder: Forwarder,
+    room: Room,
+    subscriber: str,
+    estimate_bps: float,
+    sending_bps: float,
+    audio_bps: float,
+    wanted: tuple[float | None, str | None],
+    loss: float,
+    fell: bool,
+    now: float,
+) -> bool:
+    """Plan ``subscriber``'s padding probe (``wanted``: what one layer more costs, and the
+    subscription whose RTX stream can carry padding; ``fell``: its REMB fell lately); True
+    while it pads."""
+    padding = room.paddings.get(subscriber)
+    if padding is None:  # the first estimate: let it settle before padding
+        padding = room.paddings[subscriber] = PaddingProbe(next_at=now + PADDING_SETTLE_S)
+    started = padding.started
+    target_bps, sub_id = wanted
+    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id, audio_bps)
+    if padding.started != started:
+        forwarder.counters.padding_probes += 1
+        room.counters.padding_probes += 1
+    if rate > 0:
+        forwarder.pacing.append((room, padding))
+    return rate > 0
+
+
+def padding_due(forwarder: Forwarder, now: float) -> list[tuple[str, bytes]]:
+    """(subscription, padding-only packet) to send now: call every few milliseconds."""
+    out: list[tuple[str, bytes]] = []
+    for room, padding in forwarder.pacing:
+        count = padding.take(now)
+        sub = forwarder.subscriptions.get(padding.sub_id or "")
+        if count <= 0 or sub is None:
+            continue
+        leg = sub.legs.get(Kind.VIDEO)
+        if leg is None or leg.rtx_ssrc is None or leg.rtx_payload_type is None:
+            continue
+        send_time_id = leg.extensions.get(ABS_SEND_TIME_URI)
+        # the receiver's delay-based estimator counts only packets that carry a send time
+        element = abs_send_time_element(send_time_id, now) if send_time_id else None
+        timestamp = int(now * CLOCK_RATE[Kind.VIDEO]) & 0xFFFFFFFF
+        for _ in range(count):
+            packet = build_padding(
+                leg.rtx_ssrc, leg.rtx_payload_type, padding.next_sequence(), timestamp,
+                element, PADDING_SIZE,
+            )  # fmt: skip
+            out.append((sub.id, packet))
+        size = count * len(out[-1][1])
+        for c in (forwarder.counters, room.counters):
+            c.probe_padding_packets += count
+            c.probe_padding_bytes += size
+    return out
 
 
 def _cost(demands: list[Demand], choice: dict[str, int | None]) -> float:

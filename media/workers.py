@@ -68,6 +68,9 @@ COUNTERS = (
     "legs_failed",
     "layer_switches",
     "probes",
+    "padding_probes",
+    "probe_padding_packets",
+    "probe_padding_bytes",
 )
 GAUGES = ("subscriptions", "uplinks", "downlinks", "bundles", "peer_connections", "video_paused")
 

@@ -7,6 +7,7 @@ import pytest
 from media.bandwidth import (
     CONGESTION_HOLD_S,
     FLOOR_BPS,
+    LOSS_STALE_S,
     REMB_STALE_S,
     RISING_WITHIN_S,
     SubscriberEstimate,
@@ -67,6 +68,8 @@ def test_heavy_loss_caps_below_what_was_received_and_low_loss_lifts_the_cap() ->
     est.loss(7, 0.30, receiving_bps=1_000_000)
     assert est.value(0.0) == pytest.approx(850_000)
     assert est.worst_loss() == 0.30
+    # a stream that stopped reporting (a paused video) does not hold probing back for ever
+    assert est.worst_loss(LOSS_STALE_S - 0.1) == 0.30 and est.worst_loss(LOSS_STALE_S + 0.1) == 0
     est.loss(7, 0.05, receiving_bps=800_000)  # between the thresholds: hold
     assert est.value(0.0) == pytest.approx(850_000)
     for _ in range(3):

@@ -327,3 +327,31 @@ async def test_a_bundled_connection_renegotiates_on_one_transport() -> None:
     finally:
         await client.close()
         await sfu.close()
+
+
+async def test_padding_probe_seams() -> None:
+    """media/probing.py pads on a subscriber's RTX stream: our downlink offers pair each video
+    SSRC with an RTX SSRC (``a=ssrc-group:FID``, the sender's ``_rtx_ssrc``), and an aiortc
+    subscriber feeds an empty RTX packet to its REMB estimator and then drops it (it never
+    reaches the jitter buffer or the decoder)."""
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    from media.peer import codec_preferences
+
+    pc = new_peer_connection()
+    try:
+        transceiver = pc.addTransceiver(PlaceholderTrack(Kind.VIDEO), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(Kind.VIDEO, rtx=True))
+        offer = await pc.createOffer()
+        [video] = parse_sdp(offer.sdp).media
+        [group] = video.ssrc_group
+        sender = transceiver.sender
+        assert (group.semantic, group.items) == ("FID", [sender._ssrc, sender._rtx_ssrc])
+        assert any(c.mimeType.lower() == "video/rtx" for c in video.rtp.codecs)
+    finally:
+        await pc.close()
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    feed = handle.index("self.__remote_bitrate_estimator.add(")
+    assert "payload_size=len(packet.payload) + packet.padding_size" in handle
+    drop = handle.index("len(packet.payload) < 2")
+    assert feed < drop < handle.index("self.__jitter_buffer.add(packet)")

@@ -156,7 +156,9 @@ async def test_room_full_and_duplicate_participants(start_sfu: StartSfu) -> None
         await control.subscribe("r", "a", "a")
     assert self_sub.value.code == "invalid_state"
     sub_id, sdp = await control.subscribe("r", "a", "b")
-    assert "a=sendonly" in sdp and "VP8" in sdp and "opus" in sdp and "rtx" not in sdp
+    assert "a=sendonly" in sdp and "VP8" in sdp and "opus" in sdp
+    # video carries an RTX stream for padding probes (media/probing.py), audio none
+    assert sdp.count("a=ssrc-group:FID") == 1 and "rtx/90000" in sdp
     with pytest.raises(MediaControlError) as unknown:
         await control.answer("r", "a", "nope", "v=0")
     assert (unknown.value.status, unknown.value.code) == (404, "subscription_not_found")

@@ -62,6 +62,7 @@ class Call:
     layers: dict[str, Layer] = field(default_factory=dict)
     now: float = 0.0
     got: list[bytes] = field(default_factory=list)
+    video_leg: Leg = field(default_factory=lambda: Leg(Kind.VIDEO, LEG_VIDEO, 120))
 
     def __post_init__(self) -> None:
         self.f.create_room("r")
@@ -69,7 +70,7 @@ class Call:
             self.f.add_participant("r", name)
         self.f.publish("r", "a", Kind.AUDIO, 0xA0, 111, {AUDIO_LEVEL_URI: 1})
         self.f.publish("r", "a", Kind.VIDEO, 0, 96, {RID_URI: 10}, Source.CAMERA, RIDS)
-        legs = [Leg(Kind.AUDIO, 0xC0, 109), Leg(Kind.VIDEO, LEG_VIDEO, 120)]
+        legs = [Leg(Kind.AUDIO, 0xC0, 109), self.video_leg]
         self.f.subscribe("r", "c", "a", "c<-a", legs)
         self.f.activate("c<-a", 0.0)
         self.layers = {

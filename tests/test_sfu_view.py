@@ -58,6 +58,8 @@ async def test_metrics_carry_the_simulcast_figures(start_sfu: StartSfu) -> None:
         text = await response.text()
     lines = set(text.splitlines())
     assert "callbook_sfu_layer_switches_total 0.0" in lines
+    for padding in ("padding_probes", "probe_padding_packets", "probe_padding_bytes"):
+        assert f"callbook_sfu_{padding}_total 0.0" in lines  # beside probes (media/probing.py)
     assert "callbook_sfu_video_paused 0.0" in lines
     assert "callbook_sfu_subscribers_estimated 3.0" in lines
     assert 'callbook_sfu_subscriber_estimate_bps{quantile="0"} 300000.0' in lines

@@ -26,6 +26,7 @@ AUDIO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_AUDIO_KBPS"
 VIDEO_KBPS_ENV = "CALLBOOK_MEDIA_MAX_VIDEO_KBPS"
 WORKERS_ENV = "CALLBOOK_MEDIA_WORKERS"
 WORKER_HANG_ENV = "CALLBOOK_MEDIA_WORKER_HANG_S"
+PADDING_PROBES_ENV = "CALLBOOK_MEDIA_PADDING_PROBES"
 MAX_WORKERS = 256
 
 
@@ -66,6 +67,10 @@ class MediaConfig:
     #: A worker process that answers none of the node's stats polls this long is killed and
     #: restarted, its rooms lost (media/watchdog.py).
     worker_hang_s: float = DEFAULT_BOUND_S
+    #: Padding probes to raise a subscriber's estimate to its next simulcast layer
+    #: (media/probing.py). Off by default: in the network lab a capped subscriber climbed back
+    #: slower with them than with layer trials alone (docs/benchmarks.md, "Simulcast").
+    padding_probes: bool = False
 
     @property
     def ice_ipv6(self) -> bool:
@@ -196,6 +201,13 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         help=f"kill and restart a worker process that answers nothing this long, 2-3600 s (or "
         f"${WORKER_HANG_ENV}; default {DEFAULT_BOUND_S:g})",
     )
+    parser.add_argument(
+        "--padding-probes",
+        choices=["on", "off"],
+        default=os.environ.get(PADDING_PROBES_ENV) or "off",
+        help=f"pad subscribers' RTX streams so their estimate can reach the next simulcast "
+        f"layer (or ${PADDING_PROBES_ENV}; default off)",
+    )
     args = parser.parse_args(argv)
     try:
         workers = parse_workers(args.workers)
@@ -237,6 +249,7 @@ def parse_args(argv: list[str] | None = None) -> MediaConfig:
         workers=workers,
         udp_port=udp_port,
         worker_hang_s=args.worker_hang_s,
+        padding_probes=args.padding_probes == "on",
     )
 
 

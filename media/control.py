@@ -301,7 +301,13 @@ def _media_node(
             else await UdpMux().start(config.udp_port, ipv6=config.ice_ipv6)
         )
         node = MediaNode(
-            NodeLimits(config.max_rooms, config.max_participants, config.caps, config.public_ip),
+            NodeLimits(
+                config.max_rooms,
+                config.max_participants,
+                config.caps,
+                config.public_ip,
+                config.padding_probes,
+            ),
             mux,
         )
         app[NODE] = node

@@ -99,8 +99,12 @@ class Forwarder:
         max_rooms: int = 1000,
         keyframe_interval_s: float = KEYFRAME_INTERVAL_S,
         caps: RateCaps | None = None,
+        padding_probes: bool = False,
     ):
         self.max_rooms = max_rooms
+        #: Padding probes (media/probing.py) instead of layer trials alone: off unless asked,
+        #: as they climbed back slower than trials in the network lab (docs/benchmarks.md).
+        self.padding_probes = padding_probes
         self.keyframe_interval_s = keyframe_interval_s
         caps = caps or RateCaps()
         self.cap_kbps = {Kind.AUDIO: caps.audio_kbps, Kind.VIDEO: caps.video_kbps}

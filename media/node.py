@@ -74,6 +74,8 @@ class NodeLimits:
     caps: RateCaps = field(default_factory=RateCaps)
     #: Behind a 1:1 NAT: the public address our SDP names (media/nat.py).
     public_ip: str | None = None
+    #: Padding probes on subscribers' RTX streams (``--padding-probes``; media/probing.py).
+    padding_probes: bool = False
 
 
 Slow = list[tuple[Downlink, bytes]]
@@ -82,7 +84,11 @@ Slow = list[tuple[Downlink, bytes]]
 class MediaNode(BundledConnections):
     def __init__(self, limits: NodeLimits | None = None, mux: UdpMux | None = None) -> None:
         self.limits = limits or NodeLimits()
-        self.forwarder = Forwarder(max_rooms=self.limits.max_rooms, caps=self.limits.caps)
+        self.forwarder = Forwarder(
+            max_rooms=self.limits.max_rooms,
+            caps=self.limits.caps,
+            padding_probes=self.limits.padding_probes,
+        )
         self.uplinks: dict[tuple[str, str], Uplink] = {}
         #: Second uplinks: a participant's shared screen (one video track), while it shares.
         self.screens: dict[tuple[str, str], Uplink] = {}

@@ -13,6 +13,11 @@ grows towards the target at the estimator's own pace, and the allocation moves u
 once it fits. A REMB that falls or losses over 2 % stop the probe, and the next one waits a
 back-off (2 s doubling to 16 s).
 
+Off unless the node is started with ``--padding-probes on``: in the network lab a capped
+subscriber climbed back to the full layer slower with padding than with layer trials alone
+(docs/benchmarks.md, "Simulcast"), as padding's losses and REMB falls kept restarting its
+back-off.
+
 ``PaddingProbe.plan`` decides, a few times a second, how fast to pad; ``PaddingProbe.take``
 says how many packets are due at each pacing step (a few every ~10 ms, never a burst).
 """

@@ -150,7 +150,7 @@ def _choose(
     # Not ``congested``: a loss cap outlives the losses (it lifts only as reports come in), and
     # padding is what lets the estimate grow past it. Recent losses still stop a probe.
     fell = estimate is not None and estimate.fell_lately(now)
-    rtx = targets[up][1] if up is not None else None
+    rtx = targets[up][1] if up is not None and forwarder.padding_probes else None
     padding = (
         None if up is None else needed,
         rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,

@@ -5,9 +5,13 @@ estimate stops it."""
 
 from __future__ import annotations
 
+import pytest
+
 from media.bundle import Numbering
 from media.bundling import Bundle
-from media.forwarding import ABS_SEND_TIME_URI, Kind, Leg, Source
+from media.config import PADDING_PROBES_ENV, parse_args
+from media.forwarding import ABS_SEND_TIME_URI, Forwarder, Kind, Leg, Source
+from media.node import MediaNode, NodeLimits
 from media.peer import new_peer_connection
 from media.probing import PADDING_SIZE
 from media.rtp import extension_value, parse_rtp
@@ -19,7 +23,7 @@ RTX_SSRC, RTX_PT, SEND_TIME_ID = 0xC3, 121, 3
 
 def rtx_call() -> Call:
     leg = Leg(Kind.VIDEO, LEG_VIDEO, 120, {ABS_SEND_TIME_URI: SEND_TIME_ID}, RTX_SSRC, RTX_PT)
-    return Call(video_leg=leg)
+    return Call(f=Forwarder(padding_probes=True), video_leg=leg)
 
 
 def pad(call: Call) -> list[bytes]:
@@ -78,6 +82,15 @@ def test_without_an_rtx_stream_nothing_is_padded() -> None:
     assert call.f.counters.padding_probes == 0
 
 
+def test_off_unless_asked_a_subscriber_with_an_rtx_stream_gets_trials_not_padding() -> None:
+    call = Call(video_leg=rtx_call().video_leg)  # a node's default: --padding-probes off
+    for _ in range(8):
+        call.remb(300_000)
+        call.second()
+        assert pad(call) == []
+    assert call.f.counters.padding_probes == 0 and call.f.counters.probes >= 1
+
+
 def test_a_falling_estimate_stops_the_padding_and_it_waits_before_the_next() -> None:
     call = rtx_call()
     for _ in range(3):
@@ -105,3 +118,17 @@ async def test_a_bundled_video_section_routes_rtcp_about_its_rtx_stream() -> Non
         assert bundle.by_ssrc == {}
     finally:
         await pc.close()
+
+
+async def test_the_node_pads_only_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PADDING_PROBES_ENV, raising=False)
+    assert parse_args(["--secret", "s"]).padding_probes is False
+    assert parse_args(["--secret", "s", "--padding-probes", "on"]).padding_probes is True
+    monkeypatch.setenv(PADDING_PROBES_ENV, "on")
+    assert parse_args(["--secret", "s"]).padding_probes is True
+    for asked in (True, False):
+        node = MediaNode(NodeLimits(padding_probes=asked))
+        try:
+            assert node.forwarder.padding_probes is asked
+        finally:
+            await node.close()

@@ -11,6 +11,7 @@ The page counts every RTCPeerConnection it ever makes (an init script wraps the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,29 @@ def check_one_connection(seen: dict[str, Any], senders: set[str]) -> None:
         assert flowing["packets"] > 0, (r, seen["inbound"])
         if r["kind"] == "video":
             assert flowing["frames"] > 0, (r, seen["inbound"])
+
+
+async def group_with_bob_and_carol(
+    page: Page, what: str, within: float, context: Callable[[], object] = lambda: ""
+) -> dict[str, Any]:
+    """Start a video group call with bob and carol from the SDK test page and wait until both
+    are decoded, audio and video; what SEPARATE_JS then sees (``context`` adds to a failure)."""
+    await page.evaluate(
+        "() => { window.sdkTest.call = window.sdkTest.cb.group(['bob', 'carol'],"
+        " {media: 'video'}); }"
+    )
+    last: dict[str, Any] = {}
+
+    async def decoding() -> dict[str, Any] | None:
+        nonlocal last
+        last = await page.evaluate(SEPARATE_JS)
+        good = [p for p in last["participants"].values() if p["video"] and p["audio"]]
+        return last if len(good) == 2 else None
+
+    try:
+        return await until(decoding, what, within=within)  # type: ignore[no-any-return]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last}; {context()}") from None
 
 
 async def test_a_chromium_participant_of_four_receives_everyone_on_one_connection(
@@ -267,22 +291,7 @@ async def test_the_sdk_without_bundle_receives_each_sender_on_its_own_connection
     bots = [await bot(server, "bob", "Bob Builder"), await bot(server, "carol", "Carol Danvers")]
     answering = [asyncio.create_task(b.answer(120.0)) for b in bots]
     try:
-        await page.evaluate(
-            "() => { window.sdkTest.call = window.sdkTest.cb.group(['bob', 'carol'],"
-            " {media: 'video'}); }"
-        )
-        last: dict[str, Any] = {}
-
-        async def decoding() -> dict[str, Any] | None:
-            nonlocal last
-            last = await page.evaluate(SEPARATE_JS)
-            good = [p for p in last["participants"].values() if p["video"] and p["audio"]]
-            return last if len(good) == 2 else None
-
-        try:
-            seen = await until(decoding, "both bots decoded", within=30.0)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {last}") from None
+        seen = await group_with_bob_and_carol(page, "both bots decoded", 30.0)
         assert seen["mode"] == "separate", seen
         assert seen["downlinks"] == 2 and seen["connections"] == 3, seen
         assert not any(p["onUplink"] for p in seen["participants"].values()), seen

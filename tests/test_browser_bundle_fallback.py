@@ -22,8 +22,8 @@ from signaling.sdk.softphone import Softphone
 from tests.conftest import MakeServer, Server
 from tests.test_browser import CHROMIUM, Browsers
 from tests.test_browser import browsers as _browsers  # noqa: F401 (the ``browsers`` fixture)
-from tests.test_browser_bundle import SEPARATE_JS
-from tests.test_browser_group import RecordingSession, holds, until
+from tests.test_browser_bundle import group_with_bob_and_carol
+from tests.test_browser_group import RecordingSession, holds
 from tests.test_browser_group import sessions as _sessions  # noqa: F401 (the ``sessions`` fixture)
 from tests.test_sdk_js import SIGN_UP_JS
 
@@ -85,22 +85,9 @@ async def test_the_sdk_falls_back_to_a_connection_per_sender_when_the_server_ref
     bots = [await old_bot(server, "bob", "Bob Builder"), await old_bot(server, "carol", "Carol")]
     answering = [asyncio.create_task(b.answer(120.0)) for b in bots]
     try:
-        await page.evaluate(
-            "() => { window.sdkTest.call = window.sdkTest.cb.group(['bob', 'carol'],"
-            " {media: 'video'}); }"
+        seen = await group_with_bob_and_carol(
+            page, "both bots decoded after the fallback", 45.0, lambda: frames.seen[-20:]
         )
-        last: dict[str, Any] = {}
-
-        async def decoding() -> dict[str, Any] | None:
-            nonlocal last
-            last = await page.evaluate(SEPARATE_JS)
-            good = [p for p in last["participants"].values() if p["video"] and p["audio"]]
-            return last if len(good) == 2 else None
-
-        try:
-            seen = await until(decoding, "both bots decoded after the fallback", within=45.0)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {last}; {frames.seen[-20:]}") from None
 
         # What went over the wire: bundle asked, refused naming no call, asked again without.
         publishes = [p for p in frames.of("sent", "publish") if p.get("source") != "screen"]

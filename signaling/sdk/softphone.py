@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -94,6 +97,13 @@ class Summary:
         return event
 
 
+@dataclass(slots=True)
+class _Origin:
+    session_id: int
+    version: int = 0
+    sdp: str = ""
+
+
 class _ToSfu(Exception):
     """The call moved to the SFU (``relayed`` with ``sfu``): its peer connection is done."""
 
@@ -138,6 +148,10 @@ class Softphone:
         # ``restart``) comes, an answer is one to the offer before the move, for a closed
         # connection.
         self._awaiting_restart_answer = False
+        # The o= session id and version of each connection's descriptions (see ``_origin``).
+        self._origins: weakref.WeakKeyDictionary[RTCPeerConnection, _Origin] = (
+            weakref.WeakKeyDictionary()
+        )
         self._role = "caller"
         self._reconnecting = False
         self._sent_before = 0
@@ -329,8 +343,23 @@ class Softphone:
     ) -> None:
         local = pc.localDescription
         kind: Literal["offer", "answer"] = "offer" if local.type == "offer" else "answer"
-        description = m.Description(call_id=call_id, kind=kind, sdp=local.sdp, restart=restart)
+        sdp = with_origin(local.sdp, *self._origin(pc, local.sdp))
+        description = m.Description(call_id=call_id, kind=kind, sdp=sdp, restart=restart)
         await self.line.send(description)
+
+    def _origin(self, pc: RTCPeerConnection, sdp: str) -> tuple[int, int]:
+        """This connection's session id and the version of ``sdp`` for its ``o=`` line (a copy
+        sent again keeps its version, so the other device can tell it is a copy).
+
+        aiortc writes the current NTP second as both, so two connections made within one
+        second look like one, and the other device applies the second one's offer to the
+        connection it made for the first (Chromium: "RTP extension ID reassignment not
+        supported"). Protocol 11.5.10 needs one session id per connection, new for a new one.
+        """
+        origin = self._origins.setdefault(pc, _Origin(secrets.randbits(62)))
+        if sdp != origin.sdp:
+            origin.sdp, origin.version = sdp, origin.version + 1
+        return origin.session_id, origin.version
 
     async def _negotiate_and_run(
         self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
@@ -568,6 +597,18 @@ class Softphone:
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.line.send(m.Hangup(call_id=call_id))
+
+
+def with_origin(sdp: str, session_id: int, version: int) -> str:
+    """``sdp`` with its ``o=`` line's session id and version replaced."""
+
+    def replace(match: re.Match[str]) -> str:
+        return f"{match[1]}{session_id} {version} "
+
+    return _ORIGIN.sub(replace, sdp, count=1)
+
+
+_ORIGIN = re.compile(r"^(o=\S+ )\S+ \S+ ", re.MULTILINE)
 
 
 def _session(sdp: str) -> str | None:

@@ -395,7 +395,7 @@ export class Call extends Session {
         pc = this._renewPeerConnection(); // the other side reloaded: a new peer connection
       }
       this._remoteSession = sessionOf(message.sdp);
-      await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+      pc = await this._applyOffer(pc, message);
       this._addLocalTracks();
       await this._flushIce();
       this._localReady = false;
@@ -410,6 +410,21 @@ export class Call extends Session {
       await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       await this._flushIce();
     }
+  }
+
+  /** Applies a remote offer; a restart offer the connection cannot take (its numbering is
+   * another connection's: a device whose session ids do not change with its connection) is
+   * taken as from a new connection. Returns the connection that took it. */
+  async _applyOffer(pc, message) {
+    try {
+      await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+      return pc;
+    } catch (error) {
+      if (!message.restart || error.name !== "InvalidAccessError") throw error;
+    }
+    const renewed = this._renewPeerConnection();
+    await renewed.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    return renewed;
   }
 
   async _onIce(message) {

@@ -75,16 +75,15 @@ class PaddingProbe:
         loss: float,
         congested: bool,
         sub_id: str | None,
-        uncounted_bps: float = 0.0,
     ) -> float:
         """How fast to pad from now on (0: not at all).
 
-        ``target_bps``: what the subscriber would be sent with one layer more (None: it already
-        gets all it wants, capped by its view or at the top layer). ``sending_bps``: what it is
-        sent now. ``congested``: its REMB fell lately. ``sub_id``: the subscription with an RTX
-        stream to pad on (None: the subscriber negotiated none). ``uncounted_bps``: the part of
-        both that the receiver's estimator does not see (audio: without transport-cc, Chromium
-        estimates from video packets only).
+        ``target_bps``: the video the subscriber would be sent with one layer more (None: it
+        already gets all it wants, capped by its view or at the top layer). ``sending_bps``: the
+        video it is sent now. Both leave audio out, as the receiver's estimator does (without
+        transport-cc, Chromium estimates from video packets only). ``congested``: its REMB fell
+        lately. ``sub_id``: the subscription with an RTX stream to pad on (None: the subscriber
+        negotiated none).
         """
         probing = self.rate_bps > 0
         if probing and (congested or loss > PROBE_LOSS):
@@ -107,8 +106,8 @@ class PaddingProbe:
             self.started += 1
             self.last_step = None
         self.sub_id = sub_id
-        counted = min(target_bps * HEADROOM - uncounted_bps, estimate_bps * RAMP)
-        self.rate_bps = min(MAX_PADDING_BPS, max(0.0, counted - (sending_bps - uncounted_bps)))
+        counted = min(target_bps * HEADROOM, estimate_bps * RAMP)
+        self.rate_bps = min(MAX_PADDING_BPS, max(0.0, counted - sending_bps))
         if self.rate_bps <= 0:
             return self._stop()
         return self.rate_bps

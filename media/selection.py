@@ -31,8 +31,6 @@ from media.simulcast import PROBE_BACKOFF_S, Demand, Prober, allocate, layers_no
 
 #: No padding before a subscriber's first REMBs have had this long to arrive.
 PADDING_SETTLE_S = 1.0
-#: What one subscribed audio stream is assumed to take (Opus at ~32 kbit/s plus headers).
-AUDIO_BPS = 40_000
 
 
 def set_view(
@@ -76,7 +74,6 @@ def select_layers(forwarder: Forwarder, now: float) -> list[KeyframeRequest]:
 def _select_for(
     forwarder: Forwarder, room: Room, subscriber: str, subs: list[Subscription], now: float
 ) -> list[KeyframeRequest]:
-    audio_bps = 0.0
     demands: list[Demand] = []
     targets: dict[str, tuple[Publication, Target]] = {}
     speaker = room.speaker.current
@@ -84,8 +81,6 @@ def _select_for(
         publisher = room.participants.get(sub.publisher)
         if publisher is None:
             continue
-        if Kind.AUDIO in sub.legs and (sub.source, Kind.AUDIO) in publisher.by_track:
-            audio_bps += AUDIO_BPS
         publication = publisher.by_track.get((sub.source, Kind.VIDEO))
         target = publication.targets.get(sub.id) if publication is not None else None
         if publication is None or publication.layered is None or target is None:
@@ -103,7 +98,7 @@ def _select_for(
         targets[sub.id] = (publication, target)
     if not demands:
         return []
-    choice = _choose(forwarder, room, subscriber, audio_bps, demands, targets, now)
+    choice = _choose(forwarder, room, subscriber, demands, targets, now)
     requests = []
     for demand in demands:
         publication, target = targets[demand.key]
@@ -121,21 +116,27 @@ def _choose(
     forwarder: Forwarder,
     room: Room,
     subscriber: str,
-    audio_bps: float,
     demands: list[Demand],
     targets: dict[str, tuple[Publication, Target]],
     now: float,
 ) -> dict[str, int | None]:
-    """The allocation within the estimate, or one layer more while a probe runs."""
+    """The allocation within the estimate, or one layer more while a probe runs.
+
+    The estimate is a budget for video alone: a receiver's REMB measures only the packets
+    that carry abs-send-time, which the SFU writes on video (Chromium estimates from video
+    packets only without transport-cc, and aiortc runs its estimator on video receivers).
+    Taking audio off it as well counted audio twice: a 300 kbit/s downlink then could never
+    earn two quarter layers, as one flowing layer's REMB grows to 1.5 x that layer only.
+    """
     estimate = room.estimates.get(subscriber)
-    sending = audio_bps + _cost(demands, {d.key: d.current for d in demands})
+    sending = _cost(demands, {d.key: d.current for d in demands})
     value = (
         usable(estimate.value(now), sending, estimate.congested(now), estimate.rising(now))
         if estimate is not None
         else None
     )
     loss = estimate.worst_loss(now) if estimate is not None else 0.0
-    plain = allocate(value, audio_bps, demands)
+    plain = allocate(value, 0.0, demands)
     if value is None:
         return plain
     prober = room.probers.get(subscriber)
@@ -143,10 +144,10 @@ def _choose(
         prober = room.probers[subscriber] = Prober(next_at=now + PROBE_BACKOFF_S)
     prober.settle(value, loss, now)
     if prober.probing(now):
-        return allocate(value, audio_bps, demands, extra_steps=1, probe_key=prober.key)
-    more = allocate(value, audio_bps, demands, extra_steps=1)
+        return allocate(value, 0.0, demands, extra_steps=1, probe_key=prober.key)
+    more = allocate(value, 0.0, demands, extra_steps=1)
     up = next((key for key in more if more[key] != plain[key]), None)
-    needed = audio_bps + _cost(demands, more)
+    needed = _cost(demands, more)
     # Not ``congested``: a loss cap outlives the losses (it lifts only as reports come in), and
     # padding is what lets the estimate grow past it. Recent losses still stop a probe.
     fell = estimate is not None and estimate.fell_lately(now)
@@ -155,7 +156,7 @@ def _choose(
         None if up is None else needed,
         rtx.subscription if rtx is not None and rtx.leg.rtx_ssrc is not None else None,
     )
-    if _pad(forwarder, room, subscriber, value, sending, audio_bps, padding, loss, fell, now):
+    if _pad(forwarder, room, subscriber, value, sending, padding, loss, fell, now):
         return plain  # padding lets the estimate grow to the next layer: no trial needed
     if more == plain:
         return plain  # everyone already has all it wants
@@ -173,7 +174,6 @@ def _pad(
     subscriber: str,
     estimate_bps: float,
     sending_bps: float,
-    audio_bps: float,
     wanted: tuple[float | None, str | None],
     loss: float,
     fell: bool,
@@ -187,7 +187,7 @@ def _pad(
         padding = room.paddings[subscriber] = PaddingProbe(next_at=now + PADDING_SETTLE_S)
     started = padding.started
     target_bps, sub_id = wanted
-    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id, audio_bps)
+    rate = padding.plan(now, estimate_bps, sending_bps, target_bps, loss, fell, sub_id)
     if padding.started != started:
         forwarder.counters.padding_probes += 1
         room.counters.padding_probes += 1

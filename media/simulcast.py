@@ -7,9 +7,10 @@ applies the decision: ``allocate`` picks the target layer of every video a subsc
 what it receives, so a subscriber held on a low layer would never earn a higher one otherwise),
 and ``LayerSwitch`` moves a subscription to its target only at a keyframe of the target layer.
 
-Audio goes first: its bitrate is taken off the estimate before any video. Video is paused
-(``None``) for a subscriber whose remaining budget cannot carry even the lowest layer, or that
-asked for height 0 (a hidden tab).
+Audio goes first: ``allocate`` takes what it is told audio needs off the estimate before any
+video (the SFU tells it nothing: its REMB estimates count video only, ``media.selection``).
+Video is paused (``None``) for a subscriber whose remaining budget cannot carry even the lowest
+layer, or that asked for height 0 (a hidden tab).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-#: Until a layer's bitrate is measured, assume what Chromium sends for 1/4, 1/2 and full
-#: resolution of a 640x480 camera.
-NOMINAL_BPS = (150_000, 500_000, 1_500_000)
+#: Until a layer's bitrate is measured, assume the web client's caps for 1/4, 1/2 and full
+#: resolution (``signaling/web/sdk/simulcast.js``).
+NOMINAL_BPS = (75_000, 500_000, 1_500_000)
 #: Moving up needs this much headroom over the layer's bitrate; staying needs less than the
 #: rate itself, so an estimate that wobbles around one layer's rate does not switch back and
 #: forth (each switch costs a keyframe).

@@ -80,11 +80,13 @@ async def test_a_capped_subscriber_gets_the_low_layer_and_climbs_back_when_the_c
             # Carol's downlink: what the router sends her, capped before the call starts.
             inet.cap(links[2].up, CAP_KBIT_S)
             layers = await group_call(alice, bob, carol)
+            joined = time.monotonic()
             quarter, full = layers["q"], layers["f"]
             me = await alice.evaluate("() => window.callbook.group.me")
 
             await decoding_at(bob, me, full, "bob decoding alice's full layer")
             capped = await decoding_at(carol, me, quarter, "capped carol on alice's low layer")
+            print(f"\ncarol on alice's low layer {time.monotonic() - joined:.1f} s after joining")
             # It stays there and keeps decoding (a few seconds later, still low, more frames).
             later = await decoding_at(carol, me, quarter, "carol still on the low layer")
             assert later["frames"] > capped["frames"]

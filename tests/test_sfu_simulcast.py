@@ -176,7 +176,7 @@ def test_a_small_tile_gets_the_small_layer_with_bandwidth_to_spare() -> None:
 
 def test_video_pauses_when_not_even_the_low_layer_fits_and_for_a_hidden_tab() -> None:
     call = Call()
-    call.remb(100_000)  # audio first: 50 k left, the low layer takes ~115 k
+    call.remb(60_000)  # a budget for video (REMB counts no audio): the low layer takes 75 k+
     call.second()
     assert call.got == [] and paused_videos(call.f) == 1
     call.remb(5_000_000)
@@ -187,6 +187,17 @@ def test_video_pauses_when_not_even_the_low_layer_fits_and_for_a_hidden_tab() ->
     call.remb(5_000_000)
     call.second()
     assert len(call.got) == before and paused_videos(call.f) == 1
+
+
+def test_a_remb_is_a_budget_for_video_alone() -> None:
+    """The receiver's REMB counts only packets with abs-send-time (video): the audio beside it
+    is not taken off again, or a subscriber whose REMB just covers the low layer would be
+    paused (at 300 kbit/s, two people's low layers could never both flow)."""
+    call = Call()
+    for _ in range(3):
+        call.remb(130_000)  # the low layer takes ~115 k; the subscribed audio comes on top
+        call.second()
+    assert call.current() == 0 and paused_videos(call.f) == 0
 
 
 def test_padding_on_the_current_layer_is_dropped_without_a_hole() -> None:

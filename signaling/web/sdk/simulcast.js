@@ -6,8 +6,10 @@
 // the layers are chosen from the camera's height: three from 540 lines, the top two from 360,
 // else one encoding (no simulcast). Audio and shared screens are sent as one encoding.
 
+// The quarter layer is what a weak downlink gets of every other person at once: lean enough
+// that two of them and their audio fit in 300 kbit/s (at 150 kbit/s one of two was paused).
 export const LAYERS = Object.freeze([
-  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 75_000, maxFramerate: 15 }),
   Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
   Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
 ]);

@@ -19,6 +19,9 @@ import urllib.request
 from media.config import REDIS_ENV, SECRET_ENV, WORKERS_ENV
 
 _PR_SET_PDEATHSIG = 1
+#: How long a started SFU may take to answer. A child that is alive is still importing (aiortc,
+#: PyAV, cryptography): on a loaded machine that took over 20 s, and ``callbook serve`` gave up.
+START_TIMEOUT_S = 90.0
 
 
 class EmbeddedMediaError(RuntimeError):
@@ -49,7 +52,7 @@ class EmbeddedMedia:
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 20.0) -> tuple[str, str]:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> tuple[str, str]:
         # The node serves a socket bound and listening before it starts: polling a port nobody
         # listens on yet can connect to itself (the kernel may pick that very port as the
         # poll's own), and nothing can take the port between choosing it and binding it.

@@ -101,7 +101,8 @@ class MediaNode(BundledConnections):
         self.dropped = mux.dropped if mux is not None else Dropped()
         self._loop = asyncio.get_running_loop()
         self._ticker = asyncio.create_task(self._tick())
-        self._pacer = asyncio.create_task(self._pace())
+        # Only padding probes need a pacer: with them off (the default) no task wakes for it.
+        self._pacer = asyncio.create_task(self._pace()) if self.forwarder.padding_probes else None
         self._closing: set[asyncio.Task[None]] = set()
         self._sending: set[asyncio.Task[None]] = set()  # packets only aiortc's path can send
         #: Shutting down (media/drain.py): the rooms here run on, no new one opens.
@@ -560,6 +561,8 @@ class MediaNode(BundledConnections):
 
     async def close(self) -> None:
         for task in (self._ticker, self._pacer):
+            if task is None:
+                continue
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as StoreTimeout
 
 from directory.errors import DirectoryError
+from media.embedded import EmbeddedMediaError
 from signaling.config import ConfigError, from_env
 from signaling.logs import configure
 from signaling.sdk import cli as client_cli
@@ -36,6 +37,8 @@ def describe(exc: BaseException) -> Failure:
     """The client's mapping (``signaling.sdk.cli_failures``) plus the server's own failures."""
     if isinstance(exc, ConfigError):
         return Failure(EXIT_FAILED, str(exc))
+    if isinstance(exc, EmbeddedMediaError):
+        return Failure(EXIT_FAILED, f"The embedded SFU did not start: {one_line(exc)}")
     if isinstance(exc, StoreTimeout):
         return Failure(EXIT_UNREACHABLE, "The server did not answer in time.")
     if isinstance(exc, StoreUnreachable):

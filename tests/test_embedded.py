@@ -13,6 +13,9 @@ import aiohttp
 import pytest
 
 from directory.storage.embedded import EmbeddedValkey
+from media.embedded import EmbeddedMediaError
+from signaling.cli import describe
+from signaling.sdk.cli_failures import EXIT_FAILED
 from signaling.sdk.client import Client
 from tests.ports import free_port
 
@@ -109,3 +112,10 @@ async def test_a_leftover_store_does_not_block_the_next_start(tmp_path: Path) ->
         server.send_signal(signal.SIGTERM)
         await server.wait()
         orphan.stop()
+
+
+def test_an_sfu_that_does_not_start_is_an_operational_failure_not_a_bug() -> None:
+    """``callbook serve`` on a machine too loaded for its SFU to come up says so and exits 1."""
+    failure = describe(EmbeddedMediaError("the SFU did not answer within 90 s"))
+    assert failure.exit_code == EXIT_FAILED
+    assert failure.line == "The embedded SFU did not start: the SFU did not answer within 90 s"

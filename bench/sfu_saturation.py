@@ -261,7 +261,7 @@ async def run(args: argparse.Namespace, workers: int) -> list[dict[str, Any]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.server", "--port", str(port), f"--secret={secret}",
         "--max-participants", str(n + 1), "--max-audio-kbps", "10000000",
-        "--workers", str(workers), "--max-rooms", "1000",
+        "--drain-grace-s", "0", "--workers", str(workers), "--max-rooms", "1000",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -82,15 +82,15 @@ RID_EXT_ID = 10  # free in aiortc's offer (it uses 1-3)
 # --- the clip: three layers and audio, packetised once ---
 
 
-def top_file() -> Path:
+def top_file(seconds: int) -> Path:
     """bench/sfu.py's clip (VP8 + Opus): its video is the top layer."""
     _, width, height, bitrate = LAYERS[-1]
-    return media_file(width, height, FPS, bitrate, CLIP_SECONDS)
+    return media_file(width, height, FPS, bitrate, seconds)
 
 
-def layer_file(width: int, height: int, bitrate: int) -> Path:
+def layer_file(width: int, height: int, bitrate: int, seconds: int) -> Path:
     """The top layer's video scaled down and re-encoded, keyframes where the top has them."""
-    top = top_file()
+    top = top_file(seconds)
     path = CACHE / f"sfu-layer-{width}x{height}-{bitrate}-{top.stem}.webm"
     if path.exists():
         return path
@@ -121,10 +121,10 @@ class Clip:
     layer_of: dict[int, int] = field(default_factory=dict)
 
 
-def load_clip() -> Clip:
+def load_clip(seconds: int = CLIP_SECONDS) -> Clip:
     clip = Clip()
-    top = top_file()
-    files = [layer_file(w, h, b) for _, w, h, b in LAYERS[:-1]] + [top]
+    top = top_file(seconds)
+    files = [layer_file(w, h, b, seconds) for _, w, h, b in LAYERS[:-1]] + [top]
     for index, path in enumerate(files):
         frames = []
         with av.open(str(path)) as container:
@@ -450,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=6.0)  # > one GOP (4 s): a layer
     # starts at its keyframe, and pre-encoded media cannot make one on request
     parser.add_argument("--only", choices=["callbook", "janus"])
+    parser.add_argument(
+        "--clip-seconds",
+        type=int,
+        default=CLIP_SECONDS,
+        help="length of the looped clip to encode (once, then cached): shorter for a smoke run",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--quiet-pct",
@@ -463,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if "janus" in sfus and not janus_available():
         print(INSTALL_HINT, file=sys.stderr)
         return 2
-    clip = load_clip()
+    clip = load_clip(args.clip_seconds)
     TALLY.clip = clip
     allow_loopback_ice()
     aiortc.rtcrtpreceiver.get_decoder = lambda codec: _NoDecoder()  # type: ignore[assignment]

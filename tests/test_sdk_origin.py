@@ -1,4 +1,5 @@
-"""The Python SDK's ``o=`` lines: one session id per peer connection, as protocol 11.5.10 needs.
+"""The Python SDK's ``o=`` lines (``signaling.sdk.origin``): one session id per peer
+connection, as protocol 11.5.10 needs.
 
 aiortc writes the current NTP second as the session id of every description, so two
 connections made within one second are indistinguishable to the other device, which then
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 from aiortc import RTCPeerConnection
 
-from signaling.sdk.client import Client
-from signaling.sdk.softphone import Softphone, _session, with_origin
+from signaling.sdk.origin import Origins, with_origin
+from signaling.sdk.origin import session_of as _session
 
 
 async def offer(pc: RTCPeerConnection) -> str:
@@ -20,12 +21,12 @@ async def offer(pc: RTCPeerConnection) -> str:
 
 
 async def test_two_connections_made_within_a_second_send_different_session_ids() -> None:
-    phone = Softphone(Client("http://127.0.0.1:9"))
+    origins = Origins()
     first, second = RTCPeerConnection(), RTCPeerConnection()
     try:
         a, b = await offer(first), await offer(second)
-        sent_a = with_origin(a, *phone._origin(first, a))
-        sent_b = with_origin(b, *phone._origin(second, b))
+        sent_a = origins.stamp(first, a)
+        sent_b = origins.stamp(second, b)
         assert _session(sent_a) != _session(sent_b)
     finally:
         await first.close()
@@ -33,14 +34,14 @@ async def test_two_connections_made_within_a_second_send_different_session_ids()
 
 
 async def test_a_connection_keeps_its_session_id_and_a_copy_keeps_its_version() -> None:
-    phone = Softphone(Client("http://127.0.0.1:9"))
+    origins = Origins()
     pc = RTCPeerConnection()
     try:
         sdp = await offer(pc)
-        first = with_origin(sdp, *phone._origin(pc, sdp))
-        assert with_origin(sdp, *phone._origin(pc, sdp)) == first  # sent again: a copy
+        first = origins.stamp(pc, sdp)
+        assert origins.stamp(pc, sdp) == first  # sent again: a copy
         changed = sdp.replace("a=sendrecv", "a=sendonly")
-        again = with_origin(changed, *phone._origin(pc, changed))
+        again = origins.stamp(pc, changed)
         assert _session(again) == _session(first)
         assert again.split("\r\n")[1].split()[2] == "2"  # o=- <session> <version> ...
     finally:

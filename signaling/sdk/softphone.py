@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import secrets
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +37,7 @@ from signaling.sdk.media import (
     quality_sample,
     selected_pair,
 )
+from signaling.sdk.origin import Origins, session_of
 from signaling.sdk.sfu_session import SfuSession
 from signaling.sdk.shield import Dropped
 
@@ -97,13 +95,6 @@ class Summary:
         return event
 
 
-@dataclass(slots=True)
-class _Origin:
-    session_id: int
-    version: int = 0
-    sdp: str = ""
-
-
 class _ToSfu(Exception):
     """The call moved to the SFU (``relayed`` with ``sfu``): its peer connection is done."""
 
@@ -148,10 +139,7 @@ class Softphone:
         # ``restart``) comes, an answer is one to the offer before the move, for a closed
         # connection.
         self._awaiting_restart_answer = False
-        # The o= session id and version of each connection's descriptions (see ``_origin``).
-        self._origins: weakref.WeakKeyDictionary[RTCPeerConnection, _Origin] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._origins = Origins()  # the o= line of each connection's descriptions
         self._role = "caller"
         self._reconnecting = False
         self._sent_before = 0
@@ -343,23 +331,9 @@ class Softphone:
     ) -> None:
         local = pc.localDescription
         kind: Literal["offer", "answer"] = "offer" if local.type == "offer" else "answer"
-        sdp = with_origin(local.sdp, *self._origin(pc, local.sdp))
+        sdp = self._origins.stamp(pc, local.sdp)
         description = m.Description(call_id=call_id, kind=kind, sdp=sdp, restart=restart)
         await self.line.send(description)
-
-    def _origin(self, pc: RTCPeerConnection, sdp: str) -> tuple[int, int]:
-        """This connection's session id and the version of ``sdp`` for its ``o=`` line (a copy
-        sent again keeps its version, so the other device can tell it is a copy).
-
-        aiortc writes the current NTP second as both, so two connections made within one
-        second look like one, and the other device applies the second one's offer to the
-        connection it made for the first (Chromium: "RTP extension ID reassignment not
-        supported"). Protocol 11.5.10 needs one session id per connection, new for a new one.
-        """
-        origin = self._origins.setdefault(pc, _Origin(secrets.randbits(62)))
-        if sdp != origin.sdp:
-            origin.sdp, origin.version = sdp, origin.version + 1
-        return origin.session_id, origin.version
 
     async def _negotiate_and_run(
         self, pc: RTCPeerConnection, call_id: str, role: str, duration_s: float | None
@@ -528,7 +502,7 @@ class Softphone:
         the peer's old connection, or (both moved) a new connection of the callee's."""
         if message.kind != "offer" or not self._awaiting_restart_answer:
             return False
-        if _session(message.sdp) == self._remote_session or self._role == "caller":
+        if session_of(message.sdp) == self._remote_session or self._role == "caller":
             return True
         self._awaiting_restart_answer = False  # the caller's new connection wins
         return False
@@ -540,7 +514,7 @@ class Softphone:
         if isinstance(message, m.PeerDescription) and message.call_id == call_id:
             self.received_signaling.append(message.sdp)
             if self._crossed(message):
-                if self._role == "caller" and _session(message.sdp) != self._remote_session:
+                if self._role == "caller" and session_of(message.sdp) != self._remote_session:
                     # Both moved. Ours may have gone into the callee's dead connection: sent
                     # again, it reaches the callee, which yields to it (a copy is ignored).
                     await self._send_description(call_id, pc, restart=True)
@@ -558,7 +532,7 @@ class Softphone:
             elif message.restart and message.kind == "offer" and pc.remoteDescription is not None:
                 self._note_reconnecting(call_id, "peer")  # the peer moved
                 pc = await self._renew(pc)
-            self._remote_session = _session(message.sdp)
+            self._remote_session = session_of(message.sdp)
             if message.kind == "offer":
                 self._applied_offer = message.sdp
             await pc.setRemoteDescription(RTCSessionDescription(message.sdp, message.kind))
@@ -597,24 +571,3 @@ class Softphone:
     async def _hang_up(self, call_id: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.line.send(m.Hangup(call_id=call_id))
-
-
-def with_origin(sdp: str, session_id: int, version: int) -> str:
-    """``sdp`` with its ``o=`` line's session id and version replaced."""
-
-    def replace(match: re.Match[str]) -> str:
-        return f"{match[1]}{session_id} {version} "
-
-    return _ORIGIN.sub(replace, sdp, count=1)
-
-
-_ORIGIN = re.compile(r"^(o=\S+ )\S+ \S+ ", re.MULTILINE)
-
-
-def _session(sdp: str) -> str | None:
-    """The session id of a description's ``o=`` line: a new one means a new connection."""
-    for line in sdp.splitlines():
-        if line.startswith("o="):
-            fields = line.split()
-            return fields[1] if len(fields) > 1 else None
-    return None

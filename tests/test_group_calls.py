@@ -59,6 +59,42 @@ async def test_three_bots_each_receive_both_others_audio_and_video(server: Serve
     assert all(handle in {"alice", "bob", "carol"} for handle in speakers.values()), speakers
 
 
+async def test_a_late_joiner_learns_who_is_speaking_without_waiting_for_a_change(
+    server: Server,
+) -> None:
+    # Equal steady tones: the first speaker keeps the floor (hysteresis), so the speaker never
+    # changes again and a joiner told only of changes would never learn it.
+    heard: dict[str, asyncio.Queue[object]] = {"alice": asyncio.Queue(), "dave": asyncio.Queue()}
+
+    def log(name: str) -> Callable[[dict[str, object]], None]:
+        def emit(event: dict[str, object]) -> None:
+            if event["event"] == "active_speaker" and name in heard:
+                heard[name].put_nowait(event["handle"])
+
+        return emit
+
+    alice = Softphone(await server.signup("alice"), video=False, emit=log("alice"))
+    others = {
+        name: Softphone(await server.signup(name), video=False, emit=log(name))
+        for name in ("bob", "carol", "dave")
+    }
+    for phone in others.values():
+        await phone.line.open()
+    calls = [asyncio.create_task(alice.group(["bob", "carol", "dave"], None))]
+    calls += [asyncio.create_task(others[name].answer(None)) for name in ("bob", "carol")]
+    try:
+        while await asyncio.wait_for(heard["alice"].get(), 60) is None:
+            pass
+        calls.append(asyncio.create_task(others["dave"].answer(None)))  # rang all along
+        told = await asyncio.wait_for(heard["dave"].get(), 60)
+        assert told in {"alice", "bob", "carol"}, told
+    finally:
+        for call in calls:
+            call.cancel()
+        for phone in (alice, *others.values()):
+            await phone.close()
+
+
 def _candidate_ports(sdps: list[str]) -> set[int]:
     """The ports of every ICE candidate in these SDPs."""
     return {int(found[1]) for sdp in sdps for found in _CANDIDATE.finditer(sdp)}

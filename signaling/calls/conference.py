@@ -167,7 +167,16 @@ class Conference:
         except Exception as exc:
             raise _failure(exc) from exc
         self._devices.setdefault(room, {})[participant] = device
+        self._tell_speaker(room, device)
         return answer
+
+    def _tell_speaker(self, room: str, device: DeviceRef) -> None:
+        """The speaker is announced when it changes; a device that comes in later (its publish
+        answered after the first announcement, or a resumed session that may have lost one)
+        would wait for the next change, which two people talking steadily may never make."""
+        speaker = self._speakers.get(room)
+        if speaker is not None:
+            self._deliver(device, m.ActiveSpeaker(call_id=room, participant=speaker))
 
     def subscribe(self, room: str, device: DeviceRef, subscriber: str, publisher: str) -> None:
         """Ask the SFU for ``publisher``'s media for ``subscriber`` (on ``device``): its
@@ -326,8 +335,10 @@ class Conference:
 
     def resumed(self, room: str, participant: str) -> None:
         """The device resumed its session: an offer in flight may have been lost with it."""
-        if participant in self._devices.get(room, {}):
+        device = self._devices.get(room, {}).get(participant)
+        if device is not None:
             self._spawn(self._renegotiate(room, participant, again=True))
+            self._tell_speaker(room, device)
 
     def adopt(self, room: str, devices: dict[str, DeviceRef]) -> None:
         """A room that already lives on its media node (a call taken over from another signaling

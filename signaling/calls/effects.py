@@ -227,7 +227,7 @@ class CallEffects:
                     self._store, effect.callee_account, caller.id, caller.handle, effect.at
                 )
             else:
-                await history.record_nothing(self._store, caller.id, effect.at)
+                await history.record_nothing(self._store, effect.at)
         except Exception:
             log.exception("could not record a missed call")
         finally:

@@ -63,6 +63,7 @@ from signaling.rest import endpoints
 from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
 from signaling.stun import stun_ctx
+from signaling.tasks import cancel_until_done
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink
@@ -221,10 +222,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(_migrate_when_reachable(store))
     running = [asyncio.create_task(task) for task in tasks]
     yield
-    for task in running:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(*(cancel_until_done(task) for task in running))
     await redis.aclose()
     hashing.close()
 
@@ -247,9 +245,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
         await tokens.refresh()
     task = asyncio.create_task(_refresh_keys(tokens, app[STORE_OUTAGE]))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_until_done(task)  # it retries on store errors, which can swallow a cancellation
 
 
 async def _refresh_keys(tokens: TokenService, outage: StoreOutage) -> None:

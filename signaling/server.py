@@ -74,6 +74,7 @@ async def _run(config: Config, embedded: EmbeddedValkey | None = None) -> int:
             keeper.cancel()  # a store stopped with the server is not started again
         log.info("shutting down")
         await runner.cleanup()
+        log.info("server closed")
 
 
 def _lost(keeper: asyncio.Task[None] | None) -> BaseException | None:
@@ -128,6 +129,9 @@ def serve(config: Config) -> None:
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
             code = runner.run(_run(config, embedded))
+        # Closing the loop waits for leftover tasks and executor threads: said, so a log that
+        # ends at "server closed" points there.
+        log.info("stopped")
     finally:
         if sfu is not None:
             sfu.stop()

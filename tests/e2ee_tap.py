@@ -38,7 +38,12 @@ def _vp8_frames(packets: list[RtpPacket]) -> list[bytes]:
             continue  # a packet lost before the tap: leave the frame out
         data = b""
         for index, packet in enumerate(parts):
-            descriptor, rest = VpxPayloadDescriptor.parse(packet.payload)
+            try:
+                descriptor, rest = VpxPayloadDescriptor.parse(packet.payload)
+            except ValueError:
+                # A descriptor cut short (seen once from Chromium: `80 e0 df 5f 66`, no T/K
+                # byte): the SFU reads what is there and a receiver drops it; so does this.
+                break
             if index == 0 and not descriptor.partition_start:
                 break
             data += rest

@@ -69,6 +69,7 @@ class Node:
         }
         # An empty value unsets: the node runs with that setting's default.
         env = {name: value for name, value in env.items() if value != ""}
+        self.log_path = log_path
         log = None if log_path is None else log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "serve"],
@@ -95,6 +96,12 @@ class Node:
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{self.node_id} did not become ready")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the node's log (stderr), when it was started with one."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -35,10 +37,10 @@ GRACE_S = 20
 
 
 @contextmanager
-def _nodes(target: StoreTarget, sfu: EmbeddedMedia) -> Iterator[tuple[Node, Node]]:
+def _nodes(target: StoreTarget, sfu: EmbeddedMedia, logs: Path) -> Iterator[tuple[Node, Node]]:
     env = {"CALLBOOK_DRAIN_GRACE_S": str(GRACE_S)}
-    a = Node("drain-a", target, sfu, 30, env)
-    b = Node("drain-b", target, sfu, 30, env)
+    a = Node("drain-a", target, sfu, 30, env, log_path=logs / "a.log")
+    b = Node("drain-b", target, sfu, 30, env, log_path=logs / "b.log")
     try:
         yield a, b
     finally:
@@ -64,7 +66,11 @@ async def _refuses_newcomers(node: Node) -> None:
 
 async def _exits_cleanly(node: Node) -> int:
     """The exit code; the drain (at most GRACE_S) and the shutdown after it are bounded."""
-    return await asyncio.to_thread(node.process.wait, GRACE_S + SHUTDOWN_GRACE_S + 5)
+    try:
+        return await asyncio.to_thread(node.process.wait, GRACE_S + SHUTDOWN_GRACE_S + 5)
+    except subprocess.TimeoutExpired:
+        tail = node.log_tail()
+        raise AssertionError(f"{node.node_id} still runs; its log ends:\n{tail}") from None
 
 
 async def _call_goes_on(a: Line, b: Line, call_id: str) -> None:
@@ -94,9 +100,10 @@ async def test_sigterm_moves_the_caller_and_the_call_to_the_other_node(
     store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """Alice on A runs the call with bob on B; A drains: the call and alice move to B."""
-    with _nodes(store_target, sfu) as (node_a, node_b):
+    with _nodes(store_target, sfu, tmp_path) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice, bob = await _two_people(clients, node_a)
         servers = [node_a.url, node_b.url]  # A first: a client tries it and is refused
@@ -126,8 +133,9 @@ async def test_sigterm_moves_both_devices_of_a_call_on_the_draining_node(
     store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    with _nodes(store_target, sfu) as (node_a, node_b):
+    with _nodes(store_target, sfu, tmp_path) as (node_a, node_b):
         await asyncio.gather(node_a.ready(), node_b.ready())
         alice, bob = await _two_people(clients, node_a)
         servers = [node_a.url, node_b.url]
@@ -149,11 +157,13 @@ async def test_sigterm_alone_sends_idle_devices_away_and_exits(
     store_target: StoreTarget,
     sfu: EmbeddedMedia,
     clients: list[Client],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """CALLBOOK_ROUTING=local: no other node to go to. The idle device is told to reconnect,
     finds only the draining node (refused), is closed with 4003; the node exits 0."""
     env = {"CALLBOOK_DRAIN_GRACE_S": str(GRACE_S), "CALLBOOK_ROUTING": "local"}
-    node = Node("alone", store_target, sfu, 3, env)  # the line gives up after 3 s
+    # the line gives up after 3 s
+    node = Node("alone", store_target, sfu, 3, env, log_path=tmp_path / "alone.log")
     try:
         await node.ready()
         async with Line(_client(clients, node.url)) as line:

@@ -20,6 +20,7 @@ from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
 from signaling.calls.screen_watch import screens_gone, screens_shared
 from signaling.protocol import messages as m
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.conference")
 
@@ -437,10 +438,7 @@ class Conference:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._poller is not None:
-            await asyncio.gather(self._poller, return_exceptions=True)
+        # The poll goes on after any error, so a cancellation an SFU request turns into a
+        # timeout would leave it polling, and the node's shutdown waiting on it, for ever.
+        tasks = [*self._tasks, *([self._poller] if self._poller is not None else [])]
+        await asyncio.gather(*(cancel_until_done(task) for task in tasks))

@@ -15,7 +15,6 @@ node being gone, so staleness alone is not enough).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from media.bundle import Offer
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
 from signaling.cluster.outage import StoreOutage
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.media_pool")
 
@@ -303,8 +303,6 @@ class MediaPool:
 
     async def close(self) -> None:
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await cancel_until_done(self._watcher)
         for client in self._clients.values():
             await client.close()

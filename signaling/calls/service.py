@@ -48,6 +48,7 @@ from signaling.metrics import Metrics
 from signaling.protocol import messages as m
 from signaling.protocol.operator import Sample
 from signaling.push import PushAdapter
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.calls")
 
@@ -374,6 +375,4 @@ class CallService(
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_until_done(task) for task in list(self._tasks)))

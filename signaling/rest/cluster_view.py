@@ -28,6 +28,7 @@ from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
 from signaling.cluster.routing import Router
 from signaling.protocol.operator import LiveCall, Node
 from signaling.rest.operator_views import local_calls, local_nodes, view
+from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.operator")
 
@@ -82,9 +83,7 @@ async def cluster_view_ctx(app: web.Application) -> AsyncIterator[None]:
     cluster = app[CLUSTER_VIEW] = ClusterView(app[STORE], app[CALLS].router)
     task = asyncio.create_task(_publish(app, cluster))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_until_done(task)  # a store timeout can swallow one cancellation, and it loops
     with contextlib.suppress(RedisError, OSError, TimeoutError):
         await asyncio.wait_for(cluster.forget(), 2.0)
 

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from directory.storage import keys, media_nodes
 from directory.storage.connection import connect
 from directory.storage.media_nodes import MediaNodeInfo, WorkerLoad
+from directory.storage.tasks import cancel_until_done
 from media.config import MediaConfig
 
 log = logging.getLogger("callbook.media.registry")
@@ -78,9 +79,7 @@ def registration(
         task = asyncio.create_task(_beat(redis, config, stats, wake))
         log.info("registered as media node %s", config.node_id)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_until_done(task)  # a store timeout can swallow one cancellation
         with contextlib.suppress(RedisError, OSError):
             await media_nodes.remove(redis, config.node_id)
         await redis.aclose()

@@ -20,6 +20,7 @@ from directory.operators import Operator
 from directory.recovery import HashPool
 from directory.storage import keys
 from directory.storage.connection import STORE_UNAVAILABLE, connect
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling import pages
 from signaling.appkeys import (
@@ -63,7 +64,6 @@ from signaling.rest import endpoints
 from signaling.rest.cluster_view import cluster_view_ctx
 from signaling.rest.framework import register
 from signaling.stun import stun_ctx
-from signaling.tasks import cancel_until_done
 from signaling.tokens import Principal, TokenService
 from signaling.webhooks.deliver import Deliverer, Settings
 from signaling.webhooks.sink import StreamSink

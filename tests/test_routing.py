@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.cluster.routing import (
@@ -29,7 +30,6 @@ from signaling.cluster.routing import (
 from signaling.cluster.routing_local import LocalHub, LocalRouter
 from signaling.cluster.routing_redis import RedisRouter
 from signaling.protocol import messages as m
-from signaling.tasks import cancel_until_done
 
 ALICE = DeviceRef("a" * 32, "d" * 32)
 ALICE_2 = DeviceRef("a" * 32, "e" * 32)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from directory.storage.tasks import cancel_until_done
 from signaling.cluster.routing_local import Worker
-from signaling.tasks import cancel_until_done
 
 #: A stop that has not ended by then never will (it ends within a second).
 STOP_BOUND_S = 10.0

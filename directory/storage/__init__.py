@@ -1,6 +1,7 @@
 """The store itself, knowing no people: how to reach it (``connection``), every key and TTL in it
-(``keys``), the embedded Valkey (``embedded``) and the media-node registry kept in it
-(``media_nodes``).
+(``keys``), the embedded Valkey (``embedded``), the media-node registry kept in it
+(``media_nodes``), and stopping the tasks that talk to it (``tasks``: a store command can
+swallow a cancellation).
 
 It imports nothing else of ``directory``: the address book builds on it, and so does the media
 node, which knows no people and so imports nothing of ``directory`` but this package

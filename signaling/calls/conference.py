@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from directory.storage.tasks import cancel_until_done
 from media.bundle import Offer
 from media.control import MediaControlError
 from signaling.calls.machine import DeviceRef
 from signaling.calls.screen_watch import screens_gone, screens_shared
 from signaling.protocol import messages as m
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.conference")
 

@@ -26,12 +26,12 @@ from redis.exceptions import RedisError
 
 from directory.storage import keys, media_nodes
 from directory.storage.media_nodes import MediaNodeInfo
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from media.bundle import Offer
 from media.control import MediaControl, MediaControlError
 from signaling.calls.placement import place
 from signaling.cluster.outage import StoreOutage
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.media_pool")
 

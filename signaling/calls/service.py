@@ -19,6 +19,7 @@ from typing import cast
 from directory import handles, lookup
 from directory.batch import Batch
 from directory.errors import RateLimited
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls import group as g
 from signaling.calls import kinds, media_keys
@@ -48,7 +49,6 @@ from signaling.metrics import Metrics
 from signaling.protocol import messages as m
 from signaling.protocol.operator import Sample
 from signaling.push import PushAdapter
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.calls")
 

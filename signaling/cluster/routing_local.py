@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from directory.batch import Batch, Finish, Staged
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.cluster.routing import Deliver, Envelopes, Inbox, Location, Online
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.routing")
 

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from directory.batch import Batch
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls.machine import DeviceRef
 from signaling.cluster.channels import Channels, Subscription
@@ -43,7 +44,6 @@ from signaling.cluster.routing import (
     PresenceBack,
 )
 from signaling.cluster.routing_local import Post, QueuedDelivery, Worker
-from signaling.tasks import cancel_until_done
 
 #: How long each step of closing may take before it is abandoned.
 CLOSE_STEP_S = 2.0

@@ -21,8 +21,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.routing")
 

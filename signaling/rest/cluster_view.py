@@ -23,12 +23,12 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.appkeys import CALLS, CONFIG, NODE, STORE, STORE_OUTAGE
 from signaling.cluster.routing import Router
 from signaling.protocol.operator import LiveCall, Node
 from signaling.rest.operator_views import local_calls, local_nodes, view
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.operator")
 

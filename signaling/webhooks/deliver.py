@@ -31,11 +31,11 @@ import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.cluster.outage import StoreOutage
 from signaling.metrics import Metrics
-from signaling.tasks import cancel_until_done
 from signaling.webhooks import (
     ATTEMPT_HEADER,
     EVENT_ID_HEADER,

@@ -22,11 +22,11 @@ import msgspec
 from redis.exceptions import RedisError
 
 from directory.storage import keys
+from directory.storage.tasks import cancel_until_done
 from directory.store import Store
 from signaling.calls.lifecycle import LifecycleEvent
 from signaling.cluster.outage import StoreOutage
 from signaling.metrics import Metrics
-from signaling.tasks import cancel_until_done
 
 log = logging.getLogger("callbook.webhooks")
 

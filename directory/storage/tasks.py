@@ -1,4 +1,4 @@
-"""Stopping background tasks for good."""
+"""Stopping background tasks for good (signaling's and the media node's)."""
 
 from __future__ import annotations
 

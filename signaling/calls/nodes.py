@@ -56,6 +56,7 @@ class NodeCalls:
     _records: CallRecords | None
     _media: MediaPool | None
     _remote: dict[sm.DeviceRef, dict[str, str]]
+    _taking_over: dict[str, asyncio.Future[None]]
     _versions: dict[str, int]
     _persisted: set[str]
     _unsaved: set[str]
@@ -422,11 +423,18 @@ class NodeCalls:
         for call_id in await records.owned_by(node):
             if call_id in self._calls:
                 continue
-            stored = await records.take_over(call_id, node)
-            if stored is None:
-                continue  # ended meanwhile, or another survivor was first
-            log.info("took over call %s from node %s", call_id, node)
-            self._install(call_id, stored)
+            # The record names this node before the call is installed here (its names are
+            # looked up first): a device's message meanwhile waits rather than go to the dead.
+            installed = self._taking_over[call_id] = asyncio.get_running_loop().create_future()
+            try:
+                stored = await records.take_over(call_id, node)
+                if stored is None:
+                    continue  # ended meanwhile, or another survivor was first
+                log.info("took over call %s from node %s", call_id, node)
+                self._install(call_id, stored)
+            finally:
+                del self._taking_over[call_id]
+                installed.set_result(None)
         await records.forget_node(node)
 
     def _install(self, call_id: str, stored: Stored) -> None:

@@ -79,6 +79,8 @@ class CallService(
         # Calls owned by other nodes that devices connected here take part in: the owner of
         # each, so that a device's message about the call goes there.
         self._remote: dict[sm.DeviceRef, dict[str, str]] = {}
+        # Calls this node is taking over from a dead node, done once each is installed.
+        self._taking_over: dict[str, asyncio.Future[None]] = {}
         # With several nodes: each live 1:1 call is also in the store (``records.py``), written
         # in order by one worker, so that another node can continue it if this one dies.
         self._records = records
@@ -159,6 +161,8 @@ class CallService(
             await self._place_elsewhere(device, message)
             return
         call_id = getattr(message, "call_id", None)
+        if isinstance(call_id, str) and call_id in self._taking_over:
+            await asyncio.shield(self._taking_over[call_id])
         if not forwarded and isinstance(call_id, str) and call_id not in self._calls:
             owner = self._remote.get(device, {}).get(call_id)
             if owner is not None and owner != self.node_id:
